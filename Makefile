@@ -1,0 +1,35 @@
+# The project's commands. `make test` is what CI runs (.ci/run) and what the README gives.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+QUICK ?= 0
+CONFIG ?= deploy/demo.toml
+
+.PHONY: install test lint bench race run clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy actors infra supervision sim bench tests
+
+bench: install
+	QUICK=$(QUICK) $(BIN)/python -m bench
+
+race: install
+	$(BIN)/python -m bench.race --long
+
+run: install
+	$(BIN)/python -m supervision demo
+
+clean:
+	rm -rf $(VENV) .data build *.egg-info
