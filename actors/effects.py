@@ -1,0 +1,79 @@
+"""Effects: what a transition asks the actor shell to do after the new state is written.
+
+The pure state machine returns them; :class:`actors.position_actor.PositionActor` performs
+them, at most once per committed transition (Akka persistence's rule). None of them blocks
+the actor: exchange calls go to the account's worker pool, timers to the timer service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from actors.model import Key, OrderKind, OrderRecord
+
+__all__ = [
+    "CancelOrder",
+    "CancelTimer",
+    "Effect",
+    "LookupOrder",
+    "PlaceOrder",
+    "RequestSync",
+    "StartTimer",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    """Send ``order`` (its client id is the deterministic one, I2).
+
+    ``reduce_only`` for closes; ``close_position`` for stop-losses, which then cover the whole
+    position whatever partial fills made of it.
+    """
+
+    key: Key
+    position_id: int
+    order: OrderRecord
+    reduce_only: bool = False
+    close_position: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    key: Key
+    client_id: str
+    kind: OrderKind
+
+
+@dataclass(frozen=True, slots=True)
+class LookupOrder:
+    """Ask the exchange for the order with this client id (never re-send blindly)."""
+
+    key: Key
+    client_id: str
+    kind: OrderKind
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Deliver ``TimerFired(key, name)`` after ``delay`` s, superseding a pending one."""
+
+    key: Key
+    name: str
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    key: Key
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSync:
+    """Ask for a fresh exchange observation of the symbol's account (something is uncertain)."""
+
+    key: Key
+    reason: str
+
+
+Effect = PlaceOrder | CancelOrder | LookupOrder | StartTimer | CancelTimer | RequestSync

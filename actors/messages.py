@@ -1,0 +1,164 @@
+"""Every input a position actor handles, as frozen dataclasses.
+
+Producers: strategies through the signal feed (:class:`OpenSignal`), operators
+(:class:`CloseRequest`), the periodic sync (:class:`SyncObservation`), the exchange streams
+(:class:`MarkPriceTick`, :class:`OrderUpdate`), the per-account worker pool
+(:class:`ExchangeOutcome`), the timer service (:class:`TimerFired`) and the supervisor
+(:class:`Recover`). Each carries its :class:`~actors.model.Key` so that the router needs
+nothing else to deliver it. Messages are values: they are safe to hand between threads.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from actors.model import CloseReason, ExchangeOrder, ExchangePosition, Key, OrderKind, Side
+
+__all__ = [
+    "CallResult",
+    "CloseRequest",
+    "ExchangeOutcome",
+    "MarkPriceTick",
+    "Message",
+    "OpenSignal",
+    "OrderUpdate",
+    "Recover",
+    "SyncObservation",
+    "TimerFired",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSignal:
+    """A strategy wants a position. ``size`` is in base units, ``stop_loss`` a price."""
+
+    key: Key
+    signal_id: str
+    source: str
+    side: Side
+    size: float
+    stop_loss: float
+    take_profit: float | None = None
+    trailing_distance: float | None = None
+    expires_at: float | None = None
+    created_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRequest:
+    """Close the open position at market (operator, strategy or shutdown policy)."""
+
+    key: Key
+    reason: CloseReason = CloseReason.MANUAL
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncObservation:
+    """What the exchange showed for the symbol, fetched starting at ``observed_at``.
+
+    ``position`` is ``None`` when the exchange shows no position. ``observed_at`` is the local
+    time the fetch *started*: anything the actor learned after that instant is newer than
+    this observation and is not overridden by it.
+    """
+
+    key: Key
+    position: ExchangePosition | None
+    open_orders: tuple[ExchangeOrder, ...]
+    observed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPriceTick:
+    """A mark price. ``low``/``high`` keep the extremes of ticks conflated into this one."""
+
+    key: Key
+    price: float
+    event_time: float
+    low: float | None = None
+    high: float | None = None
+    received_at: float = 0.0
+
+    @property
+    def lowest(self) -> float:
+        return self.price if self.low is None else min(self.low, self.price)
+
+    @property
+    def highest(self) -> float:
+        return self.price if self.high is None else max(self.high, self.price)
+
+
+class CallResult(enum.StrEnum):
+    """Outcome of one exchange call as the port reports it."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+    FOUND = "found"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """The exchange says something about one of our orders (user stream or lookup).
+
+    ``status`` is the exchange's order status, lower case: ``new``, ``partially_filled``,
+    ``filled``, ``canceled``, ``expired``, ``rejected``, ``triggered``. ``filled_qty`` is
+    cumulative, so a duplicated or reordered update is harmless.
+    """
+
+    key: Key
+    client_id: str
+    status: str
+    filled_qty: float
+    avg_price: float | None
+    event_time: float
+    exchange_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeOutcome:
+    """The result of an exchange call made for this actor on the account's worker pool.
+
+    ``op`` is ``place``, ``cancel`` or ``lookup``. For ``place`` and ``lookup`` an optional
+    ``update`` carries the order's status as the reply showed it.
+    """
+
+    key: Key
+    op: str
+    client_id: str
+    kind: OrderKind
+    result: CallResult
+    reason: str = ""
+    update: OrderUpdate | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A keyed timer came due. ``name`` is the key within the actor (``lookup:ps7e``)."""
+
+    key: Key
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recover:
+    """Sent by the actor to itself after loading a non-terminal position: resolve it."""
+
+    key: Key
+    reason: str = "start"
+    extra: tuple[str, ...] = field(default=())
+
+
+Message = (
+    OpenSignal
+    | CloseRequest
+    | SyncObservation
+    | MarkPriceTick
+    | OrderUpdate
+    | ExchangeOutcome
+    | TimerFired
+    | Recover
+)

@@ -1,0 +1,524 @@
+"""The position actor: a thin pykka shell around :func:`actors.transition.transition`.
+
+One actor per ``(account, symbol)``; it handles one message at a time on its own thread, so
+nothing about a symbol can interleave (I8: no shared locks). For each message it
+
+1. computes ``transition(state, message, ctx)`` (pure),
+2. writes ``commit`` through the store port (one transaction) *before* any effect,
+3. performs the effects: exchange calls go to the account's worker pool and come back as
+   messages (I4), timers to the timer service, sync requests to the supervisor.
+
+Failure contract:
+
+* A write that fails for an *entry* (risk-increasing) drops the transition: no order leaves
+  without its committed intent (I2); the signal is refused with ``store_unavailable``.
+* A write that fails for a *protective* transition (fill, stop, close) does not stop the
+  protection: the state and effects go ahead and the write is retried until the store is back
+  (exchange-side protection beats write-ahead for orders that reduce risk).
+* Any other exception is a crash: the actor is restarted *in place* from the store, Akka style:
+  its mailbox is kept (I3), the message that crashed is tried once more and then
+  dead-lettered with a reason; restarts back off and may quarantine the symbol (I6), as the
+  supervisor's restart policy decides.
+* A message left in the inbox when the actor stops (passivation, shutdown) is handed back to
+  the router rather than dropped (pykka drops queued ``tell`` messages of a stopped actor).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import pykka
+
+from actors.effects import (
+    CancelOrder,
+    CancelTimer,
+    Effect,
+    LookupOrder,
+    PlaceOrder,
+    RequestSync,
+    StartTimer,
+)
+from actors.messages import (
+    CloseRequest,
+    ExchangeOutcome,
+    MarkPriceTick,
+    Message,
+    OpenSignal,
+    OrderUpdate,
+    Recover,
+    SyncObservation,
+    TimerFired,
+)
+from actors.model import Key, Status
+from actors.ports import Clock, Metrics, StaleVersion, Store, StoreUnavailable, Timers
+from actors.state import Commit, Policy, SignalOutcome, SignalRecord, SymbolState, Transition
+from actors.transition import Context, transition
+
+__all__ = [
+    "ActorCell",
+    "ActorDeps",
+    "ActorHost",
+    "Passivate",
+    "PositionActor",
+    "RestartDecision",
+    "StatusReport",
+]
+
+log = logging.getLogger(__name__)
+
+RESTART_TIMER = "__restart"
+PERSIST_TIMER = "__persist"
+PERSIST_RETRY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RestartDecision:
+    """The supervisor's answer to a crash: wait ``delay`` s, then restart; maybe quarantine."""
+
+    delay: float
+    quarantine: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Passivate:
+    """The supervisor thinks this actor is idle; it stops itself if it still is."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """What an actor publishes after each message (read by the supervisor, never written)."""
+
+    status: Status | None
+    last_activity: float
+    idle: bool
+    quarantined: bool
+    unwritten: int
+
+
+class ActorCell:
+    """The supervisor's handle on one actor's published status.
+
+    The actor thread replaces ``report`` after every message (one attribute store); the
+    supervisor's housekeeping reads it. Nothing else is shared.
+    """
+
+    __slots__ = ("key", "report")
+
+    def __init__(self, key: Key, now: float) -> None:
+        self.key = key
+        self.report = StatusReport(None, now, True, False, 0)
+
+
+class ActorHost(Protocol):
+    """What the supervisor offers its actors. Every method is thread-safe and non-blocking."""
+
+    def deliver(self, msg: Message) -> object: ...
+
+    def submit(self, effect: PlaceOrder | CancelOrder | LookupOrder) -> None: ...
+
+    def request_sync(self, key: Key, reason: str) -> None: ...
+
+    def on_crash(self, key: Key, exc: BaseException) -> RestartDecision: ...
+
+    def retire(self, key: Key, ref: pykka.ActorRef[Any]) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActorDeps:
+    store: Store
+    timers: Timers
+    clock: Clock
+    metrics: Metrics
+    policy: Policy
+    host: ActorHost
+
+
+class _IdBlock:
+    """Position ids from the store, fetched in small blocks (actor thread only)."""
+
+    def __init__(self, store: Store, block: int = 8) -> None:
+        self._store = store
+        self._block = block
+        self._ids: deque[int] = deque()
+
+    def __call__(self) -> int:
+        if not self._ids:
+            self._ids.extend(self._store.allocate_ids(self._block))
+        return self._ids.popleft()
+
+
+class PositionActor(pykka.ThreadingActor):
+    """The actor of one ``(account, symbol)``. Created only by the supervisor."""
+
+    def __init__(self, key: Key, deps: ActorDeps, cell: ActorCell) -> None:
+        super().__init__()
+        self.key = key
+        self._deps = deps
+        self._ids = _IdBlock(deps.store)
+        self._state = SymbolState(key)
+        self._loaded = False
+        self._quarantined = False
+        self._restart_pending = False
+        self._stash: deque[Message] = deque()
+        self._retry: Message | None = None
+        self._unwritten: list[Commit] = []
+        self._retired = False
+        self.cell = cell
+
+    # -- pykka hooks (actor thread)
+
+    def on_start(self) -> None:
+        try:
+            self._load()
+        except Exception as exc:
+            log.exception("load failed for %s", self.key, extra={"key": str(self.key)})
+            self._schedule_restart(exc)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Passivate):
+            self._passivate()
+            return None
+        if self._retired:
+            self._deps.host.deliver(message)
+            return None
+        if self._restart_pending:
+            if isinstance(message, TimerFired) and message.name == RESTART_TIMER:
+                self._restart()
+            else:
+                self._stash.append(message)
+            return None
+        if isinstance(message, TimerFired) and message.name == PERSIST_TIMER:
+            self._flush_unwritten()
+            self._publish()
+            return None
+        self._dispatch(message)
+        return None
+
+    def _actor_loop_teardown(self) -> None:
+        # Salvage queued tell()s for the router instead of letting pykka drop them (I3).
+        salvaged: list[Message] = [] if self._retry is None else [self._retry]
+        salvaged.extend(self._stash)
+        self._stash.clear()
+        keep = []
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            if envelope.reply_to is None and isinstance(envelope.message, _POSITION_MESSAGES):
+                salvaged.append(envelope.message)
+            else:
+                keep.append(envelope)
+        for envelope in keep:
+            self.actor_inbox.put(envelope)
+        super()._actor_loop_teardown()
+        for msg in salvaged:
+            self._deps.host.deliver(msg)
+
+    # -- the inspection surface used by tests and the supervisor (via ask/proxy)
+
+    def get_state(self) -> SymbolState:
+        return self._state
+
+    def unwritten(self) -> int:
+        return len(self._unwritten)
+
+    # -- message handling
+
+    def _dispatch(self, message: Message) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._handle(message)
+        except Exception as exc:
+            self._crashed(message, exc)
+        else:
+            if message is self._retry:
+                self._retry = None
+        elapsed = time.perf_counter() - t0
+        metrics = self._deps.metrics
+        metrics.handled(type(message).__name__, elapsed)
+        if isinstance(message, MarkPriceTick) and message.received_at:
+            metrics.tick_decision(self._deps.clock.now() - message.received_at)
+        self._publish()
+
+    def _handle(self, message: Message) -> None:
+        deps = self._deps
+        if self._unwritten:
+            self._flush_unwritten()
+        ctx = Context(deps.clock.now(), deps.policy, self._ids)
+        result = transition(self._state, message, ctx)
+        commit = result.commit
+        if commit is not None:
+            if not self._write(commit, result):
+                return
+        self._state = result.state
+        if result.signal is not None:
+            sig = result.signal
+            deps.metrics.signal(sig.source, sig.outcome.value, sig.reason)
+            self._log_signal(sig)
+        if commit is not None:
+            self._observe(commit)
+        self._perform(result.effects)
+
+    def _write(self, commit: Commit, result: Transition) -> bool:
+        """Write the commit. False when the transition must be dropped (entry intents)."""
+        store = self._deps.store
+        if self._unwritten and commit.risk_increasing:
+            self._refuse_unwritable(commit, "store_unavailable")
+            return False
+        if self._unwritten:
+            self._unwritten.append(commit)
+            return True
+        try:
+            store.commit(commit)
+            return True
+        except StaleVersion:
+            raise
+        except StoreUnavailable as exc:
+            self._deps.metrics.commit_failed("unavailable")
+            if commit.risk_increasing or commit.position is None:
+                self._refuse_unwritable(commit, "store_unavailable")
+                log.error(
+                    "store unavailable, transition dropped for %s: %s",
+                    self.key,
+                    exc,
+                    extra={"key": str(self.key)},
+                )
+                return False
+            log.error(
+                "store unavailable for %s; protecting anyway, write retried: %s",
+                self.key,
+                exc,
+                extra={"key": str(self.key), "position_id": commit.position.id},
+            )
+            self._unwritten.append(commit)
+            self._deps.timers.start(self.key, PERSIST_TIMER, PERSIST_RETRY_S)
+            return True
+
+    def _refuse_unwritable(self, commit: Commit, reason: str) -> None:
+        cause = commit.cause
+        if isinstance(cause, OpenSignal):
+            rec = SignalRecord(
+                self.key,
+                cause.signal_id,
+                cause.source,
+                SignalOutcome.REJECTED,
+                reason,
+                self._deps.clock.now(),
+            )
+            self._deps.metrics.signal(rec.source, rec.outcome.value, reason)
+            self._log_signal(rec)
+        else:
+            self._deps.metrics.dead_letter(reason)
+
+    def _flush_unwritten(self) -> None:
+        store = self._deps.store
+        while self._unwritten:
+            merged = _merge(self._unwritten)
+            try:
+                for c in merged:
+                    store.commit(c)
+                    self._unwritten = self._unwritten[_count_for(self._unwritten, c) :]
+            except StoreUnavailable:
+                self._deps.timers.start(self.key, PERSIST_TIMER, PERSIST_RETRY_S)
+                return
+            log.info("store back: unwritten transitions persisted for %s", self.key)
+            self._unwritten.clear()
+
+    def _perform(self, effects: Sequence[Effect]) -> None:
+        host = self._deps.host
+        timers = self._deps.timers
+        for e in effects:
+            if isinstance(e, PlaceOrder | CancelOrder | LookupOrder):
+                host.submit(e)
+            elif isinstance(e, StartTimer):
+                timers.start(e.key, e.name, e.delay)
+            elif isinstance(e, CancelTimer):
+                timers.cancel(e.key, e.name)
+            elif isinstance(e, RequestSync):
+                host.request_sync(e.key, e.reason)
+
+    def _observe(self, commit: Commit) -> None:
+        metrics = self._deps.metrics
+        for ev in commit.events:
+            if ev.status_before is not ev.status_after:
+                metrics.transition(
+                    ev.status_before.value if ev.status_before else None,
+                    ev.status_after.value if ev.status_after else None,
+                )
+                if ev.status_after is not None:
+                    log.info(
+                        "position %s %s -> %s (%s)",
+                        ev.position_id,
+                        ev.status_before.value if ev.status_before else "-",
+                        ev.status_after.value,
+                        ev.kind,
+                        extra={"key": str(self.key), "position_id": ev.position_id},
+                    )
+            if ev.kind == "stop_confirmed" and commit.position is not None:
+                p = commit.position
+                if p.filled_at is not None and p.protected_at == ev.at:
+                    metrics.unprotected(max(0.0, ev.at - p.filled_at))
+
+    def _log_signal(self, rec: SignalRecord) -> None:
+        level = logging.INFO if rec.outcome is SignalOutcome.ACCEPTED else logging.WARNING
+        log.log(
+            level,
+            "signal %s from %s %s%s",
+            rec.signal_id,
+            rec.source,
+            rec.outcome.value,
+            f" ({rec.reason})" if rec.reason else "",
+            extra={"key": str(self.key), "position_id": rec.position_id},
+        )
+
+    def _publish(self) -> None:
+        st = self._state
+        pos = st.open_position
+        self.cell.report = StatusReport(
+            status=st.position.status if st.position is not None else None,
+            last_activity=self._deps.clock.now(),
+            idle=pos is None and not self._unwritten and not self._restart_pending,
+            quarantined=self._quarantined,
+            unwritten=len(self._unwritten),
+        )
+
+    # -- (re)start and crash
+
+    def _load(self) -> None:
+        snap = self._deps.store.load(self.key)
+        self._state = SymbolState(
+            key=self.key,
+            position=snap.position,
+            last_closed_at=snap.last_closed_at,
+            bought=snap.bought,
+            recent_signals=snap.recent_signals,
+            quarantined=self._quarantined,
+        )
+        self._loaded = True
+        self._publish()
+        if self._state.open_position is not None:
+            self._dispatch(Recover(self.key))
+
+    def _crashed(self, message: Message, exc: BaseException) -> None:
+        log.error(
+            "actor %s crashed on %s: %r",
+            self.key,
+            type(message).__name__,
+            exc,
+            exc_info=exc,
+            extra={"key": str(self.key)},
+        )
+        if message is self._retry:
+            self._deps.metrics.dead_letter("crashed_twice")
+            log.error(
+                "dead letter for %s: %r crashed twice",
+                self.key,
+                message,
+                extra={"key": str(self.key)},
+            )
+            self._retry = None
+        elif not isinstance(message, Recover):
+            self._retry = message
+        self._schedule_restart(exc)
+
+    def _schedule_restart(self, exc: BaseException) -> None:
+        decision = self._deps.host.on_crash(self.key, exc)
+        if decision.quarantine and not self._quarantined:
+            self._quarantined = True
+            log.error(
+                "symbol %s quarantined: no new entries", self.key, extra={"key": str(self.key)}
+            )
+        self._restart_pending = True
+        if decision.delay <= 0:
+            self._restart()
+        else:
+            self._deps.timers.start(self.key, RESTART_TIMER, decision.delay)
+        self._publish()
+
+    def _restart(self) -> None:
+        """Fresh state from the store; then the crashed message once more, then the stash."""
+        self._restart_pending = False
+        self._unwritten.clear()
+        try:
+            self._load()
+        except Exception as exc:
+            log.error("reload failed for %s: %r", self.key, exc, extra={"key": str(self.key)})
+            self._schedule_restart(exc)
+            return
+        if self._quarantined:
+            self._state = replace(self._state, quarantined=True)
+        pending: list[Message] = []
+        if self._retry is not None:
+            pending.append(self._retry)
+        pending.extend(self._stash)
+        self._stash.clear()
+        for i, msg in enumerate(pending):
+            self._dispatch(msg)
+            if self._restart_pending:
+                # Crashed again: keep the rest, in order, for the next incarnation.
+                rest = [m for m in pending[i + 1 :] if m is not self._retry]
+                self._stash.extendleft(reversed(rest))
+                return
+
+    def _passivate(self) -> None:
+        if self._retired or not self.cell.report.idle:
+            return
+        if self._deps.host.retire(self.key, self.actor_ref):
+            self._retired = True
+            self.stop()
+
+
+def _merge(commits: list[Commit]) -> list[Commit]:
+    """Fold consecutive unwritten commits of one position into one write each."""
+    out: list[Commit] = []
+    for c in commits:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and last.position is not None
+            and c.position is not None
+            and last.position.id == c.position.id
+        ):
+            out[-1] = Commit(
+                c.key,
+                c.cause,
+                c.position,
+                last.expected_version,
+                last.events + c.events,
+                c.signal or last.signal,
+            )
+        else:
+            out.append(c)
+    return out
+
+
+def _count_for(commits: list[Commit], merged: Commit) -> int:
+    """How many leading unwritten commits ``merged`` stands for."""
+    n = 0
+    for c in commits:
+        same = (
+            c.position is not None
+            and merged.position is not None
+            and c.position.id == merged.position.id
+        )
+        if n > 0 and not same:
+            break
+        n += 1
+        if not same:
+            break
+    return n
+
+
+_POSITION_MESSAGES = (
+    OpenSignal,
+    CloseRequest,
+    SyncObservation,
+    MarkPriceTick,
+    OrderUpdate,
+    ExchangeOutcome,
+    TimerFired,
+    Recover,
+)

@@ -1,0 +1,62 @@
+"""Restart policy for crashed position actors (I6): OTP intensity plus Akka backoff.
+
+* The first restart in a quiet period is immediate; repeats back off:
+  ``delay = min(max, min * 2**(n-1)) * (1 + random * jitter)`` for the n-th repeat.
+* More than ``max_restarts`` crashes inside ``window_s`` quarantines the symbol: no new
+  entries, protection stays. Quarantine is sticky until an operator clears it.
+* The count resets after ``window_s`` without a crash.
+
+Thread-safety: :meth:`RestartTracker.on_crash` is called from actor threads, one actor per
+key, so a tracker per key is touched by one thread at a time; the registry of trackers is
+guarded by the supervisor.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+
+from actors.position_actor import RestartDecision
+
+__all__ = ["RestartPolicy", "RestartTracker"]
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    max_restarts: int = 5
+    window_s: float = 60.0
+    min_backoff_s: float = 0.1
+    max_backoff_s: float = 10.0
+    jitter: float = 0.2
+
+    def backoff(self, repeat: int, rnd: float) -> float:
+        """Delay before the ``repeat``-th repeated restart (``repeat`` >= 1)."""
+        base = min(self.max_backoff_s, self.min_backoff_s * 2.0 ** (repeat - 1))
+        return base * (1.0 + rnd * self.jitter)
+
+
+class RestartTracker:
+    """Crash history of one key."""
+
+    def __init__(self, policy: RestartPolicy, rng: random.Random | None = None) -> None:
+        self.policy = policy
+        self._rng = rng or random.Random()
+        self._crashes: deque[float] = deque()
+        self.total = 0
+        self.quarantined = False
+
+    def on_crash(self, now: float) -> RestartDecision:
+        p = self.policy
+        while self._crashes and self._crashes[0] <= now - p.window_s:
+            self._crashes.popleft()
+        self._crashes.append(now)
+        self.total += 1
+        n = len(self._crashes)
+        if n > p.max_restarts:
+            self.quarantined = True
+        if self.quarantined:
+            delay = p.max_backoff_s if n > p.max_restarts else p.backoff(n - 1, self._rng.random())
+        else:
+            delay = 0.0 if n == 1 else p.backoff(n - 1, self._rng.random())
+        return RestartDecision(delay=delay, quarantine=self.quarantined)
