@@ -17,7 +17,11 @@ Knobs (plain attributes, set by the test before or between steps):
 * ``partial_parts``: market orders fill in this many parts; :meth:`finish_partials` delivers
   the rest;
 * ``raise_on_call``: the next N calls raise (a port bug): the worker must map it to UNKNOWN;
-* ``events_before_reply``: user-stream events reach the listener before the REST reply (S7).
+* ``events_before_reply``: user-stream events reach the listener before the REST reply (S7);
+* ``stream``: False silences the user stream altogether (only replies, lookups, sync);
+* ``hold``: per order kind, an unset ``threading.Event``: the order executes on the exchange,
+  then the reply waits until the event is set (an order "in flight", S3/S5/S6);
+* ``on_place``: called with each request before it executes (tests inspect the store then).
 """
 
 from __future__ import annotations
@@ -61,6 +65,9 @@ class InMemoryExchange:
         self.partial_parts = 1
         self.raise_on_call = 0
         self.events_before_reply = True
+        self.stream = True
+        self.hold: dict[OrderKind, threading.Event] = {}
+        self.on_place: Callable[[OrderRequest], None] | None = None
         self.calls_waiting = 0
 
     def use_clock(self, now: Callable[[], float]) -> None:
@@ -70,6 +77,8 @@ class InMemoryExchange:
 
     def place_order(self, req: OrderRequest) -> OrderReply:
         self._wait_gate()
+        if self.on_place is not None:
+            self.on_place(req)
         events: list[OrderUpdate] = []
         with self._lock:
             self.log.append(req)
@@ -111,10 +120,17 @@ class InMemoryExchange:
                 if unknown
                 else self._reply(order, CallResult.ACCEPTED)
             )
+        held = self.hold.get(req.kind)
         if self.events_before_reply:
             self._emit(events)
-        else:
-            threading.Timer(0.0, self._emit, (events,)).start()
+        if held is not None:
+            with self._lock:
+                self.calls_waiting += 1
+            held.wait(30)
+            with self._lock:
+                self.calls_waiting -= 1
+        if not self.events_before_reply:
+            self._emit(events)
         return reply
 
     def cancel_order(self, key: Key, client_id: str, trigger: bool) -> OrderReply:
@@ -275,7 +291,7 @@ class InMemoryExchange:
 
     def _emit(self, events: list[OrderUpdate]) -> None:
         listener = self.listener
-        if listener is None:
+        if listener is None or not self.stream:
             return
         for ev in events:
             listener(ev)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from actors.messages import Message, OpenSignal
 from actors.model import Key, Side
@@ -132,7 +132,18 @@ class World:
     def close(self) -> None:
         if self.exchange.gate is not None:
             self.exchange.gate.set()
+        for ev in self.exchange.hold.values():
+            ev.set()
         assert self.sup.stop(grace_s=5.0), "supervisor did not stop cleanly"
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Poll ``predicate`` (a condition on state that other threads change) until true."""
+        deadline = time.monotonic() + timeout
+        event = threading.Event()
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError("condition not met in time")
+            event.wait(0.001)
 
     # -- driving
 
@@ -144,24 +155,29 @@ class World:
         self.clock.advance(seconds)
         self.settle()
 
-    def sync(self, account: str = ACCOUNT) -> None:
+    def sync(self, account: str = ACCOUNT, *, calls: bool = True) -> None:
         """One round of the periodic sync, as the real sync service does it."""
         from supervision.sync import observations
 
         view = self.exchange.fetch_account(account)
         for obs in observations(view, self.sup.keys()):
             self.sup.tell(obs)
-        self.settle()
+        self.settle(calls=calls)
 
-    def settle(self, timeout: float = 10.0) -> None:
+    def settle(self, timeout: float = 10.0, *, calls: bool = True) -> None:
+        """Return when every actor is idle (and, with ``calls``, no exchange call is in flight).
+
+        With ``calls=False`` an exchange call held by a test stays in flight; only mailboxes
+        are drained.
+        """
         deadline = time.monotonic() + timeout
         while True:
             before = self.metrics.handled_n
-            if not self.sup.drain_calls(max(0.0, deadline - time.monotonic())):
+            if calls and not self.sup.drain_calls(max(0.0, deadline - time.monotonic())):
                 raise TimeoutError("exchange calls still in flight")
             for key in list(self.sup.keys()):
                 self.sup.state(key, timeout=max(0.1, deadline - time.monotonic()))
-            if self.sup.in_flight() == 0 and self.metrics.handled_n == before:
+            if (not calls or self.sup.in_flight() == 0) and self.metrics.handled_n == before:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError("actors did not settle")
