@@ -52,8 +52,8 @@ def test_s1_four_sources_one_entry_history_survives_restart() -> None:
         w2.settle()
         w2.tell(CloseRequest(KEY, CloseReason.MANUAL, "op-1"))
         w2.settle()
-        assert w2.state().position is not None
-        assert w2.state().position.status is Status.CLOSED
+        closed = w2.state().position
+        assert closed is not None and closed.status is Status.CLOSED
         w2.tell(signal(source="volume", signal_id="later"), signal(signal_id="burst-sniper"))
         w2.settle()
     reasons = {r.signal_id: r.reason for r in store.signals()}
