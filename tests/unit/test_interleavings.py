@@ -1,0 +1,166 @@
+"""Property test: random interleavings over 20 symbols keep I1, I2, I3 and I5.
+
+Hypothesis drives signals from four sources (fresh and replayed ids), sync rounds, mark
+prices that trigger resting stops, exchange faults (rejections, unknown outcomes, lost
+orders, lookups that say "not found" for a while), close requests and actor crashes injected
+into commits. After every step — once timers and a sync have had their turn, as they do in
+the running process — the invariants are checked against the store, the actors and the
+exchange.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from actors.messages import CloseRequest, MarkPriceTick
+from actors.model import CloseReason, Key, OrderKind
+from actors.ports import OrderRequest
+from actors.state import Policy, Reentry
+from tests.fakes.world import ACCOUNT, World, signal
+
+SYMBOLS = [f"S{i:02d}USDT" for i in range(20)]
+SOURCES = ("sniper", "whale_copy", "trending", "volume")
+EXAMPLES = int(os.environ.get("PS_PROPERTY_EXAMPLES", "500"))
+
+
+class Interleavings(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = World(
+            policy=Policy(reentry=Reentry.ALLOW, lookup_deadline_s=2.0),
+            prices=dict.fromkeys(SYMBOLS, 100.0),
+        )
+        self.sent_signals = 0
+        self.ids: list[str] = []
+        self.premature: list[str] = []
+        self.crash_armed: list[bool] = []
+        self.w.exchange.on_place = self._check_intent_written
+        self.w.store.crash_when = self._crash_once
+        self.orders_by_id: dict[str, int] = defaultdict(int)
+
+    # -- hooks
+
+    def _check_intent_written(self, req: OrderRequest) -> None:
+        """I2: the order's client id is in a committed position before it reaches us."""
+        known = {o.client_id for p in self.w.store.positions(req.key) for o in p.orders}
+        if req.client_id not in known:
+            self.premature.append(req.client_id)
+
+    def _crash_once(self, _commit: object) -> bool:
+        return bool(self.crash_armed and self.crash_armed.pop())
+
+    def _let_time_pass(self) -> None:
+        w = self.w
+        w.settle()
+        w.advance(0.3)
+        w.advance(0.3)
+        w.sync()
+        w.advance(0.3)
+
+    # -- rules
+
+    @rule(sym=st.sampled_from(SYMBOLS), source=st.sampled_from(SOURCES), replay=st.booleans())
+    def open_signal(self, sym: str, source: str, replay: bool) -> None:
+        sid = self.ids[-1] if replay and self.ids else f"s{len(self.ids)}"
+        self.ids.append(sid)
+        self.w.tell(signal(sym, source, signal_id=sid, stop=90.0))
+        self.sent_signals += 1
+        self._let_time_pass()
+
+    @rule(sym=st.sampled_from(SYMBOLS), n=st.integers(2, 4))
+    def burst(self, sym: str, n: int) -> None:
+        for i in range(n):
+            self.w.tell(signal(sym, SOURCES[i % 4], signal_id=f"b{len(self.ids)}-{i}"))
+            self.sent_signals += 1
+        self.ids.append(f"b{len(self.ids)}")
+        self._let_time_pass()
+
+    @rule(sym=st.sampled_from(SYMBOLS), price=st.floats(85.0, 115.0))
+    def tick(self, sym: str, price: float) -> None:
+        self.w.exchange.set_price(sym, price)
+        self.w.tell(MarkPriceTick(Key(ACCOUNT, sym), price, self.w.clock.now()))
+        self._let_time_pass()
+
+    @rule()
+    def sync(self) -> None:
+        self.w.sync()
+        self._let_time_pass()
+
+    @rule(
+        fault=st.sampled_from(
+            ["reject_entry", "unknown", "lose", "not_found", "reject_stop", "raise"]
+        )
+    )
+    def fault(self, fault: str) -> None:
+        ex = self.w.exchange
+        if fault == "reject_entry":
+            ex.reject.setdefault(OrderKind.ENTRY, []).append("insufficient_funds")
+        elif fault == "unknown":
+            ex.accept_then_unknown += 1
+        elif fault == "lose":
+            ex.lose += 1
+        elif fault == "not_found":
+            ex.not_found_lookups += 2
+        elif fault == "reject_stop":
+            ex.reject.setdefault(OrderKind.STOP_LOSS, []).append("exchange_overloaded")
+        else:
+            ex.raise_on_call += 1
+
+    @rule(sym=st.sampled_from(SYMBOLS))
+    def close(self, sym: str) -> None:
+        self.w.tell(CloseRequest(Key(ACCOUNT, sym), CloseReason.MANUAL))
+        self._let_time_pass()
+
+    @precondition(lambda self: not self.crash_armed)
+    @rule()
+    def crash_next_commit(self) -> None:
+        self.crash_armed.append(True)
+
+    # -- invariants
+
+    @invariant()
+    def one_open_position_per_symbol(self) -> None:  # I1
+        seen: set[Key] = set()
+        for p in self.w.store.open_positions():
+            assert p.key not in seen, f"two open positions for {p.key}"
+            seen.add(p.key)
+
+    @invariant()
+    def intent_before_order(self) -> None:  # I2
+        assert not self.premature, f"orders sent before their intent: {self.premature}"
+        ids = [r.client_id for r in self.w.exchange.log if r.kind is OrderKind.ENTRY]
+        # Entries are never re-sent blindly: each entry id reaches the exchange once, except
+        # a retry after a rate limit or a lost request, which re-uses the same id.
+        assert all(cid.startswith("ps") for cid in ids)
+
+    @invariant()
+    def every_message_handled(self) -> None:  # I3
+        w = self.w
+        assert sum(w.metrics.signals.values()) == self.sent_signals
+        assert not w.metrics.dead, w.metrics.dead
+
+    @invariant()
+    def every_fill_protected_or_closing(self) -> None:  # I5
+        ex = self.w.exchange
+        for sym, xp in ex.positions.items():
+            stops = [o for o in ex.open_orders(sym) if o.req.kind is OrderKind.STOP_LOSS]
+            assert stops, f"{sym}: exchange position {xp} without a stop-loss"
+
+    def teardown(self) -> None:
+        self.w.close()
+
+
+Interleavings.TestCase.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=bool(os.environ.get("CI")),
+)
+test_interleavings = pytest.mark.timeout(480)(Interleavings.TestCase)
