@@ -248,7 +248,23 @@ class PositionActor(pykka.ThreadingActor):
         if self._unwritten:
             self._flush_unwritten()
         ctx = Context(deps.clock.now(), deps.policy, self._ids)
-        result = transition(self._state, message, ctx)
+        try:
+            result = transition(self._state, message, ctx)
+        except StoreUnavailable as exc:
+            # Only the id allocation touches the store here: no new position without it.
+            deps.metrics.commit_failed("unavailable")
+            if isinstance(message, OpenSignal):
+                self._refuse_unwritable_signal(message, "store_unavailable")
+            else:
+                deps.metrics.dead_letter("store_unavailable")
+                log.error(
+                    "store unavailable, %s not handled for %s: %s",
+                    type(message).__name__,
+                    self.key,
+                    exc,
+                    extra={"key": str(self.key)},
+                )
+            return
         commit = result.commit
         if commit is not None:
             if not self._write(commit, result):
@@ -300,18 +316,21 @@ class PositionActor(pykka.ThreadingActor):
     def _refuse_unwritable(self, commit: Commit, reason: str) -> None:
         cause = commit.cause
         if isinstance(cause, OpenSignal):
-            rec = SignalRecord(
-                self.key,
-                cause.signal_id,
-                cause.source,
-                SignalOutcome.REJECTED,
-                reason,
-                self._deps.clock.now(),
-            )
-            self._deps.metrics.signal(rec.source, rec.outcome.value, reason)
-            self._log_signal(rec)
+            self._refuse_unwritable_signal(cause, reason)
         else:
             self._deps.metrics.dead_letter(reason)
+
+    def _refuse_unwritable_signal(self, sig: OpenSignal, reason: str) -> None:
+        rec = SignalRecord(
+            self.key,
+            sig.signal_id,
+            sig.source,
+            SignalOutcome.REJECTED,
+            reason,
+            self._deps.clock.now(),
+        )
+        self._deps.metrics.signal(rec.source, rec.outcome.value, reason)
+        self._log_signal(rec)
 
     def _flush_unwritten(self) -> None:
         store = self._deps.store
