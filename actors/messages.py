@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from actors.model import CloseReason, ExchangeOrder, ExchangePosition, Key, OrderKind, Side
 
@@ -25,6 +26,8 @@ __all__ = [
     "OrderUpdate",
     "Recover",
     "SyncObservation",
+    "TickSource",
+    "TicksReady",
     "TimerFired",
 ]
 
@@ -87,6 +90,20 @@ class MarkPriceTick:
     @property
     def highest(self) -> float:
         return self.price if self.high is None else max(self.high, self.price)
+
+
+class TickSource(Protocol):
+    """Where a conflated tick waits (``actors.conflation.TickSlot``)."""
+
+    def take(self) -> MarkPriceTick | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TicksReady:
+    """Wake-up for an actor: its tick slot holds the newest mark price (conflation)."""
+
+    key: Key
+    slot: TickSource
 
 
 class CallResult(enum.StrEnum):
@@ -161,4 +178,5 @@ Message = (
     | ExchangeOutcome
     | TimerFired
     | Recover
+    | TicksReady
 )

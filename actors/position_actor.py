@@ -52,6 +52,7 @@ from actors.messages import (
     OrderUpdate,
     Recover,
     SyncObservation,
+    TicksReady,
     TimerFired,
 )
 from actors.model import Key, Status
@@ -540,4 +541,5 @@ _POSITION_MESSAGES = (
     ExchangeOutcome,
     TimerFired,
     Recover,
+    TicksReady,
 )

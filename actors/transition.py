@@ -40,6 +40,7 @@ from actors.messages import (
     OrderUpdate,
     Recover,
     SyncObservation,
+    TicksReady,
     TimerFired,
 )
 from actors.model import (
@@ -98,6 +99,9 @@ def transition(state: SymbolState, msg: Message, ctx: Context) -> Transition:
         return _Step(state, msg, ctx).close_request(msg).done()
     if isinstance(msg, Recover):
         return _Step(state, msg, ctx).recover().done()
+    if isinstance(msg, TicksReady):
+        tick = msg.slot.take()
+        return Transition(state) if tick is None else _on_tick(state, tick, ctx)
     raise TypeError(f"not a position message: {type(msg).__name__}")
 
 

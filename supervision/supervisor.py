@@ -25,8 +25,16 @@ from typing import Any
 
 import pykka
 
+from actors.conflation import TickSlot
 from actors.effects import CancelOrder, LookupOrder, PlaceOrder
-from actors.messages import ExchangeOutcome, Message, OpenSignal, TimerFired
+from actors.messages import (
+    ExchangeOutcome,
+    MarkPriceTick,
+    Message,
+    OpenSignal,
+    TicksReady,
+    TimerFired,
+)
 from actors.model import Key
 from actors.ports import Clock, ExchangePort, Metrics, NullMetrics, Store
 from actors.position_actor import (
@@ -88,6 +96,7 @@ class Supervisor:
         self.timers = timers or TimerService(clock.now, self.deliver)
         self._actors: dict[Key, pykka.ActorRef[PositionActor]] = {}
         self._cells: dict[Key, ActorCell] = {}
+        self._slots: dict[Key, TickSlot] = {}
         self._trackers: dict[Key, RestartTracker] = {}
         self._lock = threading.RLock()
         self._closing = False
@@ -129,6 +138,19 @@ class Supervisor:
         return self._tell_slow(msg)
 
     deliver = tell
+
+    def tell_tick(self, tick: MarkPriceTick) -> bool:
+        """Deliver a mark price with conflation: at most one wake-up per symbol in flight.
+
+        Called by the mark-price feed thread. A newer price replaces an older unhandled one
+        (keeping extremes for the stop guard); order updates never go this way.
+        """
+        slot = self._slots.get(tick.key)
+        if slot is None:
+            slot = self._slots.setdefault(tick.key, TickSlot())
+        if slot.put(tick):
+            return self.tell(TicksReady(tick.key, slot))
+        return True
 
     def _tell_slow(self, msg: Message) -> bool:
         key = msg.key
