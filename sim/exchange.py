@@ -1,0 +1,593 @@
+"""``SimExchange``: the local Binance USD-M exchange (REST + WebSocket + control API).
+
+Threads: one per TCP connection (HTTP server), one writer per WebSocket connection, one
+scheduler thread (remaining partial fills), and the optional random-walk thread. Every
+state change goes through the matching engine under ``self.lock``; user-stream events are
+queued on the sockets while the lock is held, so every client sees them in engine order.
+
+Python methods may be called from any thread. ``stop()`` (or leaving the ``with`` block)
+joins every thread and closes every socket the exchange opened.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from types import TracebackType
+from typing import Any
+
+from sim import wire
+from sim.faults import Fault, FaultBoard
+from sim.gateway import Gateway
+from sim.httpserver import HttpServer
+from sim.matching import Event, MatchingEngine, now_ms
+from sim.scheduler import Scheduler
+from sim.streams import ARR_STREAMS, StreamHub, mark_streams
+from sim.symbols import DEFAULT_SYMBOLS, SymbolSpec
+from sim.websocket import WsConnection
+
+
+@dataclass(frozen=True)
+class PositionView:
+    """A non-flat position as the sim sees it."""
+
+    symbol: str
+    qty: float
+    entry_price: float
+    mark_price: float
+    unrealized_pnl: float
+    realized_pnl: float
+
+
+@dataclass(frozen=True)
+class OpenOrderView:
+    """An open order: ``kind`` "order" (market, partially filled) or "algo" (untriggered stop)."""
+
+    kind: str
+    id: int
+    client_id: str
+    symbol: str
+    side: str
+    type: str
+    qty: float
+    status: str
+    trigger_price: float = 0.0
+    close_position: bool = False
+
+
+@dataclass
+class OrderLogEntry:
+    """One order-placing request as received (accepted or not).
+
+    ``outcome``: "accepted", "rejected" (``code`` says why) or "not_executed" (a fault
+    answered before anything happened). ``faults`` lists the fault kinds that fired.
+    """
+
+    seq: int
+    time: float
+    endpoint: str
+    symbol: str
+    side: str
+    type: str
+    client_id: str
+    quantity: float | None
+    reduce_only: bool
+    close_position: bool
+    trigger_price: float | None
+    outcome: str = "pending"
+    code: int | None = None
+    order_id: int | None = None
+    faults: list[str] = field(default_factory=list)
+
+
+def _float_or_none(value: str | None) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+class SimExchange:
+    """A local exchange speaking the Binance USD-M REST and WebSocket wire format.
+
+    ``symbols`` maps Binance ids (``BTCUSDT``) to start mark prices (default: ten liquid
+    perpetuals, see ``sim.symbols``). ``port=0`` picks a free port. WebSocket streams are
+    served on the same port unless ``ws_port`` is given (then on both).
+    ``user_events_first`` (default True): the user-stream events of an order are written
+    to the sockets before its REST reply, the real-world race clients must survive.
+    """
+
+    def __init__(
+        self,
+        symbols: dict[str, float] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ws_port: int | None = None,
+        wallet_usdt: float = 1_000_000.0,
+        leverage: int = 20,
+        *,
+        taker_fee: float = 0.0004,
+        user_events_first: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.initial_prices = dict(symbols if symbols is not None else DEFAULT_SYMBOLS)
+        self.specs = {s: SymbolSpec.for_price(s, p) for s, p in self.initial_prices.items()}
+        self.wallet_usdt = wallet_usdt
+        self.default_leverage = leverage
+        self.taker_fee = taker_fee
+        self.user_events_first = user_events_first
+        self._initial_user_events_first = user_events_first
+        self.event_write_timeout_s = 1.0
+        self.lock = threading.RLock()
+        self.rng = random.Random(seed)
+        self.faults = FaultBoard(seed)
+        self.hub = StreamHub()
+        self.engine = self._new_engine()
+        self.scheduler = Scheduler()
+        self._order_log: list[OrderLogEntry] = []
+        self._user_events: deque[dict[str, Any]] = deque(maxlen=20_000)
+        self._listen_keys: set[str] = set()
+        self._stopping = threading.Event()
+        self._walk_thread: threading.Thread | None = None
+        self._walk_stop = threading.Event()
+        self._started = False
+        self._stopped = False
+        gateway = Gateway(self)
+        self._http = HttpServer(gateway, host, port, name="sim-exchange")
+        self._ws_http = (
+            HttpServer(gateway, host, ws_port, name="sim-exchange-ws")
+            if ws_port is not None
+            else None
+        )
+        self.host = host
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> SimExchange:
+        """Start serving (returns self). Ports are bound already in the constructor."""
+        if not self._started:
+            self._started = True
+            self._http.start()
+            if self._ws_http is not None:
+                self._ws_http.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the random walk, the scheduler and the servers; join every thread. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        self.stop_random_walk()
+        self.scheduler.stop()
+        self._http.stop()
+        if self._ws_http is not None:
+            self._ws_http.stop()
+
+    def __enter__(self) -> SimExchange:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The REST (and default WebSocket) port."""
+        return self._http.port
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port``: REST root (``/fapi/v1/...``) and control API (``/_sim/...``)."""
+        return f"http://{self.host}:{self._http.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://host:port``: append ``/ws/<stream>`` or ``/stream?streams=...``."""
+        port = self._ws_http.port if self._ws_http is not None else self._http.port
+        return f"ws://{self.host}:{port}"
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set once ``stop()`` began (waits in handlers use it to end early)."""
+        return self._stopping
+
+    # ------------------------------------------------------------------ prices
+
+    def mark_price(self, symbol: str) -> float:
+        """Current mark price of ``symbol``."""
+        with self.lock:
+            return self.engine.mark(symbol)
+
+    def mark_prices(self) -> dict[str, float]:
+        """All current mark prices."""
+        with self.lock:
+            return dict(self.engine.marks)
+
+    def set_price(self, symbol: str, price: float) -> None:
+        """Move ``symbol``'s mark price, push it to subscribers, execute crossed stops."""
+        self.set_prices({symbol: price})
+
+    def set_prices(self, prices: dict[str, float]) -> None:
+        """Move several mark prices at once (one ``!markPrice@arr`` frame)."""
+        with self.lock:
+            events: list[Event] = []
+            for symbol, price in prices.items():
+                spec = self.engine.spec(symbol)
+                events.extend(
+                    self.engine.set_mark(symbol, spec.round_price(price) or spec.tick_size)
+                )
+            self._publish_marks(list(prices))
+            self.enqueue_user_events(events)
+
+    def move_prices(self, step_pct: float = 0.001, symbols: list[str] | None = None) -> None:
+        """One random-walk step (log-normal, sd ``step_pct``) of every (or the given) symbol."""
+        with self.lock:
+            names = symbols if symbols is not None else list(self.engine.marks)
+            moved = {
+                s: self.engine.marks[s] * math.exp(self.rng.gauss(0.0, step_pct)) for s in names
+            }
+        self.set_prices(moved)
+
+    def start_random_walk(self, interval_s: float = 0.2, step_pct: float = 0.001) -> None:
+        """Move every price each ``interval_s`` on a background thread (restart if running)."""
+        self.stop_random_walk()
+        self._walk_stop = threading.Event()
+        stop = self._walk_stop
+
+        def run() -> None:
+            while not stop.wait(interval_s):
+                self.move_prices(step_pct)
+
+        self._walk_thread = threading.Thread(target=run, name="sim-random-walk", daemon=True)
+        self._walk_thread.start()
+
+    def stop_random_walk(self) -> None:
+        """Stop the random-walk thread (no-op if not running)."""
+        self._walk_stop.set()
+        if self._walk_thread is not None:
+            self._walk_thread.join(5.0)
+            self._walk_thread = None
+
+    @property
+    def random_walk_running(self) -> bool:
+        """True while the random-walk thread runs."""
+        return self._walk_thread is not None and self._walk_thread.is_alive()
+
+    def blast_mark_prices(
+        self,
+        n_frames: int,
+        symbols: list[str] | None = None,
+        rate_per_s: float | None = None,
+        *,
+        step_pct: float = 0.0005,
+        flush_timeout_s: float = 60.0,
+    ) -> dict[str, float]:
+        """Push ``n_frames`` mark-price updates, cycling over ``symbols``, as fast as possible
+        (or paced at ``rate_per_s``), to every mark-price subscriber (per-symbol, combined
+        and ``!markPrice@arr`` as one-element arrays). Stops crossed by a move execute.
+
+        Returns when every frame was written to the sockets (or ``flush_timeout_s``):
+        ``{"frames", "deliveries", "seconds", "rate"}``.
+        """
+        names = symbols if symbols is not None else list(self.initial_prices)
+        if not names:
+            raise ValueError("no symbols to blast")
+        for s in names:
+            self.engine.spec(s)
+        lows = {s: mark_streams(s) for s in names}
+        funding = self.funding_time()
+        deliveries = 0
+        touched: dict[WsConnection, int] = {}
+        t0 = time.perf_counter()
+        gauss = self.rng.gauss
+        for i in range(n_frames):
+            if self._stopping.is_set():
+                break
+            if rate_per_s:
+                due = t0 + i / rate_per_s
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    self._stopping.wait(delay)
+            sym = names[i % len(names)]
+            with self.lock:
+                price = self.engine.specs[sym].round_price(
+                    self.engine.marks[sym] * (1.0 + gauss(0.0, step_pct))
+                )
+                events = self.engine.set_mark(sym, price) if price > 0 else []
+                data = wire.mark_price_json(sym, self.engine.marks[sym], now_ms(), funding)
+                sent = []
+                for stream in lows[sym]:
+                    sent.extend(self.hub.publish(stream, data))
+                for stream in ARR_STREAMS:
+                    sent.extend(self.hub.publish(stream, "[" + data + "]"))
+                if events:
+                    self.enqueue_user_events(events)
+            deliveries += len(sent)
+            for conn, seq in sent:
+                touched[conn] = seq
+        for conn, seq in touched.items():
+            conn.wait_written(seq, flush_timeout_s)
+        seconds = time.perf_counter() - t0
+        return {
+            "frames": float(n_frames),
+            "deliveries": float(deliveries),
+            "seconds": seconds,
+            "rate": n_frames / seconds if seconds > 0 else float("inf"),
+        }
+
+    def funding_time(self) -> int:
+        """Next 8-hourly funding time (epoch ms), as markPriceUpdate's ``T``."""
+        eight_h = 8 * 3600 * 1000
+        return (now_ms() // eight_h + 1) * eight_h
+
+    def _publish_marks(self, symbols: list[str]) -> None:
+        """Queue markPriceUpdate frames for ``symbols`` (caller holds the lock)."""
+        now = now_ms()
+        funding = self.funding_time()
+        arr = any(self.hub.has(s) for s in ARR_STREAMS)
+        items: list[str] = []
+        for sym in symbols:
+            streams = mark_streams(sym)
+            if not (arr or self.hub.has(streams[0]) or self.hub.has(streams[1])):
+                continue
+            data = wire.mark_price_json(sym, self.engine.marks[sym], now, funding)
+            for stream in streams:
+                self.hub.publish(stream, data)
+            items.append(data)
+        if arr and items:
+            payload = "[" + ",".join(items) + "]"
+            for stream in ARR_STREAMS:
+                self.hub.publish(stream, payload)
+
+    # ------------------------------------------------------------------ user stream
+
+    def new_listen_key(self) -> str:
+        """The active listenKey (created on first call, like POST /fapi/v1/listenKey)."""
+        with self.lock:
+            if not self._listen_keys:
+                self._listen_keys.add(secrets.token_urlsafe(48)[:64])
+            return next(iter(self._listen_keys))
+
+    def listen_keys(self) -> list[str]:
+        """Active listenKeys (at most one: the sim has one account)."""
+        with self.lock:
+            return list(self._listen_keys)
+
+    def is_listen_key(self, key: str) -> bool:
+        """True for an active listenKey."""
+        return key in self._listen_keys
+
+    def delete_listen_key(self, key: str) -> bool:
+        """Invalidate ``key`` and drop its stream connections; False if unknown."""
+        with self.lock:
+            if key not in self._listen_keys:
+                return False
+            self._listen_keys.discard(key)
+        for conn in self.hub.connections(lambda s: s == key):
+            conn.abort()
+        return True
+
+    def enqueue_user_events(self, events: list[Event]) -> list[tuple[WsConnection, int]]:
+        """Render ``events`` and queue them on every user-data stream (caller holds the lock).
+
+        Applies the ``ws_reorder`` / ``ws_duplicate`` faults. Returns (connection, seq) pairs
+        to wait on. Events are also kept in ``user_events()``.
+        """
+        if not events:
+            return []
+        payloads = [wire.user_event(self.engine, ev) for ev in events]
+        self._user_events.extend(payloads)
+        keys = [k for k in self._listen_keys if self.hub.has(k)]
+        if not keys:
+            return []
+        texts = [json.dumps(p, separators=(",", ":")) for p in payloads]
+        if len(texts) > 1 and self.faults.take_stream("ws_reorder") is not None:
+            texts.reverse()
+        out: list[tuple[WsConnection, int]] = []
+        for text in texts:
+            copies = 2 if self.faults.take_stream("ws_duplicate") is not None else 1
+            for _ in range(copies):
+                for key in keys:
+                    out.extend(self.hub.publish(key, text))
+        return out
+
+    def wait_written(self, sent: list[tuple[WsConnection, int]]) -> None:
+        """Block until the queued frames reached the sockets (at most ``event_write_timeout_s``)."""
+        last: dict[WsConnection, int] = {}
+        for conn, seq in sent:
+            last[conn] = max(seq, last.get(conn, 0))
+        for conn, seq in last.items():
+            conn.wait_written(seq, self.event_write_timeout_s)
+
+    def user_events(self) -> list[dict[str, Any]]:
+        """Every user-stream payload produced (last 20,000), whether or not anyone listened."""
+        with self.lock:
+            return list(self._user_events)
+
+    def fill_next_part_later(self, order_id: int, interval_s: float) -> None:
+        """Schedule the next part of a partially filled order (partial_fill fault)."""
+
+        def run() -> None:
+            with self.lock:
+                events = self.engine.fill_next_part(order_id)
+                self.enqueue_user_events(events)
+                more = self.engine.has_pending_parts(order_id)
+            if more:
+                self.scheduler.call_later(interval_s, run)
+
+        self.scheduler.call_later(interval_s, run)
+
+    def wait_for_user_streams(self, n: int = 1, timeout: float = 5.0) -> bool:
+        """Block until ``n`` user-data connections are subscribed."""
+        return self.hub.wait_for(
+            lambda: sum(self.hub.subscribers(k) for k in list(self._listen_keys)) >= n, timeout
+        )
+
+    def wait_for_subscribers(self, stream: str, n: int = 1, timeout: float = 5.0) -> bool:
+        """Block until ``n`` connections listen to ``stream`` (e.g. ``btcusdt@markPrice``)."""
+        return self.hub.wait_for(lambda: self.hub.subscribers(stream) >= n, timeout)
+
+    def drop_streams(self, kind: str = "all") -> int:
+        """Drop WebSocket connections without a close frame: "all", "market" or "user".
+
+        Returns how many were dropped. Clients see a network failure and must reconnect.
+        """
+        if kind not in ("all", "market", "user"):
+            raise ValueError(f"kind must be all, market or user, got {kind!r}")
+
+        def wanted(stream: str) -> bool:
+            is_user = stream in self._listen_keys
+            return kind == "all" or (kind == "user") == is_user
+
+        conns = self.hub.connections(wanted)
+        if kind == "all":
+            conns = list(
+                {
+                    *conns,
+                    *self._http.websockets,
+                    *(self._ws_http.websockets if self._ws_http else []),
+                }
+            )
+        for conn in conns:
+            conn.abort()
+        return len(conns)
+
+    # ------------------------------------------------------------------ order log
+
+    def log_order_request(self, endpoint: str, p: dict[str, str]) -> OrderLogEntry:
+        """Record an order-placing request (called by the REST layer on receipt)."""
+        cid = p.get("clientAlgoId") if endpoint == "algoOrder" else p.get("newClientOrderId")
+        with self.lock:
+            entry = OrderLogEntry(
+                seq=len(self._order_log) + 1,
+                time=time.time(),
+                endpoint=endpoint,
+                symbol=p.get("symbol", ""),
+                side=p.get("side", ""),
+                type=p.get("type", ""),
+                client_id=cid or "",
+                quantity=_float_or_none(p.get("quantity")),
+                reduce_only=p.get("reduceOnly", "").lower() == "true",
+                close_position=p.get("closePosition", "").lower() == "true",
+                trigger_price=_float_or_none(p.get("triggerPrice") or p.get("stopPrice")),
+            )
+            self._order_log.append(entry)
+            return entry
+
+    def order_log(self) -> list[OrderLogEntry]:
+        """Every order-placing request received since start/reset, oldest first (copies)."""
+        with self.lock:
+            return [OrderLogEntry(**asdict(e)) for e in self._order_log]
+
+    def orders_sent(self, client_id: str) -> int:
+        """How many order requests carried ``client_id`` (to count orders sent twice)."""
+        with self.lock:
+            return sum(1 for e in self._order_log if e.client_id == client_id)
+
+    # ------------------------------------------------------------------ account views
+
+    def positions(self) -> dict[str, PositionView]:
+        """Non-flat positions by symbol."""
+        with self.lock:
+            out = {}
+            for pos in self.engine.positions():
+                mark = self.engine.marks[pos.symbol]
+                out[pos.symbol] = PositionView(
+                    symbol=pos.symbol,
+                    qty=pos.qty,
+                    entry_price=pos.entry_price,
+                    mark_price=mark,
+                    unrealized_pnl=pos.qty * (mark - pos.entry_price),
+                    realized_pnl=pos.realized_pnl,
+                )
+            return out
+
+    def open_orders(self) -> list[OpenOrderView]:
+        """Open orders: partially filled market orders and untriggered conditional orders."""
+        with self.lock:
+            out = [
+                OpenOrderView(
+                    "order",
+                    o.order_id,
+                    o.client_order_id,
+                    o.symbol,
+                    o.side,
+                    "MARKET",
+                    o.qty,
+                    o.status,
+                )
+                for o in self.engine.open_orders()
+            ]
+            out.extend(
+                OpenOrderView(
+                    "algo",
+                    a.algo_id,
+                    a.client_algo_id,
+                    a.symbol,
+                    a.side,
+                    a.order_type,
+                    a.qty,
+                    a.status,
+                    a.trigger_price,
+                    a.close_position,
+                )
+                for a in self.engine.open_algo_orders()
+            )
+            return out
+
+    def wallet_balance(self) -> float:
+        """USDT wallet balance (realised PnL and fees included)."""
+        with self.lock:
+            return self.engine.wallet
+
+    # ------------------------------------------------------------------ faults
+
+    def add_fault(self, kind: str, **options: Any) -> int:
+        """Arm a fault (see ``sim.faults.KINDS``); returns its id. ``count`` defaults to 1."""
+        return self.faults.add(Fault(kind=kind, **options))
+
+    def clear_faults(self, kind: str | None = None) -> int:
+        """Disarm all faults (or those of ``kind``); returns how many."""
+        return self.faults.clear(kind)
+
+    def list_faults(self) -> list[Fault]:
+        """Armed faults."""
+        return self.faults.list()
+
+    # ------------------------------------------------------------------ reset
+
+    def reset(self) -> None:
+        """Back to the start state: prices, wallet, no positions/orders/log/faults.
+
+        Stream connections and listenKeys survive; pending partial fills are dropped.
+        """
+        self.stop_random_walk()
+        self.scheduler.clear()
+        self.faults.clear()
+        with self.lock:
+            self.engine = self._new_engine()
+            self._order_log.clear()
+            self._user_events.clear()
+            self.user_events_first = self._initial_user_events_first
+
+    def _new_engine(self) -> MatchingEngine:
+        return MatchingEngine(
+            self.specs,
+            dict(self.initial_prices),
+            wallet=self.wallet_usdt,
+            leverage=self.default_leverage,
+            taker_fee=self.taker_fee,
+        )

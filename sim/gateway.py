@@ -1,0 +1,253 @@
+"""The exchange's HTTP front: fault pipeline, REST dispatch, control API, stream upgrades.
+
+Implements ``sim.httpserver.App`` for ``SimExchange``. Called on HTTP connection threads.
+Order of a REST request:
+
+1. order-placing requests are written to the order log on receipt;
+2. faults that act *before* anything happens: latency, 429, 502, -2019 rejection,
+   not-found lookups;
+3. timestamp check (-1102 missing, -1021 outside recvWindow) for signed endpoints;
+4. the route runs under the exchange lock; its user-stream events are queued on the
+   sockets while the lock is held;
+5. faults that act *after*: 503/-1007, timeout (hold or close without reply);
+6. the reply is written after the events reached the sockets (``user_events_first``),
+   or the events are queued after the reply was written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sim import errors
+from sim.control import ControlApi
+from sim.errors import BinanceError
+from sim.faults import ORDER_CREATE
+from sim.httpserver import Request, Response, WsAccept
+from sim.matching import now_ms
+from sim.rest import NO_TIMESTAMP, Context, Outcome, RestApi
+from sim.streams import stream_kind
+from sim.websocket import WsConnection
+
+if TYPE_CHECKING:
+    from sim.exchange import OrderLogEntry, SimExchange
+
+log = logging.getLogger(__name__)
+
+BAD_GATEWAY = (
+    b"<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>"
+)
+
+
+def _error(exc: BinanceError) -> Response:
+    return Response.of_json(exc.body(), exc.status)
+
+
+class Gateway:
+    """HTTP/WebSocket entry point of one ``SimExchange``."""
+
+    def __init__(self, ex: SimExchange) -> None:
+        self.ex = ex
+        self.rest = RestApi(ex)
+        self.control = ControlApi(ex)
+
+    # ------------------------------------------------------------------ HTTP
+
+    def handle(self, req: Request) -> Response:
+        """Answer one HTTP request (see the module docstring for the order of steps)."""
+        if req.path.startswith("/_sim/") or req.path == "/_sim":
+            return self.control.handle(req)
+        method, path = req.method, req.path
+        params = req.params
+        entry: OrderLogEntry | None = None
+        if (method, path) in ORDER_CREATE:
+            entry = self.ex.log_order_request(path.rsplit("/", 1)[-1], params)
+        faults = self.ex.faults
+        ts_error = self._check_timestamp(method, path, params)
+
+        lat = faults.take("latency", method, path)
+        if lat is not None:
+            self._note(entry, "latency")
+            self.ex.stopping.wait(lat.delay(faults.rng))
+        f429 = faults.take("http_429", method, path)
+        if f429 is not None:
+            self._note(entry, "http_429", outcome="not_executed")
+            return Response.of_json(
+                errors.too_many_requests().body(),
+                429,
+                headers=[("Retry-After", str(f429.retry_after_s))],
+            )
+        if faults.take("http_502", method, path) is not None:
+            self._note(entry, "http_502", outcome="not_executed")
+            return Response(502, BAD_GATEWAY, content_type="text/html")
+        route = self.rest.routes.get((method, path))
+        if route is None:
+            self._note(entry, None, outcome="rejected", code=-1000)
+            return Response.of_json(
+                {"code": -1000, "msg": f"Unknown endpoint {method} {path}"}, 404
+            )
+        if ts_error is not None:
+            self._note(entry, None, outcome="rejected", code=ts_error.code)
+            return _error(ts_error)
+        if entry is not None and faults.take("reject_2019", method, path) is not None:
+            self._note(entry, "reject_2019", outcome="rejected", code=-2019)
+            return _error(errors.insufficient_margin())
+        if faults.take("not_found", method, path) is not None:
+            return _error(errors.order_not_found())
+        ctx = Context()
+        partial = faults.take("partial_fill", method, path)
+        if partial is not None:
+            self._note(entry, "partial_fill")
+            ctx.parts = max(2, partial.parts)
+            ctx.part_interval_s = partial.part_interval_s
+
+        sent: list[tuple[WsConnection, int]] = []
+        outcome: Outcome | None = None
+        try:
+            with self.ex.lock:
+                outcome = route(params, ctx)
+                if self.ex.user_events_first:
+                    sent = self.ex.enqueue_user_events(outcome.events)
+            resp = Response.of_json(outcome.payload)
+            self._note(entry, None, outcome="accepted", order_id=outcome.order_id)
+        except BinanceError as exc:
+            resp = _error(exc)
+            self._note(entry, None, outcome="rejected", code=exc.code)
+        for fn in outcome.later if outcome is not None else []:
+            fn()
+
+        f503 = faults.take("http_503", method, path)
+        if f503 is not None:
+            self._note(entry, "http_503")
+            resp = _error(errors.backend_timeout())
+        ftimeout = faults.take("timeout", method, path)
+        if ftimeout is not None:
+            self._note(entry, "timeout")
+            if ftimeout.close:
+                resp.drop = True
+            else:
+                resp.hold_s = ftimeout.hold_s
+
+        if outcome is not None and outcome.events:
+            if self.ex.user_events_first:
+                resp.before_write = lambda: self.ex.wait_written(sent)
+            else:
+                events = outcome.events
+
+                def publish_after() -> None:
+                    with self.ex.lock:
+                        self.ex.enqueue_user_events(events)
+
+                if resp.drop or resp.hold_s > 0:
+                    publish_after()
+                else:
+                    resp.after_write = publish_after
+        return resp
+
+    def _check_timestamp(self, method: str, path: str, p: dict[str, str]) -> BinanceError | None:
+        if (method, path) in NO_TIMESTAMP or not path.startswith("/fapi/"):
+            return None
+        raw = p.get("timestamp")
+        if not raw:
+            return errors.mandatory_missing("timestamp")
+        try:
+            ts = int(raw)
+            window = int(p.get("recvWindow") or 5000)
+        except ValueError:
+            return errors.mandatory_missing("timestamp")
+        now = now_ms()
+        if ts > now + 1000 or now - ts > window:
+            return errors.timestamp_outside()
+        return None
+
+    def _note(
+        self,
+        entry: OrderLogEntry | None,
+        fault: str | None,
+        *,
+        outcome: str | None = None,
+        code: int | None = None,
+        order_id: int | None = None,
+    ) -> None:
+        if entry is None:
+            return
+        with self.ex.lock:
+            if fault is not None:
+                entry.faults.append(fault)
+            if outcome is not None and entry.outcome == "pending":
+                entry.outcome = outcome
+            if code is not None:
+                entry.code = code
+            if order_id is not None:
+                entry.order_id = order_id
+
+    # ------------------------------------------------------------------ WebSocket
+
+    def websocket(self, req: Request) -> WsAccept | Response:
+        """Accept ``/ws/<streams>`` and ``/stream?streams=`` (400 for an unknown stream)."""
+        if req.path.startswith("/ws"):
+            tail = req.path[3:].strip("/")
+            names = [s for s in tail.split("/") if s]
+            combined = False
+        elif req.path == "/stream":
+            names = [s for s in req.query.get("streams", "").split("/") if s]
+            combined = True
+        else:
+            return Response.of_json({"code": -1000, "msg": "unknown websocket path"}, 404)
+        streams: list[str] = []
+        for name in names:
+            norm = self._normalize(name)
+            if norm is None:
+                return Response.of_json({"code": -1121, "msg": f"Invalid stream {name!r}."}, 400)
+            streams.append(norm)
+        hub = self.ex.hub
+
+        def on_open(conn: WsConnection) -> None:
+            hub.attach(conn, streams, combined=combined)
+
+        def on_close(conn: WsConnection) -> None:
+            hub.detach(conn)
+
+        return WsAccept(on_open=on_open, on_message=self._on_message, on_close=on_close)
+
+    def _normalize(self, name: str) -> str | None:
+        kind = stream_kind(name, self.ex.is_listen_key)
+        if kind == "market" and not name.startswith("!"):
+            sym, _, suffix = name.partition("@")
+            if sym.upper() not in self.ex.specs:
+                return None
+            return sym.lower() + "@" + suffix
+        return name if kind is not None else None
+
+    def _on_message(self, conn: WsConnection, message: str | bytes) -> None:
+        """SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS requests on an open stream."""
+        try:
+            req: Any = json.loads(message)
+            method = req["method"]
+            req_id = req.get("id")
+            params = req.get("params") or []
+        except (ValueError, KeyError, TypeError):
+            conn.send_text(json.dumps({"error": {"code": 2, "msg": "Invalid request"}}))
+            return
+        result: Any = None
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            streams = [self._normalize(str(s)) for s in params]
+            if any(s is None for s in streams):
+                conn.send_text(
+                    json.dumps({"error": {"code": 2, "msg": "Invalid stream"}, "id": req_id})
+                )
+                return
+            good = [s for s in streams if s is not None]
+            if method == "SUBSCRIBE":
+                self.ex.hub.subscribe(conn, good)
+            else:
+                self.ex.hub.unsubscribe(conn, good)
+        elif method == "LIST_SUBSCRIPTIONS":
+            result = self.ex.hub.streams_of(conn)
+        else:
+            conn.send_text(
+                json.dumps({"error": {"code": 2, "msg": "Unknown method"}, "id": req_id})
+            )
+            return
+        conn.send_text(json.dumps({"result": result, "id": req_id}))

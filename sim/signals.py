@@ -1,0 +1,212 @@
+"""``SignalFeed``: a local WebSocket server pushing trading signals, one JSON text frame each.
+
+Clients connect to ``url`` (``ws://host:port/signals``). With a ``token``, the handshake
+must carry ``Authorization: Bearer <token>`` or ``?token=<token>``, otherwise the reply
+is HTTP 401 and no connection is made. Every frame goes to every connected client.
+
+Methods may be called from any thread; sending never blocks on a slow client (frames
+are queued per connection). ``stop()`` (or leaving the ``with`` block) closes every
+connection and joins every thread the feed started.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from sim.httpserver import HttpServer, Request, Response, WsAccept
+from sim.sources import Signal, SignalSources
+from sim.websocket import OP_BINARY, OP_TEXT, WsConnection, encode_frame
+
+
+class _FeedApp:
+    def __init__(self, feed: SignalFeed) -> None:
+        self.feed = feed
+
+    def handle(self, req: Request) -> Response:
+        if req.path == "/health":
+            return Response.of_json({"ok": True, "clients": self.feed.client_count()})
+        if req.path == self.feed.path:
+            return Response.of_json({"error": "WebSocket upgrade required"}, 400)
+        return Response.of_json({"error": "not found"}, 404)
+
+    def websocket(self, req: Request) -> WsAccept | Response:
+        feed = self.feed
+        if req.path != feed.path:
+            return Response.of_json({"error": "not found"}, 404)
+        if not feed.authorized(req):
+            return Response.of_json(
+                {"error": "unauthorized"}, 401, headers=[("WWW-Authenticate", "Bearer")]
+            )
+        return WsAccept(on_open=feed._opened, on_message=feed._received, on_close=feed._closed)
+
+
+class SignalFeed:
+    """WebSocket signal server on ``host:port`` (0 = free port), path ``/signals``."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        path: str = "/signals",
+    ) -> None:
+        self.host = host
+        self.token = token
+        self.path = path
+        self._cond = threading.Condition()
+        self._clients: set[WsConnection] = set()
+        self.received: list[str | bytes] = []
+        self.sent_signals: list[Signal] = []
+        self._sources: SignalSources | None = None
+        self._server = HttpServer(_FeedApp(self), host, port, name="sim-signals")
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> SignalFeed:
+        """Start serving (returns self)."""
+        if not self._started:
+            self._started = True
+            self._server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the sources, close every connection, join every thread. Idempotent."""
+        self.stop_sources()
+        self._server.stop()
+
+    def __enter__(self) -> SignalFeed:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self._server.port
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port/signals`` (without the token)."""
+        return f"ws://{self.host}:{self._server.port}{self.path}"
+
+    # ------------------------------------------------------------------ clients
+
+    def authorized(self, req: Request) -> bool:
+        """Does the handshake carry the token (header or query)? Always True without one."""
+        if self.token is None:
+            return True
+        header = req.headers.get("Authorization") or ""
+        offered = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        offered = offered or req.query.get("token", "")
+        return hmac.compare_digest(offered.encode(), self.token.encode())
+
+    def _opened(self, conn: WsConnection) -> None:
+        with self._cond:
+            self._clients.add(conn)
+            self._cond.notify_all()
+
+    def _closed(self, conn: WsConnection) -> None:
+        with self._cond:
+            self._clients.discard(conn)
+            self._cond.notify_all()
+
+    def _received(self, conn: WsConnection, message: str | bytes) -> None:
+        with self._cond:
+            self.received.append(message)
+
+    def client_count(self) -> int:
+        """Connected clients."""
+        with self._cond:
+            return len(self._clients)
+
+    def wait_for_clients(self, n: int = 1, timeout: float = 5.0) -> bool:
+        """Block until at least ``n`` clients are connected; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._clients) >= n, timeout)
+
+    def wait_for_no_clients(self, timeout: float = 5.0) -> bool:
+        """Block until every client is gone; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._clients, timeout)
+
+    def drop_connections(self) -> int:
+        """Drop every client without a close frame (a network failure); returns how many."""
+        with self._cond:
+            clients = list(self._clients)
+        for conn in clients:
+            conn.abort()
+        return len(clients)
+
+    # ------------------------------------------------------------------ sending
+
+    def _broadcast(self, frame: bytes) -> int:
+        with self._cond:
+            clients = list(self._clients)
+        return sum(1 for conn in clients if conn.send_frame(frame))
+
+    def send_signal(self, signal: dict[str, Any]) -> int:
+        """Send one signal as a JSON text frame to every client; returns how many got it queued."""
+        with self._cond:
+            self.sent_signals.append(dict(signal))
+        return self._broadcast(encode_frame(OP_TEXT, json.dumps(signal).encode("utf-8")))
+
+    def send_raw(self, data: str | bytes, binary: bool = False) -> int:
+        """Send anything as one frame (text frames may carry invalid UTF-8; any size)."""
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        return self._broadcast(encode_frame(OP_BINARY if binary else OP_TEXT, payload))
+
+    def send_frame_bytes(self, raw: bytes) -> int:
+        """Write raw bytes on every connection (malformed frames, split frames, ...)."""
+        return self._broadcast(raw)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Block until every queued frame has been written to the sockets."""
+        with self._cond:
+            clients = list(self._clients)
+        return all(conn.flush(timeout) for conn in clients)
+
+    # ------------------------------------------------------------------ demo sources
+
+    def start_sources(
+        self,
+        symbols: Sequence[str],
+        price_of: Callable[[str], float],
+        accounts: Sequence[str] = ("main",),
+        rate_per_s: float = 2.0,
+        *,
+        burst_prob: float = 0.5,
+        replay_prob: float = 0.1,
+        seed: int | None = None,
+    ) -> SignalSources:
+        """Start the four demo sources (see ``sim.sources``); replaces running ones."""
+        self.stop_sources()
+        self._sources = SignalSources(
+            self.send_signal,
+            symbols,
+            price_of,
+            accounts=accounts,
+            rate_per_s=rate_per_s,
+            burst_prob=burst_prob,
+            replay_prob=replay_prob,
+            seed=seed,
+        )
+        self._sources.start()
+        return self._sources
+
+    def stop_sources(self) -> None:
+        """Stop the demo sources (no-op if none)."""
+        if self._sources is not None:
+            self._sources.stop()
+            self._sources = None
