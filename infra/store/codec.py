@@ -1,0 +1,470 @@
+"""(De)serialisation of the actor value types for PostgreSQL.
+
+Pure functions, no I/O, safe from any thread. Two families:
+
+* **Rows**: :func:`position_params` / :func:`order_params` turn a
+  :class:`~actors.state.Position` and its :class:`~actors.model.OrderRecord` into the
+  parameter tuples of the SQL in :mod:`infra.store.postgres`; :func:`position_from_row` /
+  :func:`order_from_row` turn the columns back. The round trip is exact: floats are stored
+  as ``double precision``, enums as their string value.
+* **JSON** (journal payloads): :func:`encode_message` turns any message (a frozen
+  dataclass) into ``(type name, JSON object)`` and :func:`decode_message` turns it back,
+  guided by the dataclass's type hints. ``jsonb`` cannot hold NaN/Infinity nor the NUL
+  character: non-finite floats are written as the strings ``"NaN"``, ``"Infinity"``,
+  ``"-Infinity"`` (and decoded back where the field is a float); NUL characters in strings
+  are replaced by U+FFFD (the journal is an audit log: a lossy character beats a refused
+  transition).
+
+Errors: encoders raise :class:`ValueError`/:class:`TypeError` for values they cannot
+represent; :func:`decode_message` raises :class:`CodecError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any, TypeAlias
+
+from actors.messages import Message
+from actors.model import CloseReason, Key, OrderKind, OrderRecord, OrderState, Side, Status
+from actors.state import JournalEvent, Position, SignalOutcome, SignalRecord
+
+__all__ = [
+    "JSON",
+    "MESSAGE_TYPES",
+    "ORDER_COLUMNS",
+    "POSITION_COLUMNS",
+    "CodecError",
+    "decode_message",
+    "dumps",
+    "encode_detail",
+    "encode_message",
+    "event_from_row",
+    "order_from_row",
+    "order_params",
+    "position_from_row",
+    "position_params",
+    "signal_from_row",
+    "signal_params",
+    "to_json",
+]
+
+JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
+
+
+class CodecError(ValueError):
+    """A stored payload does not decode into the type it names."""
+
+
+# --- rows ----------------------------------------------------------------------------------
+
+POSITION_COLUMNS: tuple[str, ...] = (
+    "id",
+    "account",
+    "symbol",
+    "side",
+    "status",
+    "source",
+    "signal_id",
+    "requested_qty",
+    "qty",
+    "stop_price",
+    "entry_price",
+    "take_profit",
+    "trailing_distance",
+    "best_price",
+    "close_reason",
+    "fail_reason",
+    "created_at",
+    "updated_at",
+    "filled_at",
+    "protected_at",
+    "closed_at",
+    "stop_seq",
+    "close_seq",
+    "sl_failures",
+    "version",
+)
+"""Column order of ``positions`` as read and written by the store."""
+
+ORDER_COLUMNS: tuple[str, ...] = (
+    "client_id",
+    "position_id",
+    "ord",
+    "kind",
+    "side",
+    "qty",
+    "state",
+    "trigger_price",
+    "filled_qty",
+    "avg_price",
+    "exchange_id",
+    "event_time",
+    "sent_at",
+    "attempts",
+)
+"""Column order of ``orders``; ``ord`` is the order's index in ``Position.orders``."""
+
+
+def _enum_value(x: object) -> str:
+    """The string stored for an enum field (plain strings pass through unchanged)."""
+    if isinstance(x, enum.Enum):
+        return str(x.value)
+    if isinstance(x, str):
+        return x
+    raise TypeError(f"expected an enum or a string, got {type(x).__name__}")
+
+
+def _opt_enum_value(x: object) -> str | None:
+    return None if x is None else _enum_value(x)
+
+
+def position_params(p: Position) -> tuple[object, ...]:
+    """Parameters for :data:`POSITION_COLUMNS`, in that order."""
+    return (
+        p.id,
+        p.key.account,
+        p.key.symbol,
+        _enum_value(p.side),
+        _enum_value(p.status),
+        p.source,
+        p.signal_id,
+        p.requested_qty,
+        p.qty,
+        p.stop_price,
+        p.entry_price,
+        p.take_profit,
+        p.trailing_distance,
+        p.best_price,
+        _opt_enum_value(p.close_reason),
+        p.fail_reason,
+        p.created_at,
+        p.updated_at,
+        p.filled_at,
+        p.protected_at,
+        p.closed_at,
+        p.stop_seq,
+        p.close_seq,
+        p.sl_failures,
+        p.version,
+    )
+
+
+def order_params(position_id: int, ord_: int, o: OrderRecord) -> tuple[object, ...]:
+    """Parameters for :data:`ORDER_COLUMNS`, in that order."""
+    return (
+        o.client_id,
+        position_id,
+        ord_,
+        _enum_value(o.kind),
+        o.side,
+        o.qty,
+        _enum_value(o.state),
+        o.trigger_price,
+        o.filled_qty,
+        o.avg_price,
+        o.exchange_id,
+        o.event_time,
+        o.sent_at,
+        o.attempts,
+    )
+
+
+def order_from_row(row: Sequence[Any]) -> OrderRecord:
+    """An order from a row in :data:`ORDER_COLUMNS` order."""
+    (
+        client_id,
+        _position_id,
+        _ord,
+        kind,
+        side,
+        qty,
+        state,
+        trigger_price,
+        filled_qty,
+        avg_price,
+        exchange_id,
+        event_time,
+        sent_at,
+        attempts,
+    ) = row
+    return OrderRecord(
+        client_id=client_id,
+        kind=OrderKind(kind),
+        side=side,
+        qty=qty,
+        state=OrderState(state),
+        trigger_price=trigger_price,
+        filled_qty=filled_qty,
+        avg_price=avg_price,
+        exchange_id=exchange_id,
+        event_time=event_time,
+        sent_at=sent_at,
+        attempts=attempts,
+    )
+
+
+def position_from_row(row: Sequence[Any], orders: Sequence[OrderRecord] = ()) -> Position:
+    """A position from a row in :data:`POSITION_COLUMNS` order, with its orders."""
+    (
+        id_,
+        account,
+        symbol,
+        side,
+        status,
+        source,
+        signal_id,
+        requested_qty,
+        qty,
+        stop_price,
+        entry_price,
+        take_profit,
+        trailing_distance,
+        best_price,
+        close_reason,
+        fail_reason,
+        created_at,
+        updated_at,
+        filled_at,
+        protected_at,
+        closed_at,
+        stop_seq,
+        close_seq,
+        sl_failures,
+        version,
+    ) = row
+    return Position(
+        id=id_,
+        key=Key(account, symbol),
+        side=Side(side),
+        status=Status(status),
+        source=source,
+        requested_qty=requested_qty,
+        stop_price=stop_price,
+        created_at=created_at,
+        updated_at=updated_at,
+        signal_id=signal_id,
+        qty=qty,
+        entry_price=entry_price,
+        take_profit=take_profit,
+        trailing_distance=trailing_distance,
+        orders=tuple(orders),
+        close_reason=None if close_reason is None else CloseReason(close_reason),
+        fail_reason=fail_reason,
+        filled_at=filled_at,
+        protected_at=protected_at,
+        closed_at=closed_at,
+        best_price=best_price,
+        stop_seq=stop_seq,
+        close_seq=close_seq,
+        sl_failures=sl_failures,
+        version=version,
+    )
+
+
+def signal_params(r: SignalRecord) -> tuple[object, ...]:
+    """Parameters for ``signals (account, symbol, signal_id, source, outcome, reason, at,
+    position_id)``."""
+    return (
+        r.key.account,
+        r.key.symbol,
+        r.signal_id,
+        r.source,
+        _enum_value(r.outcome),
+        r.reason,
+        r.at,
+        r.position_id,
+    )
+
+
+def signal_from_row(row: Sequence[Any]) -> SignalRecord:
+    """A signal record from a row in :func:`signal_params` order."""
+    account, symbol, signal_id, source, outcome, reason, at, position_id = row
+    return SignalRecord(
+        key=Key(account, symbol),
+        signal_id=signal_id,
+        source=source,
+        outcome=SignalOutcome(outcome),
+        reason=reason,
+        at=at,
+        position_id=position_id,
+    )
+
+
+def event_from_row(
+    position_id: int | None,
+    kind: str,
+    status_before: str | None,
+    status_after: str | None,
+    at: float,
+    detail: Mapping[str, object],
+) -> JournalEvent:
+    """A journal event from its columns (``detail`` as loaded from ``jsonb``)."""
+    return JournalEvent(
+        position_id=position_id,
+        kind=kind,
+        status_before=None if status_before is None else Status(status_before),
+        status_after=None if status_after is None else Status(status_after),
+        at=at,
+        detail=dict(detail),
+    )
+
+
+# --- JSON ----------------------------------------------------------------------------------
+
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _float_json(x: float) -> JSON:
+    if math.isfinite(x):
+        return x
+    if math.isnan(x):
+        return "NaN"
+    return "Infinity" if x > 0 else "-Infinity"
+
+
+def to_json(value: object) -> JSON:
+    """A JSON-safe form of ``value``: dataclasses become objects, enums their value, tuples
+    lists, non-finite floats strings, NUL characters U+FFFD. Anything else becomes ``str``."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, enum.Enum):
+        return to_json(value.value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return _float_json(value)
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_json(v) for v in value]
+    return to_json(str(value))
+
+
+def encode_detail(detail: Mapping[str, object]) -> dict[str, JSON]:
+    """The ``detail`` of a journal event as a JSON object."""
+    return {str(k): to_json(v) for k, v in detail.items()}
+
+
+def encode_message(msg: object) -> tuple[str, dict[str, JSON]]:
+    """``(type name, fields as JSON)`` of a message (any dataclass instance)."""
+    if not dataclasses.is_dataclass(msg) or isinstance(msg, type):
+        raise TypeError(f"not a message dataclass: {type(msg).__name__}")
+    data = to_json(msg)
+    assert isinstance(data, dict)
+    return type(msg).__name__, data
+
+
+def dumps(obj: object) -> str:
+    """Compact JSON text; refuses NaN (``jsonb`` would too, with a worse message)."""
+    return json.dumps(obj, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def _message_types() -> dict[str, type[Any]]:
+    out: dict[str, type[Any]] = {}
+    for arg in typing.get_args(Message):
+        out[arg.__name__] = arg
+    return out
+
+
+MESSAGE_TYPES: Mapping[str, type[Any]] = types.MappingProxyType(_message_types())
+"""Every message class a journal row may name, by class name."""
+
+
+def decode_message(type_name: str, data: Mapping[str, object]) -> Message:
+    """The message that :func:`encode_message` encoded. Raises :class:`CodecError`."""
+    cls = MESSAGE_TYPES.get(type_name)
+    if cls is None:
+        raise CodecError(f"unknown message type {type_name!r}")
+    msg = _decode(cls, data, type_name)
+    assert isinstance(msg, cls)
+    return typing.cast(Message, msg)
+
+
+@cache
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _decode(tp: Any, value: object, where: str) -> object:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _decode(arg, value, where)
+            except CodecError as exc:
+                errors.append(str(exc))
+        raise CodecError(f"{where}: {value!r} matches none of {tp}: {'; '.join(errors)}")
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise CodecError(f"{where}: expected a list, got {type(value).__name__}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(args[0], v, f"{where}[]") for v in value)
+        if len(args) != len(value):
+            raise CodecError(f"{where}: expected {len(args)} items, got {len(value)}")
+        return tuple(_decode(a, v, f"{where}[]") for a, v in zip(args, value, strict=True))
+    if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
+        if not isinstance(value, dict):
+            raise CodecError(f"{where}: expected an object, got {type(value).__name__}")
+        return dict(value)
+    if tp is Any or tp is object:
+        return value
+    if tp is type(None):
+        if value is not None:
+            raise CodecError(f"{where}: expected null")
+        return None
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError as exc:
+            raise CodecError(f"{where}: {exc}") from exc
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise CodecError(f"{where}: expected a boolean")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CodecError(f"{where}: expected an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool):
+            raise CodecError(f"{where}: expected a number")
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str) and value in _NON_FINITE:
+            return _NON_FINITE[value]
+        raise CodecError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if not isinstance(value, str):
+            raise CodecError(f"{where}: expected a string")
+        return value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise CodecError(f"{where}: expected an object for {tp.__name__}")
+        hints = _hints(tp)
+        kwargs: dict[str, object] = {}
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                kwargs[f.name] = _decode(hints[f.name], value[f.name], f"{where}.{f.name}")
+        try:
+            return tp(**kwargs)
+        except TypeError as exc:
+            raise CodecError(f"{where}: {exc}") from exc
+    raise CodecError(f"{where}: cannot decode type {tp!r}")

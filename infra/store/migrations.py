@@ -1,0 +1,299 @@
+"""Versioned schema migrations, applied at start.
+
+:func:`migrate` is called by :class:`infra.store.postgres.PostgresStore` (unless told not to)
+and by tools. It holds a PostgreSQL advisory lock for its whole run, so two processes that
+start at once apply each migration exactly once; every migration runs in one transaction
+together with its row in ``schema_migrations`` (version, name, checksum, time), so a failed
+migration leaves nothing behind. A migration already applied whose SQL changed since, or a
+database whose schema is newer than this code, is refused with :class:`MigrationError`.
+
+Migrations are inline SQL (no package data to ship). Never edit one that has been released:
+add a new version.
+
+Schema (version 1):
+
+* ``positions``: every field of :class:`actors.state.Position` except ``orders``; times are
+  ``double precision`` epoch seconds (exact round trip of the Python floats); ``version``.
+  **I1**: the partial unique index ``positions_one_open`` on ``(account, symbol)`` over every
+  non-terminal status.
+* ``orders``: one row per client order id (primary key), ``position_id`` → ``positions``,
+  ``ord`` = index in ``Position.orders``.
+* ``journal``: append-only (a trigger refuses UPDATE/DELETE/TRUNCATE); one row per journal
+  event with the message that caused it (``cause_type``, ``cause`` jsonb).
+* ``signals``: append-only signal history; one row per ``(account, signal_id)``.
+* ``position_ids``: the sequence behind ``Store.allocate_ids``.
+
+CHECK constraints express value invariants: known enum values, quantities ``>= 0``, finite
+prices and times (``abs(x) < 'Infinity'`` refuses NaN and ±Infinity), bounded identifiers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from actors.ports import StoreError, StoreUnavailable
+from infra.store.keys import MIGRATION_LOCK_NAME, advisory_key
+
+__all__ = [
+    "MIGRATIONS",
+    "Migration",
+    "MigrationError",
+    "applied_migrations",
+    "migrate",
+]
+
+log = logging.getLogger(__name__)
+
+
+class MigrationError(StoreError):
+    """The schema cannot be brought to this code's version (changed or newer migration)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+
+_NON_TERMINAL_SQL = "('pending_entry', 'entry_placed', 'pending_sl', 'active', 'closing')"
+_STATUS_SQL = (
+    "('pending_entry', 'entry_placed', 'pending_sl', 'active', 'closing', 'closed', 'failed')"
+)
+
+_V1 = f"""
+CREATE SEQUENCE position_ids AS bigint START WITH 1;
+
+CREATE TABLE positions (
+    id                bigint PRIMARY KEY CHECK (id > 0),
+    account           text NOT NULL CHECK (length(account) BETWEEN 1 AND 64),
+    symbol            text NOT NULL CHECK (length(symbol) BETWEEN 1 AND 64),
+    side              text NOT NULL CHECK (side IN ('long', 'short')),
+    status            text NOT NULL CHECK (status IN {_STATUS_SQL}),
+    source            text NOT NULL CHECK (length(source) <= 256),
+    signal_id         text CHECK (length(signal_id) <= 256),
+    requested_qty     double precision NOT NULL
+                      CHECK (requested_qty >= 0 AND requested_qty < 'Infinity'),
+    qty               double precision NOT NULL CHECK (qty >= 0 AND qty < 'Infinity'),
+    stop_price        double precision NOT NULL CHECK (abs(stop_price) < 'Infinity'),
+    entry_price       double precision CHECK (abs(entry_price) < 'Infinity'),
+    take_profit       double precision CHECK (abs(take_profit) < 'Infinity'),
+    trailing_distance double precision CHECK (abs(trailing_distance) < 'Infinity'),
+    best_price        double precision CHECK (abs(best_price) < 'Infinity'),
+    close_reason      text CHECK (close_reason IN ('signal', 'stop_loss', 'take_profit',
+                                                   'closed_on_exchange', 'emergency', 'manual')),
+    fail_reason       text CHECK (length(fail_reason) <= 8192),
+    created_at        double precision NOT NULL CHECK (abs(created_at) < 'Infinity'),
+    updated_at        double precision NOT NULL CHECK (abs(updated_at) < 'Infinity'),
+    filled_at         double precision CHECK (abs(filled_at) < 'Infinity'),
+    protected_at      double precision CHECK (abs(protected_at) < 'Infinity'),
+    closed_at         double precision CHECK (abs(closed_at) < 'Infinity'),
+    stop_seq          integer NOT NULL CHECK (stop_seq >= 0),
+    close_seq         integer NOT NULL CHECK (close_seq >= 0),
+    sl_failures       integer NOT NULL CHECK (sl_failures >= 0),
+    version           bigint NOT NULL CHECK (version >= 1)
+);
+
+-- I1: at most one non-terminal position per (account, symbol).
+CREATE UNIQUE INDEX positions_one_open ON positions (account, symbol)
+    WHERE status IN {_NON_TERMINAL_SQL};
+
+CREATE INDEX positions_by_key ON positions (account, symbol, id);
+
+CREATE TABLE orders (
+    client_id     text PRIMARY KEY CHECK (length(client_id) BETWEEN 1 AND 64),
+    position_id   bigint NOT NULL REFERENCES positions (id),
+    ord           integer NOT NULL CHECK (ord >= 0),
+    kind          text NOT NULL CHECK (kind IN ('entry', 'stop_loss', 'take_profit', 'close')),
+    side          text NOT NULL CHECK (side IN ('buy', 'sell')),
+    qty           double precision NOT NULL CHECK (qty >= 0 AND qty < 'Infinity'),
+    state         text NOT NULL CHECK (state IN ('intended', 'unknown', 'accepted',
+                                                 'partially_filled', 'filled', 'canceled',
+                                                 'rejected', 'not_found')),
+    trigger_price double precision CHECK (abs(trigger_price) < 'Infinity'),
+    filled_qty    double precision NOT NULL CHECK (filled_qty >= 0 AND filled_qty < 'Infinity'),
+    avg_price     double precision CHECK (abs(avg_price) < 'Infinity'),
+    exchange_id   text CHECK (length(exchange_id) <= 128),
+    event_time    double precision NOT NULL CHECK (abs(event_time) < 'Infinity'),
+    sent_at       double precision CHECK (abs(sent_at) < 'Infinity'),
+    attempts      integer NOT NULL CHECK (attempts >= 0)
+);
+
+CREATE INDEX orders_by_position ON orders (position_id, ord);
+
+CREATE TABLE journal (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account       text NOT NULL,
+    symbol        text NOT NULL,
+    position_id   bigint,
+    kind          text NOT NULL CHECK (length(kind) BETWEEN 1 AND 64),
+    status_before text CHECK (status_before IN {_STATUS_SQL}),
+    status_after  text CHECK (status_after IN {_STATUS_SQL}),
+    at            double precision NOT NULL CHECK (abs(at) < 'Infinity'),
+    detail        jsonb NOT NULL,
+    cause_type    text NOT NULL,
+    cause         jsonb NOT NULL,
+    recorded_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX journal_by_key ON journal (account, symbol, id);
+CREATE INDEX journal_by_position ON journal (position_id, id) WHERE position_id IS NOT NULL;
+
+CREATE TABLE signals (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account     text NOT NULL,
+    symbol      text NOT NULL,
+    signal_id   text NOT NULL CHECK (length(signal_id) <= 1024),
+    source      text NOT NULL CHECK (length(source) <= 1024),
+    outcome     text NOT NULL CHECK (outcome IN ('accepted', 'duplicate', 'cooldown', 'rejected')),
+    reason      text NOT NULL CHECK (length(reason) <= 8192),
+    at          double precision NOT NULL CHECK (abs(at) < 'Infinity'),
+    position_id bigint,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT signals_once UNIQUE (account, signal_id)
+);
+
+CREATE INDEX signals_by_key ON signals (account, symbol, id);
+
+CREATE FUNCTION ps_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
+CREATE TRIGGER journal_append_only BEFORE UPDATE OR DELETE ON journal
+    FOR EACH ROW EXECUTE FUNCTION ps_append_only();
+CREATE TRIGGER journal_no_truncate BEFORE TRUNCATE ON journal
+    FOR EACH STATEMENT EXECUTE FUNCTION ps_append_only();
+CREATE TRIGGER signals_append_only BEFORE UPDATE OR DELETE ON signals
+    FOR EACH ROW EXECUTE FUNCTION ps_append_only();
+CREATE TRIGGER signals_no_truncate BEFORE TRUNCATE ON signals
+    FOR EACH STATEMENT EXECUTE FUNCTION ps_append_only();
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _V1),)
+"""Every migration, in version order. Append only."""
+
+_CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def migrate(
+    dsn: str,
+    *,
+    lock_timeout: float = 60.0,
+    connect_timeout: int = 10,
+    migrations: tuple[Migration, ...] = MIGRATIONS,
+) -> list[int]:
+    """Bring the database at ``dsn`` to the latest schema; return the versions applied now.
+
+    Idempotent, and safe when several processes call it at once (an advisory lock serialises
+    them; the later ones find nothing to do). Called from any thread, blocking.
+
+    Raises :class:`StoreUnavailable` when the server cannot be reached (or the lock is not
+    obtained within ``lock_timeout`` s), :class:`MigrationError` when an applied migration
+    changed or the database is newer than this code, :class:`StoreError` when a migration's
+    SQL fails (its transaction is rolled back: nothing of it remains).
+    """
+    try:
+        conn = psycopg.connect(
+            dsn,
+            autocommit=True,
+            connect_timeout=connect_timeout,
+            application_name="position-supervisor:migrate",
+        )
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"migrate: cannot connect to the database: {exc}") from exc
+    key = advisory_key(MIGRATION_LOCK_NAME)
+    try:
+        with conn:
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, false)", (f"{int(lock_timeout * 1000)}ms",)
+            )
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                return _apply(conn, migrations)
+            finally:
+                if not conn.broken:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    except StoreError:
+        raise
+    except psycopg.errors.LockNotAvailable as exc:
+        raise StoreUnavailable(
+            f"migrate: another process held the migration lock for more than {lock_timeout} s"
+        ) from exc
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"migrate: database unreachable: {exc}") from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"migrate: {exc}") from exc
+
+
+def _apply(conn: psycopg.Connection[TupleRow], migrations: tuple[Migration, ...]) -> list[int]:
+    conn.execute(_CREATE_TABLE)
+    rows = conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+    applied = {int(str(v)): str(c) for v, c in rows}
+    known = {m.version: m for m in migrations}
+    newer = sorted(v for v in applied if v not in known)
+    if newer and newer[-1] > max(known, default=0):
+        raise MigrationError(
+            f"database schema is at version {newer[-1]}, newer than this code "
+            f"(version {max(known, default=0)}): upgrade the code"
+        )
+    for v, checksum in applied.items():
+        if v in known and known[v].checksum != checksum:
+            raise MigrationError(
+                f"migration {v} ({known[v].name}) changed since it was applied: "
+                "add a new migration instead of editing a released one"
+            )
+    done: list[int] = []
+    for m in sorted(migrations, key=lambda m: m.version):
+        if m.version in applied:
+            continue
+        try:
+            with conn.transaction():
+                conn.execute(m.sql)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                    (m.version, m.name, m.checksum),
+                )
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            raise StoreError(f"migration {m.version} ({m.name}) failed: {exc}") from exc
+        log.info("applied schema migration %d: %s", m.version, m.name)
+        done.append(m.version)
+    return done
+
+
+def applied_migrations(dsn: str) -> list[tuple[int, str, str]]:
+    """``(version, name, checksum)`` of every applied migration, in version order.
+
+    Raises :class:`StoreUnavailable` when the server cannot be reached.
+    """
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+            exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+            if not exists or not exists[0]:
+                return []
+            rows = conn.execute(
+                "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
+            ).fetchall()
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"cannot read schema_migrations: {exc}") from exc
+    return [(int(str(v)), str(n), str(c)) for v, n, c in rows]

@@ -1,0 +1,543 @@
+"""The PostgreSQL implementation of :class:`actors.ports.Store` (psycopg 3 + psycopg-pool).
+
+One :class:`PostgresStore` per process, shared by every position actor: each method borrows a
+connection from a :class:`psycopg_pool.ConnectionPool`, so many actor threads call it at once.
+Every method blocks the calling thread (an actor's own thread) for at most about ``timeout``
+seconds waiting for a connection plus ``statement_timeout`` for the statements.
+
+Failure contract (what the actor shell relies on):
+
+* :class:`~actors.ports.StaleVersion`: the expected version did not match, the position
+  already exists, or the write would make a second non-terminal position of the same
+  ``(account, symbol)`` (I1, the ``positions_one_open`` index). Nothing was written.
+* :class:`~actors.ports.StoreUnavailable`: the server cannot be reached, a connection broke,
+  no pooled connection came within ``timeout``, a statement timed out, or the store is
+  closed. Nothing was written -- except in the one case no client can rule out: the
+  connection broke while ``COMMIT`` was in flight. A commit retried after that either
+  succeeds or fails with :class:`StaleVersion` (the position is already at that version);
+  reloading from the store then shows the truth.
+* :class:`StoreRejected` (a :class:`~actors.ports.StoreError`): the database refused a value
+  (NaN or infinite price, negative quantity, unknown status, an identifier too long, a NUL
+  character ...). Nothing was written; the same commit will be refused again.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from actors.messages import Message
+from actors.model import NON_TERMINAL, Key
+from actors.ports import Snapshot, StaleVersion, StoreError, StoreUnavailable
+from actors.state import Commit, JournalEvent, Position, SignalRecord
+from infra.store import codec
+from infra.store.migrations import migrate
+
+__all__ = ["JournalEntry", "PostgresStore", "StoreRejected"]
+
+log = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[TupleRow]
+T = TypeVar("T")
+
+
+class StoreRejected(StoreError):
+    """The database refused a value of the commit (a CHECK constraint, a bad value).
+
+    Nothing was written. Retrying the same commit is refused again: it is a bug or bad input
+    upstream, to be crashed on and dead-lettered, not waited out.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One row of the journal as :meth:`PostgresStore.journal` returns it."""
+
+    id: int
+    key: Key
+    event: JournalEvent
+    cause_type: str
+    cause_data: Mapping[str, object] = field(default_factory=dict)
+    recorded_at: float = 0.0
+
+    @property
+    def cause(self) -> Message | None:
+        """The message that caused the event, or ``None`` when it no longer decodes."""
+        try:
+            return codec.decode_message(self.cause_type, self.cause_data)
+        except codec.CodecError:
+            return None
+
+
+# --- SQL ----------------------------------------------------------------------------------
+
+_NON_TERMINAL = "(" + ", ".join(f"'{s.value}'" for s in NON_TERMINAL) + ")"
+_P_COLS = ", ".join(f"p.{c}" for c in codec.POSITION_COLUMNS)
+_O_COLS = ", ".join(f"o.{c}" for c in codec.ORDER_COLUMNS)
+_NP = len(codec.POSITION_COLUMNS)
+
+_INSERT_POSITION = (
+    f"INSERT INTO positions ({', '.join(codec.POSITION_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * _NP)})"
+)
+# Every column but the identity (id, account, symbol), with the version check.
+_UPDATABLE = codec.POSITION_COLUMNS[3:]
+_UPDATE_POSITION = (
+    f"UPDATE positions SET ({', '.join(_UPDATABLE)}) = ROW({', '.join(['%s'] * len(_UPDATABLE))}) "
+    "WHERE id = %s AND account = %s AND symbol = %s AND version = %s"
+)
+_UPSERT_ORDER = (
+    f"INSERT INTO orders ({', '.join(codec.ORDER_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(codec.ORDER_COLUMNS))}) "
+    "ON CONFLICT (client_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in codec.ORDER_COLUMNS[2:])
+    + " WHERE orders.position_id = EXCLUDED.position_id"
+)
+_INSERT_EVENT = (
+    "INSERT INTO journal (account, symbol, position_id, kind, status_before, status_after, at, "
+    "detail, cause_type, cause) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_SIGNAL_COLS = "account, symbol, signal_id, source, outcome, reason, at, position_id"
+_INSERT_SIGNAL = (
+    f"INSERT INTO signals ({_SIGNAL_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (account, signal_id) DO NOTHING"
+)
+_POSITIONS_WITH_ORDERS = (
+    f"SELECT {_P_COLS}, {_O_COLS} FROM positions p LEFT JOIN orders o ON o.position_id = p.id "
+)
+_LATEST_OF_KEY = (
+    _POSITIONS_WITH_ORDERS + "WHERE p.id = (SELECT id FROM positions "
+    "WHERE account = %s AND symbol = %s "
+    f"ORDER BY status IN {_NON_TERMINAL} DESC, id DESC LIMIT 1) "
+    "ORDER BY o.ord"
+)
+_KEY_FACTS = (
+    "SELECT max(closed_at) FILTER (WHERE status = 'closed'), "
+    "coalesce(bool_or(qty > 0 OR filled_at IS NOT NULL), false) "
+    "FROM positions WHERE account = %s AND symbol = %s"
+)
+_RECENT_SIGNALS = (
+    "SELECT signal_id FROM (SELECT id, signal_id FROM signals "
+    "WHERE account = %s AND symbol = %s ORDER BY id DESC LIMIT %s) r ORDER BY id"
+)
+_OPEN_OF_KEY = (
+    "SELECT id, status, version FROM positions "
+    f"WHERE account = %s AND symbol = %s AND status IN {_NON_TERMINAL}"
+)
+_READ_ONLY = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
+def _group_positions(rows: Sequence[Sequence[Any]]) -> list[Position]:
+    """Positions from rows of ``_POSITIONS_WITH_ORDERS`` ordered by position id, then ord."""
+    out: list[Position] = []
+    current: Sequence[Any] | None = None
+    orders: list[Any] = []
+    for row in rows:
+        prow, orow = row[:_NP], row[_NP:]
+        if current is None or current[0] != prow[0]:
+            if current is not None:
+                out.append(codec.position_from_row(current, orders))
+            current, orders = prow, []
+        if orow[0] is not None:
+            orders.append(codec.order_from_row(orow))
+    if current is not None:
+        out.append(codec.position_from_row(current, orders))
+    return out
+
+
+def _looks_dead(conn: Conn) -> bool:
+    """True when an idle pooled connection cannot be healthy (closed, broken, or its socket
+    has something to read: the server's goodbye after a restart or ``pg_terminate_backend``).
+    A local check, no round trip."""
+    if conn.closed or conn.broken:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
+
+
+class PostgresStore:
+    """:class:`actors.ports.Store` on PostgreSQL. Thread-safe; see the module docstring.
+
+    ``dsn``: a libpq connection string or URI. ``pool_min``/``pool_max``: pooled connections.
+    ``timeout``: seconds a call waits for a pooled connection before
+    :class:`~actors.ports.StoreUnavailable` (keep it short: the caller is an actor thread).
+    ``statement_timeout``: server-side limit per statement. ``migrate_schema``: run
+    :func:`infra.store.migrations.migrate` first (raises :class:`StoreUnavailable` when the
+    server is down). ``recent_signals``: how many signal ids :meth:`load` returns.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_min: int = 1,
+        pool_max: int = 8,
+        timeout: float = 2.0,
+        statement_timeout: float = 10.0,
+        migrate_schema: bool = True,
+        recent_signals: int = 256,
+        name: str = "position-store",
+    ) -> None:
+        if pool_min < 0 or pool_max < max(1, pool_min):
+            raise ValueError(f"bad pool sizes: min {pool_min}, max {pool_max}")
+        self._timeout = timeout
+        self._statement_timeout_ms = max(1, int(statement_timeout * 1000))
+        self._recent = recent_signals
+        self._pool_max = pool_max
+        if migrate_schema:
+            migrate(dsn)
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if "application_name" not in conninfo_to_dict(dsn):
+            kwargs["application_name"] = "position-supervisor"
+        if "connect_timeout" not in conninfo_to_dict(dsn):
+            kwargs["connect_timeout"] = max(2, int(timeout + 0.999))
+        self._pool: ConnectionPool[Conn] = ConnectionPool(
+            dsn,
+            min_size=pool_min,
+            max_size=pool_max,
+            kwargs=kwargs,
+            configure=self._configure,
+            timeout=timeout,
+            name=name,
+            open=False,
+        )
+        self._pool.open(wait=False)
+
+    # -- lifecycle
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close every connection and stop the pool's threads. Idempotent. Later calls raise
+        :class:`StoreUnavailable`."""
+        self._pool.close(timeout=timeout)
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        """Round trip to the server; raises :class:`StoreUnavailable` when it is not reachable."""
+        with self._translate("ping"), self._connection() as conn:
+            conn.execute("SELECT 1")
+
+    # -- the Store port
+
+    def load(self, key: Key) -> Snapshot:
+        """What an actor needs at start for ``key``: the non-terminal position if any, else
+        the most recent terminal one (highest id), with its orders in order; the latest
+        ``closed_at`` of a closed position; whether any position ever had a quantity; the
+        last ``recent_signals`` signal ids recorded for the key, oldest first. One consistent
+        snapshot (repeatable read)."""
+
+        def run(conn: Conn) -> Snapshot:
+            with conn.transaction():
+                conn.execute(_READ_ONLY)
+                found = _group_positions(
+                    conn.execute(_LATEST_OF_KEY, (key.account, key.symbol)).fetchall()
+                )
+                facts = conn.execute(_KEY_FACTS, (key.account, key.symbol)).fetchone()
+                recent = conn.execute(
+                    _RECENT_SIGNALS, (key.account, key.symbol, self._recent)
+                ).fetchall()
+            last_closed, bought = facts if facts is not None else (None, False)
+            return Snapshot(
+                position=found[0] if found else None,
+                last_closed_at=last_closed,
+                bought=bool(bought),
+                recent_signals=tuple(r[0] for r in recent),
+            )
+
+        return self._run(f"load {key}", run)
+
+    def commit(self, commit: Commit) -> None:
+        """Write one transition in one transaction: the position (INSERT when
+        ``expected_version`` is 0, else UPDATE guarded by the expected version, setting the
+        position's own version), its orders (upserted by client id; never deleted), its
+        journal events with the cause, and the signal record (once per account and signal
+        id). All or nothing; raises as the module docstring says."""
+        pos = commit.position
+        try:
+            self._validate(commit)
+            cause_type, cause = codec.encode_message(commit.cause)
+            cause_json = Jsonb(cause, dumps=codec.dumps)
+            events = [
+                (
+                    commit.key.account,
+                    commit.key.symbol,
+                    ev.position_id,
+                    ev.kind,
+                    None if ev.status_before is None else ev.status_before.value,
+                    None if ev.status_after is None else ev.status_after.value,
+                    ev.at,
+                    Jsonb(codec.encode_detail(ev.detail), dumps=codec.dumps),
+                    cause_type,
+                    cause_json,
+                )
+                for ev in commit.events
+            ]
+            prow = codec.position_params(pos) if pos is not None else ()
+            orows = (
+                [codec.order_params(pos.id, i, o) for i, o in enumerate(pos.orders)]
+                if pos is not None
+                else []
+            )
+            srow = codec.signal_params(commit.signal) if commit.signal is not None else None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise StoreRejected(f"commit for {commit.key}: cannot encode: {exc}") from exc
+
+        def run(conn: Conn) -> None:
+            try:
+                with conn.transaction():
+                    cur = conn.cursor()
+                    if pos is not None:
+                        self._write_position(cur, commit, pos, prow)
+                        if orows:
+                            cur.executemany(_UPSERT_ORDER, orows)
+                            if cur.rowcount != len(orows):
+                                raise StoreRejected(
+                                    f"position {pos.id}: an order client id of it belongs to "
+                                    "another position"
+                                )
+                    if events:
+                        cur.executemany(_INSERT_EVENT, events)
+                    if srow is not None:
+                        cur.execute(_INSERT_SIGNAL, srow)
+            except psycopg.errors.UniqueViolation as exc:
+                self._unique_violation(conn, commit, exc)
+
+        self._run(f"commit for {commit.key}", run)
+
+    def allocate_ids(self, n: int) -> Sequence[int]:
+        """``n`` new position ids from the ``position_ids`` sequence, ascending; unique across
+        every process using the database (not necessarily contiguous)."""
+        if n <= 0:
+            return []
+        if n > 100_000:
+            raise StoreRejected(f"allocate_ids: {n} ids at once is not sensible")
+
+        def run(conn: Conn) -> list[int]:
+            rows = conn.execute(
+                "SELECT nextval('position_ids') FROM generate_series(1, %s)", (n,)
+            ).fetchall()
+            return sorted(int(r[0]) for r in rows)
+
+        return self._run("allocate_ids", run)
+
+    def open_positions(self, account: str | None = None) -> list[Position]:
+        """Every non-terminal position (of ``account`` if given) with its orders, by id."""
+        return self.positions(account, include_terminal=False)
+
+    # -- reads for the CLI, the status view and tests
+
+    def positions(
+        self, account: str | None = None, include_terminal: bool = True
+    ) -> list[Position]:
+        """Positions (of ``account`` if given; only non-terminal ones unless
+        ``include_terminal``) with their orders, ordered by id."""
+        where: list[str] = []
+        params: list[object] = []
+        if account is not None:
+            where.append("p.account = %s")
+            params.append(account)
+        if not include_terminal:
+            where.append(f"p.status IN {_NON_TERMINAL}")
+        sql = _POSITIONS_WITH_ORDERS
+        if where:
+            sql += "WHERE " + " AND ".join(where) + " "
+        sql += "ORDER BY p.id, o.ord"
+
+        def run(conn: Conn) -> list[Position]:
+            return _group_positions(conn.execute(sql, params).fetchall())
+
+        return self._run("positions", run)
+
+    def journal(
+        self, account: str, symbol: str, position_id: int | None = None
+    ) -> list[JournalEntry]:
+        """The journal of ``(account, symbol)`` (optionally of one position), in order."""
+        sql = (
+            "SELECT id, account, symbol, position_id, kind, status_before, status_after, at, "
+            "detail, cause_type, cause, extract(epoch FROM recorded_at)::float8 "
+            "FROM journal WHERE account = %s AND symbol = %s"
+        )
+        params: list[object] = [account, symbol]
+        if position_id is not None:
+            sql += " AND position_id = %s"
+            params.append(position_id)
+        sql += " ORDER BY id"
+
+        def run(conn: Conn) -> list[JournalEntry]:
+            out = []
+            for row in conn.execute(sql, params).fetchall():
+                id_, acc, sym, pid, kind, before, after, at, detail, ctype, cause, rec = row
+                out.append(
+                    JournalEntry(
+                        id=id_,
+                        key=Key(acc, sym),
+                        event=codec.event_from_row(pid, kind, before, after, at, detail),
+                        cause_type=ctype,
+                        cause_data=cause,
+                        recorded_at=rec,
+                    )
+                )
+            return out
+
+        return self._run("journal", run)
+
+    def signals(self, account: str | None = None, symbol: str | None = None) -> list[SignalRecord]:
+        """The signal history (of ``account``, of ``symbol`` if given), in arrival order."""
+        where: list[str] = []
+        params: list[object] = []
+        if account is not None:
+            where.append("account = %s")
+            params.append(account)
+        if symbol is not None:
+            where.append("symbol = %s")
+            params.append(symbol)
+        sql = f"SELECT {_SIGNAL_COLS} FROM signals"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+
+        def run(conn: Conn) -> list[SignalRecord]:
+            return [codec.signal_from_row(r) for r in conn.execute(sql, params).fetchall()]
+
+        return self._run("signals", run)
+
+    # -- internals
+
+    def _configure(self, conn: Conn) -> None:
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)",
+            (f"{self._statement_timeout_ms}ms",),
+        )
+
+    @staticmethod
+    def _validate(c: Commit) -> None:
+        pos = c.position
+        if c.expected_version < 0:
+            raise StoreRejected(f"commit for {c.key}: negative expected version")
+        if pos is None:
+            return
+        if pos.key != c.key:
+            raise StoreRejected(f"commit for {c.key} carries position {pos.id} of {pos.key}")
+        if pos.version <= c.expected_version:
+            raise StoreRejected(
+                f"position {pos.id}: version {pos.version} does not follow expected version "
+                f"{c.expected_version}"
+            )
+
+    @staticmethod
+    def _write_position(
+        cur: psycopg.Cursor[TupleRow], c: Commit, pos: Position, prow: tuple[object, ...]
+    ) -> None:
+        if c.expected_version == 0:
+            cur.execute(_INSERT_POSITION, prow)
+            return
+        cur.execute(
+            _UPDATE_POSITION,
+            (*prow[3:], pos.id, pos.key.account, pos.key.symbol, c.expected_version),
+        )
+        if cur.rowcount == 1:
+            return
+        row = cur.execute(
+            "SELECT version, account, symbol FROM positions WHERE id = %s", (pos.id,)
+        ).fetchone()
+        if row is None:
+            raise StaleVersion(
+                f"position {pos.id} of {pos.key}: expected version {c.expected_version}, "
+                "but the position is not in the database"
+            )
+        version, account, symbol = row
+        if (account, symbol) != (pos.key.account, pos.key.symbol):
+            raise StoreRejected(f"position {pos.id} belongs to {account}:{symbol}, not {pos.key}")
+        raise StaleVersion(
+            f"position {pos.id} of {pos.key}: expected version {c.expected_version}, found "
+            f"version {version} (another writer got there first)"
+        )
+
+    def _unique_violation(
+        self, conn: Conn, c: Commit, exc: psycopg.errors.UniqueViolation
+    ) -> NoReturn:
+        pos = c.position
+        constraint = exc.diag.constraint_name
+        if constraint == "positions_one_open" and pos is not None:
+            holder = ""
+            try:
+                row = conn.execute(_OPEN_OF_KEY, (pos.key.account, pos.key.symbol)).fetchone()
+                if row is not None:
+                    holder = f" (position {row[0]}, {row[1]}, version {row[2]})"
+            except psycopg.Error:
+                pass
+            raise StaleVersion(
+                f"{pos.key} already has an open position{holder}: refusing position {pos.id} "
+                f"as {pos.status.value} (I1, one open position per account and symbol)"
+            ) from exc
+        if constraint == "positions_pkey" and pos is not None:
+            raise StaleVersion(
+                f"position {pos.id} of {pos.key} already exists: an insert (expected version 0) "
+                "is stale"
+            ) from exc
+        raise StoreRejected(f"commit for {c.key}: unique constraint {constraint}: {exc}") from exc
+
+    @contextmanager
+    def _connection(self) -> Iterator[Conn]:
+        """A healthy-looking pooled connection; idle ones the server hung up on are dropped
+        (closed, so the pool replaces them) instead of failing the caller once each after an
+        outage."""
+        conn: Conn | None = None
+        for _ in range(self._pool_max + 1):
+            candidate = self._pool.getconn()
+            if not _looks_dead(candidate):
+                conn = candidate
+                break
+            candidate.close()
+            self._pool.putconn(candidate)
+        if conn is None:
+            conn = self._pool.getconn()
+        try:
+            yield conn
+        finally:
+            self._pool.putconn(conn)
+
+    def _run(self, what: str, fn: Callable[[Conn], T]) -> T:
+        with self._translate(what), self._connection() as conn:
+            return fn(conn)
+
+    @contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        """Map driver errors onto the port's exceptions (see the module docstring)."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except PoolClosed as exc:
+            raise StoreUnavailable(f"{what}: the store is closed") from exc
+        except PoolTimeout as exc:
+            raise StoreUnavailable(
+                f"{what}: no database connection within {self._timeout:g} s "
+                "(database down or pool exhausted)"
+            ) from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreUnavailable(f"{what}: database unavailable: {exc}") from exc
+        except (psycopg.IntegrityError, psycopg.DataError) as exc:
+            raise StoreRejected(f"{what}: refused by the database: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        except (UnicodeError, ValueError, TypeError, OverflowError) as exc:
+            raise StoreRejected(f"{what}: bad value: {exc}") from exc
