@@ -1,0 +1,238 @@
+"""Everything exchange-specific about a ccxt venue, in one place.
+
+A :class:`Venue` is pure data: which ccxt class to build, which options it needs, how a base
+URL becomes ccxt's ``urls["api"]`` table, which of ccxt's exception tables to force, the
+parameter names that carry client ids, trigger prices and flags, the raw reply fields that
+hold status / fill / ids, and the exchange error codes that the outcome mapping
+(:mod:`infra.exchange.errors`) treats specially. :class:`VenueConfig` is what one account
+configures on top (base URL, rate limit, timeouts, credentials' environment names).
+
+Adding a second ccxt exchange means adding one more :class:`Venue` value to :data:`VENUES`
+(and, if its replies differ, new field names here): the adapter reads nothing else.
+Nothing here does I/O except :meth:`VenueConfig.credentials`, which reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypeVar
+
+__all__ = [
+    "BINANCE_USDM",
+    "VENUES",
+    "ConfigError",
+    "Credentials",
+    "Venue",
+    "VenueConfig",
+    "env_prefix",
+]
+
+
+class ConfigError(ValueError):
+    """The venue configuration is unusable (unknown venue, missing credentials, bad URL)."""
+
+
+_V = TypeVar("_V")
+
+
+def _ro(d: Mapping[str, _V]) -> Mapping[str, _V]:
+    return MappingProxyType(dict(d))
+
+
+@dataclass(frozen=True, slots=True)
+class Venue:
+    """The exchange-specific parameters of one ccxt exchange (see the module docstring)."""
+
+    name: str
+    ccxt_class: str
+    #: ccxt constructor options (``options`` key). Merged under the adapter's own settings.
+    options: Mapping[str, object]
+    #: ``urls["api"]`` key -> path appended to the configured base URL. The adapter *replaces*
+    #: ``urls["api"]`` with exactly these keys, so any other API section fails at once.
+    url_paths: Mapping[str, str]
+    #: Which of ccxt's per-market exception tables to force whatever the URL (``None``: ccxt's
+    #: own choice by URL prefix, which fails for local URLs).
+    error_table: str | None
+    #: Markets we trade: ccxt ``type`` and the ``linear`` flag.
+    market_type: str = "swap"
+    linear: bool = True
+    #: ccxt param names.
+    client_id_param: str = "clientOrderId"
+    reduce_only_param: str = "reduceOnly"
+    close_position_param: str = "closePosition"
+    stop_loss_param: str = "stopLossPrice"
+    take_profit_param: str = "takeProfitPrice"
+    trigger_flag: Mapping[str, object] = field(default_factory=lambda: _ro({"trigger": True}))
+    market_order_params: Mapping[str, object] = field(default_factory=lambda: _ro({}))
+    stop_order_params: Mapping[str, object] = field(default_factory=lambda: _ro({}))
+    #: Raw reply fields (``order["info"]``), first present wins.
+    status_fields: tuple[str, ...] = ("status",)
+    filled_fields: tuple[str, ...] = ("executedQty",)
+    avg_price_fields: tuple[str, ...] = ("avgPrice",)
+    id_fields: tuple[str, ...] = ("orderId",)
+    time_fields: tuple[str, ...] = ("updateTime",)
+    #: Raw status (upper case) -> the lower-case name the state machine knows.
+    statuses: Mapping[str, str] = field(default_factory=lambda: _ro({}))
+    #: Exchange error codes (strings, as the reply carries them).
+    duplicate_codes: frozenset[str] = frozenset()
+    would_trigger_codes: frozenset[str] = frozenset()
+    reduce_only_codes: frozenset[str] = frozenset()
+    insufficient_codes: frozenset[str] = frozenset()
+    #: Codes that say "not processed, try later" (overload, request-rate limits).
+    busy_codes: frozenset[str] = frozenset()
+    #: Codes that say "execution status unknown" whatever class ccxt gives them.
+    unknown_codes: frozenset[str] = frozenset()
+    #: Header of a 418/429 reply that says how long to back off (seconds).
+    retry_after_header: str = "Retry-After"
+
+    def api_urls(self, base_url: str) -> dict[str, str]:
+        """The ``urls["api"]`` table for a base URL such as ``http://127.0.0.1:8765``."""
+        base = base_url.rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", base):
+            raise ConfigError(f"base_url must be http(s)://host[:port][/prefix], got {base_url!r}")
+        return {key: base + path for key, path in self.url_paths.items()}
+
+    def normalize_status(self, raw: str | None) -> str | None:
+        """The state machine's lower-case status for a raw exchange status (None: unknown)."""
+        if raw is None:
+            return None
+        return self.statuses.get(raw.upper())
+
+
+_BINANCE_STATUSES = {
+    # plain orders (/fapi/v1/order)
+    "NEW": "new",
+    "PARTIALLY_FILLED": "partially_filled",
+    "FILLED": "filled",
+    "CANCELED": "canceled",
+    "CANCELLED": "canceled",
+    "EXPIRED": "expired",
+    "EXPIRED_IN_MATCH": "expired",
+    "REJECTED": "rejected",
+    "PENDING_CANCEL": "new",
+    # conditional orders (/fapi/v1/algoOrder, algoStatus)
+    "TRIGGERING": "triggered",
+    "TRIGGERED": "triggered",
+    "FINISHED": "finished",
+}
+
+BINANCE_USDM = Venue(
+    name="binanceusdm",
+    ccxt_class="binanceusdm",
+    options=_ro(
+        {
+            "defaultType": "swap",
+            "fetchCurrencies": False,
+            "fetchMarkets": {"types": ["linear"]},
+            "warnOnFetchOpenOrdersWithoutSymbol": False,
+            "fetchOpenOrders": {"warnWithoutSymbol": False},
+        }
+    ),
+    url_paths=_ro(
+        {
+            "fapiPublic": "/fapi/v1",
+            "fapiPrivate": "/fapi/v1",
+            "fapiPublicV2": "/fapi/v2",
+            "fapiPrivateV2": "/fapi/v2",
+            "fapiPublicV3": "/fapi/v3",
+            "fapiPrivateV3": "/fapi/v3",
+            "fapiData": "/futures/data",
+        }
+    ),
+    error_table="linear",
+    market_order_params=_ro({"newOrderRespType": "RESULT"}),
+    # Stops trigger on the mark price (what the local stop guard watches too).
+    stop_order_params=_ro({"workingType": "MARK_PRICE"}),
+    status_fields=("status", "algoStatus", "strategyStatus"),
+    filled_fields=("executedQty", "cumQty"),
+    avg_price_fields=("avgPrice",),
+    id_fields=("orderId", "algoId"),
+    time_fields=("updateTime", "transactTime", "createTime"),
+    statuses=_ro(_BINANCE_STATUSES),
+    duplicate_codes=frozenset({"-4116"}),
+    would_trigger_codes=frozenset({"-2021"}),
+    reduce_only_codes=frozenset({"-2022"}),
+    insufficient_codes=frozenset({"-2019", "-2018"}),
+    busy_codes=frozenset({"-1003", "-1008", "-1015"}),
+    unknown_codes=frozenset({"-1000", "-1001", "-1006", "-1007"}),
+)
+
+VENUES: Mapping[str, Venue] = MappingProxyType({BINANCE_USDM.name: BINANCE_USDM})
+"""Known venues by name (``VenueConfig.venue``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """An API key pair. Its repr never shows the secret (nor the whole key)."""
+
+    api_key: str
+    secret: str
+
+    def __repr__(self) -> str:
+        shown = self.api_key[:4] + "…" if len(self.api_key) > 8 else "…"
+        return f"Credentials(api_key={shown}, secret=***)"
+
+    __str__ = __repr__
+
+
+def env_prefix(account: str) -> str:
+    """``PS_<ACCOUNT>``: the account upper-cased, anything but ``[A-Z0-9]`` as ``_``."""
+    return "PS_" + re.sub(r"[^A-Z0-9]", "_", account.upper())
+
+
+@dataclass(frozen=True, slots=True)
+class VenueConfig:
+    """One account's exchange configuration.
+
+    ``base_url``: ``None`` keeps ccxt's production URLs; ``http://127.0.0.1:<port>`` points at
+    ``sim/``; ``https://testnet.binancefuture.com`` at Binance's futures testnet. The adapter
+    replaces ``urls["api"]`` with :attr:`Venue.url_paths` under that base.
+
+    Credentials come from the environment only: ``<prefix>_API_KEY`` and
+    ``<prefix>_API_SECRET`` with ``prefix = credentials_env_prefix`` or ``PS_<ACCOUNT>``
+    (``PS_MAIN_API_KEY`` for account ``main``). With ``require_credentials=False`` (tests,
+    the demo against ``sim/``) missing variables give dummy keys instead of an error.
+
+    ``enable_rate_limit``: ccxt's limiter (``rateLimit`` ms × endpoint cost between
+    requests), shared by all threads of the account. ``timeout_s`` bounds each HTTP request;
+    a request that runs out is an UNKNOWN outcome, never re-sent. ``retry_after_s`` is the
+    back-off reported when the exchange asked to slow down without saying how long.
+    """
+
+    venue: str = BINANCE_USDM.name
+    base_url: str | None = None
+    enable_rate_limit: bool = True
+    rate_limit_ms: float | None = None
+    timeout_s: float = 10.0
+    recv_window_ms: int | None = None
+    markets_attempts: int = 3
+    markets_retry_delay_s: float = 0.5
+    retry_after_s: float = 1.0
+    credentials_env_prefix: str | None = None
+    require_credentials: bool = True
+    extra_options: Mapping[str, object] = field(default_factory=dict)
+
+    def resolve_venue(self) -> Venue:
+        try:
+            return VENUES[self.venue]
+        except KeyError:
+            raise ConfigError(f"unknown venue {self.venue!r}; known: {sorted(VENUES)}") from None
+
+    def credentials(self, account: str, environ: Mapping[str, str] | None = None) -> Credentials:
+        """Read the account's key pair from the environment (names in the class docstring)."""
+        env = os.environ if environ is None else environ
+        prefix = self.credentials_env_prefix or env_prefix(account)
+        key = env.get(f"{prefix}_API_KEY", "")
+        secret = env.get(f"{prefix}_API_SECRET", "")
+        if key and secret:
+            return Credentials(key, secret)
+        if self.require_credentials:
+            raise ConfigError(
+                f"account {account!r}: set {prefix}_API_KEY and {prefix}_API_SECRET"
+                " in the environment"
+            )
+        return Credentials("sim-key", "sim-secret")
