@@ -1,0 +1,615 @@
+"""The process: builds everything from the configuration, runs until a signal, stops cleanly.
+
+:class:`App` owns, in start order: the metrics/health HTTP server, the database (embedded or
+DSN) and the store, one advisory lock per account (I7), the exchange adapters, the
+:class:`~supervision.supervisor.Supervisor` (recovery of open positions first, S5), the periodic
+:class:`~supervision.sync.SyncService` and the feeds. The pieces other modules provide are
+built in two functions only, :func:`wire_infra` and :func:`wire_feeds`, so that the wiring is
+in one place.
+
+Stopping (:meth:`App.run`): the first SIGTERM or SIGINT stops intake (feeds, then sync), lets
+in-flight exchange calls finish within ``supervisor.shutdown_grace_s`` (``Supervisor.stop``),
+then releases the account locks, closes the store and the embedded database, and ``run``
+returns 0. A second signal forces the exit with code 1 at once. A failure while starting
+returns 1 after undoing what was started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import FrameType
+from typing import Any, Protocol, TypeVar
+
+import pykka
+
+from actors.messages import MarkPriceTick, Message, OpenSignal
+from actors.model import Key
+from actors.ports import Clock, ExchangePort, Snapshot, Store, StoreUnavailable, SystemClock
+from actors.position_actor import PositionActor
+from actors.state import Commit, JournalEvent, Position, SignalOutcome, SignalRecord
+from infra.config import AccountConfig, Config
+from infra.metrics import HealthChecks, MetricsServer, PrometheusMetrics
+from supervision.supervisor import Supervisor
+from supervision.sync import SyncService
+
+__all__ = [
+    "App",
+    "Infra",
+    "Intake",
+    "Service",
+    "TimedStore",
+    "open_store",
+    "wire_feeds",
+    "wire_infra",
+]
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_S = 1.0
+PROBE_S = 5.0
+_T = TypeVar("_T")
+
+
+class Service(Protocol):
+    """Anything the app starts and stops (feeds). ``stop`` must be bounded and idempotent."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Infra:
+    """What :func:`wire_infra` built. ``closers`` run in reverse order at shutdown."""
+
+    store: Store
+    exchanges: Mapping[str, ExchangePort]
+    dsn: str | None = None
+    closers: list[tuple[str, Callable[[], object]]] = field(default_factory=list)
+    refused_accounts: Mapping[str, str] = field(default_factory=dict)
+    lock_listener: Callable[[str, bool], None] | None = None
+
+
+InfraFactory = Callable[[Config, PrometheusMetrics], Infra]
+FeedsFactory = Callable[[Config, "App"], Sequence[Service]]
+
+
+# --- the store, timed -----------------------------------------------------------------
+
+
+class TimedStore:
+    """A :class:`~actors.ports.Store` wrapper: commit latency to metrics, database health.
+
+    The database is "down" from a commit or load that raised ``StoreUnavailable`` until the
+    next one that succeeds. Other attributes (inspection methods of the real store) pass
+    through unchanged.
+    """
+
+    def __init__(self, inner: Store, metrics: PrometheusMetrics | None = None) -> None:
+        self.inner = inner
+        self._metrics = metrics
+        self._down: str | None = None
+
+    def load(self, key: Key) -> Snapshot:
+        return self._watch(lambda: self.inner.load(key))
+
+    def commit(self, commit: Commit) -> None:
+        t0 = time.perf_counter()
+        self._watch(lambda: self.inner.commit(commit))
+        if self._metrics is not None:
+            self._metrics.db_commit(time.perf_counter() - t0)
+
+    def allocate_ids(self, n: int) -> Sequence[int]:
+        return self._watch(lambda: self.inner.allocate_ids(n))
+
+    def open_positions(self, account: str | None = None) -> list[Position]:
+        return self._watch(lambda: self.inner.open_positions(account))
+
+    def health(self) -> str | None:
+        """``None`` while the last store call succeeded, else why it failed."""
+        return self._down
+
+    def probe(self) -> None:
+        """Ping the database when the store can (``ping()``); updates :meth:`health`."""
+        ping = getattr(self.inner, "ping", None)
+        if ping is None:
+            return
+        try:
+            ping()
+        except Exception as exc:
+            self._down = f"unavailable: {exc}"
+        else:
+            self._down = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _watch(self, fn: Callable[[], _T]) -> _T:
+        try:
+            out = fn()
+        except StoreUnavailable as exc:
+            self._down = f"unavailable: {exc}"
+            raise
+        self._down = None
+        return out
+
+
+# --- intake: what the feeds tell ------------------------------------------------------
+
+
+class Intake:
+    """The door for feeds: checks a signal against the configuration, then routes it.
+
+    * account not configured, or symbol not in the account's allow-list: refused (counted,
+      logged), the supervisor never sees it;
+    * ``signal_policy.max_signal_age_s``: folded into the signal's expiry (``created_at +
+      max age``), so that the actor refuses a stale signal with reason ``expired`` and records it;
+    * ``risk.max_open_positions`` per account: refused with reason ``max_open_positions`` and
+      recorded in the signal history. The count is an upper bound: symbols whose actor holds a
+      non-terminal position, plus symbols admitted in the last few seconds whose actor has not
+      reported yet.
+
+    Every other message goes straight to the supervisor (``tell_tick`` for mark prices when the
+    caller uses :meth:`tell_tick`). Thread-safe.
+    """
+
+    ADMITTED_MEMORY_S = 5.0
+
+    def __init__(
+        self,
+        config: Config,
+        supervisor: Supervisor,
+        metrics: PrometheusMetrics | None = None,
+        clock: Clock | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self._config = config
+        self._sup = supervisor
+        self._metrics = metrics
+        self._clock = clock or SystemClock()
+        self._store = store
+        self._allowed = {name: frozenset(a.symbols) for name, a in config.accounts.items()}
+        self._admitted: dict[Key, float] = {}
+        self._lock = threading.Lock()
+
+    def tell(self, msg: Message) -> bool:
+        if isinstance(msg, OpenSignal):
+            return self._signal(msg)
+        return self._sup.tell(msg)
+
+    def tell_tick(self, tick: MarkPriceTick) -> bool:
+        return self._sup.tell_tick(tick)
+
+    def allowed(self, key: Key) -> bool:
+        return key.symbol in self._allowed.get(key.account, frozenset())
+
+    def _signal(self, sig: OpenSignal) -> bool:
+        key = sig.key
+        acc = self._config.accounts.get(key.account)
+        if acc is None:
+            return self._refuse(sig, "unknown_account", record=False)
+        if key.symbol not in self._allowed[key.account]:
+            return self._refuse(sig, "symbol_not_allowed", record=False)
+        max_age = self._config.signal_policy.max_signal_age_s
+        if sig.created_at is not None:
+            expiry = sig.created_at + max_age
+            if sig.expires_at is None or expiry < sig.expires_at:
+                sig = replace(sig, expires_at=expiry)
+        limit = acc.risk.max_open_positions
+        if limit is not None:
+            with self._lock:
+                held = self._open_keys(key.account)
+                if key not in held and len(held) >= limit:
+                    return self._refuse(sig, "max_open_positions", record=True)
+                self._admitted[key] = time.monotonic()
+        return self._sup.tell(sig)
+
+    def _open_keys(self, account: str) -> set[Key]:
+        held = {
+            c.key
+            for c in self._sup.cells()
+            if c.key.account == account
+            and c.report.status is not None
+            and not c.report.status.terminal
+        }
+        horizon = time.monotonic() - self.ADMITTED_MEMORY_S
+        for k, t in list(self._admitted.items()):
+            if t < horizon:
+                del self._admitted[k]
+            elif k.account == account:
+                held.add(k)
+        return held
+
+    def _refuse(self, sig: OpenSignal, reason: str, record: bool) -> bool:
+        if self._metrics is not None:
+            self._metrics.signal(sig.source, SignalOutcome.REJECTED.value, reason)
+        log.warning(
+            "signal %s from %s refused: %s",
+            sig.signal_id,
+            sig.source,
+            reason,
+            extra={"key": str(sig.key)},
+        )
+        if record and self._store is not None:
+            now = self._clock.now()
+            rec = SignalRecord(
+                sig.key, sig.signal_id, sig.source, SignalOutcome.REJECTED, reason, now
+            )
+            ev = JournalEvent(None, "signal_refused", None, None, now, {"reason": reason})
+            try:
+                self._store.commit(Commit(sig.key, sig, None, 0, (ev,), rec))
+            except Exception as exc:
+                log.error("could not record refused signal %s: %r", sig.signal_id, exc)
+        return False
+
+
+# --- wiring of the other modules (the one place to adjust) -----------------------------
+
+
+def open_store(config: Config) -> tuple[Store, str, list[tuple[str, Callable[[], object]]]]:
+    """The store and its DSN: the configured DSN, or an embedded server in ``embedded_dir``.
+
+    Returns ``(store, dsn, closers)``; run the closers in reverse order when done (the
+    embedded server stops when its last user closes it). Migrations run here.
+    """
+    from infra.store.embedded import EmbeddedPostgres  # noqa: PLC0415
+    from infra.store.postgres import PostgresStore  # noqa: PLC0415
+
+    closers: list[tuple[str, Callable[[], object]]] = []
+    dsn = config.database.dsn
+    try:
+        if dsn is None:
+            pg = EmbeddedPostgres(config.database.embedded_dir)
+            closers.append(("embedded postgres", pg.close))
+            dsn = pg.start()
+        store = PostgresStore(dsn)
+    except BaseException:
+        _close_all(closers)
+        raise
+    closers.append(("store", store.close))
+    return store, dsn, closers
+
+
+def wire_infra(config: Config, metrics: PrometheusMetrics) -> Infra:
+    """Database, store, account locks and exchange adapters, from the configuration.
+
+    An account whose lock another process holds is left out (I7: it does not trade here) and
+    named in ``refused_accounts``. A lock lost later calls ``infra.lock_listener(account,
+    held)`` (the app closes and reopens entries for the account).
+    """
+    from infra.store import AccountLock, AccountLocked  # noqa: PLC0415
+
+    store, dsn, closers = open_store(config)
+    infra = Infra(store=store, exchanges={}, dsn=dsn, closers=closers)
+    refused: dict[str, str] = {}
+    exchanges: dict[str, ExchangePort] = {}
+
+    def lock_changed(account: str) -> Callable[[bool], None]:
+        def on_change(held: bool) -> None:
+            if infra.lock_listener is not None:
+                infra.lock_listener(account, held)
+
+        return on_change
+
+    try:
+        for name, acc in config.accounts.items():
+            lock = AccountLock(
+                dsn, name, wait=config.database.account_lock_wait, on_change=lock_changed(name)
+            )
+            try:
+                lock.acquire()
+            except AccountLocked as exc:
+                lock.release()
+                refused[name] = str(exc)
+                continue
+            closers.append((f"account lock {name}", lock.release))
+            exchanges[name] = _exchange(name, acc, closers)
+    except BaseException:
+        _close_all(closers)
+        raise
+    infra.exchanges = exchanges
+    infra.refused_accounts = refused
+    return infra
+
+
+def _exchange(
+    name: str, acc: AccountConfig, closers: list[tuple[str, Callable[[], object]]]
+) -> ExchangePort:
+    """The ccxt adapter of one account; markets loaded now when the exchange answers."""
+    from infra.exchange import CcxtExchange, VenueConfig, env_prefix  # noqa: PLC0415
+
+    prefix = env_prefix(name)
+    environ = (
+        {f"{prefix}_API_KEY": acc.api_key, f"{prefix}_API_SECRET": acc.api_secret}
+        if acc.credentials == "env"
+        else {}
+    )
+    ex = CcxtExchange(
+        name,
+        VenueConfig(
+            venue=acc.exchange,
+            base_url=acc.rest_url,
+            enable_rate_limit=acc.enable_rate_limit,
+            timeout_s=acc.timeout_s,
+            require_credentials=acc.credentials == "env",
+        ),
+        environ=environ,
+    )
+    closers.append((f"exchange {name}", ex.close))
+    try:
+        unknown = sorted(set(acc.symbols) - ex.symbols)
+    except Exception as exc:
+        log.warning("account %s: markets not loaded yet (%s); will retry on first use", name, exc)
+    else:
+        if unknown:
+            log.warning("account %s: symbols not listed by the exchange: %s", name, unknown)
+    return ex
+
+
+def wire_feeds(config: Config, app: App) -> Sequence[Service]:
+    """The signal feed and the exchange streams, telling ``app.intake``.
+
+    Returns no service while ``infra.feeds`` is not part of the installation (logged).
+    """
+    try:
+        import infra.feeds  # type: ignore[import-not-found]  # noqa: F401, PLC0415
+    except ImportError:
+        log.warning("infra.feeds is not installed: no signal feed and no exchange streams")
+        return []
+    log.warning("infra.feeds is present but not wired yet: no feeds started")
+    return []
+
+
+def _close_all(closers: list[tuple[str, Callable[[], object]]]) -> None:
+    for name, close in reversed(closers):
+        try:
+            close()
+        except Exception:
+            log.exception("closing %s failed", name)
+    closers.clear()
+
+
+# --- the app ----------------------------------------------------------------------------
+
+
+class App:
+    """One supervisor process. ``run()`` from the main thread; the rest is for tests/tools."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        infra_factory: InfraFactory = wire_infra,
+        feeds_factory: FeedsFactory = wire_feeds,
+        clock: Clock | None = None,
+        metrics: PrometheusMetrics | None = None,
+        force_exit: Callable[[int], object] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.metrics = metrics or PrometheusMetrics()
+        self.health = HealthChecks(self.metrics)
+        self.server: MetricsServer | None = None
+        self.infra: Infra | None = None
+        self.store: TimedStore | None = None
+        self.supervisor: Supervisor | None = None
+        self.sync: SyncService | None = None
+        self.intake: Intake | None = None
+        self.feeds: list[Service] = []
+        self.ready = threading.Event()
+        self.stopping = threading.Event()
+        self.stopped = threading.Event()
+        self._infra_factory = infra_factory
+        self._feeds_factory = feeds_factory
+        self._force_exit = force_exit or _hard_exit
+        self._signals = 0
+        self._sync_ok: dict[str, float] = {}
+        self._started_at = time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Build and start everything; returns when the process is ready (or raises)."""
+        cfg = self.config
+        self.health.register("startup", lambda: None if self.ready.is_set() else "starting")
+        self.health.register("shutdown", lambda: "stopping" if self.stopping.is_set() else None)
+        if cfg.metrics.enabled:
+            self.server = MetricsServer(
+                self.metrics.registry, self.health, cfg.metrics.host, cfg.metrics.port
+            )
+            self.server.start()
+        infra = self._infra_factory(cfg, self.metrics)
+        self.infra = infra
+        for account, why in infra.refused_accounts.items():
+            log.error("account %s not managed by this process: %s", account, why)
+        if not infra.exchanges:
+            raise RuntimeError(
+                "no account can be managed by this process: "
+                + ", ".join(f"{a} ({w})" for a, w in infra.refused_accounts.items())
+            )
+        self.store = TimedStore(infra.store, self.metrics)
+        infra.lock_listener = self._on_lock_change
+        self.health.register("database", self.store.health)
+        sup = Supervisor(
+            self.store,
+            infra.exchanges,
+            self.clock,
+            config=cfg.supervisor_config(),
+            metrics=self.metrics,
+        )
+        self.supervisor = sup
+        self.metrics.watch_supervisor(sup.stats, _mailbox_depths)
+        sup.start()
+        recovered = sup.recover()
+        log.info("recovered %d open positions", len(recovered))
+        self.sync = SyncService(
+            infra.exchanges,
+            sup.tell,
+            sup.keys,
+            cfg.sync.interval_s,
+            on_round=self._on_sync_round,
+            clock=self.clock.now,
+        )
+        sup.sync_listeners.append(self.sync.request)
+        for account in infra.exchanges:
+            self._sync_ok[account] = time.monotonic()
+            self.health.register(f"exchange:{account}", self._exchange_check(account))
+        self.sync.start()
+        self.intake = Intake(cfg, sup, self.metrics, self.clock, self.store)
+        self.feeds = list(self._feeds_factory(cfg, self))
+        for feed in self.feeds:
+            feed.start()
+        self.ready.set()
+        log.info(
+            "supervisor ready: accounts %s, %d feeds, metrics %s",
+            ", ".join(sorted(infra.exchanges)),
+            len(self.feeds),
+            self.server.url if self.server else "off",
+        )
+
+    def request_stop(self, reason: str = "requested") -> None:
+        """Ask :meth:`wait` to return (thread-safe, idempotent)."""
+        if not self.stopping.is_set():
+            log.info("stopping: %s", reason)
+        self.stopping.set()
+
+    def wait(
+        self, duration: float | None = None, on_tick: Callable[[], object] | None = None
+    ) -> None:
+        """Block until :meth:`request_stop` (or ``duration`` s), doing housekeeping.
+
+        ``on_tick`` runs about once a second on this thread (the demo's live view).
+        """
+        deadline = None if duration is None else time.monotonic() + duration
+        sup = self.supervisor
+        passivate_every = max(1.0, self.config.supervisor.passivate_after_s / 4)
+        next_passivate = time.monotonic() + passivate_every
+        next_probe = time.monotonic() + PROBE_S
+        while not self.stopping.wait(HOUSEKEEPING_S):
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                self.request_stop("duration elapsed")
+                break
+            if self.store is not None and now >= next_probe:
+                next_probe = now + PROBE_S
+                self.store.probe()
+            if on_tick is not None:
+                try:
+                    on_tick()
+                except Exception:
+                    log.exception("housekeeping callback failed")
+            if sup is not None and now >= next_passivate:
+                next_passivate = now + passivate_every
+                try:
+                    sup.passivate_idle()
+                except Exception:
+                    log.exception("passivation failed")
+
+    def shutdown(self) -> bool:
+        """Stop intake, drain (bounded), stop actors, close. True when everything was clean."""
+        self.stopping.set()
+        clean = True
+        for feed in self.feeds:
+            try:
+                feed.stop()
+            except Exception:
+                clean = False
+                log.exception("stopping feed %r failed", feed)
+        if self.sync is not None:
+            self.sync.stop()
+        sup = self.supervisor
+        if sup is not None:
+            unwritten = sum(c.report.unwritten for c in sup.cells())
+            if unwritten:
+                log.warning("%d transitions are still waiting for the database", unwritten)
+            grace = self.config.supervisor.shutdown_grace_s
+            in_flight = sup.in_flight()
+            log.info("stopping actors; %d exchange calls in flight (grace %.1fs)", in_flight, grace)
+            if not sup.stop(grace):
+                clean = False
+                log.warning("not every exchange call or actor finished within %.1fs", grace)
+            self.metrics.unwatch()
+        if self.infra is not None:
+            _close_all(self.infra.closers)
+        if self.server is not None:
+            self.server.stop()
+        self.stopped.set()
+        log.info("stopped%s", "" if clean else " (not clean)")
+        return clean
+
+    def run(self, duration: float | None = None) -> int:
+        """Start, block until SIGTERM/SIGINT (or ``duration``), stop. Returns the exit code.
+
+        Must be called from the main thread (signal handlers).
+        """
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            try:
+                self.start()
+            except Exception as exc:
+                log.error("start failed: %s", exc, exc_info=not isinstance(exc, RuntimeError))
+                self.shutdown()
+                return 1
+            if not self.stopping.is_set():
+                self.wait(duration)
+            self.shutdown()
+            return 0
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.handle_signal(signum)
+
+    def handle_signal(self, signum: int) -> None:
+        """SIGTERM/SIGINT: the first asks for a graceful stop, the second forces exit 1."""
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals == 1:
+            self.request_stop(f"{name} received (send again to force)")
+            return
+        log.error("%s received again: forcing exit", name)
+        self._force_exit(1)
+
+    def _on_lock_change(self, account: str, held: bool) -> None:
+        sup = self.supervisor
+        if sup is not None:
+            sup.set_entries_open(account, held, "ownership_lock_lost")
+
+    def _on_sync_round(self, account: str, observations: int, seconds: float, ok: bool) -> None:
+        if ok:
+            self._sync_ok[account] = time.monotonic()
+        self.metrics.sync_round(account, observations, seconds, ok)
+
+    def _exchange_check(self, account: str) -> Callable[[], str | None]:
+        limit = max(30.0, 3 * self.config.sync.interval_s)
+
+        def check() -> str | None:
+            age = time.monotonic() - self._sync_ok.get(account, self._started_at)
+            return f"no successful sync for {age:.0f}s" if age > limit else None
+
+        return check
+
+
+def _mailbox_depths() -> Iterable[int]:
+    for ref in pykka.ActorRegistry.get_by_class(PositionActor):
+        with contextlib.suppress(Exception):
+            yield ref.actor_inbox.qsize()  # type: ignore[attr-defined]
+
+
+def _hard_exit(code: int) -> None:
+    """Exit now, without waiting for actor threads (they are not daemons)."""
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)

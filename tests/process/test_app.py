@@ -1,0 +1,244 @@
+"""The process on in-memory ports: start, signals in, SIGTERM → clean stop; second signal
+forces; failed start exits 1; the intake's checks. No sleep: conditions are polled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from actors.model import Key, Status
+from infra.config import Config, parse_config
+from infra.metrics import PrometheusMetrics
+from supervision.app import App, Infra, Intake
+from tests.fakes.exchange import InMemoryExchange
+from tests.fakes.store import InMemoryStore
+from tests.fakes.world import signal as make_signal
+
+pytestmark = pytest.mark.timeout(60)
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+
+
+def _config(**extra: Any) -> Config:
+    doc: dict[str, Any] = {
+        "accounts": {
+            "main": {
+                "rest_url": "http://127.0.0.1:1",
+                "ws_url": "ws://127.0.0.1:1",
+                "symbols": SYMBOLS,
+                "credentials": "dummy",
+            }
+        },
+        "metrics": {"address": "127.0.0.1:0"},
+        "sync": {"interval_s": 0.2},
+        "supervisor": {"shutdown_grace_s": 2.0},
+        "signal_policy": {"reentry": "allow"},
+    }
+    for k, v in extra.items():
+        doc.setdefault(k, {}).update(v)
+    return parse_config(doc, {})
+
+
+def _until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        threading.Event().wait(0.01)
+
+
+class FakeFeed:
+    def __init__(self, log: list[str], block: threading.Event | None = None) -> None:
+        self.log = log
+        self.block = block
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        self.log.append("feed started")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.log.append("feed stopped")
+        if self.block is not None:
+            while not self.block.wait(0.02):
+                pass
+
+
+class Fixture:
+    def __init__(self, block: threading.Event | None = None) -> None:
+        self.store = InMemoryStore()
+        self.exchange = InMemoryExchange("main", dict.fromkeys(SYMBOLS, 100.0))
+        self.events: list[str] = []
+        self.feed = FakeFeed(self.events, block)
+        self.forced: list[int] = []
+
+    def infra(self, config: Config, metrics: PrometheusMetrics) -> Infra:
+        return Infra(
+            store=self.store,
+            exchanges={"main": self.exchange},
+            closers=[("fake store", lambda: self.events.append("store closed"))],
+        )
+
+    def app(self, config: Config) -> App:
+        app = App(
+            config,
+            infra_factory=self.infra,
+            feeds_factory=lambda cfg, a: [self.feed],
+            force_exit=self.forced.append,
+        )
+        self.exchange.listener = lambda m: app.supervisor.tell(m) if app.supervisor else False
+        return app
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_sigterm_stops_cleanly_with_state_kept() -> None:
+    fx = Fixture()
+    app = fx.app(_config())
+    seen: dict[str, Any] = {}
+
+    def drive() -> None:
+        try:
+            _until(app.ready.is_set, what="ready")
+            assert app.server is not None and app.intake is not None
+            seen["health"] = _get(app.server.url + "/healthz")
+            for src in ("sniper", "whale_copy", "trending", "volume"):
+                app.intake.tell(make_signal("BTCUSDT", src))
+            _until(
+                lambda: any(p.status is Status.ACTIVE for p in fx.store.positions()),
+                what="active position",
+            )
+            seen["metrics"] = _get(app.server.url + "/metrics")[1]
+        except BaseException as exc:
+            seen["error"] = exc
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    t = threading.Thread(target=drive)
+    t.start()
+    code = app.run()
+    t.join(10)
+    assert "error" not in seen, seen.get("error")
+    assert code == 0
+    assert seen["health"] == (200, "ok\n")
+    assert 'ps_signals_total{outcome="duplicate"' in seen["metrics"].replace(
+        'ps_signals_total{source="whale_copy",outcome="duplicate"',
+        'ps_signals_total{outcome="duplicate"',
+    )
+    positions = fx.store.positions(Key("main", "BTCUSDT"))
+    assert len(positions) == 1 and positions[0].status is Status.ACTIVE
+    assert fx.events == ["feed started", "feed stopped", "store closed"]
+    assert app.stopped.is_set() and fx.forced == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(
+        signal.getsignal(signal.SIGTERM)
+    )
+
+
+def test_second_signal_forces_exit() -> None:
+    release = threading.Event()
+    fx = Fixture(block=release)
+    app = fx.app(_config())
+    errors: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            _until(app.ready.is_set, what="ready")
+            os.kill(os.getpid(), signal.SIGTERM)
+            _until(fx.feed.stopping.is_set, what="shutdown began")
+            os.kill(os.getpid(), signal.SIGINT)
+            _until(lambda: fx.forced == [1], what="forced exit")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            release.set()
+
+    t = threading.Thread(target=drive)
+    t.start()
+    code = app.run()
+    t.join(10)
+    assert not errors, errors
+    assert fx.forced == [1]
+    assert code == 0  # the injected force did not exit; the stop then completed
+
+
+def test_failed_start_exits_1_and_cleans_up() -> None:
+    def boom(config: Config, metrics: PrometheusMetrics) -> Infra:
+        raise RuntimeError("database unreachable")
+
+    app = App(_config(), infra_factory=boom, feeds_factory=lambda c, a: [])
+    assert app.run() == 1
+    assert app.stopped.is_set() and app.server is not None
+    assert app.server._server is None  # the HTTP server was stopped
+
+
+def test_duration_and_health_while_database_down() -> None:
+    fx = Fixture()
+    app = fx.app(_config())
+    app.start()
+    try:
+        assert app.server is not None and app.store is not None
+        assert _get(app.server.url + "/healthz")[0] == 200
+        fx.store.down = True
+        app.intake.tell(make_signal("ETHUSDT", "sniper"))  # type: ignore[union-attr]
+        _until(lambda: app.store.health() is not None, what="database down seen")  # type: ignore[union-attr]
+        code, body = _get(app.server.url + "/healthz")
+        assert code == 503 and "database (unavailable" in body
+        fx.store.down = False
+        app.store.probe()  # the fake has no ping(): the next store call decides
+        app.intake.tell(make_signal("BTCUSDT", "sniper"))  # type: ignore[union-attr]
+        _until(lambda: app.store.health() is None, what="database back")  # type: ignore[union-attr]
+        assert _get(app.server.url + "/healthz")[0] == 200
+        app.wait(duration=0.01)
+        assert app.stopping.is_set()
+    finally:
+        assert app.shutdown()
+
+
+def test_intake_checks() -> None:
+    fx = Fixture()
+    cfg = _config(risk={"max_open_positions": 1}, signal_policy={"max_signal_age_s": 5.0})
+    app = fx.app(cfg)
+    app.start()
+    try:
+        intake = app.intake
+        assert isinstance(intake, Intake)
+        assert not intake.tell(make_signal("XRPUSDT", "sniper"))
+        assert not intake.tell(make_signal("BTCUSDT", "sniper", account="other"))
+        assert intake.tell(make_signal("BTCUSDT", "sniper"))
+        _until(lambda: bool(fx.store.open_positions()), what="first position")
+        # A second symbol is over the per-account limit: refused and recorded.
+        assert not intake.tell(make_signal("ETHUSDT", "volume", signal_id="over-1"))
+        recs = fx.store.signals(Key("main", "ETHUSDT"))
+        assert [(r.signal_id, r.reason) for r in recs] == [("over-1", "max_open_positions")]
+        # A stale signal reaches the actor with its age folded into the expiry.
+        old = make_signal("BTCUSDT", "trending", signal_id="old-1")
+        old = old.__class__(**{**_fields(old), "created_at": time.time() - 60})
+        assert intake.tell(old)
+        _until(
+            lambda: any(r.signal_id == "old-1" for r in fx.store.signals(Key("main", "BTCUSDT"))),
+            what="stale signal recorded",
+        )
+        rec = next(r for r in fx.store.signals(Key("main", "BTCUSDT")) if r.signal_id == "old-1")
+        assert rec.reason == "expired"
+        text = app.metrics.exposition()
+        assert 'reason="symbol_not_allowed"' in text and 'reason="unknown_account"' in text
+    finally:
+        assert app.shutdown()
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {f: getattr(obj, f) for f in obj.__dataclass_fields__}

@@ -1,0 +1,185 @@
+"""The CLI as a subprocess: configuration errors exit 2 naming the key; --help everywhere."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from actors.model import Key, Side, Status
+from actors.state import JournalEvent, Position, SignalOutcome, SignalRecord
+from supervision.cli import render_history, render_status, unrealised_pnl
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = """
+[accounts.main]
+rest_url = "https://fapi.binance.com"
+ws_url = "wss://fstream.binance.com"
+symbols = ["BTCUSDT"]
+"""
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "supervision", *args],
+        cwd=ROOT,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD.replace("https://fapi", "fapi"), "accounts.main.rest_url: not a URL"),
+        (GOOD + 'api_secret = "x"\n', "accounts.main.api_secret: secrets come from the env"),
+        (GOOD + "[risk]\ndefault_stop_pct = -1\n", "risk.default_stop_pct: must be above 0"),
+        (GOOD + '[metrics]\naddress = "nowhere"\n', "metrics.address: must be HOST:PORT"),
+        (GOOD + "[sync]\ninterval = 3\n", "sync.interval: unknown key"),
+        ("[accounts\n", "not valid TOML"),
+    ],
+)
+def test_config_errors_exit_2_and_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    env = {"PS_MAIN_API_KEY": "key-0123456789", "PS_MAIN_API_SECRET": "secret-0123456789"}
+    r = _cli("run", "--config", str(bad), env=env)
+    assert r.returncode == 2, r.stderr
+    assert expected in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_secret_is_a_config_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(GOOD)
+    r = _cli("run", "--config", str(cfg))
+    assert r.returncode == 2
+    assert "accounts.main: credentials missing" in r.stderr and "PS_MAIN_API_KEY" in r.stderr
+    r = _cli("status", "--config", str(cfg))
+    assert r.returncode == 2
+
+
+def test_check_ok_and_missing_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(GOOD)
+    env = {"PS_MAIN_API_KEY": "key-0123456789", "PS_MAIN_API_SECRET": "secret-0123456789"}
+    r = _cli("check", "--config", str(cfg), env=env)
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stdout and "secret-0123456789" not in r.stdout + r.stderr
+    r = _cli("check")
+    assert r.returncode == 2 and "--config: required" in r.stderr
+    r = _cli("check", "--config", str(tmp_path / "missing.toml"))
+    assert r.returncode == 2 and "cannot read" in r.stderr
+
+
+def test_help_for_each_command() -> None:
+    for cmd in ((), ("run",), ("check",), ("status",), ("history",), ("demo",)):
+        r = _cli(*cmd, "--help")
+        assert r.returncode == 0, (cmd, r.stderr)
+        assert "usage:" in r.stdout
+    assert _cli().returncode == 2
+    assert _cli("history").returncode == 2  # SYMBOL is required
+
+
+def _pos(pid: int, status: Status, **kw: object) -> Position:
+    base: dict[str, object] = {
+        "id": pid,
+        "key": Key("main", "BTCUSDT"),
+        "side": Side.LONG,
+        "status": status,
+        "source": "sniper",
+        "requested_qty": 0.5,
+        "stop_price": 95.0,
+        "created_at": 1000.0,
+        "updated_at": 1000.0,
+    }
+    base.update(kw)
+    return Position(**base)  # type: ignore[arg-type]
+
+
+def test_render_status_and_pnl() -> None:
+    active = _pos(7, Status.ACTIVE, qty=0.5, entry_price=100.0)
+    short = _pos(
+        8, Status.ACTIVE, key=Key("main", "ETHUSDT"), side=Side.SHORT, qty=2.0, entry_price=10.0
+    )
+    pending = _pos(9, Status.PENDING_ENTRY, key=Key("main", "SOLUSDT"))
+    assert unrealised_pnl(active, 110.0) == pytest.approx(5.0)
+    assert unrealised_pnl(short, 11.0) == pytest.approx(-2.0)
+    assert unrealised_pnl(pending, 11.0) is None
+    marks = {("main", "BTCUSDT"): 110.0, ("main", "ETHUSDT"): 11.0}
+    text = render_status([pending, short, active], marks, now=1000.0 + 3725)
+    lines = text.splitlines()
+    assert lines[0].split() == [
+        "ACCOUNT",
+        "SYMBOL",
+        "ID",
+        "STATUS",
+        "SIDE",
+        "SIZE",
+        "ENTRY",
+        "STOP",
+        "UPNL",
+        "AGE",
+    ]
+    assert lines[1].split() == [
+        "main",
+        "BTCUSDT",
+        "7",
+        "active",
+        "long",
+        "0.5",
+        "100",
+        "95",
+        "+5.00",
+        "1h02m",
+    ]
+    assert lines[2].split()[:4] == ["main", "ETHUSDT", "8", "active"]
+    assert "-2.00" in lines[2]
+    assert lines[3].split()[3] == "pending_entry" and lines[3].split()[8] == "-"
+    assert render_status([], {}, 0.0) == "no positions"
+
+
+def test_render_history() -> None:
+    ev = JournalEvent(7, "entry_intent", None, Status.PENDING_ENTRY, 1000.0, {"source": "sniper"})
+    ev2 = JournalEvent(7, "entry_fill", Status.PENDING_ENTRY, Status.PENDING_SL, 1001.5)
+    sig = SignalRecord(
+        Key("main", "BTCUSDT"), "s-2", "volume", SignalOutcome.DUPLICATE, "position_open", 1000.2, 7
+    )
+    text = render_history([(ev, "OpenSignal"), (ev2, "ExchangeOutcome")], [sig])
+    assert "entry_intent" in text and "- -> pending_entry" in text and "source=sniper" in text
+    assert "pending_entry -> pending_sl" in text
+    assert "s-2" in text and "duplicate" in text and "position_open" in text
+
+
+def test_deploy_files() -> None:
+    conf = configparser.RawConfigParser()
+    conf.read(ROOT / "deploy" / "supervisord.conf")
+    prog = conf["program:position-supervisor"]
+    assert prog["stopsignal"] == "TERM"
+    assert int(prog["stopwaitsecs"]) > 10  # above the default shutdown grace
+    assert "%(ENV_PS_MAIN_API_KEY)s" in prog["environment"]
+    assert "run --config" in prog["command"]
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed")
+    for args in (("check", "rules", "alerts.yml"), ("check", "config", "prometheus.yml")):
+        r = subprocess.run(
+            [promtool, *args],
+            cwd=ROOT / "deploy",
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
