@@ -1,0 +1,113 @@
+"""Fixtures for the exchange adapter tests: a local sim exchange and real ccxt adapters.
+
+Everything runs in-process over real HTTP on 127.0.0.1 (``SimExchange`` on port 0) with the
+real ccxt ``binanceusdm`` client; nothing of ccxt is mocked. Every fixture stops what it
+started (the suite-wide guard in ``tests/conftest.py`` fails a test that leaves a thread).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import ccxt
+import pytest
+
+from actors.model import Key, OrderKind
+from actors.ports import OrderRequest
+from infra.exchange import BINANCE_USDM, CcxtExchange, VenueConfig
+from sim import SimExchange
+
+ACCOUNT = "main"
+SYMBOL = "BTCUSDT"
+KEY = Key(ACCOUNT, SYMBOL)
+
+
+def sim_config(sim: SimExchange, **changes: Any) -> VenueConfig:
+    """How tests (and the demo) point the adapter at the sim: its base URL, dummy keys."""
+    settings: dict[str, Any] = {
+        "base_url": sim.base_url,
+        "require_credentials": False,
+        "enable_rate_limit": False,
+        "timeout_s": 3.0,
+        "markets_retry_delay_s": 0.01,
+        "retry_after_s": 0.5,
+    }
+    settings.update(changes)
+    return VenueConfig(**settings)
+
+
+def wait_until(
+    pred: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01, what: str = ""
+) -> Any:
+    """Poll ``pred`` until it returns something truthy (returned) or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {what or pred}")
+        time.sleep(interval)  # polling interval, not synchronisation
+
+
+def entry(cid: str, qty: float = 0.01, side: str = "buy", key: Key = KEY) -> OrderRequest:
+    return OrderRequest(key, cid, OrderKind.ENTRY, side, qty)
+
+
+def close(cid: str, qty: float = 0.01, side: str = "sell", key: Key = KEY) -> OrderRequest:
+    return OrderRequest(key, cid, OrderKind.CLOSE, side, qty, reduce_only=True)
+
+
+def stop(cid: str, trigger: float, side: str = "sell", key: Key = KEY) -> OrderRequest:
+    return OrderRequest(
+        key, cid, OrderKind.STOP_LOSS, side, 0.01, trigger_price=trigger, close_position=True
+    )
+
+
+@pytest.fixture
+def sim() -> Iterator[SimExchange]:
+    """A started local exchange (ten symbols, BTCUSDT at 60,000); stopped after the test."""
+    with SimExchange(seed=11) as ex:
+        yield ex
+
+
+@pytest.fixture
+def make_exchange(sim: SimExchange) -> Iterator[Callable[..., CcxtExchange]]:
+    """Factory of adapters pointed at ``sim`` (``VenueConfig`` overrides as keywords)."""
+    made: list[CcxtExchange] = []
+
+    def make(**changes: Any) -> CcxtExchange:
+        ex = CcxtExchange(ACCOUNT, sim_config(sim, **changes))
+        made.append(ex)
+        return ex
+
+    yield make
+    for ex in made:
+        ex.close()
+
+
+@pytest.fixture
+def exchange(make_exchange: Callable[..., CcxtExchange]) -> CcxtExchange:
+    """An adapter for account ``main`` on the sim, markets loaded."""
+    ex = make_exchange()
+    ex.load_markets()
+    return ex
+
+
+@pytest.fixture
+def outsider(sim: SimExchange) -> Iterator[Any]:
+    """A raw ccxt client on the same sim account: someone trading by hand, not the product."""
+    client = ccxt.binanceusdm(
+        {
+            "apiKey": "other-key",
+            "secret": "other-secret",
+            "enableRateLimit": False,
+            "options": dict(BINANCE_USDM.options),
+        }
+    )
+    client.urls["api"] = BINANCE_USDM.api_urls(sim.base_url)
+    client.load_markets()
+    yield client
+    client.close()
