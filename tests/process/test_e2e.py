@@ -1,0 +1,159 @@
+"""The CLI end to end as a subprocess, against the sim/ exchange and a real PostgreSQL.
+
+``python -m supervision run`` starts, adopts and protects a position it finds on the exchange
+(the sync path; signals arrive through ``infra.feeds`` once it is wired), a second process for
+the same account refuses to trade (I7, exit 1), SIGTERM stops the first with exit 0, the
+state is in the database, and no secret from the environment appears in any log line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from actors.model import Key, OrderKind, Status
+from actors.ports import OrderRequest
+from infra.exchange import CcxtExchange, VenueConfig
+from infra.store import PostgresStore
+from sim.exchange import SimExchange
+from tests import pg
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "e2e-live-api-key-5f4e3d2c1b0a"
+API_SECRET = "e2e-live-api-secret-00112233445566778899"
+
+
+@pytest.fixture(scope="module")
+def pg_admin() -> Iterator[str]:
+    yield pg.admin_dsn()
+    pg.shutdown()
+
+
+@pytest.fixture
+def dsn(pg_admin: str) -> Iterator[str]:
+    with pg.fresh_database(pg_admin) as d:
+        yield d
+
+
+@pytest.fixture
+def sim() -> Iterator[SimExchange]:
+    ex = SimExchange({"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0}).start()
+    try:
+        yield ex
+    finally:
+        ex.stop()
+
+
+def _until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        threading.Event().wait(0.05)
+
+
+def _config(tmp_path: Path, sim: SimExchange) -> Path:
+    cfg = tmp_path / "e2e.toml"
+    cfg.write_text(
+        f"""
+[accounts.main]
+rest_url = "{sim.base_url}"
+ws_url = "{sim.ws_url}"
+symbols = ["BTCUSDT", "ETHUSDT"]
+enable_rate_limit = false
+timeout_s = 5.0
+
+[sync]
+interval_s = 0.2
+
+[supervisor]
+shutdown_grace_s = 3.0
+
+[metrics]
+address = "127.0.0.1:0"
+
+[logging]
+level = "DEBUG"
+json = true
+"""
+    )
+    return cfg
+
+
+def _spawn(cfg: Path, dsn: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PS_")}
+    env.update(
+        PS_MAIN_API_KEY=API_KEY,
+        PS_MAIN_API_SECRET=API_SECRET,
+        PS_DATABASE_DSN=dsn,
+        PYTHONUNBUFFERED="1",
+    )
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "supervision", "run", "--config", str(cfg)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_run_adopt_protect_refuse_second_sigterm(
+    tmp_path: Path, sim: SimExchange, dsn: str
+) -> None:
+    # A position on the exchange that nobody here opened: the supervisor must adopt and
+    # protect it.
+    opener = CcxtExchange("main", VenueConfig(base_url=sim.base_url, require_credentials=False))
+    try:
+        reply = opener.place_order(
+            OrderRequest(Key("main", "BTCUSDT"), "manual1", OrderKind.ENTRY, "buy", 0.01)
+        )
+    finally:
+        opener.close()
+    assert reply.result.value == "accepted", reply
+    cfg = _config(tmp_path, sim)
+    log1 = tmp_path / "first.log"
+    first = _spawn(cfg, dsn, log1)
+    store = PostgresStore(dsn, migrate_schema=False)
+    try:
+
+        def adopted_and_protected() -> bool:
+            assert first.poll() is None, log1.read_text()
+            ps = store.positions("main")
+            return any(p.status is Status.ACTIVE and p.stop_confirmed for p in ps)
+
+        _until(adopted_and_protected, 60, "adopted position protected")
+        assert any(o.symbol == "BTCUSDT" and o.kind == "algo" for o in sim.open_orders())
+
+        # I7: a second process for the same account says so and does not trade.
+        log2 = tmp_path / "second.log"
+        second = _spawn(cfg, dsn, log2)
+        assert second.wait(timeout=60) == 1
+        assert "already managed by another process" in log2.read_text()
+
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0, log1.read_text()
+        positions = store.positions("main")
+        assert len(positions) == 1
+        p = positions[0]
+        assert p.key.symbol == "BTCUSDT" and p.source == "sync"
+        assert p.status is Status.ACTIVE and p.stop_confirmed
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(10)
+        store.close()
+    text = log1.read_text() + (tmp_path / "second.log").read_text()
+    assert '"msg": "stopped"' in text
+    assert API_KEY not in text and API_SECRET not in text
+    assert '"position_id": ' in text
