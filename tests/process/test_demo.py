@@ -1,0 +1,70 @@
+"""``python -m supervision demo --duration`` as a subprocess: sim/ exchange, four sources, a
+real PostgreSQL; exits 0, refuses duplicates, leaves every open position protected."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.store import PostgresStore
+from tests import pg
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def pg_admin() -> Iterator[str]:
+    yield pg.admin_dsn()
+    pg.shutdown()
+
+
+def test_demo_runs_and_protects(tmp_path: Path, pg_admin: str) -> None:
+    text = (ROOT / "deploy" / "demo.toml").read_text()
+    for port in ("18900", "18901", "9490"):
+        text = text.replace(f":{port}", ":0")
+    cfg = tmp_path / "demo.toml"
+    cfg.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PS_")}
+    with pg.fresh_database(pg_admin) as dsn:
+        env["PS_DATABASE_DSN"] = dsn
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "supervision",
+                "demo",
+                "-c",
+                str(cfg),
+                "--duration",
+                "8",
+                "--no-ui",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "duplicates refused" in r.stdout
+        dup_line = next(ln for ln in r.stdout.splitlines() if "duplicates refused" in ln)
+        assert int(dup_line.split(":")[1]) > 0, r.stdout
+        store = PostgresStore(dsn, migrate_schema=False)
+        try:
+            positions = store.positions("main")
+            signals = store.signals("main")
+        finally:
+            store.close()
+    assert positions, r.stderr[-3000:]
+    assert any(s.outcome.value == "duplicate" for s in signals)
+    for p in positions:
+        if not p.status.terminal:
+            assert p.stop_confirmed, p
