@@ -382,3 +382,11 @@ def test_rate_limit_is_shared_by_the_account_threads(
     elapsed = time.monotonic() - t0
     # 12 requests spaced 25 ms apart account-wide (per-thread limiters would allow 4x that).
     assert elapsed >= (n_threads * per_thread - 2) * 0.025
+
+
+def test_measure_round_trip_runs() -> None:
+    """The benchmark helper works (figures are printed by bench/, not asserted here)."""
+    from tests.exchange.roundtrip import measure_round_trip
+
+    rt = measure_round_trip(20, warmup=2)
+    assert rt.n == 20 and 0 < rt.p50_ms <= rt.p99_ms <= rt.max_ms
