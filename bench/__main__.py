@@ -105,7 +105,7 @@ BENCHES: list[tuple[str, str, Callable[[dict[str, Any]], None], list[str]]] = [
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=logging.CRITICAL + 1)
     results: dict[str, Any] = {"quick": QUICK}
     t_all = time.monotonic()
     for name, mod, report, keys in BENCHES:

@@ -1,0 +1,66 @@
+"""2: tick throughput over 1,000 symbols with conflation vs bare pykka round-robin."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from typing import Any
+
+from actors.messages import MarkPriceTick
+from bench.common import QUICK, BareActor, stop_refs, wait_until
+from bench.world import key, make_world
+
+SYMBOLS = 1_000
+
+
+def run() -> dict[str, Any]:
+    n = 50_000 if QUICK else 200_000
+    count = [0]
+    refs = [BareActor.start(None, count) for _ in range(SYMBOLS)]
+    t0 = time.perf_counter()
+    for i in range(n):
+        refs[i % SYMBOLS].tell(1)
+    wait_until(lambda: count[0] >= n, 60)
+    bare = n / (time.perf_counter() - t0)
+    stop_refs(refs)
+
+    w = make_world(SYMBOLS)
+    try:
+        keys = [key(i) for i in range(SYMBOLS)]
+        for k in keys:  # spawn and load first: creation is not the steady state
+            w.sup.state(k)
+        rec = w.metrics
+        t_ev = w.clock.now()
+        t0 = time.perf_counter()
+        for i in range(n):
+            w.sup.tell_tick(MarkPriceTick(keys[i % SYMBOLS], 100.0 + (i % 5) * 0.01, t_ev + i))
+        w.settle(timeout=60)  # every slot drained and handled
+        elapsed = time.perf_counter() - t0
+        wakeups = rec.ticks_handled  # type: ignore[attr-defined]
+    finally:
+        w.close()
+    out: dict[str, Any] = {
+        "tick_throughput_per_s": n / elapsed,
+        "tick_throughput_wakeups": wakeups,
+        "tick_throughput_ticks": n,
+        "tick_bare_throughput_per_s": bare,
+        "tick_throughput_ratio": (n / elapsed) / bare,
+        "tick_ingest_vs_ws_raw": None,
+    }
+    feeds = importlib.util.find_spec("infra.feeds")
+    if feeds is None:
+        out["tick_ingest_vs_ws_raw_note"] = "infra.feeds is missing: no WebSocket ingest to measure"
+    else:
+        mod = importlib.import_module("infra.feeds")
+        if not hasattr(mod, "measure_ingest"):
+            out["tick_ingest_vs_ws_raw_note"] = "infra.feeds has no measure_ingest"
+        else:
+            r = mod.measure_ingest(n)
+            out.update({f"ws_{k}": v for k, v in dict(r).items()})
+            ingest = r.get("ingest_per_s") or r.get("ingest_rate")
+            raw = r.get("raw_per_s") or r.get("raw_rate")
+            if ingest and raw:
+                out["tick_ingest_vs_ws_raw"] = ingest / raw
+            else:
+                out["tick_ingest_vs_ws_raw_note"] = f"measure_ingest returned {sorted(r)}"
+    return out
