@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,12 +16,6 @@ from tests import pg
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def pg_admin() -> Iterator[str]:
-    yield pg.admin_dsn()
-    pg.shutdown()
 
 
 def test_demo_runs_and_protects(tmp_path: Path, pg_admin: str) -> None:

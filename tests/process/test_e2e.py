@@ -33,12 +33,6 @@ API_KEY = "e2e-live-api-key-5f4e3d2c1b0a"
 API_SECRET = "e2e-live-api-secret-00112233445566778899"
 
 
-@pytest.fixture(scope="module")
-def pg_admin() -> Iterator[str]:
-    yield pg.admin_dsn()
-    pg.shutdown()
-
-
 @pytest.fixture
 def dsn(pg_admin: str) -> Iterator[str]:
     with pg.fresh_database(pg_admin) as d:
