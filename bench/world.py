@@ -64,9 +64,10 @@ def key(i: int) -> Key:
 def open_positions(w: World, n: int, timeout: float = 60.0) -> int:
     """Open one protected position per symbol (signal → entry → fill → stop). Returns how many
     are ACTIVE."""
-    for i in range(n):
-        w.sup.tell(signal(sym(i), stop=90.0))
-    w.settle(timeout=timeout)
+    for b in range(0, n, 100):  # batches: a pool of a few DB connections, not 1,000 at once
+        for i in range(b, min(n, b + 100)):
+            w.sup.tell(signal(sym(i), stop=90.0))
+        w.settle(timeout=timeout)
     return sum(1 for p in w.store.open_positions() if p.status is Status.ACTIVE)
 
 
