@@ -207,11 +207,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.close_connection = True
-        try:
-            self.wfile.write(handshake_response(key))
-        except OSError:
-            return
         conn = WsConnection(self.connection, self.rfile, path=self.path)  # type: ignore[arg-type]
+        # The 101 reply is the first thing the writer sends: a stream registered by on_open
+        # below may publish at once, and its frames must follow the handshake.
+        conn.send_frame(handshake_response(key))
         self.server.ws_opened(conn)
         try:
             if accept.on_open is not None:

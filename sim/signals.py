@@ -125,6 +125,7 @@ class SignalFeed:
     def _received(self, conn: WsConnection, message: str | bytes) -> None:
         with self._cond:
             self.received.append(message)
+            self._cond.notify_all()
 
     def client_count(self) -> int:
         """Connected clients."""
@@ -140,6 +141,11 @@ class SignalFeed:
         """Block until every client is gone; False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: not self._clients, timeout)
+
+    def wait_for_received(self, n: int = 1, timeout: float = 5.0) -> bool:
+        """Block until clients have sent at least ``n`` messages in total."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.received) >= n, timeout)
 
     def drop_connections(self) -> int:
         """Drop every client without a close frame (a network failure); returns how many."""
