@@ -30,7 +30,7 @@ from typing import Any, Protocol, TypeVar
 
 import pykka
 
-from actors.messages import MarkPriceTick, Message, OpenSignal
+from actors.messages import MarkPriceTick, Message, OpenSignal, SyncObservation
 from actors.model import Key
 from actors.ports import Clock, ExchangePort, Snapshot, Store, StoreUnavailable, SystemClock
 from actors.position_actor import PositionActor
@@ -102,10 +102,17 @@ class TimedStore:
         return self._watch(lambda: self.inner.load(key))
 
     def commit(self, commit: Commit) -> None:
+        """Commit; counts latency, and every status change a sync observation caused as a
+        sync discrepancy (``ps_sync_discrepancies_total{kind=<journal event kind>}``)."""
         t0 = time.perf_counter()
         self._watch(lambda: self.inner.commit(commit))
-        if self._metrics is not None:
-            self._metrics.db_commit(time.perf_counter() - t0)
+        m = self._metrics
+        if m is not None:
+            m.db_commit(time.perf_counter() - t0)
+            if isinstance(commit.cause, SyncObservation):
+                for ev in commit.events:
+                    if ev.status_before is not ev.status_after:
+                        m.sync_discrepancy(commit.key.account, ev.kind)
 
     def allocate_ids(self, n: int) -> Sequence[int]:
         return self._watch(lambda: self.inner.allocate_ids(n))

@@ -9,15 +9,18 @@ state is in the database, and no secret from the environment appears in any log 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from actors.model import Key, OrderKind, Status
 from actors.ports import OrderRequest
@@ -128,6 +131,34 @@ def test_run_adopt_protect_refuse_second_sigterm(
 
         _until(adopted_and_protected, 60, "adopted position protected")
         assert any(o.symbol == "BTCUSDT" and o.kind == "algo" for o in sim.open_orders())
+
+        # Metrics over HTTP (the port was chosen by the process: read it from its log).
+        m = re.search(r"metrics on (http://[0-9.:]+)/metrics", log1.read_text())
+        assert m is not None
+        with urllib.request.urlopen(m.group(1) + "/metrics", timeout=5) as r:
+            exposition = r.read().decode()
+        with urllib.request.urlopen(m.group(1) + "/healthz", timeout=5) as r:
+            assert r.status == 200
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(exposition)
+            for s in fam.samples
+        }
+        assert samples[("ps_positions", (("status", "active"),))] == 1
+        assert (
+            samples[("ps_sync_discrepancies_total", (("account", "main"), ("kind", "adopted")))]
+            == 1
+        )
+        assert (
+            samples[
+                (
+                    "ps_orders_total",
+                    (("kind", "stop_loss"), ("op", "place"), ("result", "accepted")),
+                )
+            ]
+            >= 1
+        )
+        assert sum(v for (n, ls), v in samples.items() if n == "ps_sync_runs_total") >= 1
 
         # I7: a second process for the same account says so and does not trade.
         log2 = tmp_path / "second.log"
