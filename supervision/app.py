@@ -565,9 +565,11 @@ class App:
                 log.error("start failed: %s", exc, exc_info=not isinstance(exc, RuntimeError))
                 self.shutdown()
                 return 1
-            if not self.stopping.is_set():
-                self.wait(duration)
-            self.shutdown()
+            try:
+                if not self.stopping.is_set():
+                    self.wait(duration)
+            finally:
+                self.shutdown()
             return 0
         finally:
             for s, h in previous.items():
