@@ -183,3 +183,27 @@ def test_deploy_files() -> None:
             check=False,
         )
         assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_marks_from_the_exchange() -> None:
+    from infra.config import parse_config
+    from sim.exchange import SimExchange
+    from supervision.cli import _fetch_marks
+
+    ex = SimExchange({"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0}).start()
+    try:
+        doc = {
+            "accounts": {
+                "main": {
+                    "rest_url": ex.base_url,
+                    "ws_url": ex.ws_url,
+                    "symbols": ["BTCUSDT"],
+                    "credentials": "dummy",
+                }
+            }
+        }
+        marks = _fetch_marks(parse_config(doc, {}))
+    finally:
+        ex.stop()
+    assert marks[("main", "BTCUSDT")] == pytest.approx(60_000.0)
+    assert ("main", "ETHUSDT") in marks
