@@ -37,6 +37,11 @@ logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 Cleanup = Literal["stop", "delete", "keep"]
 
+# pgserver shares one server object per folder within a process: count our handles on it so
+# that closing one EmbeddedPostgres does not stop the server under another.
+_HANDLES: dict[Path, int] = {}
+_HANDLES_LOCK = threading.Lock()
+
 
 class EmbeddedPostgresError(RuntimeError):
     """The embedded server could not be started or stopped."""
@@ -84,11 +89,16 @@ class EmbeddedPostgres:
                 _prune_dead_handles(self.data_dir)
                 mode = None if self.cleanup == "keep" else self.cleanup
                 try:
-                    self._server = pgs.get_server(self.data_dir, cleanup_mode=mode)
+                    server = pgs.get_server(self.data_dir, cleanup_mode=mode)
                 except (subprocess.SubprocessError, OSError, AssertionError) as exc:
                     raise EmbeddedPostgresError(
                         f"cannot start PostgreSQL in {self.data_dir}: {exc}{self._log_tail()}"
                     ) from exc
+                with _HANDLES_LOCK:
+                    _HANDLES[self.data_dir] = _HANDLES.get(self.data_dir, 0) + 1
+                self._server = server
+                if not self.running:
+                    self.start()  # the folder was known to this process but stopped
                 log.info("embedded PostgreSQL running in %s", self.data_dir)
             elif not self.running:
                 try:
@@ -136,6 +146,14 @@ class EmbeddedPostgres:
             server, self._server = self._server, None
             if server is None:
                 return
+            with _HANDLES_LOCK:
+                left = _HANDLES.get(self.data_dir, 1) - 1
+                if left > 0:
+                    _HANDLES[self.data_dir] = left
+                else:
+                    _HANDLES.pop(self.data_dir, None)
+            if left > 0:
+                return  # another EmbeddedPostgres of this process still uses the server
             try:
                 server._cleanup()
             except (subprocess.SubprocessError, OSError, KeyError) as exc:

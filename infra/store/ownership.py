@@ -47,7 +47,8 @@ _HOLDER_SQL = (
     "extract(epoch FROM a.backend_start)::float8 "
     "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
     "WHERE l.locktype = 'advisory' AND l.classid::bigint = %s AND l.objid::bigint = %s "
-    "AND l.objsubid = 1 AND l.granted"
+    "AND l.objsubid = 1 AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 _MINE_SQL = (
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
@@ -115,6 +116,7 @@ class AccountLock:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
+        self._retries = 0
         self.application_name = (
             f"position-supervisor:{socket.gethostname()}:{os.getpid()}:{account}"
         )[:63]
@@ -125,6 +127,11 @@ class AccountLock:
     def held(self) -> bool:
         """True while this process holds the account's lock (as last checked)."""
         return self._held
+
+    @property
+    def retries(self) -> int:
+        """Failed re-acquisition attempts since the lock was last lost (0 while held)."""
+        return self._retries
 
     @property
     def backend_pid(self) -> int | None:
@@ -320,6 +327,7 @@ class AccountLock:
             try:
                 new = self._connect()
             except psycopg.Error as exc:
+                self._retries += 1
                 log.info("account %s: reconnect for the lock failed: %s", self.account, exc)
                 backoff = min(self.backoff_max, backoff * 2)
                 continue
@@ -330,7 +338,9 @@ class AccountLock:
             if not got:
                 holder = self._describe_holder(new)
                 new.close()
-                log.warning(
+                self._retries += 1
+                log.log(
+                    logging.WARNING if self._retries % 50 == 1 else logging.DEBUG,
                     "account %s: lock not re-acquired (%s)",
                     self.account,
                     holder or "held elsewhere",
@@ -343,6 +353,7 @@ class AccountLock:
                     return
                 self._conn = new
                 self._held = True
+                self._retries = 0
             log.info("account %s: ownership lock re-acquired", self.account)
             self._notify(True)
             backoff = self.backoff_min

@@ -175,6 +175,11 @@ class PostgresStore:
     ``dsn``: a libpq connection string or URI. ``pool_min``/``pool_max``: pooled connections.
     ``timeout``: seconds a call waits for a pooled connection before
     :class:`~actors.ports.StoreUnavailable` (keep it short: the caller is an actor thread).
+    ``outage_timeout``: the same wait while the server is known to be unreachable (since a
+    connection broke, until a call succeeds), so that actors retrying their writes during an
+    outage are not held up. ``reconnect_timeout``: how long the pool keeps retrying one
+    failed connection attempt (with backoff) before a new call starts a fresh one; it bounds
+    how long after the server's return the store may still report it unavailable.
     ``statement_timeout``: server-side limit per statement. ``migrate_schema``: run
     :func:`infra.store.migrations.migrate` first (raises :class:`StoreUnavailable` when the
     server is down). ``recent_signals``: how many signal ids :meth:`load` returns.
@@ -186,7 +191,9 @@ class PostgresStore:
         *,
         pool_min: int = 1,
         pool_max: int = 8,
-        timeout: float = 2.0,
+        timeout: float = 1.0,
+        outage_timeout: float = 0.25,
+        reconnect_timeout: float = 1.0,
         statement_timeout: float = 10.0,
         migrate_schema: bool = True,
         recent_signals: int = 256,
@@ -195,6 +202,8 @@ class PostgresStore:
         if pool_min < 0 or pool_max < max(1, pool_min):
             raise ValueError(f"bad pool sizes: min {pool_min}, max {pool_max}")
         self._timeout = timeout
+        self._outage_timeout = min(outage_timeout, timeout)
+        self._degraded = False
         self._statement_timeout_ms = max(1, int(statement_timeout * 1000))
         self._recent = recent_signals
         self._pool_max = pool_max
@@ -212,6 +221,7 @@ class PostgresStore:
             kwargs=kwargs,
             configure=self._configure,
             timeout=timeout,
+            reconnect_timeout=reconnect_timeout,
             name=name,
             open=False,
         )
@@ -232,8 +242,7 @@ class PostgresStore:
 
     def ping(self) -> None:
         """Round trip to the server; raises :class:`StoreUnavailable` when it is not reachable."""
-        with self._translate("ping"), self._connection() as conn:
-            conn.execute("SELECT 1")
+        self._run("ping", lambda conn: conn.execute("SELECT 1"))
 
     # -- the Store port
 
@@ -495,29 +504,43 @@ class PostgresStore:
             ) from exc
         raise StoreRejected(f"commit for {c.key}: unique constraint {constraint}: {exc}") from exc
 
+    @property
+    def degraded(self) -> bool:
+        """True after a connection broke, until a call succeeds (waits are then short)."""
+        return self._degraded
+
     @contextmanager
     def _connection(self) -> Iterator[Conn]:
         """A healthy-looking pooled connection; idle ones the server hung up on are dropped
         (closed, so the pool replaces them) instead of failing the caller once each after an
-        outage."""
+        outage. Marks the store degraded when it finds one."""
+        timeout = self._outage_timeout if self._degraded else self._timeout
         conn: Conn | None = None
         for _ in range(self._pool_max + 1):
-            candidate = self._pool.getconn()
+            candidate = self._pool.getconn(timeout=timeout)
             if not _looks_dead(candidate):
                 conn = candidate
                 break
             candidate.close()
             self._pool.putconn(candidate)
+            self._degraded = True
+            timeout = self._outage_timeout
         if conn is None:
-            conn = self._pool.getconn()
+            conn = self._pool.getconn(timeout=timeout)
         try:
             yield conn
+        except psycopg.OperationalError:
+            if conn.broken or conn.closed:
+                self._degraded = True
+            raise
         finally:
             self._pool.putconn(conn)
 
     def _run(self, what: str, fn: Callable[[Conn], T]) -> T:
         with self._translate(what), self._connection() as conn:
-            return fn(conn)
+            result = fn(conn)
+        self._degraded = False
+        return result
 
     @contextmanager
     def _translate(self, what: str) -> Iterator[None]:
@@ -529,10 +552,12 @@ class PostgresStore:
         except PoolClosed as exc:
             raise StoreUnavailable(f"{what}: the store is closed") from exc
         except PoolTimeout as exc:
-            raise StoreUnavailable(
-                f"{what}: no database connection within {self._timeout:g} s "
-                "(database down or pool exhausted)"
-            ) from exc
+            down = (
+                " (database unreachable)"
+                if self._degraded
+                else " (database down or pool exhausted)"
+            )
+            raise StoreUnavailable(f"{what}: no database connection in time{down}") from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StoreUnavailable(f"{what}: database unavailable: {exc}") from exc
         except (psycopg.IntegrityError, psycopg.DataError) as exc:
