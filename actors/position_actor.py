@@ -193,6 +193,12 @@ class PositionActor(pykka.ThreadingActor):
             else:
                 self._stash.append(message)
             return None
+        if isinstance(message, TicksReady):
+            # Take the conflated tick here so that tick-to-decision latency is measured.
+            tick = message.slot.take()
+            if tick is None:
+                return None
+            message = tick
         if isinstance(message, TimerFired) and message.name == PERSIST_TIMER:
             self._flush_unwritten()
             self._publish()
