@@ -65,6 +65,8 @@ class ControlApi:
             return [asdict(o) for o in ex.open_orders()]
         if route == ("GET", "/_sim/user_events"):
             return ex.user_events()
+        if route == ("GET", "/_sim/streams"):
+            return ex.hub.snapshot()
         if route == ("GET", "/_sim/faults"):
             return {"armed": [f.to_json() for f in ex.list_faults()], "kinds": KINDS}
         if route == ("POST", "/_sim/faults"):

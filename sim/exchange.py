@@ -32,6 +32,9 @@ from sim.streams import ARR_STREAMS, StreamHub, mark_streams
 from sim.symbols import DEFAULT_SYMBOLS, SymbolSpec
 from sim.websocket import WsConnection
 
+BLAST_HIGH_WATER = 20_000
+"""Frames a blast lets queue per connection before it waits for the reader."""
+
 
 @dataclass(frozen=True)
 class PositionView:
@@ -279,7 +282,9 @@ class SimExchange:
         (or paced at ``rate_per_s``), to every mark-price subscriber (per-symbol, combined
         and ``!markPrice@arr`` as one-element arrays). Stops crossed by a move execute.
 
-        Returns when every frame was written to the sockets (or ``flush_timeout_s``):
+        A reader more than ``BLAST_HIGH_WATER`` frames behind slows the blast down (it is
+        not dropped). Returns when every frame was written to the sockets (or
+        ``flush_timeout_s``):
         ``{"frames", "deliveries", "seconds", "rate"}``.
         """
         names = symbols if symbols is not None else list(self.initial_prices)
@@ -318,6 +323,8 @@ class SimExchange:
             deliveries += len(sent)
             for conn, seq in sent:
                 touched[conn] = seq
+            if i % 1024 == 1023:
+                self._backpressure(touched, flush_timeout_s)
         for conn, seq in touched.items():
             conn.wait_written(seq, flush_timeout_s)
         seconds = time.perf_counter() - t0
@@ -327,6 +334,13 @@ class SimExchange:
             "seconds": seconds,
             "rate": n_frames / seconds if seconds > 0 else float("inf"),
         }
+
+    @staticmethod
+    def _backpressure(touched: dict[WsConnection, int], timeout: float) -> None:
+        """Wait for readers with over BLAST_HIGH_WATER queued frames (rather than drop them)."""
+        for conn, seq in touched.items():
+            if conn.pending() > BLAST_HIGH_WATER:
+                conn.wait_written(seq - BLAST_HIGH_WATER // 2, timeout)
 
     def funding_time(self) -> int:
         """Next 8-hourly funding time (epoch ms), as markPriceUpdate's ``T``."""

@@ -26,7 +26,7 @@ from sim.errors import BinanceError
 from sim.faults import ORDER_CREATE
 from sim.httpserver import Request, Response, WsAccept
 from sim.matching import now_ms
-from sim.rest import NO_TIMESTAMP, Context, Outcome, RestApi
+from sim.rest import NO_TIMESTAMP, Context, Outcome, RawJson, RestApi
 from sim.streams import stream_kind
 from sim.websocket import WsConnection
 
@@ -109,7 +109,10 @@ class Gateway:
                 outcome = route(params, ctx)
                 if self.ex.user_events_first:
                     sent = self.ex.enqueue_user_events(outcome.events)
-            resp = Response.of_json(outcome.payload)
+            if isinstance(outcome.payload, RawJson):
+                resp = Response(body=outcome.payload.text.encode())
+            else:
+                resp = Response.of_json(outcome.payload)
             self._note(entry, None, outcome="accepted", order_id=outcome.order_id)
         except BinanceError as exc:
             resp = _error(exc)

@@ -7,6 +7,7 @@ run on the HTTP connection's thread while the gateway holds the exchange lock.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,13 @@ if TYPE_CHECKING:
     from sim.exchange import SimExchange
 
 Params = dict[str, str]
+
+
+@dataclass(frozen=True)
+class RawJson:
+    """A payload already serialised (large, unchanging replies such as exchangeInfo)."""
+
+    text: str
 
 
 @dataclass
@@ -98,6 +106,7 @@ class RestApi:
 
     def __init__(self, ex: SimExchange) -> None:
         self.ex = ex
+        self._exchange_info: str | None = None
         self.routes: dict[tuple[str, str], Route] = {
             ("GET", "/fapi/v1/ping"): lambda p, c: Outcome({}),
             ("GET", "/fapi/v1/time"): lambda p, c: Outcome({"serverTime": now_ms()}),
@@ -146,8 +155,12 @@ class RestApi:
     # ------------------------------------------------------------------ market data
 
     def exchange_info(self, p: Params, c: Context) -> Outcome:
-        """GET /fapi/v1/exchangeInfo."""
-        return Outcome(wire.exchange_info(list(self.ex.engine.specs.values()), now_ms()))
+        """GET /fapi/v1/exchangeInfo (serialised once: the symbols never change)."""
+        if self._exchange_info is None:
+            info = wire.exchange_info(list(self.ex.engine.specs.values()), 0)
+            self._exchange_info = json.dumps(info, separators=(",", ":"))
+        text = self._exchange_info.replace('"serverTime":0,', f'"serverTime":{now_ms()},', 1)
+        return Outcome(RawJson(text))
 
     def premium_index(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/premiumIndex (mark prices)."""

@@ -105,6 +105,11 @@ class StreamHub:
             self._subs.setdefault(s, set()).add(conn)
         self._changed.notify_all()
 
+    def snapshot(self) -> dict[str, int]:
+        """Listeners per stream."""
+        with self._lock:
+            return {s: len(c) for s, c in self._subs.items()}
+
     def has(self, stream: str) -> bool:
         """True when someone listens to ``stream``."""
         return stream in self._subs

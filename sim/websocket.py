@@ -146,7 +146,7 @@ class WsConnection:
         rfile: BinaryIO,
         *,
         path: str = "",
-        max_queue: int = 500_000,
+        max_queue: int = 200_000,
         max_message: int = 1 << 20,
     ) -> None:
         self.id = next(_conn_ids)
@@ -179,24 +179,24 @@ class WsConnection:
         return self.send_frame(encode_frame(OP_BINARY if binary else OP_TEXT, data))
 
     def send_frame(self, raw: bytes) -> int:
-        """Queue already-encoded wire bytes (any frame, even a malformed one)."""
+        """Queue already-encoded wire bytes (any frame, even a malformed one).
+
+        Returns the frame's sequence number, or 0 if the connection is closed or was just
+        dropped for being too slow (more than ``max_queue`` frames behind).
+        """
         with self._cond:
             if self._closing or self.closed.is_set():
                 return 0
-            if len(self._queue) >= self.max_queue:
-                log.warning(
-                    "ws %s: client too slow (%d frames queued), dropping", self.id, len(self._queue)
-                )
-                self._closing = True
-                self._cond.notify_all()
-                drop = True
-            else:
+            if len(self._queue) < self.max_queue:
                 self._queue.append(raw)
                 self._queued_seq += 1
                 self._cond.notify()
                 return self._queued_seq
-        if drop:
-            self.abort()
+            backlog = len(self._queue)
+            self._closing = True
+            self._cond.notify_all()
+        log.warning("ws %s: client too slow (%d frames queued), dropping it", self.id, backlog)
+        self.abort()
         return 0
 
     def wait_written(self, seq: int, timeout: float) -> bool:
