@@ -42,60 +42,155 @@ def _ge(x: float | None, t: float) -> bool | None:
 
 
 def report_tick_path(r: dict[str, Any]) -> None:
-    fig("1 tick path p50", r["tick_p50_us"], "us", r["tick_bare_p50_us"], "us",
-        r["tick_p50_ratio"], "report", None)
-    fig("1 tick path p99", r["tick_p99_us"], "us", r["tick_bare_p99_us"], "us",
-        r["tick_p99_ratio"], "<= 2x", _le(r["tick_p99_ratio"], 2.0))
+    fig(
+        "1 tick path p50",
+        r["tick_p50_us"],
+        "us",
+        r["tick_bare_p50_us"],
+        "us",
+        r["tick_p50_ratio"],
+        "report",
+        None,
+    )
+    fig(
+        "1 tick path p99",
+        r["tick_p99_us"],
+        "us",
+        r["tick_bare_p99_us"],
+        "us",
+        r["tick_p99_ratio"],
+        "<= 2x",
+        _le(r["tick_p99_ratio"], 2.0),
+    )
 
 
 def report_throughput(r: dict[str, Any]) -> None:
-    fig("2 tick throughput (1,000 symbols, conflation)", r["tick_throughput_per_s"], "ticks/s",
-        r["tick_bare_throughput_per_s"], "msg/s", r["tick_throughput_ratio"], ">= 3x",
-        _ge(r["tick_throughput_ratio"], 3.0))
-    fig("2 tick ingest vs websocket-client raw", None, "", None, "",
-        r.get("tick_ingest_vs_ws_raw"), ">= 0.8", _ge(r.get("tick_ingest_vs_ws_raw"), 0.8))
+    fig(
+        "2 tick throughput (1,000 symbols, conflation)",
+        r["tick_throughput_per_s"],
+        "ticks/s",
+        r["tick_bare_throughput_per_s"],
+        "msg/s",
+        r["tick_throughput_ratio"],
+        ">= 3x",
+        _ge(r["tick_throughput_ratio"], 3.0),
+    )
+    fig(
+        "2 tick ingest vs websocket-client raw",
+        None,
+        "",
+        None,
+        "",
+        r.get("tick_ingest_vs_ws_raw"),
+        ">= 0.8",
+        _ge(r.get("tick_ingest_vs_ws_raw"), 0.8),
+    )
 
 
 def report_signal(r: dict[str, Any]) -> None:
-    fig("3 signal -> entry order p50", r["signal_to_order_p50_ms"], "ms",
-        r["signal_commit_p50_ms"], "ms (INSERT+COMMIT)", r["signal_to_order_p50_ratio"],
-        "<= 3x", _le(r["signal_to_order_p50_ratio"], 3.0))
-    fig("3 signal -> entry order p99", r["signal_to_order_p99_ms"], "ms",
-        r["signal_commit_p99_ms"], "ms (INSERT+COMMIT)", None, "report", None)
+    fig(
+        "3 signal -> entry order p50",
+        r["signal_to_order_p50_ms"],
+        "ms",
+        r["signal_commit_p50_ms"],
+        "ms (INSERT+COMMIT)",
+        r["signal_to_order_p50_ratio"],
+        "<= 3x",
+        _le(r["signal_to_order_p50_ratio"], 3.0),
+    )
+    fig(
+        "3 signal -> entry order p99",
+        r["signal_to_order_p99_ms"],
+        "ms",
+        r["signal_commit_p99_ms"],
+        "ms (INSERT+COMMIT)",
+        None,
+        "report",
+        None,
+    )
 
 
 def report_unprotected(r: dict[str, Any]) -> None:
-    fig("4 unprotected window p50", r.get("unprotected_p50_ms"), "ms",
-        r.get("ccxt_round_trip_p50_ms"), "ms", None, "report", None)
-    fig("4 unprotected window p99", r.get("unprotected_p99_ms"), "ms",
-        r.get("ccxt_round_trip_p99_ms"), "ms", r.get("unprotected_p99_ratio"), "<= 5x",
-        _le(r.get("unprotected_p99_ratio"), 5.0))
+    fig(
+        "4 unprotected window p50",
+        r.get("unprotected_p50_ms"),
+        "ms",
+        r.get("ccxt_round_trip_p50_ms"),
+        "ms",
+        None,
+        "report",
+        None,
+    )
+    fig(
+        "4 unprotected window p99",
+        r.get("unprotected_p99_ms"),
+        "ms",
+        r.get("ccxt_round_trip_p99_ms"),
+        "ms",
+        r.get("unprotected_p99_ratio"),
+        "<= 5x",
+        _le(r.get("unprotected_p99_ratio"), 5.0),
+    )
 
 
 def report_restart(r: dict[str, Any]) -> None:
-    fig("5 crash -> successor p50", r["restart_p50_ms"], "ms", r["ask_p50_ms"], "ms (ask)",
-        r["restart_p50_ms"] / r["ask_p50_ms"], "report", None)
-    fig("5 crash -> successor p99", r["restart_p99_ms"], "ms", r["ask_p99_ms"], "ms (ask)",
-        r["restart_p99_ratio"], "<= 20 ms", _le(r["restart_p99_ms"], 20.0))
+    fig(
+        "5 crash -> successor p50",
+        r["restart_p50_ms"],
+        "ms",
+        r["ask_p50_ms"],
+        "ms (ask)",
+        r["restart_p50_ms"] / r["ask_p50_ms"],
+        "report",
+        None,
+    )
+    fig(
+        "5 crash -> successor p99",
+        r["restart_p99_ms"],
+        "ms",
+        r["ask_p99_ms"],
+        "ms (ask)",
+        r["restart_p99_ratio"],
+        "<= 20 ms",
+        _le(r["restart_p99_ms"], 20.0),
+    )
 
 
 def report_cold(r: dict[str, Any]) -> None:
-    fig(f"6 cold start {r['cold_start_positions']} positions ({r['cold_start_store']})",
-        r["cold_start_1000_s"], "s", r["bare_start_1000_s"], "s (1,000 bare actors)",
-        r["cold_start_ratio"], "<= 5 s", _le(r["cold_start_1000_s"], 5.0))
+    fig(
+        f"6 cold start {r['cold_start_positions']} positions ({r['cold_start_store']})",
+        r["cold_start_1000_s"],
+        "s",
+        r["bare_start_1000_s"],
+        "s (1,000 bare actors)",
+        r["cold_start_ratio"],
+        "<= 5 s",
+        _le(r["cold_start_1000_s"], 5.0),
+    )
 
 
 def report_rss(r: dict[str, Any]) -> None:
     for n in r["rss_symbols"]:
-        fig(f"7 RSS per symbol actor at {n}", r[f"rss_per_actor_{n}_kib"], "KiB",
-            r[f"rss_per_bare_actor_{n}_kib"], "KiB (bare)", r[f"rss_per_actor_{n}_ratio"],
-            "<= 2x", _le(r[f"rss_per_actor_{n}_ratio"], 2.0))
+        fig(
+            f"7 RSS per symbol actor at {n}",
+            r[f"rss_per_actor_{n}_kib"],
+            "KiB",
+            r[f"rss_per_bare_actor_{n}_kib"],
+            "KiB (bare)",
+            r[f"rss_per_actor_{n}_ratio"],
+            "<= 2x",
+            _le(r[f"rss_per_actor_{n}_ratio"], 2.0),
+        )
 
 
 BENCHES: list[tuple[str, str, Callable[[dict[str, Any]], None], list[str]]] = [
     ("tick path", "bench.tick_path", report_tick_path, ["tick_p99_ratio"]),
-    ("throughput", "bench.throughput", report_throughput,
-     ["tick_throughput_ratio", "tick_ingest_vs_ws_raw"]),
+    (
+        "throughput",
+        "bench.throughput",
+        report_throughput,
+        ["tick_throughput_ratio", "tick_ingest_vs_ws_raw"],
+    ),
     ("signal", "bench.signal_order", report_signal, ["signal_to_order_p50_ratio"]),
     ("unprotected", "bench.unprotected", report_unprotected, ["unprotected_p99_ratio"]),
     ("restart", "bench.restart", report_restart, ["restart_p99_ms"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -62,10 +63,8 @@ class BareActor(pykka.ThreadingActor):
 
 def stop_refs(refs: list[pykka.ActorRef[Any]]) -> None:
     for r in refs:
-        try:
+        with contextlib.suppress(pykka.ActorDeadError):
             r.stop(block=False)
-        except pykka.ActorDeadError:
-            pass
     for r in refs:
         r.actor_stopped.wait(5)
 
@@ -81,8 +80,16 @@ def no_threads_left(timeout: float = 5.0) -> int:
     return len([t for t in threading.enumerate() if t is not main and not t.daemon])
 
 
-def fig(name: str, value: float | None, unit: str, baseline: float | None, bunit: str,
-        ratio: float | None, target: str, met: bool | None) -> str:
+def fig(
+    name: str,
+    value: float | None,
+    unit: str,
+    baseline: float | None,
+    bunit: str,
+    ratio: float | None,
+    target: str,
+    met: bool | None,
+) -> str:
     v = "n/a" if value is None else f"{value:.4g} {unit}"
     b = "n/a" if baseline is None else f"{baseline:.4g} {bunit}"
     r = "n/a" if ratio is None else f"{ratio:.3g}x"

@@ -17,7 +17,7 @@ from bench.common import QUICK
 
 def rss_bytes() -> int:
     try:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         return int(psutil.Process().memory_info().rss)
     except ImportError:
@@ -62,7 +62,10 @@ def run() -> dict[str, Any]:
         for kind in ("bare", "actor"):
             p = subprocess.run(
                 [sys.executable, "-m", "bench.rss", kind, str(n)],
-                capture_output=True, text=True, timeout=120, check=True,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
             )
             per[kind] = json.loads(p.stdout.strip().splitlines()[-1])
         out[f"rss_per_actor_{n}_kib"] = per["actor"] / 1024

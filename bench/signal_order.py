@@ -62,7 +62,7 @@ def run() -> dict[str, Any]:
                 s = sym(i)
                 t0 = time.perf_counter()
                 w.sup.tell(signal(s, stop=90.0))
-                if wait_until(lambda s=s: s in ex.first_place, 10):
+                if wait_until(lambda s=s: s in ex.first_place, 10):  # type: ignore[misc]
                     lat.append(ex.first_place[s] - t0)
                 w.settle(timeout=10)
         finally:
@@ -71,12 +71,14 @@ def run() -> dict[str, Any]:
                 store.close()
     p50, p99 = pct(lat, 50) * 1e3, pct(lat, 99) * 1e3
     b50, b99 = pct(base, 50) * 1e3, pct(base, 99) * 1e3
-    out.update({
-        "signal_samples": len(lat),
-        "signal_to_order_p50_ms": p50,
-        "signal_to_order_p99_ms": p99,
-        "signal_commit_p50_ms": b50,
-        "signal_commit_p99_ms": b99,
-        "signal_to_order_p50_ratio": p50 / b50 if dsn is not None else None,
-    })
+    out.update(
+        {
+            "signal_samples": len(lat),
+            "signal_to_order_p50_ms": p50,
+            "signal_to_order_p99_ms": p99,
+            "signal_commit_p50_ms": b50,
+            "signal_commit_p99_ms": b99,
+            "signal_to_order_p50_ratio": p50 / b50 if dsn is not None else None,
+        }
+    )
     return out

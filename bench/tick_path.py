@@ -37,8 +37,12 @@ def run() -> dict[str, Any]:
         def send(i: int) -> None:
             # prices stay above the stop (90): the actor evaluates the stop guard, no trigger
             w.sup.tell_tick(
-                MarkPriceTick(keys[i % SYMBOLS], 100.0 + (i % 7) * 0.01, t_ev + i * 1e-4,
-                              received_at=time.perf_counter())
+                MarkPriceTick(
+                    keys[i % SYMBOLS],
+                    100.0 + (i % 7) * 0.01,
+                    t_ev + i * 1e-4,
+                    received_at=time.perf_counter(),
+                )
             )
 
         elapsed = paced(n, RATE, send)
