@@ -158,6 +158,7 @@ class SimExchange:
         """Start serving (returns self). Ports are bound already in the constructor."""
         if not self._started:
             self._started = True
+            self.scheduler.start()
             self._http.start()
             if self._ws_http is not None:
                 self._ws_http.start()

@@ -83,9 +83,10 @@ class Gateway:
             return Response(502, BAD_GATEWAY, content_type="text/html")
         route = self.rest.routes.get((method, path))
         if route is None:
-            self._note(entry, None, outcome="rejected", code=-1000)
+            self._note(entry, None, outcome="rejected", code=-5000)
+            # -5000 is in no ccxt table: ExchangeError, not a retryable NetworkError
             return Response.of_json(
-                {"code": -1000, "msg": f"Unknown endpoint {method} {path}"}, 404
+                {"code": -5000, "msg": f"sim: no endpoint {method} {path}"}, 404
             )
         if ts_error is not None:
             self._note(entry, None, outcome="rejected", code=ts_error.code)

@@ -90,6 +90,8 @@ PUBLIC = frozenset(
         ("GET", "/fapi/v1/exchangeInfo"),
         ("GET", "/fapi/v1/premiumIndex"),
         ("GET", "/fapi/v1/ticker/price"),
+        ("GET", "/fapi/v1/ticker/24hr"),
+        ("GET", "/fapi/v1/depth"),
     }
 )
 """Routes that need no timestamp (the listenKey routes need only the API key)."""
@@ -113,6 +115,14 @@ class RestApi:
             ("GET", "/fapi/v1/exchangeInfo"): self.exchange_info,
             ("GET", "/fapi/v1/premiumIndex"): self.premium_index,
             ("GET", "/fapi/v1/ticker/price"): self.ticker_price,
+            ("GET", "/fapi/v1/ticker/24hr"): self.ticker_24hr,
+            ("GET", "/fapi/v1/depth"): self.depth,
+            ("GET", "/fapi/v1/userTrades"): self.user_trades,
+            ("GET", "/fapi/v1/allOrders"): self.all_orders,
+            ("GET", "/fapi/v1/symbolConfig"): self.symbol_config,
+            ("GET", "/fapi/v1/commissionRate"): self.commission_rate,
+            ("POST", "/fapi/v1/marginType"): self.margin_type,
+            ("POST", "/fapi/v1/positionSide/dual"): self.position_mode,
             ("POST", "/fapi/v1/order"): self.create_order,
             ("GET", "/fapi/v1/order"): self.get_order,
             ("DELETE", "/fapi/v1/order"): self.cancel_order,
@@ -192,7 +202,88 @@ class RestApi:
         rows = [{"symbol": s, "price": wire.fmt(eng.mark(s)), "time": now} for s in symbols]
         return Outcome(rows[0] if p.get("symbol") else rows)
 
+    def ticker_24hr(self, p: Params, c: Context) -> Outcome:
+        """GET /fapi/v1/ticker/24hr: the mark as last price, no volume."""
+        eng = self.ex.engine
+        now = now_ms()
+        symbols = [p["symbol"]] if p.get("symbol") else list(eng.marks)
+        rows = []
+        for s in symbols:
+            mark = eng.mark(s)
+            opened = self.ex.initial_prices[s]
+            rows.append(
+                {
+                    "symbol": s,
+                    "priceChange": wire.fmt(mark - opened),
+                    "priceChangePercent": wire.fmt((mark / opened - 1) * 100, 3),
+                    "weightedAvgPrice": wire.fmt(mark),
+                    "lastPrice": wire.fmt(mark),
+                    "lastQty": "0",
+                    "openPrice": wire.fmt(opened),
+                    "highPrice": wire.fmt(max(mark, opened)),
+                    "lowPrice": wire.fmt(min(mark, opened)),
+                    "volume": "0",
+                    "quoteVolume": "0",
+                    "openTime": now - 86_400_000,
+                    "closeTime": now,
+                    "firstId": 0,
+                    "lastId": 0,
+                    "count": 0,
+                }
+            )
+        return Outcome(rows[0] if p.get("symbol") else rows)
+
+    def depth(self, p: Params, c: Context) -> Outcome:
+        """GET /fapi/v1/depth: a synthetic book, one tick either side of the mark and deeper."""
+        symbol = _require(p, "symbol")
+        spec = self.ex.engine.spec(symbol)
+        mark = self.ex.engine.mark(symbol)
+        levels = min(_int(p, "limit") or 10, 100)
+        qty = wire.qty_str(spec, max(spec.step_size, spec.round_qty(1000.0 / mark)))
+        bids = [[wire.price_str(spec, mark - (i + 1) * spec.tick_size), qty] for i in range(levels)]
+        asks = [[wire.price_str(spec, mark + (i + 1) * spec.tick_size), qty] for i in range(levels)]
+        now = now_ms()
+        return Outcome({"lastUpdateId": now, "E": now, "T": now, "bids": bids, "asks": asks})
+
     # ------------------------------------------------------------------ orders
+
+    def user_trades(self, p: Params, c: Context) -> Outcome:
+        """GET /fapi/v1/userTrades: the fills of ``symbol``."""
+        symbol = _require(p, "symbol")
+        eng = self.ex.engine
+        spec = eng.spec(symbol)
+        rows = []
+        for sym, order_id, fill in eng.fills:
+            if sym != symbol:
+                continue
+            order = eng.get_order(order_id)
+            rows.append(
+                {
+                    "buyer": order.side == "BUY",
+                    "commission": wire.fmt(fill.commission),
+                    "commissionAsset": "USDT",
+                    "id": fill.trade_id,
+                    "maker": False,
+                    "orderId": order_id,
+                    "price": wire.price_str(spec, fill.price),
+                    "qty": wire.qty_str(spec, fill.qty),
+                    "quoteQty": wire.fmt(fill.qty * fill.price),
+                    "realizedPnl": wire.fmt(fill.realized_pnl),
+                    "side": order.side,
+                    "positionSide": "BOTH",
+                    "symbol": symbol,
+                    "time": fill.time,
+                }
+            )
+        return Outcome(rows[-(_int(p, "limit") or 500) :])
+
+    def all_orders(self, p: Params, c: Context) -> Outcome:
+        """GET /fapi/v1/allOrders: every market order of ``symbol``, oldest first."""
+        symbol = _require(p, "symbol")
+        eng = self.ex.engine
+        spec = eng.spec(symbol)
+        rows = [wire.order_json(spec, o) for o in eng.orders(symbol)]
+        return Outcome(rows[-(_int(p, "limit") or 500) :])
 
     def create_order(self, p: Params, c: Context) -> Outcome:
         """POST /fapi/v1/order: MARKET only (conditional types: -4120, others: -1116)."""
@@ -374,6 +465,44 @@ class RestApi:
             raise errors.mandatory_missing("leverage")
         self.ex.engine.set_leverage(symbol, lev)
         return Outcome({"leverage": lev, "maxNotionalValue": "20000000", "symbol": symbol})
+
+    def symbol_config(self, p: Params, c: Context) -> Outcome:
+        """GET /fapi/v1/symbolConfig (leverage and margin type)."""
+        eng = self.ex.engine
+        symbols = [p["symbol"]] if p.get("symbol") else list(eng.specs)
+        return Outcome(
+            [
+                {
+                    "symbol": s,
+                    "marginType": "CROSSED",
+                    "isAutoAddMargin": "false",
+                    "leverage": eng.leverage_of(s),
+                    "maxNotionalValue": "20000000",
+                }
+                for s in symbols
+                if eng.spec(s)
+            ]
+        )
+
+    def commission_rate(self, p: Params, c: Context) -> Outcome:
+        """GET /fapi/v1/commissionRate."""
+        symbol = _require(p, "symbol")
+        self.ex.engine.spec(symbol)
+        fee = wire.fmt(self.ex.engine.taker_fee, 6)
+        return Outcome({"symbol": symbol, "makerCommissionRate": fee, "takerCommissionRate": fee})
+
+    def margin_type(self, p: Params, c: Context) -> Outcome:
+        """POST /fapi/v1/marginType: the sim is cross-margin only (-4046 for CROSSED)."""
+        self.ex.engine.spec(_require(p, "symbol"))
+        if _require(p, "marginType") == "CROSSED":
+            raise BinanceError(-4046, "No need to change margin type.")
+        raise BinanceError(-1116, "Invalid marginType: the sim simulates cross margin only.")
+
+    def position_mode(self, p: Params, c: Context) -> Outcome:
+        """POST /fapi/v1/positionSide/dual: one-way mode only (-4059 for false)."""
+        if _require(p, "dualSidePosition").lower() == "false":
+            raise BinanceError(-4059, "No need to change position side.")
+        raise BinanceError(-1116, "Invalid dualSidePosition: the sim simulates one-way mode only.")
 
     def position_risk_v2(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v2/positionRisk: every symbol (flat ones with zeros)."""

@@ -1,8 +1,9 @@
 """A one-thread timer queue for delayed work (remaining partial fills, delayed events).
 
-``call_later`` may be called from any thread; callbacks run on the scheduler's own
-thread, in due-time order, and their exceptions are logged and swallowed. ``stop()``
-drops what is still pending and joins the thread.
+``call_later`` may be called from any thread (work queued before ``start`` waits for
+it); callbacks run on the scheduler's own thread, in due-time order, and their
+exceptions are logged and swallowed. ``stop()`` drops what is still pending and joins
+the thread.
 """
 
 from __future__ import annotations
@@ -26,8 +27,16 @@ class Scheduler:
         self._seq = itertools.count()
         self._stopped = False
         self._busy = False
+        self._started = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        with self._cond:
+            if self._stopped or self._started:
+                return
+            self._started = True
+            self._thread.start()
 
     def call_later(self, delay_s: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` in ``delay_s`` seconds (ignored after ``stop``)."""
@@ -59,7 +68,8 @@ class Scheduler:
             self._stopped = True
             self._heap.clear()
             self._cond.notify_all()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:

@@ -175,3 +175,24 @@ def test_timestamp_required_and_unknown_paths(sim: SimExchange) -> None:
 def test_spot_endpoints_are_not_reachable(client: Any) -> None:
     with pytest.raises(ccxt.NotSupported):
         client.sapiGetCapitalConfigGetall()
+
+
+def test_secondary_endpoints(sim: SimExchange, client: Any) -> None:
+    client.create_order(SYMBOL, "market", "buy", 0.01, params={"clientOrderId": "h1"})
+    trades = client.fetch_my_trades(SYMBOL)
+    assert len(trades) == 1 and trades[0]["price"] == 60_000.0 and trades[0]["amount"] == 0.01
+    assert [o["clientOrderId"] for o in client.fetch_orders(SYMBOL)] == ["h1"]
+    assert client.fetch_ticker(SYMBOL)["last"] == 60_000.0
+    assert client.fetch_mark_price(SYMBOL)["markPrice"] == 60_000.0
+    book = client.fetch_order_book(SYMBOL, 5)
+    assert book["bids"][0][0] < 60_000.0 < book["asks"][0][0]
+    assert client.fetch_leverage(SYMBOL)["longLeverage"] == 20
+    assert client.fetch_trading_fee(SYMBOL)["taker"] == 0.0004
+    assert client.fetch_position_mode(SYMBOL)["hedged"] is False
+    with pytest.raises(ccxt.MarginModeAlreadySet):
+        client.set_margin_mode("cross", SYMBOL)
+    with pytest.raises(ccxt.BadRequest):
+        client.set_margin_mode("isolated", SYMBOL)
+    with pytest.raises(ccxt.ExchangeError) as err:
+        client.fapiPublicGetKlines({"symbol": "BTCUSDT", "interval": "1m"})
+    assert "sim: no endpoint" in str(err.value) and not isinstance(err.value, ccxt.NetworkError)
