@@ -386,10 +386,10 @@ class RestApi:
         assert trigger is not None
         close_position = _bool(p, "closePosition")
         qty = _float(p, "quantity")
-        if close_position and qty is not None:
-            raise BinanceError(
-                -4136, "Target strategy invalid for orderType STOP_MARKET,closePosition true"
-            )
+        if close_position:  # Binance refuses both with closePosition=true
+            for name in ("quantity", "reduceOnly"):
+                if name in p:
+                    raise BinanceError(-1106, f"Parameter '{name}' sent when not required.")
         spec = self.ex.engine.spec(symbol)
         if not spec.is_tick_multiple(trigger):
             raise errors.bad_precision()

@@ -117,3 +117,22 @@ def test_without_linear_table_codes_fall_back_to_exchange_error(sim: SimExchange
         plain.create_order(SYMBOL, "market", "buy", 400.0)
     assert type(err.value) is ccxt.ExchangeError
     plain.session.close()
+
+
+def test_close_position_with_reduce_only_or_quantity_1106(client: Any) -> None:
+    with pytest.raises(ccxt.BadRequest) as err:
+        client.create_order(
+            SYMBOL,
+            "market",
+            "sell",
+            None,
+            params={"triggerPrice": 59_000, "closePosition": True, "reduceOnly": True},
+        )
+    assert _code(err) == -1106
+    # ccxt itself drops the quantity when closePosition is set; a raw request may not
+    raw = {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET", "algoType": "CONDITIONAL"}
+    with pytest.raises(ccxt.BadRequest) as err:
+        client.fapiPrivatePostAlgoOrder(
+            {**raw, "triggerPrice": "59000", "closePosition": "true", "quantity": "0.01"}
+        )
+    assert _code(err) == -1106

@@ -196,3 +196,31 @@ def test_secondary_endpoints(sim: SimExchange, client: Any) -> None:
     with pytest.raises(ccxt.ExchangeError) as err:
         client.fapiPublicGetKlines({"symbol": "BTCUSDT", "interval": "1m"})
     assert "sim: no endpoint" in str(err.value) and not isinstance(err.value, ccxt.NetworkError)
+
+
+def test_concurrent_clients_are_serialised(sim: SimExchange) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def trade(n: int) -> None:
+        c = make_ccxt(sim.base_url)
+        try:
+            c.load_markets()
+            for i in range(25):
+                c.create_order(
+                    SYMBOL, "market", "buy", 0.001, params={"clientOrderId": f"w{n}-{i}"}
+                )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            c.session.close()
+
+    threads = [threading.Thread(target=trade, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert errors == []
+    assert sim.positions()["BTCUSDT"].qty == pytest.approx(0.1)
+    assert len(sim.order_log()) == 100 and {e.outcome for e in sim.order_log()} == {"accepted"}
