@@ -25,7 +25,7 @@ def test_load_markets_parses_every_symbol(sim: SimExchange, client: Any) -> None
     assert client.fetch_time() > 0
 
 
-def test_many_symbols_load(ws_reader: Any) -> None:
+def test_many_symbols_load() -> None:
     from sim import make_symbols
 
     with SimExchange(make_symbols(1000)) as ex:
