@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import select
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from actors.messages import Message
-from actors.model import NON_TERMINAL, Key
+from actors.model import NON_TERMINAL, Key, OrderRecord
 from actors.ports import Snapshot, StaleVersion, StoreError, StoreUnavailable
 from actors.state import Commit, JournalEvent, Position, SignalRecord
 from infra.store import codec
@@ -138,6 +139,10 @@ _OPEN_OF_KEY = (
 _READ_ONLY = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
 
+class _Stale(Exception):
+    """Internal: the guarded UPDATE matched no row; rolls the transaction back."""
+
+
 def _group_positions(rows: Sequence[Sequence[Any]]) -> list[Position]:
     """Positions from rows of ``_POSITIONS_WITH_ORDERS`` ordered by position id, then ord."""
     out: list[Position] = []
@@ -204,6 +209,9 @@ class PostgresStore:
         self._timeout = timeout
         self._outage_timeout = min(outage_timeout, timeout)
         self._degraded = False
+        # Orders as this store last wrote them, per non-terminal position: (version, orders).
+        self._written: dict[int, tuple[int, tuple[OrderRecord, ...]]] = {}
+        self._written_lock = threading.Lock()
         self._statement_timeout_ms = max(1, int(statement_timeout * 1000))
         self._recent = recent_signals
         self._pool_max = pool_max
@@ -278,7 +286,10 @@ class PostgresStore:
         ``expected_version`` is 0, else UPDATE guarded by the expected version, setting the
         position's own version), its orders (upserted by client id; never deleted), its
         journal events with the cause, and the signal record (once per account and signal
-        id). All or nothing; raises as the module docstring says."""
+        id). All or nothing; raises as the module docstring says.
+
+        Sent as one pipeline: two round trips. Orders this store wrote unchanged at the
+        expected version are not written again."""
         pos = commit.position
         try:
             self._validate(commit)
@@ -300,34 +311,56 @@ class PostgresStore:
                 for ev in commit.events
             ]
             prow = codec.position_params(pos) if pos is not None else ()
-            orows = (
-                [codec.order_params(pos.id, i, o) for i, o in enumerate(pos.orders)]
-                if pos is not None
-                else []
-            )
+            orows = self._changed_orders(commit)
             srow = codec.signal_params(commit.signal) if commit.signal is not None else None
         except (TypeError, ValueError, AttributeError) as exc:
             raise StoreRejected(f"commit for {commit.key}: cannot encode: {exc}") from exc
 
+        updating = pos is not None and commit.expected_version > 0
+
         def run(conn: Conn) -> None:
+            pcur = conn.cursor()
+            ocurs: list[psycopg.Cursor[TupleRow]] = []
             try:
-                with conn.transaction():
-                    cur = conn.cursor()
+                with conn.pipeline() as pipe, conn.transaction():
                     if pos is not None:
-                        self._write_position(cur, commit, pos, prow)
-                        if orows:
-                            cur.executemany(_UPSERT_ORDER, orows)
-                            if cur.rowcount != len(orows):
-                                raise StoreRejected(
-                                    f"position {pos.id}: an order client id of it belongs to "
-                                    "another position"
-                                )
-                    if events:
-                        cur.executemany(_INSERT_EVENT, events)
+                        if updating:
+                            pcur.execute(
+                                _UPDATE_POSITION,
+                                (*prow[3:], pos.id, *prow[1:3], commit.expected_version),
+                            )
+                        else:
+                            pcur.execute(_INSERT_POSITION, prow)
+                        # One execute per row: executemany would sync (a round trip) each.
+                        ocurs = [conn.cursor().execute(_UPSERT_ORDER, row) for row in orows]
+                    for row in events:
+                        conn.cursor().execute(_INSERT_EVENT, row)
                     if srow is not None:
-                        cur.execute(_INSERT_SIGNAL, srow)
-            except psycopg.errors.UniqueViolation as exc:
-                self._unique_violation(conn, commit, exc)
+                        conn.cursor().execute(_INSERT_SIGNAL, srow)
+                    pipe.sync()
+                    if updating and pcur.rowcount != 1:
+                        raise _Stale()
+                    if pos is not None and sum(c.rowcount for c in ocurs) != len(orows):
+                        raise StoreRejected(
+                            f"position {pos.id}: an order client id of it belongs to another "
+                            "position"
+                        )
+            except BaseException as exc:
+                self._forget(pos)
+                if pos is None:
+                    raise
+                if isinstance(exc, _Stale) or (
+                    # The guarded UPDATE matched nothing, so the orders had no parent row.
+                    isinstance(exc, psycopg.errors.ForeignKeyViolation)
+                    and updating
+                    and pcur.rowcount == 0
+                ):
+                    self._stale(conn, commit, pos)
+                if isinstance(exc, psycopg.errors.UniqueViolation):
+                    self._unique_violation(conn, commit, exc)
+                raise
+            if pos is not None:
+                self._remember(pos)
 
         self._run(f"commit for {commit.key}", run)
 
@@ -452,19 +485,9 @@ class PostgresStore:
             )
 
     @staticmethod
-    def _write_position(
-        cur: psycopg.Cursor[TupleRow], c: Commit, pos: Position, prow: tuple[object, ...]
-    ) -> None:
-        if c.expected_version == 0:
-            cur.execute(_INSERT_POSITION, prow)
-            return
-        cur.execute(
-            _UPDATE_POSITION,
-            (*prow[3:], pos.id, pos.key.account, pos.key.symbol, c.expected_version),
-        )
-        if cur.rowcount == 1:
-            return
-        row = cur.execute(
+    def _stale(conn: Conn, c: Commit, pos: Position) -> NoReturn:
+        """The guarded UPDATE matched no row (its transaction rolled back): say why."""
+        row = conn.execute(
             "SELECT version, account, symbol FROM positions WHERE id = %s", (pos.id,)
         ).fetchone()
         if row is None:
@@ -479,6 +502,36 @@ class PostgresStore:
             f"position {pos.id} of {pos.key}: expected version {c.expected_version}, found "
             f"version {version} (another writer got there first)"
         )
+
+    def _changed_orders(self, c: Commit) -> list[tuple[object, ...]]:
+        """Order rows to write: all of them, or, when this store wrote the position at the
+        expected version, only those that changed since (the version check guarantees the
+        database still holds what was written then)."""
+        pos = c.position
+        if pos is None:
+            return []
+        with self._written_lock:
+            known = self._written.get(pos.id)
+        if known is None or known[0] != c.expected_version or c.expected_version == 0:
+            return [codec.order_params(pos.id, i, o) for i, o in enumerate(pos.orders)]
+        before = {o.client_id: (i, o) for i, o in enumerate(known[1])}
+        return [
+            codec.order_params(pos.id, i, o)
+            for i, o in enumerate(pos.orders)
+            if before.get(o.client_id) != (i, o)
+        ]
+
+    def _remember(self, pos: Position) -> None:
+        with self._written_lock:
+            if pos.status.terminal:
+                self._written.pop(pos.id, None)
+            else:
+                self._written[pos.id] = (pos.version, pos.orders)
+
+    def _forget(self, pos: Position | None) -> None:
+        if pos is not None:
+            with self._written_lock:
+                self._written.pop(pos.id, None)
 
     def _unique_violation(
         self, conn: Conn, c: Commit, exc: psycopg.errors.UniqueViolation
