@@ -1,0 +1,150 @@
+"""Mark prices: one WebSocket connection per exchange URL, ticks told with conflation.
+
+:class:`MarkPriceFeed` subscribes to ``<symbol>@markPrice[@1s]`` for every symbol of every
+account it serves (combined ``/stream?streams=…``), or to ``!markPrice@arr[@1s]`` filtered
+locally when there are more than ``max_streams`` symbols. Every price becomes one
+:class:`~actors.messages.MarkPriceTick` per account that trades the symbol, delivered with
+``sink.tell_tick`` (the supervisor's per-symbol slot keeps only the newest unhandled tick plus
+the extremes, so a burst cannot grow a mailbox).
+
+Threads: the runner thread (``feed-<name>``) parses and tells; ``start``/``stop`` from any
+thread. Failure: a bad frame or item is refused with a throttled log line and a counted reason;
+nothing raises into the runner. A reconnect asks for a sync of every account served (when
+``request_sync`` is given), since a stop may have triggered while nobody watched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+
+from actors.messages import MarkPriceTick
+from actors.model import Key
+from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
+from infra.feeds.parsing import Refusal, parse_mark_prices, preview
+from infra.feeds.sink import FeedSink, SyncRequest
+from infra.feeds.ws_client import Backoff, Connect, LogThrottle, ReconnectingWebSocket
+
+__all__ = ["MarkPriceFeed"]
+
+log = logging.getLogger(__name__)
+
+
+class MarkPriceFeed:
+    """Mark prices of ``symbols`` (account → symbol ids) from ``ws_url`` to ``sink``."""
+
+    def __init__(
+        self,
+        ws_url: str,
+        symbols: Mapping[str, Iterable[str]],
+        sink: FeedSink,
+        *,
+        request_sync: SyncRequest | None = None,
+        name: str = "market",
+        speed: str = "1s",
+        max_streams: int = 200,
+        silence_timeout_s: float | None = 30.0,
+        ping_interval_s: float | None = 20.0,
+        backoff: Backoff | None = None,
+        metrics: FeedMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        poll_s: float = 0.25,
+    ) -> None:
+        if speed not in ("", "1s"):
+            raise ValueError("speed must be '' (3 s) or '1s'")
+        routes: dict[str, list[Key]] = {}
+        for account, syms in symbols.items():
+            for s in syms:
+                routes.setdefault(s, []).append(Key(account, s))
+        if not routes:
+            raise ValueError("no symbols to subscribe")
+        self.name = name
+        self.accounts = tuple(sorted(symbols))
+        self._routes: dict[str, tuple[Key, ...]] = {s: tuple(k) for s, k in routes.items()}
+        self._sink = sink
+        self._request_sync = request_sync
+        self._clock = clock
+        self.metrics: FeedMetrics = metrics or NullFeedMetrics()
+        suffix = "@1s" if speed else ""
+        base = ws_url.rstrip("/")
+        if len(self._routes) > max_streams:
+            self.url = f"{base}/ws/!markPrice@arr{suffix}"
+        else:
+            streams = "/".join(f"{s.lower()}@markPrice{suffix}" for s in sorted(self._routes))
+            self.url = f"{base}/stream?streams={streams}"
+        self.ticks = 0
+        self.refused: Counter[str] = Counter()
+        self._throttle = LogThrottle(log)
+        self.runner = ReconnectingWebSocket(
+            name,
+            lambda: Connect(self.url),
+            self._on_frame,
+            on_open=self._on_open,
+            backoff=backoff,
+            silence_timeout_s=silence_timeout_s,
+            ping_interval_s=ping_interval_s,
+            metrics=self.metrics,
+            poll_s=poll_s,
+        )
+
+    def start(self) -> None:
+        """Connect on the feed's own thread (returns at once)."""
+        log.info("%s: mark prices of %d symbols", self.name, len(self._routes))
+        self.runner.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Close and join the thread (bounded, idempotent); True when it ended."""
+        return self.runner.stop(timeout)
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        return frozenset(self._routes)
+
+    # -- runner thread --------------------------------------------------------------------
+
+    def _on_open(self, n: int) -> None:
+        if n > 1 and self._request_sync is not None:
+            for account in self.accounts:
+                try:
+                    self._request_sync(account, "stream reconnect")
+                except Exception:
+                    log.exception("%s: sync request failed", self.name)
+
+    def _on_frame(self, data: bytes, binary: bool) -> None:
+        now = self._clock()
+        if binary:
+            self._refuse(Refusal("binary_frame"), data)
+            return
+        prices, bad = parse_mark_prices(data)
+        routes = self._routes
+        tell_tick = self._sink.tell_tick
+        for mp in prices:
+            keys = routes.get(mp.symbol)
+            if keys is None:
+                continue  # !markPrice@arr carries every symbol of the exchange
+            for key in keys:
+                tell_tick(MarkPriceTick(key, mp.price, mp.event_time, received_at=now))
+            self.ticks += 1
+        if prices:
+            try:  # noqa: SIM105 (hot path: cheaper than contextlib.suppress)
+                self.metrics.ws_lag(self.name, now - prices[-1].event_time)
+            except Exception:
+                pass
+        for r in bad:
+            self._refuse(r, data)
+
+    def _refuse(self, r: Refusal, data: bytes) -> None:
+        self.refused[r.reason] += 1
+        with contextlib.suppress(Exception):
+            self.metrics.feed_parse_error(self.name, r.reason)
+        self._throttle.warning(
+            r.reason,
+            "%s: refused mark-price frame: %s%s preview=%s",
+            self.name,
+            r.reason,
+            f" ({r.detail})" if r.detail else "",
+            preview(data),
+        )

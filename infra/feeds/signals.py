@@ -1,0 +1,221 @@
+"""The signal feed client: JSON signals from a WebSocket server, validated, then told.
+
+:class:`SignalFeedClient` connects to the configured URL (``Authorization: Bearer <token>``
+when a token is configured), takes each text frame as one signal and runs
+:func:`infra.feeds.parsing.parse_signal` on it (frame size, UTF-8, JSON, schema, types, finite
+positive numbers, known account and allowed symbol, expiry and age, then
+``actors.transition.validate_signal``). A valid signal passes a token bucket (``rate_per_s``,
+``burst``: a flood cannot drown the actors) and is told with ``sink.tell``; the actor records
+it, refuses it (its own checks against the last price, the open position, re-entry) or
+records a replayed ``signal_id`` as a duplicate. The feed does not deduplicate: a re-delivery
+after a reconnect reaches the actor, which records it once as a duplicate, so the history
+shows it.
+
+Every frame ends in exactly one outcome, counted in :meth:`SignalFeedClient.stats`:
+``accepted`` (told, and the sink took it) or ``refused[reason]`` — the parse reasons, plus
+``rate_limited``, ``intake_refused`` (the sink returned False) and ``sink_error`` (it
+raised). So ``accepted + sum(refused) == frames`` at any quiet moment. Each refusal logs
+``refused signal frame: <reason> (<detail>) preview=<first 80 characters, escaped>``
+(throttled per reason) and counts ``feed_parse_error(feed, reason)``.
+
+Threads: the runner thread parses, validates and tells; ``start``/``stop``/``stats`` from any
+thread. The token is sent in the handshake header only and never logged (nor is the URL's
+query string).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from actors.messages import OpenSignal
+from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
+from infra.feeds.parsing import Refusal, SignalRules, parse_signal, preview
+from infra.feeds.sink import FeedSink
+from infra.feeds.ws_client import Backoff, Connect, LogThrottle, ReconnectingWebSocket
+
+__all__ = ["SignalFeedClient", "SignalFeedStats", "TokenBucket"]
+
+log = logging.getLogger(__name__)
+
+
+class TokenBucket:
+    """``rate_per_s`` tokens a second, at most ``burst`` saved. One thread only."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError("rate_per_s must be > 0 and burst >= 1")
+        self.rate = rate_per_s
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._at: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self._at is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class SignalFeedStats:
+    """Frames received, accepted, and refused by reason (a consistent snapshot)."""
+
+    frames: int
+    accepted: int
+    refused: dict[str, int] = field(default_factory=dict)
+    connections: int = 0
+    connected: bool = False
+
+    @property
+    def refused_total(self) -> int:
+        return sum(self.refused.values())
+
+
+def _safe_url(url: str) -> str:
+    """``scheme://host:port/path``: no user info, no query (a token may hide there)."""
+    p = urlsplit(url)
+    host = p.hostname or ""
+    port = f":{p.port}" if p.port else ""
+    return f"{p.scheme}://{host}{port}{p.path}"
+
+
+class SignalFeedClient:
+    """Signals from ``url`` to ``sink`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        sink: FeedSink,
+        rules: SignalRules,
+        *,
+        token: str | None = None,
+        name: str = "signals",
+        rate_per_s: float = 50.0,
+        burst: int = 100,
+        hard_max_frame_bytes: int = 1024 * 1024,
+        ping_interval_s: float | None = 20.0,
+        pong_timeout_s: float = 10.0,
+        backoff: Backoff | None = None,
+        metrics: FeedMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        poll_s: float = 0.25,
+    ) -> None:
+        self.name = name
+        self.rules = rules
+        self._url = url
+        self._token = token
+        self._sink = sink
+        self._clock = clock
+        self.metrics: FeedMetrics = metrics or NullFeedMetrics()
+        self._bucket = TokenBucket(rate_per_s, burst)
+        self._lock = threading.Lock()
+        self._frames = 0
+        self._accepted = 0
+        self._refused: Counter[str] = Counter()
+        self._throttle = LogThrottle(log)
+        self.runner = ReconnectingWebSocket(
+            name,
+            self._prepare,
+            self._on_frame,
+            backoff=backoff,
+            ping_interval_s=ping_interval_s,
+            pong_timeout_s=pong_timeout_s,
+            hard_max_frame_bytes=hard_max_frame_bytes,
+            metrics=self.metrics,
+            poll_s=poll_s,
+        )
+
+    def __repr__(self) -> str:
+        return f"SignalFeedClient({_safe_url(self._url)!r})"
+
+    def start(self) -> None:
+        """Connect on the feed's own thread (returns at once)."""
+        log.info(
+            "%s: signal feed %s%s",
+            self.name,
+            _safe_url(self._url),
+            " (token)" if self._token else "",
+        )
+        self.runner.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Close and join the thread (bounded, idempotent); True when it ended."""
+        return self.runner.stop(timeout)
+
+    def stats(self) -> SignalFeedStats:
+        with self._lock:
+            return SignalFeedStats(
+                self._frames,
+                self._accepted,
+                dict(self._refused),
+                self.runner.connections,
+                self.runner.connected.is_set(),
+            )
+
+    # -- runner thread --------------------------------------------------------------------
+
+    def _prepare(self) -> Connect:
+        headers = [f"Authorization: Bearer {self._token}"] if self._token else []
+        return Connect(self._url, headers)
+
+    def _on_frame(self, data: bytes, binary: bool) -> None:
+        now = self._clock()
+        with self._lock:
+            self._frames += 1
+        result = parse_signal(data, binary, self.rules, now)
+        if isinstance(result, Refusal):
+            self._refuse(result, data)
+            return
+        if not self._bucket.take(time.monotonic()):
+            self._refuse(Refusal("rate_limited", f"over {self._bucket.rate:g}/s"), data)
+            return
+        self._deliver(result, data, now)
+
+    def _deliver(self, sig: OpenSignal, data: bytes, now: float) -> None:
+        if sig.created_at is not None:
+            with contextlib.suppress(Exception):
+                self.metrics.ws_lag(self.name, now - sig.created_at)
+        try:
+            ok = self._sink.tell(sig)
+        except Exception:
+            log.exception("%s: delivering signal %s failed", self.name, sig.signal_id)
+            self._refuse(Refusal("sink_error"), data)
+            return
+        if not ok:
+            self._refuse(Refusal("intake_refused", "see the intake's log line"), data)
+            return
+        with self._lock:
+            self._accepted += 1
+        log.info(
+            "signal %s from %s accepted: %s %s %g stop %g",
+            sig.signal_id,
+            sig.source,
+            sig.key,
+            sig.side.value,
+            sig.size,
+            sig.stop_loss,
+            extra={"key": str(sig.key)},
+        )
+
+    def _refuse(self, r: Refusal, data: bytes) -> None:
+        with self._lock:
+            self._refused[r.reason] += 1
+        with contextlib.suppress(Exception):
+            self.metrics.feed_parse_error(self.name, r.reason)
+        self._throttle.warning(
+            r.reason,
+            "refused signal frame: %s%s preview=%s",
+            r.reason,
+            f" ({r.detail})" if r.detail else "",
+            preview(data),
+        )

@@ -1,0 +1,361 @@
+"""The user-data stream of one account: listen key, keep-alive, order updates to the actors.
+
+:class:`UserDataStream` gets a listen key (``POST /fapi/v1/listenKey``) before every
+connection, connects to ``<ws_url>/ws/<listenKey>`` and turns each event into messages:
+
+* ``ORDER_TRADE_UPDATE`` → :class:`~actors.messages.OrderUpdate` (client id ``c``, status
+  ``X`` lower-cased, cumulative filled ``z``, average price ``ap``, event time ``E``, order
+  id ``i``), told with ``sink.tell`` in arrival order — the supervisor starts the symbol's
+  actor if there is none (S7), so nothing is dropped for a position that is still opening;
+* ``ALGO_UPDATE`` (stop and take-profit orders) → ``OrderUpdate`` with the client algo id
+  ``caid`` (exchange id = algo id). The market order a triggered stop becomes is reported by
+  ``ORDER_TRADE_UPDATE`` too; it is matched to the stop by ``ai`` ↔ ``i`` (remembered from
+  ``ALGO_UPDATE``) as well as by ``c``, so the stop's client id is used either way;
+* ``ACCOUNT_UPDATE`` with a reason other than ``ORDER`` that changes positions (ADL,
+  insurance clear, an admin adjustment …), and order updates of the exchange's own liquidation
+  orders (``autoclose-…``, ``adl_autoclose``), request a sync of the account;
+* ``listenKeyExpired`` → reconnect with a new key.
+
+A keep-alive thread (``feed-<name>-keepalive``) sends ``PUT /fapi/v1/listenKey`` every
+``keepalive_interval_s`` (Binance: keys expire 60 minutes after the last one); "listen key
+does not exist" (-1125) makes the stream reconnect with a new key. Every connection after the
+first asks for a sync of the account (``"stream reconnect"``), since events may have been
+missed; the first asks too (``"stream connected"``) to close the start-up gap.
+
+The listen key is a bearer credential for the account's private events: only its first
+characters are logged; the stream URL is never logged. The key is not deleted at stop (another
+consumer of the same account, e.g. a monitoring tool, would lose its stream); it expires.
+
+Threads: the runner thread parses and tells; the keep-alive thread only calls REST and
+:meth:`ReconnectingWebSocket.reconnect`; ``start``/``stop`` from any thread. Nothing raises
+into the runner: a bad frame is refused with a throttled log line and a counted reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from actors.messages import OrderUpdate
+from actors.model import Key
+from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
+from infra.feeds.parsing import (
+    AccountEvent,
+    ListenKeyExpired,
+    OrderEvent,
+    Refusal,
+    parse_user_event,
+    preview,
+)
+from infra.feeds.sink import FeedSink, SyncRequest
+from infra.feeds.ws_client import Backoff, Connect, LogThrottle, ReconnectingWebSocket
+
+__all__ = [
+    "ListenKeyClient",
+    "ListenKeyError",
+    "ListenKeyMissing",
+    "UserDataStream",
+    "key_prefix",
+]
+
+log = logging.getLogger(__name__)
+
+_KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_LIQUIDATION_PREFIXES = ("autoclose-", "adl_autoclose", "settlement_autoclose-")
+
+
+def key_prefix(key: str | None) -> str:
+    """What may be logged of a listen key: its first 6 characters."""
+    return "-" if not key else f"{key[:6]}…"
+
+
+class ListenKeyError(Exception):
+    """A listen-key call failed. ``status``: HTTP status (None: no reply); ``code``: Binance's."""
+
+    def __init__(self, message: str, status: int | None = None, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class ListenKeyMissing(ListenKeyError):
+    """-1125: the listen key does not exist (expired or deleted): create a new one."""
+
+
+class ListenKeyClient:
+    """``POST``/``PUT /fapi/v1/listenKey`` over ``urllib`` with the ``X-MBX-APIKEY`` header.
+
+    Blocking (``timeout_s``); called on the runner thread (create) and the keep-alive thread.
+    The API key is sent in a header only, never logged.
+    """
+
+    def __init__(
+        self,
+        rest_url: str,
+        api_key: str,
+        *,
+        path: str = "/fapi/v1/listenKey",
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.url = rest_url.rstrip("/") + path
+        self._api_key = api_key
+        self.timeout_s = timeout_s
+
+    def __repr__(self) -> str:
+        return f"ListenKeyClient({self.url!r})"
+
+    def create(self) -> str:
+        """A listen key (the account's active one, extended, or a new one)."""
+        reply = self._call("POST")
+        key = reply.get("listenKey") if isinstance(reply, dict) else None
+        if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
+            raise ListenKeyError("reply carries no usable listenKey")
+        return key
+
+    def keepalive(self) -> None:
+        """Extend the active key; :class:`ListenKeyMissing` if it no longer exists."""
+        self._call("PUT")
+
+    def _call(self, method: str) -> Any:
+        req = urllib.request.Request(
+            self.url,
+            data=b"",
+            method=method,
+            headers={
+                "X-MBX-APIKEY": self._api_key,
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                body = resp.read(65536)
+        except urllib.error.HTTPError as exc:
+            code: int | None = None
+            msg = ""
+            try:
+                err = json.loads(exc.read(4096) or b"{}")
+                if isinstance(err, dict):
+                    c = err.get("code")
+                    code = c if isinstance(c, int) else None
+                    msg = str(err.get("msg", ""))[:120]
+            except Exception:
+                pass
+            finally:
+                exc.close()
+            cls = ListenKeyMissing if code == -1125 else ListenKeyError
+            raise cls(f"{method} listenKey: HTTP {exc.code} {code} {msg}", exc.code, code) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ListenKeyError(f"{method} listenKey: {type(exc).__name__}") from None
+        try:
+            return json.loads(body or b"{}")
+        except ValueError:
+            raise ListenKeyError(f"{method} listenKey: reply is not JSON") from None
+
+
+class UserDataStream:
+    """One account's user-data stream (see the module docstring)."""
+
+    def __init__(
+        self,
+        account: str,
+        ws_url: str,
+        listen_keys: ListenKeyClient,
+        sink: FeedSink,
+        *,
+        request_sync: SyncRequest | None = None,
+        name: str | None = None,
+        keepalive_interval_s: float = 1800.0,
+        ping_interval_s: float | None = 20.0,
+        pong_timeout_s: float = 10.0,
+        silence_timeout_s: float | None = None,
+        backoff: Backoff | None = None,
+        metrics: FeedMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        poll_s: float = 0.25,
+        algo_memory: int = 10_000,
+    ) -> None:
+        self.account = account
+        self.name = name or f"{account}:user"
+        self._ws_url = ws_url.rstrip("/")
+        self.listen_keys = listen_keys
+        self._sink = sink
+        self._request_sync = request_sync
+        self._clock = clock
+        self.metrics: FeedMetrics = metrics or NullFeedMetrics()
+        self.keepalive_interval_s = keepalive_interval_s
+        self._key: str | None = None
+        self._algo_of_order: OrderedDict[str, str] = OrderedDict()
+        self._algo_memory = algo_memory
+        self.updates = 0
+        self.undelivered = 0
+        self.ignored = 0
+        self.refused: Counter[str] = Counter()
+        self.keepalives = 0
+        self._throttle = LogThrottle(log)
+        self._stop = threading.Event()
+        self._keepalive: threading.Thread | None = None
+        self.runner = ReconnectingWebSocket(
+            self.name,
+            self._prepare,
+            self._on_frame,
+            on_open=self._on_open,
+            backoff=backoff,
+            silence_timeout_s=silence_timeout_s,
+            ping_interval_s=ping_interval_s,
+            pong_timeout_s=pong_timeout_s,
+            metrics=self.metrics,
+            poll_s=poll_s,
+        )
+
+    # -- lifecycle (any thread) ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the stream and its keep-alive thread (returns at once; idempotent)."""
+        if self._keepalive is not None:
+            return
+        self._stop.clear()
+        self.runner.start()
+        self._keepalive = threading.Thread(
+            target=self._keepalive_loop, name=f"feed-{self.name}-keepalive", daemon=True
+        )
+        self._keepalive.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop both threads (bounded by ``timeout`` plus one REST timeout); idempotent."""
+        self._stop.set()
+        ok = self.runner.stop(timeout)
+        t = self._keepalive
+        if t is not None:
+            t.join(timeout)
+            ok = ok and not t.is_alive()
+        return ok
+
+    @property
+    def listen_key_prefix(self) -> str:
+        return key_prefix(self._key)
+
+    # -- runner thread ---------------------------------------------------------------------
+
+    def _prepare(self) -> Connect:
+        key = self.listen_keys.create()
+        if key != self._key:
+            log.info("%s: listen key %s", self.name, key_prefix(key))
+        self._key = key
+        return Connect(f"{self._ws_url}/ws/{key}")
+
+    def _on_open(self, n: int) -> None:
+        self._sync("stream reconnect" if n > 1 else "stream connected")
+
+    def _sync(self, reason: str) -> None:
+        if self._request_sync is None:
+            return
+        try:
+            self._request_sync(self.account, reason)
+        except Exception:
+            log.exception("%s: sync request failed", self.name)
+
+    def _on_frame(self, data: bytes, binary: bool) -> None:
+        if binary:
+            self._refuse(Refusal("binary_frame"), data)
+            return
+        ev = parse_user_event(data)
+        if isinstance(ev, OrderEvent):
+            self._order(ev)
+        elif isinstance(ev, Refusal):
+            self._refuse(ev, data)
+        elif isinstance(ev, AccountEvent):
+            if ev.reason != "ORDER" and ev.symbols:
+                log.warning(
+                    "%s: positions of %s changed (%s): requesting a sync",
+                    self.name,
+                    ",".join(ev.symbols[:10]),
+                    ev.reason[:32] or "?",
+                )
+                self._sync("account update")
+        elif isinstance(ev, ListenKeyExpired):
+            log.warning(
+                "%s: listen key %s expired; reconnecting", self.name, self.listen_key_prefix
+            )
+            self.runner.reconnect("listen_key_expired")
+        else:
+            self.ignored += 1
+
+    def _order(self, ev: OrderEvent) -> None:
+        if ev.algo:
+            client_id, exchange_id = ev.client_id, ev.order_id
+            if ev.actual_order_id:
+                memo = self._algo_of_order
+                memo[ev.actual_order_id] = ev.client_id
+                if len(memo) > self._algo_memory:
+                    memo.popitem(last=False)
+        else:
+            linked = self._algo_of_order.get(ev.order_id) if ev.order_id else None
+            client_id = linked or ev.client_id
+            exchange_id = None if linked else ev.order_id
+            if client_id.startswith(_LIQUIDATION_PREFIXES):
+                log.warning("%s: exchange order %s on %s", self.name, client_id[:40], ev.symbol)
+                self._sync("liquidation order")
+        upd = OrderUpdate(
+            Key(self.account, ev.symbol),
+            client_id,
+            ev.status,
+            ev.filled_qty,
+            ev.avg_price,
+            ev.event_time,
+            exchange_id,
+        )
+        now = self._clock()
+        with contextlib.suppress(Exception):
+            self.metrics.ws_lag(self.name, now - ev.event_time)
+        self.updates += 1
+        if not self._sink.tell(upd):
+            self.undelivered += 1
+            self._throttle.warning(
+                "undelivered",
+                "%s: order update %s %s not delivered",
+                self.name,
+                upd.key,
+                client_id[:40],
+            )
+
+    def _refuse(self, r: Refusal, data: bytes) -> None:
+        self.refused[r.reason] += 1
+        with contextlib.suppress(Exception):
+            self.metrics.feed_parse_error(self.name, r.reason)
+        self._throttle.warning(
+            r.reason,
+            "%s: refused user-stream frame: %s%s preview=%s",
+            self.name,
+            r.reason,
+            f" ({r.detail})" if r.detail else "",
+            preview(data),
+        )
+
+    # -- keep-alive thread -----------------------------------------------------------------
+
+    def _keepalive_loop(self) -> None:
+        while not self._stop.wait(self.keepalive_interval_s):
+            if self._key is None:
+                continue
+            try:
+                self.listen_keys.keepalive()
+                self.keepalives += 1
+            except ListenKeyMissing:
+                log.warning(
+                    "%s: listen key %s no longer exists; reconnecting with a new one",
+                    self.name,
+                    self.listen_key_prefix,
+                )
+                self._key = None
+                self.runner.reconnect("listen_key_expired")
+            except Exception as exc:
+                log.warning("%s: listen key keep-alive failed: %s", self.name, exc)

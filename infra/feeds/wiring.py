@@ -1,0 +1,113 @@
+"""Build every feed from the process configuration (for ``supervision.app.wire_feeds``).
+
+:func:`feeds_from_config` returns, unstarted:
+
+* one :class:`MarkPriceFeed` per distinct ``ws_url`` (accounts on the same exchange share one
+  connection; each tick goes to every account that lists the symbol);
+* one :class:`UserDataStream` per account (``X-MBX-APIKEY`` = the account's API key, from the
+  environment or the sim's dummy key);
+* one :class:`SignalFeedClient` when ``[feeds] signal_url`` is set (token from
+  ``PS_FEED_TOKEN``; max age from ``[signal_policy] max_signal_age_s``).
+
+``[feeds] exchange_streams = false`` leaves out the first two. ``silence_timeout_s`` is the
+mark-price silence limit; the user stream and the signal feed (quiet by nature) ping every
+third of it and give up on a missing pong after another third.
+
+Usage in ``wire_feeds``::
+
+    from infra.feeds import feeds_from_config
+    return feeds_from_config(config, app.intake, app.sync.request, app.metrics,
+                             accounts=app.infra.exchanges)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from infra.config import Config
+from infra.feeds.market import MarkPriceFeed
+from infra.feeds.metrics import FeedMetrics
+from infra.feeds.parsing import SignalRules
+from infra.feeds.signals import SignalFeedClient
+from infra.feeds.sink import FeedSink, SyncRequest
+from infra.feeds.user_stream import ListenKeyClient, UserDataStream
+from infra.feeds.ws_client import Backoff
+
+__all__ = ["Feed", "feeds_from_config"]
+
+Feed = MarkPriceFeed | UserDataStream | SignalFeedClient
+
+
+def feeds_from_config(
+    config: Config,
+    sink: FeedSink,
+    request_sync: SyncRequest | None,
+    metrics: FeedMetrics | None = None,
+    *,
+    accounts: Iterable[str] | None = None,
+    backoff: Backoff | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Sequence[Feed]:
+    """The feeds for ``accounts`` (default: every configured account). See the module doc."""
+    names = sorted(config.accounts if accounts is None else set(accounts) & set(config.accounts))
+    silence = config.feeds.silence_timeout_s
+    third = max(1.0, silence / 3)
+    out: list[Feed] = []
+    if config.feeds.exchange_streams and names:
+        by_url: dict[str, dict[str, tuple[str, ...]]] = {}
+        for name in names:
+            acc = config.accounts[name]
+            by_url.setdefault(acc.ws_url, {})[name] = tuple(acc.symbols)
+        for i, (ws_url, symbols) in enumerate(sorted(by_url.items())):
+            out.append(
+                MarkPriceFeed(
+                    ws_url,
+                    symbols,
+                    sink,
+                    request_sync=request_sync,
+                    name="market" if len(by_url) == 1 else f"market{i + 1}",
+                    silence_timeout_s=silence,
+                    ping_interval_s=third,
+                    backoff=backoff,
+                    metrics=metrics,
+                    clock=clock,
+                )
+            )
+        for name in names:
+            acc = config.accounts[name]
+            out.append(
+                UserDataStream(
+                    name,
+                    acc.ws_url,
+                    ListenKeyClient(acc.rest_url, acc.api_key, timeout_s=min(10.0, acc.timeout_s)),
+                    sink,
+                    request_sync=request_sync,
+                    ping_interval_s=third,
+                    pong_timeout_s=third,
+                    backoff=backoff,
+                    metrics=metrics,
+                    clock=clock,
+                )
+            )
+    url = config.feeds.signal_url
+    if url:
+        rules = SignalRules(
+            accounts={n: frozenset(config.accounts[n].symbols) for n in names},
+            max_age_s=config.signal_policy.max_signal_age_s,
+            policy=config.policy(),
+        )
+        out.append(
+            SignalFeedClient(
+                url,
+                sink,
+                rules,
+                token=config.feeds.token,
+                ping_interval_s=third,
+                pong_timeout_s=third,
+                backoff=backoff,
+                metrics=metrics,
+                clock=clock,
+            )
+        )
+    return out
