@@ -50,6 +50,7 @@ __all__ = [
     "order_params",
     "position_from_row",
     "position_params",
+    "row_json",
     "signal_from_row",
     "signal_params",
     "to_json",
@@ -349,6 +350,20 @@ def to_json(value: object) -> JSON:
     if isinstance(value, list | tuple | set | frozenset):
         return [to_json(v) for v in value]
     return to_json(str(value))
+
+
+def row_json(value: object) -> JSON:
+    """A column value for a JSON row expanded by ``jsonb_to_recordset``: enums become their
+    value and non-finite floats the strings PostgreSQL reads back as ``double precision``
+    NaN/Infinity (for the CHECK constraints to refuse by name); strings are left as they are
+    (a NUL character is then refused by the server, not silently replaced)."""
+    if isinstance(value, enum.Enum):
+        return row_json(value.value)
+    if isinstance(value, float):
+        return _float_json(value)
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    raise TypeError(f"cannot store a {type(value).__name__} in a column")
 
 
 def encode_detail(detail: Mapping[str, object]) -> dict[str, JSON]:

@@ -13,9 +13,10 @@ Failure contract (what the actor shell relies on):
 * :class:`~actors.ports.StoreUnavailable`: the server cannot be reached, a connection broke,
   no pooled connection came within ``timeout``, a statement timed out, or the store is
   closed. Nothing was written -- except in the one case no client can rule out: the
-  connection broke while ``COMMIT`` was in flight. A commit retried after that either
-  succeeds or fails with :class:`StaleVersion` (the position is already at that version);
-  reloading from the store then shows the truth.
+  connection broke after the commit's statement was sent and before its answer came back
+  (it may have committed). A commit retried after that either succeeds or fails with
+  :class:`StaleVersion` (the position is already at that version); reloading from the store
+  then shows the truth.
 * :class:`StoreRejected` (a :class:`~actors.ports.StoreError`): the database refused a value
   (NaN or infinite price, negative quantity, unknown status, an identifier too long, a NUL
   character ...). Nothing was written; the same commit will be refused again.
@@ -35,14 +36,13 @@ import psycopg
 import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from actors.messages import Message
 from actors.model import NON_TERMINAL, Key, OrderRecord
 from actors.ports import Snapshot, StaleVersion, StoreError, StoreUnavailable
 from actors.state import Commit, JournalEvent, Position, SignalRecord
-from infra.store import codec
+from infra.store import _commit_sql, codec
 from infra.store.migrations import migrate
 
 __all__ = ["JournalEntry", "PostgresStore", "StoreRejected"]
@@ -87,33 +87,7 @@ _NON_TERMINAL = "(" + ", ".join(f"'{s.value}'" for s in NON_TERMINAL) + ")"
 _P_COLS = ", ".join(f"p.{c}" for c in codec.POSITION_COLUMNS)
 _O_COLS = ", ".join(f"o.{c}" for c in codec.ORDER_COLUMNS)
 _NP = len(codec.POSITION_COLUMNS)
-
-_INSERT_POSITION = (
-    f"INSERT INTO positions ({', '.join(codec.POSITION_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * _NP)})"
-)
-# Every column but the identity (id, account, symbol), with the version check.
-_UPDATABLE = codec.POSITION_COLUMNS[3:]
-_UPDATE_POSITION = (
-    f"UPDATE positions SET ({', '.join(_UPDATABLE)}) = ROW({', '.join(['%s'] * len(_UPDATABLE))}) "
-    "WHERE id = %s AND account = %s AND symbol = %s AND version = %s"
-)
-_UPSERT_ORDER = (
-    f"INSERT INTO orders ({', '.join(codec.ORDER_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(codec.ORDER_COLUMNS))}) "
-    "ON CONFLICT (client_id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in codec.ORDER_COLUMNS[2:])
-    + " WHERE orders.position_id = EXCLUDED.position_id"
-)
-_INSERT_EVENT = (
-    "INSERT INTO journal (account, symbol, position_id, kind, status_before, status_after, at, "
-    "detail, cause_type, cause) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
 _SIGNAL_COLS = "account, symbol, signal_id, source, outcome, reason, at, position_id"
-_INSERT_SIGNAL = (
-    f"INSERT INTO signals ({_SIGNAL_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (account, signal_id) DO NOTHING"
-)
 _POSITIONS_WITH_ORDERS = (
     f"SELECT {_P_COLS}, {_O_COLS} FROM positions p LEFT JOIN orders o ON o.position_id = p.id "
 )
@@ -137,10 +111,7 @@ _OPEN_OF_KEY = (
     f"WHERE account = %s AND symbol = %s AND status IN {_NON_TERMINAL}"
 )
 _READ_ONLY = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-
-
-class _Stale(Exception):
-    """Internal: the guarded UPDATE matched no row; rolls the transaction back."""
+_O_FIELDS = tuple(name for name, _ in _commit_sql.ORDER_FIELDS)
 
 
 def _group_positions(rows: Sequence[Sequence[Any]]) -> list[Position]:
@@ -288,81 +259,101 @@ class PostgresStore:
         journal events with the cause, and the signal record (once per account and signal
         id). All or nothing; raises as the module docstring says.
 
-        Sent as one pipeline: two round trips. Orders this store wrote unchanged at the
-        expected version are not written again."""
+        One statement, one round trip (:mod:`infra.store._commit_sql`). Orders this store
+        wrote unchanged at the expected version are not written again."""
         pos = commit.position
+        if pos is None:
+            stmt = _commit_sql.EVENTS_ONLY
+        elif commit.expected_version == 0:
+            stmt = _commit_sql.INSERT
+        else:
+            stmt = _commit_sql.UPDATE
         try:
             self._validate(commit)
-            cause_type, cause = codec.encode_message(commit.cause)
-            cause_json = Jsonb(cause, dumps=codec.dumps)
-            events = [
-                (
-                    commit.key.account,
-                    commit.key.symbol,
-                    ev.position_id,
-                    ev.kind,
-                    None if ev.status_before is None else ev.status_before.value,
-                    None if ev.status_after is None else ev.status_after.value,
-                    ev.at,
-                    Jsonb(codec.encode_detail(ev.detail), dumps=codec.dumps),
-                    cause_type,
-                    cause_json,
-                )
-                for ev in commit.events
-            ]
-            prow = codec.position_params(pos) if pos is not None else ()
-            orows = self._changed_orders(commit)
-            srow = codec.signal_params(commit.signal) if commit.signal is not None else None
+            values, n_orders = self._commit_values(commit)
+            params = stmt.params(values)
         except (TypeError, ValueError, AttributeError) as exc:
             raise StoreRejected(f"commit for {commit.key}: cannot encode: {exc}") from exc
 
-        updating = pos is not None and commit.expected_version > 0
-
         def run(conn: Conn) -> None:
-            pcur = conn.cursor()
-            ocurs: list[psycopg.Cursor[TupleRow]] = []
             try:
-                with conn.pipeline() as pipe, conn.transaction():
-                    if pos is not None:
-                        if updating:
-                            pcur.execute(
-                                _UPDATE_POSITION,
-                                (*prow[3:], pos.id, *prow[1:3], commit.expected_version),
-                            )
-                        else:
-                            pcur.execute(_INSERT_POSITION, prow)
-                        # One execute per row: executemany would sync (a round trip) each.
-                        ocurs = [conn.cursor().execute(_UPSERT_ORDER, row) for row in orows]
-                    for row in events:
-                        conn.cursor().execute(_INSERT_EVENT, row)
-                    if srow is not None:
-                        conn.cursor().execute(_INSERT_SIGNAL, srow)
-                    pipe.sync()
-                    if updating and pcur.rowcount != 1:
-                        raise _Stale()
-                    if pos is not None and sum(c.rowcount for c in ocurs) != len(orows):
-                        raise StoreRejected(
-                            f"position {pos.id}: an order client id of it belongs to another "
-                            "position"
-                        )
+                row = psycopg.RawCursor(conn).execute(stmt.query, params).fetchone()
             except BaseException as exc:
                 self._forget(pos)
-                if pos is None:
-                    raise
-                if isinstance(exc, _Stale) or (
-                    # The guarded UPDATE matched nothing, so the orders had no parent row.
-                    isinstance(exc, psycopg.errors.ForeignKeyViolation)
-                    and updating
-                    and pcur.rowcount == 0
-                ):
-                    self._stale(conn, commit, pos)
-                if isinstance(exc, psycopg.errors.UniqueViolation):
+                if pos is not None and isinstance(exc, psycopg.errors.UniqueViolation):
                     self._unique_violation(conn, commit, exc)
+                if (
+                    pos is not None
+                    and isinstance(exc, psycopg.errors.NotNullViolation)
+                    and exc.diag.table_name == "orders"
+                    and exc.diag.column_name == "position_id"
+                ):
+                    raise StoreRejected(
+                        f"position {pos.id}: an order client id of it belongs to another "
+                        "position; nothing written"
+                    ) from exc
                 raise
-            if pos is not None:
-                self._remember(pos)
+            if pos is None:
+                return
+            written, orders = row if row is not None else (0, 0)
+            if not written:
+                self._forget(pos)
+                self._stale(conn, commit, pos)
+            if orders != n_orders:  # cannot happen: a conflict updates or aborts
+                self._forget(pos)
+                raise StoreError(f"position {pos.id}: {orders} of {n_orders} orders written")
+            self._remember(pos)
 
         self._run(f"commit for {commit.key}", run)
+
+    def _commit_values(self, c: Commit) -> tuple[dict[str, object], int]:
+        """Named values of the commit statement, and how many orders it writes."""
+        cause_type, cause = codec.encode_message(c.cause)
+        events = [
+            {
+                "position_id": ev.position_id,
+                "kind": ev.kind,
+                "status_before": codec.row_json(ev.status_before),
+                "status_after": codec.row_json(ev.status_after),
+                "at": codec.row_json(ev.at),
+                "detail": codec.encode_detail(ev.detail),
+            }
+            for ev in c.events
+        ]
+        signals = []
+        if c.signal is not None:
+            r = c.signal
+            signals.append(
+                {
+                    "account": r.key.account,
+                    "symbol": r.key.symbol,
+                    "signal_id": r.signal_id,
+                    "source": r.source,
+                    "outcome": codec.row_json(r.outcome),
+                    "reason": r.reason,
+                    "at": codec.row_json(r.at),
+                    "position_id": r.position_id,
+                }
+            )
+        values: dict[str, object] = {
+            "account": c.key.account,
+            "symbol": c.key.symbol,
+            "cause_type": cause_type,
+            "cause": codec.dumps(cause),
+            "events": codec.dumps(events),
+            "signal": codec.dumps(signals),
+        }
+        pos = c.position
+        if pos is None:
+            return values, 0
+        values.update(zip(codec.POSITION_COLUMNS, codec.position_params(pos), strict=True))
+        values["expected"] = c.expected_version
+        orders = [
+            {name: codec.row_json(getattr(o, name)) if name != "ord" else i for name in _O_FIELDS}
+            for i, o in self._changed_orders(c)
+        ]
+        values["orders"] = codec.dumps(orders)
+        return values, len(orders)
 
     def allocate_ids(self, n: int) -> Sequence[int]:
         """``n`` new position ids from the ``position_ids`` sequence, ascending; unique across
@@ -503,23 +494,19 @@ class PostgresStore:
             f"version {version} (another writer got there first)"
         )
 
-    def _changed_orders(self, c: Commit) -> list[tuple[object, ...]]:
-        """Order rows to write: all of them, or, when this store wrote the position at the
-        expected version, only those that changed since (the version check guarantees the
-        database still holds what was written then)."""
+    def _changed_orders(self, c: Commit) -> list[tuple[int, OrderRecord]]:
+        """``(index, order)`` to write: all of them, or, when this store wrote the position
+        at the expected version, only those that changed since (the version check guarantees
+        the database still holds what was written then)."""
         pos = c.position
         if pos is None:
             return []
         with self._written_lock:
             known = self._written.get(pos.id)
         if known is None or known[0] != c.expected_version or c.expected_version == 0:
-            return [codec.order_params(pos.id, i, o) for i, o in enumerate(pos.orders)]
+            return list(enumerate(pos.orders))
         before = {o.client_id: (i, o) for i, o in enumerate(known[1])}
-        return [
-            codec.order_params(pos.id, i, o)
-            for i, o in enumerate(pos.orders)
-            if before.get(o.client_id) != (i, o)
-        ]
+        return [(i, o) for i, o in enumerate(pos.orders) if before.get(o.client_id) != (i, o)]
 
     def _remember(self, pos: Position) -> None:
         with self._written_lock:

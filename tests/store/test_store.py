@@ -426,3 +426,36 @@ def test_journal_and_signals_are_append_only(store: PostgresStore, pg_dsn: str) 
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 conn.execute(stmt)
     assert len(store.journal(KEY.account, KEY.symbol)) == 1
+
+
+def test_two_stores_taking_turns_on_one_position_write_every_order_change(pg_dsn: str) -> None:
+    """A store writes only orders changed since its own last write at the expected version;
+    a turn taken by another store in between must not make it skip a change."""
+    with (
+        PostgresStore(pg_dsn, migrate_schema=False) as a,
+        PostgresStore(pg_dsn, migrate_schema=False) as b,
+    ):
+        (pid,) = a.allocate_ids(1)
+        pos = new_position(pid)
+        a.commit(entry_commit(pos))
+        entry = pos.orders[0]
+        # b (no memory of the position) changes the entry order.
+        p2, c = advance(pos, status=Status.ENTRY_PLACED, orders=(replace(entry, attempts=2),))
+        b.commit(c)
+        # a's memory is at version 1, the expected version is 2: a writes every order, even
+        # one equal to what a itself wrote at version 1 (b changed it since).
+        p3, c = advance(p2, orders=(entry,))
+        a.commit(c)
+        assert a.load(KEY).position == p3
+        # a remembers version 3 now; b changes the order again at version 3 -> 4.
+        p4, c = advance(p3, orders=(replace(entry, attempts=4, exchange_id="e"),))
+        b.commit(c)
+        # a writes 4 -> 5 adding a stop; the entry order must still be b's version.
+        stop = replace(entry, client_id=f"ps{pid}s1", kind=OrderKind.STOP_LOSS, side="sell")
+        p5, c = advance(p4, orders=(*p4.orders, stop))
+        a.commit(c)
+        assert b.load(KEY).position == p5
+        # An unchanged order is not rewritten, a changed one is, by the same store.
+        p6, c = advance(p5, orders=(p5.orders[0], replace(stop, state=OrderState.ACCEPTED)))
+        a.commit(c)
+        assert b.load(KEY).position == p6

@@ -1,0 +1,158 @@
+"""The one statement that writes a commit (used by :meth:`PostgresStore.commit`).
+
+A single ``WITH`` statement in autocommit mode is one transaction and one round trip. Every
+write in it is gated on the position write (``EXISTS (SELECT 1 FROM p)``), so a stale version
+writes nothing at all; any error (a CHECK constraint, the I1 index) aborts all of it.
+
+The orders, the events and the signal travel as one JSON array each, expanded with
+``jsonb_to_recordset`` (non-finite floats arrive as the strings ``"NaN"``/``"Infinity"``,
+which ``double precision`` accepts, so the CHECK constraints refuse them by name). The SQL is
+written with named parameters and converted at import to ``$n`` for a raw cursor: psycopg
+then neither parses the query nor dumps dozens of parameters on every commit.
+"""
+
+from __future__ import annotations
+
+import re
+
+from infra.store import codec
+
+__all__ = ["EVENTS_ONLY", "INSERT", "ORDER_FIELDS", "UPDATE", "Statement"]
+
+_POS_TYPES = {"id": "bigint", "version": "bigint"}
+_POS_INT = {"stop_seq", "close_seq", "sl_failures"}
+_POS_TEXT = {
+    "account",
+    "symbol",
+    "side",
+    "status",
+    "source",
+    "signal_id",
+    "close_reason",
+    "fail_reason",
+}
+
+
+def _ptype(col: str) -> str:
+    if col in _POS_TYPES:
+        return _POS_TYPES[col]
+    if col in _POS_INT:
+        return "integer"
+    return "text" if col in _POS_TEXT else "double precision"
+
+
+ORDER_FIELDS: tuple[tuple[str, str], ...] = (
+    ("client_id", "text"),
+    ("ord", "integer"),
+    ("kind", "text"),
+    ("side", "text"),
+    ("qty", "double precision"),
+    ("state", "text"),
+    ("trigger_price", "double precision"),
+    ("filled_qty", "double precision"),
+    ("avg_price", "double precision"),
+    ("exchange_id", "text"),
+    ("event_time", "double precision"),
+    ("sent_at", "double precision"),
+    ("attempts", "integer"),
+)
+"""The keys of each object of the ``orders`` JSON array, with their SQL types."""
+
+_O_NAMES = [n for n, _ in ORDER_FIELDS]
+_O_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in _O_NAMES if c != "client_id")
+
+_ORDERS = (
+    "u_o AS (SELECT * FROM jsonb_to_recordset(%(orders)s::jsonb) AS u("
+    + ", ".join(f"{n} {t}" for n, t in ORDER_FIELDS)
+    + ")), "
+)
+# An existing client id of *another* position sets position_id to NULL: the NOT NULL
+# constraint then aborts the whole statement (nothing written), with no lookup beforehand.
+_ORDERS_WRITE = (
+    f"o AS (INSERT INTO orders (position_id, {', '.join(_O_NAMES)}) "
+    f"SELECT %(id)s::bigint, {', '.join('u_o.' + c for c in _O_NAMES)} FROM u_o "
+    "WHERE EXISTS (SELECT 1 FROM p) "
+    f"ON CONFLICT (client_id) DO UPDATE SET {_O_SET}, position_id = CASE "
+    "WHEN orders.position_id = EXCLUDED.position_id THEN orders.position_id END "
+    "RETURNING 1), "
+)
+_EVENTS = (
+    "j AS (INSERT INTO journal (account, symbol, position_id, kind, status_before, "
+    "status_after, at, detail, cause_type, cause) "
+    "SELECT %(account)s::text, %(symbol)s::text, e.position_id, e.kind, e.status_before, "
+    "e.status_after, e.at, e.detail, %(cause_type)s::text, %(cause)s::jsonb "
+    "FROM jsonb_to_recordset(%(events)s::jsonb) AS e(position_id bigint, kind text, "
+    "status_before text, status_after text, at double precision, detail jsonb) "
+    "{where}RETURNING 1), "
+    "s AS (INSERT INTO signals (account, symbol, signal_id, source, outcome, reason, at, "
+    "position_id) SELECT g.account, g.symbol, g.signal_id, g.source, g.outcome, g.reason, "
+    "g.at, g.position_id FROM jsonb_to_recordset(%(signal)s::jsonb) AS g(account text, "
+    "symbol text, signal_id text, source text, outcome text, reason text, "
+    "at double precision, position_id bigint) "
+    "{where}ON CONFLICT (account, signal_id) DO NOTHING RETURNING 1) "
+)
+_GATE = "WHERE EXISTS (SELECT 1 FROM p) "
+_RESULT = "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM o)"
+
+_UPD_COLS = codec.POSITION_COLUMNS[3:]
+
+_UPDATE = (
+    "WITH "
+    + _ORDERS
+    + "p AS (UPDATE positions SET ("
+    + ", ".join(_UPD_COLS)
+    + ") = ROW("
+    + ", ".join(f"%({c})s::{_ptype(c)}" for c in _UPD_COLS)
+    + ") WHERE id = %(id)s::bigint AND account = %(account)s::text "
+    "AND symbol = %(symbol)s::text AND version = %(expected)s::bigint RETURNING id), "
+    + _ORDERS_WRITE
+    + _EVENTS.format(where=_GATE)
+    + _RESULT
+)
+
+_INSERT = (
+    "WITH "
+    + _ORDERS
+    + "p AS (INSERT INTO positions ("
+    + ", ".join(codec.POSITION_COLUMNS)
+    + ") SELECT "
+    + ", ".join(f"%({c})s::{_ptype(c)}" for c in codec.POSITION_COLUMNS)
+    + " RETURNING id), "
+    + _ORDERS_WRITE
+    + _EVENTS.format(where=_GATE)
+    + _RESULT
+)
+
+_EVENTS_ONLY = "WITH " + _EVENTS.format(where="") + "SELECT 1, 0"
+
+
+class Statement:
+    """A query with named parameters, converted to ``$n`` placeholders once."""
+
+    __slots__ = ("names", "query")
+
+    def __init__(self, named: str) -> None:
+        names: list[str] = []
+
+        def number(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in names:
+                names.append(name)
+            return f"${names.index(name) + 1}"
+
+        self.query = re.sub(r"%\((\w+)\)s", number, named)
+        self.names = tuple(names)
+
+    def params(self, values: dict[str, object]) -> list[object]:
+        """The positional parameters for ``values`` (a KeyError names a missing one)."""
+        return [values[n] for n in self.names]
+
+
+UPDATE = Statement(_UPDATE)
+"""Update the position at the expected version, upsert orders, append events and signal."""
+
+INSERT = Statement(_INSERT)
+"""Insert a new position (expected version 0) with its orders, events and signal."""
+
+EVENTS_ONLY = Statement(_EVENTS_ONLY)
+"""A commit without a position: events and signal only."""
