@@ -290,12 +290,13 @@ class AccountLock:
 
     def _wait_on(self, conn: Conn | None, seconds: float) -> None:
         """Sleep up to ``seconds``, waking early on release or when ``conn`` has input."""
-        fds = [self._wake_r]
+        poller = select.poll()  # not select(): it fails on descriptors >= 1024
+        poller.register(self._wake_r, select.POLLIN)
         if conn is not None and not conn.closed:
-            with contextlib.suppress(psycopg.Error):
-                fds.append(conn.fileno())
+            with contextlib.suppress(psycopg.Error, OSError, ValueError):
+                poller.register(conn.fileno(), select.POLLIN | select.POLLPRI)
         with contextlib.suppress(OSError, ValueError):
-            select.select(fds, [], [], seconds)
+            poller.poll(max(0.0, seconds) * 1000)
 
     def _watch(self) -> None:
         """Watchdog thread: check while held; reconnect with backoff while not."""

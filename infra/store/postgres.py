@@ -139,10 +139,12 @@ def _looks_dead(conn: Conn) -> bool:
     if conn.closed or conn.broken:
         return True
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        poller = select.poll()  # not select(): it fails on descriptors >= 1024
+        poller.register(conn.fileno(), select.POLLIN | select.POLLPRI)
+        ready = poller.poll(0)
     except (OSError, ValueError, psycopg.Error):
         return True
-    return bool(readable)
+    return bool(ready)
 
 
 class PostgresStore:

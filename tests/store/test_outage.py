@@ -120,3 +120,24 @@ def test_a_terminated_pooled_connection_costs_no_failure(
         pg.wait_until(lambda: not set(pids) & set(pg.backend_pids(dsn)), message="backends gone")
         store.ping()  # the dead idle connection is noticed locally and replaced
         assert store.load(KEY).position is None
+
+
+def test_connections_on_high_descriptors_are_not_mistaken_for_dead(pg_dsn: str) -> None:
+    """select() cannot watch descriptors >= 1024; the health check must not depend on it."""
+    import os
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"RLIMIT_NOFILE {soft} too low to open a descriptor above 1024")
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with PostgresStore(pg_dsn, migrate_schema=False, pool_min=1, pool_max=1) as store:
+            store.ping()
+            first = pg.backend_pids(pg_dsn, "position-supervisor")
+            for _ in range(3):
+                store.ping()
+            assert pg.backend_pids(pg_dsn, "position-supervisor") == first  # none discarded
+    finally:
+        for fd in fillers:
+            os.close(fd)
