@@ -60,6 +60,7 @@ SHARED_DIR = DATA / "pgtest"
 PRIVATE_PREFIX = "pgo"
 ENV_DSN = "PS_TEST_DSN"
 
+_DB_PREFIX = "pst_"
 _lock = threading.Lock()
 _server: EmbeddedPostgres | None = None
 _admin: str | None = None
@@ -119,6 +120,7 @@ def admin_dsn() -> str:
             DATA.mkdir(parents=True, exist_ok=True)
             _server = EmbeddedPostgres(SHARED_DIR, cleanup="stop")
             _admin = _server.start()
+            _reap_databases(_admin)
         return _admin
 
 
@@ -209,13 +211,37 @@ def template_database(admin: str) -> str:
 def fresh_database(admin: str, *, migrated: bool = True) -> Iterator[str]:
     """A new database for one test (with the schema unless ``migrated=False``); yields its
     DSN and drops it afterwards (ending any session the test left open)."""
-    name = f"pst_{uuid.uuid4().hex[:16]}"
+    name = f"{_DB_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:12]}"
     template = template_database(admin) if migrated else "template0"
     dsn = create_database(admin, name, template)
     try:
         yield dsn
     finally:
         drop_database(admin, name)
+
+
+def _reap_databases(admin: str) -> None:
+    """Drop test databases left by test processes that died (their pid is in the name).
+    Only for the embedded server: on a server named by ``PS_TEST_DSN`` pids mean nothing."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (_DB_PREFIX + "%",)
+        ).fetchall()
+    for (name,) in rows:
+        pid_text = str(name)[len(_DB_PREFIX) :].split("_", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _alive(int(pid_text)):
+            with contextlib.suppress(psycopg.Error):
+                drop_database(admin, str(name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- sessions ---------------------------------------------------------------------------
@@ -267,13 +293,8 @@ def _reap_private_servers() -> None:
         pid_text = path.name[len(PRIVATE_PREFIX) :]
         if not pid_text.isdigit() or int(pid_text) == os.getpid():
             continue
-        try:
-            os.kill(int(pid_text), 0)
+        if _alive(int(pid_text)):
             continue  # its process is alive: not ours to touch
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
         with contextlib.suppress(Exception):
             EmbeddedPostgres(path).stop(mode="immediate")
         shutil.rmtree(path, ignore_errors=True)
