@@ -25,6 +25,7 @@ from sim import SignalFeed, SimExchange
 from supervision.supervisor import Supervisor, SupervisorConfig
 from tests.fakes.exchange import InMemoryExchange
 from tests.fakes.store import InMemoryStore
+from tests.fakes.world import CountingMetrics
 
 ACCOUNT = "main"
 SYMBOL = "BTCUSDT"
@@ -122,20 +123,23 @@ class Local:
     sup: Supervisor
     store: InMemoryStore
     exchange: InMemoryExchange
+    metrics: CountingMetrics
 
 
 def make_local(prices: dict[str, float], accounts: tuple[str, ...] = (ACCOUNT,)) -> Local:
     store = InMemoryStore()
     exchange = InMemoryExchange(ACCOUNT, prices)
     exchange.stream = False  # order updates come only from replies here
+    metrics = CountingMetrics()
     sup = Supervisor(
         store,
         dict.fromkeys(accounts, exchange),
         SystemClock(),
         config=SupervisorConfig(policy=Policy(reentry=Reentry.ALLOW), shutdown_grace_s=5.0),
+        metrics=metrics,
     )
     sup.start()
-    return Local(sup, store, exchange)
+    return Local(sup, store, exchange, metrics)
 
 
 @pytest.fixture

@@ -132,16 +132,24 @@ def fills_via(live: Live) -> list[object]:
 def test_s7_fill_on_the_stream_before_the_reply_is_applied(
     live: Live, stream: UserDataStream
 ) -> None:
+    """The sim writes the fill to the stream before the reply, and holds the reply 0.5 s: the
+    actor (created by the signal a moment before) applies the stream's report, then the late
+    reply, without doubling anything."""
     assert live.sim.user_events_first
+    live.sim.add_fault("timeout", hold_s=0.5, path="/fapi/v1/order", method="POST")
     live.sup.tell(signal())
     pos = live.wait_status(Status.ACTIVE, 0.01)
     assert fills_via(live)[0] == "stream", "the stream reported the fill first"
+    assert live.sup.drain_calls(5.0), "the held reply arrived"
+    pos = live.wait_status(Status.ACTIVE, 0.01)
     entry = pos.latest(OrderKind.ENTRY)
     assert entry is not None and entry.state is OrderState.FILLED
     assert entry.avg_price == pytest.approx(60_000.0)
+    assert live.sim.orders_sent(entry.client_id) == 1
     stop = pos.latest(OrderKind.STOP_LOSS)
     assert stop is not None and stop.state is OrderState.ACCEPTED
     assert live.sim.positions()[SYMBOL].qty == pytest.approx(pos.qty)
+    assert len(live.store.positions(KEY)) == 1
     assert live.syncs.reasons() == ["stream connected"]
     assert stream.updates >= 3 and not stream.refused and stream.undelivered == 0
     assert live.metrics.lags[f"{ACCOUNT}:user"]
