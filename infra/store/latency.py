@@ -6,8 +6,10 @@ Creates a scratch database on the server (``ps_latency_<pid>``; the role needs C
 drives positions through their life with the same commits the state machine makes (an entry
 intent: INSERT position + order + event + signal; then fills, stop, close: UPDATE with the
 expected version + order upserts + event), times every ``PostgresStore.commit`` call, prints
-p50/p90/p99/max per kind and the throughput, and drops the database. Without ``--dsn`` an
-embedded server is used (stopped afterwards unless someone else uses it).
+p50/p90/p99/max per kind and the throughput, and drops the database. A single-row
+``INSERT`` + ``COMMIT`` on a plain connection, interleaved with the commits, gives the
+server's own floor at that moment (shared machines are noisy: compare the ratio). Without
+``--dsn`` an embedded server is used (stopped afterwards unless someone else uses it).
 
 :func:`measure` is importable (``bench/`` uses it); it returns the figures as a dict.
 """
@@ -181,22 +183,29 @@ def measure(dsn: str, n: int = 2000, threads: int = 1, pool_max: int = 8) -> dic
     target = make_conninfo(dsn, dbname=name)
     try:
         with PostgresStore(target, pool_min=min(threads, pool_max), pool_max=pool_max) as store:
-            samples: dict[str, list[float]] = {"entry_intent": [], "transition": []}
+            samples: dict[str, list[float]] = {"entry_intent": [], "transition": [], "raw": []}
+            with psycopg.connect(target, autocommit=True) as conn:
+                conn.execute("CREATE TABLE latency_baseline (id bigserial PRIMARY KEY, v int)")
             lock = threading.Lock()
             per_thread = max(1, n // threads)
 
             def run(i: int) -> None:
                 key = Key("bench", f"SYM{i}USDT")
-                mine: dict[str, list[float]] = {"entry_intent": [], "transition": []}
+                mine: dict[str, list[float]] = {"entry_intent": [], "transition": [], "raw": []}
                 done = 0
-                while done < per_thread:
-                    for kind, commit in _life(store, key, time.time()):
-                        if done >= per_thread and kind == "entry_intent":
-                            break
+                with psycopg.connect(target, autocommit=True) as raw:
+                    while done < per_thread:
+                        for kind, commit in _life(store, key, time.time()):
+                            if done >= per_thread and kind == "entry_intent":
+                                break
+                            t0 = time.perf_counter()
+                            store.commit(commit)
+                            mine[kind].append(time.perf_counter() - t0)
+                            done += 1
+                        # Baseline, interleaved: one single-row INSERT + COMMIT.
                         t0 = time.perf_counter()
-                        store.commit(commit)
-                        mine[kind].append(time.perf_counter() - t0)
-                        done += 1
+                        raw.execute("INSERT INTO latency_baseline (v) VALUES (%s)", (done,))
+                        mine["raw"].append(time.perf_counter() - t0)
                 with lock:
                     for k, v in mine.items():
                         samples[k].extend(v)
@@ -217,13 +226,19 @@ def measure(dsn: str, n: int = 2000, threads: int = 1, pool_max: int = 8) -> dic
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
     everything = samples["entry_intent"] + samples["transition"]
+    summary = _summary(everything)
+    baseline = _summary(samples["raw"])
     return {
         "threads": threads,
         "commits": len(everything),
         "commits_per_s": len(everything) / wall if wall > 0 else float("nan"),
-        "all": _summary(everything),
+        "all": summary,
         "entry_intent": _summary(samples["entry_intent"]),
         "transition": _summary(samples["transition"]),
+        "baseline_insert_commit": baseline,
+        "p50_vs_baseline": summary["p50_ms"] / baseline["p50_ms"]
+        if baseline["p50_ms"] > 0
+        else float("nan"),
     }
 
 
@@ -253,13 +268,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{result['commits']} commits, {args.threads} thread(s), "
         f"{result['commits_per_s']:.0f} commits/s"
     )
-    for kind in ("all", "entry_intent", "transition"):
+    for kind in ("all", "entry_intent", "transition", "baseline_insert_commit"):
         s = result[kind]
         assert isinstance(s, dict)
         print(
-            f"  {kind:13s} n={s['count']:5d}  p50 {s['p50_ms']:.3f} ms  p90 {s['p90_ms']:.3f} ms"
+            f"  {kind:22s} n={s['count']:5d}  p50 {s['p50_ms']:.3f} ms  p90 {s['p90_ms']:.3f} ms"
             f"  p99 {s['p99_ms']:.3f} ms  max {s['max_ms']:.3f} ms"
         )
+    print(f"  commit p50 / single-row INSERT+COMMIT p50: {result['p50_vs_baseline']:.1f}x")
     return 0
 
 

@@ -12,7 +12,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 def test_measure_reports_percentiles(pg_admin: str) -> None:
     result = measure(pg_admin, n=60, threads=2)
     assert result["commits"] == 60
-    for kind in ("all", "entry_intent", "transition"):
+    for kind in ("all", "entry_intent", "transition", "baseline_insert_commit"):
         s = result[kind]
         assert isinstance(s, dict)
         assert 0 < s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"] <= s["max_ms"]
+    assert isinstance(result["p50_vs_baseline"], float)
