@@ -339,12 +339,13 @@ class SignalRules:
 
 
 def preview(data: bytes | str, limit: int = 80) -> str:
-    """A short, printable, escaped excerpt of a frame for a log line."""
+    """A short, printable excerpt of a frame for a log line: invalid UTF-8 as ``\\xNN``,
+    control and other non-printable characters escaped, cut at ``limit`` characters."""
     raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
     head = raw[: limit * 4].decode("utf-8", "backslashreplace")
-    text = repr(head)[1:-1]
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in head[: limit + 1])
     if len(text) > limit or len(raw) > limit * 4:
-        return f"{text[:limit]}…(+{max(0, len(raw) - limit)} bytes)"
+        return f"{text[:limit]}…({len(raw)} bytes)"
     return text
 
 

@@ -111,15 +111,22 @@ class LogThrottle:
     Called from one thread (the feed's), but safe from several.
     """
 
-    def __init__(self, logger: logging.Logger, burst: int = 10, interval_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        burst: int = 10,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._log = logger
+        self._clock = clock
         self._burst = burst
         self._interval = interval_s
         self._windows: dict[str, list[float]] = {}  # key -> [window start, count, suppressed]
         self._lock = threading.Lock()
 
     def warning(self, key: str, msg: str, *args: object) -> None:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             w = self._windows.get(key)
             if w is None or now - w[0] >= self._interval:

@@ -1,0 +1,125 @@
+"""Feeds built from the process configuration, and the metrics interface binding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra.config import parse_config
+from infra.feeds import (
+    FeedMetrics,
+    MarkPriceFeed,
+    SignalFeedClient,
+    UserDataStream,
+    feeds_from_config,
+)
+from infra.metrics import PrometheusMetrics
+from sim import SignalFeed, SimExchange
+from tests.feeds.conftest import (
+    ACCOUNT,
+    FAST,
+    KEY,
+    SYMBOL,
+    Local,
+    SyncRecorder,
+    stopped,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+
+TOKEN = "wiring-token-5ee1"
+
+
+def config(sim: SimExchange, signals: SignalFeed | None, **feeds: Any) -> Any:
+    data: dict[str, Any] = {
+        "accounts": {
+            ACCOUNT: {
+                "rest_url": sim.base_url,
+                "ws_url": sim.ws_url,
+                "symbols": [SYMBOL, "ETHUSDT"],
+                "credentials": "dummy",
+            },
+            "second": {
+                "rest_url": sim.base_url,
+                "ws_url": sim.ws_url,
+                "symbols": [SYMBOL],
+                "credentials": "dummy",
+            },
+        },
+        "feeds": {"silence_timeout_s": 30.0, **feeds},
+    }
+    if signals is not None:
+        data["feeds"]["signal_url"] = signals.url
+    return parse_config(data, {"PS_FEED_TOKEN": TOKEN})
+
+
+def test_prometheus_metrics_is_a_feed_metrics() -> None:
+    m: FeedMetrics = PrometheusMetrics()  # mypy checks the five methods structurally
+    m.feed_message("signals")
+    m.feed_parse_error("signals", "malformed_json")
+    m.ws_reconnect("main:user")
+    m.ws_lag("market", 0.01)
+    m.feed_up("market", True)
+
+
+def test_feeds_from_config_builds_and_runs_every_feed(sim: SimExchange, local: Local) -> None:
+    syncs = SyncRecorder()
+    metrics = PrometheusMetrics()
+    with SignalFeed("127.0.0.1", 0, token=TOKEN) as signals:
+        feeds = feeds_from_config(
+            config(sim, signals), local.sup, syncs, metrics, accounts=[ACCOUNT], backoff=FAST
+        )
+        kinds = sorted(type(f).__name__ for f in feeds)
+        assert kinds == ["MarkPriceFeed", "SignalFeedClient", "UserDataStream"]
+        market = next(f for f in feeds if isinstance(f, MarkPriceFeed))
+        assert market.symbols == {SYMBOL, "ETHUSDT"} and market.accounts == (ACCOUNT,)
+        user = next(f for f in feeds if isinstance(f, UserDataStream))
+        sig = next(f for f in feeds if isinstance(f, SignalFeedClient))
+        assert sig.rules.accounts == {ACCOUNT: frozenset({SYMBOL, "ETHUSDT"})}
+        assert sig.rules.max_age_s == 30.0
+        for f in feeds:
+            f.start()
+        try:
+            for f in feeds:
+                assert f.runner.wait_connected(1, 5.0), f
+            assert syncs.wait_for("stream connected")
+            sim.set_price(SYMBOL, 60_321.0)
+            wait_until(lambda: local.sup.state(KEY).last_price == 60_321.0, 5.0, "tick")
+            signals.send_signal(
+                {
+                    "signal_id": "w1",
+                    "source": "s",
+                    "account": ACCOUNT,
+                    "symbol": SYMBOL,
+                    "side": "long",
+                    "size": 0.01,
+                    "stop_loss": 58_000.0,
+                }
+            )
+            wait_until(lambda: sig.stats().accepted == 1, 5.0, "signal accepted")
+            assert user.listen_key_prefix.endswith("…")
+        finally:
+            stopped(*feeds)
+    text = metrics_text(metrics)
+    assert 'ps_feed_messages_total{feed="market"}' in text
+    assert 'ps_feed_up{feed="main:user"} 0.0' in text
+
+
+def metrics_text(m: PrometheusMetrics) -> str:
+    from prometheus_client import generate_latest
+
+    return generate_latest(m.registry).decode()
+
+
+def test_exchange_streams_off_and_no_signal_url(sim: SimExchange, local: Local) -> None:
+    assert feeds_from_config(config(sim, None, exchange_streams=False), local.sup, None) == []
+    both = feeds_from_config(config(sim, None), local.sup, None)
+    assert sorted(type(f).__name__ for f in both) == [
+        "MarkPriceFeed",
+        "UserDataStream",
+        "UserDataStream",
+    ]
+    market = next(f for f in both if isinstance(f, MarkPriceFeed))
+    assert market.accounts == (ACCOUNT, "second")
