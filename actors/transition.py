@@ -114,9 +114,9 @@ def _finite_positive(x: object) -> bool:
 
 def validate_signal(sig: OpenSignal, last_price: float | None, policy: Policy) -> str | None:
     """Return why the signal is invalid, or ``None``. Pure; also used by the feed."""
-    if not sig.signal_id or len(sig.signal_id) > 64:
+    if not _clean_text(sig.signal_id):
         return "invalid:signal_id"
-    if not sig.source or len(sig.source) > 64:
+    if not _clean_text(sig.source):
         return "invalid:source"
     if not isinstance(sig.side, Side):
         return "invalid:side"
@@ -145,11 +145,26 @@ def validate_signal(sig: OpenSignal, last_price: float | None, policy: Policy) -
     return None
 
 
+def _clean_text(x: object) -> bool:
+    return isinstance(x, str) and 0 < len(x) <= 64 and x.isprintable()
+
+
+def _safe(x: object) -> str:
+    """A text that any store can record: printable, at most 64 characters."""
+    text = x if isinstance(x, str) else repr(x)
+    return "".join(c if c.isprintable() else "?" for c in text[:64]) or "?"
+
+
 def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
     now = ctx.now
     if sig.signal_id in state.recent_signals:
         rec = SignalRecord(
-            state.key, sig.signal_id, sig.source, SignalOutcome.DUPLICATE, "signal_replayed", now
+            state.key,
+            _safe(sig.signal_id),
+            _safe(sig.source),
+            SignalOutcome.DUPLICATE,
+            "signal_replayed",
+            now,
         )
         return Transition(state, signal=rec)
     memory = ctx.policy.recent_signal_memory
@@ -160,8 +175,8 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
     def refuse(outcome: SignalOutcome, reason: str) -> Transition:
         rec = SignalRecord(
             st.key,
-            sig.signal_id,
-            sig.source,
+            _safe(sig.signal_id),
+            _safe(sig.source),
             outcome,
             reason,
             now,
@@ -428,9 +443,8 @@ class _Step:
         if new_state is None:
             return
         filled = max(order.filled_qty, update.filled_qty if math.isfinite(update.filled_qty) else 0)
-        avg = (
-            update.avg_price if update.avg_price and update.filled_qty >= order.filled_qty else None
-        )
+        good_avg = update.avg_price is not None and _finite_positive(update.avg_price)
+        avg = update.avg_price if good_avg and update.filled_qty >= order.filled_qty else None
         if order.state.done and order.state is not OrderState.NOT_FOUND:
             # Terminal already: a duplicate or an older report. Keep the larger fill only.
             if filled <= order.filled_qty:
@@ -444,7 +458,11 @@ class _Step:
             filled_qty=filled,
             avg_price=avg if avg is not None else order.avg_price,
             exchange_id=update.exchange_id or order.exchange_id,
-            event_time=max(order.event_time, update.event_time),
+            event_time=(
+                max(order.event_time, update.event_time)
+                if math.isfinite(update.event_time)
+                else order.event_time
+            ),
         )
         self.put_order(order)
         kind = order.kind

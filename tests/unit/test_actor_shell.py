@@ -205,3 +205,24 @@ def test_stop_leaves_nothing_and_refuses_late_messages() -> None:
     w.close()
     assert not w.sup.tell(MarkPriceTick(KEY, 1.0, 0.0))
     assert w.metrics.dead["shutting_down"] == 1
+
+
+def test_nan_fill_price_and_garbage_signal_ids_do_not_crash() -> None:
+    from actors.messages import OrderUpdate
+
+    with World() as w:
+        w.exchange.stream = False
+        w.tell(signal(signal_id="x" * 5000), signal(signal_id="bad\x00id", source="s\x00"))
+        w.settle()
+        assert w.metrics.outcomes()["rejected"] == 2
+        for rec in w.store.signals():
+            assert len(rec.signal_id) <= 64 and rec.signal_id.isprintable()
+            assert rec.source.isprintable()
+        w.tell(signal(signal_id="fine"))
+        w.settle()
+        pos = w.positions()[0]
+        nan = float("nan")
+        w.tell(OrderUpdate(KEY, pos.orders[0].client_id, "filled", 1.0, nan, nan))
+        w.settle()
+        assert w.state().position.entry_price == 100.0  # type: ignore[union-attr]
+        assert not w.metrics.dead

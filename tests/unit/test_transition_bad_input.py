@@ -1,0 +1,27 @@
+"""The pure state machine never lets a non-finite exchange figure into durable state."""
+
+from __future__ import annotations
+
+import math
+
+from actors.messages import OrderUpdate
+from actors.model import Key
+from actors.state import Policy, SymbolState
+from actors.transition import Context, transition
+from tests.fakes.world import signal
+
+KEY = Key("main", "BTCUSDT")
+
+
+def test_nan_average_price_and_event_time_are_ignored() -> None:
+    ids = iter(range(1, 100))
+    ctx = Context(1000.0, Policy(), lambda: next(ids))
+    opened = transition(SymbolState(KEY), signal(), ctx)
+    nan = float("nan")
+    fill = OrderUpdate(KEY, "ps1e1", "filled", 1.0, nan, nan)
+    after = transition(opened.state, fill, ctx)
+    pos = after.state.position
+    assert pos is not None and pos.qty == 1.0
+    assert pos.entry_price is None or math.isfinite(pos.entry_price)
+    assert all(math.isfinite(o.event_time) for o in pos.orders)
+    assert after.commit is not None  # the fill is still written and protected
