@@ -367,7 +367,7 @@ def wire_feeds(config: Config, app: App) -> Sequence[Service]:
     Returns no service while ``infra.feeds`` is not part of the installation (logged).
     """
     try:
-        import infra.feeds  # type: ignore[import-not-found]  # noqa: F401, PLC0415
+        import infra.feeds  # noqa: F401, PLC0415
     except ImportError:
         log.warning("infra.feeds is not installed: no signal feed and no exchange streams")
         return []
