@@ -2,10 +2,16 @@
 
 :class:`MarkPriceFeed` subscribes to ``<symbol>@markPrice[@1s]`` for every symbol of every
 account it serves (combined ``/stream?streams=…``), or to ``!markPrice@arr[@1s]`` filtered
-locally when there are more than ``max_streams`` symbols. Every price becomes one
-:class:`~actors.messages.MarkPriceTick` per account that trades the symbol, delivered with
-``sink.tell_tick`` (the supervisor's per-symbol slot keeps only the newest unhandled tick plus
-the extremes, so a burst cannot grow a mailbox).
+locally when there are more than ``max_streams`` symbols.
+
+Prices are delivered once per batch (everything one socket read brought, see
+:class:`~infra.feeds.ws_client.ReconnectingWebSocket`): per symbol, the newest price (by event
+time) with the lowest and highest price of the batch and the receive time of the batch's
+first frame for it, as one :class:`~actors.messages.MarkPriceTick` per account that trades the
+symbol, with ``sink.tell_tick``. The supervisor's per-symbol slot conflates further while the
+actor is behind. So a burst wakes each actor at most once per batch, and the stop guard still
+sees every extreme. With ticks arriving one at a time (the normal case) each is delivered as
+soon as it is parsed.
 
 Threads: the runner thread (``feed-<name>``) parses and tells; ``start``/``stop`` from any
 thread. Failure: a bad frame or item is refused with a throttled log line and a counted reason;
@@ -76,6 +82,8 @@ class MarkPriceFeed:
             streams = "/".join(f"{s.lower()}@markPrice{suffix}" for s in sorted(self._routes))
             self.url = f"{base}/stream?streams={streams}"
         self.ticks = 0
+        self.delivered = 0
+        self._pending: dict[str, list[float]] = {}
         self.refused: Counter[str] = Counter()
         self._throttle = LogThrottle(log)
         self.runner = ReconnectingWebSocket(
@@ -83,6 +91,7 @@ class MarkPriceFeed:
             lambda: Connect(self.url),
             self._on_frame,
             on_open=self._on_open,
+            on_drained=self._flush,
             backoff=backoff,
             silence_timeout_s=silence_timeout_s,
             ping_interval_s=ping_interval_s,
@@ -103,6 +112,11 @@ class MarkPriceFeed:
     def symbols(self) -> frozenset[str]:
         return frozenset(self._routes)
 
+    @property
+    def pending(self) -> int:
+        """Symbols parsed but not yet delivered (the batch in progress; 0 when idle)."""
+        return len(self._pending)
+
     # -- runner thread --------------------------------------------------------------------
 
     def _on_open(self, n: int) -> None:
@@ -120,13 +134,21 @@ class MarkPriceFeed:
             return
         prices, bad = parse_mark_prices(data)
         routes = self._routes
-        tell_tick = self._sink.tell_tick
+        pending = self._pending
         for mp in prices:
-            keys = routes.get(mp.symbol)
-            if keys is None:
+            if mp.symbol not in routes:
                 continue  # !markPrice@arr carries every symbol of the exchange
-            for key in keys:
-                tell_tick(MarkPriceTick(key, mp.price, mp.event_time, received_at=now))
+            old = pending.get(mp.symbol)
+            p = mp.price
+            if old is None:
+                pending[mp.symbol] = [p, mp.event_time, now, p, p]
+            else:
+                if mp.event_time >= old[1]:
+                    old[0], old[1] = p, mp.event_time
+                if p < old[3]:
+                    old[3] = p
+                elif p > old[4]:
+                    old[4] = p
             self.ticks += 1
         if prices:
             try:  # noqa: SIM105 (hot path: cheaper than contextlib.suppress)
@@ -135,6 +157,21 @@ class MarkPriceFeed:
                 pass
         for r in bad:
             self._refuse(r, data)
+
+    def _flush(self) -> None:
+        """Deliver the batch: one tick per (account, symbol) with the batch's extremes."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = {}
+        routes = self._routes
+        tell_tick = self._sink.tell_tick
+        for sym, (price, event_time, received_at, low, high) in pending.items():
+            lo = None if low == price else low
+            hi = None if high == price else high
+            for key in routes[sym]:
+                tell_tick(MarkPriceTick(key, price, event_time, lo, hi, received_at))
+        self.delivered += len(pending)
 
     def _refuse(self, r: Refusal, data: bytes) -> None:
         self.refused[r.reason] += 1

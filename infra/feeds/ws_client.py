@@ -8,8 +8,8 @@ an error, and nothing runs on a second thread.
 
 Threads:
 
-* the runner thread calls ``prepare``, ``on_open``, ``on_frame`` and ``on_close`` (in that
-  order per connection; never two at once) and the metrics;
+* the runner thread calls ``prepare``, ``on_open``, ``on_frame``, ``on_drained`` and
+  ``on_close`` (never two at once) and the metrics;
 * :meth:`start`, :meth:`stop` and :meth:`reconnect` may be called from any thread.
 
 Failure handling: an exception from a callback is logged (throttled) and counted as
@@ -22,6 +22,12 @@ Liveness: every frame (data, ping, pong) counts as life. After ``ping_interval_s
 any frame a ping is sent; no frame within ``pong_timeout_s`` after it ends the connection
 (``ping_timeout``). Independently, no *data* frame for ``silence_timeout_s`` ends it
 (``silence``): for streams that must tick (mark prices).
+
+Batches: reads are buffered (one ``recv`` of up to 256 KiB serves websocket-client's small
+reads), and ``on_drained`` runs whenever every frame received so far has gone to
+``on_frame`` and the runner is about to wait for more data (after every frame if buffering is
+unavailable), and once more when a connection ends. A feed may coalesce frames of one batch
+there (the mark-price feed delivers one tick per symbol per batch).
 
 Frames: UTF-8 is not validated by websocket-client (``skip_utf8_validation=True``, its
 pure-Python check is the receive bottleneck); ``on_frame`` gets the payload bytes and whether
@@ -176,6 +182,54 @@ def _guard_frame_size(ws: Any, limit: int) -> None:
     fb.recv_length = recv_length
 
 
+class _BufferedRecv:
+    """Serves websocket-client's small reads (2-byte header, length, payload) from one large
+    ``recv`` of up to ``size`` bytes: one system call per batch of frames instead of two or
+    three per frame (the receive path's main cost after the UTF-8 check). Keeps an offset into
+    the last chunk, so serving a frame copies only that frame. ``before_recv`` runs before
+    each real ``recv``, i.e. when every byte received so far has been consumed. Runner thread
+    only."""
+
+    __slots__ = ("_buf", "_pos", "_recv", "_size", "before_recv")
+
+    def __init__(self, recv: Callable[[int], bytes], size: int = 262144) -> None:
+        self._recv = recv
+        self._size = size
+        self._buf = b""
+        self._pos = 0
+        self.before_recv: Callable[[], None] | None = None
+
+    def __call__(self, n: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        left = len(buf) - pos
+        if left <= 0:
+            if self.before_recv is not None:
+                self.before_recv()
+            buf = self._recv(max(n, self._size))  # raises on timeout or a closed socket
+            if len(buf) <= n:
+                self._buf, self._pos = b"", 0
+                return buf
+            pos, left = 0, len(buf)
+            self._buf = buf
+        if n >= left:
+            self._buf, self._pos = b"", 0
+            return buf[pos:] if pos else buf
+        self._pos = pos + n
+        return buf[pos : pos + n]
+
+
+def _buffer_reads(ws: Any) -> _BufferedRecv | None:
+    """Install :class:`_BufferedRecv` under websocket-client's frame parser (if it has one)."""
+    fb = getattr(ws, "frame_buffer", None)
+    recv = getattr(ws, "_recv", None)
+    if fb is None or recv is None or not hasattr(fb, "recv"):
+        log.debug("websocket-client has no frame_buffer.recv: unbuffered reads")
+        return None
+    reader = _BufferedRecv(recv)
+    fb.recv = reader
+    return reader
+
+
 class ReconnectingWebSocket:
     """Keeps one WebSocket connection alive on its own thread. See the module docstring."""
 
@@ -187,6 +241,7 @@ class ReconnectingWebSocket:
         *,
         on_open: Callable[[int], None] | None = None,
         on_close: Callable[[str], None] | None = None,
+        on_drained: Callable[[], None] | None = None,
         backoff: Backoff | None = None,
         silence_timeout_s: float | None = None,
         ping_interval_s: float | None = 20.0,
@@ -202,6 +257,8 @@ class ReconnectingWebSocket:
         self._on_frame = on_frame
         self._on_open = on_open
         self._on_close = on_close
+        self._on_drained = on_drained
+        self._drain_each_frame = False
         self.backoff = backoff or Backoff()
         self.silence_timeout_s = silence_timeout_s
         self.ping_interval_s = ping_interval_s
@@ -319,6 +376,11 @@ class ReconnectingWebSocket:
             return "prepare_failed"
         ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
         _guard_frame_size(ws, self.hard_max_frame_bytes)
+        reader = _buffer_reads(ws)
+        if self._on_drained is not None:
+            if reader is not None:
+                reader.before_recv = self._drained
+            self._drain_each_frame = reader is None
         with self._ws_lock:
             self._ws = ws
         self._reconnect_reason = None
@@ -357,6 +419,7 @@ class ReconnectingWebSocket:
                 except Exception:
                     log.exception("%s: on_open failed", self.name)
             reason = self._read(ws)
+            self._drained()
         finally:
             self.connected.clear()
             self._guard(self.metrics.feed_up, self.name, False)
@@ -407,6 +470,8 @@ class ReconnectingWebSocket:
                 except Exception as exc:
                     self._throttle.warning("handler", "%s: frame handler failed: %r", name, exc)
                     self._guard(metrics.feed_parse_error, name, "handler_error")
+                if self._drain_each_frame:
+                    self._drained()
                 if self._reconnect_reason is not None:
                     return self._reconnect_reason
                 if stop.is_set():
@@ -439,6 +504,17 @@ class ReconnectingWebSocket:
                 except Exception:
                     return "dropped"
                 ping_sent = now
+
+    def _drained(self) -> None:
+        """Run ``on_drained`` (guarded: it is called from inside websocket-client's reads)."""
+        cb = self._on_drained
+        if cb is None:
+            return
+        try:
+            cb()
+        except Exception as exc:
+            self._throttle.warning("drained", "%s: batch handler failed: %r", self.name, exc)
+            self._guard(self.metrics.feed_parse_error, self.name, "handler_error")
 
     def _close(self, ws: Any) -> None:
         """Polite close (close frame, short wait for the reply), then drop the socket."""

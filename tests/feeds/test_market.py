@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
 from collections.abc import Iterator
 
 import pytest
 
 from actors.conflation import TickSlot
+from actors.messages import MarkPriceTick
 from actors.model import Key
 from infra.feeds import CountingFeedMetrics, MarkPriceFeed
 from sim import SimExchange
+from sim.websocket import OP_TEXT, encode_frame
 from tests.feeds.conftest import (
     ACCOUNT,
     FAST,
@@ -21,6 +26,7 @@ from tests.feeds.conftest import (
     stopped,
     wait_until,
 )
+from tests.feeds.rawserver import server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -69,15 +75,59 @@ def test_a_burst_is_conflated_and_the_newest_price_wins(
     sim: SimExchange, local: Local, market: MarkPriceFeed
 ) -> None:
     local.sup.state(KEY)  # the actor exists before the burst
+    handled = local.metrics.handled_n
     stats = sim.blast_mark_prices(5_000, [SYMBOL])
     assert stats["frames"] == 5_000
     final = sim.mark_price(SYMBOL)
-    wait_until(lambda: market.ticks == 5_000, 10.0, "every frame parsed")
+    wait_until(lambda: market.ticks == 5_000 and not market.pending, 10.0, "every frame parsed")
     wait_until(lambda: last_price(local) == final, 5.0, "newest price handled")
+    wakeups = local.metrics.handled_n - handled - 1  # minus the state() ask's own message, if any
+    assert wakeups < 2_500, f"a 5,000-frame burst woke the actor {wakeups} times"
+    assert market.delivered < market.ticks  # coalesced per batch in the feed ...
     slot = local.sup._slots[KEY]
     assert isinstance(slot, TickSlot)
-    assert slot.conflated > 0, "a 5,000-frame burst into one actor was not conflated"
-    assert slot.take() is None  # nothing left behind
+    assert slot.take() is None  # ... and nothing left behind in the slot
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.ticks: list[MarkPriceTick] = []
+
+    def tell(self, msg: object) -> bool:
+        return True
+
+    def tell_tick(self, tick: MarkPriceTick) -> bool:
+        self.ticks.append(tick)
+        return True
+
+
+def test_one_read_is_one_tick_with_the_extremes_for_the_stop_guard() -> None:
+    """Three prices arrive in one socket read: one tick per account, the newest price, and the
+    lowest and highest of the three (the stop guard must see a cross inside the batch)."""
+
+    def frame(price: float, e: int) -> bytes:
+        data = {"e": "markPriceUpdate", "E": e, "s": SYMBOL, "p": f"{price:.2f}"}
+        return encode_frame(OP_TEXT, json.dumps({"stream": "x", "data": data}).encode())
+
+    def talk(conn: socket.socket) -> None:
+        conn.sendall(frame(59_000, 1000) + frame(61_000, 1001) + frame(60_500, 1002))
+        with contextlib.suppress(OSError):
+            conn.recv(100)
+
+    sink = _Recorder()
+    with server(talk) as s:
+        feed = MarkPriceFeed(
+            f"ws://127.0.0.1:{s.port}", {"a": [SYMBOL], "b": [SYMBOL]}, sink, backoff=FAST
+        )
+        feed.start()
+        try:
+            wait_until(lambda: len(sink.ticks) >= 2, 5.0, "one tick per account")
+        finally:
+            stopped(feed)
+    a, b = sink.ticks[:2]
+    assert {a.key, b.key} == {Key("a", SYMBOL), Key("b", SYMBOL)}
+    assert (a.price, a.event_time, a.lowest, a.highest) == (60_500.0, 1.002, 59_000.0, 61_000.0)
+    assert feed.ticks == 3 and feed.delivered == 1
 
 
 def test_one_tick_per_account_trading_the_symbol(sim: SimExchange) -> None:
