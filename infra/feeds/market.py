@@ -4,14 +4,16 @@
 account it serves (combined ``/stream?streams=…``), or to ``!markPrice@arr[@1s]`` filtered
 locally when there are more than ``max_streams`` symbols.
 
-Prices are delivered once per batch (everything one socket read brought, see
-:class:`~infra.feeds.ws_client.ReconnectingWebSocket`): per symbol, the newest price (by event
-time) with the lowest and highest price of the batch and the receive time of the batch's
-first frame for it, as one :class:`~actors.messages.MarkPriceTick` per account that trades the
-symbol, with ``sink.tell_tick``. The supervisor's per-symbol slot conflates further while the
-actor is behind. So a burst wakes each actor at most once per batch, and the stop guard still
-sees every extreme. With ticks arriving one at a time (the normal case) each is delivered as
-soon as it is parsed.
+Prices are delivered once per batch: what the socket had buffered when the feed caught up
+with it, or at most ``max_batch_s`` of it while frames keep arriving faster than they are
+parsed (see ``on_drained`` in :class:`~infra.feeds.ws_client.ReconnectingWebSocket`). Per
+symbol, the newest price (by event time) goes out with the lowest and highest price of the
+batch and the receive time of the batch's first frame for it, as one
+:class:`~actors.messages.MarkPriceTick` per account that trades the symbol, with
+``sink.tell_tick``; the supervisor's per-symbol slot conflates further while the actor is
+behind. So a burst wakes each actor at most once per batch and the stop guard still sees
+every extreme, while a tick arriving alone (the normal case: Binance sends one per symbol a
+second) is delivered as soon as it is parsed.
 
 Threads: the runner thread (``feed-<name>``) parses and tells; ``start``/``stop`` from any
 thread. Failure: a bad frame or item is refused with a throttled log line and a counted reason;
@@ -58,6 +60,7 @@ class MarkPriceFeed:
         metrics: FeedMetrics | None = None,
         clock: Callable[[], float] = time.time,
         poll_s: float = 0.25,
+        max_batch_s: float = 0.05,
     ) -> None:
         if speed not in ("", "1s"):
             raise ValueError("speed must be '' (3 s) or '1s'")
@@ -81,6 +84,8 @@ class MarkPriceFeed:
         else:
             streams = "/".join(f"{s.lower()}@markPrice{suffix}" for s in sorted(self._routes))
             self.url = f"{base}/stream?streams={streams}"
+        self.max_batch_s = max_batch_s
+        self._batch_started = 0.0
         self.ticks = 0
         self.delivered = 0
         self._pending: dict[str, list[float]] = {}
@@ -135,6 +140,8 @@ class MarkPriceFeed:
         prices, bad = parse_mark_prices(data)
         routes = self._routes
         pending = self._pending
+        if not pending:
+            self._batch_started = time.monotonic()
         for mp in prices:
             if mp.symbol not in routes:
                 continue  # !markPrice@arr carries every symbol of the exchange
@@ -163,6 +170,8 @@ class MarkPriceFeed:
         pending = self._pending
         if not pending:
             return
+        if time.monotonic() - self._batch_started < self.max_batch_s and self.runner.data_waiting():
+            return  # more frames are already here: keep coalescing (at most max_batch_s)
         self._pending = {}
         routes = self._routes
         tell_tick = self._sink.tell_tick

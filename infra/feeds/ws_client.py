@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import select
 import socket
 import threading
 import time
@@ -311,6 +312,23 @@ class ReconnectingWebSocket:
         """End the current connection and connect again (e.g. the listen key expired)."""
         self._reconnect_reason = reason
         self._abort()
+
+    def data_waiting(self) -> bool:
+        """True when bytes are already waiting on the socket (runner thread; from
+        ``on_drained``): the next read will not block."""
+        with self._ws_lock:
+            ws = self._ws
+        sock = getattr(ws, "sock", None)
+        if sock is None:
+            return False
+        try:
+            pending = getattr(sock, "pending", None)  # TLS: decrypted bytes already buffered
+            if pending is not None and pending() > 0:
+                return True
+            ready, _, _ = select.select([sock], [], [], 0)
+            return bool(ready)
+        except (OSError, ValueError):
+            return False
 
     @property
     def running(self) -> bool:
