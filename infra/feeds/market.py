@@ -109,9 +109,15 @@ class MarkPriceFeed:
         log.info("%s: mark prices of %d symbols", self.name, len(self._routes))
         self.runner.start()
 
-    def stop(self, timeout: float = 5.0) -> bool:
-        """Close and join the thread (bounded, idempotent); True when it ended."""
-        return self.runner.stop(timeout)
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close and join the thread (bounded by ``timeout``, idempotent); see :attr:`running`."""
+        if not self.runner.stop(timeout):
+            log.warning("%s: feed thread still running after %.1fs", self.name, timeout)
+
+    @property
+    def running(self) -> bool:
+        """True while the feed's thread is alive."""
+        return self.runner.running
 
     @property
     def symbols(self) -> frozenset[str]:

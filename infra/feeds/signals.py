@@ -148,9 +148,15 @@ class SignalFeedClient:
         )
         self.runner.start()
 
-    def stop(self, timeout: float = 5.0) -> bool:
-        """Close and join the thread (bounded, idempotent); True when it ended."""
-        return self.runner.stop(timeout)
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close and join the thread (bounded by ``timeout``, idempotent); see :attr:`running`."""
+        if not self.runner.stop(timeout):
+            log.warning("%s: feed thread still running after %.1fs", self.name, timeout)
+
+    @property
+    def running(self) -> bool:
+        """True while the feed's thread is alive."""
+        return self.runner.running
 
     def stats(self) -> SignalFeedStats:
         with self._lock:

@@ -229,15 +229,21 @@ class UserDataStream:
         )
         self._keepalive.start()
 
-    def stop(self, timeout: float = 5.0) -> bool:
+    def stop(self, timeout: float = 5.0) -> None:
         """Stop both threads (bounded by ``timeout`` plus one REST timeout); idempotent."""
         self._stop.set()
-        ok = self.runner.stop(timeout)
+        self.runner.stop(timeout)
         t = self._keepalive
         if t is not None:
             t.join(timeout)
-            ok = ok and not t.is_alive()
-        return ok
+        if self.running:
+            log.warning("%s: feed threads still running after %.1fs", self.name, timeout)
+
+    @property
+    def running(self) -> bool:
+        """True while the stream's or the keep-alive thread is alive."""
+        t = self._keepalive
+        return self.runner.running or (t is not None and t.is_alive())
 
     @property
     def listen_key_prefix(self) -> str:

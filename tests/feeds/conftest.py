@@ -155,4 +155,5 @@ def local(sim: SimExchange) -> Iterator[Local]:
 def stopped(*feeds: Any) -> None:
     """Stop feeds (each bounded) and assert every thread ended."""
     for f in feeds:
-        assert f.stop(5.0), f"{f!r} did not stop"
+        f.stop(5.0)
+        assert not f.running, f"{f!r} did not stop"

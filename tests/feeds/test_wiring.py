@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from infra.feeds import (
 )
 from infra.metrics import PrometheusMetrics
 from sim import SignalFeed, SimExchange
+from supervision.app import Service
 from tests.feeds.conftest import (
     ACCOUNT,
     FAST,
@@ -111,6 +113,14 @@ def metrics_text(m: PrometheusMetrics) -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(m.registry).decode()
+
+
+def test_feeds_are_app_services(sim: SimExchange, local: Local) -> None:
+    """What ``supervision.app.wire_feeds`` returns: start() and a bounded, idempotent stop()."""
+    services: Sequence[Service] = feeds_from_config(config(sim, None), local.sup, None)
+    for s in services:
+        s.stop()  # never started: a no-op
+        s.stop()
 
 
 def test_exchange_streams_off_and_no_signal_url(sim: SimExchange, local: Local) -> None:
