@@ -97,6 +97,7 @@ class MarkPriceFeed:
             self._on_frame,
             on_open=self._on_open,
             on_drained=self._flush,
+            on_close=lambda reason: self._flush(force=True),
             backoff=backoff,
             silence_timeout_s=silence_timeout_s,
             ping_interval_s=ping_interval_s,
@@ -171,12 +172,19 @@ class MarkPriceFeed:
         for r in bad:
             self._refuse(r, data)
 
-    def _flush(self) -> None:
-        """Deliver the batch: one tick per (account, symbol) with the batch's extremes."""
+    def _flush(self, force: bool = False) -> None:
+        """Deliver the batch: one tick per (account, symbol) with the batch's extremes.
+
+        Unless ``force`` (the connection ended), wait while more frames are already waiting on
+        the socket and the batch is younger than ``max_batch_s``."""
         pending = self._pending
         if not pending:
             return
-        if time.monotonic() - self._batch_started < self.max_batch_s and self.runner.data_waiting():
+        if (
+            not force
+            and time.monotonic() - self._batch_started < self.max_batch_s
+            and self.runner.data_waiting()
+        ):
             return  # more frames are already here: keep coalescing (at most max_batch_s)
         self._pending = {}
         routes = self._routes

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from actors.messages import OpenSignal
+from actors.messages import CallResult, OpenSignal
 from actors.model import CloseReason, Key, OrderKind, OrderState, Side, Status
-from actors.ports import SystemClock
+from actors.ports import OrderRequest, SystemClock
 from actors.state import Policy, Position, Reentry
 from infra.exchange import CcxtExchange
 from infra.feeds import (
@@ -325,3 +325,17 @@ def test_unusable_frames_are_refused_and_the_stream_goes_on(
         "bad_quantity": 1,
     }
     assert stream.ignored == 1
+
+
+def test_an_order_update_for_a_symbol_without_an_actor_starts_one(
+    live: Live, stream: UserDataStream
+) -> None:
+    """An order placed on the exchange by hand (not by an actor): its stream events start the
+    symbol's actor at once, before any sync; the sync later adopts the position."""
+    eth = Key(ACCOUNT, "ETHUSDT")
+    assert eth not in live.sup.keys()
+    reply = live.exchange.place_order(OrderRequest(eth, "manual-1", OrderKind.ENTRY, "buy", 0.1))
+    assert reply.result is CallResult.ACCEPTED
+    wait_until(lambda: eth in live.sup.keys(), 5.0, "actor started by the order update")
+    assert live.sync.rounds == 0
+    assert live.sup.state(eth).position is None  # not ours: the actor ignores the client id
