@@ -272,7 +272,10 @@ def bad_frames(draw: st.DrawFn) -> tuple[bytes, bool]:
         return json.dumps(draw(st.lists(_json_values, max_size=3) | _json_scalars)).encode(), False
     elif kind == "bad_name":
         name = draw(st.sampled_from(["signal_id", "source", "side"]))
-        base[name] = draw(st.sampled_from(["", " ", "x" * 65, "a\nb", "é", "buy"]))
+        bad_names = ["", " ", "x" * 65, "a\nb", "é"]
+        if name == "side":
+            bad_names.append("buy")  # a valid id or source, but not a side
+        base[name] = draw(st.sampled_from(bad_names))
     else:
         base["account"] = draw(st.text(max_size=10).filter(lambda a: a != ACCOUNT))
     return json.dumps(base).encode(), False
