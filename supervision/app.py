@@ -364,15 +364,29 @@ def _exchange(
 def wire_feeds(config: Config, app: App) -> Sequence[Service]:
     """The signal feed and the exchange streams, telling ``app.intake``.
 
-    Returns no service while ``infra.feeds`` is not part of the installation (logged).
+    Called by :meth:`App.start` on the main thread once the supervisor, the sync service and
+    the intake exist. A reconnect of an exchange stream asks the sync service for a sync of
+    its account (events may have been missed). Each feed gets a health check
+    ``feed:<name>`` that fails while it is not connected, so ``/healthz`` shows a feed down.
     """
-    try:
-        import infra.feeds  # noqa: F401, PLC0415
-    except ImportError:
-        log.warning("infra.feeds is not installed: no signal feed and no exchange streams")
-        return []
-    log.warning("infra.feeds is present but not wired yet: no feeds started")
-    return []
+    from infra.feeds import feeds_from_config  # noqa: PLC0415
+
+    if app.intake is None or app.sync is None or app.infra is None:
+        raise RuntimeError("wire_feeds needs the intake, the sync service and the infra")
+    feeds = feeds_from_config(
+        config,
+        app.intake,
+        app.sync.request,
+        app.metrics,
+        accounts=app.infra.exchanges,
+    )
+    for feed in feeds:
+        runner = feed.runner
+        app.health.register(
+            f"feed:{runner.name}",
+            lambda r=runner: None if r.connected.is_set() else "not connected",  # type: ignore[misc]
+        )
+    return feeds
 
 
 def _close_all(closers: list[tuple[str, Callable[[], object]]]) -> None:
