@@ -4,24 +4,48 @@ An actor never waits on the exchange: it hands an effect to :meth:`ExchangeWorke
 and returns to its mailbox. A worker thread makes the blocking call and the outcome comes back
 to the actor as an :class:`~actors.messages.ExchangeOutcome` through ``deliver`` (the router,
 so that an outcome reaches a restarted actor too).
+
+Protection jumps the queue. Calls are not run first come, first served but by
+``(priority, submission sequence)``:
+
+* ``0`` — anything that reduces risk: placing a stop-loss, take-profit or close, every cancel,
+  and lookups of non-entry orders;
+* ``1`` — lookups of entry orders (resolving an entry of unknown outcome);
+* ``2`` — placing an entry order.
+
+Among equal priorities the order is FIFO. Entry placements also may occupy at most
+``max_workers - 1`` threads at once, so one worker is always free for protection even when
+the exchange is slow and every entry takes seconds: a freshly filled position gets its stop
+without waiting for the entry backlog. With ``max_workers == 1`` there is nothing to reserve:
+the single worker runs entries too, and protection can only overtake the *queued* entries,
+not the one being placed.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from actors.effects import CancelOrder, LookupOrder, PlaceOrder
 from actors.messages import CallResult, ExchangeOutcome, Message, OrderUpdate
-from actors.model import Key
+from actors.model import Key, OrderKind
 from actors.ports import ExchangePort, Metrics, NullMetrics, OrderReply, OrderRequest
 
 __all__ = ["ExchangeWorkers", "outcome_from_reply"]
 
 log = logging.getLogger(__name__)
+
+ExchangeCall = PlaceOrder | CancelOrder | LookupOrder
+
+#: Priorities, lowest runs first.
+PROTECT = 0
+RESOLVE_ENTRY = 1
+ENTRY = 2
 
 
 def outcome_from_reply(
@@ -49,14 +73,37 @@ def outcome_from_reply(
     )
 
 
-class ExchangeWorkers:
-    """Runs one account's exchange calls on at most ``max_workers`` threads.
+@dataclass(order=True, slots=True)
+class _Queued:
+    """One accepted call waiting for a worker, ordered by ``(priority, seq)``."""
 
-    ``submit`` is called on actor threads and returns at once. ``deliver`` is called on a
-    worker thread. An exception from the port (it should map errors itself) becomes an
-    ``UNKNOWN`` outcome: the order may have reached the exchange, so the actor looks it up.
-    After :meth:`shutdown` nothing new is accepted: a submitted call is answered ``UNKNOWN``
-    with reason ``shutting_down`` so the actor keeps the order for recovery.
+    priority: int
+    seq: int
+    effect: ExchangeCall = field(compare=False)
+
+
+class ExchangeWorkers:
+    """Runs one account's exchange calls on at most ``max_workers`` threads, protection first.
+
+    Who calls what:
+
+    * :meth:`submit` is called on actor threads (any thread) and returns at once; it never
+      blocks on the exchange and never raises for a call it cannot make.
+    * ``deliver`` is called exactly once per submitted call: on a worker thread with the
+      call's outcome, on the submitting thread when the pool is already shut down, or on the
+      thread calling :meth:`shutdown` for a queued call that could not run before the bound.
+    * :meth:`drain`, :meth:`shutdown` and :attr:`in_flight` may be called from any thread.
+
+    On failure: an exception from the port (it should map errors itself) becomes an
+    ``UNKNOWN`` outcome with reason ``error:<ExceptionType>``: the order may have reached the
+    exchange, so the actor looks it up. An exception from ``deliver`` is logged and the worker
+    goes on. After :meth:`shutdown` nothing new is accepted: a submitted call is answered
+    ``UNKNOWN`` with reason ``shutting_down`` so the actor keeps the order for recovery.
+
+    Scheduling (see the module docstring): by ``(priority, submission sequence)``; entry
+    placements hold at most ``max_workers - 1`` threads when ``max_workers > 1`` (no
+    reservation with a single worker). Threads are named ``xchg-<account>-N``, started on
+    demand up to ``max_workers`` and joined by :meth:`shutdown`.
     """
 
     def __init__(
@@ -67,42 +114,113 @@ class ExchangeWorkers:
         max_workers: int = 4,
         metrics: Metrics | None = None,
     ) -> None:
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
         self.account = account
         self._exchange = exchange
         self._deliver = deliver
         self._metrics = metrics or NullMetrics()
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix=f"xchg-{account}")
+        self._max_workers = max_workers
+        # One worker stays free for protection; with a single worker there is none to spare.
+        self._entry_limit = max_workers - 1 if max_workers > 1 else 1
         self._lock = threading.Lock()
-        self._closed = False
-        self._in_flight = 0
-        self._idle = threading.Condition(self._lock)
+        self._work = threading.Condition(self._lock)  # workers wait here for a runnable call
+        self._idle = threading.Condition(self._lock)  # drain waits here for in_flight == 0
+        self._queue: list[_Queued] = []  # a heap
+        self._seq = itertools.count()
+        self._threads: list[threading.Thread] = []
+        self._busy: set[threading.Thread] = set()  # threads in a call right now
+        self._running = 0  # calls being made right now
+        self._running_entries = 0  # of which entry placements
+        self._in_flight = 0  # queued + running
+        self._closed = False  # no new calls accepted
+        self._stopped = False  # workers exit; nothing more is taken from the queue
 
     @property
     def in_flight(self) -> int:
+        """Calls accepted and not yet answered: queued plus running."""
         return self._in_flight
 
-    def submit(self, effect: PlaceOrder | CancelOrder | LookupOrder) -> None:
-        with self._lock:
-            if self._closed:
-                closed = True
-            else:
-                closed = False
-                self._in_flight += 1
-        if closed:
-            cid = effect.order.client_id if isinstance(effect, PlaceOrder) else effect.client_id
-            op = _op(effect)
-            reply = OrderReply(CallResult.UNKNOWN, "shutting_down")
-            self._deliver(outcome_from_reply(op, effect.key, cid, effect, reply))
-            return
-        self._pool.submit(self._run, effect)
+    def submit(self, effect: ExchangeCall) -> None:
+        """Queue ``effect`` for a worker and return at once (any thread, usually an actor's).
 
-    def _run(self, effect: PlaceOrder | CancelOrder | LookupOrder) -> None:
+        After :meth:`shutdown` the call is not made: ``UNKNOWN`` ``shutting_down`` is delivered
+        on the calling thread before this returns.
+        """
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._in_flight += 1
+                heapq.heappush(self._queue, _Queued(_priority(effect), next(self._seq), effect))
+                idle = len(self._threads) - self._running
+                if len(self._queue) > idle and len(self._threads) < self._max_workers:
+                    self._start_worker()
+                self._work.notify()
+        if closed:
+            self._deliver(_shutting_down(effect))
+
+    def _start_worker(self) -> None:
+        """Start one more worker thread. Called with the lock held."""
+        t = threading.Thread(
+            target=self._worker,
+            name=f"xchg-{self.account}-{len(self._threads)}",
+        )
+        try:
+            t.start()
+        except RuntimeError:  # out of threads: the ones running (if any) take the call later
+            log.exception("%s: could not start an exchange worker", self.account)
+            return
+        self._threads.append(t)
+
+    def _take(self) -> _Queued | None:
+        """The next call this worker may run, or None to exit. Called with the lock held.
+
+        Blocks while the queue is empty or only holds entries that the reservation keeps
+        back; the heap's head is the only candidate, as everything else ranks after it.
+        """
+        while not self._stopped:
+            if self._queue:
+                head = self._queue[0]
+                if head.priority != ENTRY or self._running_entries < self._entry_limit:
+                    heapq.heappop(self._queue)
+                    self._running += 1
+                    self._busy.add(threading.current_thread())
+                    if head.priority == ENTRY:
+                        self._running_entries += 1
+                    return head
+            self._work.wait()
+        return None
+
+    def _worker(self) -> None:
+        """A worker thread's loop: take, call, deliver, until :meth:`shutdown` stops it."""
+        while True:
+            with self._lock:
+                item = self._take()
+            if item is None:
+                return
+            try:
+                self._run(item.effect)
+            except Exception:  # never lose a worker (and its reserved capacity)
+                log.exception("exchange worker for %s failed", item.effect.key)
+            finally:
+                with self._lock:
+                    self._running -= 1
+                    self._busy.discard(threading.current_thread())
+                    if item.priority == ENTRY:
+                        self._running_entries -= 1
+                        self._work.notify()  # an entry held back by the reservation may go
+                    self._in_flight -= 1
+                    if self._in_flight == 0:
+                        self._idle.notify_all()
+
+    def _run(self, effect: ExchangeCall) -> None:
+        """Make one call on this worker thread and deliver its outcome (never raises)."""
         op = _op(effect)
+        cid = _client_id(effect)
         t0 = time.perf_counter()
         try:
             if isinstance(effect, PlaceOrder):
                 o = effect.order
-                cid = o.client_id
                 req = OrderRequest(
                     effect.key,
                     cid,
@@ -115,30 +233,27 @@ class ExchangeWorkers:
                 )
                 reply = self._exchange.place_order(req)
             elif isinstance(effect, CancelOrder):
-                cid = effect.client_id
                 reply = self._exchange.cancel_order(effect.key, cid, effect.kind.trigger)
             else:
-                cid = effect.client_id
                 reply = self._exchange.lookup_order(effect.key, cid, effect.kind.trigger)
         except Exception as exc:  # the port should not raise; never lose the outcome
             log.exception("exchange %s for %s raised", op, effect.key)
-            cid = effect.order.client_id if isinstance(effect, PlaceOrder) else effect.client_id
             reply = OrderReply(CallResult.UNKNOWN, f"error:{type(exc).__name__}")
-        kind = effect.order.kind if isinstance(effect, PlaceOrder) else effect.kind
-        self._metrics.order(kind.value, op, reply.result.value)
-        self._metrics.exchange_call(op, time.perf_counter() - t0)
+        try:
+            self._metrics.order(_kind(effect).value, op, reply.result.value)
+            self._metrics.exchange_call(op, time.perf_counter() - t0)
+        except Exception:
+            log.exception("metrics failed for %s %s", op, effect.key)
         try:
             self._deliver(outcome_from_reply(op, effect.key, cid, effect, reply))
         except Exception:
             log.exception("could not deliver %s outcome for %s", op, effect.key)
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-                if self._in_flight == 0:
-                    self._idle.notify_all()
 
     def drain(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for in-flight calls to finish. True if none is left."""
+        """Wait up to ``timeout`` s for queued and running calls to finish.
+
+        True if none is left. Does not stop intake: calls submitted meanwhile are waited for.
+        """
         deadline = time.monotonic() + timeout
         with self._lock:
             while self._in_flight > 0:
@@ -149,15 +264,85 @@ class ExchangeWorkers:
         return True
 
     def shutdown(self, timeout: float = 10.0) -> bool:
-        """Refuse new calls, let in-flight ones finish (bounded), stop the threads."""
+        """Refuse new calls, let queued and running ones finish (bounded), stop the threads.
+
+        Calls still queued when ``timeout`` is up are not made: each is answered ``UNKNOWN``
+        ``shutting_down`` on this thread (never dropped), so the actor keeps the order for
+        recovery. Idle threads are joined; a thread stuck in an exchange call is waited for
+        until the bound only, and delivers its outcome whenever the call returns.
+
+        Returns True when every call finished within the bound and every thread is joined.
+        Safe to call more than once.
+        """
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._closed = True
-        finished = self.drain(timeout)
-        self._pool.shutdown(wait=finished, cancel_futures=True)
-        return finished
+            while self._in_flight > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._idle.wait(left)
+            finished = self._in_flight == 0
+            # Stop at once, under the same lock: no queued call starts after the bound.
+            self._stopped = True
+            leftover = [q.effect for q in sorted(self._queue)]
+            self._queue.clear()
+            self._work.notify_all()
+            busy = set(self._busy)
+            threads = list(self._threads)
+        for effect in leftover:
+            try:
+                self._deliver(_shutting_down(effect))
+            except Exception:
+                log.exception("could not deliver shutting_down for %s", effect.key)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                    if self._in_flight == 0:
+                        self._idle.notify_all()
+        if leftover:
+            log.warning(
+                "%s: %d queued exchange calls answered shutting_down", self.account, len(leftover)
+            )
+        me = threading.current_thread()
+        for t in threads:
+            if t is me:  # shutdown from a deliver callback: this thread ends on its own
+                continue
+            if t in busy:  # in an exchange call: wait for it until the bound only
+                t.join(max(0.0, deadline - time.monotonic()))
+            else:  # idle, and it will take nothing more now: it exits at once
+                t.join()
+        alive = [t for t in threads if t.is_alive() and t is not me]
+        if alive:
+            log.warning("%s: %d exchange calls still running at shutdown", self.account, len(alive))
+        with self._lock:
+            self._threads = alive
+        return finished and not alive
 
 
-def _op(effect: PlaceOrder | CancelOrder | LookupOrder) -> str:
+def _priority(effect: ExchangeCall) -> int:
+    """0 for what reduces risk, 1 for resolving an entry, 2 for placing an entry."""
+    if isinstance(effect, PlaceOrder):
+        return ENTRY if effect.order.kind is OrderKind.ENTRY else PROTECT
+    if isinstance(effect, CancelOrder):
+        return PROTECT
+    return RESOLVE_ENTRY if effect.kind is OrderKind.ENTRY else PROTECT
+
+
+def _shutting_down(effect: ExchangeCall) -> ExchangeOutcome:
+    reply = OrderReply(CallResult.UNKNOWN, "shutting_down")
+    return outcome_from_reply(_op(effect), effect.key, _client_id(effect), effect, reply)
+
+
+def _client_id(effect: ExchangeCall) -> str:
+    return effect.order.client_id if isinstance(effect, PlaceOrder) else effect.client_id
+
+
+def _kind(effect: ExchangeCall) -> OrderKind:
+    return effect.order.kind if isinstance(effect, PlaceOrder) else effect.kind
+
+
+def _op(effect: ExchangeCall) -> str:
     if isinstance(effect, PlaceOrder):
         return "place"
     if isinstance(effect, CancelOrder):
