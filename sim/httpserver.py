@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -248,6 +249,15 @@ class _Server(ThreadingHTTPServer):
         with self._lock:
             self._sim_threads.add(t)
         t.start()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that vanished (reset, broken pipe: a killed process) is routine, logged
+        at debug; anything else is logged with its traceback (not printed to stderr)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            log.debug("client %s went away: %r", client_address, exc)
+            return
+        log.exception("sim: request from %s failed", client_address)
 
     def _run_request(self, request: Any, client_address: Any) -> None:
         try:
