@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 QUICK ?= 0
 CONFIG ?= deploy/demo.toml
 
-.PHONY: install test lint bench race run clean
+.PHONY: install test lint bench race chaos run clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,9 @@ bench: install
 
 race: install
 	$(BIN)/python -m bench.race --long
+
+chaos: install
+	$(BIN)/python -m bench.chaos --long --kills 10
 
 run: install
 	$(BIN)/python -m supervision demo

@@ -1,0 +1,637 @@
+"""Race trials: the whole system under overlapping signals, fast syncs, a mark-price flood and
+slow, faulty order calls; then count what must never happen.
+
+The supervisor runs as the product runs it (:class:`~supervision.app.App`: real PostgreSQL,
+real ccxt over HTTP, real websocket-client feeds) against ``sim/`` in this process, either in
+this process (:class:`InProcess`, the short variant in ``make test`` and ``make race``) or as a
+real process under supervisord that gets SIGKILLed at random moments (``bench.chaos``).
+
+What the trial does, for ``spec.duration_s``:
+
+* four signal sources (``sim.sources``) fire overlapping bursts on the same symbols, with
+  replayed signal ids, through the sim's signal feed (WebSocket) into the supervisor;
+* the sync runs every ``spec.sync_interval_s``; mark prices move ``spec.marks_per_s`` times a
+  second in all (a random walk over every symbol, pushed on the mark-price stream);
+* every order call (``/fapi/v1/order``, ``/fapi/v1/algoOrder``) waits a random 0 to
+  ``spec.order_latency_max_s`` in the sim, and faults are injected every
+  ``spec.fault_interval_s``: 503 after the order was done, a connection closed after it was
+  done, 429 with Retry-After, 502, margin rejections, lookups that answer "not found", partial
+  fills, duplicated and reordered user-stream events, dropped streams;
+* a sampler watches the exchange: a symbol with a position and no stop-loss order resting on
+  the exchange is *unprotected*; one unprotected longer than ``spec.unprotected_bound_s`` counts.
+
+Then the sources stop, the faults are cleared, the harness waits until every open position is
+active with its stop confirmed, stops the supervisor and counts (:class:`RaceCounts`). The last
+line printed is ``race: symbols=… signals=… duplicates=… max_entry_orders_per_position=…
+unprotected=… lost_updates=… unrecorded_signals=…``.
+
+Run: ``make race`` (long: 200 symbols, 5,000 marks/s, 0–3 s order latency, 120 s) or
+``python -m bench.race [--long] [--duration S] [--symbols N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from actors.model import OrderKind, Side, Status
+from infra.store import PostgresStore
+from sim.exchange import SimExchange
+from sim.signals import SignalFeed
+from sim.sources import SignalSources
+from sim.symbols import make_symbols
+
+__all__ = [
+    "LONG",
+    "SHORT",
+    "InProcess",
+    "RaceCounts",
+    "RaceSpec",
+    "Supervised",
+    "main",
+    "run_race",
+]
+
+log = logging.getLogger(__name__)
+
+ACCOUNT = "main"
+FEED_TOKEN = "race-feed-token-4b1d"
+ENTRY_ID = re.compile(r"^ps(\d+)e\d+$")
+EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class RaceSpec:
+    """One trial's knobs (all rates are totals, not per symbol)."""
+
+    symbols: int = 200
+    duration_s: float = 120.0
+    bursts_per_s: float = 8.0
+    sync_interval_s: float = 0.1
+    marks_per_s: float = 5000.0
+    order_latency_max_s: float = 3.0
+    fault_interval_s: float = 0.5
+    faults: bool = True
+    unprotected_bound_s: float = 10.0
+    settle_timeout_s: float = 60.0
+    workers: int = 8
+    seed: int = 7
+
+    @property
+    def walk_interval_s(self) -> float:
+        """Every symbol moves once per interval: ``symbols / marks_per_s``."""
+        return max(0.005, self.symbols / self.marks_per_s)
+
+
+LONG = RaceSpec()
+SHORT = RaceSpec(
+    symbols=20,
+    duration_s=8.0,
+    bursts_per_s=6.0,
+    marks_per_s=400.0,
+    order_latency_max_s=0.6,
+    fault_interval_s=0.3,
+    unprotected_bound_s=8.0,
+    settle_timeout_s=30.0,
+)
+
+
+@dataclass(slots=True)
+class RaceCounts:
+    """What a trial counted. ``ok`` when every must-hold count holds."""
+
+    symbols: int
+    signals: int = 0
+    duplicates: int = 0
+    accepted: int = 0
+    positions: int = 0
+    max_open_per_symbol: int = 0
+    max_entry_orders_per_position: int = 0
+    unprotected: int = 0
+    max_unprotected_s: float = 0.0
+    lost_updates: int = 0
+    unrecorded_signals: int = 0
+    in_flight_at_kill: int = 0
+    kills: int = 0
+    faults_fired: int = 0
+    settled: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.max_open_per_symbol <= 1
+            and self.max_entry_orders_per_position <= 1
+            and self.unprotected == 0
+            and self.lost_updates == 0
+            and self.unrecorded_signals == 0
+            and self.settled
+        )
+
+    def detail_line(self) -> str:
+        return (
+            f"race detail: accepted={self.accepted} positions={self.positions}"
+            f" max_open_per_symbol={self.max_open_per_symbol}"
+            f" max_unprotected_s={self.max_unprotected_s:.2f} faults_fired={self.faults_fired}"
+            f" kills={self.kills} in_flight_at_kill={self.in_flight_at_kill}"
+            f" settled={self.settled}"
+        )
+
+    def line(self) -> str:
+        return (
+            f"race: symbols={self.symbols} signals={self.signals} duplicates={self.duplicates}"
+            f" max_entry_orders_per_position={self.max_entry_orders_per_position}"
+            f" unprotected={self.unprotected} lost_updates={self.lost_updates}"
+            f" unrecorded_signals={self.unrecorded_signals}"
+        )
+
+
+class Supervised(Protocol):
+    """How the supervisor under trial runs. Called on the harness's main thread."""
+
+    def start(self, config: Path, env: Mapping[str, str]) -> None:
+        """Start it with this configuration file and environment; return when it is ready."""
+
+    def kills(self) -> list[float]:
+        """``time.monotonic()`` of every kill so far (empty for a runner that never kills)."""
+
+    def stop(self) -> None:
+        """Stop it gracefully (SIGTERM semantics); raise if it does not stop cleanly."""
+
+
+class InProcess:
+    """The :class:`~supervision.app.App` in this process (threads, not a subprocess)."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    def start(self, config: Path, env: Mapping[str, str]) -> None:
+        from infra.config import load_config
+        from supervision.app import App
+
+        self.app = App(load_config(config, environ=env))
+        try:
+            self.app.start()
+        except BaseException:
+            self.app.shutdown()
+            raise
+
+    def kills(self) -> list[float]:
+        return []
+
+    def stop(self) -> None:
+        if self.app is not None and not self.app.shutdown():
+            raise RuntimeError("the supervisor did not stop cleanly")
+
+
+# --- the harness ----------------------------------------------------------------------
+
+
+def write_config(path: Path, spec: RaceSpec, sim: SimExchange, feed: SignalFeed) -> None:
+    """The supervisor's TOML for the trial (secrets stay in the environment)."""
+    symbols = ", ".join(f'"{s}"' for s in sim.initial_prices)
+    path.write_text(
+        f"""# race trial (bench/race.py)
+[accounts.{ACCOUNT}]
+rest_url = "{sim.base_url}"
+ws_url = "{sim.ws_url}"
+symbols = [{symbols}]
+workers = {spec.workers}
+enable_rate_limit = false
+timeout_s = {spec.order_latency_max_s + 5.0}
+
+[risk]
+sl_max_attempts = 5
+
+[signal_policy]
+reentry = "allow"
+max_signal_age_s = 30.0
+
+[sync]
+interval_s = {spec.sync_interval_s}
+
+[supervisor]
+shutdown_grace_s = {spec.order_latency_max_s + 5.0}
+
+[database]
+account_lock_wait = true
+
+[metrics]
+address = "127.0.0.1:0"
+
+[feeds]
+signal_url = "{feed.url}"
+silence_timeout_s = 15.0
+
+[logging]
+level = "WARNING"
+json = true
+"""
+    )
+
+
+def environment(dsn: str) -> dict[str, str]:
+    """The supervisor's environment: this one, less any ``PS_`` variable, plus the trial's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PS_")}
+    env.update(
+        PS_MAIN_API_KEY="race-api-key-not-a-secret",
+        PS_MAIN_API_SECRET="race-api-secret-not-a-secret",
+        PS_DATABASE_DSN=dsn,
+        PS_FEED_TOKEN=FEED_TOKEN,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class _SentLog:
+    """Every signal the sources sent, with when and whether a client got it."""
+
+    def __init__(self, feed: SignalFeed) -> None:
+        self._feed = feed
+        self._lock = threading.Lock()
+        self.sent: list[tuple[str, float, bool]] = []
+
+    def send(self, signal: dict[str, Any]) -> int:
+        n = self._feed.send_signal(signal)
+        with self._lock:
+            self.sent.append((str(signal["signal_id"]), time.monotonic(), n > 0))
+        return n
+
+    def snapshot(self) -> list[tuple[str, float, bool]]:
+        with self._lock:
+            return list(self.sent)
+
+
+def _protected(sim: SimExchange) -> dict[str, bool]:
+    """For each symbol with a position on the exchange: is a stop-loss resting against it?"""
+    positions = {s: p.qty for s, p in sim.positions().items() if abs(p.qty) > EPS}
+    out = dict.fromkeys(positions, False)
+    for o in sim.open_orders():
+        qty = positions.get(o.symbol)
+        if qty is None or o.kind != "algo" or o.type != "STOP_MARKET":
+            continue
+        closing_side = "SELL" if qty > 0 else "BUY"
+        if o.side == closing_side and (o.close_position or o.qty + EPS >= abs(qty)):
+            out[o.symbol] = True
+    return out
+
+
+class _Sampler:
+    """Watches the exchange every ``period_s``: how long each position went without a stop."""
+
+    def __init__(self, sim: SimExchange, bound_s: float, period_s: float = 0.05) -> None:
+        self.sim = sim
+        self.bound_s = bound_s
+        self.period_s = period_s
+        self.since: dict[str, float] = {}
+        self.counted: set[str] = set()
+        self.episodes: list[tuple[str, float, float]] = []  # symbol, seconds, wall start
+        self.max_s = 0.0
+        self.unprotected_now: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="race-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        state = _protected(self.sim)
+        naked = [s for s, ok in state.items() if not ok]
+        for s in list(self.since):
+            if s not in naked:
+                del self.since[s]
+                self.counted.discard(s)
+        for s in naked:
+            t0 = self.since.setdefault(s, now)
+            self.max_s = max(self.max_s, now - t0)
+            if now - t0 > self.bound_s and s not in self.counted:
+                self.counted.add(s)
+                self.episodes.append((s, now - t0, time.time() - (now - t0)))
+        self.unprotected_now = naked
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            try:
+                self.sample()
+            except Exception:
+                log.exception("race sampler failed")
+
+
+_FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("http_503", {"path": "/fapi/v1/order", "method": "POST"}),
+    ("timeout", {"path": "/fapi/v1/order", "method": "POST", "close": True}),
+    ("http_429", {"retry_after_s": 0.5}),
+    ("http_502", {"path": "/fapi/v1/algoOrder", "method": "POST"}),
+    ("http_503", {"path": "/fapi/v1/algoOrder", "method": "POST"}),
+    ("reject_2019", {}),
+    ("not_found", {}),
+    ("partial_fill", {"parts": 3, "part_interval_s": 0.2}),
+    ("ws_duplicate", {"count": 5}),
+    ("ws_reorder", {}),
+]
+
+
+class _Faults:
+    """Latency on every order call, and one random fault every ``spec.fault_interval_s``."""
+
+    def __init__(self, sim: SimExchange, spec: RaceSpec) -> None:
+        self.sim = sim
+        self.spec = spec
+        self.rng = random.Random(spec.seed)
+        self.fired: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="race-faults", daemon=True)
+
+    def start(self) -> None:
+        for path in ("/fapi/v1/order", "/fapi/v1/algoOrder"):
+            self.sim.add_fault(
+                "latency",
+                path=path,
+                count=None,
+                latency_s=0.0,
+                latency_max_s=self.spec.order_latency_max_s,
+            )
+        if self.spec.faults:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+        self.sim.clear_faults()
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.wait(self.spec.fault_interval_s):
+            n += 1
+            try:
+                if n % 20 == 0:
+                    kind = self.rng.choice(["user", "market"])
+                    self.sim.drop_streams(kind)
+                    self.fired[f"drop_{kind}_streams"] += 1
+                    continue
+                kind, options = self.rng.choice(_FAULTS)
+                self.sim.add_fault(kind, **options)
+                self.fired[kind] += 1
+            except Exception:
+                log.exception("fault injection failed")
+
+
+def _settled(store: PostgresStore, sampler: _Sampler) -> bool:
+    sampler.sample()
+    if sampler.unprotected_now:
+        return False
+    for p in store.positions(ACCOUNT, include_terminal=False):
+        if p.status is not Status.ACTIVE or not p.stop_confirmed:
+            return False
+    return True
+
+
+def _wait(cond: Callable[[], bool], timeout: float, period: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if cond():
+                return True
+        except Exception as exc:  # the database may be restarting with the supervisor
+            log.debug("condition raised %r", exc)
+        if time.monotonic() >= deadline:
+            return False
+        threading.Event().wait(period)
+
+
+def count(
+    spec: RaceSpec,
+    sim: SimExchange,
+    store: PostgresStore,
+    sent: list[tuple[str, float, bool]],
+    kills: list[float],
+    sampler: _Sampler,
+    kill_window_s: float = 1.0,
+) -> RaceCounts:
+    """The counts, from the exchange (sim) and the database, after the supervisor stopped."""
+    c = RaceCounts(symbols=len(sim.initial_prices))
+    delivered: dict[str, float] = {}
+    for sid, at, ok in sent:
+        if ok:
+            delivered.setdefault(sid, at)
+    c.signals = len(delivered)
+    records = store.signals(ACCOUNT)
+    recorded = {r.signal_id for r in records}
+    outcomes = Counter(r.outcome.value for r in records)
+    c.duplicates = outcomes.get("duplicate", 0)
+    c.accepted = outcomes.get("accepted", 0)
+    missing = [sid for sid in delivered if sid not in recorded]
+    in_kill = [
+        sid for sid in missing if any(0.0 <= k - delivered[sid] <= kill_window_s for k in kills)
+    ]
+    c.in_flight_at_kill = len(in_kill)
+    c.unrecorded_signals = len(missing) - len(in_kill)
+    if missing:
+        c.problems.append(f"unrecorded signals (first 5): {missing[:5]}")
+
+    positions = store.positions(ACCOUNT)
+    c.positions = len(positions)
+    open_per_symbol = Counter(p.key.symbol for p in positions if not p.status.terminal)
+    c.max_open_per_symbol = max(open_per_symbol.values(), default=0)
+
+    # Entry orders that the exchange executed, per position (the sim's order log).
+    entries: Counter[int] = Counter()
+    for e in sim.order_log():
+        m = ENTRY_ID.match(e.client_id)
+        if m and e.outcome == "accepted":
+            entries[int(m.group(1))] += 1
+    c.max_entry_orders_per_position = max(entries.values(), default=0)
+    for pid, n in entries.items():
+        if n > 1:
+            c.problems.append(f"position {pid}: {n} entry orders executed")
+
+    # Lost updates: what the exchange says happened and the database does not know.
+    executed: dict[str, float] = {}
+    with sim.lock:
+        for symbol in sim.initial_prices:
+            for so in sim.engine.orders(symbol):
+                if ENTRY_ID.match(so.client_order_id) and so.executed_qty > EPS:
+                    executed[so.client_order_id] = so.executed_qty
+    known: dict[str, float] = {}
+    for p in positions:
+        for o in p.orders:
+            if o.kind is OrderKind.ENTRY:
+                known[o.client_id] = o.filled_qty
+    for cid, qty in executed.items():
+        if cid not in known or not math.isclose(known[cid], qty, rel_tol=1e-6, abs_tol=1e-9):
+            c.lost_updates += 1
+            c.problems.append(f"entry {cid}: exchange filled {qty}, database {known.get(cid)}")
+    on_exchange = {s: p.qty for s, p in sim.positions().items() if abs(p.qty) > EPS}
+    held: dict[str, float] = {}
+    for p in positions:
+        if not p.status.terminal:
+            held[p.key.symbol] = p.qty if p.side is Side.LONG else -p.qty
+    for symbol in set(on_exchange) | set(held):
+        a, b = on_exchange.get(symbol, 0.0), held.get(symbol, 0.0)
+        if not math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9):
+            c.lost_updates += 1
+            c.problems.append(f"{symbol}: exchange holds {a}, database {b}")
+
+    c.unprotected = len(sampler.episodes)
+    c.max_unprotected_s = sampler.max_s
+    log_by_symbol: dict[str, list[str]] = {}
+    t_first = min((e.time for e in sim.order_log()), default=0.0)
+    for e in sim.order_log():
+        log_by_symbol.setdefault(e.symbol, []).append(
+            f"{e.time - t_first:.2f}s {e.endpoint} {e.client_id} {e.outcome}"
+            + ("" if e.code is None else f" {e.code}")
+            + (" " + ",".join(e.faults) if e.faults else "")
+        )
+    for symbol, s, at in sampler.episodes:
+        c.problems.append(
+            f"{symbol}: without a stop-loss for over {s:.1f}s from {at - t_first:.2f}s;"
+            " its orders: " + "; ".join(log_by_symbol.get(symbol, [])[:12])
+        )
+    c.kills = len(kills)
+    return c
+
+
+@contextlib.contextmanager
+def _exchange_and_feed(spec: RaceSpec) -> Iterator[tuple[SimExchange, SignalFeed]]:
+    sim = SimExchange(make_symbols(spec.symbols), seed=spec.seed)
+    feed = SignalFeed("127.0.0.1", 0, token=FEED_TOKEN)
+    try:
+        sim.start()
+        feed.start()
+        yield sim, feed
+    finally:
+        feed.stop()
+        sim.stop()
+
+
+def run_race(
+    spec: RaceSpec,
+    dsn: str,
+    workdir: Path,
+    runner: Supervised | None = None,
+    during: Callable[[Supervised, float], None] | None = None,
+) -> RaceCounts:
+    """One trial against a migrated, empty database ``dsn``; files go in ``workdir``.
+
+    ``during(runner, deadline)`` runs on this thread while the sources fire (the chaos
+    variant kills the process from there); by default it just waits for the deadline.
+    """
+    runner = runner or InProcess()
+    workdir.mkdir(parents=True, exist_ok=True)
+    with _exchange_and_feed(spec) as (sim, feed):
+        config = workdir / "race.toml"
+        write_config(config, spec, sim, feed)
+        sent = _SentLog(feed)
+        sampler = _Sampler(sim, spec.unprotected_bound_s)
+        faults = _Faults(sim, spec)
+        sources = SignalSources(
+            sent.send,
+            list(sim.initial_prices),
+            sim.mark_price,
+            accounts=[ACCOUNT],
+            rate_per_s=spec.bursts_per_s,
+            seed=spec.seed,
+        )
+        store = PostgresStore(dsn, migrate_schema=False)
+        started = False
+        try:
+            runner.start(config, environment(dsn))
+            started = True
+            if not feed.wait_for_clients(1, 30.0):
+                raise RuntimeError("the supervisor did not connect to the signal feed")
+            sim.start_random_walk(spec.walk_interval_s, 0.0005)
+            sampler.start()
+            faults.start()
+            sources.start()
+            deadline = time.monotonic() + spec.duration_s
+            if during is not None:
+                during(runner, deadline)
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                threading.Event().wait(remaining)
+            sources.stop()
+            faults.stop()
+            sim.stop_random_walk()
+            settled = _wait(lambda: _settled(store, sampler), spec.settle_timeout_s)
+            # A few more syncs, so that what the sync repairs is repaired before counting.
+            threading.Event().wait(3 * spec.sync_interval_s + 0.2)
+            kills = runner.kills()
+            runner.stop()
+            started = False
+            sampler.stop()
+            counts = count(spec, sim, store, sent.snapshot(), kills, sampler)
+            counts.settled = settled
+            counts.faults_fired = sum(faults.fired.values())
+            if not settled:
+                counts.problems.append("positions did not settle (active with a stop) in time")
+            return counts
+        finally:
+            sources.stop()
+            faults.stop()
+            sim.stop_random_walk()
+            sampler.stop()
+            if started:
+                with contextlib.suppress(Exception):
+                    runner.stop()
+            store.close()
+
+
+def report(counts: RaceCounts) -> None:
+    for p in counts.problems[:20]:
+        print(f"race problem: {p}")
+    print(counts.detail_line())
+    print(counts.line(), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.race", description=__doc__.split("\n")[0])
+    ap.add_argument("--long", action="store_true", help="200 symbols, 5,000 marks/s, 120 s")
+    ap.add_argument("--duration", type=float, help="seconds of signals (overrides the preset)")
+    ap.add_argument("--symbols", type=int, help="number of symbols (overrides the preset)")
+    ap.add_argument("--no-faults", action="store_true", help="latency only, no other fault")
+    ap.add_argument("--seed", type=int, help="random seed of sources and faults")
+    args = ap.parse_args(argv)
+    spec = LONG if args.long else SHORT
+    if args.duration is not None:
+        spec = replace(spec, duration_s=args.duration)
+    if args.symbols is not None:
+        spec = replace(spec, symbols=args.symbols)
+    if args.no_faults:
+        spec = replace(spec, faults=False)
+    if args.seed is not None:
+        spec = replace(spec, seed=args.seed)
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s %(message)s")
+    from tests import pg
+
+    admin = pg.admin_dsn()
+    t0 = time.monotonic()
+    try:
+        with pg.fresh_database(admin) as dsn:
+            counts = run_race(spec, dsn, Path(".data") / "race")
+    finally:
+        pg.shutdown()
+    print(f"# {spec} in {time.monotonic() - t0:.1f}s")
+    report(counts)
+    return 0 if counts.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
