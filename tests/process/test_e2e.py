@@ -1,9 +1,10 @@
 """The CLI end to end as a subprocess, against the sim/ exchange and a real PostgreSQL.
 
 ``python -m supervision run`` starts, adopts and protects a position it finds on the exchange
-(the sync path; signals arrive through ``infra.feeds`` once it is wired), a second process for
-the same account refuses to trade (I7, exit 1), SIGTERM stops the first with exit 0, the
-state is in the database, and no secret from the environment appears in any log line.
+(the sync path), opens and protects a position from a signal on the signal feed (WebSocket),
+reports a feed that is down on ``/healthz``, a second process for the same account refuses to
+trade (I7, exit 1), SIGTERM stops the first with exit 0, the state is in the database, and no
+secret from the environment appears in any log line.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ from actors.ports import OrderRequest
 from infra.exchange import CcxtExchange, VenueConfig
 from infra.store import PostgresStore
 from sim.exchange import SimExchange
+from sim.signals import SignalFeed
 from tests import pg
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -34,12 +37,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "e2e-live-api-key-5f4e3d2c1b0a"
 API_SECRET = "e2e-live-api-secret-00112233445566778899"
+FEED_TOKEN = "e2e-feed-token-9a8b7c6d5e4f"
 
 
 @pytest.fixture
 def dsn(pg_admin: str) -> Iterator[str]:
     with pg.fresh_database(pg_admin) as d:
         yield d
+
+
+@pytest.fixture
+def feed() -> Iterator[SignalFeed]:
+    f = SignalFeed("127.0.0.1", 0, token=FEED_TOKEN).start()
+    try:
+        yield f
+    finally:
+        f.stop()
 
 
 @pytest.fixture
@@ -59,7 +72,7 @@ def _until(cond: Callable[[], bool], timeout: float, what: str) -> None:
         threading.Event().wait(0.05)
 
 
-def _config(tmp_path: Path, sim: SimExchange) -> Path:
+def _config(tmp_path: Path, sim: SimExchange, feed: SignalFeed) -> Path:
     cfg = tmp_path / "e2e.toml"
     cfg.write_text(
         f"""
@@ -79,6 +92,9 @@ shutdown_grace_s = 3.0
 [metrics]
 address = "127.0.0.1:0"
 
+[feeds]
+signal_url = "{feed.url}"
+
 [logging]
 level = "DEBUG"
 json = true
@@ -93,6 +109,7 @@ def _spawn(cfg: Path, dsn: str, log: Path) -> subprocess.Popen[bytes]:
         PS_MAIN_API_KEY=API_KEY,
         PS_MAIN_API_SECRET=API_SECRET,
         PS_DATABASE_DSN=dsn,
+        PS_FEED_TOKEN=FEED_TOKEN,
         PYTHONUNBUFFERED="1",
     )
     with log.open("wb") as out:
@@ -105,8 +122,16 @@ def _spawn(cfg: Path, dsn: str, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
 def test_run_adopt_protect_refuse_second_sigterm(
-    tmp_path: Path, sim: SimExchange, dsn: str
+    tmp_path: Path, sim: SimExchange, feed: SignalFeed, dsn: str
 ) -> None:
     # A position on the exchange that nobody here opened: the supervisor must adopt and
     # protect it.
@@ -118,7 +143,7 @@ def test_run_adopt_protect_refuse_second_sigterm(
     finally:
         opener.close()
     assert reply.result.value == "accepted", reply
-    cfg = _config(tmp_path, sim)
+    cfg = _config(tmp_path, sim, feed)
     log1 = tmp_path / "first.log"
     first = _spawn(cfg, dsn, log1)
     store = PostgresStore(dsn, migrate_schema=False)
@@ -137,8 +162,7 @@ def test_run_adopt_protect_refuse_second_sigterm(
         assert m is not None
         with urllib.request.urlopen(m.group(1) + "/metrics", timeout=5) as r:
             exposition = r.read().decode()
-        with urllib.request.urlopen(m.group(1) + "/healthz", timeout=5) as r:
-            assert r.status == 200
+        _until(lambda: _get(m.group(1) + "/healthz")[0] == 200, 30, "healthy")
         samples = {
             (s.name, tuple(sorted(s.labels.items()))): s.value
             for fam in text_string_to_metric_families(exposition)
@@ -160,6 +184,34 @@ def test_run_adopt_protect_refuse_second_sigterm(
         )
         assert sum(v for (n, ls), v in samples.items() if n == "ps_sync_runs_total") >= 1
 
+        # A signal on the feed opens a position, protected on the exchange.
+        assert feed.wait_for_clients(1, 30)
+        feed.send_signal(
+            {
+                "signal_id": "e2e-signal-1",
+                "source": "sniper",
+                "account": "main",
+                "symbol": "ETHUSDT",
+                "side": "long",
+                "size": 0.05,
+                "stop_loss": 2_900.0,
+                "created_at": time.time(),
+            }
+        )
+
+        def signal_protected() -> bool:
+            ps = [p for p in store.positions("main") if p.key.symbol == "ETHUSDT"]
+            return any(p.status is Status.ACTIVE and p.stop_confirmed for p in ps)
+
+        _until(signal_protected, 30, "signalled position protected")
+        assert sim.orders_sent("e2e-signal-1") == 0  # orders carry the position's ids (I2)
+        assert [s.outcome.value for s in store.signals("main")] == ["accepted"]
+
+        # The signal feed goes away: /healthz names it.
+        feed.stop()
+        _until(lambda: "feed:signals" in _get(m.group(1) + "/healthz")[1], 30, "feed down")
+        assert _get(m.group(1) + "/healthz")[0] == 503
+
         # I7: a second process for the same account says so and does not trade.
         log2 = tmp_path / "second.log"
         second = _spawn(cfg, dsn, log2)
@@ -169,10 +221,13 @@ def test_run_adopt_protect_refuse_second_sigterm(
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=30) == 0, log1.read_text()
         positions = store.positions("main")
-        assert len(positions) == 1
-        p = positions[0]
-        assert p.key.symbol == "BTCUSDT" and p.source == "sync"
+        assert len(positions) == 2
+        p = next(p for p in positions if p.key.symbol == "BTCUSDT")
+        assert p.source == "sync"
         assert p.status is Status.ACTIVE and p.stop_confirmed
+        q = next(p for p in positions if p.key.symbol == "ETHUSDT")
+        assert q.source == "sniper" and q.signal_id == "e2e-signal-1"
+        assert q.status is Status.ACTIVE and q.stop_confirmed
     finally:
         if first.poll() is None:
             first.kill()
@@ -180,5 +235,5 @@ def test_run_adopt_protect_refuse_second_sigterm(
         store.close()
     text = log1.read_text() + (tmp_path / "second.log").read_text()
     assert '"msg": "stopped"' in text
-    assert API_KEY not in text and API_SECRET not in text
+    assert API_KEY not in text and API_SECRET not in text and FEED_TOKEN not in text
     assert '"position_id": ' in text
