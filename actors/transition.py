@@ -378,10 +378,16 @@ class _Step:
             return self
         self.pos = replace(pos, status=Status.CLOSING, close_reason=reason)
         self.event("closing", before, reason=reason.value, why=why)
+        entry = pos.latest(OrderKind.ENTRY)
+        if entry is not None and not entry.state.done:
+            # A partly filled entry may fill further: stop it, or the close leaves the rest open.
+            self.effects.append(CancelOrder(pos.key, entry.client_id, OrderKind.ENTRY))
         self.send_close()
         return self
 
-    def send_close(self) -> None:
+    def send_close(self, qty: float | None = None) -> None:
+        """A reduce-only market close of ``qty`` (default: the whole position). Reduce-only
+        makes an oversized close safe: the exchange caps it at what is open."""
         pos = self.pos
         assert pos is not None
         seq = pos.close_seq + 1
@@ -389,7 +395,7 @@ class _Step:
             client_id=client_order_id(pos.id, OrderKind.CLOSE, seq),
             kind=OrderKind.CLOSE,
             side=pos.side.exit_side,
-            qty=pos.qty,
+            qty=pos.qty if qty is None else qty,
             state=OrderState.INTENDED,
             sent_at=self.now,
             attempts=1,
@@ -478,6 +484,7 @@ class _Step:
         assert pos is not None
         if order.filled_qty > pos.qty and not pos.status.terminal:
             first = pos.qty <= 0
+            added = order.filled_qty - pos.qty
             pos = replace(
                 pos,
                 qty=order.filled_qty,
@@ -487,6 +494,13 @@ class _Step:
             if pos.status in (Status.PENDING_ENTRY, Status.ENTRY_PLACED):
                 pos = replace(pos, status=Status.PENDING_SL)
             self.set_pos(pos, "entry_fill", qty=pos.qty, price=pos.entry_price, via=source)
+            if pos.status is Status.CLOSING and not first:
+                # Filled further while closing: the close in flight covers the old quantity
+                # only, so close what was added too (else it stays open, and unprotected once
+                # the close completes and the stop is canceled).
+                self.send_close(added)
+                self.event("close_added", pos.status, qty=added)
+                return
             if first:
                 if pos.close_reason is not None:
                     # A close was asked before anything filled: protect, then close.
@@ -545,6 +559,16 @@ class _Step:
         if pos.status.terminal:
             return
         if order.state is OrderState.FILLED or qty_done(order.filled_qty, pos.qty):
+            pending = [
+                o.client_id
+                for o in pos.orders
+                if o.kind is OrderKind.CLOSE and o.client_id != order.client_id and not o.state.done
+            ]
+            if pending:
+                # Another close is still working (one for a quantity added while closing):
+                # closed when the last one is done, so that the stop stays until then.
+                self.event("close_part_done", pos.status, client_id=order.client_id)
+                return
             self.finish(Status.CLOSED, reason=(pos.close_reason or CloseReason.MANUAL).value)
             return
         if order.state in (OrderState.CANCELED, OrderState.REJECTED):

@@ -1,0 +1,65 @@
+"""Closing while the entry is still filling: nothing of the entry may stay open on the exchange.
+
+Found by the race trial (``bench.race``): a take-profit closed a partly filled entry, the rest
+of the entry filled afterwards, the close covered the first part only and the stop was canceled
+with the close, so the rest stayed open without a stop until the sync adopted it.
+"""
+
+from __future__ import annotations
+
+from actors.effects import CancelOrder, PlaceOrder
+from actors.messages import CloseRequest, OrderUpdate
+from actors.model import CloseReason, Key, OrderKind, Status
+from actors.state import Policy, SymbolState
+from actors.transition import Context, transition
+from tests.fakes.world import signal
+
+KEY = Key("main", "BTCUSDT")
+
+
+def _ctx() -> Context:
+    ids = iter(range(1, 100))
+    return Context(1000.0, Policy(), lambda: next(ids))
+
+
+def _partly_filled_and_protected(ctx: Context) -> SymbolState:
+    st = transition(SymbolState(KEY), signal(size=1.0), ctx).state
+    part = OrderUpdate(KEY, "ps1e1", "partially_filled", 0.4, 60_000.0, 1.0)
+    st = transition(st, part, ctx).state
+    st = transition(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0), ctx).state
+    assert st.position is not None and st.position.status is Status.ACTIVE
+    assert st.position.qty == 0.4
+    return st
+
+
+def test_closing_cancels_the_rest_of_a_partly_filled_entry() -> None:
+    ctx = _ctx()
+    st = _partly_filled_and_protected(ctx)
+    t = transition(st, CloseRequest(KEY, CloseReason.MANUAL, "operator"), ctx)
+    cancels = [e for e in t.effects if isinstance(e, CancelOrder)]
+    assert [(c.client_id, c.kind) for c in cancels] == [("ps1e1", OrderKind.ENTRY)]
+    closes = [e for e in t.effects if isinstance(e, PlaceOrder)]
+    assert len(closes) == 1 and closes[0].reduce_only and closes[0].order.qty == 0.4
+
+
+def test_a_fill_while_closing_is_closed_too_and_the_stop_stays_until_all_is_closed() -> None:
+    ctx = _ctx()
+    st = _partly_filled_and_protected(ctx)
+    st = transition(st, CloseRequest(KEY, CloseReason.MANUAL, "operator"), ctx).state
+    # the entry fills further before its cancel lands
+    t = transition(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 60_000.0, 3.0), ctx)
+    extra = [e for e in t.effects if isinstance(e, PlaceOrder)]
+    assert len(extra) == 1
+    assert extra[0].reduce_only and extra[0].order.kind is OrderKind.CLOSE
+    assert abs(extra[0].order.qty - 0.6) < 1e-9
+    assert t.commit is not None  # the added close is written before it is sent
+    st = t.state
+    # the first close fills: still closing, the stop is not canceled yet
+    t = transition(st, OrderUpdate(KEY, "ps1c1", "filled", 0.4, 60_100.0, 4.0), ctx)
+    assert t.state.position is not None and t.state.position.status is Status.CLOSING
+    assert not [e for e in t.effects if isinstance(e, CancelOrder)]
+    # the second close fills: closed, the stop goes
+    t = transition(t.state, OrderUpdate(KEY, "ps1c2", "filled", 0.6, 60_100.0, 5.0), ctx)
+    pos = t.state.position
+    assert pos is not None and pos.status is Status.CLOSED
+    assert [e.client_id for e in t.effects if isinstance(e, CancelOrder)] == ["ps1s1"]
