@@ -125,6 +125,7 @@ class RaceCounts:
     unrecorded_signals: int = 0
     in_flight_at_kill: int = 0
     kills: int = 0
+    adopted: int = 0
     faults_fired: int = 0
     settled: bool = False
     problems: list[str] = field(default_factory=list)
@@ -146,6 +147,7 @@ class RaceCounts:
             f" max_open_per_symbol={self.max_open_per_symbol}"
             f" max_unprotected_s={self.max_unprotected_s:.2f} faults_fired={self.faults_fired}"
             f" kills={self.kills} in_flight_at_kill={self.in_flight_at_kill}"
+            f" adopted={self.adopted}"
             f" settled={self.settled}"
         )
 
@@ -451,6 +453,20 @@ def count(
     c.positions = len(positions)
     open_per_symbol = Counter(p.key.symbol for p in positions if not p.status.terminal)
     c.max_open_per_symbol = max(open_per_symbol.values(), default=0)
+    # Nobody else trades on this exchange: an adopted position is one of ours we lost track of
+    # (reported, with its journal; the counts above say whether it did harm).
+    for p in positions:
+        if p.source == "sync":
+            c.adopted += 1
+            story = [
+                f"{e.event.kind}:{e.cause_type}"
+                for e in store.journal(ACCOUNT, p.key.symbol)
+                if e.event.position_id in (None, p.id) or e.event.position_id == p.id - 1
+            ]
+            c.problems.append(
+                f"{p.key.symbol}: position {p.id} adopted ({p.status.value}); journal: "
+                + " ".join(story[-16:])
+            )
 
     # Entry orders that the exchange executed, per position (the sim's order log).
     entries: Counter[int] = Counter()
