@@ -419,6 +419,16 @@ def _wait(cond: Callable[[], bool], timeout: float, period: float = 0.2) -> bool
         threading.Event().wait(period)
 
 
+def _story(store: PostgresStore, symbol: str, ids: set[int], last: int = 16) -> str:
+    """The journal of ``symbol`` for positions ``ids`` as ``kind:cause`` words (diagnostics)."""
+    words = [
+        f"{e.event.kind}:{e.cause_type}"
+        for e in store.journal(ACCOUNT, symbol)
+        if e.event.position_id is None or e.event.position_id in ids
+    ]
+    return " ".join(words[-last:])
+
+
 def count(
     spec: RaceSpec,
     sim: SimExchange,
@@ -449,6 +459,14 @@ def count(
     if missing:
         c.problems.append(f"unrecorded signals (first 5): {missing[:5]}")
 
+    log_by_symbol: dict[str, list[str]] = {}
+    t_first = min((e.time for e in sim.order_log()), default=0.0)
+    for e in sim.order_log():
+        log_by_symbol.setdefault(e.symbol, []).append(
+            f"{e.time - t_first:.2f}s {e.endpoint} {e.client_id} {e.outcome}"
+            + ("" if e.code is None else f" {e.code}")
+            + (" " + ",".join(e.faults) if e.faults else "")
+        )
     positions = store.positions(ACCOUNT)
     c.positions = len(positions)
     open_per_symbol = Counter(p.key.symbol for p in positions if not p.status.terminal)
@@ -458,14 +476,9 @@ def count(
     for p in positions:
         if p.source == "sync":
             c.adopted += 1
-            story = [
-                f"{e.event.kind}:{e.cause_type}"
-                for e in store.journal(ACCOUNT, p.key.symbol)
-                if e.event.position_id in (None, p.id) or e.event.position_id == p.id - 1
-            ]
             c.problems.append(
                 f"{p.key.symbol}: position {p.id} adopted ({p.status.value}); journal: "
-                + " ".join(story[-16:])
+                + _story(store, p.key.symbol, {p.id - 1, p.id})
             )
 
     # Entry orders that the exchange executed, per position (the sim's order log).
@@ -494,7 +507,13 @@ def count(
     for cid, qty in executed.items():
         if cid not in known or not math.isclose(known[cid], qty, rel_tol=1e-6, abs_tol=1e-9):
             c.lost_updates += 1
-            c.problems.append(f"entry {cid}: exchange filled {qty}, database {known.get(cid)}")
+            pid = int(ENTRY_ID.match(cid).group(1))  # type: ignore[union-attr]
+            symbol = next((p.key.symbol for p in positions if p.id == pid), "?")
+            c.problems.append(
+                f"entry {cid} ({symbol}): exchange filled {qty}, database {known.get(cid)};"
+                f" journal: {_story(store, symbol, {pid})}; orders: "
+                + "; ".join(log_by_symbol.get(symbol, [])[-12:])
+            )
     on_exchange = {s: p.qty for s, p in sim.positions().items() if abs(p.qty) > EPS}
     held: dict[str, float] = {}
     for p in positions:
@@ -508,14 +527,6 @@ def count(
 
     c.unprotected = len(sampler.episodes)
     c.max_unprotected_s = sampler.max_s
-    log_by_symbol: dict[str, list[str]] = {}
-    t_first = min((e.time for e in sim.order_log()), default=0.0)
-    for e in sim.order_log():
-        log_by_symbol.setdefault(e.symbol, []).append(
-            f"{e.time - t_first:.2f}s {e.endpoint} {e.client_id} {e.outcome}"
-            + ("" if e.code is None else f" {e.code}")
-            + (" " + ",".join(e.faults) if e.faults else "")
-        )
     for symbol, s, at in sampler.episodes:
         c.problems.append(
             f"{symbol}: without a stop-loss for over {s:.1f}s from {at - t_first:.2f}s;"
