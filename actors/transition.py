@@ -798,6 +798,22 @@ class _Step:
             self.pos = replace(pos, close_reason=reason or CloseReason.CLOSED_ON_EXCHANGE)
             self.finish(Status.CLOSED, reason=self.pos.close_reason.value, via="sync")  # type: ignore[union-attr]
             return self
+        if pos.status is Status.CLOSING:
+            # Never lower the quantity while closing: the close in flight explains a smaller
+            # position, and its fills (against the whole quantity) finish the position.
+            closing = [o for o in pos.orders if o.kind is OrderKind.CLOSE]
+            closed = sum(o.filled_qty for o in closing)
+            will_close = sum(max(0.0, o.qty - o.filled_qty) for o in closing if not o.state.done)
+            excess = xp.qty - will_close
+            if obs.observed_at > pos.updated_at and excess > 0 and not qty_done(will_close, xp.qty):
+                # More is open than the closes in flight remove (a fill we have not heard of):
+                # close that too.
+                self.set_pos(
+                    replace(pos, qty=max(pos.qty, closed + xp.qty)), "qty_from_sync", qty=xp.qty
+                )
+                self.send_close(excess)
+                self.event("close_added", Status.CLOSING, qty=excess, via="sync")
+            return self
         if not math.isclose(xp.qty, pos.qty, rel_tol=1e-9):
             self.set_pos(replace(pos, qty=xp.qty), "qty_from_sync", qty=xp.qty)
             pos = self.pos

@@ -98,8 +98,9 @@ def test_s3_sync_during_entry_is_reconciled_not_inserted() -> None:
         w.tell(signal())
         w.wait_for(lambda: "BTCUSDT" in w.exchange.positions)
         w.sync(calls=False)  # the order is filled on the exchange, its reply in flight
-        st = w.state()
-        assert st.position is not None and st.position.status is Status.ACTIVE
+        # reconciled into the entry: protected (the stop's reply comes back on a worker)
+        w.wait_for(lambda: (p := w.state().position) is not None and p.status is Status.ACTIVE)
+        assert len(w.positions("BTCUSDT")) == 1
         held.set()
         w.settle()
         w.sync()

@@ -8,8 +8,8 @@ with the close, so the rest stayed open without a stop until the sync adopted it
 from __future__ import annotations
 
 from actors.effects import CancelOrder, PlaceOrder
-from actors.messages import CloseRequest, OrderUpdate
-from actors.model import CloseReason, Key, OrderKind, Status
+from actors.messages import CloseRequest, OrderUpdate, SyncObservation
+from actors.model import CloseReason, ExchangePosition, Key, OrderKind, Side, Status
 from actors.state import Policy, SymbolState
 from actors.transition import Context, transition
 from tests.fakes.world import signal
@@ -63,3 +63,54 @@ def test_a_fill_while_closing_is_closed_too_and_the_stop_stays_until_all_is_clos
     pos = t.state.position
     assert pos is not None and pos.status is Status.CLOSED
     assert [e.client_id for e in t.effects if isinstance(e, CancelOrder)] == ["ps1s1"]
+
+
+def _at(now: float, base: Context) -> Context:
+    return Context(now, base.policy, base.new_id)
+
+
+def _closing_one(ctx: Context) -> SymbolState:
+    st = transition(SymbolState(KEY), signal(size=1.0), ctx).state
+    st = transition(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 60_000.0, 1.0), ctx).state
+    st = transition(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0), ctx).state
+    st = transition(st, CloseRequest(KEY, CloseReason.MANUAL, "operator"), ctx).state
+    assert st.position is not None and st.position.status is Status.CLOSING
+    return st
+
+
+def test_a_sync_during_a_close_filling_in_parts_does_not_end_it_early() -> None:
+    """The close fills in parts; a sync between parts shows the smaller position. Taking that
+    as the position's size made the next part look like the whole close: the position was
+    closed (and its stop canceled) while the exchange still held the rest."""
+    ctx = _ctx()
+    st = _closing_one(ctx)
+    st = transition(
+        st, OrderUpdate(KEY, "ps1c1", "partially_filled", 0.3, 60_000.0, 3.0), ctx
+    ).state
+    obs = SyncObservation(KEY, ExchangePosition(Side.LONG, 0.7, 60_000.0), (), 2000.0)
+    t = transition(st, obs, _at(2000.5, ctx))
+    assert t.state.position is not None and t.state.position.qty == 1.0
+    assert not [e for e in t.effects if isinstance(e, PlaceOrder)]
+    part2 = OrderUpdate(KEY, "ps1c1", "partially_filled", 0.7, 60_000.0, 4.0)
+    t = transition(t.state, part2, _at(2001.0, ctx))
+    assert t.state.position is not None and t.state.position.status is Status.CLOSING
+    last = OrderUpdate(KEY, "ps1c1", "filled", 1.0, 60_000.0, 5.0)
+    t = transition(t.state, last, _at(2002.0, ctx))
+    assert t.state.position is not None and t.state.position.status is Status.CLOSED
+
+
+def test_a_sync_showing_more_than_the_closes_remove_closes_the_excess() -> None:
+    ctx = _ctx()
+    st = _partly_filled_and_protected(ctx)
+    st = transition(st, CloseRequest(KEY, CloseReason.MANUAL, "operator"), ctx).state
+    # the entry filled to 1.0 on the exchange, unheard of; the close of 0.4 has not run yet
+    obs = SyncObservation(KEY, ExchangePosition(Side.LONG, 1.0, 60_000.0), (), 2000.0)
+    t = transition(st, obs, _at(2000.5, ctx))
+    extra = [e for e in t.effects if isinstance(e, PlaceOrder)]
+    assert len(extra) == 1 and extra[0].reduce_only
+    assert abs(extra[0].order.qty - 0.6) < 1e-9
+    assert t.state.position is not None and abs(t.state.position.qty - 1.0) < 1e-9
+    # an observation older than what the actor knows since changes nothing
+    older = SyncObservation(KEY, ExchangePosition(Side.LONG, 1.6, 60_000.0), (), 2000.2)
+    again = transition(t.state, older, _at(2001.0, ctx))
+    assert not [e for e in again.effects if isinstance(e, PlaceOrder)]
