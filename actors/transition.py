@@ -470,7 +470,9 @@ class _Step:
                 else order.event_time
             ),
         )
+        previous = pos.order(order.client_id)
         self.put_order(order)
+        events = len(self.events)
         kind = order.kind
         if kind is OrderKind.ENTRY:
             self.entry_fact(order, source)
@@ -478,6 +480,22 @@ class _Step:
             self.stop_fact(order, source)
         elif kind is OrderKind.CLOSE:
             self.close_fact(order, source)
+        if len(self.events) == events and previous is not None and (
+            previous.state is not order.state
+            or previous.filled_qty != order.filled_qty
+            or previous.exchange_id != order.exchange_id
+        ):
+            # What the exchange reported changed the order's record only (a fill of a
+            # quantity the position knew already, a close filling in parts): durable too.
+            now = self.pos
+            self.event(
+                "order_fact",
+                now.status if now is not None else None,
+                client_id=order.client_id,
+                state=order.state.value,
+                filled=order.filled_qty,
+                via=source,
+            )
 
     def entry_fact(self, order: OrderRecord, source: str) -> None:
         pos = self.pos
@@ -818,6 +836,14 @@ class _Step:
             self.set_pos(replace(pos, qty=xp.qty), "qty_from_sync", qty=xp.qty)
             pos = self.pos
             assert pos is not None
+            entry = pos.latest(OrderKind.ENTRY)
+            if entry is not None and entry.state in (
+                OrderState.ACCEPTED,
+                OrderState.PARTIALLY_FILLED,
+            ):
+                # The entry filled on without us hearing of it (a stream event lost to a
+                # dropped connection): fetch its record so its fills are not lost.
+                self.effects.append(LookupOrder(pos.key, entry.client_id, OrderKind.ENTRY))
         stop = pos.latest(OrderKind.STOP_LOSS)
         resting = {o.client_id for o in obs.open_orders}
         if stop is not None and stop.client_id in resting and stop.state is not OrderState.ACCEPTED:

@@ -7,8 +7,8 @@ with the close, so the rest stayed open without a stop until the sync adopted it
 
 from __future__ import annotations
 
-from actors.effects import CancelOrder, PlaceOrder
-from actors.messages import CloseRequest, OrderUpdate, SyncObservation
+from actors.effects import CancelOrder, LookupOrder, PlaceOrder
+from actors.messages import CallResult, CloseRequest, ExchangeOutcome, OrderUpdate, SyncObservation
 from actors.model import CloseReason, ExchangePosition, Key, OrderKind, Side, Status
 from actors.state import Policy, SymbolState
 from actors.transition import Context, transition
@@ -114,3 +114,31 @@ def test_a_sync_showing_more_than_the_closes_remove_closes_the_excess() -> None:
     older = SyncObservation(KEY, ExchangePosition(Side.LONG, 1.6, 60_000.0), (), 2000.2)
     again = transition(t.state, older, _at(2001.0, ctx))
     assert not [e for e in again.effects if isinstance(e, PlaceOrder)]
+
+
+def test_a_sync_showing_more_fills_fetches_the_entry_so_its_record_is_not_lost() -> None:
+    """A dropped user stream lost the entry's later fill events: the sync corrects the
+    position's quantity, and the entry's own record is fetched, so the database knows every
+    fill the exchange made (found by the race trial as a lost update)."""
+    ctx = _ctx()
+    st = _partly_filled_and_protected(ctx)
+    obs = SyncObservation(KEY, ExchangePosition(Side.LONG, 0.7, 60_000.0), (), 2000.0)
+    t = transition(st, obs, _at(2000.5, ctx))
+    assert t.state.position is not None and t.state.position.qty == 0.7
+    lookups = [e for e in t.effects if isinstance(e, LookupOrder)]
+    assert [(e.client_id, e.kind) for e in lookups] == [("ps1e1", OrderKind.ENTRY)]
+    found = ExchangeOutcome(
+        KEY,
+        "lookup",
+        "ps1e1",
+        OrderKind.ENTRY,
+        CallResult.FOUND,
+        "",
+        OrderUpdate(KEY, "ps1e1", "partially_filled", 0.7, 60_000.0, 6.0),
+    )
+    t = transition(t.state, found, _at(2001.0, ctx))
+    pos = t.state.position
+    assert pos is not None
+    entry = pos.order("ps1e1")
+    assert entry is not None and entry.filled_qty == 0.7
+    assert t.commit is not None
