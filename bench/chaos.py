@@ -73,12 +73,20 @@ class UnderSupervisord:
         self.daemon_log = workdir / "supervisord.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._kills: list[float] = []
+        self._killed: set[int] = set()
         self.exit_statuses: list[int] = []
 
     # -- Supervised --------------------------------------------------------------------
 
     def start(self, config: Path, env: Mapping[str, str]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.sock.exists():
+            try:
+                self.info()
+            except (OSError, xmlrpc.client.Error):
+                self.sock.unlink()  # left by a supervisord that is gone
+            else:
+                raise RuntimeError(f"a supervisord is already running on {self.sock}")
         conf = self.workdir / "supervisord.conf"
         program = _program_section(config, self.program_log)
         lines = [
@@ -102,8 +110,13 @@ class UnderSupervisord:
             env=dict(env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: no signal of ours reaches it
         )
-        self.wait_running(self.ready_timeout_s)
+        try:
+            self.wait_running(self.ready_timeout_s)
+        except BaseException:
+            self.shutdown()
+            raise
 
     def kills(self) -> list[float]:
         return list(self._kills)
@@ -141,15 +154,18 @@ class UnderSupervisord:
         return result
 
     def wait_running(self, timeout: float) -> int:
-        """Wait until supervisord says RUNNING (past ``startsecs``); returns the pid."""
+        """Wait until supervisord says RUNNING (past ``startsecs``) with a process that was
+        not killed here (right after a kill it may still report the dead one); returns its
+        pid."""
         deadline = time.monotonic() + timeout
         while True:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"supervisord exited with {self.proc.returncode}")
             with contextlib.suppress(OSError, xmlrpc.client.Error):
                 info = self.info()
-                if info["statename"] == "RUNNING" and info["pid"]:
-                    return int(info["pid"])
+                pid = int(info["pid"] or 0)
+                if info["statename"] == "RUNNING" and pid > 1 and pid not in self._killed:
+                    return pid
                 if info["statename"] == "FATAL":
                     raise RuntimeError(f"{PROGRAM} is FATAL under supervisord\n{self.tail()}")
             if time.monotonic() > deadline:
@@ -157,9 +173,14 @@ class UnderSupervisord:
             threading.Event().wait(0.1)
 
     def kill(self) -> int:
-        """SIGKILL the running program; returns its pid."""
-        pid = int(self.info()["pid"])
+        """SIGKILL the running program; returns its pid. Raises when it is not running (a pid
+        of 0 would signal this whole process group)."""
+        info = self.info()
+        pid = int(info["pid"])
+        if info["statename"] != "RUNNING" or pid <= 1 or pid in (os.getpid(), os.getpgrp()):
+            raise RuntimeError(f"{PROGRAM} is not running ({info['statename']}, pid {pid})")
         os.kill(pid, signal.SIGKILL)
+        self._killed.add(pid)
         self._kills.append(time.monotonic())
         return pid
 

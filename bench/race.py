@@ -264,11 +264,13 @@ class _SentLog:
         self._feed = feed
         self._lock = threading.Lock()
         self.sent: list[tuple[str, float, bool]] = []
+        self.symbols: dict[str, str] = {}
 
     def send(self, signal: dict[str, Any]) -> int:
         n = self._feed.send_signal(signal)
         with self._lock:
             self.sent.append((str(signal["signal_id"]), time.monotonic(), n > 0))
+            self.symbols[str(signal["signal_id"])] = str(signal.get("symbol"))
         return n
 
     def snapshot(self) -> list[tuple[str, float, bool]]:
@@ -310,7 +312,8 @@ class _Sampler:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5.0)
+        if self._thread.is_alive():
+            self._thread.join(5.0)
 
     def sample(self) -> None:
         now = time.monotonic()
@@ -437,6 +440,8 @@ def count(
     kills: list[float],
     sampler: _Sampler,
     kill_window_s: float = 1.0,
+    symbols_of: Mapping[str, str] | None = None,
+    opened_at: list[float] | None = None,
 ) -> RaceCounts:
     """The counts, from the exchange (sim) and the database, after the supervisor stopped."""
     c = RaceCounts(symbols=len(sim.initial_prices))
@@ -451,13 +456,20 @@ def count(
     c.duplicates = outcomes.get("duplicate", 0)
     c.accepted = outcomes.get("accepted", 0)
     missing = [sid for sid in delivered if sid not in recorded]
-    in_kill = [
-        sid for sid in missing if any(0.0 <= k - delivered[sid] <= kill_window_s for k in kills)
-    ]
+    # Around a kill a signal can die with the process: sent in the last second before it, or
+    # after it to the dead connection, until the next process's feed client connects.
+    windows = []
+    for k in kills:
+        later = [t for t in (opened_at or []) if t > k]
+        windows.append((k - kill_window_s, min(later) if later else math.inf))
+    in_kill = [sid for sid in missing if any(a <= delivered[sid] <= b for a, b in windows)]
     c.in_flight_at_kill = len(in_kill)
     c.unrecorded_signals = len(missing) - len(in_kill)
-    if missing:
-        c.problems.append(f"unrecorded signals (first 5): {missing[:5]}")
+    for sid in [m for m in missing if m not in in_kill][:5]:
+        after = [k - delivered[sid] for k in kills if k >= delivered[sid]]
+        when = f", {min(after):.2f}s before a kill" if after else ", after the last kill"
+        symbol = (symbols_of or {}).get(sid, "?")
+        c.problems.append(f"signal {sid} ({symbol}) delivered, not recorded{when}")
 
     log_by_symbol: dict[str, list[str]] = {}
     t_first = min((e.time for e in sim.order_log()), default=0.0)
@@ -604,11 +616,28 @@ def run_race(
             runner.stop()
             started = False
             sampler.stop()
-            counts = count(spec, sim, store, sent.snapshot(), kills, sampler)
+            counts = count(
+                spec,
+                sim,
+                store,
+                sent.snapshot(),
+                kills,
+                sampler,
+                symbols_of=dict(sent.symbols),
+                opened_at=list(feed.opened_at),
+            )
             counts.settled = settled
             counts.faults_fired = sum(faults.fired.values())
             if not settled:
-                counts.problems.append("positions did not settle (active with a stop) in time")
+                stuck = [
+                    f"{p.key.symbol}#{p.id} {p.status.value} stop_confirmed={p.stop_confirmed}"
+                    for p in store.positions(ACCOUNT, include_terminal=False)
+                    if p.status is not Status.ACTIVE or not p.stop_confirmed
+                ]
+                counts.problems.append(
+                    "positions did not settle (active with a stop) in time: "
+                    f"{stuck[:5]}, without a stop on the exchange: {sampler.unprotected_now[:5]}"
+                )
             return counts
         finally:
             sources.stop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
@@ -60,6 +61,8 @@ class SignalFeed:
         self.path = path
         self._cond = threading.Condition()
         self._clients: set[WsConnection] = set()
+        #: ``time.monotonic()`` of every accepted client connection, in order.
+        self.opened_at: list[float] = []
         self.received: list[str | bytes] = []
         self.sent_signals: list[Signal] = []
         self._sources: SignalSources | None = None
@@ -115,6 +118,7 @@ class SignalFeed:
     def _opened(self, conn: WsConnection) -> None:
         with self._cond:
             self._clients.add(conn)
+            self.opened_at.append(time.monotonic())
             self._cond.notify_all()
 
     def _closed(self, conn: WsConnection) -> None:
