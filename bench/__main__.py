@@ -77,10 +77,10 @@ def report_throughput(r: dict[str, Any]) -> None:
     )
     fig(
         "2 tick ingest vs websocket-client raw",
-        None,
-        "",
-        None,
-        "",
+        r.get("tick_ingest_per_s"),
+        "ticks/s",
+        r.get("tick_ws_raw_per_s"),
+        "frames/s (raw receive)",
         r.get("tick_ingest_vs_ws_raw"),
         ">= 0.8",
         _ge(r.get("tick_ingest_vs_ws_raw"), 0.8),

@@ -84,10 +84,20 @@ class RaceSpec:
     order_latency_max_s: float = 3.0
     fault_interval_s: float = 0.5
     faults: bool = True
-    unprotected_bound_s: float = 10.0
+    sl_attempts: int = 5
+    restart_allowance_s: float = 0.0
     settle_timeout_s: float = 60.0
     workers: int = 8
     seed: int = 7
+
+    @property
+    def unprotected_bound_s(self) -> float:
+        """How long a filled position may go without a stop on the exchange by design: each of
+        ``sl_attempts`` placements costs at most a round trip, a lookup round trip when its
+        outcome is unknown and the retry delays; then the emergency close's round trip. Plus
+        ``restart_allowance_s`` (chaos: the process is down while a fill happens)."""
+        latency = self.order_latency_max_s
+        return self.sl_attempts * (2 * latency + 0.5) + latency + 1.0 + self.restart_allowance_s
 
     @property
     def walk_interval_s(self) -> float:
@@ -103,7 +113,6 @@ SHORT = RaceSpec(
     marks_per_s=400.0,
     order_latency_max_s=0.6,
     fault_interval_s=0.3,
-    unprotected_bound_s=8.0,
     settle_timeout_s=30.0,
 )
 
@@ -121,6 +130,9 @@ class RaceCounts:
     max_entry_orders_per_position: int = 0
     unprotected: int = 0
     max_unprotected_s: float = 0.0
+    unprotected_p50_s: float = 0.0
+    unprotected_p99_s: float = 0.0
+    unprotected_bound_s: float = 0.0
     lost_updates: int = 0
     unrecorded_signals: int = 0
     in_flight_at_kill: int = 0
@@ -145,7 +157,9 @@ class RaceCounts:
         return (
             f"race detail: accepted={self.accepted} positions={self.positions}"
             f" max_open_per_symbol={self.max_open_per_symbol}"
-            f" max_unprotected_s={self.max_unprotected_s:.2f} faults_fired={self.faults_fired}"
+            f" unprotected_s(p50/p99/max)={self.unprotected_p50_s:.2f}/"
+            f"{self.unprotected_p99_s:.2f}/{self.max_unprotected_s:.2f}"
+            f" bound_s={self.unprotected_bound_s:.1f} faults_fired={self.faults_fired}"
             f" kills={self.kills} in_flight_at_kill={self.in_flight_at_kill}"
             f" adopted={self.adopted}"
             f" settled={self.settled}"
@@ -215,7 +229,7 @@ enable_rate_limit = false
 timeout_s = {spec.order_latency_max_s + 5.0}
 
 [risk]
-sl_max_attempts = 5
+sl_max_attempts = {spec.sl_attempts}
 
 [signal_policy]
 reentry = "allow"
@@ -303,6 +317,7 @@ class _Sampler:
         self.counted: set[str] = set()
         self.episodes: list[tuple[str, float, float]] = []  # symbol, seconds, wall start
         self.max_s = 0.0
+        self.spells: list[float] = []  # every unprotected spell that ended, in seconds
         self.unprotected_now: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="race-sampler", daemon=True)
@@ -321,7 +336,7 @@ class _Sampler:
         naked = [s for s, ok in state.items() if not ok]
         for s in list(self.since):
             if s not in naked:
-                del self.since[s]
+                self.spells.append(now - self.since.pop(s))
                 self.counted.discard(s)
         for s in naked:
             t0 = self.since.setdefault(s, now)
@@ -539,6 +554,11 @@ def count(
 
     c.unprotected = len(sampler.episodes)
     c.max_unprotected_s = sampler.max_s
+    c.unprotected_bound_s = spec.unprotected_bound_s
+    spells = sorted(sampler.spells + [time.monotonic() - t for t in sampler.since.values()])
+    if spells:
+        c.unprotected_p50_s = spells[len(spells) // 2]
+        c.unprotected_p99_s = spells[min(len(spells) - 1, round(0.99 * (len(spells) - 1)))]
     for symbol, s, at in sampler.episodes:
         c.problems.append(
             f"{symbol}: without a stop-loss for over {s:.1f}s from {at - t_first:.2f}s;"
