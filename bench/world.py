@@ -24,7 +24,7 @@ class RecordingMetrics(CountingMetrics):
 
     def handled(self, message_type: str, seconds: float) -> None:
         super().handled(message_type, seconds)
-        if message_type == "TicksReady":
+        if message_type in ("TicksReady", "MarkPriceTick"):  # the shell takes the tick
             ra = getattr(_local, "received_at", None)
             if ra is not None:
                 self.tick_lat.append(time.perf_counter() - ra)
