@@ -110,6 +110,29 @@ def report_signal(r: dict[str, Any]) -> None:
     )
 
 
+def report_commit(r: dict[str, Any]) -> None:
+    fig(
+        "3b store commit of one transition p50",
+        r["commit_p50_ms"],
+        "ms",
+        r["commit_baseline_p50_ms"],
+        "ms (INSERT+COMMIT)",
+        r["commit_p50_ratio"],
+        "report",
+        None,
+    )
+    fig(
+        "3b store commit of one transition p99",
+        r["commit_p99_ms"],
+        "ms",
+        r["commit_baseline_p99_ms"],
+        "ms (INSERT+COMMIT)",
+        r["commit_p99_ms"] / r["commit_baseline_p99_ms"],
+        "report",
+        None,
+    )
+
+
 def report_unprotected(r: dict[str, Any]) -> None:
     fig(
         "4 unprotected window p50",
@@ -192,6 +215,7 @@ BENCHES: list[tuple[str, str, Callable[[dict[str, Any]], None], list[str]]] = [
         ["tick_throughput_ratio", "tick_ingest_vs_ws_raw"],
     ),
     ("signal", "bench.signal_order", report_signal, ["signal_to_order_p50_ratio"]),
+    ("commit", "bench.commit", report_commit, ["commit_p50_ratio"]),
     ("unprotected", "bench.unprotected", report_unprotected, ["unprotected_p99_ratio"]),
     ("restart", "bench.restart", report_restart, ["restart_p99_ms"]),
     ("cold start", "bench.cold_start", report_cold, ["cold_start_1000_s"]),
