@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -64,6 +64,7 @@ __all__ = [
     "ActorCell",
     "ActorDeps",
     "ActorHost",
+    "IdPool",
     "Passivate",
     "PositionActor",
     "RestartDecision",
@@ -131,26 +132,42 @@ class ActorHost(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ActorDeps:
+    """What the supervisor hands each actor. ``ids``: where new position ids come from
+    (default: a small block of the actor's own, fetched from the store)."""
+
     store: Store
     timers: Timers
     clock: Clock
     metrics: Metrics
     policy: Policy
     host: ActorHost
+    ids: Callable[[], int] | None = None
 
 
-class _IdBlock:
-    """Position ids from the store, fetched in small blocks (actor thread only)."""
+class IdPool:
+    """Position ids fetched from the store in blocks, shared by every actor of a supervisor,
+    so that the first signal of a symbol does not wait for a database round trip of its own.
 
-    def __init__(self, store: Store, block: int = 8) -> None:
+    Called on actor threads, without a lock: taking an id is one atomic ``deque.popleft``;
+    an actor that finds the pool empty fetches a block (``Store.allocate_ids``) and adds it.
+    Two actors refilling at once both add a block: no id is lost or given twice, the ids are
+    merely used out of order. Raises what ``allocate_ids`` raises (``StoreUnavailable``):
+    the actor then refuses the signal (no new position without an id).
+    """
+
+    def __init__(self, store: Store, block: int = 64) -> None:
+        if block < 1:
+            raise ValueError("block must be >= 1")
         self._store = store
         self._block = block
         self._ids: deque[int] = deque()
 
     def __call__(self) -> int:
-        if not self._ids:
-            self._ids.extend(self._store.allocate_ids(self._block))
-        return self._ids.popleft()
+        while True:
+            try:
+                return self._ids.popleft()
+            except IndexError:
+                self._ids.extend(self._store.allocate_ids(self._block))
 
 
 class PositionActor(pykka.ThreadingActor):
@@ -160,7 +177,7 @@ class PositionActor(pykka.ThreadingActor):
         super().__init__()
         self.key = key
         self._deps = deps
-        self._ids = _IdBlock(deps.store)
+        self._ids = deps.ids if deps.ids is not None else IdPool(deps.store, block=8)
         self._state = SymbolState(key)
         self._loaded = False
         self._quarantined = False

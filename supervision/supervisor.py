@@ -40,6 +40,7 @@ from actors.ports import Clock, ExchangePort, Metrics, NullMetrics, Store
 from actors.position_actor import (
     ActorCell,
     ActorDeps,
+    IdPool,
     Passivate,
     PositionActor,
     RestartDecision,
@@ -91,6 +92,7 @@ class Supervisor:
     ) -> None:
         self.config = config or SupervisorConfig()
         self.store = store
+        self._ids = IdPool(store)
         self.clock = clock
         self.metrics: Metrics = metrics or NullMetrics()
         self.timers = timers or TimerService(clock.now, self.deliver)
@@ -173,7 +175,7 @@ class Supervisor:
     def _spawn(self, key: Key) -> pykka.ActorRef[PositionActor]:
         cell = ActorCell(key, self.clock.now())
         policy = self.config.account_policies.get(key.account, self.config.policy)
-        deps = ActorDeps(self.store, self.timers, self.clock, self.metrics, policy, self)
+        deps = ActorDeps(self.store, self.timers, self.clock, self.metrics, policy, self, self._ids)
         ref = PositionActor.start(key, deps, cell)
         self._actors[key] = ref
         self._cells[key] = cell
