@@ -21,39 +21,89 @@ __all__ = ["TickSlot", "TicksReady"]
 
 
 class TickSlot:
-    __slots__ = ("_high", "_lock", "_low", "_tick", "conflated")
+    """One symbol's conflation slot, with the actor's *band*: the mark prices that cannot
+    change anything durable for its position (:func:`actors.transition.tick_band`).
+
+    A tick whose extremes (merged with any waiting tick) stay strictly inside the band is
+    *parked*: kept in the slot, newest price and extremes merged, without waking the actor.
+    The actor reads it before its next message (:meth:`take_parked`), so its last price stays
+    fresh for signal checks. A tick that leaves the band wakes the actor. With no band set (a
+    new actor, or one that has not seen a tick yet) every tick wakes it.
+
+    Producer: the feed thread (:meth:`put`). Consumer: the actor thread (:meth:`take`,
+    :meth:`take_parked`, :meth:`set_band`). Band and park decision change under the slot's
+    lock, so a band tightened by the actor catches a tick parked under the older band.
+    """
+
+    __slots__ = ("_band", "_high", "_lock", "_low", "_parked", "_tick", "conflated", "parked")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tick: MarkPriceTick | None = None
         self._low = 0.0
         self._high = 0.0
+        self._band: tuple[float, float] | None = None
+        self._parked = False
         self.conflated = 0
+        self.parked = 0
+
+    def _inside(self) -> bool:
+        band = self._band
+        return band is not None and band[0] < self._low and self._high < band[1]
 
     def put(self, tick: MarkPriceTick) -> bool:
-        """Store ``tick``; True when the consumer must be woken (the slot was empty)."""
+        """Store ``tick``; True when the consumer must be woken (one ``TicksReady``): the slot
+        was empty, or held a parked tick, and the prices now leave the band."""
         with self._lock:
             old = self._tick
             if old is None:
                 self._tick = tick
                 self._low = tick.lowest
                 self._high = tick.highest
+            else:
+                self.conflated += 1
+                self._low = min(self._low, tick.lowest)
+                self._high = max(self._high, tick.highest)
+                if tick.event_time >= old.event_time:
+                    self._tick = tick
+                if not self._parked:
+                    return False  # a wake-up is in flight already
+            if self._inside():
+                self._parked = True
+                self.parked += 1
+                return False
+            self._parked = False
+            return True
+
+    def set_band(self, band: tuple[float, float] | None) -> bool:
+        """The actor's new band (``None``: wake on every tick). True when a parked tick is
+        now outside it: the caller (the actor) must take and handle it."""
+        with self._lock:
+            self._band = band
+            if self._tick is not None and self._parked and not self._inside():
+                self._parked = False
                 return True
-            self.conflated += 1
-            self._low = min(self._low, tick.lowest)
-            self._high = max(self._high, tick.highest)
-            if tick.event_time >= old.event_time:
-                self._tick = tick
             return False
 
     def take(self) -> MarkPriceTick | None:
         """The newest tick with the extremes of everything it replaced; empties the slot."""
         with self._lock:
-            t = self._tick
-            if t is None:
+            return self._take_locked()
+
+    def take_parked(self) -> MarkPriceTick | None:
+        """The parked tick, if one is parked (a tick with a wake-up in flight stays)."""
+        with self._lock:
+            if not self._parked:
                 return None
-            self._tick = None
-            low, high = self._low, self._high
+            return self._take_locked()
+
+    def _take_locked(self) -> MarkPriceTick | None:
+        t = self._tick
+        if t is None:
+            return None
+        self._tick = None
+        self._parked = False
+        low, high = self._low, self._high
         if low == t.price and high == t.price:
             return t
         return MarkPriceTick(t.key, t.price, t.event_time, low, high, t.received_at)

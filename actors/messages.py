@@ -97,6 +97,10 @@ class TickSource(Protocol):
 
     def take(self) -> MarkPriceTick | None: ...
 
+    def take_parked(self) -> MarkPriceTick | None: ...
+
+    def set_band(self, band: tuple[float, float] | None) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class TicksReady:

@@ -52,13 +52,14 @@ from actors.messages import (
     OrderUpdate,
     Recover,
     SyncObservation,
+    TickSource,
     TicksReady,
     TimerFired,
 )
 from actors.model import Key, Status
 from actors.ports import Clock, Metrics, StaleVersion, Store, StoreUnavailable, Timers
 from actors.state import Commit, Policy, SignalOutcome, SignalRecord, SymbolState, Transition
-from actors.transition import Context, transition
+from actors.transition import Context, tick_band, transition
 
 __all__ = [
     "ActorCell",
@@ -186,6 +187,7 @@ class PositionActor(pykka.ThreadingActor):
         self._retry: Message | None = None
         self._unwritten: list[Commit] = []
         self._retired = False
+        self._slot: TickSource | None = None  # learnt from the first TicksReady
         self.cell = cell
 
     # -- pykka hooks (actor thread)
@@ -212,22 +214,52 @@ class PositionActor(pykka.ThreadingActor):
             return None
         if isinstance(message, TicksReady):
             # Take the conflated tick here so that tick-to-decision latency is measured.
+            self._slot = message.slot
             tick = message.slot.take()
             if tick is None:
+                self._publish_band()
                 return None
             message = tick
+        elif self._slot is not None:
+            # A tick parked in the band came before this message: apply it first, so that
+            # the last price is fresh (signal checks use it).
+            parked = self._slot.take_parked()
+            if parked is not None:
+                self._dispatch(parked)
         if isinstance(message, TimerFired) and message.name == PERSIST_TIMER:
             self._flush_unwritten()
             self._publish()
             return None
         self._dispatch(message)
+        self._publish_band()
         return None
+
+    def _publish_band(self) -> None:
+        """Tell the tick slot which mark prices cannot change anything durable now, so the
+        feed parks them instead of waking this thread; handle a parked tick that the new
+        band no longer covers."""
+        slot = self._slot
+        if slot is None:
+            return
+        for _ in range(4):
+            if self._restart_pending or self._retired:
+                slot.set_band(None)
+                return
+            if not slot.set_band(tick_band(self._state, self._deps.policy)):
+                return
+            tick = slot.take()
+            if tick is None:
+                return
+            self._dispatch(tick)
+        slot.set_band(None)  # still moving: wake on every tick until the next message
 
     def _actor_loop_teardown(self) -> None:
         # Salvage queued tell()s for the router instead of letting pykka drop them (I3).
         salvaged: list[Message] = [] if self._retry is None else [self._retry]
         salvaged.extend(self._stash)
         self._stash.clear()
+        if self._slot is not None and self._slot.set_band(None):
+            salvaged.append(TicksReady(self.key, self._slot))  # a parked tick: successor
         keep = []
         while not self.actor_inbox.empty():
             envelope = self.actor_inbox.get()
@@ -244,6 +276,12 @@ class PositionActor(pykka.ThreadingActor):
     # -- the inspection surface used by tests and the supervisor (via ask/proxy)
 
     def get_state(self) -> SymbolState:
+        """The actor's state, with a tick parked in its band applied first (freshest price)."""
+        if self._slot is not None and not self._restart_pending and not self._retired:
+            parked = self._slot.take_parked()
+            if parked is not None:
+                self._dispatch(parked)
+                self._publish_band()
         return self._state
 
     def unwritten(self) -> int:

@@ -66,7 +66,7 @@ from actors.state import (
     client_order_id,
 )
 
-__all__ = ["Context", "transition", "validate_signal"]
+__all__ = ["Context", "tick_band", "transition", "validate_signal"]
 
 #: Reasons in a rejection that mean "the stop would trigger at once": close instead.
 _WOULD_TRIGGER = "would_trigger"
@@ -238,6 +238,46 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
 
 
 # --- ticks (hot path: no allocation unless something is decided) --------------------------
+
+
+_BAND_MARGIN = 1e-9  # relative: the band is a hair narrower than the exact conditions
+
+
+def tick_band(state: SymbolState, policy: Policy) -> tuple[float, float]:
+    """The open interval of mark prices that change nothing durable for ``state``: a tick
+    whose low and high both lie strictly inside moves no stop, triggers no guard and no
+    take-profit (only in-memory figures: the last price, the trailing high-water mark).
+
+    Pure. The actor publishes it to its tick slot, so the feed thread can leave such ticks
+    parked instead of waking the actor for each (:class:`actors.conflation.TickSlot`); it
+    mirrors :func:`_on_tick` and is property-tested against it.
+    """
+    pos = state.position
+    if pos is None or pos.qty <= 0 or pos.status not in (Status.PENDING_SL, Status.ACTIVE):
+        return (-math.inf, math.inf)
+    long = pos.side is Side.LONG
+    lo, hi = -math.inf, math.inf
+    if not pos.stop_confirmed:  # the local stop guard
+        if long:
+            lo = pos.stop_price
+        else:
+            hi = pos.stop_price
+    if pos.take_profit is not None:
+        if long:
+            hi = min(hi, pos.take_profit)
+        else:
+            lo = max(lo, pos.take_profit)
+    if pos.trailing_distance is not None and pos.status is Status.ACTIVE:
+        step = pos.stop_price * policy.trailing_min_step_pct
+        if long:
+            hi = min(hi, pos.stop_price + step + pos.trailing_distance)
+        else:
+            lo = max(lo, pos.stop_price - step - pos.trailing_distance)
+    if not (math.isfinite(lo) or lo == -math.inf) or not (math.isfinite(hi) or hi == math.inf):
+        return (math.inf, -math.inf)  # NaN in a price: an empty band, every tick wakes
+    lo = lo + abs(lo) * _BAND_MARGIN if math.isfinite(lo) else lo
+    hi = hi - abs(hi) * _BAND_MARGIN if math.isfinite(hi) else hi
+    return (lo, hi)
 
 
 def _on_tick(state: SymbolState, tick: MarkPriceTick, ctx: Context) -> Transition:
@@ -480,10 +520,14 @@ class _Step:
             self.stop_fact(order, source)
         elif kind is OrderKind.CLOSE:
             self.close_fact(order, source)
-        if len(self.events) == events and previous is not None and (
-            previous.state is not order.state
-            or previous.filled_qty != order.filled_qty
-            or previous.exchange_id != order.exchange_id
+        if (
+            len(self.events) == events
+            and previous is not None
+            and (
+                previous.state is not order.state
+                or previous.filled_qty != order.filled_qty
+                or previous.exchange_id != order.exchange_id
+            )
         ):
             # What the exchange reported changed the order's record only (a fill of a
             # quantity the position knew already, a close filling in parts): durable too.

@@ -179,6 +179,10 @@ class Supervisor:
         ref = PositionActor.start(key, deps, cell)
         self._actors[key] = ref
         self._cells[key] = cell
+        slot = self._slots.get(key)
+        if slot is not None and slot.set_band(None):
+            # A tick parked under a predecessor's band: the new actor decides afresh.
+            ref.tell(TicksReady(key, slot))
         return ref
 
     def _dead_letter(self, msg: Message, reason: str) -> bool:
