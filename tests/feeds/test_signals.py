@@ -105,48 +105,51 @@ def test_a_valid_signal_opens_a_position(
     assert feed_metrics.lags["signals"]
 
 
-BAD: list[tuple[str, str | bytes, bool]] = [
-    # (expected reason, frame, binary)
-    ("binary_frame", json.dumps(good()).encode(), True),
-    ("oversized", json.dumps(good(signal_id="x" * 20_000)), False),
-    ("invalid_utf8", b'{"signal_id": "\xff\xfe"}', False),
-    ("malformed_json", '{"signal_id": "a", ', False),
-    ("malformed_json", "", False),
-    ("not_an_object", "[1, 2, 3]", False),
-    ("not_an_object", "null", False),
-    ("duplicate_field", '{"size": 1, "size": 2}', False),
-    ("unknown_field", json.dumps({**good(), "stoploss": 1}), False),
-    ("missing:stop_loss", json.dumps(good(stop_loss=_DROP)), False),
-    ("missing:size", json.dumps(good(size=None)), False),
-    ("type:size", json.dumps(good(size="0.01")), False),
-    ("type:size", json.dumps(good(size=True)), False),
-    ("type:signal_id", json.dumps(good(signal_id=17)), False),
-    ("type:side", json.dumps(good(side=["long"])), False),
-    ("invalid:size", json.dumps(good(size=math.nan)), False),
-    ("invalid:size", json.dumps(good(size=math.inf)), False),
-    (
-        "invalid:size",
-        '{"signal_id":"a","source":"s","account":"main","symbol":"BTCUSDT",'
-        '"side":"long","size":1e400,"stop_loss":1}',
-        False,
-    ),
-    ("invalid:size", json.dumps(good(size=-0.01)), False),
-    ("invalid:size", json.dumps(good(size=0)), False),
-    ("invalid:stop_loss", json.dumps(good(stop_loss=-1.0)), False),
-    ("invalid:take_profit", json.dumps(good(take_profit=0.0)), False),
-    ("invalid:side", json.dumps(good(side="buy")), False),
-    ("invalid:signal_id", json.dumps(good(signal_id="")), False),
-    ("invalid:signal_id", json.dumps(good(signal_id="a b")), False),
-    ("invalid:signal_id", json.dumps(good(signal_id="x" * 65)), False),
-    ("invalid:source", json.dumps(good(source="\u202e")), False),
-    ("invalid:created_at", json.dumps(good(created_at=time.time() * 1000)), False),
-    ("unknown_account", json.dumps(good(account="other")), False),
-    ("symbol_not_allowed", json.dumps(good(symbol="DOGEUSDT")), False),
-    ("expired", json.dumps(good(expires_at=time.time() - 1)), False),
-    ("too_old", json.dumps(good(created_at=time.time() - 300)), False),
-    ("created_in_future", json.dumps(good(created_at=time.time() + 300)), False),
-    ("invalid:take_profit_side", json.dumps(good(take_profit=57_000.0)), False),
-]
+def bad_frames_now() -> list[tuple[str, str | bytes, bool]]:
+    """(expected reason, frame, binary), with times taken now: built at import, the valid
+    times went stale when the test ran more than the signal age limit later."""
+    return [
+        # (expected reason, frame, binary)
+        ("binary_frame", json.dumps(good()).encode(), True),
+        ("oversized", json.dumps(good(signal_id="x" * 20_000)), False),
+        ("invalid_utf8", b'{"signal_id": "\xff\xfe"}', False),
+        ("malformed_json", '{"signal_id": "a", ', False),
+        ("malformed_json", "", False),
+        ("not_an_object", "[1, 2, 3]", False),
+        ("not_an_object", "null", False),
+        ("duplicate_field", '{"size": 1, "size": 2}', False),
+        ("unknown_field", json.dumps({**good(), "stoploss": 1}), False),
+        ("missing:stop_loss", json.dumps(good(stop_loss=_DROP)), False),
+        ("missing:size", json.dumps(good(size=None)), False),
+        ("type:size", json.dumps(good(size="0.01")), False),
+        ("type:size", json.dumps(good(size=True)), False),
+        ("type:signal_id", json.dumps(good(signal_id=17)), False),
+        ("type:side", json.dumps(good(side=["long"])), False),
+        ("invalid:size", json.dumps(good(size=math.nan)), False),
+        ("invalid:size", json.dumps(good(size=math.inf)), False),
+        (
+            "invalid:size",
+            '{"signal_id":"a","source":"s","account":"main","symbol":"BTCUSDT",'
+            '"side":"long","size":1e400,"stop_loss":1}',
+            False,
+        ),
+        ("invalid:size", json.dumps(good(size=-0.01)), False),
+        ("invalid:size", json.dumps(good(size=0)), False),
+        ("invalid:stop_loss", json.dumps(good(stop_loss=-1.0)), False),
+        ("invalid:take_profit", json.dumps(good(take_profit=0.0)), False),
+        ("invalid:side", json.dumps(good(side="buy")), False),
+        ("invalid:signal_id", json.dumps(good(signal_id="")), False),
+        ("invalid:signal_id", json.dumps(good(signal_id="a b")), False),
+        ("invalid:signal_id", json.dumps(good(signal_id="x" * 65)), False),
+        ("invalid:source", json.dumps(good(source="\u202e")), False),
+        ("invalid:created_at", json.dumps(good(created_at=time.time() * 1000)), False),
+        ("unknown_account", json.dumps(good(account="other")), False),
+        ("symbol_not_allowed", json.dumps(good(symbol="DOGEUSDT")), False),
+        ("expired", json.dumps(good(expires_at=time.time() - 1)), False),
+        ("too_old", json.dumps(good(created_at=time.time() - 300)), False),
+        ("created_in_future", json.dumps(good(created_at=time.time() + 300)), False),
+        ("invalid:take_profit_side", json.dumps(good(take_profit=57_000.0)), False),
+    ]
 
 
 def test_bad_frames_are_refused_with_their_reason(
@@ -157,12 +160,13 @@ def test_bad_frames_are_refused_with_their_reason(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="infra.feeds")
-    for _, frame, binary in BAD:
+    bad = bad_frames_now()
+    for _, frame, binary in bad:
         signal_server.send_raw(frame, binary=binary)
-    wait_frames(client, len(BAD))
+    wait_frames(client, len(bad))
     stats = client.stats()
     expected: dict[str, int] = {}
-    for reason, _, _ in BAD:
+    for reason, _, _ in bad:
         expected[reason] = expected.get(reason, 0) + 1
     assert stats.accepted == 0
     assert stats.refused == expected
@@ -173,7 +177,7 @@ def test_bad_frames_are_refused_with_their_reason(
     assert "x" * 200 not in caplog.text, "the preview is truncated"
     # and the feed still works
     signal_server.send_signal(good(signal_id="after-bad"))
-    wait_frames(client, len(BAD) + 1)
+    wait_frames(client, len(bad) + 1)
     assert client.stats().accepted == 1
 
 
