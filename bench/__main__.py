@@ -42,6 +42,11 @@ def _ge(x: float | None, t: float) -> bool | None:
 
 
 def report_tick_path(r: dict[str, Any]) -> None:
+    _report_tick_path(r)
+    report_tick_actor(r)
+
+
+def _report_tick_path(r: dict[str, Any]) -> None:
     fig(
         "1 tick path p50",
         r["tick_p50_us"],
@@ -61,6 +66,23 @@ def report_tick_path(r: dict[str, Any]) -> None:
         r["tick_p99_ratio"],
         "<= 2x",
         _le(r["tick_p99_ratio"], 2.0),
+    )
+
+
+def report_tick_actor(r: dict[str, Any]) -> None:
+    fig(
+        "1 tick path p99, every tick through the actor (band off)",
+        r["tick_actor_p99_us"],
+        "us",
+        r["tick_bare_p99_us"],
+        "us",
+        r["tick_actor_p99_ratio"],
+        "report",
+        None,
+    )
+    print(
+        f"  parked at routing {r['tick_parked']} of {r['tick_samples']} decided ticks"
+        f" (band on); via the actor {r['tick_via_actor']}"
     )
 
 

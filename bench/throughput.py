@@ -7,7 +7,7 @@ from typing import Any
 
 from actors.messages import MarkPriceTick
 from bench.common import QUICK, BareActor, stop_refs, wait_until
-from bench.world import key, make_world
+from bench.world import key, make_world, open_positions
 
 SYMBOLS = 1_000
 
@@ -26,6 +26,7 @@ def run() -> dict[str, Any]:
     w = make_world(SYMBOLS)
     try:
         keys = [key(i) for i in range(SYMBOLS)]
+        open_positions(w, SYMBOLS)  # an open, protected position on every symbol
         for k in keys:  # spawn and load first: creation is not the steady state
             w.sup.state(k)
         rec = w.metrics

@@ -16,7 +16,7 @@ import pykka
 from actors.messages import MarkPriceTick
 from actors.model import Key
 from bench.common import QUICK, BareActor, paced, pct, stop_refs, wait_until
-from bench.world import install_stamped_slots, key, make_world, open_positions
+from bench.world import PARKED_LAT, install_stamped_slots, key, make_world, open_positions
 from infra.feeds import parse_mark_prices
 
 RATE = 10_000
@@ -34,10 +34,23 @@ def run() -> dict[str, Any]:
     stop_refs(refs)
     base50, base99 = pct(lat, 50), pct(lat, 99)
 
+    out: dict[str, Any] = {"tick_symbols": SYMBOLS}
+    for band, tag in ((True, "tick"), (False, "tick_actor")):
+        r = _path(n, band)
+        out.update({f"{tag}_{k}": v for k, v in r.items()})
+        out[f"{tag}_p99_ratio"] = r["p99_us"] / (base99 * 1e6)
+        out[f"{tag}_p50_ratio"] = r["p50_us"] / (base50 * 1e6)
+    out["tick_bare_p50_us"] = base50 * 1e6
+    out["tick_bare_p99_us"] = base99 * 1e6
+    return out
+
+
+def _path(n: int, band: bool) -> dict[str, Any]:
+    """Frames at RATE over SYMBOLS open positions; ``band`` False: every tick to the actor."""
     w = make_world(SYMBOLS)
     try:
         active = open_positions(w, SYMBOLS)
-        install_stamped_slots(w, SYMBOLS)
+        install_stamped_slots(w, SYMBOLS, band=band)
         rec = w.metrics
         keys = [key(i) for i in range(SYMBOLS)]
         by_symbol: dict[str, Key] = {k.symbol: k for k in keys}
@@ -62,23 +75,20 @@ def run() -> dict[str, Any]:
 
         elapsed = paced(n, RATE, send)
         w.settle(timeout=30)
-        sup_lat = list(rec.tick_lat)  # type: ignore[attr-defined]
+        actor_lat = list(rec.tick_lat)  # type: ignore[attr-defined]
+        parked = list(PARKED_LAT)
     finally:
         w.close()
-    conflated = n - len(sup_lat)
-    p50, p99 = pct(sup_lat, 50), pct(sup_lat, 99)
+    lat = actor_lat + parked
     return {
-        "tick_rate_per_s": n / elapsed,
-        "tick_symbols": SYMBOLS,
-        "tick_active_positions": active,
-        "tick_samples": len(sup_lat),
-        "tick_conflated": conflated,
-        "tick_p50_us": p50 * 1e6,
-        "tick_p99_us": p99 * 1e6,
-        "tick_bare_p50_us": base50 * 1e6,
-        "tick_bare_p99_us": base99 * 1e6,
-        "tick_p99_ratio": p99 / base99,
-        "tick_p50_ratio": p50 / base50,
+        "rate_per_s": n / elapsed,
+        "active_positions": active,
+        "samples": len(lat),
+        "via_actor": len(actor_lat),
+        "parked": len(parked),
+        "conflated": n - len(lat),
+        "p50_us": pct(lat, 50) * 1e6,
+        "p99_us": pct(lat, 99) * 1e6,
     }
 
 

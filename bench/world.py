@@ -32,16 +32,36 @@ class RecordingMetrics(CountingMetrics):
             self.ticks_handled += 1
 
 
+#: Latencies of ticks decided at routing: parked inside their actor's band (perf_counter).
+PARKED_LAT: list[float] = []
+
+
 class StampedSlot(TickSlot):
-    """A TickSlot that tells the actor thread the received_at of the tick it took."""
+    """A TickSlot that tells the actor thread the received_at of the tick it took, and records
+    the latency of a tick it parks (decided against the actor's band, on the feed thread)."""
 
     __slots__ = ()
+
+    def put(self, tick: MarkPriceTick) -> bool:
+        woke = super().put(tick)
+        if not woke and self._parked and tick.received_at:
+            PARKED_LAT.append(time.perf_counter() - tick.received_at)
+        return woke
 
     def take(self) -> MarkPriceTick | None:
         t = super().take()
         if t is not None:
             _local.received_at = t.received_at
         return t
+
+
+class NoBandSlot(StampedSlot):
+    """Ignores the actor's band: every tick goes through the actor thread (for comparison)."""
+
+    __slots__ = ()
+
+    def set_band(self, band: tuple[float, float] | None) -> bool:
+        return super().set_band(None)
 
 
 def make_world(n_symbols: int, *, store: Any = None, exchange: Any = None) -> World:
@@ -71,6 +91,7 @@ def open_positions(w: World, n: int, timeout: float = 60.0) -> int:
     return sum(1 for p in w.store.open_positions() if p.status is Status.ACTIVE)
 
 
-def install_stamped_slots(w: World, n: int) -> None:
+def install_stamped_slots(w: World, n: int, band: bool = True) -> None:
+    PARKED_LAT.clear()
     for i in range(n):
-        w.sup._slots[key(i)] = StampedSlot()
+        w.sup._slots[key(i)] = StampedSlot() if band else NoBandSlot()
