@@ -114,6 +114,12 @@ def test_a_message_with_a_live_object_still_encodes() -> None:
         def take(self) -> None:
             return None
 
+        def take_parked(self) -> None:
+            return None
+
+        def set_band(self, band: tuple[float, float] | None) -> bool:
+            return False
+
     name, data = codec.encode_message(TicksReady(Key("a", "B"), Slot()))
     assert name == "TicksReady" and isinstance(data["slot"], str)
     codec.dumps(data)
