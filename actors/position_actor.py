@@ -195,9 +195,29 @@ class PositionActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         try:
             self._load()
+        except StoreUnavailable as exc:
+            self._wait_for_store(exc)
         except Exception as exc:
             log.exception("load failed for %s", self.key, extra={"key": str(self.key)})
             self._schedule_restart(exc)
+
+    def _wait_for_store(self, exc: StoreUnavailable) -> None:
+        """The database is down, not this actor: load again in a while, messages stashed.
+
+        Not a crash, so it does not count towards the restart intensity (a database outage
+        must not quarantine every symbol that hears from a feed meanwhile).
+        """
+        log.warning(
+            "store unavailable, loading %s again in %.1fs: %s",
+            self.key,
+            PERSIST_RETRY_S,
+            exc,
+            extra={"key": str(self.key)},
+        )
+        self._deps.metrics.commit_failed("unavailable")
+        self._restart_pending = True
+        self._deps.timers.start(self.key, RESTART_TIMER, PERSIST_RETRY_S)
+        self._publish()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Passivate):
@@ -525,6 +545,9 @@ class PositionActor(pykka.ThreadingActor):
         self._unwritten.clear()
         try:
             self._load()
+        except StoreUnavailable as exc:
+            self._wait_for_store(exc)
+            return
         except Exception as exc:
             log.error("reload failed for %s: %r", self.key, exc, extra={"key": str(self.key)})
             self._schedule_restart(exc)
