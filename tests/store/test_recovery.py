@@ -226,6 +226,21 @@ def _after_crash(rig: Rig, p: Process, how: str) -> Process:
     return p
 
 
+def _crash_in_flight(rig: Rig, p: Process, how: str, sent: Callable[[], bool]) -> Process:
+    """Once ``sent()`` (an order reached the exchange, its reply is held), die: the actor on
+    its next commit (a duplicate signal's record), or the whole process at once."""
+    deadline = time.monotonic() + 10
+    while not sent():
+        assert time.monotonic() < deadline, rig.sim.order_log()
+        threading.Event().wait(0.01)
+    _crash(rig, p, how, _is_poke)
+    if how == "actor":
+        _poke(p)
+    else:
+        p.store.crashed.set()
+    return _after_crash(rig, p, how)
+
+
 def _is_poke(c: Commit) -> bool:
     return isinstance(c.cause, OpenSignal) and c.cause.signal_id == "poke"
 
@@ -262,16 +277,8 @@ def test_crash_while_the_entry_order_awaits_its_reply(rig: Rig, how: str) -> Non
     rig.sim.add_fault("timeout", path="/fapi/v1/order", method="POST", hold_s=3.0)
     p = rig.start()
     p.sup.tell(_signal())
-    deadline = time.monotonic() + 10
-    while rig.executed(r"^ps\d+e1$") == 0:  # the order is on the exchange, its reply held
-        assert time.monotonic() < deadline, rig.sim.order_log()
-        threading.Event().wait(0.01)
-    _crash(rig, p, how, _is_poke)
-    if how == "actor":
-        _poke(p)
-    else:
-        p.store.crashed.set()
-    p = _after_crash(rig, p, how)
+    # the order is on the exchange, its reply held
+    p = _crash_in_flight(rig, p, how, lambda: rig.executed(r"^ps\d+e1$") > 0)
     pos = rig.wait(p, lambda q: q.status is Status.ACTIVE and q.stop_confirmed, "protected")
     _protected(rig, pos)
     assert rig.executed(r"^ps\d+e") == 1, "the entry was sent twice"
@@ -300,16 +307,8 @@ def test_crash_while_the_stop_loss_awaits_its_reply(rig: Rig, how: str) -> None:
     rig.sim.add_fault("timeout", path="/fapi/v1/algoOrder", method="POST", hold_s=3.0)
     p = rig.start()
     p.sup.tell(_signal())
-    deadline = time.monotonic() + 10
-    while rig.open_stops() == 0:  # the stop rests on the exchange, its reply held
-        assert time.monotonic() < deadline, rig.sim.order_log()
-        threading.Event().wait(0.01)
-    _crash(rig, p, how, _is_poke)
-    if how == "actor":
-        _poke(p)
-    else:
-        p.store.crashed.set()
-    p = _after_crash(rig, p, how)
+    # the stop rests on the exchange, its reply held
+    p = _crash_in_flight(rig, p, how, lambda: rig.open_stops() > 0)
     pos = rig.wait(p, lambda q: q.status is Status.ACTIVE and q.stop_confirmed, "protected")
     _protected(rig, pos)
     assert rig.executed(r"^ps\d+s") == 1, "the stop-loss was placed twice"
