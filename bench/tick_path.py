@@ -50,9 +50,14 @@ def _path(n: int, band: bool) -> dict[str, Any]:
     w = make_world(SYMBOLS)
     try:
         active = open_positions(w, SYMBOLS)
-        install_stamped_slots(w, SYMBOLS, band=band)
-        rec = w.metrics
         keys = [key(i) for i in range(SYMBOLS)]
+        install_stamped_slots(w, SYMBOLS, band=band)
+        for k in keys:  # one tick each first: every actor has learnt its slot (steady state)
+            w.sup.tell_tick(MarkPriceTick(k, 100.0, w.clock.now() - 1.0))
+        w.settle(timeout=30)
+        rec = w.metrics
+        rec.tick_lat.clear()  # type: ignore[attr-defined]
+        PARKED_LAT.clear()
         by_symbol: dict[str, Key] = {k.symbol: k for k in keys}
         t_ms = int(w.clock.now() * 1000)
         # prices stay above the stop (90): the actor evaluates the stop guard, no trigger
