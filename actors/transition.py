@@ -867,7 +867,12 @@ class _Step:
             closed = sum(o.filled_qty for o in closing)
             will_close = sum(max(0.0, o.qty - o.filled_qty) for o in closing if not o.state.done)
             excess = xp.qty - will_close
-            if obs.observed_at > pos.updated_at and excess > 0 and not qty_done(will_close, xp.qty):
+            if (
+                obs.observed_at > pos.updated_at
+                and excess > 0
+                and not qty_done(will_close, xp.qty)
+                and pos.close_seq < self.ctx.policy.close_max_attempts
+            ):
                 # More is open than the closes in flight remove (a fill we have not heard of):
                 # close that too.
                 self.set_pos(
