@@ -263,7 +263,7 @@ class PositionActor(pykka.ThreadingActor):
             return
         for _ in range(4):
             if self._restart_pending or self._retired:
-                slot.set_band(None)
+                self._release_band(slot)
                 return
             if not slot.set_band(tick_band(self._state, self._deps.policy)):
                 return
@@ -271,7 +271,14 @@ class PositionActor(pykka.ThreadingActor):
             if tick is None:
                 return
             self._dispatch(tick)
-        slot.set_band(None)  # still moving: wake on every tick until the next message
+        self._release_band(slot)  # still moving: wake on every tick until the next message
+
+    def _release_band(self, slot: TickSource) -> None:
+        """No band: every tick wakes this actor. A tick parked until now is not left behind
+        (it would wait for the next wake-up that a non-empty slot never sends): it comes
+        back through the mailbox."""
+        if slot.set_band(None):
+            self._deps.host.deliver(TicksReady(self.key, slot))
 
     def _actor_loop_teardown(self) -> None:
         # Salvage queued tell()s for the router instead of letting pykka drop them (I3).
