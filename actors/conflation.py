@@ -1,7 +1,8 @@
 """Tick conflation: a per-symbol slot that keeps only the newest mark price (plus extremes).
 
-Producers (a feed thread) call :meth:`TickSlot.put`; it returns True when the slot was empty,
-i.e. the actor must be woken with one :class:`~actors.messages.TicksReady`. While the actor
+Producers (a feed thread) call :meth:`TickSlot.put`; it returns True when the actor must be
+woken with one :class:`~actors.messages.TicksReady` (the slot was empty, or held a tick parked
+inside the actor's band, and the prices now leave the band; see :class:`TickSlot`). While the actor
 is behind, newer ticks replace the older unhandled one, keeping the lowest and highest
 price seen so the stop guard never misses a cross. The actor calls :meth:`TickSlot.take` when
 it handles ``TicksReady``. So a burst on one symbol cannot grow its mailbox, and 1,000
