@@ -8,6 +8,8 @@ Like :class:`tests.fakes.world.World`, but the metrics object is a tee of
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 
 from actors.messages import Message
 from actors.model import Key
@@ -19,7 +21,7 @@ from tests.fakes.exchange import InMemoryExchange
 from tests.fakes.store import InMemoryStore
 from tests.fakes.world import ACCOUNT, CountingMetrics
 
-__all__ = ["MetricsWorld", "TeeMetrics"]
+__all__ = ["MetricsWorld", "TeeMetrics", "http_get"]
 
 
 class TeeMetrics(CountingMetrics):
@@ -107,3 +109,12 @@ class MetricsWorld:
 
     def state(self, symbol: str) -> SymbolState:
         return self.sup.state(Key(ACCOUNT, symbol))
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """``(status, body)`` of a GET, an HTTP error status included (``/healthz`` says 503)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()

@@ -7,8 +7,6 @@ import os
 import signal
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +19,7 @@ from supervision.app import App, Infra, Intake
 from tests.fakes.exchange import InMemoryExchange
 from tests.fakes.store import InMemoryStore
 from tests.fakes.world import signal as make_signal
+from tests.process.harness import http_get
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -98,14 +97,6 @@ class Fixture:
         return app
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def test_sigterm_stops_cleanly_with_state_kept() -> None:
     fx = Fixture()
     app = fx.app(_config())
@@ -115,14 +106,14 @@ def test_sigterm_stops_cleanly_with_state_kept() -> None:
         try:
             _until(app.ready.is_set, what="ready")
             assert app.server is not None and app.intake is not None
-            seen["health"] = _get(app.server.url + "/healthz")
+            seen["health"] = http_get(app.server.url + "/healthz")
             for src in ("sniper", "whale_copy", "trending", "volume"):
                 app.intake.tell(make_signal("BTCUSDT", src))
             _until(
                 lambda: any(p.status is Status.ACTIVE for p in fx.store.positions()),
                 what="active position",
             )
-            seen["metrics"] = _get(app.server.url + "/metrics")[1]
+            seen["metrics"] = http_get(app.server.url + "/metrics")[1]
         except BaseException as exc:
             seen["error"] = exc
         finally:
@@ -191,17 +182,17 @@ def test_duration_and_health_while_database_down() -> None:
     app.start()
     try:
         assert app.server is not None and app.store is not None
-        assert _get(app.server.url + "/healthz")[0] == 200
+        assert http_get(app.server.url + "/healthz")[0] == 200
         fx.store.down = True
         app.intake.tell(make_signal("ETHUSDT", "sniper"))  # type: ignore[union-attr]
         _until(lambda: app.store.health() is not None, what="database down seen")  # type: ignore[union-attr]
-        code, body = _get(app.server.url + "/healthz")
+        code, body = http_get(app.server.url + "/healthz")
         assert code == 503 and "database (unavailable" in body
         fx.store.down = False
         app.store.probe()  # the fake has no ping(): the next store call decides
         app.intake.tell(make_signal("BTCUSDT", "sniper"))  # type: ignore[union-attr]
         _until(lambda: app.store.health() is None, what="database back")  # type: ignore[union-attr]
-        assert _get(app.server.url + "/healthz")[0] == 200
+        assert http_get(app.server.url + "/healthz")[0] == 200
         app.wait(duration=0.01)
         assert app.stopping.is_set()
     finally:

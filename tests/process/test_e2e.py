@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from infra.store import PostgresStore
 from sim.exchange import SimExchange
 from sim.signals import SignalFeed
 from tests import pg
+from tests.process.harness import http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -122,14 +122,6 @@ def _spawn(cfg: Path, dsn: str, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def test_run_adopt_protect_refuse_second_sigterm(
     tmp_path: Path, sim: SimExchange, feed: SignalFeed, dsn: str
 ) -> None:
@@ -162,7 +154,7 @@ def test_run_adopt_protect_refuse_second_sigterm(
         assert m is not None
         with urllib.request.urlopen(m.group(1) + "/metrics", timeout=5) as r:
             exposition = r.read().decode()
-        _until(lambda: _get(m.group(1) + "/healthz")[0] == 200, 30, "healthy")
+        _until(lambda: http_get(m.group(1) + "/healthz")[0] == 200, 30, "healthy")
         samples = {
             (s.name, tuple(sorted(s.labels.items()))): s.value
             for fam in text_string_to_metric_families(exposition)
@@ -209,8 +201,8 @@ def test_run_adopt_protect_refuse_second_sigterm(
 
         # The signal feed goes away: /healthz names it.
         feed.stop()
-        _until(lambda: "feed:signals" in _get(m.group(1) + "/healthz")[1], 30, "feed down")
-        assert _get(m.group(1) + "/healthz")[0] == 503
+        _until(lambda: "feed:signals" in http_get(m.group(1) + "/healthz")[1], 30, "feed down")
+        assert http_get(m.group(1) + "/healthz")[0] == 503
 
         # I7: a second process for the same account says so and does not trade.
         log2 = tmp_path / "second.log"

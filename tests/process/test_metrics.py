@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import urllib.error
-import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.metrics import HealthChecks, MetricsServer, PrometheusMetrics
 from tests.fakes.world import signal
-from tests.process.harness import MetricsWorld
+from tests.process.harness import MetricsWorld, http_get
 
 pytestmark = pytest.mark.timeout(60)
 
 SOURCES = ("sniper", "whale_copy", "trending", "volume")
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -57,7 +47,7 @@ def _scenario() -> tuple[str, int]:
         server = MetricsServer(w.prom.registry, HealthChecks(w.prom), port=0)
         server.start()
         try:
-            code, text = _get(server.url + "/metrics")
+            code, text = http_get(server.url + "/metrics")
         finally:
             server.stop()
     assert code == 200
@@ -155,24 +145,24 @@ def test_healthz_flips_with_a_check() -> None:
     server = MetricsServer(m.registry, health, port=0)
     server.start()
     try:
-        assert _get(server.url + "/healthz") == (200, "ok\n")
+        assert http_get(server.url + "/healthz") == (200, "ok\n")
         db_down.append("connection refused")
-        code, body = _get(server.url + "/healthz")
+        code, body = http_get(server.url + "/healthz")
         assert code == 503
         assert "database (connection refused)" in body
         assert "feed:signals" not in body
-        s = _samples(_get(server.url + "/metrics")[1])
+        s = _samples(http_get(server.url + "/metrics")[1])
         assert _sum(s, "ps_health_check_up", check="database") == 0
         assert _sum(s, "ps_health_check_up", check="feed:signals") == 1
         db_down.clear()
-        assert _get(server.url + "/healthz")[0] == 200
+        assert http_get(server.url + "/healthz")[0] == 200
 
         def broken() -> str | None:
             raise RuntimeError("boom")
 
         health.register("exchange", broken)
-        code, body = _get(server.url + "/healthz")
+        code, body = http_get(server.url + "/healthz")
         assert code == 503 and "exchange (check failed" in body
-        assert _get(server.url + "/nope")[0] == 404
+        assert http_get(server.url + "/nope")[0] == 404
     finally:
         server.stop()
