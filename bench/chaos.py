@@ -36,7 +36,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.race import LONG, SHORT, RaceCounts, RaceSpec, Supervised, report, run_race
+from bench.race import (
+    LONG,
+    SHORT,
+    RaceCounts,
+    RaceSpec,
+    Supervised,
+    on_fresh_database,
+    run_race,
+)
 
 __all__ = ["PROGRAM", "UnderSupervisord", "killer", "main", "run_chaos"]
 
@@ -243,18 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = CHAOS_LONG if args.long else CHAOS_SHORT
     if args.duration is not None:
         spec = replace(spec, duration_s=args.duration)
-    from tests import pg
-
-    admin = pg.admin_dsn()
-    t0 = time.monotonic()
-    try:
-        with pg.fresh_database(admin) as dsn:
-            counts = run_chaos(spec, dsn, Path(".data") / "chaos", args.kills)
-    finally:
-        pg.shutdown()
-    print(f"# chaos {spec} kills={args.kills} in {time.monotonic() - t0:.1f}s")
-    report(counts)
-    return 0 if counts.ok else 1
+    return on_fresh_database(
+        lambda dsn: run_chaos(spec, dsn, Path(".data") / "chaos", args.kills),
+        f"chaos {spec} kills={args.kills}",
+    )
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ __all__ = [
     "RaceSpec",
     "Supervised",
     "main",
+    "on_fresh_database",
     "run_race",
 ]
 
@@ -319,6 +320,7 @@ class _Sampler:
         self.max_s = 0.0
         self.spells: list[float] = []  # every unprotected spell that ended, in seconds
         self.unprotected_now: list[str] = []
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="race-sampler", daemon=True)
 
@@ -331,6 +333,12 @@ class _Sampler:
             self._thread.join(5.0)
 
     def sample(self) -> None:
+        """One look at the exchange. Called by the sampler thread and, while settling, by the
+        harness's main thread: one at a time, or a spell could be ended twice."""
+        with self._lock:
+            self._sample()
+
+    def _sample(self) -> None:
         now = time.monotonic()
         state = _protected(self.sim)
         naked = [s for s, ok in state.items() if not ok]
@@ -695,16 +703,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed is not None:
         spec = replace(spec, seed=args.seed)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s %(message)s")
+    return on_fresh_database(lambda dsn: run_race(spec, dsn, Path(".data") / "race"), f"{spec}")
+
+
+def on_fresh_database(trial: Callable[[str], RaceCounts], label: str) -> int:
+    """Run ``trial(dsn)`` on a fresh migrated database of the test server (embedded unless
+    ``PS_TEST_DSN``), print its counts; the exit code is 0 when every count holds."""
     from tests import pg
 
     admin = pg.admin_dsn()
     t0 = time.monotonic()
     try:
         with pg.fresh_database(admin) as dsn:
-            counts = run_race(spec, dsn, Path(".data") / "race")
+            counts = trial(dsn)
     finally:
         pg.shutdown()
-    print(f"# {spec} in {time.monotonic() - t0:.1f}s")
+    print(f"# {label} in {time.monotonic() - t0:.1f}s")
     report(counts)
     return 0 if counts.ok else 1
 

@@ -177,6 +177,9 @@ class Rig:
                 raise AssertionError(f"{what} not reached: {pos}")
             threading.Event().wait(0.02)
 
+    def wait_protected(self, p: Process) -> Position:
+        return self.wait(p, lambda q: q.status is Status.ACTIVE and q.stop_confirmed, "protected")
+
     def executed(self, pattern: str) -> int:
         """Orders the exchange executed whose client id matches ``pattern``."""
         rx = re.compile(pattern)
@@ -279,7 +282,7 @@ def test_crash_while_the_entry_order_awaits_its_reply(rig: Rig, how: str) -> Non
     p.sup.tell(_signal())
     # the order is on the exchange, its reply held
     p = _crash_in_flight(rig, p, how, lambda: rig.executed(r"^ps\d+e1$") > 0)
-    pos = rig.wait(p, lambda q: q.status is Status.ACTIVE and q.stop_confirmed, "protected")
+    pos = rig.wait_protected(p)
     _protected(rig, pos)
     assert rig.executed(r"^ps\d+e") == 1, "the entry was sent twice"
     _one_position(p)
@@ -295,7 +298,7 @@ def test_crash_after_the_fill_before_the_stop_loss_is_sent(rig: Rig, how: str) -
     _crash(rig, p, how, filled)
     p.sup.tell(_signal())
     p = _after_crash(rig, p, how)
-    pos = rig.wait(p, lambda q: q.status is Status.ACTIVE and q.stop_confirmed, "protected")
+    pos = rig.wait_protected(p)
     _protected(rig, pos)
     assert rig.executed(r"^ps\d+e") == 1
     assert rig.executed(r"^ps\d+s") == 1, "the stop-loss was placed twice"
@@ -309,7 +312,7 @@ def test_crash_while_the_stop_loss_awaits_its_reply(rig: Rig, how: str) -> None:
     p.sup.tell(_signal())
     # the stop rests on the exchange, its reply held
     p = _crash_in_flight(rig, p, how, lambda: rig.open_stops() > 0)
-    pos = rig.wait(p, lambda q: q.status is Status.ACTIVE and q.stop_confirmed, "protected")
+    pos = rig.wait_protected(p)
     _protected(rig, pos)
     assert rig.executed(r"^ps\d+s") == 1, "the stop-loss was placed twice"
     _one_position(p)
@@ -319,7 +322,7 @@ def test_crash_while_the_stop_loss_awaits_its_reply(rig: Rig, how: str) -> None:
 def test_crash_after_the_close_intent_is_committed(rig: Rig, how: str) -> None:
     p = rig.start()
     p.sup.tell(_signal())
-    rig.wait(p, lambda q: q.status is Status.ACTIVE and q.stop_confirmed, "protected")
+    rig.wait_protected(p)
 
     def closing(c: Commit) -> bool:
         return c.position is not None and c.position.status is Status.CLOSING
