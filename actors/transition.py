@@ -829,7 +829,34 @@ class _Step:
             elif o.kind is OrderKind.ENTRY and o.state is OrderState.ACCEPTED:
                 self.effects.append(LookupOrder(pos.key, o.client_id, o.kind))
         self.event("recovering", pos.status)
+        self.resume_retries()
         return self
+
+    def resume_retries(self) -> None:
+        """Timers die with the process: resend what was waiting on a retry timer when it did
+        (a refused stop-loss, a refused or vanished close); its delay has passed by now. After
+        a crash of the actor alone the timer may still be set: it is cancelled first, so the
+        order is not sent twice."""
+        pos = self.pos
+        assert pos is not None
+        if pos.qty <= 0:
+            return
+        if pos.status in (Status.PENDING_SL, Status.ACTIVE):
+            stop = pos.latest(OrderKind.STOP_LOSS)
+            if stop is None:
+                self.place_stop("recovery: no stop-loss on record")
+            elif stop.state is OrderState.REJECTED:
+                self.effects.append(CancelTimer(pos.key, f"retry:{stop.client_id}"))
+                self.resend(replace(stop, state=OrderState.INTENDED, sent_at=self.now))
+            return
+        if pos.status is Status.CLOSING:
+            closes = [o for o in pos.orders if o.kind is OrderKind.CLOSE]
+            if any(not o.state.done for o in closes):
+                return  # a close is working: its outcome or lookup resumes the position
+            if pos.close_seq < self.ctx.policy.close_max_attempts:
+                self.event("close_retry", pos.status, why="recovery")
+                self.effects.append(CancelTimer(pos.key, "close_retry"))
+                self.send_close()
 
     def sync(self, obs: SyncObservation) -> _Step:
         pos = self.pos

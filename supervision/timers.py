@@ -76,10 +76,15 @@ class TimerService:
             if (key, name) in self._gen:
                 self._gen[(key, name)] += 1
 
-    def pending(self) -> int:
-        """Timers that will still fire (not superseded or cancelled)."""
+    def pending(self, name: str | None = None) -> int:
+        """Timers that will still fire (not superseded or cancelled), only those called
+        ``name`` if given."""
         with self._cond:
-            return sum(1 for _, _, k, n, g in self._heap if self._gen.get((k, n)) == g)
+            return sum(
+                1
+                for _, _, k, n, g in self._heap
+                if self._gen.get((k, n)) == g and (name is None or n == name)
+            )
 
     def fire_due(self) -> int:
         """Deliver every timer due now. Returns how many fired."""

@@ -2,10 +2,11 @@
 
 Hypothesis drives signals from four sources (fresh and replayed ids), sync rounds, mark
 prices that trigger resting stops, exchange faults (rejections, unknown outcomes, lost
-orders, lookups that say "not found" for a while), close requests and actor crashes injected
-into commits. After every step — once timers and a sync have had their turn, as they do in
-the running process — the invariants are checked against the store, the actors and the
-exchange.
+orders, lookups that say "not found" for a while), close requests, actor crashes injected
+into commits and process restarts (a new supervisor over the same store and exchange, right
+after a step's messages are handled and before any of its timers fire). After every step,
+once timers and a sync have had their turn as they do in the running process, the
+invariants are checked against the store, the actors and the exchange.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from actors.messages import CloseRequest, MarkPriceTick
 from actors.model import CloseReason, Key, OrderKind
 from actors.ports import OrderRequest
+from actors.position_actor import RESTART_TIMER
 from actors.state import Policy, Reentry
+from supervision.timers import ManualClock
 from tests.fakes.world import ACCOUNT, World, signal
 
 SYMBOLS = [f"S{i:02d}USDT" for i in range(20)]
 SOURCES = ("sniper", "whale_copy", "trending", "volume")
+POLICY = Policy(reentry=Reentry.ALLOW, lookup_deadline_s=2.0)
 EXAMPLES = int(os.environ.get("PS_PROPERTY_EXAMPLES", "500"))
 
 
@@ -33,7 +37,7 @@ class Interleavings(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.w = World(
-            policy=Policy(reentry=Reentry.ALLOW, lookup_deadline_s=2.0),
+            policy=POLICY,
             prices=dict.fromkeys(SYMBOLS, 100.0),
         )
         self.sent_signals = 0
@@ -43,6 +47,8 @@ class Interleavings(RuleBasedStateMachine):
         self.w.exchange.on_place = self._check_intent_written
         self.w.store.crash_when = self._crash_once
         self.orders_by_id: dict[str, int] = defaultdict(int)
+        self.restart_armed = False
+        self.signals_counted_before = 0
 
     # -- hooks
 
@@ -55,9 +61,28 @@ class Interleavings(RuleBasedStateMachine):
     def _crash_once(self, _commit: object) -> bool:
         return bool(self.crash_armed and self.crash_armed.pop())
 
+    def _restart_process(self) -> None:
+        """The process dies: its timers and mailboxes go, the store and the exchange stay."""
+        old = self.w
+        self.signals_counted_before += sum(old.metrics.signals.values())
+        old.close()
+        self.w = World(
+            policy=POLICY,
+            store=old.store,
+            exchange=old.exchange,
+            clock=ManualClock(old.clock.now()),
+        )
+        self.w.sup.recover()
+        self.w.settle()
+
     def _let_time_pass(self) -> None:
+        self.w.settle()
+        if self.restart_armed and not self.w.sup.timers.pending(RESTART_TIMER):
+            # (An actor between a crash and its restart holds messages that would die with
+            # the process, as in production; the kill waits for a step without one.)
+            self.restart_armed = False
+            self._restart_process()
         w = self.w
-        w.settle()
         w.advance(0.3)
         w.advance(0.3)
         w.sync()
@@ -117,6 +142,11 @@ class Interleavings(RuleBasedStateMachine):
         self.w.tell(CloseRequest(Key(ACCOUNT, sym), CloseReason.MANUAL))
         self._let_time_pass()
 
+    @precondition(lambda self: not self.restart_armed)
+    @rule()
+    def kill_after_next_step(self) -> None:
+        self.restart_armed = True
+
     @precondition(lambda self: not self.crash_armed)
     @rule()
     def crash_next_commit(self) -> None:
@@ -142,7 +172,8 @@ class Interleavings(RuleBasedStateMachine):
     @invariant()
     def every_message_handled(self) -> None:  # I3
         w = self.w
-        assert sum(w.metrics.signals.values()) == self.sent_signals
+        counted = self.signals_counted_before + sum(w.metrics.signals.values())
+        assert counted == self.sent_signals
         assert not w.metrics.dead, w.metrics.dead
 
     @invariant()
