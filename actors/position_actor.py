@@ -126,6 +126,9 @@ class ActorHost(Protocol):
 
     def request_sync(self, key: Key, reason: str) -> None: ...
 
+    def signal_decided(self, record: SignalRecord) -> None:
+        """A signal's outcome is decided and, but during a store outage, written."""
+
     def on_crash(self, key: Key, exc: BaseException) -> RestartDecision: ...
 
     def retire(self, key: Key, ref: pykka.ActorRef[Any]) -> bool: ...
@@ -363,6 +366,7 @@ class PositionActor(pykka.ThreadingActor):
             sig = result.signal
             deps.metrics.signal(sig.source, sig.outcome.value, sig.reason)
             self._log_signal(sig)
+            deps.host.signal_decided(sig)
         if commit is not None:
             self._observe(commit)
         self._perform(result.effects)
@@ -420,6 +424,7 @@ class PositionActor(pykka.ThreadingActor):
         )
         self._deps.metrics.signal(rec.source, rec.outcome.value, reason)
         self._log_signal(rec)
+        self._deps.host.signal_decided(rec)
 
     def _flush_unwritten(self) -> None:
         store = self._deps.store

@@ -11,9 +11,9 @@ program through supervisord's environment, as in production.
 :func:`killer` kills the program with SIGKILL ``kills`` times during the trial, each at a
 random moment 0.5–``max_gap_s`` s after supervisord reports it RUNNING again. At the end the
 program is stopped with SIGTERM (supervisorctl stop) and must exit 0, then supervisord is
-shut down. The race counts must hold as without kills; signals sent in the second before a
-kill may die with the process (the feed has no acknowledgement), so they are counted apart as
-``in_flight_at_kill`` rather than as unrecorded.
+shut down. The race counts must hold as without kills, every signal included: one the
+killed process took but had not decided, or sent while no process was up, is re-sent by the
+feed to the next process (it was not acknowledged) and counted in ``redelivered``.
 
 Run: ``make chaos`` or ``python -m bench.chaos [--kills N] [--long]``.
 """

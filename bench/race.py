@@ -20,8 +20,13 @@ What the trial does, for ``spec.duration_s``:
 * a sampler watches the exchange: a symbol with a position and no stop-loss order resting on
   the exchange is *unprotected*; one unprotected longer than ``spec.unprotected_bound_s`` counts.
 
-Then the sources stop, the faults are cleared, the harness waits until every open position is
-active with its stop confirmed, stops the supervisor and counts (:class:`RaceCounts`). The last
+The feed re-sends every signal the supervisor has not answered (acknowledged) to the next
+connection, as a strategy server that loses nothing would, so a signal sent while the process
+was down, or taken by a process that was killed before deciding it, must end recorded too.
+
+Then the sources stop, the faults are cleared, the harness waits until every signal is
+answered and every open position is active with its stop confirmed, stops the supervisor and
+counts (:class:`RaceCounts`). The last
 line printed is ``race: symbols=… signals=… duplicates=… max_entry_orders_per_position=…
 unprotected=… lost_updates=… unrecorded_signals=…``.
 
@@ -136,7 +141,8 @@ class RaceCounts:
     unprotected_bound_s: float = 0.0
     lost_updates: int = 0
     unrecorded_signals: int = 0
-    in_flight_at_kill: int = 0
+    redelivered: int = 0
+    unanswered: int = 0
     kills: int = 0
     adopted: int = 0
     faults_fired: int = 0
@@ -161,7 +167,7 @@ class RaceCounts:
             f" unprotected_s(p50/p99/max)={self.unprotected_p50_s:.2f}/"
             f"{self.unprotected_p99_s:.2f}/{self.max_unprotected_s:.2f}"
             f" bound_s={self.unprotected_bound_s:.1f} faults_fired={self.faults_fired}"
-            f" kills={self.kills} in_flight_at_kill={self.in_flight_at_kill}"
+            f" kills={self.kills} redelivered={self.redelivered} unanswered={self.unanswered}"
             f" adopted={self.adopted}"
             f" settled={self.settled}"
         )
@@ -422,7 +428,9 @@ class _Faults:
                 log.exception("fault injection failed")
 
 
-def _settled(store: PostgresStore, sampler: _Sampler) -> bool:
+def _settled(store: PostgresStore, sampler: _Sampler, feed: SignalFeed) -> bool:
+    if feed.pending():  # a signal not answered yet: still on its way, or to be re-sent
+        return False
     sampler.sample()
     if sampler.unprotected_now:
         return False
@@ -462,33 +470,30 @@ def count(
     sent: list[tuple[str, float, bool]],
     kills: list[float],
     sampler: _Sampler,
-    kill_window_s: float = 1.0,
     symbols_of: Mapping[str, str] | None = None,
-    opened_at: list[float] | None = None,
+    feed: SignalFeed | None = None,
 ) -> RaceCounts:
-    """The counts, from the exchange (sim) and the database, after the supervisor stopped."""
+    """The counts, from the exchange (sim) and the database, after the supervisor stopped.
+
+    Every signal the sources sent counts, also one sent while no supervisor was connected
+    or in the second before a kill: the feed re-sends what the supervisor did not answer
+    when the next process connects, so each must end with a recorded outcome."""
     c = RaceCounts(symbols=len(sim.initial_prices))
     delivered: dict[str, float] = {}
-    for sid, at, ok in sent:
-        if ok:
-            delivered.setdefault(sid, at)
+    for sid, at, _ in sent:
+        delivered.setdefault(sid, at)
     c.signals = len(delivered)
     records = store.signals(ACCOUNT)
     recorded = {r.signal_id for r in records}
     outcomes = Counter(r.outcome.value for r in records)
     c.duplicates = outcomes.get("duplicate", 0)
     c.accepted = outcomes.get("accepted", 0)
+    if feed is not None:
+        c.redelivered = feed.redelivered
+        c.unanswered = len(feed.pending())
     missing = [sid for sid in delivered if sid not in recorded]
-    # Around a kill a signal can die with the process: sent in the last second before it, or
-    # after it to the dead connection, until the next process's feed client connects.
-    windows = []
-    for k in kills:
-        later = [t for t in (opened_at or []) if t > k]
-        windows.append((k - kill_window_s, min(later) if later else math.inf))
-    in_kill = [sid for sid in missing if any(a <= delivered[sid] <= b for a, b in windows)]
-    c.in_flight_at_kill = len(in_kill)
-    c.unrecorded_signals = len(missing) - len(in_kill)
-    for sid in [m for m in missing if m not in in_kill][:5]:
+    c.unrecorded_signals = len(missing)
+    for sid in missing[:5]:
         after = [k - delivered[sid] for k in kills if k >= delivered[sid]]
         when = f", {min(after):.2f}s before a kill" if after else ", after the last kill"
         symbol = (symbols_of or {}).get(sid, "?")
@@ -579,7 +584,7 @@ def count(
 @contextlib.contextmanager
 def _exchange_and_feed(spec: RaceSpec) -> Iterator[tuple[SimExchange, SignalFeed]]:
     sim = SimExchange(make_symbols(spec.symbols), seed=spec.seed)
-    feed = SignalFeed("127.0.0.1", 0, token=FEED_TOKEN)
+    feed = SignalFeed("127.0.0.1", 0, token=FEED_TOKEN, redeliver=True)
     try:
         sim.start()
         feed.start()
@@ -637,7 +642,7 @@ def run_race(
             sources.stop()
             faults.stop()
             sim.stop_random_walk()
-            settled = _wait(lambda: _settled(store, sampler), spec.settle_timeout_s)
+            settled = _wait(lambda: _settled(store, sampler, feed), spec.settle_timeout_s)
             # A few more syncs, so that what the sync repairs is repaired before counting.
             threading.Event().wait(3 * spec.sync_interval_s + 0.2)
             kills = runner.kills()
@@ -652,7 +657,7 @@ def run_race(
                 kills,
                 sampler,
                 symbols_of=dict(sent.symbols),
-                opened_at=list(feed.opened_at),
+                feed=feed,
             )
             counts.settled = settled
             counts.faults_fired = sum(faults.fired.values())
@@ -664,7 +669,8 @@ def run_race(
                 ]
                 counts.problems.append(
                     "positions did not settle (active with a stop) in time: "
-                    f"{stuck[:5]}, without a stop on the exchange: {sampler.unprotected_now[:5]}"
+                    f"{stuck[:5]}, without a stop on the exchange: {sampler.unprotected_now[:5]},"
+                    f" signals not answered: {feed.pending()[:5]}"
                 )
             return counts
         finally:

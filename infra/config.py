@@ -45,7 +45,7 @@ The schema, with defaults (see ``deploy/example.toml``)::
                   account_lock_wait = false
     [metrics]     address = "127.0.0.1:9490", enabled = true
     [feeds]       signal_url = <none>, token_env = "PS_FEED_TOKEN", silence_timeout_s = 30.0,
-                  exchange_streams = true
+                  exchange_streams = true, signal_acks = true
     [logging]     level = "INFO", json = false
 """
 
@@ -186,6 +186,7 @@ class FeedsConfig:
     token_env: str = "PS_FEED_TOKEN"
     silence_timeout_s: float = 30.0
     exchange_streams: bool = True
+    signal_acks: bool = True
     token: str | None = field(default=None, repr=False)
 
 
@@ -493,6 +494,7 @@ def _feeds(t: _Table, environ: Mapping[str, str]) -> FeedsConfig:
         token_env=token_env,
         silence_timeout_s=t.num("silence_timeout_s", 30.0, min_=0.0, strict=True),
         exchange_streams=t.bool_("exchange_streams", True),
+        signal_acks=t.bool_("signal_acks", True),
         token=environ.get(token_env) or None,
     )
     t.done()

@@ -4,6 +4,13 @@ Clients connect to ``url`` (``ws://host:port/signals``). With a ``token``, the h
 must carry ``Authorization: Bearer <token>`` or ``?token=<token>``, otherwise the reply
 is HTTP 401 and no connection is made. Every frame goes to every connected client.
 
+Clients answer each signal with an acknowledgement, a text frame ``{"ack": <signal_id>,
+"outcome": …, …}``: :attr:`SignalFeed.acks` keeps the last answer per id. With
+``redeliver=True`` the feed behaves like a strategy server that loses nothing: every signal
+stays pending until some client acknowledges its id, and a client that connects first gets
+every pending signal again, in the order they were sent (:attr:`SignalFeed.redelivered`
+counts them).
+
 Methods may be called from any thread; sending never blocks on a slow client (frames
 are queued per connection). ``stop()`` (or leaving the ``with`` block) closes every
 connection and joins every thread the feed started.
@@ -22,6 +29,9 @@ from typing import Any
 from sim.httpserver import HttpServer, Request, Response, WsAccept
 from sim.sources import Signal, SignalSources
 from sim.websocket import OP_BINARY, OP_TEXT, WsConnection, encode_frame
+
+_KEEP = 100_000
+"""Received messages and acknowledgements kept (the oldest half goes beyond)."""
 
 
 class _FeedApp:
@@ -55,10 +65,18 @@ class SignalFeed:
         port: int = 0,
         token: str | None = None,
         path: str = "/signals",
+        redeliver: bool = False,
     ) -> None:
         self.host = host
         self.token = token
         self.path = path
+        self.redeliver = redeliver
+        #: The last acknowledgement per signal id (the decoded frame).
+        self.acks: dict[str, dict[str, Any]] = {}
+        #: Signals sent and not acknowledged yet (with ``redeliver``): id -> encoded frame.
+        self._pending: dict[str, bytes] = {}
+        #: Signals sent again to a client that connected (with ``redeliver``).
+        self.redelivered = 0
         self._cond = threading.Condition()
         self._clients: set[WsConnection] = set()
         #: ``time.monotonic()`` of every accepted client connection, in order.
@@ -119,7 +137,11 @@ class SignalFeed:
         with self._cond:
             self._clients.add(conn)
             self.opened_at.append(time.monotonic())
+            again = list(self._pending.values()) if self.redeliver else []
+            self.redelivered += len(again)
             self._cond.notify_all()
+        for frame in again:
+            conn.send_frame(frame)
 
     def _closed(self, conn: WsConnection) -> None:
         with self._cond:
@@ -127,9 +149,30 @@ class SignalFeed:
             self._cond.notify_all()
 
     def _received(self, conn: WsConnection, message: str | bytes) -> None:
+        ack = _ack_of(message)
         with self._cond:
             self.received.append(message)
+            if len(self.received) > _KEEP:  # a long demo: keep the newest
+                del self.received[: _KEEP // 2]
+            if ack is not None:
+                self.acks.pop(ack["ack"], None)
+                self.acks[ack["ack"]] = ack
+                if len(self.acks) > _KEEP:
+                    for old in list(self.acks)[: _KEEP // 2]:
+                        del self.acks[old]
+                self._pending.pop(ack["ack"], None)
             self._cond.notify_all()
+
+    def pending(self) -> list[str]:
+        """Ids of signals sent and not acknowledged (tracked with ``redeliver`` only)."""
+        with self._cond:
+            return list(self._pending)
+
+    def wait_for_ack(self, signal_id: str, timeout: float = 5.0) -> dict[str, Any] | None:
+        """Block until ``signal_id`` is acknowledged; its acknowledgement, or None."""
+        with self._cond:
+            self._cond.wait_for(lambda: signal_id in self.acks, timeout)
+            return self.acks.get(signal_id)
 
     def client_count(self) -> int:
         """Connected clients."""
@@ -168,9 +211,14 @@ class SignalFeed:
 
     def send_signal(self, signal: dict[str, Any]) -> int:
         """Send one signal as a JSON text frame to every client; returns how many got it queued."""
+        frame = encode_frame(OP_TEXT, json.dumps(signal).encode("utf-8"))
         with self._cond:
             self.sent_signals.append(dict(signal))
-        return self._broadcast(encode_frame(OP_TEXT, json.dumps(signal).encode("utf-8")))
+            sid = signal.get("signal_id")
+            if self.redeliver and isinstance(sid, str):
+                self._pending.pop(sid, None)  # a replay goes to the end, in sending order
+                self._pending[sid] = frame
+        return self._broadcast(frame)
 
     def send_raw(self, data: str | bytes, binary: bool = False) -> int:
         """Send anything as one frame (text frames may carry invalid UTF-8; any size)."""
@@ -220,3 +268,14 @@ class SignalFeed:
         if self._sources is not None:
             self._sources.stop()
             self._sources = None
+
+
+def _ack_of(message: str | bytes) -> dict[str, Any] | None:
+    """The acknowledgement a client sent, or None when the message is not one."""
+    try:
+        obj = json.loads(message)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(obj, dict) and isinstance(obj.get("ack"), str):
+        return obj
+    return None

@@ -255,6 +255,16 @@ class Intake:
                 self._store.commit(Commit(sig.key, sig, None, 0, (ev,), rec))
             except Exception as exc:
                 log.error("could not record refused signal %s: %r", sig.signal_id, exc)
+        self._sup.signal_decided(
+            SignalRecord(
+                sig.key,
+                sig.signal_id,
+                sig.source,
+                SignalOutcome.REJECTED,
+                reason,
+                self._clock.now(),
+            )
+        )
         return False
 
 
@@ -366,7 +376,8 @@ def wire_feeds(config: Config, app: App) -> Sequence[Service]:
 
     Called by :meth:`App.start` on the main thread once the supervisor, the sync service and
     the intake exist. A reconnect of an exchange stream asks the sync service for a sync of
-    its account (events may have been missed). Each feed gets a health check
+    its account (events may have been missed). The signal feed answers each signal once its
+    outcome is decided (the supervisor's ``signal_listeners``). Each feed gets a health check
     ``feed:<name>`` that fails while it is not connected, so ``/healthz`` shows a feed down.
     """
     from infra.feeds import feeds_from_config  # noqa: PLC0415
@@ -380,8 +391,12 @@ def wire_feeds(config: Config, app: App) -> Sequence[Service]:
         app.metrics,
         accounts=app.infra.exchanges,
     )
+    from infra.feeds.signals import SignalFeedClient  # noqa: PLC0415
+
     for feed in feeds:
         runner = feed.runner
+        if isinstance(feed, SignalFeedClient) and app.supervisor is not None:
+            app.supervisor.signal_listeners.append(feed.signal_decided)
         app.health.register(
             f"feed:{runner.name}",
             lambda r=runner: None if r.connected.is_set() else "not connected",  # type: ignore[misc]

@@ -6,7 +6,7 @@ Threads that call in:
   lookup and a pykka ``tell``, no lock. Creating an actor takes the supervisor's lock (slow path,
   once per key);
 * actor threads call the :class:`~actors.position_actor.ActorHost` methods (``deliver``,
-  ``submit``, ``request_sync``, ``on_crash``, ``retire``);
+  ``submit``, ``request_sync``, ``signal_decided``, ``on_crash``, ``retire``);
 * worker threads and the timer thread call :meth:`deliver`.
 
 Cross-symbol state lives here only (I8): the actor map, restart trackers, per-account worker
@@ -45,7 +45,7 @@ from actors.position_actor import (
     PositionActor,
     RestartDecision,
 )
-from actors.state import Policy, SymbolState
+from actors.state import Policy, SignalOutcome, SignalRecord, SymbolState
 from actors.workers import ExchangeWorkers
 from supervision.restart import RestartPolicy, RestartTracker
 from supervision.timers import TimerService
@@ -114,6 +114,9 @@ class Supervisor:
         self._entries_open: dict[str, bool] = dict.fromkeys(exchanges, True)
         self._entry_refusal: dict[str, str] = {}
         self.sync_listeners: list[Callable[[str, str], None]] = []
+        #: Called with each signal's outcome once decided (and written): the signal feed's
+        #: acknowledgements. Called on actor threads and producers' threads; must not block.
+        self.signal_listeners: list[Callable[[SignalRecord], None]] = []
 
     # -- routing (any thread) ---------------------------------------------------------------
 
@@ -129,6 +132,16 @@ class Supervisor:
             reason = self._entry_refusal.get(msg.key.account, "unknown_account")
             self.metrics.signal(msg.source, "rejected", reason)
             log.warning("signal %s refused: %s", msg.signal_id, reason, extra={"key": str(msg.key)})
+            self.signal_decided(
+                SignalRecord(
+                    msg.key,
+                    msg.signal_id,
+                    msg.source,
+                    SignalOutcome.REJECTED,
+                    reason,
+                    self.clock.now(),
+                )
+            )
             return False
         ref = self._actors.get(msg.key)
         if ref is not None:
@@ -202,6 +215,13 @@ class Supervisor:
                 listener(key.account, reason)
             except Exception:
                 log.exception("sync request listener failed")
+
+    def signal_decided(self, record: SignalRecord) -> None:
+        for listener in list(self.signal_listeners):
+            try:
+                listener(record)
+            except Exception:
+                log.exception("signal outcome listener failed")
 
     def on_crash(self, key: Key, exc: BaseException) -> RestartDecision:
         with self._lock:

@@ -30,7 +30,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from actors.messages import OpenSignal
@@ -75,6 +75,8 @@ class Refusal:
 
     reason: str
     detail: str = ""
+    signal_id: str | None = None
+    """The refused signal's id, when the frame had a well-formed one (so it can be answered)."""
 
 
 # --- mark prices ----------------------------------------------------------------------------
@@ -399,6 +401,15 @@ def parse_signal(data: bytes, binary: bool, rules: SignalRules, now: float) -> O
         return Refusal("malformed_json", str(exc)[:80])
     if not isinstance(obj, dict):
         return Refusal("not_an_object", _type_name(obj))
+    result = _signal_of(obj, rules, now)
+    if isinstance(result, Refusal):
+        sid = obj.get("signal_id")
+        if isinstance(sid, str) and _SIGNAL_ID.fullmatch(sid):
+            return replace(result, signal_id=sid)
+    return result
+
+
+def _signal_of(obj: dict[str, Any], rules: SignalRules, now: float) -> OpenSignal | Refusal:
     unknown = [k for k in obj if k not in _ALL_FIELDS]
     if unknown:
         return Refusal("unknown_field", repr(unknown[0])[:40])

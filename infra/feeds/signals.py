@@ -18,23 +18,38 @@ raised). So ``accepted + sum(refused) == frames`` at any quiet moment. Each refu
 ``refused signal frame: <reason> (<detail>) preview=<first 80 characters, escaped>``
 (throttled per reason) and counts ``feed_parse_error(feed, reason)``.
 
-Threads: the runner thread parses, validates and tells; ``start``/``stop``/``stats`` from any
-thread. The token is sent in the handshake header only and never logged (nor is the URL's
-query string).
+Acknowledgements: every signal gets one answer frame on the feed's connection, a JSON text
+frame ``{"ack": <signal_id>, "account": …, "symbol": …, "outcome": …, "reason": …}``, once its
+outcome is decided: for a signal the actor handled, after the outcome is written (the signal
+record, and the entry intent of an accepted one, are committed); for a refusal of the feed
+or the intake, at once (``outcome`` ``"rejected"``, ``reason`` the refusal's). A frame without
+a well-formed ``signal_id`` gets no answer. The supervisor reports decided outcomes through
+:meth:`SignalFeedClient.signal_decided`; only ids this feed delivered are answered (at most
+``awaiting_max`` at a time, the oldest forgotten beyond). An answer that could not be written
+is sent on the next connection. A signal server that re-sends unanswered signals after a
+reconnect (with the same ids: a decided one is answered ``duplicate``) loses none to a
+crash of the supervisor.
+
+Threads: the runner thread parses, validates and tells; ``start``/``stop``/``stats`` and
+``signal_decided`` from any thread. The token is sent in the handshake header only and never
+logged (nor is the URL's query string).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from actors.messages import OpenSignal
+from actors.model import Key
+from actors.state import SignalRecord
 from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
 from infra.feeds.parsing import Refusal, SignalRules, parse_signal, preview
 from infra.feeds.sink import FeedSink
@@ -109,6 +124,8 @@ class SignalFeedClient:
         metrics: FeedMetrics | None = None,
         clock: Callable[[], float] = time.time,
         poll_s: float = 0.25,
+        acks: bool = True,
+        awaiting_max: int = 65536,
     ) -> None:
         self.name = name
         self.rules = rules
@@ -123,6 +140,10 @@ class SignalFeedClient:
         self._accepted = 0
         self._refused: Counter[str] = Counter()
         self._throttle = LogThrottle(log)
+        self._acks = acks
+        self._awaiting: OrderedDict[str, int] = OrderedDict()
+        self._awaiting_max = awaiting_max
+        self.acks_sent = 0
         self.runner = ReconnectingWebSocket(
             name,
             self._prepare,
@@ -158,6 +179,66 @@ class SignalFeedClient:
         """True while the feed's thread is alive."""
         return self.runner.running
 
+    def signal_decided(self, record: SignalRecord) -> None:
+        """The outcome of a signal is decided (and written): answer it if this feed delivered
+        it and is still waiting. Any thread; never blocks."""
+        if not self._acks:
+            return
+        with self._lock:
+            n = self._awaiting.get(record.signal_id)
+            if n is None:
+                return
+            if n > 1:
+                self._awaiting[record.signal_id] = n - 1
+            else:
+                del self._awaiting[record.signal_id]
+        self._answer(record.signal_id, record.key, record.outcome.value, record.reason)
+
+    @property
+    def acks_enabled(self) -> bool:
+        """Whether signals are answered (``[feeds] signal_acks``)."""
+        return self._acks
+
+    def awaiting(self) -> int:
+        """Signals delivered and not yet answered."""
+        with self._lock:
+            return sum(self._awaiting.values())
+
+    def _answer(self, signal_id: str, key: Key | None, outcome: str, reason: str) -> None:
+        frame = {
+            "ack": signal_id,
+            "account": key.account if key is not None else None,
+            "symbol": key.symbol if key is not None else None,
+            "outcome": outcome,
+            "reason": reason,
+        }
+        if self.runner.send_text(json.dumps(frame, separators=(",", ":"))):
+            with self._lock:
+                self.acks_sent += 1
+        else:
+            self._throttle.warning(
+                "ack_queue_full", "%s: answer queue full; %s not answered", self.name, signal_id
+            )
+
+    def _await(self, signal_id: str) -> None:
+        with self._lock:
+            self._awaiting[signal_id] = self._awaiting.get(signal_id, 0) + 1
+            self._awaiting.move_to_end(signal_id)
+            while len(self._awaiting) > self._awaiting_max:
+                self._awaiting.popitem(last=False)
+
+    def _still_awaited(self, signal_id: str) -> bool:
+        """Take one delivery of ``signal_id`` off the waiting list; False if already answered."""
+        with self._lock:
+            n = self._awaiting.get(signal_id)
+            if n is None:
+                return False
+            if n > 1:
+                self._awaiting[signal_id] = n - 1
+            else:
+                del self._awaiting[signal_id]
+            return True
+
     def stats(self) -> SignalFeedStats:
         with self._lock:
             return SignalFeedStats(
@@ -183,7 +264,8 @@ class SignalFeedClient:
             self._refuse(result, data)
             return
         if not self._bucket.take(time.monotonic()):
-            self._refuse(Refusal("rate_limited", f"over {self._bucket.rate:g}/s"), data)
+            limited = Refusal("rate_limited", f"over {self._bucket.rate:g}/s", result.signal_id)
+            self._refuse(limited, data, result.key)
             return
         self._deliver(result, data, now)
 
@@ -191,14 +273,21 @@ class SignalFeedClient:
         if sig.created_at is not None:
             with contextlib.suppress(Exception):
                 self.metrics.ws_lag(self.name, now - sig.created_at)
+        if self._acks:
+            self._await(sig.signal_id)  # before telling: the outcome may be decided at once
         try:
             ok = self._sink.tell(sig)
         except Exception:
             log.exception("%s: delivering signal %s failed", self.name, sig.signal_id)
-            self._refuse(Refusal("sink_error"), data)
+            self._refuse(Refusal("sink_error", signal_id=sig.signal_id), data, sig.key)
             return
         if not ok:
-            self._refuse(Refusal("intake_refused", "see the intake's log line"), data)
+            # The intake answers the refusals it decides; what it did not answer, we do.
+            self._refuse(
+                Refusal("intake_refused", "see the intake's log line", sig.signal_id),
+                data,
+                sig.key,
+            )
             return
         with self._lock:
             self._accepted += 1
@@ -213,9 +302,13 @@ class SignalFeedClient:
             extra={"key": str(sig.key)},
         )
 
-    def _refuse(self, r: Refusal, data: bytes) -> None:
+    def _refuse(self, r: Refusal, data: bytes, key: Key | None = None) -> None:
         with self._lock:
             self._refused[r.reason] += 1
+        if self._acks and r.signal_id is not None:
+            delivered = r.reason in ("sink_error", "intake_refused")
+            if not delivered or self._still_awaited(r.signal_id):
+                self._answer(r.signal_id, key, "rejected", r.reason)
         with contextlib.suppress(Exception):
             self.metrics.feed_parse_error(self.name, r.reason)
         self._throttle.warning(

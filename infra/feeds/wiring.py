@@ -103,6 +103,7 @@ def feeds_from_config(
                 sink,
                 rules,
                 token=config.feeds.token,
+                acks=config.feeds.signal_acks,
                 ping_interval_s=third,
                 pong_timeout_s=third,
                 backoff=backoff,

@@ -34,6 +34,12 @@ pure-Python check is the receive bottleneck); ``on_frame`` gets the payload byte
 the frame was binary. A frame announcing more than ``hard_max_frame_bytes`` ends the connection
 before its payload is read (``frame_too_large``), so a hostile peer cannot make us buffer it.
 
+Sending: :meth:`ReconnectingWebSocket.send_text` queues a text frame from any thread (never
+blocking); the runner thread writes the queue between reads, so within ``poll_s`` when the
+line is quiet. What the connection could not take stays queued for the next one. A full
+queue (``outbox_max``) refuses the frame (counted in :attr:`ReconnectingWebSocket.
+outbox_refused`). A write that fails ends the connection (``send_failed``).
+
 Secrets: the URL and headers (listen key, bearer token) are never logged; log lines use
 ``name`` only. Do not enable ``websocket.enableTrace`` in production: it prints headers.
 """
@@ -47,6 +53,7 @@ import select
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -252,6 +259,7 @@ class ReconnectingWebSocket:
         hard_max_frame_bytes: int = 16 * 1024 * 1024,
         metrics: FeedMetrics | None = None,
         rng: random.Random | None = None,
+        outbox_max: int = 65536,
     ) -> None:
         self.name = name
         self._prepare = prepare
@@ -281,6 +289,10 @@ class ReconnectingWebSocket:
         self.attempts = 0
         self.frames = 0
         self._ends: dict[str, int] = {}
+        self._outbox: deque[str] = deque()
+        self._outbox_lock = threading.Lock()
+        self.outbox_max = outbox_max
+        self.outbox_refused = 0
 
     # -- any thread -----------------------------------------------------------------------
 
@@ -307,6 +319,20 @@ class ReconnectingWebSocket:
             self._abort()
             t.join(timeout / 2)
         return not t.is_alive()
+
+    def send_text(self, payload: str) -> bool:
+        """Queue ``payload`` as one text frame (any thread, never blocks); False when the
+        queue is full and the frame was refused."""
+        with self._outbox_lock:
+            if len(self._outbox) >= self.outbox_max:
+                self.outbox_refused += 1
+                return False
+            self._outbox.append(payload)
+        return True
+
+    def outbox_size(self) -> int:
+        """Frames queued and not yet written."""
+        return len(self._outbox)
 
     def reconnect(self, reason: str) -> None:
         """End the current connection and connect again (e.g. the listen key expired)."""
@@ -459,7 +485,10 @@ class ReconnectingWebSocket:
         stop = self._stop
         last_rx = last_data = monotonic()
         ping_sent: float | None = None
+        outbox = self._outbox
         while True:
+            if outbox and not self._write_outbox(ws):
+                return "send_failed"
             try:
                 opcode, frame = ws.recv_data_frame(True)
             except websocket.WebSocketTimeoutException:
@@ -522,6 +551,22 @@ class ReconnectingWebSocket:
                 except Exception:
                     return "dropped"
                 ping_sent = now
+
+    def _write_outbox(self, ws: Any) -> bool:
+        """Write the queued frames; False (the frame kept for the next connection) when a
+        write fails."""
+        while True:
+            with self._outbox_lock:
+                if not self._outbox:
+                    return True
+                payload = self._outbox[0]
+            try:
+                ws.send(payload)
+            except Exception as exc:
+                self._throttle.warning("send", "%s: send failed: %s", self.name, _describe(exc))
+                return False
+            with self._outbox_lock:
+                self._outbox.popleft()
 
     def _drained(self) -> None:
         """Run ``on_drained`` (guarded: it is called from inside websocket-client's reads)."""

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from actors.messages import MarkPriceTick, Message
 from actors.model import Key, Status
 from infra.feeds import (
     CountingFeedMetrics,
@@ -48,7 +49,9 @@ def make_client(
 ) -> SignalFeedClient:
     options: dict[str, Any] = {"backoff": FAST, "poll_s": 0.05, "metrics": metrics}
     options.update(kw)
-    return SignalFeedClient(server.url, world.sup, RULES, **options)
+    c = SignalFeedClient(server.url, world.sup, RULES, **options)
+    world.sup.signal_listeners.append(c.signal_decided)  # as the process wires it
+    return c
 
 
 @pytest.fixture
@@ -410,5 +413,114 @@ def test_a_frame_over_the_hard_limit_costs_only_the_connection(
         signal_server.send_signal(good(signal_id="after-big"))
         wait_frames(c, 1)
         assert c.stats().accepted == 1
+    finally:
+        stopped(c)
+
+
+# --- acknowledgements ------------------------------------------------------------------------
+
+
+def test_every_signal_is_answered_once_its_outcome_is_written(
+    client: SignalFeedClient, signal_server: SignalFeed, world: Local
+) -> None:
+    signal_server.send_signal(good(signal_id="ack-1"))
+    ack = signal_server.wait_for_ack("ack-1", 5.0)
+    assert ack is not None
+    assert (ack["outcome"], ack["reason"], ack["account"], ack["symbol"]) == (
+        "accepted",
+        "",
+        ACCOUNT,
+        SYMBOL,
+    )
+    # the answer comes after the write: the record and the position are there already
+    assert [r.outcome.value for r in world.store.signals() if r.signal_id == "ack-1"] == [
+        "accepted"
+    ]
+    assert world.store.positions(KEY)
+    # a replay is answered too, as what it is
+    signal_server.received.clear()
+    signal_server.send_signal(good(signal_id="ack-1"))
+    wait_until(lambda: any(b"duplicate" in _b(m) for m in signal_server.received), 5.0, "replay")
+    assert signal_server.acks["ack-1"]["reason"] == "signal_replayed"
+    assert client.awaiting() == 0
+
+
+def _b(m: str | bytes) -> bytes:
+    return m if isinstance(m, bytes) else m.encode()
+
+
+def test_refusals_are_answered_with_their_reason_frames_without_an_id_are_not(
+    client: SignalFeedClient, signal_server: SignalFeed, world: Local
+) -> None:
+    signal_server.send_signal(good(signal_id="old-1", created_at=time.time() - 300))
+    signal_server.send_raw('{"signal_id": "broken-1", ')  # malformed: no id can be read
+    signal_server.send_signal(good(signal_id="side-1", take_profit=57_000.0))
+    world.sup.set_entries_open(ACCOUNT, False, "not_owner")
+    signal_server.send_signal(good(signal_id="owner-1"))
+    ack = signal_server.wait_for_ack("owner-1", 5.0)
+    assert ack is not None and (ack["outcome"], ack["reason"]) == ("rejected", "not_owner")
+    answers = {k: (v["outcome"], v["reason"]) for k, v in signal_server.acks.items()}
+    assert answers == {
+        "old-1": ("rejected", "too_old"),
+        "side-1": ("rejected", "invalid:take_profit_side"),
+        "owner-1": ("rejected", "not_owner"),
+    }
+    assert client.awaiting() == 0
+    assert not world.store.positions(KEY)
+
+
+def test_a_signal_lost_with_the_process_is_redelivered_and_recorded_once(
+    world: Local,
+) -> None:
+    """The first client takes the signal and dies before anything is decided (its sink
+    drops what it is told, as a killed process would). The server re-sends what nobody
+    answered to the next client: the signal is recorded once and answered."""
+
+    class Dead:
+        def tell(self, msg: Message) -> bool:
+            return True
+
+        def tell_tick(self, tick: MarkPriceTick) -> bool:
+            return True
+
+    with SignalFeed(redeliver=True) as server:
+        server.send_signal(good(signal_id="early-1"))  # nobody connected yet: kept pending
+        first = SignalFeedClient(server.url, Dead(), RULES, backoff=FAST, poll_s=0.05)
+        first.start()
+        try:
+            wait_until(lambda: first.stats().accepted == 1, 5.0, "first client took it")
+        finally:
+            stopped(first)
+        assert server.pending() == ["early-1"]
+        second = make_client(server, world)
+        second.start()
+        try:
+            ack = server.wait_for_ack("early-1", 5.0)
+            assert ack is not None and ack["outcome"] == "accepted"
+            assert server.pending() == [] and server.redelivered == 2
+            # delivered again once more (a third connection): answered, recorded once
+            assert server.drop_connections() == 1
+            assert second.runner.wait_connected(2, 5.0)
+            server.send_signal(good(signal_id="later-1"))
+            assert server.wait_for_ack("later-1", 5.0) is not None
+        finally:
+            stopped(second)
+    records = [r for r in world.store.signals() if r.signal_id == "early-1"]
+    assert [r.outcome.value for r in records] == ["accepted"]
+    assert len(world.store.positions(KEY)) == 1
+
+
+def test_with_acks_off_nothing_is_sent_back(signal_server: SignalFeed, world: Local) -> None:
+    c = make_client(signal_server, world, acks=False)
+    c.start()
+    try:
+        assert c.runner.wait_connected(1, 5.0) and signal_server.wait_for_clients(1, 5.0)
+        signal_server.send_signal(good(signal_id="quiet-1"))
+        signal_server.send_signal(good(signal_id="quiet-old", created_at=time.time() - 300))
+        wait_until(lambda: len(world.store.signals()) == 1, 5.0, "signal recorded")
+        wait_frames(c, 2)
+        assert c.awaiting() == 0 and c.acks_sent == 0
+        assert c.runner.outbox_size() == 0
+        assert signal_server.received == []
     finally:
         stopped(c)

@@ -123,6 +123,14 @@ def test_feeds_are_app_services(sim: SimExchange, local: Local) -> None:
         s.stop()
 
 
+def test_signal_acks_can_be_turned_off(sim: SimExchange, local: Local) -> None:
+    with SignalFeed("127.0.0.1", 0, token=TOKEN) as signals:
+        on = feeds_from_config(config(sim, signals), local.sup, None)
+        off = feeds_from_config(config(sim, signals, signal_acks=False), local.sup, None)
+    assert [f.acks_enabled for f in on if isinstance(f, SignalFeedClient)] == [True]
+    assert [f.acks_enabled for f in off if isinstance(f, SignalFeedClient)] == [False]
+
+
 def test_exchange_streams_off_and_no_signal_url(sim: SimExchange, local: Local) -> None:
     assert feeds_from_config(config(sim, None, exchange_streams=False), local.sup, None) == []
     both = feeds_from_config(config(sim, None), local.sup, None)

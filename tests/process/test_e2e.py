@@ -198,6 +198,10 @@ def test_run_adopt_protect_refuse_second_sigterm(
         _until(signal_protected, 30, "signalled position protected")
         assert sim.orders_sent("e2e-signal-1") == 0  # orders carry the position's ids (I2)
         assert [s.outcome.value for s in store.signals("main")] == ["accepted"]
+        # ... and the process answered it on the feed, naming its outcome.
+        ack = feed.wait_for_ack("e2e-signal-1", 30)
+        assert ack is not None and ack["outcome"] == "accepted", ack
+        assert ack["account"] == "main" and ack["symbol"] == "ETHUSDT"
 
         # The signal feed goes away: /healthz names it.
         feed.stop()
