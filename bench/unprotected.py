@@ -6,9 +6,10 @@ The real path, wired as ``supervision.app.App`` wires it: an in-process
 (real ccxt, rate limiter off), a :class:`supervision.supervisor.Supervisor` (timer thread
 running, default worker pool) on a :class:`infra.store.postgres.PostgresStore` behind the
 app's :class:`supervision.app.TimedStore`, on a fresh database of the embedded PostgreSQL
-(``bench/pg.py``). The app wires no exchange stream yet (``wire_feeds`` starts none), so a fill
-reaches the actor in the REST reply to the entry order, as here; no sync runs (it is not on the
-fill → stop path).
+(``bench/pg.py``). No exchange stream runs here: the adapter sends market orders with
+``newOrderRespType=RESULT`` (as on Binance), so the entry's REST reply carries its fill, which
+is one of the two ways the product learns of it (the user stream's copy is the other; the
+first to arrive is applied). No sync runs (it is not on the fill → stop path).
 
 One position at a time, each on a symbol of its own: ``OpenSignal`` → entry (market, filled in
 the reply) → the actor commits the fill and places the ``closePosition`` stop → the stop's
