@@ -23,6 +23,7 @@ __all__ = [
     "NullMetrics",
     "OrderReply",
     "OrderRequest",
+    "SignalSeen",
     "Snapshot",
     "StaleVersion",
     "Store",
@@ -61,6 +62,11 @@ class StaleVersion(StoreError):
     """The expected version did not match: another writer got there first (fail loudly)."""
 
 
+class SignalSeen(StoreError):
+    """The commit accepts a signal whose id is already in the account's signal history (a
+    replay older than the actor's memory of recent ids): nothing was written."""
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """What the store knows of one ``(account, symbol)`` at actor start."""
@@ -76,7 +82,8 @@ class Store(Protocol):
 
     ``commit`` writes one transition in one transaction (position with expected version,
     its orders, its journal events, the signal record) or nothing at all, raising
-    :class:`StaleVersion` or :class:`StoreUnavailable`.
+    :class:`StaleVersion`, :class:`SignalSeen` (an accepted signal's id is recorded already)
+    or :class:`StoreUnavailable`.
     """
 
     def load(self, key: Key) -> Snapshot: ...

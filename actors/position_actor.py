@@ -57,7 +57,15 @@ from actors.messages import (
     TimerFired,
 )
 from actors.model import Key, Status
-from actors.ports import Clock, Metrics, StaleVersion, Store, StoreUnavailable, Timers
+from actors.ports import (
+    Clock,
+    Metrics,
+    SignalSeen,
+    StaleVersion,
+    Store,
+    StoreUnavailable,
+    Timers,
+)
 from actors.state import Commit, Policy, SignalOutcome, SignalRecord, SymbolState, Transition
 from actors.transition import Context, tick_band, transition
 
@@ -385,6 +393,13 @@ class PositionActor(pykka.ThreadingActor):
             return True
         except StaleVersion:
             raise
+        except SignalSeen as exc:
+            # An old replay the actor's memory of recent ids no longer held: the signal
+            # history has it, so it is a duplicate and the entry is not written.
+            if not isinstance(commit.cause, OpenSignal):
+                raise
+            self._refuse_seen_signal(commit.cause, str(exc))
+            return False
         except StoreUnavailable as exc:
             self._deps.metrics.commit_failed("unavailable")
             if commit.risk_increasing or commit.position is None:
@@ -423,6 +438,20 @@ class PositionActor(pykka.ThreadingActor):
             self._deps.clock.now(),
         )
         self._deps.metrics.signal(rec.source, rec.outcome.value, reason)
+        self._log_signal(rec)
+        self._deps.host.signal_decided(rec)
+
+    def _refuse_seen_signal(self, sig: OpenSignal, why: str) -> None:
+        rec = SignalRecord(
+            self.key,
+            sig.signal_id,
+            sig.source,
+            SignalOutcome.DUPLICATE,
+            "signal_replayed",
+            self._deps.clock.now(),
+        )
+        log.warning("%s", why, extra={"key": str(self.key)})
+        self._deps.metrics.signal(rec.source, rec.outcome.value, rec.reason)
         self._log_signal(rec)
         self._deps.host.signal_decided(rec)
 

@@ -2,7 +2,8 @@
 
 A single ``WITH`` statement in autocommit mode is one transaction and one round trip. Every
 write in it is gated on the position write (``EXISTS (SELECT 1 FROM p)``), so a stale version
-writes nothing at all; any error (a CHECK constraint, the I1 index) aborts all of it.
+writes nothing at all; any error (a CHECK constraint, the I1 index, an accepted signal whose
+id is recorded already) aborts all of it.
 
 The orders, the events and the signal travel as one JSON array each, expanded with
 ``jsonb_to_recordset`` (non-finite floats arrive as the strings ``"NaN"``/``"Infinity"``,
@@ -84,12 +85,18 @@ _EVENTS = (
     "FROM jsonb_to_recordset(%(events)s::jsonb) AS e(position_id bigint, kind text, "
     "status_before text, status_after text, at double precision, detail jsonb) "
     "{where}RETURNING 1), "
+    "g AS (SELECT * FROM jsonb_to_recordset(%(signal)s::jsonb) AS g(account text, "
+    "symbol text, signal_id text, source text, outcome text, reason text, "
+    "at double precision, position_id bigint)), "
+    # An accepted signal is inserted without ON CONFLICT: an id already in the history (a
+    # replay older than the actor's memory) aborts the whole commit (signals_once).
+    "sa AS (INSERT INTO signals (account, symbol, signal_id, source, outcome, reason, at, "
+    "position_id) SELECT g.account, g.symbol, g.signal_id, g.source, g.outcome, g.reason, "
+    "g.at, g.position_id FROM g {where_and}g.outcome = 'accepted' RETURNING 1), "
     "s AS (INSERT INTO signals (account, symbol, signal_id, source, outcome, reason, at, "
     "position_id) SELECT g.account, g.symbol, g.signal_id, g.source, g.outcome, g.reason, "
-    "g.at, g.position_id FROM jsonb_to_recordset(%(signal)s::jsonb) AS g(account text, "
-    "symbol text, signal_id text, source text, outcome text, reason text, "
-    "at double precision, position_id bigint) "
-    "{where}ON CONFLICT (account, signal_id) DO NOTHING RETURNING 1) "
+    "g.at, g.position_id FROM g {where_and}g.outcome <> 'accepted' "
+    "ON CONFLICT (account, signal_id) DO NOTHING RETURNING 1) "
 )
 _GATE = "WHERE EXISTS (SELECT 1 FROM p) "
 _RESULT = "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM o)"
@@ -106,7 +113,7 @@ _UPDATE = (
     + ") WHERE id = %(id)s::bigint AND account = %(account)s::text "
     "AND symbol = %(symbol)s::text AND version = %(expected)s::bigint RETURNING id), "
     + _ORDERS_WRITE
-    + _EVENTS.format(where=_GATE)
+    + _EVENTS.format(where=_GATE, where_and=_GATE + "AND ")
     + _RESULT
 )
 
@@ -119,11 +126,11 @@ _INSERT = (
     + ", ".join(f"%({c})s::{_ptype(c)}" for c in codec.POSITION_COLUMNS)
     + " RETURNING id), "
     + _ORDERS_WRITE
-    + _EVENTS.format(where=_GATE)
+    + _EVENTS.format(where=_GATE, where_and=_GATE + "AND ")
     + _RESULT
 )
 
-_EVENTS_ONLY = "WITH " + _EVENTS.format(where="") + "SELECT 1, 0"
+_EVENTS_ONLY = "WITH " + _EVENTS.format(where="", where_and="WHERE ") + "SELECT 1, 0"
 
 
 class Statement:

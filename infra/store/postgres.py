@@ -10,6 +10,8 @@ Failure contract (what the actor shell relies on):
 * :class:`~actors.ports.StaleVersion`: the expected version did not match, the position
   already exists, or the write would make a second non-terminal position of the same
   ``(account, symbol)`` (I1, the ``positions_one_open`` index). Nothing was written.
+* :class:`~actors.ports.SignalSeen`: the commit accepts a signal whose id the account's
+  signal history holds already (the ``signals_once`` constraint). Nothing was written.
 * :class:`~actors.ports.StoreUnavailable`: the server cannot be reached, a connection broke,
   no pooled connection came within ``timeout``, a statement timed out, or the store is
   closed. Nothing was written -- except in the one case no client can rule out: the
@@ -40,7 +42,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from actors.messages import Message
 from actors.model import NON_TERMINAL, Key, OrderRecord
-from actors.ports import Snapshot, StaleVersion, StoreError, StoreUnavailable
+from actors.ports import SignalSeen, Snapshot, StaleVersion, StoreError, StoreUnavailable
 from actors.state import Commit, JournalEvent, Position, SignalRecord
 from infra.store import _commit_sql, codec
 from infra.store.migrations import migrate
@@ -542,6 +544,11 @@ class PostgresStore:
             raise StaleVersion(
                 f"{pos.key} already has an open position{holder}: refusing position {pos.id} "
                 f"as {pos.status.value} (I1, one open position per account and symbol)"
+            ) from exc
+        if constraint == "signals_once" and c.signal is not None:
+            raise SignalSeen(
+                f"signal {c.signal.signal_id!r} of {c.key.account} is in the signal history "
+                f"already: not accepted again, position {pos.id if pos else '-'} not written"
             ) from exc
         if constraint == "positions_pkey" and pos is not None:
             raise StaleVersion(

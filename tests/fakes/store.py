@@ -2,8 +2,9 @@
 
 It keeps the same contract as the PostgreSQL store: one commit is all or nothing, the expected
 version is checked, and at most one non-terminal position per key exists (I1, the partial
-unique index). Knobs: ``down`` (every call raises StoreUnavailable), ``fail_commits`` (the next
-N commits raise StoreUnavailable), ``crash_when`` (a predicate on the commit: raise
+unique index); an accepted signal's id must be new to the account's signal history
+(``SignalSeen``). Knobs: ``down`` (every call raises StoreUnavailable), ``fail_commits`` (the
+next N commits raise StoreUnavailable), ``crash_when`` (a predicate on the commit: raise
 RuntimeError, i.e. crash injection).
 """
 
@@ -15,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from actors.model import Key, Status
-from actors.ports import Snapshot, StaleVersion, StoreUnavailable
-from actors.state import Commit, JournalEvent, Position, SignalRecord
+from actors.ports import SignalSeen, Snapshot, StaleVersion, StoreUnavailable
+from actors.state import Commit, JournalEvent, Position, SignalOutcome, SignalRecord
 
 __all__ = ["InMemoryStore"]
 
@@ -63,6 +64,13 @@ class InMemoryStore:
                 raise StoreUnavailable("injected: store unavailable")
             if self.crash_when is not None and self.crash_when(commit):
                 raise RuntimeError("injected crash in commit")
+            sig = commit.signal
+            if (
+                sig is not None
+                and sig.outcome is SignalOutcome.ACCEPTED
+                and (sig.key.account, sig.signal_id) in self._t.signals
+            ):
+                raise SignalSeen(f"signal {sig.signal_id!r} is in the signal history already")
             pos = commit.position
             if pos is not None:
                 current = self._t.positions.get(pos.id)

@@ -21,7 +21,7 @@ from actors.model import (
     Side,
     Status,
 )
-from actors.ports import StaleVersion, Store, StoreError
+from actors.ports import SignalSeen, StaleVersion, Store, StoreError
 from actors.state import Commit, JournalEvent, SignalOutcome, SignalRecord
 from infra.store import PostgresStore, StoreRejected
 from tests.store.builders import KEY, advance, entry_commit, new_position, refusal_commit
@@ -176,6 +176,25 @@ def test_a_replayed_signal_id_is_recorded_once_per_account(store: PostgresStore)
     ]
     assert store.signals(account="acc1", symbol="ETHUSDT") == []
     assert len(store.journal(KEY.account, KEY.symbol)) == 2  # both events are journaled
+
+
+def test_accepting_a_signal_id_already_in_the_history_writes_nothing(
+    store: PostgresStore, pg_dsn: str
+) -> None:
+    """An old replay (beyond the actor's memory of recent ids), or one id sent for two
+    symbols: the second acceptance is refused whole, so no second position opens."""
+    first = new_position(1)
+    store.commit(entry_commit(first))
+    store.commit(refusal_commit(KEY, first.signal_id or "", 2.0, "signal_replayed"))
+    before = {t: _count(pg_dsn, t) for t in ("positions", "orders", "journal", "signals")}
+    again = replace(new_position(2, Key(KEY.account, "ETHUSDT")), signal_id=first.signal_id)
+    with pytest.raises(SignalSeen, match=str(first.signal_id)):
+        store.commit(entry_commit(again))
+    assert {t: _count(pg_dsn, t) for t in before} == before
+    assert [p.id for p in store.open_positions()] == [1]
+    # another account may use the id
+    store.commit(entry_commit(replace(again, key=Key("acc2", "ETHUSDT"))))
+    assert sorted(p.id for p in store.open_positions()) == [1, 2]
 
 
 def test_load_of_an_unknown_key_is_empty(store: PostgresStore) -> None:

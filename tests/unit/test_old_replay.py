@@ -1,0 +1,56 @@
+"""A replay older than the actor's memory of recent signal ids opens nothing.
+
+Each actor remembers its symbol's last ``recent_signal_memory`` ids; the signal history in the
+store remembers every id. An accepted signal whose id the history holds already (an old
+replay, or one id sent for two symbols) is refused by the store as a whole (``SignalSeen``):
+the actor records it as a duplicate, answers the feed so, and writes no position.
+"""
+
+from __future__ import annotations
+
+from actors.messages import CloseRequest
+from actors.model import CloseReason, Key, OrderKind, Status
+from actors.state import Policy, Reentry, SignalOutcome, SignalRecord
+from tests.fakes.world import ACCOUNT, World, signal
+
+
+def _open_and_close(w: World, signal_id: str, symbol: str = "BTCUSDT") -> None:
+    w.tell(signal(symbol, signal_id=signal_id, stop=90.0))
+    w.settle()
+    pos = w.state(symbol).position
+    assert pos is not None and pos.status is Status.ACTIVE, pos
+    w.tell(CloseRequest(Key(ACCOUNT, symbol), CloseReason.MANUAL, f"close-{signal_id}"))
+    w.settle()
+    pos = w.state(symbol).position
+    assert pos is not None and pos.status is Status.CLOSED, pos
+
+
+def test_an_old_replay_is_a_duplicate_and_opens_no_position() -> None:
+    policy = Policy(reentry=Reentry.ALLOW, cooldown_s=0.0, recent_signal_memory=2)
+    with World(policy=policy, prices={"BTCUSDT": 100.0, "ETHUSDT": 100.0}) as w:
+        decided: list[SignalRecord] = []
+        w.sup.signal_listeners.append(decided.append)
+        for sid in ("old-1", "a-1", "b-1"):
+            _open_and_close(w, sid)
+        entries = w.exchange.count(kind=OrderKind.ENTRY)
+        positions = len(w.positions())
+        w.tell(signal("BTCUSDT", signal_id="old-1", stop=90.0))  # beyond the memory of 2
+        w.tell(signal("ETHUSDT", signal_id="b-1", stop=90.0))  # the id of another symbol
+        w.settle()
+        assert w.exchange.count(kind=OrderKind.ENTRY) == entries
+        assert len(w.positions()) == positions
+        btc = w.state("BTCUSDT").position
+        assert btc is not None and btc.status is Status.CLOSED
+        assert w.state("ETHUSDT").position is None
+        tail = [(r.signal_id, r.key.symbol, r.outcome, r.reason) for r in decided[-2:]]
+        assert sorted(tail) == [
+            ("b-1", "ETHUSDT", SignalOutcome.DUPLICATE, "signal_replayed"),
+            ("old-1", "BTCUSDT", SignalOutcome.DUPLICATE, "signal_replayed"),
+        ]
+        assert w.metrics.outcomes()["duplicate"] == 2
+        assert not w.metrics.dead
+        # the symbol goes on: a new id opens as before
+        w.tell(signal("BTCUSDT", signal_id="new-1", stop=90.0))
+        w.settle()
+        pos = w.state("BTCUSDT").position
+        assert pos is not None and pos.status is Status.ACTIVE and pos.signal_id == "new-1"
