@@ -398,7 +398,8 @@ class PositionActor(pykka.ThreadingActor):
             # history has it, so it is a duplicate and the entry is not written.
             if not isinstance(commit.cause, OpenSignal):
                 raise
-            self._refuse_seen_signal(commit.cause, str(exc))
+            log.warning("%s", exc, extra={"key": str(self.key)})
+            self._refuse_signal(commit.cause, SignalOutcome.DUPLICATE, "signal_replayed")
             return False
         except StoreUnavailable as exc:
             self._deps.metrics.commit_failed("unavailable")
@@ -429,29 +430,15 @@ class PositionActor(pykka.ThreadingActor):
             self._deps.metrics.dead_letter(reason)
 
     def _refuse_unwritable_signal(self, sig: OpenSignal, reason: str) -> None:
+        self._refuse_signal(sig, SignalOutcome.REJECTED, reason)
+
+    def _refuse_signal(self, sig: OpenSignal, outcome: SignalOutcome, reason: str) -> None:
+        """A signal refused by the shell, its transition dropped (nothing written for it):
+        counted, logged and reported to the host like the transition's own outcomes."""
         rec = SignalRecord(
-            self.key,
-            sig.signal_id,
-            sig.source,
-            SignalOutcome.REJECTED,
-            reason,
-            self._deps.clock.now(),
+            self.key, sig.signal_id, sig.source, outcome, reason, self._deps.clock.now()
         )
         self._deps.metrics.signal(rec.source, rec.outcome.value, reason)
-        self._log_signal(rec)
-        self._deps.host.signal_decided(rec)
-
-    def _refuse_seen_signal(self, sig: OpenSignal, why: str) -> None:
-        rec = SignalRecord(
-            self.key,
-            sig.signal_id,
-            sig.source,
-            SignalOutcome.DUPLICATE,
-            "signal_replayed",
-            self._deps.clock.now(),
-        )
-        log.warning("%s", why, extra={"key": str(self.key)})
-        self._deps.metrics.signal(rec.source, rec.outcome.value, rec.reason)
         self._log_signal(rec)
         self._deps.host.signal_decided(rec)
 
