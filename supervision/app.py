@@ -245,26 +245,15 @@ class Intake:
             reason,
             extra={"key": str(sig.key)},
         )
+        now = self._clock.now()
+        rec = SignalRecord(sig.key, sig.signal_id, sig.source, SignalOutcome.REJECTED, reason, now)
         if record and self._store is not None:
-            now = self._clock.now()
-            rec = SignalRecord(
-                sig.key, sig.signal_id, sig.source, SignalOutcome.REJECTED, reason, now
-            )
             ev = JournalEvent(None, "signal_refused", None, None, now, {"reason": reason})
             try:
                 self._store.commit(Commit(sig.key, sig, None, 0, (ev,), rec))
             except Exception as exc:
                 log.error("could not record refused signal %s: %r", sig.signal_id, exc)
-        self._sup.signal_decided(
-            SignalRecord(
-                sig.key,
-                sig.signal_id,
-                sig.source,
-                SignalOutcome.REJECTED,
-                reason,
-                self._clock.now(),
-            )
-        )
+        self._sup.signal_decided(rec)
         return False
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from actors.model import Key, Status
+from actors.state import SignalRecord
 from infra.config import Config, parse_config
 from infra.metrics import PrometheusMetrics
 from supervision.app import App, Infra, Intake
@@ -204,9 +205,11 @@ def test_intake_checks() -> None:
     cfg = _config(risk={"max_open_positions": 1}, signal_policy={"max_signal_age_s": 5.0})
     app = fx.app(cfg)
     app.start()
+    decided: list[SignalRecord] = []
     try:
         intake = app.intake
-        assert isinstance(intake, Intake)
+        assert isinstance(intake, Intake) and app.supervisor is not None
+        app.supervisor.signal_listeners.append(decided.append)  # what the signal feed answers
         assert not intake.tell(make_signal("XRPUSDT", "sniper"))
         assert not intake.tell(make_signal("BTCUSDT", "sniper", account="other"))
         assert intake.tell(make_signal("BTCUSDT", "sniper"))
@@ -215,6 +218,13 @@ def test_intake_checks() -> None:
         assert not intake.tell(make_signal("ETHUSDT", "volume", signal_id="over-1"))
         recs = fx.store.signals(Key("main", "ETHUSDT"))
         assert [(r.signal_id, r.reason) for r in recs] == [("over-1", "max_open_positions")]
+        refused = [(r.key.symbol, r.outcome.value, r.reason) for r in decided]
+        assert refused[:2] == [
+            ("XRPUSDT", "rejected", "symbol_not_allowed"),
+            ("BTCUSDT", "rejected", "unknown_account"),
+        ]
+        assert ("ETHUSDT", "rejected", "max_open_positions") in refused
+        assert ("BTCUSDT", "accepted", "") in refused
         # A stale signal reaches the actor with its age folded into the expiry.
         old = make_signal("BTCUSDT", "trending", signal_id="old-1")
         old = old.__class__(**{**_fields(old), "created_at": time.time() - 60})
