@@ -35,6 +35,7 @@ from psycopg.conninfo import make_conninfo
 
 from infra.store.embedded import EmbeddedPostgres
 from infra.store.migrations import MIGRATIONS, migrate
+from tests.waiting import poll
 
 __all__ = [
     "ENV_DSN",
@@ -77,13 +78,7 @@ def wait_until(
     message: str = "condition",
 ) -> None:
     """Poll ``condition`` until it is truthy; AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        threading.Event().wait(interval)
+    poll(condition, timeout, message, interval)
 
 
 def new_threads(before: set[int], timeout: float = 5.0) -> list[threading.Thread]:

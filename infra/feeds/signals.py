@@ -182,17 +182,8 @@ class SignalFeedClient:
     def signal_decided(self, record: SignalRecord) -> None:
         """The outcome of a signal is decided (and written): answer it if this feed delivered
         it and is still waiting. Any thread; never blocks."""
-        if not self._acks:
-            return
-        with self._lock:
-            n = self._awaiting.get(record.signal_id)
-            if n is None:
-                return
-            if n > 1:
-                self._awaiting[record.signal_id] = n - 1
-            else:
-                del self._awaiting[record.signal_id]
-        self._answer(record.signal_id, record.key, record.outcome.value, record.reason)
+        if self._acks and self._still_awaited(record.signal_id):
+            self._answer(record.signal_id, record.key, record.outcome.value, record.reason)
 
     @property
     def acks_enabled(self) -> bool:

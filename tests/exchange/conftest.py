@@ -7,7 +7,6 @@ started (the suite-wide guard in ``tests/conftest.py`` fails a test that leaves 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from actors.model import Key, OrderKind
 from actors.ports import OrderRequest
 from infra.exchange import BINANCE_USDM, CcxtExchange, VenueConfig
 from sim import SimExchange
+from tests.waiting import poll
 
 ACCOUNT = "main"
 SYMBOL = "BTCUSDT"
@@ -42,14 +42,7 @@ def wait_until(
     pred: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01, what: str = ""
 ) -> Any:
     """Poll ``pred`` until it returns something truthy (returned) or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {what or pred}")
-        time.sleep(interval)  # polling interval, not synchronisation
+    return poll(pred, timeout, what, interval)
 
 
 def entry(cid: str, qty: float = 0.01, side: str = "buy", key: Key = KEY) -> OrderRequest:

@@ -21,6 +21,7 @@ from supervision.supervisor import Supervisor, SupervisorConfig
 from supervision.timers import ManualClock
 from tests.fakes.exchange import InMemoryExchange
 from tests.fakes.store import InMemoryStore
+from tests.waiting import poll
 
 __all__ = ["CountingMetrics", "World", "signal"]
 
@@ -138,12 +139,7 @@ class World:
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Poll ``predicate`` (a condition on state that other threads change) until true."""
-        deadline = time.monotonic() + timeout
-        event = threading.Event()
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError("condition not met in time")
-            event.wait(0.001)
+        poll(predicate, timeout, "", 0.001, TimeoutError)
 
     # -- driving
 

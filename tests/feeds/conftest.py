@@ -26,6 +26,7 @@ from supervision.supervisor import Supervisor, SupervisorConfig
 from tests.fakes.exchange import InMemoryExchange
 from tests.fakes.store import InMemoryStore
 from tests.fakes.world import CountingMetrics
+from tests.waiting import poll
 
 ACCOUNT = "main"
 SYMBOL = "BTCUSDT"
@@ -41,14 +42,7 @@ def wait_until(
     pred: Callable[[], _T | None], timeout: float = 5.0, what: str = "", interval: float = 0.005
 ) -> _T:
     """Poll ``pred`` until it returns something truthy (returned) or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {what or pred}")
-        time.sleep(interval)  # polling interval of a deadline wait, not synchronisation
+    return poll(pred, timeout, what, interval)
 
 
 @pytest.fixture(autouse=True)

@@ -49,6 +49,7 @@ from supervision.supervisor import Supervisor, SupervisorConfig
 from tests.fakes.exchange import InMemoryExchange
 from tests.fakes.store import InMemoryStore
 from tests.fakes.world import CountingMetrics
+from tests.waiting import poll
 
 __all__ = ["measure_ingest"]
 
@@ -100,11 +101,7 @@ def _running(in_process: bool, n_symbols: int) -> Iterator[_Target]:
 
 
 def _wait(pred: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.002)  # polling interval of a deadline wait
+    poll(pred, timeout, what, 0.002, TimeoutError)
 
 
 def _blast_in_thread(

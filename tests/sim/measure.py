@@ -31,6 +31,7 @@ import websocket
 
 from sim import SimExchange, make_symbols
 from tests.sim.conftest import SYMBOL, make_ccxt
+from tests.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,11 +51,13 @@ class Target:
             return json.loads(resp.read())
 
     def wait_subscribers(self, stream: str, n: int = 1) -> None:
-        deadline = time.monotonic() + 10
-        while self.control("GET", "/_sim/streams").get(stream, 0) < n:
-            if time.monotonic() > deadline:
-                raise TimeoutError(stream)
-            time.sleep(0.01)
+        poll(
+            lambda: self.control("GET", "/_sim/streams").get(stream, 0) >= n,
+            10.0,
+            stream,
+            0.01,
+            TimeoutError,
+        )
 
     def blast(self, frames: int, symbols: list[str]) -> dict[str, float]:
         if self.sim is not None:
