@@ -15,6 +15,7 @@ __all__ = [
     "CancelOrder",
     "CancelTimer",
     "Effect",
+    "FetchMarket",
     "LookupOrder",
     "PlaceOrder",
     "RequestSync",
@@ -54,6 +55,14 @@ class LookupOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class FetchMarket:
+    """Ask the exchange for the symbol's mark price and market rules (answered by a
+    :class:`~actors.messages.MarketInfo`): a signal waits for a fresh reference price (I10)."""
+
+    key: Key
+
+
+@dataclass(frozen=True, slots=True)
 class StartTimer:
     """Deliver ``TimerFired(key, name)`` after ``delay`` s, superseding a pending one."""
 
@@ -76,4 +85,6 @@ class RequestSync:
     reason: str
 
 
-Effect = PlaceOrder | CancelOrder | LookupOrder | StartTimer | CancelTimer | RequestSync
+Effect = (
+    PlaceOrder | CancelOrder | LookupOrder | FetchMarket | StartTimer | CancelTimer | RequestSync
+)

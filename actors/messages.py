@@ -14,13 +14,22 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from actors.model import CloseReason, ExchangeOrder, ExchangePosition, Key, OrderKind, Side
+from actors.model import (
+    CloseReason,
+    ExchangeOrder,
+    ExchangePosition,
+    Key,
+    MarketRules,
+    OrderKind,
+    Side,
+)
 
 __all__ = [
     "CallResult",
     "CloseRequest",
     "ExchangeOutcome",
     "MarkPriceTick",
+    "MarketInfo",
     "Message",
     "OpenSignal",
     "OrderUpdate",
@@ -157,6 +166,20 @@ class ExchangeOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketInfo:
+    """The answer to a :class:`~actors.effects.FetchMarket`: the mark price (observed at
+    ``at``, local clock) and the market's rules, or ``result`` UNKNOWN / REJECTED with a
+    ``reason`` when the exchange could not tell."""
+
+    key: Key
+    result: CallResult
+    mark_price: float | None = None
+    rules: MarketRules | None = None
+    at: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     """A keyed timer came due. ``name`` is the key within the actor (``lookup:ps7e``)."""
 
@@ -180,6 +203,7 @@ Message = (
     | MarkPriceTick
     | OrderUpdate
     | ExchangeOutcome
+    | MarketInfo
     | TimerFired
     | Recover
     | TicksReady

@@ -18,6 +18,7 @@ __all__ = [
     "ExchangeOrder",
     "ExchangePosition",
     "Key",
+    "MarketRules",
     "OrderKind",
     "OrderRecord",
     "OrderState",
@@ -169,3 +170,22 @@ class ExchangeOrder:
     trigger_price: float | None = None
     reduce_only: bool = False
     exchange_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarketRules:
+    """What the market accepts for one symbol, from the exchange's own filters.
+
+    ``None`` means the exchange states no such rule. ``tick_size``: price increment;
+    ``step_size``: quantity increment of market orders; ``min_qty`` / ``max_qty``: quantity
+    bounds of market orders; ``min_notional``: quantity x price at least this (quote
+    currency); ``min_price`` / ``max_price``: bounds of any price (stop triggers included).
+    """
+
+    tick_size: float | None = None
+    step_size: float | None = None
+    min_qty: float | None = None
+    max_qty: float | None = None
+    min_notional: float | None = None
+    min_price: float | None = None
+    max_price: float | None = None

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from actors.messages import CallResult
-from actors.model import ExchangeOrder, ExchangePosition, Key, OrderKind
+from actors.model import ExchangeOrder, ExchangePosition, Key, MarketRules, OrderKind
 from actors.state import Commit, Position
 
 __all__ = [
     "AccountView",
     "Clock",
     "ExchangePort",
+    "MarketReply",
     "Metrics",
     "NullMetrics",
     "OrderReply",
@@ -130,6 +131,25 @@ class OrderReply:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketReply:
+    """A symbol's reference (mark) price and trading rules, as one exchange call returned them.
+
+    ``result`` is FOUND (``mark_price`` and ``rules`` set; ``rules`` may be ``None`` only when
+    the venue states none) or UNKNOWN (nothing learnt: ``reason`` says why, ``retry_after`` is
+    set when the exchange asked us to back off) or REJECTED (the symbol is not traded there).
+    ``at`` is the local clock's time when the request was sent: the price is at least that
+    fresh.
+    """
+
+    result: CallResult
+    mark_price: float | None = None
+    rules: MarketRules | None = None
+    at: float = 0.0
+    reason: str = ""
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AccountView:
     """Positions and open orders of one account, keyed by exchange symbol id."""
 
@@ -155,6 +175,10 @@ class ExchangePort(Protocol):
     def lookup_order(self, key: Key, client_id: str, trigger: bool) -> OrderReply: ...
 
     def fetch_account(self, account: str) -> AccountView: ...
+
+    def fetch_market(self, key: Key) -> MarketReply:
+        """The symbol's mark price and market rules. Never raises: failures are UNKNOWN."""
+        ...
 
 
 # --- timers and metrics ------------------------------------------------------------------

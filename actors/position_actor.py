@@ -38,6 +38,7 @@ from actors.effects import (
     CancelOrder,
     CancelTimer,
     Effect,
+    FetchMarket,
     LookupOrder,
     PlaceOrder,
     RequestSync,
@@ -130,7 +131,7 @@ class ActorHost(Protocol):
 
     def deliver(self, msg: Message) -> object: ...
 
-    def submit(self, effect: PlaceOrder | CancelOrder | LookupOrder) -> None: ...
+    def submit(self, effect: PlaceOrder | CancelOrder | LookupOrder | FetchMarket) -> None: ...
 
     def request_sync(self, key: Key, reason: str) -> None: ...
 
@@ -460,7 +461,7 @@ class PositionActor(pykka.ThreadingActor):
         host = self._deps.host
         timers = self._deps.timers
         for e in effects:
-            if isinstance(e, PlaceOrder | CancelOrder | LookupOrder):
+            if isinstance(e, PlaceOrder | CancelOrder | LookupOrder | FetchMarket):
                 host.submit(e)
             elif isinstance(e, StartTimer):
                 timers.start(e.key, e.name, e.delay)

@@ -31,16 +31,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from actors.effects import CancelOrder, LookupOrder, PlaceOrder
-from actors.messages import CallResult, ExchangeOutcome, Message, OrderUpdate
+from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder
+from actors.messages import CallResult, ExchangeOutcome, MarketInfo, Message, OrderUpdate
 from actors.model import Key, OrderKind
-from actors.ports import ExchangePort, Metrics, NullMetrics, OrderReply, OrderRequest
+from actors.ports import (
+    ExchangePort,
+    MarketReply,
+    Metrics,
+    NullMetrics,
+    OrderReply,
+    OrderRequest,
+)
 
 __all__ = ["ExchangeWorkers", "outcome_from_reply"]
 
 log = logging.getLogger(__name__)
 
-ExchangeCall = PlaceOrder | CancelOrder | LookupOrder
+ExchangeCall = PlaceOrder | CancelOrder | LookupOrder | FetchMarket
 
 #: Priorities, lowest runs first.
 PROTECT = 0
@@ -215,6 +222,9 @@ class ExchangeWorkers:
 
     def _run(self, effect: ExchangeCall) -> None:
         """Make one call on this worker thread and deliver its outcome (never raises)."""
+        if isinstance(effect, FetchMarket):
+            self._run_fetch_market(effect)
+            return
         op = _op(effect)
         cid = _client_id(effect)
         t0 = time.perf_counter()
@@ -248,6 +258,22 @@ class ExchangeWorkers:
             self._deliver(outcome_from_reply(op, effect.key, cid, effect, reply))
         except Exception:
             log.exception("could not deliver %s outcome for %s", op, effect.key)
+
+    def _run_fetch_market(self, effect: FetchMarket) -> None:
+        t0 = time.perf_counter()
+        try:
+            reply = self._exchange.fetch_market(effect.key)
+        except Exception as exc:  # the port should not raise; never lose the answer
+            log.exception("exchange fetch_market for %s raised", effect.key)
+            reply = MarketReply(CallResult.UNKNOWN, reason=f"error:{type(exc).__name__}")
+        try:
+            self._metrics.exchange_call("market", time.perf_counter() - t0)
+        except Exception:
+            log.exception("metrics failed for fetch_market %s", effect.key)
+        try:
+            self._deliver(_market_info(effect, reply))
+        except Exception:
+            log.exception("could not deliver fetch_market outcome for %s", effect.key)
 
     def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for queued and running calls to finish.
@@ -321,7 +347,10 @@ class ExchangeWorkers:
 
 
 def _priority(effect: ExchangeCall) -> int:
-    """0 for what reduces risk, 1 for resolving an entry, 2 for placing an entry."""
+    """0 for what reduces risk, 1 for resolving an entry (or the reference price an entry
+    waits for), 2 for placing an entry."""
+    if isinstance(effect, FetchMarket):
+        return RESOLVE_ENTRY
     if isinstance(effect, PlaceOrder):
         return ENTRY if effect.order.kind is OrderKind.ENTRY else PROTECT
     if isinstance(effect, CancelOrder):
@@ -329,20 +358,28 @@ def _priority(effect: ExchangeCall) -> int:
     return RESOLVE_ENTRY if effect.kind is OrderKind.ENTRY else PROTECT
 
 
-def _shutting_down(effect: ExchangeCall) -> ExchangeOutcome:
+def _market_info(effect: FetchMarket, reply: MarketReply) -> MarketInfo:
+    return MarketInfo(
+        effect.key, reply.result, reply.mark_price, reply.rules, reply.at, reply.reason
+    )
+
+
+def _shutting_down(effect: ExchangeCall) -> Message:
+    if isinstance(effect, FetchMarket):
+        return _market_info(effect, MarketReply(CallResult.UNKNOWN, reason="shutting_down"))
     reply = OrderReply(CallResult.UNKNOWN, "shutting_down")
     return outcome_from_reply(_op(effect), effect.key, _client_id(effect), effect, reply)
 
 
-def _client_id(effect: ExchangeCall) -> str:
+def _client_id(effect: PlaceOrder | CancelOrder | LookupOrder) -> str:
     return effect.order.client_id if isinstance(effect, PlaceOrder) else effect.client_id
 
 
-def _kind(effect: ExchangeCall) -> OrderKind:
+def _kind(effect: PlaceOrder | CancelOrder | LookupOrder) -> OrderKind:
     return effect.order.kind if isinstance(effect, PlaceOrder) else effect.kind
 
 
-def _op(effect: ExchangeCall) -> str:
+def _op(effect: PlaceOrder | CancelOrder | LookupOrder) -> str:
     if isinstance(effect, PlaceOrder):
         return "place"
     if isinstance(effect, CancelOrder):

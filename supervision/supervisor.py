@@ -26,7 +26,7 @@ from typing import Any
 import pykka
 
 from actors.conflation import TickSlot
-from actors.effects import CancelOrder, LookupOrder, PlaceOrder
+from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder
 from actors.messages import (
     ExchangeOutcome,
     MarkPriceTick,
@@ -206,7 +206,7 @@ class Supervisor:
 
     # -- ActorHost (actor, worker and timer threads) ----------------------------------------
 
-    def submit(self, effect: PlaceOrder | CancelOrder | LookupOrder) -> None:
+    def submit(self, effect: PlaceOrder | CancelOrder | LookupOrder | FetchMarket) -> None:
         self._workers[effect.key.account].submit(effect)
 
     def request_sync(self, key: Key, reason: str) -> None:

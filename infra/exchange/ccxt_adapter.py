@@ -40,7 +40,14 @@ import ccxt
 
 from actors.messages import CallResult
 from actors.model import ExchangeOrder, ExchangePosition, Key, OrderKind, Side
-from actors.ports import AccountView, Clock, OrderReply, OrderRequest, SystemClock
+from actors.ports import (
+    AccountView,
+    Clock,
+    MarketReply,
+    OrderReply,
+    OrderRequest,
+    SystemClock,
+)
 from infra.exchange.errors import Op, Reason, WireInfo, attach_wire, classify, describe, never_sent
 from infra.exchange.venues import Venue, VenueConfig
 
@@ -573,6 +580,10 @@ class CcxtExchange:
             started,
             frozenset(self._to_unified),
         )
+
+    def fetch_market(self, key: Key) -> MarketReply:
+        """The symbol's mark price and market rules (not implemented yet: UNKNOWN)."""
+        return MarketReply(CallResult.UNKNOWN, reason="not_implemented")
 
     # -- replies ------------------------------------------------------------------------
 

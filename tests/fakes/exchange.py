@@ -21,7 +21,9 @@ Knobs (plain attributes, set by the test before or between steps):
 * ``stream``: False silences the user stream altogether (only replies, lookups, sync);
 * ``hold``: per order kind, an unset ``threading.Event``: the order executes on the exchange,
   then the reply waits until the event is set (an order "in flight", S3/S5/S6);
-* ``on_place``: called with each request before it executes (tests inspect the store then).
+* ``on_place``: called with each request before it executes (tests inspect the store then);
+* ``rules``: per symbol, the :class:`~actors.model.MarketRules` that ``fetch_market`` answers
+  (default: none); ``market_unknown``: the next N ``fetch_market`` calls answer UNKNOWN.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from actors.messages import CallResult, Message, OrderUpdate
-from actors.model import ExchangeOrder, ExchangePosition, Key, OrderKind, Side
-from actors.ports import AccountView, OrderReply, OrderRequest
+from actors.model import ExchangeOrder, ExchangePosition, Key, MarketRules, OrderKind, Side
+from actors.ports import AccountView, MarketReply, OrderReply, OrderRequest
 
 __all__ = ["FakeOrder", "InMemoryExchange"]
 
@@ -69,6 +71,9 @@ class InMemoryExchange:
         self.hold: dict[OrderKind, threading.Event] = {}
         self.on_place: Callable[[OrderRequest], None] | None = None
         self.calls_waiting = 0
+        self.rules: dict[str, MarketRules] = {}
+        self.market_unknown = 0
+        self.market_calls = 0
 
     def use_clock(self, now: Callable[[], float]) -> None:
         self._clock = now
@@ -176,6 +181,20 @@ class InMemoryExchange:
                 now,
                 frozenset(self.prices),
             )
+
+    def fetch_market(self, key: Key) -> MarketReply:
+        """The mark price (``prices``) and ``rules`` of the symbol (default: no rules)."""
+        self._wait_gate()
+        with self._lock:
+            self.market_calls += 1
+            if self.market_unknown > 0:
+                self.market_unknown -= 1
+                return MarketReply(CallResult.UNKNOWN, reason="unavailable (injected)")
+            price = self.prices.get(key.symbol)
+            if price is None:
+                return MarketReply(CallResult.REJECTED, reason="bad_symbol")
+            rules = self.rules.get(key.symbol, MarketRules())
+            return MarketReply(CallResult.FOUND, price, rules, self._clock())
 
     # -- market ----------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import pytest
 from actors.effects import CancelOrder, LookupOrder, PlaceOrder
 from actors.messages import CallResult, ExchangeOutcome, Message
 from actors.model import Key, OrderKind, OrderRecord, OrderState
-from actors.ports import AccountView, OrderReply, OrderRequest
+from actors.ports import AccountView, MarketReply, OrderReply, OrderRequest
 from actors.workers import ExchangeWorkers
 
 ACCOUNT = "acct"
@@ -81,6 +81,9 @@ class GatedExchange:
 
     def fetch_account(self, account: str) -> AccountView:
         return AccountView(account, {}, {}, 0.0)
+
+    def fetch_market(self, key: Key) -> MarketReply:
+        return MarketReply(CallResult.UNKNOWN, reason="not used here")
 
 
 class Outcomes:
