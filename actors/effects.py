@@ -40,9 +40,13 @@ class PlaceOrder:
 
 @dataclass(frozen=True, slots=True)
 class CancelOrder:
+    """Cancel the order with this client id. ``why``: ``orphan`` for an order of ours that no
+    position of this actor knows (counted apart), else a word for the log."""
+
     key: Key
     client_id: str
     kind: OrderKind
+    why: str = ""
 
 
 @dataclass(frozen=True, slots=True)

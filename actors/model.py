@@ -111,11 +111,14 @@ class OrderState(enum.StrEnum):
 
     ``intended``: written, not yet known to have reached the exchange.
     ``unknown``: sent, outcome not known (timeout, 5xx, dropped connection): look it up by id.
+    ``pending_cancel``: we want it gone and asked; it may still rest until the exchange
+    confirms (I9: an order is cancelled only when the exchange says so).
     """
 
     INTENDED = "intended"
     UNKNOWN = "unknown"
     ACCEPTED = "accepted"
+    PENDING_CANCEL = "pending_cancel"
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
     CANCELED = "canceled"

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from actors.messages import CallResult
 from actors.model import ExchangeOrder, ExchangePosition, Key, MarketRules, OrderKind
-from actors.state import Commit, Position
+from actors.state import Commit, Position, SignalRecord
 
 __all__ = [
     "AccountView",
@@ -70,12 +70,16 @@ class SignalSeen(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What the store knows of one ``(account, symbol)`` at actor start."""
+    """What the store knows of one ``(account, symbol)`` at actor start.
+
+    ``decided``: the final decisions (:attr:`SignalRecord.retry` false) on the key's most
+    recent signal ids, oldest first.
+    """
 
     position: Position | None = None
     last_closed_at: float | None = None
     bought: bool = False
-    recent_signals: tuple[str, ...] = ()
+    decided: tuple[SignalRecord, ...] = ()
 
 
 class Store(Protocol):
@@ -94,6 +98,11 @@ class Store(Protocol):
     def allocate_ids(self, n: int) -> Sequence[int]: ...
 
     def open_positions(self, account: str | None = None) -> list[Position]: ...
+
+    def recorded_signal(self, account: str, signal_id: str) -> SignalRecord | None:
+        """The final decision recorded for ``signal_id`` in the account's signal history
+        (accepted, or refused for good), or ``None``. Raises :class:`StoreUnavailable`."""
+        ...
 
 
 # --- exchange ----------------------------------------------------------------------------
@@ -213,6 +222,14 @@ class Metrics(Protocol):
 
     def exchange_call(self, op: str, seconds: float) -> None: ...
 
+    def orphan_cancelled(self) -> None:
+        """A resting order of ours that no open position needs is being cancelled (I9)."""
+
+    def protection_failure(self, kind: str) -> None:
+        """Protection in trouble: ``stop_failed`` (attempts or deadline spent, closing at
+        market), ``close_failing`` (closes refused again and again),
+        ``stop_rejected_at_trigger``."""
+
 
 class NullMetrics:
     """Metrics that go nowhere (unit tests, tools)."""
@@ -242,4 +259,10 @@ class NullMetrics:
         pass
 
     def exchange_call(self, op: str, seconds: float) -> None:
+        pass
+
+    def orphan_cancelled(self) -> None:
+        pass
+
+    def protection_failure(self, kind: str) -> None:
         pass

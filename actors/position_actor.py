@@ -47,6 +47,7 @@ from actors.effects import (
 from actors.messages import (
     CloseRequest,
     ExchangeOutcome,
+    MarketInfo,
     MarkPriceTick,
     Message,
     OpenSignal,
@@ -68,7 +69,7 @@ from actors.ports import (
     Timers,
 )
 from actors.state import Commit, Policy, SignalOutcome, SignalRecord, SymbolState, Transition
-from actors.transition import Context, tick_band, transition
+from actors.transition import Context, leftovers, tick_band, transition
 
 __all__ = [
     "ActorCell",
@@ -85,7 +86,16 @@ log = logging.getLogger(__name__)
 
 RESTART_TIMER = "__restart"
 PERSIST_TIMER = "__persist"
+DEFER_TIMER = "__defer"
 PERSIST_RETRY_S = 1.0
+#: How often signals that wait for a fresh mark price are offered again (a failed fetch is
+#: retried at this pace; the wait itself is bounded by ``Policy.mark_wait_s``).
+DEFER_POLL_S = 0.5
+#: Signals waiting for a symbol at most; more are refused ``busy`` (transient).
+MAX_DEFERRED = 64
+#: Replayed ids older than the actor's memory are looked up in the store for these refusals
+#: (age checks run before the store can say "decided before").
+_AGE_REFUSALS = ("too_old", "expired")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +113,18 @@ class Passivate:
 
 @dataclass(frozen=True, slots=True)
 class StatusReport:
-    """What an actor publishes after each message (read by the supervisor, never written)."""
+    """What an actor publishes after each message (read by the supervisor, never written).
+
+    ``close_failing``: the open position is closing and the exchange has refused
+    ``close_max_attempts`` closes or more (shown in the readiness check).
+    """
 
     status: Status | None
     last_activity: float
     idle: bool
     quarantined: bool
     unwritten: int
+    close_failing: bool = False
 
 
 class ActorCell:
@@ -196,6 +211,7 @@ class PositionActor(pykka.ThreadingActor):
         self._quarantined = False
         self._restart_pending = False
         self._stash: deque[Message] = deque()
+        self._deferred: deque[tuple[OpenSignal, float]] = deque()
         self._retry: Message | None = None
         self._unwritten: list[Commit] = []
         self._retired = False
@@ -262,9 +278,32 @@ class PositionActor(pykka.ThreadingActor):
             self._flush_unwritten()
             self._publish()
             return None
+        if isinstance(message, TimerFired) and message.name == DEFER_TIMER:
+            self._offer_deferred()
+            self._publish_band()
+            return None
         self._dispatch(message)
+        if self._deferred and not self._restart_pending:
+            self._offer_deferred()
         self._publish_band()
         return None
+
+    def _offer_deferred(self) -> None:
+        """Offer the signals that wait (no fresh mark price yet, an earlier position's orders
+        not confirmed gone) to the transition again, in arrival order; one that waited
+        ``Policy.mark_wait_s`` is offered for the last time (``give_up``) and so refused with
+        what it still waits for."""
+        waiting = list(self._deferred)
+        self._deferred.clear()
+        limit = self._deps.policy.mark_wait_s
+        now = self._deps.clock.now()
+        for i, (sig, since) in enumerate(waiting):
+            self._dispatch(sig, since=since, give_up=now - since >= limit)
+            if self._restart_pending:  # crashed: the rest waits for the next incarnation
+                self._deferred.extend(waiting[i + 1 :])
+                break
+        if self._deferred:
+            self._deps.timers.start(self.key, DEFER_TIMER, DEFER_POLL_S)
 
     def _publish_band(self) -> None:
         """Tell the tick slot which mark prices cannot change anything durable now, so the
@@ -295,6 +334,8 @@ class PositionActor(pykka.ThreadingActor):
     def _actor_loop_teardown(self) -> None:
         # Salvage queued tell()s for the router instead of letting pykka drop them (I3).
         salvaged: list[Message] = [] if self._retry is None else [self._retry]
+        salvaged.extend(sig for sig, _ in self._deferred)
+        self._deferred.clear()
         salvaged.extend(self._stash)
         self._stash.clear()
         if self._slot is not None and self._slot.set_band(None):
@@ -328,10 +369,14 @@ class PositionActor(pykka.ThreadingActor):
 
     # -- message handling
 
-    def _dispatch(self, message: Message) -> None:
+    def _dispatch(
+        self, message: Message, since: float | None = None, give_up: bool = False
+    ) -> None:
+        """Handle one message (a deferred signal: with the time it first arrived, and
+        ``give_up`` when this is its last chance)."""
         t0 = time.perf_counter()
         try:
-            self._handle(message)
+            self._handle(message, since, give_up)
         except Exception as exc:
             self._crashed(message, exc)
         else:
@@ -344,11 +389,11 @@ class PositionActor(pykka.ThreadingActor):
             metrics.tick_decision(self._deps.clock.now() - message.received_at)
         self._publish()
 
-    def _handle(self, message: Message) -> None:
+    def _handle(self, message: Message, since: float | None = None, give_up: bool = False) -> None:
         deps = self._deps
         if self._unwritten:
             self._flush_unwritten()
-        ctx = Context(deps.clock.now(), deps.policy, self._ids)
+        ctx = Context(deps.clock.now(), deps.policy, self._ids, give_up)
         try:
             result = transition(self._state, message, ctx)
         except StoreUnavailable as exc:
@@ -366,19 +411,56 @@ class PositionActor(pykka.ThreadingActor):
                     extra={"key": str(self.key)},
                 )
             return
+        if result.deferred and isinstance(message, OpenSignal):
+            if len(self._deferred) >= MAX_DEFERRED:
+                self._refuse_signal(message, SignalOutcome.REJECTED, "busy")
+                return
+            first = since if since is not None else ctx.now
+            if not self._deferred:
+                deps.timers.start(self.key, DEFER_TIMER, DEFER_POLL_S)
+            self._deferred.append((message, first))
+            self._state = result.state
+            self._perform(result.effects)
+            return
         commit = result.commit
+        rec = result.signal
+        if (
+            rec is not None
+            and isinstance(message, OpenSignal)
+            and rec.reason in _AGE_REFUSALS
+            and self._answer_replay(message)
+        ):
+            return  # an old signal decided before: answered with that decision
         if commit is not None:
             if not self._write(commit, result):
                 return
         self._state = result.state
-        if result.signal is not None:
-            sig = result.signal
-            deps.metrics.signal(sig.source, sig.outcome.value, sig.reason)
-            self._log_signal(sig)
-            deps.host.signal_decided(sig)
+        if rec is not None:
+            self._signal_decided(rec)
         if commit is not None:
             self._observe(commit)
         self._perform(result.effects)
+
+    def _signal_decided(self, rec: SignalRecord) -> None:
+        deps = self._deps
+        reason = "signal_replayed" if rec.replay else rec.reason
+        outcome = SignalOutcome.DUPLICATE.value if rec.replay else rec.outcome.value
+        deps.metrics.signal(rec.source, outcome, reason)
+        self._log_signal(rec)
+        deps.host.signal_decided(rec)
+
+    def _answer_replay(self, sig: OpenSignal) -> bool:
+        """If the store has a final decision on this signal id (a replay older than the
+        actor's memory), answer with it (``replay``) and return True."""
+        try:
+            prior = self._deps.store.recorded_signal(self.key.account, sig.signal_id)
+        except StoreUnavailable:
+            self._refuse_signal(sig, SignalOutcome.REJECTED, "store_unavailable")
+            return True
+        if prior is None:
+            return False
+        self._signal_decided(replace(prior, replay=True))
+        return True
 
     def _write(self, commit: Commit, result: Transition) -> bool:
         """Write the commit. False when the transition must be dropped (entry intents)."""
@@ -396,11 +478,12 @@ class PositionActor(pykka.ThreadingActor):
             raise
         except SignalSeen as exc:
             # An old replay the actor's memory of recent ids no longer held: the signal
-            # history has it, so it is a duplicate and the entry is not written.
+            # history has it. Answered with the decision recorded there (I11).
             if not isinstance(commit.cause, OpenSignal):
                 raise
-            log.warning("%s", exc, extra={"key": str(self.key)})
-            self._refuse_signal(commit.cause, SignalOutcome.DUPLICATE, "signal_replayed")
+            log.info("%s", exc, extra={"key": str(self.key)})
+            if not self._answer_replay(commit.cause):
+                self._refuse_signal(commit.cause, SignalOutcome.DUPLICATE, "signal_replayed")
             return False
         except StoreUnavailable as exc:
             self._deps.metrics.commit_failed("unavailable")
@@ -439,9 +522,7 @@ class PositionActor(pykka.ThreadingActor):
         rec = SignalRecord(
             self.key, sig.signal_id, sig.source, outcome, reason, self._deps.clock.now()
         )
-        self._deps.metrics.signal(rec.source, rec.outcome.value, reason)
-        self._log_signal(rec)
-        self._deps.host.signal_decided(rec)
+        self._signal_decided(rec)
 
     def _flush_unwritten(self) -> None:
         store = self._deps.store
@@ -462,6 +543,13 @@ class PositionActor(pykka.ThreadingActor):
         timers = self._deps.timers
         for e in effects:
             if isinstance(e, PlaceOrder | CancelOrder | LookupOrder | FetchMarket):
+                if isinstance(e, CancelOrder) and e.why == "orphan":
+                    self._deps.metrics.orphan_cancelled()
+                    log.warning(
+                        "cancelling %s: an order of ours that no open position needs",
+                        e.client_id,
+                        extra={"key": str(self.key)},
+                    )
                 host.submit(e)
             elif isinstance(e, StartTimer):
                 timers.start(e.key, e.name, e.delay)
@@ -473,6 +561,15 @@ class PositionActor(pykka.ThreadingActor):
     def _observe(self, commit: Commit) -> None:
         metrics = self._deps.metrics
         for ev in commit.events:
+            if ev.kind in _PROTECTION_FAILURES:
+                metrics.protection_failure(ev.kind)
+                log.error(
+                    "position %s: %s (%s)",
+                    ev.position_id,
+                    ev.kind,
+                    ", ".join(f"{k}={v}" for k, v in ev.detail.items()),
+                    extra={"key": str(self.key), "position_id": ev.position_id},
+                )
             if ev.status_before is not ev.status_after:
                 metrics.transition(
                     ev.status_before.value if ev.status_before else None,
@@ -493,12 +590,12 @@ class PositionActor(pykka.ThreadingActor):
                     metrics.unprotected(max(0.0, ev.at - p.filled_at))
 
     def _log_signal(self, rec: SignalRecord) -> None:
-        level = logging.INFO if rec.outcome is SignalOutcome.ACCEPTED else logging.WARNING
-        log.log(
-            level,
-            "signal %s from %s %s%s",
+        """One line per decision, at INFO: refusals are the product working."""
+        log.info(
+            "signal %s from %s %s%s%s",
             rec.signal_id,
             rec.source,
+            "replayed, decided before: " if rec.replay else "",
             rec.outcome.value,
             f" ({rec.reason})" if rec.reason else "",
             extra={"key": str(self.key), "position_id": rec.position_id},
@@ -507,29 +604,46 @@ class PositionActor(pykka.ThreadingActor):
     def _publish(self) -> None:
         st = self._state
         pos = st.open_position
+        policy = self._deps.policy
         self.cell.report = StatusReport(
             status=st.position.status if st.position is not None else None,
             last_activity=self._deps.clock.now(),
-            idle=pos is None and not self._unwritten and not self._restart_pending,
+            idle=(
+                pos is None
+                and not self._unwritten
+                and not self._restart_pending
+                and not self._deferred
+                and not leftovers(st)
+            ),
             quarantined=self._quarantined,
             unwritten=len(self._unwritten),
+            close_failing=(
+                pos is not None
+                and pos.status is Status.CLOSING
+                and pos.close_seq >= policy.close_max_attempts
+            ),
         )
 
     # -- (re)start and crash
 
     def _load(self) -> None:
         snap = self._deps.store.load(self.key)
+        old = self._state
         self._state = SymbolState(
             key=self.key,
             position=snap.position,
             last_closed_at=snap.last_closed_at,
             bought=snap.bought,
-            recent_signals=snap.recent_signals,
+            decided=snap.decided,
             quarantined=self._quarantined,
+            # What the exchange told us survives a restart in place (not durable anyway).
+            last_price=old.last_price,
+            last_price_at=old.last_price_at,
+            market=old.market,
         )
         self._loaded = True
         self._publish()
-        if self._state.open_position is not None:
+        if self._state.open_position is not None or leftovers(self._state):
             self._dispatch(Recover(self.key))
 
     def _crashed(self, message: Message, exc: BaseException) -> None:
@@ -645,6 +759,9 @@ def _count_for(commits: list[Commit], merged: Commit) -> int:
     return n
 
 
+#: Journal event kinds that mean protection is in trouble: logged at ERROR and counted.
+_PROTECTION_FAILURES = frozenset({"stop_failed", "close_failing", "stop_rejected_at_trigger"})
+
 _POSITION_MESSAGES = (
     OpenSignal,
     CloseRequest,
@@ -652,6 +769,7 @@ _POSITION_MESSAGES = (
     MarkPriceTick,
     OrderUpdate,
     ExchangeOutcome,
+    MarketInfo,
     TimerFired,
     Recover,
     TicksReady,

@@ -9,12 +9,23 @@ stop moves) is refreshed by the next ticks.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from actors.effects import Effect
 from actors.messages import Message
-from actors.model import CloseReason, Key, OrderKind, OrderRecord, OrderState, Side, Status
+from actors.model import (
+    CloseReason,
+    Key,
+    MarketRules,
+    OrderKind,
+    OrderRecord,
+    OrderState,
+    Side,
+    Status,
+)
+from actors.reasons import retry_allowed
 
 __all__ = [
     "Commit",
@@ -27,7 +38,21 @@ __all__ = [
     "SymbolState",
     "Transition",
     "client_order_id",
+    "parse_client_id",
 ]
+
+
+_CLIENT_ID = re.compile(r"^ps([0-9]+)([estc])([0-9]+)$")
+_KIND_OF_LETTER = {k.letter: k for k in OrderKind}
+
+
+def parse_client_id(client_id: str) -> tuple[int, OrderKind, int] | None:
+    """``(position id, kind, seq)`` of one of our client order ids, ``None`` for any other id
+    (orders of other software on the account are never touched)."""
+    m = _CLIENT_ID.match(client_id)
+    if m is None:
+        return None
+    return int(m.group(1)), _KIND_OF_LETTER[m.group(2)], int(m.group(3))
 
 
 def client_order_id(position_id: int, kind: OrderKind, seq: int) -> str:
@@ -49,7 +74,25 @@ class Reentry(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """Per-account knobs of the state machine; defaults are safe for real money."""
+    """Per-account knobs of the state machine; defaults are safe for real money.
+
+    Entry checks (I10): ``max_mark_age_s`` is the oldest mark price an entry may be decided
+    on (stream or REST alike); without one the actor asks the exchange and the signal waits
+    at most ``mark_wait_s``. ``max_stop_distance_pct``: a stop-loss (or trailing distance)
+    further than this fraction from the mark is refused. ``max_signal_age_s``: a signal
+    whose ``created_at`` is older is refused ``too_old`` (``None``: no limit).
+
+    Protection (I5): every stop-loss placement of one unprotected spell counts toward
+    ``sl_max_attempts``, and the spell may last ``sl_deadline_s`` at most; past either, the
+    position is closed at market. A close the exchange keeps refusing is retried for ever,
+    ``close_retry_delay_s`` doubling up to ``close_retry_max_delay_s``.
+
+    Order hygiene (I9): cancels that fail are retried every ``cancel_retry_delay_s`` (or the
+    exchange's Retry-After); a stop the exchange's open-order list does not show is looked
+    up by id once it is ``stop_grace_s`` old, never re-placed on the list alone; a position
+    the sync finds flat is closed after ``flat_confirm_s``, its orders looked up meanwhile
+    so that the close reason is the order that closed it.
+    """
 
     reentry: Reentry = Reentry.COOLDOWN
     cooldown_s: float = 60.0
@@ -57,13 +100,22 @@ class Policy:
     default_stop_pct: float = 0.02
     sl_max_attempts: int = 3
     sl_retry_delay_s: float = 0.2
+    sl_deadline_s: float = 10.0
     place_max_attempts: int = 3
     lookup_delay_s: float = 0.25
     lookup_deadline_s: float = 10.0
     close_retry_delay_s: float = 1.0
+    close_retry_max_delay_s: float = 30.0
     close_max_attempts: int = 5
+    cancel_retry_delay_s: float = 1.0
+    stop_grace_s: float = 5.0
+    flat_confirm_s: float = 2.0
     trailing_min_step_pct: float = 0.0005
     recent_signal_memory: int = 256
+    max_mark_age_s: float = 5.0
+    mark_wait_s: float = 3.0
+    max_stop_distance_pct: float = 0.5
+    max_signal_age_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +146,7 @@ class Position:
     stop_seq: int = 0
     close_seq: int = 0
     sl_failures: int = 0
+    sl_since: float | None = None
     version: int = 0
 
     def order(self, client_id: str) -> OrderRecord | None:
@@ -125,7 +178,12 @@ class SignalOutcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SignalRecord:
-    """One signal and what became of it (the signal history of S1)."""
+    """One signal and what became of it (the signal history of S1).
+
+    ``replay``: this is the answer to an id decided before, carrying that decision (not
+    written again). :attr:`retry`: whether the same id may succeed if sent again later
+    (:func:`actors.reasons.retry_allowed`); only final decisions bind the id.
+    """
 
     key: Key
     signal_id: str
@@ -134,6 +192,11 @@ class SignalRecord:
     reason: str
     at: float
     position_id: int | None = None
+    replay: bool = False
+
+    @property
+    def retry(self) -> bool:
+        return self.outcome is not SignalOutcome.ACCEPTED and retry_allowed(self.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,15 +242,37 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class SymbolState:
-    """Everything one position actor knows."""
+    """Everything one position actor knows.
+
+    Durable (rebuilt from the store): ``position`` (the open one, else the latest),
+    ``last_closed_at``, ``bought``, ``decided`` (the final decisions on the last
+    ``recent_signal_memory`` signal ids, oldest first). In memory only: the mark price and
+    when it was seen (local clock), the market's rules, whether a :class:`FetchMarket` is
+    out, when the sync first saw the open position flat, recent orphan cancels and stop
+    lookups (so that a lagging exchange list does not repeat them every round).
+    """
 
     key: Key
     position: Position | None = None
     last_closed_at: float | None = None
     bought: bool = False
-    recent_signals: tuple[str, ...] = ()
+    decided: tuple[SignalRecord, ...] = ()
     quarantined: bool = False
     last_price: float | None = None
+    last_price_at: float | None = None
+    market: MarketRules | None = None
+    market_requested: bool = False
+    market_failed_at: float | None = None
+    flat_seen_at: float | None = None
+    orphan_cancels: tuple[tuple[str, float], ...] = ()
+    stop_lookup_at: float | None = None
+
+    def decision(self, signal_id: str) -> SignalRecord | None:
+        """The final decision recorded for ``signal_id`` among the remembered ones."""
+        for rec in reversed(self.decided):
+            if rec.signal_id == signal_id:
+                return rec
+        return None
 
     @property
     def open_position(self) -> Position | None:
@@ -198,9 +283,15 @@ class SymbolState:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """Result of :func:`actors.transition.transition`: new state, what to write, what to do."""
+    """Result of :func:`actors.transition.transition`: new state, what to write, what to do.
+
+    ``deferred``: the message (a signal) cannot be decided yet (no fresh mark price, an
+    earlier position's orders not confirmed cancelled): the shell keeps it and offers it
+    again after the next message, or with ``Context.give_up`` once it waited too long.
+    """
 
     state: SymbolState
     effects: tuple[Effect, ...] = ()
     commit: Commit | None = None
     signal: SignalRecord | None = None
+    deferred: bool = False

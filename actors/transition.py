@@ -25,6 +25,7 @@ from actors.effects import (
     CancelOrder,
     CancelTimer,
     Effect,
+    FetchMarket,
     LookupOrder,
     PlaceOrder,
     RequestSync,
@@ -34,6 +35,7 @@ from actors.messages import (
     CallResult,
     CloseRequest,
     ExchangeOutcome,
+    MarketInfo,
     MarkPriceTick,
     Message,
     OpenSignal,
@@ -46,6 +48,7 @@ from actors.messages import (
 from actors.model import (
     CloseReason,
     ExchangePosition,
+    MarketRules,
     OrderKind,
     OrderRecord,
     OrderState,
@@ -64,21 +67,40 @@ from actors.state import (
     SymbolState,
     Transition,
     client_order_id,
+    parse_client_id,
 )
 
-__all__ = ["Context", "tick_band", "transition", "validate_signal"]
+__all__ = [
+    "Context",
+    "check_entry",
+    "leftovers",
+    "on_step",
+    "tick_band",
+    "to_tick",
+    "transition",
+    "validate_signal",
+]
 
 #: Reasons in a rejection that mean "the stop would trigger at once": close instead.
 _WOULD_TRIGGER = "would_trigger"
+#: A failed mark-price request is not repeated within this many seconds.
+_MARKET_RETRY_S = 0.5
+#: An orphan cancelled without a record is not cancelled again within this many seconds.
+_ORPHAN_WINDOW_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a transition may know besides state and message."""
+    """What a transition may know besides state and message.
+
+    ``give_up``: set by the shell when it offers a deferred signal for the last time (it
+    waited ``policy.mark_wait_s``): the signal is refused with what it still waits for.
+    """
 
     now: float
     policy: Policy
     new_id: Callable[[], int]
+    give_up: bool = False
 
 
 def transition(state: SymbolState, msg: Message, ctx: Context) -> Transition:
@@ -99,6 +121,8 @@ def transition(state: SymbolState, msg: Message, ctx: Context) -> Transition:
         return _Step(state, msg, ctx).close_request(msg).done()
     if isinstance(msg, Recover):
         return _Step(state, msg, ctx).recover().done()
+    if isinstance(msg, MarketInfo):
+        return _on_market(state, msg, ctx)
     if isinstance(msg, TicksReady):
         tick = msg.slot.take()
         return Transition(state) if tick is None else _on_tick(state, tick, ctx)
@@ -113,7 +137,13 @@ def _finite_positive(x: object) -> bool:
 
 
 def validate_signal(sig: OpenSignal, last_price: float | None, policy: Policy) -> str | None:
-    """Return why the signal is invalid, or ``None``. Pure; also used by the feed."""
+    """Why the signal is invalid on its own, or ``None``. Pure; also used by the feed.
+
+    The checks that need no market: types, finite positive numbers, the take-profit on the
+    winning side of the stop. With ``last_price`` it also checks the stop and take-profit
+    sides against it (the feed passes ``None``; the actor checks the market with
+    :func:`check_entry` once it has a fresh reference price and the market's rules).
+    """
     if not _clean_text(sig.signal_id):
         return "invalid:signal_id"
     if not _clean_text(sig.source):
@@ -132,16 +162,72 @@ def validate_signal(sig: OpenSignal, last_price: float | None, policy: Policy) -
         if t is not None and not (isinstance(t, int | float) and math.isfinite(t)):
             return "invalid:time"
     sign = 1.0 if sig.side is Side.LONG else -1.0
-    if last_price is not None:
-        if sign * (last_price - sig.stop_loss) <= 0:
-            return "invalid:stop_loss_side"
-        if sig.take_profit is not None and sign * (sig.take_profit - last_price) <= 0:
-            return "invalid:take_profit_side"
     if sig.take_profit is not None and sign * (sig.take_profit - sig.stop_loss) <= 0:
         return "invalid:take_profit_side"
-    if policy.max_notional is not None and last_price is not None:
-        if sig.size * last_price > policy.max_notional:
-            return "max_notional"
+    if last_price is not None:
+        return _sides(sig, last_price)
+    return None
+
+
+def _sides(sig: OpenSignal, price: float) -> str | None:
+    sign = 1.0 if sig.side is Side.LONG else -1.0
+    if sign * (price - sig.stop_loss) <= 0:
+        return "invalid:stop_loss_side"
+    if sig.take_profit is not None and sign * (sig.take_profit - price) <= 0:
+        return "invalid:take_profit_side"
+    return None
+
+
+def on_step(value: float, step: float) -> bool:
+    """True when ``value`` is a whole multiple of ``step`` (float noise tolerated)."""
+    k = round(value / step)
+    return k >= 1 and abs(k * step - value) <= 1e-9 * max(abs(value), step)
+
+
+def to_tick(price: float, tick: float | None) -> float:
+    """``price`` rounded to the nearest multiple of ``tick`` (unchanged without a tick)."""
+    if tick is None or tick <= 0 or not math.isfinite(price):
+        return price
+    return float(format(round(price / tick) * tick, ".15g"))
+
+
+def check_entry(sig: OpenSignal, price: float, rules: MarketRules, policy: Policy) -> str | None:
+    """Why the market cannot take this entry at mark ``price``, or ``None`` (I10). Pure.
+
+    Sides of the stop and take-profit against the mark, the stop's (and trailing
+    distance's) sanity bound ``policy.max_stop_distance_pct``, the market's price bounds,
+    its quantity step and bounds, its minimum notional and ``policy.max_notional``.
+    """
+    sides = _sides(sig, price)
+    if sides is not None:
+        return sides
+    bound = policy.max_stop_distance_pct * price
+    if abs(price - sig.stop_loss) > bound:
+        return "invalid:stop_distance"
+    if sig.trailing_distance is not None and sig.trailing_distance > bound:
+        return "invalid:trailing_distance"
+    lo, hi = rules.min_price, rules.max_price
+    stop = to_tick(sig.stop_loss, rules.tick_size)
+    if stop <= 0 or (lo is not None and stop < lo) or (hi is not None and stop > hi):
+        return "invalid:stop_price"
+    if _sides(replace(sig, stop_loss=stop), price) is not None:
+        return "invalid:stop_loss_side"  # within half a tick of the mark
+    if sig.take_profit is not None:
+        tp = to_tick(sig.take_profit, rules.tick_size)
+        if tp <= 0 or (lo is not None and tp < lo) or (hi is not None and tp > hi):
+            return "invalid:take_profit_price"
+    size = sig.size
+    if rules.step_size is not None and rules.step_size > 0 and not on_step(size, rules.step_size):
+        return "invalid:size_step"
+    if rules.min_qty is not None and size < rules.min_qty * (1 - 1e-9):
+        return "invalid:min_qty"
+    if rules.max_qty is not None and size > rules.max_qty * (1 + 1e-9):
+        return "invalid:max_qty"
+    notional = size * price
+    if rules.min_notional is not None and notional < rules.min_notional:
+        return "invalid:min_notional"
+    if policy.max_notional is not None and notional > policy.max_notional:
+        return "max_notional"
     return None
 
 
@@ -155,21 +241,33 @@ def _safe(x: object) -> str:
     return "".join(c if c.isprintable() else "?" for c in text[:64]) or "?"
 
 
+def leftovers(state: SymbolState) -> tuple[OrderRecord, ...]:
+    """Protective orders of the latest position, which is terminal, not yet confirmed gone
+    (I9: a new entry waits until there are none)."""
+    pos = state.position
+    if pos is None or not pos.status.terminal:
+        return ()
+    return tuple(o for o in pos.orders if o.kind.trigger and not o.state.done)
+
+
+def _mark_fresh(state: SymbolState, ctx: Context) -> bool:
+    at = state.last_price_at
+    return (
+        state.last_price is not None
+        and at is not None
+        and ctx.now - at <= ctx.policy.max_mark_age_s
+        and state.market is not None
+    )
+
+
 def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
     now = ctx.now
-    if sig.signal_id in state.recent_signals:
-        rec = SignalRecord(
-            state.key,
-            _safe(sig.signal_id),
-            _safe(sig.source),
-            SignalOutcome.DUPLICATE,
-            "signal_replayed",
-            now,
-        )
-        return Transition(state, signal=rec)
-    memory = ctx.policy.recent_signal_memory
-    recent = (*state.recent_signals, sig.signal_id)[-memory:]
-    st = replace(state, recent_signals=recent)
+    policy = ctx.policy
+    prior = state.decision(sig.signal_id) if isinstance(sig.signal_id, str) else None
+    if prior is not None:
+        # Decided before (I11): the answer is that decision, whatever the signal's age.
+        return Transition(state, signal=replace(prior, replay=True))
+    st = state
     open_pos = st.open_position
 
     def refuse(outcome: SignalOutcome, reason: str) -> Transition:
@@ -184,25 +282,46 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
         )
         event = JournalEvent(None, "signal_refused", None, None, now, {"reason": reason})
         commit = Commit(st.key, sig, None, 0, (event,), rec)
-        return Transition(st, commit=commit, signal=rec)
+        after = st if rec.retry else _remember(st, rec, policy)
+        return Transition(after, commit=commit, signal=rec)
 
-    invalid = validate_signal(sig, st.last_price, ctx.policy)
+    invalid = validate_signal(sig, None, policy)
     if invalid is not None:
         return refuse(SignalOutcome.REJECTED, invalid)
     if sig.expires_at is not None and now > sig.expires_at:
         return refuse(SignalOutcome.REJECTED, "expired")
+    max_age = policy.max_signal_age_s
+    if max_age is not None and sig.created_at is not None and now - sig.created_at > max_age:
+        return refuse(SignalOutcome.REJECTED, "too_old")
     if st.quarantined:
         return refuse(SignalOutcome.REJECTED, "quarantined")
     if open_pos is not None:
         return refuse(SignalOutcome.DUPLICATE, "position_open")
-    if ctx.policy.reentry is Reentry.NEVER and st.bought:
+    if policy.reentry is Reentry.NEVER and st.bought:
         return refuse(SignalOutcome.REJECTED, "never_again")
     if (
-        ctx.policy.reentry is Reentry.COOLDOWN
+        policy.reentry is Reentry.COOLDOWN
         and st.last_closed_at is not None
-        and now < st.last_closed_at + ctx.policy.cooldown_s
+        and now < st.last_closed_at + policy.cooldown_s
     ):
         return refuse(SignalOutcome.COOLDOWN, "cooldown")
+    if leftovers(st):
+        if ctx.give_up:
+            return refuse(SignalOutcome.REJECTED, "previous_orders_pending")
+        return Transition(st, deferred=True)
+    if not _mark_fresh(st, ctx):
+        if ctx.give_up:
+            return refuse(SignalOutcome.REJECTED, "no_mark_price")
+        failed = st.market_failed_at
+        if st.market_requested or (failed is not None and now - failed < _MARKET_RETRY_S):
+            return Transition(st, deferred=True)
+        st = replace(st, market_requested=True)
+        return Transition(st, (FetchMarket(st.key),), deferred=True)
+    price, rules = st.last_price, st.market
+    assert price is not None and rules is not None
+    bad = check_entry(sig, price, rules, policy)
+    if bad is not None:
+        return refuse(SignalOutcome.REJECTED, bad)
 
     pid = ctx.new_id()
     entry = OrderRecord(
@@ -214,6 +333,7 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
         sent_at=now,
         attempts=1,
     )
+    tp = sig.take_profit
     pos = Position(
         id=pid,
         key=st.key,
@@ -222,8 +342,8 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
         source=sig.source,
         signal_id=sig.signal_id,
         requested_qty=sig.size,
-        stop_price=sig.stop_loss,
-        take_profit=sig.take_profit,
+        stop_price=to_tick(sig.stop_loss, rules.tick_size),
+        take_profit=None if tp is None else to_tick(tp, rules.tick_size),
         trailing_distance=sig.trailing_distance,
         created_at=now,
         updated_at=now,
@@ -234,7 +354,29 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
     event = JournalEvent(pid, "entry_intent", None, Status.PENDING_ENTRY, now, {})
     commit = Commit(st.key, sig, pos, 0, (event,), rec)
     effect = PlaceOrder(st.key, pid, entry)
-    return Transition(replace(st, position=pos), (effect,), commit, rec)
+    st = _remember(replace(st, position=pos), rec, policy)
+    return Transition(st, (effect,), commit, rec)
+
+
+def _remember(state: SymbolState, rec: SignalRecord, policy: Policy) -> SymbolState:
+    """Keep a final decision in the actor's memory of recent signal ids."""
+    memory = max(0, policy.recent_signal_memory)
+    decided = (*state.decided, rec)[-memory:] if memory else ()
+    return replace(state, decided=decided)
+
+
+def _on_market(state: SymbolState, info: MarketInfo, ctx: Context) -> Transition:
+    """A :class:`FetchMarket` came back: the mark price (if newer than ours) and the rules."""
+    st = replace(state, market_requested=False, market_failed_at=None)
+    if info.result is not CallResult.FOUND:
+        return Transition(replace(st, market_failed_at=ctx.now))  # asked again after a pause
+    price = info.mark_price
+    fresher = st.last_price_at is None or info.at >= st.last_price_at
+    if price is not None and _finite_positive(price) and fresher:
+        st = replace(st, last_price=price, last_price_at=info.at)
+    if info.rules is not None:
+        st = replace(st, market=info.rules)
+    return Transition(st)
 
 
 # --- ticks (hot path: no allocation unless something is decided) --------------------------
@@ -254,6 +396,8 @@ def tick_band(state: SymbolState, policy: Policy) -> tuple[float, float]:
     """
     pos = state.position
     if pos is None or pos.qty <= 0 or pos.status not in (Status.PENDING_SL, Status.ACTIVE):
+        return (-math.inf, math.inf)
+    if state.flat_seen_at is not None:
         return (-math.inf, math.inf)
     long = pos.side is Side.LONG
     lo, hi = -math.inf, math.inf
@@ -282,9 +426,11 @@ def tick_band(state: SymbolState, policy: Policy) -> tuple[float, float]:
 
 def _on_tick(state: SymbolState, tick: MarkPriceTick, ctx: Context) -> Transition:
     pos = state.position
-    st = replace(state, last_price=tick.price)
+    st = replace(state, last_price=tick.price, last_price_at=tick.received_at or ctx.now)
     if pos is None or pos.qty <= 0 or pos.status not in (Status.PENDING_SL, Status.ACTIVE):
         return Transition(st)
+    if state.flat_seen_at is not None:
+        return Transition(st)  # the exchange shows it flat: its orders are being looked up
     long = pos.side is Side.LONG
     worst = tick.lowest if long else tick.highest
     best = tick.highest if long else tick.lowest
@@ -382,10 +528,36 @@ class _Step:
 
     # -- opening, protecting, closing
 
-    def place_stop(self, why: str) -> None:
-        """Record and send a new stop-loss order for the current position (closePosition)."""
+    def stop_budget_left(self) -> bool:
+        """May one more stop-loss attempt go out in this unprotected spell (I5)? If not, the
+        position is closed at market instead (the emergency close) and False is returned."""
         pos = self.pos
         assert pos is not None
+        policy = self.ctx.policy
+        why = None
+        if pos.sl_failures >= policy.sl_max_attempts:
+            why = f"{pos.sl_failures} attempts"
+        elif pos.sl_since is not None and self.now - pos.sl_since >= policy.sl_deadline_s:
+            why = f"not confirmed within {policy.sl_deadline_s:g}s"
+        if why is None:
+            return True
+        self.event("stop_failed", pos.status, why=why, failures=pos.sl_failures)
+        self.start_close(CloseReason.EMERGENCY, f"stop-loss not placed: {why}")
+        return False
+
+    def place_stop(self, why: str) -> None:
+        """Record and send a new stop-loss order for the current position (closePosition).
+
+        Counts as one attempt of the current unprotected spell; the first attempt of a spell
+        starts its deadline (``sl_deadline`` timer)."""
+        pos = self.pos
+        assert pos is not None
+        if pos.sl_since is None:
+            pos = replace(pos, sl_since=self.now, sl_failures=0)
+            self.pos = pos
+            self.effects.append(StartTimer(pos.key, "sl_deadline", self.ctx.policy.sl_deadline_s))
+        elif not self.stop_budget_left():
+            return
         seq = pos.stop_seq + 1
         stop = OrderRecord(
             client_id=client_order_id(pos.id, OrderKind.STOP_LOSS, seq),
@@ -397,7 +569,7 @@ class _Step:
             sent_at=self.now,
             attempts=1,
         )
-        self.pos = replace(pos, stop_seq=seq)
+        self.pos = replace(pos, stop_seq=seq, sl_failures=pos.sl_failures + 1)
         self.put_order(stop)
         self.effects.append(PlaceOrder(pos.key, pos.id, stop, close_position=True))
         self.event("stop_intent", pos.status, client_id=stop.client_id, why=why)
@@ -452,7 +624,8 @@ class _Step:
         return self
 
     def finish(self, status: Status, **detail: object) -> None:
-        """Enter a terminal state; cancel what still rests on the exchange and our timers."""
+        """Enter a terminal state; cancel what may still rest on the exchange (recorded
+        ``pending_cancel`` until the exchange confirms, I9) and our timers."""
         pos = self.pos
         assert pos is not None
         before = pos.status
@@ -461,13 +634,39 @@ class _Step:
             changes["closed_at"] = self.now
         self.pos = replace(pos, **changes)  # type: ignore[arg-type]
         for o in pos.orders:
-            if o.kind.trigger and o.state in (OrderState.ACCEPTED, OrderState.UNKNOWN):
-                self.effects.append(CancelOrder(pos.key, o.client_id, o.kind))
-                self.put_order(replace(o, state=OrderState.CANCELED))
             if not o.state.done:
                 self.effects.append(CancelTimer(pos.key, f"lookup:{o.client_id}"))
                 self.effects.append(CancelTimer(pos.key, f"retry:{o.client_id}"))
+            if o.kind.trigger and not o.state.done:
+                self.cancel(o)
+        for name in ("sl_deadline", "flat_confirm", "close_retry"):
+            self.effects.append(CancelTimer(pos.key, name))
+        self.state = replace(self.state, flat_seen_at=None, stop_lookup_at=None)
         self.event(status.value, before, **detail)
+
+    def cancel(self, order: OrderRecord, why: str = "") -> None:
+        """Ask the exchange to cancel ``order``; it stays ``pending_cancel`` until confirmed."""
+        pos = self.pos
+        assert pos is not None
+        if order.state is not OrderState.PENDING_CANCEL:
+            self.put_order(replace(order, state=OrderState.PENDING_CANCEL))
+            self.event("cancel_requested", pos.status, client_id=order.client_id, why=why)
+        self.effects.append(CancelOrder(pos.key, order.client_id, order.kind, why))
+
+    def wanted(self, client_id: str) -> bool:
+        """Is ``client_id`` an order the open position still needs (not to be cancelled)?
+
+        Its entry and closes until done, its newest stop-loss; nothing of a terminal one."""
+        pos = self.pos
+        if pos is None or pos.status.terminal:
+            return False
+        order = pos.order(client_id)
+        if order is None or order.state.done or order.state is OrderState.PENDING_CANCEL:
+            return False
+        if order.kind.trigger:
+            latest = pos.latest(order.kind)
+            return latest is not None and latest.client_id == client_id
+        return True
 
     def fail_entry(self, reason: str) -> None:
         pos = self.pos
@@ -498,6 +697,15 @@ class _Step:
             new_state = order.state
         if new_state is OrderState.ACCEPTED and filled > 0:
             new_state = OrderState.PARTIALLY_FILLED
+        recancel = False
+        if order.state is OrderState.PENDING_CANCEL and new_state in (
+            OrderState.ACCEPTED,
+            OrderState.PARTIALLY_FILLED,
+        ):
+            # Still resting after we asked to cancel: it stays pending; a lookup that finds
+            # it resting means our cancel missed it (it landed later): cancel again.
+            new_state = OrderState.PENDING_CANCEL
+            recancel = source == "lookup"
         order = replace(
             order,
             state=new_state,
@@ -517,7 +725,7 @@ class _Step:
         if kind is OrderKind.ENTRY:
             self.entry_fact(order, source)
         elif kind is OrderKind.STOP_LOSS:
-            self.stop_fact(order, source)
+            self.stop_fact(order, previous, source)
         elif kind is OrderKind.CLOSE:
             self.close_fact(order, source)
         if (
@@ -540,6 +748,17 @@ class _Step:
                 filled=order.filled_qty,
                 via=source,
             )
+        current = self.pos.order(order.client_id) if self.pos is not None else None
+        if current is not None and current.kind.trigger:
+            if recancel and current.state is OrderState.PENDING_CANCEL:
+                self.cancel(current, "still resting")
+            elif current.state in (
+                OrderState.ACCEPTED,
+                OrderState.PARTIALLY_FILLED,
+            ) and not self.wanted(current.client_id):
+                # Rests, but nothing needs it (its position closed, a newer stop replaced
+                # it): it must not stay behind to close a later position (I9).
+                self.cancel(current, "not needed")
 
     def entry_fact(self, order: OrderRecord, source: str) -> None:
         pos = self.pos
@@ -581,11 +800,12 @@ class _Step:
             if pos.status in (Status.PENDING_ENTRY, Status.ENTRY_PLACED):
                 self.fail_entry(f"entry_{order.state.value}")
 
-    def stop_fact(self, order: OrderRecord, source: str) -> None:
+    def stop_fact(self, order: OrderRecord, previous: OrderRecord | None, source: str) -> None:
         pos = self.pos
         assert pos is not None
         if pos.status.terminal:
             return
+        was = previous.state if previous is not None else None
         current = pos.latest(OrderKind.STOP_LOSS)
         is_current = current is not None and current.client_id == order.client_id
         if order.state is OrderState.FILLED or (
@@ -595,25 +815,35 @@ class _Step:
             self.finish(Status.CLOSED, reason="stop_loss", via=source)
             return
         if order.state is OrderState.ACCEPTED and is_current:
-            changes: dict[str, object] = {"sl_failures": 0}
+            if was is OrderState.ACCEPTED:
+                return  # confirmed already (the stream and the reply both say so)
+            changes: dict[str, object] = {"sl_failures": 0, "sl_since": None}
             if pos.protected_at is None:
                 changes["protected_at"] = self.now
             if pos.status is Status.PENDING_SL:
                 changes["status"] = Status.ACTIVE
             self.set_pos(replace(pos, **changes), "stop_confirmed", via=source)  # type: ignore[arg-type]
+            self.effects.append(CancelTimer(pos.key, "sl_deadline"))
             # A trailing move: the older stops can go now that the new one rests.
             for o in pos.orders:
                 if (
                     o.kind is OrderKind.STOP_LOSS
                     and o.client_id != order.client_id
-                    and o.state in (OrderState.ACCEPTED, OrderState.UNKNOWN, OrderState.INTENDED)
+                    and not o.state.done
+                    and o.state is not OrderState.PENDING_CANCEL
                 ):
-                    self.effects.append(CancelOrder(pos.key, o.client_id, o.kind))
-                    self.put_order(replace(o, state=OrderState.CANCELED))
+                    self.cancel(o, "replaced")
             return
-        if order.state is OrderState.CANCELED and is_current and pos.status is not Status.CLOSING:
+        if not is_current or pos.status is Status.CLOSING:
+            return
+        if order.state is OrderState.CANCELED:
             # Our resting stop vanished (canceled on the exchange): protect again.
             self.place_stop("stop canceled on exchange")
+        elif order.state is OrderState.REJECTED and was is OrderState.ACCEPTED:
+            # It rested, triggered, and its market order was refused: the price crossed the
+            # stop and nothing closed the position. Close it at market now.
+            self.event("stop_rejected_at_trigger", pos.status, client_id=order.client_id)
+            self.start_close(CloseReason.STOP_LOSS, "stop rejected at trigger")
 
     def close_fact(self, order: OrderRecord, source: str) -> None:
         pos = self.pos
@@ -637,15 +867,23 @@ class _Step:
             self.close_retry("close order " + order.state.value)
 
     def close_retry(self, why: str) -> None:
+        """A close did not go through: send another after a delay that doubles with every
+        close sent (``close_retry_delay_s`` up to ``close_retry_max_delay_s``), for ever.
+        From ``close_max_attempts`` on, each retry is journaled ``close_failing`` (the shell
+        logs it at ERROR and counts it; the supervisor's readiness shows the symbol)."""
         pos = self.pos
         assert pos is not None
-        if pos.close_seq >= self.ctx.policy.close_max_attempts:
-            self.effects.append(RequestSync(pos.key, f"close exhausted: {why}"))
-            self.event("close_exhausted", pos.status, why=why)
-            return
-        self.effects.append(StartTimer(pos.key, "close_retry", self.ctx.policy.close_retry_delay_s))
+        policy = self.ctx.policy
+        n = max(0, pos.close_seq - 1)
+        delay = min(policy.close_retry_max_delay_s, policy.close_retry_delay_s * 2.0 ** min(n, 30))
+        self.effects.append(StartTimer(pos.key, "close_retry", delay))
         self.effects.append(RequestSync(pos.key, why))
-        self.event("close_retry_scheduled", pos.status, why=why)
+        kind = (
+            "close_failing"
+            if pos.close_seq >= policy.close_max_attempts
+            else "close_retry_scheduled"
+        )
+        self.event(kind, pos.status, why=why, attempts=pos.close_seq, delay=delay)
 
     # -- message handlers
 
@@ -657,28 +895,47 @@ class _Step:
         if order is None:
             return self
         if pos.status.terminal:
-            if order.kind is OrderKind.ENTRY and upd.filled_qty > order.filled_qty:
-                # A late fill of an entry we gave up on: the sync adopts and protects it.
-                self.effects.append(RequestSync(pos.key, "late entry fill"))
-            return self
+            if order.kind is OrderKind.ENTRY:
+                if upd.filled_qty > order.filled_qty:
+                    # A late fill of an entry we gave up on: the sync adopts and protects it.
+                    self.effects.append(RequestSync(pos.key, "late entry fill"))
+                return self
+            if not order.kind.trigger or order.state.done:
+                return self
         self.apply_order_fact(upd, "stream")
         return self
 
     def outcome(self, out: ExchangeOutcome) -> _Step:
         pos = self.pos
-        if pos is None or pos.order(out.client_id) is None:
-            return self
-        order = pos.order(out.client_id)
-        assert order is not None
-        if pos.status.terminal:
-            if out.update is not None and out.kind is OrderKind.ENTRY:
-                if out.update.filled_qty > order.filled_qty:
-                    self.effects.append(RequestSync(pos.key, "late entry fill"))
+        order = pos.order(out.client_id) if pos is not None else None
+        if pos is None or order is None:
             return self
         if out.op == "cancel":
-            return self
+            return self.cancel_outcome(out, order)
         if out.op == "lookup":
             return self.lookup_outcome(out, order)
+        if pos.status.terminal:
+            if order.kind is OrderKind.ENTRY:
+                if out.update is not None and out.update.filled_qty > order.filled_qty:
+                    self.effects.append(RequestSync(pos.key, "late entry fill"))
+                return self
+            if not order.kind.trigger or order.state.done:
+                return self
+            # A protective order of a position that ended while it was being placed: learn
+            # whether it landed, and cancel it if it did (apply_order_fact does).
+            if out.result is CallResult.ACCEPTED:
+                self.apply_order_fact(
+                    out.update or OrderUpdate(pos.key, out.client_id, "new", 0.0, None, 0.0),
+                    "reply",
+                )
+            elif out.result is CallResult.UNKNOWN:
+                self.effects.append(
+                    StartTimer(pos.key, f"lookup:{order.client_id}", self.ctx.policy.lookup_delay_s)
+                )
+            else:
+                self.put_order(replace(order, state=OrderState.REJECTED))
+                self.event("order_fact", pos.status, client_id=order.client_id, state="rejected")
+            return self
         # op == "place"
         if out.result is CallResult.ACCEPTED:
             if out.update is not None:
@@ -699,12 +956,36 @@ class _Step:
         # REJECTED
         return self.rejected(out, order)
 
+    def cancel_outcome(self, out: ExchangeOutcome, order: OrderRecord) -> _Step:
+        """The exchange answered a cancel. Confirmed: the order is done. "Not found": it is
+        not open, but filled, cancelled or never there? Looked up. No answer (429, 5xx):
+        asked again after a delay (the exchange's Retry-After, or ``cancel_retry_delay_s``)."""
+        pos = self.pos
+        assert pos is not None
+        if order.state.done:
+            return self
+        if out.result is CallResult.ACCEPTED:
+            self.apply_order_fact(
+                out.update or OrderUpdate(pos.key, out.client_id, "canceled", 0.0, None, 0.0),
+                "cancel",
+            )
+            return self
+        if out.result is CallResult.NOT_FOUND:
+            self.effects.append(LookupOrder(pos.key, order.client_id, order.kind))
+            return self
+        if order.state is OrderState.PENDING_CANCEL:
+            delay = out.retry_after or self.ctx.policy.cancel_retry_delay_s
+            self.effects.append(StartTimer(pos.key, f"cancel:{order.client_id}", delay))
+        return self
+
     def rejected(self, out: ExchangeOutcome, order: OrderRecord) -> _Step:
         pos = self.pos
         assert pos is not None
         policy = self.ctx.policy
         if order.state not in (OrderState.INTENDED, OrderState.UNKNOWN):
             return self  # a fill or acceptance already came in: trust it
+        if order.kind is OrderKind.STOP_LOSS:
+            return self.stop_rejected(out, order)
         if out.retry_after is not None and order.attempts < policy.place_max_attempts:
             self.put_order(replace(order, state=OrderState.INTENDED))
             self.effects.append(StartTimer(pos.key, f"retry:{order.client_id}", out.retry_after))
@@ -715,22 +996,28 @@ class _Step:
             if pos.qty <= 0:
                 self.fail_entry(f"rejected:{out.reason}")
             return self
-        if order.kind is OrderKind.STOP_LOSS:
-            assert self.pos is not None
-            failures = self.pos.sl_failures + 1
-            self.pos = replace(self.pos, sl_failures=failures)
-            if _WOULD_TRIGGER in out.reason or failures >= policy.sl_max_attempts:
-                self.event("stop_failed", pos.status, why=out.reason, failures=failures)
-                self.start_close(CloseReason.EMERGENCY, f"stop-loss not placed: {out.reason}")
-            else:
-                self.event("stop_rejected", pos.status, why=out.reason, failures=failures)
-                self.effects.append(
-                    StartTimer(pos.key, f"retry:{order.client_id}", policy.sl_retry_delay_s)
-                )
-            return self
         if order.kind is OrderKind.CLOSE:
             self.event("close_rejected", pos.status, why=out.reason)
             self.close_retry(f"close rejected: {out.reason}")
+        return self
+
+    def stop_rejected(self, out: ExchangeOutcome, order: OrderRecord) -> _Step:
+        """A stop-loss placement refused, for whatever reason (rate limit, margin, refused
+        locally before it left): one attempt spent (I5). Retried after the exchange's
+        Retry-After or ``sl_retry_delay_s``; "would trigger at once" closes at market now."""
+        pos = self.pos
+        assert pos is not None
+        self.put_order(replace(order, state=OrderState.REJECTED))
+        if order.client_id != (pos.latest(OrderKind.STOP_LOSS) or order).client_id:
+            self.event("order_fact", pos.status, client_id=order.client_id, state="rejected")
+            return self  # a newer stop replaced it
+        if _WOULD_TRIGGER in out.reason:
+            self.event("stop_failed", pos.status, why=out.reason, failures=pos.sl_failures)
+            self.start_close(CloseReason.EMERGENCY, f"stop-loss not placed: {out.reason}")
+            return self
+        self.event("stop_rejected", pos.status, why=out.reason, failures=pos.sl_failures)
+        delay = max(out.retry_after or 0.0, self.ctx.policy.sl_retry_delay_s)
+        self.effects.append(StartTimer(pos.key, f"retry:{order.client_id}", delay))
         return self
 
     def lookup_outcome(self, out: ExchangeOutcome, order: OrderRecord) -> _Step:
@@ -740,12 +1027,25 @@ class _Step:
         if out.result is CallResult.FOUND and out.update is not None:
             self.apply_order_fact(out.update, "lookup")
             return self
+        terminal = pos.status.terminal
+        if out.result is CallResult.NOT_FOUND and order.state is OrderState.PENDING_CANCEL:
+            # Cancel said "not open" and the lookup knows nothing of it: it never landed (a
+            # placement still in flight is cancelled when its acceptance comes back).
+            self.put_order(replace(order, state=OrderState.NOT_FOUND))
+            self.event("order_fact", pos.status, client_id=order.client_id, state="not_found")
+            return self
+        if out.result is CallResult.NOT_FOUND and order.state is OrderState.ACCEPTED:
+            if order.kind is OrderKind.STOP_LOSS and self.wanted(order.client_id):
+                # It rested once and the exchange no longer knows it: protect again.
+                self.put_order(replace(order, state=OrderState.NOT_FOUND))
+                self.place_stop("stop missing on exchange")
+            return self
         if out.result is CallResult.NOT_FOUND and order.state in (
             OrderState.INTENDED,
             OrderState.UNKNOWN,
         ):
             started = order.sent_at if order.sent_at is not None else self.now
-            if order.kind is OrderKind.STOP_LOSS:
+            if order.kind is OrderKind.STOP_LOSS and not terminal and self.wanted(order.client_id):
                 # A stop that is not there is sent again at once with the same id: stops rest,
                 # so if it did arrive after all, the duplicate id is refused, never doubled.
                 self.resend(replace(order, state=OrderState.INTENDED))
@@ -756,26 +1056,34 @@ class _Step:
                 )
                 return self
             self.put_order(replace(order, state=OrderState.NOT_FOUND))
+            if terminal or order.kind.trigger:
+                self.event("order_fact", pos.status, client_id=order.client_id, state="not_found")
+                return self
             if order.kind is OrderKind.ENTRY:
                 if pos.qty <= 0:
                     self.fail_entry("entry_not_found")
                     self.effects.append(RequestSync(pos.key, "entry not found"))
                 return self
             if order.kind is OrderKind.CLOSE:
-                self.effects.append(
-                    StartTimer(pos.key, "close_retry", self.ctx.policy.close_retry_delay_s)
-                )
+                self.event("order_fact", pos.status, client_id=order.client_id, state="not_found")
+                self.close_retry("close not found")
             return self
-        # Lookup itself failed (network): keep asking, the order stays unknown.
-        if not order.state.done and order.state is not OrderState.ACCEPTED:
-            self.effects.append(
-                StartTimer(pos.key, f"lookup:{order.client_id}", policy.lookup_delay_s * 2)
-            )
+        # Lookup itself failed (network): keep asking while the answer matters.
+        if not order.state.done and (
+            order.state is not OrderState.ACCEPTED or order.kind is OrderKind.STOP_LOSS
+        ):
+            delay = max(out.retry_after or 0.0, policy.lookup_delay_s * 2)
+            self.effects.append(StartTimer(pos.key, f"lookup:{order.client_id}", delay))
         return self
 
     def resend(self, order: OrderRecord) -> None:
         pos = self.pos
         assert pos is not None
+        if order.kind is OrderKind.STOP_LOSS:
+            if not self.stop_budget_left():
+                return
+            pos = replace(pos, sl_failures=pos.sl_failures + 1)
+            self.pos = pos
         order = replace(order, attempts=order.attempts + 1)
         self.put_order(order)
         self.effects.append(
@@ -791,21 +1099,40 @@ class _Step:
 
     def timer(self, t: TimerFired) -> _Step:
         pos = self.pos
-        if pos is None or pos.status.terminal:
+        if pos is None:
             return self
         name = t.name
+        terminal = pos.status.terminal
         if name == "close_retry":
             if pos.status is Status.CLOSING:
                 self.event("close_retry", pos.status)
                 self.send_close()
             return self
+        if name == "sl_deadline":
+            stop = pos.latest(OrderKind.STOP_LOSS)
+            unconfirmed = stop is None or stop.state is not OrderState.ACCEPTED
+            if pos.status in (Status.PENDING_SL, Status.ACTIVE) and unconfirmed:
+                self.stop_budget_left()
+            return self
+        if name == "flat_confirm":
+            if not terminal and self.state.flat_seen_at is not None:
+                self.close_flat("sync")
+            return self
         prefix, _, cid = name.partition(":")
         order = pos.order(cid)
         if order is None:
             return self
+        if prefix == "cancel":
+            if order.state is OrderState.PENDING_CANCEL:
+                self.effects.append(CancelOrder(pos.key, cid, order.kind, "retry"))
+            return self
         if prefix == "lookup" and order.state in (OrderState.UNKNOWN, OrderState.INTENDED):
             self.effects.append(LookupOrder(pos.key, cid, order.kind))
-        elif prefix == "retry" and order.state in (OrderState.INTENDED, OrderState.REJECTED):
+        elif (
+            prefix == "retry"
+            and not terminal
+            and order.state in (OrderState.INTENDED, OrderState.REJECTED)
+        ):
             if order.kind is OrderKind.STOP_LOSS and order is not pos.latest(OrderKind.STOP_LOSS):
                 return self
             self.resend(replace(order, state=OrderState.INTENDED))
@@ -815,9 +1142,19 @@ class _Step:
         return self.start_close(req.reason, req.request_id or "close request")
 
     def recover(self) -> _Step:
-        """Resolve a non-terminal position loaded from the store (S5)."""
+        """Resolve a position loaded from the store (S5): a non-terminal one, or a terminal
+        one whose protective orders are not confirmed gone (I9)."""
         pos = self.pos
-        if pos is None or pos.status.terminal:
+        if pos is None:
+            return self
+        if pos.status.terminal:
+            for o in leftovers(self.state):
+                if o.state in (OrderState.INTENDED, OrderState.UNKNOWN):
+                    self.put_order(replace(o, state=OrderState.PENDING_CANCEL))
+                    self.event("recovering", pos.status, client_id=o.client_id)
+                    self.effects.append(LookupOrder(pos.key, o.client_id, o.kind))
+                else:
+                    self.cancel(o, "recovery")
             return self
         self.effects.append(RequestSync(pos.key, "recovery"))
         for o in pos.orders:
@@ -828,7 +1165,12 @@ class _Step:
                 self.effects.append(LookupOrder(pos.key, o.client_id, o.kind))
             elif o.kind is OrderKind.ENTRY and o.state is OrderState.ACCEPTED:
                 self.effects.append(LookupOrder(pos.key, o.client_id, o.kind))
+            elif o.state is OrderState.PENDING_CANCEL:
+                self.effects.append(CancelOrder(pos.key, o.client_id, o.kind, "recovery"))
         self.event("recovering", pos.status)
+        if pos.sl_since is not None and pos.status in (Status.PENDING_SL, Status.ACTIVE):
+            left = pos.sl_since + self.ctx.policy.sl_deadline_s - self.now
+            self.effects.append(StartTimer(pos.key, "sl_deadline", max(0.0, left)))
         self.resume_retries()
         return self
 
@@ -859,6 +1201,7 @@ class _Step:
                 self.send_close()
 
     def sync(self, obs: SyncObservation) -> _Step:
+        self.sweep_orphans(obs)
         pos = self.pos
         xp = obs.position
         if pos is None or pos.status.terminal:
@@ -883,10 +1226,11 @@ class _Step:
         if stale:
             return self
         if xp is None or xp.qty <= 0 or xp.side is not pos.side:
-            reason = pos.close_reason if pos.status is Status.CLOSING else None
-            self.pos = replace(pos, close_reason=reason or CloseReason.CLOSED_ON_EXCHANGE)
-            self.finish(Status.CLOSED, reason=self.pos.close_reason.value, via="sync")  # type: ignore[union-attr]
-            return self
+            return self.flat(obs)
+        if self.state.flat_seen_at is not None:
+            # Seen flat before, open now: that view was stale. Nothing closed it.
+            self.state = replace(self.state, flat_seen_at=None)
+            self.effects.append(CancelTimer(pos.key, "flat_confirm"))
         if pos.status is Status.CLOSING:
             # Never lower the quantity while closing: the close in flight explains a smaller
             # position, and its fills (against the whole quantity) finish the position.
@@ -922,18 +1266,83 @@ class _Step:
                 self.effects.append(LookupOrder(pos.key, entry.client_id, OrderKind.ENTRY))
         stop = pos.latest(OrderKind.STOP_LOSS)
         resting = {o.client_id for o in obs.open_orders}
-        if stop is not None and stop.client_id in resting and stop.state is not OrderState.ACCEPTED:
-            fact = OrderUpdate(pos.key, stop.client_id, "new", 0.0, None, obs.observed_at)
-            self.apply_order_fact(fact, "sync")
-        elif (
+        if stop is None or stop.state.done:
+            return self
+        if stop.client_id in resting:
+            if stop.state in (OrderState.INTENDED, OrderState.UNKNOWN):
+                fact = OrderUpdate(pos.key, stop.client_id, "new", 0.0, None, obs.observed_at)
+                self.apply_order_fact(fact, "sync")
+            return self
+        policy = self.ctx.policy
+        last = self.state.stop_lookup_at
+        if (
             pos.status is Status.ACTIVE
-            and stop is not None
-            and stop.client_id not in resting
             and stop.state is OrderState.ACCEPTED
-            and obs.observed_at > (stop.sent_at or 0.0)
+            and obs.observed_at > (stop.sent_at or 0.0) + policy.stop_grace_s
+            and (last is None or self.now - last >= policy.stop_grace_s)
         ):
-            self.place_stop("stop missing on exchange")
+            # Not in the list: the list may lag the placement, so look the stop up by its id
+            # (the lookup's answer decides; never re-placed on the list alone).
+            self.state = replace(self.state, stop_lookup_at=self.now)
+            self.effects.append(LookupOrder(pos.key, stop.client_id, stop.kind))
         return self
+
+    def flat(self, obs: SyncObservation) -> _Step:
+        """The exchange shows no position (or the opposite one) where ours is filled: look
+        up the orders that may have closed it, so the close reason is the truth (a stop
+        whose stream event is late), and close it after ``flat_confirm_s`` at the latest."""
+        pos = self.pos
+        assert pos is not None
+        if self.state.flat_seen_at is not None:
+            return self
+        candidates = [
+            o
+            for o in pos.orders
+            if o.kind in (OrderKind.STOP_LOSS, OrderKind.CLOSE) and not o.state.done
+        ]
+        if not candidates:
+            return self.close_flat("sync")
+        self.state = replace(self.state, flat_seen_at=self.now)
+        for o in candidates:
+            self.effects.append(LookupOrder(pos.key, o.client_id, o.kind))
+        self.effects.append(StartTimer(pos.key, "flat_confirm", self.ctx.policy.flat_confirm_s))
+        return self
+
+    def close_flat(self, via: str) -> _Step:
+        pos = self.pos
+        assert pos is not None
+        reason = pos.close_reason if pos.status is Status.CLOSING else None
+        self.pos = replace(pos, close_reason=reason or CloseReason.CLOSED_ON_EXCHANGE)
+        self.finish(Status.CLOSED, reason=self.pos.close_reason.value, via=via)  # type: ignore[union-attr]
+        return self
+
+    def sweep_orphans(self, obs: SyncObservation) -> None:
+        """Cancel every resting order of ours that the open position does not need (I9):
+        stops of closed positions, replaced stops, orders of positions this actor never
+        knew. An order on record is cancelled through its record (``pending_cancel``);
+        one that is not is cancelled directly, at most once per ``orphan_window`` (a
+        lagging list shows an order a while after it is gone)."""
+        if not obs.open_orders:
+            return
+        window = _ORPHAN_WINDOW_S
+        recent = {cid: at for cid, at in self.state.orphan_cancels if self.now - at < window}
+        pos = self.pos
+        for o in obs.open_orders:
+            cid = o.client_id
+            if parse_client_id(cid) is None or self.wanted(cid):
+                continue
+            record = pos.order(cid) if pos is not None else None
+            if record is not None and not record.state.done:
+                if record.state is not OrderState.PENDING_CANCEL:
+                    self.cancel(record, "orphan")
+                continue
+            if cid in recent:
+                continue
+            recent[cid] = self.now
+            kind = OrderKind.STOP_LOSS if o.trigger else OrderKind.CLOSE
+            kind = record.kind if record is not None else kind
+            self.effects.append(CancelOrder(obs.key, cid, kind, "orphan"))
+        self.state = replace(self.state, orphan_cancels=tuple(recent.items()))
 
     def adopt(self, xp: ExchangePosition, obs: SyncObservation) -> _Step:
         """A position on the exchange that the database does not know: adopt and protect."""

@@ -30,7 +30,11 @@ The schema, with defaults (see ``deploy/example.toml``)::
     default_stop_pct = 0.02      # 0 < x < 1
     max_notional = <none>        # quote currency per position
     max_open_positions = <none>  # per account
-    sl_max_attempts = 3
+    sl_max_attempts = 3          # stop-loss placements per unprotected spell, then close
+    sl_deadline_s = 10.0         # longest unprotected spell, then close at market
+    max_stop_distance_pct = 0.5  # a stop (or trailing distance) further from the mark: refused
+    max_mark_age_s = 5.0         # oldest mark price an entry may be decided on
+    mark_wait_s = 3.0            # how long a signal waits for one (then no_mark_price)
 
     [signal_policy]
     reentry = "cooldown"         # allow | cooldown | never
@@ -115,6 +119,10 @@ class RiskConfig:
     max_notional: float | None = None
     max_open_positions: int | None = None
     sl_max_attempts: int = 3
+    sl_deadline_s: float = 10.0
+    max_stop_distance_pct: float = 0.5
+    max_mark_age_s: float = 5.0
+    mark_wait_s: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +232,11 @@ class Config:
             max_notional=risk.max_notional,
             default_stop_pct=risk.default_stop_pct,
             sl_max_attempts=risk.sl_max_attempts,
+            sl_deadline_s=risk.sl_deadline_s,
+            max_stop_distance_pct=risk.max_stop_distance_pct,
+            max_mark_age_s=risk.max_mark_age_s,
+            mark_wait_s=risk.mark_wait_s,
+            max_signal_age_s=sp.max_signal_age_s,
         )
 
     def supervisor_config(self) -> SupervisorConfig:
@@ -375,6 +388,12 @@ def _risk(t: _Table, base: RiskConfig) -> RiskConfig:
         max_notional=notional,
         max_open_positions=max_open,
         sl_max_attempts=t.int_("sl_max_attempts", base.sl_max_attempts, min_=1),
+        sl_deadline_s=t.num("sl_deadline_s", base.sl_deadline_s, min_=0.0, strict=True),
+        max_stop_distance_pct=t.num(
+            "max_stop_distance_pct", base.max_stop_distance_pct, min_=0.0, max_=1.0, strict=True
+        ),
+        max_mark_age_s=t.num("max_mark_age_s", base.max_mark_age_s, min_=0.0, strict=True),
+        mark_wait_s=t.num("mark_wait_s", base.mark_wait_s, min_=0.0, strict=True),
     )
     t.done()
     return out

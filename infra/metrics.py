@@ -172,6 +172,19 @@ class PrometheusMetrics:
             ["reason"],
             registry=r,
         )
+        self.orphans_cancelled = Counter(
+            "ps_orphan_orders_cancelled",
+            "Resting orders of ours that no open position needed, cancelled (I9).",
+            registry=r,
+        )
+        self.protection_failures = Counter(
+            "ps_protection_failures",
+            "Protection in trouble, by kind: stop_failed (attempts or deadline spent: closed"
+            " at market), close_failing (a close refused again and again),"
+            " stop_rejected_at_trigger.",
+            ["kind"],
+            registry=r,
+        )
         # -- feeds, sync, store
         self.feed_messages = Counter(
             "ps_feed_messages", "Messages received by feed.", ["feed"], registry=r
@@ -253,6 +266,12 @@ class PrometheusMetrics:
 
     def exchange_call(self, op: str, seconds: float) -> None:
         self._safe(lambda: self.exchange_calls.labels(op).observe(seconds))
+
+    def orphan_cancelled(self) -> None:
+        self._safe(self.orphans_cancelled.inc)
+
+    def protection_failure(self, kind: str) -> None:
+        self._safe(lambda: self.protection_failures.labels(kind).inc())
 
     # -- FeedMetrics ----------------------------------------------------------------------
 

@@ -120,6 +120,9 @@ class TimedStore:
     def open_positions(self, account: str | None = None) -> list[Position]:
         return self._watch(lambda: self.inner.open_positions(account))
 
+    def recorded_signal(self, account: str, signal_id: str) -> SignalRecord | None:
+        return self._watch(lambda: self.inner.recorded_signal(account, signal_id))
+
     def health(self) -> str | None:
         """``None`` while the last store call succeeded, else why it failed."""
         return self._down

@@ -19,9 +19,8 @@ detected there).
 Refusal reasons of :func:`parse_signal` (``<field>`` is one of the schema's field names):
 ``binary_frame``, ``oversized``, ``invalid_utf8``, ``malformed_json``, ``not_an_object``,
 ``duplicate_field``, ``unknown_field``, ``missing:<field>``, ``type:<field>``,
-``invalid:<field>``, ``unknown_account``, ``symbol_not_allowed``, ``expired``, ``too_old``,
-``created_in_future``, and whatever ``validate_signal`` returns (``invalid:stop_loss_side``,
-``invalid:take_profit_side``, ``max_notional`` …).
+``invalid:<field>``, ``unknown_account``, ``symbol_not_allowed``, ``created_in_future``, and
+whatever ``validate_signal`` returns without a mark price (``invalid:take_profit_side`` …).
 """
 
 from __future__ import annotations
@@ -343,14 +342,14 @@ def parse_user_event(data: bytes | str) -> UserEvent | Refusal:
 class SignalRules:
     """What a signal must satisfy besides its schema (from the configuration).
 
-    ``accounts`` maps each configured account to its allowed symbols. ``max_age_s``: a signal
-    whose ``created_at`` is older is refused (``None``: no limit); ``max_future_s``: clock skew
-    tolerated for a ``created_at`` ahead of ours. ``policy`` goes to ``validate_signal``.
+    ``accounts`` maps each configured account to its allowed symbols. ``max_future_s``: clock
+    skew tolerated for a ``created_at`` ahead of ours. ``policy`` goes to ``validate_signal``.
+    Expiry and age (``expires_at``, ``max_signal_age_s``) are checked by the position actor at
+    decision time, after its replay check.
     """
 
     accounts: Mapping[str, frozenset[str]]
     max_frame_bytes: int = 16 * 1024
-    max_age_s: float | None = 30.0
     max_future_s: float = 5.0
     policy: Policy = field(default_factory=Policy)
 
@@ -453,13 +452,10 @@ def _signal_of(obj: dict[str, Any], rules: SignalRules, now: float) -> OpenSigna
     if symbol not in allowed:
         return Refusal("symbol_not_allowed", f"{symbol[:32]!r} for {account[:32]!r}")
     expires_at, created_at = nums["expires_at"], nums["created_at"]
-    if expires_at is not None and expires_at <= now:
-        return Refusal("expired", f"{now - expires_at:.3f}s ago")
-    if created_at is not None:
-        if created_at > now + rules.max_future_s:
-            return Refusal("created_in_future", f"{created_at - now:.3f}s ahead")
-        if rules.max_age_s is not None and now - created_at > rules.max_age_s:
-            return Refusal("too_old", f"{now - created_at:.3f}s > {rules.max_age_s}s")
+    # Expiry and age are the actor's to check (``expired``, ``too_old``): a signal sent again
+    # after it was decided is answered with that decision whatever its age (I11).
+    if created_at is not None and created_at > now + rules.max_future_s:
+        return Refusal("created_in_future", f"{created_at - now:.3f}s ahead")
     size, stop_loss = nums["size"], nums["stop_loss"]
     assert size is not None and stop_loss is not None  # required, checked above
     sig = OpenSignal(

@@ -94,7 +94,6 @@ def feeds_from_config(
     if url:
         rules = SignalRules(
             accounts={n: frozenset(config.accounts[n].symbols) for n in names},
-            max_age_s=config.signal_policy.max_signal_age_s,
             policy=config.policy(),
         )
         out.append(

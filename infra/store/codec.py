@@ -90,6 +90,7 @@ POSITION_COLUMNS: tuple[str, ...] = (
     "stop_seq",
     "close_seq",
     "sl_failures",
+    "sl_since",
     "version",
 )
 """Column order of ``positions`` as read and written by the store."""
@@ -153,6 +154,7 @@ def position_params(p: Position) -> tuple[object, ...]:
         p.stop_seq,
         p.close_seq,
         p.sl_failures,
+        p.sl_since,
         p.version,
     )
 
@@ -238,6 +240,7 @@ def position_from_row(row: Sequence[Any], orders: Sequence[OrderRecord] = ()) ->
         stop_seq,
         close_seq,
         sl_failures,
+        sl_since,
         version,
     ) = row
     return Position(
@@ -265,6 +268,7 @@ def position_from_row(row: Sequence[Any], orders: Sequence[OrderRecord] = ()) ->
         stop_seq=stop_seq,
         close_seq=close_seq,
         sl_failures=sl_failures,
+        sl_since=sl_since,
         version=version,
     )
 

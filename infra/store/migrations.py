@@ -23,6 +23,10 @@ Schema (version 1):
 * ``signals``: append-only signal history; one row per ``(account, signal_id)``.
 * ``position_ids``: the sequence behind ``Store.allocate_ids``.
 
+Version 2: order state ``pending_cancel`` (I9); ``positions.sl_since`` (I5);
+``signals.retry``: a refusal that allows a retry does not bind the id, so ``signals_once`` is
+a unique index over final decisions only (I11).
+
 CHECK constraints express value invariants: known enum values, quantities ``>= 0``, finite
 prices and times (``abs(x) < 'Infinity'`` refuses NaN and ±Infinity), bounded identifiers.
 """
@@ -181,7 +185,25 @@ CREATE TRIGGER signals_no_truncate BEFORE TRUNCATE ON signals
     FOR EACH STATEMENT EXECUTE FUNCTION ps_append_only();
 """
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _V1),)
+_V2 = """
+-- I9: an order we asked to cancel stays 'pending_cancel' until the exchange confirms.
+ALTER TABLE orders DROP CONSTRAINT orders_state_check;
+ALTER TABLE orders ADD CONSTRAINT orders_state_check
+    CHECK (state IN ('intended', 'unknown', 'accepted', 'pending_cancel', 'partially_filled',
+                     'filled', 'canceled', 'rejected', 'not_found'));
+-- I5: when the current unprotected spell began (its stop-loss deadline runs from there).
+ALTER TABLE positions ADD COLUMN sl_since double precision CHECK (abs(sl_since) < 'Infinity');
+-- I11: a refusal that allows a retry does not bind the signal id; only final decisions do.
+ALTER TABLE signals ADD COLUMN retry boolean NOT NULL DEFAULT false;
+ALTER TABLE signals DROP CONSTRAINT signals_once;
+CREATE UNIQUE INDEX signals_once ON signals (account, signal_id) WHERE NOT retry;
+CREATE INDEX signals_decided_by_key ON signals (account, symbol, id) WHERE NOT retry;
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _V1),
+    Migration(2, "pending cancels, stop-loss deadline, retryable refusals", _V2),
+)
 """Every migration, in version order. Append only."""
 
 _CREATE_TABLE = """

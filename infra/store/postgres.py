@@ -89,7 +89,6 @@ _NON_TERMINAL = "(" + ", ".join(f"'{s.value}'" for s in NON_TERMINAL) + ")"
 _P_COLS = ", ".join(f"p.{c}" for c in codec.POSITION_COLUMNS)
 _O_COLS = ", ".join(f"o.{c}" for c in codec.ORDER_COLUMNS)
 _NP = len(codec.POSITION_COLUMNS)
-_SIGNAL_COLS = "account, symbol, signal_id, source, outcome, reason, at, position_id"
 _POSITIONS_WITH_ORDERS = (
     f"SELECT {_P_COLS}, {_O_COLS} FROM positions p LEFT JOIN orders o ON o.position_id = p.id "
 )
@@ -104,9 +103,13 @@ _KEY_FACTS = (
     "coalesce(bool_or(qty > 0 OR filled_at IS NOT NULL), false) "
     "FROM positions WHERE account = %s AND symbol = %s"
 )
+_SIGNAL_COLS = "account, symbol, signal_id, source, outcome, reason, at, position_id"
 _RECENT_SIGNALS = (
-    "SELECT signal_id FROM (SELECT id, signal_id FROM signals "
-    "WHERE account = %s AND symbol = %s ORDER BY id DESC LIMIT %s) r ORDER BY id"
+    f"SELECT {_SIGNAL_COLS} FROM (SELECT id, {_SIGNAL_COLS} FROM signals "
+    "WHERE account = %s AND symbol = %s AND NOT retry ORDER BY id DESC LIMIT %s) r ORDER BY id"
+)
+_RECORDED_SIGNAL = (
+    f"SELECT {_SIGNAL_COLS} FROM signals WHERE account = %s AND signal_id = %s AND NOT retry"
 )
 _OPEN_OF_KEY = (
     "SELECT id, status, version FROM positions "
@@ -233,8 +236,8 @@ class PostgresStore:
         """What an actor needs at start for ``key``: the non-terminal position if any, else
         the most recent terminal one (highest id), with its orders in order; the latest
         ``closed_at`` of a closed position; whether any position ever had a quantity; the
-        last ``recent_signals`` signal ids recorded for the key, oldest first. One consistent
-        snapshot (repeatable read)."""
+        final decisions on the key's last ``recent_signals`` signal ids, oldest first. One
+        consistent snapshot (repeatable read)."""
 
         def run(conn: Conn) -> Snapshot:
             with conn.transaction():
@@ -251,7 +254,7 @@ class PostgresStore:
                 position=found[0] if found else None,
                 last_closed_at=last_closed,
                 bought=bool(bought),
-                recent_signals=tuple(r[0] for r in recent),
+                decided=tuple(codec.signal_from_row(r) for r in recent),
             )
 
         return self._run(f"load {key}", run)
@@ -337,6 +340,7 @@ class PostgresStore:
                     "reason": r.reason,
                     "at": codec.row_json(r.at),
                     "position_id": r.position_id,
+                    "retry": r.retry,
                 }
             )
         values: dict[str, object] = {
@@ -435,6 +439,15 @@ class PostgresStore:
             return out
 
         return self._run("journal", run)
+
+    def recorded_signal(self, account: str, signal_id: str) -> SignalRecord | None:
+        """The final decision on ``signal_id`` in the account's signal history, or None."""
+
+        def run(conn: Conn) -> SignalRecord | None:
+            row = conn.execute(_RECORDED_SIGNAL, (account, signal_id)).fetchone()
+            return None if row is None else codec.signal_from_row(row)
+
+        return self._run("recorded signal", run)
 
     def signals(self, account: str | None = None, symbol: str | None = None) -> list[SignalRecord]:
         """The signal history (of ``account``, of ``symbol`` if given), in arrival order."""

@@ -29,6 +29,7 @@ Knobs (plain attributes, set by the test before or between steps):
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,7 +58,7 @@ class InMemoryExchange:
         self.log: list[OrderRequest] = []
         self.listener: Callable[[Message], object] | None = None
         self._lock = threading.RLock()
-        self._clock: Callable[[], float] = lambda: 0.0
+        self._clock: Callable[[], float] = time.time
         # knobs
         self.gate: threading.Event | None = None
         self.reject: dict[OrderKind, list[str]] = {}
@@ -183,8 +184,8 @@ class InMemoryExchange:
             )
 
     def fetch_market(self, key: Key) -> MarketReply:
-        """The mark price (``prices``) and ``rules`` of the symbol (default: no rules)."""
-        self._wait_gate()
+        """The mark price (``prices``) and ``rules`` of the symbol (default: no rules). Not held
+        by ``gate`` (which models slow *orders*)."""
         with self._lock:
             self.market_calls += 1
             if self.market_unknown > 0:

@@ -3,7 +3,8 @@
 It keeps the same contract as the PostgreSQL store: one commit is all or nothing, the expected
 version is checked, and at most one non-terminal position per key exists (I1, the partial
 unique index); an accepted signal's id must be new to the account's signal history
-(``SignalSeen``). Knobs: ``down`` (every call raises StoreUnavailable), ``fail_commits`` (the
+(``SignalSeen``); refusals that allow a retry leave the id free. Knobs: ``down`` (every
+call raises StoreUnavailable), ``fail_commits`` (the
 next N commits raise StoreUnavailable), ``crash_when`` (a predicate on the commit: raise
 RuntimeError, i.e. crash injection).
 """
@@ -26,7 +27,8 @@ __all__ = ["InMemoryStore"]
 class _Tables:
     positions: dict[int, Position] = field(default_factory=dict)
     journal: list[tuple[Key, JournalEvent, str]] = field(default_factory=list)
-    signals: dict[tuple[str, str], SignalRecord] = field(default_factory=dict)
+    signals: list[SignalRecord] = field(default_factory=list)
+    final: dict[tuple[str, str], SignalRecord] = field(default_factory=dict)
 
 
 class InMemoryStore:
@@ -48,12 +50,12 @@ class InMemoryStore:
             open_ = [p for p in mine if not p.status.terminal]
             latest = open_[0] if open_ else (max(mine, key=lambda p: p.id) if mine else None)
             closed = [p.closed_at for p in mine if p.status is Status.CLOSED and p.closed_at]
-            recent = [r.signal_id for r in self._t.signals.values() if r.key == key][-256:]
+            decided = [r for r in self._t.signals if r.key == key and not r.retry][-256:]
             return Snapshot(
                 position=latest,
                 last_closed_at=max(closed) if closed else None,
                 bought=any(p.qty > 0 for p in mine),
-                recent_signals=tuple(recent),
+                decided=tuple(decided),
             )
 
     def commit(self, commit: Commit) -> None:
@@ -68,7 +70,7 @@ class InMemoryStore:
             if (
                 sig is not None
                 and sig.outcome is SignalOutcome.ACCEPTED
-                and (sig.key.account, sig.signal_id) in self._t.signals
+                and (sig.key.account, sig.signal_id) in self._t.final
             ):
                 raise SignalSeen(f"signal {sig.signal_id!r} is in the signal history already")
             pos = commit.position
@@ -93,9 +95,13 @@ class InMemoryStore:
                 self._t.positions[pos.id] = pos
             for ev in commit.events:
                 self._t.journal.append((commit.key, ev, type(commit.cause).__name__))
-            if commit.signal is not None:
-                k = (commit.signal.key.account, commit.signal.signal_id)
-                self._t.signals.setdefault(k, commit.signal)
+            if sig is not None:
+                k = (sig.key.account, sig.signal_id)
+                if sig.retry:
+                    self._t.signals.append(sig)  # transient: the id stays free
+                elif k not in self._t.final:
+                    self._t.final[k] = sig
+                    self._t.signals.append(sig)
             self.commits += 1
 
     def allocate_ids(self, n: int) -> Sequence[int]:
@@ -112,6 +118,11 @@ class InMemoryStore:
                 if not p.status.terminal and (account is None or p.key.account == account)
             ]
 
+    def recorded_signal(self, account: str, signal_id: str) -> SignalRecord | None:
+        with self._lock:
+            self._check()
+            return self._t.final.get((account, signal_id))
+
     # -- inspection for tests
 
     def positions(self, key: Key | None = None) -> list[Position]:
@@ -123,7 +134,7 @@ class InMemoryStore:
 
     def signals(self, key: Key | None = None) -> list[SignalRecord]:
         with self._lock:
-            return [r for r in self._t.signals.values() if key is None or r.key == key]
+            return [r for r in self._t.signals if key is None or r.key == key]
 
     def journal(self, key: Key | None = None) -> list[JournalEvent]:
         with self._lock:

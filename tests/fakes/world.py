@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from actors.messages import Message, OpenSignal
-from actors.model import Key, Side
+from actors.model import Key, MarketRules, Side
 from actors.ports import NullMetrics
 from actors.state import Policy, Position, Reentry, SymbolState
 from supervision.restart import RestartPolicy
@@ -23,7 +23,7 @@ from tests.fakes.exchange import InMemoryExchange
 from tests.fakes.store import InMemoryStore
 from tests.waiting import poll
 
-__all__ = ["CountingMetrics", "World", "signal"]
+__all__ = ["CountingMetrics", "World", "priced", "signal"]
 
 ACCOUNT = "main"
 
@@ -86,6 +86,22 @@ def signal(
         take_profit=tp,
         trailing_distance=trailing,
         expires_at=expires_at,
+    )
+
+
+def priced(
+    key: Key | None = None,
+    price: float = 100.0,
+    at: float = 0.0,
+    rules: MarketRules | None = None,
+) -> SymbolState:
+    """A symbol's state that has seen the mark ``price`` at ``at`` and the market's ``rules``
+    (default: none), so that a signal is decided at once by the pure transition."""
+    return SymbolState(
+        key or Key(ACCOUNT, "BTCUSDT"),
+        last_price=price,
+        last_price_at=at,
+        market=rules or MarketRules(),
     )
 
 

@@ -129,7 +129,9 @@ def make_local(prices: dict[str, float], accounts: tuple[str, ...] = (ACCOUNT,))
         store,
         dict.fromkeys(accounts, exchange),
         SystemClock(),
-        config=SupervisorConfig(policy=Policy(reentry=Reentry.ALLOW), shutdown_grace_s=5.0),
+        config=SupervisorConfig(
+            policy=Policy(reentry=Reentry.ALLOW, max_signal_age_s=30.0), shutdown_grace_s=5.0
+        ),
         metrics=metrics,
     )
     sup.start()

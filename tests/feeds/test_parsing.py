@@ -30,7 +30,7 @@ from infra.feeds.ws_client import LogThrottle
 pytestmark = pytest.mark.timeout(30)
 
 NOW = 1_800_000_000.0
-RULES = SignalRules(accounts={"main": frozenset({"BTCUSDT"})}, max_age_s=30.0)
+RULES = SignalRules(accounts={"main": frozenset({"BTCUSDT"})})
 
 
 def mark(
@@ -222,8 +222,6 @@ def test_a_valid_signal() -> None:
     ("frame", "reason"),
     [
         (sig(take_profit=62_000), "invalid:take_profit_side"),  # short: tp must be below the stop
-        (sig(expires_at=NOW), "expired"),
-        (sig(created_at=NOW - 31), "too_old"),
         (sig(created_at=NOW + 6), "created_in_future"),
         (sig(expires_at=-5), "invalid:expires_at"),
         (sig(trailing_distance=0), "invalid:trailing_distance"),
@@ -239,7 +237,7 @@ def test_signal_refusals(frame: bytes, reason: str) -> None:
 
 
 def test_age_limit_off_and_max_notional_needs_a_price() -> None:
-    rules = SignalRules(RULES.accounts, max_age_s=None, policy=Policy(max_notional=1.0))
+    rules = SignalRules(RULES.accounts, policy=Policy(max_notional=1.0))
     out = parse_signal(sig(created_at=NOW - 3600, expires_at=...), False, rules, NOW)
     assert isinstance(out, OpenSignal)  # no last price here: the actor checks the notional
 

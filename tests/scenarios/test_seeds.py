@@ -272,6 +272,10 @@ def test_sync_adopts_unknown_exchange_position_and_closes_vanished_one() -> None
         w.exchange.positions.clear()
         w.clock.advance(1)
         w.sync()
+        # Flat on the exchange: its stop is looked up first (it may have closed it, I9's
+        # close reasons); nothing filled it, so after flat_confirm_s it closed on the exchange.
+        assert w.positions("ETHUSDT")[0].status is Status.ACTIVE
+        w.advance(Policy().flat_confirm_s)
         closed = w.positions("ETHUSDT")[0]
         assert closed.status is Status.CLOSED
         assert closed.close_reason is CloseReason.CLOSED_ON_EXCHANGE

@@ -65,7 +65,7 @@ def test_many_threads_commit_to_different_keys_at_once(pg_dsn: str) -> None:
             key = Key("acc", f"SYM{i}USDT")
             snap = store.load(key)
             assert snap.last_closed_at == 100.0 + rounds - 1
-            assert len(snap.recent_signals) == 2 * rounds
+            assert len(snap.decided) == 2 * rounds
             assert len(store.journal(key.account, key.symbol)) == 5 * rounds
         assert store.open_positions() == []
 

@@ -98,7 +98,7 @@ def test_round_trip_of_a_position_through_its_life(store: PostgresStore) -> None
     assert snap.position == closed
     assert snap.last_closed_at == 1_700_000_100.0
     assert snap.bought is True
-    assert snap.recent_signals == (pos.signal_id,)
+    assert tuple(r.signal_id for r in snap.decided) == (pos.signal_id,)
     assert store.positions() == [closed]
     assert store.open_positions() == []
 
@@ -202,7 +202,7 @@ def test_load_of_an_unknown_key_is_empty(store: PostgresStore) -> None:
     assert snap.position is None
     assert snap.last_closed_at is None
     assert snap.bought is False
-    assert snap.recent_signals == ()
+    assert snap.decided == ()
 
 
 def test_load_prefers_the_open_position_and_remembers_history(store: PostgresStore) -> None:
@@ -227,7 +227,7 @@ def test_load_prefers_the_open_position_and_remembers_history(store: PostgresSto
     store.commit(entry_commit(pc))
     snap = store.load(KEY)
     assert snap.position == pc
-    assert snap.recent_signals == (f"sig-{a}", f"sig-{b}", f"sig-{c}")
+    assert tuple(r.signal_id for r in snap.decided) == (f"sig-{a}", f"sig-{b}", f"sig-{c}")
     assert store.open_positions() == [pc]
     assert store.open_positions("acc1") == [pc]
     assert store.open_positions("other") == []
@@ -252,7 +252,9 @@ def test_recent_signals_are_the_last_256_oldest_first(pg_dsn: str) -> None:
             store.commit(refusal_commit(KEY, f"s{i:03d}", float(i)))
         store.commit(refusal_commit(Key(KEY.account, "ETHUSDT"), "elsewhere", 1.0))
         snap = store.load(KEY)
-        assert snap.recent_signals == tuple(f"s{i:03d}" for i in range(44, 300))
+        assert tuple(r.signal_id for r in snap.decided) == tuple(
+            f"s{i:03d}" for i in range(44, 300)
+        )
 
 
 def test_stale_version_fails_loudly_and_writes_nothing(store: PostgresStore, pg_dsn: str) -> None:

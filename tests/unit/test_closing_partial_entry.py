@@ -12,7 +12,7 @@ from actors.messages import CallResult, CloseRequest, ExchangeOutcome, OrderUpda
 from actors.model import CloseReason, ExchangePosition, Key, OrderKind, Side, Status
 from actors.state import Policy, SymbolState
 from actors.transition import Context, transition
-from tests.fakes.world import signal
+from tests.fakes.world import priced, signal
 
 KEY = Key("main", "BTCUSDT")
 
@@ -23,7 +23,7 @@ def _ctx() -> Context:
 
 
 def _partly_filled_and_protected(ctx: Context) -> SymbolState:
-    st = transition(SymbolState(KEY), signal(size=1.0), ctx).state
+    st = transition(priced(KEY, at=ctx.now), signal(size=1.0), ctx).state
     part = OrderUpdate(KEY, "ps1e1", "partially_filled", 0.4, 60_000.0, 1.0)
     st = transition(st, part, ctx).state
     st = transition(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0), ctx).state
@@ -70,7 +70,7 @@ def _at(now: float, base: Context) -> Context:
 
 
 def _closing_one(ctx: Context) -> SymbolState:
-    st = transition(SymbolState(KEY), signal(size=1.0), ctx).state
+    st = transition(priced(KEY, at=ctx.now), signal(size=1.0), ctx).state
     st = transition(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 60_000.0, 1.0), ctx).state
     st = transition(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0), ctx).state
     st = transition(st, CloseRequest(KEY, CloseReason.MANUAL, "operator"), ctx).state
@@ -125,7 +125,7 @@ def test_a_sync_showing_more_fills_fetches_the_entry_so_its_record_is_not_lost()
     obs = SyncObservation(KEY, ExchangePosition(Side.LONG, 0.7, 60_000.0), (), 2000.0)
     t = transition(st, obs, _at(2000.5, ctx))
     assert t.state.position is not None and t.state.position.qty == 0.7
-    lookups = [e for e in t.effects if isinstance(e, LookupOrder)]
+    lookups = [e for e in t.effects if isinstance(e, LookupOrder) and e.client_id == "ps1e1"]
     assert [(e.client_id, e.kind) for e in lookups] == [("ps1e1", OrderKind.ENTRY)]
     found = ExchangeOutcome(
         KEY,

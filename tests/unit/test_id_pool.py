@@ -63,7 +63,7 @@ def test_the_first_signals_of_many_symbols_share_one_allocation() -> None:
     """Every actor used to fetch a block of its own: the first signal of each symbol waited
     for a database round trip before its intent could be written."""
     store = CountingStore()
-    with World(store=store) as w:
+    with World(store=store, prices={f"S{i:02d}USDT": 100.0 for i in range(20)}) as w:
         for i in range(20):
             w.tell(signal(f"S{i:02d}USDT"))
         w.settle()

@@ -3,7 +3,7 @@
 Each actor remembers its symbol's last ``recent_signal_memory`` ids; the signal history in the
 store remembers every id. An accepted signal whose id the history holds already (an old
 replay, or one id sent for two symbols) is refused by the store as a whole (``SignalSeen``):
-the actor records it as a duplicate, answers the feed so, and writes no position.
+the actor writes no position and answers with the decision recorded for that id (I11).
 """
 
 from __future__ import annotations
@@ -42,10 +42,14 @@ def test_an_old_replay_is_a_duplicate_and_opens_no_position() -> None:
         btc = w.state("BTCUSDT").position
         assert btc is not None and btc.status is Status.CLOSED
         assert w.state("ETHUSDT").position is None
-        tail = [(r.signal_id, r.key.symbol, r.outcome, r.reason) for r in decided[-2:]]
+        # Each is answered with its recorded decision (I11): accepted, on the symbol it
+        # opened, with that position's id, marked as a replay.
+        first = {r.signal_id: r for r in decided if not r.replay}
+        tail = [(r.signal_id, r.key.symbol, r.outcome, r.position_id) for r in decided[-2:]]
+        assert all(r.replay for r in decided[-2:])
         assert sorted(tail) == [
-            ("b-1", "ETHUSDT", SignalOutcome.DUPLICATE, "signal_replayed"),
-            ("old-1", "BTCUSDT", SignalOutcome.DUPLICATE, "signal_replayed"),
+            ("b-1", "BTCUSDT", SignalOutcome.ACCEPTED, first["b-1"].position_id),
+            ("old-1", "BTCUSDT", SignalOutcome.ACCEPTED, first["old-1"].position_id),
         ]
         assert w.metrics.outcomes()["duplicate"] == 2
         assert not w.metrics.dead

@@ -22,7 +22,7 @@ from actors.messages import (
 from actors.model import CloseReason, Key, OrderKind, OrderState, Status
 from actors.state import Policy, SymbolState
 from actors.transition import Context, transition
-from tests.fakes.world import signal
+from tests.fakes.world import priced, signal
 
 KEY = Key("main", "BTCUSDT")
 
@@ -45,7 +45,7 @@ def _waits_on_a_timer(effects: tuple[Effect, ...] | list[Effect], name: str) -> 
 
 
 def _filled(ctx: Context, **kw: object) -> SymbolState:
-    st = transition(SymbolState(KEY), signal(size=1.0, **kw), ctx).state  # type: ignore[arg-type]
+    st = transition(priced(KEY, at=ctx.now), signal(size=1.0, **kw), ctx).state  # type: ignore[arg-type]
     return transition(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, 1.0), ctx).state
 
 
@@ -59,7 +59,7 @@ def test_a_refused_trailing_stop_is_sent_again_after_a_restart() -> None:
     t = transition(t.state, _refused("ps1s2", OrderKind.STOP_LOSS), ctx)
     assert _waits_on_a_timer(t.effects, "retry:ps1s2")
     # the process dies here: the timer is gone; the store holds the position as it was
-    restarted = transition(t.state, Recover(KEY), _ctx(2000.0))
+    restarted = transition(t.state, Recover(KEY), _ctx(1002.0))
     assert _placed(restarted.effects) == ["ps1s2"]
     pos = restarted.state.position
     assert pos is not None and pos.status is Status.ACTIVE
@@ -72,12 +72,26 @@ def test_a_refused_first_stop_is_sent_again_after_a_restart() -> None:
     t = transition(st, _refused("ps1s1", OrderKind.STOP_LOSS), ctx)
     assert _waits_on_a_timer(t.effects, "retry:ps1s1")
     assert t.state.position is not None and t.state.position.status is Status.PENDING_SL
-    restarted = transition(t.state, Recover(KEY), _ctx(2000.0))
+    restarted = transition(t.state, Recover(KEY), _ctx(1002.0))
     assert _placed(restarted.effects) == ["ps1s1"]
     again = restarted.state.position
     assert again is not None
     stop = again.order("ps1s1")
     assert stop is not None and stop.state is OrderState.INTENDED
+
+
+def test_a_restart_after_the_stop_deadline_closes_at_market_instead() -> None:
+    """The stop-loss deadline runs from the first attempt, across a restart (I5): a position
+    still unprotected when the process comes back after ``sl_deadline_s`` is closed."""
+    ctx = _ctx()
+    st = _filled(ctx, stop=90.0)
+    t = transition(st, _refused("ps1s1", OrderKind.STOP_LOSS), ctx)
+    late = ctx.now + Policy().sl_deadline_s + 1.0
+    restarted = transition(t.state, Recover(KEY), _ctx(late))
+    assert _placed(restarted.effects) == ["ps1c1"]
+    pos = restarted.state.position
+    assert pos is not None and pos.status is Status.CLOSING
+    assert pos.close_reason is CloseReason.EMERGENCY
 
 
 def test_a_stop_refused_too_often_before_the_restart_is_not_retried_forever() -> None:

@@ -6,9 +6,9 @@ import math
 
 from actors.messages import OrderUpdate
 from actors.model import Key
-from actors.state import Policy, SymbolState
+from actors.state import Policy
 from actors.transition import Context, transition
-from tests.fakes.world import signal
+from tests.fakes.world import priced, signal
 
 KEY = Key("main", "BTCUSDT")
 
@@ -16,7 +16,7 @@ KEY = Key("main", "BTCUSDT")
 def test_nan_average_price_and_event_time_are_ignored() -> None:
     ids = iter(range(1, 100))
     ctx = Context(1000.0, Policy(), lambda: next(ids))
-    opened = transition(SymbolState(KEY), signal(), ctx)
+    opened = transition(priced(KEY, at=ctx.now), signal(), ctx)
     nan = float("nan")
     fill = OrderUpdate(KEY, "ps1e1", "filled", 1.0, nan, nan)
     after = transition(opened.state, fill, ctx)
