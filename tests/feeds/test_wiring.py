@@ -80,7 +80,7 @@ def test_feeds_from_config_builds_and_runs_every_feed(sim: SimExchange, local: L
         user = next(f for f in feeds if isinstance(f, UserDataStream))
         sig = next(f for f in feeds if isinstance(f, SignalFeedClient))
         assert sig.rules.accounts == {ACCOUNT: frozenset({SYMBOL, "ETHUSDT"})}
-        assert sig.rules.max_age_s == 30.0
+        assert sig.rules.policy.max_signal_age_s == 30.0  # checked by the actor, after replays
         for f in feeds:
             f.start()
         try:
