@@ -129,3 +129,42 @@ def too_many_requests() -> BinanceError:
 def listen_key_missing() -> BinanceError:
     """-1125: unknown listenKey."""
     return BinanceError(-1125, "This listenKey does not exist.")
+
+
+def qty_above_max(limit: float) -> BinanceError:
+    """-4005: a quantity above the filter's maxQty (MARKET_LOT_SIZE for market orders)."""
+    return BinanceError(-4005, f"Quantity greater than max quantity {limit:g}.")
+
+
+def stop_price_above_max(limit: float) -> BinanceError:
+    """-4007: a trigger price above PRICE_FILTER's maxPrice."""
+    return BinanceError(-4007, f"Stop price greater than max price {limit:g}.")
+
+
+MESSAGES: dict[int, str] = {
+    -1000: "An unknown error occured while processing the request.",
+    -1001: "Internal error; unable to process your request. Please try again.",
+    -1003: "Too many requests; current limit is exceeded.",
+    -1006: "An unexpected response was received from the message bus. Execution status unknown.",
+    -1007: backend_timeout().msg,
+    -1008: "Server is currently overloaded with other requests. Please try again in a few minutes.",
+    -1015: "Too many new orders.",
+    -1021: timestamp_outside().msg,
+    -1111: bad_precision().msg,
+    -1121: bad_symbol().msg,
+    -2015: "Invalid API-key, IP, or permissions for action.",
+    -2019: insufficient_margin().msg,
+    -2021: would_trigger().msg,
+    -2022: reduce_only_rejected().msg,
+    -4116: duplicate_client_id().msg,
+    -4131: "The counterparty's best price does not meet the PERCENT_PRICE filter limit.",
+    -4164: "Order's notional must be no smaller than 5 (unless you choose reduce only).",
+    -5021: "Due to the order could not be filled immediately, the FOK order has been rejected.",
+}
+"""Binance's messages for the codes the ``error_code`` fault is used with (others: generic)."""
+
+
+def injected(code: int, status: int = 400, msg: str | None = None) -> BinanceError:
+    """The reply of an ``error_code`` fault: ``code`` with Binance's message for it."""
+    text = msg if msg is not None else MESSAGES.get(code, f"sim: injected error {code}.")
+    return BinanceError(code, text, status)

@@ -26,7 +26,7 @@ from sim import wire
 from sim.faults import Fault, FaultBoard
 from sim.gateway import Gateway
 from sim.httpserver import HttpServer
-from sim.matching import Event, MatchingEngine, now_ms
+from sim.matching import AlgoOrder, Event, MatchingEngine, now_ms
 from sim.scheduler import Scheduler
 from sim.streams import ARR_STREAMS, StreamHub, mark_streams
 from sim.symbols import DEFAULT_SYMBOLS, SymbolSpec
@@ -106,6 +106,8 @@ class SimExchange:
     served on the same port unless ``ws_port`` is given (then on both).
     ``user_events_first`` (default True): the user-stream events of an order are written
     to the sockets before its REST reply, the real-world race clients must survive.
+    ``specs`` replaces the derived filters of some symbols (``SymbolSpec``: a lower
+    MARKET_LOT_SIZE maxQty, ``max_price=0`` for "no price bound", ...).
     """
 
     def __init__(
@@ -120,9 +122,14 @@ class SimExchange:
         taker_fee: float = 0.0004,
         user_events_first: bool = True,
         seed: int | None = None,
+        specs: dict[str, SymbolSpec] | None = None,
     ) -> None:
         self.initial_prices = dict(symbols if symbols is not None else DEFAULT_SYMBOLS)
         self.specs = {s: SymbolSpec.for_price(s, p) for s, p in self.initial_prices.items()}
+        for name, spec in (specs or {}).items():
+            if name not in self.specs or spec.symbol != name:
+                raise ValueError(f"spec for {name!r} does not match a symbol of this exchange")
+            self.specs[name] = spec
         self.wallet_usdt = wallet_usdt
         self.default_leverage = leverage
         self.taker_fee = taker_fee
@@ -605,4 +612,12 @@ class SimExchange:
             wallet=self.wallet_usdt,
             leverage=self.default_leverage,
             taker_fee=self.taker_fee,
+            trigger_veto=self._trigger_veto,
         )
+
+    def _trigger_veto(self, algo: AlgoOrder) -> str | None:
+        """The ``reject_on_trigger`` fault: the reason to reject ``algo`` now, or None."""
+        fault = self.faults.take_stream("reject_on_trigger", algo.symbol)
+        if fault is None:
+            return None
+        return fault.msg or "Order rejected at trigger (sim fault reject_on_trigger)."

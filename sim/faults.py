@@ -25,6 +25,22 @@ KINDS = {
         "market orders fill in `parts` parts; the REST reply shows the first,"
         " the rest follow on the user stream every part_interval_s"
     ),
+    "error_code": (
+        "answer Binance error `code` with HTTP `status` (default 400) and `msg` (default: the"
+        " code's Binance message) without acting, or after acting with act=true"
+    ),
+    "bad_response": (
+        "act, then answer HTTP 200 with `msg` as the body (default: JSON that ccxt's"
+        " parse_order raises ValueError on)"
+    ),
+    "lag_open_orders": (
+        "open-order lists (GET openOrders / openAlgoOrders) answer the state of lag_s seconds"
+        " ago: orders placed since are missing, orders ended since still listed"
+    ),
+    "reject_on_trigger": (
+        "the next conditional order whose trigger is crossed (of `symbol`, if given) is"
+        " REJECTED instead of executing (ALGO_UPDATE X=REJECTED, rm=msg); the position stays"
+    ),
     "ws_duplicate": "user-stream events are each sent twice (count = events affected)",
     "ws_reorder": "the user-stream events of one operation go out reversed (count = operations)",
 }
@@ -32,22 +48,38 @@ KINDS = {
 
 ORDER_CREATE = (("POST", "/fapi/v1/order"), ("POST", "/fapi/v1/algoOrder"))
 ORDER_LOOKUP = (("GET", "/fapi/v1/order"), ("GET", "/fapi/v1/algoOrder"))
+ORDER_CANCEL = (("DELETE", "/fapi/v1/order"), ("DELETE", "/fapi/v1/algoOrder"))
+OPEN_ORDER_LISTS = (("GET", "/fapi/v1/openOrders"), ("GET", "/fapi/v1/openAlgoOrders"))
+CANCEL_PATHS = ["/fapi/v1/order", "/fapi/v1/algoOrder"]
+"""``path`` for faults on both cancel endpoints (with ``method="DELETE"``)."""
 
 DEFAULT_SCOPE: dict[str, tuple[tuple[str, str], ...]] = {
     "reject_2019": ORDER_CREATE,
+    "error_code": ORDER_CREATE,
+    "bad_response": ORDER_CREATE,
     "not_found": ORDER_LOOKUP,
     "partial_fill": (("POST", "/fapi/v1/order"),),
+    "lag_open_orders": OPEN_ORDER_LISTS,
 }
+
+EVENT_KINDS = frozenset({"ws_duplicate", "ws_reorder", "reject_on_trigger"})
+"""Faults that fire on engine or stream events rather than on a REST request."""
 """Where a fault applies when armed without ``path``/``method`` (others: every /fapi request)."""
 
 
 @dataclass
 class Fault:
-    """One armed fault. ``path`` is an exact path or a prefix ending in ``*``."""
+    """One armed fault.
+
+    ``path`` is an exact path or a prefix ending in ``*``, or a list of them (any matches);
+    ``method`` an HTTP method; ``symbol`` the request's ``symbol`` parameter (or, for
+    ``reject_on_trigger``, the triggered order's symbol).
+    """
 
     kind: str
-    path: str | None = None
+    path: str | list[str] | None = None
     method: str | None = None
+    symbol: str | None = None
     count: int | None = 1
     latency_s: float = 0.0
     latency_max_s: float | None = None
@@ -56,6 +88,11 @@ class Fault:
     close: bool = False
     parts: int = 2
     part_interval_s: float = 0.02
+    code: int = -1000
+    status: int = 400
+    msg: str | None = None
+    act: bool = False
+    lag_s: float = 3.0
     id: int = 0
     fired: int = field(default=0)
 
@@ -66,15 +103,20 @@ class Fault:
             raise ValueError("count must be >= 1 or None")
         if self.method is not None:
             self.method = self.method.upper()
+        if isinstance(self.path, tuple):
+            self.path = list(self.path)
+        if self.lag_s < 0:
+            raise ValueError("lag_s must be >= 0")
 
-    def matches(self, method: str, path: str) -> bool:
-        """Does this fault apply to a ``method`` ``path`` request?"""
+    def matches(self, method: str, path: str, symbol: str | None = None) -> bool:
+        """Does this fault apply to a ``method`` ``path`` request (for ``symbol``)?"""
         if self.method is not None and self.method != method:
             return False
+        if self.symbol is not None and self.symbol != symbol:
+            return False
         if self.path is not None:
-            if self.path.endswith("*"):
-                return path.startswith(self.path[:-1])
-            return path == self.path
+            patterns = [self.path] if isinstance(self.path, str) else self.path
+            return any(path.startswith(p[:-1]) if p.endswith("*") else path == p for p in patterns)
         scope = DEFAULT_SCOPE.get(self.kind)
         if scope is not None:
             return (method, path) in scope
@@ -134,22 +176,25 @@ class FaultBoard:
         with self._lock:
             return [Fault(**asdict(f)) for f in self._faults]
 
-    def take(self, kind: str, method: str, path: str) -> Fault | None:
+    def take(self, kind: str, method: str, path: str, symbol: str | None = None) -> Fault | None:
         """Fire the first armed ``kind`` fault matching the request, or return None.
 
         Firing counts down ``count``; a spent fault is removed. Returns a copy.
         """
         with self._lock:
             for f in self._faults:
-                if f.kind == kind and f.matches(method, path):
+                if f.kind == kind and f.matches(method, path, symbol):
                     return self._fire(f)
         return None
 
-    def take_stream(self, kind: str) -> Fault | None:
-        """Fire the first armed stream fault (``ws_*``) of ``kind``."""
+    def take_stream(self, kind: str, symbol: str | None = None) -> Fault | None:
+        """Fire the first armed event fault (``ws_*``, ``reject_on_trigger``) of ``kind``.
+
+        A fault armed with a ``symbol`` fires only for events of that symbol.
+        """
         with self._lock:
             for f in self._faults:
-                if f.kind == kind:
+                if f.kind == kind and (f.symbol is None or f.symbol == symbol):
                     return self._fire(f)
         return None
 

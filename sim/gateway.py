@@ -4,12 +4,14 @@ Implements ``sim.httpserver.App`` for ``SimExchange``. Called on HTTP connection
 Order of a REST request:
 
 1. order-placing requests are written to the order log on receipt;
-2. faults that act *before* anything happens: latency, 429, 502, -2019 rejection,
-   not-found lookups;
+2. faults that act *before* anything happens: latency, 429, 502, ``error_code`` (unless
+   ``act``), -2019 rejection, not-found lookups; ``lag_open_orders`` sets the moment the
+   open-order lists are answered for;
 3. timestamp check (-1102 missing, -1021 outside recvWindow) for signed endpoints;
 4. the route runs under the exchange lock; its user-stream events are queued on the
    sockets while the lock is held;
-5. faults that act *after*: 503/-1007, timeout (hold or close without reply);
+5. faults that act *after*: 503/-1007, ``error_code`` with ``act``, ``bad_response``,
+   timeout (hold or close without reply);
 6. the reply is written after the events reached the sockets (``user_events_first``),
    or the events are queued after the reply was written.
 """
@@ -40,6 +42,10 @@ BAD_GATEWAY = (
 )
 
 
+BAD_RESPONSE = '{"avgPrice":"x"}'
+"""The ``bad_response`` fault's default body: JSON ccxt's ``parse_order`` raises on."""
+
+
 def _error(exc: BinanceError) -> Response:
     return Response.of_json(exc.body(), exc.status)
 
@@ -64,13 +70,14 @@ class Gateway:
         if (method, path) in ORDER_CREATE:
             entry = self.ex.log_order_request(path.rsplit("/", 1)[-1], params)
         faults = self.ex.faults
+        symbol = params.get("symbol")
         ts_error = self._check_timestamp(method, path, params)
 
-        lat = faults.take("latency", method, path)
+        lat = faults.take("latency", method, path, symbol)
         if lat is not None:
             self._note(entry, "latency")
             self.ex.stopping.wait(lat.delay(faults.rng))
-        f429 = faults.take("http_429", method, path)
+        f429 = faults.take("http_429", method, path, symbol)
         if f429 is not None:
             self._note(entry, "http_429", outcome="not_executed")
             return Response.of_json(
@@ -78,9 +85,13 @@ class Gateway:
                 429,
                 headers=[("Retry-After", str(f429.retry_after_s))],
             )
-        if faults.take("http_502", method, path) is not None:
+        if faults.take("http_502", method, path, symbol) is not None:
             self._note(entry, "http_502", outcome="not_executed")
             return Response(502, BAD_GATEWAY, content_type="text/html")
+        ferr = faults.take("error_code", method, path, symbol)
+        if ferr is not None and not ferr.act:
+            self._note(entry, "error_code", outcome="rejected", code=ferr.code)
+            return _error(errors.injected(ferr.code, ferr.status, ferr.msg))
         route = self.rest.routes.get((method, path))
         if route is None:
             self._note(entry, None, outcome="rejected", code=-5000)
@@ -91,13 +102,16 @@ class Gateway:
         if ts_error is not None:
             self._note(entry, None, outcome="rejected", code=ts_error.code)
             return _error(ts_error)
-        if entry is not None and faults.take("reject_2019", method, path) is not None:
+        if entry is not None and faults.take("reject_2019", method, path, symbol) is not None:
             self._note(entry, "reject_2019", outcome="rejected", code=-2019)
             return _error(errors.insufficient_margin())
-        if faults.take("not_found", method, path) is not None:
+        if faults.take("not_found", method, path, symbol) is not None:
             return _error(errors.order_not_found())
         ctx = Context()
-        partial = faults.take("partial_fill", method, path)
+        lag = faults.take("lag_open_orders", method, path, symbol)
+        if lag is not None:
+            ctx.as_of_ms = now_ms() - round(lag.lag_s * 1000)
+        partial = faults.take("partial_fill", method, path, symbol)
         if partial is not None:
             self._note(entry, "partial_fill")
             ctx.parts = max(2, partial.parts)
@@ -121,11 +135,18 @@ class Gateway:
         for fn in outcome.later if outcome is not None else []:
             fn()
 
-        f503 = faults.take("http_503", method, path)
+        f503 = faults.take("http_503", method, path, symbol)
         if f503 is not None:
             self._note(entry, "http_503")
             resp = _error(errors.backend_timeout())
-        ftimeout = faults.take("timeout", method, path)
+        if ferr is not None and ferr.act:
+            self._note(entry, "error_code")
+            resp = _error(errors.injected(ferr.code, ferr.status, ferr.msg))
+        fbad = faults.take("bad_response", method, path, symbol)
+        if fbad is not None:
+            self._note(entry, "bad_response")
+            resp = Response(200, (fbad.msg or BAD_RESPONSE).encode())
+        ftimeout = faults.take("timeout", method, path, symbol)
         if ftimeout is not None:
             self._note(entry, "timeout")
             if ftimeout.close:

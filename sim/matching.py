@@ -20,7 +20,13 @@ Rules (the subset of Binance USD-M the product relies on):
   SELL stop at mark <= trigger, a BUY stop at mark >= trigger, take-profits the other way;
   one already crossed at placement is rejected (-2021). A triggered order executes as a
   market order whose client order id is the clientAlgoId; ``closePosition`` closes the
-  whole position whatever its size.
+  whole position whatever its size. ``trigger_veto`` (the sim's ``reject_on_trigger``
+  fault) may reject a triggered order instead (ALGO_UPDATE REJECTED, position untouched).
+- Quantities above MARKET_LOT_SIZE maxQty (market orders) or LOT_SIZE maxQty (conditional
+  orders with a quantity): -4005; trigger prices above PRICE_FILTER maxPrice: -4007.
+- History: every order state change is kept for ``HISTORY_S`` seconds, so the open orders
+  can be answered as they were a moment ago (``open_orders_at``; the ``lag_open_orders``
+  fault).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import copy
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +48,8 @@ CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 OPEN_ORDER_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED"})
 OPEN_ALGO_STATUSES = frozenset({"NEW", "TRIGGERING"})
 ALGO_TYPES = frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET"})
+HISTORY_S = 600.0
+"""How long order state changes are kept for ``open_orders_at`` (seconds)."""
 
 
 def now_ms() -> int:
@@ -183,6 +192,8 @@ class AlgoEvent:
 
 Event = OrderEvent | AccountEvent | AlgoEvent
 
+_HistoryKey = tuple[str, int]  # ("order" | "algo", id)
+
 
 @dataclass(frozen=True)
 class AccountSnapshot:
@@ -220,6 +231,7 @@ class MatchingEngine:
         taker_fee: float = 0.0004,
         maint_margin_ratio: float = 0.004,
         clock: Callable[[], int] = now_ms,
+        trigger_veto: Callable[[AlgoOrder], str | None] | None = None,
     ) -> None:
         missing = set(specs) ^ set(marks)
         if missing:
@@ -242,6 +254,11 @@ class MatchingEngine:
         self._next_algo_id = 1_000_000_001
         self._next_trade_id = 500_000_001
         self.fills: list[tuple[str, int, Fill]] = []
+        #: Called when a conditional order's trigger is crossed; a reason rejects it.
+        self.trigger_veto = trigger_veto
+        # (time ms, key, snapshot before the change or None if it did not exist yet)
+        self._history: deque[tuple[int, _HistoryKey, Order | AlgoOrder | None]] = deque()
+        self._last: dict[_HistoryKey, Order | AlgoOrder] = {}
 
     # ----------------------------------------------------------------- queries
 
@@ -328,6 +345,68 @@ class MatchingEngine:
         out.sort(key=lambda a: a.algo_id)
         return out
 
+    def open_orders_at(self, as_of_ms: int, symbol: str | None = None) -> list[Order]:
+        """Open market orders as they were at ``as_of_ms`` (snapshots; see ``HISTORY_S``)."""
+        past = self._state_at(as_of_ms)
+        out = [
+            copy.copy(o)
+            for o in self._orders.values()
+            if ("order", o.order_id) not in past and o.is_open
+        ]
+        out.extend(
+            copy.copy(o)
+            for (kind, _), o in past.items()
+            if kind == "order" and isinstance(o, Order) and o.is_open
+        )
+        out = [o for o in out if symbol is None or o.symbol == symbol]
+        out.sort(key=lambda o: o.order_id)
+        return out
+
+    def open_algo_orders_at(self, as_of_ms: int, symbol: str | None = None) -> list[AlgoOrder]:
+        """Untriggered conditional orders as they were at ``as_of_ms`` (snapshots)."""
+        past = self._state_at(as_of_ms)
+        out = [a for a in self.open_algo_orders(symbol) if ("algo", a.algo_id) not in past]
+        out.extend(
+            copy.copy(a)
+            for (kind, _), a in past.items()
+            if kind == "algo"
+            and isinstance(a, AlgoOrder)
+            and a.is_open
+            and (symbol is None or a.symbol == symbol)
+        )
+        out.sort(key=lambda a: a.algo_id)
+        return out
+
+    def _state_at(self, as_of_ms: int) -> dict[_HistoryKey, Order | AlgoOrder | None]:
+        """The orders changed after ``as_of_ms``, each as it was then (None: not yet there)."""
+        past: dict[_HistoryKey, Order | AlgoOrder | None] = {}
+        for t, key, before in reversed(self._history):
+            if t <= as_of_ms:
+                break
+            past[key] = before  # an earlier change overwrites: its "before" is older
+        return past
+
+    def _record(self, events: list[Event]) -> list[Event]:
+        """Keep the order state changes of ``events`` (for ``open_orders_at``); returns them."""
+        if not events:
+            return events
+        for ev in events:
+            if isinstance(ev, OrderEvent):
+                key: _HistoryKey = ("order", ev.order.order_id)
+                after: Order | AlgoOrder = ev.order
+            elif isinstance(ev, AlgoEvent):
+                key = ("algo", ev.algo.algo_id)
+                after = ev.algo
+            else:
+                continue
+            self._history.append((ev.time, key, self._last.get(key)))
+            self._last[key] = after
+        if self._history:
+            horizon = self.clock() - int(HISTORY_S * 1000)
+            while self._history and self._history[0][0] < horizon:
+                self._history.popleft()
+        return events
+
     # ----------------------------------------------------------------- leverage
 
     def set_leverage(self, symbol: str, leverage: int) -> None:
@@ -355,7 +434,7 @@ class MatchingEngine:
         for algo in sorted(algos.values(), key=lambda a: a.algo_id):
             if algo.status == "NEW" and algo.crossed(price):
                 events.extend(self._trigger(algo))
-        return events
+        return self._record(events)
 
     # ----------------------------------------------------------------- market orders
 
@@ -380,6 +459,8 @@ class MatchingEngine:
             raise errors.bad_param("Invalid side.")
         cid = self._check_client_id(client_order_id, self._orders_by_client, self._orders)
         qty = self._check_qty(spec, qty)
+        if qty > spec.market_max_qty + EPS:
+            raise errors.qty_above_max(spec.market_max_qty)
         mark = self.marks[symbol]
         if not reduce_only and qty * mark < spec.min_notional - EPS:
             raise errors.min_notional(spec.min_notional)
@@ -401,7 +482,7 @@ class MatchingEngine:
         self._orders_by_client.setdefault(cid, []).append(order.order_id)
         events: list[Event] = [OrderEvent(copy.copy(order), "NEW", None, now)]
         events.extend(self._fill_part(order))
-        return copy.copy(order), events
+        return copy.copy(order), self._record(events)
 
     def fill_next_part(self, order_id: int) -> list[Event]:
         """Fill the next pending part of a partially filled order at the current mark.
@@ -416,8 +497,8 @@ class MatchingEngine:
             try:
                 self._check_reduce_only(order.symbol, order.side, order.pending_parts[0], True)
             except BinanceError:
-                return self._finish(order, "EXPIRED")
-        return self._fill_part(order)
+                return self._record(self._finish(order, "EXPIRED"))
+        return self._record(self._fill_part(order))
 
     def has_pending_parts(self, order_id: int) -> bool:
         """True while an open order still has parts to fill."""
@@ -432,7 +513,7 @@ class MatchingEngine:
         order = self._find_order(order_id, client_order_id)
         if order is None or order.symbol != symbol or not order.is_open:
             raise errors.unknown_order()
-        events = self._finish(order, "CANCELED")
+        events = self._record(self._finish(order, "CANCELED"))
         return copy.copy(order), events
 
     # ----------------------------------------------------------------- algo orders
@@ -464,6 +545,8 @@ class MatchingEngine:
             raise BinanceError(-1116, "Invalid orderType.")
         if not trigger_price or trigger_price <= 0:
             raise errors.mandatory_missing("triggerPrice")
+        if spec.max_price > 0 and trigger_price > spec.max_price:
+            raise errors.stop_price_above_max(spec.max_price)
         cid = self._check_client_id(client_algo_id, self._algos_by_client, self._algos)
         if close_position:
             amount = 0.0
@@ -471,6 +554,8 @@ class MatchingEngine:
             if qty is None:
                 raise errors.mandatory_missing("quantity")
             amount = self._check_qty(spec, qty)
+            if amount > spec.max_qty + EPS:
+                raise errors.qty_above_max(spec.max_qty)
         now = self.clock()
         algo = AlgoOrder(
             algo_id=self._new_algo_id(),
@@ -492,7 +577,7 @@ class MatchingEngine:
         self._algos[algo.algo_id] = algo
         self._algos_by_client.setdefault(cid, []).append(algo.algo_id)
         self._open_algos_by_symbol.setdefault(symbol, {})[algo.algo_id] = algo
-        return copy.copy(algo), [AlgoEvent(copy.copy(algo), now)]
+        return copy.copy(algo), self._record([AlgoEvent(copy.copy(algo), now)])
 
     def cancel_algo(
         self, algo_id: int | None = None, client_algo_id: str | None = None
@@ -505,7 +590,7 @@ class MatchingEngine:
         algo.status = "CANCELED"
         algo.update_time = now
         self._close_algo(algo)
-        return copy.copy(algo), [AlgoEvent(copy.copy(algo), now)]
+        return copy.copy(algo), self._record([AlgoEvent(copy.copy(algo), now)])
 
     # ----------------------------------------------------------------- internals
 
@@ -658,6 +743,9 @@ class MatchingEngine:
         events: list[Event] = [AlgoEvent(copy.copy(algo), now)]
         self._close_algo(algo)
         try:
+            veto = self.trigger_veto(copy.copy(algo)) if self.trigger_veto is not None else None
+            if veto is not None:
+                raise BinanceError(-2021, veto)
             qty = algo.qty
             if algo.close_position:
                 held = self.position(algo.symbol).qty

@@ -41,10 +41,11 @@ class Outcome:
 
 @dataclass
 class Context:
-    """Per-request knobs set by faults (partial fills)."""
+    """Per-request knobs set by faults (partial fills, lagging open-order lists)."""
 
     parts: int = 1
     part_interval_s: float = 0.02
+    as_of_ms: int | None = None
 
 
 Route = Callable[[Params, Context], Outcome]
@@ -359,7 +360,12 @@ class RestApi:
         if symbol:
             self.ex.engine.spec(symbol)
         eng = self.ex.engine
-        return Outcome([wire.order_json(eng.specs[o.symbol], o) for o in eng.open_orders(symbol)])
+        orders = (
+            eng.open_orders(symbol)
+            if c.as_of_ms is None
+            else eng.open_orders_at(c.as_of_ms, symbol)
+        )
+        return Outcome([wire.order_json(eng.specs[o.symbol], o) for o in orders])
 
     def cancel_all(self, p: Params, c: Context) -> Outcome:
         """DELETE /fapi/v1/allOpenOrders."""
@@ -434,9 +440,12 @@ class RestApi:
         if symbol:
             self.ex.engine.spec(symbol)
         eng = self.ex.engine
-        return Outcome(
-            [wire.algo_json(eng.specs[a.symbol], a) for a in eng.open_algo_orders(symbol)]
+        algos = (
+            eng.open_algo_orders(symbol)
+            if c.as_of_ms is None
+            else eng.open_algo_orders_at(c.as_of_ms, symbol)
         )
+        return Outcome([wire.algo_json(eng.specs[a.symbol], a) for a in algos])
 
     def cancel_all_algo(self, p: Params, c: Context) -> Outcome:
         """DELETE /fapi/v1/algoOpenOrders."""

@@ -55,6 +55,12 @@ class SymbolSpec:
     tick_size: float
     step_size: float
     min_notional: float = MIN_NOTIONAL
+    #: LOT_SIZE maxQty (any order) and MARKET_LOT_SIZE maxQty (market orders; Binance keeps
+    #: it lower, e.g. BTCUSDT 1000 / 120).
+    max_qty: float = 100_000_000.0
+    market_max_qty: float = 100_000_000.0
+    #: PRICE_FILTER maxPrice; 0 publishes "0" (no bound), as Binance does for some symbols.
+    max_price: float = 10_000_000.0
 
     @property
     def price_precision(self) -> int:
@@ -98,9 +104,13 @@ class SymbolSpec:
     def is_tick_multiple(self, price: float) -> bool:
         """True when ``price`` is a whole number of ticks (within float tolerance)."""
         ticks = price / self.tick_size
+        if not math.isfinite(ticks):
+            return False
         return abs(ticks - round(ticks)) < 1e-6
 
     def is_step_multiple(self, qty: float) -> bool:
         """True when ``qty`` is a whole number of steps (within float tolerance)."""
         steps = qty / self.step_size
+        if not math.isfinite(steps):
+            return False
         return abs(steps - round(steps)) < 1e-6

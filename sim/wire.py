@@ -40,6 +40,11 @@ def fmt(x: float, decimals: int = 8) -> str:
     return f"{x:.{decimals}f}"
 
 
+def plain(x: float) -> str:
+    """``x`` without exponent or trailing zeros ("100000000", "0.001")."""
+    return f"{x:.8f}".rstrip("0").rstrip(".") or "0"
+
+
 def qty_str(spec: SymbolSpec, qty: float) -> str:
     """A quantity with the symbol's quantity precision."""
     return fmt(qty, spec.quantity_precision)
@@ -81,19 +86,19 @@ def symbol_info(spec: SymbolSpec) -> Json:
             {
                 "filterType": "PRICE_FILTER",
                 "minPrice": price_str(spec, spec.tick_size),
-                "maxPrice": "10000000",
+                "maxPrice": plain(spec.max_price) if spec.max_price > 0 else "0",
                 "tickSize": price_str(spec, spec.tick_size),
             },
             {
                 "filterType": "LOT_SIZE",
                 "minQty": qty_str(spec, spec.min_qty),
-                "maxQty": "100000000",
+                "maxQty": plain(spec.max_qty),
                 "stepSize": qty_str(spec, spec.step_size),
             },
             {
                 "filterType": "MARKET_LOT_SIZE",
                 "minQty": qty_str(spec, spec.min_qty),
-                "maxQty": "100000000",
+                "maxQty": plain(spec.market_max_qty),
                 "stepSize": qty_str(spec, spec.step_size),
             },
             {"filterType": "MAX_NUM_ORDERS", "limit": 200},

@@ -16,6 +16,13 @@ a whole.
 
 Failure: the order methods never raise for exchange or network errors; the mapping lives
 in :mod:`infra.exchange.errors` (UNKNOWN whenever the order may have reached the exchange).
+Whether a request left is recorded, not guessed: the client subclass sets ``ps_sent`` when a
+call enters ccxt's ``fetch``; an exception raised before that (building or validating the
+request) is a local failure, REJECTED for a place and never looked up or re-sent blindly.
+
+Market rules: every order's quantity and price go through the market's own filters before
+anything is sent (:meth:`CcxtExchange.place_order`); the rules come from the markets, loaded
+once, and are cached per symbol (:meth:`CcxtExchange.market_rules`).
 Nothing here retries an order call: Binance checks client ids only among *open* orders, so
 a filled market order sent again fills again. ccxt's own ``maxRetriesOnFailure`` is forced
 to 0 for the same reason. :meth:`CcxtExchange.fetch_account` raises
@@ -28,8 +35,10 @@ are logged through :func:`~infra.exchange.errors.describe` (URL query strings re
 from __future__ import annotations
 
 import copy
+import decimal
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -39,7 +48,15 @@ from typing import Any
 import ccxt
 
 from actors.messages import CallResult
-from actors.model import ExchangeOrder, ExchangePosition, Key, OrderKind, Side
+from actors.model import (
+    QTY_EPS,
+    ExchangeOrder,
+    ExchangePosition,
+    Key,
+    MarketRules,
+    OrderKind,
+    Side,
+)
 from actors.ports import (
     AccountView,
     Clock,
@@ -48,10 +65,26 @@ from actors.ports import (
     OrderRequest,
     SystemClock,
 )
-from infra.exchange.errors import Op, Reason, WireInfo, attach_wire, classify, describe, never_sent
+from infra.exchange.errors import (
+    Op,
+    Reason,
+    WireInfo,
+    attach_wire,
+    classify,
+    describe,
+    local_reason,
+    never_sent,
+)
 from infra.exchange.venues import Venue, VenueConfig
 
-__all__ = ["AccountFetchError", "CcxtExchange", "MarketsUnavailable", "UnknownSymbol"]
+__all__ = [
+    "AccountFetchError",
+    "CcxtExchange",
+    "MarketsUnavailable",
+    "UnknownSymbol",
+    "quantize_qty",
+    "rules_of_market",
+]
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +166,9 @@ def _client_class(venue: Venue) -> type[Any]:
             ps_throttle: _Throttle | None = None
             ps_retry_header: str = "Retry-After"
             ps_reply: tuple[int, Mapping[str, str], str] | None = None
+            #: Set when a call enters ``fetch`` (a request may leave from here on); the
+            #: adapter clears it before each call. One client per thread: no race.
+            ps_sent: bool = False
 
             def get_exceptions_by_url(self, url: str | None, exact_or_broad: str) -> Any:
                 table = self.ps_error_table
@@ -168,6 +204,7 @@ def _client_class(venue: Venue) -> type[Any]:
             def fetch(
                 self, url: str, method: str = "GET", headers: Any = None, body: Any = None
             ) -> Any:
+                self.ps_sent = True
                 self.ps_reply = None
                 try:
                     return super().fetch(url, method, headers, body)
@@ -212,6 +249,94 @@ def _float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+_TICK_SIZE = 4  # ccxt.base.decimal_to_precision.TICK_SIZE
+_DECIMAL_PLACES = 2  # ccxt.base.decimal_to_precision.DECIMAL_PLACES
+_SNAP = decimal.Decimal(repr(QTY_EPS))
+
+
+def _positive(value: Any) -> float | None:
+    """A finite number > 0, or None (ccxt's ``None``, Binance's ``"0"`` for "no limit")."""
+    number = _float(value)
+    if number is None or not math.isfinite(number) or number <= 0:
+        return None
+    return number
+
+
+def _size(value: Any, precision_mode: int) -> float | None:
+    """A ccxt ``precision`` entry as an increment (tick or step size)."""
+    if precision_mode == _TICK_SIZE:
+        return _positive(value)
+    if precision_mode == _DECIMAL_PLACES:
+        places = _float(value)
+        return None if places is None else 10.0 ** -round(places)
+    return None  # significant digits: no fixed increment
+
+
+def rules_of_market(market: Mapping[str, Any], precision_mode: int) -> MarketRules:
+    """The :class:`MarketRules` of one ccxt market structure (pure).
+
+    Market orders obey Binance's ``MARKET_LOT_SIZE`` filter, which ccxt exposes only as
+    ``limits["market"]`` (bounds) and not at all for the step: the step, minimum and maximum
+    quantity come from that filter when it states them (> 0), else from ``LOT_SIZE``
+    (``precision["amount"]``, ``limits["amount"]``). ``precision["price"]`` is the tick size
+    in ccxt's TICK_SIZE mode (binanceusdm's); a bound of 0 means "none" (Binance publishes
+    ``maxPrice: "0"`` for some symbols).
+    """
+    precision = market.get("precision") or {}
+    limits = market.get("limits") or {}
+    info = market.get("info") or {}
+    filters: dict[str, Mapping[str, Any]] = {}
+    raw_filters = info.get("filters") if isinstance(info, Mapping) else None
+    for f in raw_filters if isinstance(raw_filters, list) else []:
+        if isinstance(f, Mapping) and isinstance(f.get("filterType"), str):
+            filters[f["filterType"]] = f
+    market_lot = filters.get("MARKET_LOT_SIZE", {})
+    market_limits = limits.get("market") or {}
+    amount_limits = limits.get("amount") or {}
+    price_limits = limits.get("price") or {}
+    cost_limits = limits.get("cost") or {}
+    return MarketRules(
+        tick_size=_size(precision.get("price"), precision_mode),
+        step_size=_positive(market_lot.get("stepSize"))
+        or _size(precision.get("amount"), precision_mode),
+        min_qty=_positive(market_limits.get("min")) or _positive(amount_limits.get("min")),
+        max_qty=_positive(market_limits.get("max")) or _positive(amount_limits.get("max")),
+        min_notional=_positive(cost_limits.get("min")),
+        min_price=_positive(price_limits.get("min")),
+        max_price=_positive(price_limits.get("max")),
+    )
+
+
+def quantize_qty(qty: float, step: float) -> decimal.Decimal:
+    """``qty`` as a whole number of ``step`` s, never more than asked beyond float noise.
+
+    A quantity within a relative :data:`~actors.model.QTY_EPS` of a whole number of steps
+    is that number (``0.7 - 0.4 = 0.29999999999999993`` with step 0.1 is 0.3, not 0.2);
+    anything else is truncated (0.35 is 0.3). Exact decimal arithmetic on the shortest
+    representation of both floats. ``qty`` and ``step`` must be finite and > 0.
+    """
+    with decimal.localcontext() as ctx:
+        ctx.prec = 50
+        q = decimal.Decimal(repr(qty))
+        s = decimal.Decimal(repr(step))
+        n = q / s
+        nearest = n.to_integral_value(rounding=decimal.ROUND_HALF_EVEN)
+        if nearest > 0 and abs(n - nearest) <= nearest * _SNAP:
+            steps = nearest
+        else:
+            steps = n.to_integral_value(rounding=decimal.ROUND_FLOOR)
+        return (steps * s).normalize() if steps else decimal.Decimal(0)
+
+
+class _Refusal(Exception):
+    """A request the market's rules refuse; raised before anything is sent."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 _UNIFIED_STATUS = {
@@ -260,6 +385,7 @@ class CcxtExchange:
         self._clients: dict[int, tuple[threading.Thread, Any]] = {}
         self._to_unified: dict[str, str] = {}
         self._to_id: dict[str, str] = {}
+        self._rules: dict[str, MarketRules] = {}  # by exchange symbol id; markets never reload
 
     def __repr__(self) -> str:
         return (
@@ -408,17 +534,34 @@ class CcxtExchange:
 
     # -- the port -----------------------------------------------------------------------
 
+    def market_rules(self, symbol_id: str) -> MarketRules:
+        """The market's rules for ``BTCUSDT`` (see :func:`rules_of_market`), cached.
+
+        The rules come from the markets, which are loaded once per adapter; a change of a
+        symbol's filters on the exchange is picked up by a restart. Raises
+        :class:`MarketsUnavailable` or :class:`UnknownSymbol`.
+        """
+        rules = self._rules.get(symbol_id)
+        if rules is not None:
+            return rules
+        unified = self.unified(symbol_id)
+        client = self._client()
+        rules = rules_of_market(client.market(unified), int(client.precisionMode))
+        self._rules[symbol_id] = rules  # same value from any thread: no lock needed
+        return rules
+
     def order_params(self, req: OrderRequest) -> dict[str, Any]:
-        """The ccxt ``params`` for ``req`` (exchange-specific names from the venue)."""
+        """The ccxt ``params`` for ``req`` (exchange-specific names from the venue).
+
+        The trigger price is put in as given; :meth:`place_order` replaces it with the
+        market's rounding. Raises :class:`ValueError` for a trigger order without a price.
+        """
         v = self.venue
         params: dict[str, Any] = {v.client_id_param: req.client_id}
         if req.kind.trigger:
             if req.trigger_price is None:
                 raise ValueError(f"{req.kind.value} order without trigger_price")
-            price_param = (
-                v.stop_loss_param if req.kind is OrderKind.STOP_LOSS else v.take_profit_param
-            )
-            params[price_param] = req.trigger_price
+            params[self._price_param(req.kind)] = req.trigger_price
             params.update(v.stop_order_params)
             if req.close_position:
                 params[v.close_position_param] = True
@@ -431,17 +574,117 @@ class CcxtExchange:
             params[v.reduce_only_param] = True
         return params
 
+    def _price_param(self, kind: OrderKind) -> str:
+        v = self.venue
+        return v.stop_loss_param if kind is OrderKind.STOP_LOSS else v.take_profit_param
+
+    def _amount(self, client: Any, symbol: str, qty: float, rules: MarketRules) -> float:
+        """``qty`` on the market's step, checked against its bounds (raises :class:`_Refusal`).
+
+        :func:`quantize_qty` on the market-order step, then ccxt's ``amount_to_precision``
+        (which truncates); the result is never more than asked (beyond float noise).
+        """
+        if not math.isfinite(qty) or qty <= 0:
+            raise _Refusal(Reason.INVALID_AMOUNT, f"quantity {qty!r} is not a positive number")
+        if rules.max_qty is not None and qty > rules.max_qty * (1.0 + QTY_EPS):
+            raise _Refusal(Reason.INVALID_AMOUNT, f"quantity {qty!r} above max {rules.max_qty}")
+        snapped = quantize_qty(qty, rules.step_size) if rules.step_size else None
+        if snapped is not None and snapped <= 0:
+            raise _Refusal(
+                Reason.INVALID_AMOUNT, f"quantity {qty!r} is below one step {rules.step_size}"
+            )
+        try:
+            text = str(
+                client.amount_to_precision(symbol, qty if snapped is None else float(snapped))
+            )
+        except ccxt.InvalidOrder:  # truncated to zero
+            raise _Refusal(
+                Reason.INVALID_AMOUNT, f"quantity {qty!r} rounds to zero on this market"
+            ) from None
+        amount = float(text)
+        if not amount > 0:
+            raise _Refusal(Reason.INVALID_AMOUNT, f"quantity {qty!r} rounds to {text}")
+        if rules.min_qty is not None and amount < rules.min_qty * (1.0 - QTY_EPS):
+            raise _Refusal(
+                Reason.INVALID_AMOUNT, f"quantity {qty!r} ({text}) below min {rules.min_qty}"
+            )
+        if rules.max_qty is not None and amount > rules.max_qty * (1.0 + QTY_EPS):
+            raise _Refusal(
+                Reason.INVALID_AMOUNT, f"quantity {qty!r} ({text}) above max {rules.max_qty}"
+            )
+        return amount
+
+    @staticmethod
+    def _price(client: Any, symbol: str, price: float | None, rules: MarketRules) -> str:
+        """``price`` on the market's tick (ccxt's ``price_to_precision``), within its bounds.
+
+        Raises :class:`_Refusal`; a price the bounds cannot judge (no ``max_price`` stated)
+        may still make ccxt raise (``decimal`` errors for absurd values): a local failure.
+        """
+        if price is None or not math.isfinite(price) or price <= 0:
+            raise _Refusal(Reason.INVALID_PRICE, f"price {price!r} is not a positive number")
+        if rules.max_price is not None and price > rules.max_price:
+            raise _Refusal(Reason.INVALID_PRICE, f"price {price!r} above max {rules.max_price}")
+        try:
+            text = str(client.price_to_precision(symbol, price))
+        except ccxt.InvalidOrder:  # rounded to zero
+            raise _Refusal(
+                Reason.INVALID_PRICE, f"price {price!r} rounds to zero on this market"
+            ) from None
+        rounded = float(text)
+        if not rounded > 0:
+            raise _Refusal(Reason.INVALID_PRICE, f"price {price!r} rounds to {text}")
+        if rules.min_price is not None and rounded < rules.min_price:
+            raise _Refusal(Reason.INVALID_PRICE, f"price {price!r} ({text}) below min")
+        if rules.max_price is not None and rounded > rules.max_price:
+            raise _Refusal(Reason.INVALID_PRICE, f"price {price!r} ({text}) above max")
+        return text
+
+    def _request(
+        self, client: Any, symbol: str, req: OrderRequest, rules: MarketRules
+    ) -> tuple[float | None, dict[str, Any]]:
+        """The amount and params ccxt gets for ``req``, on the market's rules.
+
+        A ``closePosition`` stop sends no quantity (the exchange closes whatever is open),
+        so its ``qty`` is not checked. Raises :class:`_Refusal`.
+        """
+        try:
+            params = self.order_params(req)
+        except ValueError as exc:
+            raise _Refusal(Reason.INVALID_PRICE, str(exc)) from None
+        if req.kind.trigger:
+            params[self._price_param(req.kind)] = self._price(
+                client, symbol, req.trigger_price, rules
+            )
+            if req.close_position:
+                return None, params
+        return self._amount(client, symbol, req.qty, rules), params
+
     def place_order(self, req: OrderRequest) -> OrderReply:
         """Send one order with its deterministic client id; never re-sent here.
 
         Market entry and close (reduce-only) go to the plain order endpoint; stop-loss and
         take-profit (``closePosition`` when ``req.close_position``) to the conditional one.
-        Outcome mapping: :mod:`infra.exchange.errors`. A duplicate client id means the order
-        is already there: the reply is ACCEPTED, with the status a lookup shows.
+
+        Before anything is sent the request goes through the market's rules
+        (:meth:`market_rules`): the quantity onto the market-order step (:func:`quantize_qty`,
+        then ccxt's ``amount_to_precision``) and within min/max quantity, the trigger price
+        onto the tick (``price_to_precision``) and within min/max price. A request they
+        refuse is REJECTED ``invalid:amount`` / ``invalid:price`` without being sent; an
+        exception raised before the request left (ccxt's local checks, ``decimal`` errors,
+        ``TypeError`` ...) is REJECTED ``local:<Class>``. Exchange outcomes:
+        :mod:`infra.exchange.errors`.
+
+        A duplicate client id (-4116) means an open order holds the id: it is looked up and
+        accepted as ours (ACCEPTED ``duplicate``, with its status) only when its symbol, side
+        and (for stops) order type are the request's; another order is REJECTED
+        ``duplicate_id_mismatch`` (logged as an error); when the lookup cannot tell, the
+        outcome is UNKNOWN ``duplicate_unverified`` (the actor looks it up again).
         """
         try:
             client = self._client()
             symbol = self.unified(req.key.symbol)
+            rules = self.market_rules(req.key.symbol)
         except MarketsUnavailable as exc:
             log.warning("%s place %s: %s", req.key, req.client_id, exc)
             return OrderReply(
@@ -451,41 +694,141 @@ class CcxtExchange:
             )
         except UnknownSymbol:
             return OrderReply(CallResult.REJECTED, str(Reason.BAD_SYMBOL))
+        except Exception as exc:  # reading the market's rules: nothing was sent
+            log.error("%s place %s: no market rules (%s)", req.key, req.client_id, describe(exc))
+            return OrderReply(CallResult.REJECTED, local_reason(exc))
+        client.ps_sent = False
         try:
-            params = self.order_params(req)
-        except ValueError as exc:
-            log.warning("%s place %s refused locally: %s", req.key, req.client_id, exc)
-            return OrderReply(CallResult.REJECTED, str(Reason.INVALID))
-        try:
-            order = client.create_order(symbol, _ORDER_TYPE, req.side, req.qty, None, params)
+            amount, params = self._request(client, symbol, req, rules)
+            order = client.create_order(symbol, _ORDER_TYPE, req.side, amount, None, params)
+        except _Refusal as refusal:
+            log.warning(
+                "%s place %s %s refused before sending: %s (%s)",
+                req.key,
+                req.kind.value,
+                req.client_id,
+                refusal.reason,
+                refusal.detail,
+            )
+            return OrderReply(CallResult.REJECTED, str(refusal.reason))
         except Exception as exc:
-            reply = classify(Op.PLACE, exc, self.venue, self.config.retry_after_s)
+            sent = bool(client.ps_sent)
+            reply = classify(Op.PLACE, exc, self.venue, self.config.retry_after_s, left=sent)
             if reply.result is CallResult.ACCEPTED and reply.reason == Reason.DUPLICATE:
-                log.info(
-                    "%s place %s: already on the exchange (duplicate id)", req.key, req.client_id
-                )
-                found = self.lookup_order(req.key, req.client_id, req.kind.trigger)
-                if found.result is CallResult.FOUND:
-                    return replace(found, result=CallResult.ACCEPTED, reason=str(Reason.DUPLICATE))
-                return reply
-            level = logging.WARNING if reply.result is CallResult.UNKNOWN else logging.INFO
+                return self._duplicate(client, symbol, req)
+            if not sent:
+                level = logging.ERROR
+            elif reply.result is CallResult.UNKNOWN:
+                level = logging.WARNING
+            else:
+                level = logging.INFO
             log.log(
                 level,
-                "%s place %s %s: %s (%s)",
+                "%s place %s %s: %s %s (%s)",
                 req.key,
                 req.kind.value,
                 req.client_id,
                 reply.result.value,
+                reply.reason,
                 describe(exc),
             )
             return reply
         return self._reply(CallResult.ACCEPTED, order)
 
+    def _duplicate(self, client: Any, symbol: str, req: OrderRequest) -> OrderReply:
+        """-4116 for ``req``: is the open order holding its client id ours? (see place_order)"""
+        found, order = self._lookup(client, symbol, req.key, req.client_id, req.kind.trigger)
+        if found.result is not CallResult.FOUND or order is None:
+            log.warning(
+                "%s place %s: client id in use on the exchange, but the lookup says %s (%s)",
+                req.key,
+                req.client_id,
+                found.result.value,
+                found.reason,
+            )
+            return OrderReply(
+                CallResult.UNKNOWN,
+                str(Reason.DUPLICATE_UNVERIFIED),
+                retry_after=found.retry_after,
+            )
+        mismatch = self._mismatch(symbol, req, order)
+        if mismatch:
+            log.error(
+                "%s place %s %s %s: client id already used by another order (%s); refused",
+                req.key,
+                req.kind.value,
+                req.side,
+                req.client_id,
+                mismatch,
+            )
+            return OrderReply(CallResult.REJECTED, str(Reason.DUPLICATE_ID_MISMATCH))
+        log.info("%s place %s: already on the exchange (duplicate id)", req.key, req.client_id)
+        return replace(found, result=CallResult.ACCEPTED, reason=str(Reason.DUPLICATE))
+
+    def _mismatch(self, symbol: str, req: OrderRequest, order: Mapping[str, Any]) -> str:
+        """What differs between ``req`` and the ccxt ``order`` holding its id ('' if nothing)."""
+        v = self.venue
+        info = order.get("info") or {}
+        problems: list[str] = []
+        if order.get("symbol") != symbol:
+            problems.append(f"symbol {order.get('symbol')!r}")
+        side = str(order.get("side") or _first(info, ("side",)) or "").lower()
+        if side != req.side.lower():
+            problems.append(f"side {side!r}")
+        if req.kind.trigger:
+            expected = v.stop_loss_type if req.kind is OrderKind.STOP_LOSS else v.take_profit_type
+            found_type = str(_first(info, v.order_type_fields) or "").upper()
+            if found_type != expected:
+                problems.append(f"type {found_type!r}, not {expected!r}")
+        return ", ".join(problems)
+
+    def _lookup(
+        self, client: Any, symbol: str, key: Key, client_id: str, trigger: bool
+    ) -> tuple[OrderReply, Mapping[str, Any] | None]:
+        """One lookup by client id: the port's reply and the ccxt order (when FOUND)."""
+        params: dict[str, Any] = {self.venue.client_id_param: client_id}
+        if trigger:
+            params.update(self.venue.trigger_flag)
+        client.ps_sent = False
+        try:
+            order = client.fetch_order(None, symbol, params)
+        except Exception as exc:
+            sent = bool(client.ps_sent)
+            reply = classify(Op.LOOKUP, exc, self.venue, self.config.retry_after_s, left=sent)
+            if reply.result is CallResult.UNKNOWN:
+                log.log(
+                    logging.WARNING if sent else logging.ERROR,
+                    "%s lookup %s: %s (%s)",
+                    key,
+                    client_id,
+                    reply.reason,
+                    describe(exc),
+                )
+            return reply, None
+        return self._reply(CallResult.FOUND, order), order
+
     def lookup_order(self, key: Key, client_id: str, trigger: bool) -> OrderReply:
         """Ask for the order by client id: FOUND (with status), NOT_FOUND or UNKNOWN.
 
         One NOT_FOUND right after placement is not proof (a busy exchange answers "not
-        found" for a moment); the state machine decides how long to keep asking.
+        found" for a moment); the state machine decides how long to keep asking. A lookup
+        that failed before its request left is UNKNOWN ``local:<Class>``.
+        """
+        try:
+            client = self._client()
+            symbol = self.unified(key.symbol)
+        except MarketsUnavailable:
+            return OrderReply(CallResult.UNKNOWN, str(Reason.MARKETS_UNAVAILABLE))
+        except UnknownSymbol:
+            return OrderReply(CallResult.UNKNOWN, str(Reason.BAD_SYMBOL))
+        reply, _ = self._lookup(client, symbol, key, client_id, trigger)
+        return reply
+
+    def cancel_order(self, key: Key, client_id: str, trigger: bool) -> OrderReply:
+        """Cancel by client id: ACCEPTED (status ``canceled``), NOT_FOUND or UNKNOWN.
+
+        A 429 is UNKNOWN with the exchange's ``Retry-After``; a cancel that failed before
+        its request left is UNKNOWN ``local:<Class>``.
         """
         try:
             client = self._client()
@@ -497,33 +840,21 @@ class CcxtExchange:
         params: dict[str, Any] = {self.venue.client_id_param: client_id}
         if trigger:
             params.update(self.venue.trigger_flag)
-        try:
-            order = client.fetch_order(None, symbol, params)
-        except Exception as exc:
-            reply = classify(Op.LOOKUP, exc, self.venue, self.config.retry_after_s)
-            if reply.result is CallResult.UNKNOWN:
-                log.warning("%s lookup %s: %s (%s)", key, client_id, reply.reason, describe(exc))
-            return reply
-        return self._reply(CallResult.FOUND, order)
-
-    def cancel_order(self, key: Key, client_id: str, trigger: bool) -> OrderReply:
-        """Cancel by client id: ACCEPTED (status ``canceled``), NOT_FOUND or UNKNOWN."""
-        try:
-            client = self._client()
-            symbol = self.unified(key.symbol)
-        except MarketsUnavailable:
-            return OrderReply(CallResult.UNKNOWN, str(Reason.MARKETS_UNAVAILABLE))
-        except UnknownSymbol:
-            return OrderReply(CallResult.UNKNOWN, str(Reason.BAD_SYMBOL))
-        params: dict[str, Any] = {self.venue.client_id_param: client_id}
-        if trigger:
-            params.update(self.venue.trigger_flag)
+        client.ps_sent = False
         try:
             order = client.cancel_order(None, symbol, params)
         except Exception as exc:
-            reply = classify(Op.CANCEL, exc, self.venue, self.config.retry_after_s)
+            sent = bool(client.ps_sent)
+            reply = classify(Op.CANCEL, exc, self.venue, self.config.retry_after_s, left=sent)
             if reply.result is CallResult.UNKNOWN:
-                log.warning("%s cancel %s: %s (%s)", key, client_id, reply.reason, describe(exc))
+                log.log(
+                    logging.WARNING if sent else logging.ERROR,
+                    "%s cancel %s: %s (%s)",
+                    key,
+                    client_id,
+                    reply.reason,
+                    describe(exc),
+                )
             return reply
         reply = self._reply(CallResult.ACCEPTED, order)
         if reply.status is None:
@@ -582,8 +913,56 @@ class CcxtExchange:
         )
 
     def fetch_market(self, key: Key) -> MarketReply:
-        """The symbol's mark price and market rules (not implemented yet: UNKNOWN)."""
-        return MarketReply(CallResult.UNKNOWN, reason="not_implemented")
+        """The symbol's mark price (one request) and market rules (cached, see market_rules).
+
+        ``at`` is this adapter's clock when the request was about to be sent: the price is at
+        least that fresh. Never raises: FOUND with ``mark_price`` and ``rules``; REJECTED
+        ``bad_symbol`` for a symbol the venue does not trade; otherwise UNKNOWN with the
+        reason of :func:`~infra.exchange.errors.classify` (``rate_limited`` with the
+        exchange's ``retry_after``, ``markets_unavailable``, ``local:<Class>`` ...) or
+        ``bad_mark_price`` for a reply without a positive finite mark price.
+        """
+        at = self._clock.now()
+        try:
+            client = self._client()
+            symbol = self.unified(key.symbol)
+            rules = self.market_rules(key.symbol)
+        except MarketsUnavailable as exc:
+            log.warning("%s market: %s", key, exc)
+            return MarketReply(
+                CallResult.UNKNOWN,
+                at=at,
+                reason=str(Reason.MARKETS_UNAVAILABLE),
+                retry_after=self.config.retry_after_s,
+            )
+        except UnknownSymbol:
+            return MarketReply(CallResult.REJECTED, at=at, reason=str(Reason.BAD_SYMBOL))
+        except Exception as exc:  # reading the market's rules: nothing was sent
+            log.error("%s market: no market rules (%s)", key, describe(exc))
+            return MarketReply(CallResult.UNKNOWN, at=at, reason=local_reason(exc))
+        at = self._clock.now()
+        client.ps_sent = False
+        try:
+            ticker = client.fetch_mark_price(symbol)
+        except Exception as exc:
+            sent = bool(client.ps_sent)
+            reply = classify(Op.MARKET, exc, self.venue, self.config.retry_after_s, left=sent)
+            log.log(
+                logging.WARNING if sent else logging.ERROR,
+                "%s market: %s %s (%s)",
+                key,
+                reply.result.value,
+                reply.reason,
+                describe(exc),
+            )
+            return MarketReply(
+                reply.result, at=at, reason=reply.reason, retry_after=reply.retry_after
+            )
+        price = _positive(ticker.get("markPrice")) if isinstance(ticker, Mapping) else None
+        if price is None:
+            log.warning("%s market: reply without a usable mark price: %.200r", key, ticker)
+            return MarketReply(CallResult.UNKNOWN, at=at, reason=str(Reason.BAD_MARK_PRICE))
+        return MarketReply(CallResult.FOUND, mark_price=price, rules=rules, at=at)
 
     # -- replies ------------------------------------------------------------------------
 

@@ -10,10 +10,20 @@ The rule that matters: an order call ends REJECTED only when the exchange (or cc
 sending) *definitely* refused it; whenever the order may have reached the exchange the
 outcome is UNKNOWN and the actor looks it up by its client id. Nothing here re-sends.
 
+Whether a request can have left is known exactly: the client subclass marks each call that
+entered ccxt's ``fetch`` (the one place a request goes out), and the adapter passes that mark
+as ``left``. An exception raised before (building the request: ccxt's own argument and
+precision checks, ``decimal`` errors, ``TypeError``, ``ValueError``, ``OverflowError``,
+signing) is a *local* failure: nothing was sent.
+
+Outcome classes of a place (``Op.PLACE``); the sim fault that produces each is in
+``sim/README.md`` and the adapter test of each in ``tests/exchange/test_outcome_classes.py``:
+
 ==========================================  ==========  ========================  ===========
 condition (place)                           result      reason                    retry_after
 ==========================================  ==========  ========================  ===========
-duplicate client id (-4116)                 ACCEPTED    ``duplicate``             -
+raised before any request left (local)      REJECTED    ``local:<Class>``         -
+duplicate client id (-4116), our order      ACCEPTED    ``duplicate``             -
 418/429, DDoSProtection, RateLimitExceeded  REJECTED    ``rate_limited``          header
 busy codes (-1003, -1008, -1015)            REJECTED    ``busy``                  default
 connection refused / connect timeout        REJECTED    ``unreachable``           default
@@ -27,7 +37,7 @@ BadSymbol, unknown symbol                   REJECTED    ``bad_symbol``          
 MarketClosed                                REJECTED    ``market_closed``         -
 OrderNotFillable                            REJECTED    ``not_fillable``          -
 InvalidOrder/BadRequest/ArgumentsRequired/  REJECTED    ``invalid``               -
-NotSupported
+NotSupported (from the exchange's reply)
 OperationRejected                           REJECTED    ``refused``               -
 other ExchangeError, 4xx reply with a code  REJECTED    ``exchange_error:<code>`` -
 RequestTimeout (client timeout, 503/-1007)  UNKNOWN     ``timeout``               -
@@ -37,8 +47,17 @@ NetworkError (connection dropped)           UNKNOWN     ``network``             
 BadResponse/NullResponse, other             UNKNOWN     ``error:<Class>``         -
 ==========================================  ==========  ========================  ===========
 
+The adapter adds place outcomes of its own (not in :func:`classify`): REJECTED
+``invalid:amount`` / ``invalid:price`` (the market's rules refuse the request before it is
+sent, see ``CcxtExchange.place_order``); after a -4116, REJECTED ``duplicate_id_mismatch``
+(the order holding the id is not the one asked for) or UNKNOWN ``duplicate_unverified``
+(the lookup could not find or fetch it). ``fetch_market`` adds UNKNOWN ``bad_mark_price``.
+
 Lookups: OrderNotFound -> NOT_FOUND, anything else UNKNOWN (with ``retry_after`` when the
 exchange asked to back off). Cancels: OrderNotFound -> NOT_FOUND, anything else UNKNOWN.
+Market data (``Op.MARKET``): BadSymbol -> REJECTED ``bad_symbol``, anything else UNKNOWN.
+A lookup, cancel or market call that failed locally stays UNKNOWN (the port's meaning) with
+reason ``local:<Class>``, so the log and the journal show that nothing was asked.
 """
 
 from __future__ import annotations
@@ -63,6 +82,7 @@ __all__ = [
     "attach_wire",
     "classify",
     "describe",
+    "local_reason",
     "never_sent",
     "wire_of",
 ]
@@ -74,6 +94,7 @@ class Op(enum.StrEnum):
     PLACE = "place"
     CANCEL = "cancel"
     LOOKUP = "lookup"
+    MARKET = "market"
 
 
 class Reason(enum.StrEnum):
@@ -99,6 +120,12 @@ class Reason(enum.StrEnum):
     EXCHANGE_UNKNOWN = "exchange_unknown"
     UNAVAILABLE = "unavailable"
     NETWORK = "network"
+    LOCAL = "local"
+    DUPLICATE_ID_MISMATCH = "duplicate_id_mismatch"
+    DUPLICATE_UNVERIFIED = "duplicate_unverified"
+    BAD_MARK_PRICE = "bad_mark_price"
+    INVALID_AMOUNT = "invalid:amount"
+    INVALID_PRICE = "invalid:price"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +186,15 @@ _QUERY = re.compile(r"\?\S*")
 
 
 def describe(exc: BaseException, limit: int = 300) -> str:
-    """``Class: message`` for logs, with URL query strings (timestamps, signatures) removed."""
+    """``Class: message`` for logs, with URL query strings (timestamps, signatures) removed.
+
+    A ``UnicodeError`` shows its reason only: its text quotes the offending character and
+    position of the string being encoded, which can be a credential (a secret read from
+    the environment with undecodable bytes fails when a request is signed).
+    """
+    if isinstance(exc, UnicodeError):
+        reason = getattr(exc, "reason", "")
+        return f"{type(exc).__name__}: {reason} (text withheld)"
     text = _QUERY.sub("?…", str(exc)).replace("\n", " ")
     if len(text) > limit:
         text = text[:limit] + "…"
@@ -226,12 +261,31 @@ def _unknown_reason(exc: BaseException, info: WireInfo, venue: Venue) -> str:
     return f"error:{type(exc).__name__}"
 
 
-def classify(op: Op, exc: BaseException, venue: Venue, default_retry_after: float) -> OrderReply:
+def local_reason(exc: BaseException) -> str:
+    """``local:<Class>``: the reason of a call that failed before its request left."""
+    return f"{Reason.LOCAL}:{type(exc).__name__}"
+
+
+def classify(
+    op: Op,
+    exc: BaseException,
+    venue: Venue,
+    default_retry_after: float,
+    *,
+    left: bool = True,
+) -> OrderReply:
     """Map an exception raised by one ccxt call to the port's reply (table in module doc).
+
+    ``left``: whether the call entered ccxt's ``fetch`` (a request may have gone out).
+    False makes a place a definite REJECTED ``local:<Class>`` (never re-sent blindly, never
+    looked up), and any other call UNKNOWN with that reason.
 
     ``OrderReply.reason == Reason.DUPLICATE`` with ``ACCEPTED`` tells the adapter that the
     order is already on the exchange: it then looks it up to fill in the status.
     """
+    if not left:
+        result = CallResult.REJECTED if op is Op.PLACE else CallResult.UNKNOWN
+        return OrderReply(result, local_reason(exc))
     info = wire_of(exc)
     code = info.code
     retry_after = info.retry_after if info.retry_after is not None else default_retry_after
@@ -257,7 +311,9 @@ def classify(op: Op, exc: BaseException, venue: Venue, default_retry_after: floa
             return OrderReply(CallResult.REJECTED, f"exchange_error:{code}")
         return OrderReply(CallResult.UNKNOWN, _unknown_reason(exc, info, venue))
 
-    if isinstance(exc, ccxt.OrderNotFound):
+    if op is Op.MARKET and isinstance(exc, ccxt.BadSymbol):
+        return OrderReply(CallResult.REJECTED, str(Reason.BAD_SYMBOL))
+    if op is not Op.MARKET and isinstance(exc, ccxt.OrderNotFound):
         return OrderReply(CallResult.NOT_FOUND, str(Reason.NOT_FOUND))
     if backoff is not None:
         return OrderReply(CallResult.UNKNOWN, str(backoff), retry_after=retry_after)

@@ -75,6 +75,11 @@ class Venue:
     avg_price_fields: tuple[str, ...] = ("avgPrice",)
     id_fields: tuple[str, ...] = ("orderId",)
     time_fields: tuple[str, ...] = ("updateTime",)
+    #: Raw order-type fields, and the types our stop-loss / take-profit orders have: a
+    #: duplicate client id is accepted as ours only when the order holding it has that type.
+    order_type_fields: tuple[str, ...] = ("orderType", "type")
+    stop_loss_type: str = "STOP_MARKET"
+    take_profit_type: str = "TAKE_PROFIT_MARKET"
     #: Raw status (upper case) -> the lower-case name the state machine knows.
     statuses: Mapping[str, str] = field(default_factory=lambda: _ro({}))
     #: Exchange error codes (strings, as the reply carries them).

@@ -192,7 +192,8 @@ def test_stop_without_trigger_price_is_refused_locally(
     sim: SimExchange, exchange: CcxtExchange
 ) -> None:
     req = OrderRequest(KEY, "ps1s1", OrderKind.STOP_LOSS, "sell", 0.01, close_position=True)
-    assert exchange.place_order(req).result is CallResult.REJECTED
+    reply = exchange.place_order(req)
+    assert (reply.result, reply.reason) == (CallResult.REJECTED, "invalid:price")
     assert sim.order_log() == []
 
 
@@ -203,8 +204,8 @@ def test_insufficient_margin(sim: SimExchange, exchange: CcxtExchange) -> None:
 
 
 def test_invalid_quantity_is_a_definite_refusal(sim: SimExchange, exchange: CcxtExchange) -> None:
-    reply = exchange.place_order(entry("ps1e1", qty=1e-9))  # below the step: ccxt refuses
-    assert (reply.result, reply.reason) == (CallResult.REJECTED, "invalid")
+    reply = exchange.place_order(entry("ps1e1", qty=1e-9))  # below one step (1e-5)
+    assert (reply.result, reply.reason) == (CallResult.REJECTED, "invalid:amount")
     assert sim.orders_sent("ps1e1") == 0
 
 

@@ -6,6 +6,8 @@ attaches; the sim-driven tests (test_faults.py) cover the rest end to end.
 
 from __future__ import annotations
 
+import decimal
+
 import ccxt
 import pytest
 import requests
@@ -118,3 +120,51 @@ def test_describe_strips_query_strings() -> None:
     text = describe(exc)
     assert "signature" not in text and "abcdef" not in text
     assert text.startswith("ExchangeError: binanceusdm GET http://h/fapi/v3/account?")
+
+
+LOCAL = [
+    decimal.InvalidOperation([decimal.DivisionImpossible]),
+    TypeError("bad argument"),
+    ValueError("bad value"),
+    OverflowError("too big"),
+    ccxt.ArgumentsRequired("binanceusdm needs an id"),
+    ccxt.InvalidOrder("binanceusdm amount must be greater than minimum amount precision"),
+    ccxt.NetworkError("even this class, raised before fetch"),
+]
+
+
+@pytest.mark.parametrize("exc", LOCAL, ids=lambda e: type(e).__name__)
+def test_raised_before_the_request_left_is_local(exc: Exception) -> None:
+    name = type(exc).__name__
+    placed = classify(Op.PLACE, exc, BINANCE_USDM, 1.0, left=False)
+    assert (placed.result, placed.reason, placed.retry_after) == (
+        CallResult.REJECTED,
+        f"local:{name}",
+        None,
+    )
+    for op in (Op.LOOKUP, Op.CANCEL, Op.MARKET):
+        reply = classify(op, exc, BINANCE_USDM, 1.0, left=False)
+        assert (reply.result, reply.reason) == (CallResult.UNKNOWN, f"local:{name}")
+    # The same exception once the request may have left is no local failure.
+    assert not classify(Op.PLACE, exc, BINANCE_USDM, 1.0).reason.startswith("local:")
+
+
+def test_market_data_mapping() -> None:
+    bad = classify(Op.MARKET, err(ccxt.BadSymbol, code="-1121"), BINANCE_USDM, 1.0)
+    assert (bad.result, bad.reason) == (CallResult.REJECTED, "bad_symbol")
+    gone = classify(Op.MARKET, err(ccxt.OrderNotFound, code="-2013"), BINANCE_USDM, 1.0)
+    assert gone.result is CallResult.UNKNOWN
+    slow = classify(Op.MARKET, err(ccxt.DDoSProtection, 429), BINANCE_USDM, 2.5)
+    assert (slow.result, slow.reason, slow.retry_after) == (
+        CallResult.UNKNOWN,
+        "rate_limited",
+        2.5,
+    )
+
+
+def test_describe_withholds_the_text_of_unicode_errors() -> None:
+    try:
+        "s3cr\udcffet".encode()
+    except UnicodeEncodeError as exc:
+        text = describe(exc)
+    assert text == "UnicodeEncodeError: surrogates not allowed (text withheld)"

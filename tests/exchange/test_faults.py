@@ -6,6 +6,7 @@ client id (what the actor does), and the sim's order log proves each id arrived 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -196,6 +197,37 @@ def test_unreachable_exchange_is_a_refusal(sim: SimExchange) -> None:
         ex.close()
 
 
+def test_open_order_lists_that_lag_behind(sim: SimExchange, exchange: CcxtExchange) -> None:
+    """A4: the sync's view of open orders can be a moment old; lookups by id are current."""
+    exchange.place_order(entry("ps1e1"))
+    exchange.place_order(stop("ps1s1", 58000.0))
+    placed = time.time()
+    # The lag is measured on the exchange's clock: let 0.3 s pass on it.
+    wait_until(lambda: time.time() > placed + 0.3, 2.0, 0.02, "0.3 s on the clock")
+    sim.add_fault("lag_open_orders", lag_s=0.2, count=2)  # the two lists of one fetch
+    exchange.place_order(stop("ps1t1", 57000.0))  # placed within the lag: missing
+    assert exchange.cancel_order(KEY, "ps1s1", True).status == "canceled"  # still listed
+    view = exchange.fetch_account("main")
+    assert [o.client_id for o in view.open_orders[SYMBOL]] == ["ps1s1"]
+    assert view.positions[SYMBOL].qty == pytest.approx(0.01)  # positions are current
+    assert exchange.lookup_order(KEY, "ps1t1", True).status == "new"
+    assert exchange.lookup_order(KEY, "ps1s1", True).status == "canceled"
+    assert sim.list_faults() == []
+    view = exchange.fetch_account("main")
+    assert [o.client_id for o in view.open_orders[SYMBOL]] == ["ps1t1"]
+
+
+def test_stop_rejected_when_it_triggers(sim: SimExchange, exchange: CcxtExchange) -> None:
+    """A stop the exchange accepted can still be rejected at trigger time: the position stays."""
+    exchange.place_order(entry("ps1e1"))
+    exchange.place_order(stop("ps1s1", 58000.0))
+    sim.add_fault("reject_on_trigger", symbol=SYMBOL)
+    sim.set_price(SYMBOL, 57900.0)
+    assert exchange.lookup_order(KEY, "ps1s1", True).status == "rejected"
+    assert sim.positions()[SYMBOL].qty == pytest.approx(0.01)
+    assert exchange.fetch_account("main").open_orders == {}
+
+
 def test_every_fault_kind_is_covered() -> None:
     """A new REST fault kind in the sim must get a test here (stream faults are not ours)."""
     from sim import FAULT_KINDS
@@ -209,6 +241,10 @@ def test_every_fault_kind_is_covered() -> None:
         "reject_2019",
         "not_found",
         "partial_fill",
+        "lag_open_orders",
+        "reject_on_trigger",
+        "error_code",  # test_outcome_classes.py
+        "bad_response",  # test_outcome_classes.py, test_market_rules.py
     }
     rest_kinds = {k for k in FAULT_KINDS if not k.startswith("ws_")}
     assert rest_kinds <= covered, sorted(rest_kinds - covered)

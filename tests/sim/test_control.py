@@ -66,6 +66,14 @@ def test_control_routes(sim: SimExchange, client: Any, ws_reader: Callable[..., 
     assert call(base, "DELETE", "/_sim/faults?kind=latency")[1] == {"removed": 1}
     assert call(base, "POST", "/_sim/faults", {"kind": "nope"})[0] == 400
     assert call(base, "POST", "/_sim/faults", {"kind": "latency", "bogus": 1})[0] == 400
+    # a process-external test (chaos) aims a fault at both cancel endpoints in one call
+    cancels = {"kind": "http_429", "path": ["/fapi/v1/order", "/fapi/v1/algoOrder"]}
+    assert call(base, "POST", "/_sim/faults", {**cancels, "method": "DELETE"})[0] == 200
+    (armed,) = call(base, "GET", "/_sim/faults")[1]["armed"]
+    assert (armed["path"], armed["method"]) == (cancels["path"], "DELETE")
+    with pytest.raises(ccxt.DDoSProtection):
+        client.cancel_order(None, "BTC/USDT:USDT", {"clientOrderId": "c2", "trigger": True})
+    assert call(base, "POST", "/_sim/faults", {"kind": "lag_open_orders", "lag_s": -1})[0] == 400
 
     reader = ws_reader(f"{sim.ws_url}/ws/btcusdt@markPrice")
     assert sim.wait_for_subscribers("btcusdt@markPrice")

@@ -13,6 +13,7 @@ import pytest
 
 from sim import SimExchange
 from tests.sim.conftest import SYMBOL, WsReader, make_ccxt, user_stream_url
+from tests.waiting import poll
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -182,3 +183,149 @@ def test_path_scoping_and_counts(sim: SimExchange, client: Any) -> None:
         "accepted"
     ]
     assert sim.clear_faults() == 0
+
+
+def test_error_code_before_acting_and_after_acting(sim: SimExchange, client: Any) -> None:
+    sim.add_fault("error_code", code=-1008, status=503)
+    with pytest.raises(ccxt.OperationFailed) as err:
+        client.create_order(SYMBOL, "market", "buy", 0.01, params={"clientOrderId": "e1"})
+    assert '"code":-1008' in str(err.value) and "overloaded" in str(err.value)
+    assert sim.positions() == {}
+    log = sim.order_log()[-1]
+    assert (log.outcome, log.code, log.faults) == ("rejected", -1008, ["error_code"])
+    # act=true: the order is executed, the reply is the error all the same
+    sim.add_fault("error_code", code=-1001, status=500, act=True)
+    with pytest.raises(ccxt.OperationFailed):
+        client.create_order(SYMBOL, "market", "buy", 0.01, params={"clientOrderId": "e2"})
+    assert sim.positions()["BTCUSDT"].qty == pytest.approx(0.01)
+    assert sim.order_log()[-1].outcome == "accepted"
+    # default scope: order creation only; msg overrides the code's message
+    sim.add_fault("error_code", code=-4000, msg="Market is closed.")
+    client.fetch_positions()
+    with pytest.raises(ccxt.MarketClosed):
+        client.create_order(SYMBOL, "market", "buy", 0.01)
+
+
+def test_bad_response_after_acting(sim: SimExchange, client: Any) -> None:
+    sim.add_fault("bad_response")
+    with pytest.raises(ValueError):
+        client.create_order(SYMBOL, "market", "buy", 0.01, params={"clientOrderId": "b1"})
+    assert sim.positions()["BTCUSDT"].qty == pytest.approx(0.01)
+    sim.add_fault("bad_response", path="/fapi/v1/time", msg="<html>not json</html>")
+    req = urllib.request.Request(sim.base_url + "/fapi/v1/time")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200 and resp.read() == b"<html>not json</html>"
+
+
+def test_429_aimed_at_cancels_only(sim: SimExchange, client: Any) -> None:
+    from sim.faults import CANCEL_PATHS
+
+    client.create_order(SYMBOL, "market", "buy", 0.01)
+    client.create_order(
+        SYMBOL, "market", "sell", 0.01, params={"stopLossPrice": 59_000, "clientOrderId": "c1"}
+    )
+    sim.add_fault("http_429", path=CANCEL_PATHS, method="DELETE", retry_after_s=5, count=None)
+    assert client.fetch_order(None, SYMBOL, {"clientOrderId": "c1", "trigger": True})  # GET ok
+    client.create_order(SYMBOL, "market", "buy", 0.01)  # POST ok
+    with pytest.raises(ccxt.DDoSProtection):
+        client.cancel_order(None, SYMBOL, {"clientOrderId": "c1", "trigger": True})
+    with pytest.raises(ccxt.DDoSProtection):
+        client.cancel_order(None, SYMBOL, {"clientOrderId": "nope"})
+    req = urllib.request.Request(
+        sim.base_url + "/fapi/v1/algoOrder?clientAlgoId=c1&timestamp=1", method="DELETE"
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=5)
+    assert err.value.code == 429 and err.value.headers["Retry-After"] == "5"
+    err.value.close()
+    assert len(sim.open_orders()) == 1
+    sim.clear_faults()
+    client.cancel_order(None, SYMBOL, {"clientOrderId": "c1", "trigger": True})
+    assert sim.open_orders() == []
+
+
+def test_faults_narrowed_to_a_symbol(sim: SimExchange, client: Any) -> None:
+    sim.add_fault("http_502", symbol="ETHUSDT", count=None)
+    client.create_order(SYMBOL, "market", "buy", 0.01)
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        client.create_order("ETH/USDT:USDT", "market", "buy", 0.1)
+
+
+def test_lag_open_orders_answers_an_older_state(sim: SimExchange, client: Any) -> None:
+    client.create_order(SYMBOL, "market", "buy", 0.01)
+    client.create_order(
+        SYMBOL, "market", "sell", 0.01, params={"stopLossPrice": 59_000, "clientOrderId": "old"}
+    )
+    placed = time.time()
+    poll(lambda: time.time() > placed + 0.3, 2.0, "0.3 s on the clock", 0.02)
+    sim.add_fault("lag_open_orders", lag_s=0.2, count=None)
+    client.create_order(
+        SYMBOL, "market", "sell", 0.01, params={"stopLossPrice": 58_000, "clientOrderId": "new"}
+    )
+    client.cancel_order(None, SYMBOL, {"clientOrderId": "old", "trigger": True})
+    lagged = client.fetch_open_orders(SYMBOL, None, None, {"trigger": True})
+    assert [o["clientOrderId"] for o in lagged] == ["old"]
+    assert client.fetch_open_orders(SYMBOL) == []
+    # lookups by id and the control view are current
+    found = client.fetch_order(None, SYMBOL, {"clientOrderId": "old", "trigger": True})
+    assert found["info"]["algoStatus"] == "CANCELED"
+    assert [o.client_id for o in sim.open_orders()] == ["new"]
+    sim.clear_faults()
+    now = client.fetch_open_orders(SYMBOL, None, None, {"trigger": True})
+    assert [o["clientOrderId"] for o in now] == ["new"]
+
+
+def test_reject_on_trigger(
+    sim: SimExchange, client: Any, ws_reader: Callable[..., WsReader]
+) -> None:
+    reader = ws_reader(user_stream_url(sim, client))
+    assert sim.wait_for_user_streams(1)
+    client.create_order(SYMBOL, "market", "buy", 0.01)
+    client.create_order(
+        SYMBOL, "market", "sell", 0.01, params={"stopLossPrice": 59_000, "clientOrderId": "s1"}
+    )
+    sim.add_fault("reject_on_trigger", symbol="ETHUSDT")  # another symbol: not this stop
+    sim.add_fault("reject_on_trigger", symbol="BTCUSDT", msg="Margin is insufficient.")
+    sim.set_price("BTCUSDT", 58_900)
+    rejected = reader.wait_for(lambda m: m.get("e") == "ALGO_UPDATE" and m["o"]["X"] == "REJECTED")
+    assert rejected["o"]["caid"] == "s1" and rejected["o"]["rm"] == "Margin is insufficient."
+    assert sim.positions()["BTCUSDT"].qty == pytest.approx(0.01)
+    assert sim.open_orders() == []
+    assert [f.symbol for f in sim.list_faults()] == ["ETHUSDT"]
+    assert not [m for m in reader.drain() if m.get("e") == "ORDER_TRADE_UPDATE"]
+
+
+def test_filters_published_and_enforced() -> None:
+    from dataclasses import replace
+
+    from sim import SymbolSpec
+
+    spec = replace(
+        SymbolSpec.for_price("BTCUSDT", 60_000.0),
+        max_qty=1000.0,
+        market_max_qty=120.0,
+        max_price=1_000_000.0,
+    )
+    with SimExchange({"BTCUSDT": 60_000.0}, specs={"BTCUSDT": spec}, wallet_usdt=1e9) as ex:
+        client = make_ccxt(ex.base_url)
+        try:
+            market = client.load_markets()[SYMBOL]
+            assert market["limits"]["market"]["max"] == 120.0
+            assert market["limits"]["amount"]["max"] == 1000.0
+            assert market["limits"]["price"]["max"] == 1_000_000.0
+            with pytest.raises(ccxt.ExchangeError, match="-4005"):
+                client.create_order(SYMBOL, "market", "buy", 121.0)
+            client.create_order(SYMBOL, "market", "buy", 120.0)
+            with pytest.raises(ccxt.ExchangeError, match="-4007"):
+                client.create_order(
+                    SYMBOL,
+                    "market",
+                    "buy",
+                    None,
+                    None,
+                    {"stopLossPrice": 2e6, "closePosition": True},
+                )
+        finally:
+            client.session.close()
+    with pytest.raises(ValueError):
+        SimExchange({"ETHUSDT": 3000.0}, specs={"BTCUSDT": spec})

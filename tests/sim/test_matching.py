@@ -263,3 +263,64 @@ def test_position_and_wallet_stay_consistent_with_fills(
             "ETHUSDT", "SELL" if pos > 0 else "BUY", round(abs(pos), 2), reduce_only=True
         )
     assert eng.wallet - before == pytest.approx(upnl, abs=1e-6)
+
+
+@pytest.mark.timeout(30)
+def test_open_orders_as_they_were() -> None:
+    """``open_orders_at``: what the lag_open_orders fault answers, on a manual clock."""
+    now = [1_000]
+    prices = {"BTCUSDT": 60_000.0}
+    specs = {"BTCUSDT": SymbolSpec.for_price("BTCUSDT", 60_000.0)}
+    eng = MatchingEngine(specs, prices, clock=lambda: now[0])
+    eng.place_market("BTCUSDT", "BUY", 0.03, client_order_id="e1")
+    eng.place_algo(
+        "BTCUSDT", "SELL", "STOP_MARKET", 59_000.0, close_position=True, client_algo_id="old"
+    )
+    part, _ = eng.place_market("BTCUSDT", "BUY", 0.02, client_order_id="p1", parts=2)
+    now[0] = 2_000
+    eng.fill_next_part(part.order_id)  # the rest fills at 2,000: closed since
+    eng.cancel_algo(client_algo_id="old")
+    eng.place_algo(
+        "BTCUSDT", "SELL", "STOP_MARKET", 58_000.0, close_position=True, client_algo_id="new"
+    )
+    assert [o.client_order_id for o in eng.open_orders()] == []
+    assert [a.client_algo_id for a in eng.open_algo_orders()] == ["new"]
+    then_orders = eng.open_orders_at(1_500)
+    assert [(o.client_order_id, o.executed_qty) for o in then_orders] == [("p1", 0.01)]
+    assert [a.client_algo_id for a in eng.open_algo_orders_at(1_500)] == ["old"]
+    assert [a.client_algo_id for a in eng.open_algo_orders_at(2_000)] == ["new"]
+    assert eng.open_algo_orders_at(999) == [] and eng.open_orders_at(999) == []
+    assert eng.open_algo_orders_at(1_500, "ETHUSDT") == []
+    # the live orders were not touched by answering for the past
+    assert eng.get_order(part.order_id).status == "FILLED"
+
+
+@pytest.mark.timeout(30)
+def test_history_is_kept_for_a_bounded_time() -> None:
+    from sim.matching import HISTORY_S
+
+    now = [0]
+    specs = {"BTCUSDT": SymbolSpec.for_price("BTCUSDT", 60_000.0)}
+    eng = MatchingEngine(specs, {"BTCUSDT": 60_000.0}, clock=lambda: now[0])
+    for i in range(5):
+        now[0] = i * 1_000
+        eng.place_market("BTCUSDT", "BUY", 0.01)
+    now[0] = int(HISTORY_S * 1000) + 10_000
+    eng.place_market("BTCUSDT", "BUY", 0.01)
+    assert len(eng._history) == 2  # only the last order's NEW and TRADE
+
+
+@pytest.mark.timeout(30)
+def test_trigger_veto_rejects_instead_of_executing() -> None:
+    specs = {"BTCUSDT": SymbolSpec.for_price("BTCUSDT", 60_000.0)}
+    eng = MatchingEngine(
+        specs, {"BTCUSDT": 60_000.0}, trigger_veto=lambda algo: f"no ({algo.client_algo_id})"
+    )
+    eng.place_market("BTCUSDT", "BUY", 0.01)
+    eng.place_algo(
+        "BTCUSDT", "SELL", "STOP_MARKET", 59_000.0, close_position=True, client_algo_id="s1"
+    )
+    events = eng.set_mark("BTCUSDT", 58_000.0)
+    assert [e.algo.status for e in events if isinstance(e, AlgoEvent)] == ["TRIGGERING", "REJECTED"]
+    assert eng.get_algo(client_algo_id="s1").reject_reason == "no (s1)"
+    assert eng.position("BTCUSDT").qty == pytest.approx(0.01)
