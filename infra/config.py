@@ -8,8 +8,23 @@ Secrets never live in the file: API keys and secrets come from ``PS_<ACCOUNT>_AP
 ``PS_<ACCOUNT>_API_SECRET`` (the account name upper-cased, ``-`` turned into ``_``), the signal
 feed token from ``PS_FEED_TOKEN`` and a database DSN with a password from ``PS_DATABASE_DSN``
 (each name can be changed with the matching ``*_env`` key). A key that looks like a secret
-(``api_key``, ``secret``, ``token``, ``password`` …) or a DSN carrying a password written in the
-file is an error: "secrets come from the environment".
+(``api_key``, ``secret``, ``token``, ``password`` …), a DSN carrying a password in any form libpq
+accepts (``user:pw@``, ``?password=``, ``password=``, also ``sslpassword``) or a URL carrying
+user info or a secret-looking query parameter (``?token=``) written in the file is an error:
+"secrets come from the environment". :meth:`Config.secret_values` lists every secret resolved
+from the environment, a DSN's password in each spelling, for log redaction.
+
+:func:`load_config` never lets the file's text out: an unreadable, oversized (over 1 MiB),
+non-UTF-8, non-TOML or too deeply nested file is a :class:`ConfigError` naming the file and at
+most the position (line, column, byte) of the problem.
+
+``require_credentials=False`` (the read-only ``status`` and ``history`` commands) validates
+everything the same way but does not resolve API keys: accounts with ``credentials = "env"``
+get empty ``api_key``/``api_secret`` and a missing variable is not an error.
+
+Accounts must be distinct: two names that differ only in case or ``-``/``_`` (they would share
+the key variables and take two account locks) are refused, and so are two ``credentials =
+"env"`` accounts on the same exchange URL with the same key variable or the same key.
 
 The schema, with defaults (see ``deploy/example.toml``)::
 
@@ -24,6 +39,8 @@ The schema, with defaults (see ``deploy/example.toml``)::
     credentials = "env"          # or "dummy": fixed fake keys, only for loopback URLs (sim/)
     api_key_env = "PS_<NAME>_API_KEY"
     api_secret_env = "PS_<NAME>_API_SECRET"
+    allow_insecure_transport = false  # true: allow http:// / ws:// to a non-loopback host
+                                      # with credentials = "env"
     [accounts.<name>.risk]       # optional: overrides [risk] for this account
 
     [risk]
@@ -64,7 +81,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from actors.state import Policy, Reentry
 from supervision.restart import RestartPolicy
@@ -84,6 +104,7 @@ __all__ = [
     "SignalPolicyConfig",
     "SupervisorSection",
     "SyncConfig",
+    "dsn_secrets",
     "env_name",
     "load_config",
     "parse_config",
@@ -97,6 +118,14 @@ _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,32}$")
 _ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "api_key", "apikey", "private_key")
+# Connection options whose value is a secret (libpq's keywords; ``passfile`` is a path: fine).
+_DSN_SECRET_KEYS = ("password", "sslpassword")
+# URL query parameters that carry a secret: their names, lower-cased, without ``-``/``_``/``.``.
+_URL_SECRET_RE = re.compile(
+    r"token|secret|passw|pwd|auth|apikey|key$|^key|signature|^sig$|jwt|credential|session|bearer"
+)
+_MAX_FILE_BYTES = 1 << 20
+_MAX_NESTING = 64
 
 
 class ConfigError(Exception):
@@ -105,7 +134,8 @@ class ConfigError(Exception):
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
         self.problem = problem
-        super().__init__(f"{path}: {problem}" if path else problem)
+        text = f"{path}: {problem}" if path else problem
+        super().__init__(" ".join(text.splitlines()))  # always one line
 
 
 # --- the configuration values -------------------------------------------------------------
@@ -127,7 +157,8 @@ class RiskConfig:
 
 @dataclass(frozen=True, slots=True)
 class AccountConfig:
-    """One exchange account. ``api_key``/``api_secret`` are resolved from the environment."""
+    """One exchange account. ``api_key``/``api_secret`` are resolved from the environment
+    (empty when loaded with ``require_credentials=False``)."""
 
     name: str
     exchange: str
@@ -140,6 +171,7 @@ class AccountConfig:
     credentials: str = "env"
     api_key_env: str = ""
     api_secret_env: str = ""
+    allow_insecure_transport: bool = False
     risk: RiskConfig = field(default_factory=RiskConfig)
     api_key: str = field(default="", repr=False)
     api_secret: str = field(default="", repr=False)
@@ -165,12 +197,17 @@ class SupervisorSection:
 
 @dataclass(frozen=True, slots=True)
 class DatabaseConfig:
-    """``dsn`` (from the file or the ``dsn_env`` variable) wins over ``embedded_dir``."""
+    """``dsn`` (from the file or the ``dsn_env`` variable) wins over ``embedded_dir``.
+
+    ``libpq_password``: the ``PGPASSWORD`` of the environment, which libpq uses for a DSN
+    without a password (kept only to redact it from logs).
+    """
 
     dsn: str | None = field(default=None, repr=False)
     dsn_env: str = "PS_DATABASE_DSN"
     embedded_dir: str = ".data/pg"
     account_lock_wait: bool = False
+    libpq_password: str | None = field(default=None, repr=False)
 
     @property
     def embedded(self) -> bool:
@@ -253,7 +290,9 @@ class Config:
         )
 
     def secret_values(self) -> tuple[str, ...]:
-        """Every secret value resolved from the environment (for log redaction)."""
+        """Every secret value resolved from the environment (for log redaction): API keys and
+        secrets, the feed token, ``PGPASSWORD`` and the DSN's password(s) in every spelling
+        (:func:`dsn_secrets`: as libpq reads it and as written in the DSN)."""
         out: list[str] = []
         for a in self.accounts.values():
             if a.credentials == "env":
@@ -261,10 +300,10 @@ class Config:
         if self.feeds.token:
             out.append(self.feeds.token)
         if self.database.dsn:
-            pw = _dsn_password(self.database.dsn)
-            if pw:
-                out.append(pw)
-        return tuple(s for s in out if s)
+            out += dsn_secrets(self.database.dsn)
+        if self.database.libpq_password:
+            out.append(self.database.libpq_password)
+        return tuple(dict.fromkeys(s for s in out if s))
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -275,37 +314,77 @@ def env_name(account: str, what: str) -> str:
     return f"PS_{re.sub(r'[^A-Z0-9]', '_', account.upper())}_{what}"
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    *,
+    require_credentials: bool = True,
+) -> Config:
     """Read and validate a TOML file; secrets from ``environ`` (default ``os.environ``).
 
-    Raises :class:`ConfigError` for an unreadable file, bad TOML or any invalid key. Does no
-    I/O beyond reading the file: nothing connects.
+    Called by the CLI before anything starts (any thread). Raises :class:`ConfigError` for an
+    unreadable file, a directory, a file over 1 MiB, invalid UTF-8, bad or too deeply nested
+    TOML, or any invalid key; the message names the file and at most the position of the
+    problem, never the file's text (which may hold a secret written by mistake). Does no I/O
+    beyond reading the file: nothing connects. ``require_credentials``: see
+    :func:`parse_config`.
     """
     p = Path(path)
+    where = str(p)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            raw = f.read(_MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(str(p), f"cannot read: {exc.strerror or exc}") from None
+        raise ConfigError(where, f"cannot read: {exc.strerror or type(exc).__name__}") from None
+    if len(raw) > _MAX_FILE_BYTES:
+        raise ConfigError(where, f"too large (over {_MAX_FILE_BYTES} bytes)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(where, f"not valid UTF-8 {_byte_position(raw, exc.start)}") from None
+    text = text.removeprefix("\ufeff")  # a byte order mark some editors write
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(p), f"not valid TOML: {exc}") from None
-    return parse_config(data, os.environ if environ is None else environ, source=str(p))
+        raise ConfigError(where, f"not valid TOML {_toml_problem(str(exc))}") from None
+    except RecursionError:
+        at = _nesting_position(text, _MAX_NESTING)
+        raise ConfigError(where, f"not valid TOML: nested too deeply{at}") from None
+    except ValueError:  # e.g. an integer over Python's 4300 digits
+        raise ConfigError(where, "not valid TOML: a value out of range") from None
+    return parse_config(
+        data,
+        os.environ if environ is None else environ,
+        source=where,
+        require_credentials=require_credentials,
+    )
 
 
 def parse_config(
-    data: Mapping[str, Any], environ: Mapping[str, str], source: str = "<memory>"
+    data: Mapping[str, Any],
+    environ: Mapping[str, str],
+    source: str = "<memory>",
+    *,
+    require_credentials: bool = True,
 ) -> Config:
-    """Validate an already parsed TOML document. See the module docstring for the schema."""
-    _no_secrets(data, "")
+    """Validate an already parsed TOML document. See the module docstring for the schema.
+
+    ``require_credentials=False`` is for commands that only read the database (``status``,
+    ``history``): API keys are not looked up (accounts get empty ones) and their absence is no
+    error; every other check is the same. Raises :class:`ConfigError` only.
+    """
+    _no_secrets(data)
     root = _Table(data, "")
     risk = _risk(root.table("risk"), RiskConfig())
     accounts_t = root.table("accounts")
     if not accounts_t.keys():
         raise ConfigError("accounts", "at least one account is required")
+    _distinct_names(accounts_t)
     accounts = {
-        name: _account(name, accounts_t.table(name), risk, environ) for name in accounts_t.keys()
+        name: _account(name, accounts_t.table(name), risk, environ, require_credentials)
+        for name in accounts_t.keys()
     }
+    _distinct_exchange_accounts(accounts, accounts_t)
 
     sp_t = root.table("signal_policy")
     reentry_s = sp_t.str_("reentry", "cooldown")
@@ -399,15 +478,22 @@ def _risk(t: _Table, base: RiskConfig) -> RiskConfig:
     return out
 
 
-def _account(name: str, t: _Table, risk: RiskConfig, environ: Mapping[str, str]) -> AccountConfig:
-    if not _ACCOUNT_RE.match(name):
+def _account(
+    name: str,
+    t: _Table,
+    risk: RiskConfig,
+    environ: Mapping[str, str],
+    require_credentials: bool = True,
+) -> AccountConfig:
+    if not _ACCOUNT_RE.fullmatch(name):
         raise ConfigError(t.path, "account name must be 1-32 of [A-Za-z0-9_-]")
     exchange = t.str_("exchange", "binanceusdm")
     from infra.exchange.venues import VENUES  # noqa: PLC0415 - imports ccxt: only when needed
 
     if exchange not in VENUES:
         raise ConfigError(
-            t.at("exchange"), f"unsupported exchange {exchange!r} (known: {', '.join(VENUES)})"
+            t.at("exchange"),
+            f"unsupported exchange {_quote(exchange)} (known: {', '.join(VENUES)})",
         )
     rest_url = t.url("rest_url", ("http", "https"))
     ws_url = t.url("ws_url", ("ws", "wss"))
@@ -415,14 +501,29 @@ def _account(name: str, t: _Table, risk: RiskConfig, environ: Mapping[str, str])
     if not symbols:
         raise ConfigError(t.at("symbols"), "the allow-list needs at least one symbol")
     for i, s in enumerate(symbols):
-        if not _SYMBOL_RE.match(s):
-            raise ConfigError(f"{t.at('symbols')}[{i}]", f"{s!r} is not an exchange symbol id")
+        if not _SYMBOL_RE.fullmatch(s):
+            raise ConfigError(
+                f"{t.at('symbols')}[{i}]", f"{_quote(s)} is not an exchange symbol id"
+            )
     if len(set(symbols)) != len(symbols):
         raise ConfigError(t.at("symbols"), "lists a symbol twice")
     credentials = t.str_("credentials", "env")
     key_env = t.env_name("api_key_env", env_name(name, "API_KEY"))
     secret_env = t.env_name("api_secret_env", env_name(name, "API_SECRET"))
-    if credentials == "env":
+    insecure_ok = t.bool_("allow_insecure_transport", False)
+    if credentials == "env" and not insecure_ok:
+        for k, url in (("rest_url", rest_url), ("ws_url", ws_url)):
+            scheme = urlsplit(url).scheme
+            if scheme in ("http", "ws") and not _loopback(url):
+                raise ConfigError(
+                    t.at(k),
+                    f"{scheme}:// to a non-loopback host would carry the account's traffic "
+                    f'unencrypted with real credentials (credentials = "env"): use {scheme}s://, '
+                    "or set allow_insecure_transport = true",
+                )
+    if credentials == "env" and not require_credentials:
+        key, secret = "", ""
+    elif credentials == "env":
         key = environ.get(key_env, "")
         secret = environ.get(secret_env, "")
         if not key or not secret:
@@ -452,6 +553,7 @@ def _account(name: str, t: _Table, risk: RiskConfig, environ: Mapping[str, str])
         credentials=credentials,
         api_key_env=key_env,
         api_secret_env=secret_env,
+        allow_insecure_transport=insecure_ok,
         risk=acc_risk,
         api_key=key,
         api_secret=secret,
@@ -460,23 +562,88 @@ def _account(name: str, t: _Table, risk: RiskConfig, environ: Mapping[str, str])
     return out
 
 
+def _distinct_names(accounts_t: _Table) -> None:
+    """Refuse account names that differ only in case or ``-``/``_``: they would read the same
+    key variables (:func:`env_name`) yet take two account locks, i.e. two owners of one
+    exchange account."""
+    seen: dict[str, str] = {}
+    for name in accounts_t.keys():
+        folded = env_name(name, "")
+        if folded in seen:
+            raise ConfigError(
+                accounts_t.at(name),
+                f"same name as accounts.{seen[folded]} apart from case or -/_ (both would use "
+                f"{env_name(name, 'API_KEY')} and take separate account locks): rename one",
+            )
+        seen[folded] = name
+
+
+def _endpoint(url: str) -> str:
+    """``url`` normalised for comparison: scheme and host lower-cased, default port explicit."""
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(parts.scheme, 0)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}:{parts.port or default}{parts.path.rstrip('/')}"
+
+
+def _distinct_exchange_accounts(accounts: Mapping[str, AccountConfig], accounts_t: _Table) -> None:
+    """Refuse two ``credentials = "env"`` accounts on the same exchange and REST URL with the
+    same key variable or the same key: one exchange account under two names would be traded
+    by two sets of actors under two account locks."""
+    seen_env: dict[tuple[str, str, str], str] = {}
+    seen_key: dict[tuple[str, str, str], str] = {}
+    for name, acc in accounts.items():
+        if acc.credentials != "env":
+            continue  # "dummy" is for sim/ only: several test accounts may share one sim
+        where = _endpoint(acc.rest_url)
+        by_env = (acc.exchange, where, acc.api_key_env)
+        if by_env in seen_env:
+            raise ConfigError(
+                f"{accounts_t.at(name)}.api_key_env",
+                f"accounts.{seen_env[by_env]} uses the same key variable {acc.api_key_env} on "
+                "the same exchange URL: one exchange account must be configured once",
+            )
+        seen_env[by_env] = name
+        if acc.api_key:
+            by_key = (acc.exchange, where, acc.api_key)
+            if by_key in seen_key:
+                other = accounts[seen_key[by_key]]
+                raise ConfigError(
+                    f"{accounts_t.at(name)}.api_key_env",
+                    f"{acc.api_key_env} holds the same API key as {other.api_key_env} "
+                    f"(accounts.{other.name}) on the same exchange URL: one exchange account "
+                    "must be configured once",
+                )
+            seen_key[by_key] = name
+
+
 def _database(t: _Table, environ: Mapping[str, str]) -> DatabaseConfig:
     dsn_env = t.env_name("dsn_env", "PS_DATABASE_DSN")
     dsn = t.opt_str("dsn")
     if dsn is not None:
-        if _dsn_password(dsn):
-            raise ConfigError(
-                t.at("dsn"),
-                f"contains a password; secrets come from the environment (set {dsn_env})",
-            )
         if not dsn.strip():
             raise ConfigError(t.at("dsn"), "is empty")
+        params = _parse_dsn(dsn, t.at("dsn"), "not a valid PostgreSQL connection string")
+        written = [k for k in _DSN_SECRET_KEYS if k in params] or (
+            ["password"] if _written_dsn_secrets(dsn) else []
+        )
+        if written:
+            raise ConfigError(
+                t.at("dsn"),
+                f"contains a password{'' if written[0] == 'password' else f' ({written[0]})'}; "
+                f"secrets come from the environment (set {dsn_env}, or use a passfile)",
+            )
     env_dsn = environ.get(dsn_env)
     if env_dsn:
+        _parse_dsn(
+            env_dsn, t.at("dsn_env"), f"{dsn_env} is not a valid PostgreSQL connection string"
+        )
         dsn = env_dsn
     embedded_dir = t.str_("embedded_dir", ".data/pg")
     if not embedded_dir:
         raise ConfigError(t.at("embedded_dir"), "is empty")
+    if "\x00" in embedded_dir:
+        raise ConfigError(t.at("embedded_dir"), "contains a NUL character")
     # pgserver's Unix socket lives in the data folder: its path is limited to 107 bytes.
     if len(str(Path(embedded_dir).resolve())) > 80:
         raise ConfigError(
@@ -487,6 +654,7 @@ def _database(t: _Table, environ: Mapping[str, str]) -> DatabaseConfig:
         dsn_env=dsn_env,
         embedded_dir=embedded_dir,
         account_lock_wait=t.bool_("account_lock_wait", False),
+        libpq_password=environ.get("PGPASSWORD") or None,
     )
     t.done()
     return out
@@ -496,7 +664,12 @@ def _metrics(t: _Table) -> MetricsConfig:
     address = t.str_("address", "127.0.0.1:9490")
     host, sep, port_s = address.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+    if (
+        not sep
+        or not host
+        or not (port_s.isascii() and port_s.isdigit())
+        or not 0 <= int(port_s) <= 65535
+    ):
         raise ConfigError(t.at("address"), "must be HOST:PORT")
     out = MetricsConfig(host=host, port=int(port_s), enabled=t.bool_("enabled", True))
     t.done()
@@ -523,27 +696,169 @@ def _feeds(t: _Table, environ: Mapping[str, str]) -> FeedsConfig:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _no_secrets(data: Mapping[str, Any], path: str) -> None:
-    for k, v in data.items():
-        here = f"{path}.{k}" if path else str(k)
-        low = str(k).lower()
-        if isinstance(v, Mapping):
-            _no_secrets(v, here)
-        elif not low.endswith("_env") and any(w in low for w in _SECRET_WORDS):
-            raise ConfigError(here, "secrets come from the environment, not the file")
+def _no_secrets(data: Mapping[str, Any]) -> None:
+    """Refuse secret-looking keys anywhere in the document (tables, arrays of tables).
+
+    Iterative, so that a document nested thousands of levels deep by dotted keys (which
+    ``tomllib`` builds without recursion) is refused later as an unknown key, not by a
+    RecursionError here."""
+    stack: list[tuple[str, object]] = [("", data)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, list):
+            stack += [(f"{path}[{i}]", v) for i, v in enumerate(node)]
+            continue
+        if not isinstance(node, Mapping):
+            continue
+        for k, v in node.items():
+            here = f"{path}.{k}" if path else str(k)
+            low = str(k).lower()
+            if isinstance(v, Mapping | list):
+                stack.append((here, v))
+            elif not low.endswith("_env") and any(w in low for w in _SECRET_WORDS):
+                raise ConfigError(here, "secrets come from the environment, not the file")
 
 
-def _dsn_password(dsn: str) -> str | None:
-    """The password a DSN carries (URL or ``key=value`` form), if any."""
-    if "://" in dsn:
-        try:
-            return urlsplit(dsn).password or None
-        except ValueError:
-            return None
-    m = re.search(r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn)
-    if m is None:
-        return None
-    return m.group(1).strip("'") or None
+def _parse_dsn(dsn: str, where: str, problem: str) -> dict[str, Any]:
+    """``dsn``'s options as libpq reads them (``conninfo_to_dict``: URI and key=value forms).
+
+    Raises :class:`ConfigError` ``where: problem (detail)``; the detail is libpq's message
+    with every quoted part of the DSN left out, since it could be a piece of a password."""
+    if "\x00" in dsn:
+        raise ConfigError(where, f"{problem} (it contains a NUL character)")
+    try:
+        return conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        lines = str(exc).strip().splitlines()
+        detail = re.sub(r'"[^"]*"', '"…"', lines[0]) if lines else ""
+        raise ConfigError(where, f"{problem} ({detail or type(exc).__name__})") from None
+
+
+def dsn_secrets(dsn: str) -> tuple[str, ...]:
+    """Every spelling of the passwords a DSN carries (``password``, ``sslpassword``): the value
+    libpq uses and the text as written (percent-encoded in a URI, backslash-escaped or quoted
+    in ``key=value``), so that a log line quoting the DSN or the value is redacted either way.
+    Never raises; an unparsable DSN yields what a scan of its text finds."""
+    out: list[str] = []
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        params = {}
+    out += [str(params[k]) for k in _DSN_SECRET_KEYS if params.get(k)]
+    out += _written_dsn_secrets(dsn)
+    return tuple(dict.fromkeys(s for s in out if s))
+
+
+def _written_dsn_secrets(dsn: str) -> list[str]:
+    """Values of password options as written in ``dsn`` and decoded, following libpq's
+    grammar (``fe-connect.c``: ``conninfo_uri_parse_options``, ``conninfo_parse``)."""
+    out: list[str] = []
+    if dsn.startswith(("postgresql://", "postgres://")):
+        rest = dsn.split("://", 1)[1]
+        at = rest.find("@")
+        slash = rest.find("/")
+        if at >= 0 and (slash < 0 or at < slash):
+            user_info, rest = rest[:at], rest[at + 1 :]
+            if ":" in user_info:
+                raw = user_info.split(":", 1)[1]
+                out += [raw, unquote(raw)]
+        if "?" in rest:
+            for item in rest.split("?", 1)[1].split("&"):
+                k, eq, v = item.partition("=")
+                if eq and unquote(k) in _DSN_SECRET_KEYS:
+                    out += [v, unquote(v)]
+        return [s for s in out if s]
+    i, n = 0, len(dsn)
+    while i < n:
+        while i < n and dsn[i].isspace():
+            i += 1
+        start = i
+        while i < n and dsn[i] != "=" and not dsn[i].isspace():
+            i += 1
+        key = dsn[start:i]
+        while i < n and dsn[i].isspace():
+            i += 1
+        if i >= n or dsn[i] != "=":
+            break  # malformed: libpq refuses it as well
+        i += 1
+        while i < n and dsn[i].isspace():
+            i += 1
+        quoted = i < n and dsn[i] == "'"
+        i += quoted
+        start, value = i, []
+        while i < n and (dsn[i] != "'" if quoted else not dsn[i].isspace()):
+            if dsn[i] == "\\" and i + 1 < n:
+                i += 1
+            value.append(dsn[i])
+            i += 1
+        raw = dsn[start:i]
+        i += quoted
+        if key in _DSN_SECRET_KEYS:
+            out += [raw, "".join(value)]
+    return [s for s in out if s]
+
+
+def _byte_position(raw: bytes, offset: int) -> str:
+    """``at line L, column C (byte B)`` for a byte offset (column counted in bytes, from 1)."""
+    line = raw.count(b"\n", 0, offset) + 1
+    column = offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
+    return f"at line {line}, column {column} (byte {offset})"
+
+
+def _toml_problem(message: str) -> str:
+    """``tomllib``'s message without any text of the file: its constant head and position.
+
+    ``tomllib`` quotes keys and characters of the document in some messages (``Cannot declare
+    ('x',) twice``, ``Illegal character '\\x01'``); only the words before the first quoted or
+    formatted part are kept, then ``(at line L, column C)`` (or ``at end of document``)."""
+    m = re.search(r"\(at (line \d+, column \d+|end of document)\)\s*$", message)
+    at = f"at {m.group(1)}" if m else "(position unknown)"
+    body = message[: m.start()] if m else message
+    head = re.match(r"[A-Za-z ]*", body)
+    words = head.group(0).strip() if head else ""
+    if words and len(words) < len(body.strip()):
+        words += " …"
+    return f"{at}: {words}" if words else at
+
+
+def _nesting_position(text: str, limit: int) -> str:
+    """``" at line L, column C"`` where arrays and inline tables first nest deeper than
+    ``limit`` (outside strings and comments), or ``""`` if a scan finds no such place."""
+    depth, i, n = 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if c in "\"'":
+            triple = text.startswith(c * 3, i)
+            close = c * 3 if triple else c
+            i += len(close)
+            while i < n and not text.startswith(close, i):
+                if c == '"' and text[i] == "\\":
+                    i += 1
+                elif text[i] == "\n" and not triple:
+                    break
+                i += 1
+            i += len(close)
+            continue
+        if c in "[{":
+            depth += 1
+            if depth > limit:
+                line = text.count("\n", 0, i) + 1
+                column = i - (text.rfind("\n", 0, i) + 1) + 1
+                return f" at line {line}, column {column}"
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return ""
+
+
+def _quote(value: str, limit: int = 40) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for a value quoted in an error."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 4]}...{text[-1]}"
 
 
 def _loopback(url: str) -> bool:
@@ -660,7 +975,7 @@ class _Table:
 
     def env_name(self, key: str, default: str) -> str:
         v = self.str_(key, default)
-        if not _ENV_RE.match(v):
+        if not _ENV_RE.fullmatch(v):
             raise ConfigError(self.at(key), "not an environment variable name")
         return v
 
@@ -681,6 +996,15 @@ class _Table:
             raise ConfigError(
                 self.at(key), "must not carry credentials; secrets come from the environment"
             )
+        for part, text in (("query", parts.query), ("fragment", parts.fragment)):
+            for item in re.split(r"[&;]", text):
+                name = re.sub(r"[-_.]", "", unquote(item.partition("=")[0])).lower()
+                if name and _URL_SECRET_RE.search(name):
+                    raise ConfigError(
+                        self.at(key),
+                        f"must not carry a secret in its {part} (a parameter named like a "
+                        "token, key or password); secrets come from the environment",
+                    )
         return v.rstrip("/")
 
     def done(self) -> None:

@@ -10,7 +10,11 @@ Commands::
     demo                     embedded PostgreSQL + sim/ exchange + four signal sources
 
 ``--config`` defaults to ``$PS_CONFIG``. Exit codes: 0 ok, 2 invalid configuration or usage
-(nothing has connected yet), 1 runtime failure.
+(nothing has connected yet; one line on stderr, ``configuration error: <key path>: <problem>``),
+1 runtime failure (its message redacted of every configured secret).
+
+``status`` and ``history`` only read the database: they load the configuration without
+requiring the trading keys (``require_credentials=False``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 from actors.model import Side
 from actors.state import JournalEvent, Position, SignalRecord
 from infra.config import Config, ConfigError, load_config
-from infra.logs import setup_logging
+from infra.logs import SecretRedactor, setup_logging
 
 __all__ = ["main", "render_history", "render_status"]
 
@@ -37,6 +41,10 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 log = logging.getLogger("supervision.cli")
+
+# The redactor of the last configuration loaded by this process's command, for the error line
+# :func:`main` prints itself (that line does not go through the logging handler).
+_redactor = SecretRedactor()
 
 
 # --- rendering (pure; tested) -------------------------------------------------------------
@@ -161,11 +169,15 @@ def render_history(
 # --- commands -----------------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace) -> Config:
+def _load(args: argparse.Namespace, *, require_credentials: bool = True) -> Config:
+    """The configuration named by ``--config`` or ``$PS_CONFIG``; its secrets are added to
+    the redactor of :func:`main`'s error line. Raises :class:`ConfigError`."""
     path = args.config or os.environ.get("PS_CONFIG")
     if not path:
         raise ConfigError("--config", "required (or set PS_CONFIG)")
-    return load_config(path)
+    cfg = load_config(path, require_credentials=require_credentials)
+    _redactor.add(cfg.secret_values())
+    return cfg
 
 
 def _logging(cfg: Config, args: argparse.Namespace) -> None:
@@ -221,7 +233,7 @@ def _with_store(cfg: Config, fn: Callable[[Any], int]) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg = _load(args, require_credentials=False)  # reads the database only
     setup_logging("WARNING", False, cfg.secret_values())
 
     def show(store: Any) -> int:
@@ -234,7 +246,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg = _load(args, require_credentials=False)  # reads the database only
     setup_logging("WARNING", False, cfg.secret_values())
     accounts = [args.account] if args.account else list(cfg.accounts)
 
@@ -340,14 +352,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.fn(args)
         return code
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        print(f"configuration error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except Exception as exc:
         logging.getLogger("supervision").error("%s failed: %r", args.command, exc, exc_info=True)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(_redactor.redact(str(exc)))}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())
 
 
 if __name__ == "__main__":
