@@ -19,16 +19,20 @@ raised). So ``accepted + sum(refused) == frames`` at any quiet moment. Each refu
 (throttled per reason) and counts ``feed_parse_error(feed, reason)``.
 
 Acknowledgements: every signal gets one answer frame on the feed's connection, a JSON text
-frame ``{"ack": <signal_id>, "account": …, "symbol": …, "outcome": …, "reason": …}``, once its
-outcome is decided: for a signal the actor handled, after the outcome is written (the signal
+frame ``{"ack": <signal_id>, "account": …, "symbol": …, "outcome": …, "reason": …,
+"retry": …, "replay": …, "position_id": …}``, once its outcome is decided. ``retry`` says
+whether the same id may succeed if sent again later (:func:`actors.reasons.retry_allowed`);
+``replay`` that the id was decided before and the answer is that recorded decision (an
+accepted one with its ``position_id``), whatever the re-sent signal's age (I11). Answers go
+out for a signal the actor handled, after the outcome is written (the signal
 record, and the entry intent of an accepted one, are committed); for a refusal of the feed
 or the intake, at once (``outcome`` ``"rejected"``, ``reason`` the refusal's). A frame without
 a well-formed ``signal_id`` gets no answer. The supervisor reports decided outcomes through
 :meth:`SignalFeedClient.signal_decided`; only ids this feed delivered are answered (at most
 ``awaiting_max`` at a time, the oldest forgotten beyond). An answer that could not be written
 is sent on the next connection. A signal server that re-sends unanswered signals after a
-reconnect (with the same ids: a decided one is answered ``duplicate``) loses none to a
-crash of the supervisor.
+reconnect (with the same ids: a decided one is answered with its decision, ``replay``) loses
+none to a crash of the supervisor.
 
 Threads: the runner thread parses, validates and tells; ``start``/``stop``/``stats`` and
 ``signal_decided`` from any thread. The token is sent in the handshake header only and never
@@ -49,6 +53,7 @@ from urllib.parse import urlsplit
 
 from actors.messages import OpenSignal
 from actors.model import Key
+from actors.reasons import retry_allowed
 from actors.state import SignalRecord
 from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
 from infra.feeds.parsing import Refusal, SignalRules, parse_signal, preview
@@ -183,7 +188,15 @@ class SignalFeedClient:
         """The outcome of a signal is decided (and written): answer it if this feed delivered
         it and is still waiting. Any thread; never blocks."""
         if self._acks and self._still_awaited(record.signal_id):
-            self._answer(record.signal_id, record.key, record.outcome.value, record.reason)
+            self._answer(
+                record.signal_id,
+                record.key,
+                record.outcome.value,
+                record.reason,
+                retry=record.retry,
+                replay=record.replay,
+                position_id=record.position_id,
+            )
 
     @property
     def acks_enabled(self) -> bool:
@@ -195,13 +208,26 @@ class SignalFeedClient:
         with self._lock:
             return sum(self._awaiting.values())
 
-    def _answer(self, signal_id: str, key: Key | None, outcome: str, reason: str) -> None:
+    def _answer(
+        self,
+        signal_id: str,
+        key: Key | None,
+        outcome: str,
+        reason: str,
+        *,
+        retry: bool,
+        replay: bool = False,
+        position_id: int | None = None,
+    ) -> None:
         frame = {
             "ack": signal_id,
             "account": key.account if key is not None else None,
             "symbol": key.symbol if key is not None else None,
             "outcome": outcome,
             "reason": reason,
+            "retry": retry,
+            "replay": replay,
+            "position_id": position_id,
         }
         if self.runner.send_text(json.dumps(frame, separators=(",", ":"))):
             with self._lock:
@@ -299,7 +325,7 @@ class SignalFeedClient:
         if self._acks and r.signal_id is not None:
             delivered = r.reason in ("sink_error", "intake_refused")
             if not delivered or self._still_awaited(r.signal_id):
-                self._answer(r.signal_id, key, "rejected", r.reason)
+                self._answer(r.signal_id, key, "rejected", r.reason, retry=retry_allowed(r.reason))
         with contextlib.suppress(Exception):
             self.metrics.feed_parse_error(self.name, r.reason)
         self._throttle.warning(

@@ -435,11 +435,17 @@ def test_every_signal_is_answered_once_its_outcome_is_written(
         "accepted"
     ]
     assert world.store.positions(KEY)
-    # a replay is answered too, as what it is
+    assert (ack["retry"], ack["replay"]) == (False, False)
+    opened = ack["position_id"]
+    assert opened == world.store.positions(KEY)[0].id
+    # a replay is answered with the recorded decision: accepted, that position (I11)
     signal_server.received.clear()
     signal_server.send_signal(good(signal_id="ack-1"))
-    wait_until(lambda: any(b"duplicate" in _b(m) for m in signal_server.received), 5.0, "replay")
-    assert signal_server.acks["ack-1"]["reason"] == "signal_replayed"
+    wait_until(lambda: any(b'"replay":true' in _b(m) for m in signal_server.received), 5.0, "replay")
+    again = signal_server.acks["ack-1"]
+    assert (again["outcome"], again["reason"], again["position_id"]) == ("accepted", "", opened)
+    assert again["retry"] is False
+    assert len(world.store.positions(KEY)) == 1
     assert client.awaiting() == 0
 
 
@@ -453,6 +459,8 @@ def test_refusals_are_answered_with_their_reason_frames_without_an_id_are_not(
     signal_server.send_signal(good(signal_id="old-1", created_at=time.time() - 300))
     signal_server.send_raw('{"signal_id": "broken-1", ')  # malformed: no id can be read
     signal_server.send_signal(good(signal_id="side-1", take_profit=57_000.0))
+    for sid in ("old-1", "side-1"):  # decided before the account closes below
+        assert signal_server.wait_for_ack(sid, 5.0) is not None
     world.sup.set_entries_open(ACCOUNT, False, "not_owner")
     signal_server.send_signal(good(signal_id="owner-1"))
     ack = signal_server.wait_for_ack("owner-1", 5.0)
@@ -515,7 +523,8 @@ def test_with_acks_off_nothing_is_sent_back(signal_server: SignalFeed, world: Lo
         assert c.runner.wait_connected(1, 5.0) and signal_server.wait_for_clients(1, 5.0)
         signal_server.send_signal(good(signal_id="quiet-1"))
         signal_server.send_signal(good(signal_id="quiet-old", created_at=time.time() - 300))
-        wait_until(lambda: len(world.store.signals()) == 1, 5.0, "signal recorded")
+        # both reach the actor (it checks the age): both are recorded
+        wait_until(lambda: len(world.store.signals()) == 2, 5.0, "signals recorded")
         wait_frames(c, 2)
         assert c.awaiting() == 0 and c.acks_sent == 0
         assert c.runner.outbox_size() == 0
