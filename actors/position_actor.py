@@ -384,7 +384,8 @@ class PositionActor(pykka.ThreadingActor):
                 self._retry = None
         elapsed = time.perf_counter() - t0
         metrics = self._deps.metrics
-        metrics.handled(type(message).__name__, elapsed)
+        if since is None:  # a deferred signal offered again is not a new message
+            metrics.handled(type(message).__name__, elapsed)
         if isinstance(message, MarkPriceTick) and message.received_at:
             metrics.tick_decision(self._deps.clock.now() - message.received_at)
         self._publish()
