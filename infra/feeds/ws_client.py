@@ -37,8 +37,9 @@ in 256 KiB chunks and dropped as it arrives, never reaches ``on_frame``, and is 
 logged as ``oversized`` (``feed_parse_error(name, "oversized")``, :attr:`RunnerStats.
 oversized`); the connection stays up. Only a violation of the WebSocket framing (RFC 6455:
 reserved bits or opcodes, a control frame over 125 bytes or split, a continuation outside a
-message, a new message inside a split one) ends it (``protocol_error``): the stream cannot be
-read on after that. Such a header is refused before its payload is read.
+message, a new message inside a split one) ends it (``protocol_error``, logged and counted as
+``feed_parse_error(name, "protocol_error")``): the stream cannot be read on after that. Such a
+header is refused before its payload is read.
 
 Sending: :meth:`ReconnectingWebSocket.send_text` queues a text frame from any thread (never
 blocking); the runner thread writes the queue between reads, so within ``poll_s`` when the
@@ -699,6 +700,7 @@ class ReconnectingWebSocket:
                 self._throttle.warning(
                     "protocol", "%s: WebSocket protocol violation: %s; reconnecting", name, exc
                 )
+                self._guard(metrics.feed_parse_error, name, "protocol_error")
                 return "protocol_error"
             except (OSError, websocket.WebSocketException):
                 return self._reconnect_reason or ("stopped" if stop.is_set() else "dropped")

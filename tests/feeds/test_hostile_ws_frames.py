@@ -241,3 +241,4 @@ def test_a_framing_violation_ends_the_connection_before_its_payload(wire: bytes,
         finally:
             assert r.stop(5.0)
     assert done.is_set() and received.sizes == []
+    assert metrics.errors_of("hostile")["protocol_error"] >= 1
