@@ -365,17 +365,32 @@ def preview(data: bytes | str, limit: int = 80) -> str:
     return text
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _DuplicateField(k)
-        out[k] = v
-    return out
+def _decode_signal(text: str) -> tuple[Any, str | None, frozenset[str]]:
+    """Decode a signal frame's JSON (``ValueError``/``RecursionError`` when it is not JSON).
 
+    Returns the decoded value (for an object repeating a key, the first value is kept), the
+    first key found twice in any object (``None``: no duplicate), and the keys repeated in the
+    top-level object. The decoder completes inner objects before the object holding them, so
+    the last object it completes is the top-level one.
+    """
+    first: list[str] = []
+    last: list[frozenset[str]] = [frozenset()]
 
-class _DuplicateField(ValueError):
-    pass
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        repeated: set[str] = set()
+        for k, v in pairs:
+            if k in out:
+                repeated.add(k)
+                if not first:
+                    first.append(k)
+            else:
+                out[k] = v
+        last[0] = frozenset(repeated)
+        return out
+
+    obj = json.loads(text, object_pairs_hook=pairs_hook)
+    return obj, (first[0] if first else None), last[0]
 
 
 def _type_name(value: object) -> str:
@@ -383,7 +398,13 @@ def _type_name(value: object) -> str:
 
 
 def parse_signal(data: bytes, binary: bool, rules: SignalRules, now: float) -> OpenSignal | Refusal:
-    """Validate one signal-feed frame; ``now`` is the local wall clock (epoch seconds)."""
+    """Validate one signal-feed frame; ``now`` is the local wall clock (epoch seconds).
+
+    A refusal of a JSON object carries its ``signal_id`` when the object has exactly one
+    ``signal_id`` key and its value is well-formed (so the refusal can be answered), also for
+    ``duplicate_field`` when another key is the repeated one. A repeated ``signal_id`` gives no
+    trustworthy id: that refusal carries none.
+    """
     if binary:
         return Refusal("binary_frame", f"{len(data)} bytes")
     if len(data) > rules.max_frame_bytes:
@@ -393,15 +414,18 @@ def parse_signal(data: bytes, binary: bool, rules: SignalRules, now: float) -> O
     except UnicodeDecodeError as exc:
         return Refusal("invalid_utf8", f"at byte {exc.start}")
     try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates)
-    except _DuplicateField as exc:
-        return Refusal("duplicate_field", repr(str(exc))[:40])
+        obj, duplicate, top_repeated = _decode_signal(text)
     except (ValueError, RecursionError) as exc:
         return Refusal("malformed_json", str(exc)[:80])
     if not isinstance(obj, dict):
+        if duplicate is not None:
+            return Refusal("duplicate_field", repr(duplicate)[:40])
         return Refusal("not_an_object", _type_name(obj))
-    result = _signal_of(obj, rules, now)
-    if isinstance(result, Refusal):
+    if duplicate is not None:
+        result: OpenSignal | Refusal = Refusal("duplicate_field", repr(duplicate)[:40])
+    else:
+        result = _signal_of(obj, rules, now)
+    if isinstance(result, Refusal) and "signal_id" not in top_repeated:
         sid = obj.get("signal_id")
         if isinstance(sid, str) and _SIGNAL_ID.fullmatch(sid):
             return replace(result, signal_id=sid)

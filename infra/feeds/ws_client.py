@@ -25,14 +25,21 @@ any frame a ping is sent; no frame within ``pong_timeout_s`` after it ends the c
 
 Batches: reads are buffered (one ``recv`` of up to 256 KiB serves websocket-client's small
 reads), and ``on_drained`` runs whenever every frame received so far has gone to
-``on_frame`` and the runner is about to wait for more data (after every frame if buffering is
-unavailable), and once more when a connection ends. A feed may coalesce frames of one batch
-there (the mark-price feed delivers one tick per symbol per batch).
+``on_frame`` and the runner is about to wait for more data, and once more when a connection
+ends. A feed may coalesce frames of one batch there (the mark-price feed delivers one tick per
+symbol per batch).
 
-Frames: UTF-8 is not validated by websocket-client (``skip_utf8_validation=True``, its
-pure-Python check is the receive bottleneck); ``on_frame`` gets the payload bytes and whether
-the frame was binary. A frame announcing more than ``hard_max_frame_bytes`` ends the connection
-before its payload is read (``frame_too_large``), so a hostile peer cannot make us buffer it.
+Messages: ``on_frame`` gets each data message (its fragments joined) as bytes and whether it
+was binary. UTF-8 is not validated by websocket-client (``skip_utf8_validation=True``, its
+pure-Python check is the receive bottleneck). At most ``hard_max_frame_bytes`` of a message
+(the sum of its fragments) is ever held: a message over it, in one frame or in many, is read
+in 256 KiB chunks and dropped as it arrives, never reaches ``on_frame``, and is counted and
+logged as ``oversized`` (``feed_parse_error(name, "oversized")``, :attr:`RunnerStats.
+oversized`); the connection stays up. Only a violation of the WebSocket framing (RFC 6455:
+reserved bits or opcodes, a control frame over 125 bytes or split, a continuation outside a
+message, a new message inside a split one) ends it (``protocol_error``, logged and counted as
+``feed_parse_error(name, "protocol_error")``): the stream cannot be read on after that. Such a
+header is refused before its payload is read.
 
 Sending: :meth:`ReconnectingWebSocket.send_text` queues a text frame from any thread (never
 blocking); the runner thread writes the queue between reads, so within ``poll_s`` when the
@@ -71,10 +78,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_OP_TEXT = 0x1
-_OP_BINARY = 0x2
-_OP_CLOSE = 0x8
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,8 @@ class RunnerStats:
     frames: int
     connected: bool
     ends: dict[str, int] = field(default_factory=dict)
+    oversized: int = 0
+    """Messages over ``hard_max_frame_bytes``, discarded (the connection kept)."""
 
 
 class LogThrottle:
@@ -162,10 +167,6 @@ class LogThrottle:
             self._log.warning(msg, *args)
 
 
-class _FrameTooLarge(Exception):
-    pass
-
-
 class _Ended(Exception):
     """Internal: the connection ends with ``reason``."""
 
@@ -174,29 +175,14 @@ class _Ended(Exception):
         self.reason = reason
 
 
-def _guard_frame_size(ws: Any, limit: int) -> None:
-    """Refuse a frame by its announced length before its payload is read (if possible)."""
-    fb = getattr(ws, "frame_buffer", None)
-    original = getattr(fb, "recv_length", None)
-    if fb is None or original is None:
-        log.debug("websocket-client has no frame_buffer.recv_length: no frame size guard")
-        return
-
-    def recv_length() -> None:
-        original()
-        if fb.length is not None and fb.length > limit:
-            raise _FrameTooLarge(f"frame of {fb.length} bytes > {limit}")
-
-    fb.recv_length = recv_length
-
-
 class _BufferedRecv:
     """Serves websocket-client's small reads (2-byte header, length, payload) from one large
     ``recv`` of up to ``size`` bytes: one system call per batch of frames instead of two or
     three per frame (the receive path's main cost after the UTF-8 check). Keeps an offset into
-    the last chunk, so serving a frame copies only that frame. ``before_recv`` runs before
-    each real ``recv``, i.e. when every byte received so far has been consumed. Runner thread
-    only."""
+    the last chunk, so serving a frame copies only that frame. Never returns more than asked
+    (websocket-client's ``recv_strict`` relies on it to leave nothing in its own buffer).
+    ``before_recv`` runs before each real ``recv``, i.e. when every byte received so far has
+    been consumed. Runner thread only."""
 
     __slots__ = ("_buf", "_pos", "_recv", "_size", "before_recv")
 
@@ -226,20 +212,222 @@ class _BufferedRecv:
         return buf[pos : pos + n]
 
 
-def _buffer_reads(ws: Any) -> _BufferedRecv | None:
-    """Install :class:`_BufferedRecv` under websocket-client's frame parser (if it has one)."""
-    fb = getattr(ws, "frame_buffer", None)
-    recv = getattr(ws, "_recv", None)
-    if fb is None or recv is None or not hasattr(fb, "recv"):
-        log.debug("websocket-client has no frame_buffer.recv: unbuffered reads")
-        return None
-    reader = _BufferedRecv(recv)
+# -- receiving whole messages, bounded --------------------------------------------------------
+#
+# websocket-client 1.9.2 (pinned in constraints.txt) joins the fragments of a message without
+# limit (``continuous_frame.add``: ``bytes +=``, quadratic) and reads a frame's whole payload
+# before anyone sees its length. So the runner does not use ``recv_data_frame``: it reads
+# frames with ``WebSocket.recv_frame`` and joins messages itself (:class:`_Messages`), and it
+# patches one ``WebSocket`` object's ``frame_buffer`` (never the class) in two places:
+#
+# * ``frame_buffer.recv``: :class:`_BufferedRecv` (every byte of the connection is read there);
+# * ``frame_buffer.recv_length``: after the original has read the length (the header is in
+#   ``frame_buffer.header``, the mask and payload are still on the wire), a header check that
+#   may raise before a byte of the payload is read.
+#
+# tests/feeds/test_ws_client.py::test_the_websocket_client_internals_we_rely_on pins what
+# this relies on; ``_check_websocket_client`` refuses to start a runner when they are gone.
+
+_OP_CONT = 0x0
+_OP_TEXT = 0x1
+_OP_BINARY = 0x2
+_OP_CLOSE = 0x8
+_OP_PING = 0x9
+_OP_PONG = 0xA
+_EV_PROGRESS = -1
+"""``_Messages.next``: bytes arrived, no message completed (a fragment, part of a discard)."""
+_EV_OVERSIZED = -2
+"""``_Messages.next``: a message over the limit ended; its bytes were discarded."""
+_DISCARD_CHUNK = 256 * 1024
+_DISCARD_STEP = 4 * 1024 * 1024
+"""Bytes discarded per ``_Messages.next`` call (then the runner looks at stop, sends, pings)."""
+
+
+def _check_websocket_client() -> str | None:
+    """What is missing of the websocket-client internals :class:`_Messages` patches, or None."""
+    fb = getattr(websocket, "_abnf", None)
+    cls = getattr(fb, "frame_buffer", None)
+    if cls is None:
+        return "websocket._abnf.frame_buffer"
+    for name in ("recv_length", "recv_mask", "needs_mask", "clear", "recv_frame"):
+        if not callable(getattr(cls, name, None)):
+            return f"frame_buffer.{name}"
+    if not callable(getattr(websocket.WebSocket, "recv_frame", None)):
+        return "WebSocket.recv_frame"
+    return None
+
+
+class _Skip(Exception):
+    """Internal: the frame whose header was just read is discarded (its message is too big)."""
+
+
+class _Messages:
+    """Whole messages from one connection, at most ``limit`` bytes held; runner thread only.
+
+    :meth:`next` returns ``(kind, payload)``: a data message ``(_OP_TEXT|_OP_BINARY, bytes)``
+    (the fragments joined), a control frame ``(_OP_PING|_OP_PONG|_OP_CLOSE, payload)`` (a ping
+    is answered here, a close acknowledged), ``(_EV_PROGRESS, None)`` when bytes arrived but
+    no message completed, or ``(_EV_OVERSIZED, None)`` when a message whose fragments add up
+    to more than ``limit`` bytes ended (:attr:`last_size` bytes, :attr:`last_binary`). Such a
+    message is never held: from the frame that crosses the limit on, its payload bytes are
+    read in chunks of 256 KiB and dropped, at most 4 MiB per call. It raises websocket-client's
+    exceptions: ``WebSocketTimeoutException`` when no byte came within the socket timeout
+    (what was read so far is kept: call again), ``WebSocketProtocolException`` for a framing
+    violation (the stream cannot be trusted: end the connection), connection errors.
+    """
+
+    __slots__ = (
+        "_discarding",
+        "_fb",
+        "_opcode",
+        "_parts",
+        "_read",
+        "_size",
+        "_skip",
+        "_skip_fin",
+        "_ws",
+        "last_binary",
+        "last_size",
+        "limit",
+    )
+
+    def __init__(self, ws: Any, limit: int) -> None:
+        self._ws = ws
+        fb = ws.frame_buffer
+        self._fb = fb
+        self._read: Callable[[int], bytes] = fb.recv
+        self.limit = limit
+        self._opcode = 0  # the opcode of the message being received; 0: none
+        self._parts: list[bytes] = []
+        self._size = 0  # its bytes so far (announced lengths, kept or discarded)
+        self._discarding = False
+        self._skip = -1  # payload bytes of the discarded frame still to drop; -1: none
+        self._skip_fin = False
+        self.last_size = 0
+        self.last_binary = False
+        original = fb.recv_length
+
+        def recv_length() -> None:
+            original()
+            self._check_header()
+
+        fb.recv_length = recv_length
+
+    def at_boundary(self) -> bool:
+        """True between frames (a polite close may read the peer's frames)."""
+        return self._skip < 0 and self._fb.header is None
+
+    def _check_header(self) -> None:
+        """Inside ``recv_frame``, the header and length read, nothing more: refuse a framing
+        violation, or raise :class:`_Skip` for a data frame whose message goes over the limit."""
+        fin, rsv1, rsv2, rsv3, opcode, _mask, _ = self._fb.header
+        length: int = self._fb.length
+        if rsv1 or rsv2 or rsv3:
+            raise websocket.WebSocketProtocolException("reserved bits set")
+        if opcode >= _OP_CLOSE:
+            if opcode not in (_OP_CLOSE, _OP_PING, _OP_PONG):
+                raise websocket.WebSocketProtocolException(f"invalid opcode {opcode}")
+            if length > 125 or not fin:
+                raise websocket.WebSocketProtocolException("control frame over 125 bytes or split")
+            return
+        if opcode == _OP_CONT:
+            if not self._opcode:
+                raise websocket.WebSocketProtocolException("continuation frame outside a message")
+        elif opcode in (_OP_TEXT, _OP_BINARY):
+            if self._opcode:
+                raise websocket.WebSocketProtocolException("new message inside a split one")
+        else:
+            raise websocket.WebSocketProtocolException(f"invalid opcode {opcode}")
+        if self._discarding or self._size + length > self.limit:
+            raise _Skip
+
+    def next(self) -> tuple[int, bytes | None]:
+        if self._skip >= 0:
+            return self._discard()
+        try:
+            frame = self._ws.recv_frame()
+        except _Skip:
+            fb = self._fb
+            fin, opcode, length = fb.header[0], fb.header[4], fb.length
+            if opcode != _OP_CONT:
+                self._opcode = opcode
+            self._parts = []
+            self._discarding = True
+            self._size += length
+            self._skip = length
+            self._skip_fin = bool(fin)
+            return self._discard()
+        opcode = frame.opcode
+        data: bytes = frame.data
+        if opcode in (_OP_TEXT, _OP_BINARY):
+            if frame.fin:  # the usual case: one frame, one message
+                return opcode, data
+            self._opcode = opcode
+            self._parts.append(data)
+            self._size = len(data)
+            return _EV_PROGRESS, None
+        if opcode == _OP_CONT:
+            self._parts.append(data)
+            self._size += len(data)
+            return self._end() if frame.fin else (_EV_PROGRESS, None)
+        if opcode == _OP_PING:
+            self._ws.pong(data)
+        elif opcode == _OP_CLOSE:
+            with contextlib.suppress(Exception):
+                self._ws.send_close()
+        return opcode, data
+
+    def _discard(self) -> tuple[int, bytes | None]:
+        """Drop up to ``_DISCARD_STEP`` payload bytes of the frame being discarded."""
+        fb = self._fb
+        if fb.needs_mask():
+            fb.recv_mask()  # servers do not mask; a peer that does gets its 4 bytes read
+        if fb.recv_buffer:  # not with _BufferedRecv (it never over-reads): to be safe
+            held = b"".join(fb.recv_buffer)
+            take = min(len(held), self._skip)
+            fb.recv_buffer = [held[take:]] if take < len(held) else []
+            self._skip -= take
+        budget = _DISCARD_STEP
+        read = self._read
+        while self._skip > 0 and budget > 0:
+            n = len(read(min(self._skip, _DISCARD_CHUNK)))  # raises on a timeout: resumable
+            if n <= 0:
+                raise websocket.WebSocketConnectionClosedException("connection closed")
+            self._skip -= n
+            budget -= n
+        if self._skip > 0:
+            return _EV_PROGRESS, None
+        self._skip = -1
+        fb.clear()
+        return self._end() if self._skip_fin else (_EV_PROGRESS, None)
+
+    def _end(self) -> tuple[int, bytes | None]:
+        """The message's last fragment is in: the joined message, or the oversized event."""
+        opcode, parts = self._opcode, self._parts
+        self.last_size, self.last_binary = self._size, opcode == _OP_BINARY
+        discarded = self._discarding
+        self._opcode, self._parts, self._size, self._discarding = 0, [], 0, False
+        if discarded:
+            return _EV_OVERSIZED, None
+        return opcode, parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _install(ws: Any, limit: int) -> tuple[_Messages, _BufferedRecv]:
+    """Patch one ``websocket.WebSocket`` (see above): its reads buffered, its messages
+    bounded. The patches live on this object only."""
+    fb = ws.frame_buffer
+    reader = _BufferedRecv(ws._recv)
     fb.recv = reader
-    return reader
+    return _Messages(ws, limit), reader
 
 
 class ReconnectingWebSocket:
-    """Keeps one WebSocket connection alive on its own thread. See the module docstring."""
+    """Keeps one WebSocket connection alive on its own thread. See the module docstring.
+
+    ``hard_max_frame_bytes`` bounds one whole message (all its fragments): a bigger one is
+    discarded as it arrives (``oversized``), the connection kept. Raises ``RuntimeError`` when
+    the installed websocket-client lacks the internals the receive path patches.
+    """
 
     def __init__(
         self,
@@ -261,13 +449,19 @@ class ReconnectingWebSocket:
         rng: random.Random | None = None,
         outbox_max: int = 65536,
     ) -> None:
+        missing = _check_websocket_client()
+        if missing is not None:
+            raise RuntimeError(
+                f"websocket-client {getattr(websocket, '__version__', '?')} has no {missing}: "
+                "the receive path relies on it to bound messages; install the version pinned "
+                "in constraints.txt"
+            )
         self.name = name
         self._prepare = prepare
         self._on_frame = on_frame
         self._on_open = on_open
         self._on_close = on_close
         self._on_drained = on_drained
-        self._drain_each_frame = False
         self.backoff = backoff or Backoff()
         self.silence_timeout_s = silence_timeout_s
         self.ping_interval_s = ping_interval_s
@@ -288,6 +482,7 @@ class ReconnectingWebSocket:
         self.connections = 0
         self.attempts = 0
         self.frames = 0
+        self.oversized = 0
         self._ends: dict[str, int] = {}
         self._outbox: deque[str] = deque()
         self._outbox_lock = threading.Lock()
@@ -364,7 +559,12 @@ class ReconnectingWebSocket:
         with self._cond:
             ends = dict(self._ends)
         return RunnerStats(
-            self.connections, self.attempts, self.frames, self.connected.is_set(), ends
+            self.connections,
+            self.attempts,
+            self.frames,
+            self.connected.is_set(),
+            ends,
+            self.oversized,
         )
 
     def wait_connected(self, n: int = 1, timeout: float = 5.0) -> bool:
@@ -419,12 +619,9 @@ class ReconnectingWebSocket:
             )
             return "prepare_failed"
         ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
-        _guard_frame_size(ws, self.hard_max_frame_bytes)
-        reader = _buffer_reads(ws)
+        messages, reader = _install(ws, self.hard_max_frame_bytes)
         if self._on_drained is not None:
-            if reader is not None:
-                reader.before_recv = self._drained
-            self._drain_each_frame = reader is None
+            reader.before_recv = self._drained
         with self._ws_lock:
             self._ws = ws
         self._reconnect_reason = None
@@ -462,14 +659,14 @@ class ReconnectingWebSocket:
                     self._on_open(self.connections)
                 except Exception:
                     log.exception("%s: on_open failed", self.name)
-            reason = self._read(ws)
+            reason = self._read(ws, messages)
             self._drained()
         finally:
             self.connected.clear()
             self._guard(self.metrics.feed_up, self.name, False)
             with self._ws_lock:
                 self._ws = None
-            self._close(ws)
+            self._close(ws, messages.at_boundary())
         if self._on_close is not None:
             try:
                 self._on_close(reason)
@@ -477,8 +674,9 @@ class ReconnectingWebSocket:
                 log.exception("%s: on_close failed", self.name)
         return reason
 
-    def _read(self, ws: Any) -> str:
+    def _read(self, ws: Any, messages: _Messages) -> str:
         on_frame = self._on_frame
+        receive = messages.next
         metrics = self.metrics
         name = self.name
         monotonic = time.monotonic
@@ -490,16 +688,19 @@ class ReconnectingWebSocket:
             if outbox and not self._write_outbox(ws):
                 return "send_failed"
             try:
-                opcode, frame = ws.recv_data_frame(True)
+                opcode, data = receive()
             except websocket.WebSocketTimeoutException:
-                opcode, frame = 0, None
-            except _FrameTooLarge as exc:
-                self._throttle.warning("too_large", "%s: %s; reconnecting", name, exc)
-                self._guard(metrics.feed_parse_error, name, "frame_too_large")
-                return "frame_too_large"
+                opcode, data = 0, None
             except websocket.WebSocketConnectionClosedException:
                 return self._reconnect_reason or ("stopped" if stop.is_set() else "dropped")
-            except (websocket.WebSocketProtocolException, websocket.WebSocketPayloadException):
+            except (
+                websocket.WebSocketProtocolException,
+                websocket.WebSocketPayloadException,
+            ) as exc:
+                self._throttle.warning(
+                    "protocol", "%s: WebSocket protocol violation: %s; reconnecting", name, exc
+                )
+                self._guard(metrics.feed_parse_error, name, "protocol_error")
                 return "protocol_error"
             except (OSError, websocket.WebSocketException):
                 return self._reconnect_reason or ("stopped" if stop.is_set() else "dropped")
@@ -513,12 +714,10 @@ class ReconnectingWebSocket:
                 except Exception:
                     pass
                 try:
-                    on_frame(frame.data, opcode == _OP_BINARY)
+                    on_frame(data, opcode == _OP_BINARY)  # type: ignore[arg-type]
                 except Exception as exc:
                     self._throttle.warning("handler", "%s: frame handler failed: %r", name, exc)
                     self._guard(metrics.feed_parse_error, name, "handler_error")
-                if self._drain_each_frame:
-                    self._drained()
                 if self._reconnect_reason is not None:
                     return self._reconnect_reason
                 if stop.is_set():
@@ -526,7 +725,18 @@ class ReconnectingWebSocket:
                 continue
             if opcode == _OP_CLOSE:
                 return "closed"
-            if frame is not None:  # ping or pong
+            if opcode == _EV_OVERSIZED:
+                self.oversized += 1
+                self._guard(metrics.feed_parse_error, name, "oversized")
+                self._throttle.warning(
+                    "oversized",
+                    "%s: refused a %s message of %d bytes (over %d): discarded unread",
+                    name,
+                    "binary" if messages.last_binary else "text",
+                    messages.last_size,
+                    self.hard_max_frame_bytes,
+                )
+            if opcode:  # ping, pong, part of a message: the peer is alive
                 last_rx = now
                 ping_sent = None
             if stop.is_set():
@@ -579,11 +789,12 @@ class ReconnectingWebSocket:
             self._throttle.warning("drained", "%s: batch handler failed: %r", self.name, exc)
             self._guard(self.metrics.feed_parse_error, self.name, "handler_error")
 
-    def _close(self, ws: Any) -> None:
-        """Polite close (close frame, short wait for the reply), then drop the socket."""
+    def _close(self, ws: Any, at_boundary: bool) -> None:
+        """Polite close (close frame, a short wait for the reply when the stream is between
+        frames), then drop the socket."""
         try:
             if getattr(ws, "connected", False):
-                ws.close(timeout=0.2)
+                ws.close(timeout=0.2 if at_boundary else 0)
         except Exception:
             pass
         with contextlib.suppress(Exception):

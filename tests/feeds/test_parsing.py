@@ -236,6 +236,42 @@ def test_signal_refusals(frame: bytes, reason: str) -> None:
     assert isinstance(r, Refusal) and r.reason == reason, r
 
 
+def _with_repeat(key: str, value: Any, **changes: Any) -> bytes:
+    """A valid signal frame with ``key`` written a second time (raw JSON: dicts cannot)."""
+    body = sig(**changes)
+    return body[:-1] + b", " + json.dumps(key).encode() + b": " + json.dumps(value).encode() + b"}"
+
+
+def test_a_duplicate_field_is_refused_with_a_trustworthy_signal_id() -> None:
+    nested = sig()[:-1] + b', "take_profit": {"a": 1, "a": 2}}'
+    for frame, repeated in (
+        (_with_repeat("size", 2), "size"),  # the same value twice
+        (_with_repeat("size", 1000), "size"),  # a different value
+        (_with_repeat("account", "other"), "account"),
+        (_with_repeat("unknown", 1, unknown=1), "unknown"),  # an unknown key, repeated
+        (_with_repeat("size", 1, stop_loss=...), "size"),  # repeated, and a field missing
+        (nested, "a"),  # in a nested object (and take_profit itself repeated after it)
+    ):
+        r = parse_signal(frame, False, RULES, NOW)
+        assert r == Refusal("duplicate_field", repr(repeated), "sniper-0a1b2c"), (frame, r)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _with_repeat("signal_id", "sniper-0a1b2c"),  # the id itself repeated, same value
+        _with_repeat("signal_id", "other-id"),  # ... or a different one
+        _with_repeat("signal_id", "sniper-0a1b2c", size=...),  # repeated, and more missing
+        _with_repeat("size", 2, signal_id="bad id with spaces"),  # not well-formed
+        b'[{"signal_id": "sniper-0a1b2c", "a": 1, "a": 2}]',  # not an object at the top
+        b'{"x": {"signal_id": "sniper-0a1b2c", "a": 1, "a": 2}}',  # the id is not the top's
+    ],
+)
+def test_a_duplicate_field_without_a_trustworthy_id_carries_none(frame: bytes) -> None:
+    r = parse_signal(frame, False, RULES, NOW)
+    assert isinstance(r, Refusal) and r.reason == "duplicate_field" and r.signal_id is None, r
+
+
 def test_age_limit_off_and_max_notional_needs_a_price() -> None:
     rules = SignalRules(RULES.accounts, policy=Policy(max_notional=1.0))
     out = parse_signal(sig(created_at=NOW - 3600, expires_at=...), False, rules, NOW)

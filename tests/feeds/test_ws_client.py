@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
+from pathlib import Path
 
 import pytest
+import websocket
 
-from infra.feeds import Backoff, Connect, CountingFeedMetrics, ReconnectingWebSocket
+from infra.feeds import Backoff, Connect, CountingFeedMetrics, ReconnectingWebSocket, ws_client
 from sim.websocket import (
+    OP_BINARY,
     OP_CLOSE,
     OP_CONT,
     OP_TEXT,
@@ -147,3 +151,96 @@ def test_prepare_failures_back_off_and_recover() -> None:
             assert r.stats().ends == {"prepare_failed": 2}
         finally:
             assert r.stop(5.0)
+
+
+# --- the websocket-client internals the receive path patches ----------------------------------
+
+
+class _Wire:
+    """Bytes for websocket-client's frame parser, served at most ``step`` at a time; a
+    ``websocket`` timeout when nothing is left (as a quiet socket). Counts what it served."""
+
+    def __init__(self, data: bytes = b"", step: int = 1 << 30) -> None:
+        self.data = data
+        self.step = step
+        self.served = 0
+        self.asked: list[int] = []
+
+    def __call__(self, n: int) -> bytes:
+        self.asked.append(n)
+        if self.served >= len(self.data):
+            raise websocket.WebSocketTimeoutException("quiet")
+        out = self.data[self.served : self.served + min(n, self.step)]
+        self.served += len(out)
+        return out
+
+
+def _messages(wire: _Wire, limit: int = 1000) -> ws_client._Messages:
+    ws = websocket.WebSocket(skip_utf8_validation=True)
+    ws._recv = wire  # type: ignore[method-assign]  # what _install wraps: the socket read
+    messages, _ = ws_client._install(ws, limit)
+    return messages
+
+
+def _drain(m: ws_client._Messages) -> list[tuple[int, bytes | None]]:
+    """Every event until the wire is quiet (timeouts resume, as the runner does)."""
+    out: list[tuple[int, bytes | None]] = []
+    quiet = 0
+    while quiet < 3:
+        try:
+            out.append(m.next())
+            quiet = 0
+        except websocket.WebSocketTimeoutException:
+            quiet += 1
+    return [e for e in out if e[0] != ws_client._EV_PROGRESS]
+
+
+def test_the_websocket_client_internals_we_rely_on() -> None:
+    """Pins websocket-client's behaviour under ws_client's patches (see its comment block).
+
+    Fails when an upgrade renames or inlines ``frame_buffer.recv_length``, reads a payload
+    before the length check, changes the header tuple, over-reads, or stops keeping a
+    partial frame across a read timeout.
+    """
+    pinned = next(
+        line.split("==", 1)[1].strip()
+        for line in (Path(__file__).parents[2] / "constraints.txt").read_text().splitlines()
+        if line.lower().startswith("websocket-client==")
+    )
+    assert websocket.__version__ == pinned, "re-check these internals for the new version"
+    assert ws_client._check_websocket_client() is None
+
+    # a header announcing 1 TiB: the check runs after the length, before any payload byte
+    huge = bytes([0x81, 127]) + struct.pack("!Q", 1 << 40)
+    wire = _Wire(huge)
+    m = _messages(wire)
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        m.next()
+    assert wire.served == len(huge)  # nothing of the payload was there, and nothing hung
+    assert max(wire.asked) <= ws_client._DISCARD_CHUNK
+    assert not m.at_boundary()
+
+    # messages, fragments, an oversized one (masked: its mask is read), a ping: all served
+    # byte by byte with a timeout between bytes, and all at once: the same events
+    stream = b"".join(
+        [
+            encode_frame(OP_TEXT, b"one"),
+            encode_frame(OP_TEXT, b"t", fin=False),
+            encode_frame(OP_CONT, b"w", fin=False),
+            encode_frame(OP_CONT, b"o", fin=True),
+            encode_frame(OP_BINARY, b"z" * 600, fin=False, mask=b"abcd"),
+            encode_frame(OP_CONT, b"z" * 600, fin=True),
+            encode_frame(OP_TEXT, b"three"),
+        ]
+    )
+    want = [(OP_TEXT, b"one"), (OP_TEXT, b"two"), (ws_client._EV_OVERSIZED, None)]
+    want.append((OP_TEXT, b"three"))
+    for step in (1 << 30, 1, 7):
+        trickle = _Wire(stream, step)
+        m = _messages(trickle)
+        assert _drain(m) == want, step
+        assert m.last_size == 1200 and m.last_binary
+        assert trickle.served == len(stream) and m.at_boundary()
+
+    with pytest.raises(websocket.WebSocketProtocolException):
+        _messages(_Wire(encode_frame(OP_CONT, b"x"))).next()
