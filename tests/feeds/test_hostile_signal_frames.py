@@ -19,7 +19,7 @@ from tests.feeds.conftest import ACCOUNT, FAST, SYMBOL, Local, make_local, stopp
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-RULES = SignalRules(accounts={ACCOUNT: frozenset({SYMBOL})}, max_age_s=30.0)
+RULES = SignalRules(accounts={ACCOUNT: frozenset({SYMBOL})})
 
 
 @pytest.fixture

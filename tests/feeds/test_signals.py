@@ -440,7 +440,9 @@ def test_every_signal_is_answered_once_its_outcome_is_written(
     # a replay is answered with the recorded decision: accepted, that position (I11)
     signal_server.received.clear()
     signal_server.send_signal(good(signal_id="ack-1"))
-    wait_until(lambda: any(b'"replay":true' in _b(m) for m in signal_server.received), 5.0, "replay")
+    wait_until(
+        lambda: any(b'"replay":true' in _b(m) for m in signal_server.received), 5.0, "replay"
+    )
     again = signal_server.acks["ack-1"]
     assert (again["outcome"], again["reason"], again["position_id"]) == ("accepted", "", opened)
     assert again["retry"] is False
