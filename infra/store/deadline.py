@@ -19,7 +19,7 @@ connection another thread uses (``Connection.close()`` frees the libpq object un
 other thread's feet).
 
 Thread-safe. The watchdog thread starts with the first :meth:`Watchdog.watch` and ends with
-:meth:`Watchdog.close`.
+:meth:`Watchdog.close` (or, when ``persistent=False``, as soon as no call is watched).
 """
 
 from __future__ import annotations
@@ -65,11 +65,14 @@ class Watch:
 class Watchdog:
     """Abandons connections whose call outlives its deadline. See the module docstring.
 
-    ``name`` names the thread (``db-deadline:<name>``).
+    ``name`` names the thread (``db-deadline:<name>``). ``persistent``: keep the thread
+    between calls (a store: many calls a second) or end it whenever nothing is watched (an
+    account lock: one check a second, and no thread left by an object nobody closes).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, persistent: bool = True) -> None:
         self._name = name
+        self._persistent = persistent
         self._cond = threading.Condition(threading.Lock())
         self._active: set[Watch] = set()
         self._wake_at = float("inf")  # when the thread wakes next, as it last decided
@@ -92,6 +95,7 @@ class Watchdog:
                     raise WatchdogClosed(f"{self._name}: closed")
                 self._active.add(w)
                 if self._thread is None:
+                    self._wake_at = float("inf")
                     self._thread = threading.Thread(
                         target=self._run, name=f"db-deadline:{self._name}", daemon=True
                     )
@@ -122,6 +126,9 @@ class Watchdog:
     def _run(self) -> None:
         with self._cond:
             while not self._closed:
+                if not self._active and not self._persistent:
+                    self._thread = None
+                    return
                 now = time.monotonic()
                 nxt = float("inf")
                 for w in self._active:

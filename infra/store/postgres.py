@@ -350,9 +350,10 @@ class PostgresStore:
         bound = self._bound()
 
         def run(conn: Conn, watch: Watch) -> None:
+            cur = psycopg.RawCursor(conn)
             try:
-                conn.execute("BEGIN")
-                row = psycopg.RawCursor(conn).execute(stmt.query, params).fetchone()
+                cur.execute("BEGIN")
+                row = cur.execute(stmt.query, params).fetchone()
             except BaseException as exc:
                 self._forget(pos)
                 _rollback(conn)
@@ -379,7 +380,7 @@ class PostgresStore:
                 _rollback(conn)
                 raise StoreError(f"position {pos.id}: {orders} of {n_orders} orders written")
             try:
-                self._commit_transaction(conn, watch, what, bound)
+                self._commit_transaction(cur, watch, what, bound)
             except BaseException:
                 self._forget(pos)
                 raise
@@ -388,20 +389,22 @@ class PostgresStore:
 
         self._run_watched(what, run, bound=bound)
 
-    def _commit_transaction(self, conn: Conn, watch: Watch, what: str, bound: float) -> None:
+    def _commit_transaction(
+        self, cur: psycopg.RawCursor[TupleRow], watch: Watch, what: str, bound: float
+    ) -> None:
         """Send ``COMMIT`` when enough of the bound is left to hear its answer; else close
         the connection, so that the server rolls the transaction back (the caller gets
         :class:`StoreUnavailable`, and nothing is written)."""
         left = watch.remaining()
         if left < bound / 4:
-            conn.close()
+            cur.connection.close()
             self._degraded = True
             raise StoreUnavailable(
                 f"{what}: the database took {bound - left:.2f}s of the {bound:.2f}s bound to "
                 "answer the statement; not committed (the transaction is rolled back)"
             )
         watch.note = "its COMMIT was sent: outcome unknown (it is written if the server got it)"
-        conn.execute("COMMIT")
+        cur.execute("COMMIT")
 
     def _commit_values(self, c: Commit) -> tuple[dict[str, object], int]:
         """Named values of the commit statement, and how many orders it writes."""

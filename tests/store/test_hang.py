@@ -21,9 +21,10 @@ import pytest
 
 from actors.model import Key, Status
 from actors.ports import StaleVersion, StoreUnavailable
-from infra.store import EmbeddedPostgres, PostgresStore
+from infra.store import AccountLock, EmbeddedPostgres, PostgresStore
 from tests import pg
 from tests.store.builders import KEY, advance, entry_commit, new_position
+from tests.waiting import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -239,3 +240,37 @@ def test_tcp_connections_get_keepalives_and_a_user_timeout(pg_dsn: str) -> None:
     assert params.get("keepalives_idle") == "5"
     assert params.get("tcp_user_timeout") == "10000"
     assert params.get("connect_timeout") == "2"
+
+
+def test_the_account_lock_counts_a_frozen_server_as_lost_in_time_then_takes_it_again(
+    pg_private: tuple[EmbeddedPostgres, str],
+) -> None:
+    """The lock's check cannot wait on a server that does not answer (over TCP the server
+    may have ended the session meanwhile and another process taken the lock): past
+    ``check_timeout`` the lock is counted as lost (entries stop); it is taken again once the
+    server runs, and releasing it never waits on the server."""
+    server, dsn = pg_private
+    changes: list[bool] = []
+    lock = AccountLock(
+        dsn,
+        "main",
+        check_interval=0.2,
+        check_timeout=1.0,
+        on_change=changes.append,
+        backoff_min=0.1,
+        backoff_max=0.5,
+        connect_timeout=2,
+    )
+    try:
+        assert lock.acquire()
+        with pg.frozen(server):
+            poll(lambda: not lock.held, 0.2 + 1.0 + SLACK, "the lock counted as lost, frozen")
+            assert changes == [False]
+        poll(lambda: lock.held, 20, "the lock taken again after the thaw")
+        assert changes == [False, True]
+        with pg.frozen(server):
+            t0 = time.monotonic()
+            lock.release()
+            assert time.monotonic() - t0 < 1.0 + 2 + SLACK  # a check, a connect attempt
+    finally:
+        lock.release()
