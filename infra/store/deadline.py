@@ -106,6 +106,8 @@ class Watchdog:
         finally:
             with self._cond:
                 self._active.discard(w)
+                if not self._active and not self._persistent:
+                    self._cond.notify()  # nothing to watch: let the thread end now
             os.close(w._fd)
 
     def close(self, timeout: float = 5.0) -> None:

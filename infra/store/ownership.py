@@ -241,6 +241,8 @@ class AccountLock:
                 )
             except WatchdogClosed as exc:
                 raise psycopg.OperationalError(f"account lock {self.account!r} released") from exc
+            except OSError as exc:  # no descriptor left to duplicate
+                raise psycopg.OperationalError(f"cannot watch the connection: {exc}") from exc
             try:
                 yield
             except psycopg.Error as exc:

@@ -47,7 +47,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
@@ -696,7 +696,11 @@ class PostgresStore:
         watch: Watch | None = None
         backend = conn.info.backend_pid  # local, no round trip
         try:
-            with self._watchdog.watch(conn, until) as watch:
+            with ExitStack() as stack:
+                try:
+                    watch = stack.enter_context(self._watchdog.watch(conn, until))
+                except OSError as exc:  # no descriptor left to duplicate
+                    raise StoreUnavailable(f"{what}: cannot watch the connection: {exc}") from exc
                 try:
                     yield conn, watch
                 except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
