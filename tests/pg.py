@@ -11,7 +11,9 @@ afterwards; advisory locks are per database too, so tests cannot see each other'
 
 Outages: :func:`private_server` runs a second embedded server on a folder of this process
 (``<repo>/.data/pgo<pid>``) that a test may stop and start without disturbing anybody else
-(another pytest run may share ``.data/pgtest``).
+(another pytest run may share ``.data/pgtest``). :func:`frozen` stops its processes
+(SIGSTOP: alive, holding their sockets, answering nothing) and resumes them (SIGCONT) on
+leaving, whatever happens; the private server's teardown resumes them too.
 
 No helper sleeps as synchronisation: :func:`wait_until` polls a condition with a deadline.
 """
@@ -22,6 +24,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import threading
 import time
 import uuid
@@ -46,8 +49,10 @@ __all__ = [
     "create_database",
     "drop_database",
     "fresh_database",
+    "frozen",
     "new_threads",
     "private_server",
+    "server_processes",
     "shutdown",
     "template_database",
     "terminate_backend",
@@ -277,8 +282,65 @@ def private_server() -> Iterator[EmbeddedPostgres]:
     try:
         yield server
     finally:
+        _resume(server_processes(server))  # a test may have left it frozen
         server.start()  # a test may have left it stopped: "delete" stops it properly
         server.close()
+
+
+# --- freezing a server (its processes stopped, not dead) ---------------------------------
+
+
+def server_processes(server: EmbeddedPostgres) -> list[int]:
+    """The postmaster of ``server`` (first line of its ``postmaster.pid``) and its children
+    (found in ``/proc``); empty when it is not running. Linux only."""
+    try:
+        postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    if not _alive(postmaster):
+        return []
+    found = [postmaster]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and fields[1] == str(postmaster):
+            found.append(int(entry.name))
+    return found
+
+
+def _resume(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def frozen(server: EmbeddedPostgres) -> Iterator[list[int]]:
+    """Stop every process of ``server`` (SIGSTOP: the postmaster first, so that it forks no
+    new backend, then its children) for the block; yields their pids. On leaving, even by
+    an exception, every one of them (and any child found then) gets SIGCONT. Use it on a
+    :func:`private_server` only: everybody using the server waits."""
+    pids = server_processes(server)
+    if not pids:
+        raise AssertionError(f"no PostgreSQL running in {server.data_dir}")
+    stopped: list[int] = []
+    try:
+        os.kill(pids[0], signal.SIGSTOP)
+        stopped.append(pids[0])
+        for pid in server_processes(server)[1:]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+        yield list(stopped)
+    finally:
+        _resume(stopped[1:] + stopped[:1])
+        _resume(server_processes(server))
 
 
 def _reap_private_servers() -> None:

@@ -12,11 +12,16 @@ the holder (its ``application_name``, which says host and pid), or waits for it 
 
 While held, a watchdog thread checks the lock every ``check_interval`` seconds, and at once
 when the server writes to the otherwise idle connection (its goodbye after a restart or
-``pg_terminate_backend``). When the connection or the lock is lost, :attr:`held` becomes
-False and ``on_change(False)`` is called; the watchdog then reconnects and retries with
-exponential backoff (``backoff_min`` to ``backoff_max`` seconds) and calls ``on_change(True)``
-once it holds the lock again. The owner must stop opening positions while :attr:`held` is
-False (another process may own the account by then).
+``pg_terminate_backend``). Every statement on the lock's connection is bounded on the client
+side by ``check_timeout`` seconds (:mod:`infra.store.deadline`): a server that does not
+answer (its processes stopped, a network path that drops everything) cannot keep the check
+waiting while the server may have ended the session and another process taken the lock; past
+the bound the connection is abandoned and the lock counted as lost. When the connection or
+the lock is lost, :attr:`held` becomes False and ``on_change(False)`` is called; the
+watchdog then reconnects and retries with exponential backoff (``backoff_min`` to
+``backoff_max`` seconds) and calls ``on_change(True)`` once it holds the lock again. The
+owner must stop opening positions while :attr:`held` is False (another process may own the
+account by then).
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import psycopg
 from psycopg.rows import TupleRow
 
 from actors.ports import StoreUnavailable
+from infra.store.deadline import Watchdog, WatchdogClosed
 from infra.store.keys import ACCOUNT_PREFIX, advisory_key, split_key
 
 __all__ = ["AccountLock", "AccountLocked", "account_lock_key"]
@@ -97,6 +103,7 @@ class AccountLock:
         backoff_min: float = 0.2,
         backoff_max: float = 5.0,
         connect_timeout: int = 5,
+        check_timeout: float = 2.0,
     ) -> None:
         self.dsn = dsn
         self.account = account
@@ -108,6 +115,8 @@ class AccountLock:
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
         self.connect_timeout = connect_timeout
+        self.check_timeout = check_timeout
+        self._deadlines = Watchdog(f"account-lock:{account}", persistent=False)
         self._classid, self._objid = split_key(self.key)
         self._lock = threading.Lock()
         self._conn: Conn | None = None
@@ -208,9 +217,10 @@ class AccountLock:
             self._held = False
         if conn is not None:
             if not conn.closed and not conn.broken:
-                with contextlib.suppress(psycopg.Error):
+                with contextlib.suppress(psycopg.Error), self._bounded(conn):
                     conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
-            conn.close()
+            conn.close()  # ends the session: the server drops the lock even if unlock failed
+        self._deadlines.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -219,6 +229,31 @@ class AccountLock:
     close = release
 
     # -- internals
+
+    @contextlib.contextmanager
+    def _bounded(self, conn: Conn) -> Iterator[None]:
+        """Bound what the block does on ``conn`` by ``check_timeout`` s: past it the
+        connection is abandoned and the block raises ``psycopg.OperationalError``."""
+        with contextlib.ExitStack() as stack:
+            try:
+                w = stack.enter_context(
+                    self._deadlines.watch(conn, time.monotonic() + self.check_timeout)
+                )
+            except WatchdogClosed as exc:
+                raise psycopg.OperationalError(f"account lock {self.account!r} released") from exc
+            except OSError as exc:  # no descriptor left to duplicate
+                raise psycopg.OperationalError(f"cannot watch the connection: {exc}") from exc
+            try:
+                yield
+            except psycopg.Error as exc:
+                if w.fired:
+                    raise psycopg.OperationalError(
+                        f"no answer from the database within {self.check_timeout:.2f}s "
+                        "(connection abandoned)"
+                    ) from exc
+                raise
+        if w.fired:
+            conn.close()  # answered in the same instant, but its socket is shut down
 
     def _connect(self) -> Conn:
         conn = psycopg.connect(
@@ -230,26 +265,30 @@ class AccountLock:
             keepalives_idle=10,
             keepalives_interval=5,
             keepalives_count=3,
+            tcp_user_timeout=10_000,
         )
         try:
             # The lock lives as long as this session: never let the server end it for idling.
-            conn.execute(
-                "SELECT set_config('idle_session_timeout', '0', false), "
-                "set_config('idle_in_transaction_session_timeout', '0', false), "
-                "set_config('statement_timeout', '10s', false)"
-            )
+            with self._bounded(conn):
+                conn.execute(
+                    "SELECT set_config('idle_session_timeout', '0', false), "
+                    "set_config('idle_in_transaction_session_timeout', '0', false), "
+                    "set_config('statement_timeout', '10s', false)"
+                )
         except psycopg.Error:
             conn.close()
             raise
         return conn
 
     def _try_lock(self, conn: Conn) -> bool:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+        with self._bounded(conn):
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
         return bool(row and row[0])
 
     def _describe_holder(self, conn: Conn) -> str | None:
         try:
-            row = conn.execute(_HOLDER_SQL, (self._classid, self._objid)).fetchone()
+            with self._bounded(conn):
+                row = conn.execute(_HOLDER_SQL, (self._classid, self._objid)).fetchone()
         except psycopg.Error:
             return None
         if row is None:
@@ -273,7 +312,8 @@ class AccountLock:
 
     def _still_mine(self, conn: Conn) -> bool:
         try:
-            row = conn.execute(_MINE_SQL, (self._classid, self._objid)).fetchone()
+            with self._bounded(conn):
+                row = conn.execute(_MINE_SQL, (self._classid, self._objid)).fetchone()
         except psycopg.Error as exc:
             log.warning("account %s: ownership lock connection lost: %s", self.account, exc)
             return False

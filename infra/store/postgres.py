@@ -2,8 +2,22 @@
 
 One :class:`PostgresStore` per process, shared by every position actor: each method borrows a
 connection from a :class:`psycopg_pool.ConnectionPool`, so many actor threads call it at once.
-Every method blocks the calling thread (an actor's own thread) for at most about ``timeout``
-seconds waiting for a connection plus ``statement_timeout`` for the statements.
+
+Every call is bounded on the client side (B6): it returns or raises within ``deadline``
+seconds (default 2 s; ``outage_timeout`` while the store is degraded, ``read_deadline`` for
+the inspection reads), whatever the server does -- also when its processes are stopped and
+``statement_timeout``, which the server enforces, cannot act. The bound covers the wait for a
+pooled connection and every statement; past it the connection is abandoned (its socket shut
+down by a watchdog thread, :mod:`infra.store.deadline`) and the call raises
+:class:`~actors.ports.StoreUnavailable`. The pool replaces the abandoned connection.
+
+Every commit runs as ``BEGIN``; the commit statement; ``COMMIT`` (three round trips), and
+its ``COMMIT`` is sent only when the statement's answer came back with at least a quarter of
+the bound left. So a commit abandoned before its ``COMMIT`` was sent is *never* written: the
+server, when it runs again, reads the end of the stream and rolls the transaction back (it
+would execute a single autocommit statement it had already received). Only a ``COMMIT``
+sent and not answered within the bound (the server stopped within that last round trip)
+leaves the outcome unknown; the error then says so.
 
 Failure contract (what the actor shell relies on):
 
@@ -13,12 +27,14 @@ Failure contract (what the actor shell relies on):
 * :class:`~actors.ports.SignalSeen`: the commit accepts a signal whose id the account's
   signal history holds already (the ``signals_once`` constraint). Nothing was written.
 * :class:`~actors.ports.StoreUnavailable`: the server cannot be reached, a connection broke,
-  no pooled connection came within ``timeout``, a statement timed out, or the store is
-  closed. Nothing was written -- except in the one case no client can rule out: the
-  connection broke after the commit's statement was sent and before its answer came back
-  (it may have committed). A commit retried after that either succeeds or fails with
-  :class:`StaleVersion` (the position is already at that version); reloading from the store
-  then shows the truth.
+  no pooled connection came in time, a statement timed out, the call outlived its bound, or
+  the store is closed. Nothing was written -- except in the one case no client can rule out:
+  the ``COMMIT`` was sent and its answer did not come back (the connection broke, or the
+  bound passed); the message then says "outcome unknown". A commit retried after that either
+  succeeds or fails with :class:`StaleVersion` (the position is already at that version);
+  reloading from the store then shows the truth. An entry intent (a new ``pending_entry``
+  position) that lands that way was never sent: the actor that reloads it looks its entry
+  order up by client id, does not find it and fails the position (``entry_not_found``).
 * :class:`StoreRejected` (a :class:`~actors.ports.StoreError`): the database refused a value
   (NaN or infinite price, negative quantity, unknown status, an identifier too long, a NUL
   character ...). Nothing was written; the same commit will be refused again.
@@ -29,14 +45,16 @@ from __future__ import annotations
 import logging
 import select
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
 import psycopg
 import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
@@ -45,6 +63,7 @@ from actors.model import NON_TERMINAL, Key, OrderRecord
 from actors.ports import SignalSeen, Snapshot, StaleVersion, StoreError, StoreUnavailable
 from actors.state import Commit, JournalEvent, Position, SignalRecord
 from infra.store import _commit_sql, codec
+from infra.store.deadline import Watch, Watchdog, WatchdogClosed
 from infra.store.migrations import migrate
 
 __all__ = ["JournalEntry", "PostgresStore", "StoreRejected"]
@@ -137,6 +156,16 @@ def _group_positions(rows: Sequence[Sequence[Any]]) -> list[Position]:
     return out
 
 
+def _rollback(conn: Conn) -> None:
+    """End the open transaction of ``conn`` if any (errors ignored: a connection left in a
+    transaction is closed before it returns to the pool)."""
+    if conn.closed or conn.broken:
+        return
+    if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+        with suppress(psycopg.Error):
+            conn.execute("ROLLBACK")
+
+
 def _looks_dead(conn: Conn) -> bool:
     """True when an idle pooled connection cannot be healthy (closed, broken, or its socket
     has something to read: the server's goodbye after a restart or ``pg_terminate_backend``).
@@ -156,16 +185,27 @@ class PostgresStore:
     """:class:`actors.ports.Store` on PostgreSQL. Thread-safe; see the module docstring.
 
     ``dsn``: a libpq connection string or URI. ``pool_min``/``pool_max``: pooled connections.
-    ``timeout``: seconds a call waits for a pooled connection before
-    :class:`~actors.ports.StoreUnavailable` (keep it short: the caller is an actor thread).
-    ``outage_timeout``: the same wait while the server is known to be unreachable (since a
-    connection broke, until a call succeeds), so that actors retrying their writes during an
-    outage are not held up. ``reconnect_timeout``: how long the pool keeps retrying one
-    failed connection attempt (with backoff) before a new call starts a fresh one; it bounds
-    how long after the server's return the store may still report it unavailable.
-    ``statement_timeout``: server-side limit per statement. ``migrate_schema``: run
+    ``deadline``: the client-side bound of every call of the Store port (``load``,
+    ``commit``, ``allocate_ids``, ``open_positions``) and of :meth:`ping`, in seconds: the
+    wait for a connection, the statements and the commit together (default 2 s).
+    ``timeout``: the longest part of it spent waiting for a pooled connection (keep it short:
+    the caller is an actor thread). ``outage_timeout``: the bound of a whole call while the
+    store is degraded (from a failure that says the server is unreachable, until a call
+    succeeds), so that actors retrying their writes during an outage or a freeze are not
+    held up; :meth:`ping` always gets the full ``deadline`` and so recognises a server that
+    is back but slow. ``read_deadline``: the bound of the inspection reads
+    (:meth:`positions` with terminal ones, :meth:`journal`, :meth:`signals`) that may return
+    a long history. ``reconnect_timeout``: how long the pool keeps retrying one failed
+    connection attempt (with backoff) before a new call starts a fresh one; it bounds how
+    long after the server's return the store may still report it unavailable.
+    ``statement_timeout``: server-side limit per statement (a safety net for a running
+    server; the deadline is what bounds the caller). ``migrate_schema``: run
     :func:`infra.store.migrations.migrate` first (raises :class:`StoreUnavailable` when the
     server is down). ``recent_signals``: how many signal ids :meth:`load` returns.
+
+    Connections get ``connect_timeout`` (2 s, libpq's minimum) and, over TCP, keepalives
+    (idle 5 s, interval 2 s, 3 probes) and ``tcp_user_timeout`` (10 s), unless the DSN sets
+    them: a dead peer is noticed on an idle pooled connection too.
     """
 
     def __init__(
@@ -174,8 +214,10 @@ class PostgresStore:
         *,
         pool_min: int = 1,
         pool_max: int = 8,
+        deadline: float = 2.0,
         timeout: float = 1.0,
         outage_timeout: float = 0.25,
+        read_deadline: float = 30.0,
         reconnect_timeout: float = 1.0,
         statement_timeout: float = 10.0,
         migrate_schema: bool = True,
@@ -184,8 +226,15 @@ class PostgresStore:
     ) -> None:
         if pool_min < 0 or pool_max < max(1, pool_min):
             raise ValueError(f"bad pool sizes: min {pool_min}, max {pool_max}")
-        self._timeout = timeout
-        self._outage_timeout = min(outage_timeout, timeout)
+        if not deadline > 0 or not read_deadline > 0 or not outage_timeout > 0:
+            raise ValueError(
+                f"bounds must be > 0: deadline {deadline}, read_deadline {read_deadline}, "
+                f"outage_timeout {outage_timeout}"
+            )
+        self._deadline = deadline
+        self._read_deadline = read_deadline
+        self._timeout = min(timeout, deadline)
+        self._outage_timeout = min(outage_timeout, deadline)
         self._degraded = False
         # Orders as this store last wrote them, per non-terminal position: (version, orders).
         self._written: dict[int, tuple[int, tuple[OrderRecord, ...]]] = {}
@@ -195,18 +244,30 @@ class PostgresStore:
         self._pool_max = pool_max
         if migrate_schema:
             migrate(dsn)
+        given = conninfo_to_dict(dsn)
         kwargs: dict[str, Any] = {"autocommit": True}
-        if "application_name" not in conninfo_to_dict(dsn):
-            kwargs["application_name"] = "position-supervisor"
-        if "connect_timeout" not in conninfo_to_dict(dsn):
-            kwargs["connect_timeout"] = max(2, int(timeout + 0.999))
+        defaults: dict[str, Any] = {
+            "application_name": "position-supervisor",
+            "connect_timeout": 2,  # libpq's minimum; the pool connects on its own threads
+            # Ignored by libpq on a Unix socket; over TCP they notice a dead peer on an idle
+            # connection, and unacknowledged data, without waiting for the OS defaults.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 10_000,
+        }
+        for param, value in defaults.items():
+            if param not in given:
+                kwargs[param] = value
+        self._watchdog = Watchdog(name)
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             dsn,
             min_size=pool_min,
             max_size=pool_max,
             kwargs=kwargs,
             configure=self._configure,
-            timeout=timeout,
+            timeout=self._timeout,
             reconnect_timeout=reconnect_timeout,
             name=name,
             open=False,
@@ -216,9 +277,13 @@ class PostgresStore:
     # -- lifecycle
 
     def close(self, timeout: float = 5.0) -> None:
-        """Close every connection and stop the pool's threads. Idempotent. Later calls raise
-        :class:`StoreUnavailable`."""
-        self._pool.close(timeout=timeout)
+        """Close every connection and stop the pool's and the watchdog's threads; a call still
+        in flight is abandoned (it raises :class:`StoreUnavailable`). Idempotent. Later calls
+        raise :class:`StoreUnavailable`."""
+        try:
+            self._pool.close(timeout=timeout)
+        finally:
+            self._watchdog.close(timeout=timeout)
 
     def __enter__(self) -> PostgresStore:
         return self
@@ -227,8 +292,9 @@ class PostgresStore:
         self.close()
 
     def ping(self) -> None:
-        """Round trip to the server; raises :class:`StoreUnavailable` when it is not reachable."""
-        self._run("ping", lambda conn: conn.execute("SELECT 1"))
+        """Round trip to the server within the full ``deadline`` (also while degraded: this
+        is the health probe); raises :class:`StoreUnavailable` when it is not reachable."""
+        self._run("ping", lambda conn: conn.execute("SELECT 1"), bound=self._deadline)
 
     # -- the Store port
 
@@ -266,8 +332,9 @@ class PostgresStore:
         journal events with the cause, and the signal record (once per account and signal
         id). All or nothing; raises as the module docstring says.
 
-        One statement, one round trip (:mod:`infra.store._commit_sql`). Orders this store
-        wrote unchanged at the expected version are not written again."""
+        One statement (:mod:`infra.store._commit_sql`) between ``BEGIN`` and ``COMMIT``,
+        bounded as the module docstring says. Orders this store wrote unchanged at the
+        expected version are not written again."""
         pos = commit.position
         if pos is None:
             stmt = _commit_sql.EVENTS_ONLY
@@ -282,11 +349,17 @@ class PostgresStore:
         except (TypeError, ValueError, AttributeError) as exc:
             raise StoreRejected(f"commit for {commit.key}: cannot encode: {exc}") from exc
 
-        def run(conn: Conn) -> None:
+        what = f"commit for {commit.key}"
+        bound = self._bound()
+
+        def run(conn: Conn, watch: Watch) -> None:
+            cur = psycopg.RawCursor(conn)
             try:
-                row = psycopg.RawCursor(conn).execute(stmt.query, params).fetchone()
+                cur.execute("BEGIN")
+                row = cur.execute(stmt.query, params).fetchone()
             except BaseException as exc:
                 self._forget(pos)
+                _rollback(conn)
                 if pos is not None and isinstance(exc, psycopg.errors.UniqueViolation):
                     self._unique_violation(conn, commit, exc)
                 if (
@@ -300,18 +373,41 @@ class PostgresStore:
                         "position; nothing written"
                     ) from exc
                 raise
-            if pos is None:
-                return
             written, orders = row if row is not None else (0, 0)
-            if not written:
+            if pos is not None and not written:
                 self._forget(pos)
+                _rollback(conn)
                 self._stale(conn, commit, pos)
-            if orders != n_orders:  # cannot happen: a conflict updates or aborts
+            if pos is not None and orders != n_orders:  # cannot happen: a conflict aborts
                 self._forget(pos)
+                _rollback(conn)
                 raise StoreError(f"position {pos.id}: {orders} of {n_orders} orders written")
-            self._remember(pos)
+            try:
+                self._commit_transaction(cur, watch, what, bound)
+            except BaseException:
+                self._forget(pos)
+                raise
+            if pos is not None:
+                self._remember(pos)
 
-        self._run(f"commit for {commit.key}", run)
+        self._run_watched(what, run, bound=bound)
+
+    def _commit_transaction(
+        self, cur: psycopg.RawCursor[TupleRow], watch: Watch, what: str, bound: float
+    ) -> None:
+        """Send ``COMMIT`` when enough of the bound is left to hear its answer; else close
+        the connection, so that the server rolls the transaction back (the caller gets
+        :class:`StoreUnavailable`, and nothing is written)."""
+        left = watch.remaining()
+        if left < bound / 4:
+            cur.connection.close()
+            self._degraded = True
+            raise StoreUnavailable(
+                f"{what}: the database took {bound - left:.2f}s of the {bound:.2f}s bound to "
+                "answer the statement; not committed (the transaction is rolled back)"
+            )
+        watch.note = "its COMMIT was sent: outcome unknown (it is written if the server got it)"
+        cur.execute("COMMIT")
 
     def _commit_values(self, c: Commit) -> tuple[dict[str, object], int]:
         """Named values of the commit statement, and how many orders it writes."""
@@ -405,7 +501,8 @@ class PostgresStore:
         def run(conn: Conn) -> list[Position]:
             return _group_positions(conn.execute(sql, params).fetchall())
 
-        return self._run("positions", run)
+        # open_positions() is the Store port's (startup recovery): the port's bound.
+        return self._run("positions", run, bound=self._read_deadline if include_terminal else None)
 
     def journal(
         self, account: str, symbol: str, position_id: int | None = None
@@ -438,7 +535,7 @@ class PostgresStore:
                 )
             return out
 
-        return self._run("journal", run)
+        return self._run("journal", run, bound=self._read_deadline)
 
     def recorded_signal(self, account: str, signal_id: str) -> SignalRecord | None:
         """The final decision on ``signal_id`` in the account's signal history, or None."""
@@ -467,19 +564,27 @@ class PostgresStore:
         def run(conn: Conn) -> list[SignalRecord]:
             return [codec.signal_from_row(r) for r in conn.execute(sql, params).fetchall()]
 
-        return self._run("signals", run)
+        return self._run("signals", run, bound=self._read_deadline)
 
     # -- internals
 
     def _configure(self, conn: Conn) -> None:
-        conn.execute(
-            "SELECT set_config('statement_timeout', %s, false)",
-            (f"{self._statement_timeout_ms}ms",),
-        )
-        # The commit statement is one large WITH; planned afresh it costs more than running it
-        # (about 1 ms here). psycopg prepares it after a few uses; a generic plan is then
-        # reused instead of a custom plan per call (every lookup in it is by key or id).
-        conn.execute("SET plan_cache_mode = force_generic_plan")
+        """Session settings of a new pooled connection (on a pool thread), within the
+        ``deadline``; on failure the connection is closed and the pool tries again."""
+        try:
+            with self._watchdog.watch(conn, time.monotonic() + self._deadline):
+                conn.execute(
+                    "SELECT set_config('statement_timeout', %s, false)",
+                    (f"{self._statement_timeout_ms}ms",),
+                )
+                # The commit statement is one large WITH; planned afresh it costs more than
+                # running it (about 1 ms here). psycopg prepares it after a few uses; a
+                # generic plan is then reused instead of a custom plan per call (every lookup
+                # in it is by key or id).
+                conn.execute("SET plan_cache_mode = force_generic_plan")
+        except BaseException:
+            conn.close()
+            raise
 
     @staticmethod
     def _validate(c: Commit) -> None:
@@ -575,15 +680,23 @@ class PostgresStore:
         """True after a connection broke, until a call succeeds (waits are then short)."""
         return self._degraded
 
+    def _bound(self) -> float:
+        """The bound of a Store port call starting now."""
+        return self._outage_timeout if self._degraded else self._deadline
+
     @contextmanager
-    def _connection(self) -> Iterator[Conn]:
-        """A healthy-looking pooled connection; idle ones the server hung up on are dropped
-        (closed, so the pool replaces them) instead of failing the caller once each after an
-        outage. Marks the store degraded when it finds one."""
+    def _connection(self, what: str, until: float, bound: float) -> Iterator[tuple[Conn, Watch]]:
+        """A healthy-looking pooled connection, watched until ``until``; idle ones the server
+        hung up on are dropped (closed, so the pool replaces them) instead of failing the
+        caller once each after an outage. Marks the store degraded when it finds one, when
+        a connection breaks, and when the watchdog abandons one. A connection that is not
+        idle afterwards (abandoned, or its transaction left open) is closed, never handed to
+        the pool to roll back (that would wait on the server)."""
         timeout = self._outage_timeout if self._degraded else self._timeout
         conn: Conn | None = None
-        for _ in range(self._pool_max + 1):
-            candidate = self._pool.getconn(timeout=timeout)
+        for _ in range(self._pool_max + 2):
+            wait = min(timeout, until - time.monotonic())
+            candidate = self._pool.getconn(timeout=max(wait, 0.001))
             if not _looks_dead(candidate):
                 conn = candidate
                 break
@@ -592,19 +705,54 @@ class PostgresStore:
             self._degraded = True
             timeout = self._outage_timeout
         if conn is None:
-            conn = self._pool.getconn(timeout=timeout)
+            raise StoreUnavailable(f"{what}: only dead connections in the pool")
+        watch: Watch | None = None
+        backend = conn.info.backend_pid  # local, no round trip
         try:
-            yield conn
-        except psycopg.OperationalError:
-            if conn.broken or conn.closed:
-                self._degraded = True
-            raise
+            with ExitStack() as stack:
+                try:
+                    watch = stack.enter_context(self._watchdog.watch(conn, until))
+                except OSError as exc:  # no descriptor left to duplicate
+                    raise StoreUnavailable(f"{what}: cannot watch the connection: {exc}") from exc
+                try:
+                    yield conn, watch
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    if watch.fired:
+                        self._degraded = True
+                        note = f"; {watch.note}" if watch.note else ""
+                        raise StoreUnavailable(
+                            f"{what}: no answer from the database within {bound:.2f}s, "
+                            f"connection to backend {backend} abandoned (server stopped, "
+                            f"overloaded or unreachable){note}"
+                        ) from exc
+                    if conn.broken or conn.closed:
+                        self._degraded = True
+                        if watch.note:
+                            raise StoreUnavailable(
+                                f"{what}: connection lost: {exc}; {watch.note}"
+                            ) from exc
+                    raise
         finally:
+            if not conn.closed and (
+                (watch is not None and watch.fired)
+                or conn.info.transaction_status != TransactionStatus.IDLE
+            ):
+                conn.close()
             self._pool.putconn(conn)
 
-    def _run(self, what: str, fn: Callable[[Conn], T]) -> T:
-        with self._translate(what), self._connection() as conn:
-            result = fn(conn)
+    def _run(self, what: str, fn: Callable[[Conn], T], *, bound: float | None = None) -> T:
+        return self._run_watched(what, lambda conn, _watch: fn(conn), bound=bound)
+
+    def _run_watched(
+        self, what: str, fn: Callable[[Conn, Watch], T], *, bound: float | None = None
+    ) -> T:
+        """``fn`` on a pooled connection, the whole call (checkout included) bounded by
+        ``bound`` seconds (default: :meth:`_bound`); errors mapped by :meth:`_translate`."""
+        if bound is None:
+            bound = self._bound()
+        until = time.monotonic() + bound
+        with self._translate(what), self._connection(what, until, bound) as (conn, watch):
+            result = fn(conn, watch)
         self._degraded = False
         return result
 
@@ -615,7 +763,7 @@ class PostgresStore:
             yield
         except StoreError:
             raise
-        except PoolClosed as exc:
+        except (PoolClosed, WatchdogClosed) as exc:
             raise StoreUnavailable(f"{what}: the store is closed") from exc
         except PoolTimeout as exc:
             down = (
