@@ -210,6 +210,7 @@ class PositionActor(pykka.ThreadingActor):
         self._loaded = False
         self._quarantined = False
         self._restart_pending = False
+        self._store_wait = False  # the restart waits for the database, not after a crash
         self._stash: deque[Message] = deque()
         self._deferred: deque[tuple[OpenSignal, float]] = deque()
         self._retry: Message | None = None
@@ -244,6 +245,7 @@ class PositionActor(pykka.ThreadingActor):
         )
         self._deps.metrics.commit_failed("unavailable")
         self._restart_pending = True
+        self._store_wait = True
         self._deps.timers.start(self.key, RESTART_TIMER, PERSIST_RETRY_S)
         self._publish()
 
@@ -257,6 +259,11 @@ class PositionActor(pykka.ThreadingActor):
         if self._restart_pending:
             if isinstance(message, TimerFired) and message.name == RESTART_TIMER:
                 self._restart()
+            elif isinstance(message, OpenSignal):
+                # No entry is decided late (a signal stashed through a database outage used
+                # to open 20 s after it came): refused now, the sender may send it again.
+                why = "store_unavailable" if self._store_wait else "restarting"
+                self._refuse_signal(message, SignalOutcome.REJECTED, why)
             else:
                 self._stash.append(message)
             return None
@@ -275,7 +282,10 @@ class PositionActor(pykka.ThreadingActor):
             if parked is not None:
                 self._dispatch(parked)
         if isinstance(message, TimerFired) and message.name == PERSIST_TIMER:
-            self._flush_unwritten()
+            try:
+                self._flush_unwritten()
+            except Exception as exc:  # StaleVersion: another writer; reload from the store
+                self._crashed(message, exc)
             self._publish()
             return None
         if isinstance(message, TimerFired) and message.name == DEFER_TIMER:
@@ -686,6 +696,7 @@ class PositionActor(pykka.ThreadingActor):
     def _restart(self) -> None:
         """Fresh state from the store; then the crashed message once more, then the stash."""
         self._restart_pending = False
+        self._store_wait = False
         self._unwritten.clear()
         try:
             self._load()

@@ -84,6 +84,7 @@ REASONS: Mapping[str, Reason] = MappingProxyType(
         ),
         "busy": _r(_REJ, True, "too many signals wait for the symbol's mark price"),
         "store_unavailable": _r(_REJ, True, "the database did not answer within its bound"),
+        "restarting": _r(_REJ, True, "the symbol's actor is restarting after a crash"),
     }
 )
 """Every refusal reason by name."""

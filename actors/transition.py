@@ -241,6 +241,12 @@ def _safe(x: object) -> str:
     return "".join(c if c.isprintable() else "?" for c in text[:64]) or "?"
 
 
+def _settled(order: OrderRecord) -> bool:
+    """Done for good: filled, cancelled or refused. ``not_found`` is not settled: a placement
+    that was in flight may still land (and must then be cancelled)."""
+    return order.state.done and order.state is not OrderState.NOT_FOUND
+
+
 def leftovers(state: SymbolState) -> tuple[OrderRecord, ...]:
     """Protective orders of the latest position, which is terminal, not yet confirmed gone
     (I9: a new entry waits until there are none)."""
@@ -900,7 +906,7 @@ class _Step:
                     # A late fill of an entry we gave up on: the sync adopts and protects it.
                     self.effects.append(RequestSync(pos.key, "late entry fill"))
                 return self
-            if not order.kind.trigger or order.state.done:
+            if not order.kind.trigger or _settled(order):
                 return self
         self.apply_order_fact(upd, "stream")
         return self
@@ -919,7 +925,7 @@ class _Step:
                 if out.update is not None and out.update.filled_qty > order.filled_qty:
                     self.effects.append(RequestSync(pos.key, "late entry fill"))
                 return self
-            if not order.kind.trigger or order.state.done:
+            if not order.kind.trigger or _settled(order):
                 return self
             # A protective order of a position that ended while it was being placed: learn
             # whether it landed, and cancel it if it did (apply_order_fact does).

@@ -475,6 +475,7 @@ class App:
         )
         self.supervisor = sup
         self.metrics.watch_supervisor(sup.stats, _mailbox_depths)
+        self.health.register("closes", self._closes_check)
         sup.start()
         recovered = sup.recover()
         log.info("recovered %d open positions", len(recovered))
@@ -620,6 +621,14 @@ class App:
         if ok:
             self._sync_ok[account] = time.monotonic()
         self.metrics.sync_round(account, observations, seconds, ok)
+
+    def _closes_check(self) -> str | None:
+        """Not ready while a close keeps failing (the position cannot be flattened)."""
+        sup = self.supervisor
+        failing = sup.failing_closes() if sup is not None else []
+        if not failing:
+            return None
+        return "closes refused again and again: " + ", ".join(sorted(map(str, failing)))
 
     def _exchange_check(self, account: str) -> Callable[[], str | None]:
         limit = max(30.0, 3 * self.config.sync.interval_s)

@@ -331,6 +331,11 @@ class Supervisor:
             by_status=by_status,
         )
 
+    def failing_closes(self) -> list[Key]:
+        """Symbols whose open position is closing and whose closes the exchange keeps
+        refusing (``close_max_attempts`` or more): shown in the readiness check."""
+        return [c.key for c in list(self._cells.values()) if c.report.close_failing]
+
     def in_flight(self) -> int:
         return sum(w.in_flight for w in self._workers.values())
 

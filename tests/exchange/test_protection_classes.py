@@ -23,7 +23,7 @@ import pytest
 from actors.messages import OpenSignal
 from actors.model import Side, Status
 from actors.ports import SystemClock
-from actors.state import Policy, Reentry
+from actors.state import Policy, Reentry, SignalRecord
 from infra.exchange import CcxtExchange
 from sim import SimExchange
 from supervision.supervisor import Supervisor, SupervisorConfig
@@ -118,7 +118,7 @@ def test_the_bound_holds_for_a_stop_that_cannot_even_be_built(sim: SimExchange) 
             SystemClock(),
             config=SupervisorConfig(policy=POLICY, shutdown_grace_s=5.0),
         )
-        decided = []
+        decided: list[SignalRecord] = []
         s.signal_listeners.append(decided.append)
         s.start()
         try:

@@ -1,6 +1,7 @@
 """PostgreSQL stops and starts under a running supervisor (real store, ccxt, sim).
 
-While it is down: no new entry starts (its intent cannot be written), the open position keeps
+While it is down: no new entry starts (its intent cannot be written; the signal is refused
+``store_unavailable`` at once, never decided late), the open position keeps
 its stop on the exchange, the actor keeps handling ticks, and a close goes ahead (protection
 beats write-ahead). When it is back: the transitions written meanwhile land, nothing
 committed before is lost, and entries start again.
@@ -17,7 +18,7 @@ import pytest
 from actors.messages import CloseRequest, MarkPriceTick, OpenSignal
 from actors.model import CloseReason, Key, Side, Status
 from actors.ports import SystemClock
-from actors.state import Policy, Reentry
+from actors.state import Policy, Reentry, SignalRecord
 from infra.exchange import CcxtExchange, VenueConfig
 from infra.store import EmbeddedPostgres, PostgresStore
 from sim import SimExchange
@@ -65,6 +66,8 @@ def test_an_outage_stops_entries_keeps_protection_and_loses_nothing(
             restart=RestartPolicy(max_restarts=1, window_s=60.0, min_backoff_s=0.05),
         ),
     )
+    decided: list[SignalRecord] = []
+    sup.signal_listeners.append(decided.append)
     sup.start()
     try:
         sup.tell(OpenSignal(BTC, "btc-1", "sniper", Side.LONG, 0.01, 58_000.0))
@@ -105,8 +108,12 @@ def test_an_outage_stops_entries_keeps_protection_and_loses_nothing(
         after = [e.event.kind for e in store.journal(ACCOUNT, "BTCUSDT")]
         assert after[: len(before)] == before, "something committed before the outage was lost"
         assert "closing" in after and "closed" in after
-        # The signal that came during the outage waited, and opens now; the outage did not
-        # count as crashes of the symbol (no quarantine).
+        # The signal that came during the outage was refused then (no entry decided late,
+        # B6), as a refusal that allows a retry; sent again now, it opens. The outage did
+        # not count as crashes of the symbol (no quarantine).
+        eth_answers = [(r.outcome.value, r.reason, r.retry) for r in decided if r.key == ETH]
+        assert eth_answers == [("rejected", "store_unavailable", True)]
+        sup.tell(OpenSignal(ETH, "eth-1", "sniper", Side.LONG, 0.1, 2_900.0))
         _until(lambda: active(ETH), "ETH protected after the outage")
         assert not sup.state(ETH).quarantined
         eth = [p for p in store.positions(ACCOUNT) if p.key == ETH]
