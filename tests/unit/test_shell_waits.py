@@ -69,7 +69,7 @@ def test_a_late_write_refused_by_another_writer_restarts_the_actor() -> None:
         def stale(c: Commit) -> None:
             raise StaleVersion("another writer")
 
-        w.store.commit = stale  # type: ignore[method-assign]
+        w.store.commit = stale  # type: ignore[method-assign,assignment]
         w.tell(TimerFired(KEY, "__persist"))
         w.settle()
         w.store.commit = real_commit  # type: ignore[method-assign]
