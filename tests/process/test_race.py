@@ -70,7 +70,45 @@ def test_the_counters_see_what_they_exist_to_catch(dsn: str) -> None:
     # every signal sent counts, delivered at once or not (the feed re-sends the unanswered)
     assert c.signals == 2 and c.unrecorded_signals == 2
     assert b not in " ".join(c.problems)
+    assert c.orphan_stops == 0 and c.closed_by_another == 0 and c.orphan_stops_sampled == 0
     assert not c.ok
+
+
+@pytest.mark.timeout(60)
+def test_the_leftover_stop_counters_see_a_stop_that_outlives_its_position(dsn: str) -> None:
+    """Item A3 of "Money safety at the edges": an earlier position's stop left resting beside a
+    newer position (sampled), still resting at the end (orphan) and closing the newer one."""
+    symbols = make_symbols(1)
+    (a,) = symbols
+    key = Key("main", a)
+    price = symbols[a]
+    with SimExchange(symbols) as sim:
+        ex = CcxtExchange("main", VenueConfig(base_url=sim.base_url, require_credentials=False))
+        try:
+            for req in (
+                OrderRequest(key, "ps1e1", OrderKind.ENTRY, "buy", 1),
+                OrderRequest(
+                    key, "ps1s1", OrderKind.STOP_LOSS, "sell", 1, price * 0.9, False, True
+                ),
+                OrderRequest(key, "ps1c1", OrderKind.CLOSE, "sell", 1, reduce_only=True),
+                OrderRequest(key, "ps2e1", OrderKind.ENTRY, "buy", 1),  # ps1s1 still rests
+            ):
+                assert ex.place_order(req).result.value == "accepted", req
+            sampler = _Sampler(sim, bound_s=60.0)
+            for _ in range(10):
+                sampler.sample()  # one look in ten reads the order log
+            store = PostgresStore(dsn, migrate_schema=False)
+            try:
+                at_rest = count(SHORT, sim, store, [], [], sampler)
+                sim.set_price(a, price * 0.85)  # ps1s1 triggers: it closes position 2
+                closed = count(SHORT, sim, store, [], [], sampler)
+            finally:
+                store.close()
+        finally:
+            ex.close()
+    assert at_rest.orphan_stops == 1 and at_rest.orphan_stops_sampled == 1
+    assert closed.closed_by_another == 1 and "ps1s1" in " ".join(closed.problems)
+    assert not at_rest.ok and not closed.ok
 
 
 @pytest.mark.timeout(180)
