@@ -380,9 +380,7 @@ def _on_market(state: SymbolState, info: MarketInfo, ctx: Context) -> Transition
     fresher = st.last_price_at is None or info.at >= st.last_price_at
     if price is not None and _finite_positive(price) and fresher:
         st = replace(st, last_price=price, last_price_at=info.at)
-    if info.rules is not None:
-        st = replace(st, market=info.rules)
-    return Transition(st)
+    return Transition(replace(st, market=info.rules or MarketRules()))
 
 
 # --- ticks (hot path: no allocation unless something is decided) --------------------------

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from actors.messages import Message, SyncObservation
 from actors.model import Key
 from actors.ports import AccountView, ExchangePort
+from actors.state import parse_client_id
 
 __all__ = ["SyncService", "observations"]
 
@@ -27,9 +28,15 @@ log = logging.getLogger(__name__)
 
 
 def observations(view: AccountView, known: Iterable[Key]) -> list[SyncObservation]:
-    """One observation per symbol with an exchange position or a local actor."""
+    """One observation per symbol with an exchange position, a local actor, or a resting
+    order of ours (a leftover with no actor left to cancel it, I9)."""
     symbols = set(view.positions)
     symbols.update(k.symbol for k in known if k.account == view.account)
+    symbols.update(
+        sym
+        for sym, orders in view.open_orders.items()
+        if any(parse_client_id(o.client_id) is not None for o in orders)
+    )
     return [
         SyncObservation(
             Key(view.account, sym),

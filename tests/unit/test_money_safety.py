@@ -350,3 +350,21 @@ def test_a_replay_is_answered_with_the_recorded_decision_whatever_its_age() -> N
         True,
         1,
     )
+
+
+def test_the_sync_observes_a_symbol_where_only_a_leftover_of_ours_rests() -> None:
+    """No position and no actor on the symbol (passivated): the sync still reports it, so an
+    actor starts and cancels the leftover; other software's orders bring no actor."""
+    from actors.ports import AccountView
+    from supervision.sync import observations
+
+    view = AccountView(
+        "main",
+        {},
+        {
+            "BTCUSDT": (ExchangeOrder("ps9s2", "sell", 1.0, True, 80.0),),
+            "ETHUSDT": (ExchangeOrder("their-own", "sell", 1.0, True, 80.0),),
+        },
+        NOW,
+    )
+    assert [o.key.symbol for o in observations(view, [])] == ["BTCUSDT"]
