@@ -8,6 +8,8 @@ the actor writes no position and answers with the decision recorded for that id 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from actors.messages import CloseRequest
 from actors.model import CloseReason, Key, OrderKind, Status
 from actors.state import Policy, Reentry, SignalOutcome, SignalRecord
@@ -58,3 +60,41 @@ def test_an_old_replay_is_a_duplicate_and_opens_no_position() -> None:
         w.settle()
         pos = w.state("BTCUSDT").position
         assert pos is not None and pos.status is Status.ACTIVE and pos.signal_id == "new-1"
+
+
+def test_an_old_replay_past_the_age_limit_is_answered_with_its_recorded_decision() -> None:
+    """A signal accepted by a process that died before answering, re-sent after
+    ``max_signal_age_s`` and beyond the actor's memory: the server learns it was accepted,
+    and which position it opened, not ``too_old`` (I11)."""
+    policy = Policy(
+        reentry=Reentry.ALLOW, cooldown_s=0.0, recent_signal_memory=1, max_signal_age_s=30.0
+    )
+    with World(policy=policy) as w:
+        decided: list[SignalRecord] = []
+        w.sup.signal_listeners.append(decided.append)
+        w.tell(replace(signal(signal_id="first", stop=90.0), created_at=w.clock.now()))
+        w.settle()
+        opened = w.state().position
+        assert opened is not None
+        _open_and_close_current(w)
+        w.tell(signal(signal_id="second", stop=90.0))  # pushes "first" out of the memory
+        w.settle()
+        w.advance(60.0)
+        old = replace(signal(signal_id="first", stop=90.0), created_at=w.clock.now() - 60.0)
+        w.tell(old)
+        w.settle()
+        last = decided[-1]
+        assert (last.signal_id, last.outcome, last.replay, last.position_id) == (
+            "first",
+            SignalOutcome.ACCEPTED,
+            True,
+            opened.id,
+        )
+        assert w.exchange.count(kind=OrderKind.ENTRY) == 2  # nothing opened for the replay
+
+
+def _open_and_close_current(w: World) -> None:
+    w.tell(CloseRequest(Key(ACCOUNT, "BTCUSDT"), CloseReason.MANUAL, "close"))
+    w.settle()
+    pos = w.state().position
+    assert pos is not None and pos.status is Status.CLOSED, pos
