@@ -7,6 +7,7 @@ started (the suite-wide guard in ``tests/conftest.py`` fails a test that leaves 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,9 +15,12 @@ import ccxt
 import pytest
 
 from actors.model import Key, OrderKind
-from actors.ports import OrderRequest
+from actors.ports import OrderRequest, SystemClock
+from actors.state import Policy
 from infra.exchange import BINANCE_USDM, CcxtExchange, VenueConfig
 from sim import SimExchange
+from supervision.supervisor import Supervisor, SupervisorConfig
+from tests.fakes.store import InMemoryStore
 from tests.waiting import poll
 
 ACCOUNT = "main"
@@ -36,6 +40,26 @@ def sim_config(sim: SimExchange, **changes: Any) -> VenueConfig:
     }
     settings.update(changes)
     return VenueConfig(**settings)
+
+
+@contextlib.contextmanager
+def running_supervisor(sim: SimExchange, policy: Policy, **venue: Any) -> Iterator[Supervisor]:
+    """The real supervisor and actors on the in-memory store, with a ccxt adapter pointed at
+    ``sim`` (``venue``: :func:`sim_config` overrides), its timer thread started; stopped (and
+    checked to stop cleanly) afterwards."""
+    exchange = CcxtExchange(ACCOUNT, sim_config(sim, **venue))
+    sup = Supervisor(
+        InMemoryStore(),
+        {ACCOUNT: exchange},
+        SystemClock(),
+        config=SupervisorConfig(policy=policy, shutdown_grace_s=5.0),
+    )
+    sup.start()
+    try:
+        yield sup
+    finally:
+        assert sup.stop(grace_s=5.0), "supervisor did not stop cleanly"
+        exchange.close()
 
 
 def wait_until(

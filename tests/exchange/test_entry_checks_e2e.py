@@ -17,13 +17,10 @@ import pytest
 
 from actors.messages import OpenSignal
 from actors.model import Side, Status
-from actors.ports import SystemClock
 from actors.state import Policy, Reentry, SignalRecord
-from infra.exchange import CcxtExchange
 from sim import SimExchange
-from supervision.supervisor import Supervisor, SupervisorConfig
-from tests.exchange.conftest import ACCOUNT, KEY, sim_config, wait_until
-from tests.fakes.store import InMemoryStore
+from supervision.supervisor import Supervisor
+from tests.exchange.conftest import KEY, running_supervisor, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -49,21 +46,10 @@ class Decisions:
 
 @pytest.fixture
 def live(sim: SimExchange) -> Iterator[tuple[Supervisor, Decisions]]:
-    exchange = CcxtExchange(ACCOUNT, sim_config(sim))
-    sup = Supervisor(
-        InMemoryStore(),
-        {ACCOUNT: exchange},
-        SystemClock(),
-        config=SupervisorConfig(policy=POLICY, shutdown_grace_s=5.0),
-    )
-    decisions = Decisions()
-    sup.signal_listeners.append(decisions)
-    sup.start()
-    try:
+    with running_supervisor(sim, POLICY) as sup:
+        decisions = Decisions()
+        sup.signal_listeners.append(decisions)
         yield sup, decisions
-    finally:
-        assert sup.stop(grace_s=5.0), "supervisor did not stop cleanly"
-        exchange.close()
 
 
 def _sig(sid: str, side: Side, size: float, stop: float, tp: float | None = None) -> OpenSignal:

@@ -22,14 +22,11 @@ import pytest
 
 from actors.messages import OpenSignal
 from actors.model import Side, Status
-from actors.ports import SystemClock
 from actors.state import Policy, Reentry, SignalRecord
-from infra.exchange import CcxtExchange
 from sim import SimExchange
-from supervision.supervisor import Supervisor, SupervisorConfig
-from tests.exchange.conftest import ACCOUNT, KEY, SYMBOL, sim_config, wait_until
+from supervision.supervisor import Supervisor
+from tests.exchange.conftest import KEY, SYMBOL, running_supervisor, wait_until
 from tests.exchange.test_outcome_classes import ALGO, PLACE_CASES, Case
-from tests.fakes.store import InMemoryStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(40)]
 
@@ -49,19 +46,8 @@ BOUND_S = POLICY.sl_deadline_s + 2.0
 
 @pytest.fixture
 def sup(sim: SimExchange) -> Iterator[Supervisor]:
-    exchange = CcxtExchange(ACCOUNT, sim_config(sim, retry_after_s=0.05))
-    s = Supervisor(
-        InMemoryStore(),
-        {ACCOUNT: exchange},
-        SystemClock(),
-        config=SupervisorConfig(policy=POLICY, shutdown_grace_s=5.0),
-    )
-    s.start()
-    try:
+    with running_supervisor(sim, POLICY, retry_after_s=0.05) as s:
         yield s
-    finally:
-        assert s.stop(grace_s=5.0), "supervisor did not stop cleanly"
-        exchange.close()
 
 
 def _exchange_state(sim: SimExchange) -> str:
@@ -110,25 +96,16 @@ def test_the_bound_holds_for_a_stop_that_cannot_even_be_built(sim: SimExchange) 
     market without a price bound) was re-sent for ever. The core refuses such a signal now
     (``invalid:stop_distance``): nothing is sent at all."""
     spec = replace(sim.specs[SYMBOL], max_price=0)
-    with SimExchange(seed=11, specs={SYMBOL: spec}) as raw:
-        exchange = CcxtExchange(ACCOUNT, sim_config(raw))
-        s = Supervisor(
-            InMemoryStore(),
-            {ACCOUNT: exchange},
-            SystemClock(),
-            config=SupervisorConfig(policy=POLICY, shutdown_grace_s=5.0),
-        )
+    with (
+        SimExchange(seed=11, specs={SYMBOL: spec}) as raw,
+        running_supervisor(raw, POLICY) as s,
+    ):
         decided: list[SignalRecord] = []
         s.signal_listeners.append(decided.append)
-        s.start()
-        try:
-            s.tell(OpenSignal(KEY, "huge-stop", "sniper", Side.SHORT, 0.01, 1.7e308))
-            wait_until(lambda: decided, 5.0, 0.02, "decided")
-            assert (decided[0].outcome.value, decided[0].reason) == (
-                "rejected",
-                "invalid:stop_distance",
-            )
-            assert raw.order_log() == []
-        finally:
-            assert s.stop(grace_s=5.0)
-            exchange.close()
+        s.tell(OpenSignal(KEY, "huge-stop", "sniper", Side.SHORT, 0.01, 1.7e308))
+        wait_until(lambda: decided, 5.0, 0.02, "decided")
+        assert (decided[0].outcome.value, decided[0].reason) == (
+            "rejected",
+            "invalid:stop_distance",
+        )
+        assert raw.order_log() == []
