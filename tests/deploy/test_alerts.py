@@ -131,7 +131,8 @@ def test_every_expression_parses(tmp_path: Path) -> None:
     assert len(exprs) > 40
     lines = ["groups:", "  - name: every-expression", "    rules:"]
     for i, e in enumerate(exprs):
-        lines += [f"      - record: check:expr_{i}", f"        expr: '{e.replace(chr(39), chr(39) * 2)}'"]
+        quoted = e.replace("'", "''")  # a YAML single-quoted scalar
+        lines += [f"      - record: check:expr_{i}", f"        expr: '{quoted}'"]
     wrapped = tmp_path / "wrapped.yml"
     wrapped.write_text("\n".join(lines) + "\n")
     r = _run(promtool, "check", "rules", str(wrapped), cwd=tmp_path)

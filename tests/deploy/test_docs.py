@@ -176,7 +176,9 @@ def test_account_lock_wait_agrees() -> None:
 
 
 def test_reason_table_helper_finds_a_table(tmp_path: Path) -> None:
-    text = "x\n\n| reason | outcome | retry | meaning |\n|---|---|---|---|\n| `a` | r | no | m |\n\nz"
+    text = (
+        "x\n\n| reason | outcome | retry | meaning |\n|---|---|---|---|\n| `a` | r | no | m |\n\nz"
+    )
     table = _reason_table(text)
     assert table is not None and "`a`" in table and "z" not in table
     assert _reason_table("| reason | meaning |\n|---|---|\n| `a` | m |\n") is None

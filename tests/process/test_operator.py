@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -60,6 +59,7 @@ class Running:
     dsn: str
     store: PostgresStore
     acks: dict[str, dict[str, Any]]
+    spawned_at: float
 
     def lines(self) -> list[dict[str, Any]]:
         out = []
@@ -174,6 +174,7 @@ json = true
 """
         )
         log = tmp / "process.log"
+        spawned_at = time.time()
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "supervision", "run", "--config", str(cfg)],
@@ -204,11 +205,12 @@ json = true
                 feed.send_signal(sig)
                 ack = feed.wait_for_ack(sid, 30)
                 if again:  # the answer to the re-sent one: a new frame, marked replay
-                    ack = poll(
-                        lambda sid=sid: (a := feed.acks.get(sid)) and a.get("replay") and a,
-                        30,
-                        "answer to the replay",
-                    )
+
+                    def replayed(sid: str = sid) -> dict[str, Any] | None:
+                        a = feed.acks.get(sid)
+                        return a if a is not None and a.get("replay") else None
+
+                    ack = poll(replayed, 30, "answer to the replay")
                 assert ack is not None, (sid, log.read_text()[-3000:])
                 acks[sid + "-again" if again else sid] = ack
 
@@ -217,7 +219,7 @@ json = true
                 return len(ps) == 2 and all(p.stop_confirmed for p in ps)
 
             poll(protected, 30, "two positions protected", interval=0.05)
-            yield Running(proc, base, log, cfg, sim, feed, dsn, store, acks)
+            yield Running(proc, base, log, cfg, sim, feed, dsn, store, acks, spawned_at)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -256,7 +258,7 @@ def test_probes_and_process_series(running: Running) -> None:
         for s in fam.samples
     }
     started = samples[("process_start_time_seconds", ())]
-    assert abs(started - psutil.Process(running.proc.pid).create_time()) < 2.0
+    assert running.spawned_at - 1.0 <= started <= running.spawned_at + 10.0
     assert samples[("process_open_fds", ())] > 0
     live = ("check", "housekeeping"), ("probe", "live"), ("upstream", "")
     assert samples[("ps_health_check_up", live)] == 1
