@@ -92,17 +92,22 @@ def cli(running: Running, *args: str) -> subprocess.CompletedProcess[str]:
 
 def cli_here(running: Running, *args: str) -> subprocess.CompletedProcess[str]:
     """The same entry point (``supervision.cli.main``) in this process: a second each saved
-    for the many variations; the real database and the running process all the same. The
-    logging it installs is put back."""
+    for the many variations; the real database and the running process all the same."""
+    return cli_at(running.cfg, running.dsn, *args)
+
+
+def cli_at(cfg: Path, dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``supervision.cli.main`` in this process with ``PS_DATABASE_DSN=dsn``; the logging it
+    installs is put back."""
     root = logging.getLogger()
     handlers, level, hook = list(root.handlers), root.level, threading.excepthook
     filters = {h: list(h.filters) for h in handlers}
     out, err = io.StringIO(), io.StringIO()
     old = os.environ.get("PS_DATABASE_DSN")
-    os.environ["PS_DATABASE_DSN"] = running.dsn
+    os.environ["PS_DATABASE_DSN"] = dsn
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli_main([*args, "--config", str(running.cfg)])
+            code = cli_main([*args, "--config", str(cfg)])
     finally:
         if old is None:
             del os.environ["PS_DATABASE_DSN"]
@@ -502,3 +507,50 @@ def test_clean_stop_and_log_levels(running: Running) -> None:
     sync_or_feed = {"supervision.sync", "infra.feeds.signals", "infra.feeds.ws_client"}
     unexpected = [d for d in noisy if d["logger"] not in sync_or_feed]
     assert not unexpected, unexpected
+
+
+def test_verify_says_missing_when_the_stop_does_not_rest(pg_admin: str, tmp_path: Path) -> None:
+    """``status --verify`` against a database that believes a stop rests (accepted) while
+    the exchange has none: MISSING, exit 3. Once the stop is placed there: resting, exit 0."""
+    from actors.model import Key, OrderKind, OrderRecord, OrderState
+    from actors.ports import OrderRequest
+    from infra.exchange import CcxtExchange, VenueConfig
+    from tests.store.builders import advance, entry_commit, new_position
+
+    key = Key("main", "BTCUSDT")
+    stop = OrderRecord("ps41s1", OrderKind.STOP_LOSS, "sell", 0.01, OrderState.ACCEPTED, 59_000.0)
+    with pg.fresh_database(pg_admin) as dsn, SimExchange({"BTCUSDT": 60_000.0}) as sim:
+        store = PostgresStore(dsn, migrate_schema=False)
+        try:
+            pos = new_position(41, key)
+            store.commit(entry_commit(pos))
+            _, commit = advance(
+                pos, status=Status.ACTIVE, qty=0.01, entry_price=60_000.0, orders=(stop,)
+            )
+            store.commit(commit)
+        finally:
+            store.close()
+        cfg = tmp_path / "v.toml"
+        cfg.write_text(
+            f'[accounts.main]\nrest_url = "{sim.base_url}"\nws_url = "{sim.ws_url}"\n'
+            'symbols = ["BTCUSDT"]\ncredentials = "dummy"\nenable_rate_limit = false\n'
+        )
+        r = cli_at(cfg, dsn, "status", "--verify")
+        assert r.returncode == 3, r.stdout + r.stderr
+        assert "MISSING (ps41s1: not found)" in r.stdout
+        assert "not owned: no supervisor manages this account now" in r.stdout
+        ex = CcxtExchange("main", VenueConfig(base_url=sim.base_url, require_credentials=False))
+        try:
+            for req in (
+                OrderRequest(key, "ps41e1", OrderKind.ENTRY, "buy", 0.01),
+                OrderRequest(
+                    key, "ps41s1", OrderKind.STOP_LOSS, "sell", 0.01, 59_000.0, close_position=True
+                ),
+            ):
+                assert ex.place_order(req).result.value == "accepted"
+        finally:
+            ex.close()
+        r = cli_at(cfg, dsn, "status", "--verify", "--json")
+        assert r.returncode == 0, r.stdout + r.stderr
+        (p,) = json.loads(r.stdout)["open"]
+        assert p["stop_on_exchange"] == "resting" and p["stop_client_id"] == "ps41s1"
