@@ -101,7 +101,8 @@ address = "127.0.0.1:0"
             "[rpcinterface:supervisor]",
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
             f"[program:{PROGRAM}]",
-            *(f"{k}={v}" for k, v in section.items()),
+            # A value over several lines (environment=) keeps its continuation indented.
+            *(f"{k}={v}".replace("\n", "\n    ") for k, v in section.items()),
         ]
         conf.write_text("\n".join(lines) + "\n")
         # supervisord's environment: the keys this configuration needs, nothing else of ours.
