@@ -54,6 +54,8 @@ __all__ = ["Supervisor", "SupervisorConfig", "SupervisorStats"]
 
 log = logging.getLogger(__name__)
 
+_STOPPING = ("shutting_down", "stopped")
+
 
 @dataclass(frozen=True, slots=True)
 class SupervisorConfig:
@@ -201,7 +203,16 @@ class Supervisor:
     def _dead_letter(self, msg: Message, reason: str) -> bool:
         self._dead_letters += 1
         self.metrics.dead_letter(reason)
-        log.warning("dead letter %s: %s", type(msg).__name__, reason, extra={"key": str(msg.key)})
+        # A mark price refused while stopping loses nothing (the next start reads fresh ones):
+        # counted, but a clean stop writes no warning for it.
+        quiet = isinstance(msg, TicksReady | MarkPriceTick) and reason in _STOPPING
+        log.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "dead letter %s: %s",
+            type(msg).__name__,
+            reason,
+            extra={"key": str(msg.key)},
+        )
         return False
 
     # -- ActorHost (actor, worker and timer threads) ----------------------------------------

@@ -6,8 +6,13 @@ an actor here (so that a position we hold which the exchange no longer has is cl
 ``closed_on_exchange``, and one the exchange has that nobody opened is adopted).
 
 :class:`SyncService` runs it every ``interval_s`` per account on its own thread, and at once
-when an actor or a feed asks (``request``). Fetch errors are logged and counted; the next
-round tries again. It never touches actor state itself: it only sends messages.
+when an actor or a feed asks (``request``). Fetch errors are counted and the next round
+tries again; they are logged by how long they last: a failed round is a WARNING (it is
+retried), one that keeps failing — ``ERROR_AFTER_ROUNDS`` rounds in a row or
+``ERROR_AFTER_S`` seconds without a successful round — an ERROR (at most one line per
+``ERROR_EVERY_S`` seconds per account, the rest at DEBUG), and the first success after
+failures an INFO line saying how long it failed. It never touches actor state itself: it
+only sends messages.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from actors.state import parse_client_id
 __all__ = ["SyncService", "observations"]
 
 log = logging.getLogger(__name__)
+
+ERROR_AFTER_ROUNDS = 3
+ERROR_AFTER_S = 30.0
+ERROR_EVERY_S = 60.0
 
 
 def observations(view: AccountView, known: Iterable[Key]) -> list[SyncObservation]:
@@ -72,6 +81,13 @@ class SyncService:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.rounds = 0
+        # account -> (failed rounds in a row, monotonic time of the first, of the last ERROR)
+        self._failing: dict[str, tuple[int, float, float | None]] = {}
+
+    @property
+    def running(self) -> bool:
+        """True while the sync thread is alive (the liveness check reads it)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def request(self, account: str, reason: str = "") -> None:
         """Ask for a sync of ``account`` as soon as possible (called from any thread)."""
@@ -86,10 +102,18 @@ class SyncService:
         try:
             view = ex.fetch_account(account)
         except Exception as exc:
-            log.error("sync of %s failed: %r", account, exc)
+            self._log_failure(account, exc)
             if self._on_round:
                 self._on_round(account, -1, time.perf_counter() - t0, False)
             return -1
+        failed = self._failing.pop(account, None)
+        if failed is not None:
+            log.info(
+                "sync of %s recovered after %d failed rounds (%.0fs)",
+                account,
+                failed[0],
+                time.monotonic() - failed[1],
+            )
         obs = observations(view, self._known())
         for o in obs:
             self._tell(o)
@@ -97,6 +121,27 @@ class SyncService:
         if self._on_round:
             self._on_round(account, len(obs), time.perf_counter() - t0, True)
         return len(obs)
+
+    def _log_failure(self, account: str, exc: Exception) -> None:
+        """WARNING while a failure may be passing, ERROR once it keeps failing (throttled)."""
+        now = time.monotonic()
+        n, since, last_error = self._failing.get(account, (0, now, None))
+        n += 1
+        lasting = now - since
+        if n < ERROR_AFTER_ROUNDS and lasting < ERROR_AFTER_S:
+            log.warning("sync of %s failed (will retry): %r", account, exc)
+        elif last_error is None or now - last_error >= ERROR_EVERY_S:
+            last_error = now
+            log.error(
+                "sync of %s keeps failing: %d rounds in a row over %.0fs; last error: %r",
+                account,
+                n,
+                lasting,
+                exc,
+            )
+        else:
+            log.debug("sync of %s failed again (%d in a row): %r", account, n, exc)
+        self._failing[account] = (n, since, last_error)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="sync", daemon=True)
