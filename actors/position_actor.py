@@ -68,7 +68,15 @@ from actors.ports import (
     StoreUnavailable,
     Timers,
 )
-from actors.state import Commit, Policy, SignalOutcome, SignalRecord, SymbolState, Transition
+from actors.state import (
+    Commit,
+    Policy,
+    SignalOutcome,
+    SignalRecord,
+    SymbolState,
+    Transition,
+    parse_client_id,
+)
 from actors.transition import Context, leftovers, tick_band, transition
 
 __all__ = [
@@ -80,6 +88,7 @@ __all__ = [
     "PositionActor",
     "RestartDecision",
     "StatusReport",
+    "is_activity",
 ]
 
 log = logging.getLogger(__name__)
@@ -117,6 +126,9 @@ class StatusReport:
 
     ``close_failing``: the open position is closing and the exchange has refused
     ``close_max_attempts`` closes or more (shown in the readiness check).
+    ``last_activity``: when the actor last handled a message that counts as activity
+    (:func:`is_activity`), or stopped being idle; the supervisor passivates an actor idle
+    since ``passivate_after_s``.
     """
 
     status: Status | None
@@ -216,6 +228,7 @@ class PositionActor(pykka.ThreadingActor):
         self._unwritten: list[Commit] = []
         self._retired = False
         self._slot: TickSource | None = None  # learnt from the first TicksReady
+        self._active_at = deps.clock.now()  # see StatusReport.last_activity
         self.cell = cell
 
     # -- pykka hooks (actor thread)
@@ -388,7 +401,7 @@ class PositionActor(pykka.ThreadingActor):
             metrics.handled(type(message).__name__, elapsed)
         if isinstance(message, MarkPriceTick) and message.received_at:
             metrics.tick_decision(self._deps.clock.now() - message.received_at)
-        self._publish()
+        self._publish(active=is_activity(message))
 
     def _handle(self, message: Message, since: float | None = None, give_up: bool = False) -> None:
         deps = self._deps
@@ -602,20 +615,25 @@ class PositionActor(pykka.ThreadingActor):
             extra={"key": str(self.key), "position_id": rec.position_id},
         )
 
-    def _publish(self) -> None:
+    def _publish(self, active: bool = True) -> None:
+        """Publish the status report; ``active`` False: the message just handled does not
+        count as activity (it moves ``last_activity`` only if the actor was not idle)."""
         st = self._state
         pos = st.open_position
         policy = self._deps.policy
+        idle = (
+            pos is None
+            and not self._unwritten
+            and not self._restart_pending
+            and not self._deferred
+            and not leftovers(st)
+        )
+        if active or not idle or not self.cell.report.idle:
+            self._active_at = self._deps.clock.now()
         self.cell.report = StatusReport(
             status=st.position.status if st.position is not None else None,
-            last_activity=self._deps.clock.now(),
-            idle=(
-                pos is None
-                and not self._unwritten
-                and not self._restart_pending
-                and not self._deferred
-                and not leftovers(st)
-            ),
+            last_activity=self._active_at,
+            idle=idle,
             quarantined=self._quarantined,
             unwritten=len(self._unwritten),
             close_failing=(
@@ -717,6 +735,24 @@ class PositionActor(pykka.ThreadingActor):
         if self._deps.host.retire(self.key, self.actor_ref):
             self._retired = True
             self.stop()
+
+
+def is_activity(message: Message) -> bool:
+    """Whether handling ``message`` keeps an idle actor from passivating. Mark prices do not
+    (an actor without a position has nothing to decide on them), nor do timers (one that
+    fires on an idle actor finds what it was armed for over: a deferred signal, a restart or
+    an unwritten transition make the actor not idle), nor the sync's "nothing here": no
+    position on the exchange and no open order of ours. Everything else does: signals,
+    order updates, exchange outcomes, other observations, close requests. Any message that
+    leaves the actor not idle, or ends a spell of not being idle, counts anyway."""
+    if isinstance(message, MarkPriceTick | TicksReady | TimerFired):
+        return False
+    if isinstance(message, SyncObservation):
+        xp = message.position
+        return (xp is not None and xp.qty > 0) or any(
+            parse_client_id(o.client_id) is not None for o in message.open_orders
+        )
+    return True
 
 
 def _merge(commits: list[Commit]) -> list[Commit]:
