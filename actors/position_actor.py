@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import pykka
 
+from actors.conflation import TickSlot
 from actors.effects import (
     CancelOrder,
     CancelTimer,
@@ -273,13 +274,16 @@ class PositionActor(pykka.ThreadingActor):
             else:
                 self._stash.append(message)
             return None
+        arrived: float | None = None
         if isinstance(message, TicksReady):
             # Take the conflated tick here so that tick-to-decision latency is measured.
-            self._slot = message.slot
-            tick = message.slot.take()
+            slot = self._slot = message.slot
+            tick = slot.take()
             if tick is None:
                 self._publish_band()
                 return None
+            if isinstance(slot, TickSlot) and slot.woken:
+                arrived = tick.received_at or None  # the frame that left the band
             message = tick
         elif self._slot is not None:
             # A tick parked in the band came before this message: apply it first, so that
@@ -295,7 +299,7 @@ class PositionActor(pykka.ThreadingActor):
             self._offer_deferred()
             self._publish_band()
             return None
-        self._dispatch(message)
+        self._dispatch(message, arrived=arrived)
         if self._deferred and not self._restart_pending:
             self._offer_deferred()
         self._publish_band()
@@ -383,10 +387,18 @@ class PositionActor(pykka.ThreadingActor):
     # -- message handling
 
     def _dispatch(
-        self, message: Message, since: float | None = None, give_up: bool = False
+        self,
+        message: Message,
+        since: float | None = None,
+        give_up: bool = False,
+        arrived: float | None = None,
     ) -> None:
         """Handle one message (a deferred signal: with the time it first arrived, and
-        ``give_up`` when this is its last chance)."""
+        ``give_up`` when this is its last chance). ``arrived``: for a tick that woke this
+        actor, when the frame that carried its band-leaving price arrived; the time from
+        then to the end of this handling is ``ps_tick_decision_seconds``. Other ticks (parked
+        inside the band, applied before another message or released by a narrower band)
+        decided nothing when they arrived and are not observed."""
         t0 = time.perf_counter()
         try:
             self._handle(message, since, give_up)
@@ -399,8 +411,8 @@ class PositionActor(pykka.ThreadingActor):
         metrics = self._deps.metrics
         if since is None:  # a deferred signal offered again is not a new message
             metrics.handled(type(message).__name__, elapsed)
-        if isinstance(message, MarkPriceTick) and message.received_at:
-            metrics.tick_decision(self._deps.clock.now() - message.received_at)
+        if arrived is not None:
+            metrics.tick_decision(self._deps.clock.now() - arrived)
         self._publish(active=is_activity(message))
 
     def _handle(self, message: Message, since: float | None = None, give_up: bool = False) -> None:
