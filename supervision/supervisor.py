@@ -141,10 +141,13 @@ class Supervisor:
         closed for the account); the refusal is logged and counted as a dead letter. Two
         messages start no actor and are dropped without a word, returning False: a
         ``TicksReady`` for a tick slot that is no longer its symbol's (the actor passivated
-        meanwhile), and the sync's "nothing here" (no position, no order of ours) for a
-        symbol without a live actor: neither carries anything for a new actor.
+        meanwhile, or the process is stopping: a parked mark price is not a lost message),
+        and the sync's "nothing here" (no position, no order of ours) for a symbol without a
+        live actor: neither carries anything for a new actor.
         """
-        if isinstance(msg, TicksReady) and self._slots.get(msg.key) is not msg.slot:
+        if isinstance(msg, TicksReady) and (
+            self._closing or self._slots.get(msg.key) is not msg.slot
+        ):
             return False
         if self._closing and not isinstance(msg, ExchangeOutcome | TimerFired):
             return self._dead_letter(msg, "shutting_down")

@@ -123,3 +123,21 @@ def test_nothing_here_and_stale_wake_ups_start_no_actor() -> None:
         w.settle()
         pos = w.state().position
         assert pos is not None and pos.source == "sync"
+
+
+def test_a_tick_parked_at_shutdown_is_not_a_dead_letter() -> None:
+    """Every actor with a parked tick handed it back at stop, and each was logged and counted
+    as a dead letter (``shutting_down``): 80 WARNING lines per stop of an 80-symbol run."""
+    w = World(prices=dict.fromkeys(SYMBOLS[:10], 100.0))
+    keys = KEYS[:10]
+    for k in keys:
+        w.sup.state(k)
+    now = w.clock.now()
+    for k in keys:  # teaches each slot its band (no position: every price)
+        w.sup.tell_tick(MarkPriceTick(k, 100.0, now, received_at=now))
+    w.settle()
+    for k in keys:  # parked in the slot, no wake-up
+        assert w.sup.tell_tick(MarkPriceTick(k, 101.0, now, received_at=now))
+    assert all(w.sup._slots[k].parked == 1 for k in keys)
+    w.close()
+    assert w.metrics.dead["shutting_down"] == 0
