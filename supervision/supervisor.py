@@ -337,9 +337,9 @@ class Supervisor:
 
         Idle: no position, nothing unwritten, deferred or pending, no order of an earlier
         position still to be confirmed gone (``StatusReport.idle``); the time counts from the
-        actor's last *activity*: ticks and the sync's "nothing here" do not count
-        (:class:`~actors.position_actor.PositionActor`), so the periodic sync does not keep
-        an idle actor alive. A quarantined actor is kept (its quarantine lives in it). Also
+        actor's last *activity*: ticks, timers and the sync's "nothing here" do not count
+        (:func:`~actors.position_actor.is_activity`), so the periodic sync does not keep an
+        idle actor alive. A quarantined actor is kept (its quarantine lives in it). Also
         drops restart trackers whose crashes are older than the restart window.
         """
         now = self.clock.now()

@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,5 +249,4 @@ def _kind(line: str, json_lines: bool) -> str:
 
 
 if __name__ == "__main__":
-    threading.current_thread().name = "log-budget"
     sys.exit(main())
