@@ -161,7 +161,9 @@ class PrometheusMetrics:
         )
         self.tick_latency = Histogram(
             "ps_tick_decision_seconds",
-            "Mark-price tick received to the actor's decision on it.",
+            "Arrival of the mark-price frame whose price left the actor's band (woke it) to"
+            " the end of the actor's handling of that tick. Ticks parked inside the band"
+            " decide nothing and are not observed.",
             buckets=_FAST,
             registry=r,
         )

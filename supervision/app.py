@@ -197,6 +197,12 @@ class Intake:
             return self._signal(msg)
         return self._sup.tell(msg)
 
+    def admitted(self) -> int:
+        """Symbols remembered as recently admitted (for ``max_open_positions``): pruned to
+        the last ``ADMITTED_MEMORY_S`` seconds by every signal that checks the limit."""
+        with self._lock:
+            return len(self._admitted)
+
     def tell_tick(self, tick: MarkPriceTick) -> bool:
         return self._sup.tell_tick(tick)
 
@@ -390,12 +396,28 @@ def wire_feeds(config: Config, app: App) -> Sequence[Service]:
         runner = feed.runner
         if isinstance(feed, SignalFeedClient) and app.supervisor is not None:
             app.supervisor.signal_listeners.append(feed.signal_decided)
+            app.supervisor.size_sources[f"feed_awaiting:{runner.name}"] = feed.awaiting
         app.health.register(
             f"feed:{runner.name}",
             lambda r=runner: None if r.connected.is_set() else "not connected",  # type: ignore[misc]
             upstream="signals" if isinstance(feed, SignalFeedClient) else "exchange",
         )
     return feeds
+
+
+def _watch_sizes(sup: Supervisor, intake: Intake, sync: SyncService, infra: Infra) -> None:
+    """Per-key structures outside the supervisor, reported by ``sup.structure_sizes()``: the
+    intake's recent admissions, the sync's pending requests, each adapter's per-thread
+    clients and the store's memory of written orders (where the implementation has them)."""
+    sup.size_sources["intake_admitted"] = intake.admitted
+    sup.size_sources["sync_requested"] = lambda: sync.sizes()["sync_requested"]
+    for account, ex in infra.exchanges.items():
+        clients = getattr(ex, "_clients", None)
+        if isinstance(clients, dict):
+            sup.size_sources[f"exchange_clients:{account}"] = clients.__len__
+    written = getattr(infra.store, "_written", None)
+    if isinstance(written, dict):
+        sup.size_sources["store_written"] = written.__len__
 
 
 def _close_all(closers: list[tuple[str, Callable[[], object]]]) -> None:
@@ -501,6 +523,7 @@ class App:
             )
         self.sync.start()
         self.intake = Intake(cfg, sup, self.metrics, self.clock, self.store)
+        _watch_sizes(sup, self.intake, self.sync, infra)
         self.feeds = list(self._feeds_factory(cfg, self))
         for feed in self.feeds:
             feed.start()

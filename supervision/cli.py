@@ -304,7 +304,18 @@ def _load(args: argparse.Namespace, *, require_credentials: bool = True) -> Conf
 def _logging(cfg: Config, args: argparse.Namespace) -> None:
     level = getattr(args, "log_level", None) or cfg.logging.level
     json_lines = bool(getattr(args, "json_logs", False)) or cfg.logging.json
-    setup_logging(level, json_lines, cfg.secret_values())
+    lc = cfg.logging
+    try:
+        setup_logging(
+            level,
+            json_lines,
+            cfg.secret_values(),
+            file=lc.file,
+            max_bytes=lc.max_bytes,
+            backups=lc.backups,
+        )
+    except OSError as exc:  # the log file: exit 2 with one line, nothing started
+        raise ConfigError("logging.file", f"cannot be opened: {exc.strerror or exc}") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -1,9 +1,14 @@
 """The periodic exchange sync (S3): what the exchange shows, told to each symbol's actor.
 
 :func:`observations` is pure: it turns one account view into one
-:class:`~actors.messages.SyncObservation` per symbol that either has an exchange position or
-an actor here (so that a position we hold which the exchange no longer has is closed with
-``closed_on_exchange``, and one the exchange has that nobody opened is adopted).
+:class:`~actors.messages.SyncObservation` per symbol that has an exchange position, an open
+order of ours (a client order id of this supervisor) or an actor here (so that a position we
+hold which the exchange no longer has is closed with ``closed_on_exchange``, one the exchange
+has that nobody opened is adopted, and an order of ours resting on a symbol whose actor
+passivated is still swept: the observation starts the actor again).
+
+An observation with no position and no order of ours ("nothing here") keeps no actor alive:
+the actor does not count it as activity, so an idle actor passivates on time.
 
 :class:`SyncService` runs it every ``interval_s`` per account on its own thread, and at once
 when an actor or a feed asks (``request``). Fetch errors are counted and the next round
@@ -40,12 +45,12 @@ def observations(view: AccountView, known: Iterable[Key]) -> list[SyncObservatio
     """One observation per symbol with an exchange position, a local actor, or a resting
     order of ours (a leftover with no actor left to cancel it, I9)."""
     symbols = set(view.positions)
-    symbols.update(k.symbol for k in known if k.account == view.account)
     symbols.update(
         sym
         for sym, orders in view.open_orders.items()
         if any(parse_client_id(o.client_id) is not None for o in orders)
     )
+    symbols.update(k.symbol for k in known if k.account == view.account)
     return [
         SyncObservation(
             Key(view.account, sym),
@@ -90,10 +95,21 @@ class SyncService:
         return self._thread is not None and self._thread.is_alive()
 
     def request(self, account: str, reason: str = "") -> None:
-        """Ask for a sync of ``account`` as soon as possible (called from any thread)."""
+        """Ask for a sync of ``account`` as soon as possible (called from any thread).
+
+        An account this service does not sync is ignored (logged): the set of requests holds
+        configured accounts only, and is emptied by each round."""
+        if account not in self._exchanges:
+            log.warning("sync requested for unknown account %r (%s): ignored", account, reason)
+            return
         with self._lock:
             self._requested.add(account)
         self._wake.set()
+
+    def sizes(self) -> dict[str, int]:
+        """Size of the per-account structure: ``sync_requested`` (accounts waiting)."""
+        with self._lock:
+            return {"sync_requested": len(self._requested)}
 
     def sync_once(self, account: str) -> int:
         """Fetch one account and tell every actor; returns observations sent (-1 on error)."""
