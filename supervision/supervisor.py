@@ -437,6 +437,10 @@ class Supervisor:
     def in_flight(self) -> int:
         return sum(w.in_flight for w in self._workers.values())
 
+    def calls_submitted(self) -> int:
+        """Exchange calls accepted by the worker pools since start (only grows)."""
+        return sum(w.submitted for w in self._workers.values())
+
     def drain_calls(self, timeout: float) -> bool:
         """Wait until no exchange call is in flight (bounded). True if none is left."""
         deadline = time.monotonic() + timeout
