@@ -175,7 +175,8 @@ class Intake:
       reported yet.
 
     Every other message goes straight to the supervisor (``tell_tick`` for mark prices when the
-    caller uses :meth:`tell_tick`). Thread-safe.
+    caller uses :meth:`tell_tick`). Thread-safe. :attr:`marks` keeps the last mark price of each
+    symbol (the live view's unrealised PnL: an actor does not wake for every tick).
     """
 
     ADMITTED_MEMORY_S = 5.0
@@ -196,6 +197,7 @@ class Intake:
         self._allowed = {name: frozenset(a.symbols) for name, a in config.accounts.items()}
         self._admitted: dict[Key, float] = {}
         self._lock = threading.Lock()
+        self.marks: dict[Key, float] = {}
 
     def tell(self, msg: Message) -> bool:
         if isinstance(msg, OpenSignal):
@@ -203,6 +205,7 @@ class Intake:
         return self._sup.tell(msg)
 
     def tell_tick(self, tick: MarkPriceTick) -> bool:
+        self.marks[tick.key] = tick.price  # one store; read by the live view
         return self._sup.tell_tick(tick)
 
     def allowed(self, key: Key) -> bool:
@@ -549,6 +552,7 @@ class App:
             self.health.evaluate,
             self.control_stats,
             cast(ViewSource | None, view),
+            marks=self.intake.marks if self.intake is not None else None,
         )
         self.control.start()
 

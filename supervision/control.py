@@ -202,7 +202,9 @@ class ControlServer(BoundedHttpServer):
     """The endpoint (see the module docstring). ``accounts``: the accounts this process
     manages (an account configured but owned by another process is refused ``409``);
     ``store``: where the live view reads journal, signals and stored controls (``None``:
-    positions and health only); ``health``: the readiness checks to show."""
+    positions and health only); ``health``: the readiness checks to show; ``marks``: the last
+    mark price of each symbol (else the actors' own, which ticks inside their band do not
+    update)."""
 
     def __init__(
         self,
@@ -213,6 +215,7 @@ class ControlServer(BoundedHttpServer):
         stats: ControlStats,
         store: ViewSource | None = None,
         *,
+        marks: Mapping[Key, float] | None = None,
         workers: int = 4,
     ) -> None:
         cc = config.control
@@ -235,6 +238,7 @@ class ControlServer(BoundedHttpServer):
         self._health = health
         self._stats = stats
         self._store = store
+        self._marks = marks
         self._token = cc.token.encode("utf-8")
         self._refresh_s = cc.refresh_s
         self._loopback = _loopback_address(cc.host)
@@ -314,6 +318,7 @@ class ControlServer(BoundedHttpServer):
             self._health,
             accounts=self._accounts,
             refresh_s=self._refresh_s,
+            marks=self._marks,
         )
 
     # -- authentication --------------------------------------------------------------------

@@ -160,10 +160,12 @@ def build_view(
     refresh_s: float,
     now: float | None = None,
     limit: int = 20,
+    marks: Mapping[Key, float] | None = None,
 ) -> LiveView:
     """The view of the process now. ``cells``: the supervisor's actor cells (their published
     reports: positions, marks, flags); ``store``: the latest signals, journal events and
-    stored controls (``None``: not shown); ``health``: the readiness checks."""
+    stored controls (``None``: not shown); ``health``: the readiness checks; ``marks``: the
+    newest mark price of each symbol (else the actor's last)."""
     now = time.time() if now is None else now
     positions: list[PositionRow] = []
     flags: dict[Key, ControlRow] = {}
@@ -172,6 +174,8 @@ def build_view(
         p = r.position
         if p is not None and not p.status.terminal:
             stop = p.latest(OrderKind.STOP_LOSS)
+            mark = marks.get(p.key) if marks is not None else None
+            mark = mark if mark is not None else r.mark
             positions.append(
                 PositionRow(
                     key=p.key,
@@ -183,8 +187,8 @@ def build_view(
                     stop=p.stop_price,
                     stop_resting=p.stop_confirmed,
                     stop_client_id=stop.client_id if stop is not None else None,
-                    mark=r.mark,
-                    upnl=_upnl(p, r.mark),
+                    mark=mark,
+                    upnl=_upnl(p, mark),
                     age_s=max(0.0, now - p.created_at),
                     source=p.source,
                 )
@@ -278,6 +282,9 @@ th{background:#f0f0f0;font-weight:600}td.n{text-align:right;font-variant-numeric
 .ok{color:#137333;font-weight:600}.bad{color:#b3261e;font-weight:600}
 .warn{color:#8a5a00;font-weight:600}.empty{color:#777;font-style:italic}
 .err{color:#b3261e}td.detail{white-space:normal;color:#444;font-size:.92em}
+ul.checks{list-style:none;padding:0;margin:0;display:flex;flex-wrap:wrap;gap:.4em}
+li.check{padding:.15em .6em;border-radius:1em;background:#fff;border:1px solid #ccc}
+li.check.ok{border-color:#137333}li.check.bad{border-color:#b3261e;background:#fdecea}
 """
 
 
@@ -358,17 +365,17 @@ def _journal_rows(view: LiveView) -> list[str]:
     ]
 
 
-def _health_rows(view: LiveView) -> list[str]:
-    return [
-        f'<tr class="check" data-check="{_e(name)}"><td>{_e(name)}</td>'
-        + (
-            '<td class="ok">ok</td><td></td>'
-            if why is None
-            else f'<td class="bad">down</td><td class="detail">{_e(why)}</td>'
-        )
-        + "</tr>"
+def _health(view: LiveView) -> str:
+    """Every check as a chip: its name (and why it is down)."""
+    if not view.health:
+        return '<p class="empty">no checks</p>'
+    chips = [
+        f'<li class="check ok" data-check="{_e(name)}">{_e(name)}</li>'
+        if why is None
+        else f'<li class="check bad" data-check="{_e(name)}">{_e(name)}: {_e(why)}</li>'
         for name, why in view.health
     ]
+    return f'<ul class="checks">{"".join(chips)}</ul>'
 
 
 def render_page(view: LiveView) -> str:
@@ -390,7 +397,8 @@ def render_page(view: LiveView) -> str:
         f"<style>{_CSS}</style></head><body>",
         "<h1>position-supervisor</h1>",
         f'<p class="meta">accounts {_e(", ".join(view.accounts))} &middot; {overall} &middot; '
-        f'<span id="generated">{_e(stamp)}</span> &middot; reloads every {refresh}s</p>',
+        f'<span id="generated" data-at="{view.generated_at:.3f}">{_e(stamp)}</span> &middot; '
+        f"reloads every {refresh}s</p>",
         f"<h2>Open positions ({len(view.positions)})</h2>",
         _table(
             "positions",
@@ -422,7 +430,7 @@ def render_page(view: LiveView) -> str:
             view.controls_error,
         ),
         "<h2>Upstreams and checks</h2>",
-        _table("health", ("check", "state", "why"), _health_rows(view), "no checks", None),
+        _health(view),
         "<h2>Latest signals</h2>",
         _table(
             "signals",
