@@ -397,14 +397,17 @@ def _on_close_request(state: SymbolState, req: CloseRequest, ctx: Context) -> Tr
     closing already) nothing changes; an operator's request is journaled all the same."""
     pos = state.open_position
 
-    def answer(outcome: str, pid: int | None) -> ControlOutcome:
+    def answer(outcome: str, pid: int | None) -> ControlOutcome | None:
+        # Answered (and logged) for a request that names who asked: an operator's.
+        if not req.by:
+            return None
         return ControlOutcome(state.key, req.request_id, "close", outcome, True, pid)
 
     if pos is None or pos.status is Status.CLOSING:
         outcome = "no_position" if pos is None else "already_closing"
         pid = pos.id if pos is not None else None
         if not req.by:
-            return Transition(state, control=answer(outcome, pid))
+            return Transition(state)
         status = pos.status if pos is not None else None
         detail = {**_operator_detail(req), "result": outcome}
         event = JournalEvent(pid, "close_requested", status, status, ctx.now, detail)
