@@ -264,10 +264,15 @@ def test_flatten_all(world: World) -> None:
     world.open("XRPUSDT")
     open_before = {p.key.symbol for p in world.store.positions("main") if not p.status.terminal}
     assert open_before == {"ETHUSDT", "XRPUSDT"}
-    r = world.cli_here("close", "--all", "--reason", "test: flatten")
+    r = world.cli_here("close", "--all", "--reason", "test: flatten", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert {x.split()[0] for x in r.stdout.splitlines()[1:]} == {"main:ETHUSDT", "main:XRPUSDT"}
-    assert all("closed (manual)" in x for x in r.stdout.splitlines()[1:]), r.stdout
+    doc = json.loads(r.stdout)
+    assert doc["done"] and doc["pending"] == [] and doc["elapsed_s"] < 5.0, doc
+    assert {(x["symbol"], x["outcome"]) for x in doc["results"]} == {
+        ("ETHUSDT", "closed"),
+        ("XRPUSDT", "closed"),
+    }
+    assert all("closed (manual)" in x["message"] for x in doc["results"]), doc
     assert not [p for p in world.store.positions("main") if not p.status.terminal]
     assert world.sim.positions() == {}
     poll(lambda: not [o for o in world.sim.open_orders()], 10, "no stop left resting")
