@@ -63,6 +63,8 @@ __all__ = [
     "parse_since",
     "realised_pnl",
     "render_closed",
+    "render_control",
+    "render_controls",
     "render_history",
     "render_owners",
     "render_status",
@@ -230,6 +232,29 @@ def render_closed(positions: Sequence[Position]) -> str:
             )
         )
     return _table(header, rows) if rows else "no closed positions"
+
+
+def render_controls(controls: Sequence[Any]) -> str:
+    """The paused and quarantined symbols (stored), since when and why."""
+    rows = []
+    for c in controls:
+        if c.paused:
+            rows.append(
+                (c.key.account, c.key.symbol, "paused", _ts(c.paused_at or 0.0), c.paused_note)
+            )
+        if c.quarantined:
+            rows.append(
+                (
+                    c.key.account,
+                    c.key.symbol,
+                    "quarantined",
+                    _ts(c.quarantined_at or 0.0),
+                    c.quarantined_note,
+                )
+            )
+    if not rows:
+        return "paused or quarantined: none"
+    return _table(("ACCOUNT", "SYMBOL", "STATE", "SINCE", "WHY"), rows)
 
 
 def _owner_text(o: AccountOwner) -> str:
@@ -496,6 +521,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         from infra.store.reads import account_owners  # noqa: PLC0415
 
         owners = account_owners(dsn, accounts)
+        controls = [c for c in store.controls() if c.key.account in accounts]
         everything: list[Position] = [
             p for a in accounts for p in store.positions(a, include_terminal=True)
         ]
@@ -526,6 +552,19 @@ def cmd_status(args: argparse.Namespace) -> int:
                 ],
                 "open": [_position_json(p, marks, stops) for p in open_],
                 "closed": [_position_json(p, marks, None) for p in closed],
+                "controls": [
+                    {
+                        "account": c.key.account,
+                        "symbol": c.key.symbol,
+                        "paused": c.paused,
+                        "paused_at": c.paused_at,
+                        "paused_note": c.paused_note,
+                        "quarantined": c.quarantined,
+                        "quarantined_at": c.quarantined_at,
+                        "quarantined_note": c.quarantined_note,
+                    }
+                    for c in controls
+                ],
             }
             print(json.dumps(doc, indent=2))
         else:
@@ -533,6 +572,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print()
             print(f"closed ({'all' if args.all else f'last {args.closed}'}):")
             print(render_closed(closed))
+            print()
+            print(render_controls(controls))
             print()
             print(render_owners(owners))
         if stops is not None and any(v.startswith("MISSING") for v in stops.values()):

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -348,6 +349,9 @@ def test_a_killed_process_comes_back_still_paused_and_quarantined(world: World) 
     ack = world.send("BTCUSDT")
     assert (ack["outcome"], ack["reason"]) == ("rejected", "paused")
     assert world.send("SOLUSDT")["reason"] == "quarantined"
+    status = world.cli_here("status").stdout  # from the database, without the endpoint
+    assert re.search(r"main\s+BTCUSDT\s+paused\s+\S+ \S+\s+test: maintenance", status), status
+    assert re.search(r"main\s+SOLUSDT\s+quarantined\s+.*repeated crashes", status), status
     code, _, text = http("GET", world.p.control + "/api/view", token=world.p.token)
     assert code == 200
     controls = {c["symbol"]: c for c in json.loads(text)["controls"]}
