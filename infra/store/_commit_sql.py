@@ -18,7 +18,7 @@ import re
 
 from infra.store import codec
 
-__all__ = ["EVENTS_ONLY", "INSERT", "ORDER_FIELDS", "UPDATE", "Statement"]
+__all__ = ["CONTROL", "EVENTS_ONLY", "INSERT", "ORDER_FIELDS", "UPDATE", "Statement"]
 
 _POS_TYPES = {"id": "bigint", "version": "bigint"}
 _POS_INT = {"stop_seq", "close_seq", "sl_failures"}
@@ -135,6 +135,20 @@ _INSERT = (
 _EVENTS_ONLY = "WITH " + _EVENTS.format(where="", where_and="WHERE ") + "SELECT 1, 0"
 
 
+def _control(flag: str) -> str:
+    """Events (and signal) plus the upsert of one flag of ``symbol_controls``."""
+    return (
+        "WITH "
+        + _EVENTS.format(where="", where_and="WHERE ")
+        + f", c AS (INSERT INTO symbol_controls (account, symbol, {flag}, {flag}_at, "
+        f"{flag}_note) VALUES (%(account)s::text, %(symbol)s::text, %(value)s::boolean, "
+        "%(at)s::double precision, %(note)s::text) ON CONFLICT (account, symbol) DO UPDATE "
+        f"SET {flag} = EXCLUDED.{flag}, {flag}_at = EXCLUDED.{flag}_at, "
+        f"{flag}_note = EXCLUDED.{flag}_note RETURNING 1) "
+        "SELECT 1, 0"
+    )
+
+
 class Statement:
     """A query with named parameters, converted to ``$n`` placeholders once."""
 
@@ -165,3 +179,6 @@ INSERT = Statement(_INSERT)
 
 EVENTS_ONLY = Statement(_EVENTS_ONLY)
 """A commit without a position: events and signal only."""
+
+CONTROL = {flag: Statement(_control(flag)) for flag in ("paused", "quarantined")}
+"""A commit without a position that sets a stored flag of the symbol, by flag."""

@@ -27,6 +27,12 @@ Version 2: order state ``pending_cancel`` (I9); ``positions.sl_since`` (I5);
 ``signals.retry``: a refusal that allows a retry does not bind the id, so ``signals_once`` is
 a unique index over final decisions only (I11).
 
+Version 4: ``symbol_controls``, one row per ``(account, symbol)`` an operator or the restart
+policy stopped entries on: ``paused`` (an operator's pause, with when and why) and
+``quarantined`` (repeated crashes; lifted by an operator), so that a restart keeps both.
+Written with the journal event that changes them (:mod:`infra.store._commit_sql`). (Version 3
+is another change's; versions apply in order, whichever of them a database lacks.)
+
 CHECK constraints express value invariants: known enum values, quantities ``>= 0``, finite
 prices and times (``abs(x) < 'Infinity'`` refuses NaN and ±Infinity), bounded identifiers.
 """
@@ -200,9 +206,25 @@ CREATE UNIQUE INDEX signals_once ON signals (account, signal_id) WHERE NOT retry
 CREATE INDEX signals_decided_by_key ON signals (account, symbol, id) WHERE NOT retry;
 """
 
+_V4 = """
+-- An operator's pause and the restart policy's quarantine, per symbol: a restart keeps them.
+CREATE TABLE symbol_controls (
+    account          text NOT NULL CHECK (length(account) BETWEEN 1 AND 64),
+    symbol           text NOT NULL CHECK (length(symbol) BETWEEN 1 AND 64),
+    paused           boolean NOT NULL DEFAULT false,
+    paused_at        double precision CHECK (abs(paused_at) < 'Infinity'),
+    paused_note      text NOT NULL DEFAULT '' CHECK (length(paused_note) <= 1024),
+    quarantined      boolean NOT NULL DEFAULT false,
+    quarantined_at   double precision CHECK (abs(quarantined_at) < 'Infinity'),
+    quarantined_note text NOT NULL DEFAULT '' CHECK (length(quarantined_note) <= 1024),
+    PRIMARY KEY (account, symbol)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1),
     Migration(2, "pending cancels, stop-loss deadline, retryable refusals", _V2),
+    Migration(4, "symbol controls: pause and quarantine", _V4),
 )
 """Every migration, in version order. Append only."""
 
