@@ -128,18 +128,18 @@ def test_a_log_file_that_cannot_be_opened_is_a_configuration_error(
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_run_outside_supervisord_rotates_its_log_file(tmp_path: Path, pg_admin: str) -> None:
-    """The real CLI, its lines in a 16 KiB file with 2 backups: the log rotates during the
-    run, never takes more than 3 x 16 KiB, nothing goes to stderr, SIGTERM still exits 0."""
+    """The real CLI, its lines in a 8 KiB file with 2 backups: the log rotates during the
+    run, never takes more than 3 x 8 KiB, nothing goes to stderr, SIGTERM still exits 0."""
     with pg.fresh_database(pg_admin) as dsn:
         r = log_budget.measure(
-            tmp_path, dsn, signals=150, rate_per_s=60.0, n_symbols=10, max_bytes=16384, backups=2
+            tmp_path, dsn, signals=150, rate_per_s=60.0, n_symbols=10, max_bytes=8192, backups=2
         )
     assert r.exit_code == 0
     assert r.signals >= 150 and r.positions > 0
     names = sorted(p.name for p in tmp_path.glob("ps.log*"))
     assert names == ["ps.log", "ps.log.1", "ps.log.2"]  # rotated, the oldest dropped
-    assert all((tmp_path / n).stat().st_size <= 16384 for n in names)
-    assert r.log_bytes <= 3 * 16384
+    assert all((tmp_path / n).stat().st_size <= 8192 for n in names)
+    assert r.log_bytes <= 3 * 8192
     assert r.stderr_bytes == 0
     last = (tmp_path / "ps.log").read_text(encoding="utf-8").splitlines()[-1]
     assert last.endswith("INFO supervision.app stopped")
