@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from actors.ports import StoreError, StoreUnavailable
@@ -653,7 +654,8 @@ _PROCESS_COLS = (
 class LeaseStore:
     """The lease table and its neighbours, for one process (its :class:`ProcessIdentity`).
 
-    One connection of its own (autocommit; ``application_name`` says host and pid), opened
+    One connection of its own (autocommit; ``application_name``: the DSN's with ``:lease``
+    appended, else ``position-supervisor:lease:<host>:<pid>``), opened
     on first use and again after a failure. Every method is bounded on the client side by
     ``timeout`` seconds (:mod:`infra.store.deadline`), connection included, and raises
     :class:`~actors.ports.StoreUnavailable` when the database does not answer within it
@@ -680,8 +682,12 @@ class LeaseStore:
         self.lease_s = lease_s
         self.timeout = timeout
         ident = self.identity
+        given = conninfo_to_dict(dsn).get("application_name")
         self.application_name = (
-            application_name or f"position-supervisor:lease:{ident.host}:{ident.pid}"
+            application_name
+            or (
+                f"{given}:lease" if given else f"position-supervisor:lease:{ident.host}:{ident.pid}"
+            )
         )[:63]
         self._deadlines = Watchdog(f"lease:{ident.pid}", persistent=False)
         self._lock = threading.Lock()
