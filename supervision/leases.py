@@ -441,7 +441,8 @@ class Ownership:
                 got = self.store.acquire(st.name)
             except StoreError as exc:
                 self._db_failed(exc)
-                st.note = f"cannot take the lease: {exc}"
+                if st.role is Role.STANDBY:
+                    st.note = f"cannot take the lease: {exc}"
                 return
             self._db_good()
             if isinstance(got, Grant):
