@@ -297,9 +297,12 @@ def wire_infra(config: Config, metrics: PrometheusMetrics) -> Infra:
     store, dsn, closers = open_store(config)
     infra = Infra(store=store, exchanges={}, dsn=dsn, closers=closers)
     exchanges: dict[str, ExchangePort] = {}
+    # The exchange refuses a signed request older than the fence margin (recvWindow): a
+    # process paused after signing cannot have it executed once its lease may have expired.
+    recv_window_ms = int(min(config.ownership.fence_margin_s, 5.0) * 1000)
     try:
         for name, acc in config.accounts.items():
-            exchanges[name] = _exchange(name, acc, closers)
+            exchanges[name] = _exchange(name, acc, closers, recv_window_ms)
     except BaseException:
         _close_all(closers)
         raise
@@ -308,7 +311,10 @@ def wire_infra(config: Config, metrics: PrometheusMetrics) -> Infra:
 
 
 def _exchange(
-    name: str, acc: AccountConfig, closers: list[tuple[str, Callable[[], object]]]
+    name: str,
+    acc: AccountConfig,
+    closers: list[tuple[str, Callable[[], object]]],
+    recv_window_ms: int | None = None,
 ) -> ExchangePort:
     """The ccxt adapter of one account; markets loaded now when the exchange answers."""
     from infra.exchange import CcxtExchange, VenueConfig, env_prefix  # noqa: PLC0415
@@ -327,6 +333,7 @@ def _exchange(
             enable_rate_limit=acc.enable_rate_limit,
             timeout_s=acc.timeout_s,
             require_credentials=acc.credentials == "env",
+            recv_window_ms=recv_window_ms,
         ),
         environ=environ,
     )

@@ -4,25 +4,32 @@ Commands::
 
     run --config FILE        run the supervisor until SIGTERM/SIGINT
     check --config FILE      validate the configuration only
-    status --config FILE     open positions from the database (--all: closed ones too)
+    status --config FILE     who owns each account (lease epoch, since, waiting processes,
+                             installation alarms), then the open positions from the
+                             database (--all: closed ones too)
     history SYMBOL --config FILE
                              the event journal and signal history of one symbol
+    confirm-installation --account A --config FILE
+                             an operator confirms the orders of another installation seen
+                             on the account: its entries resume
     demo                     embedded PostgreSQL + sim/ exchange + four signal sources
 
 ``--config`` defaults to ``$PS_CONFIG``. Exit codes: 0 ok, 2 invalid configuration or usage
 (nothing has connected yet; one line on stderr, ``configuration error: <key path>: <problem>``),
 1 runtime failure (its message redacted of every configured secret).
 
-``status`` and ``history`` only read the database: they load the configuration without
-requiring the trading keys (``require_credentials=False``).
+``status``, ``history`` and ``confirm-installation`` only use the database: they load the
+configuration without requiring the trading keys (``require_credentials=False``).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
+import socket
 import sys
 import time
 import urllib.request
@@ -34,7 +41,7 @@ from actors.state import JournalEvent, Position, SignalRecord
 from infra.config import Config, ConfigError, load_config
 from infra.logs import SecretRedactor, setup_logging
 
-__all__ = ["main", "render_history", "render_status"]
+__all__ = ["main", "render_history", "render_leases", "render_status"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -119,6 +126,62 @@ def render_status(
 
 def _ts(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}"
+
+
+#: A process whose heartbeat is older than this is not listed as waiting.
+_PROCESS_STALE_S = 60.0
+
+
+def render_leases(
+    accounts: Sequence[str],
+    leases: Mapping[str, Any],
+    processes: Sequence[Any],
+    alerts: Sequence[Any],
+    installation: Any,
+) -> str:
+    """Who owns each account (I7): its owner (host, pid), lease epoch, since when, when the
+    lease expires, the processes waiting for it; then this database's installation id and
+    every installation alarm not confirmed. ``leases``: ``account -> LeaseInfo``;
+    ``processes``: ``ProcessRow``s; ``alerts``: ``InstallationAlert``s (pure; tested)."""
+    rows = []
+    for account in accounts:
+        lease = leases.get(account)
+        waiting = [
+            f"pid {p.pid} on {p.host}"
+            for p in processes
+            if account in p.waits and p.stopped_at is None and p.age_s < _PROCESS_STALE_S
+        ]
+        if lease is None or lease.owner is None:
+            owner = "-" if lease is None else f"none (released by pid {lease.pid} on {lease.host})"
+            epoch = "-" if lease is None else str(lease.epoch)
+            rows.append((account, owner, epoch, "-", "-", ", ".join(waiting) or "-"))
+            continue
+        expiry = (
+            f"EXPIRED {lease.now - lease.expires_at:.1f}s ago"
+            if lease.expired and lease.expires_at is not None
+            else f"in {lease.remaining_s:.1f}s"
+        )
+        rows.append(
+            (
+                account,
+                f"pid {lease.pid} on {lease.host}",
+                str(lease.epoch),
+                _ts(lease.since) if lease.since is not None else "-",
+                expiry,
+                ", ".join(waiting) or "-",
+            )
+        )
+    out = [_table(("ACCOUNT", "OWNER", "EPOCH", "SINCE", "LEASE", "WAITING"), rows)]
+    out.append(f"installation {installation.label}")
+    for a in alerts:
+        if a.confirmed_at is not None:
+            continue
+        out.append(
+            f"ALARM {a.account}: orders of installation {a.label} (another database), e.g. "
+            f"{a.client_id} on {a.symbol}, seen {_ts(a.seen_at)} by {a.seen_by}: entries "
+            f"stopped until `position-supervisor confirm-installation --account {a.account}`"
+        )
+    return "\n".join(out)
 
 
 def render_history(
@@ -222,27 +285,73 @@ def _fetch_marks(cfg: Config, timeout: float = 3.0) -> dict[tuple[str, str], flo
     return marks
 
 
-def _with_store(cfg: Config, fn: Callable[[Any], int]) -> int:
+def _with_store(cfg: Config, fn: Callable[[Any, str], int]) -> int:
+    """Run ``fn(store, dsn)`` against the configured database, closing it afterwards."""
     from supervision.app import _close_all, open_store  # noqa: PLC0415
 
-    store, _, closers = open_store(cfg)
+    store, dsn, closers = open_store(cfg)
     try:
-        return fn(store)
+        return fn(store, dsn)
     finally:
         _close_all(closers)
+
+
+def _leases(dsn: str) -> Any:
+    from infra.store.ownership import LeaseStore  # noqa: PLC0415
+
+    return LeaseStore(dsn, timeout=10.0)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = _load(args, require_credentials=False)  # reads the database only
     setup_logging("WARNING", False, cfg.secret_values())
 
-    def show(store: Any) -> int:
+    def show(store: Any, dsn: str) -> int:
         positions: list[Position] = store.positions(args.account, include_terminal=args.all)
         marks = _fetch_marks(cfg) if args.marks else {}
         print(render_status(positions, marks, time.time()))
+        accounts = [args.account] if args.account else list(cfg.accounts)
+        with _leases(dsn) as leases:
+            owners = render_leases(
+                accounts,
+                leases.leases(accounts),
+                leases.processes(),
+                leases.alerts(accounts),
+                leases.installation(),
+            )
+        print()
+        print(owners)
         return EXIT_OK
 
     return _with_store(cfg, show)
+
+
+def cmd_confirm_installation(args: argparse.Namespace) -> int:
+    cfg = _load(args, require_credentials=False)  # writes the confirmation only
+    setup_logging("WARNING", False, cfg.secret_values())
+    if args.account not in cfg.accounts:
+        print(
+            f"confirm-installation: unknown account {args.account!r}; {cfg.source} configures "
+            f"{', '.join(sorted(cfg.accounts))}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    by = f"{getpass.getuser()}@{socket.gethostname()}"
+
+    def confirm(store: Any, dsn: str) -> int:
+        with _leases(dsn) as leases:
+            done = leases.confirm(args.account, by, args.installation)
+        if not done:
+            print(f"nothing to confirm: account {args.account} has no unconfirmed alarm")
+        for a in done:
+            print(
+                f"confirmed: account {a.account}, installation {a.label} ({a.client_id} on "
+                f"{a.symbol}, seen {_ts(a.seen_at)}) by {by}; entries resume within a few "
+                "seconds"
+            )
+        return EXIT_OK
+
+    return _with_store(cfg, confirm)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -250,7 +359,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     setup_logging("WARNING", False, cfg.secret_values())
     accounts = [args.account] if args.account else list(cfg.accounts)
 
-    def show(store: Any) -> int:
+    def show(store: Any, dsn: str) -> int:
         for i, account in enumerate(accounts):
             entries = store.journal(account, args.symbol)
             events = [(e.event, e.cause_type) for e in entries]
@@ -328,6 +437,25 @@ def build_parser() -> argparse.ArgumentParser:
     config_arg(history)
     history.add_argument("--account", help="one account only (default: every account)")
     history.set_defaults(fn=cmd_history)
+
+    confirm = sub.add_parser(
+        "confirm-installation",
+        help="confirm another installation's orders on an account (entries resume)",
+        description="Orders with our prefix and another installation's id (another database) "
+        "were seen on the account and stopped its entries. Confirm that this is known (e.g. "
+        "the database was replaced, and its leftover orders are handled by hand): the "
+        "supervisor trading the account resumes entries, and that installation's orders do "
+        "not stop them again. Orders of another installation are never cancelled by us.",
+    )
+    config_arg(confirm)
+    confirm.add_argument("--account", required=True, help="the account")
+    confirm.add_argument(
+        "--installation",
+        type=int,
+        metavar="ID",
+        help="only this installation id (default: every unconfirmed one)",
+    )
+    confirm.set_defaults(fn=cmd_confirm_installation)
 
     demo = sub.add_parser(
         "demo",
