@@ -655,14 +655,36 @@ class Trial:
         except psycopg.Error:
             return {}
 
-    def settled(self, timeout: float | None = None) -> bool:
-        """Wait until every account is owned by a live process."""
+    def ready(self) -> bool:
+        """Every program runs and its lease keeper went round recently (its heartbeat): a
+        restarted process is a standby with room, not a process still importing."""
+        assert self.cluster is not None
+        live = self.cluster.live_pids()
+        if len(live) < self.spec.processes:
+            return False
+        try:
+            with psycopg.connect(self.dsn, autocommit=True, connect_timeout=3) as conn:
+                rows = conn.execute(
+                    "SELECT pid FROM supervisor_processes WHERE stopped_at IS NULL "
+                    "AND seen_at > now() - make_interval(secs => %s)",
+                    (4 * self.spec.renew_s + 1.0,),
+                ).fetchall()
+        except psycopg.Error:
+            return False
+        return live <= {r[0] for r in rows}
+
+    def settled(self, timeout: float | None = None, *, ready: bool = True) -> bool:
+        """Wait until every account is owned by a live process (and, with ``ready``, every
+        process is up and going round)."""
         deadline = time.monotonic() + (timeout or self.spec.settle_timeout_s)
         while time.monotonic() < deadline:
-            if all(self.owners().values()):
+            if all(self.owners().values()) and (not ready or self.ready()):
                 return True
             threading.Event().wait(0.1)
-        self.problems.append(f"not every account owned in time: {self.owners()}")
+        self.problems.append(
+            f"not settled in time (ready={ready}): owners {self.owners()}, "
+            f"processes up {self.ready()}"
+        )
         return False
 
     def victim(self) -> tuple[str, list[str]]:
@@ -709,9 +731,10 @@ class Trial:
         status = self.cluster.stop_program(prog)
         if status != 0:
             self.problems.append(f"sigterm: {prog} exited {status}")
-        self.settled()
+        self.settled(ready=False)  # two processes left
         self.measure("sigterm", pid, accounts, t0)
         self.cluster.start_program(prog)
+        self.settled()
 
     def partition(self) -> None:
         assert self.cluster is not None
@@ -721,9 +744,10 @@ class Trial:
         t0 = time.time()
         with _Partition(admin, prog):
             end = time.monotonic() + self.spec.partition_s
-            self.settled(self.spec.partition_s + self.spec.settle_timeout_s)
+            self.settled(self.spec.partition_s + self.spec.settle_timeout_s, ready=False)
             threading.Event().wait(max(0.0, end - time.monotonic()))
         self.measure("db_partition", pid, accounts, t0)
+        self.settled()
 
     def sigstop(self) -> None:
         assert self.cluster is not None
