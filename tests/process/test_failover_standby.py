@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,6 +183,19 @@ def test_a_standby_waits_reports_answers_sigterm_and_takes_over_at_once(
         _until(lambda: b.role() == "standby", 60, "b waits")
         samples = b.samples()
         owner = [dict(ls) for (n, ls), v in samples.items() if n == "ps_account_owner" and v]
+        promtool = shutil.which("promtool")
+        if promtool is not None:  # names, types and help texts of the new series
+            exposition = http_get(b.url() + "/metrics")[1]
+            assert "ps_account_role" in exposition and "ps_lease_takeovers_total" in exposition
+            r = subprocess.run(
+                [promtool, "check", "metrics"],
+                input=exposition,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert r.returncode == 0, r.stdout + r.stderr
         assert [(o["pid"], o["epoch"]) for o in owner] == [(str(a.pid), "1")]
         code, body = http_get(b.url() + "/healthz")  # readiness (/readyz where split)
         assert code == 503
