@@ -274,3 +274,36 @@ def test_a_stop_that_may_leave_calls_behind_keeps_the_lease_to_expire(
     assert b.owned() == [], "taken although the lease was not given up"
     row = next(r for r in astore.processes() if r.id == astore.identity.id)
     assert row.stopped_at is not None
+
+
+def test_the_gate_closes_at_the_end_of_the_validity_without_waiting_for_a_round(
+    pg_dsn: str,
+) -> None:
+    """The token reads the clock itself: once the validity is over nothing may leave, also
+    while the keeper's thread is held up (here: no round is due for seconds)."""
+    offset = [0.0]
+    slow = LeaseSettings(lease_s=30.0, renew_s=10.0, fence_margin_s=2.0)
+    rec = Recorder()
+    store = LeaseStore(pg_dsn, lease_s=slow.lease_s)
+    own = Ownership(
+        store,
+        ["acc1"],
+        slow,
+        activate=rec.activate,
+        deactivate=rec.deactivate,
+        set_entries=rec.set_entries,
+        request_sync=rec.request_sync,
+        clock=lambda: time.monotonic() + offset[0],
+    )
+    try:
+        own.start()
+        epoch, valid_until = own._tokens["acc1"]
+        assert valid_until - time.monotonic() > 27.0  # lease - margin from the renewal
+        offset[0] = valid_until - time.monotonic() - 0.5
+        assert own.token("acc1") == epoch
+        offset[0] = valid_until - time.monotonic() + 0.001
+        assert own.token("acc1") is None
+        assert rec.when("deactivate:ownership_lock_lost", "acc1") == []  # no round ran yet
+    finally:
+        own.stop()
+        store.close()
