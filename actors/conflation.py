@@ -10,6 +10,14 @@ symbols do not wake 1,000 threads per tick. Order updates never go through a slo
 
 The slot's lock guards three fields of one symbol between one producer and one consumer: it
 is part of the mailbox, like the lock inside pykka's inbox queue, not shared logic state.
+
+Tick latency. A tick taken after a wake-up carries, as ``received_at``, the arrival of the
+frame that woke the actor (the first price since the last take that left the band), not that
+of the newest frame merged into it, nor that of a tick parked before it: that is when a price
+that may decide something reached the process, and what ``ps_tick_decision_seconds`` measures
+from (the price's age for freshness checks is so never understated). :attr:`TickSlot.woken`
+tells the consumer whether its last take was such a wake-up; a parked tick (taken before
+another message, or released by the actor's own narrower band) was not one.
 """
 
 from __future__ import annotations
@@ -36,7 +44,18 @@ class TickSlot:
     lock, so a band tightened by the actor catches a tick parked under the older band.
     """
 
-    __slots__ = ("_band", "_high", "_lock", "_low", "_parked", "_tick", "conflated", "parked")
+    __slots__ = (
+        "_band",
+        "_high",
+        "_lock",
+        "_low",
+        "_parked",
+        "_tick",
+        "_woke_at",
+        "conflated",
+        "parked",
+        "woken",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -45,8 +64,13 @@ class TickSlot:
         self._high = 0.0
         self._band: tuple[float, float] | None = None
         self._parked = False
+        #: Arrival of the frame whose tick woke the consumer (``put`` returned True), until
+        #: the next take; ``None`` while nothing woke it.
+        self._woke_at: float | None = None
         self.conflated = 0
         self.parked = 0
+        #: Consumer side: whether the tick of the last take had woken it (see module doc).
+        self.woken = False
 
     def _inside(self) -> bool:
         band = self._band
@@ -74,6 +98,7 @@ class TickSlot:
                 self.parked += 1
                 return False
             self._parked = False
+            self._woke_at = tick.received_at  # this frame's price leaves the band
             return True
 
     def set_band(self, band: tuple[float, float] | None) -> bool:
@@ -87,7 +112,9 @@ class TickSlot:
             return False
 
     def take(self) -> MarkPriceTick | None:
-        """The newest tick with the extremes of everything it replaced; empties the slot."""
+        """The newest tick with the extremes of everything it replaced; empties the slot.
+        After a wake-up its ``received_at`` is the waking frame's arrival (and ``woken`` is
+        True)."""
         with self._lock:
             return self._take_locked()
 
@@ -100,11 +127,15 @@ class TickSlot:
 
     def _take_locked(self) -> MarkPriceTick | None:
         t = self._tick
+        woke_at = self._woke_at
+        self.woken = t is not None and woke_at is not None
         if t is None:
             return None
         self._tick = None
         self._parked = False
+        self._woke_at = None
+        received_at = t.received_at if woke_at is None else woke_at
         low, high = self._low, self._high
-        if low == t.price and high == t.price:
+        if low == t.price and high == t.price and received_at == t.received_at:
             return t
-        return MarkPriceTick(t.key, t.price, t.event_time, low, high, t.received_at)
+        return MarkPriceTick(t.key, t.price, t.event_time, low, high, received_at)

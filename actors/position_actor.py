@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 import pykka
 
+from actors.conflation import TickSlot
 from actors.effects import (
     CancelOrder,
     CancelTimer,
@@ -76,7 +77,15 @@ from actors.ports import (
     StoreUnavailable,
     Timers,
 )
-from actors.state import Commit, Policy, SignalOutcome, SignalRecord, SymbolState, Transition
+from actors.state import (
+    Commit,
+    Policy,
+    SignalOutcome,
+    SignalRecord,
+    SymbolState,
+    Transition,
+    parse_client_id,
+)
 from actors.transition import Context, leftovers, tick_band, transition
 
 __all__ = [
@@ -88,6 +97,7 @@ __all__ = [
     "PositionActor",
     "RestartDecision",
     "StatusReport",
+    "is_activity",
 ]
 
 log = logging.getLogger(__name__)
@@ -125,6 +135,9 @@ class StatusReport:
 
     ``close_failing``: the open position is closing and the exchange has refused
     ``close_max_attempts`` closes or more (shown in the readiness check).
+    ``last_activity``: when the actor last handled a message that counts as activity
+    (:func:`is_activity`), or stopped being idle; the supervisor passivates an actor idle
+    since ``passivate_after_s``.
     """
 
     status: Status | None
@@ -231,6 +244,7 @@ class PositionActor(pykka.ThreadingActor):
         self._unwritten: list[Commit] = []
         self._retired = False
         self._slot: TickSource | None = None  # learnt from the first TicksReady
+        self._active_at = deps.clock.now()  # see StatusReport.last_activity
         self.cell = cell
 
     # -- pykka hooks (actor thread)
@@ -281,13 +295,16 @@ class PositionActor(pykka.ThreadingActor):
             else:
                 self._stash.append(message)
             return None
+        arrived: float | None = None
         if isinstance(message, TicksReady):
             # Take the conflated tick here so that tick-to-decision latency is measured.
-            self._slot = message.slot
-            tick = message.slot.take()
+            slot = self._slot = message.slot
+            tick = slot.take()
             if tick is None:
                 self._publish_band()
                 return None
+            if isinstance(slot, TickSlot) and slot.woken:
+                arrived = tick.received_at or None  # the frame that left the band
             message = tick
         elif self._slot is not None:
             # A tick parked in the band came before this message: apply it first, so that
@@ -308,7 +325,7 @@ class PositionActor(pykka.ThreadingActor):
             self._offer_deferred()
             self._publish_band()
             return None
-        self._dispatch(message)
+        self._dispatch(message, arrived=arrived)
         if self._deferred and not self._restart_pending:
             self._offer_deferred()
         self._publish_band()
@@ -396,10 +413,18 @@ class PositionActor(pykka.ThreadingActor):
     # -- message handling
 
     def _dispatch(
-        self, message: Message, since: float | None = None, give_up: bool = False
+        self,
+        message: Message,
+        since: float | None = None,
+        give_up: bool = False,
+        arrived: float | None = None,
     ) -> None:
         """Handle one message (a deferred signal: with the time it first arrived, and
-        ``give_up`` when this is its last chance)."""
+        ``give_up`` when this is its last chance). ``arrived``: for a tick that woke this
+        actor, when the frame that carried its band-leaving price arrived; the time from
+        then to the end of this handling is ``ps_tick_decision_seconds``. Other ticks (parked
+        inside the band, applied before another message or released by a narrower band)
+        decided nothing when they arrived and are not observed."""
         t0 = time.perf_counter()
         try:
             self._handle(message, since, give_up)
@@ -414,9 +439,9 @@ class PositionActor(pykka.ThreadingActor):
         metrics = self._deps.metrics
         if since is None:  # a deferred signal offered again is not a new message
             metrics.handled(type(message).__name__, elapsed)
-        if isinstance(message, MarkPriceTick) and message.received_at:
-            metrics.tick_decision(self._deps.clock.now() - message.received_at)
-        self._publish()
+        if arrived is not None:
+            metrics.tick_decision(self._deps.clock.now() - arrived)
+        self._publish(active=is_activity(message))
 
     def _handle(self, message: Message, since: float | None = None, give_up: bool = False) -> None:
         deps = self._deps
@@ -630,20 +655,25 @@ class PositionActor(pykka.ThreadingActor):
             extra={"key": str(self.key), "position_id": rec.position_id},
         )
 
-    def _publish(self) -> None:
+    def _publish(self, active: bool = True) -> None:
+        """Publish the status report; ``active`` False: the message just handled does not
+        count as activity (it moves ``last_activity`` only if the actor was not idle)."""
         st = self._state
         pos = st.open_position
         policy = self._deps.policy
+        idle = (
+            pos is None
+            and not self._unwritten
+            and not self._restart_pending
+            and not self._deferred
+            and not leftovers(st)
+        )
+        if active or not idle or not self.cell.report.idle:
+            self._active_at = self._deps.clock.now()
         self.cell.report = StatusReport(
             status=st.position.status if st.position is not None else None,
-            last_activity=self._deps.clock.now(),
-            idle=(
-                pos is None
-                and not self._unwritten
-                and not self._restart_pending
-                and not self._deferred
-                and not leftovers(st)
-            ),
+            last_activity=self._active_at,
+            idle=idle,
             quarantined=self._quarantined,
             unwritten=len(self._unwritten),
             close_failing=(
@@ -787,6 +817,24 @@ class PositionActor(pykka.ThreadingActor):
         if self._deps.host.retire(self.key, self.actor_ref):
             self._retired = True
             self.stop()
+
+
+def is_activity(message: Message) -> bool:
+    """Whether handling ``message`` keeps an idle actor from passivating. Mark prices do not
+    (an actor without a position has nothing to decide on them), nor do timers (one that
+    fires on an idle actor finds what it was armed for over: a deferred signal, a restart or
+    an unwritten transition make the actor not idle), nor the sync's "nothing here": no
+    position on the exchange and no open order of ours. Everything else does: signals,
+    order updates, exchange outcomes, other observations, close requests. Any message that
+    leaves the actor not idle, or ends a spell of not being idle, counts anyway."""
+    if isinstance(message, MarkPriceTick | TicksReady | TimerFired):
+        return False
+    if isinstance(message, SyncObservation):
+        xp = message.position
+        return (xp is not None and xp.qty > 0) or any(
+            parse_client_id(o.client_id) is not None for o in message.open_orders
+        )
+    return True
 
 
 def _merge(commits: list[Commit]) -> list[Commit]:

@@ -156,6 +156,7 @@ class ExchangeWorkers:
         self._running = 0  # calls being made right now
         self._running_entries = 0  # of which entry placements
         self._in_flight = 0  # queued + running
+        self._submitted = 0  # accepted since start
         self._closed = False  # no new calls accepted
         self._stopped = False  # workers exit; nothing more is taken from the queue
 
@@ -163,6 +164,11 @@ class ExchangeWorkers:
     def in_flight(self) -> int:
         """Calls accepted and not yet answered: queued plus running."""
         return self._in_flight
+
+    @property
+    def submitted(self) -> int:
+        """Calls accepted since start (a counter that only grows: a test's progress mark)."""
+        return self._submitted
 
     def submit(self, effect: ExchangeCall) -> None:
         """Queue ``effect`` for a worker and return at once (any thread, usually an actor's).
@@ -179,6 +185,7 @@ class ExchangeWorkers:
             closed = self._closed
             if not closed:
                 self._in_flight += 1
+                self._submitted += 1
                 heapq.heappush(
                     self._queue, _Queued(_priority(effect), next(self._seq), effect, token)
                 )

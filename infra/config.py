@@ -70,7 +70,10 @@ The schema, with defaults (see ``deploy/example.toml``)::
     [metrics]     address = "127.0.0.1:9490", enabled = true
     [feeds]       signal_url = <none>, token_env = "PS_FEED_TOKEN", silence_timeout_s = 30.0,
                   exchange_streams = true, signal_acks = true
-    [logging]     level = "INFO", json = false
+    [logging]     level = "INFO", json = false,
+                  file = <none>,            # log to this file, rotated, instead of stderr
+                  max_bytes = 104857600,    # rotate when the file would pass this (>= 4096)
+                  backups = 10              # rotated files kept: file.1 ... file.<backups>
 """
 
 from __future__ import annotations
@@ -267,8 +270,16 @@ class FeedsConfig:
 
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
+    """``file``: where log lines go instead of stderr, for a run outside supervisord (which
+    rotates stderr itself); rotated by size: ``file`` grows to ``max_bytes``, then becomes
+    ``file.1`` (older ones ``file.2`` ... ``file.<backups>``, the oldest deleted), so the
+    log never takes more than ``(backups + 1) * max_bytes``."""
+
     level: str = "INFO"
     json: bool = False
+    file: str | None = None
+    max_bytes: int = 100 * 1024 * 1024
+    backups: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,7 +474,16 @@ def parse_config(
     level = l_t.str_("level", "INFO").upper()
     if level not in _LEVELS:
         raise ConfigError(l_t.at("level"), f"must be one of {', '.join(_LEVELS)}")
-    logging_ = LoggingConfig(level=level, json=l_t.bool_("json", False))
+    log_file = l_t.opt_str("file")
+    if log_file is not None and (not log_file.strip() or "\0" in log_file):
+        raise ConfigError(l_t.at("file"), "must be a file path")
+    logging_ = LoggingConfig(
+        level=level,
+        json=l_t.bool_("json", False),
+        file=log_file,
+        max_bytes=l_t.int_("max_bytes", 100 * 1024 * 1024, min_=4096),
+        backups=l_t.int_("backups", 10, min_=1, max_=1000),
+    )
     l_t.done()
     root.done()
     return Config(

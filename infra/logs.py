@@ -13,12 +13,18 @@ supervisord captures). Every record passes two filters on that handler:
 Text lines look like ``2024-05-01T12:00:00.123Z INFO actors.position_actor [main BTCUSDT #17]
 position 17 pending_entry -> entry_placed``; JSON lines carry ``ts``, ``level``, ``logger``,
 ``msg``, ``account``, ``symbol``, ``position_id``, ``thread`` and ``exc`` when there is one.
+
+For a run outside supervisord, ``setup_logging(file=...)`` writes to a file rotated by size
+(:class:`logging.handlers.RotatingFileHandler`: ``file`` grows to ``max_bytes``, then becomes
+``file.1``, ``file.1`` becomes ``file.2``, up to ``backups`` files), so weeks of logs take at
+most ``(backups + 1) * max_bytes``. Configured by ``[logging] file``, ``max_bytes``, ``backups``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import sys
 import threading
 import time
@@ -174,21 +180,38 @@ def setup_logging(
     json_lines: bool = False,
     secrets: Iterable[str] = (),
     stream: IO[str] | None = None,
+    *,
+    file: str | None = None,
+    max_bytes: int = 100 * 1024 * 1024,
+    backups: int = 10,
 ) -> SecretRedactor:
     """Configure the root logger: one handler, context and redaction filters, one format.
+
+    The handler writes to ``stream`` (default stderr) or, with ``file``, to that file rotated
+    by size (``max_bytes`` > 0, ``backups`` >= 1 kept; see the module docstring). Called once
+    by the CLI on the main thread before anything starts. Raises ``OSError`` when ``file``
+    cannot be opened for appending (nothing is changed then).
 
     Replaces a handler installed by an earlier call (idempotent); leaves other handlers (e.g.
     pytest's capture) alone but adds the redactor to them too, so that no handler attached to
     the root logger writes a secret. Also routes ``warnings`` and uncaught thread exceptions
     to the log. Returns the redactor, to add secrets learnt later.
     """
+    if file is not None and (max_bytes <= 0 or backups < 1):
+        raise ValueError("a rotated log file needs max_bytes > 0 and backups >= 1")
+    handler: logging.Handler
+    if file is not None:
+        handler = logging.handlers.RotatingFileHandler(
+            file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
+    else:
+        handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     redactor = SecretRedactor(secrets)
     root = logging.getLogger()
     for h in list(root.handlers):
         if h.get_name() == _HANDLER_NAME:
             root.removeHandler(h)
             h.close()
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(ContextFilter())
     handler.addFilter(redactor)

@@ -5,8 +5,13 @@
   store report). Every method is cheap, thread-safe and never raises.
 * :meth:`PrometheusMetrics.watch_supervisor` adds a collector that reads
   ``Supervisor.stats()`` (and optionally mailbox depths) at scrape time.
-* :class:`HealthChecks` holds named checks; :class:`MetricsServer` serves ``/metrics`` and
-  ``/healthz`` (200 ``ok`` while every check passes, 503 naming each failing check).
+* :class:`HealthChecks` holds named checks, each a *liveness* check (the process can work:
+  its threads and loops are alive) or a *readiness* check (its upstreams answer);
+  :class:`MetricsServer` serves ``/metrics``, ``/livez`` (liveness checks), ``/readyz``
+  (every check) and ``/healthz`` (an alias of ``/readyz``): 200 ``ok`` while the checks pass,
+  503 naming each failing check.
+* The standard ``process_*`` (CPU, memory, open files, ``process_start_time_seconds``) and
+  ``python_*`` series are exported from the same registry, so a restart shows in Prometheus.
 
 Every series is prefixed ``ps_``; counters end in ``_total`` and durations in ``_seconds``
 (see the README's metrics section for the list).
@@ -30,6 +35,8 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -38,6 +45,7 @@ from prometheus_client.registry import Collector
 from supervision.supervisor import SupervisorStats
 
 __all__ = [
+    "BindError",
     "FeedMetrics",
     "HealthCheck",
     "HealthChecks",
@@ -113,12 +121,19 @@ class PrometheusMetrics:
     """prometheus-client implementation of :class:`actors.ports.Metrics` and FeedMetrics.
 
     Owns its series in ``registry`` (a fresh :class:`CollectorRegistry` by default, so that
-    several instances can live in one process, e.g. in tests).
+    several instances can live in one process, e.g. in tests). ``process=True`` (the default)
+    also registers prometheus-client's process and platform collectors there
+    (``process_start_time_seconds``, ``process_cpu_seconds_total``,
+    ``process_resident_memory_bytes``, ``process_open_fds``, ``python_info``): a custom
+    registry does not get them by itself, and without them a crash-restart is invisible.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        if process:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
         self.signals = Counter(
             "ps_signals",
             "Open signals by source, outcome (accepted, duplicate, cooldown, rejected) and reason.",
@@ -146,7 +161,9 @@ class PrometheusMetrics:
         )
         self.tick_latency = Histogram(
             "ps_tick_decision_seconds",
-            "Mark-price tick received to the actor's decision on it.",
+            "Arrival of the mark-price frame whose price left the actor's band (woke it) to"
+            " the end of the actor's handling of that tick. Ticks parked inside the band"
+            " decide nothing and are not observed.",
             buckets=_FAST,
             registry=r,
         )
@@ -236,10 +253,8 @@ class PrometheusMetrics:
             buckets=_DB,
             registry=r,
         )
-        self.health = Gauge(
-            "ps_health_check_up", "1 while the named health check passes.", ["check"], registry=r
-        )
         self._watched: list[Collector] = []
+        self._health: Collector | None = None
 
     # -- actors.ports.Metrics -------------------------------------------------------------
 
@@ -319,6 +334,15 @@ class PrometheusMetrics:
         collector = _SupervisorCollector(stats, mailbox_depths)
         self.registry.register(collector)
         self._watched.append(collector)
+
+    def attach_health(self, collector: Collector) -> None:
+        """Export a :class:`HealthChecks`' results (its constructor calls this); a later
+        one replaces the earlier."""
+        if self._health is not None:
+            with contextlib.suppress(KeyError):
+                self.registry.unregister(self._health)
+        self.registry.register(collector)
+        self._health = collector
 
     def unwatch(self) -> None:
         """Remove the supervisor collectors (when the supervisor is gone)."""
@@ -415,39 +439,91 @@ HealthCheck = Callable[[], str | None]
 """A health check returns ``None`` when healthy, else a short reason. It must not block;
 an exception counts as down (its text is the reason)."""
 
+LIVE = "live"
+READY = "ready"
+
 
 class HealthChecks:
-    """Named health checks, evaluated on each ``/healthz`` request. Thread-safe."""
+    """Named health checks, evaluated on each probe request and at each scrape. Thread-safe.
+
+    Each check is registered as a *liveness* check (``live=True``: the process itself can
+    work — its loops and threads are alive; a failing one means "restart me") or a
+    *readiness* check (the default: an upstream or a phase — database, exchange, feeds,
+    starting, stopping; a failing one means "do not count on me now", and a restart would
+    not help). ``/livez`` evaluates the liveness checks, ``/readyz`` (and its alias
+    ``/healthz``) all of them: a process that is not alive is not ready either.
+
+    ``upstream`` names what a readiness check depends on (``exchange``, ``signals``,
+    ``database``): the alert rules page once per upstream, however many checks it fails.
+
+    With ``metrics``, every check is exported at scrape time as
+    ``ps_health_check_up{check, probe, upstream}`` (1 passing, 0 failing; ``probe`` is
+    ``live`` or ``ready``, ``upstream`` empty for a process-internal check), so Prometheus sees
+    the checks even when nobody calls the probes.
+    """
 
     def __init__(self, metrics: PrometheusMetrics | None = None) -> None:
-        self._checks: dict[str, HealthCheck] = {}
+        self._checks: dict[str, tuple[HealthCheck, bool, str]] = {}
         self._lock = threading.Lock()
-        self._metrics = metrics
+        if metrics is not None:
+            metrics.attach_health(_HealthCollector(self))
 
-    def register(self, name: str, check: HealthCheck) -> None:
+    def register(
+        self, name: str, check: HealthCheck, *, live: bool = False, upstream: str = ""
+    ) -> None:
+        """Add (or replace) the check ``name``. Any thread."""
         with self._lock:
-            self._checks[name] = check
+            self._checks[name] = (check, live, upstream)
 
     def unregister(self, name: str) -> None:
         with self._lock:
             self._checks.pop(name, None)
 
-    def evaluate(self) -> dict[str, str | None]:
-        """Each check's result: ``None`` when healthy, else why it is down."""
+    def evaluate(self, probe: str = READY) -> dict[str, str | None]:
+        """Each check's result (``None`` when healthy, else why it is down): the liveness
+        checks for ``probe="live"``, every check for ``probe="ready"``."""
+        return {name: why for name, why, _live, _up in self._run(probe)}
+
+    def down(self, probe: str = READY) -> dict[str, str]:
+        """The failing checks of ``probe`` and why."""
+        return {k: v for k, v in self.evaluate(probe).items() if v}
+
+    def _run(self, probe: str) -> list[tuple[str, str | None, bool, str]]:
         with self._lock:
             checks = list(self._checks.items())
-        out: dict[str, str | None] = {}
-        for name, check in checks:
+        out = []
+        for name, (check, live, upstream) in checks:
+            if probe == LIVE and not live:
+                continue
             try:
-                out[name] = check()
+                why = check()
             except Exception as exc:
-                out[name] = f"check failed: {exc!r}"
-            if self._metrics is not None:
-                self._metrics.health.labels(name).set(0.0 if out[name] else 1.0)
+                why = f"check failed: {exc!r}"
+            out.append((name, why, live, upstream))
         return out
 
-    def down(self) -> dict[str, str]:
-        return {k: v for k, v in self.evaluate().items() if v}
+
+class _HealthCollector(Collector):
+    """``ps_health_check_up{check, probe, upstream}``, evaluated at scrape time."""
+
+    def __init__(self, health: HealthChecks) -> None:
+        self._health = health
+
+    def collect(self) -> Iterator[Metric]:
+        g = GaugeMetricFamily(
+            "ps_health_check_up",
+            "1 while the named health check passes; probe is live (the process can work) or"
+            " ready (its upstreams answer); upstream names what a readiness check depends on.",
+            labels=["check", "probe", "upstream"],
+        )
+        for name, why, live, upstream in self._health._run(READY):
+            g.add_metric([name, LIVE if live else READY, upstream], 0.0 if why else 1.0)
+        yield g
+
+
+class BindError(RuntimeError):
+    """The server's address cannot be bound. The message names the address and the
+    configuration key that set it; no traceback is worth printing for it."""
 
 
 class _Conn:
@@ -488,18 +564,22 @@ def _response(code: int, body: bytes, ctype: str, head_only: bool = False) -> by
 
 
 _TEXT = "text/plain; charset=utf-8"
+_PROBES = {b"/livez": LIVE, b"/readyz": READY, b"/healthz": READY}
 _OUTCOMES = ("served", "timeout", "write_timeout", "closed_early", "evicted", "refused")
 
 
 class MetricsServer:
-    """HTTP server for ``/metrics`` (Prometheus text format) and ``/healthz``.
+    """HTTP server for ``/metrics`` (Prometheus text format) and the probes: ``/livez`` (the
+    liveness checks), ``/readyz`` (every check) and ``/healthz`` (the same as ``/readyz``).
 
     ``start()`` binds (port 0 picks a free port, see :attr:`port`) and serves; ``stop()``
     closes every connection and joins every thread it started. Any thread may call them.
+    An address that cannot be bound raises :class:`BindError` naming the address and
+    ``address_key`` (the configuration key that set it).
 
     Bounded against slow, idle and rude clients: one loop thread (``metrics-http``) accepts,
     reads requests and writes answers without blocking (a selector); ``workers`` threads
-    (``metrics-http-worker``) build the answers (``/metrics``, ``/healthz``). So the threads
+    (``metrics-http-worker``) build the answers (``/metrics`` and the probes). So the threads
     are ``1 + workers`` whatever the clients do, and a client that sends nothing holds no
     thread. Per connection: the request head (at most ``max_request_bytes``) must be complete
     within ``read_timeout_s`` of the accept (else ``408`` and close: also a client trickling
@@ -525,6 +605,7 @@ class MetricsServer:
         max_connections: int = 32,
         max_request_bytes: int = 8192,
         workers: int = 2,
+        address_key: str = "metrics.address",
     ) -> None:
         if max_connections < 1 or workers < 1 or read_timeout_s <= 0 or write_timeout_s <= 0:
             raise ValueError("need max_connections >= 1, workers >= 1 and positive timeouts")
@@ -537,6 +618,7 @@ class MetricsServer:
         self.max_connections = max_connections
         self.max_request_bytes = max_request_bytes
         self.workers = workers
+        self.address_key = address_key
         self._server: socket.socket | None = None  # the listening socket
         self._bound_port = 0
         self._threads: list[threading.Thread] = []
@@ -578,11 +660,19 @@ class MetricsServer:
         return out
 
     def start(self) -> None:
-        """Bind and start the loop and worker threads (idempotent). Raises ``OSError`` when
-        the address cannot be bound."""
+        """Bind and start the loop and worker threads (idempotent). Raises
+        :class:`BindError` when the address cannot be bound (in use, not an address of this
+        machine, a privileged port), naming it and :attr:`address_key`."""
         if self._server is not None:
             return
-        listener = socket.create_server((self.host, self._port), backlog=128)
+        try:
+            listener = socket.create_server((self.host, self._port), backlog=128)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise BindError(
+                f"cannot listen on {self.host}:{self._port} (set by {self.address_key}): "
+                f"{why[:1].lower() + why[1:]}"
+            ) from None
         listener.setblocking(False)
         self._server = listener
         self._bound_port = listener.getsockname()[1]
@@ -600,7 +690,12 @@ class MetricsServer:
         ]
         for t in self._threads:
             t.start()
-        log.info("metrics on %s/metrics, health on %s/healthz", self.url, self.url)
+        log.info(
+            "metrics on %s/metrics, probes on %s/livez and %s/readyz (/healthz = /readyz)",
+            self.url,
+            self.url,
+            self.url,
+        )
 
     def stop(self) -> None:
         """Close the listener and every connection; join the threads (idempotent)."""
@@ -654,8 +749,8 @@ class MetricsServer:
                     else:
                         self._write(sel, what)
                 self._expire(sel, time.monotonic())
-        except Exception:  # a bug here must not kill /healthz silently
-            log.exception("metrics HTTP loop failed; /metrics and /healthz are down")
+        except Exception:  # a bug here must not kill the probes silently
+            log.exception("metrics HTTP loop failed; /metrics and the probes are down")
         finally:
             for c in list(self._conns.values()):
                 self._close(sel, c, None)
@@ -866,13 +961,16 @@ class MetricsServer:
         path = target.split(b"?", 1)[0]
         if path == b"/metrics":
             return _response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST, head_only)
-        if path == b"/healthz":
-            down = self.health.down()
+        probe = _PROBES.get(path)
+        if probe is not None:
+            down = self.health.down(probe)
             if down:
                 body = "down: " + "; ".join(f"{k} ({v})" for k, v in sorted(down.items()))
                 return _response(503, (body + "\n").encode(), _TEXT, head_only)
             return _response(200, b"ok\n", _TEXT, head_only)
-        return _response(404, b"not found: try /metrics or /healthz\n", "text/plain", head_only)
+        return _response(
+            404, b"not found: try /metrics, /livez, /readyz or /healthz\n", _TEXT, head_only
+        )
 
 
 class _HttpCollector(Collector):

@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 1.0
 PROBE_S = 5.0
+LOOP_STALL_S = 30.0
+ACTOR_STALL_S = 120.0
 _T = TypeVar("_T")
 
 
@@ -162,8 +164,8 @@ class Intake:
 
     * account not configured, or symbol not in the account's allow-list: refused (counted,
       logged), the supervisor never sees it;
-    * ``signal_policy.max_signal_age_s``: folded into the signal's expiry (``created_at +
-      max age``), so that the actor refuses a stale signal with reason ``expired`` and records it;
+    * ``signal_policy.max_signal_age_s`` is the actor's to check (its policy refuses a stale
+      signal ``too_old`` and records it), as is ``expires_at`` (``expired``);
     * ``risk.max_open_positions`` per account: refused with reason ``max_open_positions`` and
       recorded in the signal history. The count is an upper bound: symbols whose actor holds a
       non-terminal position, plus symbols admitted in the last few seconds whose actor has not
@@ -197,6 +199,12 @@ class Intake:
             return self._signal(msg)
         return self._sup.tell(msg)
 
+    def admitted(self) -> int:
+        """Symbols remembered as recently admitted (for ``max_open_positions``): pruned to
+        the last ``ADMITTED_MEMORY_S`` seconds by every signal that checks the limit."""
+        with self._lock:
+            return len(self._admitted)
+
     def tell_tick(self, tick: MarkPriceTick) -> bool:
         return self._sup.tell_tick(tick)
 
@@ -210,11 +218,6 @@ class Intake:
             return self._refuse(sig, "unknown_account", record=False)
         if key.symbol not in self._allowed[key.account]:
             return self._refuse(sig, "symbol_not_allowed", record=False)
-        max_age = self._config.signal_policy.max_signal_age_s
-        if sig.created_at is not None:
-            expiry = sig.created_at + max_age
-            if sig.expires_at is None or expiry < sig.expires_at:
-                sig = replace(sig, expires_at=expiry)
         limit = acc.risk.max_open_positions
         if limit is not None:
             with self._lock:
@@ -243,7 +246,10 @@ class Intake:
     def _refuse(self, sig: OpenSignal, reason: str, record: bool) -> bool:
         if self._metrics is not None:
             self._metrics.signal(sig.source, SignalOutcome.REJECTED.value, reason)
-        log.warning(
+        # Refusals are the product working (INFO); a signal for an account this process does
+        # not have means the signal server and this configuration disagree (WARNING).
+        log.log(
+            logging.WARNING if reason == "unknown_account" else logging.INFO,
             "signal %s from %s refused: %s",
             sig.signal_id,
             sig.source,
@@ -355,7 +361,8 @@ def wire_feeds(config: Config, app: App) -> Sequence[Service]:
     the intake exist. A reconnect of an exchange stream asks the sync service for a sync of
     its account (events may have been missed). The signal feed answers each signal once its
     outcome is decided (the supervisor's ``signal_listeners``). Each feed gets a health check
-    ``feed:<name>`` that fails while it is not connected, so ``/healthz`` shows a feed down.
+    ``feed:<name>`` that fails while it is not connected, so ``/readyz`` shows a feed down
+    (upstream ``signals`` for the signal feed, ``exchange`` for the exchange streams).
     """
     from infra.feeds import feeds_from_config  # noqa: PLC0415
 
@@ -374,11 +381,28 @@ def wire_feeds(config: Config, app: App) -> Sequence[Service]:
         runner = feed.runner
         if isinstance(feed, SignalFeedClient) and app.supervisor is not None:
             app.supervisor.signal_listeners.append(feed.signal_decided)
+            app.supervisor.size_sources[f"feed_awaiting:{runner.name}"] = feed.awaiting
         app.health.register(
             f"feed:{runner.name}",
             lambda r=runner: None if r.connected.is_set() else "not connected",  # type: ignore[misc]
+            upstream="signals" if isinstance(feed, SignalFeedClient) else "exchange",
         )
     return feeds
+
+
+def _watch_sizes(sup: Supervisor, intake: Intake, sync: SyncService, infra: Infra) -> None:
+    """Per-key structures outside the supervisor, reported by ``sup.structure_sizes()``: the
+    intake's recent admissions, the sync's pending requests, each adapter's per-thread
+    clients and the store's memory of written orders (where the implementation has them)."""
+    sup.size_sources["intake_admitted"] = intake.admitted
+    sup.size_sources["sync_requested"] = lambda: sync.sizes()["sync_requested"]
+    for account, ex in infra.exchanges.items():
+        clients = getattr(ex, "_clients", None)
+        if isinstance(clients, dict):
+            sup.size_sources[f"exchange_clients:{account}"] = clients.__len__
+    written = getattr(infra.store, "_written", None)
+    if isinstance(written, dict):
+        sup.size_sources["store_written"] = written.__len__
 
 
 def _close_all(closers: list[tuple[str, Callable[[], object]]]) -> None:
@@ -426,6 +450,7 @@ class App:
         self._signals = 0
         self._sync_ok: dict[str, float] = {}
         self._started_at = time.monotonic()
+        self._heartbeat: float | None = None  # the last round of wait()'s loop
         #: The lease keeper (I7); ``None`` without a database DSN (in-memory tests).
         self.ownership: Ownership | None = None
         #: What :meth:`run` returns after a stop that is not a failure to start.
@@ -439,6 +464,9 @@ class App:
         cfg = self.config
         self.health.register("startup", lambda: None if self.ready.is_set() else "starting")
         self.health.register("shutdown", lambda: "stopping" if self.stopping.is_set() else None)
+        self.health.register("housekeeping", self._housekeeping_check, live=True)
+        self.health.register("threads", self._threads_check, live=True)
+        self.health.register("actors", self._actors_check, live=True)
         if cfg.metrics.enabled:
             self.server = MetricsServer(
                 self.metrics.registry, self.health, cfg.metrics.host, cfg.metrics.port
@@ -454,7 +482,7 @@ class App:
                 + ", ".join(f"{a} ({w})" for a, w in infra.refused_accounts.items())
             )
         self.store = TimedStore(infra.store, self.metrics)
-        self.health.register("database", self.store.health)
+        self.health.register("database", self.store.health, upstream="database")
         own = self._ownership(infra) if infra.dsn is not None else None
         sup = Supervisor(
             self.store,
@@ -485,7 +513,9 @@ class App:
         sup.sync_listeners.append(self.sync.request)
         for account in infra.exchanges:
             self._sync_ok[account] = time.monotonic()
-            self.health.register(f"exchange:{account}", self._exchange_check(account))
+            self.health.register(
+                f"exchange:{account}", self._exchange_check(account), upstream="exchange"
+            )
         self.sync.start()
         if own is not None:
             own.start()  # the first round takes what is free now (activates, recovers)
@@ -495,6 +525,7 @@ class App:
                     + "; ".join(f"{v.account}: {v.note}" for v in own.view())
                 )
         self.intake = Intake(cfg, sup, self.metrics, self.clock, self.store)
+        _watch_sizes(sup, self.intake, self.sync, infra)
         self.feeds = list(self._feeds_factory(cfg, self))
         for feed in self.feeds:
             feed.start()
@@ -528,8 +559,9 @@ class App:
         passivate_every = max(1.0, self.config.supervisor.passivate_after_s / 4)
         next_passivate = time.monotonic() + passivate_every
         next_probe = time.monotonic() + PROBE_S
+        self._heartbeat = time.monotonic()
         while not self.stopping.wait(HOUSEKEEPING_S):
-            now = time.monotonic()
+            now = self._heartbeat = time.monotonic()
             if deadline is not None and now >= deadline:
                 self.request_stop("duration elapsed")
                 break
@@ -713,7 +745,7 @@ class App:
                     f"installation:{account}",
                     lambda a=account: guard.check(a),  # type: ignore[misc]
                 )
-        self.health.register("ownership", own.readiness)
+        self.health.register("ownership", own.readiness)  # process-internal: no page
         self._unregister_ownership_metrics = register(
             self.metrics.registry,
             own.collector(
@@ -772,13 +804,58 @@ class App:
             return None
         return "closes refused again and again: " + ", ".join(sorted(map(str, failing)))
 
+    # -- liveness checks (/livez): the process itself can work. Called on the metrics
+    # server's worker threads; they only read.
+
+    def _housekeeping_check(self) -> str | None:
+        """The main thread's loop (:meth:`wait`) went round within ``LOOP_STALL_S``."""
+        beat = self._heartbeat
+        if beat is None or self.stopping.is_set():
+            return None
+        age = time.monotonic() - beat
+        return f"main loop stalled for {age:.0f}s" if age > LOOP_STALL_S else None
+
+    def _threads_check(self) -> str | None:
+        """The timer, sync and feed threads are alive (while running; not when stopping)."""
+        if not self.ready.is_set() or self.stopping.is_set():
+            return None
+        dead = []
+        sup = self.supervisor
+        timers = getattr(sup.timers, "_thread", None) if sup is not None else None
+        if isinstance(timers, threading.Thread) and not timers.is_alive():
+            dead.append("timers")
+        if self.sync is not None and not self.sync.running:
+            dead.append("sync")
+        if self.ownership is not None and not self.ownership.running:
+            dead.append("lease-keeper")
+        for feed in self.feeds:
+            if getattr(feed, "running", True) is False:
+                dead.append(f"feed:{getattr(feed, 'name', type(feed).__name__)}")
+        return "dead: " + ", ".join(dead) if dead else None
+
+    def _actors_check(self) -> str | None:
+        """The actor system moves: when messages wait in actor mailboxes, some actor handled
+        one within ``ACTOR_STALL_S``."""
+        sup = self.supervisor
+        if sup is None or not self.ready.is_set() or self.stopping.is_set():
+            return None
+        waiting = sum(_mailbox_depths())
+        if waiting == 0:
+            return None
+        last = max((c.report.last_activity for c in sup.cells()), default=None)
+        if last is None:
+            return None
+        idle = self.clock.now() - last
+        if idle > ACTOR_STALL_S:
+            return f"{waiting} messages waiting, no actor handled one for {idle:.0f}s"
+        return None
+
     def _exchange_check(self, account: str) -> Callable[[], str | None]:
         limit = max(30.0, 3 * self.config.sync.interval_s)
 
         def check() -> str | None:
             if self.ownership is not None and not self._may_sync(account):
                 return None  # not synced here: its owner's check
-
             age = time.monotonic() - self._sync_ok.get(account, self._started_at)
             return f"no successful sync for {age:.0f}s" if age > limit else None
 

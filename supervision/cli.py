@@ -4,31 +4,39 @@ Commands::
 
     run --config FILE        run the supervisor until SIGTERM/SIGINT
     check --config FILE      validate the configuration only
-    status --config FILE     who owns each account (lease epoch, since, waiting processes,
-                             installation alarms), then the open positions from the
-                             database (--all: closed ones too)
+    status --config FILE     who owns each account, open positions, recent closed ones
+                             (--all: every closed one; --json; --verify: ask the exchange
+                             whether each stop rests there)
     history SYMBOL --config FILE
                              the event journal and signal history of one symbol
+                             (--limit, --since, --position)
     confirm-installation --account A --config FILE
                              an operator confirms the orders of another installation seen
-                             on the account: its entries resume
+                             on the account (I7): its entries resume
     demo                     embedded PostgreSQL + sim/ exchange + four signal sources
 
 ``--config`` defaults to ``$PS_CONFIG``. Exit codes: 0 ok, 2 invalid configuration or usage
-(nothing has connected yet; one line on stderr, ``configuration error: <key path>: <problem>``),
-1 runtime failure (its message redacted of every configured secret).
+(nothing has connected yet; one line on stderr, ``configuration error: <key path>: <problem>``,
+or ``<command>: <problem>; <hint>`` for an unknown account or symbol), 1 runtime failure (its
+message redacted of every configured secret), 3 ``status --verify`` found a stop that does
+not rest on the exchange. Output cut short by its reader (``history … | head``) ends the
+command quietly (exit 0, no traceback).
 
-``status``, ``history`` and ``confirm-installation`` only use the database: they load the
-configuration without requiring the trading keys (``require_credentials=False``).
+``status`` and ``history`` only read the database: they load the configuration without
+requiring the trading keys (``require_credentials=False``); ``status --verify`` reads the
+exchange too and needs them.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import difflib
 import getpass
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -36,16 +44,35 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from actors.model import Side
+from actors.messages import CallResult
+from actors.model import OrderKind, Side
 from actors.state import JournalEvent, Position, SignalRecord
 from infra.config import Config, ConfigError, load_config
 from infra.logs import SecretRedactor, setup_logging
+from infra.store.reads import AccountOwner, InstallationView
 
-__all__ = ["main", "render_history", "render_leases", "render_status"]
+__all__ = [
+    "UsageError",
+    "exit_price",
+    "main",
+    "parse_since",
+    "realised_pnl",
+    "render_closed",
+    "render_history",
+    "render_owners",
+    "render_status",
+]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+EXIT_STOP_MISSING = 3
+
+
+class UsageError(Exception):
+    """A command line that names something the configuration or the database does not
+    know (exit 2). The message says what, and how to find the right name."""
+
 
 log = logging.getLogger("supervision.cli")
 
@@ -92,11 +119,47 @@ def unrealised_pnl(pos: Position, mark: float | None) -> float | None:
     return sign * (mark - pos.entry_price) * pos.qty
 
 
+def exit_price(pos: Position) -> float | None:
+    """The average price of the fills that reduced the position (its close, stop-loss and
+    take-profit orders); ``None`` when none is known (e.g. closed on the exchange by hand)."""
+    qty = value = 0.0
+    for o in pos.orders:
+        if o.kind is OrderKind.ENTRY or o.filled_qty <= 0 or o.avg_price is None:
+            continue
+        qty += o.filled_qty
+        value += o.filled_qty * o.avg_price
+    return value / qty if qty > 0 else None
+
+
+def realised_pnl(pos: Position) -> float | None:
+    """(exit - entry) x the quantity the exits filled, sign-adjusted for shorts (quote
+    currency, before fees); ``None`` without an entry or an exit price."""
+    price = exit_price(pos)
+    if price is None or pos.entry_price is None:
+        return None
+    closed = sum(
+        o.filled_qty
+        for o in pos.orders
+        if o.kind is not OrderKind.ENTRY and o.filled_qty > 0 and o.avg_price is not None
+    )
+    sign = 1.0 if pos.side is Side.LONG else -1.0
+    return sign * (price - pos.entry_price) * min(closed, pos.qty or closed)
+
+
 def render_status(
-    positions: Sequence[Position], marks: Mapping[tuple[str, str], float], now: float
+    positions: Sequence[Position],
+    marks: Mapping[tuple[str, str], float],
+    now: float,
+    stops: Mapping[int, str] | None = None,
 ) -> str:
-    """The ``status`` table: account, symbol, status, side, size, entry, stop, uPnL, age."""
-    header = ("ACCOUNT", "SYMBOL", "ID", "STATUS", "SIDE", "SIZE", "ENTRY", "STOP", "UPNL", "AGE")
+    """The ``status`` table: account, symbol, status, side, size, entry, stop, uPnL, age;
+    with ``stops`` (``--verify``: position id -> what the exchange says of its stop) an
+    ``ON EXCHANGE`` column after the stop."""
+    header: tuple[str, ...] = (
+        ("ACCOUNT", "SYMBOL", "ID", "STATUS", "SIDE", "SIZE", "ENTRY", "STOP")
+        + (("ON EXCHANGE",) if stops is not None else ())
+        + ("UPNL", "AGE")
+    )
     rows = []
     for p in sorted(positions, key=lambda p: (p.key.account, p.key.symbol, p.id)):
         mark = marks.get((p.key.account, p.key.symbol))
@@ -115,6 +178,7 @@ def render_status(
                 _num(size),
                 _num(p.entry_price),
                 _num(p.stop_price),
+                *((stops.get(p.id, "-"),) if stops is not None else ()),
                 "-" if pnl is None else f"{pnl:+.2f}",
                 _age(now - p.created_at),
             )
@@ -124,64 +188,88 @@ def render_status(
     return _table(header, rows)
 
 
-def _ts(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}"
-
-
-#: A process whose heartbeat is older than this is not listed as waiting.
-_PROCESS_STALE_S = 60.0
-
-
-def render_leases(
-    accounts: Sequence[str],
-    leases: Mapping[str, Any],
-    processes: Sequence[Any],
-    alerts: Sequence[Any],
-    installation: Any,
-) -> str:
-    """Who owns each account (I7): its owner (host, pid), lease epoch, since when, when the
-    lease expires, the processes waiting for it; then this database's installation id and
-    every installation alarm not confirmed. ``leases``: ``account -> LeaseInfo``;
-    ``processes``: ``ProcessRow``s; ``alerts``: ``InstallationAlert``s (pure; tested)."""
+def render_closed(positions: Sequence[Position]) -> str:
+    """Closed and failed positions, newest first: close time, exit price, realised PnL and
+    the reason (the close reason, or why the entry failed)."""
+    header = (
+        "ACCOUNT",
+        "SYMBOL",
+        "ID",
+        "STATUS",
+        "REASON",
+        "SIDE",
+        "SIZE",
+        "ENTRY",
+        "EXIT",
+        "PNL",
+        "CLOSED",
+    )
     rows = []
-    for account in accounts:
-        lease = leases.get(account)
-        waiting = [
-            f"pid {p.pid} on {p.host}"
-            for p in processes
-            if account in p.waits and p.stopped_at is None and p.age_s < _PROCESS_STALE_S
-        ]
-        if lease is None or lease.owner is None:
-            owner = "-" if lease is None else f"none (released by pid {lease.pid} on {lease.host})"
-            epoch = "-" if lease is None else str(lease.epoch)
-            rows.append((account, owner, epoch, "-", "-", ", ".join(waiting) or "-"))
-            continue
-        expiry = (
-            f"EXPIRED {lease.now - lease.expires_at:.1f}s ago"
-            if lease.expired and lease.expires_at is not None
-            else f"in {lease.remaining_s:.1f}s"
-        )
+    for p in sorted(positions, key=lambda p: (p.closed_at or p.updated_at, p.id), reverse=True):
+        pnl = realised_pnl(p)
+        reason = p.close_reason.value if p.close_reason else (p.fail_reason or "-")
         rows.append(
             (
-                account,
-                f"pid {lease.pid} on {lease.host}",
-                str(lease.epoch),
-                _ts(lease.since) if lease.since is not None else "-",
-                expiry,
-                ", ".join(waiting) or "-",
+                p.key.account,
+                p.key.symbol,
+                str(p.id),
+                p.status.value,
+                reason,
+                p.side.value,
+                _num(p.qty if p.qty > 0 else p.requested_qty),
+                _num(p.entry_price),
+                _num(exit_price(p)),
+                "-" if pnl is None else f"{pnl:+.2f}",
+                _ts(p.closed_at or p.updated_at),
             )
         )
-    out = [_table(("ACCOUNT", "OWNER", "EPOCH", "SINCE", "LEASE", "WAITING"), rows)]
-    out.append(f"installation {installation.label}")
-    for a in alerts:
-        if a.confirmed_at is not None:
-            continue
-        out.append(
-            f"ALARM {a.account}: orders of installation {a.label} (another database), e.g. "
-            f"{a.client_id} on {a.symbol}, seen {_ts(a.seen_at)} by {a.seen_by}: entries "
-            f"stopped until `position-supervisor confirm-installation --account {a.account}`"
+    return _table(header, rows) if rows else "no closed positions"
+
+
+def _owner_text(o: AccountOwner) -> str:
+    waiting = f"; waiting: {', '.join(o.waiting)}" if o.waiting else ""
+    if not o.owned:
+        last = (
+            f" (last: supervisor pid {o.pid} on {o.host}, lease epoch {o.epoch})"
+            if o.pid is not None
+            else ""
         )
+        return f"not owned: no supervisor manages this account now{last}{waiting}"
+    who = (
+        f"supervisor pid {o.pid} on {o.host}"
+        if o.pid is not None
+        else f"application {o.application or '?'!r}"
+    )
+    since = f" since {_ts(o.since)}" if o.since is not None else ""
+    expires = f", expires in {o.expires_in:.1f}s" if o.expires_in is not None else ""
+    backend = (
+        f" (PostgreSQL backend {o.backend_pid}, from {o.client})"
+        if o.backend_pid is not None
+        else ""
+    )
+    return f"owned by {who}, lease epoch {o.epoch}{since}{expires}{backend}{waiting}"
+
+
+def render_owners(
+    owners: Sequence[AccountOwner], installation: InstallationView | None = None
+) -> str:
+    """One line per account: whether a supervisor holds its lease (I7), which, its epoch,
+    since when and until when, and the processes waiting for it; then this database's
+    installation id and every installation alarm not confirmed."""
+    out = [_table(("ACCOUNT", "OWNER"), [(o.account, _owner_text(o)) for o in owners])]
+    if installation is not None:
+        out.append(f"installation {installation.label}")
+        for account, other, cid, symbol in installation.alarms:
+            out.append(
+                f"ALARM {account}: orders of installation {other:06d} (another database), "
+                f"e.g. {cid} on {symbol}: entries stopped until "
+                f"`position-supervisor confirm-installation --account {account}`"
+            )
     return "\n".join(out)
+
+
+def _ts(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}"
 
 
 def render_history(
@@ -246,7 +334,18 @@ def _load(args: argparse.Namespace, *, require_credentials: bool = True) -> Conf
 def _logging(cfg: Config, args: argparse.Namespace) -> None:
     level = getattr(args, "log_level", None) or cfg.logging.level
     json_lines = bool(getattr(args, "json_logs", False)) or cfg.logging.json
-    setup_logging(level, json_lines, cfg.secret_values())
+    lc = cfg.logging
+    try:
+        setup_logging(
+            level,
+            json_lines,
+            cfg.secret_values(),
+            file=lc.file,
+            max_bytes=lc.max_bytes,
+            backups=lc.backups,
+        )
+    except OSError as exc:  # the log file: exit 2 with one line, nothing started
+        raise ConfigError("logging.file", f"cannot be opened: {exc.strerror or exc}") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -296,53 +395,259 @@ def _with_store(cfg: Config, fn: Callable[[Any, str], int]) -> int:
         _close_all(closers)
 
 
-def _leases(dsn: str) -> Any:
-    from infra.store.ownership import LeaseStore  # noqa: PLC0415
+def _accounts(cfg: Config, account: str | None) -> list[str]:
+    """The accounts a command covers: ``--account`` (which must be configured) or all."""
+    if account is None:
+        return list(cfg.accounts)
+    if account not in cfg.accounts:
+        close = difflib.get_close_matches(account, list(cfg.accounts), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(
+            f"unknown account {account!r}: {cfg.source} configures "
+            f"{', '.join(sorted(cfg.accounts))}{hint}"
+        )
+    return [account]
 
-    return LeaseStore(dsn, timeout=10.0)
+
+_RESTING = frozenset({"new", "open", "partially_filled"})
+
+
+def verify_stops(cfg: Config, positions: Sequence[Position]) -> dict[int, str]:
+    """What the exchange says of each open position's current stop-loss (``--verify``).
+
+    One ``fetch_account`` per account (its open orders, as the sync reads them) through the
+    ccxt adapter; a stop not listed there is looked up by its client order id, so that the
+    answer says what happened to it. Values: ``resting``, ``MISSING (<state>)``,
+    ``no stop yet`` (no stop-loss placed: the entry is not filled), ``unknown (<why>)``
+    when the exchange cannot be asked. Main thread; blocking; never raises for exchange
+    errors.
+    """
+    from infra.exchange import CcxtExchange, VenueConfig, env_prefix  # noqa: PLC0415
+
+    out: dict[int, str] = {}
+    by_account: dict[str, list[Position]] = {}
+    for p in positions:
+        if not p.status.terminal:
+            by_account.setdefault(p.key.account, []).append(p)
+    for name, mine in sorted(by_account.items()):
+        acc = cfg.accounts.get(name)
+        if acc is None:
+            for p in mine:
+                out[p.id] = "unknown (account not configured)"
+            continue
+        prefix = env_prefix(name)
+        environ = (
+            {f"{prefix}_API_KEY": acc.api_key, f"{prefix}_API_SECRET": acc.api_secret}
+            if acc.credentials == "env"
+            else {}
+        )
+        ex = CcxtExchange(
+            name,
+            VenueConfig(
+                venue=acc.exchange,
+                base_url=acc.rest_url,
+                enable_rate_limit=acc.enable_rate_limit,
+                timeout_s=acc.timeout_s,
+                require_credentials=acc.credentials == "env",
+            ),
+            environ=environ,
+        )
+        try:
+            try:
+                view = ex.fetch_account(name)
+            except Exception as exc:
+                for p in mine:
+                    out[p.id] = f"unknown ({_redactor.redact(_one_line(str(exc)))[:80]})"
+                continue
+            for p in mine:
+                stop = p.latest(OrderKind.STOP_LOSS)
+                if stop is None:
+                    out[p.id] = "no stop yet"
+                    continue
+                listed = {o.client_id for o in view.open_orders.get(p.key.symbol, ())}
+                if stop.client_id in listed:
+                    out[p.id] = "resting"
+                    continue
+                reply = ex.lookup_order(p.key, stop.client_id, trigger=True)
+                if reply.result is CallResult.UNKNOWN:
+                    out[p.id] = f"unknown ({reply.reason or 'no answer'})"
+                elif reply.result is CallResult.FOUND and reply.status in _RESTING:
+                    out[p.id] = "resting"
+                else:
+                    what = reply.status if reply.result is CallResult.FOUND else "not found"
+                    out[p.id] = f"MISSING ({stop.client_id}: {what})"
+        finally:
+            ex.close()
+    return out
+
+
+def _position_json(
+    p: Position, marks: Mapping[tuple[str, str], float], stops: Mapping[int, str] | None
+) -> dict[str, Any]:
+    mark = marks.get((p.key.account, p.key.symbol))
+    stop = p.latest(OrderKind.STOP_LOSS)
+    doc: dict[str, Any] = {
+        "account": p.key.account,
+        "symbol": p.key.symbol,
+        "id": p.id,
+        "status": p.status.value,
+        "side": p.side.value,
+        "size": p.qty if p.qty > 0 else p.requested_qty,
+        "entry_price": p.entry_price,
+        "stop_price": p.stop_price,
+        "stop_confirmed": p.stop_confirmed,
+        "stop_client_id": stop.client_id if stop is not None else None,
+        "take_profit": p.take_profit,
+        "source": p.source,
+        "signal_id": p.signal_id,
+        "created_at": p.created_at,
+    }
+    if p.status.terminal:
+        doc.update(
+            closed_at=p.closed_at or p.updated_at,
+            reason=p.close_reason.value if p.close_reason else p.fail_reason,
+            exit_price=exit_price(p),
+            realised_pnl=realised_pnl(p),
+        )
+    else:
+        doc.update(mark_price=mark, unrealised_pnl=unrealised_pnl(p, mark))
+        if stops is not None:
+            doc["stop_on_exchange"] = stops.get(p.id)
+    return doc
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    cfg = _load(args, require_credentials=False)  # reads the database only
+    # Reads the database only, unless --verify asks the exchange (which needs the keys).
+    cfg = _load(args, require_credentials=bool(args.verify))
     setup_logging("WARNING", False, cfg.secret_values())
+    accounts = _accounts(cfg, args.account)
 
     def show(store: Any, dsn: str) -> int:
-        positions: list[Position] = store.positions(args.account, include_terminal=args.all)
+        from infra.store.reads import account_owners, installation_view  # noqa: PLC0415
+
+        owners = account_owners(dsn, accounts)
+        installation = installation_view(dsn, accounts)
+        everything: list[Position] = [
+            p for a in accounts for p in store.positions(a, include_terminal=True)
+        ]
+        open_ = [p for p in everything if not p.status.terminal]
+        closed = sorted(
+            (p for p in everything if p.status.terminal),
+            key=lambda p: (p.closed_at or p.updated_at, p.id),
+            reverse=True,
+        )
+        if not args.all:
+            closed = closed[: args.closed]
         marks = _fetch_marks(cfg) if args.marks else {}
-        print(render_status(positions, marks, time.time()))
-        accounts = [args.account] if args.account else list(cfg.accounts)
-        with _leases(dsn) as leases:
-            owners = render_leases(
-                accounts,
-                leases.leases(accounts),
-                leases.processes(),
-                leases.alerts(accounts),
-                leases.installation(),
-            )
-        print()
-        print(owners)
+        stops = verify_stops(cfg, open_) if args.verify else None
+        if args.json:
+            doc = {
+                "accounts": [
+                    {
+                        "account": o.account,
+                        "owned": o.owned,
+                        "host": o.host,
+                        "pid": o.pid,
+                        "backend_pid": o.backend_pid,
+                        "application": o.application,
+                        "client": o.client,
+                        "since": o.since,
+                        "epoch": o.epoch,
+                        "lease_expires_in": o.expires_in,
+                        "waiting": list(o.waiting),
+                    }
+                    for o in owners
+                ],
+                "installation": {
+                    "id": installation.label,
+                    "alarms": [
+                        {"account": a, "installation": f"{i:06d}", "client_id": c, "symbol": s}
+                        for a, i, c, s in installation.alarms
+                    ],
+                },
+                "open": [_position_json(p, marks, stops) for p in open_],
+                "closed": [_position_json(p, marks, None) for p in closed],
+            }
+            print(json.dumps(doc, indent=2))
+        else:
+            print(render_status(open_, marks, time.time(), stops))
+            print()
+            print(f"closed ({'all' if args.all else f'last {args.closed}'}):")
+            print(render_closed(closed))
+            print()
+            print(render_owners(owners, installation))
+        if stops is not None and any(v.startswith("MISSING") for v in stops.values()):
+            return EXIT_STOP_MISSING
         return EXIT_OK
 
     return _with_store(cfg, show)
 
 
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_since(text: str, now: float) -> float:
+    """``--since``: a duration back from ``now`` (``90s``, ``30m``, ``2h``, ``7d``), an ISO
+    8601 time (``2026-05-01T12:00``, UTC unless it names a zone) or epoch seconds. Raises
+    ``ValueError`` naming the accepted forms."""
+    t = text.strip()
+    m = _RELATIVE.match(t)
+    if m:
+        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
+    try:
+        return float(t)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(t)
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r}: give a duration (30m, 2h, 7d), an ISO time "
+            "(2026-05-01T12:00, UTC unless a zone is given) or epoch seconds"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+def _cause_text(entry: Any) -> str:
+    """The journal row's cause; a signal's id and source for the signal that caused it."""
+    data = entry.cause_data if isinstance(entry.cause_data, Mapping) else {}
+    if entry.cause_type == "OpenSignal" and "signal_id" in data:
+        return f"signal {data.get('signal_id')} from {data.get('source', '?')}"
+    return str(entry.cause_type)
+
+
+def _check_symbol(cfg: Config, accounts: Sequence[str], symbol: str, store: Any) -> None:
+    """An unknown symbol (in no allow-list here and never recorded) is a usage error."""
+    if any(symbol in cfg.accounts[a].symbols for a in accounts):
+        return
+    if any(store.signals(a, symbol) or store.journal(a, symbol) for a in accounts):
+        return  # no longer allowed, but it has a history
+    known = sorted({s for a in accounts for s in cfg.accounts[a].symbols})
+    close = difflib.get_close_matches(symbol.upper(), known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise UsageError(
+        f"unknown symbol {symbol!r}: not in the symbols of {', '.join(accounts)} and nothing "
+        f"recorded for it; {hint}configured: {', '.join(known)}"
+    )
+
+
 def cmd_confirm_installation(args: argparse.Namespace) -> int:
+    """Confirm the installation alarms of one account (I7): its entries resume."""
     cfg = _load(args, require_credentials=False)  # writes the confirmation only
     setup_logging("WARNING", False, cfg.secret_values())
-    if args.account not in cfg.accounts:
-        print(
-            f"confirm-installation: unknown account {args.account!r}; {cfg.source} configures "
-            f"{', '.join(sorted(cfg.accounts))}",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
+    (account,) = _accounts(cfg, args.account)
     by = f"{getpass.getuser()}@{socket.gethostname()}"
 
     def confirm(store: Any, dsn: str) -> int:
-        with _leases(dsn) as leases:
-            done = leases.confirm(args.account, by, args.installation)
+        from infra.store.ownership import LeaseStore  # noqa: PLC0415
+
+        with LeaseStore(dsn, timeout=10.0) as leases:
+            done = leases.confirm(account, by, args.installation)
         if not done:
-            print(f"nothing to confirm: account {args.account} has no unconfirmed alarm")
+            print(f"nothing to confirm: account {account} has no unconfirmed alarm")
         for a in done:
             print(
                 f"confirmed: account {a.account}, installation {a.label} ({a.client_id} on "
@@ -357,13 +662,28 @@ def cmd_confirm_installation(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     cfg = _load(args, require_credentials=False)  # reads the database only
     setup_logging("WARNING", False, cfg.secret_values())
-    accounts = [args.account] if args.account else list(cfg.accounts)
+    accounts = _accounts(cfg, args.account)
+    try:
+        since = parse_since(args.since, time.time()) if args.since else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
 
     def show(store: Any, dsn: str) -> int:
+        _check_symbol(cfg, accounts, args.symbol, store)
         for i, account in enumerate(accounts):
-            entries = store.journal(account, args.symbol)
-            events = [(e.event, e.cause_type) for e in entries]
-            signals = store.signals(account, args.symbol)
+            entries = store.journal(account, args.symbol, args.position)
+            signals: list[SignalRecord] = store.signals(account, args.symbol)
+            if args.position is not None:
+                signals = [r for r in signals if r.position_id == args.position]
+            if since is not None:
+                entries = [e for e in entries if e.event.at >= since]
+                signals = [r for r in signals if r.at >= since]
+            if args.limit is not None:
+                entries = entries[-args.limit :]
+                signals = signals[-args.limit :]
+            events = [(e.event, _cause_text(e)) for e in entries]
             if i:
                 print()
             print(f"== {account}:{args.symbol}")
@@ -416,26 +736,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser(
         "status",
-        help="positions from the database",
-        description="A table of open positions from the database: account, symbol, status, "
-        "side, size, entry, stop, unrealised PnL (with --marks) and age.",
+        help="owners, open and closed positions from the database",
+        description="Open positions from the database (account, symbol, status, side, size, "
+        "entry, stop, unrealised PnL with --marks, age), the latest closed ones (close time, "
+        "exit price, realised PnL, reason) and which process owns each account. Exit 3 when "
+        "--verify finds a stop that does not rest on the exchange.",
     )
     config_arg(status)
     status.add_argument("--account", help="one account only")
-    status.add_argument("--all", action="store_true", help="closed and failed positions too")
+    status.add_argument("--all", action="store_true", help="every closed and failed position")
+    status.add_argument(
+        "--closed",
+        type=int,
+        default=10,
+        metavar="N",
+        help="how many of the latest closed positions to show (default 10)",
+    )
     status.add_argument(
         "--marks", action="store_true", help="fetch mark prices from the exchange for the PnL"
     )
+    status.add_argument(
+        "--verify",
+        action="store_true",
+        help="ask the exchange (needs the account's keys) whether each stop rests there",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON document instead of tables")
     status.set_defaults(fn=cmd_status)
 
     history = sub.add_parser(
         "history",
         help="the event journal of one symbol",
-        description="Every journal event (transition and its cause) and every signal of SYMBOL.",
+        description="Every journal event (transition and its cause: a signal's id and source) "
+        "and every signal of SYMBOL.",
     )
     history.add_argument("symbol", metavar="SYMBOL", help="exchange symbol id, e.g. BTCUSDT")
     config_arg(history)
     history.add_argument("--account", help="one account only (default: every account)")
+    history.add_argument(
+        "--limit", type=int, metavar="N", help="the last N journal events and N signals"
+    )
+    history.add_argument(
+        "--since", metavar="WHEN", help="only from WHEN: 30m, 2h, 7d, an ISO time or epoch seconds"
+    )
+    history.add_argument(
+        "--position", type=int, metavar="ID", help="only the events and signals of position ID"
+    )
     history.set_defaults(fn=cmd_history)
 
     confirm = sub.add_parser(
@@ -478,9 +823,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.fn(args)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled
         return code
+    except BrokenPipeError:
+        # The reader went away (``history … | head``): what it wanted, it has. Point stdout
+        # at /dev/null so that the interpreter's last flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
     except ConfigError as exc:
         print(f"configuration error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
+    except UsageError as exc:
+        print(f"{args.command}: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_FAILURE

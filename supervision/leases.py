@@ -280,6 +280,11 @@ class Ownership:
         except StoreError as exc:
             log.info("stop not recorded: %s", exc)
 
+    @property
+    def running(self) -> bool:
+        """The keeper's thread is alive (the liveness check reads it)."""
+        return self._thread is not None and self._thread.is_alive()
+
     # -- views (any thread)
 
     def view(self) -> list[AccountView]:
@@ -484,7 +489,8 @@ class Ownership:
         st.note = f"taken ({grant.how}), waiting for the first sync"
         self._tokens[st.name] = (grant.epoch, grant.sent_at + s.lease_s - s.fence_margin_s)
         prev = grant.previous
-        log.warning(
+        log.log(
+            logging.INFO if grant.how == "free" else logging.WARNING,  # taken from another
             "account %s: lease taken, epoch %d (%s%s); recovering, entries after the first sync",
             st.name,
             grant.epoch,

@@ -46,6 +46,13 @@ class RestartTracker:
         self.total = 0
         self.quarantined = False
 
+    def quiet(self, now: float) -> bool:
+        """True when this tracker remembers nothing that counts: not quarantined and no crash
+        within the window (the next crash would be treated as a first one anyway). The
+        supervisor drops such trackers, so their number follows the crashing symbols."""
+        p = self.policy
+        return not self.quarantined and (not self._crashes or self._crashes[-1] <= now - p.window_s)
+
     def on_crash(self, now: float) -> RestartDecision:
         p = self.policy
         while self._crashes and self._crashes[0] <= now - p.window_s:

@@ -12,6 +12,13 @@ Threads that call in:
 Cross-symbol state lives here only (I8): the actor map, restart trackers, per-account worker
 pools and entry gates (account ownership, I7).
 
+Bounded for weeks of running: every per-key structure here (actors, their cells, tick slots,
+restart trackers, the timers' table) holds live actors only, plus the restart trackers of
+symbols that crashed within the restart window or are quarantined. An actor that passivates
+takes its cell, its tick slot and its timers with it (:meth:`Supervisor.retire`); quiet restart
+trackers are dropped by :meth:`Supervisor.passivate_idle`. :meth:`Supervisor.structure_sizes`
+reports every size.
+
 Ownership (I7): with a ``gate`` (the lease keeper's ``account -> epoch or None``), every
 account starts *inactive*: no actor runs for it, messages for it are dropped (counted in
 :attr:`Supervisor.dropped_not_owner`), signals for it are held (below), and its worker
@@ -59,6 +66,7 @@ from actors.position_actor import (
     Passivate,
     PositionActor,
     RestartDecision,
+    is_activity,
 )
 from actors.state import Policy, SignalOutcome, SignalRecord, SymbolState
 from actors.workers import ExchangeWorkers
@@ -68,6 +76,8 @@ from supervision.timers import TimerService
 __all__ = ["Supervisor", "SupervisorConfig", "SupervisorStats"]
 
 log = logging.getLogger(__name__)
+
+_STOPPING = ("shutting_down", "stopped")
 
 #: Signals held per account while it waits for its lease (the oldest are dropped beyond).
 MAX_HELD_SIGNALS = 10_000
@@ -154,6 +164,11 @@ class Supervisor:
         #: it is routed (the installation check). Must be cheap and must not raise.
         self.inspect: Callable[[Message], None] | None = None
         self.sync_listeners: list[Callable[[str, str], None]] = []
+        #: Ticks dropped because their symbol had no live actor (see :meth:`tell_tick`).
+        self.ticks_without_actor = 0
+        #: Sizes of per-key structures kept elsewhere (intake, sync, feeds), reported by
+        #: :meth:`structure_sizes` under their name. Callables must be thread-safe, cheap.
+        self.size_sources: dict[str, Callable[[], int]] = {}
         #: Called with each signal's outcome once decided (and written): the signal feed's
         #: acknowledgements. Called on actor threads and producers' threads; must not block.
         self.signal_listeners: list[Callable[[SignalRecord], None]] = []
@@ -164,8 +179,17 @@ class Supervisor:
         """Deliver ``msg`` to its symbol's actor, creating the actor if needed.
 
         Returns False when the message was refused (unknown account, shutting down, entries
-        closed for the account); the refusal is logged and counted as a dead letter.
+        closed for the account); the refusal is logged and counted as a dead letter. Two
+        messages start no actor and are dropped without a word, returning False: a
+        ``TicksReady`` for a tick slot that is no longer its symbol's (the actor passivated
+        meanwhile, or the process is stopping: a parked mark price is not a lost message),
+        and the sync's "nothing here" (no position, no order of ours) for a symbol without a
+        live actor: neither carries anything for a new actor.
         """
+        if isinstance(msg, TicksReady) and (
+            self._closing or self._slots.get(msg.key) is not msg.slot
+        ):
+            return False
         if self._closing and not isinstance(msg, ExchangeOutcome | TimerFired):
             return self._dead_letter(msg, "shutting_down")
         account = msg.key.account
@@ -210,10 +234,18 @@ class Supervisor:
 
         Called by the mark-price feed thread. A newer price replaces an older unhandled one
         (keeping extremes for the stop guard); order updates never go this way.
+
+        A mark price starts no actor: a symbol without a live actor has no position (an actor
+        holding one never passivates), so a price can decide nothing there, and an actor
+        started later asks the exchange for a fresh mark price with the market's rules before
+        its first entry. Such a tick is dropped and counted in ``ticks_without_actor``;
+        returns False for it. (Else live actors would follow the allow-list, not the
+        positions.)
         """
         slot = self._slots.get(tick.key)
         if slot is None:
-            slot = self._slots.setdefault(tick.key, TickSlot())
+            self.ticks_without_actor += 1
+            return False
         if slot.put(tick):
             return self.tell(TicksReady(tick.key, slot))
         return True
@@ -226,11 +258,15 @@ class Supervisor:
             with self._lock:
                 if self._stopped:
                     return self._dead_letter(msg, "stopped")
+                if isinstance(msg, TicksReady) and self._slots.get(key) is not msg.slot:
+                    return False  # its actor passivated since: the wake-up is stale
                 if not self._active.get(key.account, True) and not isinstance(msg, OpenSignal):
                     self.dropped_not_owner[key.account] += 1
                     return False  # deactivated meanwhile: nothing may start for it
                 ref = self._actors.get(key)
                 if ref is None or not ref.is_alive():
+                    if isinstance(msg, SyncObservation) and not is_activity(msg):
+                        return False  # "nothing here" where no actor is: nothing to do
                     if (
                         isinstance(msg, SyncObservation)
                         and key.account in self._no_adoption
@@ -253,7 +289,9 @@ class Supervisor:
         self._actors[key] = ref
         self._cells[key] = cell
         slot = self._slots.get(key)
-        if slot is not None and slot.set_band(None):
+        if slot is None:
+            self._slots[key] = TickSlot()  # mark prices reach the actor from now on
+        elif slot.set_band(None):
             # A tick parked under a predecessor's band: the new actor decides afresh.
             ref.tell(TicksReady(key, slot))
         return ref
@@ -261,7 +299,16 @@ class Supervisor:
     def _dead_letter(self, msg: Message, reason: str) -> bool:
         self._dead_letters += 1
         self.metrics.dead_letter(reason)
-        log.warning("dead letter %s: %s", type(msg).__name__, reason, extra={"key": str(msg.key)})
+        # A mark price refused while stopping loses nothing (the next start reads fresh ones):
+        # counted, but a clean stop writes no warning for it.
+        quiet = isinstance(msg, TicksReady | MarkPriceTick) and reason in _STOPPING
+        log.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "dead letter %s: %s",
+            type(msg).__name__,
+            reason,
+            extra={"key": str(msg.key)},
+        )
         return False
 
     # -- ActorHost (actor, worker and timer threads) ----------------------------------------
@@ -308,12 +355,22 @@ class Supervisor:
                 log.exception("ownership listener failed")
 
     def retire(self, key: Key, ref: pykka.ActorRef[Any]) -> bool:
+        """An idle actor passivates (its own thread): forget its actor, cell and tick slot,
+        cancel its timers, and drop its restart tracker unless it still counts (a crash
+        within the window, or quarantine). False when ``ref`` is not the key's live actor
+        (nothing is forgotten then). A message sent meanwhile still reaches the retiring
+        actor, which hands it back to :meth:`deliver`: a new actor is started for it."""
         with self._lock:
-            if self._actors.get(key) is ref:
-                del self._actors[key]
-                self._cells.pop(key, None)
-                return True
-        return False
+            if self._actors.get(key) is not ref:
+                return False
+            del self._actors[key]
+            self._cells.pop(key, None)
+            self._slots.pop(key, None)
+            self.timers.cancel_key(key)
+            tracker = self._trackers.get(key)
+            if tracker is not None and tracker.quiet(self.clock.now()):
+                del self._trackers[key]
+            return True
 
     # -- entry gates (ownership, I7) --------------------------------------------------------
 
@@ -384,6 +441,7 @@ class Supervisor:
                 self._cells.pop(key, None)
                 self._slots.pop(key, None)
                 self._trackers.pop(key, None)
+                self.timers.cancel_key(key)
         self.set_entries_open(account, False, reason, hold=hold)
         workers = self._workers.get(account)
         dropped = workers.drop_queued() if workers is not None else 0
@@ -460,12 +518,26 @@ class Supervisor:
         self.timers.run_in_thread()
 
     def passivate_idle(self) -> int:
-        """Ask actors idle for ``passivate_after_s`` without a position to stop themselves."""
-        limit = self.clock.now() - self.config.passivate_after_s
+        """Ask actors idle for ``passivate_after_s`` to stop themselves; returns how many were
+        asked. Called by the app's housekeeping (main thread) every quarter of that period.
+
+        Idle: no position, nothing unwritten, deferred or pending, no order of an earlier
+        position still to be confirmed gone (``StatusReport.idle``); the time counts from the
+        actor's last *activity*: ticks, timers and the sync's "nothing here" do not count
+        (:func:`~actors.position_actor.is_activity`), so the periodic sync does not keep an
+        idle actor alive. A quarantined actor is kept (its quarantine lives in it). Also
+        drops restart trackers whose crashes are older than the restart window.
+        """
+        now = self.clock.now()
+        limit = now - self.config.passivate_after_s
+        with self._lock:
+            for key, tracker in list(self._trackers.items()):
+                if tracker.quiet(now):
+                    del self._trackers[key]
         n = 0
         for key, cell in list(self._cells.items()):
             r = cell.report
-            if r.idle and r.last_activity <= limit:
+            if r.idle and not r.quarantined and r.last_activity <= limit:
                 ref = self._actors.get(key)
                 if ref is not None:
                     try:
@@ -486,6 +558,33 @@ class Supervisor:
 
     def keys(self) -> list[Key]:
         return list(self._actors)
+
+    def structure_sizes(self) -> dict[str, int]:
+        """Sizes of every per-key structure of the process, for a soak to print (any thread).
+
+        ``actors``, ``cells``, ``tick_slots``: live actors; ``restart_trackers``: symbols that
+        crashed within the restart window or are quarantined; ``timers``, ``timer_keys``,
+        ``timer_heap``: :meth:`TimerService.sizes`; ``exchange_queue``: exchange calls queued or
+        running; then every entry of :attr:`size_sources` (the app registers the intake's,
+        the sync's and the feeds'). A source that fails reports -1.
+        """
+        with self._lock:
+            out = {
+                "actors": len(self._actors),
+                "cells": len(self._cells),
+                "tick_slots": len(self._slots),
+                "restart_trackers": len(self._trackers),
+            }
+        out["held_signals"] = sum(len(h) for h in list(self._held.values()))
+        out.update(self.timers.sizes())
+        out["exchange_queue"] = self.in_flight()
+        for name, size in list(self.size_sources.items()):
+            try:
+                out[name] = int(size())
+            except Exception:
+                log.exception("size of %s could not be read", name)
+                out[name] = -1
+        return out
 
     def cells(self) -> Iterable[ActorCell]:
         return list(self._cells.values())
@@ -513,6 +612,10 @@ class Supervisor:
 
     def in_flight(self) -> int:
         return sum(w.in_flight for w in self._workers.values())
+
+    def calls_submitted(self) -> int:
+        """Exchange calls accepted by the worker pools since start (only grows)."""
+        return sum(w.submitted for w in self._workers.values())
 
     def drain_calls(self, timeout: float) -> bool:
         """Wait until no exchange call is in flight (bounded). True if none is left."""

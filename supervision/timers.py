@@ -1,9 +1,16 @@
 """Keyed timers for the actors, and a clock tests can drive.
 
 :class:`TimerService` keeps one heap of due times. A newer timer with the same
-``(key, name)`` supersedes the queued older one (Akka's keyed timers): the older entry stays in
-the heap but carries a stale generation and is skipped. Due timers become
+``(key, name)`` supersedes the queued older one (Akka's keyed timers). Due timers become
 :class:`~actors.messages.TimerFired` messages handed to ``deliver`` (the router).
+
+Bounded for weeks of running: the table of timers (``_live``) holds only the timers that will
+still fire; a timer that fires, is cancelled or is superseded leaves it at once, and
+:meth:`TimerService.cancel_key` drops every timer of a key (its actor passivated). The heap
+keeps superseded and cancelled entries until they come due (a lazy delete, skipped when
+popped), but is rebuilt from the live timers whenever the dead entries outnumber the live ones,
+so it never holds more than about twice the live timers (plus a small constant). Timer names
+carry client order ids, so a table that kept every name ever used would grow with every order.
 
 Two ways to run it:
 
@@ -51,40 +58,86 @@ class ManualClock:
 
 
 class TimerService:
-    """Keyed one-shot timers. ``start``/``cancel`` are thread-safe and never block."""
+    """Keyed one-shot timers. ``start``/``cancel``/``cancel_key`` are thread-safe and never block
+    (actor threads call them); ``fire_due`` runs on the timer thread, or on the test's thread
+    with a :class:`ManualClock`, and calls ``deliver`` outside the lock."""
+
+    #: Dead heap entries tolerated beyond the live ones before the heap is rebuilt.
+    COMPACT_SLACK = 64
 
     def __init__(self, clock: Callable[[], float], deliver: Callable[[Message], object]) -> None:
         self._now = clock
         self._deliver = deliver
-        self._heap: list[tuple[float, int, Key, str, int]] = []
-        self._gen: dict[tuple[Key, str], int] = {}
+        self._heap: list[tuple[float, int, Key, str]] = []
+        #: The timers that will still fire: key -> name -> sequence number of its heap entry.
+        self._live: dict[Key, dict[str, int]] = {}
+        self._count = 0  # timers in ``_live``
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopped = False
 
     def start(self, key: Key, name: str, delay: float) -> None:
+        """Fire ``TimerFired(key, name)`` after ``delay`` s, superseding a pending one."""
         due = self._now() + max(0.0, delay)
         with self._cond:
-            gen = self._gen.get((key, name), 0) + 1
-            self._gen[(key, name)] = gen
-            heapq.heappush(self._heap, (due, next(self._seq), key, name, gen))
+            seq = next(self._seq)
+            names = self._live.setdefault(key, {})
+            if name not in names:
+                self._count += 1
+            names[name] = seq
+            heapq.heappush(self._heap, (due, seq, key, name))
+            self._maybe_compact()
             self._cond.notify()
 
     def cancel(self, key: Key, name: str) -> None:
+        """Forget the pending timer ``(key, name)``, if any (its heap entry is skipped)."""
         with self._cond:
-            if (key, name) in self._gen:
-                self._gen[(key, name)] += 1
+            names = self._live.get(key)
+            if names is not None and names.pop(name, None) is not None:
+                self._count -= 1
+                if not names:
+                    del self._live[key]
+                self._maybe_compact()
+
+    def cancel_key(self, key: Key) -> int:
+        """Forget every pending timer of ``key`` (the supervisor calls this when the key's actor
+        passivates: an idle actor has nothing a timer could be for). Returns how many."""
+        with self._cond:
+            names = self._live.pop(key, None)
+            if not names:
+                return 0
+            self._count -= len(names)
+            self._maybe_compact()
+            return len(names)
 
     def pending(self, name: str | None = None) -> int:
         """Timers that will still fire (not superseded or cancelled), only those called
         ``name`` if given."""
         with self._cond:
-            return sum(
-                1
-                for _, _, k, n, g in self._heap
-                if self._gen.get((k, n)) == g and (name is None or n == name)
-            )
+            if name is None:
+                return self._count
+            return sum(1 for names in self._live.values() if name in names)
+
+    def sizes(self) -> dict[str, int]:
+        """Sizes of the per-key structures: ``timers`` (live timers), ``timer_keys`` (keys
+        with one) and ``timer_heap`` (heap entries, dead ones included)."""
+        with self._cond:
+            return {
+                "timers": self._count,
+                "timer_keys": len(self._live),
+                "timer_heap": len(self._heap),
+            }
+
+    def _maybe_compact(self) -> None:
+        """Rebuild the heap from the live timers when dead entries outnumber them (lock held).
+        Amortised O(1) per operation: a rebuild costs O(live) and follows at least
+        ``live + COMPACT_SLACK`` operations that each added at most one dead entry."""
+        if len(self._heap) <= 2 * self._count + self.COMPACT_SLACK:
+            return
+        live = {seq for names in self._live.values() for seq in names.values()}
+        self._heap = [e for e in self._heap if e[1] in live]
+        heapq.heapify(self._heap)
 
     def fire_due(self) -> int:
         """Deliver every timer due now. Returns how many fired."""
@@ -92,9 +145,13 @@ class TimerService:
         now = self._now()
         with self._cond:
             while self._heap and self._heap[0][0] <= now:
-                _, _, key, name, gen = heapq.heappop(self._heap)
-                if self._gen.get((key, name)) == gen:
-                    del self._gen[(key, name)]
+                _, seq, key, name = heapq.heappop(self._heap)
+                names = self._live.get(key)
+                if names is not None and names.get(name) == seq:
+                    del names[name]
+                    self._count -= 1
+                    if not names:
+                        del self._live[key]
                     fired.append(TimerFired(key, name))
         for msg in fired:
             try:

@@ -308,8 +308,9 @@ class SignalFeedClient:
             return
         with self._lock:
             self._accepted += 1
-        log.info(
-            "signal %s from %s accepted: %s %s %g stop %g",
+        # DEBUG: the actor logs the decision (one INFO line per signal decision).
+        log.debug(
+            "signal %s from %s delivered: %s %s %g stop %g",
             sig.signal_id,
             sig.source,
             sig.key,

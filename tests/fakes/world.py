@@ -184,12 +184,15 @@ class World:
         """
         deadline = time.monotonic() + timeout
         while True:
-            before = self.metrics.handled_n
+            # Progress is a message handled *or* a call submitted: work an actor does after
+            # its message (a deferred signal offered again) counts through its calls.
+            before = (self.metrics.handled_n, self.sup.calls_submitted())
             if calls and not self.sup.drain_calls(max(0.0, deadline - time.monotonic())):
                 raise TimeoutError("exchange calls still in flight")
             for key in list(self.sup.keys()):
                 self.sup.state(key, timeout=max(0.1, deadline - time.monotonic()))
-            if (not calls or self.sup.in_flight() == 0) and self.metrics.handled_n == before:
+            after = (self.metrics.handled_n, self.sup.calls_submitted())
+            if (not calls or self.sup.in_flight() == 0) and after == before:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError("actors did not settle")

@@ -58,9 +58,16 @@ def last_price(local: Local, key: Key = KEY) -> float | None:
     return local.sup.state(key).last_price
 
 
+def started(local: Local, *keys: Key) -> None:
+    """Start the symbols' actors: a mark price starts none (``Supervisor.tell_tick``)."""
+    for key in keys:
+        local.sup.state(key)
+
+
 def test_mark_prices_reach_the_actors(
     sim: SimExchange, local: Local, market: MarkPriceFeed, feed_metrics: CountingFeedMetrics
 ) -> None:
+    started(local, KEY, Key(ACCOUNT, ETH))
     sim.set_price(SYMBOL, 61_234.5)
     sim.set_price(ETH, 3_100.25)
     wait_until(lambda: last_price(local) == 61_234.5, 5.0, "BTCUSDT tick handled")
@@ -137,8 +144,10 @@ def test_one_tick_per_account_trading_the_symbol(sim: SimExchange) -> None:
         feed.start()
         assert feed.runner.wait_connected(1, 5.0)
         assert sim.wait_for_subscribers("ethusdt@markPrice@1s", 1, 5.0)
-        sim.set_price(SYMBOL, 59_000.0)
         keys = [Key("a", SYMBOL), Key("b", SYMBOL)]
+        for k in keys:
+            world.sup.state(k)  # a mark price starts no actor
+        sim.set_price(SYMBOL, 59_000.0)
         wait_until(
             lambda: all(world.sup.state(k).last_price == 59_000.0 for k in keys), 5.0, "both"
         )
@@ -160,6 +169,7 @@ def test_dropped_stream_reconnects_and_requests_a_sync(
     assert syncs.wait_for("stream reconnect")
     assert feed_metrics.reconnects["market"] >= 1
     assert sim.wait_for_subscribers("btcusdt@markPrice@1s", 1, 5.0)
+    started(local, KEY)
     sim.set_price(SYMBOL, 60_500.0)
     wait_until(lambda: last_price(local) == 60_500.0, 5.0, "tick after reconnect")
 
@@ -192,6 +202,7 @@ def test_bad_frames_are_refused_and_counted(
     feed_metrics: CountingFeedMetrics,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    started(local, KEY)
     hub = sim.hub  # publish raw text on the stream the feed listens to
     stream = "btcusdt@markPrice@1s"
     for text in (

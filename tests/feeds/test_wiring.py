@@ -87,6 +87,7 @@ def test_feeds_from_config_builds_and_runs_every_feed(sim: SimExchange, local: L
             for f in feeds:
                 assert f.runner.wait_connected(1, 5.0), f
             assert syncs.wait_for("stream connected")
+            local.sup.state(KEY)  # a mark price starts no actor: start it first
             sim.set_price(SYMBOL, 60_321.0)
             wait_until(lambda: local.sup.state(KEY).last_price == 60_321.0, 5.0, "tick")
             signals.send_signal(

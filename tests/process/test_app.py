@@ -225,7 +225,7 @@ def test_intake_checks() -> None:
         ]
         assert ("ETHUSDT", "rejected", "max_open_positions") in refused
         assert ("BTCUSDT", "accepted", "") in refused
-        # A stale signal reaches the actor with its age folded into the expiry.
+        # A stale signal reaches the actor, which refuses it for its age.
         old = make_signal("BTCUSDT", "trending", signal_id="old-1")
         old = old.__class__(**{**_fields(old), "created_at": time.time() - 60})
         assert intake.tell(old)
@@ -234,7 +234,7 @@ def test_intake_checks() -> None:
             what="stale signal recorded",
         )
         rec = next(r for r in fx.store.signals(Key("main", "BTCUSDT")) if r.signal_id == "old-1")
-        assert rec.reason == "expired"
+        assert rec.reason == "too_old"
         text = app.metrics.exposition()
         assert 'reason="symbol_not_allowed"' in text and 'reason="unknown_account"' in text
     finally:

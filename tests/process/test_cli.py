@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import configparser
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -211,29 +209,6 @@ def test_render_history() -> None:
     assert "entry_intent" in text and "- -> pending_entry" in text and "source=sniper" in text
     assert "pending_entry -> pending_sl" in text
     assert "s-2" in text and "duplicate" in text and "position_open" in text
-
-
-def test_deploy_files() -> None:
-    conf = configparser.RawConfigParser()
-    conf.read(ROOT / "deploy" / "supervisord.conf")
-    prog = conf["program:position-supervisor"]
-    assert prog["stopsignal"] == "TERM"
-    assert int(prog["stopwaitsecs"]) > 10  # above the default shutdown grace
-    assert "%(ENV_PS_MAIN_API_KEY)s" in prog["environment"]
-    assert "run --config" in prog["command"]
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed")
-    for args in (("check", "rules", "alerts.yml"), ("check", "config", "prometheus.yml")):
-        r = subprocess.run(
-            [promtool, *args],
-            cwd=ROOT / "deploy",
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_marks_from_the_exchange() -> None:

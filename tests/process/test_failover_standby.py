@@ -22,8 +22,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.store.ownership import Grant, LeaseStore
+from infra.store.reads import account_owners, installation_view
 from sim.exchange import SimExchange
-from supervision.cli import render_leases
+from supervision.cli import render_owners
 from tests import pg
 from tests.process.harness import http_get
 
@@ -203,14 +204,17 @@ def test_a_standby_waits_reports_answers_sigterm_and_takes_over_at_once(
         assert http_get(a.url() + "/healthz")[0] == 200
         # status: who owns it, since when, who waits.
         _until(
-            lambda: f"pid {b.pid} on" in _cli("status", "--config", str(cfg), dsn=dsn).stdout,
+            lambda: (
+                f"waiting: pid {b.pid} on" in _cli("status", "--config", str(cfg), dsn=dsn).stdout
+            ),
             10,
             "b's heartbeat",
         )
         out = _cli("status", "--config", str(cfg), dsn=dsn)
         assert out.returncode == 0, out.stderr
-        row = next(line for line in out.stdout.splitlines() if line.startswith("main "))
-        assert f"pid {a.pid} on" in row and " 1 " in row and f"pid {b.pid} on" in row
+        row = next(line for line in out.stdout.splitlines() if "owned by" in line)
+        assert row.startswith("main") and f"owned by supervisor pid {a.pid} on" in row
+        assert "lease epoch 1 since" in row and f"waiting: pid {b.pid} on" in row
         assert "installation " in out.stdout
         # A standby answers SIGTERM at once (it waits for ever otherwise).
         t0 = time.monotonic()
@@ -254,14 +258,19 @@ def test_render_leases_and_confirm_installation(tmp_path: Path, sim: SimExchange
         assert isinstance(ls.acquire("main"), Grant)
         ls.heartbeat(["main"], [], None)
         ls.record_alert("main", 654321, "ps9654321s1", "BTCUSDT")
-        text = render_leases(
-            ["main", "other"], ls.leases(), ls.processes(), ls.alerts(), ls.installation()
+        inst = ls.installation().label
+        text = render_owners(  # while its lease connection is open
+            account_owners(dsn, ["main", "other"]), installation_view(dsn, ["main", "other"])
         )
     lines = text.splitlines()
-    assert lines[0].split() == ["ACCOUNT", "OWNER", "EPOCH", "SINCE", "LEASE", "WAITING"]
-    assert lines[1].startswith("main") and f"pid {os.getpid()} on" in lines[1]
-    assert "in 29." in lines[1] or "in 30.0s" in lines[1]
-    assert lines[2].split()[:2] == ["other", "-"]
+    assert lines[0].split() == ["ACCOUNT", "OWNER"]
+    assert lines[1].startswith("main") and f"owned by supervisor pid {os.getpid()} on" in lines[1]
+    assert "lease epoch 1 since" in lines[1]
+    left = re.search(r"expires in ([0-9.]+)s", lines[1])
+    assert left is not None and 25.0 < float(left.group(1)) <= 30.0
+    assert "PostgreSQL backend" in lines[1]  # its lease connection, found by its name
+    assert lines[2].startswith("other") and "not owned" in lines[2]
+    assert lines[3] == f"installation {inst}"
     assert "ALARM main: orders of installation 654321" in text
     assert "confirm-installation --account main" in text
     r = _cli("confirm-installation", "--config", str(cfg), "--account", "nope", dsn=dsn)

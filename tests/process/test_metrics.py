@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.metrics import HealthChecks, MetricsServer, PrometheusMetrics
+from tests.deploy.tools import need_tool
 from tests.fakes.world import signal
 from tests.process.harness import MetricsWorld, http_get
 
@@ -111,9 +111,7 @@ def test_metrics_never_raise() -> None:
 
 
 def test_promtool_check_metrics() -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (apt-get install prometheus provides it)")
+    promtool = need_tool("promtool")
     text, _ = _scenario()
     m = PrometheusMetrics()
     m.feed_message("signals")

@@ -58,7 +58,7 @@ KEYS: list[tuple[str, ...]] = [
     *[("database", k) for k in ("dsn", "dsn_env", "embedded_dir", "account_lock_wait")],
     *[("metrics", k) for k in ("address", "enabled")],
     *[("feeds", k) for k in ("signal_url", "token_env", "silence_timeout_s")],
-    *[("logging", k) for k in ("level", "json")],
+    *[("logging", k) for k in ("level", "json", "file", "max_bytes", "backups")],
 ]
 URLISH = st.sampled_from(
     ["http://", "https://", "ws://", "wss://", "postgresql://", "host=", "password=", ""]

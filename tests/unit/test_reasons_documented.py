@@ -107,9 +107,7 @@ def test_the_code_gives_reasons_of_the_registry_only() -> None:
     found = reasons_in_code()
     assert len(found) >= 40, "the scan finds the refusals (or it cannot fail)"
     assert {"restarting", "ownership_lock_lost", "no_mark_price", "missing:"} <= set(found)
-    unknown = {
-        r: where for r, where in found.items() if not (known(r) or r in FAMILIES or r == "")
-    }
+    unknown = {r: where for r, where in found.items() if not (known(r) or r in FAMILIES or r == "")}
     assert not unknown, f"reasons given by the code but not in actors/reasons.py: {unknown}"
 
 
