@@ -859,11 +859,41 @@ def count(
 
 @contextlib.contextmanager
 def _server() -> Iterator[tuple[Any, str]]:
-    """A private embedded PostgreSQL (restartable) and a fresh migrated database on it."""
+    """An embedded PostgreSQL of the trial's own (``.data/pgf<pid>``, restartable, deleted
+    afterwards; leftovers of dead trials are removed first) and a migrated database on it.
+    Not :func:`tests.pg.private_server`: a test session's own private server lives there."""
+    import shutil
+
+    from infra.store.embedded import EmbeddedPostgres
+    from infra.store.migrations import migrate
     from tests import pg
 
-    with pg.private_server() as server, pg.fresh_database(server.dsn) as dsn:
+    for old in pg.DATA.glob("pgf*") if pg.DATA.exists() else []:
+        pid = old.name[3:]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(Exception):
+                EmbeddedPostgres(old).stop(mode="immediate")
+            shutil.rmtree(old, ignore_errors=True)
+    pg.DATA.mkdir(parents=True, exist_ok=True)
+    server = EmbeddedPostgres(pg.DATA / f"pgf{os.getpid()}", cleanup="delete")
+    server.start()
+    try:
+        dsn = pg.create_database(server.dsn, "failover")
+        migrate(dsn)
         yield server, dsn
+    finally:
+        server.start()  # a fault may have left it stopped: "delete" stops it properly
+        server.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_failover(spec: FailoverSpec, workdir: Path) -> FailoverCounts:
