@@ -211,8 +211,8 @@ class Ownership:
         it): the gate closes at once, the keeper deactivates it on its thread."""
         if account not in self._accounts:
             return
-        self._tokens.pop(account, None)
-        with self._lock:
+        with self._lock:  # with _renew's update: a renewal in flight does not revive it
+            self._tokens.pop(account, None)
             self._fence_requests.setdefault(account, why)
         self._wake.set()
 
@@ -401,12 +401,12 @@ class Ownership:
         self._db_good()
         valid = sent_at + self.settings.lease_s - self.settings.fence_margin_s
         lost = []
-        for account, epoch in held.items():
-            if account in renewed:
-                if account in self._tokens:  # not fenced meanwhile by another thread
-                    self._tokens[account] = (epoch, valid)
-            else:
-                lost.append(account)
+        with self._lock:
+            for account, epoch in held.items():
+                if account not in renewed:
+                    lost.append(account)
+                elif account in self._tokens and account not in self._fence_requests:
+                    self._tokens[account] = (epoch, valid)  # not fenced meanwhile
         if lost:
             try:
                 now = self.store.leases(lost)
