@@ -1,7 +1,8 @@
 """Every input a position actor handles, as frozen dataclasses.
 
-Producers: strategies through the signal feed (:class:`OpenSignal`), operators
-(:class:`CloseRequest`), the periodic sync (:class:`SyncObservation`), the exchange streams
+Producers: strategies through the signal feed (:class:`OpenSignal`), operators through the
+control endpoint (:class:`CloseRequest`, :class:`PauseRequest`, :class:`UnquarantineRequest`),
+the periodic sync (:class:`SyncObservation`), the exchange streams
 (:class:`MarkPriceTick`, :class:`OrderUpdate`), the per-account worker pool
 (:class:`ExchangeOutcome`), the timer service (:class:`TimerFired`) and the supervisor
 (:class:`Recover`). Each carries its :class:`~actors.model.Key` so that the router needs
@@ -33,11 +34,13 @@ __all__ = [
     "Message",
     "OpenSignal",
     "OrderUpdate",
+    "PauseRequest",
     "Recover",
     "SyncObservation",
     "TickSource",
     "TicksReady",
     "TimerFired",
+    "UnquarantineRequest",
 ]
 
 
@@ -59,11 +62,42 @@ class OpenSignal:
 
 @dataclass(frozen=True, slots=True)
 class CloseRequest:
-    """Close the open position at market (operator, strategy or shutdown policy)."""
+    """Close the open position at market (operator, strategy or shutdown policy).
+
+    ``by`` names who asked (``operator`` for the control endpoint; empty for code) and
+    ``note`` why (the operator's ``--reason``): a request with ``by`` set is journaled even
+    when there is nothing to close.
+    """
 
     key: Key
     reason: CloseReason = CloseReason.MANUAL
     request_id: str = ""
+    by: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PauseRequest:
+    """Pause (``paused`` true) or resume new entries on the symbol: while paused every signal
+    is refused ``paused`` (transient); protection, trailing stops and closes go on. Stored,
+    so a restart keeps it. ``by``/``note``: who asked and why (journaled)."""
+
+    key: Key
+    paused: bool
+    request_id: str = ""
+    by: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UnquarantineRequest:
+    """Lift the symbol's quarantine (set after repeated crashes): entries are decided again
+    and the crash count starts afresh. ``by``/``note``: who asked and why (journaled)."""
+
+    key: Key
+    request_id: str = ""
+    by: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,4 +241,6 @@ Message = (
     | TimerFired
     | Recover
     | TicksReady
+    | PauseRequest
+    | UnquarantineRequest
 )

@@ -83,13 +83,16 @@ class Snapshot:
     """What the store knows of one ``(account, symbol)`` at actor start.
 
     ``decided``: the final decisions (:attr:`SignalRecord.retry` false) on the key's most
-    recent signal ids, oldest first.
+    recent signal ids, oldest first. ``paused``/``quarantined``: the symbol's stored control
+    flags (an operator's pause; a quarantine after repeated crashes).
     """
 
     position: Position | None = None
     last_closed_at: float | None = None
     bought: bool = False
     decided: tuple[SignalRecord, ...] = ()
+    paused: bool = False
+    quarantined: bool = False
 
 
 class Store(Protocol):

@@ -60,11 +60,13 @@ from actors.messages import (
     Message,
     OpenSignal,
     OrderUpdate,
+    PauseRequest,
     Recover,
     SyncObservation,
     TickSource,
     TicksReady,
     TimerFired,
+    UnquarantineRequest,
 )
 from actors.model import Key, Status
 from actors.ports import (
@@ -79,7 +81,11 @@ from actors.ports import (
 )
 from actors.state import (
     Commit,
+    ControlChange,
+    ControlOutcome,
+    JournalEvent,
     Policy,
+    Position,
     SignalOutcome,
     SignalRecord,
     SymbolState,
@@ -137,7 +143,9 @@ class StatusReport:
     ``close_max_attempts`` closes or more (shown in the readiness check).
     ``last_activity``: when the actor last handled a message that counts as activity
     (:func:`is_activity`), or stopped being idle; the supervisor passivates an actor idle
-    since ``passivate_after_s``.
+    since ``passivate_after_s``. ``paused``: an operator paused new entries. ``position``:
+    the actor's position (the open one, else the latest; a frozen value), ``mark``: its last
+    mark price (the live view reads both).
     """
 
     status: Status | None
@@ -146,6 +154,9 @@ class StatusReport:
     quarantined: bool
     unwritten: int
     close_failing: bool = False
+    paused: bool = False
+    position: Position | None = None
+    mark: float | None = None
 
 
 class ActorCell:
@@ -173,6 +184,12 @@ class ActorHost(Protocol):
 
     def signal_decided(self, record: SignalRecord) -> None:
         """A signal's outcome is decided and, but during a store outage, written."""
+
+    def control_decided(self, outcome: ControlOutcome) -> None:
+        """An operator's request is decided and, but during a store outage, written."""
+
+    def clear_quarantine(self, key: Key) -> None:
+        """An operator lifted the quarantine: the crash count starts afresh."""
 
     def on_crash(self, key: Key, exc: BaseException) -> RestartDecision: ...
 
@@ -292,6 +309,13 @@ class PositionActor(pykka.ThreadingActor):
                 # to open 20 s after it came): refused now, the sender may send it again.
                 why = "store_unavailable" if self._store_wait else "restarting"
                 self._refuse_signal(message, SignalOutcome.REJECTED, why)
+            elif isinstance(message, UnquarantineRequest) and not self._store_wait:
+                # A quarantined symbol waits long between restarts: an operator who lifts
+                # the quarantine gets a restart now, with a fresh crash count.
+                self._deps.host.clear_quarantine(self.key)
+                self._deps.timers.cancel(self.key, RESTART_TIMER)
+                self._stash.appendleft(message)
+                self._restart()
             else:
                 self._stash.append(message)
             return None
@@ -487,6 +511,10 @@ class PositionActor(pykka.ThreadingActor):
             return  # an old signal decided before: answered with that decision
         if commit is not None:
             if not self._write(commit, result):
+                if result.control is not None:
+                    self._control_decided(
+                        replace(result.control, ok=False, outcome="store_unavailable")
+                    )
                 return
         self._state = result.state
         if rec is not None:
@@ -494,6 +522,23 @@ class PositionActor(pykka.ThreadingActor):
         if commit is not None:
             self._observe(commit)
         self._perform(result.effects)
+        if result.control is not None:
+            self._control_decided(result.control)
+
+    def _control_decided(self, outcome: ControlOutcome) -> None:
+        """An operator's request is decided: logged, and reported to the host (which answers
+        the control endpoint). A lifted quarantine also resets the crash count."""
+        if outcome.ok and outcome.command == "unquarantine":
+            self._quarantined = False
+            self._deps.host.clear_quarantine(self.key)
+        log.info(
+            "operator %s: %s%s",
+            outcome.command,
+            outcome.outcome,
+            f" (position {outcome.position_id})" if outcome.position_id is not None else "",
+            extra={"key": str(self.key), "position_id": outcome.position_id},
+        )
+        self._deps.host.control_decided(outcome)
 
     def _signal_decided(self, rec: SignalRecord) -> None:
         deps = self._deps
@@ -667,6 +712,9 @@ class PositionActor(pykka.ThreadingActor):
             and not self._restart_pending
             and not self._deferred
             and not leftovers(st)
+            # a paused or quarantined symbol stays, so that metrics and the live view show it
+            and not st.paused
+            and not self._quarantined
         )
         if active or not idle or not self.cell.report.idle:
             self._active_at = self._deps.clock.now()
@@ -681,6 +729,9 @@ class PositionActor(pykka.ThreadingActor):
                 and pos.status is Status.CLOSING
                 and pos.close_seq >= policy.close_max_attempts
             ),
+            paused=st.paused,
+            position=st.position,
+            mark=st.last_price,
         )
 
     # -- (re)start and crash
@@ -688,6 +739,10 @@ class PositionActor(pykka.ThreadingActor):
     def _load(self) -> None:
         snap = self._deps.store.load(self.key)
         old = self._state
+        if self._quarantined and not snap.quarantined:
+            # The quarantine was not written when it was decided (the store failed): again.
+            self._persist_quarantine(Recover(self.key, "quarantine not stored"), "")
+        self._quarantined = self._quarantined or snap.quarantined
         self._state = SymbolState(
             key=self.key,
             position=snap.position,
@@ -695,6 +750,7 @@ class PositionActor(pykka.ThreadingActor):
             bought=snap.bought,
             decided=snap.decided,
             quarantined=self._quarantined,
+            paused=snap.paused,
             # What the exchange told us survives a restart in place (not durable anyway).
             last_price=old.last_price,
             last_price_at=old.last_price_at,
@@ -766,21 +822,42 @@ class PositionActor(pykka.ThreadingActor):
             self._retry = None
         elif not isinstance(message, Recover):
             self._retry = message
-        self._schedule_restart(exc)
+        self._schedule_restart(exc, message)
 
-    def _schedule_restart(self, exc: BaseException) -> None:
+    def _schedule_restart(self, exc: BaseException, cause: Message | None = None) -> None:
         decision = self._deps.host.on_crash(self.key, exc)
         if decision.quarantine and not self._quarantined:
             self._quarantined = True
             log.error(
                 "symbol %s quarantined: no new entries", self.key, extra={"key": str(self.key)}
             )
+            self._persist_quarantine(cause or Recover(self.key, "load failed"), repr(exc))
         self._restart_pending = True
         if decision.delay <= 0:
             self._restart()
         else:
             self._deps.timers.start(self.key, RESTART_TIMER, decision.delay)
         self._publish()
+
+    def _persist_quarantine(self, cause: Message, error: str) -> None:
+        """Store the quarantine (so that a restart keeps it) with a journal event. Best
+        effort: on failure it is logged, and the next load writes it again."""
+        note = f"repeated crashes: {error}"[:200] if error else "repeated crashes"
+        event = JournalEvent(
+            None, "quarantined", None, None, self._deps.clock.now(), {"error": error[:200]}
+        )
+        commit = Commit(
+            self.key, cause, None, 0, (event,), control=ControlChange("quarantined", True, note)
+        )
+        try:
+            self._deps.store.commit(commit)
+        except Exception as exc:
+            log.error(
+                "quarantine of %s not stored (written again at the next load): %s",
+                self.key,
+                exc,
+                extra={"key": str(self.key)},
+            )
 
     def _restart(self) -> None:
         """Fresh state from the store; then the crashed message once more, then the stash."""
@@ -884,6 +961,8 @@ _PROTECTION_FAILURES = frozenset({"stop_failed", "close_failing", "stop_rejected
 _POSITION_MESSAGES = (
     OpenSignal,
     CloseRequest,
+    PauseRequest,
+    UnquarantineRequest,
     SyncObservation,
     MarkPriceTick,
     OrderUpdate,

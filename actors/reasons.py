@@ -78,6 +78,7 @@ REASONS: Mapping[str, Reason] = MappingProxyType(
         "expired": _r(_REJ, False, "`expires_at` has passed"),
         "too_old": _r(_REJ, False, "`created_at` is older than `max_signal_age_s`"),
         "quarantined": _r(_REJ, True, "the symbol is quarantined after repeated crashes"),
+        "paused": _r(_REJ, True, "an operator paused new entries on the symbol (`pause`)"),
         "position_open": _r("duplicate", False, "a position on the symbol is open"),
         "signal_replayed": _r("duplicate", False, "the id was decided before"),
         "cooldown": _r(

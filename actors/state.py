@@ -30,6 +30,8 @@ from actors.reasons import retry_allowed
 __all__ = [
     "INSTALLATION_MODULUS",
     "Commit",
+    "ControlChange",
+    "ControlOutcome",
     "Installation",
     "JournalEvent",
     "Policy",
@@ -265,11 +267,40 @@ class JournalEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlChange:
+    """A stored control flag of the symbol changes (written with the commit's events, in the
+    same transaction): ``flag`` is ``paused`` or ``quarantined``; ``note`` says why."""
+
+    flag: str
+    value: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ControlOutcome:
+    """What became of an operator's request, once the actor decided it (and, but during a
+    store outage, wrote it). ``command``: ``close``, ``pause``, ``resume``, ``unquarantine``.
+    ``outcome``: ``closing``, ``entry_cancel_requested``, ``already_closing``,
+    ``no_position``, ``paused``, ``already_paused``, ``resumed``, ``not_paused``,
+    ``unquarantined``, ``not_quarantined``; or, with ``ok`` false, why it was not done
+    (``store_unavailable``)."""
+
+    key: Key
+    request_id: str
+    command: str
+    outcome: str
+    ok: bool = True
+    position_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Commit:
     """What one transition makes durable, in one transaction.
 
     ``position`` carries ``version = expected_version + 1``; ``expected_version`` 0 means
     the position is new (INSERT). A store refuses a write whose expected version is stale.
+    ``control``: a stored flag of the symbol (pause, quarantine) that changes with it (only
+    in a commit without a position).
     """
 
     key: Key
@@ -278,6 +309,7 @@ class Commit:
     expected_version: int
     events: tuple[JournalEvent, ...]
     signal: SignalRecord | None = None
+    control: ControlChange | None = None
 
     @property
     def risk_increasing(self) -> bool:
@@ -299,7 +331,8 @@ class SymbolState:
 
     Durable (rebuilt from the store): ``position`` (the open one, else the latest),
     ``last_closed_at``, ``bought``, ``decided`` (the final decisions on the last
-    ``recent_signal_memory`` signal ids, oldest first). In memory only: the mark price and
+    ``recent_signal_memory`` signal ids, oldest first), ``paused`` (an operator stopped new
+    entries) and ``quarantined`` (repeated crashes stopped them). In memory only: the mark price and
     when it was seen (local clock), the market's rules, whether a :class:`FetchMarket` is
     out, when the sync first saw the open position flat, recent orphan cancels and stop
     lookups (so that a lagging exchange list does not repeat them every round).
@@ -311,6 +344,7 @@ class SymbolState:
     bought: bool = False
     decided: tuple[SignalRecord, ...] = ()
     quarantined: bool = False
+    paused: bool = False
     last_price: float | None = None
     last_price_at: float | None = None
     market: MarketRules | None = None
@@ -341,6 +375,7 @@ class Transition:
     ``deferred``: the message (a signal) cannot be decided yet (no fresh mark price, an
     earlier position's orders not confirmed cancelled): the shell keeps it and offers it
     again after the next message, or with ``Context.give_up`` once it waited too long.
+    ``control``: the answer to an operator's request (the shell reports it once written).
     """
 
     state: SymbolState
@@ -348,3 +383,4 @@ class Transition:
     commit: Commit | None = None
     signal: SignalRecord | None = None
     deferred: bool = False
+    control: ControlOutcome | None = None

@@ -40,10 +40,12 @@ from actors.messages import (
     Message,
     OpenSignal,
     OrderUpdate,
+    PauseRequest,
     Recover,
     SyncObservation,
     TicksReady,
     TimerFired,
+    UnquarantineRequest,
 )
 from actors.model import (
     CloseReason,
@@ -58,6 +60,8 @@ from actors.model import (
 )
 from actors.state import (
     Commit,
+    ControlChange,
+    ControlOutcome,
     JournalEvent,
     Policy,
     Position,
@@ -118,7 +122,9 @@ def transition(state: SymbolState, msg: Message, ctx: Context) -> Transition:
     if isinstance(msg, TimerFired):
         return _Step(state, msg, ctx).timer(msg).done()
     if isinstance(msg, CloseRequest):
-        return _Step(state, msg, ctx).close_request(msg).done()
+        return _on_close_request(state, msg, ctx)
+    if isinstance(msg, PauseRequest | UnquarantineRequest):
+        return _on_control(state, msg, ctx)
     if isinstance(msg, Recover):
         return _Step(state, msg, ctx).recover().done()
     if isinstance(msg, MarketInfo):
@@ -301,6 +307,8 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
         return refuse(SignalOutcome.REJECTED, "too_old")
     if st.quarantined:
         return refuse(SignalOutcome.REJECTED, "quarantined")
+    if st.paused:
+        return refuse(SignalOutcome.REJECTED, "paused")
     if open_pos is not None:
         return refuse(SignalOutcome.DUPLICATE, "position_open")
     if policy.reentry is Reentry.NEVER and st.bought:
@@ -369,6 +377,73 @@ def _remember(state: SymbolState, rec: SignalRecord, policy: Policy) -> SymbolSt
     memory = max(0, policy.recent_signal_memory)
     decided = (*state.decided, rec)[-memory:] if memory else ()
     return replace(state, decided=decided)
+
+
+# --- operators' requests ------------------------------------------------------------------
+
+
+def _operator_detail(req: CloseRequest | PauseRequest | UnquarantineRequest) -> dict[str, object]:
+    """Who asked and why, for the journal: only for a request that names who asked."""
+    if not req.by:
+        return {}
+    detail: dict[str, object] = {"by": _safe(req.by), "note": req.note[:200]}
+    if req.request_id:
+        detail["request_id"] = _safe(req.request_id)
+    return detail
+
+
+def _on_close_request(state: SymbolState, req: CloseRequest, ctx: Context) -> Transition:
+    """Close the open position at market. With nothing to close (no open position, or one
+    closing already) nothing changes; an operator's request is journaled all the same."""
+    pos = state.open_position
+
+    def answer(outcome: str, pid: int | None) -> ControlOutcome | None:
+        # Answered (and logged) for a request that names who asked: an operator's.
+        if not req.by:
+            return None
+        return ControlOutcome(state.key, req.request_id, "close", outcome, True, pid)
+
+    if pos is None or pos.status is Status.CLOSING:
+        outcome = "no_position" if pos is None else "already_closing"
+        pid = pos.id if pos is not None else None
+        if not req.by:
+            return Transition(state)
+        status = pos.status if pos is not None else None
+        detail = {**_operator_detail(req), "result": outcome}
+        event = JournalEvent(pid, "close_requested", status, status, ctx.now, detail)
+        commit = Commit(state.key, req, None, 0, (event,))
+        return Transition(state, commit=commit, control=answer(outcome, pid))
+    t = _Step(state, req, ctx).close_request(req).done()
+    outcome = "closing" if pos.qty > 0 else "entry_cancel_requested"
+    return replace(t, control=answer(outcome, pos.id))
+
+
+def _on_control(
+    state: SymbolState, msg: PauseRequest | UnquarantineRequest, ctx: Context
+) -> Transition:
+    """Pause or resume entries, or lift the quarantine: the flag in the state and, in the
+    same commit as the journal event, in the store (so a restart keeps it)."""
+    if isinstance(msg, PauseRequest):
+        command = "pause" if msg.paused else "resume"
+        changed = state.paused != msg.paused
+        kind = "paused" if msg.paused else "resumed"
+        outcome = kind if changed else ("already_paused" if msg.paused else "not_paused")
+        after = replace(state, paused=msg.paused)
+        # Written when it changes: an unchanged pause keeps its time and note.
+        control = ControlChange("paused", msg.paused, msg.note[:200]) if changed else None
+    else:
+        command = "unquarantine"
+        changed = state.quarantined
+        kind = "unquarantined"
+        outcome = kind if changed else "not_quarantined"
+        after = replace(state, quarantined=False)
+        control = ControlChange("quarantined", False, msg.note[:200])
+    detail = {**_operator_detail(msg), "changed": changed}
+    event = JournalEvent(None, kind, None, None, ctx.now, detail)
+    commit = Commit(state.key, msg, None, 0, (event,), control=control)
+    return Transition(
+        after, commit=commit, control=ControlOutcome(state.key, msg.request_id, command, outcome)
+    )
 
 
 def _on_market(state: SymbolState, info: MarketInfo, ctx: Context) -> Transition:
@@ -578,8 +653,9 @@ class _Step:
         self.effects.append(PlaceOrder(pos.key, pos.id, stop, close_position=True))
         self.event("stop_intent", pos.status, client_id=stop.client_id, why=why)
 
-    def start_close(self, reason: CloseReason, why: str) -> _Step:
-        """Close the open position at market with a reduce-only order (stops stay until filled)."""
+    def start_close(self, reason: CloseReason, why: str, **extra: object) -> _Step:
+        """Close the open position at market with a reduce-only order (stops stay until
+        filled). ``extra``: more detail for the journal event (who asked, and why)."""
         pos = self.pos
         if pos is None or pos.status.terminal or pos.status is Status.CLOSING:
             return self
@@ -590,10 +666,10 @@ class _Step:
             if entry is not None and not entry.state.done:
                 self.effects.append(CancelOrder(pos.key, entry.client_id, OrderKind.ENTRY))
             self.pos = replace(pos, close_reason=reason)
-            self.event("close_requested_unfilled", before, reason=reason.value, why=why)
+            self.event("close_requested_unfilled", before, reason=reason.value, why=why, **extra)
             return self
         self.pos = replace(pos, status=Status.CLOSING, close_reason=reason)
-        self.event("closing", before, reason=reason.value, why=why)
+        self.event("closing", before, reason=reason.value, why=why, **extra)
         entry = pos.latest(OrderKind.ENTRY)
         if entry is not None and not entry.state.done:
             # A partly filled entry may fill further: stop it, or the close leaves the rest open.
@@ -1143,7 +1219,8 @@ class _Step:
         return self
 
     def close_request(self, req: CloseRequest) -> _Step:
-        return self.start_close(req.reason, req.request_id or "close request")
+        why = req.request_id or "close request"
+        return self.start_close(req.reason, why, **_operator_detail(req))
 
     def recover(self) -> _Step:
         """Resolve a position loaded from the store (S5): a non-terminal one, or a terminal

@@ -6,7 +6,8 @@ path (``accounts.main.rest_url: not a URL``); the CLI prints it and exits with c
 
 Secrets never live in the file: API keys and secrets come from ``PS_<ACCOUNT>_API_KEY`` and
 ``PS_<ACCOUNT>_API_SECRET`` (the account name upper-cased, ``-`` turned into ``_``), the signal
-feed token from ``PS_FEED_TOKEN`` and a database DSN with a password from ``PS_DATABASE_DSN``
+feed token from ``PS_FEED_TOKEN``, the control endpoint's token from ``PS_CONTROL_TOKEN`` and a
+database DSN with a password from ``PS_DATABASE_DSN``
 (each name can be changed with the matching ``*_env`` key). A key that looks like a secret
 (``api_key``, ``secret``, ``token``, ``password`` …), a DSN carrying a password in any form libpq
 accepts (``user:pw@``, ``?password=``, ``password=``, also ``sslpassword``) or a URL carrying
@@ -68,6 +69,8 @@ The schema, with defaults (see ``deploy/example.toml``)::
     [ownership]   lease_s = 10.0, renew_s = 2.0, fence_margin_s = 2.0,
                   max_accounts = <none>, hold_signals_s = 30.0
     [metrics]     address = "127.0.0.1:9490", enabled = true
+    [control]     address = "127.0.0.1:9491", token_env = "PS_CONTROL_TOKEN", refresh_s = 2.0
+                  (the control endpoint and live view run only while the token is set)
     [feeds]       signal_url = <none>, token_env = "PS_FEED_TOKEN", silence_timeout_s = 30.0,
                   exchange_streams = true, signal_acks = true
     [logging]     level = "INFO", json = false,
@@ -102,6 +105,7 @@ __all__ = [
     "AccountConfig",
     "Config",
     "ConfigError",
+    "ControlConfig",
     "DatabaseConfig",
     "FeedsConfig",
     "LoggingConfig",
@@ -259,6 +263,32 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlConfig:
+    """The operator's control endpoint and live view (:mod:`supervision.control`): on only
+    while ``token`` (from the ``token_env`` variable) is set. ``refresh_s``: how often the
+    live view reloads itself."""
+
+    host: str = "127.0.0.1"
+    port: int = 9491
+    token_env: str = "PS_CONTROL_TOKEN"
+    refresh_s: float = 2.0
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def enabled(self) -> bool:
+        return self.token is not None
+
+
+#: The shortest control token accepted (a guessable token guards an endpoint that closes
+#: positions).
+MIN_CONTROL_TOKEN = 16
+
+
+@dataclass(frozen=True, slots=True)
 class FeedsConfig:
     signal_url: str | None = None
     token_env: str = "PS_FEED_TOKEN"
@@ -295,6 +325,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     ownership: OwnershipConfig = field(default_factory=OwnershipConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: str = "<memory>"
@@ -341,6 +372,8 @@ class Config:
                 out += [a.api_key, a.api_secret]
         if self.feeds.token:
             out.append(self.feeds.token)
+        if self.control.token:
+            out.append(self.control.token)
         if self.database.dsn:
             out += dsn_secrets(self.database.dsn)
         if self.database.libpq_password:
@@ -468,6 +501,7 @@ def parse_config(
     database = _database(root.table("database"), environ)
     ownership = _ownership(root.table("ownership"))
     metrics = _metrics(root.table("metrics"))
+    control = _control(root.table("control"), environ)
     feeds = _feeds(root.table("feeds"), environ)
 
     l_t = root.table("logging")
@@ -496,6 +530,7 @@ def parse_config(
         database=database,
         ownership=ownership,
         metrics=metrics,
+        control=control,
         feeds=feeds,
         logging=logging_,
         source=source,
@@ -753,8 +788,8 @@ def _ownership(t: _Table) -> OwnershipConfig:
     return out
 
 
-def _metrics(t: _Table) -> MetricsConfig:
-    address = t.str_("address", "127.0.0.1:9490")
+def _address(t: _Table, default: str) -> tuple[str, int]:
+    address = t.str_("address", default)
     host, sep, port_s = address.rpartition(":")
     host = host.strip("[]")
     if (
@@ -764,7 +799,38 @@ def _metrics(t: _Table) -> MetricsConfig:
         or not 0 <= int(port_s) <= 65535
     ):
         raise ConfigError(t.at("address"), "must be HOST:PORT")
-    out = MetricsConfig(host=host, port=int(port_s), enabled=t.bool_("enabled", True))
+    return host, int(port_s)
+
+
+def _metrics(t: _Table) -> MetricsConfig:
+    host, port = _address(t, "127.0.0.1:9490")
+    out = MetricsConfig(host=host, port=port, enabled=t.bool_("enabled", True))
+    t.done()
+    return out
+
+
+def _control(t: _Table, environ: Mapping[str, str]) -> ControlConfig:
+    host, port = _address(t, "127.0.0.1:9491")
+    token_env = t.env_name("token_env", "PS_CONTROL_TOKEN")
+    token = environ.get(token_env) or None
+    if token is not None and (
+        len(token) < MIN_CONTROL_TOKEN
+        or not token.isascii()
+        or not token.isprintable()
+        or any(c.isspace() for c in token)
+    ):
+        raise ConfigError(
+            t.at("token_env"),
+            f"{token_env} must be at least {MIN_CONTROL_TOKEN} printable ASCII characters "
+            "without spaces (e.g. the output of `openssl rand -hex 32`)",
+        )
+    out = ControlConfig(
+        host=host,
+        port=port,
+        token_env=token_env,
+        refresh_s=t.num("refresh_s", 2.0, min_=0.0, max_=3600.0, strict=True),
+        token=token,
+    )
     t.done()
     return out
 

@@ -21,11 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
-import selectors
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
@@ -42,6 +38,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from infra.http_server import OUTCOMES, BindError, BoundedHttpServer, HttpRequest, HttpResponse
 from supervision.supervisor import SupervisorStats
 
 __all__ = [
@@ -521,54 +518,10 @@ class _HealthCollector(Collector):
         yield g
 
 
-class BindError(RuntimeError):
-    """The server's address cannot be bound. The message names the address and the
-    configuration key that set it; no traceback is worth printing for it."""
+_PROBES = {"/livez": LIVE, "/readyz": READY, "/healthz": READY}
 
 
-class _Conn:
-    """One client connection of :class:`MetricsServer` (its loop thread owns it)."""
-
-    __slots__ = ("accepted", "deadline", "inbuf", "out", "phase", "sock")
-
-    def __init__(self, sock: socket.socket, now: float, deadline: float) -> None:
-        self.sock = sock
-        self.accepted = now
-        self.deadline = deadline
-        self.inbuf = bytearray()
-        self.out: memoryview | None = None
-        self.phase = "read"  # read -> busy (a worker builds the answer) -> write
-
-
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
-
-
-def _response(code: int, body: bytes, ctype: str, head_only: bool = False) -> bytes:
-    """A complete HTTP/1.1 response that closes the connection."""
-    head = (
-        f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}\r\n"
-        f"Content-Type: {ctype}\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n" + ("Allow: GET, HEAD\r\n" if code == 405 else "") + "\r\n"
-    ).encode("ascii")
-    return head if head_only else head + body
-
-
-_TEXT = "text/plain; charset=utf-8"
-_PROBES = {b"/livez": LIVE, b"/readyz": READY, b"/healthz": READY}
-_OUTCOMES = ("served", "timeout", "write_timeout", "closed_early", "evicted", "refused")
-
-
-class MetricsServer:
+class MetricsServer(BoundedHttpServer):
     """HTTP server for ``/metrics`` (Prometheus text format) and the probes: ``/livez`` (the
     liveness checks), ``/readyz`` (every check) and ``/healthz`` (the same as ``/readyz``).
 
@@ -577,17 +530,11 @@ class MetricsServer:
     An address that cannot be bound raises :class:`BindError` naming the address and
     ``address_key`` (the configuration key that set it).
 
-    Bounded against slow, idle and rude clients: one loop thread (``metrics-http``) accepts,
-    reads requests and writes answers without blocking (a selector); ``workers`` threads
-    (``metrics-http-worker``) build the answers (``/metrics`` and the probes). So the threads
-    are ``1 + workers`` whatever the clients do, and a client that sends nothing holds no
-    thread. Per connection: the request head (at most ``max_request_bytes``) must be complete
-    within ``read_timeout_s`` of the accept (else ``408`` and close: also a client trickling
-    bytes), the answer written within ``write_timeout_s``; one request per connection
-    (``Connection: close``). At most ``max_connections`` are open: a new one beyond that
-    closes the oldest still waiting for its request (so idle clients cannot lock scrapes
-    out), or, when every open one is being answered, is answered ``503`` and closed at once.
-    Client misbehaviour (early close, reset, timeout) is logged at DEBUG through this
+    Bounded against slow, idle and rude clients by :class:`infra.http_server.BoundedHttpServer`
+    (see there): one loop thread (``metrics-http``) and ``workers`` threads
+    (``metrics-http-worker``) that build the answers, whatever the clients do; a request head
+    must be complete within ``read_timeout_s``, the answer taken within ``write_timeout_s``;
+    at most ``max_connections`` open. Client misbehaviour is logged at DEBUG through this
     module's logger, at most one line per kind per 10 s, and counted in
     ``ps_http_connections_total{outcome}`` (see :meth:`stats`); nothing is printed on stderr.
     An error while building an answer is logged (throttled) and answered ``500``.
@@ -607,89 +554,27 @@ class MetricsServer:
         workers: int = 2,
         address_key: str = "metrics.address",
     ) -> None:
-        if max_connections < 1 or workers < 1 or read_timeout_s <= 0 or write_timeout_s <= 0:
-            raise ValueError("need max_connections >= 1, workers >= 1 and positive timeouts")
+        super().__init__(
+            host,
+            port,
+            name="metrics",
+            label="metrics HTTP",
+            logger=log,
+            read_timeout_s=read_timeout_s,
+            write_timeout_s=write_timeout_s,
+            max_connections=max_connections,
+            max_request_bytes=max_request_bytes,
+            workers=workers,
+            address_key=address_key,
+        )
         self.registry = registry
         self.health = health
-        self.host = host
-        self._port = port
-        self.read_timeout_s = read_timeout_s
-        self.write_timeout_s = write_timeout_s
-        self.max_connections = max_connections
-        self.max_request_bytes = max_request_bytes
-        self.workers = workers
-        self.address_key = address_key
-        self._server: socket.socket | None = None  # the listening socket
-        self._bound_port = 0
-        self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
-        self._wake_r: socket.socket | None = None
-        self._wake_w: socket.socket | None = None
-        self._jobs: queue.SimpleQueue[_Conn | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[tuple[_Conn, bytes]] = queue.SimpleQueue()
-        self._conns: dict[int, _Conn] = {}  # fileno -> connection, in accept order
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = dict.fromkeys(_OUTCOMES, 0)
-        self._open = 0
-        self._reading = 0
-        self._log_windows: dict[str, list[float]] = {}
         self._collector: _HttpCollector | None = None
-        self._accept_paused_until: float | None = None
 
-    @property
-    def port(self) -> int:
-        return self._bound_port if self._server is not None else self._port
-
-    @property
-    def running(self) -> bool:
-        """True between :meth:`start` and :meth:`stop`."""
-        return self._server is not None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def stats(self) -> dict[str, int]:
-        """Connections by outcome (``served``, ``timeout``, ``write_timeout``,
-        ``closed_early``, ``evicted``, ``refused``); ``open`` now, and of those ``reading``
-        (still waiting for their request). Any thread."""
-        with self._lock:
-            out = dict(self._counts)
-            out["open"] = self._open
-            out["reading"] = self._reading
-        return out
-
-    def start(self) -> None:
-        """Bind and start the loop and worker threads (idempotent). Raises
-        :class:`BindError` when the address cannot be bound (in use, not an address of this
-        machine, a privileged port), naming it and :attr:`address_key`."""
-        if self._server is not None:
-            return
-        try:
-            listener = socket.create_server((self.host, self._port), backlog=128)
-        except OSError as exc:
-            why = exc.strerror or str(exc)
-            raise BindError(
-                f"cannot listen on {self.host}:{self._port} (set by {self.address_key}): "
-                f"{why[:1].lower() + why[1:]}"
-            ) from None
-        listener.setblocking(False)
-        self._server = listener
-        self._bound_port = listener.getsockname()[1]
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._stopping.clear()
+    def on_start(self) -> None:
         self._collector = _HttpCollector(self)
         with contextlib.suppress(ValueError):
             self.registry.register(self._collector)
-        self._threads = [threading.Thread(target=self._loop, name="metrics-http", daemon=True)]
-        self._threads += [
-            threading.Thread(target=self._work, name="metrics-http-worker", daemon=True)
-            for _ in range(self.workers)
-        ]
-        for t in self._threads:
-            t.start()
         log.info(
             "metrics on %s/metrics, probes on %s/livez and %s/readyz (/healthz = /readyz)",
             self.url,
@@ -697,280 +582,24 @@ class MetricsServer:
             self.url,
         )
 
-    def stop(self) -> None:
-        """Close the listener and every connection; join the threads (idempotent)."""
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._wake()
-        for _ in range(self.workers):
-            self._jobs.put(None)
-        for t in self._threads:
-            t.join(timeout=5)
+    def on_stop(self) -> None:
         if self._collector is not None:
             with contextlib.suppress(KeyError):
                 self.registry.unregister(self._collector)
             self._collector = None
-        for sock in (self._server, self._wake_r, self._wake_w):
-            if sock is not None:
-                sock.close()
-        self._server = self._wake_r = self._wake_w = None
-        self._threads = []
 
-    # -- the loop thread -----------------------------------------------------------------
-
-    def _loop(self) -> None:
-        listener, wake = self._server, self._wake_r
-        assert listener is not None and wake is not None
-        sel = selectors.DefaultSelector()
-        sel.register(listener, selectors.EVENT_READ, "accept")
-        sel.register(wake, selectors.EVENT_READ, "wake")
-        try:
-            while not self._stopping.is_set():
-                now = time.monotonic()
-                paused = self._accept_paused_until
-                if paused is not None and now >= paused:
-                    self._accept_paused_until = paused = None
-                    sel.register(listener, selectors.EVENT_READ, "accept")
-                timeout = min(
-                    (c.deadline for c in self._conns.values() if c.phase != "busy"),
-                    default=now + 1.0,
-                )
-                if paused is not None:
-                    timeout = min(timeout, paused)
-                for key, events in sel.select(max(0.0, min(timeout - now, 1.0))):
-                    what = key.data
-                    if what == "accept":
-                        self._accept(sel, listener)
-                    elif what == "wake":
-                        self._drain_done(sel, wake)
-                    elif events & selectors.EVENT_READ:
-                        self._read(sel, what)
-                    else:
-                        self._write(sel, what)
-                self._expire(sel, time.monotonic())
-        except Exception:  # a bug here must not kill the probes silently
-            log.exception("metrics HTTP loop failed; /metrics and the probes are down")
-        finally:
-            for c in list(self._conns.values()):
-                self._close(sel, c, None)
-            sel.close()
-
-    def _accept(self, sel: selectors.BaseSelector, listener: socket.socket) -> None:
-        for _ in range(64):
-            try:
-                sock, _addr = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE and the like: pause accepting for 0.1 s
-                self._note("accept", "metrics HTTP: accept failed: %s", exc)
-                sel.unregister(listener)
-                self._accept_paused_until = time.monotonic() + 0.1
-                return
-            sock.setblocking(False)
-            now = time.monotonic()
-            if len(self._conns) >= self.max_connections:
-                oldest = next((c for c in self._conns.values() if c.phase == "read"), None)
-                if oldest is None:
-                    self._count("refused")
-                    self._note(
-                        "refused",
-                        "metrics HTTP: %d connections busy; refused one",
-                        len(self._conns),
-                    )
-                    self._send_now(sock, _response(503, b"busy\n", _TEXT))
-                    sock.close()
-                    continue
-                self._note(
-                    "evicted", "metrics HTTP: connection limit reached; dropped the oldest idle one"
-                )
-                self._close(sel, oldest, "evicted")
-            c = _Conn(sock, now, now + self.read_timeout_s)
-            self._conns[sock.fileno()] = c
-            with self._lock:
-                self._open += 1
-                self._reading += 1
-            sel.register(sock, selectors.EVENT_READ, c)
-
-    def _read(self, sel: selectors.BaseSelector, c: _Conn) -> None:
-        try:
-            chunk = c.sock.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._note("closed_early", "metrics HTTP: client gone before its request: %s", exc)
-            self._close(sel, c, "closed_early")
-            return
-        if not chunk:
-            self._note("closed_early", "metrics HTTP: client closed before its request")
-            self._close(sel, c, "closed_early")
-            return
-        c.inbuf += chunk
-        end = c.inbuf.find(b"\r\n\r\n")
-        if end < 0 and len(c.inbuf) <= self.max_request_bytes:
-            return
-        sel.unregister(c.sock)
-        if end < 0 or end > self.max_request_bytes:
-            self._note(
-                "bad_request", "metrics HTTP: request head over %d bytes", self.max_request_bytes
-            )
-            self._answer(sel, c, _response(431, b"request too large\n", _TEXT))
-            return
-        self._set_phase(c, "busy")
-        self._jobs.put(c)
-
-    def _drain_done(self, sel: selectors.BaseSelector, wake: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while wake.recv(4096):
-                pass
-        while True:
-            try:
-                c, data = self._done.get_nowait()
-            except queue.Empty:
-                return
-            if c.sock.fileno() >= 0:
-                self._answer(sel, c, data)
-
-    def _answer(self, sel: selectors.BaseSelector, c: _Conn, data: bytes) -> None:
-        self._set_phase(c, "write")
-        c.out = memoryview(data)
-        c.deadline = time.monotonic() + self.write_timeout_s
-        sel.register(c.sock, selectors.EVENT_WRITE, c)
-        self._write(sel, c)
-
-    def _write(self, sel: selectors.BaseSelector, c: _Conn) -> None:
-        out = c.out
-        assert out is not None
-        try:
-            n = c.sock.send(out)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._note("closed_early", "metrics HTTP: client gone before the answer: %s", exc)
-            self._close(sel, c, "closed_early")
-            return
-        c.out = out[n:]
-        if not c.out:
-            self._close(sel, c, "served")
-
-    def _expire(self, sel: selectors.BaseSelector, now: float) -> None:
-        for c in [c for c in self._conns.values() if c.phase != "busy" and c.deadline <= now]:
-            if c.phase == "read":
-                self._note(
-                    "timeout", "metrics HTTP: no complete request within %.1fs", self.read_timeout_s
-                )
-                self._send_now(c.sock, _response(408, b"request timeout\n", _TEXT))
-                self._close(sel, c, "timeout")
-            else:
-                self._note(
-                    "write_timeout",
-                    "metrics HTTP: answer not taken within %.1fs",
-                    self.write_timeout_s,
-                )
-                self._close(sel, c, "write_timeout")
-
-    def _close(self, sel: selectors.BaseSelector, c: _Conn, outcome: str | None) -> None:
-        """Forget and close ``c``; ``outcome`` counted (None: the server is stopping) before
-        the client can see the close."""
-        fd = c.sock.fileno()
-        if fd < 0:
-            return
-        if c.phase != "busy":
-            with contextlib.suppress(KeyError, ValueError):
-                sel.unregister(c.sock)
-        self._conns.pop(fd, None)
-        with self._lock:
-            self._open -= 1
-            if c.phase == "read":
-                self._reading -= 1
-            if outcome is not None:
-                self._counts[outcome] += 1
-        c.sock.close()
-
-    def _set_phase(self, c: _Conn, phase: str) -> None:
-        if c.phase == "read":
-            with self._lock:
-                self._reading -= 1
-        c.phase = phase
-
-    @staticmethod
-    def _send_now(sock: socket.socket, data: bytes) -> None:
-        """Best effort, never blocks: a short answer into an empty send buffer."""
-        with contextlib.suppress(OSError):
-            sock.send(data)
-
-    def _wake(self) -> None:
-        if self._wake_w is not None:
-            with contextlib.suppress(OSError):
-                self._wake_w.send(b"x")
-
-    def _count(self, outcome: str) -> None:
-        with self._lock:
-            self._counts[outcome] += 1
-
-    def _note(self, kind: str, msg: str, *args: object) -> None:
-        """A DEBUG line, at most one per ``kind`` per 10 s (with what was suppressed)."""
-        if not log.isEnabledFor(logging.DEBUG):
-            return
-        now = time.monotonic()
-        w = self._log_windows.setdefault(kind, [-1e9, 0.0])
-        if now - w[0] < 10.0:
-            w[1] += 1
-            return
-        suppressed, w[0], w[1] = int(w[1]), now, 0.0
-        log.debug(
-            msg + (" (%d more like it)" if suppressed else ""),
-            *args,
-            *([suppressed] if suppressed else []),
-        )
-
-    # -- worker threads ------------------------------------------------------------------
-
-    def _work(self) -> None:
-        while True:
-            c = self._jobs.get()
-            if c is None:
-                return
-            try:
-                data = self._respond(bytes(c.inbuf))
-            except Exception:
-                self._error()
-                data = _response(500, b"internal error\n", _TEXT)
-            self._done.put((c, data))
-            self._wake()
-
-    def _error(self) -> None:
-        with self._lock:
-            w = self._log_windows.setdefault("error", [-1e9, 0.0])
-            emit = time.monotonic() - w[0] >= 10.0
-            if emit:
-                w[0] = time.monotonic()
-        if emit:
-            log.error("metrics HTTP: building an answer failed", exc_info=True)
-
-    def _respond(self, head: bytes) -> bytes:
-        """The answer to one request head (worker thread)."""
-        line = head.split(b"\r\n", 1)[0]
-        parts = line.split(b" ")
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            return _response(400, b"bad request\n", _TEXT)
-        method, target = parts[0], parts[1]
-        if method not in (b"GET", b"HEAD"):
-            return _response(405, b"GET or HEAD only\n", _TEXT)
-        head_only = method == b"HEAD"
-        path = target.split(b"?", 1)[0]
-        if path == b"/metrics":
-            return _response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST, head_only)
-        probe = _PROBES.get(path)
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        """The answer to one request (worker thread)."""
+        if request.path == "/metrics":
+            return HttpResponse(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+        probe = _PROBES.get(request.path)
         if probe is not None:
             down = self.health.down(probe)
             if down:
                 body = "down: " + "; ".join(f"{k} ({v})" for k, v in sorted(down.items()))
-                return _response(503, (body + "\n").encode(), _TEXT, head_only)
-            return _response(200, b"ok\n", _TEXT, head_only)
-        return _response(
-            404, b"not found: try /metrics, /livez, /readyz or /healthz\n", _TEXT, head_only
-        )
+                return HttpResponse(503, (body + "\n").encode())
+            return HttpResponse(200, b"ok\n")
+        return HttpResponse(404, b"not found: try /metrics, /livez, /readyz or /healthz\n")
 
 
 class _HttpCollector(Collector):
@@ -987,6 +616,6 @@ class _HttpCollector(Collector):
             "write_timeout, closed_early, evicted, refused).",
             labels=["outcome"],
         )
-        for outcome in _OUTCOMES:
+        for outcome in OUTCOMES:
             c.add_metric([outcome], float(stats[outcome]))
         yield c

@@ -1,14 +1,16 @@
 """The process: builds everything from the configuration, runs until a signal, stops cleanly.
 
 :class:`App` owns, in start order: the metrics/health HTTP server, the database (embedded or
-DSN) and the store, the exchange adapters, the :class:`~supervision.supervisor.Supervisor`, the
-periodic :class:`~supervision.sync.SyncService`, the lease keeper
-(:class:`~supervision.leases.Ownership`, I7: it takes the accounts' leases and activates each
-account it holds, recovering its open positions first, S5) and the feeds. The pieces other
-modules provide are built in two functions only, :func:`wire_infra` and :func:`wire_feeds`,
-so that the wiring is in one place.
+DSN) and the store, the exchange adapters, the :class:`~supervision.supervisor.Supervisor`
+(then the actors of symbols whose pause or quarantine is stored), the periodic
+:class:`~supervision.sync.SyncService`, the lease keeper (:class:`~supervision.leases.Ownership`,
+I7: it takes the accounts' leases and activates each account it holds, recovering its open
+positions first, S5), the operator's control endpoint and live view (:mod:`supervision.control`,
+only while its token is set) and the feeds. The pieces other modules provide are built in two
+functions only, :func:`wire_infra` and :func:`wire_feeds`, so that the wiring is in one place.
 
-Stopping (:meth:`App.run`): the first SIGTERM or SIGINT stops intake (feeds, then sync), lets
+Stopping (:meth:`App.run`): the first SIGTERM or SIGINT stops intake (the control endpoint,
+feeds, then sync), lets
 in-flight exchange calls finish within ``supervisor.shutdown_grace_s`` (``Supervisor.stop``),
 then gives up the leases of the accounts it held (the next owner takes them at once; a lease
 of an account whose calls may still be in flight is left to expire), closes the store and the
@@ -28,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import FrameType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import pykka
 
@@ -39,7 +41,9 @@ from actors.position_actor import PositionActor
 from actors.state import Commit, JournalEvent, Position, SignalOutcome, SignalRecord
 from infra.config import AccountConfig, Config
 from infra.metrics import HealthChecks, MetricsServer, PrometheusMetrics
+from supervision.control import ControlCollector, ControlServer, ControlStats
 from supervision.leases import LeaseSettings, Ownership, register
+from supervision.live_view import ViewSource
 from supervision.supervisor import Supervisor, SupervisorConfig
 from supervision.sync import SyncService
 
@@ -172,7 +176,8 @@ class Intake:
       reported yet.
 
     Every other message goes straight to the supervisor (``tell_tick`` for mark prices when the
-    caller uses :meth:`tell_tick`). Thread-safe.
+    caller uses :meth:`tell_tick`). Thread-safe. :attr:`marks` keeps the last mark price of each
+    symbol (the live view's unrealised PnL: an actor does not wake for every tick).
     """
 
     ADMITTED_MEMORY_S = 5.0
@@ -193,6 +198,7 @@ class Intake:
         self._allowed = {name: frozenset(a.symbols) for name, a in config.accounts.items()}
         self._admitted: dict[Key, float] = {}
         self._lock = threading.Lock()
+        self.marks: dict[Key, float] = {}
 
     def tell(self, msg: Message) -> bool:
         if isinstance(msg, OpenSignal):
@@ -206,6 +212,7 @@ class Intake:
             return len(self._admitted)
 
     def tell_tick(self, tick: MarkPriceTick) -> bool:
+        self.marks[tick.key] = tick.price  # one store; read by the live view
         return self._sup.tell_tick(tick)
 
     def allowed(self, key: Key) -> bool:
@@ -440,6 +447,9 @@ class App:
         self.supervisor: Supervisor | None = None
         self.sync: SyncService | None = None
         self.intake: Intake | None = None
+        self.control: ControlServer | None = None
+        self.control_stats = ControlStats()
+        self._control_collector: ControlCollector | None = None
         self.feeds: list[Service] = []
         self.ready = threading.Event()
         self.stopping = threading.Event()
@@ -526,12 +536,13 @@ class App:
                 )
         self.intake = Intake(cfg, sup, self.metrics, self.clock, self.store)
         _watch_sizes(sup, self.intake, self.sync, infra)
+        self._start_controls(infra, sup)
         self.feeds = list(self._feeds_factory(cfg, self))
         for feed in self.feeds:
             feed.start()
         self.ready.set()
         log.info(
-            "supervisor ready: accounts %s%s, %d feeds, metrics %s",
+            "supervisor ready: accounts %s%s, %d feeds, metrics %s, control %s",
             ", ".join(sorted(infra.exchanges)),
             ""
             if own is None
@@ -539,7 +550,39 @@ class App:
             f"{', '.join(own.waiting()) or 'none'})",
             len(self.feeds),
             self.server.url if self.server else "off",
+            self.control.url if self.control else "off",
         )
+
+    def _start_controls(self, infra: Infra, sup: Supervisor) -> None:
+        """Pauses and quarantines: their metrics, the actors of the symbols whose flag is
+        stored (so that they show), and the control endpoint when its token is set."""
+        self._control_collector = ControlCollector(self.control_stats, sup.stats)
+        self.metrics.registry.register(self._control_collector)
+        stored = getattr(infra.store, "controls", None)
+        if callable(stored):
+            try:
+                woken = sup.wake(c.key for c in stored())
+            except Exception as exc:
+                log.error("stored pauses and quarantines not read now: %s", exc)
+            else:
+                if woken:
+                    log.info("paused or quarantined (stored): %s", ", ".join(str(k) for k in woken))
+        cc = self.config.control
+        if not cc.enabled:
+            log.info("control endpoint and live view off: %s is not set", cc.token_env)
+            return
+        reads = ("controls", "recent_journal", "recent_signals")
+        view = infra.store if all(callable(getattr(infra.store, n, None)) for n in reads) else None
+        self.control = ControlServer(
+            self.config,
+            sup,
+            list(infra.exchanges),
+            self.health.evaluate,
+            self.control_stats,
+            cast(ViewSource | None, view),
+            marks=self.intake.marks if self.intake is not None else None,
+        )
+        self.control.start()
 
     def request_stop(self, reason: str = "requested") -> None:
         """Ask :meth:`wait` to return (thread-safe, idempotent)."""
@@ -585,6 +628,8 @@ class App:
         """Stop intake, drain (bounded), stop actors, close. True when everything was clean."""
         self.stopping.set()
         clean = True
+        if self.control is not None:
+            self.control.stop()
         for feed in self.feeds:
             try:
                 feed.stop()
@@ -615,6 +660,10 @@ class App:
             own.stop(release=lambda account: stopped_clean)
             if self._unregister_ownership_metrics is not None:
                 self._unregister_ownership_metrics()
+        if self._control_collector is not None:
+            with contextlib.suppress(KeyError):
+                self.metrics.registry.unregister(self._control_collector)
+            self._control_collector = None
         if self.infra is not None:
             _close_all(self.infra.closers)
         if self.server is not None:
@@ -763,6 +812,9 @@ class App:
         self._sync_ok[account] = time.monotonic()
         keys = sup.activate(account)
         log.info("account %s: %d open positions recovered", account, len(keys))
+        stored = getattr(self.infra.store if self.infra else None, "controls", None)
+        if callable(stored):  # its stored pauses and quarantines show from now on
+            sup.wake(c.key for c in stored() if c.key.account == account)
 
     def _may_sync(self, account: str) -> bool:
         """The sync runs only for an account this process acts on and may send for now."""

@@ -10,6 +10,12 @@ Commands::
     history SYMBOL --config FILE
                              the event journal and signal history of one symbol
                              (--limit, --since, --position)
+    close SYMBOL... | --all  close positions at market (--all: every open one: flatten)
+    pause [SYMBOL...]        no new entries (none named: every symbol of the account(s))
+    resume [SYMBOL...]       entries again
+    unquarantine SYMBOL...   lift a quarantine after repeated crashes
+                             (each with --reason TEXT [--account A] [--timeout S] [--json];
+                             they call the running process's control endpoint)
     confirm-installation --account A --config FILE
                              an operator confirms the orders of another installation seen
                              on the account (I7): its entries resume
@@ -18,13 +24,16 @@ Commands::
 ``--config`` defaults to ``$PS_CONFIG``. Exit codes: 0 ok, 2 invalid configuration or usage
 (nothing has connected yet; one line on stderr, ``configuration error: <key path>: <problem>``,
 or ``<command>: <problem>; <hint>`` for an unknown account or symbol), 1 runtime failure (its
-message redacted of every configured secret), 3 ``status --verify`` found a stop that does
-not rest on the exchange. Output cut short by its reader (``history … | head``) ends the
-command quietly (exit 0, no traceback).
+message redacted of every configured secret; for a control command also: the endpoint cannot
+be reached, refused the request, or a symbol's request failed), 3 ``status --verify`` found a
+stop that does not rest on the exchange, 4 a control command's timeout passed with a symbol
+still pending (each pending one is named). Output cut short by its reader
+(``history … | head``) ends the command quietly (exit 0, no traceback).
 
 ``status`` and ``history`` only read the database: they load the configuration without
 requiring the trading keys (``require_credentials=False``); ``status --verify`` reads the
-exchange too and needs them.
+exchange too and needs them. The control commands need neither: only the control token
+(``PS_CONTROL_TOKEN``) and ``control.address``.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import re
 import socket
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -58,6 +68,8 @@ __all__ = [
     "parse_since",
     "realised_pnl",
     "render_closed",
+    "render_control",
+    "render_controls",
     "render_history",
     "render_owners",
     "render_status",
@@ -67,6 +79,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_STOP_MISSING = 3
+EXIT_PENDING = 4
 
 
 class UsageError(Exception):
@@ -224,6 +237,29 @@ def render_closed(positions: Sequence[Position]) -> str:
             )
         )
     return _table(header, rows) if rows else "no closed positions"
+
+
+def render_controls(controls: Sequence[Any]) -> str:
+    """The paused and quarantined symbols (stored), since when and why."""
+    rows = []
+    for c in controls:
+        if c.paused:
+            rows.append(
+                (c.key.account, c.key.symbol, "paused", _ts(c.paused_at or 0.0), c.paused_note)
+            )
+        if c.quarantined:
+            rows.append(
+                (
+                    c.key.account,
+                    c.key.symbol,
+                    "quarantined",
+                    _ts(c.quarantined_at or 0.0),
+                    c.quarantined_note,
+                )
+            )
+    if not rows:
+        return "paused or quarantined: none"
+    return _table(("ACCOUNT", "SYMBOL", "STATE", "SINCE", "WHY"), rows)
 
 
 def _owner_text(o: AccountOwner) -> str:
@@ -527,6 +563,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         owners = account_owners(dsn, accounts)
         installation = installation_view(dsn, accounts)
+        controls = [c for c in store.controls() if c.key.account in accounts]
         everything: list[Position] = [
             p for a in accounts for p in store.positions(a, include_terminal=True)
         ]
@@ -567,6 +604,19 @@ def cmd_status(args: argparse.Namespace) -> int:
                 },
                 "open": [_position_json(p, marks, stops) for p in open_],
                 "closed": [_position_json(p, marks, None) for p in closed],
+                "controls": [
+                    {
+                        "account": c.key.account,
+                        "symbol": c.key.symbol,
+                        "paused": c.paused,
+                        "paused_at": c.paused_at,
+                        "paused_note": c.paused_note,
+                        "quarantined": c.quarantined,
+                        "quarantined_at": c.quarantined_at,
+                        "quarantined_note": c.quarantined_note,
+                    }
+                    for c in controls
+                ],
             }
             print(json.dumps(doc, indent=2))
         else:
@@ -574,6 +624,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print()
             print(f"closed ({'all' if args.all else f'last {args.closed}'}):")
             print(render_closed(closed))
+            print()
+            print(render_controls(controls))
             print()
             print(render_owners(owners, installation))
         if stops is not None and any(v.startswith("MISSING") for v in stops.values()):
@@ -616,6 +668,10 @@ def _cause_text(entry: Any) -> str:
     data = entry.cause_data if isinstance(entry.cause_data, Mapping) else {}
     if entry.cause_type == "OpenSignal" and "signal_id" in data:
         return f"signal {data.get('signal_id')} from {data.get('source', '?')}"
+    by = data.get("by")
+    if isinstance(by, str) and by:  # an operator's request, with the reason given
+        note = data.get("note")
+        return f"{by}: {note}" if isinstance(note, str) and note else by
     return str(entry.cause_type)
 
 
@@ -691,6 +747,111 @@ def cmd_history(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return _with_store(cfg, show)
+
+
+class ControlError(Exception):
+    """The control endpoint could not be reached, or refused the request (exit 1)."""
+
+
+def control_url(cfg: Config) -> str:
+    """The control endpoint's base URL (a wildcard address is reached on loopback)."""
+    host = cfg.control.host
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{cfg.control.port}"
+
+
+def call_control(
+    cfg: Config, command: str, body: Mapping[str, Any], timeout_s: float
+) -> dict[str, Any]:
+    """POST ``body`` to ``/control/<command>`` with the token; the answer's JSON. Raises
+    :class:`UsageError` without a token, :class:`ControlError` when the endpoint cannot be
+    reached or refuses (its reason in the message)."""
+    token = cfg.control.token
+    if token is None:
+        raise UsageError(
+            f"set {cfg.control.token_env} to the running process's control token (the process "
+            "serves the control endpoint only while it has one)"
+        )
+    url = f"{control_url(cfg)}/control/{command}"
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s + 15.0) as r:
+            doc: dict[str, Any] = json.load(r)
+            return doc
+    except urllib.error.HTTPError as exc:
+        try:
+            why = str(json.load(exc).get("reason", ""))
+        except Exception:
+            why = ""
+        raise ControlError(f"{url} refused the request ({exc.code}): {why or exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        cause: object = getattr(exc, "reason", None) or exc
+        raise ControlError(
+            f"cannot reach the control endpoint at {url} ({cause}): is the supervisor running, "
+            f"with {cfg.control.token_env} set and control.address = {cfg.control.address!r}?"
+        ) from None
+
+
+def render_control(doc: Mapping[str, Any]) -> str:
+    """One line per symbol: ``account:symbol  outcome  what happened``; then what is still
+    pending."""
+    results = doc.get("results", [])
+    if not results:
+        return "nothing to do: no symbol matched"
+    rows = [
+        (f"{r['account']}:{r['symbol']}", str(r["outcome"]), str(r["message"])) for r in results
+    ]
+    out = _table(("SYMBOL", "OUTCOME", "WHAT HAPPENED"), rows)
+    pending = doc.get("pending") or []
+    if pending:
+        out += (
+            f"\nnot done within the timeout: {', '.join(pending)} (a queued request is still "
+            "carried out; see `status`)"
+        )
+    return out
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    """``close``, ``pause``, ``resume``, ``unquarantine``: one call to the control endpoint."""
+    cfg = _load(args, require_credentials=False)
+    setup_logging("WARNING", False, cfg.secret_values())
+    _accounts(cfg, args.account)
+    symbols = [s.upper() for s in args.symbols]
+    if args.command in ("close", "unquarantine") and not symbols and not args.all:
+        raise UsageError(f"name the symbols to {args.command}, or give --all")
+    if getattr(args, "all", False) and symbols:
+        raise UsageError("give symbols or --all, not both")
+    if not args.reason.strip():
+        raise UsageError("--reason must say why")
+    if not 0 < args.timeout <= 60:
+        raise UsageError("--timeout must be above 0 and at most 60 seconds")
+    body: dict[str, Any] = {
+        "account": args.account,
+        "symbols": symbols,
+        "reason": args.reason,
+        "timeout_s": args.timeout,
+    }
+    if getattr(args, "all", False):
+        body["all"] = True
+    try:
+        doc = call_control(cfg, args.command, body, args.timeout)
+    except ControlError as exc:
+        print(f"{args.command}: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(doc, indent=2) if args.json else render_control(doc))
+    if not doc.get("ok", False):
+        return EXIT_FAILURE
+    return EXIT_OK if doc.get("done") else EXIT_PENDING
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -782,6 +943,58 @@ def build_parser() -> argparse.ArgumentParser:
         "--position", type=int, metavar="ID", help="only the events and signals of position ID"
     )
     history.set_defaults(fn=cmd_history)
+
+    control_help = {
+        "close": (
+            "close positions at market (--all: every open one)",
+            "Close each SYMBOL's open position at market (a reduce-only market order; its "
+            "stop stays until the close fills), or with --all every open position of the "
+            "account(s): flatten. Prints each symbol's outcome once the position is closed.",
+        ),
+        "pause": (
+            "no new entries on symbols (protection goes on)",
+            "Refuse new signals (rejected `paused`, transient) on each SYMBOL, or on every "
+            "symbol of the account(s) when none is named. Open positions keep their stops, "
+            "trailing stops and take-profits; closes go on. Stored: a restart keeps it.",
+        ),
+        "resume": (
+            "take entries again on paused symbols",
+            "Lift the pause of each SYMBOL, or of every symbol of the account(s).",
+        ),
+        "unquarantine": (
+            "lift the quarantine of symbols after repeated crashes",
+            "Lift the quarantine (stored: a restart keeps it) of each SYMBOL, or with --all "
+            "of every quarantined one; the actor restarts at once with a fresh crash count.",
+        ),
+    }
+    for name, (short, long_) in control_help.items():
+        c = sub.add_parser(
+            name,
+            help=short,
+            description=long_ + " Calls the running process's control endpoint "
+            "(control.address) with the token from PS_CONTROL_TOKEN (control.token_env); "
+            "journaled with the operator as its cause and the reason given. Exit 0 done, "
+            "1 failed or refused, 4 still pending when the timeout passed.",
+        )
+        c.add_argument("symbols", metavar="SYMBOL", nargs="*", help="exchange symbol ids")
+        config_arg(c)
+        c.add_argument("--account", help="one account only (default: every account)")
+        if name in ("close", "unquarantine"):
+            c.add_argument(
+                "--all",
+                action="store_true",
+                help="every open position" if name == "close" else "every quarantined symbol",
+            )
+        c.add_argument("--reason", required=True, help="why (journaled with the request)")
+        c.add_argument(
+            "--timeout",
+            type=float,
+            default=10.0,
+            metavar="S",
+            help="wait at most S seconds for the outcome (default 10, at most 60)",
+        )
+        c.add_argument("--json", action="store_true", help="the endpoint's JSON answer")
+        c.set_defaults(fn=cmd_control)
 
     confirm = sub.add_parser(
         "confirm-installation",

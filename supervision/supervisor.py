@@ -6,7 +6,8 @@ Threads that call in:
   lookup and a pykka ``tell``, no lock. Creating an actor takes the supervisor's lock (slow path,
   once per key);
 * actor threads call the :class:`~actors.position_actor.ActorHost` methods (``deliver``,
-  ``submit``, ``request_sync``, ``signal_decided``, ``on_crash``, ``retire``);
+  ``submit``, ``request_sync``, ``signal_decided``, ``control_decided``, ``on_crash``,
+  ``clear_quarantine``, ``retire``);
 * worker threads and the timer thread call :meth:`deliver`.
 
 Cross-symbol state lives here only (I8): the actor map, restart trackers, per-account worker
@@ -68,7 +69,7 @@ from actors.position_actor import (
     RestartDecision,
     is_activity,
 )
-from actors.state import Policy, SignalOutcome, SignalRecord, SymbolState
+from actors.state import ControlOutcome, Policy, SignalOutcome, SignalRecord, SymbolState
 from actors.workers import ExchangeWorkers
 from supervision.restart import RestartPolicy, RestartTracker
 from supervision.timers import TimerService
@@ -103,6 +104,7 @@ class SupervisorStats:
     quarantined: tuple[str, ...]
     dead_letters: int
     by_status: Mapping[str, int]
+    paused: tuple[str, ...] = ()
 
 
 class Supervisor:
@@ -172,6 +174,10 @@ class Supervisor:
         #: Called with each signal's outcome once decided (and written): the signal feed's
         #: acknowledgements. Called on actor threads and producers' threads; must not block.
         self.signal_listeners: list[Callable[[SignalRecord], None]] = []
+        #: Called with the outcome of each operator's request (close, pause, resume,
+        #: unquarantine) once decided: the control endpoint's answers. Called on actor
+        #: threads; must not block.
+        self.control_listeners: list[Callable[[ControlOutcome], None]] = []
 
     # -- routing (any thread) ---------------------------------------------------------------
 
@@ -329,6 +335,18 @@ class Supervisor:
                 listener(record)
             except Exception:
                 log.exception("signal outcome listener failed")
+
+    def control_decided(self, outcome: ControlOutcome) -> None:
+        for listener in list(self.control_listeners):
+            try:
+                listener(outcome)
+            except Exception:
+                log.exception("control outcome listener failed")
+
+    def clear_quarantine(self, key: Key) -> None:
+        """Forget the key's crash history (an operator lifted its quarantine)."""
+        with self._lock:
+            self._trackers.pop(key, None)
 
     def on_crash(self, key: Key, exc: BaseException) -> RestartDecision:
         with self._lock:
@@ -513,6 +531,23 @@ class Supervisor:
         log.info("recovery started for %d open positions", len(keys))
         return keys
 
+    def wake(self, keys: Iterable[Key]) -> list[Key]:
+        """Start an actor for each of ``keys`` of a configured account active here (the
+        symbols whose pause or quarantine is stored: their actors load it and show it in
+        metrics; an account another process owns is its owner's to show, I7)."""
+        started: list[Key] = []
+        for key in keys:
+            if key.account not in self._workers or not self._active.get(key.account, False):
+                continue
+            with self._lock:
+                if self._stopped:
+                    break
+                ref = self._actors.get(key)
+                if ref is None or not ref.is_alive():
+                    self._spawn(key)
+            started.append(key)
+        return started
+
     def start(self) -> None:
         """Run the real-time timer thread (tests with a manual clock skip this)."""
         self.timers.run_in_thread()
@@ -591,18 +626,26 @@ class Supervisor:
 
     def stats(self) -> SupervisorStats:
         by_status: dict[str, int] = {}
+        quarantined: set[str] = set()
+        paused: list[str] = []
         for cell in list(self._cells.values()):
-            s = cell.report.status
+            r = cell.report
+            s = r.status
             if s is not None:
                 by_status[s.value] = by_status.get(s.value, 0) + 1
+            if r.quarantined:  # a stored quarantine, loaded by the actor, counts too
+                quarantined.add(str(cell.key))
+            if r.paused:
+                paused.append(str(cell.key))
         with self._lock:
-            quarantined = tuple(str(k) for k, t in self._trackers.items() if t.quarantined)
+            quarantined.update(str(k) for k, t in self._trackers.items() if t.quarantined)
         return SupervisorStats(
             live_actors=len(self._actors),
             restarts=self._restarts,
-            quarantined=quarantined,
+            quarantined=tuple(sorted(quarantined)),
             dead_letters=self._dead_letters,
             by_status=by_status,
+            paused=tuple(sorted(paused)),
         )
 
     def failing_closes(self) -> list[Key]:

@@ -20,7 +20,7 @@ from infra.store.migrations import (
     migrate,
 )
 from infra.store.ownership import AccountLock, AccountLocked, account_lock_key
-from infra.store.postgres import JournalEntry, PostgresStore, StoreRejected
+from infra.store.postgres import JournalEntry, PostgresStore, StoreRejected, SymbolControl
 
 __all__ = [
     "MIGRATIONS",
@@ -34,6 +34,7 @@ __all__ = [
     "MigrationError",
     "PostgresStore",
     "StoreRejected",
+    "SymbolControl",
     "account_lock_key",
     "applied_migrations",
     "decode_message",

@@ -27,7 +27,7 @@ import re
 
 from infra.store import codec
 
-__all__ = ["EVENTS_ONLY", "INSERT", "ORDER_FIELDS", "UPDATE", "Statement"]
+__all__ = ["CONTROL", "EVENTS_ONLY", "INSERT", "ORDER_FIELDS", "UPDATE", "Statement"]
 
 _POS_TYPES = {"id": "bigint", "version": "bigint"}
 _POS_INT = {"stop_seq", "close_seq", "sl_failures"}
@@ -157,6 +157,23 @@ _EVENTS_ONLY = (
 )
 
 
+def _control(flag: str) -> str:
+    """Events (and signal) plus the upsert of one flag of ``symbol_controls``, all gated on
+    the epoch (I7) like :data:`EVENTS_ONLY`."""
+    return (
+        "WITH "
+        + _FENCE
+        + _EVENTS.format(where=f"WHERE {_FENCED} ", where_and=f"WHERE {_FENCED} AND ")
+        + f", c AS (INSERT INTO symbol_controls (account, symbol, {flag}, {flag}_at, "
+        f"{flag}_note) SELECT %(account)s::text, %(symbol)s::text, %(value)s::boolean, "
+        f"%(at)s::double precision, %(note)s::text WHERE {_FENCED} "
+        "ON CONFLICT (account, symbol) DO UPDATE "
+        f"SET {flag} = EXCLUDED.{flag}, {flag}_at = EXCLUDED.{flag}_at, "
+        f"{flag}_note = EXCLUDED.{flag}_note RETURNING 1) "
+        f"SELECT {_FENCED}::integer, 0, {_FENCED}"
+    )
+
+
 class Statement:
     """A query with named parameters, converted to ``$n`` placeholders once."""
 
@@ -188,3 +205,6 @@ INSERT = Statement(_INSERT)
 
 EVENTS_ONLY = Statement(_EVENTS_ONLY)
 """A commit without a position: events and signal only (gated on the epoch alone)."""
+
+CONTROL = {flag: Statement(_control(flag)) for flag in ("paused", "quarantined")}
+"""A commit without a position that sets a stored flag of the symbol, by flag."""

@@ -47,6 +47,12 @@ Version 3 (I7, one owner fenced; one installation per account):
 * ``installation_alerts``: orders of another installation seen on an account, and the
   operator's confirmation (``position-supervisor confirm-installation``).
 
+Version 4: ``symbol_controls``, one row per ``(account, symbol)`` an operator or the restart
+policy stopped entries on: ``paused`` (an operator's pause, with when and why) and
+``quarantined`` (repeated crashes; lifted by an operator), so that a restart keeps both.
+Written with the journal event that changes them (:mod:`infra.store._commit_sql`). (Version 3
+is another change's; versions apply in order, whichever of them a database lacks.)
+
 CHECK constraints express value invariants: known enum values, quantities ``>= 0``, finite
 prices and times (``abs(x) < 'Infinity'`` refuses NaN and ±Infinity), bounded identifiers.
 """
@@ -300,10 +306,26 @@ CREATE TABLE installation_alerts (
 );
 """
 
+_V4 = """
+-- An operator's pause and the restart policy's quarantine, per symbol: a restart keeps them.
+CREATE TABLE symbol_controls (
+    account          text NOT NULL CHECK (length(account) BETWEEN 1 AND 64),
+    symbol           text NOT NULL CHECK (length(symbol) BETWEEN 1 AND 64),
+    paused           boolean NOT NULL DEFAULT false,
+    paused_at        double precision CHECK (abs(paused_at) < 'Infinity'),
+    paused_note      text NOT NULL DEFAULT '' CHECK (length(paused_note) <= 1024),
+    quarantined      boolean NOT NULL DEFAULT false,
+    quarantined_at   double precision CHECK (abs(quarantined_at) < 'Infinity'),
+    quarantined_note text NOT NULL DEFAULT '' CHECK (length(quarantined_note) <= 1024),
+    PRIMARY KEY (account, symbol)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1),
     Migration(2, "pending cancels, stop-loss deadline, retryable refusals", _V2),
     Migration(3, "leases with fencing epochs, installation id, installation alerts", _V3),
+    Migration(4, "symbol controls: pause and quarantine", _V4),
 )
 """Every migration, in version order. Append only."""
 

@@ -78,7 +78,7 @@ from infra.store import _commit_sql, codec
 from infra.store.deadline import Watch, Watchdog, WatchdogClosed
 from infra.store.migrations import migrate
 
-__all__ = ["JournalEntry", "PostgresStore", "StoreRejected"]
+__all__ = ["JournalEntry", "PostgresStore", "StoreRejected", "SymbolControl"]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,20 @@ class JournalEntry:
             return None
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolControl:
+    """A symbol's stored control flags (:meth:`PostgresStore.controls`): an operator's pause
+    and a quarantine after repeated crashes, each with when (epoch seconds) and why."""
+
+    key: Key
+    paused: bool
+    paused_at: float | None
+    paused_note: str
+    quarantined: bool
+    quarantined_at: float | None
+    quarantined_note: str
+
+
 # --- SQL ----------------------------------------------------------------------------------
 
 _NON_TERMINAL = "(" + ", ".join(f"'{s.value}'" for s in NON_TERMINAL) + ")"
@@ -142,6 +156,17 @@ _RECENT_SIGNALS = (
 _RECORDED_SIGNAL = (
     f"SELECT {_SIGNAL_COLS} FROM signals WHERE account = %s AND signal_id = %s AND NOT retry"
 )
+_CONTROLS_OF_KEY = (
+    "SELECT paused, quarantined FROM symbol_controls WHERE account = %s AND symbol = %s"
+)
+_CONTROLS = (
+    "SELECT account, symbol, paused, paused_at, paused_note, quarantined, quarantined_at, "
+    "quarantined_note FROM symbol_controls WHERE paused OR quarantined"
+)
+_JOURNAL_COLS = (
+    "id, account, symbol, position_id, kind, status_before, status_after, at, "
+    "detail, cause_type, cause, extract(epoch FROM recorded_at)::float8"
+)
 _OPEN_OF_KEY = (
     "SELECT id, status, version FROM positions "
     f"WHERE account = %s AND symbol = %s AND status IN {_NON_TERMINAL}"
@@ -166,6 +191,19 @@ def _group_positions(rows: Sequence[Sequence[Any]]) -> list[Position]:
     if current is not None:
         out.append(codec.position_from_row(current, orders))
     return out
+
+
+def _journal_entry(row: Sequence[Any]) -> JournalEntry:
+    """A :class:`JournalEntry` from a row of ``_JOURNAL_COLS``."""
+    id_, acc, sym, pid, kind, before, after, at, detail, ctype, cause, rec = row
+    return JournalEntry(
+        id=id_,
+        key=Key(acc, sym),
+        event=codec.event_from_row(pid, kind, before, after, at, detail),
+        cause_type=ctype,
+        cause_data=cause,
+        recorded_at=rec,
+    )
 
 
 def _rollback(conn: Conn) -> None:
@@ -326,8 +364,8 @@ class PostgresStore:
         """What an actor needs at start for ``key``: the non-terminal position if any, else
         the most recent terminal one (highest id), with its orders in order; the latest
         ``closed_at`` of a closed position; whether any position ever had a quantity; the
-        final decisions on the key's last ``recent_signals`` signal ids, oldest first. One
-        consistent snapshot (repeatable read)."""
+        final decisions on the key's last ``recent_signals`` signal ids, oldest first; the
+        symbol's stored pause and quarantine. One consistent snapshot (repeatable read)."""
 
         def run(conn: Conn) -> Snapshot:
             with conn.transaction():
@@ -339,12 +377,16 @@ class PostgresStore:
                 recent = conn.execute(
                     _RECENT_SIGNALS, (key.account, key.symbol, self._recent)
                 ).fetchall()
+                controls = conn.execute(_CONTROLS_OF_KEY, (key.account, key.symbol)).fetchone()
             last_closed, bought = facts if facts is not None else (None, False)
+            paused, quarantined = controls if controls is not None else (False, False)
             return Snapshot(
                 position=found[0] if found else None,
                 last_closed_at=last_closed,
                 bought=bool(bought),
                 decided=tuple(codec.signal_from_row(r) for r in recent),
+                paused=bool(paused),
+                quarantined=bool(quarantined),
             )
 
         return self._run(f"load {key}", run)
@@ -358,9 +400,18 @@ class PostgresStore:
 
         One statement (:mod:`infra.store._commit_sql`) between ``BEGIN`` and ``COMMIT``,
         bounded as the module docstring says. Orders this store wrote unchanged at the
-        expected version are not written again."""
+        expected version are not written again. A ``control`` change (pause, quarantine;
+        only without a position) is written to ``symbol_controls`` in the same statement."""
         pos = commit.position
-        if pos is None:
+        control = commit.control
+        if control is not None:
+            if pos is not None or control.flag not in _commit_sql.CONTROL:
+                raise StoreRejected(
+                    f"commit for {commit.key}: a control change ({control.flag!r}) goes "
+                    "without a position"
+                )
+            stmt = _commit_sql.CONTROL[control.flag]
+        elif pos is None:
             stmt = _commit_sql.EVENTS_ONLY
         elif commit.expected_version == 0:
             stmt = _commit_sql.INSERT
@@ -484,6 +535,12 @@ class PostgresStore:
             "events": codec.dumps(events),
             "signal": codec.dumps(signals),
         }
+        if c.control is not None:
+            values.update(
+                value=c.control.value,
+                at=codec.row_json(c.events[0].at) if c.events else None,
+                note=c.control.note,
+            )
         pos = c.position
         if pos is None:
             return values, 0
@@ -545,11 +602,7 @@ class PostgresStore:
         self, account: str, symbol: str, position_id: int | None = None
     ) -> list[JournalEntry]:
         """The journal of ``(account, symbol)`` (optionally of one position), in order."""
-        sql = (
-            "SELECT id, account, symbol, position_id, kind, status_before, status_after, at, "
-            "detail, cause_type, cause, extract(epoch FROM recorded_at)::float8 "
-            "FROM journal WHERE account = %s AND symbol = %s"
-        )
+        sql = f"SELECT {_JOURNAL_COLS} FROM journal WHERE account = %s AND symbol = %s"
         params: list[object] = [account, symbol]
         if position_id is not None:
             sql += " AND position_id = %s"
@@ -557,22 +610,44 @@ class PostgresStore:
         sql += " ORDER BY id"
 
         def run(conn: Conn) -> list[JournalEntry]:
-            out = []
-            for row in conn.execute(sql, params).fetchall():
-                id_, acc, sym, pid, kind, before, after, at, detail, ctype, cause, rec = row
-                out.append(
-                    JournalEntry(
-                        id=id_,
-                        key=Key(acc, sym),
-                        event=codec.event_from_row(pid, kind, before, after, at, detail),
-                        cause_type=ctype,
-                        cause_data=cause,
-                        recorded_at=rec,
-                    )
-                )
-            return out
+            return [_journal_entry(row) for row in conn.execute(sql, params).fetchall()]
 
         return self._run("journal", run, bound=self._read_deadline)
+
+    def controls(self) -> list[SymbolControl]:
+        """Every symbol an operator paused or the restart policy quarantined, by key."""
+
+        def run(conn: Conn) -> list[SymbolControl]:
+            rows = conn.execute(_CONTROLS + " ORDER BY account, symbol").fetchall()
+            return [
+                SymbolControl(Key(a, s), bool(p), pa, pn, bool(q), qa, qn)
+                for a, s, p, pa, pn, q, qa, qn in rows
+            ]
+
+        return self._run("controls", run)
+
+    def recent_journal(self, limit: int = 20) -> list[JournalEntry]:
+        """The last ``limit`` journal events of every symbol, newest first (the live view).
+        Bounded like a port call (the page must not wait for a slow database)."""
+
+        def run(conn: Conn) -> list[JournalEntry]:
+            rows = conn.execute(
+                f"SELECT {_JOURNAL_COLS} FROM journal ORDER BY id DESC LIMIT %s", (limit,)
+            ).fetchall()
+            return [_journal_entry(r) for r in rows]
+
+        return self._run("recent journal", run)
+
+    def recent_signals(self, limit: int = 20) -> list[SignalRecord]:
+        """The last ``limit`` signals of every symbol, newest first (the live view)."""
+
+        def run(conn: Conn) -> list[SignalRecord]:
+            rows = conn.execute(
+                f"SELECT {_SIGNAL_COLS} FROM signals ORDER BY id DESC LIMIT %s", (limit,)
+            ).fetchall()
+            return [codec.signal_from_row(r) for r in rows]
+
+        return self._run("recent signals", run)
 
     def recorded_signal(self, account: str, signal_id: str) -> SignalRecord | None:
         """The final decision on ``signal_id`` in the account's signal history, or None."""

@@ -40,6 +40,7 @@ def test_migrate_twice_applies_once(pg_empty_dsn: str) -> None:
         "lease_epochs",
         "supervisor_processes",
         "installation_alerts",
+        "symbol_controls",
     }
     applied = applied_migrations(pg_empty_dsn)
     assert [(v, n, c) for v, n, c in applied] == [

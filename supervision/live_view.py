@@ -1,0 +1,529 @@
+"""The live view: one read-only HTML page rendered on the server, reloading itself.
+
+:func:`build_view` gathers what the page shows from the running process (the actors'
+published reports, the store's latest journal events, signals and stored controls, the
+health checks) into a :class:`LiveView`; :func:`render_page` turns it into HTML and
+:func:`view_json` into the JSON of ``GET /api/view``. Both are pure.
+
+The page has no script: a ``<meta http-equiv="refresh">`` reloads it every ``refresh_s``
+seconds. Every text that comes from outside (symbols, sources, signal ids, reasons, notes,
+journal details) is escaped (:func:`html.escape`), so a hostile name cannot inject markup; the
+control server also sends a Content-Security-Policy that allows no script at all.
+
+Called on the control server's worker threads. :func:`build_view` reads the store within
+its bound and never raises for a store failure: the part it could not read says why.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from actors.model import Key, OrderKind, Side
+from actors.position_actor import ActorCell
+from actors.state import JournalEvent, Position, SignalRecord
+from infra.store.postgres import JournalEntry, SymbolControl
+
+__all__ = [
+    "ControlRow",
+    "JournalRow",
+    "LiveView",
+    "PositionRow",
+    "ViewSource",
+    "build_view",
+    "render_page",
+    "view_json",
+]
+
+
+class ViewSource(Protocol):
+    """The store's reads the view needs (:class:`~infra.store.PostgresStore`)."""
+
+    def controls(self) -> list[SymbolControl]: ...
+
+    def recent_journal(self, limit: int = 20) -> list[JournalEntry]: ...
+
+    def recent_signals(self, limit: int = 20) -> list[SignalRecord]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRow:
+    """One open position as the page shows it. ``stop_resting``: the current stop-loss is
+    confirmed resting on the exchange (accepted), ``upnl`` from the actor's last mark."""
+
+    key: Key
+    id: int
+    status: str
+    side: str
+    size: float
+    entry: float | None
+    stop: float
+    stop_resting: bool
+    stop_client_id: str | None
+    mark: float | None
+    upnl: float | None
+    age_s: float
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRow:
+    """A paused or quarantined symbol, with when and why when the store tells."""
+
+    key: Key
+    paused: bool
+    quarantined: bool
+    paused_at: float | None = None
+    paused_note: str = ""
+    quarantined_at: float | None = None
+    quarantined_note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    at: float
+    key: Key
+    position_id: int | None
+    kind: str
+    transition: str
+    cause: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class LiveView:
+    """Everything the page shows, at ``generated_at``. ``*_error``: why a part could not be
+    read (the store did not answer); that part is then empty."""
+
+    generated_at: float
+    refresh_s: float
+    accounts: tuple[str, ...]
+    positions: tuple[PositionRow, ...]
+    controls: tuple[ControlRow, ...]
+    signals: tuple[SignalRecord, ...]
+    journal: tuple[JournalRow, ...]
+    health: tuple[tuple[str, str | None], ...]
+    signals_error: str | None = None
+    journal_error: str | None = None
+    controls_error: str | None = None
+
+
+def _upnl(pos: Position, mark: float | None) -> float | None:
+    if mark is None or pos.entry_price is None or pos.qty <= 0:
+        return None
+    sign = 1.0 if pos.side is Side.LONG else -1.0
+    return sign * (mark - pos.entry_price) * pos.qty
+
+
+def cause_text(cause_type: str, data: Mapping[str, Any]) -> str:
+    """A journal row's cause in words: a signal's id and source, an operator and the reason
+    given, else the message type."""
+    if cause_type == "OpenSignal" and "signal_id" in data:
+        return f"signal {data.get('signal_id')} from {data.get('source', '?')}"
+    by = data.get("by")
+    if isinstance(by, str) and by:
+        note = data.get("note")
+        return f"{by}: {note}" if isinstance(note, str) and note else by
+    return cause_type
+
+
+def _journal_row(e: JournalEntry) -> JournalRow:
+    ev: JournalEvent = e.event
+    before = ev.status_before.value if ev.status_before else "-"
+    after = ev.status_after.value if ev.status_after else "-"
+    data = e.cause_data if isinstance(e.cause_data, Mapping) else {}
+    detail = ", ".join(f"{k}={v}" for k, v in sorted(ev.detail.items()))
+    return JournalRow(
+        ev.at,
+        e.key,
+        ev.position_id,
+        ev.kind,
+        f"{before} -> {after}",
+        cause_text(e.cause_type, data),
+        detail[:300],
+    )
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def build_view(
+    cells: Iterable[ActorCell],
+    store: ViewSource | None,
+    health: Callable[[], Mapping[str, str | None]],
+    *,
+    accounts: Sequence[str],
+    refresh_s: float,
+    now: float | None = None,
+    limit: int = 20,
+    marks: Mapping[Key, float] | None = None,
+) -> LiveView:
+    """The view of the process now. ``cells``: the supervisor's actor cells (their published
+    reports: positions, marks, flags); ``store``: the latest signals, journal events and
+    stored controls (``None``: not shown); ``health``: the readiness checks; ``marks``: the
+    newest mark price of each symbol (else the actor's last)."""
+    now = time.time() if now is None else now
+    positions: list[PositionRow] = []
+    flags: dict[Key, ControlRow] = {}
+    for cell in cells:
+        r = cell.report
+        p = r.position
+        if p is not None and not p.status.terminal:
+            stop = p.latest(OrderKind.STOP_LOSS)
+            mark = marks.get(p.key) if marks is not None else None
+            mark = mark if mark is not None else r.mark
+            positions.append(
+                PositionRow(
+                    key=p.key,
+                    id=p.id,
+                    status=p.status.value,
+                    side=p.side.value,
+                    size=p.qty if p.qty > 0 else p.requested_qty,
+                    entry=p.entry_price,
+                    stop=p.stop_price,
+                    stop_resting=p.stop_confirmed,
+                    stop_client_id=stop.client_id if stop is not None else None,
+                    mark=mark,
+                    upnl=_upnl(p, mark),
+                    age_s=max(0.0, now - p.created_at),
+                    source=p.source,
+                )
+            )
+        if r.paused or r.quarantined:
+            flags[cell.key] = ControlRow(cell.key, r.paused, r.quarantined)
+    controls_error = signals_error = journal_error = None
+    signals: list[SignalRecord] = []
+    journal: list[JournalRow] = []
+    if store is not None:
+        try:
+            for c in store.controls():
+                flags[c.key] = ControlRow(
+                    c.key,
+                    c.paused,
+                    c.quarantined or flags.get(c.key, ControlRow(c.key, False, False)).quarantined,
+                    c.paused_at,
+                    c.paused_note,
+                    c.quarantined_at,
+                    c.quarantined_note,
+                )
+        except Exception as exc:
+            controls_error = _short(exc)
+        try:
+            signals = store.recent_signals(limit)
+        except Exception as exc:
+            signals_error = _short(exc)
+        try:
+            journal = [_journal_row(e) for e in store.recent_journal(limit)]
+        except Exception as exc:
+            journal_error = _short(exc)
+    try:
+        checks = sorted(health().items())
+    except Exception as exc:
+        checks = [("health", f"unavailable: {_short(exc)}")]
+    return LiveView(
+        generated_at=now,
+        refresh_s=refresh_s,
+        accounts=tuple(accounts),
+        positions=tuple(sorted(positions, key=lambda r: (r.key.account, r.key.symbol))),
+        controls=tuple(
+            sorted(
+                (c for c in flags.values() if c.paused or c.quarantined),
+                key=lambda c: (c.key.account, c.key.symbol),
+            )
+        ),
+        signals=tuple(signals),
+        journal=tuple(journal),
+        health=tuple(checks),
+        signals_error=signals_error,
+        journal_error=journal_error,
+        controls_error=controls_error,
+    )
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def _e(x: object) -> str:
+    """Escaped text of ``x`` (``-`` for None)."""
+    return "-" if x is None else html.escape(str(x), quote=True)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.8g}"
+
+
+def _ts(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.gmtime(t))
+
+
+def _age(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.2em;color:#1b1b1b;background:#fafafa}
+h1{font-size:1.3em;margin:0 0 .2em}h2{font-size:1.05em;margin:1.4em 0 .4em}
+.meta{color:#555}table{border-collapse:collapse;width:100%;background:#fff}
+th,td{padding:.25em .6em;border-bottom:1px solid #e2e2e2;text-align:left;white-space:nowrap}
+th{background:#f0f0f0;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#137333;font-weight:600}.bad{color:#b3261e;font-weight:600}
+.warn{color:#8a5a00;font-weight:600}.empty{color:#777;font-style:italic}
+.err{color:#b3261e}td.detail{white-space:normal;color:#444;font-size:.92em}
+ul.checks{list-style:none;padding:0;margin:0;display:flex;flex-wrap:wrap;gap:.4em}
+li.check{padding:.15em .6em;border-radius:1em;background:#fff;border:1px solid #ccc}
+li.check.ok{border-color:#137333}li.check.bad{border-color:#b3261e;background:#fdecea}
+"""
+
+
+def _table(
+    cls: str, header: Sequence[str], rows: Sequence[str], empty: str, error: str | None
+) -> str:
+    if error is not None:
+        return f'<p class="err">unavailable: {_e(error)}</p>'
+    if not rows:
+        return f'<p class="empty">{_e(empty)}</p>'
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    return (
+        f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
+def _position_rows(view: LiveView) -> list[str]:
+    out = []
+    for p in view.positions:
+        if p.stop_resting:
+            stop_state = '<span class="ok">resting</span>'
+        elif p.stop_client_id is None:
+            stop_state = '<span class="warn">no stop yet</span>'
+        else:
+            stop_state = '<span class="bad">not confirmed</span>'
+        pnl = "-" if p.upnl is None else f"{p.upnl:+.2f}"
+        pnl_cls = "" if p.upnl is None else (" ok" if p.upnl >= 0 else " bad")
+        out.append(
+            f'<tr class="position" data-key="{_e(p.key)}" data-id="{p.id}">'
+            f"<td>{_e(p.key.account)}</td><td>{_e(p.key.symbol)}</td><td>{p.id}</td>"
+            f'<td class="status">{_e(p.status)}</td><td>{_e(p.side)}</td>'
+            f'<td class="n size">{_num(p.size)}</td><td class="n entry">{_num(p.entry)}</td>'
+            f'<td class="n stop">{_num(p.stop)}</td>'
+            f'<td class="stop-state" data-resting="{"yes" if p.stop_resting else "no"}">'
+            f"{stop_state}</td>"
+            f'<td class="n mark">{_num(p.mark)}</td><td class="n upnl{pnl_cls}">{_e(pnl)}</td>'
+            f'<td class="n age">{_age(p.age_s)}</td><td>{_e(p.source)}</td></tr>'
+        )
+    return out
+
+
+def _control_rows(view: LiveView) -> list[str]:
+    out = []
+    for c in view.controls:
+        what = []
+        if c.paused:
+            note = f" ({_e(c.paused_note)})" if c.paused_note else ""
+            what.append(f'<span class="warn">paused</span> since {_ts(c.paused_at)}{note}')
+        if c.quarantined:
+            note = f" ({_e(c.quarantined_note)})" if c.quarantined_note else ""
+            what.append(f'<span class="bad">quarantined</span> since {_ts(c.quarantined_at)}{note}')
+        out.append(
+            f'<tr class="control" data-key="{_e(c.key)}"><td>{_e(c.key.account)}</td>'
+            f'<td>{_e(c.key.symbol)}</td><td class="detail">{"; ".join(what)}</td></tr>'
+        )
+    return out
+
+
+def _signal_rows(view: LiveView) -> list[str]:
+    out = []
+    for s in view.signals:
+        cls = "ok" if s.outcome.value == "accepted" else ""
+        out.append(
+            f'<tr class="signal"><td>{_ts(s.at)}</td><td>{_e(s.key.account)}</td>'
+            f"<td>{_e(s.key.symbol)}</td><td>{_e(s.signal_id)}</td><td>{_e(s.source)}</td>"
+            f'<td class="{cls}">{_e(s.outcome.value)}</td><td>{_e(s.reason or "-")}</td>'
+            f"<td>{_e(s.position_id)}</td></tr>"
+        )
+    return out
+
+
+def _journal_rows(view: LiveView) -> list[str]:
+    return [
+        f'<tr class="event"><td>{_ts(j.at)}</td><td>{_e(j.key)}</td><td>{_e(j.position_id)}</td>'
+        f"<td>{_e(j.kind)}</td><td>{_e(j.transition)}</td><td>{_e(j.cause)}</td>"
+        f'<td class="detail">{_e(j.detail)}</td></tr>'
+        for j in view.journal
+    ]
+
+
+def _health(view: LiveView) -> str:
+    """Every check as a chip: its name (and why it is down)."""
+    if not view.health:
+        return '<p class="empty">no checks</p>'
+    chips = [
+        f'<li class="check ok" data-check="{_e(name)}">{_e(name)}</li>'
+        if why is None
+        else f'<li class="check bad" data-check="{_e(name)}">{_e(name)}: {_e(why)}</li>'
+        for name, why in view.health
+    ]
+    return f'<ul class="checks">{"".join(chips)}</ul>'
+
+
+def render_page(view: LiveView) -> str:
+    """The page (a complete HTML document). Pure; every outside text escaped."""
+    refresh = max(1, round(view.refresh_s))
+    down = [name for name, why in view.health if why is not None]
+    overall = (
+        '<span class="ok">ready</span>'
+        if not down
+        else f'<span class="bad">not ready: {_e(", ".join(down))}</span>'
+    )
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(view.generated_at))
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="refresh" content="{refresh}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>position-supervisor</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>position-supervisor</h1>",
+        f'<p class="meta">accounts {_e(", ".join(view.accounts))} &middot; {overall} &middot; '
+        f'<span id="generated" data-at="{view.generated_at:.3f}">{_e(stamp)}</span> &middot; '
+        f"reloads every {refresh}s</p>",
+        f"<h2>Open positions ({len(view.positions)})</h2>",
+        _table(
+            "positions",
+            (
+                "account",
+                "symbol",
+                "id",
+                "status",
+                "side",
+                "size",
+                "entry",
+                "stop",
+                "stop on exchange",
+                "mark",
+                "uPnL",
+                "age",
+                "source",
+            ),
+            _position_rows(view),
+            "no open position",
+            None,
+        ),
+        "<h2>Paused and quarantined symbols</h2>",
+        _table(
+            "controls",
+            ("account", "symbol", "state"),
+            _control_rows(view),
+            "none: every symbol takes entries",
+            view.controls_error,
+        ),
+        "<h2>Upstreams and checks</h2>",
+        _health(view),
+        "<h2>Latest signals</h2>",
+        _table(
+            "signals",
+            ("time", "account", "symbol", "signal", "source", "outcome", "reason", "position"),
+            _signal_rows(view),
+            "no signal yet",
+            view.signals_error,
+        ),
+        "<h2>Latest journal events</h2>",
+        _table(
+            "journal",
+            ("time", "symbol", "position", "event", "status", "cause", "detail"),
+            _journal_rows(view),
+            "no event yet",
+            view.journal_error,
+        ),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def view_json(view: LiveView) -> dict[str, Any]:
+    """``GET /api/view``: the same as the page, as one JSON document (times epoch seconds)."""
+    return {
+        "generated_at": view.generated_at,
+        "refresh_s": view.refresh_s,
+        "accounts": list(view.accounts),
+        "positions": [
+            {
+                "account": p.key.account,
+                "symbol": p.key.symbol,
+                "id": p.id,
+                "status": p.status,
+                "side": p.side,
+                "size": p.size,
+                "entry_price": p.entry,
+                "stop_price": p.stop,
+                "stop_resting": p.stop_resting,
+                "stop_client_id": p.stop_client_id,
+                "mark_price": p.mark,
+                "unrealised_pnl": p.upnl,
+                "age_s": p.age_s,
+                "source": p.source,
+            }
+            for p in view.positions
+        ],
+        "controls": [
+            {
+                "account": c.key.account,
+                "symbol": c.key.symbol,
+                "paused": c.paused,
+                "paused_at": c.paused_at,
+                "paused_note": c.paused_note,
+                "quarantined": c.quarantined,
+                "quarantined_at": c.quarantined_at,
+                "quarantined_note": c.quarantined_note,
+            }
+            for c in view.controls
+        ],
+        "signals": [
+            {
+                "at": s.at,
+                "account": s.key.account,
+                "symbol": s.key.symbol,
+                "signal_id": s.signal_id,
+                "source": s.source,
+                "outcome": s.outcome.value,
+                "reason": s.reason,
+                "position_id": s.position_id,
+            }
+            for s in view.signals
+        ],
+        "journal": [
+            {
+                "at": j.at,
+                "account": j.key.account,
+                "symbol": j.key.symbol,
+                "position_id": j.position_id,
+                "kind": j.kind,
+                "status": j.transition,
+                "cause": j.cause,
+                "detail": j.detail,
+            }
+            for j in view.journal
+        ],
+        "health": {name: why for name, why in view.health},
+        "errors": {
+            k: v
+            for k, v in (
+                ("signals", view.signals_error),
+                ("journal", view.journal_error),
+                ("controls", view.controls_error),
+            )
+            if v is not None
+        },
+    }
