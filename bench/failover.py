@@ -155,8 +155,8 @@ def api_key(acc: str, prog: str) -> str:
 
 @dataclass(slots=True)
 class FailoverCounts:
-    """What a trial counted. ``ok`` when every must-hold count is 0 and the takeovers meet
-    their target."""
+    """What a trial counted. ``ok`` when every must-hold count is 0, every fault's accounts
+    were taken over within the target and the processes settled after each (no problem)."""
 
     spec: FailoverSpec
     expired_lease_orders: int = 0
@@ -198,6 +198,7 @@ class FailoverCounts:
             and self.unprotected == 0
             and bool(self.takeovers)
             and self.takeover_p99_s <= self.spec.takeover_target_s
+            and not self.problems  # every fault taken over, every process settled
         )
 
     def by_fault(self) -> str:
