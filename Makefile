@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 QUICK ?= 0
 CONFIG ?= deploy/demo.toml
 
-.PHONY: install test lint bench race chaos run clean
+.PHONY: install test lint bench race chaos failover run clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,9 @@ race: install
 
 chaos: install
 	$(BIN)/python -m bench.chaos --long --kills 10
+
+failover: install
+	$(BIN)/python -m bench.failover --long
 
 run: install
 	$(BIN)/python -m supervision demo

@@ -19,6 +19,7 @@ __all__ = [
     "AccountView",
     "Clock",
     "ExchangePort",
+    "Fenced",
     "MarketReply",
     "Metrics",
     "NullMetrics",
@@ -60,7 +61,16 @@ class StoreUnavailable(StoreError):
 
 
 class StaleVersion(StoreError):
-    """The expected version did not match: another writer got there first (fail loudly)."""
+    """The expected version did not match: another writer got there first. Nothing was
+    written. The actor reloads its state (not a crash) and the ownership of its account is
+    checked at once (I7)."""
+
+
+class Fenced(StoreError):
+    """The commit's fencing token (the account's lease epoch) is not the database's current
+    one, or this process does not hold the account's lease (any more): another process owns
+    the account. Nothing was written. The actor sends nothing more for the account; the
+    process fences the account and waits for its lease again (I7)."""
 
 
 class SignalSeen(StoreError):
@@ -90,8 +100,8 @@ class Store(Protocol):
 
     ``commit`` writes one transition in one transaction (position with expected version,
     its orders, its journal events, the signal record) or nothing at all, raising
-    :class:`StaleVersion`, :class:`SignalSeen` (an accepted signal's id is recorded already)
-    or :class:`StoreUnavailable`.
+    :class:`StaleVersion`, :class:`SignalSeen` (an accepted signal's id is recorded already),
+    :class:`Fenced` (this process does not own the account) or :class:`StoreUnavailable`.
     """
 
     def load(self, key: Key) -> Snapshot: ...

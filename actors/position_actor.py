@@ -15,6 +15,13 @@ Failure contract:
 * A write that fails for a *protective* transition (fill, stop, close) does not stop the
   protection: the state and effects go ahead and the write is retried until the store is back
   (exchange-side protection beats write-ahead for orders that reduce risk).
+* Someone else owns this (I7): a write refused because the account's lease epoch is stale
+  or this process does not hold the lease (:class:`~actors.ports.Fenced`) drops the
+  transition (no effect is performed, a signal is refused ``ownership_lock_lost``) and tells
+  the host, which fences the account and stops its actors. A write refused for a stale
+  version (:class:`~actors.ports.StaleVersion`: another writer got there first) reloads the
+  actor in place and tries the message once more, and the host checks the account's lease
+  at once; neither is a crash (no back-off, no quarantine).
 * Any other exception is a crash: the actor is restarted *in place* from the store, Akka style:
   its mailbox is kept (I3), the message that crashed is tried once more and then
   dead-lettered with a reason; restarts back off and may quarantine the symbol (I6), as the
@@ -64,6 +71,7 @@ from actors.messages import (
 from actors.model import Key, Status
 from actors.ports import (
     Clock,
+    Fenced,
     Metrics,
     SignalSeen,
     StaleVersion,
@@ -186,6 +194,12 @@ class ActorHost(Protocol):
     def on_crash(self, key: Key, exc: BaseException) -> RestartDecision: ...
 
     def retire(self, key: Key, ref: pykka.ActorRef[Any]) -> bool: ...
+
+    def not_owner(self, key: Key, why: str, certain: bool) -> None:
+        """A write of ``key`` was refused because another process owns the account
+        (``certain``: its lease epoch is stale, :class:`~actors.ports.Fenced`) or may own it
+        (a stale version, :class:`~actors.ports.StaleVersion`): fence the account, or check
+        its lease now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +339,9 @@ class PositionActor(pykka.ThreadingActor):
         if isinstance(message, TimerFired) and message.name == PERSIST_TIMER:
             try:
                 self._flush_unwritten()
-            except Exception as exc:  # StaleVersion: another writer; reload from the store
+            except (StaleVersion, Fenced) as exc:  # another writer: not a crash
+                self._not_owner(message, exc)
+            except Exception as exc:
                 self._crashed(message, exc)
             self._publish()
             return None
@@ -436,6 +452,8 @@ class PositionActor(pykka.ThreadingActor):
         t0 = time.perf_counter()
         try:
             self._handle(message, since, give_up)
+        except (StaleVersion, Fenced) as exc:
+            self._not_owner(message, exc)
         except Exception as exc:
             self._crashed(message, exc)
         else:
@@ -555,8 +573,8 @@ class PositionActor(pykka.ThreadingActor):
         try:
             store.commit(commit)
             return True
-        except StaleVersion:
-            raise
+        except (StaleVersion, Fenced):
+            raise  # someone else owns this: _dispatch reloads or stops (_not_owner)
         except SignalSeen as exc:
             # An old replay the actor's memory of recent ids no longer held: the signal
             # history has it. Answered with the decision recorded there (I11).
@@ -742,6 +760,47 @@ class PositionActor(pykka.ThreadingActor):
         self._publish()
         if self._state.open_position is not None or leftovers(self._state):
             self._dispatch(Recover(self.key))
+
+    def _not_owner(self, message: Message, exc: StaleVersion | Fenced) -> None:
+        """A write refused because another process owns (:class:`Fenced`) or wrote
+        (:class:`StaleVersion`) this account: the transition is dropped, nothing of it is
+        performed; never a crash (I7). Fenced: the host fences the account (this actor is
+        stopped with the others), a signal is refused ``ownership_lock_lost``. Stale: reload
+        in place and handle ``message`` once more (twice stale: dead-lettered), the host
+        checks the lease now."""
+        certain = isinstance(exc, Fenced)
+        log.warning(
+            "%s for %s on %s: %s",
+            "fenced" if certain else "stale version",
+            self.key,
+            type(message).__name__,
+            exc,
+            extra={"key": str(self.key)},
+        )
+        self._deps.metrics.commit_failed("fenced" if certain else "stale_version")
+        try:
+            self._deps.host.not_owner(self.key, str(exc), certain)
+        except Exception:
+            log.exception("not_owner report failed for %s", self.key)
+        if certain:
+            self._unwritten.clear()  # not ours to write any more: the next owner recovers
+            if isinstance(message, OpenSignal):
+                self._refuse_signal(message, SignalOutcome.REJECTED, "ownership_lock_lost")
+            return
+        if message is self._retry:
+            self._deps.metrics.dead_letter("stale_twice")
+            log.error(
+                "dead letter for %s: %r met a stale version twice",
+                self.key,
+                message,
+                extra={"key": str(self.key)},
+            )
+            self._retry = None
+        elif not isinstance(message, Recover):
+            self._retry = message
+        self._restart_pending = True
+        self._restart()
+        self._publish()
 
     def _crashed(self, message: Message, exc: BaseException) -> None:
         log.error(

@@ -62,7 +62,18 @@ REASONS: Mapping[str, Reason] = MappingProxyType(
         "symbol_not_allowed": _r(_REJ, False, "`symbol` is not in the account's allow-list"),
         "max_open_positions": _r(_REJ, True, "the account holds `max_open_positions` already"),
         "not_owner": _r(_REJ, True, "another process manages the account"),
-        "ownership_lock_lost": _r(_REJ, True, "this process lost the account (database down)"),
+        "ownership_lock_lost": _r(
+            _REJ,
+            True,
+            "this process lost the account (its lease could not be renewed in time, or "
+            "another process took it over)",
+        ),
+        "foreign_installation": _r(
+            _REJ,
+            True,
+            "orders of another installation (another database) were seen on the account; "
+            "entries resume when an operator confirms",
+        ),
         # -- the position actor
         "expired": _r(_REJ, False, "`expires_at` has passed"),
         "too_old": _r(_REJ, False, "`created_at` is older than `max_signal_age_s`"),

@@ -28,9 +28,11 @@ from actors.model import (
 from actors.reasons import retry_allowed
 
 __all__ = [
+    "INSTALLATION_MODULUS",
     "Commit",
     "ControlChange",
     "ControlOutcome",
+    "Installation",
     "JournalEvent",
     "Policy",
     "Position",
@@ -61,9 +63,55 @@ def client_order_id(position_id: int, kind: OrderKind, seq: int) -> str:
     """Deterministic client order id (I2): ``ps<position id><kind letter><seq>``.
 
     Derived from durable fields only, so after any crash the order can be looked up on the
-    exchange by this id. At most 36 characters of ``[a-z0-9]`` as Binance requires.
+    exchange by this id. At most 36 characters of ``[a-z0-9]`` as Binance requires (a
+    position id has at most 19 digits). The installation id is part of the position id
+    (:class:`Installation`): the format is the same with or without one.
     """
     return f"ps{position_id}{kind.letter}{seq}"
+
+
+INSTALLATION_MODULUS = 1_000_000
+"""A database allocates position ids in steps of this, all ending in its installation id
+(``infra.store.migrations``, version 3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Installation:
+    """Which orders with our prefix are this database's (I7: one installation per account).
+
+    ``id``: the installation id, six digits drawn when the database was created (migration
+    version 3); every position id allocated since ends in it (``id % INSTALLATION_MODULUS``),
+    so every client order id ``ps<position id>…`` carries it. ``legacy_below``: position ids
+    below it were allocated before the installation had an id; their orders count as ours
+    (as they always did). Unit tests and the in-memory fakes run without an installation
+    (``Policy.installation`` is ``None``): every ``ps…`` order is then ours.
+    """
+
+    id: int
+    legacy_below: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.id < INSTALLATION_MODULUS:
+            raise ValueError(f"installation id {self.id} is not six digits")
+
+    @property
+    def label(self) -> str:
+        """The id as written in a position id's last six digits."""
+        return f"{self.id:06d}"
+
+    def foreign(self, client_id: str) -> int | None:
+        """The installation id of ``client_id`` when it is an order of ours in format but of
+        *another* installation (another database); ``None`` for our own orders (legacy ones
+        included) and for orders that are not ours in format (other software)."""
+        parsed = parse_client_id(client_id)
+        if parsed is None or parsed[0] < self.legacy_below:
+            return None
+        other = parsed[0] % INSTALLATION_MODULUS
+        return None if other == self.id else other
+
+    def owns(self, client_id: str) -> bool:
+        """True for an order of ours: our format, and this installation's (or legacy)."""
+        return parse_client_id(client_id) is not None and self.foreign(client_id) is None
 
 
 class Reentry(enum.StrEnum):
@@ -83,6 +131,10 @@ class Policy:
     at most ``mark_wait_s``. ``max_stop_distance_pct``: a stop-loss (or trailing distance)
     further than this fraction from the mark is refused. ``max_signal_age_s``: a signal
     whose ``created_at`` is older is refused ``too_old`` (``None``: no limit).
+
+    One installation per account (I7): with an ``installation``, an order with our prefix
+    that another installation (another database) placed is never touched (the orphan sweep
+    leaves it alone); without one (unit tests, in-memory fakes) every ``ps…`` order is ours.
 
     Protection (I5): every stop-loss placement of one unprotected spell counts toward
     ``sl_max_attempts``, and the spell may last ``sl_deadline_s`` at most; past either, the
@@ -118,6 +170,7 @@ class Policy:
     mark_wait_s: float = 3.0
     max_stop_distance_pct: float = 0.5
     max_signal_age_s: float | None = None
+    installation: Installation | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1290,6 +1290,8 @@ class _Step:
                 return self
             if pos is not None and (pos.closed_at or pos.updated_at) >= obs.observed_at:
                 return self  # observed before our close: stale
+            if any(self.foreign(o.client_id) for o in obs.open_orders):
+                return self  # another installation's position (its orders rest here): not ours
             return self.adopt(xp, obs)
         if pos.status in (Status.PENDING_ENTRY, Status.ENTRY_PLACED):
             if xp is not None and xp.qty > 0 and xp.side is pos.side:
@@ -1397,12 +1399,19 @@ class _Step:
         self.finish(Status.CLOSED, reason=self.pos.close_reason.value, via=via)  # type: ignore[union-attr]
         return self
 
+    def foreign(self, client_id: str) -> bool:
+        """An order with our prefix that another installation (another database) placed: not
+        ours to cancel (I7); the supervisor raises the alarm for it."""
+        inst = self.ctx.policy.installation
+        return inst is not None and inst.foreign(client_id) is not None
+
     def sweep_orphans(self, obs: SyncObservation) -> None:
         """Cancel every resting order of ours that the open position does not need (I9):
         stops of closed positions, replaced stops, orders of positions this actor never
         knew. An order on record is cancelled through its record (``pending_cancel``);
         one that is not is cancelled directly, at most once per ``orphan_window`` (a
-        lagging list shows an order a while after it is gone)."""
+        lagging list shows an order a while after it is gone). Only ours: an order of
+        another installation (:class:`~actors.state.Installation`) is left alone."""
         if not obs.open_orders:
             return
         window = _ORPHAN_WINDOW_S
@@ -1410,7 +1419,7 @@ class _Step:
         pos = self.pos
         for o in obs.open_orders:
             cid = o.client_id
-            if parse_client_id(cid) is None or self.wanted(cid):
+            if parse_client_id(cid) is None or self.wanted(cid) or self.foreign(cid):
                 continue
             record = pos.order(cid) if pos is not None else None
             if record is not None and not record.state.done:

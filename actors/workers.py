@@ -19,6 +19,15 @@ the exchange is slow and every entry takes seconds: a freshly filled position ge
 without waiting for the entry backlog. With ``max_workers == 1`` there is nothing to reserve:
 the single worker runs entries too, and protection can only overtake the *queued* entries,
 not the one being placed.
+
+Fenced (I7): with a ``gate``, a call leaves only while this process holds the account's
+lease. ``gate()`` returns the lease's epoch while the process may send for the account and
+``None`` once it may not (its lease could not be renewed in time, or another process took
+the account). It is asked when a call is submitted and again on the worker thread
+immediately before the port call; a call is made only when the epoch is the one it was
+submitted under. Otherwise it is dropped: no call, no outcome delivered (the actors of a
+fenced account are being stopped; the next owner recovers from the database and the
+exchange), counted as ``result="fenced"`` and logged.
 """
 
 from __future__ import annotations
@@ -87,6 +96,7 @@ class _Queued:
     priority: int
     seq: int
     effect: ExchangeCall = field(compare=False)
+    token: int = field(default=0, compare=False)
 
 
 class ExchangeWorkers:
@@ -104,7 +114,9 @@ class ExchangeWorkers:
     On failure: an exception from the port (it should map errors itself) becomes an
     ``UNKNOWN`` outcome with reason ``error:<ExceptionType>``: the order may have reached the
     exchange, so the actor looks it up. An exception from ``deliver`` is logged and the worker
-    goes on. After :meth:`shutdown` nothing new is accepted: a submitted call is answered
+    goes on. A call the ``gate`` stops (see the module docstring) is dropped without an
+    outcome; an exception from the gate counts as a closed gate. After :meth:`shutdown`
+    nothing new is accepted: a submitted call is answered
     ``UNKNOWN`` with reason ``shutting_down`` so the actor keeps the order for recovery.
 
     Scheduling (see the module docstring): by ``(priority, submission sequence)``; entry
@@ -120,10 +132,14 @@ class ExchangeWorkers:
         deliver: Callable[[Message], object],
         max_workers: int = 4,
         metrics: Metrics | None = None,
+        gate: Callable[[], int | None] | None = None,
     ) -> None:
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         self.account = account
+        self._gate = gate
+        self.fenced_drops = 0  # calls the gate stopped (read by tests and metrics)
+        self._last_drop_log = 0.0
         self._exchange = exchange
         self._deliver = deliver
         self._metrics = metrics or NullMetrics()
@@ -158,14 +174,21 @@ class ExchangeWorkers:
         """Queue ``effect`` for a worker and return at once (any thread, usually an actor's).
 
         After :meth:`shutdown` the call is not made: ``UNKNOWN`` ``shutting_down`` is delivered
-        on the calling thread before this returns.
+        on the calling thread before this returns. With the ``gate`` closed the call is
+        dropped (module docstring).
         """
+        token = self._token()
+        if token is None:
+            self._dropped(effect, "submitted while fenced")
+            return
         with self._lock:
             closed = self._closed
             if not closed:
                 self._in_flight += 1
                 self._submitted += 1
-                heapq.heappush(self._queue, _Queued(_priority(effect), next(self._seq), effect))
+                heapq.heappush(
+                    self._queue, _Queued(_priority(effect), next(self._seq), effect, token)
+                )
                 idle = len(self._threads) - self._running
                 if len(self._queue) > idle and len(self._threads) < self._max_workers:
                     self._start_worker()
@@ -213,7 +236,7 @@ class ExchangeWorkers:
             if item is None:
                 return
             try:
-                self._run(item.effect)
+                self._run(item.effect, item.token)
             except Exception:  # never lose a worker (and its reserved capacity)
                 log.exception("exchange worker for %s failed", item.effect.key)
             finally:
@@ -227,10 +250,66 @@ class ExchangeWorkers:
                     if self._in_flight == 0:
                         self._idle.notify_all()
 
-    def _run(self, effect: ExchangeCall) -> None:
-        """Make one call on this worker thread and deliver its outcome (never raises)."""
+    def _token(self) -> int | None:
+        """The gate's epoch (0 without a gate); ``None`` when calls may not leave."""
+        if self._gate is None:
+            return 0
+        try:
+            return self._gate()
+        except Exception:
+            log.exception("%s: the ownership gate failed; treated as closed", self.account)
+            return None
+
+    def _dropped(self, effect: ExchangeCall, why: str) -> None:
+        """A call the gate stopped: counted, logged (at most one WARNING a second)."""
+        self.fenced_drops += 1
+        try:
+            if isinstance(effect, FetchMarket):
+                self._metrics.exchange_call("market_fenced", 0.0)
+            else:
+                self._metrics.order(_kind(effect).value, _op(effect), "fenced")
+        except Exception:
+            log.exception("metrics failed for a fenced call of %s", effect.key)
+        now = time.monotonic()
+        level = logging.WARNING if now - self._last_drop_log >= 1.0 else logging.DEBUG
+        if level == logging.WARNING:
+            self._last_drop_log = now
+        log.log(
+            level,
+            "%s not sent for %s: this process may not send for the account (%s; %d dropped)",
+            type(effect).__name__,
+            effect.key,
+            why,
+            self.fenced_drops,
+        )
+
+    def drop_queued(self) -> int:
+        """Drop every queued call without making it or answering it (the account was fenced:
+        the gate would stop them anyway). Calls running now are not touched. Returns how
+        many were dropped. Any thread."""
+        with self._lock:
+            dropped = [q.effect for q in self._queue]
+            self._queue.clear()
+            self._in_flight -= len(dropped)
+            if self._in_flight == 0:
+                self._idle.notify_all()
+        for effect in dropped:
+            self._dropped(effect, "queued when the account was fenced")
+        return len(dropped)
+
+    def _gone(self, effect: ExchangeCall, token: int) -> bool:
+        """The gate, asked immediately before the port call: True (and the call dropped)
+        when the epoch ``effect`` was submitted under is no longer this process's."""
+        if self._gate is None or self._token() == token:
+            return False
+        self._dropped(effect, "the lease it was submitted under is gone")
+        return True
+
+    def _run(self, effect: ExchangeCall, token: int = 0) -> None:
+        """Make one call on this worker thread and deliver its outcome (never raises); a
+        call the gate stops is dropped (:meth:`_gone`)."""
         if isinstance(effect, FetchMarket):
-            self._run_fetch_market(effect)
+            self._run_fetch_market(effect, token)
             return
         op = _op(effect)
         cid = _client_id(effect)
@@ -248,10 +327,16 @@ class ExchangeWorkers:
                     effect.reduce_only,
                     effect.close_position,
                 )
+                if self._gone(effect, token):
+                    return
                 reply = self._exchange.place_order(req)
             elif isinstance(effect, CancelOrder):
+                if self._gone(effect, token):
+                    return
                 reply = self._exchange.cancel_order(effect.key, cid, effect.kind.trigger)
             else:
+                if self._gone(effect, token):
+                    return
                 reply = self._exchange.lookup_order(effect.key, cid, effect.kind.trigger)
         except Exception as exc:  # the port should not raise; never lose the outcome
             log.exception("exchange %s for %s raised", op, effect.key)
@@ -266,9 +351,11 @@ class ExchangeWorkers:
         except Exception:
             log.exception("could not deliver %s outcome for %s", op, effect.key)
 
-    def _run_fetch_market(self, effect: FetchMarket) -> None:
+    def _run_fetch_market(self, effect: FetchMarket, token: int) -> None:
         t0 = time.perf_counter()
         try:
+            if self._gone(effect, token):
+                return
             reply = self._exchange.fetch_market(effect.key)
         except Exception as exc:  # the port should not raise; never lose the answer
             log.exception("exchange fetch_market for %s raised", effect.key)

@@ -64,7 +64,10 @@ The schema, with defaults (see ``deploy/example.toml``)::
                   max_backoff_s = 10.0, jitter = 0.2
     [supervisor]  passivate_after_s = 300.0, shutdown_grace_s = 10.0
     [database]    dsn = <none>, dsn_env = "PS_DATABASE_DSN", embedded_dir = ".data/pg",
-                  account_lock_wait = false
+                  account_lock_wait = false   # true: a standby, waits for ever; a number:
+                                              # seconds to wait for a first account
+    [ownership]   lease_s = 10.0, renew_s = 2.0, fence_margin_s = 2.0,
+                  max_accounts = <none>, hold_signals_s = 30.0
     [metrics]     address = "127.0.0.1:9490", enabled = true
     [control]     address = "127.0.0.1:9491", token_env = "PS_CONTROL_TOKEN", refresh_s = 2.0
                   (the control endpoint and live view run only while the token is set)
@@ -107,6 +110,7 @@ __all__ = [
     "FeedsConfig",
     "LoggingConfig",
     "MetricsConfig",
+    "OwnershipConfig",
     "RiskConfig",
     "SignalPolicyConfig",
     "SupervisorSection",
@@ -213,12 +217,38 @@ class DatabaseConfig:
     dsn: str | None = field(default=None, repr=False)
     dsn_env: str = "PS_DATABASE_DSN"
     embedded_dir: str = ".data/pg"
-    account_lock_wait: bool = False
+    account_lock_wait: bool | float = False
     libpq_password: str | None = field(default=None, repr=False)
 
     @property
     def embedded(self) -> bool:
         return self.dsn is None
+
+    @property
+    def wait_for_accounts(self) -> bool:
+        """Take accounts that become free after the start (a standby)."""
+        return self.account_lock_wait is not False
+
+    @property
+    def wait_limit_s(self) -> float | None:
+        """Seconds a process may own no account before it exits 1 (``None``: for ever, or
+        not waiting at all)."""
+        wait = self.account_lock_wait
+        return None if isinstance(wait, bool) else float(wait)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnershipConfig:
+    """Leases (I7): see the README's operations section. ``fence_margin_s``: the owner stops
+    this long before its lease can expire; ``max_accounts``: at most this many accounts are
+    owned by one process; ``hold_signals_s``: how long a process that waits for an account
+    holds the signals for it (its owner answers them)."""
+
+    lease_s: float = 10.0
+    renew_s: float = 2.0
+    fence_margin_s: float = 2.0
+    max_accounts: int | None = None
+    hold_signals_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +323,7 @@ class Config:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     supervisor: SupervisorSection = field(default_factory=SupervisorSection)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    ownership: OwnershipConfig = field(default_factory=OwnershipConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
@@ -468,6 +499,7 @@ def parse_config(
     s_t.done()
 
     database = _database(root.table("database"), environ)
+    ownership = _ownership(root.table("ownership"))
     metrics = _metrics(root.table("metrics"))
     control = _control(root.table("control"), environ)
     feeds = _feeds(root.table("feeds"), environ)
@@ -496,6 +528,7 @@ def parse_config(
         restart=restart,
         supervisor=supervisor,
         database=database,
+        ownership=ownership,
         metrics=metrics,
         control=control,
         feeds=feeds,
@@ -708,8 +741,48 @@ def _database(t: _Table, environ: Mapping[str, str]) -> DatabaseConfig:
         dsn=dsn,
         dsn_env=dsn_env,
         embedded_dir=embedded_dir,
-        account_lock_wait=t.bool_("account_lock_wait", False),
+        account_lock_wait=_lock_wait(t),
         libpq_password=environ.get("PGPASSWORD") or None,
+    )
+    t.done()
+    return out
+
+
+def _lock_wait(t: _Table) -> bool | float:
+    """``account_lock_wait``: ``false`` (take what is free at start), ``true`` (a standby:
+    wait for ever) or seconds (wait that long for a first account, then exit 1)."""
+    v = t.data.get("account_lock_wait")
+    if v is None or isinstance(v, bool):
+        return t.bool_("account_lock_wait", False)
+    if not isinstance(v, int | float):
+        raise ConfigError(
+            t.at("account_lock_wait"), "must be true, false or a number of seconds above 0"
+        )
+    return t.num("account_lock_wait", 0.0, min_=0.0, strict=True)
+
+
+def _ownership(t: _Table) -> OwnershipConfig:
+    d = OwnershipConfig()
+    lease = t.num("lease_s", d.lease_s, min_=0.0, strict=True)
+    renew = t.num("renew_s", d.renew_s, min_=0.0, strict=True)
+    margin = t.num("fence_margin_s", d.fence_margin_s, min_=0.0, strict=True)
+    if margin >= lease:
+        raise ConfigError(t.at("fence_margin_s"), f"must be below lease_s ({lease:g})")
+    if renew >= lease - margin:
+        raise ConfigError(
+            t.at("renew_s"),
+            f"must be below lease_s - fence_margin_s ({lease - margin:g}): an owner would "
+            "fence itself between two renewals",
+        )
+    max_accounts = t.opt_int("max_accounts", None)
+    if max_accounts is not None and max_accounts < 1:
+        raise ConfigError(t.at("max_accounts"), "must be at least 1")
+    out = OwnershipConfig(
+        lease_s=lease,
+        renew_s=renew,
+        fence_margin_s=margin,
+        max_accounts=max_accounts,
+        hold_signals_s=t.num("hold_signals_s", d.hold_signals_s, min_=0.0),
     )
     t.done()
     return out

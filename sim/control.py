@@ -38,6 +38,7 @@ class ControlApi:
     def _route(self, req: Request, body: dict[str, Any]) -> Any:
         ex = self.ex
         route = (req.method, req.path.rstrip("/"))
+        account = req.query.get("account") or "default"  # the account of the state routes
         if route == ("GET", "/_sim/health"):
             return {"ok": True, "base_url": ex.base_url, "ws_url": ex.ws_url}
         if route == ("GET", "/_sim/prices"):
@@ -58,11 +59,18 @@ class ControlApi:
             return {"ok": True, "running": False}
         if route == ("GET", "/_sim/orders"):
             since = int(req.query.get("since", "0"))
-            return [asdict(e) for e in ex.order_log() if e.seq > since]
+            only = req.query.get("account") or None
+            return [asdict(e) for e in ex.order_log(only) if e.seq > since]
+        if route == ("GET", "/_sim/cancels"):
+            since = int(req.query.get("since", "0"))
+            only = req.query.get("account") or None
+            return [asdict(e) for e in ex.cancel_log(only) if e.seq > since]
+        if route == ("GET", "/_sim/accounts"):
+            return list(ex.accounts)
         if route == ("GET", "/_sim/positions"):
-            return {s: asdict(p) for s, p in ex.positions().items()}
+            return {s: asdict(p) for s, p in ex.positions(account).items()}
         if route == ("GET", "/_sim/open_orders"):
-            return [asdict(o) for o in ex.open_orders()]
+            return [asdict(o) for o in ex.open_orders(account)]
         if route == ("GET", "/_sim/user_events"):
             return ex.user_events()
         if route == ("GET", "/_sim/streams"):

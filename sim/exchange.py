@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
 from typing import Any
@@ -27,6 +28,7 @@ from sim.faults import Fault, FaultBoard
 from sim.gateway import Gateway
 from sim.httpserver import HttpServer
 from sim.matching import AlgoOrder, Event, MatchingEngine, now_ms
+from sim.rest import DEFAULT_ACCOUNT
 from sim.scheduler import Scheduler
 from sim.streams import ARR_STREAMS, StreamHub, mark_streams
 from sim.symbols import DEFAULT_SYMBOLS, SymbolSpec
@@ -34,6 +36,9 @@ from sim.websocket import WsConnection
 
 BLAST_HIGH_WATER = 20_000
 """Frames a blast lets queue per connection before it waits for the reader."""
+
+ORDER_ID_SPACING = 100_000_000
+"""Order and algo ids of the n-th account start ``n`` times this far apart (unique ids)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ class OrderLogEntry:
     code: int | None = None
     order_id: int | None = None
     faults: list[str] = field(default_factory=list)
+    account: str = DEFAULT_ACCOUNT
+    api_key: str = ""
 
 
 def _float_or_none(value: str | None) -> float | None:
@@ -108,6 +115,14 @@ class SimExchange:
     to the sockets before its REST reply, the real-world race clients must survive.
     ``specs`` replaces the derived filters of some symbols (``SymbolSpec``: a lower
     MARKET_LOT_SIZE maxQty, ``max_price=0`` for "no price bound", ...).
+
+    Accounts: ``accounts`` maps account names to the API keys that act on them (several keys
+    per account, as Binance allows). Each account has its own positions, orders, wallet and
+    user-data stream (listen key); mark prices are shared. A request is served by the
+    account of its ``X-MBX-APIKEY`` header; any other key (the dummy keys of the tests, the
+    demo) and a request without one are served by :data:`DEFAULT_ACCOUNT`, unless
+    ``strict_keys`` (then -2015, HTTP 401). Python methods that read account state take
+    ``account=`` (default: :data:`DEFAULT_ACCOUNT`); ``engine`` is the default account's.
     """
 
     def __init__(
@@ -123,6 +138,8 @@ class SimExchange:
         user_events_first: bool = True,
         seed: int | None = None,
         specs: dict[str, SymbolSpec] | None = None,
+        accounts: Mapping[str, Sequence[str]] | None = None,
+        strict_keys: bool = False,
     ) -> None:
         self.initial_prices = dict(symbols if symbols is not None else DEFAULT_SYMBOLS)
         self.specs = {s: SymbolSpec.for_price(s, p) for s, p in self.initial_prices.items()}
@@ -140,11 +157,20 @@ class SimExchange:
         self.rng = random.Random(seed)
         self.faults = FaultBoard(seed)
         self.hub = StreamHub()
-        self.engine = self._new_engine()
+        names = [DEFAULT_ACCOUNT, *(a for a in (accounts or {}) if a != DEFAULT_ACCOUNT)]
+        self.accounts: tuple[str, ...] = tuple(names)
+        self.strict_keys = strict_keys
+        self._key_account: dict[str, str] = {}
+        for account, keys in (accounts or {}).items():
+            for key in keys:
+                if self._key_account.setdefault(key, account) != account:
+                    raise ValueError(f"API key {key!r} given to two accounts")
+        self.engines: dict[str, MatchingEngine] = {a: self._new_engine(a) for a in names}
         self.scheduler = Scheduler()
         self._order_log: list[OrderLogEntry] = []
+        self._cancel_log: list[OrderLogEntry] = []
         self._user_events: deque[dict[str, Any]] = deque(maxlen=20_000)
-        self._listen_keys: set[str] = set()
+        self._listen_keys: dict[str, str] = {}  # listen key -> account
         self._stopping = threading.Event()
         self._walk_thread: threading.Thread | None = None
         self._walk_stop = threading.Event()
@@ -211,6 +237,26 @@ class SimExchange:
         return f"ws://{self.host}:{port}"
 
     @property
+    def engine(self) -> MatchingEngine:
+        """The default account's matching engine (the only one unless ``accounts`` is given)."""
+        return self.engines[DEFAULT_ACCOUNT]
+
+    def engine_of(self, account: str) -> MatchingEngine:
+        """The matching engine of ``account`` (KeyError for an unknown account)."""
+        try:
+            return self.engines[account]
+        except KeyError:
+            raise KeyError(f"no account {account!r} on this exchange") from None
+
+    def account_of_key(self, api_key: str | None) -> str | None:
+        """The account an API key acts on: the one ``accounts`` names it for, else the default
+        account, or ``None`` when ``strict_keys`` refuses the key."""
+        account = self._key_account.get(api_key or "")
+        if account is not None:
+            return account
+        return None if self.strict_keys else DEFAULT_ACCOUNT
+
+    @property
     def stopping(self) -> threading.Event:
         """Set once ``stop()`` began (waits in handlers use it to end early)."""
         return self._stopping
@@ -234,14 +280,19 @@ class SimExchange:
     def set_prices(self, prices: dict[str, float]) -> None:
         """Move several mark prices at once (one ``!markPrice@arr`` frame)."""
         with self.lock:
-            events: list[Event] = []
+            rounded = {}
             for symbol, price in prices.items():
                 spec = self.engine.spec(symbol)
-                events.extend(
-                    self.engine.set_mark(symbol, spec.round_price(price) or spec.tick_size)
-                )
+                rounded[symbol] = spec.round_price(price) or spec.tick_size
+            fired: list[tuple[str, list[Event]]] = []
+            for account, engine in self.engines.items():
+                events: list[Event] = []
+                for symbol, price in rounded.items():
+                    events.extend(engine.set_mark(symbol, price))
+                fired.append((account, events))
             self._publish_marks(list(prices))
-            self.enqueue_user_events(events)
+            for account, events in fired:
+                self.enqueue_user_events(events, account)
 
     def move_prices(self, step_pct: float = 0.001, symbols: list[str] | None = None) -> None:
         """One random-walk step (log-normal, sd ``step_pct``) of every (or the given) symbol."""
@@ -319,15 +370,19 @@ class SimExchange:
                 price = self.engine.specs[sym].round_price(
                     self.engine.marks[sym] * (1.0 + gauss(0.0, step_pct))
                 )
-                events = self.engine.set_mark(sym, price) if price > 0 else []
+                fired = [
+                    (account, engine.set_mark(sym, price) if price > 0 else [])
+                    for account, engine in self.engines.items()
+                ]
                 data = wire.mark_price_json(sym, self.engine.marks[sym], now_ms(), funding)
                 sent = []
                 for stream in lows[sym]:
                     sent.extend(self.hub.publish(stream, data))
                 for stream in ARR_STREAMS:
                     sent.extend(self.hub.publish(stream, "[" + data + "]"))
-                if events:
-                    self.enqueue_user_events(events)
+                for account, events in fired:
+                    if events:
+                        self.enqueue_user_events(events, account)
             deliveries += len(sent)
             for conn, seq in sent:
                 touched[conn] = seq
@@ -376,17 +431,22 @@ class SimExchange:
 
     # ------------------------------------------------------------------ user stream
 
-    def new_listen_key(self) -> str:
-        """The active listenKey (created on first call, like POST /fapi/v1/listenKey)."""
+    def new_listen_key(self, account: str = DEFAULT_ACCOUNT) -> str:
+        """The account's active listenKey (created on first call, like POST
+        /fapi/v1/listenKey: one per account, whichever of its API keys asks)."""
+        self.engine_of(account)
         with self.lock:
-            if not self._listen_keys:
-                self._listen_keys.add(secrets.token_urlsafe(48)[:64])
-            return next(iter(self._listen_keys))
+            for key, owner in self._listen_keys.items():
+                if owner == account:
+                    return key
+            key = secrets.token_urlsafe(48)[:64]
+            self._listen_keys[key] = account
+            return key
 
-    def listen_keys(self) -> list[str]:
-        """Active listenKeys (at most one: the sim has one account)."""
+    def listen_keys(self, account: str | None = None) -> list[str]:
+        """Active listenKeys (of ``account``, or of every account): one per account."""
         with self.lock:
-            return list(self._listen_keys)
+            return [k for k, a in self._listen_keys.items() if account is None or a == account]
 
     def is_listen_key(self, key: str) -> bool:
         """True for an active listenKey."""
@@ -397,22 +457,27 @@ class SimExchange:
         with self.lock:
             if key not in self._listen_keys:
                 return False
-            self._listen_keys.discard(key)
+            del self._listen_keys[key]
         for conn in self.hub.connections(lambda s: s == key):
             conn.abort()
         return True
 
-    def enqueue_user_events(self, events: list[Event]) -> list[tuple[WsConnection, int]]:
-        """Render ``events`` and queue them on every user-data stream (caller holds the lock).
+    def enqueue_user_events(
+        self, events: list[Event], account: str = DEFAULT_ACCOUNT
+    ) -> list[tuple[WsConnection, int]]:
+        """Render ``events`` of ``account`` and queue them on that account's user-data streams
+        (caller holds the lock).
 
         Applies the ``ws_reorder`` / ``ws_duplicate`` faults. Returns (connection, seq) pairs
-        to wait on. Events are also kept in ``user_events()``.
+        to wait on. Events of the default account are also kept in ``user_events()``.
         """
         if not events:
             return []
-        payloads = [wire.user_event(self.engine, ev) for ev in events]
-        self._user_events.extend(payloads)
-        keys = [k for k in self._listen_keys if self.hub.has(k)]
+        engine = self.engine_of(account)
+        payloads = [wire.user_event(engine, ev) for ev in events]
+        if account == DEFAULT_ACCOUNT:
+            self._user_events.extend(payloads)
+        keys = [k for k, a in self._listen_keys.items() if a == account and self.hub.has(k)]
         if not keys:
             return []
         texts = [json.dumps(p, separators=(",", ":")) for p in payloads]
@@ -439,14 +504,17 @@ class SimExchange:
         with self.lock:
             return list(self._user_events)
 
-    def fill_next_part_later(self, order_id: int, interval_s: float) -> None:
+    def fill_next_part_later(
+        self, order_id: int, interval_s: float, account: str = DEFAULT_ACCOUNT
+    ) -> None:
         """Schedule the next part of a partially filled order (partial_fill fault)."""
 
         def run() -> None:
             with self.lock:
-                events = self.engine.fill_next_part(order_id)
-                self.enqueue_user_events(events)
-                more = self.engine.has_pending_parts(order_id)
+                engine = self.engine_of(account)
+                events = engine.fill_next_part(order_id)
+                self.enqueue_user_events(events, account)
+                more = engine.has_pending_parts(order_id)
             if more:
                 self.scheduler.call_later(interval_s, run)
 
@@ -489,12 +557,24 @@ class SimExchange:
 
     # ------------------------------------------------------------------ order log
 
-    def log_order_request(self, endpoint: str, p: dict[str, str]) -> OrderLogEntry:
-        """Record an order-placing request (called by the REST layer on receipt)."""
-        cid = p.get("clientAlgoId") if endpoint == "algoOrder" else p.get("newClientOrderId")
+    def log_order_request(
+        self,
+        endpoint: str,
+        p: dict[str, str],
+        account: str = DEFAULT_ACCOUNT,
+        api_key: str = "",
+        cancel: bool = False,
+    ) -> OrderLogEntry:
+        """Record an order-placing request (``cancel``: a cancel, in :meth:`cancel_log`),
+        called by the REST layer on receipt, with the account and API key it came with."""
+        if endpoint == "algoOrder":
+            cid = p.get("clientAlgoId")
+        else:
+            cid = p.get("origClientOrderId") if cancel else p.get("newClientOrderId")
+        log = self._cancel_log if cancel else self._order_log
         with self.lock:
             entry = OrderLogEntry(
-                seq=len(self._order_log) + 1,
+                seq=len(log) + 1,
                 time=time.time(),
                 endpoint=endpoint,
                 symbol=p.get("symbol", ""),
@@ -505,14 +585,31 @@ class SimExchange:
                 reduce_only=p.get("reduceOnly", "").lower() == "true",
                 close_position=p.get("closePosition", "").lower() == "true",
                 trigger_price=_float_or_none(p.get("triggerPrice") or p.get("stopPrice")),
+                account=account,
+                api_key=api_key,
             )
-            self._order_log.append(entry)
+            log.append(entry)
             return entry
 
-    def order_log(self) -> list[OrderLogEntry]:
-        """Every order-placing request received since start/reset, oldest first (copies)."""
+    def order_log(self, account: str | None = None) -> list[OrderLogEntry]:
+        """Every order-placing request received since start/reset (of ``account``, or of
+        every account), oldest first (copies)."""
         with self.lock:
-            return [OrderLogEntry(**asdict(e)) for e in self._order_log]
+            return [
+                OrderLogEntry(**asdict(e))
+                for e in self._order_log
+                if account is None or e.account == account
+            ]
+
+    def cancel_log(self, account: str | None = None) -> list[OrderLogEntry]:
+        """Every cancel request (``DELETE /fapi/v1/order`` and ``/algoOrder``) received since
+        start/reset, like :meth:`order_log` (``endpoint`` "order" or "algoOrder")."""
+        with self.lock:
+            return [
+                OrderLogEntry(**asdict(e))
+                for e in self._cancel_log
+                if account is None or e.account == account
+            ]
 
     def orders_sent(self, client_id: str) -> int:
         """How many order requests carried ``client_id`` (to count orders sent twice)."""
@@ -521,12 +618,13 @@ class SimExchange:
 
     # ------------------------------------------------------------------ account views
 
-    def positions(self) -> dict[str, PositionView]:
-        """Non-flat positions by symbol."""
+    def positions(self, account: str = DEFAULT_ACCOUNT) -> dict[str, PositionView]:
+        """Non-flat positions of ``account`` by symbol."""
         with self.lock:
+            engine = self.engine_of(account)
             out = {}
-            for pos in self.engine.positions():
-                mark = self.engine.marks[pos.symbol]
+            for pos in engine.positions():
+                mark = engine.marks[pos.symbol]
                 out[pos.symbol] = PositionView(
                     symbol=pos.symbol,
                     qty=pos.qty,
@@ -537,9 +635,11 @@ class SimExchange:
                 )
             return out
 
-    def open_orders(self) -> list[OpenOrderView]:
-        """Open orders: partially filled market orders and untriggered conditional orders."""
+    def open_orders(self, account: str = DEFAULT_ACCOUNT) -> list[OpenOrderView]:
+        """Open orders of ``account``: partially filled market orders and untriggered
+        conditional orders."""
         with self.lock:
+            engine = self.engine_of(account)
             out = [
                 OpenOrderView(
                     "order",
@@ -551,7 +651,7 @@ class SimExchange:
                     o.qty,
                     o.status,
                 )
-                for o in self.engine.open_orders()
+                for o in engine.open_orders()
             ]
             out.extend(
                 OpenOrderView(
@@ -566,14 +666,14 @@ class SimExchange:
                     a.trigger_price,
                     a.close_position,
                 )
-                for a in self.engine.open_algo_orders()
+                for a in engine.open_algo_orders()
             )
             return out
 
-    def wallet_balance(self) -> float:
-        """USDT wallet balance (realised PnL and fees included)."""
+    def wallet_balance(self, account: str = DEFAULT_ACCOUNT) -> float:
+        """USDT wallet balance of ``account`` (realised PnL and fees included)."""
         with self.lock:
-            return self.engine.wallet
+            return self.engine_of(account).wallet
 
     # ------------------------------------------------------------------ faults
 
@@ -600,13 +700,14 @@ class SimExchange:
         self.scheduler.clear()
         self.faults.clear()
         with self.lock:
-            self.engine = self._new_engine()
+            self.engines = {a: self._new_engine(a) for a in self.accounts}
             self._order_log.clear()
+            self._cancel_log.clear()
             self._user_events.clear()
             self.user_events_first = self._initial_user_events_first
 
-    def _new_engine(self) -> MatchingEngine:
-        return MatchingEngine(
+    def _new_engine(self, account: str) -> MatchingEngine:
+        engine = MatchingEngine(
             self.specs,
             dict(self.initial_prices),
             wallet=self.wallet_usdt,
@@ -614,6 +715,8 @@ class SimExchange:
             taker_fee=self.taker_fee,
             trigger_veto=self._trigger_veto,
         )
+        engine.offset_ids(self.accounts.index(account) * ORDER_ID_SPACING)
+        return engine
 
     def _trigger_veto(self, algo: AlgoOrder) -> str | None:
         """The ``reject_on_trigger`` fault: the reason to reject ``algo`` now, or None."""

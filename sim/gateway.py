@@ -3,7 +3,10 @@
 Implements ``sim.httpserver.App`` for ``SimExchange``. Called on HTTP connection threads.
 Order of a REST request:
 
-1. order-placing requests are written to the order log on receipt;
+0. the account: the one the ``X-MBX-APIKEY`` header's key acts on (the default account for
+   any other key, or -2015 with ``strict_keys``);
+1. order-placing requests are written to the order log on receipt, cancels to the cancel
+   log, each with its account and API key;
 2. faults that act *before* anything happens: latency, 429, 502, ``error_code`` (unless
    ``act``), -2019 rejection, not-found lookups; ``lag_open_orders`` sets the moment the
    open-order lists are answered for;
@@ -25,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 from sim import errors
 from sim.control import ControlApi
 from sim.errors import BinanceError
-from sim.faults import ORDER_CREATE
+from sim.faults import ORDER_CANCEL, ORDER_CREATE
 from sim.httpserver import Request, Response, WsAccept
 from sim.matching import now_ms
-from sim.rest import NO_TIMESTAMP, Context, Outcome, RawJson, RestApi
+from sim.rest import DEFAULT_ACCOUNT, NO_TIMESTAMP, PUBLIC, Context, Outcome, RawJson, RestApi
 from sim.streams import stream_kind
 from sim.websocket import WsConnection
 
@@ -66,9 +69,21 @@ class Gateway:
             return self.control.handle(req)
         method, path = req.method, req.path
         params = req.params
+        api_key = req.headers.get("X-MBX-APIKEY") or ""
+        account = self.ex.account_of_key(api_key)
+        if account is None:
+            if (method, path) not in PUBLIC:
+                return _error(BinanceError(-2015, errors.MESSAGES[-2015], 401))
+            account = DEFAULT_ACCOUNT  # market data: the key is not checked
         entry: OrderLogEntry | None = None
         if (method, path) in ORDER_CREATE:
-            entry = self.ex.log_order_request(path.rsplit("/", 1)[-1], params)
+            entry = self.ex.log_order_request(
+                path.rsplit("/", 1)[-1], params, account=account, api_key=api_key
+            )
+        elif (method, path) in ORDER_CANCEL:
+            entry = self.ex.log_order_request(
+                path.rsplit("/", 1)[-1], params, account=account, api_key=api_key, cancel=True
+            )
         faults = self.ex.faults
         symbol = params.get("symbol")
         ts_error = self._check_timestamp(method, path, params)
@@ -107,7 +122,7 @@ class Gateway:
             return _error(errors.insufficient_margin())
         if faults.take("not_found", method, path, symbol) is not None:
             return _error(errors.order_not_found())
-        ctx = Context()
+        ctx = Context(account=account, api_key=api_key)
         lag = faults.take("lag_open_orders", method, path, symbol)
         if lag is not None:
             ctx.as_of_ms = now_ms() - round(lag.lag_s * 1000)
@@ -123,7 +138,7 @@ class Gateway:
             with self.ex.lock:
                 outcome = route(params, ctx)
                 if self.ex.user_events_first:
-                    sent = self.ex.enqueue_user_events(outcome.events)
+                    sent = self.ex.enqueue_user_events(outcome.events, account)
             if isinstance(outcome.payload, RawJson):
                 resp = Response(body=outcome.payload.text.encode())
             else:
@@ -162,7 +177,7 @@ class Gateway:
 
                 def publish_after() -> None:
                     with self.ex.lock:
-                        self.ex.enqueue_user_events(events)
+                        self.ex.enqueue_user_events(events, account)
 
                 if resp.drop or resp.hold_s > 0:
                     publish_after()

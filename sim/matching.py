@@ -288,6 +288,12 @@ class MatchingEngine:
         """Non-flat positions, as snapshots."""
         return [copy.copy(p) for p in self._positions.values() if abs(p.qty) > EPS]
 
+    def offset_ids(self, offset: int) -> None:
+        """Start order and algo ids ``offset`` higher (another account of the same exchange:
+        ids stay unique across accounts). Call before the first order."""
+        self._next_order_id += offset
+        self._next_algo_id += offset
+
     def unrealized(self, symbol: str) -> float:
         """Unrealised PnL of ``symbol`` at the current mark."""
         pos = self._positions.get(symbol)
@@ -580,11 +586,17 @@ class MatchingEngine:
         return copy.copy(algo), self._record([AlgoEvent(copy.copy(algo), now)])
 
     def cancel_algo(
-        self, algo_id: int | None = None, client_algo_id: str | None = None
+        self,
+        algo_id: int | None = None,
+        client_algo_id: str | None = None,
+        symbol: str | None = None,
     ) -> tuple[AlgoOrder, list[Event]]:
-        """Cancel an untriggered conditional order; -2011 if unknown or not open."""
+        """Cancel an untriggered conditional order; -2011 if unknown, not open, or of another
+        symbol than ``symbol`` (when given)."""
+        if symbol is not None:
+            self.spec(symbol)
         algo = self._find_algo(algo_id, client_algo_id)
-        if algo is None or algo.status != "NEW":
+        if algo is None or algo.status != "NEW" or (symbol is not None and algo.symbol != symbol):
             raise errors.unknown_order()
         now = self.clock()
         algo.status = "CANCELED"

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 Params = dict[str, str]
 
+DEFAULT_ACCOUNT = "default"
+"""The account that serves every API key no account names (and requests without a key)."""
+
 
 @dataclass(frozen=True)
 class RawJson:
@@ -41,11 +44,14 @@ class Outcome:
 
 @dataclass
 class Context:
-    """Per-request knobs set by faults (partial fills, lagging open-order lists)."""
+    """Per-request knobs: the account the request's API key acts on (and the key), and
+    what faults set (partial fills, lagging open-order lists)."""
 
     parts: int = 1
     part_interval_s: float = 0.02
     as_of_ms: int | None = None
+    account: str = DEFAULT_ACCOUNT
+    api_key: str = ""
 
 
 Route = Callable[[Params, Context], Outcome]
@@ -145,19 +151,19 @@ class RestApi:
             ("GET", "/fapi/v2/positionRisk"): self.position_risk_v2,
             ("GET", "/fapi/v3/positionRisk"): self.position_risk_v3,
             ("GET", "/fapi/v2/account"): lambda p, c: Outcome(
-                wire.account_json(self.ex.engine, now_ms(), v2=True)
+                wire.account_json(self.ex.engine_of(c.account), now_ms(), v2=True)
             ),
             ("GET", "/fapi/v3/account"): lambda p, c: Outcome(
-                wire.account_json(self.ex.engine, now_ms())
+                wire.account_json(self.ex.engine_of(c.account), now_ms())
             ),
             ("GET", "/fapi/v2/balance"): lambda p, c: Outcome(
-                wire.balance_json(self.ex.engine, now_ms())
+                wire.balance_json(self.ex.engine_of(c.account), now_ms())
             ),
             ("GET", "/fapi/v3/balance"): lambda p, c: Outcome(
-                wire.balance_json(self.ex.engine, now_ms())
+                wire.balance_json(self.ex.engine_of(c.account), now_ms())
             ),
             ("POST", "/fapi/v1/listenKey"): lambda p, c: Outcome(
-                {"listenKey": self.ex.new_listen_key()}
+                {"listenKey": self.ex.new_listen_key(c.account)}
             ),
             ("PUT", "/fapi/v1/listenKey"): self.keepalive_listen_key,
             ("DELETE", "/fapi/v1/listenKey"): self.delete_listen_key,
@@ -168,14 +174,14 @@ class RestApi:
     def exchange_info(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/exchangeInfo (serialised once: the symbols never change)."""
         if self._exchange_info is None:
-            info = wire.exchange_info(list(self.ex.engine.specs.values()), 0)
+            info = wire.exchange_info(list(self.ex.engine_of(c.account).specs.values()), 0)
             self._exchange_info = json.dumps(info, separators=(",", ":"))
         text = self._exchange_info.replace('"serverTime":0,', f'"serverTime":{now_ms()},', 1)
         return Outcome(RawJson(text))
 
     def premium_index(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/premiumIndex (mark prices)."""
-        eng = self.ex.engine
+        eng = self.ex.engine_of(c.account)
         now = now_ms()
         symbols = [p["symbol"]] if p.get("symbol") else list(eng.marks)
         rows = []
@@ -197,7 +203,7 @@ class RestApi:
 
     def ticker_price(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/ticker/price (the mark doubles as last price)."""
-        eng = self.ex.engine
+        eng = self.ex.engine_of(c.account)
         now = now_ms()
         symbols = [p["symbol"]] if p.get("symbol") else list(eng.marks)
         rows = [{"symbol": s, "price": wire.fmt(eng.mark(s)), "time": now} for s in symbols]
@@ -205,7 +211,7 @@ class RestApi:
 
     def ticker_24hr(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/ticker/24hr: the mark as last price, no volume."""
-        eng = self.ex.engine
+        eng = self.ex.engine_of(c.account)
         now = now_ms()
         symbols = [p["symbol"]] if p.get("symbol") else list(eng.marks)
         rows = []
@@ -237,8 +243,8 @@ class RestApi:
     def depth(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/depth: a synthetic book, one tick either side of the mark and deeper."""
         symbol = _require(p, "symbol")
-        spec = self.ex.engine.spec(symbol)
-        mark = self.ex.engine.mark(symbol)
+        spec = self.ex.engine_of(c.account).spec(symbol)
+        mark = self.ex.engine_of(c.account).mark(symbol)
         levels = min(_int(p, "limit") or 10, 100)
         qty = wire.qty_str(spec, max(spec.step_size, spec.round_qty(1000.0 / mark)))
         bids = [[wire.price_str(spec, mark - (i + 1) * spec.tick_size), qty] for i in range(levels)]
@@ -251,7 +257,7 @@ class RestApi:
     def user_trades(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/userTrades: the fills of ``symbol``."""
         symbol = _require(p, "symbol")
-        eng = self.ex.engine
+        eng = self.ex.engine_of(c.account)
         spec = eng.spec(symbol)
         rows = []
         for sym, order_id, fill in eng.fills:
@@ -281,7 +287,7 @@ class RestApi:
     def all_orders(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/allOrders: every market order of ``symbol``, oldest first."""
         symbol = _require(p, "symbol")
-        eng = self.ex.engine
+        eng = self.ex.engine_of(c.account)
         spec = eng.spec(symbol)
         rows = [wire.order_json(spec, o) for o in eng.orders(symbol)]
         return Outcome(rows[-(_int(p, "limit") or 500) :])
@@ -303,7 +309,7 @@ class RestApi:
             raise BinanceError(-1116, "Invalid orderType.")
         qty = _float(p, "quantity", required=True)
         assert qty is not None
-        order, events = self.ex.engine.place_market(
+        order, events = self.ex.engine_of(c.account).place_market(
             symbol,
             side,
             qty,
@@ -311,10 +317,12 @@ class RestApi:
             reduce_only=_bool(p, "reduceOnly"),
             parts=c.parts,
         )
-        spec = self.ex.engine.specs[symbol]
+        spec = self.ex.engine_of(c.account).specs[symbol]
         later: list[Callable[[], None]] = []
         if order.is_open and order.pending_parts:
-            later.append(lambda: self.ex.fill_next_part_later(order.order_id, c.part_interval_s))
+            later.append(
+                lambda: self.ex.fill_next_part_later(order.order_id, c.part_interval_s, c.account)
+            )
         if p.get("newOrderRespType", "ACK") == "RESULT":
             payload = wire.order_json(spec, order, with_time=False)
         else:
@@ -333,12 +341,12 @@ class RestApi:
     def get_order(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/order by orderId or origClientOrderId (-2013 if unknown)."""
         symbol = _require(p, "symbol")
-        spec = self.ex.engine.spec(symbol)
+        spec = self.ex.engine_of(c.account).spec(symbol)
         oid = _int(p, "orderId")
         cid = p.get("origClientOrderId")
         if oid is None and not cid:
             raise BinanceError(-1102, "Either orderId or origClientOrderId must be sent.")
-        order = self.ex.engine.get_order(oid, cid or None)
+        order = self.ex.engine_of(c.account).get_order(oid, cid or None)
         if order.symbol != symbol:
             raise errors.order_not_found()
         return Outcome(wire.order_json(spec, order))
@@ -346,20 +354,20 @@ class RestApi:
     def cancel_order(self, p: Params, c: Context) -> Outcome:
         """DELETE /fapi/v1/order (-2011 unless open)."""
         symbol = _require(p, "symbol")
-        spec = self.ex.engine.spec(symbol)
+        spec = self.ex.engine_of(c.account).spec(symbol)
         oid = _int(p, "orderId")
         cid = p.get("origClientOrderId")
         if oid is None and not cid:
             raise BinanceError(-1102, "Either orderId or origClientOrderId must be sent.")
-        order, events = self.ex.engine.cancel_order(symbol, oid, cid or None)
+        order, events = self.ex.engine_of(c.account).cancel_order(symbol, oid, cid or None)
         return Outcome(wire.order_json(spec, order, with_time=False), events)
 
     def open_orders(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/openOrders (all symbols without ``symbol``)."""
         symbol = p.get("symbol") or None
         if symbol:
-            self.ex.engine.spec(symbol)
-        eng = self.ex.engine
+            self.ex.engine_of(c.account).spec(symbol)
+        eng = self.ex.engine_of(c.account)
         orders = (
             eng.open_orders(symbol)
             if c.as_of_ms is None
@@ -371,8 +379,8 @@ class RestApi:
         """DELETE /fapi/v1/allOpenOrders."""
         symbol = _require(p, "symbol")
         events: list[Event] = []
-        for order in self.ex.engine.open_orders(symbol):
-            events.extend(self.ex.engine.cancel_order(symbol, order.order_id)[1])
+        for order in self.ex.engine_of(c.account).open_orders(symbol):
+            events.extend(self.ex.engine_of(c.account).cancel_order(symbol, order.order_id)[1])
         return Outcome(
             {"code": 200, "msg": "The operation of cancel all open order is done."}, events
         )
@@ -396,10 +404,10 @@ class RestApi:
             for name in ("quantity", "reduceOnly"):
                 if name in p:
                     raise BinanceError(-1106, f"Parameter '{name}' sent when not required.")
-        spec = self.ex.engine.spec(symbol)
+        spec = self.ex.engine_of(c.account).spec(symbol)
         if not spec.is_tick_multiple(trigger):
             raise errors.bad_precision()
-        algo, events = self.ex.engine.place_algo(
+        algo, events = self.ex.engine_of(c.account).place_algo(
             symbol,
             side,
             otype,
@@ -419,27 +427,32 @@ class RestApi:
         cid = p.get("clientAlgoId")
         if aid is None and not cid:
             raise BinanceError(-1102, "Either algoId or clientAlgoId must be sent.")
-        algo = self.ex.engine.get_algo(aid, cid or None)
+        algo = self.ex.engine_of(c.account).get_algo(aid, cid or None)
         symbol = p.get("symbol")
         if symbol and algo.symbol != symbol:
             raise errors.order_not_found()
-        return Outcome(wire.algo_json(self.ex.engine.specs[algo.symbol], algo, query=True))
+        spec = self.ex.engine_of(c.account).specs[algo.symbol]
+        return Outcome(wire.algo_json(spec, algo, query=True))
 
     def cancel_algo(self, p: Params, c: Context) -> Outcome:
-        """DELETE /fapi/v1/algoOrder by algoId or clientAlgoId (-2011 unless untriggered)."""
+        """DELETE /fapi/v1/algoOrder by algoId or clientAlgoId (-2011 unless untriggered, or
+        when ``symbol`` is given and the order is of another symbol: Binance cancels only an
+        order of the symbol named)."""
         aid = _int(p, "algoId")
         cid = p.get("clientAlgoId")
         if aid is None and not cid:
             raise BinanceError(-1102, "Either algoId or clientAlgoId must be sent.")
-        algo, events = self.ex.engine.cancel_algo(aid, cid or None)
+        algo, events = self.ex.engine_of(c.account).cancel_algo(
+            aid, cid or None, symbol=p.get("symbol") or None
+        )
         return Outcome(wire.algo_cancel_json(algo), events)
 
     def open_algo_orders(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/openAlgoOrders (all symbols without ``symbol``)."""
         symbol = p.get("symbol") or None
         if symbol:
-            self.ex.engine.spec(symbol)
-        eng = self.ex.engine
+            self.ex.engine_of(c.account).spec(symbol)
+        eng = self.ex.engine_of(c.account)
         algos = (
             eng.open_algo_orders(symbol)
             if c.as_of_ms is None
@@ -451,8 +464,8 @@ class RestApi:
         """DELETE /fapi/v1/algoOpenOrders."""
         symbol = _require(p, "symbol")
         events: list[Event] = []
-        for algo in self.ex.engine.open_algo_orders(symbol):
-            events.extend(self.ex.engine.cancel_algo(algo.algo_id)[1])
+        for algo in self.ex.engine_of(c.account).open_algo_orders(symbol):
+            events.extend(self.ex.engine_of(c.account).cancel_algo(algo.algo_id)[1])
         return Outcome(
             {"code": 200, "msg": "The operation of cancel all open order is done."}, events
         )
@@ -461,7 +474,7 @@ class RestApi:
 
     def leverage_bracket(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/leverageBracket."""
-        eng = self.ex.engine
+        eng = self.ex.engine_of(c.account)
         specs = [eng.spec(p["symbol"])] if p.get("symbol") else list(eng.specs.values())
         rows = wire.leverage_brackets(specs, eng.leverage)
         return Outcome(rows[0] if p.get("symbol") else rows)
@@ -472,12 +485,12 @@ class RestApi:
         lev = _int(p, "leverage")
         if lev is None:
             raise errors.mandatory_missing("leverage")
-        self.ex.engine.set_leverage(symbol, lev)
+        self.ex.engine_of(c.account).set_leverage(symbol, lev)
         return Outcome({"leverage": lev, "maxNotionalValue": "20000000", "symbol": symbol})
 
     def symbol_config(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/symbolConfig (leverage and margin type)."""
-        eng = self.ex.engine
+        eng = self.ex.engine_of(c.account)
         symbols = [p["symbol"]] if p.get("symbol") else list(eng.specs)
         return Outcome(
             [
@@ -496,13 +509,13 @@ class RestApi:
     def commission_rate(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/commissionRate."""
         symbol = _require(p, "symbol")
-        self.ex.engine.spec(symbol)
-        fee = wire.fmt(self.ex.engine.taker_fee, 6)
+        self.ex.engine_of(c.account).spec(symbol)
+        fee = wire.fmt(self.ex.engine_of(c.account).taker_fee, 6)
         return Outcome({"symbol": symbol, "makerCommissionRate": fee, "takerCommissionRate": fee})
 
     def margin_type(self, p: Params, c: Context) -> Outcome:
         """POST /fapi/v1/marginType: the sim is cross-margin only (-4046 for CROSSED)."""
-        self.ex.engine.spec(_require(p, "symbol"))
+        self.ex.engine_of(c.account).spec(_require(p, "symbol"))
         if _require(p, "marginType") == "CROSSED":
             raise BinanceError(-4046, "No need to change margin type.")
         raise BinanceError(-1116, "Invalid marginType: the sim simulates cross margin only.")
@@ -515,14 +528,14 @@ class RestApi:
 
     def position_risk_v2(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v2/positionRisk: every symbol (flat ones with zeros)."""
-        eng = self.ex.engine
+        eng = self.ex.engine_of(c.account)
         now = now_ms()
         symbols = [p["symbol"]] if p.get("symbol") else list(eng.specs)
         return Outcome([wire.position_v2(eng, eng.position(s), now) for s in symbols])
 
     def position_risk_v3(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v3/positionRisk: symbols with a position only."""
-        eng = self.ex.engine
+        eng = self.ex.engine_of(c.account)
         now = now_ms()
         symbol = p.get("symbol") or None
         if symbol:
@@ -535,18 +548,17 @@ class RestApi:
         return Outcome(rows)
 
     def keepalive_listen_key(self, p: Params, c: Context) -> Outcome:
-        """PUT /fapi/v1/listenKey: extends the key (-1125 if none is active)."""
-        key = p.get("listenKey") or next(iter(self.ex.listen_keys()), "")
-        if not self.ex.is_listen_key(key):
+        """PUT /fapi/v1/listenKey: extends the account's key (-1125 if none is active)."""
+        mine = self.ex.listen_keys(c.account)
+        key = p.get("listenKey") or next(iter(mine), "")
+        if key not in mine:
             raise errors.listen_key_missing()
         return Outcome({"listenKey": key})
 
     def delete_listen_key(self, p: Params, c: Context) -> Outcome:
-        """DELETE /fapi/v1/listenKey: closes the user stream."""
+        """DELETE /fapi/v1/listenKey: closes the account's user stream."""
+        mine = self.ex.listen_keys(c.account)
         key = p.get("listenKey")
-        if key:
-            self.ex.delete_listen_key(key)
-        else:
-            for k in self.ex.listen_keys():
-                self.ex.delete_listen_key(k)
+        for k in mine if not key else [key] if key in mine else []:
+            self.ex.delete_listen_key(k)
         return Outcome({})

@@ -1,20 +1,21 @@
 """The process: builds everything from the configuration, runs until a signal, stops cleanly.
 
 :class:`App` owns, in start order: the metrics/health HTTP server, the database (embedded or
-DSN) and the store, one advisory lock per account (I7), the exchange adapters, the
-:class:`~supervision.supervisor.Supervisor` (recovery of open positions first, S5; then the
-actors of symbols whose pause or quarantine is stored), the periodic
-:class:`~supervision.sync.SyncService`, the operator's control endpoint and live view
-(:mod:`supervision.control`, only while its token is set) and the feeds. The pieces other
-modules provide are built in two functions only, :func:`wire_infra` and :func:`wire_feeds`, so
-that the wiring is in one place.
+DSN) and the store, the exchange adapters, the :class:`~supervision.supervisor.Supervisor`
+(then the actors of symbols whose pause or quarantine is stored), the periodic
+:class:`~supervision.sync.SyncService`, the lease keeper (:class:`~supervision.leases.Ownership`,
+I7: it takes the accounts' leases and activates each account it holds, recovering its open
+positions first, S5), the operator's control endpoint and live view (:mod:`supervision.control`,
+only while its token is set) and the feeds. The pieces other modules provide are built in two
+functions only, :func:`wire_infra` and :func:`wire_feeds`, so that the wiring is in one place.
 
 Stopping (:meth:`App.run`): the first SIGTERM or SIGINT stops intake (the control endpoint,
 feeds, then sync), lets
 in-flight exchange calls finish within ``supervisor.shutdown_grace_s`` (``Supervisor.stop``),
-then releases the account locks, closes the store and the embedded database, and ``run``
-returns 0. A second signal forces the exit with code 1 at once. A failure while starting
-returns 1 after undoing what was started.
+then gives up the leases of the accounts it held (the next owner takes them at once; a lease
+of an account whose calls may still be in flight is left to expire), closes the store and the
+embedded database, and ``run`` returns 0. A second signal forces the exit with code 1 at once.
+A failure while starting returns 1 after undoing what was started.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, Protocol, TypeVar, cast
 
@@ -41,8 +42,9 @@ from actors.state import Commit, JournalEvent, Position, SignalOutcome, SignalRe
 from infra.config import AccountConfig, Config
 from infra.metrics import HealthChecks, MetricsServer, PrometheusMetrics
 from supervision.control import ControlCollector, ControlServer, ControlStats
+from supervision.leases import LeaseSettings, Ownership, register
 from supervision.live_view import ViewSource
-from supervision.supervisor import Supervisor
+from supervision.supervisor import Supervisor, SupervisorConfig
 from supervision.sync import SyncService
 
 __all__ = [
@@ -82,7 +84,6 @@ class Infra:
     dsn: str | None = None
     closers: list[tuple[str, Callable[[], object]]] = field(default_factory=list)
     refused_accounts: Mapping[str, str] = field(default_factory=dict)
-    lock_listener: Callable[[str, bool], None] | None = None
 
 
 InfraFactory = Callable[[Config, PrometheusMetrics], Infra]
@@ -302,49 +303,31 @@ def open_store(config: Config) -> tuple[Store, str, list[tuple[str, Callable[[],
 
 
 def wire_infra(config: Config, metrics: PrometheusMetrics) -> Infra:
-    """Database, store, account locks and exchange adapters, from the configuration.
-
-    An account whose lock another process holds is left out (I7: it does not trade here) and
-    named in ``refused_accounts``. A lock lost later calls ``infra.lock_listener(account,
-    held)`` (the app closes and reopens entries for the account).
+    """Database, store and exchange adapters (every configured account), from the
+    configuration. Which accounts this process trades is the lease keeper's to decide
+    (:class:`~supervision.leases.Ownership`, started by :meth:`App.start` on ``infra.dsn``).
     """
-    from infra.store import AccountLock, AccountLocked  # noqa: PLC0415
-
     store, dsn, closers = open_store(config)
     infra = Infra(store=store, exchanges={}, dsn=dsn, closers=closers)
-    refused: dict[str, str] = {}
     exchanges: dict[str, ExchangePort] = {}
-
-    def lock_changed(account: str) -> Callable[[bool], None]:
-        def on_change(held: bool) -> None:
-            if infra.lock_listener is not None:
-                infra.lock_listener(account, held)
-
-        return on_change
-
+    # The exchange refuses a signed request older than the fence margin (recvWindow): a
+    # process paused after signing cannot have it executed once its lease may have expired.
+    recv_window_ms = int(min(config.ownership.fence_margin_s, 5.0) * 1000)
     try:
         for name, acc in config.accounts.items():
-            lock = AccountLock(
-                dsn, name, wait=config.database.account_lock_wait, on_change=lock_changed(name)
-            )
-            try:
-                lock.acquire()
-            except AccountLocked as exc:
-                lock.release()
-                refused[name] = str(exc)
-                continue
-            closers.append((f"account lock {name}", lock.release))
-            exchanges[name] = _exchange(name, acc, closers)
+            exchanges[name] = _exchange(name, acc, closers, recv_window_ms)
     except BaseException:
         _close_all(closers)
         raise
     infra.exchanges = exchanges
-    infra.refused_accounts = refused
     return infra
 
 
 def _exchange(
-    name: str, acc: AccountConfig, closers: list[tuple[str, Callable[[], object]]]
+    name: str,
+    acc: AccountConfig,
+    closers: list[tuple[str, Callable[[], object]]],
+    recv_window_ms: int | None = None,
 ) -> ExchangePort:
     """The ccxt adapter of one account; markets loaded now when the exchange answers."""
     from infra.exchange import CcxtExchange, VenueConfig, env_prefix  # noqa: PLC0415
@@ -363,6 +346,7 @@ def _exchange(
             enable_rate_limit=acc.enable_rate_limit,
             timeout_s=acc.timeout_s,
             require_credentials=acc.credentials == "env",
+            recv_window_ms=recv_window_ms,
         ),
         environ=environ,
     )
@@ -477,6 +461,11 @@ class App:
         self._sync_ok: dict[str, float] = {}
         self._started_at = time.monotonic()
         self._heartbeat: float | None = None  # the last round of wait()'s loop
+        #: The lease keeper (I7); ``None`` without a database DSN (in-memory tests).
+        self.ownership: Ownership | None = None
+        #: What :meth:`run` returns after a stop that is not a failure to start.
+        self.exit_code = 0
+        self._unregister_ownership_metrics: Callable[[], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -503,16 +492,20 @@ class App:
                 + ", ".join(f"{a} ({w})" for a, w in infra.refused_accounts.items())
             )
         self.store = TimedStore(infra.store, self.metrics)
-        infra.lock_listener = self._on_lock_change
         self.health.register("database", self.store.health, upstream="database")
+        own = self._ownership(infra) if infra.dsn is not None else None
         sup = Supervisor(
             self.store,
             infra.exchanges,
             self.clock,
-            config=cfg.supervisor_config(),
+            config=self._supervisor_config(own),
             metrics=self.metrics,
+            gate=own.token if own is not None else None,
+            hold_s=cfg.ownership.hold_signals_s,
         )
         self.supervisor = sup
+        if own is not None:
+            self._wire_ownership(own, sup)
         self.metrics.watch_supervisor(sup.stats, _mailbox_depths)
         self.health.register("closes", self._closes_check)
         sup.start()
@@ -525,6 +518,7 @@ class App:
             cfg.sync.interval_s,
             on_round=self._on_sync_round,
             clock=self.clock.now,
+            active=self._may_sync if own is not None else None,
         )
         sup.sync_listeners.append(self.sync.request)
         for account in infra.exchanges:
@@ -533,6 +527,13 @@ class App:
                 f"exchange:{account}", self._exchange_check(account), upstream="exchange"
             )
         self.sync.start()
+        if own is not None:
+            own.start()  # the first round takes what is free now (activates, recovers)
+            if not own.owned() and not cfg.database.wait_for_accounts:
+                raise RuntimeError(
+                    "no account can be managed by this process: "
+                    + "; ".join(f"{v.account}: {v.note}" for v in own.view())
+                )
         self.intake = Intake(cfg, sup, self.metrics, self.clock, self.store)
         _watch_sizes(sup, self.intake, self.sync, infra)
         self._start_controls(infra, sup)
@@ -541,8 +542,12 @@ class App:
             feed.start()
         self.ready.set()
         log.info(
-            "supervisor ready: accounts %s, %d feeds, metrics %s, control %s",
+            "supervisor ready: accounts %s%s, %d feeds, metrics %s, control %s",
             ", ".join(sorted(infra.exchanges)),
+            ""
+            if own is None
+            else f" (owns {', '.join(own.owned()) or 'none'}; waits for "
+            f"{', '.join(own.waiting()) or 'none'})",
             len(self.feeds),
             self.server.url if self.server else "off",
             self.control.url if self.control else "off",
@@ -606,6 +611,7 @@ class App:
             if self.store is not None and now >= next_probe:
                 next_probe = now + PROBE_S
                 self.store.probe()
+            self._check_wait_limit(now)
             if on_tick is not None:
                 try:
                     on_tick()
@@ -633,6 +639,10 @@ class App:
         if self.sync is not None:
             self.sync.stop()
         sup = self.supervisor
+        own = self.ownership
+        if own is not None:
+            own.stop_taking()  # a stopping process takes no new account
+        stopped_clean = True
         if sup is not None:
             unwritten = sum(c.report.unwritten for c in sup.cells())
             if unwritten:
@@ -641,9 +651,15 @@ class App:
             in_flight = sup.in_flight()
             log.info("stopping actors; %d exchange calls in flight (grace %.1fs)", in_flight, grace)
             if not sup.stop(grace):
-                clean = False
+                clean = stopped_clean = False
                 log.warning("not every exchange call or actor finished within %.1fs", grace)
             self.metrics.unwatch()
+        if own is not None:
+            # Nothing of this process can send any more when every call finished: the next
+            # owner may take the accounts now. Otherwise the leases expire.
+            own.stop(release=lambda account: stopped_clean)
+            if self._unregister_ownership_metrics is not None:
+                self._unregister_ownership_metrics()
         if self._control_collector is not None:
             with contextlib.suppress(KeyError):
                 self.metrics.registry.unregister(self._control_collector)
@@ -674,7 +690,7 @@ class App:
                     self.wait(duration)
             finally:
                 self.shutdown()
-            return 0
+            return self.exit_code
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
@@ -694,14 +710,142 @@ class App:
         log.error("%s received again: forcing exit", name)
         self._force_exit(1)
 
-    def _on_lock_change(self, account: str, held: bool) -> None:
+    # -- ownership (I7) -------------------------------------------------------------------
+
+    def _ownership(self, infra: Infra) -> Ownership:
+        """The lease keeper on ``infra.dsn``: its lease store (closed with the infra), this
+        database's installation id, the store's commits fenced by its epochs."""
+        from infra.store.ownership import LeaseStore  # noqa: PLC0415
+
+        cfg = self.config
+        o = cfg.ownership
+        assert infra.dsn is not None
+        leases = LeaseStore(infra.dsn, lease_s=o.lease_s, timeout=min(2.0, o.renew_s))
+        infra.closers.append(("lease store", leases.close))
+        installation = leases.installation()
+        settings = LeaseSettings(
+            lease_s=o.lease_s,
+            renew_s=o.renew_s,
+            fence_margin_s=o.fence_margin_s,
+            max_accounts=o.max_accounts,
+            wait=cfg.database.wait_for_accounts,
+            timeout=min(2.0, o.renew_s),
+            hold_s=o.hold_signals_s,
+        )
+
+        def sup() -> Supervisor:
+            assert self.supervisor is not None
+            return self.supervisor
+
+        own = Ownership(
+            leases,
+            list(cfg.accounts),
+            settings,
+            activate=self._activate,
+            deactivate=lambda account, reason: sup().deactivate(account, reason),
+            set_entries=lambda account, is_open, reason, hold: sup().set_entries_open(
+                account, is_open, reason, hold=hold
+            ),
+            request_sync=lambda account: (
+                self.sync.request(account, "takeover") if self.sync is not None else None
+            ),
+            set_adoption=lambda account, allowed: sup().set_adoption(account, allowed),
+            installation=installation,
+        )
+        fence_with = getattr(infra.store, "fence_with", None)
+        if fence_with is not None:
+            fence_with(own.token)
+        log.info(
+            "installation %s; %s; leases of %.1fs renewed every %.1fs, fenced %.1fs before "
+            "expiry%s",
+            installation.label,
+            leases.identity.describe(),
+            o.lease_s,
+            o.renew_s,
+            o.fence_margin_s,
+            f", at most {o.max_accounts} accounts" if o.max_accounts else "",
+        )
+        self.ownership = own
+        return own
+
+    def _supervisor_config(self, own: Ownership | None) -> SupervisorConfig:
+        """The supervisor's configuration; with a lease keeper, every policy knows this
+        database's installation (the orphan sweep and adoption leave other installations'
+        orders alone)."""
+        sc = self.config.supervisor_config()
+        if own is None or own.guard is None:
+            return sc
+        inst = own.guard.installation
+        return replace(
+            sc,
+            policy=replace(sc.policy, installation=inst),
+            account_policies={
+                a: replace(p, installation=inst) for a, p in sc.account_policies.items()
+            },
+        )
+
+    def _wire_ownership(self, own: Ownership, sup: Supervisor) -> None:
+        sup.ownership_listeners.append(own.not_owner)
+        if own.guard is not None:
+            sup.inspect = own.guard.inspect
+            guard = own.guard
+            for account in self.config.accounts:
+                self.health.register(
+                    f"installation:{account}",
+                    lambda a=account: guard.check(a),  # type: ignore[misc]
+                )
+        self.health.register("ownership", own.readiness)  # process-internal: no page
+        self._unregister_ownership_metrics = register(
+            self.metrics.registry,
+            own.collector(
+                lambda: {
+                    a: (sup.dropped_not_owner.get(a, 0), sup.held_signals(a))
+                    for a in self.config.accounts
+                }
+            ),
+        )
+
+    def _activate(self, account: str) -> None:
+        """The lease keeper holds ``account``'s lease: recover it (keeper's thread)."""
         sup = self.supervisor
-        if sup is not None:
-            sup.set_entries_open(account, held, "ownership_lock_lost")
+        assert sup is not None
+        self._sync_ok[account] = time.monotonic()
+        keys = sup.activate(account)
+        log.info("account %s: %d open positions recovered", account, len(keys))
+        stored = getattr(self.infra.store if self.infra else None, "controls", None)
+        if callable(stored):  # its stored pauses and quarantines show from now on
+            sup.wake(c.key for c in stored() if c.key.account == account)
+
+    def _may_sync(self, account: str) -> bool:
+        """The sync runs only for an account this process acts on and may send for now."""
+        own, sup = self.ownership, self.supervisor
+        return (
+            own is not None
+            and sup is not None
+            and sup.active(account)
+            and own.token(account) is not None
+        )
+
+    def _check_wait_limit(self, now: float) -> None:
+        """``account_lock_wait = <seconds>``: a process that owns no account after that long
+        exits 1 (its supervisor restarts it or says so)."""
+        limit = self.config.database.wait_limit_s
+        own = self.ownership
+        if limit is None or own is None or own.owned() or now - self._started_at < limit:
+            return
+        log.error(
+            "no account could be owned within account_lock_wait = %.0f s: %s",
+            limit,
+            "; ".join(f"{v.account}: {v.note}" for v in own.view()),
+        )
+        self.exit_code = 1
+        self.request_stop("no account owned in time")
 
     def _on_sync_round(self, account: str, observations: int, seconds: float, ok: bool) -> None:
         if ok:
             self._sync_ok[account] = time.monotonic()
+            if self.ownership is not None and observations >= 0:
+                self.ownership.synced(account)
         self.metrics.sync_round(account, observations, seconds, ok)
 
     def _closes_check(self) -> str | None:
@@ -734,6 +878,8 @@ class App:
             dead.append("timers")
         if self.sync is not None and not self.sync.running:
             dead.append("sync")
+        if self.ownership is not None and not self.ownership.running:
+            dead.append("lease-keeper")
         for feed in self.feeds:
             if getattr(feed, "running", True) is False:
                 dead.append(f"feed:{getattr(feed, 'name', type(feed).__name__)}")
@@ -760,6 +906,8 @@ class App:
         limit = max(30.0, 3 * self.config.sync.interval_s)
 
         def check() -> str | None:
+            if self.ownership is not None and not self._may_sync(account):
+                return None  # not synced here: its owner's check
             age = time.monotonic() - self._sync_ok.get(account, self._started_at)
             return f"no successful sync for {age:.0f}s" if age > limit else None
 

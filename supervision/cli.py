@@ -16,6 +16,9 @@ Commands::
     unquarantine SYMBOL...   lift a quarantine after repeated crashes
                              (each with --reason TEXT [--account A] [--timeout S] [--json];
                              they call the running process's control endpoint)
+    confirm-installation --account A --config FILE
+                             an operator confirms the orders of another installation seen
+                             on the account (I7): its entries resume
     demo                     embedded PostgreSQL + sim/ exchange + four signal sources
 
 ``--config`` defaults to ``$PS_CONFIG``. Exit codes: 0 ok, 2 invalid configuration or usage
@@ -38,10 +41,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import difflib
+import getpass
 import json
 import logging
 import os
 import re
+import socket
 import sys
 import time
 import urllib.error
@@ -54,7 +59,7 @@ from actors.model import OrderKind, Side
 from actors.state import JournalEvent, Position, SignalRecord
 from infra.config import Config, ConfigError, load_config
 from infra.logs import SecretRedactor, setup_logging
-from infra.store.reads import AccountOwner
+from infra.store.reads import AccountOwner, InstallationView
 
 __all__ = [
     "UsageError",
@@ -258,20 +263,45 @@ def render_controls(controls: Sequence[Any]) -> str:
 
 
 def _owner_text(o: AccountOwner) -> str:
+    waiting = f"; waiting: {', '.join(o.waiting)}" if o.waiting else ""
     if not o.owned:
-        return "not owned: no supervisor manages this account now"
+        last = (
+            f" (last: supervisor pid {o.pid} on {o.host}, lease epoch {o.epoch})"
+            if o.pid is not None
+            else ""
+        )
+        return f"not owned: no supervisor manages this account now{last}{waiting}"
     who = (
         f"supervisor pid {o.pid} on {o.host}"
         if o.pid is not None
         else f"application {o.application or '?'!r}"
     )
-    since = f", since {_ts(o.since)}" if o.since is not None else ""
-    return f"owned by {who} (PostgreSQL backend {o.backend_pid}, from {o.client}{since})"
+    since = f" since {_ts(o.since)}" if o.since is not None else ""
+    expires = f", expires in {o.expires_in:.1f}s" if o.expires_in is not None else ""
+    backend = (
+        f" (PostgreSQL backend {o.backend_pid}, from {o.client})"
+        if o.backend_pid is not None
+        else ""
+    )
+    return f"owned by {who}, lease epoch {o.epoch}{since}{expires}{backend}{waiting}"
 
 
-def render_owners(owners: Sequence[AccountOwner]) -> str:
-    """One line per account: whether a supervisor holds its ownership lock, and which."""
-    return _table(("ACCOUNT", "OWNER"), [(o.account, _owner_text(o)) for o in owners])
+def render_owners(
+    owners: Sequence[AccountOwner], installation: InstallationView | None = None
+) -> str:
+    """One line per account: whether a supervisor holds its lease (I7), which, its epoch,
+    since when and until when, and the processes waiting for it; then this database's
+    installation id and every installation alarm not confirmed."""
+    out = [_table(("ACCOUNT", "OWNER"), [(o.account, _owner_text(o)) for o in owners])]
+    if installation is not None:
+        out.append(f"installation {installation.label}")
+        for account, other, cid, symbol in installation.alarms:
+            out.append(
+                f"ALARM {account}: orders of installation {other:06d} (another database), "
+                f"e.g. {cid} on {symbol}: entries stopped until "
+                f"`position-supervisor confirm-installation --account {account}`"
+            )
+    return "\n".join(out)
 
 
 def _ts(t: float) -> str:
@@ -529,9 +559,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     accounts = _accounts(cfg, args.account)
 
     def show(store: Any, dsn: str) -> int:
-        from infra.store.reads import account_owners  # noqa: PLC0415
+        from infra.store.reads import account_owners, installation_view  # noqa: PLC0415
 
         owners = account_owners(dsn, accounts)
+        installation = installation_view(dsn, accounts)
         controls = [c for c in store.controls() if c.key.account in accounts]
         everything: list[Position] = [
             p for a in accounts for p in store.positions(a, include_terminal=True)
@@ -558,9 +589,19 @@ def cmd_status(args: argparse.Namespace) -> int:
                         "application": o.application,
                         "client": o.client,
                         "since": o.since,
+                        "epoch": o.epoch,
+                        "lease_expires_in": o.expires_in,
+                        "waiting": list(o.waiting),
                     }
                     for o in owners
                 ],
+                "installation": {
+                    "id": installation.label,
+                    "alarms": [
+                        {"account": a, "installation": f"{i:06d}", "client_id": c, "symbol": s}
+                        for a, i, c, s in installation.alarms
+                    ],
+                },
                 "open": [_position_json(p, marks, stops) for p in open_],
                 "closed": [_position_json(p, marks, None) for p in closed],
                 "controls": [
@@ -586,7 +627,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             print()
             print(render_controls(controls))
             print()
-            print(render_owners(owners))
+            print(render_owners(owners, installation))
         if stops is not None and any(v.startswith("MISSING") for v in stops.values()):
             return EXIT_STOP_MISSING
         return EXIT_OK
@@ -647,6 +688,31 @@ def _check_symbol(cfg: Config, accounts: Sequence[str], symbol: str, store: Any)
         f"unknown symbol {symbol!r}: not in the symbols of {', '.join(accounts)} and nothing "
         f"recorded for it; {hint}configured: {', '.join(known)}"
     )
+
+
+def cmd_confirm_installation(args: argparse.Namespace) -> int:
+    """Confirm the installation alarms of one account (I7): its entries resume."""
+    cfg = _load(args, require_credentials=False)  # writes the confirmation only
+    setup_logging("WARNING", False, cfg.secret_values())
+    (account,) = _accounts(cfg, args.account)
+    by = f"{getpass.getuser()}@{socket.gethostname()}"
+
+    def confirm(store: Any, dsn: str) -> int:
+        from infra.store.ownership import LeaseStore  # noqa: PLC0415
+
+        with LeaseStore(dsn, timeout=10.0) as leases:
+            done = leases.confirm(account, by, args.installation)
+        if not done:
+            print(f"nothing to confirm: account {account} has no unconfirmed alarm")
+        for a in done:
+            print(
+                f"confirmed: account {a.account}, installation {a.label} ({a.client_id} on "
+                f"{a.symbol}, seen {_ts(a.seen_at)}) by {by}; entries resume within a few "
+                "seconds"
+            )
+        return EXIT_OK
+
+    return _with_store(cfg, confirm)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -929,6 +995,25 @@ def build_parser() -> argparse.ArgumentParser:
         )
         c.add_argument("--json", action="store_true", help="the endpoint's JSON answer")
         c.set_defaults(fn=cmd_control)
+
+    confirm = sub.add_parser(
+        "confirm-installation",
+        help="confirm another installation's orders on an account (entries resume)",
+        description="Orders with our prefix and another installation's id (another database) "
+        "were seen on the account and stopped its entries. Confirm that this is known (e.g. "
+        "the database was replaced, and its leftover orders are handled by hand): the "
+        "supervisor trading the account resumes entries, and that installation's orders do "
+        "not stop them again. Orders of another installation are never cancelled by us.",
+    )
+    config_arg(confirm)
+    confirm.add_argument("--account", required=True, help="the account")
+    confirm.add_argument(
+        "--installation",
+        type=int,
+        metavar="ID",
+        help="only this installation id (default: every unconfirmed one)",
+    )
+    confirm.set_defaults(fn=cmd_confirm_installation)
 
     demo = sub.add_parser(
         "demo",

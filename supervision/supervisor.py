@@ -19,6 +19,18 @@ symbols that crashed within the restart window or are quarantined. An actor that
 takes its cell, its tick slot and its timers with it (:meth:`Supervisor.retire`); quiet restart
 trackers are dropped by :meth:`Supervisor.passivate_idle`. :meth:`Supervisor.structure_sizes`
 reports every size.
+
+Ownership (I7): with a ``gate`` (the lease keeper's ``account -> epoch or None``), every
+account starts *inactive*: no actor runs for it, messages for it are dropped (counted in
+:attr:`Supervisor.dropped_not_owner`), signals for it are held (below), and its worker
+pool sends a call only while the gate gives the epoch it was submitted under. The lease
+keeper calls :meth:`Supervisor.activate` once it holds an account's lease (its open
+positions are recovered, S5) and :meth:`Supervisor.deactivate` when the process must stop
+acting on it (fenced): queued calls are dropped and the account's actors stopped. While an
+account waits for its lease (standby, fenced, taking over), the signals for it are *held*,
+not answered (its owner answers them), for at most ``hold_s`` seconds, and offered to the
+actors when entries open here; an old one is then refused by its age, one decided by the
+previous owner is answered with its recorded decision.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +53,7 @@ from actors.messages import (
     MarkPriceTick,
     Message,
     OpenSignal,
+    OrderUpdate,
     SyncObservation,
     TicksReady,
     TimerFired,
@@ -65,6 +79,9 @@ __all__ = ["Supervisor", "SupervisorConfig", "SupervisorStats"]
 log = logging.getLogger(__name__)
 
 _STOPPING = ("shutting_down", "stopped")
+
+#: Signals held per account while it waits for its lease (the oldest are dropped beyond).
+MAX_HELD_SIGNALS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +119,8 @@ class Supervisor:
         config: SupervisorConfig | None = None,
         metrics: Metrics | None = None,
         timers: TimerService | None = None,
+        gate: Callable[[str], int | None] | None = None,
+        hold_s: float = 30.0,
     ) -> None:
         self.config = config or SupervisorConfig()
         self.store = store
@@ -118,14 +137,34 @@ class Supervisor:
         self._stopped = False
         self._dead_letters = 0
         self._restarts = 0
+        self._gate = gate
         self._workers = {
             account: ExchangeWorkers(
-                account, ex, self.deliver, self.config.workers_per_account, self.metrics
+                account,
+                ex,
+                self.deliver,
+                self.config.workers_per_account,
+                self.metrics,
+                gate=None if gate is None else (lambda a=account: gate(a)),  # type: ignore[misc]
             )
             for account, ex in exchanges.items()
         }
-        self._entries_open: dict[str, bool] = dict.fromkeys(exchanges, True)
-        self._entry_refusal: dict[str, str] = {}
+        # I7: without a gate every account is ours; with one, none until activate().
+        self._active: dict[str, bool] = dict.fromkeys(exchanges, gate is None)
+        self._entries_open: dict[str, bool] = dict.fromkeys(exchanges, gate is None)
+        self._entry_refusal: dict[str, str] = dict.fromkeys(exchanges, "not_owner")
+        self._holding: dict[str, bool] = dict.fromkeys(exchanges, gate is not None)
+        self._held: dict[str, deque[tuple[float, OpenSignal]]] = {a: deque() for a in exchanges}
+        self._no_adoption: set[str] = set()
+        self.hold_s = hold_s
+        #: Messages dropped because their account is not active here (per account).
+        self.dropped_not_owner: dict[str, int] = dict.fromkeys(exchanges, 0)
+        #: Called with ``(account, why, certain)`` when an actor's write was refused because
+        #: another process owns (certain) or may own the account (the lease keeper).
+        self.ownership_listeners: list[Callable[[str, str, bool], None]] = []
+        #: Called with every order update and sync observation of an active account before
+        #: it is routed (the installation check). Must be cheap and must not raise.
+        self.inspect: Callable[[Message], None] | None = None
         self.sync_listeners: list[Callable[[str, str], None]] = []
         #: Ticks dropped because their symbol had no live actor (see :meth:`tell_tick`).
         self.ticks_without_actor = 0
@@ -159,7 +198,18 @@ class Supervisor:
             return False
         if self._closing and not isinstance(msg, ExchangeOutcome | TimerFired):
             return self._dead_letter(msg, "shutting_down")
-        if isinstance(msg, OpenSignal) and not self._entries_open.get(msg.key.account, False):
+        account = msg.key.account
+        if not self._active.get(account, True):
+            if isinstance(msg, OpenSignal) and self._hold(msg):
+                return True
+            if not isinstance(msg, OpenSignal):
+                self.dropped_not_owner[account] = self.dropped_not_owner.get(account, 0) + 1
+                return False
+        elif isinstance(msg, OrderUpdate | SyncObservation) and self.inspect is not None:
+            self.inspect(msg)
+        if isinstance(msg, OpenSignal) and not self._entries_open.get(account, False):
+            if self._hold(msg):
+                return True
             reason = self._entry_refusal.get(msg.key.account, "unknown_account")
             self.metrics.signal(msg.source, "rejected", reason)
             log.warning("signal %s refused: %s", msg.signal_id, reason, extra={"key": str(msg.key)})
@@ -216,10 +266,19 @@ class Supervisor:
                     return self._dead_letter(msg, "stopped")
                 if isinstance(msg, TicksReady) and self._slots.get(key) is not msg.slot:
                     return False  # its actor passivated since: the wake-up is stale
+                if not self._active.get(key.account, True) and not isinstance(msg, OpenSignal):
+                    self.dropped_not_owner[key.account] += 1
+                    return False  # deactivated meanwhile: nothing may start for it
                 ref = self._actors.get(key)
                 if ref is None or not ref.is_alive():
                     if isinstance(msg, SyncObservation) and not is_activity(msg):
                         return False  # "nothing here" where no actor is: nothing to do
+                    if (
+                        isinstance(msg, SyncObservation)
+                        and key.account in self._no_adoption
+                        and msg.position is not None
+                    ):
+                        return False  # another installation trades here: adopt nothing
                     ref = self._spawn(key)
             try:
                 ref.tell(msg)
@@ -306,6 +365,13 @@ class Supervisor:
         )
         return decision
 
+    def not_owner(self, key: Key, why: str, certain: bool) -> None:
+        for listener in list(self.ownership_listeners):
+            try:
+                listener(key.account, why, certain)
+            except Exception:
+                log.exception("ownership listener failed")
+
     def retire(self, key: Key, ref: pykka.ActorRef[Any]) -> bool:
         """An idle actor passivates (its own thread): forget its actor, cell and tick slot,
         cancel its timers, and drop its restart tracker unless it still counts (a crash
@@ -326,28 +392,137 @@ class Supervisor:
 
     # -- entry gates (ownership, I7) --------------------------------------------------------
 
-    def set_entries_open(self, account: str, is_open: bool, reason: str = "not_owner") -> None:
-        """Open or close new entries for an account (the account lock calls this)."""
+    def set_entries_open(
+        self, account: str, is_open: bool, reason: str = "not_owner", *, hold: bool = False
+    ) -> None:
+        """Open or close new entries for an account (the lease keeper and the installation
+        check call this). Closed with ``hold``: signals are held (module docstring), not
+        refused; opened: the held signals are offered to the actors now."""
         self._entries_open[account] = is_open
+        self._holding[account] = hold and not is_open
         if not is_open:
             self._entry_refusal[account] = reason
-        log.warning(
-            "entries for account %s %s", account, "open" if is_open else f"closed: {reason}"
+        log.log(
+            logging.INFO if is_open or hold else logging.WARNING,
+            "entries for account %s %s",
+            account,
+            "open" if is_open else f"closed: {reason}{' (signals held)' if hold else ''}",
         )
+        if is_open or not hold:
+            self._release_held(account)
+
+    def entries_open(self, account: str) -> bool:
+        """Whether new entries are open for ``account`` here."""
+        return self._entries_open.get(account, False)
+
+    def set_adoption(self, account: str, allowed: bool) -> None:
+        """Forbid (or allow again) adopting positions found on the exchange for ``account``:
+        while another installation trades the account, its positions are not ours."""
+        if allowed:
+            self._no_adoption.discard(account)
+        else:
+            self._no_adoption.add(account)
+
+    def active(self, account: str) -> bool:
+        """Whether this process acts on ``account`` now (always, without a gate)."""
+        return self._active.get(account, False)
+
+    def activate(self, account: str) -> list[Key]:
+        """The lease keeper holds ``account``'s lease now: messages for it flow again and its
+        open positions are recovered (actors load them and resolve them against the exchange
+        before new entries, S5). Entries stay as they are (the keeper opens them after the
+        takeover's first sync). Returns the keys recovered. Raises what the store raises
+        (:class:`~actors.ports.StoreUnavailable`): the account is then active, its positions
+        are recovered by the next sync (or a retry)."""
+        with self._lock:
+            if self._stopped:
+                return []
+            self._active[account] = True
+        log.info("account %s: active here", account)
+        return self.recover(account)
+
+    def deactivate(
+        self, account: str, reason: str = "ownership_lock_lost", *, hold: bool = True
+    ) -> Callable[[], bool]:
+        """Stop acting on ``account`` now (fenced, or the lease given up): nothing is sent for
+        it any more (its gate is closed already), queued calls are dropped, its actors stop
+        (each transition is in the database; the next owner recovers), entries close with
+        ``reason`` (signals held when ``hold``). Returns a function that says whether every
+        actor stopped (the account must not be activated again before: an actor finishing
+        a message could act under the next epoch). Any thread but an actor's of the
+        account."""
+        with self._lock:
+            self._active[account] = False
+            refs = [(k, r) for k, r in self._actors.items() if k.account == account]
+            for key, _ in refs:
+                del self._actors[key]
+                self._cells.pop(key, None)
+                self._slots.pop(key, None)
+                self._trackers.pop(key, None)
+                self.timers.cancel_key(key)
+        self.set_entries_open(account, False, reason, hold=hold)
+        workers = self._workers.get(account)
+        dropped = workers.drop_queued() if workers is not None else 0
+        for _, ref in refs:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.stop(block=False)
+        log.warning(
+            "account %s: not active here any more (%s): %d actors stopped, %d queued calls dropped",
+            account,
+            reason,
+            len(refs),
+            dropped,
+        )
+        return lambda: all(ref.actor_stopped.is_set() for _, ref in refs)
+
+    def _hold(self, sig: OpenSignal) -> bool:
+        """Hold ``sig`` when its account waits for its lease here; False when not holding."""
+        account = sig.key.account
+        if not self._holding.get(account, False):
+            return False
+        held = self._held.setdefault(account, deque())
+        now = time.monotonic()
+        while held and (now - held[0][0] > self.hold_s or len(held) >= MAX_HELD_SIGNALS):
+            held.popleft()
+        held.append((now, sig))
+        return True
+
+    def _release_held(self, account: str) -> None:
+        """Offer the signals held for ``account`` (not older than ``hold_s``) again."""
+        held = self._held.get(account)
+        if not held:
+            return
+        now = time.monotonic()
+        batch = []
+        while held:
+            at, sig = held.popleft()
+            if now - at <= self.hold_s:
+                batch.append(sig)
+        if batch:
+            log.info("account %s: offering %d held signals", account, len(batch))
+        for sig in batch:
+            self.tell(sig)
+
+    def held_signals(self, account: str) -> int:
+        """Signals held for ``account`` now."""
+        return len(self._held.get(account, ()))
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def recover(self) -> list[Key]:
-        """Start an actor for every non-terminal position in the store (S5).
+    def recover(self, account: str | None = None) -> list[Key]:
+        """Start an actor for every non-terminal position in the store (of ``account``, or of
+        every account active here) (S5).
 
         Each actor loads its position before its first message and resolves it against the
         exchange (lookups by client order id, then a sync) before it accepts a new entry.
         """
         keys: list[Key] = []
-        for pos in self.store.open_positions():
+        for pos in self.store.open_positions(account):
             if pos.key.account not in self._workers:
                 log.error("open position %s for unconfigured account %s", pos.id, pos.key)
                 continue
+            if not self._active.get(pos.key.account, False):
+                continue  # another process's (I7)
             with self._lock:
                 ref = self._actors.get(pos.key)
                 if ref is None or not ref.is_alive():
@@ -357,11 +532,12 @@ class Supervisor:
         return keys
 
     def wake(self, keys: Iterable[Key]) -> list[Key]:
-        """Start an actor for each of ``keys`` of a configured account (the symbols whose
-        pause or quarantine is stored: their actors load it and show it in metrics)."""
+        """Start an actor for each of ``keys`` of a configured account active here (the
+        symbols whose pause or quarantine is stored: their actors load it and show it in
+        metrics; an account another process owns is its owner's to show, I7)."""
         started: list[Key] = []
         for key in keys:
-            if key.account not in self._workers:
+            if key.account not in self._workers or not self._active.get(key.account, False):
                 continue
             with self._lock:
                 if self._stopped:
@@ -434,6 +610,7 @@ class Supervisor:
                 "tick_slots": len(self._slots),
                 "restart_trackers": len(self._trackers),
             }
+        out["held_signals"] = sum(len(h) for h in list(self._held.values()))
         out.update(self.timers.sizes())
         out["exchange_queue"] = self.in_flight()
         for name, size in list(self.size_sources.items()):

@@ -73,8 +73,11 @@ class SyncService:
         interval_s: float = 5.0,
         on_round: Callable[[str, int, float, bool], None] | None = None,
         clock: Callable[[], float] = time.time,
+        active: Callable[[str], bool] | None = None,
     ) -> None:
         self._exchanges = dict(exchanges)
+        # I7: an account this process does not own (standby, fenced) is not synced.
+        self._active = active
         self._tell = tell
         self._known = known_keys
         self.interval_s = interval_s
@@ -112,7 +115,10 @@ class SyncService:
             return {"sync_requested": len(self._requested)}
 
     def sync_once(self, account: str) -> int:
-        """Fetch one account and tell every actor; returns observations sent (-1 on error)."""
+        """Fetch one account and tell every actor; returns observations sent (-1 on error,
+        0 without a fetch for an account that is not active here)."""
+        if self._active is not None and not self._active(account):
+            return 0
         ex = self._exchanges[account]
         t0 = time.perf_counter()
         try:

@@ -5,6 +5,15 @@ write in it is gated on the position write (``EXISTS (SELECT 1 FROM p)``), so a 
 writes nothing at all; any error (a CHECK constraint, the I1 index, an accepted signal whose
 id is recorded already) aborts all of it.
 
+Fencing (I7): every statement carries the account's lease ``epoch`` (``NULL``: no fencing,
+for tools and tests that own no lease). The CTE ``f`` checks it against ``leases`` and the
+position write (or, without a position, the events and the signal) is gated on it, so a
+commit of a process whose epoch is stale writes nothing at all; the statement's third column
+says so (:class:`~actors.ports.Fenced`). The check locks the lease row ``FOR KEY SHARE``
+until the commit ends: a takeover (which locks it ``FOR UPDATE``) waits for commits in flight,
+and a commit that waited for a takeover sees the new epoch and is refused. A renewal (an
+``UPDATE`` of ``expires_at`` only) does not conflict with it.
+
 The orders, the events and the signal travel as one JSON array each, expanded with
 ``jsonb_to_recordset`` (non-finite floats arrive as the strings ``"NaN"``/``"Infinity"``,
 which ``double precision`` accepts, so the CHECK constraints refuse them by name). The SQL is
@@ -101,19 +110,26 @@ _EVENTS = (
     "ON CONFLICT (account, signal_id) WHERE NOT retry DO NOTHING RETURNING 1) "
 )
 _GATE = "WHERE EXISTS (SELECT 1 FROM p) "
-_RESULT = "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM o)"
+_RESULT = "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM o), (SELECT ok FROM f)"
+_FENCE = (
+    "f AS (SELECT (%(epoch)s::bigint IS NULL OR EXISTS (SELECT 1 FROM leases "
+    "WHERE account = %(account)s::text AND epoch = %(epoch)s::bigint FOR KEY SHARE)) AS ok), "
+)
+_FENCED = "(SELECT ok FROM f)"
 
 _UPD_COLS = codec.POSITION_COLUMNS[3:]
 
 _UPDATE = (
     "WITH "
+    + _FENCE
     + _ORDERS
     + "p AS (UPDATE positions SET ("
     + ", ".join(_UPD_COLS)
     + ") = ROW("
     + ", ".join(f"%({c})s::{_ptype(c)}" for c in _UPD_COLS)
     + ") WHERE id = %(id)s::bigint AND account = %(account)s::text "
-    "AND symbol = %(symbol)s::text AND version = %(expected)s::bigint RETURNING id), "
+    "AND symbol = %(symbol)s::text AND version = %(expected)s::bigint "
+    f"AND {_FENCED} RETURNING id), "
     + _ORDERS_WRITE
     + _EVENTS.format(where=_GATE, where_and=_GATE + "AND ")
     + _RESULT
@@ -121,31 +137,40 @@ _UPDATE = (
 
 _INSERT = (
     "WITH "
+    + _FENCE
     + _ORDERS
     + "p AS (INSERT INTO positions ("
     + ", ".join(codec.POSITION_COLUMNS)
     + ") SELECT "
     + ", ".join(f"%({c})s::{_ptype(c)}" for c in codec.POSITION_COLUMNS)
-    + " RETURNING id), "
+    + f" WHERE {_FENCED} RETURNING id), "
     + _ORDERS_WRITE
     + _EVENTS.format(where=_GATE, where_and=_GATE + "AND ")
     + _RESULT
 )
 
-_EVENTS_ONLY = "WITH " + _EVENTS.format(where="", where_and="WHERE ") + "SELECT 1, 0"
+_EVENTS_ONLY = (
+    "WITH "
+    + _FENCE
+    + _EVENTS.format(where=f"WHERE {_FENCED} ", where_and=f"WHERE {_FENCED} AND ")
+    + f"SELECT {_FENCED}::integer, 0, {_FENCED}"
+)
 
 
 def _control(flag: str) -> str:
-    """Events (and signal) plus the upsert of one flag of ``symbol_controls``."""
+    """Events (and signal) plus the upsert of one flag of ``symbol_controls``, all gated on
+    the epoch (I7) like :data:`EVENTS_ONLY`."""
     return (
         "WITH "
-        + _EVENTS.format(where="", where_and="WHERE ")
+        + _FENCE
+        + _EVENTS.format(where=f"WHERE {_FENCED} ", where_and=f"WHERE {_FENCED} AND ")
         + f", c AS (INSERT INTO symbol_controls (account, symbol, {flag}, {flag}_at, "
-        f"{flag}_note) VALUES (%(account)s::text, %(symbol)s::text, %(value)s::boolean, "
-        "%(at)s::double precision, %(note)s::text) ON CONFLICT (account, symbol) DO UPDATE "
+        f"{flag}_note) SELECT %(account)s::text, %(symbol)s::text, %(value)s::boolean, "
+        f"%(at)s::double precision, %(note)s::text WHERE {_FENCED} "
+        "ON CONFLICT (account, symbol) DO UPDATE "
         f"SET {flag} = EXCLUDED.{flag}, {flag}_at = EXCLUDED.{flag}_at, "
         f"{flag}_note = EXCLUDED.{flag}_note RETURNING 1) "
-        "SELECT 1, 0"
+        f"SELECT {_FENCED}::integer, 0, {_FENCED}"
     )
 
 
@@ -172,13 +197,14 @@ class Statement:
 
 
 UPDATE = Statement(_UPDATE)
-"""Update the position at the expected version, upsert orders, append events and signal."""
+"""Update the position at the expected version, upsert orders, append events and signal.
+Returns ``(positions written, orders written, epoch current)``."""
 
 INSERT = Statement(_INSERT)
 """Insert a new position (expected version 0) with its orders, events and signal."""
 
 EVENTS_ONLY = Statement(_EVENTS_ONLY)
-"""A commit without a position: events and signal only."""
+"""A commit without a position: events and signal only (gated on the epoch alone)."""
 
 CONTROL = {flag: Statement(_control(flag)) for flag in ("paused", "quarantined")}
 """A commit without a position that sets a stored flag of the symbol, by flag."""

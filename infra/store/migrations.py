@@ -27,6 +27,26 @@ Version 2: order state ``pending_cancel`` (I9); ``positions.sl_since`` (I5);
 ``signals.retry``: a refusal that allows a retry does not bind the id, so ``signals_once`` is
 a unique index over final decisions only (I11).
 
+Version 3 (I7, one owner fenced; one installation per account):
+
+* ``installation``: one row, this database's *installation id* (six random digits, drawn
+  when the migration runs) and ``legacy_below``: position ids below it were allocated before
+  (they carry no installation id). From then on ``position_ids`` counts in steps of
+  1,000,000 from a value ending in those six digits, so every position id, and with it every
+  client order id ``ps<position id>…``, ends in the installation id: two databases never
+  produce the same id, and an order of another installation is recognised by its id
+  (:class:`actors.state.Installation`). A database cloned from another (``CREATE DATABASE …
+  TEMPLATE``) is the same installation until :func:`new_installation` draws a new id.
+* ``leases``: one row per account: the fencing token ``epoch`` (+1 at each takeover), the
+  owner (process id, host, pid, a process token for the same-host liveness check), when
+  this epoch began (``since``) and ``expires_at`` (the database's clock). Every commit of
+  an account's state checks its epoch here (:mod:`infra.store._commit_sql`).
+* ``lease_epochs``: one row per epoch ever granted (owner, acquired, last expiry, release):
+  who owned an account when (audits, the failover trial).
+* ``supervisor_processes``: every running process's heartbeat (what it owns, waits for).
+* ``installation_alerts``: orders of another installation seen on an account, and the
+  operator's confirmation (``position-supervisor confirm-installation``).
+
 Version 4: ``symbol_controls``, one row per ``(account, symbol)`` an operator or the restart
 policy stopped entries on: ``paused`` (an operator's pause, with when and why) and
 ``quarantined`` (repeated crashes; lifted by an operator), so that a restart keeps both.
@@ -47,14 +67,17 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from actors.ports import StoreError, StoreUnavailable
+from actors.state import INSTALLATION_MODULUS
 from infra.store.keys import MIGRATION_LOCK_NAME, advisory_key
 
 __all__ = [
+    "INSTALLATION_MODULUS",
     "MIGRATIONS",
     "Migration",
     "MigrationError",
     "applied_migrations",
     "migrate",
+    "new_installation",
 ]
 
 log = logging.getLogger(__name__)
@@ -206,6 +229,83 @@ CREATE UNIQUE INDEX signals_once ON signals (account, signal_id) WHERE NOT retry
 CREATE INDEX signals_decided_by_key ON signals (account, symbol, id) WHERE NOT retry;
 """
 
+_NEW_INSTALLATION = f"""
+UPDATE installation SET
+    id = floor(random() * {INSTALLATION_MODULUS})::integer,
+    legacy_below = greatest(
+        (SELECT coalesce(max(id), 0) FROM positions),
+        (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM position_ids)
+    ) + 1,
+    created_at = now();
+ALTER SEQUENCE position_ids INCREMENT BY {INSTALLATION_MODULUS};
+SELECT setval(
+    'position_ids',
+    ((SELECT legacy_below FROM installation) / {INSTALLATION_MODULUS} + 1) * {INSTALLATION_MODULUS}
+        + (SELECT id FROM installation),
+    false
+);
+"""
+
+_V3 = f"""
+CREATE TABLE installation (
+    singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    id           integer NOT NULL CHECK (id >= 0 AND id < {INSTALLATION_MODULUS}),
+    legacy_below bigint NOT NULL CHECK (legacy_below >= 1),
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO installation (id, legacy_below) VALUES (0, 1);
+{_NEW_INSTALLATION}
+
+CREATE TABLE leases (
+    account    text PRIMARY KEY CHECK (length(account) BETWEEN 1 AND 64),
+    epoch      bigint NOT NULL DEFAULT 0 CHECK (epoch >= 0),
+    owner      uuid,
+    host       text CHECK (length(host) <= 255),
+    pid        integer,
+    process    text CHECK (length(process) <= 255),
+    since      timestamptz,
+    expires_at timestamptz NOT NULL DEFAULT '-infinity',
+    renewed_at timestamptz
+);
+
+CREATE TABLE lease_epochs (
+    account     text NOT NULL,
+    epoch       bigint NOT NULL,
+    owner       uuid NOT NULL,
+    host        text NOT NULL,
+    pid         integer NOT NULL,
+    acquired_at timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    released_at timestamptz,
+    how         text NOT NULL CHECK (how IN ('free', 'expired', 'owner_dead', 'own')),
+    PRIMARY KEY (account, epoch)
+);
+
+CREATE TABLE supervisor_processes (
+    id           uuid PRIMARY KEY,
+    host         text NOT NULL,
+    pid          integer NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    seen_at      timestamptz NOT NULL DEFAULT now(),
+    max_accounts integer,
+    owns         text[] NOT NULL DEFAULT '{{}}',
+    waits        text[] NOT NULL DEFAULT '{{}}',
+    stopped_at   timestamptz
+);
+
+CREATE TABLE installation_alerts (
+    account      text NOT NULL,
+    installation integer NOT NULL,
+    client_id    text NOT NULL CHECK (length(client_id) <= 64),
+    symbol       text NOT NULL CHECK (length(symbol) <= 64),
+    seen_at      timestamptz NOT NULL DEFAULT now(),
+    seen_by      text NOT NULL CHECK (length(seen_by) <= 255),
+    confirmed_at timestamptz,
+    confirmed_by text CHECK (length(confirmed_by) <= 255),
+    PRIMARY KEY (account, installation)
+);
+"""
+
 _V4 = """
 -- An operator's pause and the restart policy's quarantine, per symbol: a restart keeps them.
 CREATE TABLE symbol_controls (
@@ -224,6 +324,7 @@ CREATE TABLE symbol_controls (
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1),
     Migration(2, "pending cancels, stop-loss deadline, retryable refusals", _V2),
+    Migration(3, "leases with fencing epochs, installation id, installation alerts", _V3),
     Migration(4, "symbol controls: pause and quarantine", _V4),
 )
 """Every migration, in version order. Append only."""
@@ -323,6 +424,25 @@ def _apply(conn: psycopg.Connection[TupleRow], migrations: tuple[Migration, ...]
         log.info("applied schema migration %d: %s", m.version, m.name)
         done.append(m.version)
     return done
+
+
+def new_installation(dsn: str, *, connect_timeout: int = 10) -> int:
+    """Draw a new installation id for the database at ``dsn`` (a copy of another database
+    is the same installation until then); returns it. Position ids allocated from now on end
+    in it; those allocated before count as legacy (``installation.legacy_below``). Run it
+    while no supervisor uses the database. Raises :class:`StoreUnavailable` when the server
+    cannot be reached, :class:`StoreError` when the schema is older than version 3."""
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout) as conn:
+            with conn.transaction():
+                conn.execute(_NEW_INSTALLATION)
+            row = conn.execute("SELECT id FROM installation").fetchone()
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"new installation: database unreachable: {exc}") from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"new installation: {exc}") from exc
+    assert row is not None
+    return int(row[0])
 
 
 def applied_migrations(dsn: str) -> list[tuple[int, str, str]]:

@@ -26,6 +26,11 @@ Failure contract (what the actor shell relies on):
   ``(account, symbol)`` (I1, the ``positions_one_open`` index). Nothing was written.
 * :class:`~actors.ports.SignalSeen`: the commit accepts a signal whose id the account's
   signal history holds already (the ``signals_once`` constraint). Nothing was written.
+* :class:`~actors.ports.Fenced` (I7): with ``epochs`` (the app's lease keeper), every commit
+  carries the account's lease epoch and the statement writes nothing when the database's
+  epoch differs (another process took the account over); a commit for an account whose
+  lease this process does not hold (``epochs`` says ``None``) is refused before it is sent.
+  Nothing was written.
 * :class:`~actors.ports.StoreUnavailable`: the server cannot be reached, a connection broke,
   no pooled connection came in time, a statement timed out, the call outlived its bound, or
   the store is closed. Nothing was written -- except in the one case no client can rule out:
@@ -60,7 +65,14 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from actors.messages import Message
 from actors.model import NON_TERMINAL, Key, OrderRecord
-from actors.ports import SignalSeen, Snapshot, StaleVersion, StoreError, StoreUnavailable
+from actors.ports import (
+    Fenced,
+    SignalSeen,
+    Snapshot,
+    StaleVersion,
+    StoreError,
+    StoreUnavailable,
+)
 from actors.state import Commit, JournalEvent, Position, SignalRecord
 from infra.store import _commit_sql, codec
 from infra.store.deadline import Watch, Watchdog, WatchdogClosed
@@ -240,6 +252,9 @@ class PostgresStore:
     server; the deadline is what bounds the caller). ``migrate_schema``: run
     :func:`infra.store.migrations.migrate` first (raises :class:`StoreUnavailable` when the
     server is down). ``recent_signals``: how many signal ids :meth:`load` returns.
+    ``epochs``: the fencing tokens (I7), ``account -> lease epoch`` or ``None`` while this
+    process may not write the account (see :meth:`fence_with`); without it commits are not
+    fenced (tools, tests).
 
     Connections get ``connect_timeout`` (2 s, libpq's minimum) and, over TCP, keepalives
     (idle 5 s, interval 2 s, 3 probes) and ``tcp_user_timeout`` (10 s), unless the DSN sets
@@ -261,6 +276,7 @@ class PostgresStore:
         migrate_schema: bool = True,
         recent_signals: int = 256,
         name: str = "position-store",
+        epochs: Callable[[str], int | None] | None = None,
     ) -> None:
         if pool_min < 0 or pool_max < max(1, pool_min):
             raise ValueError(f"bad pool sizes: min {pool_min}, max {pool_max}")
@@ -280,6 +296,7 @@ class PostgresStore:
         self._statement_timeout_ms = max(1, int(statement_timeout * 1000))
         self._recent = recent_signals
         self._pool_max = pool_max
+        self._epochs = epochs
         if migrate_schema:
             migrate(dsn)
         given = conninfo_to_dict(dsn)
@@ -313,6 +330,13 @@ class PostgresStore:
         self._pool.open(wait=False)
 
     # -- lifecycle
+
+    def fence_with(self, epochs: Callable[[str], int | None]) -> None:
+        """Fence every later commit with ``epochs(account)`` (I7): the lease epoch this
+        process holds for the account, or ``None`` when it may not write it (the commit is
+        then refused with :class:`Fenced` without being sent). Called once at start, before
+        any actor commits; ``epochs`` is called on actor threads and must not block."""
+        self._epochs = epochs
 
     def close(self, timeout: float = 5.0) -> None:
         """Close every connection and stop the pool's and the watchdog's threads; a call still
@@ -393,14 +417,23 @@ class PostgresStore:
             stmt = _commit_sql.INSERT
         else:
             stmt = _commit_sql.UPDATE
+        what = f"commit for {commit.key}"
+        epoch: int | None = None
+        if self._epochs is not None:
+            epoch = self._epochs(commit.key.account)
+            if epoch is None:
+                raise Fenced(
+                    f"{what}: this process does not hold the lease of account "
+                    f"{commit.key.account!r}; nothing written"
+                )
         try:
             self._validate(commit)
             values, n_orders = self._commit_values(commit)
+            values["epoch"] = epoch
             params = stmt.params(values)
         except (TypeError, ValueError, AttributeError) as exc:
             raise StoreRejected(f"commit for {commit.key}: cannot encode: {exc}") from exc
 
-        what = f"commit for {commit.key}"
         bound = self._bound()
 
         def run(conn: Conn, watch: Watch) -> None:
@@ -424,7 +457,11 @@ class PostgresStore:
                         "position; nothing written"
                     ) from exc
                 raise
-            written, orders = row if row is not None else (0, 0)
+            written, orders, current = row if row is not None else (0, 0, True)
+            if not current:
+                self._forget(pos)
+                _rollback(conn)
+                self._fenced(conn, commit, epoch)
             if pos is not None and not written:
                 self._forget(pos)
                 _rollback(conn)
@@ -657,6 +694,14 @@ class PostgresStore:
                 # generic plan is then reused instead of a custom plan per call (every lookup
                 # in it is by key or id).
                 conn.execute("SET plan_cache_mode = force_generic_plan")
+                # A commit holds its account's lease row (FOR KEY SHARE, the epoch check) until
+                # it ends: a client that stops between its statement and its COMMIT (SIGSTOP,
+                # a lost network) must not hold a takeover up for longer than a commit may
+                # take. Its transaction is rolled back, as the client would have given up.
+                conn.execute(
+                    "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                    (f"{max(1000, int(self._deadline * 1000))}ms",),
+                )
         except BaseException:
             conn.close()
             raise
@@ -675,6 +720,23 @@ class PostgresStore:
                 f"position {pos.id}: version {pos.version} does not follow expected version "
                 f"{c.expected_version}"
             )
+
+    @staticmethod
+    def _fenced(conn: Conn, c: Commit, epoch: int | None) -> NoReturn:
+        """The epoch check refused the commit (its transaction rolled back): say who owns
+        the account now."""
+        now = ""
+        try:
+            row = conn.execute(
+                "SELECT epoch, host, pid FROM leases WHERE account = %s", (c.key.account,)
+            ).fetchone()
+        except psycopg.Error:
+            row = None
+        if row is not None:
+            now = f"; the lease is at epoch {row[0]} (pid {row[2]} on {row[1]})"
+        raise Fenced(
+            f"commit for {c.key} refused: lease epoch {epoch} is not current{now}; nothing written"
+        )
 
     @staticmethod
     def _stale(conn: Conn, c: Commit, pos: Position) -> NoReturn:

@@ -35,6 +35,11 @@ def test_migrate_twice_applies_once(pg_empty_dsn: str) -> None:
         "orders",
         "journal",
         "signals",
+        "installation",
+        "leases",
+        "lease_epochs",
+        "supervisor_processes",
+        "installation_alerts",
         "symbol_controls",
     }
     applied = applied_migrations(pg_empty_dsn)
