@@ -150,6 +150,11 @@ class ExchangeWorkers:
         self._stopped = False  # workers exit; nothing more is taken from the queue
 
     @property
+    def exchange(self) -> ExchangePort:
+        """The port the calls go to (read-only)."""
+        return self._exchange
+
+    @property
     def in_flight(self) -> int:
         """Calls accepted and not yet answered: queued plus running."""
         return self._in_flight

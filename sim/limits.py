@@ -198,6 +198,8 @@ class LimitBook:
         self.peak: dict[str, int] = {}
         self.requests = 0
         self.orders = 0
+        #: Requests counted, by "METHOD /path".
+        self.by_path: dict[str, int] = {}
 
     def reset(self) -> None:
         with self._lock:
@@ -205,6 +207,7 @@ class LimitBook:
             self._used.clear()
             self.refused.clear()
             self.peak.clear()
+            self.by_path.clear()
             self.requests = 0
             self.orders = 0
 
@@ -232,6 +235,8 @@ class LimitBook:
                     return Charge(self._headers(orders > 0), lim, retry)
             self.requests += 1
             self.orders += orders
+            route = f"{method} {path}"
+            self.by_path[route] = self.by_path.get(route, 0) + 1
             for lim, cost in costs:
                 self._used[lim] += cost
                 used = self._used[lim]
@@ -257,4 +262,5 @@ class LimitBook:
                 "peak": dict(self.peak),
                 "requests": self.requests,
                 "orders": self.orders,
+                "by_path": dict(self.by_path),
             }

@@ -28,7 +28,9 @@ import pykka
 from actors.conflation import TickSlot
 from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder
 from actors.messages import (
+    CallResult,
     ExchangeOutcome,
+    MarketInfo,
     MarkPriceTick,
     Message,
     OpenSignal,
@@ -163,9 +165,27 @@ class Supervisor:
         slot = self._slots.get(tick.key)
         if slot is None:
             slot = self._slots.setdefault(tick.key, TickSlot())
+            self._prime_rules(tick.key)
         if slot.put(tick):
             return self.tell(TicksReady(tick.key, slot))
         return True
+
+    def _prime_rules(self, key: Key) -> None:
+        """The first tick of a key comes with the market's rules when the account's exchange
+        port holds them without I/O (``cached_market_rules``): a signal that then finds a
+        fresh mark price from the stream needs no :class:`FetchMarket` round trip. Called on
+        the feed thread; never blocks, never raises."""
+        workers = self._workers.get(key.account)
+        cached = getattr(getattr(workers, "exchange", None), "cached_market_rules", None)
+        if cached is None:
+            return
+        try:
+            rules = cached(key.symbol)
+        except Exception:
+            log.exception("cached market rules of %s failed", key)
+            return
+        if rules is not None:
+            self.tell(MarketInfo(key, CallResult.FOUND, None, rules, self.clock.now()))
 
     def _tell_slow(self, msg: Message) -> bool:
         key = msg.key

@@ -599,6 +599,18 @@ class CcxtExchange:
 
     # -- the port -----------------------------------------------------------------------
 
+    def cached_market_rules(self, symbol_id: str) -> MarketRules | None:
+        """The market's rules for ``symbol_id`` when the markets are loaded already, else
+        None; never does I/O (any thread, e.g. a feed's). The same rules
+        :meth:`market_rules` and :meth:`fetch_market` give."""
+        rules = self._rules.get(symbol_id)
+        if rules is not None or self._source is None:
+            return rules
+        try:
+            return self.market_rules(symbol_id)
+        except Exception:  # an unknown symbol: the actor asks (and is told) as usual
+            return None
+
     def market_rules(self, symbol_id: str) -> MarketRules:
         """The market's rules for ``BTCUSDT`` (see :func:`rules_of_market`), cached.
 

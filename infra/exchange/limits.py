@@ -17,8 +17,8 @@ entry before it, and a burst the exchange would take at once is spread over seco
   sliding window per limit. A sliding window that never exceeds the limit keeps every
   fixed window of the exchange under it too; the window is counted a little longer than
   the exchange's (``slack_s``, 0.25 s) so that network jitter cannot squeeze more than a
-  window's worth into one of the exchange's. A request that fits goes at once: a burst the limits allow is not
-  spread.
+  window's worth into one of the exchange's. A request that fits goes at once: a burst the
+  limits allow is not spread.
 * **Protection first.** Callers give a :class:`Priority`. Stop-losses, take-profits, closes
   and cancels (``PROTECT``) may use the whole budget; everything else only
   ``1 - reserve`` of each limit (default 80 %), so a stop finds room however many entries,
