@@ -108,7 +108,7 @@ def run(ctx: Any) -> dict[str, dict[str, Any]]:
             for _ in range(ctx.repeat):
                 base = [x * 1e3 for x in baselines.pykka_latency(N_POSITIONS, RATE, int(RATE * 3))]
                 syms = [next(cursor) for _ in range(per_rep)]
-                lat, notes = _rep(sim, product, watch, closes, close_seen, syms, seeded)
+                lat, notes = _rep(sim, product, watch, closes, close_seen, syms, seeded, dsn)
                 reps.append(
                     Rep(
                         pct(lat, 99) / pct(base, 99),
@@ -133,6 +133,20 @@ def run(ctx: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+def _decided_at(dsn: str, syms: list[str]) -> dict[str, float]:
+    """When each actor decided to close (its ``closing`` journal event: the actor's clock
+    as it began handling the crossing tick)."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT symbol, min(at) FROM journal WHERE kind = 'closing' AND symbol = ANY(%s)"
+            " GROUP BY symbol",
+            (syms,),
+        ).fetchall()
+    return {str(s): float(t) for s, t in rows}
+
+
 def _rep(
     sim: SimProc,
     product: Product,
@@ -141,6 +155,7 @@ def _rep(
     close_seen: threading.Event,
     syms: list[str],
     seeded: dict[str, Any],
+    dsn: str,
 ) -> tuple[list[float], dict[str, Any]]:
     blast, box = sim.blast_in_thread(int(RATE * 60), RATE, step_pct=0.0002)
     fault = sim.call(
@@ -170,6 +185,7 @@ def _rep(
         wait_for(unconfirmed, 30, "every stop of the repetition unconfirmed")
         t_unconfirmed = time.monotonic() - t0
         lat: list[float] = []
+        arrived: dict[str, float] = {}
         missed = 0
         for s in syms:
             stop = seeded[s].stop
@@ -183,6 +199,7 @@ def _rep(
                 close_seen.clear()
             if s in closes and watch.arrived:
                 lat.append((closes[s] - watch.arrived) * 1e3)
+                arrived[s] = watch.arrived
             else:
                 missed += 1
         stats = sim.limits()
@@ -191,7 +208,14 @@ def _rep(
         sim.call("DELETE", "/_sim/blast")
         blast.join(30)
     frames = (box.get("result") or {}).get("frames")
+    decided = _decided_at(dsn, list(arrived))
+    to_actor = [(decided[s] - arrived[s]) * 1e3 for s in arrived if s in decided]
+    to_port = [(closes[s] - decided[s]) * 1e3 for s in arrived if s in decided]
     return lat, {
+        "frame_to_decision_p50_ms": round(pct(to_actor, 50), 3),
+        "frame_to_decision_p99_ms": round(pct(to_actor, 99), 3),
+        "decision_to_port_p50_ms": round(pct(to_port, 50), 3),
+        "decision_to_port_p99_ms": round(pct(to_port, 99), 3),
         "crossings": len(syms),
         "measured": len(lat),
         "missed": missed,

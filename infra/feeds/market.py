@@ -6,8 +6,9 @@ locally when there are more than ``max_streams`` symbols.
 
 Prices are delivered once per batch: what one read of the socket brought (up to 256 KiB,
 see ``on_drained`` in :class:`~infra.feeds.ws_client.ReconnectingWebSocket`), as soon as it
-is parsed; a reader that fell behind reads big batches, one that keeps up small ones, and
-nothing waits for more frames to arrive (``max_batch_s`` > 0 would hold a batch back while
+is parsed, or what was parsed in ``max_hold_s`` (2 ms) when the read is longer (a reader
+that fell behind); a reader that keeps up delivers small batches, and nothing waits for
+more frames to arrive (``max_batch_s`` > 0 would hold a batch back while
 more data waits, at most that long: it trades a tick's latency for fewer wake-ups, and the
 stop guard's latency is what matters; the supervisor's per-symbol slot conflates anyway).
 Per symbol, the newest price (by event time) goes out with the lowest and highest price of
@@ -65,6 +66,7 @@ class MarkPriceFeed:
         clock: Callable[[], float] = time.time,
         poll_s: float = 0.25,
         max_batch_s: float = 0.0,
+        max_hold_s: float = 0.002,
         lag_every_s: float = 0.1,
     ) -> None:
         if speed not in ("", "1s"):
@@ -90,6 +92,7 @@ class MarkPriceFeed:
             streams = "/".join(f"{s.lower()}@markPrice{suffix}" for s in sorted(self._routes))
             self.url = f"{base}/stream?streams={streams}"
         self.max_batch_s = max_batch_s
+        self.max_hold_s = max_hold_s
         self._batch_started = 0.0
         self._lag: float | None = None  # the newest frame's lag, not observed yet
         self.lag_every_s = lag_every_s
@@ -176,6 +179,8 @@ class MarkPriceFeed:
             self._lag = now - prices[-1].event_time
         for r in bad:
             self._refuse(r, data)
+        if pending and time.monotonic() - self._batch_started >= self.max_hold_s:
+            self._flush(force=True)  # behind: do not let parsed ticks wait for the whole read
 
     def _flush(self, force: bool = False) -> None:
         """Deliver the batch: one tick per (account, symbol) with the batch's extremes.
