@@ -20,9 +20,11 @@ entry before it, and a burst the exchange would take at once is spread over seco
   window's worth into one of the exchange's. A request that fits goes at once: a burst the
   limits allow is not spread.
 * **Protection first.** Callers give a :class:`Priority`. Stop-losses, take-profits, closes
-  and cancels (``PROTECT``) may use the whole budget; everything else only
-  ``1 - reserve`` of each limit (default 80 %), so a stop finds room however many entries,
-  lookups or sync reads came first. Waiting requests are served in priority order (then
+  and cancels (``PROTECT``) may use the whole budget; the sync's reads (``READ``)
+  ``1 - 2 * reserve`` of each limit (60 %), everything else ``1 - reserve`` (80 %), so a
+  stop finds room however many entries, lookups or sync reads came first, and a storm of
+  sync rounds (every recovering actor asks for one) cannot starve the lookups that resolve
+  entries of unknown outcome. Waiting requests are served in priority order (then
   first come, first served) on every limit they share.
 * **Corrected by the exchange.** Each reply's usage headers say how much the exchange has
   counted in its current window; if that is more than this limiter holds in its window
@@ -259,9 +261,12 @@ class AccountLimiter:
             self._cv.notify_all()
 
     def _cap(self, limit: Limit, priority: int) -> int:
+        """How much of ``limit`` a request of ``priority`` may use: protection all of it,
+        reads (the sync) ``1 - 2 * reserve``, the rest ``1 - reserve``."""
         if priority == Priority.PROTECT:
             return limit.limit
-        return max(1, math.floor(limit.limit * (1.0 - self.reserve)))
+        share = 1.0 - (2.0 if priority == Priority.READ else 1.0) * self.reserve
+        return max(1, math.floor(limit.limit * max(share, 0.0)))
 
     # -- the request path -------------------------------------------------------------------
 

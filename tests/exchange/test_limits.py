@@ -266,6 +266,18 @@ def test_a_request_that_cannot_fit_in_its_bound_is_refused_at_once() -> None:
     assert lim.stats().refused == 1
 
 
+def test_the_syncs_reads_leave_room_for_lookups_and_protection() -> None:
+    """Reads may use 60 % of the weight, lookups of entries 80 %, protection all of it."""
+    lim = AccountLimiter([Limit("REQUEST_WEIGHT", 60.0, 100)], slack_s=0.0, clock=Clock())
+    assert lim.acquire(Cost(60, 0), Priority.READ, 1.0) == 0.0
+    with pytest.raises(RateBudgetExhausted):
+        lim.acquire(Cost(1, 0), Priority.READ, 1.0)
+    assert lim.acquire(Cost(20, 0), Priority.RESOLVE, 1.0) == 0.0
+    with pytest.raises(RateBudgetExhausted):
+        lim.acquire(Cost(1, 0), Priority.RESOLVE, 1.0)
+    assert lim.acquire(Cost(20, 0), Priority.PROTECT, 1.0) == 0.0
+
+
 def test_closed_limiter_refuses_waiting_requests() -> None:
     lim = AccountLimiter([Limit("ORDERS", 60.0, 1)], slack_s=0.0)
     lim.acquire(Cost(0, 1), Priority.PROTECT, 1.0)
