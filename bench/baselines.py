@@ -162,3 +162,47 @@ def insert_commit_rate(dsn: str, seconds: float, connections: int = 8) -> float:
             list(ex.map(work, range(connections)))
         elapsed = time.perf_counter() - t0
     return sum(counts) / elapsed
+
+
+def isolated(kind: str, *args: float) -> dict[str, float]:
+    """A floor measured in a fresh interpreter of its own (``python -m bench.baselines``):
+    nothing of the product runs beside it (its background threads would disturb the floor).
+    ``latency`` (n_actors, rate, n) and ``ask`` (n): p50 / p99 in ms."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.baselines", kind, *(str(a) for a in args)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if p.returncode != 0:
+        raise RuntimeError(f"baseline {kind} failed: {p.stderr.strip()[-500:]}")
+    out: dict[str, float] = json.loads(p.stdout.strip().splitlines()[-1])
+    return out
+
+
+def _main(argv: list[str]) -> dict[str, float]:
+    from bench.stats import pct
+
+    kind = argv[0]
+    if kind == "latency":
+        lat = pykka_latency(int(argv[1]), float(argv[2]), int(argv[3]))
+    elif kind == "ask":
+        lat = ask_latency(int(argv[1]))
+    else:
+        raise SystemExit(f"unknown baseline {kind!r}")
+    ms = [x * 1e3 for x in lat]
+    return {"p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "n": float(len(ms))}
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(_main(sys.argv[1:])))
