@@ -12,9 +12,11 @@ Every 100 ms the sim reports, per symbol, its mark and the stop-losses resting o
 (``GET /_sim/stops``, one snapshot); the ideal stop is the highest mark seen so far minus
 ``d``, the resting stop the highest resting one; the sample is ``(ideal - resting) / d``.
 At the same moments the actor's own stop (the one its local guard enforces while the
-exchange's is not confirmed) is read: ``local_p99`` is the same ratio for it, and
-``guard_off_while_behind`` counts samples where the exchange's stop was behind the actor's
-and the actor nevertheless took its stop as confirmed (its guard off): must be 0.
+exchange's is not confirmed) is read for the positions still open: ``local_p99`` is the same
+ratio for it, and ``guard_off_while_behind`` counts samples where the exchange's stop was
+behind the actor's (beyond the exchange's rounding to its tick) and the actor nevertheless
+took its stop as confirmed (its guard off): must be 0. ``stop_failed_events`` counts
+positions the product closed at market because it took their stop for missing.
 The first ``warm`` seconds (the backlog building up) are not counted. A 429 from the sim is
 a miss whatever the staleness.
 """
@@ -109,9 +111,11 @@ def run(ctx: Any) -> dict[str, dict[str, Any]]:
                         continue
                     samples[r].append((ideal - resting) / d)
                     pos = mine.get(sym)
-                    if pos is not None:
+                    if pos is not None and pos.status.value in ("active", "pending_sl"):
                         local[r].append((ideal - pos.stop_price) / d)
-                        if pos.stop_confirmed and resting < pos.stop_price - d * 1e-6:
+                        # the exchange rounds the trigger to its tick (1e-5 of the price)
+                        tol = max(d * 1e-3, pos.stop_price * 2e-5)
+                        if pos.stop_confirmed and resting < pos.stop_price - tol:
                             guard_off[r] += 1
                 if r >= 0:
                     moves[r] = _stops(product) - placed0
