@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 QUICK ?= 0
 CONFIG ?= deploy/demo.toml
 
-.PHONY: install test lint bench race chaos failover run clean
+.PHONY: install test lint bench soak race chaos failover run clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,8 +22,16 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy actors infra supervision sim bench tests
 
+# The benchmarks of issue 13 (several minutes; QUICK=1 for short samples). Appends each run's
+# verdicts to bench/HISTORY.md and writes bench/results.json. Not in CI.
 bench: install
 	QUICK=$(QUICK) $(BIN)/python -m bench
+
+# One hour of steady mixed load, reporting what grows (python -m bench.soak --minutes 2 for a
+# short one). Not in CI.
+SOAK_MINUTES ?= 60
+soak: install
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 race: install
 	$(BIN)/python -m bench.race --long

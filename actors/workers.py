@@ -13,7 +13,13 @@ Protection jumps the queue. Calls are not run first come, first served but by
 * ``1`` — lookups of entry orders (resolving an entry of unknown outcome);
 * ``2`` — placing an entry order.
 
-Among equal priorities the order is FIFO. Entry placements also may occupy at most
+Among equal priorities the order is FIFO. A stop-loss placement that has not started yet is
+*superseded* by a newer one of the same position (a trailing move): the newer takes the older's
+place in the queue (so a symbol whose stop keeps moving keeps its turn) and the older is
+answered ``REJECTED`` ``superseded`` without being sent (the actor records it as replaced:
+its newest stop is the one that matters). So when the exchange's order limits hold placements
+back, every position's stop moves in turn, at most one placement per position waiting,
+instead of a backlog of stale moves. Entry placements also may occupy at most
 ``max_workers - 1`` threads at once, so one worker is always free for protection even when
 the exchange is slow and every entry takes seconds: a freshly filled position gets its stop
 without waiting for the entry backlog. With ``max_workers == 1`` there is nothing to reserve:
@@ -161,6 +167,11 @@ class ExchangeWorkers:
         self._stopped = False  # workers exit; nothing more is taken from the queue
 
     @property
+    def exchange(self) -> ExchangePort:
+        """The port the calls go to (read-only)."""
+        return self._exchange
+
+    @property
     def in_flight(self) -> int:
         """Calls accepted and not yet answered: queued plus running."""
         return self._in_flight
@@ -181,9 +192,14 @@ class ExchangeWorkers:
         if token is None:
             self._dropped(effect, "submitted while fenced")
             return
+        superseded: ExchangeCall | None = None
         with self._lock:
             closed = self._closed
-            if not closed:
+            if not closed and _is_stop(effect):
+                superseded = self._supersede(effect, token)
+            if superseded is not None:
+                pass  # the newer stop took the older one's place in the queue
+            elif not closed:
                 self._in_flight += 1
                 self._submitted += 1
                 heapq.heappush(
@@ -195,6 +211,25 @@ class ExchangeWorkers:
                 self._work.notify()
         if closed:
             self._deliver(_shutting_down(effect))
+        if superseded is not None:
+            self._deliver(_superseded(superseded))
+
+    def _supersede(self, effect: ExchangeCall, token: int) -> ExchangeCall | None:
+        """Put ``effect`` (a stop-loss placement) in the place of a queued, not started one
+        of the same position; returns the one it replaced. Called with the lock held."""
+        assert isinstance(effect, PlaceOrder)
+        for item in self._queue:
+            old = item.effect
+            if (
+                isinstance(old, PlaceOrder)
+                and _is_stop(old)
+                and old.key == effect.key
+                and old.position_id == effect.position_id
+            ):
+                item.effect = effect
+                item.token = token
+                return old
+        return None
 
     def _start_worker(self) -> None:
         """Start one more worker thread. Called with the lock held."""
@@ -450,6 +485,17 @@ def _priority(effect: ExchangeCall) -> int:
     if isinstance(effect, CancelOrder):
         return PROTECT
     return RESOLVE_ENTRY if effect.kind is OrderKind.ENTRY else PROTECT
+
+
+def _is_stop(effect: ExchangeCall) -> bool:
+    return isinstance(effect, PlaceOrder) and effect.order.kind is OrderKind.STOP_LOSS
+
+
+def _superseded(effect: ExchangeCall) -> Message:
+    """The answer to a stop-loss placement a newer one replaced before it was sent."""
+    assert isinstance(effect, PlaceOrder)
+    reply = OrderReply(CallResult.REJECTED, "superseded")
+    return outcome_from_reply("place", effect.key, effect.order.client_id, effect, reply)
 
 
 def _market_info(effect: FetchMarket, reply: MarketReply) -> MarketInfo:

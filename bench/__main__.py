@@ -1,295 +1,310 @@
-"""`make bench`: run every benchmark in its own function, print figures, write results.json.
+"""``python -m bench`` (``make bench``): the benchmarks of issue 13, with baselines from the
+same run, min / median / max over repetitions, targets fixed in advance.
 
-Each figure is printed with its baseline measured in the same run, the ratio, the target and
-whether it is met. ``QUICK=1`` runs shorter samples (under 2 minutes on 2 cores).
+Every figure runs the product as shipped (``bench/harness.py``): ``sim/`` in its own process
+with Binance's limits enforced, the real PostgreSQL, ccxt through the account's limiter,
+logging at INFO as JSON lines to a file. Results go to ``bench/results.json`` (every key of
+the issue's table; figures not run this time keep their last entry, with its date), and
+each run's verdicts are appended to ``bench/HISTORY.md``.
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import importlib
 import json
-import logging
+import os
+import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pykka
-
-from bench.common import QUICK, fig, no_threads_left
-
-OUT = Path(__file__).resolve().parent / "results.json"
-
-KEYS = [
-    "tick_p99_ratio",
-    "tick_throughput_ratio",
-    "tick_ingest_vs_ws_raw",
-    "signal_to_order_p50_ratio",
-    "unprotected_p99_ratio",
-    "restart_p99_ms",
-    "cold_start_1000_s",
-    "rss_per_actor_ratio",
-]
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results.json"
+HISTORY = HERE / "HISTORY.md"
 
 
-def _le(x: float | None, t: float) -> bool | None:
-    return None if x is None else x <= t
+@dataclass(frozen=True)
+class Group:
+    """Figures measured together (one setup): a name for ``--only``, its module, its keys."""
+
+    name: str
+    module: str
+    keys: tuple[str, ...]
+    about: str
 
 
-def _ge(x: float | None, t: float) -> bool | None:
-    return None if x is None else x >= t
-
-
-def report_tick_path(r: dict[str, Any]) -> None:
-    _report_tick_path(r)
-    report_tick_actor(r)
-
-
-def _report_tick_path(r: dict[str, Any]) -> None:
-    fig(
-        "1 tick path p50",
-        r["tick_p50_us"],
-        "us",
-        r["tick_bare_p50_us"],
-        "us",
-        r["tick_p50_ratio"],
-        "report",
-        None,
-    )
-    fig(
-        "1 tick path p99",
-        r["tick_p99_us"],
-        "us",
-        r["tick_bare_p99_us"],
-        "us",
-        r["tick_p99_ratio"],
-        "<= 2x",
-        _le(r["tick_p99_ratio"], 2.0),
-    )
-
-
-def report_tick_actor(r: dict[str, Any]) -> None:
-    fig(
-        "1 tick path p99, every tick through the actor (band off)",
-        r["tick_actor_p99_us"],
-        "us",
-        r["tick_bare_p99_us"],
-        "us",
-        r["tick_actor_p99_ratio"],
-        "report",
-        None,
-    )
-    print(
-        f"  parked at routing {r['tick_parked']} of {r['tick_samples']} decided ticks"
-        f" (band on); via the actor {r['tick_via_actor']}"
-    )
-
-
-def report_throughput(r: dict[str, Any]) -> None:
-    fig(
-        "2 tick throughput (1,000 symbols, conflation)",
-        r["tick_throughput_per_s"],
-        "ticks/s",
-        r["tick_bare_throughput_per_s"],
-        "msg/s",
-        r["tick_throughput_ratio"],
-        ">= 3x",
-        _ge(r["tick_throughput_ratio"], 3.0),
-    )
-    fig(
-        "2 tick ingest vs websocket-client raw",
-        r.get("tick_ingest_per_s"),
-        "ticks/s",
-        r.get("tick_ws_raw_per_s"),
-        "frames/s (raw receive)",
-        r.get("tick_ingest_vs_ws_raw"),
-        ">= 0.8",
-        _ge(r.get("tick_ingest_vs_ws_raw"), 0.8),
-    )
-
-
-def report_signal(r: dict[str, Any]) -> None:
-    fig(
-        "3 signal -> entry order p50",
-        r["signal_to_order_p50_ms"],
-        "ms",
-        r["signal_commit_p50_ms"],
-        "ms (INSERT+COMMIT, paced like the signals)",
-        r["signal_to_order_p50_ratio"],
-        "<= 3x",
-        _le(r["signal_to_order_p50_ratio"], 3.0),
-    )
-    fig(
-        "3 signal -> entry order p50, vs back to back",
-        r["signal_to_order_p50_ms"],
-        "ms",
-        r.get("signal_commit_hot_p50_ms"),
-        "ms (INSERT+COMMIT back to back)",
-        r.get("signal_to_order_p50_vs_hot"),
-        "report",
-        None,
-    )
-    fig(
-        "3 signal -> entry order p99",
-        r["signal_to_order_p99_ms"],
-        "ms",
-        r["signal_commit_p99_ms"],
-        "ms (INSERT+COMMIT)",
-        None,
-        "report",
-        None,
-    )
-
-
-def report_commit(r: dict[str, Any]) -> None:
-    fig(
-        "3b store commit of one transition p50",
-        r["commit_p50_ms"],
-        "ms",
-        r["commit_baseline_p50_ms"],
-        "ms (INSERT+COMMIT)",
-        r["commit_p50_ratio"],
-        "report",
-        None,
-    )
-    fig(
-        "3b store commit of one transition p99",
-        r["commit_p99_ms"],
-        "ms",
-        r["commit_baseline_p99_ms"],
-        "ms (INSERT+COMMIT)",
-        r["commit_p99_ms"] / r["commit_baseline_p99_ms"],
-        "report",
-        None,
-    )
-
-
-def report_unprotected(r: dict[str, Any]) -> None:
-    fig(
-        "4 unprotected window p50",
-        r.get("unprotected_p50_ms"),
-        "ms",
-        r.get("ccxt_round_trip_p50_ms"),
-        "ms",
-        None,
-        "report",
-        None,
-    )
-    fig(
-        "4 unprotected window p99",
-        r.get("unprotected_p99_ms"),
-        "ms",
-        r.get("ccxt_round_trip_p99_ms"),
-        "ms",
-        r.get("unprotected_p99_ratio"),
-        "<= 5x",
-        _le(r.get("unprotected_p99_ratio"), 5.0),
-    )
-
-
-def report_restart(r: dict[str, Any]) -> None:
-    fig(
-        "5 crash -> successor p50",
-        r["restart_p50_ms"],
-        "ms",
-        r["ask_p50_ms"],
-        "ms (ask)",
-        r["restart_p50_ms"] / r["ask_p50_ms"],
-        "report",
-        None,
-    )
-    fig(
-        "5 crash -> successor p99",
-        r["restart_p99_ms"],
-        "ms",
-        r["ask_p99_ms"],
-        "ms (ask)",
-        r["restart_p99_ratio"],
-        "<= 20 ms",
-        _le(r["restart_p99_ms"], 20.0),
-    )
-
-
-def report_cold(r: dict[str, Any]) -> None:
-    fig(
-        f"6 cold start {r['cold_start_positions']} positions ({r['cold_start_store']})",
-        r["cold_start_1000_s"],
-        "s",
-        r["bare_start_1000_s"],
-        "s (1,000 bare actors)",
-        r["cold_start_ratio"],
-        "<= 5 s",
-        _le(r["cold_start_1000_s"], 5.0),
-    )
-
-
-def report_rss(r: dict[str, Any]) -> None:
-    for n in r["rss_symbols"]:
-        fig(
-            f"7 RSS per symbol actor at {n}",
-            r[f"rss_per_actor_{n}_kib"],
-            "KiB",
-            r[f"rss_per_bare_actor_{n}_kib"],
-            "KiB (bare)",
-            r[f"rss_per_actor_{n}_ratio"],
-            "<= 2x",
-            _le(r[f"rss_per_actor_{n}_ratio"], 2.0),
-        )
-
-
-BENCHES: list[tuple[str, str, Callable[[dict[str, Any]], None], list[str]]] = [
-    ("tick path", "bench.tick_path", report_tick_path, ["tick_p99_ratio"]),
-    (
-        "throughput",
-        "bench.throughput",
-        report_throughput,
-        ["tick_throughput_ratio", "tick_ingest_vs_ws_raw"],
+GROUPS: tuple[Group, ...] = (
+    Group(
+        "stop_cross",
+        "bench.fig_stop_cross",
+        ("stop_cross_p99_ratio",),
+        "tick crossing an unconfirmed stop -> close handed to the exchange port, 500 positions,"
+        " 5,000 ticks/s",
     ),
-    ("signal", "bench.signal_order", report_signal, ["signal_to_order_p50_ratio"]),
-    ("commit", "bench.commit", report_commit, ["commit_p50_ratio"]),
-    ("unprotected", "bench.unprotected", report_unprotected, ["unprotected_p99_ratio"]),
-    ("restart", "bench.restart", report_restart, ["restart_p99_ms"]),
-    ("cold start", "bench.cold_start", report_cold, ["cold_start_1000_s"]),
-    ("rss", "bench.rss", report_rss, ["rss_per_actor_ratio"]),
-]
+    Group(
+        "trailing",
+        "bench.fig_trailing",
+        ("trailing_staleness_p99",),
+        "500 trailing stops in a trending market, exchange limits enforced",
+    ),
+    Group(
+        "ticks",
+        "bench.fig_ticks",
+        ("tick_throughput_ratio", "band_off_throughput_ratio"),
+        "ticks/s through the feed over 1,000 positions (band on / off)",
+    ),
+    Group(
+        "signals",
+        "bench.fig_signals",
+        ("signal_overhead_p50_ms", "signal_throughput_ratio", "burst_protected_s"),
+        "signal frame -> entry order; accepted signals/s; a burst of 100 signals",
+    ),
+    Group(
+        "unprotected",
+        "bench.fig_unprotected",
+        ("unprotected_p99_ratio",),
+        "exchange fill -> stop acknowledged",
+    ),
+    Group(
+        "restart",
+        "bench.fig_restart",
+        ("restart_p99_ms",),
+        "crash -> successor handling with its state from PostgreSQL",
+    ),
+    Group(
+        "cold_start",
+        "bench.fig_cold_start",
+        ("cold_start_1000_s",),
+        "1,000 positions in mixed states resolved and protected (10,000 reported)",
+    ),
+    Group("rss", "bench.fig_rss", ("rss_per_actor_ratio",), "RSS per actor at 1,000 and 5,000"),
+)
+
+KEYS = tuple(k for g in GROUPS for k in g.keys)
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.CRITICAL + 1)
-    results: dict[str, Any] = {"quick": QUICK}
+@dataclass
+class Ctx:
+    """What a figure module's ``run(ctx)`` gets."""
+
+    repeat: int
+    quick: bool
+    workdir: Path
+    db: Any  # bench.harness.Database
+
+
+def _parser() -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {g.name:12} {', '.join(g.keys)}\n  {'':12} {g.about}" for g in GROUPS)
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"figures (--only takes a group name or a key):\n{listing}\n\n"
+        "QUICK=1 in the environment (or --quick) runs shorter samples; make bench QUICK=1.\n"
+        "make soak runs bench/soak.py for an hour (python -m bench.soak --help).",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this group or key (repeatable, or comma-separated)",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=3, metavar="N", help="repetitions per figure (>= 3)"
+    )
+    p.add_argument("--quick", action="store_true", help="short samples (as QUICK=1)")
+    p.add_argument("--no-history", action="store_true", help="do not append to HISTORY.md")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results file (bench/results.json)")
+    return p
+
+
+def _select(only: list[str]) -> list[Group]:
+    names = {n.strip() for item in only for n in item.split(",") if n.strip()}
+    if not names:
+        return list(GROUPS)
+    chosen = [g for g in GROUPS if g.name in names or names & set(g.keys)]
+    unknown = names - {g.name for g in GROUPS} - set(KEYS)
+    if unknown:
+        raise SystemExit(f"unknown figure(s): {', '.join(sorted(unknown))} (see --help)")
+    return chosen
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+        return out + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _print(key: str, e: dict[str, Any]) -> None:
+    sp = e.get("spread") or {}
+    ov = e.get("overhead") or {}
+    ra = e.get("ratio") or {}
+    line = (
+        f"{key}: {_fmt(e.get('value'))} {e.get('unit', '')}"
+        f" [min {_fmt(sp.get('min'))} / median {_fmt(sp.get('median'))} / max"
+        f" {_fmt(sp.get('max'))}]"
+    )
+    if ov:
+        line += f" | overhead {_fmt(ov.get('median'))} ({ov.get('of')})"
+    if ra:
+        line += f" | ratio {_fmt(ra.get('median'))}x"
+    line += f" | target {e.get('target')} | {str(e.get('verdict', '')).upper()}"
+    print(line, flush=True)
+    for name, s in (e.get("measured") or {}).items():
+        print(f"    measured {name}: {_fmt(s['median'])} ({_fmt(s['min'])}..{_fmt(s['max'])})")
+    for name, s in (e.get("baseline") or {}).items():
+        print(f"    baseline {name}: {_fmt(s['median'])} ({_fmt(s['min'])}..{_fmt(s['max'])})")
+    if e.get("error"):
+        print(f"    error: {e['error']}")
+
+
+def _history(entries: dict[str, dict[str, Any]], meta: dict[str, Any]) -> None:
+    rows = []
+    for key, e in entries.items():
+        rows.append(
+            f"| {meta['date']} | {meta['commit']} | {key} | {_fmt(e.get('value'))}"
+            f" {e.get('unit', '')} | {e.get('target')} | {e.get('verdict')} |"
+            f" {'quick' if meta['quick'] else 'full'}, load {meta['load_before']}"
+            f" -> {meta['load_after']} |"
+        )
+    text = HISTORY.read_text() if HISTORY.exists() else "# Benchmark history\n"
+    if "| date | commit | figure |" not in text:
+        text += (
+            "\n## Verdicts of every `make bench` run (appended by bench/__main__.py)\n\n"
+            "| date | commit | figure | value | target | verdict | run |\n"
+            "|---|---|---|---|---|---|---|\n"
+        )
+    if not text.endswith("\n"):
+        text += "\n"
+    HISTORY.write_text(text + "\n".join(rows) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.repeat < 3:
+        print("--repeat must be at least 3 (min / median / max)", file=sys.stderr)
+        return 2
+    quick = args.quick or os.environ.get("QUICK", "0") not in ("", "0")
+    if quick:
+        os.environ["QUICK"] = "1"
+    groups = _select(args.only)
+
+    from bench.harness import DATA, Database
+
+    workdir = DATA / "bench" / time.strftime("%Y%m%d-%H%M%S")
+    workdir.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _commit(),
+        "quick": quick,
+        "repeat": args.repeat,
+        "load_before": _load(),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "logs": str(workdir),
+    }
+    print(f"bench: {meta['date']} commit {meta['commit']} load {meta['load_before']}", flush=True)
+    db = Database().start()
+    ctx = Ctx(args.repeat, quick, workdir, db)
+    entries: dict[str, dict[str, Any]] = {}
     t_all = time.monotonic()
-    for name, mod, report, keys in BENCHES:
-        t0 = time.monotonic()
+    try:
+        for g in groups:
+            t0 = time.monotonic()
+            print(f"== {g.name}: {g.about}", flush=True)
+            try:
+                run: Callable[[Ctx], dict[str, dict[str, Any]]] = importlib.import_module(
+                    g.module
+                ).run
+                got = run(ctx)
+            except Exception as exc:
+                traceback.print_exc()
+                got = {
+                    k: {"value": None, "verdict": "not measured", "error": repr(exc)}
+                    for k in g.keys
+                }
+            for k in g.keys:
+                e = got.get(k) or {"value": None, "verdict": "not measured"}
+                e["seconds"] = round(time.monotonic() - t0, 1)
+                e["date"] = meta["date"]
+                e["commit"] = meta["commit"]
+                e["quick"] = quick
+                entries[k] = e
+                _print(k, e)
+            _threads_left(g.name)
+    finally:
+        db.close()
+    meta["load_after"] = _load()
+    meta["total_s"] = round(time.monotonic() - t_all, 1)
+    previous: dict[str, Any] = {}
+    if args.out.exists():
         try:
-            r = importlib.import_module(mod).run()
-        except Exception as exc:
-            traceback.print_exc()
-            r = {k: None for k in keys}
-            for k in keys:
-                r[f"{k}_note"] = f"{name} failed: {type(exc).__name__}: {exc}"
-        finally:
-            left = no_threads_left()
-            if left:
-                print(f"# warning: {left} threads left after {name}")
-        results.update(r)
-        try:
-            report(r)
-        except Exception as exc:  # a failed bench has no figures to print
-            print(f"{name}: not measured ({exc!r})")
-        for k, v in r.items():
-            if k.endswith("_note"):
-                print(f"  note {k}: {v}")
-        print(f"  ({name}: {time.monotonic() - t0:.1f} s)", flush=True)
+            previous = json.loads(args.out.read_text())
+        except ValueError:
+            previous = {}
+    results: dict[str, Any] = {k: previous.get(k) for k in KEYS}
+    results.update(entries)
     for k in KEYS:
-        results.setdefault(k, None)
-        if results[k] is None:
-            results.setdefault(f"{k}_note", "not measured")
-    results["total_s"] = time.monotonic() - t_all
-    OUT.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
-    print(f"wrote {OUT} ({results['total_s']:.1f} s)")
-    pykka.ActorRegistry.stop_all()
+        if results.get(k) is None:
+            results[k] = {"value": None, "verdict": "not measured"}
+    results["_run"] = meta
+    args.out.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    if not args.no_history:
+        _history(entries, meta)
+    print(f"wrote {args.out} ({meta['total_s']} s, load {meta['load_after']})", flush=True)
     return 0
+
+
+def _threads_left(name: str) -> None:
+    import threading
+
+    import pykka
+
+    pykka.ActorRegistry.stop_all(block=True, timeout=10)
+    left = [
+        t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()
+    ]
+    if left:
+        print(f"  warning: {len(left)} threads left after {name}: {left[:5]}", flush=True)
 
 
 if __name__ == "__main__":

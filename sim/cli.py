@@ -1,7 +1,8 @@
 """Command line: run the exchange (and optionally the signal feed) until SIGTERM/SIGINT.
 
 ``python -m sim --host 127.0.0.1 --port 8900 [--ws-port M] [--signals-port S]
-[--signal-token T] [--symbols BTCUSDT=60000,...] [--walk-interval 0.2] [--sources]``
+[--signal-token T] [--symbols BTCUSDT=60000,...] [--walk-interval 0.2] [--sources]
+[--rate-limits]``
 
 Prints one line with the URLs (flushed) once everything listens, then blocks on the main
 thread; a signal stops everything cleanly and the process exits 0.
@@ -55,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sources", action="store_true", help="run the four demo signal sources")
     p.add_argument("--signal-rate", type=float, default=2.0, help="demo signal bursts per second")
     p.add_argument("--accounts", default="main", help="comma-separated accounts for demo signals")
+    p.add_argument(
+        "--rate-limits",
+        action="store_true",
+        help="enforce Binance's request weight and order limits (429 with Retry-After beyond)",
+    )
     p.add_argument("--wallet", type=float, default=1_000_000.0)
     p.add_argument("--leverage", type=int, default=20)
     return p
@@ -72,7 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     exchange = SimExchange(
-        symbols, args.host, args.port, args.ws_port, wallet_usdt=args.wallet, leverage=args.leverage
+        symbols,
+        args.host,
+        args.port,
+        args.ws_port,
+        wallet_usdt=args.wallet,
+        leverage=args.leverage,
+        enforce_rate_limits=args.rate_limits,
     )
     feed: SignalFeed | None = None
     if args.signals_port is not None or args.sources:

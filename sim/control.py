@@ -86,7 +86,24 @@ class ControlApi:
         if route == ("POST", "/_sim/config"):
             if "user_events_first" in body:
                 ex.user_events_first = bool(body["user_events_first"])
-            return {"user_events_first": ex.user_events_first}
+            if "enforce_rate_limits" in body:
+                ex.limits.enforce = bool(body["enforce_rate_limits"])
+            return {
+                "user_events_first": ex.user_events_first,
+                "enforce_rate_limits": ex.limits.enforce,
+            }
+        if route == ("GET", "/_sim/limits"):
+            return ex.limits.snapshot()
+        if route == ("GET", "/_sim/stops"):
+            wanted = req.query.get("symbols")
+            return ex.stops_view(wanted.split(",") if wanted else None)
+        if route == ("POST", "/_sim/seed"):
+            return ex.seed(list(body.get("orders") or []), list(body.get("stops") or []))
+        if route == ("POST", "/_sim/cancel_stops"):
+            return {"cancelled": ex.cancel_stops([str(x) for x in body.get("symbols") or []])}
+        if route == ("DELETE", "/_sim/blast"):
+            ex.stop_blast()
+            return {"ok": True}
         if route == ("POST", "/_sim/reset"):
             ex.reset()
             return {"ok": True}
@@ -95,5 +112,7 @@ class ControlApi:
                 int(body["n_frames"]),
                 list(body["symbols"]) if body.get("symbols") else None,
                 float(body["rate_per_s"]) if body.get("rate_per_s") else None,
+                step_pct=float(body.get("step_pct", 0.0005)),
+                drift_pct=float(body.get("drift_pct", 0.0)),
             )
         raise LookupError(f"no control route {req.method} {req.path}")

@@ -126,6 +126,16 @@ def too_many_requests() -> BinanceError:
     return BinanceError(-1003, "Too many requests; current limit is exceeded.", status=429)
 
 
+def server_busy() -> BinanceError:
+    """-1008 with HTTP 503: the server is overloaded, nothing was done (ccxt: OperationFailed
+    family; the adapter reads the code as ``busy``)."""
+    return BinanceError(
+        -1008,
+        "Server is currently overloaded with other requests. Please try again in a few minutes.",
+        status=503,
+    )
+
+
 def listen_key_missing() -> BinanceError:
     """-1125: unknown listenKey."""
     return BinanceError(-1125, "This listenKey does not exist.")

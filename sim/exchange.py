@@ -24,9 +24,11 @@ from types import TracebackType
 from typing import Any
 
 from sim import wire
+from sim.errors import BinanceError
 from sim.faults import Fault, FaultBoard
 from sim.gateway import Gateway
 from sim.httpserver import HttpServer
+from sim.limits import BINANCE_USDM, LimitBook, RateLimit
 from sim.matching import AlgoOrder, Event, MatchingEngine, now_ms
 from sim.rest import DEFAULT_ACCOUNT
 from sim.scheduler import Scheduler
@@ -73,8 +75,9 @@ class OpenOrderView:
 class OrderLogEntry:
     """One order-placing request as received (accepted or not).
 
-    ``outcome``: "accepted", "rejected" (``code`` says why) or "not_executed" (a fault
-    answered before anything happened). ``faults`` lists the fault kinds that fired.
+    ``outcome``: "accepted", "rejected" (``code`` says why) or "not_executed" (a fault, or
+    the rate limits, answered before anything happened). ``faults`` lists the fault kinds
+    that fired (``rate_limit`` for a 429 of the limits).
     """
 
     seq: int
@@ -94,6 +97,8 @@ class OrderLogEntry:
     faults: list[str] = field(default_factory=list)
     account: str = DEFAULT_ACCOUNT
     api_key: str = ""
+    #: ``time.time()`` when the engine had executed (or refused) it; None if it never ran.
+    done_at: float | None = None
 
 
 def _float_or_none(value: str | None) -> float | None:
@@ -123,6 +128,9 @@ class SimExchange:
     demo) and a request without one are served by :data:`DEFAULT_ACCOUNT`, unless
     ``strict_keys`` (then -2015, HTTP 401). Python methods that read account state take
     ``account=`` (default: :data:`DEFAULT_ACCOUNT`); ``engine`` is the default account's.
+    ``rate_limits`` (default Binance's, :data:`sim.limits.BINANCE_USDM`) are published in
+    ``exchangeInfo`` and counted per request, with the usage headers on every reply;
+    ``enforce_rate_limits`` answers 429 with ``Retry-After`` beyond them (``sim.limits``).
     """
 
     def __init__(
@@ -140,6 +148,8 @@ class SimExchange:
         specs: dict[str, SymbolSpec] | None = None,
         accounts: Mapping[str, Sequence[str]] | None = None,
         strict_keys: bool = False,
+        enforce_rate_limits: bool = False,
+        rate_limits: tuple[RateLimit, ...] | None = None,
     ) -> None:
         self.initial_prices = dict(symbols if symbols is not None else DEFAULT_SYMBOLS)
         self.specs = {s: SymbolSpec.for_price(s, p) for s, p in self.initial_prices.items()}
@@ -156,6 +166,9 @@ class SimExchange:
         self.lock = threading.RLock()
         self.rng = random.Random(seed)
         self.faults = FaultBoard(seed)
+        self.limits = LimitBook(
+            rate_limits if rate_limits is not None else BINANCE_USDM, enforce_rate_limits
+        )
         self.hub = StreamHub()
         names = [DEFAULT_ACCOUNT, *(a for a in (accounts or {}) if a != DEFAULT_ACCOUNT)]
         self.accounts: tuple[str, ...] = tuple(names)
@@ -172,6 +185,7 @@ class SimExchange:
         self._user_events: deque[dict[str, Any]] = deque(maxlen=20_000)
         self._listen_keys: dict[str, str] = {}  # listen key -> account
         self._stopping = threading.Event()
+        self._blast_stop = threading.Event()
         self._walk_thread: threading.Thread | None = None
         self._walk_stop = threading.Event()
         self._started = False
@@ -335,16 +349,22 @@ class SimExchange:
         rate_per_s: float | None = None,
         *,
         step_pct: float = 0.0005,
+        drift_pct: float = 0.0,
         flush_timeout_s: float = 60.0,
     ) -> dict[str, float]:
         """Push ``n_frames`` mark-price updates, cycling over ``symbols``, as fast as possible
         (or paced at ``rate_per_s``), to every mark-price subscriber (per-symbol, combined
         and ``!markPrice@arr`` as one-element arrays). Stops crossed by a move execute.
 
+        Each frame moves its symbol by ``drift_pct`` (a trend: with ``step_pct=0`` every
+        frame is a new high for ``drift_pct > 0``) plus a normal step of sd ``step_pct``.
+        The pacer sleeps between frames (it never spins). :meth:`stop_blast` ends a blast
+        early.
+
         A reader more than ``BLAST_HIGH_WATER`` frames behind slows the blast down (it is
         not dropped). Returns when every frame was written to the sockets (or
         ``flush_timeout_s``):
-        ``{"frames", "deliveries", "seconds", "rate"}``.
+        ``{"frames", "deliveries", "seconds", "rate"}`` (``frames``: those sent).
         """
         names = symbols if symbols is not None else list(self.initial_prices)
         if not names:
@@ -357,9 +377,12 @@ class SimExchange:
         touched: dict[WsConnection, int] = {}
         t0 = time.perf_counter()
         gauss = self.rng.gauss
+        self._blast_stop.clear()
+        sent_frames = 0
         for i in range(n_frames):
-            if self._stopping.is_set():
+            if self._stopping.is_set() or self._blast_stop.is_set():
                 break
+            sent_frames += 1
             if rate_per_s:
                 due = t0 + i / rate_per_s
                 delay = due - time.perf_counter()
@@ -367,9 +390,8 @@ class SimExchange:
                     self._stopping.wait(delay)
             sym = names[i % len(names)]
             with self.lock:
-                price = self.engine.specs[sym].round_price(
-                    self.engine.marks[sym] * (1.0 + gauss(0.0, step_pct))
-                )
+                move = drift_pct + (gauss(0.0, step_pct) if step_pct else 0.0)
+                price = self.engine.specs[sym].round_price(self.engine.marks[sym] * (1.0 + move))
                 fired = [
                     (account, engine.set_mark(sym, price) if price > 0 else [])
                     for account, engine in self.engines.items()
@@ -392,11 +414,15 @@ class SimExchange:
             conn.wait_written(seq, flush_timeout_s)
         seconds = time.perf_counter() - t0
         return {
-            "frames": float(n_frames),
+            "frames": float(sent_frames),
             "deliveries": float(deliveries),
             "seconds": seconds,
-            "rate": n_frames / seconds if seconds > 0 else float("inf"),
+            "rate": sent_frames / seconds if seconds > 0 else float("inf"),
         }
+
+    def stop_blast(self) -> None:
+        """End a running :meth:`blast_mark_prices` after its current frame (any thread)."""
+        self._blast_stop.set()
 
     @staticmethod
     def _backpressure(touched: dict[WsConnection, int], timeout: float) -> None:
@@ -670,6 +696,93 @@ class SimExchange:
             )
             return out
 
+    def stops_view(self, symbols: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Per symbol with a position or an open conditional order: ``mark``, signed ``qty``
+        and ``stops``, the open conditional orders as ``[client_id, side, type, trigger]``.
+
+        One consistent snapshot (under the lock), compact enough to poll often.
+        """
+        with self.lock:
+            eng = self.engine
+            wanted = set(symbols) if symbols is not None else None
+            out: dict[str, dict[str, Any]] = {}
+            for pos in eng.positions():
+                if wanted is None or pos.symbol in wanted:
+                    out[pos.symbol] = {"mark": eng.marks[pos.symbol], "qty": pos.qty, "stops": []}
+            for a in eng.open_algo_orders():
+                if wanted is not None and a.symbol not in wanted:
+                    continue
+                row = out.setdefault(
+                    a.symbol, {"mark": eng.marks[a.symbol], "qty": 0.0, "stops": []}
+                )
+                row["stops"].append([a.client_algo_id, a.side, a.order_type, a.trigger_price])
+            return out
+
+    def seed(self, orders: list[dict[str, Any]], stops: list[dict[str, Any]]) -> dict[str, Any]:
+        """Build a starting state straight in the engine: market orders (filled at the mark),
+        then conditional orders; no REST, no rate limits, no faults, no order log entry.
+
+        ``orders``: ``{"symbol", "side": "BUY"|"SELL", "qty", "client_id", "reduce_only"}``;
+        ``stops``: ``{"symbol", "side", "client_id", "trigger", "type": "STOP_MARKET",
+        "close_position": true, "qty"}``. Their user-stream events go out as usual. Returns
+        ``{"orders", "stops", "errors"}`` (what was applied; a refused one is listed with its
+        Binance error, the rest goes on).
+        """
+        done_orders = done_stops = 0
+        problems: list[str] = []
+        with self.lock:
+            events: list[Event] = []
+            for o in orders:
+                try:
+                    _, evs = self.engine.place_market(
+                        str(o["symbol"]),
+                        str(o["side"]).upper(),
+                        float(o["qty"]),
+                        client_order_id=o.get("client_id"),
+                        reduce_only=bool(o.get("reduce_only", False)),
+                    )
+                except BinanceError as exc:
+                    problems.append(f"order {o.get('client_id')}: {exc}")
+                    continue
+                events.extend(evs)
+                done_orders += 1
+            for st in stops:
+                close_position = bool(st.get("close_position", True))
+                try:
+                    _, evs = self.engine.place_algo(
+                        str(st["symbol"]),
+                        str(st["side"]).upper(),
+                        str(st.get("type", "STOP_MARKET")),
+                        float(st["trigger"]),
+                        qty=None if close_position else float(st["qty"]),
+                        close_position=close_position,
+                        client_algo_id=st.get("client_id"),
+                        working_type="MARK_PRICE",
+                    )
+                except BinanceError as exc:
+                    problems.append(f"stop {st.get('client_id')}: {exc}")
+                    continue
+                events.extend(evs)
+                done_stops += 1
+            self.enqueue_user_events(events)
+        return {"orders": done_orders, "stops": done_stops, "errors": problems}
+
+    def cancel_stops(self, symbols: list[str]) -> int:
+        """Cancel every open conditional order of ``symbols`` as if from the exchange's web
+        page (``ALGO_UPDATE`` CANCELED on the user stream; nothing is counted against the
+        rate limits). Returns how many were cancelled."""
+        n = 0
+        wanted = set(symbols)
+        with self.lock:
+            events: list[Event] = []
+            for a in self.engine.open_algo_orders():
+                if a.symbol in wanted:
+                    _, evs = self.engine.cancel_algo(a.algo_id)
+                    events.extend(evs)
+                    n += 1
+            self.enqueue_user_events(events)
+        return n
+
     def wallet_balance(self, account: str = DEFAULT_ACCOUNT) -> float:
         """USDT wallet balance of ``account`` (realised PnL and fees included)."""
         with self.lock:
@@ -692,13 +805,15 @@ class SimExchange:
     # ------------------------------------------------------------------ reset
 
     def reset(self) -> None:
-        """Back to the start state: prices, wallet, no positions/orders/log/faults.
+        """Back to the start state: prices, wallet, no positions/orders/log/faults, rate-limit
+        counters at zero (whether they are enforced stays as set).
 
         Stream connections and listenKeys survive; pending partial fills are dropped.
         """
         self.stop_random_walk()
         self.scheduler.clear()
         self.faults.clear()
+        self.limits.reset()
         with self.lock:
             self.engines = {a: self._new_engine(a) for a in self.accounts}
             self._order_log.clear()

@@ -18,6 +18,10 @@ KINDS = {
     "http_502": "reply HTTP 502 before acting (nothing happens)",
     "http_503": "act, then reply HTTP 503 {code: -1007}: the order IS placed",
     "http_429": "reply HTTP 429 with Retry-After before acting",
+    "busy": (
+        "reply HTTP 503 {code: -1008} (server overloaded) with Retry-After: retry_after_s"
+        " before acting (nothing happens)"
+    ),
     "timeout": "act, then hold the reply hold_s seconds, or close without reply if close=true",
     "reject_2019": "reject an order with -2019 (margin insufficient) without acting",
     "not_found": "order lookups by id/client id answer -2013 although the order exists",
@@ -56,6 +60,7 @@ CANCEL_PATHS = ["/fapi/v1/order", "/fapi/v1/algoOrder"]
 DEFAULT_SCOPE: dict[str, tuple[tuple[str, str], ...]] = {
     "reject_2019": ORDER_CREATE,
     "error_code": ORDER_CREATE,
+    "busy": ORDER_CREATE,
     "bad_response": ORDER_CREATE,
     "not_found": ORDER_LOOKUP,
     "partial_fill": (("POST", "/fapi/v1/order"),),

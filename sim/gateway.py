@@ -6,7 +6,10 @@ Order of a REST request:
 0. the account: the one the ``X-MBX-APIKEY`` header's key acts on (the default account for
    any other key, or -2015 with ``strict_keys``);
 1. order-placing requests are written to the order log on receipt, cancels to the cancel
-   log, each with its account and API key;
+   log, each with its account and API key; every ``/fapi`` request is counted against the
+   limits (``sim.limits``; one budget for the whole sim, not per account): over a limit,
+   when enforced, it is answered 429 with ``Retry-After`` and nothing else happens; every
+   reply carries the usage headers;
 2. faults that act *before* anything happens: latency, 429, 502, ``error_code`` (unless
    ``act``), -2019 rejection, not-found lookups; ``lag_open_orders`` sets the moment the
    open-order lists are answered for;
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from sim import errors
@@ -84,6 +88,30 @@ class Gateway:
             entry = self.ex.log_order_request(
                 path.rsplit("/", 1)[-1], params, account=account, api_key=api_key, cancel=True
             )
+        if not path.startswith("/fapi/"):
+            return self._serve(req, params, entry, account, api_key)
+        charge = self.ex.limits.charge(method, path, params, now_ms())
+        if charge.refused is not None:
+            self._note(entry, "rate_limit", outcome="not_executed")
+            return Response.of_json(
+                charge.body(),
+                429,
+                headers=[("Retry-After", str(charge.retry_after_s)), *charge.headers],
+            )
+        resp = self._serve(req, params, entry, account, api_key)
+        resp.headers.extend(charge.headers)
+        return resp
+
+    def _serve(
+        self,
+        req: Request,
+        params: dict[str, str],
+        entry: OrderLogEntry | None,
+        account: str,
+        api_key: str,
+    ) -> Response:
+        """Steps 2 to 6 of the module docstring for one request within the limits."""
+        method, path = req.method, req.path
         faults = self.ex.faults
         symbol = params.get("symbol")
         ts_error = self._check_timestamp(method, path, params)
@@ -99,6 +127,14 @@ class Gateway:
                 errors.too_many_requests().body(),
                 429,
                 headers=[("Retry-After", str(f429.retry_after_s))],
+            )
+        fbusy = faults.take("busy", method, path, symbol)
+        if fbusy is not None:
+            self._note(entry, "busy", outcome="rejected", code=-1008)
+            return Response.of_json(
+                errors.server_busy().body(),
+                503,
+                headers=[("Retry-After", str(fbusy.retry_after_s))],
             )
         if faults.take("http_502", method, path, symbol) is not None:
             self._note(entry, "http_502", outcome="not_executed")
@@ -136,7 +172,11 @@ class Gateway:
         outcome: Outcome | None = None
         try:
             with self.ex.lock:
-                outcome = route(params, ctx)
+                try:
+                    outcome = route(params, ctx)
+                finally:
+                    if entry is not None:
+                        entry.done_at = time.time()
                 if self.ex.user_events_first:
                     sent = self.ex.enqueue_user_events(outcome.events, account)
             if isinstance(outcome.payload, RawJson):

@@ -174,7 +174,11 @@ class RestApi:
     def exchange_info(self, p: Params, c: Context) -> Outcome:
         """GET /fapi/v1/exchangeInfo (serialised once: the symbols never change)."""
         if self._exchange_info is None:
-            info = wire.exchange_info(list(self.ex.engine_of(c.account).specs.values()), 0)
+            info = wire.exchange_info(
+                list(self.ex.engine_of(c.account).specs.values()),
+                0,
+                [lim.to_json() for lim in self.ex.limits.limits],
+            )
             self._exchange_info = json.dumps(info, separators=(",", ":"))
         text = self._exchange_info.replace('"serverTime":0,', f'"serverTime":{now_ms()},', 1)
         return Outcome(RawJson(text))

@@ -41,6 +41,23 @@ class _FeedApp:
     def handle(self, req: Request) -> Response:
         if req.path == "/health":
             return Response.of_json({"ok": True, "clients": self.feed.client_count()})
+        if req.path == "/send" and req.method == "POST":
+            try:
+                body = req.json()
+                signals = [dict(x) for x in body["signals"]]
+                rate = body.get("rate_per_s")
+                times = self.feed.send_paced(
+                    signals, float(rate) if rate else None, stamp=bool(body.get("stamp"))
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                return Response.of_json({"error": str(exc)}, 400)
+            return Response.of_json({"sent": len(times), "times": times})
+        if req.path == "/acks" and req.method == "GET":
+            try:
+                since = int(req.query.get("since", "0"))
+            except ValueError:
+                return Response.of_json({"error": "since must be an integer"}, 400)
+            return Response.of_json(self.feed.ack_log(since))
         if req.path == self.feed.path:
             return Response.of_json({"error": "WebSocket upgrade required"}, 400)
         return Response.of_json({"error": "not found"}, 404)
@@ -77,6 +94,10 @@ class SignalFeed:
         self._pending: dict[str, bytes] = {}
         #: Signals sent again to a client that connected (with ``redeliver``).
         self.redelivered = 0
+        #: Every acknowledgement with the ``time.time()`` it was read (bounded like acks).
+        self._ack_log: list[tuple[float, dict[str, Any]]] = []
+        self._ack_base = 0  # index of _ack_log[0] in the whole log
+        self._stopped = threading.Event()
         self._cond = threading.Condition()
         self._clients: set[WsConnection] = set()
         #: ``time.monotonic()`` of every accepted client connection, in order.
@@ -98,6 +119,7 @@ class SignalFeed:
 
     def stop(self) -> None:
         """Stop the sources, close every connection, join every thread. Idempotent."""
+        self._stopped.set()
         self.stop_sources()
         self._server.stop()
 
@@ -150,7 +172,14 @@ class SignalFeed:
 
     def _received(self, conn: WsConnection, message: str | bytes) -> None:
         ack = _ack_of(message)
+        at = time.time()
         with self._cond:
+            if ack is not None:
+                self._ack_log.append((at, ack))
+                if len(self._ack_log) > _KEEP:
+                    drop = _KEEP // 2
+                    del self._ack_log[:drop]
+                    self._ack_base += drop
             self.received.append(message)
             if len(self.received) > _KEEP:  # a long demo: keep the newest
                 del self.received[: _KEEP // 2]
@@ -173,6 +202,14 @@ class SignalFeed:
         with self._cond:
             self._cond.wait_for(lambda: signal_id in self.acks, timeout)
             return self.acks.get(signal_id)
+
+    def ack_log(self, since: int = 0) -> dict[str, Any]:
+        """Acknowledgements read since position ``since`` of the log, with the time each was
+        read: ``{"next": position to ask from next, "acks": [[time, ack], ...]}``."""
+        with self._cond:
+            start = max(0, since - self._ack_base)
+            rows = [[t, a] for t, a in self._ack_log[start:]]
+            return {"next": self._ack_base + len(self._ack_log), "acks": rows}
 
     def client_count(self) -> int:
         """Connected clients."""
@@ -219,6 +256,29 @@ class SignalFeed:
                 self._pending.pop(sid, None)  # a replay goes to the end, in sending order
                 self._pending[sid] = frame
         return self._broadcast(frame)
+
+    def send_paced(
+        self,
+        signals: Sequence[dict[str, Any]],
+        rate_per_s: float | None = None,
+        *,
+        stamp: bool = False,
+    ) -> list[float]:
+        """Send ``signals`` in order, ``rate_per_s`` a second (sleeping between them, never
+        spinning; None: all at once). ``stamp``: set each one's ``created_at`` to the moment
+        it is sent. Returns the ``time.time()`` each was queued at. Ends early when the feed
+        stops. (Also ``POST /send {"signals", "rate_per_s", "stamp"}`` on the feed's port.)"""
+        times: list[float] = []
+        t0 = time.perf_counter()
+        for i, sig in enumerate(signals):
+            if rate_per_s:
+                delay = t0 + i / rate_per_s - time.perf_counter()
+                if delay > 0 and self._stopped.wait(delay):
+                    break
+            now = time.time()
+            times.append(now)
+            self.send_signal({**sig, "created_at": now} if stamp else sig)
+        return times
 
     def send_raw(self, data: str | bytes, binary: bool = False) -> int:
         """Send anything as one frame (text frames may carry invalid UTF-8; any size)."""

@@ -117,22 +117,20 @@ def symbol_info(spec: SymbolSpec) -> Json:
     }
 
 
-def exchange_info(specs: list[SymbolSpec], now: int) -> Json:
-    """GET /fapi/v1/exchangeInfo."""
+_BINANCE_RATE_LIMITS: list[Json] = [
+    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+    {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
+]
+
+
+def exchange_info(specs: list[SymbolSpec], now: int, rate_limits: list[Json] | None = None) -> Json:
+    """GET /fapi/v1/exchangeInfo (``rate_limits``: the published limits, Binance's default)."""
     return {
         "timezone": "UTC",
         "serverTime": now,
         "futuresType": "U_MARGINED",
-        "rateLimits": [
-            {
-                "rateLimitType": "REQUEST_WEIGHT",
-                "interval": "MINUTE",
-                "intervalNum": 1,
-                "limit": 2400,
-            },
-            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
-            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
-        ],
+        "rateLimits": list(rate_limits if rate_limits is not None else _BINANCE_RATE_LIMITS),
         "exchangeFilters": [],
         "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}],
         "symbols": [symbol_info(s) for s in specs],

@@ -49,7 +49,9 @@ import pykka
 from actors.conflation import TickSlot
 from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder
 from actors.messages import (
+    CallResult,
     ExchangeOutcome,
+    MarketInfo,
     MarkPriceTick,
     Message,
     OpenSignal,
@@ -168,6 +170,7 @@ class Supervisor:
         self.sync_listeners: list[Callable[[str, str], None]] = []
         #: Ticks dropped because their symbol had no live actor (see :meth:`tell_tick`).
         self.ticks_without_actor = 0
+        self._marks: dict[Key, tuple[float, float]] = {}  # the last price of actorless keys
         #: Sizes of per-key structures kept elsewhere (intake, sync, feeds), reported by
         #: :meth:`structure_sizes` under their name. Callables must be thread-safe, cheap.
         self.size_sources: dict[str, Callable[[], int]] = {}
@@ -250,11 +253,33 @@ class Supervisor:
         """
         slot = self._slots.get(tick.key)
         if slot is None:
+            # Kept (one per allowed symbol): the actor started later gets it with the rules.
+            self._marks[tick.key] = (tick.price, tick.received_at or self.clock.now())
             self.ticks_without_actor += 1
             return False
         if slot.put(tick):
             return self.tell(TicksReady(tick.key, slot))
         return True
+
+    def _prime(self, ref: pykka.ActorRef[PositionActor], key: Key) -> None:
+        """A new actor starts with the market's rules when the account's exchange port holds
+        them without I/O (``cached_market_rules``), and with the last mark price the stream
+        gave for its symbol (with the time it arrived): a signal that finds them fresh needs
+        no :class:`FetchMarket` round trip. Called with the lock held; never blocks, never
+        raises."""
+        mark = self._marks.pop(key, None)
+        workers = self._workers.get(key.account)
+        cached = getattr(getattr(workers, "exchange", None), "cached_market_rules", None)
+        if cached is None:
+            return
+        try:
+            rules = cached(key.symbol)
+        except Exception:
+            log.exception("cached market rules of %s failed", key)
+            return
+        if rules is not None:
+            price, at = mark if mark is not None else (None, self.clock.now())
+            ref.tell(MarketInfo(key, CallResult.FOUND, price, rules, at))
 
     def _tell_slow(self, msg: Message) -> bool:
         key = msg.key
@@ -294,6 +319,7 @@ class Supervisor:
         ref = PositionActor.start(key, deps, cell)
         self._actors[key] = ref
         self._cells[key] = cell
+        self._prime(ref, key)
         slot = self._slots.get(key)
         if slot is None:
             self._slots[key] = TickSlot()  # mark prices reach the actor from now on
@@ -605,6 +631,7 @@ class Supervisor:
         """
         with self._lock:
             out = {
+                "actorless_marks": len(self._marks),
                 "actors": len(self._actors),
                 "cells": len(self._cells),
                 "tick_slots": len(self._slots),

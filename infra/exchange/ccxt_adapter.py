@@ -11,8 +11,8 @@ one slow order (1-3 s on a busy exchange, S6) would hold up every lookup and sto
 other symbols - exactly what the per-account worker pool exists to avoid. What the clients
 share is read-only or locked: the markets (loaded once, lazily, with retry, by one client
 and handed to the others with ``set_markets_from_exchange``) and the rate limiter (one
-per account, see :class:`_Throttle`), so ``enable_rate_limit`` still paces the account as
-a whole.
+per account, :class:`~infra.exchange.limits.AccountLimiter`), so ``enable_rate_limit``
+keeps the account as a whole under the exchange's limits, protective orders first.
 
 Failure: the order methods never raise for exchange or network errors; the mapping lives
 in :mod:`infra.exchange.errors` (UNKNOWN whenever the order may have reached the exchange).
@@ -44,6 +44,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import ccxt
 
@@ -65,6 +66,7 @@ from actors.ports import (
     OrderRequest,
     SystemClock,
 )
+from actors.state import parse_client_id
 from infra.exchange.errors import (
     Op,
     Reason,
@@ -74,6 +76,13 @@ from infra.exchange.errors import (
     describe,
     local_reason,
     never_sent,
+)
+from infra.exchange.limits import (
+    AccountLimiter,
+    Cost,
+    Limit,
+    Priority,
+    limits_from_exchange_info,
 )
 from infra.exchange.venues import Venue, VenueConfig
 
@@ -103,24 +112,31 @@ class AccountFetchError(Exception):
     """``fetch_account`` failed; the message is safe to log (no query strings)."""
 
 
-class _Throttle:
-    """ccxt's limiter semantics (``rateLimit`` × cost between requests), shared by threads.
+def request_cost(venue: Venue, method: str, url: str, body: object) -> Cost:
+    """What one request counts against the venue's limits (weight; orders for placements).
 
-    Each request reserves the next free slot under the lock and sleeps outside it, so the
-    account's requests are spaced as one ccxt client would space them.
+    The path is taken from the URL from the venue's API root on (``/fapi/v1/order``); the
+    ``symbol`` parameter from the query string or a form-encoded body.
     """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._next = 0.0
-
-    def wait(self, interval_s: float) -> None:
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + interval_s
-        if start > now:
-            time.sleep(start - now)
+    parts = urlsplit(url)
+    path = parts.path
+    for root in venue.api_roots:
+        i = path.find(root)
+        if i >= 0:
+            path = path[i:]
+            break
+    method = method.upper()
+    weights = venue.request_weights.get((method, path))
+    if weights is None:
+        weight = 1
+    else:
+        params = parse_qs(parts.query)
+        if body and "symbol" not in params:
+            text = body.decode("latin-1") if isinstance(body, bytes) else str(body)
+            params = parse_qs(text)
+        weight = weights[0] if "symbol" in params else weights[1]
+    orders = 1 if (method, path) in venue.order_endpoints else 0
+    return Cost(weight, orders)
 
 
 def _retry_after(headers: Mapping[str, str] | None, name: str) -> float | None:
@@ -160,10 +176,17 @@ def _client_class(venue: Venue) -> type[Any]:
         base = getattr(ccxt, venue.ccxt_class)
 
         class Client(base):  # type: ignore[misc,valid-type]
-            """ccxt client hooks: forced error table, wire info on errors, shared limiter."""
+            """ccxt client hooks: forced error table, wire info on errors, the account's
+            limiter (every request reserves its cost before it leaves; every reply corrects
+            the usage; the exchange's rate limits come from ``exchangeInfo``)."""
 
             ps_error_table: str | None = None
-            ps_throttle: _Throttle | None = None
+            ps_limiter: AccountLimiter | None = None
+            ps_venue: Venue | None = None
+            #: Priority and wait bound of the call in progress (set by the adapter).
+            ps_priority: Priority = Priority.READ
+            ps_max_wait: float = 10.0
+            ps_default_retry_after: float = 1.0
             ps_retry_header: str = "Retry-After"
             ps_reply: tuple[int, Mapping[str, str], str] | None = None
             #: Set when a call enters ``fetch`` (a request may leave from here on); the
@@ -190,6 +213,16 @@ def _client_class(venue: Venue) -> type[Any]:
                 request_body: Any,
             ) -> Any:
                 self.ps_reply = (code, response_headers, response_body)
+                limiter = self.ps_limiter
+                if limiter is not None:
+                    retry = _retry_after(response_headers, self.ps_retry_header)
+                    limiter.observe(
+                        code,
+                        response_headers,
+                        self.ps_default_retry_after if retry is None else retry,
+                    )
+                    if code == 200 and url.split("?", 1)[0].endswith("/exchangeInfo"):
+                        _configure_limits(limiter, response_body)
                 return super().on_rest_response(
                     code,
                     reason,
@@ -204,6 +237,14 @@ def _client_class(venue: Venue) -> type[Any]:
             def fetch(
                 self, url: str, method: str = "GET", headers: Any = None, body: Any = None
             ) -> Any:
+                limiter = self.ps_limiter
+                if limiter is not None and self.ps_venue is not None:
+                    # Raises RateBudgetExhausted before anything is sent.
+                    limiter.acquire(
+                        request_cost(self.ps_venue, method, url, body),
+                        self.ps_priority,
+                        self.ps_max_wait,
+                    )
                 self.ps_sent = True
                 self.ps_reply = None
                 try:
@@ -222,16 +263,26 @@ def _client_class(venue: Venue) -> type[Any]:
                     attach_wire(exc, info)
                     raise
 
-            def throttle(self, cost: Any = None) -> None:
-                shared = self.ps_throttle
-                if shared is None:
-                    super().throttle(cost)
-                    return
-                shared.wait(float(self.rateLimit) * (1.0 if cost is None else float(cost)) / 1e3)
-
         Client.__name__ = Client.__qualname__ = f"Ps{venue.ccxt_class}"
         _CLASSES[venue.name] = Client
         return Client
+
+
+def _configure_limits(limiter: AccountLimiter, body: str) -> None:
+    """Take the exchange's own limits from an ``exchangeInfo`` reply (kept as they were,
+    with a warning, when they cannot be read)."""
+    try:
+        data = json.loads(body)
+        limits = limits_from_exchange_info(data.get("rateLimits"))
+    except (ValueError, AttributeError) as exc:
+        log.warning("exchangeInfo: rate limits not usable (%s); keeping %s", exc, limiter.limits)
+        return
+    if limits != limiter.limits:
+        log.info(
+            "exchange rate limits: %s",
+            ", ".join(f"{lim.kind} {lim.limit}/{lim.window_s:g}s" for lim in limits),
+        )
+        limiter.configure(limits)
 
 
 def _first(info: Mapping[str, Any], fields: Iterable[str]) -> Any:
@@ -377,7 +428,15 @@ class CcxtExchange:
             self.venue.api_urls(self.config.base_url)  # validate early
         self._clock = clock or SystemClock()
         self._cls = _client_class(self.venue)
-        self._throttle = _Throttle()
+        #: The account's request limiter (None with ``enable_rate_limit=False``).
+        self.limiter: AccountLimiter | None = (
+            AccountLimiter(
+                [Limit(kind, window, limit) for kind, window, limit in self.venue.rate_limits],
+                reserve=self.config.limiter_reserve,
+            )
+            if self.config.enable_rate_limit and self.venue.rate_limits
+            else None
+        )
         self._local = threading.local()
         self._lock = threading.Lock()  # the client registry
         self._markets_lock = threading.Lock()
@@ -408,17 +467,20 @@ class CcxtExchange:
             {
                 "apiKey": self._credentials.api_key,
                 "secret": self._credentials.secret,
-                "enableRateLimit": cfg.enable_rate_limit,
+                # ccxt's throttle spaces every request by rateLimit x cost: the account's
+                # limiter (self.limiter) models the exchange's real limits instead.
+                "enableRateLimit": False,
                 "timeout": max(1, round(cfg.timeout_s * 1000)),
                 "options": options,
             }
         )
-        if cfg.rate_limit_ms is not None:
-            client.rateLimit = cfg.rate_limit_ms
         if cfg.base_url is not None:
             client.urls["api"] = self.venue.api_urls(cfg.base_url)
         client.ps_error_table = self.venue.error_table
-        client.ps_throttle = self._throttle
+        client.ps_limiter = self.limiter
+        client.ps_venue = self.venue
+        client.ps_default_retry_after = cfg.retry_after_s
+        client.ps_max_wait = cfg.timeout_s
         client.ps_retry_header = self.venue.retry_after_header
         return client
 
@@ -495,7 +557,10 @@ class CcxtExchange:
         return client
 
     def close(self) -> None:
-        """Close every client's HTTP session (pooled connections). Safe to call twice."""
+        """Close every client's HTTP session (pooled connections) and refuse the requests
+        waiting for the limiter. Safe to call twice."""
+        if self.limiter is not None:
+            self.limiter.close()
         with self._lock:
             clients = [c for _, c in self._clients.values()]
             self._clients.clear()
@@ -533,6 +598,18 @@ class CcxtExchange:
             raise UnknownSymbol(unified) from None
 
     # -- the port -----------------------------------------------------------------------
+
+    def cached_market_rules(self, symbol_id: str) -> MarketRules | None:
+        """The market's rules for ``symbol_id`` when the markets are loaded already, else
+        None; never does I/O (any thread, e.g. a feed's). The same rules
+        :meth:`market_rules` and :meth:`fetch_market` give."""
+        rules = self._rules.get(symbol_id)
+        if rules is not None or self._source is None:
+            return rules
+        try:
+            return self.market_rules(symbol_id)
+        except Exception:  # an unknown symbol: the actor asks (and is told) as usual
+            return None
 
     def market_rules(self, symbol_id: str) -> MarketRules:
         """The market's rules for ``BTCUSDT`` (see :func:`rules_of_market`), cached.
@@ -697,6 +774,7 @@ class CcxtExchange:
         except Exception as exc:  # reading the market's rules: nothing was sent
             log.error("%s place %s: no market rules (%s)", req.key, req.client_id, describe(exc))
             return OrderReply(CallResult.REJECTED, local_reason(exc))
+        self._budget(client, req.kind is OrderKind.ENTRY)
         client.ps_sent = False
         try:
             amount, params = self._request(client, symbol, req, rules)
@@ -734,6 +812,12 @@ class CcxtExchange:
             )
             return reply
         return self._reply(CallResult.ACCEPTED, order)
+
+    def _budget(self, client: Any, entry: bool) -> None:
+        """The limiter's priority and wait bound for an order placement on ``client``."""
+        cfg = self.config
+        client.ps_priority = Priority.ENTRY if entry else Priority.PROTECT
+        client.ps_max_wait = cfg.entry_max_wait_s if entry else cfg.timeout_s
 
     def _duplicate(self, client: Any, symbol: str, req: OrderRequest) -> OrderReply:
         """-4116 for ``req``: is the open order holding its client id ours? (see place_order)"""
@@ -821,6 +905,10 @@ class CcxtExchange:
             return OrderReply(CallResult.UNKNOWN, str(Reason.MARKETS_UNAVAILABLE))
         except UnknownSymbol:
             return OrderReply(CallResult.UNKNOWN, str(Reason.BAD_SYMBOL))
+        parsed = parse_client_id(client_id)
+        entry = parsed is not None and parsed[1] is OrderKind.ENTRY
+        client.ps_priority = Priority.RESOLVE if entry else Priority.PROTECT
+        client.ps_max_wait = self.config.resolve_max_wait_s if entry else self.config.timeout_s
         reply, _ = self._lookup(client, symbol, key, client_id, trigger)
         return reply
 
@@ -840,6 +928,8 @@ class CcxtExchange:
         params: dict[str, Any] = {self.venue.client_id_param: client_id}
         if trigger:
             params.update(self.venue.trigger_flag)
+        client.ps_priority = Priority.PROTECT
+        client.ps_max_wait = self.config.timeout_s
         client.ps_sent = False
         try:
             order = client.cancel_order(None, symbol, params)
@@ -872,6 +962,8 @@ class CcxtExchange:
         started = self._clock.now()
         try:
             client = self._client()
+            client.ps_priority = Priority.READ
+            client.ps_max_wait = self.config.timeout_s
             raw_positions = client.fetch_positions()
             plain = client.fetch_open_orders()
             conditional = client.fetch_open_orders(None, None, None, dict(self.venue.trigger_flag))
@@ -940,6 +1032,8 @@ class CcxtExchange:
         except Exception as exc:  # reading the market's rules: nothing was sent
             log.error("%s market: no market rules (%s)", key, describe(exc))
             return MarketReply(CallResult.UNKNOWN, at=at, reason=local_reason(exc))
+        client.ps_priority = Priority.RESOLVE
+        client.ps_max_wait = self.config.resolve_max_wait_s
         at = self._clock.now()
         client.ps_sent = False
         try:

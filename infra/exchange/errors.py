@@ -25,6 +25,7 @@ condition (place)                           result      reason                  
 raised before any request left (local)      REJECTED    ``local:<Class>``         -
 duplicate client id (-4116), our order      ACCEPTED    ``duplicate``             -
 418/429, DDoSProtection, RateLimitExceeded  REJECTED    ``rate_limited``          header
+kept back by the account's limiter           REJECTED    ``rate_limited``          wait
 busy codes (-1003, -1008, -1015)            REJECTED    ``busy``                  default
 connection refused / connect timeout        REJECTED    ``unreachable``           default
 markets cannot be loaded                    REJECTED    ``markets_unavailable``   default
@@ -73,6 +74,7 @@ import urllib3.exceptions
 
 from actors.messages import CallResult
 from actors.ports import OrderReply
+from infra.exchange.limits import RateBudgetExhausted
 from infra.exchange.venues import Venue
 
 __all__ = [
@@ -283,6 +285,10 @@ def classify(
     ``OrderReply.reason == Reason.DUPLICATE`` with ``ACCEPTED`` tells the adapter that the
     order is already on the exchange: it then looks it up to fill in the status.
     """
+    if isinstance(exc, RateBudgetExhausted):
+        # The account's limiter kept it back: nothing was sent, try again after the wait.
+        result = CallResult.REJECTED if op is Op.PLACE else CallResult.UNKNOWN
+        return OrderReply(result, str(Reason.RATE_LIMITED), retry_after=exc.retry_after)
     if not left:
         result = CallResult.REJECTED if op is Op.PLACE else CallResult.UNKNOWN
         return OrderReply(result, local_reason(exc))

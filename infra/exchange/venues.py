@@ -36,10 +36,11 @@ class ConfigError(ValueError):
     """The venue configuration is unusable (unknown venue, missing credentials, bad URL)."""
 
 
+_K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-def _ro(d: Mapping[str, _V]) -> Mapping[str, _V]:
+def _ro(d: Mapping[_K, _V]) -> Mapping[_K, _V]:
     return MappingProxyType(dict(d))
 
 
@@ -93,6 +94,18 @@ class Venue:
     unknown_codes: frozenset[str] = frozenset()
     #: Header of a 418/429 reply that says how long to back off (seconds).
     retry_after_header: str = "Retry-After"
+    #: The limits the venue publishes (``exchangeInfo.rateLimits``): (type, window s, limit).
+    #: The account's limiter starts from these and takes the exchange's own once read.
+    rate_limits: tuple[tuple[str, float, int], ...] = ()
+    #: Request weights by (method, path), path from the API root (``/fapi/v1/order``):
+    #: (weight with a ``symbol`` parameter, weight without one). Unlisted: 1.
+    request_weights: Mapping[tuple[str, str], tuple[int, int]] = field(
+        default_factory=lambda: _ro({})
+    )
+    #: Requests that count 1 against the ``ORDERS`` limits.
+    order_endpoints: frozenset[tuple[str, str]] = frozenset()
+    #: Path segments where the API root starts in a request URL (after the base URL).
+    api_roots: tuple[str, ...] = ("/fapi/", "/futures/")
 
     def api_urls(self, base_url: str) -> dict[str, str]:
         """The ``urls["api"]`` table for a base URL such as ``http://127.0.0.1:8765``."""
@@ -164,6 +177,37 @@ BINANCE_USDM = Venue(
     insufficient_codes=frozenset({"-2019", "-2018"}),
     busy_codes=frozenset({"-1003", "-1008", "-1015"}),
     unknown_codes=frozenset({"-1000", "-1001", "-1006", "-1007"}),
+    rate_limits=(
+        ("REQUEST_WEIGHT", 60.0, 2400),
+        ("ORDERS", 60.0, 1200),
+        ("ORDERS", 10.0, 300),
+    ),
+    # Binance's documented weights (USD-M "Limits" and each endpoint's "Weight").
+    request_weights=_ro(
+        {
+            ("GET", "/fapi/v1/exchangeInfo"): (1, 1),
+            ("GET", "/fapi/v1/premiumIndex"): (1, 10),
+            ("GET", "/fapi/v1/ticker/price"): (1, 2),
+            ("GET", "/fapi/v1/ticker/24hr"): (1, 40),
+            ("GET", "/fapi/v1/userTrades"): (5, 5),
+            ("GET", "/fapi/v1/allOrders"): (5, 5),
+            ("GET", "/fapi/v1/commissionRate"): (20, 20),
+            ("GET", "/fapi/v1/symbolConfig"): (5, 5),
+            ("GET", "/fapi/v1/positionSide/dual"): (30, 30),
+            ("GET", "/fapi/v1/multiAssetsMargin"): (30, 30),
+            ("POST", "/fapi/v1/order"): (0, 0),
+            ("POST", "/fapi/v1/algoOrder"): (0, 0),
+            ("GET", "/fapi/v1/openOrders"): (1, 40),
+            ("GET", "/fapi/v1/openAlgoOrders"): (1, 40),
+            ("GET", "/fapi/v2/positionRisk"): (5, 5),
+            ("GET", "/fapi/v3/positionRisk"): (5, 5),
+            ("GET", "/fapi/v2/account"): (5, 5),
+            ("GET", "/fapi/v3/account"): (5, 5),
+            ("GET", "/fapi/v2/balance"): (5, 5),
+            ("GET", "/fapi/v3/balance"): (5, 5),
+        }
+    ),
+    order_endpoints=frozenset({("POST", "/fapi/v1/order"), ("POST", "/fapi/v1/algoOrder")}),
 )
 
 VENUES: Mapping[str, Venue] = MappingProxyType({BINANCE_USDM.name: BINANCE_USDM})
@@ -202,8 +246,15 @@ class VenueConfig:
     (``PS_MAIN_API_KEY`` for account ``main``). With ``require_credentials=False`` (tests,
     the demo against ``sim/``) missing variables give dummy keys instead of an error.
 
-    ``enable_rate_limit``: ccxt's limiter (``rateLimit`` ms × endpoint cost between
-    requests), shared by all threads of the account. ``timeout_s`` bounds each HTTP request;
+    ``enable_rate_limit``: the account's limiter (:mod:`infra.exchange.limits`): the
+    exchange's own limits (request weight, order counts; read from ``exchangeInfo``,
+    corrected by its usage headers, a 429's ``Retry-After`` honoured), shared by all threads
+    of the account, protective orders first; ``limiter_reserve`` is the share of each limit
+    kept for them. A request waits at most ``entry_max_wait_s`` (entries),
+    ``resolve_max_wait_s`` (lookups of entries, reference prices) or ``timeout_s`` (the
+    rest) for room, else it is refused ``rate_limited`` without being sent. ccxt's own
+    throttle (``rateLimit`` × cost between any two requests) is never used. False: no
+    limiter at all (tests against ``sim/``). ``timeout_s`` bounds each HTTP request;
     a request that runs out is an UNKNOWN outcome, never re-sent. ``retry_after_s`` is the
     back-off reported when the exchange asked to slow down without saying how long.
     """
@@ -211,7 +262,9 @@ class VenueConfig:
     venue: str = BINANCE_USDM.name
     base_url: str | None = None
     enable_rate_limit: bool = True
-    rate_limit_ms: float | None = None
+    limiter_reserve: float = 0.2
+    entry_max_wait_s: float = 3.0
+    resolve_max_wait_s: float = 5.0
     timeout_s: float = 10.0
     recv_window_ms: int | None = None
     markets_attempts: int = 3

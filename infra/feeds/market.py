@@ -4,16 +4,21 @@
 account it serves (combined ``/stream?streams=…``), or to ``!markPrice@arr[@1s]`` filtered
 locally when there are more than ``max_streams`` symbols.
 
-Prices are delivered once per batch: what the socket had buffered when the feed caught up
-with it, or at most ``max_batch_s`` of it while frames keep arriving faster than they are
-parsed (see ``on_drained`` in :class:`~infra.feeds.ws_client.ReconnectingWebSocket`). Per
-symbol, the newest price (by event time) goes out with the lowest and highest price of the
-batch and the receive time of the batch's first frame for it, as one
+Prices are delivered once per batch: what one read of the socket brought (up to 256 KiB,
+see ``on_drained`` in :class:`~infra.feeds.ws_client.ReconnectingWebSocket`), as soon as it
+is parsed, or what was parsed in ``max_hold_s`` (2 ms) when the read is longer (a reader
+that fell behind); a reader that keeps up delivers small batches, and nothing waits for
+more frames to arrive (``max_batch_s`` > 0 would hold a batch back while
+more data waits, at most that long: it trades a tick's latency for fewer wake-ups, and the
+stop guard's latency is what matters; the supervisor's per-symbol slot conflates anyway).
+Per symbol, the newest price (by event time) goes out with the lowest and highest price of
+the batch and the receive time of the batch's first frame for it, as one
 :class:`~actors.messages.MarkPriceTick` per account that trades the symbol, with
-``sink.tell_tick``; the supervisor's per-symbol slot conflates further while the actor is
-behind. So a burst wakes each actor at most once per batch and the stop guard still sees
-every extreme, while a tick arriving alone (the normal case: Binance sends one per symbol a
-second) is delivered as soon as it is parsed.
+``sink.tell_tick``; the slot conflates further while the actor is behind. So a burst wakes
+each actor at most once per batch and the stop guard still sees every extreme, while a tick
+arriving alone (the normal case: Binance sends one per symbol a second) is delivered as soon
+as it is parsed. The stream's lag (``ws_lag``) is sampled: at most ``lag_every_s`` apart,
+for the newest frame of a batch (observing a histogram costs as much as parsing a frame).
 
 Threads: the runner thread (``feed-<name>``) parses and tells; ``start``/``stop`` from any
 thread. Failure: a bad frame or item is refused with a throttled log line and a counted reason;
@@ -60,7 +65,9 @@ class MarkPriceFeed:
         metrics: FeedMetrics | None = None,
         clock: Callable[[], float] = time.time,
         poll_s: float = 0.25,
-        max_batch_s: float = 0.05,
+        max_batch_s: float = 0.0,
+        max_hold_s: float = 0.002,
+        lag_every_s: float = 0.1,
     ) -> None:
         if speed not in ("", "1s"):
             raise ValueError("speed must be '' (3 s) or '1s'")
@@ -85,7 +92,11 @@ class MarkPriceFeed:
             streams = "/".join(f"{s.lower()}@markPrice{suffix}" for s in sorted(self._routes))
             self.url = f"{base}/stream?streams={streams}"
         self.max_batch_s = max_batch_s
+        self.max_hold_s = max_hold_s
         self._batch_started = 0.0
+        self._lag: float | None = None  # the newest frame's lag, not observed yet
+        self.lag_every_s = lag_every_s
+        self._lag_at = 0.0
         self.ticks = 0
         self.delivered = 0
         self._pending: dict[str, list[float]] = {}
@@ -165,12 +176,11 @@ class MarkPriceFeed:
                     old[4] = p
             self.ticks += 1
         if prices:
-            try:  # noqa: SIM105 (hot path: cheaper than contextlib.suppress)
-                self.metrics.ws_lag(self.name, now - prices[-1].event_time)
-            except Exception:
-                pass
+            self._lag = now - prices[-1].event_time
         for r in bad:
             self._refuse(r, data)
+        if pending and time.monotonic() - self._batch_started >= self.max_hold_s:
+            self._flush(force=True)  # behind: do not let parsed ticks wait for the whole read
 
     def _flush(self, force: bool = False) -> None:
         """Deliver the batch: one tick per (account, symbol) with the batch's extremes.
@@ -178,10 +188,20 @@ class MarkPriceFeed:
         Unless ``force`` (the connection ended), wait while more frames are already waiting on
         the socket and the batch is younger than ``max_batch_s``."""
         pending = self._pending
+        lag = self._lag
+        if lag is not None:
+            mono = time.monotonic()
+            if mono - self._lag_at >= self.lag_every_s or force:
+                self._lag, self._lag_at = None, mono
+                try:  # noqa: SIM105 (hot path: cheaper than contextlib.suppress)
+                    self.metrics.ws_lag(self.name, lag)
+                except Exception:
+                    pass
         if not pending:
             return
         if (
             not force
+            and self.max_batch_s > 0
             and time.monotonic() - self._batch_started < self.max_batch_s
             and self.runner.data_waiting()
         ):

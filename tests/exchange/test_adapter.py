@@ -363,28 +363,6 @@ def test_many_worker_threads_at_once(sim: SimExchange, exchange: CcxtExchange) -
     assert len(exchange._clients) >= len(symbols)
 
 
-def test_rate_limit_is_shared_by_the_account_threads(
-    sim: SimExchange, make_exchange: Callable[..., CcxtExchange]
-) -> None:
-    ex = make_exchange(enable_rate_limit=True, rate_limit_ms=25)
-    ex.load_markets()
-    n_threads, per_thread = 4, 3
-    t0 = time.monotonic()
-    threads = [
-        threading.Thread(
-            target=lambda: [ex.lookup_order(KEY, "ps1e1", False) for _ in range(per_thread)]
-        )
-        for _ in range(n_threads)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    elapsed = time.monotonic() - t0
-    # 12 requests spaced 25 ms apart account-wide (per-thread limiters would allow 4x that).
-    assert elapsed >= (n_threads * per_thread - 2) * 0.025
-
-
 def test_measure_round_trip_runs() -> None:
     """The benchmark helper works (figures are printed by bench/, not asserted here)."""
     from tests.exchange.roundtrip import measure_round_trip

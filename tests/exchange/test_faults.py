@@ -228,6 +228,22 @@ def test_stop_rejected_when_it_triggers(sim: SimExchange, exchange: CcxtExchange
     assert exchange.fetch_account("main").open_orders == {}
 
 
+def test_busy_refuses_without_acting_and_is_no_rate_limit(
+    sim: SimExchange, make_exchange: Callable[..., CcxtExchange]
+) -> None:
+    """An overloaded exchange (503 -1008, Retry-After: 7): the stop is refused ``busy`` with
+    that back-off, nothing rests, and the account's limiter does not hold the next request
+    back (only a 429 or 418 does)."""
+    exchange = make_exchange(enable_rate_limit=True)
+    exchange.place_order(entry("ps1e1"))
+    sim.add_fault("busy", retry_after_s=7)
+    reply = exchange.place_order(stop("ps1s1", 58000.0))
+    assert (reply.result, reply.reason, reply.retry_after) == (CallResult.REJECTED, "busy", 7.0)
+    assert exchange.fetch_account("main").open_orders == {}
+    assert exchange.place_order(stop("ps1s2", 58000.0)).result is CallResult.ACCEPTED
+    assert exchange.limiter is not None and exchange.limiter.stats().blocked == 0
+
+
 def test_every_fault_kind_is_covered() -> None:
     """A new REST fault kind in the sim must get a test here (stream faults are not ours)."""
     from sim import FAULT_KINDS
@@ -245,6 +261,7 @@ def test_every_fault_kind_is_covered() -> None:
         "reject_on_trigger",
         "error_code",  # test_outcome_classes.py
         "bad_response",  # test_outcome_classes.py, test_market_rules.py
+        "busy",
     }
     rest_kinds = {k for k in FAULT_KINDS if not k.startswith("ws_")}
     assert rest_kinds <= covered, sorted(rest_kinds - covered)

@@ -188,3 +188,18 @@ def test_position_closed_on_the_exchange_is_seen_by_the_sync(live: Live, outside
     wait_until(lambda: live.sim.open_orders() == [], 5.0, 0.02, "stop canceled")
     (stored,) = live.store.positions(KEY)
     assert stored.status is Status.CLOSED
+
+
+def test_a_streamed_mark_price_and_cached_rules_need_no_rest_round_trip(live: Live) -> None:
+    """The first tick of a symbol brings the market's rules the adapter holds (loaded with
+    the markets): a signal arriving with a fresh streamed price is decided and its entry sent
+    without asking the exchange for the mark price and rules (``premiumIndex``)."""
+    from actors.messages import MarkPriceTick
+
+    assert live.exchange.cached_market_rules(SYMBOL) is not None
+    before = live.sim.limits.snapshot()["by_path"].get("GET /fapi/v1/premiumIndex", 0)
+    live.sup.tell_tick(MarkPriceTick(KEY, 60_000.0, time.time(), received_at=time.time()))
+    live.sup.tell(signal())
+    live.wait_status(Status.ACTIVE)
+    after = live.sim.limits.snapshot()["by_path"].get("GET /fapi/v1/premiumIndex", 0)
+    assert after == before

@@ -90,7 +90,8 @@ def test_control_routes(sim: SimExchange, client: Any, ws_reader: Callable[..., 
     assert reader.closed.wait(5)
 
     assert call(base, "POST", "/_sim/config", {"user_events_first": False})[1] == {
-        "user_events_first": False
+        "user_events_first": False,
+        "enforce_rate_limits": False,
     }
     assert call(base, "POST", "/_sim/reset")[1] == {"ok": True}
     assert sim.user_events_first is True

@@ -386,3 +386,30 @@ def test_drain_waits_for_queued_calls(pool: Callable[[int], Pool]) -> None:
 def test_rejects_a_pool_without_workers() -> None:
     with pytest.raises(ValueError, match="max_workers"):
         ExchangeWorkers(ACCOUNT, GatedExchange(), Outcomes(), 0)
+
+
+@pytest.mark.timeout(20)
+def test_a_newer_stop_of_the_position_takes_the_place_of_a_queued_one(
+    pool: Callable[[int], Pool],
+) -> None:
+    """A trailing move queued behind the exchange's limits is superseded by the next one: the
+    older placement is answered ``superseded`` without being sent, the newer keeps its turn
+    (ahead of another position's stop queued after the older one)."""
+    p = pool(1)
+    p.exchange.gate("busy")
+    other = PlaceOrder(
+        Key(ACCOUNT, "ETHUSDT"),
+        2,
+        OrderRecord("o1", OrderKind.STOP_LOSS, "sell", 1.0, OrderState.INTENDED, 90.0),
+    )
+    submit_all(p, place("busy", OrderKind.CLOSE))
+    assert p.exchange.wait_started("busy")
+    submit_all(p, stop("s1"), other, stop("s2"))
+    assert p.outcomes.wait_for("s1")
+    s1 = p.outcomes.by_id()["s1"]
+    assert (s1.result, s1.reason) == (CallResult.REJECTED, "superseded")
+    assert s1.kind is OrderKind.STOP_LOSS
+    p.exchange.release("busy")
+    assert p.outcomes.wait_for("s2", "o1")
+    assert p.exchange.snapshot() == ["busy", "s2", "o1"]
+    assert p.workers.in_flight == 0
