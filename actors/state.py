@@ -141,6 +141,11 @@ class Policy:
     position is closed at market. A close the exchange keeps refusing is retried for ever,
     ``close_retry_delay_s`` doubling up to ``close_retry_max_delay_s``.
 
+    Trailing stops: the stop moves when the ideal one (best mark minus the distance) is
+    ``trailing_step_fraction`` of the distance (at least ``trailing_min_step_pct`` of the
+    price) ahead of the placed one; a move while a confirmed stop rests spends no attempt
+    of an unprotected spell.
+
     Order hygiene (I9): cancels that fail are retried every ``cancel_retry_delay_s`` (or the
     exchange's Retry-After); a stop the exchange's open-order list does not show is looked
     up by id once it is ``stop_grace_s`` old, never re-placed on the list alone; a position
@@ -165,6 +170,7 @@ class Policy:
     stop_grace_s: float = 5.0
     flat_confirm_s: float = 2.0
     trailing_min_step_pct: float = 0.0005
+    trailing_step_fraction: float = 0.5
     recent_signal_memory: int = 256
     max_mark_age_s: float = 5.0
     mark_wait_s: float = 3.0

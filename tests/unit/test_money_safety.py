@@ -368,3 +368,24 @@ def test_the_sync_observes_a_symbol_where_only_a_leftover_of_ours_rests() -> Non
         NOW,
     )
     assert [o.key.symbol for o in observations(view, [])] == ["BTCUSDT"]
+
+
+def test_trailing_moves_held_back_by_the_exchange_never_close_a_protected_position() -> None:
+    """Found by the trailing benchmark: under the exchange's order limits every move counted
+    as an attempt of an unprotected spell, and the fourth unconfirmed move closed the position
+    at market although its previous stop rested. A move spends nothing while one rests."""
+    st = protected(stop=90.0, trailing=5.0)  # ps1s1 at 90 confirmed
+    for n, price in enumerate((110.0, 120.0, 130.0, 140.0, 150.0), start=2):
+        t = step(st, MarkPriceTick(KEY, price, NOW + n))
+        assert placed(t) == [f"ps1s{n}"], placed(t)  # a move, never a close
+        limited = out(f"ps1s{n}", OrderKind.STOP_LOSS, "place", CallResult.REJECTED)
+        st = step(t.state, replace(limited, reason="rate_limited", retry_after=1.0)).state
+    late = step(st, TimerFired(KEY, "sl_deadline"), NOW + 60)
+    assert late.state.position is not None and late.state.position.status is Status.ACTIVE
+    assert placed(late) == []
+
+
+def test_a_trailing_stop_moves_by_half_its_distance_not_every_tick() -> None:
+    st = protected(stop=90.0, trailing=5.0)  # ideal = best - 5; moves once 2.5 ahead of 90
+    assert placed(step(st, MarkPriceTick(KEY, 97.0, NOW + 1))) == []  # ideal 92: 2 ahead
+    assert placed(step(st, MarkPriceTick(KEY, 97.6, NOW + 1))) == ["ps1s2"]  # 2.6 ahead
