@@ -295,6 +295,18 @@ class PositionActor(pykka.ThreadingActor):
         self._publish()
 
     def on_receive(self, message: Any) -> Any:
+        """pykka's entry point. Whatever escapes the handling below (a defect outside a
+        transition) is a crash like any other: restart in place, counted by the restart
+        policy, never a silent stop of the actor."""
+        try:
+            return self._receive(message)
+        except Exception as exc:
+            if self._retired or not isinstance(message, _POSITION_MESSAGES):
+                raise
+            self._crashed(message, exc)
+            return None
+
+    def _receive(self, message: Any) -> Any:
         if isinstance(message, Passivate):
             self._passivate()
             return None

@@ -97,3 +97,29 @@ def test_a_close_the_exchange_keeps_refusing_shows_in_readiness_until_it_goes_th
         assert w.sup.failing_closes() == []
         assert w.state().position.status is Status.CLOSED  # type: ignore[union-attr]
         assert w.exchange.count(kind=OrderKind.CLOSE) == 5
+
+
+def test_a_defect_outside_the_transition_is_a_counted_crash_not_a_silent_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception escaping the shell's own code (here: publishing the tick band) used to
+    stop the pykka actor without the restart policy hearing of it (no count, no quarantine)."""
+    from actors.position_actor import PositionActor
+
+    with World() as w:
+        w.tell(signal())
+        w.settle()
+        real = PositionActor._publish_band
+        calls = {"n": 0}
+
+        def once(self: PositionActor) -> None:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("injected defect")
+            real(self)
+
+        monkeypatch.setattr(PositionActor, "_publish_band", once)
+        w.tell(TimerFired(KEY, "no-such-timer"))
+        w.settle()
+        assert w.sup.stats().restarts == 1
+        assert w.state().position.status is Status.ACTIVE  # type: ignore[union-attr]
