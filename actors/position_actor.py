@@ -295,16 +295,28 @@ class PositionActor(pykka.ThreadingActor):
         self._publish()
 
     def on_receive(self, message: Any) -> Any:
-        """pykka's entry point. Whatever escapes the handling below (a defect outside a
-        transition) is a crash like any other: restart in place, counted by the restart
-        policy, never a silent stop of the actor."""
+        return self._receive(message)
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: Any,
+    ) -> None:
+        """pykka calls this when something escapes :meth:`on_receive` (a defect outside a
+        transition, which the shell's own restart in place did not catch): the actor stops,
+        its mailbox goes back to the router and a successor loads the position from the
+        store. The crash is still the restart policy's to count (and may quarantine the
+        symbol, stored so that the successor keeps it). Actor thread; never raises."""
+        exc = exception_value or RuntimeError("unknown failure")
         try:
-            return self._receive(message)
-        except Exception as exc:
-            if self._retired or not isinstance(message, _POSITION_MESSAGES):
-                raise
-            self._crashed(message, exc)
-            return None
+            decision = self._deps.host.on_crash(self.key, exc)
+            if decision.quarantine and not self._quarantined:
+                self._quarantined = True
+                log.error("symbol %s quarantined: no new entries", self.key)
+                self._persist_quarantine(Recover(self.key, "actor failed"), repr(exc))
+        except Exception:
+            log.exception("reporting the failure of %s failed", self.key)
 
     def _receive(self, message: Any) -> Any:
         if isinstance(message, Passivate):

@@ -610,12 +610,19 @@ class Supervisor:
 
     def state(self, key: Key, timeout: float = 5.0) -> SymbolState:
         """The actor's state (an ``ask``: for tests and tools, never from an actor)."""
-        ref = self._actors.get(key)
-        if ref is None:
-            with self._lock:
-                ref = self._actors.get(key) or self._spawn(key)
-        state: SymbolState = ref.proxy().get_state().get(timeout=timeout)
-        return state
+        for _ in range(3):
+            ref = self._actors.get(key)
+            if ref is None or not ref.is_alive():
+                with self._lock:
+                    ref = self._actors.get(key)
+                    if ref is None or not ref.is_alive():
+                        ref = self._spawn(key)  # a failed actor's successor
+            try:
+                state: SymbolState = ref.proxy().get_state().get(timeout=timeout)
+                return state
+            except pykka.ActorDeadError:
+                continue
+        raise pykka.ActorDeadError(f"no live actor for {key}")
 
     def keys(self) -> list[Key]:
         return list(self._actors)

@@ -9,10 +9,11 @@ waits poll a condition with a deadline.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 
-from actors.effects import CancelOrder
+from actors.effects import CancelOrder, PlaceOrder
 from actors.messages import CloseRequest, OrderUpdate, SyncObservation
 from actors.model import (
     CloseReason,
@@ -40,12 +41,19 @@ from supervision.timers import ManualClock
 from tests.fakes.exchange import InMemoryExchange
 from tests.fakes.store import InMemoryStore
 from tests.fakes.world import ACCOUNT, CountingMetrics, World, signal
-from tests.unit.test_workers import WAIT, GatedExchange, Outcomes, stop
+from tests.unit.test_workers import WAIT, GatedExchange, Outcomes, place
 from tests.waiting import poll
 
 pytestmark = pytest.mark.timeout(30)
 
 KEY = Key(ACCOUNT, "BTCUSDT")
+
+
+def stop(cid: str) -> PlaceOrder:
+    """A stop-loss placement of a position of its own (``s2`` of position 2): queued stops of
+    one position replace each other in the pool, which these tests are not about."""
+    p = place(cid, OrderKind.STOP_LOSS)
+    return replace(p, position_id=int("".join(ch for ch in cid if ch.isdigit()) or 1))
 
 
 # --- the worker pool's gate ----------------------------------------------------------------

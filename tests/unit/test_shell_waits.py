@@ -99,11 +99,12 @@ def test_a_close_the_exchange_keeps_refusing_shows_in_readiness_until_it_goes_th
         assert w.exchange.count(kind=OrderKind.CLOSE) == 5
 
 
-def test_a_defect_outside_the_transition_is_a_counted_crash_not_a_silent_stop(
+def test_a_defect_outside_the_transition_is_a_counted_crash_and_a_successor_takes_over(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An exception escaping the shell's own code (here: publishing the tick band) used to
-    stop the pykka actor without the restart policy hearing of it (no count, no quarantine)."""
+    """An exception escaping the shell's own code (here: publishing the tick band) stops the
+    pykka actor; it used to do so without the restart policy hearing of it (no count, no
+    quarantine). Now it is counted, and a successor loads the position and goes on."""
     from actors.position_actor import PositionActor
 
     with World() as w:
