@@ -98,6 +98,7 @@ __all__ = [
     "ActorCell",
     "ActorDeps",
     "ActorHost",
+    "Barrier",
     "IdPool",
     "Passivate",
     "PositionActor",
@@ -128,6 +129,12 @@ class RestartDecision:
 
     delay: float
     quarantine: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Barrier:
+    """Asked (``ref.ask(Barrier())``): answered True once the actor has started (loaded its
+    position) and handled every message before it. Cheap: no proxy, no transition."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +326,8 @@ class PositionActor(pykka.ThreadingActor):
             log.exception("reporting the failure of %s failed", self.key)
 
     def _receive(self, message: Any) -> Any:
+        if isinstance(message, Barrier):
+            return True  # started (loaded) and every earlier message handled
         if isinstance(message, Passivate):
             self._passivate()
             return None

@@ -806,15 +806,46 @@ class App:
         )
 
     def _activate(self, account: str) -> None:
-        """The lease keeper holds ``account``'s lease: recover it (keeper's thread)."""
+        """The lease keeper holds ``account``'s lease: recover it, on a thread of its own
+        (keeper's thread calls; returns at once). A recovery of many positions takes seconds
+        and must not hold up the keeper's renewals (a stalled keeper fences the account it
+        just took). Safe while it runs: an actor always loads its position before its first
+        message, whoever starts it (a signal, the sync, this recovery)."""
+        self._sync_ok[account] = time.monotonic()
         sup = self.supervisor
         assert sup is not None
-        self._sync_ok[account] = time.monotonic()
-        keys = sup.activate(account)
-        log.info("account %s: %d open positions recovered", account, len(keys))
+        sup.activate(account, recover=False)  # its messages flow from now on
+        threading.Thread(
+            target=self._recover_account, args=(account,), name=f"recover-{account}", daemon=True
+        ).start()
+
+    def _recover_account(self, account: str) -> None:
+        """Recover ``account``'s open positions; a store that fails is tried again (1 s, 2 s,
+        ... 30 s) while the account is still active here."""
+        delay = 1.0
+        while not self.stopping.is_set():
+            sup = self.supervisor
+            if sup is None or not sup.active(account):
+                return
+            try:
+                self._recover_now(account, sup)
+                return
+            except Exception as exc:
+                log.error("account %s: recovery failed, again in %.0fs: %r", account, delay, exc)
+            if self.stopping.wait(delay):
+                return
+            delay = min(30.0, delay * 2)
+
+    def _recover_now(self, account: str, sup: Supervisor) -> None:
+        # Read before the recovery's actors load: hundreds of them at once fill the store's
+        # pool, and this read failing must not cost the whole account.
         stored = getattr(self.infra.store if self.infra else None, "controls", None)
-        if callable(stored):  # its stored pauses and quarantines show from now on
-            sup.wake(c.key for c in stored() if c.key.account == account)
+        controlled = (
+            [c.key for c in stored() if c.key.account == account] if callable(stored) else []
+        )
+        keys = sup.recover(account)
+        log.info("account %s: %d open positions recovered", account, len(keys))
+        sup.wake(controlled)  # its stored pauses and quarantines show from now on
 
     def _may_sync(self, account: str) -> bool:
         """The sync runs only for an account this process acts on and may send for now."""

@@ -65,6 +65,7 @@ from actors.ports import Clock, ExchangePort, Metrics, NullMetrics, Store
 from actors.position_actor import (
     ActorCell,
     ActorDeps,
+    Barrier,
     IdPool,
     Passivate,
     PositionActor,
@@ -79,6 +80,25 @@ from supervision.timers import TimerService
 __all__ = ["Supervisor", "SupervisorConfig", "SupervisorStats"]
 
 log = logging.getLogger(__name__)
+
+#: Actors started at once by a recovery: each loads its position as it starts, and a
+#: thousand loads at once exhausted the store's pool (loads and commits timed out, recovery
+#: failed). The next wave starts when this one has loaded (or after RECOVERY_WAVE_WAIT_S).
+RECOVERY_WAVE = 16
+RECOVERY_WAVE_WAIT_S = 10.0
+
+
+def _loaded(refs: list[pykka.ActorRef[PositionActor]]) -> None:
+    """Wait (bounded) until each of ``refs`` has run its start (loaded from the store)."""
+    futures = []
+    for ref in refs:
+        with contextlib.suppress(pykka.ActorDeadError):
+            futures.append(ref.ask(Barrier(), block=False))
+    deadline = time.monotonic() + RECOVERY_WAVE_WAIT_S
+    for f in futures:
+        with contextlib.suppress(Exception):
+            f.get(timeout=max(0.0, deadline - time.monotonic()))
+
 
 _STOPPING = ("shutting_down", "stopped")
 
@@ -453,11 +473,12 @@ class Supervisor:
         """Whether this process acts on ``account`` now (always, without a gate)."""
         return self._active.get(account, False)
 
-    def activate(self, account: str) -> list[Key]:
+    def activate(self, account: str, *, recover: bool = True) -> list[Key]:
         """The lease keeper holds ``account``'s lease now: messages for it flow again and its
         open positions are recovered (actors load them and resolve them against the exchange
         before new entries, S5). Entries stay as they are (the keeper opens them after the
-        takeover's first sync). Returns the keys recovered. Raises what the store raises
+        takeover's first sync). Returns the keys recovered (none with ``recover`` False: the
+        caller recovers them, e.g. on a thread of its own). Raises what the store raises
         (:class:`~actors.ports.StoreUnavailable`): the account is then active, its positions
         are recovered by the next sync (or a retry)."""
         with self._lock:
@@ -465,7 +486,7 @@ class Supervisor:
                 return []
             self._active[account] = True
         log.info("account %s: active here", account)
-        return self.recover(account)
+        return self.recover(account) if recover else []
 
     def deactivate(
         self, account: str, reason: str = "ownership_lock_lost", *, hold: bool = True
@@ -543,6 +564,7 @@ class Supervisor:
         exchange (lookups by client order id, then a sync) before it accepts a new entry.
         """
         keys: list[Key] = []
+        wave: list[pykka.ActorRef[PositionActor]] = []
         for pos in self.store.open_positions(account):
             if pos.key.account not in self._workers:
                 log.error("open position %s for unconfigured account %s", pos.id, pos.key)
@@ -550,10 +572,16 @@ class Supervisor:
             if not self._active.get(pos.key.account, False):
                 continue  # another process's (I7)
             with self._lock:
+                if self._stopped:
+                    break
                 ref = self._actors.get(pos.key)
                 if ref is None or not ref.is_alive():
-                    self._spawn(pos.key)
+                    wave.append(self._spawn(pos.key))
             keys.append(pos.key)
+            if len(wave) >= RECOVERY_WAVE:
+                _loaded(wave)
+                wave = []
+        _loaded(wave)
         log.info("recovery started for %d open positions", len(keys))
         return keys
 

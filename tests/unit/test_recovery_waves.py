@@ -1,0 +1,55 @@
+"""A recovery starts its actors in waves: a thousand loads at once exhausted the store's pool
+(loads and commits timed out and the account's recovery failed, found by the cold-start
+benchmark). At most ``RECOVERY_WAVE`` actors load at the same time."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from actors.model import Key, Side, Status
+from actors.ports import Snapshot
+from actors.state import Commit, Position
+from supervision.supervisor import RECOVERY_WAVE
+from tests.fakes.store import InMemoryStore
+from tests.fakes.world import ACCOUNT, World
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class SlowLoads(InMemoryStore):
+    """Counts how many loads run at once; each takes a moment (a database round trip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0
+        self.peak = 0
+        self._count = threading.Lock()
+        self._moment = threading.Event()
+
+    def load(self, key: Key) -> Snapshot:
+        with self._count:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        try:
+            self._moment.wait(0.01)  # a round trip's worth of time, not synchronisation
+            return super().load(key)
+        finally:
+            with self._count:
+                self.now -= 1
+
+
+def test_a_recovery_loads_at_most_a_wave_of_actors_at_once() -> None:
+    store = SlowLoads()
+    n = 2 * RECOVERY_WAVE + 3
+    for i in range(1, n + 1):
+        key = Key(ACCOUNT, f"S{i:03d}USDT")
+        pos = Position(
+            i, key, Side.LONG, Status.ACTIVE, "sniper", 1.0, 90.0, 0.0, 0.0, qty=1.0, version=1
+        )
+        store.commit(Commit(key, None, pos, 0, ()))  # type: ignore[arg-type]
+    with World(store=store) as w:
+        keys = w.sup.recover()
+        assert len(keys) == n
+        assert RECOVERY_WAVE // 2 <= store.peak <= RECOVERY_WAVE
