@@ -618,13 +618,14 @@ class _Step:
 
     # -- opening, protecting, closing
 
-    def covered(self) -> bool:
+    def covered(self, *, placing: bool = False) -> bool:
         """Does a confirmed stop of the position rest on the exchange besides the newest one
         (a trailing move on its way)? Then the position is not unprotected: a move neither
-        starts nor spends an unprotected spell (I5)."""
+        starts nor spends an unprotected spell (I5). ``placing``: asked before the new stop
+        is recorded, so any confirmed stop counts."""
         pos = self.pos
         assert pos is not None
-        latest = pos.latest(OrderKind.STOP_LOSS)
+        latest = None if placing else pos.latest(OrderKind.STOP_LOSS)
         return any(
             o.kind is OrderKind.STOP_LOSS
             and o.state is OrderState.ACCEPTED
@@ -660,7 +661,7 @@ class _Step:
         rests is no such attempt (:meth:`covered`)."""
         pos = self.pos
         assert pos is not None
-        spent = 0 if self.covered() else 1
+        spent = 0 if self.covered(placing=True) else 1
         if spent and pos.sl_since is None:
             pos = replace(pos, sl_since=self.now, sl_failures=0)
             self.pos = pos
@@ -766,7 +767,9 @@ class _Step:
     def wanted(self, client_id: str) -> bool:
         """Is ``client_id`` an order the open position still needs (not to be cancelled)?
 
-        Its entry and closes until done, its newest stop-loss; nothing of a terminal one."""
+        Its entry and closes until done; its newest stop-loss, and the confirmed one that
+        protects it while a newer one (a trailing move) is not confirmed yet; nothing of a
+        terminal one. A stop is replaced only once its successor rests (``stop_fact``)."""
         pos = self.pos
         if pos is None or pos.status.terminal:
             return False
@@ -774,8 +777,11 @@ class _Step:
         if order is None or order.state.done or order.state is OrderState.PENDING_CANCEL:
             return False
         if order.kind.trigger:
-            latest = pos.latest(order.kind)
-            return latest is not None and latest.client_id == client_id
+            same = [o for o in pos.orders if o.kind is order.kind]
+            later = same[same.index(order) + 1 :]
+            if any(o.state is OrderState.ACCEPTED for o in later):
+                return False  # a newer one rests: this one goes
+            return not later or order.state is OrderState.ACCEPTED
         return True
 
     def fail_entry(self, reason: str) -> None:

@@ -389,3 +389,22 @@ def test_a_trailing_stop_moves_by_half_its_distance_not_every_tick() -> None:
     st = protected(stop=90.0, trailing=5.0)  # ideal = best - 5; moves once 2.5 ahead of 90
     assert placed(step(st, MarkPriceTick(KEY, 97.0, NOW + 1))) == []  # ideal 92: 2 ahead
     assert placed(step(st, MarkPriceTick(KEY, 97.6, NOW + 1))) == ["ps1s2"]  # 2.6 ahead
+
+
+def test_the_stop_that_protects_during_a_trailing_move_is_neither_swept_nor_a_spell() -> None:
+    """Found by the trailing benchmark: while a move's new stop waited for the exchange's
+    limits, the sync's sweep cancelled the confirmed older stop (it was not the newest) and the
+    move had started an unprotected spell: the position went naked, then closed at market."""
+    st = protected(stop=90.0, trailing=5.0)
+    t = step(st, MarkPriceTick(KEY, 110.0, NOW + 1))
+    assert placed(t) == ["ps1s2"]
+    assert t.state.position is not None and t.state.position.sl_since is None
+    obs = SyncObservation(
+        KEY,
+        ExchangePosition(Side.LONG, 1.0, 100.0),
+        (ExchangeOrder("ps1s1", "sell", 1.0, True, 90.0),),  # s2 not listed yet
+        NOW + 2,
+    )
+    assert cancels(step(t.state, obs, NOW + 2)) == []
+    confirmed = step(t.state, OrderUpdate(KEY, "ps1s2", "new", 0.0, None, NOW + 3))
+    assert cancels(confirmed) == [("ps1s1", "replaced")]  # now it goes
