@@ -292,8 +292,8 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
             now,
             open_pos.id if open_pos is not None else None,
         )
-        event = JournalEvent(None, "signal_refused", None, None, now, {"reason": reason})
-        commit = Commit(st.key, sig, None, 0, (event,), rec)
+        # The signal history holds the refusal; the journal holds changes only.
+        commit = Commit(st.key, sig, None, 0, (), rec)
         after = st if rec.retry else _remember(st, rec, policy)
         return Transition(after, commit=commit, signal=rec)
 

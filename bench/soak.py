@@ -81,7 +81,7 @@ def sizes(product: Product) -> dict[str, int | None]:
         "supervisor.tick_slots": _len(sup, "_slots"),
         "supervisor.restart_trackers": _len(sup, "_trackers"),
         "timers.heap": _len(sup, "timers", "_heap"),
-        "timers.generations": _len(sup, "timers", "_gen"),
+        "timers.live_keys": _len(sup, "timers", "_live"),
         "intake.admitted": _len(app, "intake", "_admitted"),
         "signal_feed.awaiting": _len(product.signal_feed, "_awaiting"),
         "market_feed.pending": _len(product.market_feed, "_pending"),
@@ -110,14 +110,20 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+_HISTORY_TABLES = ("journal", "signals", "signal_ids", "positions", "orders")
+
+
 def _rows(dsn: str) -> dict[str, int]:
+    """Rows of every table (a partitioned table counts its partitions, which are not listed)."""
     import psycopg
 
     with psycopg.connect(dsn) as conn:
         tables = [
             r[0]
             for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+                "ORDER BY 1"
             ).fetchall()
         ]
         return {
@@ -126,7 +132,27 @@ def _rows(dsn: str) -> dict[str, int]:
         }
 
 
-def snapshot(product: Product, dsn: str, gcp: GcPauses, t0: float) -> dict[str, Any]:
+def _bytes(dsn: str) -> dict[str, int]:
+    """Bytes on disk (heap, indexes, TOAST) of the tables that grow with the signals, each
+    with its partitions, and of the whole database."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        out: dict[str, int] = {}
+        for t in _HISTORY_TABLES:
+            row = conn.execute(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "WHERE c.oid = to_regclass(%s) OR c.oid IN "
+                "(SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass(%s))",
+                (t, t),
+            ).fetchone()
+            out[t] = int(row[0]) if row else 0
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        out["database"] = int(row[0]) if row else 0
+        return out
+
+
+def snapshot(product: Product, dsn: str, gcp: GcPauses, t0: float, sent: int = 0) -> dict[str, Any]:
     pauses = sorted(gcp.drain())
     stats = product.supervisor.stats()
     lim = product.limiter_stats()
@@ -146,6 +172,8 @@ def snapshot(product: Product, dsn: str, gcp: GcPauses, t0: float) -> dict[str, 
         "dead_letters": stats.dead_letters,
         "structures": sizes(product),
         "rows": _rows(dsn),
+        "bytes": _bytes(dsn),
+        "signals_sent": sent,
         "limiter_waited": None if lim is None else lim.waited,
         "limiter_refused": None if lim is None else lim.refused,
     }
@@ -160,6 +188,11 @@ def _print(s: dict[str, Any]) -> None:
     )
     print("          structures: " + ", ".join(f"{k}={v}" for k, v in s["structures"].items()))
     print("          rows: " + ", ".join(f"{k}={v}" for k, v in s["rows"].items()), flush=True)
+    print(
+        f"          signals sent {s['signals_sent']}, bytes: "
+        + ", ".join(f"{k}={v / 2**20:.1f} MiB" for k, v in s["bytes"].items()),
+        flush=True,
+    )
 
 
 def growth(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
@@ -178,6 +211,18 @@ def growth(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
     out["rows_per_hour"] = {
         k: per_hour(first["rows"].get(k, 0), v) for k, v in last["rows"].items()
     }
+    sent = last.get("signals_sent", 0) - first.get("signals_sent", 0)
+    if sent > 0:
+        out["signals_per_hour"] = round(sent / hours, 1)
+        out["rows_per_1000_signals"] = {
+            k: round((v - first["rows"].get(k, 0)) * 1000 / sent, 1)
+            for k, v in last["rows"].items()
+            if k in _HISTORY_TABLES
+        }
+        out["mib_per_1000_signals"] = {
+            k: round((v - first["bytes"].get(k, 0)) * 1000 / sent / 2**20, 3)
+            for k, v in last["bytes"].items()
+        }
     return out
 
 
@@ -220,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     db = Database().start()
     reports: list[dict[str, Any]] = []
     seq = [0]
+    sent = 0  # signals sent, replays included (send_signals returns once they went out)
     try:
         with SimProc(args.symbols, walk_interval_s=1.0, workdir=workdir) as sim, db.fresh() as dsn:
             sim.call("POST", "/_sim/walk", {"interval_s": 1.0, "step_pct": 0.003})
@@ -236,12 +282,13 @@ def main(argv: list[str] | None = None) -> int:
                     if now >= next_burst:
                         batch += _signals(sim, rng, 20, seq)
                         next_burst += 300.0
-                    sim.send_signals(batch, args.signal_rate)  # paced in the sim: the clock here
+                    # Paced in the sim: the clock here.
+                    sent += len(sim.send_signals(batch, args.signal_rate))
                     if time.monotonic() >= next_report:
-                        reports.append(snapshot(product, dsn, gcp, t0))
+                        reports.append(snapshot(product, dsn, gcp, t0, sent))
                         _print(reports[-1])
                         next_report += every
-                reports.append(snapshot(product, dsn, gcp, t0))
+                reports.append(snapshot(product, dsn, gcp, t0, sent))
                 _print(reports[-1])
             finally:
                 clean = product.stop()

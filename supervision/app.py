@@ -38,7 +38,7 @@ from actors.messages import MarkPriceTick, Message, OpenSignal, SyncObservation
 from actors.model import Key
 from actors.ports import Clock, ExchangePort, Snapshot, Store, StoreUnavailable, SystemClock
 from actors.position_actor import PositionActor
-from actors.state import Commit, JournalEvent, Position, SignalOutcome, SignalRecord
+from actors.state import Commit, Position, SignalOutcome, SignalRecord
 from infra.config import AccountConfig, Config
 from infra.metrics import HealthChecks, MetricsServer, PrometheusMetrics
 from supervision.control import ControlCollector, ControlServer, ControlStats
@@ -266,9 +266,8 @@ class Intake:
         now = self._clock.now()
         rec = SignalRecord(sig.key, sig.signal_id, sig.source, SignalOutcome.REJECTED, reason, now)
         if record and self._store is not None:
-            ev = JournalEvent(None, "signal_refused", None, None, now, {"reason": reason})
-            try:
-                self._store.commit(Commit(sig.key, sig, None, 0, (ev,), rec))
+            try:  # the signal history holds it; the journal holds changes only
+                self._store.commit(Commit(sig.key, sig, None, 0, (), rec))
             except Exception as exc:
                 log.error("could not record refused signal %s: %r", sig.signal_id, exc)
         self._sup.signal_decided(rec)

@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 NOT_OWNER = "not_owner"
 LOST = "ownership_lock_lost"
 FOREIGN = "foreign_installation"
+PARTITIONS_EVERY_S = 3600.0
+"""How often the keeper makes the history's monthly partitions ahead."""
 
 
 class Role(enum.StrEnum):
@@ -191,6 +193,7 @@ class Ownership:
         self._db_ok: bool | None = None
         self._db_note = ""
         self._rounds = 0
+        self._partitions_due: float | None = None  # the next ensure_partitions (keeper clock)
         self._started_at = clock()
         self.guard = InstallationGuard(self, installation) if installation else None
 
@@ -555,6 +558,16 @@ class Ownership:
             self.store.heartbeat(self.owned(), self.waiting(), self.settings.max_accounts)
         except StoreError as exc:
             self._db_failed(exc)
+            return
+        now = self._clock()
+        if self._partitions_due is None or now >= self._partitions_due:
+            # Monthly partitions of the history, made ahead (a run of months never writes
+            # into the default partition). Hourly; a failure is retried next round.
+            try:
+                self.store.ensure_partitions()
+                self._partitions_due = now + PARTITIONS_EVERY_S
+            except StoreError as exc:
+                log.error("lease keeper: could not make the history's partitions: %s", exc)
 
     def _db_failed(self, exc: StoreError) -> None:
         if self._db_ok is not False:

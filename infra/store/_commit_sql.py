@@ -97,17 +97,20 @@ _EVENTS = (
     "g AS (SELECT * FROM jsonb_to_recordset(%(signal)s::jsonb) AS g(account text, "
     "symbol text, signal_id text, source text, outcome text, reason text, "
     "at double precision, position_id bigint, retry boolean)), "
-    # An accepted signal is inserted without ON CONFLICT: an id already decided (a replay
-    # older than the actor's memory) aborts the whole commit (signals_once). A final refusal
-    # of an id decided already adds nothing; a refusal that allows a retry binds nothing.
-    "sa AS (INSERT INTO signals (account, symbol, signal_id, source, outcome, reason, at, "
-    "position_id, retry) SELECT g.account, g.symbol, g.signal_id, g.source, g.outcome, "
-    "g.reason, g.at, g.position_id, g.retry FROM g {where_and}g.outcome = 'accepted' "
-    "RETURNING 1), "
+    # The final decision on an id is bound in signal_ids (the signals_once key; the history
+    # itself is partitioned by month and cannot hold a unique index on the id). An accepted
+    # signal binds it without ON CONFLICT: an id already decided (a replay older than the
+    # actor's memory) aborts the whole commit. A final refusal of an id decided already adds
+    # nothing to either table; a refusal that allows a retry binds nothing and is recorded.
+    "ia AS (INSERT INTO signal_ids (account, signal_id) SELECT g.account, g.signal_id "
+    "FROM g {where_and}g.outcome = 'accepted' RETURNING 1), "
+    "ir AS (INSERT INTO signal_ids (account, signal_id) SELECT g.account, g.signal_id "
+    "FROM g {where_and}g.outcome <> 'accepted' AND NOT g.retry "
+    "ON CONFLICT (account, signal_id) DO NOTHING RETURNING 1), "
     "s AS (INSERT INTO signals (account, symbol, signal_id, source, outcome, reason, at, "
     "position_id, retry) SELECT g.account, g.symbol, g.signal_id, g.source, g.outcome, "
-    "g.reason, g.at, g.position_id, g.retry FROM g {where_and}g.outcome <> 'accepted' "
-    "ON CONFLICT (account, signal_id) WHERE NOT retry DO NOTHING RETURNING 1) "
+    "g.reason, g.at, g.position_id, g.retry FROM g {where_and}(g.outcome = 'accepted' "
+    "OR g.retry OR EXISTS (SELECT 1 FROM ir)) RETURNING 1) "
 )
 _GATE = "WHERE EXISTS (SELECT 1 FROM p) "
 _RESULT = "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM o), (SELECT ok FROM f)"

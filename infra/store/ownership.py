@@ -836,6 +836,13 @@ class LeaseStore:
 
         self._call("heartbeat", run)
 
+    def ensure_partitions(self) -> int:
+        """Make the history's missing monthly partitions (this month and the next two, see
+        :func:`infra.store.retention.ensure_partitions`); returns how many were made."""
+        from infra.store.retention import ensure_partitions  # noqa: PLC0415
+
+        return self._call("partitions", ensure_partitions)
+
     def stopped(self) -> None:
         """Record that this process stopped (it owns and waits for nothing any more) and drop
         the heartbeats of processes gone for over a day."""

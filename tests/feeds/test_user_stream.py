@@ -153,6 +153,9 @@ def test_s7_fill_on_the_stream_before_the_reply_is_applied(
     assert live.syncs.reasons() == ["stream connected"]
     assert stream.updates >= 3 and not stream.refused and stream.undelivered == 0
     assert live.metrics.lags[f"{ACCOUNT}:user"]
+    # The stop is reported by the stream and by the REST reply: one journal row all the same.
+    confirmed = [ev for ev in live.store.journal(KEY) if ev.kind == "stop_confirmed"]
+    assert len(confirmed) == 1, confirmed
 
 
 def test_s7_partial_fills_arrive_only_on_the_stream_and_are_all_applied(

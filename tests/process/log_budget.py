@@ -1,11 +1,14 @@
-"""How many log bytes a thousand signals cost: the real CLI (``python -m supervision run``,
-outside supervisord) logging to a rotated file, against ``sim/`` and a real PostgreSQL.
+"""How many log bytes, and database rows and bytes, a thousand signals cost: the real CLI
+(``python -m supervision run``, outside supervisord) logging to a rotated file, against
+``sim/`` and a real PostgreSQL.
 
 The mix is that of the soak of issue 14: the four demo strategies (``sim.sources``) signal in
 overlapping bursts with replayed ids over ``--symbols`` symbols at ``--rate`` signals a
 second, prices move every 250 ms (stops and take-profits are hit, positions close and open
 again), the sync runs every 2 s. When ``--signals`` were sent and every one is answered, the
-process gets SIGTERM; the size of ``ps.log`` and its rotated files is the log. Run::
+process gets SIGTERM; the size of ``ps.log`` and its rotated files is the log; the rows and
+the bytes on disk (with indexes, every partition) the tables that grow with the signals
+gained during the run are the storage. Run::
 
     .venv/bin/python -m tests.process.log_budget --signals 2000 [--json]
 
@@ -52,6 +55,9 @@ class LogBudget:
     stderr_bytes: int
     exit_code: int
     positions: int
+    rows: dict[str, int]
+    table_bytes: dict[str, int]
+    journal_kinds: dict[str, int]
 
     @property
     def bytes_per_1000(self) -> float:
@@ -63,8 +69,40 @@ class LogBudget:
             f"seconds={self.seconds:.0f} bytes={self.log_bytes} lines={self.log_lines} "
             f"files={self.files} bytes_per_1000_signals={self.bytes_per_1000:.0f} "
             f"lines_per_1000_signals={1000.0 * self.log_lines / max(1, self.signals):.0f} "
-            f"stderr_bytes={self.stderr_bytes} exit={self.exit_code}"
+            f"stderr_bytes={self.stderr_bytes} exit={self.exit_code}\n"
+            "storage per 1,000 signals: "
+            + ", ".join(
+                f"{t} {1000.0 * n / max(1, self.signals):.0f} rows "
+                f"{1000.0 * self.table_bytes.get(t, 0) / max(1, self.signals) / 2**20:.2f} MiB"
+                for t, n in self.rows.items()
+            )
+            + "\njournal rows by kind: "
+            + ", ".join(f"{k} {n}" for k, n in self.journal_kinds.items())
         )
+
+
+#: The tables that grow with signals and positions (schema version 5).
+STORAGE_TABLES = ("journal", "signals", "signal_ids", "positions", "orders")
+
+
+def storage(dsn: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows and bytes on disk (heap, indexes, TOAST, every partition) of :data:`STORAGE_TABLES`."""
+    import psycopg
+
+    rows: dict[str, int] = {}
+    size: dict[str, int] = {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for t in STORAGE_TABLES:
+            got = conn.execute(f"SELECT count(*) FROM {t}").fetchone()
+            rows[t] = int(got[0]) if got else 0
+            got = conn.execute(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "WHERE c.oid = %s::regclass OR c.oid IN "
+                "(SELECT inhrelid FROM pg_inherits WHERE inhparent = %s::regclass)",
+                (t, t),
+            ).fetchone()
+            size[t] = int(got[0]) if got else 0
+    return rows, size
 
 
 def _config(
@@ -128,6 +166,7 @@ def measure(
     """One run; ``dsn`` an empty, migrated database. Leaves the log files in ``workdir``."""
     from infra.store import PostgresStore
 
+    rows0, bytes0 = storage(dsn)
     log_file = workdir / "ps.log"
     stderr_file = workdir / "stderr.log"
     with (
@@ -187,6 +226,16 @@ def measure(
         positions = len(store.positions("main"))
     finally:
         store.close()
+    rows1, bytes1 = storage(dsn)
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        kinds = {
+            str(k): int(n)
+            for k, n in conn.execute(
+                "SELECT kind, count(*) FROM journal GROUP BY kind ORDER BY 2 DESC"
+            ).fetchall()
+        }
     return LogBudget(
         signals=sources.sent,
         seconds=seconds,
@@ -196,6 +245,9 @@ def measure(
         stderr_bytes=stderr_file.stat().st_size,
         exit_code=code,
         positions=positions,
+        rows={t: rows1[t] - rows0[t] for t in STORAGE_TABLES},
+        table_bytes={t: bytes1[t] - bytes0[t] for t in STORAGE_TABLES},
+        journal_kinds=kinds,
     )
 
 

@@ -262,3 +262,41 @@ def test_a_runtime_error_line_is_redacted(tmp_path: Path) -> None:
     assert r.returncode == 1, r.stderr
     assert "hunter2" not in r.stderr and "p%40ss" not in r.stderr, r.stderr
     assert "error: cannot use postgresql://ps@db.invalid/ps?password=*** (password ***)" in r.stderr
+
+
+def test_archive_command_exports_and_drops_old_months(pg_admin: str, tmp_path: Path) -> None:
+    """``archive --before``: a dry run changes nothing; the run writes the file, drops the
+    months before DATE (database only, no keys) and says what it kept; bad dates exit 2."""
+    import gzip
+    import json
+
+    import psycopg
+
+    from tests import pg
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(GOOD)
+    with pg.fresh_database(pg_admin) as dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SELECT ps_month_partitions('2026-01-01', now())")
+            conn.execute(
+                "INSERT INTO journal (account, symbol, kind, at, detail, cause_type, cause, "
+                "recorded_at) VALUES ('main', 'BTCUSDT', 'old', 1.0, '{}', 'T', '{}', "
+                "'2026-02-03 00:00+00')"
+            )
+        env = {"PS_DATABASE_DSN": dsn}
+        r = _cli("archive", "--config", str(cfg), "--before", "2026-04", "--dry-run", env=env)
+        assert r.returncode == 0, r.stderr
+        assert "would drop months 2026-01, 2026-02, 2026-03 (journal 1, signals 0 rows)" in r.stdout
+        out = tmp_path / "h.jsonl.gz"
+        r = _cli("archive", "--config", str(cfg), "--before", "2026-04", "--out", str(out), env=env)
+        assert r.returncode == 0, r.stderr
+        assert f"exported to {out}" in r.stdout
+        with gzip.open(out, "rt") as f:
+            assert [json.loads(line)["row"]["kind"] for line in f] == ["old"]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            left = conn.execute("SELECT count(*) FROM journal WHERE kind = 'old'").fetchone()
+        assert left == (0,)
+        for bad in ("April", "2999-01"):
+            r = _cli("archive", "--config", str(cfg), "--before", bad, "--dry-run", env=env)
+            assert r.returncode == 2 and r.stderr.startswith("archive: "), r.stderr

@@ -61,13 +61,19 @@ RESTART = (
 FAULT = """
 CREATE FUNCTION test_refuse_sol() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'test fault: % of SOLUSDT refused', NEW.kind USING ERRCODE = 'check_violation';
+    RAISE EXCEPTION 'test fault: % of SOLUSDT refused', TG_TABLE_NAME
+        USING ERRCODE = 'check_violation';
 END $$;
 CREATE TRIGGER test_refuse_sol BEFORE INSERT ON journal FOR EACH ROW
-    WHEN (NEW.symbol = 'SOLUSDT' AND NEW.kind IN ('entry_intent', 'signal_refused'))
+    WHEN (NEW.symbol = 'SOLUSDT' AND NEW.kind = 'entry_intent')
     EXECUTE FUNCTION test_refuse_sol();
+CREATE TRIGGER test_refuse_sol_signals BEFORE INSERT ON signals FOR EACH ROW
+    WHEN (NEW.symbol = 'SOLUSDT') EXECUTE FUNCTION test_refuse_sol();
 """
-NO_FAULT = "DROP TRIGGER test_refuse_sol ON journal; DROP FUNCTION test_refuse_sol();"
+NO_FAULT = (
+    "DROP TRIGGER test_refuse_sol ON journal; DROP TRIGGER test_refuse_sol_signals ON signals; "
+    "DROP FUNCTION test_refuse_sol();"
+)
 
 
 @dataclass

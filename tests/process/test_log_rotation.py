@@ -136,6 +136,9 @@ def test_a_run_outside_supervisord_rotates_its_log_file(tmp_path: Path, pg_admin
         )
     assert r.exit_code == 0
     assert r.signals >= 150 and r.positions > 0
+    # Refusals are in the signal history only; the journal holds changes (issue 14, item 3).
+    assert r.rows["signals"] > 0 and r.journal_kinds.get("entry_intent", 0) > 0
+    assert "signal_refused" not in r.journal_kinds, r.journal_kinds
     names = sorted(p.name for p in tmp_path.glob("ps.log*"))
     assert names == ["ps.log", "ps.log.1", "ps.log.2"]  # rotated, the oldest dropped
     assert all((tmp_path / n).stat().st_size <= 8192 for n in names)

@@ -371,10 +371,14 @@ def test_a_stopped_out_position_shows_in_status(running: Running) -> None:
 def test_history_filters_and_errors(running: Running) -> None:
     r = cli_here(running, "history", "BTCUSDT")
     assert r.returncode == 0, r.stderr
-    assert "signal op-2 from whale_copy" in r.stdout  # the refusal row names its signal
-    assert "signal op-1 from sniper" in r.stdout
+    journal, signals = r.stdout.split("signals:")
+    # A refusal is a row of the signal history, not of the journal (one row per change).
+    assert "op-2" not in journal and "duplicate" not in journal
+    assert re.search(r"op-2 +whale_copy +duplicate +position_open", signals), signals
+    assert "signal op-1 from sniper" in journal  # the entry names the signal that caused it
     r = cli_here(running, "history", "ETHUSDT")
-    assert "signal op-3 from volume" in r.stdout and "too_old" in r.stdout
+    journal, signals = r.stdout.split("signals:")
+    assert re.search(r"op-3 +volume +rejected +too_old", signals), signals
     btc = next(p for p in running.store.positions("main") if p.key.symbol == "BTCUSDT")
     r = cli_here(running, "history", "BTCUSDT", "--position", str(btc.id))
     journal, signals = r.stdout.split("signals:")

@@ -150,7 +150,7 @@ def test_an_owner_cut_off_fences_itself_before_the_standby_may_take_over(
     # earliest, i.e. at least fence_margin_s after a stopped acting.
     assert taken_at - fenced_at >= SETTINGS.fence_margin_s - 0.02
     assert taken_at - (valid_until - SETTINGS.lease_s + SETTINGS.fence_margin_s) >= SETTINGS.lease_s
-    assert brec.when("activate", "acc1")
+    poll(lambda: brec.when("activate", "acc1"), 5, "b activated the account")
     assert _role(a, "acc1") is Role.FENCED and "lease not renewed" in a.readiness()  # type: ignore[operator]
     # The partition heals: a is a standby now (the lease is b's).
     astore.cut = False
@@ -307,3 +307,28 @@ def test_the_gate_closes_at_the_end_of_the_validity_without_waiting_for_a_round(
     finally:
         own.stop()
         store.close()
+
+
+def test_the_keeper_makes_the_months_partitions_ahead_once_an_hour(
+    keepers: Callable[..., tuple[Ownership, Recorder, Flaky]], pg_dsn: str
+) -> None:
+    """A process running for months writes into monthly partitions made ahead of time (not
+    into the default one): the keeper makes missing ones on its first round, then hourly."""
+    import datetime as dt
+
+    import psycopg
+
+    month = dt.datetime.now(dt.UTC).strftime("%Y_%m")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE journal_{month}")
+    own, _, store = keepers("a", ["acc1"])
+    calls: list[int] = []
+    ensure = store.ensure_partitions
+    store.ensure_partitions = lambda: calls.append(ensure()) or calls[-1]  # type: ignore[method-assign]
+    own.start()
+    poll(lambda: own._rounds >= 4, 10.0, "four keeper rounds")
+    assert calls == [1]  # the missing month made once; the next call is an hour away
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f"journal_{month}",)
+        ).fetchone() == (True,)
