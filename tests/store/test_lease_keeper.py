@@ -324,7 +324,12 @@ def test_the_keeper_makes_the_months_partitions_ahead_once_an_hour(
     own, _, store = keepers("a", ["acc1"])
     calls: list[int] = []
     ensure = store.ensure_partitions
-    store.ensure_partitions = lambda: calls.append(ensure()) or calls[-1]  # type: ignore[method-assign]
+
+    def counted() -> int:
+        calls.append(ensure())
+        return calls[-1]
+
+    store.ensure_partitions = counted  # type: ignore[method-assign]
     own.start()
     poll(lambda: own._rounds >= 4, 10.0, "four keeper rounds")
     assert calls == [1]  # the missing month made once; the next call is an hour away
