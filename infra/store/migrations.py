@@ -449,11 +449,12 @@ ALTER TABLE journal ADD PRIMARY KEY (id, recorded_at);
 CREATE INDEX journal_by_key ON journal (account, symbol, id);
 CREATE INDEX journal_by_position ON journal (position_id, id) WHERE position_id IS NOT NULL;
 ALTER TABLE signals ADD PRIMARY KEY (id, recorded_at);
+-- Each index costs bytes on every row: a key's recent decisions are read through
+-- signals_by_key (refusals that allow a retry are few), and archive, monthly, scans
+-- signal_ids without an index of its own.
 CREATE INDEX signals_by_key ON signals (account, symbol, id);
-CREATE INDEX signals_decided_by_key ON signals (account, symbol, id) WHERE NOT retry;
 CREATE INDEX signals_by_id ON signals (account, signal_id) WHERE NOT retry;
 ALTER TABLE signal_ids ADD CONSTRAINT signals_once PRIMARY KEY (account, signal_id);
-CREATE INDEX signal_ids_by_time ON signal_ids (recorded_at);
 
 -- Append-only still; only an archive run (ps.archiving set in its transaction) forgets ids.
 CREATE FUNCTION ps_append_only_but_archive() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -93,6 +93,10 @@ def storage(dsn: str) -> tuple[dict[str, int], dict[str, int]]:
     size: dict[str, int] = {}
     with psycopg.connect(dsn, autocommit=True) as conn:
         for t in STORAGE_TABLES:
+            found = conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()
+            if found is None or found[0] is None:  # a schema before version 5
+                rows[t] = size[t] = 0
+                continue
             got = conn.execute(f"SELECT count(*) FROM {t}").fetchone()
             rows[t] = int(got[0]) if got else 0
             got = conn.execute(
