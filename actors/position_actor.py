@@ -781,7 +781,7 @@ class PositionActor(pykka.ThreadingActor):
             position=snap.position,
             last_closed_at=snap.last_closed_at,
             bought=snap.bought,
-            decided=snap.decided,
+            decided=_recent(snap.decided, self._deps.policy.recent_signal_memory),
             quarantined=self._quarantined,
             paused=snap.paused,
             # What the exchange told us survives a restart in place (not durable anyway).
@@ -1005,3 +1005,8 @@ _POSITION_MESSAGES = (
     Recover,
     TicksReady,
 )
+
+
+def _recent(decided: tuple[SignalRecord, ...], memory: int) -> tuple[SignalRecord, ...]:
+    """The last ``memory`` decisions of a loaded snapshot (the store may return more)."""
+    return decided[-memory:] if memory > 0 else ()

@@ -146,6 +146,11 @@ class Policy:
     price) ahead of the placed one; a move while a confirmed stop rests spends no attempt
     of an unprotected spell.
 
+    Replays (I11): an actor answers a replay of one of its symbol's last
+    ``recent_signal_memory`` final decisions from memory (32: about 7 KiB an actor); an older
+    one is caught by the store's signal-id key (an accepted replay's commit is refused as a
+    whole), so the memory is a fast path, not the guard.
+
     Order hygiene (I9): cancels that fail are retried every ``cancel_retry_delay_s`` (or the
     exchange's Retry-After); a stop the exchange's open-order list does not show is looked
     up by id once it is ``stop_grace_s`` old, never re-placed on the list alone; a position
@@ -171,7 +176,7 @@ class Policy:
     flat_confirm_s: float = 2.0
     trailing_min_step_pct: float = 0.0005
     trailing_step_fraction: float = 0.5
-    recent_signal_memory: int = 256
+    recent_signal_memory: int = 32
     max_mark_age_s: float = 5.0
     mark_wait_s: float = 3.0
     max_stop_distance_pct: float = 0.5

@@ -18,6 +18,7 @@ Rules that remove the field reports' races:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -375,6 +376,9 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
 def _remember(state: SymbolState, rec: SignalRecord, policy: Policy) -> SymbolState:
     """Keep a final decision in the actor's memory of recent signal ids."""
     memory = max(0, policy.recent_signal_memory)
+    # A source and a reason are a handful of distinct strings; interned, the memory holds
+    # each once instead of once per remembered signal.
+    rec = replace(rec, source=sys.intern(rec.source), reason=sys.intern(rec.reason))
     decided = (*state.decided, rec)[-memory:] if memory else ()
     return replace(state, decided=decided)
 

@@ -274,7 +274,7 @@ class PostgresStore:
         reconnect_timeout: float = 1.0,
         statement_timeout: float = 10.0,
         migrate_schema: bool = True,
-        recent_signals: int = 256,
+        recent_signals: int = 32,
         name: str = "position-store",
         epochs: Callable[[str], int | None] | None = None,
     ) -> None:
