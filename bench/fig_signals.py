@@ -116,9 +116,9 @@ def run(ctx: Any) -> dict[str, dict[str, Any]]:
                 assert product.port is not None
                 product.port.listeners.append(on_place)
                 wait_for(
-                    lambda: len(product.supervisor.keys()) >= len(symbols) * 0.9,
+                    lambda: product.priced() >= len(symbols) * 0.9,
                     60,
-                    "actors of every symbol (mark prices)",
+                    "a mark price of every symbol",
                 )
                 cursor = iter(symbols)
                 over = [
@@ -356,10 +356,9 @@ def _throughput(ctx: Any, quick: bool) -> dict[str, Any]:
 
 
 def _wait_actors(product: Product, n: int) -> None:
-    """Every symbol's actor is up (the mark-price stream starts them): the figure is not
-    about starting threads."""
-    sup = product.supervisor
-    wait_for(lambda: len(sup.keys()) >= n * 0.9, 120, "actors of every symbol")
+    """Every symbol's mark price is in (from the stream). A mark price starts no actor, so a
+    signal's actor starts with the signal, as in the shipped product."""
+    wait_for(lambda: product.priced() >= n * 0.9, 120, "a mark price of every symbol")
 
 
 def _accepted_rate(

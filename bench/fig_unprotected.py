@@ -45,9 +45,9 @@ def run(ctx: Any) -> dict[str, dict[str, Any]]:
         try:
             base.load_markets()
             wait_for(
-                lambda: len(product.supervisor.keys()) >= len(sim.symbols) * 0.9,
+                lambda: product.priced() >= len(sim.symbols) * 0.9,
                 60,
-                "actors of every symbol",
+                "a mark price of every symbol",
             )
             cursor = iter(sim.symbols)
             rt_i = 0

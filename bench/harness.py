@@ -441,6 +441,13 @@ class Product:
     def supervisor(self) -> Any:
         return self.app.supervisor
 
+    def priced(self) -> int:
+        """Symbols whose mark price the process holds: a live actor's, or the last one the
+        stream brought for a symbol without an actor (given to its actor at start). A mark
+        price starts no actor: a signal does."""
+        sizes = self.supervisor.structure_sizes()
+        return int(sizes["actors"]) + int(sizes["actorless_marks"])
+
     def limiter_stats(self) -> Any:
         assert self.port is not None
         lim = getattr(self.port.inner, "limiter", None)
