@@ -35,6 +35,7 @@ previous owner is answered with its recorded decision.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
@@ -83,21 +84,28 @@ log = logging.getLogger(__name__)
 
 #: Actors started at once by a recovery: each loads its position as it starts, and a
 #: thousand loads at once exhausted the store's pool (loads and commits timed out, recovery
-#: failed). The next wave starts when this one has loaded (or after RECOVERY_WAVE_WAIT_S).
+#: failed). At most this many are starting at a time: a sliding window, the next actor
+#: spawned as soon as the oldest starting one has loaded (or after RECOVERY_WAVE_WAIT_S);
+#: waves that waited for their slowest member made a thousand positions take 63 waits.
 RECOVERY_WAVE = 16
 RECOVERY_WAVE_WAIT_S = 10.0
 
 
-def _loaded(refs: list[pykka.ActorRef[PositionActor]]) -> None:
-    """Wait (bounded) until each of ``refs`` has run its start (loaded from the store)."""
-    futures = []
-    for ref in refs:
-        with contextlib.suppress(pykka.ActorDeadError):
-            futures.append(ref.ask(Barrier(), block=False))
-    deadline = time.monotonic() + RECOVERY_WAVE_WAIT_S
-    for f in futures:
+def _started(ref: pykka.ActorRef[PositionActor]) -> pykka.Future[Any] | None:
+    """A future answered once ``ref`` has run its start (loaded from the store) and handled
+    what came before; ``None`` if it is dead already."""
+    try:
+        return ref.ask(Barrier(), block=False)
+    except pykka.ActorDeadError:
+        return None
+
+
+def _wait_started(future: pykka.Future[Any] | None) -> None:
+    """Wait (at most ``RECOVERY_WAVE_WAIT_S``) for a :func:`_started` future; a failed or
+    slow start is the actor's to handle, not the recovery's."""
+    if future is not None:
         with contextlib.suppress(Exception):
-            f.get(timeout=max(0.0, deadline - time.monotonic()))
+            future.get(timeout=RECOVERY_WAVE_WAIT_S)
 
 
 _STOPPING = ("shutting_down", "stopped")
@@ -564,7 +572,7 @@ class Supervisor:
         exchange (lookups by client order id, then a sync) before it accepts a new entry.
         """
         keys: list[Key] = []
-        wave: list[pykka.ActorRef[PositionActor]] = []
+        starting: collections.deque[pykka.Future[Any] | None] = collections.deque()
         for pos in self.store.open_positions(account):
             if pos.key.account not in self._workers:
                 log.error("open position %s for unconfigured account %s", pos.id, pos.key)
@@ -576,12 +584,12 @@ class Supervisor:
                     break
                 ref = self._actors.get(pos.key)
                 if ref is None or not ref.is_alive():
-                    wave.append(self._spawn(pos.key))
+                    starting.append(_started(self._spawn(pos.key)))
             keys.append(pos.key)
-            if len(wave) >= RECOVERY_WAVE:
-                _loaded(wave)
-                wave = []
-        _loaded(wave)
+            while len(starting) >= RECOVERY_WAVE:  # a sliding window, oldest first
+                _wait_started(starting.popleft())
+        while starting:
+            _wait_started(starting.popleft())
         log.info("recovery started for %d open positions", len(keys))
         return keys
 
