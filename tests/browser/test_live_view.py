@@ -94,7 +94,7 @@ def live(pg_admin: str, tmp_path: Path) -> Iterator[Live]:
 def test_a_position_opened_in_sim_appears_with_its_stop_within_one_refresh(
     live: Live, browser: Any, tmp_path: Path
 ) -> None:
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     # Something in every part of the page: an earlier position, a paused symbol, a refusal.
@@ -127,7 +127,7 @@ def test_a_position_opened_in_sim_appears_with_its_stop_within_one_refresh(
             row = rows[0]
             state = row.find_element(By.CSS_SELECTOR, "td.stop-state")
             return at, row.find_element(By.CSS_SELECTOR, "td.stop").text, state, row
-        except StaleElementReferenceException:  # reloading right now
+        except (StaleElementReferenceException, NoSuchElementException):  # reloading right now
             return None
 
     at, stop, state, row = poll(shown, REFRESH_S + 10, "a reload of the page", interval=0.05)
