@@ -106,13 +106,16 @@ class SyncObservation:
 
     ``position`` is ``None`` when the exchange shows no position. ``observed_at`` is the local
     time the fetch *started*: anything the actor learned after that instant is newer than
-    this observation and is not overridden by it.
+    this observation and is not overridden by it. ``adoptable``: False while the account's
+    adoption is stopped (another installation trades it, I7): a position the database does
+    not know is then left alone, whether or not the symbol's actor is running.
     """
 
     key: Key
     position: ExchangePosition | None
     open_orders: tuple[ExchangeOrder, ...]
     observed_at: float
+    adoptable: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -1335,6 +1335,8 @@ class _Step:
                 return self  # observed before our close: stale
             if any(self.foreign(o.client_id) for o in obs.open_orders):
                 return self  # another installation's position (its orders rest here): not ours
+            if not obs.adoptable:
+                return self  # adoption stopped on this account (another installation, I7)
             return self.adopt(xp, obs)
         if pos.status in (Status.PENDING_ENTRY, Status.ENTRY_PLACED):
             if xp is not None and xp.qty > 0 and xp.side is pos.side:

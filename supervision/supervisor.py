@@ -42,7 +42,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pykka
@@ -255,6 +255,14 @@ class Supervisor:
                 )
             )
             return False
+        if (
+            isinstance(msg, SyncObservation)
+            and msg.position is not None
+            and msg.adoptable
+            and account in self._no_adoption
+        ):
+            # A running actor must not adopt either (I7): the observation says so.
+            msg = replace(msg, adoptable=False)
         ref = self._actors.get(msg.key)
         if ref is not None:
             try:

@@ -141,3 +141,25 @@ def test_a_tick_parked_at_shutdown_is_not_a_dead_letter() -> None:
     assert all(w.sup._slots[k].parked == 1 for k in keys)
     w.close()
     assert w.metrics.dead["shutting_down"] == 0
+
+
+def test_a_running_actor_adopts_nothing_while_the_accounts_adoption_is_stopped() -> None:
+    """Another installation trades the account (I7): adoption is stopped. A symbol whose
+    actor is already running (a signal started it) must not adopt the position the sync
+    finds either; the failover trial saw such an actor place a stop on the other
+    installation's position."""
+    with World(prices={SYMBOLS[0]: 100.0}) as w:
+        key = KEYS[0]
+        w.sup.state(key)  # the actor runs
+        w.sup.set_adoption(key.account, False)
+        w.exchange.open_position(key.symbol, Side.LONG, 1.0, 100.0)
+        now = w.clock.now()
+        w.sup.tell(SyncObservation(key, ExchangePosition(Side.LONG, 1.0, 100.0), (), now))
+        w.settle()
+        assert w.state(key.symbol).position is None
+        assert w.exchange.log == []  # no stop placed on a position that is not ours
+        w.sup.set_adoption(key.account, True)  # confirmed: adoption allowed again
+        w.sup.tell(SyncObservation(key, ExchangePosition(Side.LONG, 1.0, 100.0), (), now + 1))
+        w.settle()
+        pos = w.state(key.symbol).position
+        assert pos is not None and pos.source == "sync"
