@@ -35,7 +35,6 @@ previous owner is answered with its recorded decision.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import threading
@@ -580,7 +579,7 @@ class Supervisor:
         exchange (lookups by client order id, then a sync) before it accepts a new entry.
         """
         keys: list[Key] = []
-        starting: collections.deque[pykka.Future[Any] | None] = collections.deque()
+        starting: deque[pykka.Future[Any] | None] = deque()
         for pos in self.store.open_positions(account):
             if pos.key.account not in self._workers:
                 log.error("open position %s for unconfigured account %s", pos.id, pos.key)
