@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import DATA, Database, Product, SimProc, signal_doc
+from infra.store.retention import GROWING_TABLES as _HISTORY_TABLES
 
 HERE = Path(__file__).resolve().parent
 
@@ -110,9 +111,6 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-_HISTORY_TABLES = ("journal", "signals", "signal_ids", "positions", "orders")
-
-
 def _rows(dsn: str) -> dict[str, int]:
     """Rows of every table (a partitioned table counts its partitions, which are not listed)."""
     import psycopg
@@ -137,16 +135,10 @@ def _bytes(dsn: str) -> dict[str, int]:
     with its partitions, and of the whole database."""
     import psycopg
 
+    from infra.store.retention import table_bytes
+
     with psycopg.connect(dsn) as conn:
-        out: dict[str, int] = {}
-        for t in _HISTORY_TABLES:
-            row = conn.execute(
-                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                "WHERE c.oid = to_regclass(%s) OR c.oid IN "
-                "(SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass(%s))",
-                (t, t),
-            ).fetchone()
-            out[t] = int(row[0]) if row else 0
+        out = {t: table_bytes(conn, t) or 0 for t in _HISTORY_TABLES}
         row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
         out["database"] = int(row[0]) if row else 0
         return out

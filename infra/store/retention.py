@@ -41,7 +41,15 @@ from psycopg.rows import TupleRow
 from actors.model import NON_TERMINAL
 from actors.ports import StoreError, StoreUnavailable
 
-__all__ = ["ArchiveReport", "MonthPartition", "archive", "ensure_partitions", "month_partitions"]
+__all__ = [
+    "GROWING_TABLES",
+    "ArchiveReport",
+    "MonthPartition",
+    "archive",
+    "ensure_partitions",
+    "month_partitions",
+    "table_bytes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,23 @@ TABLES = ("journal", "signals")
 _NON_TERMINAL = "(" + ", ".join(f"'{s.value}'" for s in NON_TERMINAL) + ")"
 
 Conn = psycopg.Connection[TupleRow]
+
+
+GROWING_TABLES = ("journal", "signals", "signal_ids", "positions", "orders")
+"""The tables that grow with signals and positions."""
+
+
+def table_bytes(conn: Conn, table: str) -> int | None:
+    """Bytes on disk of ``table`` with its indexes, TOAST and every partition; ``None`` when
+    the schema has no such table (e.g. ``signal_ids`` before version 5)."""
+    row = conn.execute(
+        "SELECT CASE WHEN to_regclass(%s) IS NULL THEN NULL ELSE "
+        "(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+        "WHERE c.oid = to_regclass(%s) OR c.oid IN "
+        "(SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass(%s))) END",
+        (table, table, table),
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
 
 def ensure_partitions(conn: Conn, months_ahead: int = 2) -> int:

@@ -81,31 +81,20 @@ class LogBudget:
         )
 
 
-#: The tables that grow with signals and positions (schema version 5).
-STORAGE_TABLES = ("journal", "signals", "signal_ids", "positions", "orders")
-
-
 def storage(dsn: str) -> tuple[dict[str, int], dict[str, int]]:
-    """Rows and bytes on disk (heap, indexes, TOAST, every partition) of :data:`STORAGE_TABLES`."""
+    """Rows and bytes on disk (heap, indexes, TOAST, every partition) of the tables that grow
+    with signals (:data:`~infra.store.retention.GROWING_TABLES`); 0 for one the schema lacks."""
     import psycopg
+
+    from infra.store.retention import GROWING_TABLES, table_bytes
 
     rows: dict[str, int] = {}
     size: dict[str, int] = {}
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for t in STORAGE_TABLES:
-            found = conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()
-            if found is None or found[0] is None:  # a schema before version 5
-                rows[t] = size[t] = 0
-                continue
-            got = conn.execute(f"SELECT count(*) FROM {t}").fetchone()
+        for t in GROWING_TABLES:
+            size[t] = table_bytes(conn, t) or 0
+            got = conn.execute(f"SELECT count(*) FROM {t}").fetchone() if size[t] else None
             rows[t] = int(got[0]) if got else 0
-            got = conn.execute(
-                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                "WHERE c.oid = %s::regclass OR c.oid IN "
-                "(SELECT inhrelid FROM pg_inherits WHERE inhparent = %s::regclass)",
-                (t, t),
-            ).fetchone()
-            size[t] = int(got[0]) if got else 0
     return rows, size
 
 
@@ -249,8 +238,8 @@ def measure(
         stderr_bytes=stderr_file.stat().st_size,
         exit_code=code,
         positions=positions,
-        rows={t: rows1[t] - rows0[t] for t in STORAGE_TABLES},
-        table_bytes={t: bytes1[t] - bytes0[t] for t in STORAGE_TABLES},
+        rows={t: rows1[t] - rows0[t] for t in rows1},
+        table_bytes={t: bytes1[t] - bytes0[t] for t in rows1},
         journal_kinds=kinds,
     )
 
