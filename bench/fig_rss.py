@@ -54,7 +54,7 @@ def child(kind: str, n: int, dsn: str, rest: str) -> float:
     from actors.ports import SystemClock
     from infra.exchange import CcxtExchange, VenueConfig
     from infra.store.postgres import PostgresStore
-    from supervision.app import TimedStore
+    from infra.store.timed import TimedStore
     from supervision.supervisor import Supervisor
 
     store = PostgresStore(dsn, migrate_schema=False)

@@ -386,7 +386,8 @@ class Product:
 
     def start(self, timeout: float = 120.0) -> Product:
         from infra.logs import setup_logging
-        from supervision.app import App, wire_feeds, wire_infra
+        from supervision.app import App
+        from supervision.wiring import wire_feeds, wire_infra
 
         cfg = self.config()
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,9 @@ DSN) and the store, the exchange adapters, the :class:`~supervision.supervisor.S
 :class:`~supervision.sync.SyncService`, the lease keeper (:class:`~supervision.leases.Ownership`,
 I7: it takes the accounts' leases and activates each account it holds, recovering its open
 positions first, S5), the operator's control endpoint and live view (:mod:`supervision.control`,
-only while its token is set) and the feeds. The pieces other modules provide are built in two
-functions only, :func:`wire_infra` and :func:`wire_feeds`, so that the wiring is in one place.
+only while its token is set) and the feeds. The pieces other modules provide are built by the
+composition root, :mod:`supervision.wiring` (``infra_factory``, ``feeds_factory``); the signal
+intake is :mod:`supervision.intake`, the timed store :mod:`infra.store.timed`.
 
 Stopping (:meth:`App.run`): the first SIGTERM or SIGINT stops intake (the control endpoint,
 feeds, then sync), lets
@@ -27,36 +28,37 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
 from types import FrameType
-from typing import Any, Protocol, TypeVar, cast
+from typing import cast
 
 import pykka
 
-from actors.messages import MarkPriceTick, Message, OpenSignal, SyncObservation
-from actors.model import Key
-from actors.ports import Clock, ExchangePort, Snapshot, Store, StoreUnavailable, SystemClock
+from actors.ports import Clock, SystemClock
 from actors.position_actor import PositionActor
-from actors.state import Commit, Position, SignalOutcome, SignalRecord
-from infra.config import AccountConfig, Config
+from infra.config import Config
 from infra.metrics import HealthChecks, MetricsServer, PrometheusMetrics
+from infra.store.timed import TimedStore
 from supervision.control import ControlCollector, ControlServer, ControlStats
-from supervision.leases import LeaseSettings, Ownership, register
+from supervision.intake import Intake
+from supervision.leases import Ownership, register
 from supervision.live_view import ViewSource
 from supervision.supervisor import Supervisor, SupervisorConfig
 from supervision.sync import SyncService
+from supervision.wiring import (
+    FeedsFactory,
+    Infra,
+    InfraFactory,
+    Service,
+    close_logged,
+    lease_settings,
+    supervisor_config,
+    watch_sizes,
+    wire_feeds,
+    wire_infra,
+)
 
-__all__ = [
-    "App",
-    "Infra",
-    "Intake",
-    "Service",
-    "TimedStore",
-    "open_store",
-    "wire_feeds",
-    "wire_infra",
-]
+__all__ = ["App"]
 
 log = logging.getLogger(__name__)
 
@@ -64,360 +66,6 @@ HOUSEKEEPING_S = 1.0
 PROBE_S = 5.0
 LOOP_STALL_S = 30.0
 ACTOR_STALL_S = 120.0
-_T = TypeVar("_T")
-
-
-class Service(Protocol):
-    """Anything the app starts and stops (feeds). ``stop`` must be bounded and idempotent."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-@dataclass
-class Infra:
-    """What :func:`wire_infra` built. ``closers`` run in reverse order at shutdown."""
-
-    store: Store
-    exchanges: Mapping[str, ExchangePort]
-    dsn: str | None = None
-    closers: list[tuple[str, Callable[[], object]]] = field(default_factory=list)
-    refused_accounts: Mapping[str, str] = field(default_factory=dict)
-
-
-InfraFactory = Callable[[Config, PrometheusMetrics], Infra]
-FeedsFactory = Callable[[Config, "App"], Sequence[Service]]
-
-
-# --- the store, timed -----------------------------------------------------------------
-
-
-class TimedStore:
-    """A :class:`~actors.ports.Store` wrapper: commit latency to metrics, database health.
-
-    The database is "down" from a commit or load that raised ``StoreUnavailable`` until the
-    next one that succeeds. Other attributes (inspection methods of the real store) pass
-    through unchanged.
-    """
-
-    def __init__(self, inner: Store, metrics: PrometheusMetrics | None = None) -> None:
-        self.inner = inner
-        self._metrics = metrics
-        self._down: str | None = None
-
-    def load(self, key: Key) -> Snapshot:
-        return self._watch(lambda: self.inner.load(key))
-
-    def commit(self, commit: Commit) -> None:
-        """Commit; counts latency, and every status change a sync observation caused as a
-        sync discrepancy (``ps_sync_discrepancies_total{kind=<journal event kind>}``)."""
-        t0 = time.perf_counter()
-        self._watch(lambda: self.inner.commit(commit))
-        m = self._metrics
-        if m is not None:
-            m.db_commit(time.perf_counter() - t0)
-            if isinstance(commit.cause, SyncObservation):
-                for ev in commit.events:
-                    if ev.status_before is not ev.status_after:
-                        m.sync_discrepancy(commit.key.account, ev.kind)
-
-    def allocate_ids(self, n: int) -> Sequence[int]:
-        return self._watch(lambda: self.inner.allocate_ids(n))
-
-    def open_positions(self, account: str | None = None) -> list[Position]:
-        return self._watch(lambda: self.inner.open_positions(account))
-
-    def recorded_signal(self, account: str, signal_id: str) -> SignalRecord | None:
-        return self._watch(lambda: self.inner.recorded_signal(account, signal_id))
-
-    def health(self) -> str | None:
-        """``None`` while the last store call succeeded, else why it failed."""
-        return self._down
-
-    def probe(self) -> None:
-        """Ping the database when the store can (``ping()``); updates :meth:`health`."""
-        ping = getattr(self.inner, "ping", None)
-        if ping is None:
-            return
-        try:
-            ping()
-        except Exception as exc:
-            self._down = f"unavailable: {exc}"
-        else:
-            self._down = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def _watch(self, fn: Callable[[], _T]) -> _T:
-        try:
-            out = fn()
-        except StoreUnavailable as exc:
-            self._down = f"unavailable: {exc}"
-            raise
-        self._down = None
-        return out
-
-
-# --- intake: what the feeds tell ------------------------------------------------------
-
-
-class Intake:
-    """The door for feeds: checks a signal against the configuration, then routes it.
-
-    * account not configured, or symbol not in the account's allow-list: refused (counted,
-      logged), the supervisor never sees it;
-    * ``signal_policy.max_signal_age_s`` is the actor's to check (its policy refuses a stale
-      signal ``too_old`` and records it), as is ``expires_at`` (``expired``);
-    * ``risk.max_open_positions`` per account: refused with reason ``max_open_positions`` and
-      recorded in the signal history. The count is an upper bound: symbols whose actor holds a
-      non-terminal position, plus symbols admitted in the last few seconds whose actor has not
-      reported yet.
-
-    Every other message goes straight to the supervisor (``tell_tick`` for mark prices when the
-    caller uses :meth:`tell_tick`). Thread-safe. :attr:`marks` keeps the last mark price of each
-    symbol (the live view's unrealised PnL: an actor does not wake for every tick).
-    """
-
-    ADMITTED_MEMORY_S = 5.0
-
-    def __init__(
-        self,
-        config: Config,
-        supervisor: Supervisor,
-        metrics: PrometheusMetrics | None = None,
-        clock: Clock | None = None,
-        store: Store | None = None,
-    ) -> None:
-        self._config = config
-        self._sup = supervisor
-        self._metrics = metrics
-        self._clock = clock or SystemClock()
-        self._store = store
-        self._allowed = {name: frozenset(a.symbols) for name, a in config.accounts.items()}
-        self._admitted: dict[Key, float] = {}
-        self._lock = threading.Lock()
-        self.marks: dict[Key, float] = {}
-
-    def tell(self, msg: Message) -> bool:
-        if isinstance(msg, OpenSignal):
-            return self._signal(msg)
-        return self._sup.tell(msg)
-
-    def admitted(self) -> int:
-        """Symbols remembered as recently admitted (for ``max_open_positions``): pruned to
-        the last ``ADMITTED_MEMORY_S`` seconds by every signal that checks the limit."""
-        with self._lock:
-            return len(self._admitted)
-
-    def tell_tick(self, tick: MarkPriceTick) -> bool:
-        self.marks[tick.key] = tick.price  # one store; read by the live view
-        return self._sup.tell_tick(tick)
-
-    def allowed(self, key: Key) -> bool:
-        return key.symbol in self._allowed.get(key.account, frozenset())
-
-    def _signal(self, sig: OpenSignal) -> bool:
-        key = sig.key
-        acc = self._config.accounts.get(key.account)
-        if acc is None:
-            return self._refuse(sig, "unknown_account", record=False)
-        if key.symbol not in self._allowed[key.account]:
-            return self._refuse(sig, "symbol_not_allowed", record=False)
-        limit = acc.risk.max_open_positions
-        if limit is not None:
-            with self._lock:
-                held = self._open_keys(key.account)
-                if key not in held and len(held) >= limit:
-                    return self._refuse(sig, "max_open_positions", record=True)
-                self._admitted[key] = time.monotonic()
-        return self._sup.tell(sig)
-
-    def _open_keys(self, account: str) -> set[Key]:
-        held = {
-            c.key
-            for c in self._sup.cells()
-            if c.key.account == account
-            and c.report.status is not None
-            and not c.report.status.terminal
-        }
-        horizon = time.monotonic() - self.ADMITTED_MEMORY_S
-        for k, t in list(self._admitted.items()):
-            if t < horizon:
-                del self._admitted[k]
-            elif k.account == account:
-                held.add(k)
-        return held
-
-    def _refuse(self, sig: OpenSignal, reason: str, record: bool) -> bool:
-        if self._metrics is not None:
-            self._metrics.signal(sig.source, SignalOutcome.REJECTED.value, reason)
-        # Refusals are the product working (INFO); a signal for an account this process does
-        # not have means the signal server and this configuration disagree (WARNING).
-        log.log(
-            logging.WARNING if reason == "unknown_account" else logging.INFO,
-            "signal %s from %s refused: %s",
-            sig.signal_id,
-            sig.source,
-            reason,
-            extra={"key": str(sig.key)},
-        )
-        now = self._clock.now()
-        rec = SignalRecord(sig.key, sig.signal_id, sig.source, SignalOutcome.REJECTED, reason, now)
-        if record and self._store is not None:
-            try:  # the signal history holds it; the journal holds changes only
-                self._store.commit(Commit(sig.key, sig, None, 0, (), rec))
-            except Exception as exc:
-                log.error("could not record refused signal %s: %r", sig.signal_id, exc)
-        self._sup.signal_decided(rec)
-        return False
-
-
-# --- wiring of the other modules (the one place to adjust) -----------------------------
-
-
-def open_store(config: Config) -> tuple[Store, str, list[tuple[str, Callable[[], object]]]]:
-    """The store and its DSN: the configured DSN, or an embedded server in ``embedded_dir``.
-
-    Returns ``(store, dsn, closers)``; run the closers in reverse order when done (the
-    embedded server stops when its last user closes it). Migrations run here.
-    """
-    from infra.store.embedded import EmbeddedPostgres  # noqa: PLC0415
-    from infra.store.postgres import PostgresStore  # noqa: PLC0415
-
-    closers: list[tuple[str, Callable[[], object]]] = []
-    dsn = config.database.dsn
-    try:
-        if dsn is None:
-            pg = EmbeddedPostgres(config.database.embedded_dir)
-            closers.append(("embedded postgres", pg.close))
-            dsn = pg.start()
-        store = PostgresStore(dsn)
-    except BaseException:
-        _close_all(closers)
-        raise
-    closers.append(("store", store.close))
-    return store, dsn, closers
-
-
-def wire_infra(config: Config, metrics: PrometheusMetrics) -> Infra:
-    """Database, store and exchange adapters (every configured account), from the
-    configuration. Which accounts this process trades is the lease keeper's to decide
-    (:class:`~supervision.leases.Ownership`, started by :meth:`App.start` on ``infra.dsn``).
-    """
-    store, dsn, closers = open_store(config)
-    infra = Infra(store=store, exchanges={}, dsn=dsn, closers=closers)
-    exchanges: dict[str, ExchangePort] = {}
-    # The exchange refuses a signed request older than the fence margin (recvWindow): a
-    # process paused after signing cannot have it executed once its lease may have expired.
-    recv_window_ms = int(min(config.ownership.fence_margin_s, 5.0) * 1000)
-    try:
-        for name, acc in config.accounts.items():
-            exchanges[name] = _exchange(name, acc, closers, recv_window_ms)
-    except BaseException:
-        _close_all(closers)
-        raise
-    infra.exchanges = exchanges
-    return infra
-
-
-def _exchange(
-    name: str,
-    acc: AccountConfig,
-    closers: list[tuple[str, Callable[[], object]]],
-    recv_window_ms: int | None = None,
-) -> ExchangePort:
-    """The ccxt adapter of one account; markets loaded now when the exchange answers."""
-    from infra.exchange import CcxtExchange, VenueConfig, env_prefix  # noqa: PLC0415
-
-    prefix = env_prefix(name)
-    environ = (
-        {f"{prefix}_API_KEY": acc.api_key, f"{prefix}_API_SECRET": acc.api_secret}
-        if acc.credentials == "env"
-        else {}
-    )
-    ex = CcxtExchange(
-        name,
-        VenueConfig(
-            venue=acc.exchange,
-            base_url=acc.rest_url,
-            enable_rate_limit=acc.enable_rate_limit,
-            timeout_s=acc.timeout_s,
-            require_credentials=acc.credentials == "env",
-            recv_window_ms=recv_window_ms,
-        ),
-        environ=environ,
-    )
-    closers.append((f"exchange {name}", ex.close))
-    try:
-        unknown = sorted(set(acc.symbols) - ex.symbols)
-    except Exception as exc:
-        log.warning("account %s: markets not loaded yet (%s); will retry on first use", name, exc)
-    else:
-        if unknown:
-            log.warning("account %s: symbols not listed by the exchange: %s", name, unknown)
-    return ex
-
-
-def wire_feeds(config: Config, app: App) -> Sequence[Service]:
-    """The signal feed and the exchange streams, telling ``app.intake``.
-
-    Called by :meth:`App.start` on the main thread once the supervisor, the sync service and
-    the intake exist. A reconnect of an exchange stream asks the sync service for a sync of
-    its account (events may have been missed). The signal feed answers each signal once its
-    outcome is decided (the supervisor's ``signal_listeners``). Each feed gets a health check
-    ``feed:<name>`` that fails while it is not connected, so ``/readyz`` shows a feed down
-    (upstream ``signals`` for the signal feed, ``exchange`` for the exchange streams).
-    """
-    from infra.feeds import feeds_from_config  # noqa: PLC0415
-
-    if app.intake is None or app.sync is None or app.infra is None:
-        raise RuntimeError("wire_feeds needs the intake, the sync service and the infra")
-    feeds = feeds_from_config(
-        config,
-        app.intake,
-        app.sync.request,
-        app.metrics,
-        accounts=app.infra.exchanges,
-    )
-    from infra.feeds.signals import SignalFeedClient  # noqa: PLC0415
-
-    for feed in feeds:
-        runner = feed.runner
-        if isinstance(feed, SignalFeedClient) and app.supervisor is not None:
-            app.supervisor.signal_listeners.append(feed.signal_decided)
-            app.supervisor.size_sources[f"feed_awaiting:{runner.name}"] = feed.awaiting
-        app.health.register(
-            f"feed:{runner.name}",
-            lambda r=runner: None if r.connected.is_set() else "not connected",  # type: ignore[misc]
-            upstream="signals" if isinstance(feed, SignalFeedClient) else "exchange",
-        )
-    return feeds
-
-
-def _watch_sizes(sup: Supervisor, intake: Intake, sync: SyncService, infra: Infra) -> None:
-    """Per-key structures outside the supervisor, reported by ``sup.structure_sizes()``: the
-    intake's recent admissions, the sync's pending requests, each adapter's per-thread
-    clients and the store's memory of written orders (where the implementation has them)."""
-    sup.size_sources["intake_admitted"] = intake.admitted
-    sup.size_sources["sync_requested"] = lambda: sync.sizes()["sync_requested"]
-    for account, ex in infra.exchanges.items():
-        clients = getattr(ex, "_clients", None)
-        if isinstance(clients, dict):
-            sup.size_sources[f"exchange_clients:{account}"] = clients.__len__
-    written = getattr(infra.store, "_written", None)
-    if isinstance(written, dict):
-        sup.size_sources["store_written"] = written.__len__
-
-
-def _close_all(closers: list[tuple[str, Callable[[], object]]]) -> None:
-    for name, close in reversed(closers):
-        try:
-            close()
-        except Exception:
-            log.exception("closing %s failed", name)
-    closers.clear()
 
 
 # --- the app ----------------------------------------------------------------------------
@@ -534,7 +182,7 @@ class App:
                     + "; ".join(f"{v.account}: {v.note}" for v in own.view())
                 )
         self.intake = Intake(cfg, sup, self.metrics, self.clock, self.store)
-        _watch_sizes(sup, self.intake, self.sync, infra)
+        watch_sizes(sup, self.intake, self.sync, infra)
         self._start_controls(infra, sup)
         self.feeds = list(self._feeds_factory(cfg, self))
         for feed in self.feeds:
@@ -664,7 +312,7 @@ class App:
                 self.metrics.registry.unregister(self._control_collector)
             self._control_collector = None
         if self.infra is not None:
-            _close_all(self.infra.closers)
+            self.infra.resources.close()
         if self.server is not None:
             self.server.stop()
         self.stopped.set()
@@ -719,18 +367,10 @@ class App:
         cfg = self.config
         o = cfg.ownership
         assert infra.dsn is not None
-        leases = LeaseStore(infra.dsn, lease_s=o.lease_s, timeout=min(2.0, o.renew_s))
-        infra.closers.append(("lease store", leases.close))
+        settings = lease_settings(cfg)
+        leases = LeaseStore(infra.dsn, lease_s=o.lease_s, timeout=settings.timeout)
+        close_logged(infra.resources, "lease store", leases.close)
         installation = leases.installation()
-        settings = LeaseSettings(
-            lease_s=o.lease_s,
-            renew_s=o.renew_s,
-            fence_margin_s=o.fence_margin_s,
-            max_accounts=o.max_accounts,
-            wait=cfg.database.wait_for_accounts,
-            timeout=min(2.0, o.renew_s),
-            hold_s=o.hold_signals_s,
-        )
 
         def sup() -> Supervisor:
             assert self.supervisor is not None
@@ -769,19 +409,9 @@ class App:
 
     def _supervisor_config(self, own: Ownership | None) -> SupervisorConfig:
         """The supervisor's configuration; with a lease keeper, every policy knows this
-        database's installation (the orphan sweep and adoption leave other installations'
-        orders alone)."""
-        sc = self.config.supervisor_config()
-        if own is None or own.guard is None:
-            return sc
-        inst = own.guard.installation
-        return replace(
-            sc,
-            policy=replace(sc.policy, installation=inst),
-            account_policies={
-                a: replace(p, installation=inst) for a, p in sc.account_policies.items()
-            },
-        )
+        database's installation (:func:`~supervision.wiring.supervisor_config`)."""
+        guard = own.guard if own is not None else None
+        return supervisor_config(self.config, guard.installation if guard is not None else None)
 
     def _wire_ownership(self, own: Ownership, sup: Supervisor) -> None:
         sup.ownership_listeners.append(own.not_owner)

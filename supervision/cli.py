@@ -39,6 +39,7 @@ exchange too and needs them. The control commands need neither: only the control
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import difflib
 import getpass
@@ -423,13 +424,11 @@ def _fetch_marks(cfg: Config, timeout: float = 3.0) -> dict[tuple[str, str], flo
 
 def _with_store(cfg: Config, fn: Callable[[Any, str], int]) -> int:
     """Run ``fn(store, dsn)`` against the configured database, closing it afterwards."""
-    from supervision.app import _close_all, open_store  # noqa: PLC0415
+    from supervision.wiring import open_store  # noqa: PLC0415
 
-    store, dsn, closers = open_store(cfg)
-    try:
+    with contextlib.ExitStack() as resources:
+        store, dsn = open_store(cfg, resources)
         return fn(store, dsn)
-    finally:
-        _close_all(closers)
 
 
 def _accounts(cfg: Config, account: str | None) -> list[str]:

@@ -18,17 +18,15 @@ from collections import deque
 from dataclasses import dataclass
 
 from actors.position_actor import RestartDecision
+from infra.config import RestartConfig
 
 __all__ = ["RestartPolicy", "RestartTracker"]
 
 
 @dataclass(frozen=True, slots=True)
-class RestartPolicy:
-    max_restarts: int = 5
-    window_s: float = 60.0
-    min_backoff_s: float = 0.1
-    max_backoff_s: float = 10.0
-    jitter: float = 0.2
+class RestartPolicy(RestartConfig):
+    """The ``[restart]`` section's values (and defaults: :class:`~infra.config.RestartConfig`,
+    written once) with the backoff formula."""
 
     def backoff(self, repeat: int, rnd: float) -> float:
         """Delay before the ``repeat``-th repeated restart (``repeat`` >= 1)."""

@@ -121,9 +121,10 @@ class SupervisorConfig:
     account_policies: Mapping[str, Policy] = field(default_factory=dict)
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     workers_per_account: int = 4
+    #: Exchange worker threads per account where it differs from ``workers_per_account``.
+    account_workers: Mapping[str, int] = field(default_factory=dict)
     passivate_after_s: float = 300.0
     shutdown_grace_s: float = 10.0
-    max_open_positions: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +173,7 @@ class Supervisor:
                 account,
                 ex,
                 self.deliver,
-                self.config.workers_per_account,
+                self.config.account_workers.get(account, self.config.workers_per_account),
                 self.metrics,
                 gate=None if gate is None else (lambda a=account: gate(a)),  # type: ignore[misc]
             )

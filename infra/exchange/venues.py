@@ -9,7 +9,9 @@ configures on top (base URL, rate limit, timeouts, credentials' environment name
 
 Adding a second ccxt exchange means adding one more :class:`Venue` value to :data:`VENUES`
 (and, if its replies differ, new field names here): the adapter reads nothing else.
-Nothing here does I/O except :meth:`VenueConfig.credentials`, which reads the environment.
+Nothing here does I/O except :meth:`VenueConfig.credentials`, which reads the environment
+(through :func:`infra.config.read_credentials`, the one rule for an account's key pair). An
+unusable configuration raises :class:`infra.config.ConfigError`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
+from infra.config import ConfigError, env_prefix, read_credentials
+
 __all__ = [
     "BINANCE_USDM",
     "VENUES",
@@ -30,10 +34,6 @@ __all__ = [
     "VenueConfig",
     "env_prefix",
 ]
-
-
-class ConfigError(ValueError):
-    """The venue configuration is unusable (unknown venue, missing credentials, bad URL)."""
 
 
 _K = TypeVar("_K")
@@ -111,7 +111,9 @@ class Venue:
         """The ``urls["api"]`` table for a base URL such as ``http://127.0.0.1:8765``."""
         base = base_url.rstrip("/")
         if not re.match(r"^https?://[^/\s]+", base):
-            raise ConfigError(f"base_url must be http(s)://host[:port][/prefix], got {base_url!r}")
+            raise ConfigError(
+                "base_url", f"must be http(s)://host[:port][/prefix], got {base_url!r}"
+            )
         return {key: base + path for key, path in self.url_paths.items()}
 
     def normalize_status(self, raw: str | None) -> str | None:
@@ -228,11 +230,6 @@ class Credentials:
     __str__ = __repr__
 
 
-def env_prefix(account: str) -> str:
-    """``PS_<ACCOUNT>``: the account upper-cased, anything but ``[A-Z0-9]`` as ``_``."""
-    return "PS_" + re.sub(r"[^A-Z0-9]", "_", account.upper())
-
-
 @dataclass(frozen=True, slots=True)
 class VenueConfig:
     """One account's exchange configuration.
@@ -241,10 +238,12 @@ class VenueConfig:
     ``sim/``; ``https://testnet.binancefuture.com`` at Binance's futures testnet. The adapter
     replaces ``urls["api"]`` with :attr:`Venue.url_paths` under that base.
 
-    Credentials come from the environment only: ``<prefix>_API_KEY`` and
+    Credentials: ``api_credentials`` when given (the process wiring passes the pair the
+    configuration resolved), else from the environment: ``<prefix>_API_KEY`` and
     ``<prefix>_API_SECRET`` with ``prefix = credentials_env_prefix`` or ``PS_<ACCOUNT>``
     (``PS_MAIN_API_KEY`` for account ``main``). With ``require_credentials=False`` (tests,
-    the demo against ``sim/``) missing variables give dummy keys instead of an error.
+    the demo against ``sim/``) missing variables give the dummy pair
+    (:data:`infra.config.DUMMY_API_KEY`) instead of an error.
 
     ``enable_rate_limit``: the account's limiter (:mod:`infra.exchange.limits`): the
     exchange's own limits (request weight, order counts; read from ``exchangeInfo``,
@@ -273,24 +272,27 @@ class VenueConfig:
     credentials_env_prefix: str | None = None
     require_credentials: bool = True
     extra_options: Mapping[str, object] = field(default_factory=dict)
+    api_credentials: Credentials | None = field(default=None, repr=False)
 
     def resolve_venue(self) -> Venue:
         try:
             return VENUES[self.venue]
         except KeyError:
-            raise ConfigError(f"unknown venue {self.venue!r}; known: {sorted(VENUES)}") from None
+            raise ConfigError(
+                "venue", f"unknown venue {self.venue!r}; known: {sorted(VENUES)}"
+            ) from None
 
     def credentials(self, account: str, environ: Mapping[str, str] | None = None) -> Credentials:
-        """Read the account's key pair from the environment (names in the class docstring)."""
-        env = os.environ if environ is None else environ
+        """The account's key pair: :attr:`api_credentials`, else read from the environment
+        (names in the class docstring; :func:`infra.config.read_credentials`)."""
+        if self.api_credentials is not None:
+            return self.api_credentials
         prefix = self.credentials_env_prefix or env_prefix(account)
-        key = env.get(f"{prefix}_API_KEY", "")
-        secret = env.get(f"{prefix}_API_SECRET", "")
-        if key and secret:
-            return Credentials(key, secret)
-        if self.require_credentials:
-            raise ConfigError(
-                f"account {account!r}: set {prefix}_API_KEY and {prefix}_API_SECRET"
-                " in the environment"
-            )
-        return Credentials("sim-key", "sim-secret")
+        key, secret = read_credentials(
+            f"{prefix}_API_KEY",
+            f"{prefix}_API_SECRET",
+            os.environ if environ is None else environ,
+            where=f"account {account!r}",
+            required=self.require_credentials,
+        )
+        return Credentials(key, secret)

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-import infra.config as config_module
 from actors.reasons import FAMILIES, REASONS, known
 from infra.config import load_config, parse_config
+from infra.config.table import Table
 from tests.deploy.tools import DEPLOY, ROOT
 
 pytestmark = pytest.mark.timeout(30)
@@ -50,24 +50,13 @@ def _config_table(text: str) -> list[str]:
 def keys_read(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
     """Every key the parser looks up, as ``section.key`` paths."""
     seen: set[str] = set()
-    table = config_module._Table
-    get, opt_num, opt_int = table._get, table.opt_num, table.opt_int
+    get = Table._get
 
     def _get(self: Any, key: str) -> Any:
         seen.add(self.at(key))
         return get(self, key)
 
-    def _opt_num(self: Any, key: str, default: Any) -> Any:
-        seen.add(self.at(key))
-        return opt_num(self, key, default)
-
-    def _opt_int(self: Any, key: str, default: Any) -> Any:
-        seen.add(self.at(key))
-        return opt_int(self, key, default)
-
-    monkeypatch.setattr(table, "_get", _get)
-    monkeypatch.setattr(table, "opt_num", _opt_num)
-    monkeypatch.setattr(table, "opt_int", _opt_int)
+    monkeypatch.setattr(Table, "_get", _get)
     yield seen
 
 

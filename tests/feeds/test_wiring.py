@@ -17,7 +17,7 @@ from infra.feeds import (
 )
 from infra.metrics import PrometheusMetrics
 from sim import SignalFeed, SimExchange
-from supervision.app import Service
+from supervision.wiring import Service
 from tests.feeds.conftest import (
     ACCOUNT,
     FAST,
@@ -117,7 +117,7 @@ def metrics_text(m: PrometheusMetrics) -> str:
 
 
 def test_feeds_are_app_services(sim: SimExchange, local: Local) -> None:
-    """What ``supervision.app.wire_feeds`` returns: start() and a bounded, idempotent stop()."""
+    """What ``supervision.wiring.wire_feeds`` returns: start() and a bounded, idempotent stop()."""
     services: Sequence[Service] = feeds_from_config(config(sim, None), local.sup, None)
     for s in services:
         s.stop()  # never started: a no-op

@@ -3,6 +3,7 @@ forces; failed start exits 1; the intake's checks. No sleep: conditions are poll
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -16,7 +17,9 @@ from actors.model import Key, Status
 from actors.state import SignalRecord
 from infra.config import Config, parse_config
 from infra.metrics import PrometheusMetrics
-from supervision.app import App, Infra, Intake
+from supervision.app import App
+from supervision.intake import Intake
+from supervision.wiring import Infra
 from tests.fakes.exchange import InMemoryExchange
 from tests.fakes.store import InMemoryStore
 from tests.fakes.world import signal as make_signal
@@ -81,11 +84,9 @@ class Fixture:
         self.forced: list[int] = []
 
     def infra(self, config: Config, metrics: PrometheusMetrics) -> Infra:
-        return Infra(
-            store=self.store,
-            exchanges={"main": self.exchange},
-            closers=[("fake store", lambda: self.events.append("store closed"))],
-        )
+        resources = contextlib.ExitStack()
+        resources.callback(self.events.append, "store closed")
+        return Infra(store=self.store, exchanges={"main": self.exchange}, resources=resources)
 
     def app(self, config: Config) -> App:
         app = App(

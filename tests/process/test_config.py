@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 
 from actors.state import Reentry
 from infra.config import ConfigError, load_config, parse_config
+from supervision.wiring import supervisor_config
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -49,11 +52,11 @@ def test_defaults_and_mapping() -> None:
     assert acc.api_key == ENV["PS_MAIN_API_KEY"]
     assert cfg.metrics.address == "127.0.0.1:9490"
     assert cfg.database.embedded and cfg.database.embedded_dir == ".data/pg"
-    sc = cfg.supervisor_config()
+    sc = supervisor_config(cfg)
     assert sc.policy.reentry is Reentry.COOLDOWN and sc.policy.cooldown_s == 60.0
     assert sc.policy.default_stop_pct == 0.02 and sc.policy.max_notional is None
     assert sc.restart.max_restarts == 5 and sc.restart.window_s == 60.0
-    assert sc.shutdown_grace_s == 10.0 and sc.workers_per_account == 4
+    assert sc.shutdown_grace_s == 10.0 and sc.account_workers == {"main": 4}
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.sync.interval_s = 1.0  # type: ignore[misc]
 
@@ -74,7 +77,7 @@ def test_overrides_map_to_policy_and_restart() -> None:
         logging__json=True,
     )
     cfg = parse_config(doc, ENV)
-    sc = cfg.supervisor_config()
+    sc = supervisor_config(cfg)
     assert sc.policy.reentry is Reentry.NEVER and sc.policy.cooldown_s == 5.0
     assert sc.policy.max_notional == 1000.0 and sc.policy.default_stop_pct == 0.05
     assert sc.account_policies["main"].max_notional == 250.0
@@ -380,3 +383,60 @@ def test_loading_without_credentials_validates_everything_else() -> None:
         )
     # The default still requires them.
     assert "PS_MAIN_API_KEY" in _error(_doc(), env={})
+
+
+def _schema_defaults(section: str) -> dict[str, Any]:
+    """The defaults a section's dataclass holds (fields without one left out; properties such
+    as ``address`` included)."""
+    import infra.config as c
+
+    classes: dict[str, Any] = {
+        "accounts.<name>": c.AccountConfig,
+        "risk": c.RiskConfig,
+        "signal_policy": c.SignalPolicyConfig,
+        "sync": c.SyncConfig,
+        "restart": c.RestartConfig,
+        "supervisor": c.SupervisorSection,
+        "database": c.DatabaseConfig,
+        "ownership": c.OwnershipConfig,
+        "metrics": c.MetricsConfig,
+        "control": c.ControlConfig,
+        "feeds": c.FeedsConfig,
+        "logging": c.LoggingConfig,
+    }
+    cls = classes[section]
+    out = {
+        f.name: f.default
+        for f in dataclasses.fields(cls)
+        if f.default is not dataclasses.MISSING and f.init
+    }
+    if section in ("metrics", "control"):
+        out["address"] = cls().address
+    return out
+
+
+def test_the_documented_schema_shows_the_dataclass_defaults() -> None:
+    """The schema in ``infra.config``'s docstring is the dataclasses' defaults, which are
+    the only ones the loader uses: a default changed in one place and not the other fails."""
+    import infra.config
+
+    literal = r'"[^"<]*"|<none>|true|false|-?[0-9][0-9_.]*'
+    section = ""
+    checked = 0
+    block = (infra.config.__doc__ or "").split("The schema, with the defaults", 1)[1]
+    for line in block.splitlines():
+        code = line.split("#", 1)[0]
+        header = re.match(r"\s*\[([\w.<>]+)\]", code)
+        if header:
+            section = header.group(1)
+            code = code[header.end() :]
+        for key, value in re.findall(rf"(\w+) = ({literal})(?=,|\s|$)", code):
+            defaults = _schema_defaults(section)
+            if key in ("rest_url", "ws_url"):
+                continue  # required: the values shown are examples
+            assert key in defaults, f"[{section}] {key}: not a field with a default"
+            expected = tomllib.loads(f"v = {value}")["v"] if value != "<none>" else None
+            got = defaults[key]
+            assert got == expected, f"[{section}] {key}: documented {value}, schema {got!r}"
+            checked += 1
+    assert checked >= 45, checked

@@ -10,8 +10,10 @@ import pytest
 from actors.model import Key
 from infra.config import Config, parse_config
 from infra.metrics import PrometheusMetrics
-from supervision.app import App, Infra, Intake
+from supervision.app import App
+from supervision.intake import Intake
 from supervision.sync import SyncService
+from supervision.wiring import Infra
 from tests.fakes.exchange import InMemoryExchange
 from tests.fakes.store import InMemoryStore
 from tests.fakes.world import ACCOUNT, World, signal

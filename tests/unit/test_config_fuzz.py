@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.config import ConfigError, dsn_secrets, load_config, parse_config
+from supervision.wiring import supervisor_config
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -114,7 +115,7 @@ def test_parse_config_raises_only_config_errors(
         assert "\n" not in str(exc)
         return
     cfg.secret_values()
-    cfg.supervisor_config()
+    supervisor_config(cfg)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -26,7 +26,7 @@ SOURCES = [
     "actors/position_actor.py",
     "infra/feeds/parsing.py",
     "infra/feeds/signals.py",
-    "supervision/app.py",
+    "supervision/intake.py",
     "supervision/supervisor.py",
 ]
 REFUSING = {"Refusal", "refuse", "_refuse", "_refuse_signal", "set_entries_open", "SignalRecord"}

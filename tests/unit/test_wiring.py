@@ -1,0 +1,107 @@
+"""The composition root's mappings (:mod:`supervision.wiring`): the configuration's plain
+sections become the supervisor's types, and each account's worker pool has its own size."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from actors.effects import LookupOrder
+from actors.model import Key, OrderKind
+from actors.ports import SystemClock
+from actors.state import Installation
+from infra.config import Config, RestartConfig, parse_config
+from supervision.restart import RestartPolicy
+from supervision.supervisor import Supervisor
+from supervision.wiring import lease_settings, restart_policy, supervisor_config
+from tests.fakes.exchange import InMemoryExchange
+from tests.fakes.store import InMemoryStore
+
+pytestmark = pytest.mark.timeout(30)
+
+WAIT = 5.0
+
+
+def _config(**accounts: dict[str, Any]) -> Config:
+    doc: dict[str, Any] = {
+        "accounts": {
+            name: {
+                "rest_url": "http://127.0.0.1:1",
+                "ws_url": "ws://127.0.0.1:1",
+                "symbols": ["BTCUSDT"],
+                "credentials": "dummy",
+                **extra,
+            }
+            for name, extra in accounts.items()
+        },
+        "restart": {"max_restarts": 2, "jitter": 0.5},
+        "ownership": {"lease_s": 20.0, "renew_s": 1.5, "max_accounts": 3},
+        "database": {"account_lock_wait": True},
+    }
+    return parse_config(doc, {})
+
+
+def test_restart_section_maps_to_the_policy_field_for_field() -> None:
+    cfg = _config(main={})
+    policy = restart_policy(cfg.restart)
+    assert isinstance(policy, RestartPolicy)
+    assert dataclasses.astuple(policy) == dataclasses.astuple(cfg.restart)
+    assert policy.max_restarts == 2 and policy.jitter == 0.5
+    assert RestartPolicy() == restart_policy(RestartConfig()), "one set of defaults"
+
+
+def test_lease_settings_come_from_ownership_and_database() -> None:
+    s = lease_settings(_config(main={}))
+    assert (s.lease_s, s.renew_s, s.max_accounts, s.wait) == (20.0, 1.5, 3, True)
+    assert s.timeout == 1.5 and s.hold_s == 30.0
+
+
+def test_the_installation_reaches_every_policy() -> None:
+    cfg = _config(a={}, b={"risk": {"max_notional": 5.0}})
+    inst = Installation(123456)
+    sc = supervisor_config(cfg, inst)
+    assert sc.policy.installation == inst
+    assert {a: p.installation for a, p in sc.account_policies.items()} == {"a": inst, "b": inst}
+    assert sc.account_policies["b"].max_notional == 5.0
+    assert supervisor_config(cfg).policy.installation is None
+
+
+def _pool_threads(account: str) -> int:
+    return sum(t.name.startswith(f"xchg-{account}-") for t in threading.enumerate())
+
+
+def _until(cond: Any, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        threading.Event().wait(0.005)
+
+
+def test_each_account_has_a_worker_pool_of_its_own_size() -> None:
+    """``accounts.<name>.workers`` sizes that account's pool: a 1-worker account next to a
+    3-worker one keeps 1 thread (not the largest account's 3) however many calls wait."""
+    cfg = _config(small={"workers": 1}, big={"workers": 3})
+    assert supervisor_config(cfg).account_workers == {"small": 1, "big": 3}
+    gate = threading.Event()
+    exchanges = {name: InMemoryExchange(name, {"BTCUSDT": 100.0}) for name in cfg.accounts}
+    for ex in exchanges.values():
+        ex.gate = gate
+    sup = Supervisor(InMemoryStore(), exchanges, SystemClock(), config=supervisor_config(cfg))
+    try:
+        for name, ex in exchanges.items():
+            # One call at a time, each blocked in the exchange before the next: a pool that
+            # may grow starts a thread for every call (none of its threads is idle).
+            for i in range(4):
+                sup.submit(LookupOrder(Key(name, "BTCUSDT"), f"ps{i}e1", OrderKind.ENTRY))
+                blocked = min(i + 1, cfg.accounts[name].workers)
+                _until(lambda e=ex, n=blocked: e.calls_waiting == n, f"{name}: {blocked} waiting")
+        assert _pool_threads("small") == 1
+        assert _pool_threads("big") == 3
+    finally:
+        gate.set()
+        sup.stop(5.0)
