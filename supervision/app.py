@@ -7,8 +7,9 @@ DSN) and the store, the exchange adapters, the :class:`~supervision.supervisor.S
 I7: it takes the accounts' leases and activates each account it holds, recovering its open
 positions first, S5), the operator's control endpoint and live view (:mod:`supervision.control`,
 only while its token is set) and the feeds. The pieces other modules provide are built by the
-composition root, :mod:`supervision.wiring` (``infra_factory``, ``feeds_factory``); the signal
-intake is :mod:`supervision.intake`, the timed store :mod:`infra.store.timed`.
+composition root, :mod:`supervision.wiring` (``infra_factory``, ``feeds_factory``, the lease
+keeper, the control endpoint); the signal intake is :mod:`supervision.intake`, the timed store
+:mod:`infra.store.timed`, the process's own health checks :mod:`supervision.checks`.
 
 Stopping (:meth:`App.run`): the first SIGTERM or SIGINT stops intake (the control endpoint,
 feeds, then sync), lets
@@ -28,21 +29,17 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import FrameType
-from typing import cast
-
-import pykka
 
 from actors.ports import Clock, SystemClock
-from actors.position_actor import PositionActor
 from infra.config import Config
 from infra.metrics import HealthChecks, MetricsServer, PrometheusMetrics
 from infra.store.timed import TimedStore
+from supervision.checks import ProcessChecks, mailbox_depths
 from supervision.control import ControlCollector, ControlServer, ControlStats
 from supervision.intake import Intake
-from supervision.leases import Ownership, register
-from supervision.live_view import ViewSource
+from supervision.leases import Ownership
 from supervision.supervisor import Supervisor, SupervisorConfig
 from supervision.sync import SyncService
 from supervision.wiring import (
@@ -50,12 +47,13 @@ from supervision.wiring import (
     Infra,
     InfraFactory,
     Service,
-    close_logged,
-    lease_settings,
     supervisor_config,
+    watch_ownership,
     watch_sizes,
+    wire_controls,
     wire_feeds,
     wire_infra,
+    wire_ownership,
 )
 
 __all__ = ["App"]
@@ -64,8 +62,6 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 1.0
 PROBE_S = 5.0
-LOOP_STALL_S = 30.0
-ACTOR_STALL_S = 120.0
 
 
 # --- the app ----------------------------------------------------------------------------
@@ -105,9 +101,7 @@ class App:
         self._feeds_factory = feeds_factory
         self._force_exit = force_exit or _hard_exit
         self._signals = 0
-        self._sync_ok: dict[str, float] = {}
-        self._started_at = time.monotonic()
-        self._heartbeat: float | None = None  # the last round of wait()'s loop
+        self.checks = ProcessChecks(self)
         #: The lease keeper (I7); ``None`` without a database DSN (in-memory tests).
         self.ownership: Ownership | None = None
         #: What :meth:`run` returns after a stop that is not a failure to start.
@@ -119,11 +113,7 @@ class App:
     def start(self) -> None:
         """Build and start everything; returns when the process is ready (or raises)."""
         cfg = self.config
-        self.health.register("startup", lambda: None if self.ready.is_set() else "starting")
-        self.health.register("shutdown", lambda: "stopping" if self.stopping.is_set() else None)
-        self.health.register("housekeeping", self._housekeeping_check, live=True)
-        self.health.register("threads", self._threads_check, live=True)
-        self.health.register("actors", self._actors_check, live=True)
+        self.checks.register_process()
         if cfg.metrics.enabled:
             self.server = MetricsServer(
                 self.metrics.registry, self.health, cfg.metrics.host, cfg.metrics.port
@@ -140,7 +130,7 @@ class App:
             )
         self.store = TimedStore(infra.store, self.metrics)
         self.health.register("database", self.store.health, upstream="database")
-        own = self._ownership(infra) if infra.dsn is not None else None
+        own = self.ownership = wire_ownership(self, infra) if infra.dsn is not None else None
         sup = Supervisor(
             self.store,
             infra.exchanges,
@@ -152,9 +142,9 @@ class App:
         )
         self.supervisor = sup
         if own is not None:
-            self._wire_ownership(own, sup)
-        self.metrics.watch_supervisor(sup.stats, _mailbox_depths)
-        self.health.register("closes", self._closes_check)
+            self._unregister_ownership_metrics = watch_ownership(self, own, sup)
+        self.metrics.watch_supervisor(sup.stats, mailbox_depths)
+        self.health.register("closes", self.checks.closes)
         sup.start()
         recovered = sup.recover()
         log.info("recovered %d open positions", len(recovered))
@@ -165,14 +155,11 @@ class App:
             cfg.sync.interval_s,
             on_round=self._on_sync_round,
             clock=self.clock.now,
-            active=self._may_sync if own is not None else None,
+            active=self.may_sync if own is not None else None,
         )
         sup.sync_listeners.append(self.sync.request)
         for account in infra.exchanges:
-            self._sync_ok[account] = time.monotonic()
-            self.health.register(
-                f"exchange:{account}", self._exchange_check(account), upstream="exchange"
-            )
+            self.checks.register_account(account)
         self.sync.start()
         if own is not None:
             own.start()  # the first round takes what is free now (activates, recovers)
@@ -183,7 +170,11 @@ class App:
                 )
         self.intake = Intake(cfg, sup, self.metrics, self.clock, self.store)
         watch_sizes(sup, self.intake, self.sync, infra)
-        self._start_controls(infra, sup)
+        self._control_collector = ControlCollector(self.control_stats, sup.stats)
+        self.metrics.registry.register(self._control_collector)
+        self.control = wire_controls(self, infra, sup)
+        if self.control is not None:
+            self.control.start()
         self.feeds = list(self._feeds_factory(cfg, self))
         for feed in self.feeds:
             feed.start()
@@ -199,37 +190,6 @@ class App:
             self.server.url if self.server else "off",
             self.control.url if self.control else "off",
         )
-
-    def _start_controls(self, infra: Infra, sup: Supervisor) -> None:
-        """Pauses and quarantines: their metrics, the actors of the symbols whose flag is
-        stored (so that they show), and the control endpoint when its token is set."""
-        self._control_collector = ControlCollector(self.control_stats, sup.stats)
-        self.metrics.registry.register(self._control_collector)
-        stored = getattr(infra.store, "controls", None)
-        if callable(stored):
-            try:
-                woken = sup.wake(c.key for c in stored())
-            except Exception as exc:
-                log.error("stored pauses and quarantines not read now: %s", exc)
-            else:
-                if woken:
-                    log.info("paused or quarantined (stored): %s", ", ".join(str(k) for k in woken))
-        cc = self.config.control
-        if not cc.enabled:
-            log.info("control endpoint and live view off: %s is not set", cc.token_env)
-            return
-        reads = ("controls", "recent_journal", "recent_signals")
-        view = infra.store if all(callable(getattr(infra.store, n, None)) for n in reads) else None
-        self.control = ControlServer(
-            self.config,
-            sup,
-            list(infra.exchanges),
-            self.health.evaluate,
-            self.control_stats,
-            cast(ViewSource | None, view),
-            marks=self.intake.marks if self.intake is not None else None,
-        )
-        self.control.start()
 
     def request_stop(self, reason: str = "requested") -> None:
         """Ask :meth:`wait` to return (thread-safe, idempotent)."""
@@ -249,9 +209,9 @@ class App:
         passivate_every = max(1.0, self.config.supervisor.passivate_after_s / 4)
         next_passivate = time.monotonic() + passivate_every
         next_probe = time.monotonic() + PROBE_S
-        self._heartbeat = time.monotonic()
+        self.checks.beat()
         while not self.stopping.wait(HOUSEKEEPING_S):
-            now = self._heartbeat = time.monotonic()
+            now = self.checks.beat()
             if deadline is not None and now >= deadline:
                 self.request_stop("duration elapsed")
                 break
@@ -359,88 +319,19 @@ class App:
 
     # -- ownership (I7) -------------------------------------------------------------------
 
-    def _ownership(self, infra: Infra) -> Ownership:
-        """The lease keeper on ``infra.dsn``: its lease store (closed with the infra), this
-        database's installation id, the store's commits fenced by its epochs."""
-        from infra.store.ownership import LeaseStore  # noqa: PLC0415
-
-        cfg = self.config
-        o = cfg.ownership
-        assert infra.dsn is not None
-        settings = lease_settings(cfg)
-        leases = LeaseStore(infra.dsn, lease_s=o.lease_s, timeout=settings.timeout)
-        close_logged(infra.resources, "lease store", leases.close)
-        installation = leases.installation()
-
-        def sup() -> Supervisor:
-            assert self.supervisor is not None
-            return self.supervisor
-
-        own = Ownership(
-            leases,
-            list(cfg.accounts),
-            settings,
-            activate=self._activate,
-            deactivate=lambda account, reason: sup().deactivate(account, reason),
-            set_entries=lambda account, is_open, reason, hold: sup().set_entries_open(
-                account, is_open, reason, hold=hold
-            ),
-            request_sync=lambda account: (
-                self.sync.request(account, "takeover") if self.sync is not None else None
-            ),
-            set_adoption=lambda account, allowed: sup().set_adoption(account, allowed),
-            installation=installation,
-        )
-        fence_with = getattr(infra.store, "fence_with", None)
-        if fence_with is not None:
-            fence_with(own.token)
-        log.info(
-            "installation %s; %s; leases of %.1fs renewed every %.1fs, fenced %.1fs before "
-            "expiry%s",
-            installation.label,
-            leases.identity.describe(),
-            o.lease_s,
-            o.renew_s,
-            o.fence_margin_s,
-            f", at most {o.max_accounts} accounts" if o.max_accounts else "",
-        )
-        self.ownership = own
-        return own
-
     def _supervisor_config(self, own: Ownership | None) -> SupervisorConfig:
         """The supervisor's configuration; with a lease keeper, every policy knows this
         database's installation (:func:`~supervision.wiring.supervisor_config`)."""
         guard = own.guard if own is not None else None
         return supervisor_config(self.config, guard.installation if guard is not None else None)
 
-    def _wire_ownership(self, own: Ownership, sup: Supervisor) -> None:
-        sup.ownership_listeners.append(own.not_owner)
-        if own.guard is not None:
-            sup.inspect = own.guard.inspect
-            guard = own.guard
-            for account in self.config.accounts:
-                self.health.register(
-                    f"installation:{account}",
-                    lambda a=account: guard.check(a),  # type: ignore[misc]
-                )
-        self.health.register("ownership", own.readiness)  # process-internal: no page
-        self._unregister_ownership_metrics = register(
-            self.metrics.registry,
-            own.collector(
-                lambda: {
-                    a: (sup.dropped_not_owner.get(a, 0), sup.held_signals(a))
-                    for a in self.config.accounts
-                }
-            ),
-        )
-
-    def _activate(self, account: str) -> None:
+    def activate(self, account: str) -> None:
         """The lease keeper holds ``account``'s lease: recover it, on a thread of its own
         (keeper's thread calls; returns at once). A recovery of many positions takes seconds
         and must not hold up the keeper's renewals (a stalled keeper fences the account it
         just took). Safe while it runs: an actor always loads its position before its first
         message, whoever starts it (a signal, the sync, this recovery)."""
-        self._sync_ok[account] = time.monotonic()
+        self.checks.synced(account)
         sup = self.supervisor
         assert sup is not None
         sup.activate(account, recover=False)  # its messages flow from now on
@@ -476,7 +367,7 @@ class App:
         log.info("account %s: %d open positions recovered", account, len(keys))
         sup.wake(controlled)  # its stored pauses and quarantines show from now on
 
-    def _may_sync(self, account: str) -> bool:
+    def may_sync(self, account: str) -> bool:
         """The sync runs only for an account this process acts on and may send for now."""
         own, sup = self.ownership, self.supervisor
         return (
@@ -491,7 +382,7 @@ class App:
         exits 1 (its supervisor restarts it or says so)."""
         limit = self.config.database.wait_limit_s
         own = self.ownership
-        if limit is None or own is None or own.owned() or now - self._started_at < limit:
+        if limit is None or own is None or own.owned() or now - self.checks.started_at < limit:
             return
         log.error(
             "no account could be owned within account_lock_wait = %.0f s: %s",
@@ -503,81 +394,10 @@ class App:
 
     def _on_sync_round(self, account: str, observations: int, seconds: float, ok: bool) -> None:
         if ok:
-            self._sync_ok[account] = time.monotonic()
+            self.checks.synced(account)
             if self.ownership is not None and observations >= 0:
                 self.ownership.synced(account)
         self.metrics.sync_round(account, observations, seconds, ok)
-
-    def _closes_check(self) -> str | None:
-        """Not ready while a close keeps failing (the position cannot be flattened)."""
-        sup = self.supervisor
-        failing = sup.failing_closes() if sup is not None else []
-        if not failing:
-            return None
-        return "closes refused again and again: " + ", ".join(sorted(map(str, failing)))
-
-    # -- liveness checks (/livez): the process itself can work. Called on the metrics
-    # server's worker threads; they only read.
-
-    def _housekeeping_check(self) -> str | None:
-        """The main thread's loop (:meth:`wait`) went round within ``LOOP_STALL_S``."""
-        beat = self._heartbeat
-        if beat is None or self.stopping.is_set():
-            return None
-        age = time.monotonic() - beat
-        return f"main loop stalled for {age:.0f}s" if age > LOOP_STALL_S else None
-
-    def _threads_check(self) -> str | None:
-        """The timer, sync and feed threads are alive (while running; not when stopping)."""
-        if not self.ready.is_set() or self.stopping.is_set():
-            return None
-        dead = []
-        sup = self.supervisor
-        timers = getattr(sup.timers, "_thread", None) if sup is not None else None
-        if isinstance(timers, threading.Thread) and not timers.is_alive():
-            dead.append("timers")
-        if self.sync is not None and not self.sync.running:
-            dead.append("sync")
-        if self.ownership is not None and not self.ownership.running:
-            dead.append("lease-keeper")
-        for feed in self.feeds:
-            if getattr(feed, "running", True) is False:
-                dead.append(f"feed:{getattr(feed, 'name', type(feed).__name__)}")
-        return "dead: " + ", ".join(dead) if dead else None
-
-    def _actors_check(self) -> str | None:
-        """The actor system moves: when messages wait in actor mailboxes, some actor handled
-        one within ``ACTOR_STALL_S``."""
-        sup = self.supervisor
-        if sup is None or not self.ready.is_set() or self.stopping.is_set():
-            return None
-        waiting = sum(_mailbox_depths())
-        if waiting == 0:
-            return None
-        last = max((c.report.last_activity for c in sup.cells()), default=None)
-        if last is None:
-            return None
-        idle = self.clock.now() - last
-        if idle > ACTOR_STALL_S:
-            return f"{waiting} messages waiting, no actor handled one for {idle:.0f}s"
-        return None
-
-    def _exchange_check(self, account: str) -> Callable[[], str | None]:
-        limit = max(30.0, 3 * self.config.sync.interval_s)
-
-        def check() -> str | None:
-            if self.ownership is not None and not self._may_sync(account):
-                return None  # not synced here: its owner's check
-            age = time.monotonic() - self._sync_ok.get(account, self._started_at)
-            return f"no successful sync for {age:.0f}s" if age > limit else None
-
-        return check
-
-
-def _mailbox_depths() -> Iterable[int]:
-    for ref in pykka.ActorRegistry.get_by_class(PositionActor):
-        with contextlib.suppress(Exception):
-            yield ref.actor_inbox.qsize()  # type: ignore[attr-defined]
 
 
 def _hard_exit(code: int) -> None:

@@ -19,13 +19,15 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from actors.ports import ExchangePort, Store
 from actors.state import Installation
 from infra.config import AccountConfig, Config, OwnershipConfig, RestartConfig
 from infra.metrics import PrometheusMetrics
-from supervision.leases import LeaseSettings
+from supervision.control import ControlServer
+from supervision.leases import LeaseSettings, Ownership, register
+from supervision.live_view import ViewSource
 from supervision.restart import RestartPolicy
 from supervision.supervisor import Supervisor, SupervisorConfig
 
@@ -46,9 +48,12 @@ __all__ = [
     "restart_policy",
     "supervisor_config",
     "venue_config",
+    "watch_ownership",
     "watch_sizes",
+    "wire_controls",
     "wire_feeds",
     "wire_infra",
+    "wire_ownership",
 ]
 
 log = logging.getLogger(__name__)
@@ -256,3 +261,110 @@ def watch_sizes(sup: Supervisor, intake: Intake, sync: SyncService, infra: Infra
     written = getattr(infra.store, "_written", None)
     if isinstance(written, dict):
         sup.size_sources["store_written"] = written.__len__
+
+
+def wire_ownership(app: App, infra: Infra) -> Ownership:
+    """The lease keeper (I7) on ``infra.dsn``: its lease store (closed with the infra), this
+    database's installation id, the store's commits fenced by its epochs. It activates an
+    account through :meth:`App.activate` and reaches the supervisor and the sync service
+    through ``app`` once they exist. Called by :meth:`App.start` (main thread)."""
+    from infra.store.ownership import LeaseStore  # noqa: PLC0415
+
+    cfg = app.config
+    o = cfg.ownership
+    assert infra.dsn is not None
+    settings = lease_settings(cfg)
+    leases = LeaseStore(infra.dsn, lease_s=o.lease_s, timeout=settings.timeout)
+    close_logged(infra.resources, "lease store", leases.close)
+    installation = leases.installation()
+
+    def sup() -> Supervisor:
+        assert app.supervisor is not None
+        return app.supervisor
+
+    own = Ownership(
+        leases,
+        list(cfg.accounts),
+        settings,
+        activate=app.activate,
+        deactivate=lambda account, reason: sup().deactivate(account, reason),
+        set_entries=lambda account, is_open, reason, hold: sup().set_entries_open(
+            account, is_open, reason, hold=hold
+        ),
+        request_sync=lambda account: (
+            app.sync.request(account, "takeover") if app.sync is not None else None
+        ),
+        set_adoption=lambda account, allowed: sup().set_adoption(account, allowed),
+        installation=installation,
+    )
+    fence_with = getattr(infra.store, "fence_with", None)
+    if fence_with is not None:
+        fence_with(own.token)
+    log.info(
+        "installation %s; %s; leases of %.1fs renewed every %.1fs, fenced %.1fs before expiry%s",
+        installation.label,
+        leases.identity.describe(),
+        o.lease_s,
+        o.renew_s,
+        o.fence_margin_s,
+        f", at most {o.max_accounts} accounts" if o.max_accounts else "",
+    )
+    return own
+
+
+def watch_ownership(app: App, own: Ownership, sup: Supervisor) -> Callable[[], None]:
+    """Connect the lease keeper and the supervisor: the supervisor reports what it is refused
+    as not owner, inspects orders through the installation guard; health checks
+    ``installation:<account>`` and ``ownership``; the keeper's metrics. Returns the function
+    that unregisters those metrics (at shutdown)."""
+    sup.ownership_listeners.append(own.not_owner)
+    if own.guard is not None:
+        sup.inspect = own.guard.inspect
+        guard = own.guard
+        for account in app.config.accounts:
+            app.health.register(
+                f"installation:{account}",
+                lambda a=account: guard.check(a),  # type: ignore[misc]
+            )
+    app.health.register("ownership", own.readiness)  # process-internal: no page
+    return register(
+        app.metrics.registry,
+        own.collector(
+            lambda: {
+                a: (sup.dropped_not_owner.get(a, 0), sup.held_signals(a))
+                for a in app.config.accounts
+            }
+        ),
+    )
+
+
+def wire_controls(app: App, infra: Infra, sup: Supervisor) -> ControlServer | None:
+    """Pauses and quarantines: the actors of the symbols whose flag is stored (woken, so that
+    they show), and the control endpoint when its token is set (``None`` otherwise;
+    :meth:`App.start` starts it). A failure to read the stored flags is logged; the process
+    starts without them showing."""
+    stored = getattr(infra.store, "controls", None)
+    if callable(stored):
+        try:
+            woken = sup.wake(c.key for c in stored())
+        except Exception as exc:
+            log.error("stored pauses and quarantines not read now: %s", exc)
+        else:
+            if woken:
+                log.info("paused or quarantined (stored): %s", ", ".join(str(k) for k in woken))
+    cc = app.config.control
+    if not cc.enabled:
+        log.info("control endpoint and live view off: %s is not set", cc.token_env)
+        return None
+    reads = ("controls", "recent_journal", "recent_signals")
+    view = infra.store if all(callable(getattr(infra.store, n, None)) for n in reads) else None
+    server = ControlServer(
+        app.config,
+        sup,
+        list(infra.exchanges),
+        app.health.evaluate,
+        app.control_stats,
+        cast(ViewSource | None, view),
+        marks=app.intake.marks if app.intake is not None else None,
+    )
+    return server
