@@ -28,9 +28,9 @@ the key variables and take two account locks) are refused, and so are two ``cred
 "env"`` accounts on the same exchange URL with the same key variable or the same key.
 
 The package: :mod:`~infra.config.schema` (the sections' dataclasses, where every default
-is written), :mod:`~infra.config.validation` (validation, with the kit of
-:mod:`~infra.config.table`), :mod:`~infra.config.loading` (the file) and
-:mod:`~infra.config.secrets_policy` (the secrets policy, also used by :mod:`infra.exchange.venues`
+is written), :mod:`~infra.config.validation` and :mod:`~infra.config.accounts` (the section
+parsers, with the validator kit of :mod:`~infra.config.table`), :mod:`~infra.config.loading`
+(the file) and :mod:`~infra.config.secrets_policy` (also used by :mod:`infra.exchange.venues`
 for an account's key pair). The mapping onto the supervisor's types is
 :mod:`supervision.wiring`'s.
 

@@ -17,12 +17,13 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, fields, is_dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 __all__ = ["ConfigError", "Table", "defaults_of", "is_loopback", "quote"]
 
 _ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_N = TypeVar("_N", int, float)
 
 
 class ConfigError(ValueError):
@@ -147,12 +148,7 @@ class Table:
             return float(self._default(key, default))
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise ConfigError(self.at(key), "must be a finite number")
-        x = float(v)
-        if min_ is not None and (x <= min_ if strict else x < min_):
-            raise ConfigError(self.at(key), f"must be {'above' if strict else 'at least'} {min_}")
-        if max_ is not None and x > max_:
-            raise ConfigError(self.at(key), f"must be at most {max_}")
-        return x
+        return self._in_range(key, float(v), min_, max_, strict)
 
     def int_(
         self,
@@ -167,11 +163,22 @@ class Table:
             return int(self._default(key, default))
         if isinstance(v, bool) or not isinstance(v, int):
             raise ConfigError(self.at(key), "must be an integer")
-        if min_ is not None and v < min_:
-            raise ConfigError(self.at(key), f"must be at least {min_}")
-        if max_ is not None and v > max_:
+        return self._in_range(key, v, min_, max_)
+
+    def _in_range(
+        self,
+        key: str,
+        x: _N,
+        min_: float | None,
+        max_: float | None,
+        strict: bool = False,
+    ) -> _N:
+        """``x`` if within ``min_`` (exclusive when ``strict``) and ``max_``, else the error."""
+        if min_ is not None and (x <= min_ if strict else x < min_):
+            raise ConfigError(self.at(key), f"must be {'above' if strict else 'at least'} {min_}")
+        if max_ is not None and x > max_:
             raise ConfigError(self.at(key), f"must be at most {max_}")
-        return v
+        return x
 
     def opt_num(self, key: str, *, min_: float | None = None, strict: bool = False) -> float | None:
         """A number or, when absent, the default (which may be ``None``: no limit)."""
