@@ -1,7 +1,7 @@
 """Where the feeds deliver: the supervisor (or the app's intake), and the sync trigger.
 
 :class:`FeedSink` is structural: :class:`supervision.supervisor.Supervisor` and
-:class:`supervision.app.Intake` both satisfy it. Both methods are called on the feed's
+:class:`supervision.intake.Intake` both satisfy it. Both methods are called on the feed's
 thread, must not block, and return False when the message was refused (the sink logs and
 counts its own refusals; the feed counts them too).
 """

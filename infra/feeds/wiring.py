@@ -1,4 +1,4 @@
-"""Build every feed from the process configuration (for ``supervision.app.wire_feeds``).
+"""Build every feed from the process configuration (for ``supervision.wiring.wire_feeds``).
 
 :func:`feeds_from_config` returns, unstarted:
 
