@@ -3,6 +3,7 @@ sections become the supervisor's types, and each account's worker pool has its o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -14,10 +15,23 @@ from actors.effects import LookupOrder
 from actors.model import Key, OrderKind
 from actors.ports import SystemClock
 from actors.state import Installation
-from infra.config import Config, RestartConfig, parse_config
+from infra.config import (
+    DUMMY_API_KEY,
+    DUMMY_API_SECRET,
+    Config,
+    ConfigError,
+    RestartConfig,
+    parse_config,
+)
 from supervision.restart import RestartPolicy
 from supervision.supervisor import Supervisor
-from supervision.wiring import lease_settings, restart_policy, supervisor_config
+from supervision.wiring import (
+    close_logged,
+    lease_settings,
+    restart_policy,
+    supervisor_config,
+    venue_config,
+)
 from tests.fakes.exchange import InMemoryExchange
 from tests.fakes.store import InMemoryStore
 
@@ -105,3 +119,40 @@ def test_each_account_has_a_worker_pool_of_its_own_size() -> None:
     finally:
         gate.set()
         sup.stop(5.0)
+
+
+def test_a_failing_close_is_logged_and_the_rest_still_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    closed: list[str] = []
+
+    def broken() -> None:
+        closed.append("store")
+        raise OSError("disk gone")
+
+    with contextlib.ExitStack() as stack:
+        close_logged(stack, "embedded postgres", lambda: closed.append("embedded postgres"))
+        close_logged(stack, "store", broken)
+        close_logged(stack, "exchange main", lambda: closed.append("exchange main"))
+    assert closed == ["exchange main", "store", "embedded postgres"], "reverse order, all"
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "closing store failed"
+    ]
+
+
+def test_one_credentials_rule_for_the_loader_and_the_venue() -> None:
+    """The adapter's venue takes the pair the configuration resolved; without one it reads
+    the environment by the same rule, with the same dummy pair where none is required."""
+    from infra.exchange import ConfigError as VenueError
+    from infra.exchange import Credentials, VenueConfig
+
+    assert VenueError is ConfigError
+    dummy = VenueConfig(require_credentials=False).credentials("main", {})
+    assert (dummy.api_key, dummy.secret) == (DUMMY_API_KEY, DUMMY_API_SECRET)
+    cfg = _config(main={})
+    acc = cfg.accounts["main"]
+    assert (acc.api_key, acc.api_secret) == (DUMMY_API_KEY, DUMMY_API_SECRET)
+    given = venue_config(acc).credentials("main", {"PS_MAIN_API_KEY": "other"})
+    assert given == Credentials(DUMMY_API_KEY, DUMMY_API_SECRET)
+    with pytest.raises(ConfigError, match="set the environment variable PS_MAIN_API_SECRET"):
+        VenueConfig().credentials("main", {"PS_MAIN_API_KEY": "k"})
