@@ -3,8 +3,9 @@
 * :class:`PrometheusMetrics` implements :class:`actors.ports.Metrics` (what actors, workers and
   the supervisor report) and :class:`FeedMetrics` (what the WebSocket feeds, the sync and the
   store report). Every method is cheap, thread-safe and never raises.
-* :meth:`PrometheusMetrics.watch_supervisor` adds a collector that reads
-  ``Supervisor.stats()`` (and optionally mailbox depths) at scrape time.
+* :meth:`PrometheusMetrics.watch_supervisor` adds a collector that reads the supervisor's
+  numbers (any :class:`SupervisorCounts`, e.g. ``Supervisor.stats()``, passed in by the
+  composition root) and optionally mailbox depths at scrape time.
 * :class:`HealthChecks` holds named checks, each a *liveness* check (the process can work:
   its threads and loops are alive) or a *readiness* check (its upstreams answer);
   :class:`MetricsServer` serves ``/metrics``, ``/livez`` (liveness checks), ``/readyz``
@@ -22,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import (
@@ -39,7 +40,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from infra.http_server import OUTCOMES, BindError, BoundedHttpServer, HttpRequest, HttpResponse
-from supervision.supervisor import SupervisorStats
 
 __all__ = [
     "BindError",
@@ -49,6 +49,7 @@ __all__ = [
     "MetricsServer",
     "NullFeedMetrics",
     "PrometheusMetrics",
+    "SupervisorCounts",
 ]
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,40 @@ class NullFeedMetrics:
 
     def db_commit(self, seconds: float) -> None:
         pass
+
+
+class SupervisorCounts(Protocol):
+    """The supervisor's numbers that :meth:`PrometheusMetrics.watch_supervisor` exports.
+
+    Structural, so that infra does not import the supervisor (layers go ``supervision ->
+    infra``): ``supervision.supervisor.SupervisorStats`` has these attributes and is passed in
+    as is. Read on the scrape thread; the object should be a snapshot (immutable).
+    """
+
+    @property
+    def live_actors(self) -> int:
+        """Position actors alive."""
+        ...
+
+    @property
+    def restarts(self) -> int:
+        """Actor restarts after a crash, since the supervisor started."""
+        ...
+
+    @property
+    def quarantined(self) -> Sequence[str]:
+        """The quarantined keys, each ``account:symbol``."""
+        ...
+
+    @property
+    def dead_letters(self) -> int:
+        """Messages the supervisor could not route, since it started."""
+        ...
+
+    @property
+    def by_status(self) -> Mapping[str, int]:
+        """Positions held by live actors, by status value."""
+        ...
 
 
 def _label(value: str | None) -> str:
@@ -324,7 +359,7 @@ class PrometheusMetrics:
 
     def watch_supervisor(
         self,
-        stats: Callable[[], SupervisorStats],
+        stats: Callable[[], SupervisorCounts],
         mailbox_depths: Callable[[], Iterable[int]] | None = None,
     ) -> None:
         """Expose ``stats()`` (and mailbox depths) at scrape time; call once per supervisor."""
@@ -367,7 +402,7 @@ class _SupervisorCollector(Collector):
 
     def __init__(
         self,
-        stats: Callable[[], SupervisorStats],
+        stats: Callable[[], SupervisorCounts],
         mailbox_depths: Callable[[], Iterable[int]] | None,
     ) -> None:
         self._stats = stats
