@@ -1,8 +1,9 @@
 """Prometheus metrics: the actors' :class:`~actors.ports.Metrics`, process-level series, HTTP.
 
 * :class:`PrometheusMetrics` implements :class:`actors.ports.Metrics` (what actors, workers and
-  the supervisor report) and :class:`FeedMetrics` (what the WebSocket feeds, the sync and the
-  store report). Every method is cheap, thread-safe and never raises.
+  the supervisor report), :class:`infra.feeds.FeedMetrics` (what the WebSocket feeds report)
+  and what the sync (``sync_round``, ``sync_discrepancy``) and the store (``db_commit``)
+  report. Every method is cheap, thread-safe and never raises.
 * :meth:`PrometheusMetrics.watch_supervisor` adds a collector that reads the supervisor's
   numbers (any :class:`SupervisorCounts`, e.g. ``Supervisor.stats()``, passed in by the
   composition root) and optionally mailbox depths at scrape time.
@@ -43,11 +44,9 @@ from infra.http_server import OUTCOMES, BindError, BoundedHttpServer, HttpReques
 
 __all__ = [
     "BindError",
-    "FeedMetrics",
     "HealthCheck",
     "HealthChecks",
     "MetricsServer",
-    "NullFeedMetrics",
     "PrometheusMetrics",
     "SupervisorCounts",
 ]
@@ -58,57 +57,6 @@ _FAST = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 _CALL = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SLOW = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _DB = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-
-
-class FeedMetrics(Protocol):
-    """What the feeds, the sync service and the store report. Cheap, thread-safe, never raise.
-
-    ``feed`` names one stream (``signals``, ``main:market``, ``main:user`` …).
-    """
-
-    def feed_message(self, feed: str) -> None: ...
-
-    def feed_parse_error(self, feed: str, reason: str) -> None: ...
-
-    def ws_reconnect(self, feed: str) -> None: ...
-
-    def ws_lag(self, feed: str, seconds: float) -> None: ...
-
-    def feed_up(self, feed: str, up: bool) -> None: ...
-
-    def sync_round(self, account: str, observations: int, seconds: float, ok: bool) -> None: ...
-
-    def sync_discrepancy(self, account: str, kind: str) -> None: ...
-
-    def db_commit(self, seconds: float) -> None: ...
-
-
-class NullFeedMetrics:
-    """FeedMetrics that go nowhere (tests, tools)."""
-
-    def feed_message(self, feed: str) -> None:
-        pass
-
-    def feed_parse_error(self, feed: str, reason: str) -> None:
-        pass
-
-    def ws_reconnect(self, feed: str) -> None:
-        pass
-
-    def ws_lag(self, feed: str, seconds: float) -> None:
-        pass
-
-    def feed_up(self, feed: str, up: bool) -> None:
-        pass
-
-    def sync_round(self, account: str, observations: int, seconds: float, ok: bool) -> None:
-        pass
-
-    def sync_discrepancy(self, account: str, kind: str) -> None:
-        pass
-
-    def db_commit(self, seconds: float) -> None:
-        pass
 
 
 class SupervisorCounts(Protocol):
@@ -150,7 +98,7 @@ def _label(value: str | None) -> str:
 
 
 class PrometheusMetrics:
-    """prometheus-client implementation of :class:`actors.ports.Metrics` and FeedMetrics.
+    """prometheus-client implementation of :class:`actors.ports.Metrics`, FeedMetrics and more.
 
     Owns its series in ``registry`` (a fresh :class:`CollectorRegistry` by default, so that
     several instances can live in one process, e.g. in tests). ``process=True`` (the default)
@@ -323,7 +271,7 @@ class PrometheusMetrics:
     def protection_failure(self, kind: str) -> None:
         self._safe(lambda: self.protection_failures.labels(kind).inc())
 
-    # -- FeedMetrics ----------------------------------------------------------------------
+    # -- infra.feeds.FeedMetrics, the sync, the store -------------------------------------
 
     def feed_message(self, feed: str) -> None:
         self._safe(lambda: self.feed_messages.labels(feed).inc())
