@@ -28,7 +28,7 @@ parsing and rendering, no sockets), ``_server`` (the loop, the workers and the b
 ``_logwindow`` (the throttle of the log lines).
 """
 
-from infra.http_server._server import OUTCOMES, BindError, BoundedHttpServer
+from infra.http_server._server import OUTCOMES, BindError, BoundedHttpServer, HttpBounds
 from infra.http_server._wire import TEXT, HttpRequest, HttpResponse, render_response
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "TEXT",
     "BindError",
     "BoundedHttpServer",
+    "HttpBounds",
     "HttpRequest",
     "HttpResponse",
     "render_response",

@@ -21,6 +21,7 @@ import selectors
 import socket
 import threading
 import time
+from typing import TypedDict
 
 from infra.http_server._logwindow import LogWindows
 from infra.http_server._wire import (
@@ -32,7 +33,7 @@ from infra.http_server._wire import (
     render_response,
 )
 
-__all__ = ["OUTCOMES", "BindError", "BoundedHttpServer"]
+__all__ = ["OUTCOMES", "BindError", "BoundedHttpServer", "HttpBounds"]
 
 log = logging.getLogger("infra.http_server")  # the package's name, as before the split
 
@@ -43,6 +44,17 @@ OUTCOMES = ("served", "timeout", "write_timeout", "closed_early", "evicted", "re
 class BindError(RuntimeError):
     """The server's address cannot be bound. The message names the address and the
     configuration key that set it; no traceback is worth printing for it."""
+
+
+class HttpBounds(TypedDict, total=False):
+    """The bounds a subclass's constructor passes on to :class:`BoundedHttpServer` as
+    ``**bounds``: what a caller leaves out takes the server's default, written only there."""
+
+    read_timeout_s: float
+    write_timeout_s: float
+    max_connections: int
+    max_request_bytes: int
+    workers: int
 
 
 class _Conn:

@@ -11,12 +11,19 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Unpack
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from infra.http_server import OUTCOMES, BoundedHttpServer, HttpRequest, HttpResponse
+from infra.http_server import (
+    OUTCOMES,
+    BoundedHttpServer,
+    HttpBounds,
+    HttpRequest,
+    HttpResponse,
+)
 from infra.metrics._health import LIVE, READY, HealthChecks
 
 __all__ = ["MetricsServer"]
@@ -40,9 +47,11 @@ class MetricsServer(BoundedHttpServer):
     (see there): one loop thread (``metrics-http``) and ``workers`` threads
     (``metrics-http-worker``) that build the answers, whatever the clients do; a request head
     must be complete within ``read_timeout_s``, the answer taken within ``write_timeout_s``;
-    at most ``max_connections`` open. Client misbehaviour is logged at DEBUG through this
-    package's logger (``infra.metrics``), at most one line per kind per 10 s, and counted in
-    ``ps_http_connections_total{outcome}`` (see :meth:`stats`); nothing is printed on stderr.
+    at most ``max_connections`` open (``bounds``: these four and ``max_request_bytes``; what
+    is left out takes :class:`~infra.http_server.BoundedHttpServer`'s default). Client
+    misbehaviour is logged at DEBUG through this package's logger (``infra.metrics``), at most
+    one line per kind per 10 s, and counted in ``ps_http_connections_total{outcome}`` (see
+    :meth:`stats`); nothing is printed on stderr.
     An error while building an answer is logged (throttled) and answered ``500``.
     """
 
@@ -53,12 +62,8 @@ class MetricsServer(BoundedHttpServer):
         host: str = "127.0.0.1",
         port: int = 9490,
         *,
-        read_timeout_s: float = 5.0,
-        write_timeout_s: float = 5.0,
-        max_connections: int = 32,
-        max_request_bytes: int = 8192,
-        workers: int = 2,
         address_key: str = "metrics.address",
+        **bounds: Unpack[HttpBounds],
     ) -> None:
         super().__init__(
             host,
@@ -66,12 +71,8 @@ class MetricsServer(BoundedHttpServer):
             name="metrics",
             label="metrics HTTP",
             logger=log,
-            read_timeout_s=read_timeout_s,
-            write_timeout_s=write_timeout_s,
-            max_connections=max_connections,
-            max_request_bytes=max_request_bytes,
-            workers=workers,
             address_key=address_key,
+            **bounds,
         )
         self.registry = registry
         self.health = health
