@@ -25,9 +25,11 @@ stderr. An exception in :meth:`handle` is logged (throttled, with its traceback)
 
 The modules behind this list: ``_wire`` (the HTTP/1.1 text: requests, answers, their
 parsing and rendering, no sockets), ``_server`` (the loop, the workers and the bounds),
-``_logwindow`` (the throttle of the log lines).
+``_logwindow`` (:class:`LogWindows`, the throttle of the log lines, also used by the control
+endpoint for its refusals).
 """
 
+from infra.http_server._logwindow import LogWindows
 from infra.http_server._server import OUTCOMES, BindError, BoundedHttpServer, HttpBounds
 from infra.http_server._wire import TEXT, HttpRequest, HttpResponse, render_response
 
@@ -39,5 +41,6 @@ __all__ = [
     "HttpBounds",
     "HttpRequest",
     "HttpResponse",
+    "LogWindows",
     "render_response",
 ]

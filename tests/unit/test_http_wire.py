@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from infra.http_server import HttpRequest, HttpResponse, render_response
-from infra.http_server._logwindow import LogWindows
+from infra.http_server import HttpRequest, HttpResponse, LogWindows, render_response
 from infra.http_server._wire import content_length, parse_request, peer_name
 
 GET = ("GET", "HEAD")
