@@ -6,7 +6,7 @@ Threads: the loop thread owns every connection; the workers only build answers (
 :meth:`BoundedHttpServer.handle`) and hand them back through a queue and a wake-up socket;
 ``start``/``stop``/``stats`` from any thread.
 
-Why about 470 lines in one module: it is one state machine (accept, read, hand to a worker,
+Why over 400 lines in one module: it is one state machine (accept, read, hand to a worker,
 write, expire, close) over one connection table and one set of counters, and each step keeps
 the bounds of the others; the parts that need no socket (the HTTP text, the log throttle) are
 in ``_wire`` and ``_logwindow``.
@@ -27,10 +27,10 @@ from infra.http_server._logwindow import LogWindows
 from infra.http_server._wire import (
     HttpRequest,
     HttpResponse,
-    content_length,
     parse_request,
     peer_name,
     render_response,
+    request_size,
 )
 
 __all__ = ["OUTCOMES", "BindError", "BoundedHttpServer", "HttpBounds"]
@@ -315,35 +315,21 @@ class BoundedHttpServer:
             return
         c.inbuf += chunk
         if c.need is None:
-            end = c.inbuf.find(b"\r\n\r\n")
-            if end < 0 and len(c.inbuf) <= self.max_request_bytes:
+            size = request_size(c.inbuf, self.max_request_bytes, self.max_body_bytes)
+            if size is None:
                 return
-            if end < 0 or end > self.max_request_bytes:
-                self._note(
-                    "bad_request",
-                    "%s: request head over %d bytes",
-                    self.label,
-                    self.max_request_bytes,
-                )
+            if isinstance(size, HttpResponse):  # refused by its head: answered at once
+                if size.status == 431:
+                    self._note(
+                        "bad_request",
+                        "%s: request head over %d bytes",
+                        self.label,
+                        self.max_request_bytes,
+                    )
                 sel.unregister(c.sock)
-                self._answer(sel, c, render_response(431, b"request too large\n"))
+                self._answer(sel, c, render_response(size.status, size.body))
                 return
-            need = end + 4
-            if self.max_body_bytes > 0:
-                length, refused = content_length(bytes(c.inbuf[:end]))
-                if refused is None and length > self.max_body_bytes:
-                    refused = 413
-                if refused is not None:
-                    sel.unregister(c.sock)
-                    body = {
-                        400: b"bad Content-Length\n",
-                        411: b"send a Content-Length (no chunked body)\n",
-                        413: f"body over {self.max_body_bytes} bytes\n".encode(),
-                    }[refused]
-                    self._answer(sel, c, render_response(refused, body))
-                    return
-                need += length
-            c.need = need
+            c.need = size
         if len(c.inbuf) < c.need:
             return
         del c.inbuf[c.need :]

@@ -1,11 +1,12 @@
 """The HTTP/1.1 text of :class:`infra.http_server.BoundedHttpServer`: no sockets, no threads.
 
 :class:`HttpRequest` and :class:`HttpResponse` are what a server's ``handle`` takes and
-returns; :func:`parse_request` turns the bytes of one complete request into an
+returns; :func:`request_size` tells how many bytes make the request being read (or refuses
+it by its head); :func:`parse_request` turns the bytes of one complete request into an
 :class:`HttpRequest` (or the refusal to answer instead); :func:`render_response` writes an
-answer that closes the connection; :func:`content_length` reads the body length a head
-announces. Pure functions, called by the server's loop thread (``content_length``) and its
-workers (the rest); they never raise on a client's bytes.
+answer that closes the connection. Pure functions, called by the server's loop thread
+(``request_size``, ``render_response``) and its workers; they never raise on a client's
+bytes.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ __all__ = [
     "TEXT",
     "HttpRequest",
     "HttpResponse",
-    "content_length",
     "parse_request",
     "peer_name",
     "render_response",
+    "request_size",
 ]
 
 TEXT = "text/plain; charset=utf-8"
@@ -91,7 +92,7 @@ def peer_name(addr: object) -> str:
     return str(addr)
 
 
-def content_length(head: bytes) -> tuple[int, int | None]:
+def _content_length(head: bytes) -> tuple[int, int | None]:
     """``(length, None)`` of the body the head announces, or ``(0, status)`` of the answer
     that refuses it (411 for a chunked body, 400 for a bad length)."""
     length = 0
@@ -106,6 +107,33 @@ def content_length(head: bytes) -> tuple[int, int | None]:
                 return 0, 400
             length = int(v)
     return length, None
+
+
+def request_size(buf: bytes | bytearray, max_head: int, max_body: int) -> int | HttpResponse | None:
+    """The bytes of head and body that make the request starting ``buf``, once its head is
+    complete; ``None`` while the head is incomplete and within ``max_head`` bytes; else the
+    refusal to answer at once: ``431`` for a head over ``max_head``, and when the server takes
+    bodies (``max_body`` > 0) ``400`` for a bad ``Content-Length``, ``411`` for a chunked body,
+    ``413`` for a body over ``max_body``. A server without bodies ignores their headers."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0 and len(buf) <= max_head:
+        return None
+    if end < 0 or end > max_head:
+        return HttpResponse(431, b"request too large\n")
+    need = end + 4
+    if max_body > 0:
+        length, refused = _content_length(bytes(buf[:end]))
+        if refused is None and length > max_body:
+            refused = 413
+        if refused is not None:
+            body = {
+                400: b"bad Content-Length\n",
+                411: b"send a Content-Length (no chunked body)\n",
+                413: f"body over {max_body} bytes\n".encode(),
+            }[refused]
+            return HttpResponse(refused, body)
+        need += length
+    return need
 
 
 def parse_request(raw: bytes, peer: str, methods: tuple[str, ...]) -> HttpRequest | HttpResponse:

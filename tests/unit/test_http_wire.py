@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from infra.http_server import HttpRequest, HttpResponse, LogWindows, render_response
-from infra.http_server._wire import content_length, parse_request, peer_name
+from infra.http_server._wire import parse_request, peer_name, request_size
 
 GET = ("GET", "HEAD")
 
@@ -28,12 +28,29 @@ def test_refusals_before_handle() -> None:
     assert refused == HttpResponse(405, b"GET, HEAD only\n", headers=(("Allow", "GET, HEAD"),))
 
 
-def test_content_length_of_a_head() -> None:
-    assert content_length(b"POST / HTTP/1.1\r\nContent-Length: 12") == (12, None)
-    assert content_length(b"POST / HTTP/1.1\r\nHost: x") == (0, None)
-    assert content_length(b"POST / HTTP/1.1\r\nContent-Length: -1") == (0, 400)
-    assert content_length(b"POST / HTTP/1.1\r\nContent-Length: 1234567890123") == (0, 400)
-    assert content_length(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked") == (0, 411)
+def test_request_size_frames_head_and_body() -> None:
+    head = b"POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n"
+    assert request_size(head[:-2], 64, 100) is None  # the head is not complete yet
+    assert request_size(head, 64, 100) == len(head) + 12
+    assert request_size(head, 64, 0) == len(head)  # a server without bodies ignores the length
+    assert request_size(b"GET / HTTP/1.1\r\n\r\n", 64, 100) == 18
+    too_large = HttpResponse(431, b"request too large\n")
+    assert request_size(b"x" * 65, 64, 0) == too_large  # no end of head within the limit
+    assert request_size(b"GET /" + b"x" * 64 + b" HTTP/1.1\r\n\r\n", 64, 0) == too_large
+
+
+def test_request_size_refuses_bodies_it_cannot_take() -> None:
+    def refused(header: bytes) -> object:
+        return request_size(b"POST / HTTP/1.1\r\n" + header + b"\r\n\r\n", 8192, 100)
+
+    assert refused(b"Content-Length: -1") == HttpResponse(400, b"bad Content-Length\n")
+    assert refused(b"Content-Length: 1234567890123") == HttpResponse(400, b"bad Content-Length\n")
+    chunked = HttpResponse(411, b"send a Content-Length (no chunked body)\n")
+    assert refused(b"Transfer-Encoding: chunked") == chunked
+    assert refused(b"Content-Length: 101") == HttpResponse(413, b"body over 100 bytes\n")
+    assert (
+        refused(b"Content-Length: 100") == len(b"POST / HTTP/1.1\r\nContent-Length: 100") + 4 + 100
+    )
 
 
 def test_rendered_answer_closes_and_head_only_drops_the_body() -> None:
