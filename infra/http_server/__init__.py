@@ -31,7 +31,15 @@ endpoint for its refusals).
 
 from infra.http_server._logwindow import LogWindows
 from infra.http_server._server import OUTCOMES, BindError, BoundedHttpServer, HttpBounds
-from infra.http_server._wire import TEXT, HttpRequest, HttpResponse, render_response
+from infra.http_server._wire import (
+    TEXT,
+    HttpRequest,
+    HttpResponse,
+    parse_request,
+    peer_name,
+    render_response,
+    request_size,
+)
 
 __all__ = [
     "OUTCOMES",
@@ -42,5 +50,8 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "LogWindows",
+    "parse_request",
+    "peer_name",
     "render_response",
+    "request_size",
 ]

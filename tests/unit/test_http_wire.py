@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from infra.http_server import HttpRequest, HttpResponse, LogWindows, render_response
-from infra.http_server._wire import parse_request, peer_name, request_size
+from infra.http_server import (
+    HttpRequest,
+    HttpResponse,
+    LogWindows,
+    parse_request,
+    peer_name,
+    render_response,
+    request_size,
+)
 
 GET = ("GET", "HEAD")
 
