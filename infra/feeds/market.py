@@ -36,10 +36,12 @@ from collections.abc import Callable, Iterable, Mapping
 
 from actors.messages import MarkPriceTick
 from actors.model import Key
+from infra.backoff import Backoff
 from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
 from infra.feeds.parsing import Refusal, parse_mark_prices, preview
 from infra.feeds.sink import FeedSink, SyncRequest
-from infra.feeds.ws_client import Backoff, Connect, LogThrottle, ReconnectingWebSocket
+from infra.feeds.ws_client import Connect, ReconnectingWebSocket
+from infra.logs import LogThrottle
 
 __all__ = ["MarkPriceFeed"]
 

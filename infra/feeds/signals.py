@@ -55,10 +55,12 @@ from actors.messages import OpenSignal
 from actors.model import Key
 from actors.reasons import retry_allowed
 from actors.state import SignalRecord
+from infra.backoff import Backoff
 from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
 from infra.feeds.parsing import Refusal, SignalRules, parse_signal, preview
 from infra.feeds.sink import FeedSink
-from infra.feeds.ws_client import Backoff, Connect, LogThrottle, ReconnectingWebSocket
+from infra.feeds.ws_client import Connect, ReconnectingWebSocket
+from infra.logs import LogThrottle
 
 __all__ = ["SignalFeedClient", "SignalFeedStats", "TokenBucket"]
 

@@ -47,6 +47,7 @@ from typing import Any
 
 from actors.messages import OrderUpdate
 from actors.model import Key
+from infra.backoff import Backoff
 from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
 from infra.feeds.parsing import (
     AccountEvent,
@@ -57,7 +58,8 @@ from infra.feeds.parsing import (
     preview,
 )
 from infra.feeds.sink import FeedSink, SyncRequest
-from infra.feeds.ws_client import Backoff, Connect, LogThrottle, ReconnectingWebSocket
+from infra.feeds.ws_client import Connect, ReconnectingWebSocket
+from infra.logs import LogThrottle
 
 __all__ = [
     "ListenKeyClient",

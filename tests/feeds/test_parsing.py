@@ -25,7 +25,7 @@ from infra.feeds.parsing import (
     parse_user_event,
     preview,
 )
-from infra.feeds.ws_client import LogThrottle
+from infra.logs import LogThrottle
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -304,10 +304,14 @@ def test_backoff_grows_caps_and_jitters() -> None:
     assert [b.delay(n, 0.0) for n in range(7)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0])
     assert b.delay(3, 0.999) == pytest.approx(0.8 * 1.4995)
     assert b.delay(10_000, 0.5) == pytest.approx(2.5)
+    assert b.delay(-1, 0.0) == pytest.approx(0.05)  # the restart policy's repeat 0
+    assert Backoff(min_s=0.0).delay(5, 0.9) == 0.0  # a restart policy's "at once"
     with pytest.raises(ValueError):
-        Backoff(min_s=0.0)
+        Backoff(min_s=-0.1)
     with pytest.raises(ValueError):
         Backoff(min_s=2.0, max_s=1.0)
+    with pytest.raises(ValueError):
+        Backoff(jitter=-0.1)
 
 
 def test_token_bucket() -> None:
