@@ -47,6 +47,13 @@ outbox_refused`). A write that fails ends the connection (``send_failed``).
 
 Secrets: the URL and headers (listen key, bearer token) are never logged; log lines use
 ``name`` only. Do not enable ``websocket.enableTrace`` in production: it prints headers.
+
+Size: about 500 lines for one job, keeping one connection alive (connect, read with the
+watchdogs, write the queue, reconnect). The read loop is every feed's hot path: its state
+(watchdog times, counters, the queue) stays in local variables of one method on purpose, so it
+is not split into objects; the parts with a job of their own live elsewhere (the frame reading
+in :mod:`infra.feeds.ws_patches`, the delay rule in :mod:`infra.backoff`, the log throttle in
+:mod:`infra.logs`).
 """
 
 from __future__ import annotations
