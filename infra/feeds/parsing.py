@@ -240,52 +240,44 @@ def _id(value: object) -> str | None:
     return None
 
 
-def _order_trade_update(ev: Mapping[str, Any], t: float) -> OrderEvent | Refusal:
+_ORDER_FIELDS = {"ORDER_TRADE_UPDATE": ("c", "z", "i"), "ALGO_UPDATE": ("caid", "aq", "aid")}
+"""The field names of an order report, by event: client id, filled quantity, exchange id."""
+
+
+def _order_update(ev: Mapping[str, Any], t: float, kind: str) -> OrderEvent | Refusal:
+    """An order report of either kind (:data:`_ORDER_FIELDS`), checked alike. An algo update
+    reads a null or empty quantity or price as 0, reports ``finished`` without an executed
+    quantity as ``expired`` and carries the id of the order it became (``ai``); an order
+    update reports ``expired_in_match`` as ``expired``."""
+    algo = kind == "ALGO_UPDATE"
+    cid_key, filled_key, id_key = _ORDER_FIELDS[kind]
     o = ev.get("o")
     if not isinstance(o, dict):
-        return Refusal("unexpected_shape", "ORDER_TRADE_UPDATE without o")
-    sym, cid, status = o.get("s"), o.get("c"), o.get("X")
+        return Refusal("unexpected_shape", f"{kind} without o")
+    sym, cid, status = o.get("s"), o.get(cid_key), o.get("X")
     if not isinstance(sym, str) or not sym:
         return Refusal("missing_symbol")
     if not isinstance(cid, str) or not cid:
         return Refusal("missing_client_id", sym)
     if not isinstance(status, str) or not status:
         return Refusal("missing_status", sym)
-    filled = _num(o.get("z", "0"))
+    raw_filled, raw_avg = o.get(filled_key, "0"), o.get("ap", "0")
+    if algo:
+        raw_filled, raw_avg = raw_filled or "0", raw_avg or "0"
+    filled = _num(raw_filled)
     if filled is None or filled < 0:
         return Refusal("bad_quantity", sym)
-    avg = _num(o.get("ap", "0"))
+    avg = _num(raw_avg)
     if avg is None or avg < 0:
         return Refusal("bad_price", sym)
     st = status.lower()
-    if st == "expired_in_match":
+    if algo:
+        if st == "finished" and filled <= 0:
+            st = "expired"  # triggered, but its market order executed nothing
+    elif st == "expired_in_match":
         st = "expired"
-    return OrderEvent(sym, cid, st, filled, avg or None, t, _id(o.get("i")))
-
-
-def _algo_update(ev: Mapping[str, Any], t: float) -> OrderEvent | Refusal:
-    o = ev.get("o")
-    if not isinstance(o, dict):
-        return Refusal("unexpected_shape", "ALGO_UPDATE without o")
-    sym, cid, status = o.get("s"), o.get("caid"), o.get("X")
-    if not isinstance(sym, str) or not sym:
-        return Refusal("missing_symbol")
-    if not isinstance(cid, str) or not cid:
-        return Refusal("missing_client_id", sym)
-    if not isinstance(status, str) or not status:
-        return Refusal("missing_status", sym)
-    filled = _num(o.get("aq", "0") or "0")
-    if filled is None or filled < 0:
-        return Refusal("bad_quantity", sym)
-    avg = _num(o.get("ap", "0") or "0")
-    if avg is None or avg < 0:
-        return Refusal("bad_price", sym)
-    st = status.lower()
-    if st == "finished" and filled <= 0:
-        st = "expired"  # triggered, but its market order executed nothing
-    return OrderEvent(
-        sym, cid, st, filled, avg or None, t, _id(o.get("aid")), True, _id(o.get("ai"))
-    )
+    actual = _id(o.get("ai")) if algo else None
+    return OrderEvent(sym, cid, st, filled, avg or None, t, _id(o.get(id_key)), algo, actual)
 
 
 def _account_update(ev: Mapping[str, Any], t: float) -> AccountEvent | Refusal:
@@ -324,10 +316,8 @@ def parse_user_event(data: bytes | str) -> UserEvent | Refusal:
     t = _event_time(ev)
     if t is None:
         return Refusal("bad_event_time", kind[:40])
-    if kind == "ORDER_TRADE_UPDATE":
-        return _order_trade_update(ev, t)
-    if kind == "ALGO_UPDATE":
-        return _algo_update(ev, t)
+    if kind in _ORDER_FIELDS:
+        return _order_update(ev, t, kind)
     if kind == "ACCOUNT_UPDATE":
         return _account_update(ev, t)
     if kind == "listenKeyExpired":
