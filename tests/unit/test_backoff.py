@@ -9,6 +9,21 @@ from infra.backoff import Backoff
 from supervision.restart import RestartPolicy, RestartTracker
 
 
+def test_backoff_grows_caps_and_jitters() -> None:
+    b = Backoff(min_s=0.1, max_s=2.0, jitter=0.5)
+    assert [b.delay(n, 0.0) for n in range(7)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0])
+    assert b.delay(3, 0.999) == pytest.approx(0.8 * 1.4995)
+    assert b.delay(10_000, 0.5) == pytest.approx(2.5)
+    assert b.delay(-1, 0.0) == pytest.approx(0.05)  # the restart policy's repeat 0
+    assert Backoff(min_s=0.0).delay(5, 0.9) == 0.0  # a restart policy's "at once"
+    with pytest.raises(ValueError):
+        Backoff(min_s=-0.1)
+    with pytest.raises(ValueError):
+        Backoff(min_s=2.0, max_s=1.0)
+    with pytest.raises(ValueError):
+        Backoff(jitter=-0.1)
+
+
 class _Fixed:
     def __init__(self, value: float) -> None:
         self.value = value
