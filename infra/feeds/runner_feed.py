@@ -27,7 +27,11 @@ __all__ = ["RunnerFeed"]
 
 
 class RunnerFeed:
-    """A feed running on one :class:`ReconnectingWebSocket` (see the module docstring)."""
+    """A feed running on one :class:`ReconnectingWebSocket` (see the module docstring).
+
+    ``throttled`` is the feed's :class:`~infra.logs.LogThrottle` (on its module's logger),
+    for its other repeated warnings too.
+    """
 
     runner: ReconnectingWebSocket
 
@@ -35,7 +39,7 @@ class RunnerFeed:
         self.name = name
         self.metrics: FeedMetrics = metrics or NullFeedMetrics()
         self._log = logger
-        self._throttle = LogThrottle(logger)
+        self.throttled = LogThrottle(logger)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close and join the thread (bounded by ``timeout``, idempotent); see :attr:`running`."""
@@ -53,7 +57,7 @@ class RunnerFeed:
         feed counts it in its own statistics."""
         with contextlib.suppress(Exception):
             self.metrics.feed_parse_error(self.name, r.reason)
-        self._throttle.warning(
+        self.throttled.warning(
             r.reason,
             "%s: %s%s preview=%s",
             prefix,

@@ -223,7 +223,7 @@ class SignalFeedClient(RunnerFeed):
             with self._lock:
                 self.acks_sent += 1
         else:
-            self._throttle.warning(
+            self.throttled.warning(
                 "ack_queue_full", "%s: answer queue full; %s not answered", self.name, signal_id
             )
 

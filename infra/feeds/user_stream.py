@@ -324,7 +324,7 @@ class UserDataStream(RunnerFeed):
         self.updates += 1
         if not self._sink.tell(upd):
             self.undelivered += 1
-            self._throttle.warning(
+            self.throttled.warning(
                 "undelivered",
                 "%s: order update %s %s not delivered",
                 self.name,
