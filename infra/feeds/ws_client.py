@@ -42,8 +42,8 @@ as ``feed_parse_error(name, "protocol_error")``): the stream cannot be read on a
 Sending: :meth:`ReconnectingWebSocket.send_text` queues a text frame from any thread (never
 blocking); the runner thread writes the queue between reads, so within ``poll_s`` when the
 line is quiet. What the connection could not take stays queued for the next one. A full
-queue (``outbox_max``) refuses the frame (counted in :attr:`ReconnectingWebSocket.
-outbox_refused`). A write that fails ends the connection (``send_failed``).
+queue (``outbox_max``) refuses the frame (counted in ``outbox.refused``, an
+:class:`~infra.feeds.outbox.Outbox`). A write that fails ends the connection (``send_failed``).
 
 Secrets: the URL and headers (listen key, bearer token) are never logged; log lines use
 ``name`` only. Do not enable ``websocket.enableTrace`` in production: it prints headers.
@@ -52,8 +52,8 @@ Size: about 500 lines for one job, keeping one connection alive (connect, read w
 watchdogs, write the queue, reconnect). The read loop is every feed's hot path: its state
 (watchdog times, counters, the queue) stays in local variables of one method on purpose, so it
 is not split into objects; the parts with a job of their own live elsewhere (the frame reading
-in :mod:`infra.feeds.ws_patches`, the delay rule in :mod:`infra.backoff`, the log throttle in
-:mod:`infra.logs`).
+in :mod:`infra.feeds.ws_patches`, the send queue in :mod:`infra.feeds.outbox`, the delay rule
+in :mod:`infra.backoff`, the log throttle in :mod:`infra.logs`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,6 @@ import select
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +73,7 @@ import websocket
 
 from infra.backoff import Backoff
 from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
+from infra.feeds.outbox import Outbox
 from infra.feeds.ws_patches import (
     EV_OVERSIZED,
     OP_BINARY,
@@ -181,10 +181,7 @@ class ReconnectingWebSocket:
         self.frames = 0
         self.oversized = 0
         self._ends: dict[str, int] = {}
-        self._outbox: deque[str] = deque()
-        self._outbox_lock = threading.Lock()
-        self.outbox_max = outbox_max
-        self.outbox_refused = 0
+        self.outbox = Outbox(outbox_max)
 
     # -- any thread -----------------------------------------------------------------------
 
@@ -215,16 +212,11 @@ class ReconnectingWebSocket:
     def send_text(self, payload: str) -> bool:
         """Queue ``payload`` as one text frame (any thread, never blocks); False when the
         queue is full and the frame was refused."""
-        with self._outbox_lock:
-            if len(self._outbox) >= self.outbox_max:
-                self.outbox_refused += 1
-                return False
-            self._outbox.append(payload)
-        return True
+        return self.outbox.offer(payload)
 
     def outbox_size(self) -> int:
         """Frames queued and not yet written."""
-        return len(self._outbox)
+        return len(self.outbox.frames)
 
     def reconnect(self, reason: str) -> None:
         """End the current connection and connect again (e.g. the listen key expired)."""
@@ -380,7 +372,7 @@ class ReconnectingWebSocket:
         stop = self._stop
         last_rx = last_data = monotonic()
         ping_sent: float | None = None
-        outbox = self._outbox
+        outbox = self.outbox.frames
         while True:
             if outbox and not self._write_outbox(ws):
                 return "send_failed"
@@ -462,18 +454,12 @@ class ReconnectingWebSocket:
     def _write_outbox(self, ws: Any) -> bool:
         """Write the queued frames; False (the frame kept for the next connection) when a
         write fails."""
-        while True:
-            with self._outbox_lock:
-                if not self._outbox:
-                    return True
-                payload = self._outbox[0]
-            try:
-                ws.send(payload)
-            except Exception as exc:
-                self._throttle.warning("send", "%s: send failed: %s", self.name, _describe(exc))
-                return False
-            with self._outbox_lock:
-                self._outbox.popleft()
+        try:
+            self.outbox.write(ws.send)
+        except Exception as exc:
+            self._throttle.warning("send", "%s: send failed: %s", self.name, _describe(exc))
+            return False
+        return True
 
     def _drained(self) -> None:
         """Run ``on_drained`` (guarded: it is called from inside websocket-client's reads)."""
