@@ -5,11 +5,12 @@ ccxt class with the adapter's hooks (limiter, wire info); ``pool`` one ccxt clie
 calling thread and the markets they share; ``translate`` the pure translation between ccxt's
 structures and the port's types; ``order_rules`` a request onto the market's rules;
 ``errors`` the ccxt exception -> port outcome mapping; ``limits`` the account's request
-limiter; ``ccxt_adapter`` the port methods.
+limiter; ``listen_keys`` the user stream's listen key; ``ccxt_adapter`` the port methods.
 """
 
 from infra.exchange.ccxt_adapter import AccountFetchError, CcxtExchange
 from infra.exchange.errors import Op, Reason, classify
+from infra.exchange.listen_keys import ListenKeys
 from infra.exchange.pool import MarketsUnavailable, UnknownSymbol
 from infra.exchange.translate import quantize_qty, rules_of_market
 from infra.exchange.venues import (
@@ -29,6 +30,7 @@ __all__ = [
     "CcxtExchange",
     "ConfigError",
     "Credentials",
+    "ListenKeys",
     "MarketsUnavailable",
     "Op",
     "Reason",

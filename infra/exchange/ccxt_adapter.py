@@ -1,14 +1,15 @@
 """``CcxtExchange``: the :class:`actors.ports.ExchangePort` of one account, over ccxt (sync).
 
 Who calls: the account's :class:`~actors.workers.ExchangeWorkers` threads (place, cancel,
-lookup, market) and the sync thread (:meth:`CcxtExchange.fetch_account`), several at once.
+lookup, market) and the sync thread (:meth:`CcxtExchange.fetch_account`), several at once;
+the user stream's threads use :attr:`CcxtExchange.listen_keys`.
 
 The jobs behind it, one module each: :mod:`infra.exchange.pool` (one ccxt client per calling
 thread, the markets they share, see there for thread safety), :mod:`infra.exchange.client`
 (the ccxt class with the limiter and wire-info hooks), :mod:`infra.exchange.order_rules` (a
 request onto the market's rules), :mod:`infra.exchange.translate` (pure translation of ccxt
-replies), :mod:`infra.exchange.errors` (ccxt exception -> port outcome). This module holds
-the port methods only.
+replies), :mod:`infra.exchange.errors` (ccxt exception -> port outcome) and
+:mod:`infra.exchange.listen_keys`. This module holds the port methods only.
 
 Failure: the order methods never raise for exchange or network errors; the mapping lives
 in :mod:`infra.exchange.errors` (UNKNOWN whenever the order may have reached the exchange).
@@ -48,6 +49,7 @@ from actors.ports import (
 from actors.state import parse_client_id
 from infra.exchange.errors import Op, Reason, classify, describe, local_reason
 from infra.exchange.limits import AccountLimiter, Limit, Priority
+from infra.exchange.listen_keys import ListenKeys
 from infra.exchange.order_rules import Refusal, request_on_rules
 from infra.exchange.pool import ClientPool, MarketsUnavailable, UnknownSymbol
 from infra.exchange.translate import (
@@ -110,6 +112,8 @@ class CcxtExchange:
         )
         #: The per-thread ccxt clients and the markets they share.
         self.pool = ClientPool(account, self.venue, self.config, self._credentials, self.limiter)
+        #: The account's user-stream listen key, on the same clients and limiter.
+        self.listen_keys = ListenKeys(self.pool)
 
     def __repr__(self) -> str:
         return (

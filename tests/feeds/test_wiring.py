@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from infra.config import parse_config
+from infra.exchange import CcxtExchange
 from infra.feeds import (
     FeedMetrics,
     MarkPriceFeed,
@@ -18,6 +20,7 @@ from infra.feeds import (
 from infra.metrics import PrometheusMetrics
 from sim import SignalFeed, SimExchange
 from supervision.app import Service
+from tests.exchange.conftest import sim_config
 from tests.feeds.conftest import (
     ACCOUNT,
     FAST,
@@ -69,9 +72,15 @@ def test_prometheus_metrics_is_a_feed_metrics() -> None:
 def test_feeds_from_config_builds_and_runs_every_feed(sim: SimExchange, local: Local) -> None:
     syncs = SyncRecorder()
     metrics = PrometheusMetrics()
-    with SignalFeed("127.0.0.1", 0, token=TOKEN) as signals:
+    exchange = CcxtExchange(ACCOUNT, sim_config(sim))  # the user stream's listen keys
+    with contextlib.closing(exchange), SignalFeed("127.0.0.1", 0, token=TOKEN) as signals:
         feeds = feeds_from_config(
-            config(sim, signals), local.sup, syncs, metrics, accounts=[ACCOUNT], backoff=FAST
+            config(sim, signals),
+            local.sup,
+            syncs,
+            metrics,
+            accounts={ACCOUNT: exchange},
+            backoff=FAST,
         )
         kinds = sorted(type(f).__name__ for f in feeds)
         assert kinds == ["MarkPriceFeed", "SignalFeedClient", "UserDataStream"]
