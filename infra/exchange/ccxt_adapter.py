@@ -9,7 +9,8 @@ thread, the markets they share, see there for thread safety), :mod:`infra.exchan
 (the ccxt class with the limiter and wire-info hooks), :mod:`infra.exchange.order_rules` (a
 request onto the market's rules), :mod:`infra.exchange.translate` (pure translation of ccxt
 replies), :mod:`infra.exchange.errors` (ccxt exception -> port outcome) and
-:mod:`infra.exchange.listen_keys`. This module holds the port methods only.
+:mod:`infra.exchange.listen_keys`. This module holds the port methods only; it is a little
+over 400 lines because each of the five keeps its full contract (outcomes, logging) here.
 
 Failure: the order methods never raise for exchange or network errors; the mapping lives
 in :mod:`infra.exchange.errors` (UNKNOWN whenever the order may have reached the exchange).
@@ -19,7 +20,7 @@ request) is a local failure, REJECTED for a place and never looked up or re-sent
 
 Market rules: every order's quantity and price go through the market's own filters before
 anything is sent (:meth:`CcxtExchange.place_order`); the rules come from the markets, loaded
-once, and are cached per symbol (:meth:`CcxtExchange.market_rules`).
+once, and are cached per symbol (:meth:`~infra.exchange.pool.ClientPool.market_rules`).
 Nothing here retries an order call: Binance checks client ids only among *open* orders, so
 a filled market order sent again fills again. ccxt's own ``maxRetriesOnFailure`` is forced
 to 0 for the same reason. :meth:`CcxtExchange.fetch_account` raises
@@ -47,8 +48,9 @@ from actors.ports import (
     SystemClock,
 )
 from actors.state import parse_client_id
+from infra.exchange.client import arm
 from infra.exchange.errors import Op, Reason, classify, describe, local_reason
-from infra.exchange.limits import AccountLimiter, Limit, Priority
+from infra.exchange.limits import AccountLimiter, Priority
 from infra.exchange.listen_keys import ListenKeys
 from infra.exchange.order_rules import Refusal, request_on_rules
 from infra.exchange.pool import ClientPool, MarketsUnavailable, UnknownSymbol
@@ -101,17 +103,10 @@ class CcxtExchange:
         if self.config.base_url is not None:
             self.venue.api_urls(self.config.base_url)  # validate early
         self._clock = clock or SystemClock()
+        #: The per-thread ccxt clients, the markets they share and the account's limiter.
+        self.pool = ClientPool(account, self.venue, self.config, self._credentials)
         #: The account's request limiter (None with ``enable_rate_limit=False``).
-        self.limiter: AccountLimiter | None = (
-            AccountLimiter(
-                [Limit(kind, window, limit) for kind, window, limit in self.venue.rate_limits],
-                reserve=self.config.limiter_reserve,
-            )
-            if self.config.enable_rate_limit and self.venue.rate_limits
-            else None
-        )
-        #: The per-thread ccxt clients and the markets they share.
-        self.pool = ClientPool(account, self.venue, self.config, self._credentials, self.limiter)
+        self.limiter: AccountLimiter | None = self.pool.limiter
         #: The account's user-stream listen key, on the same clients and limiter.
         self.listen_keys = ListenKeys(self.pool)
 
@@ -138,29 +133,11 @@ class CcxtExchange:
         """Exchange symbol ids of the venue's markets (loads markets if needed)."""
         return self.pool.symbols
 
-    def unified(self, symbol_id: str) -> str:
-        """``BTCUSDT`` -> ``BTC/USDT:USDT`` (raises :class:`UnknownSymbol`)."""
-        return self.pool.unified(symbol_id)
-
-    def exchange_id(self, unified: str) -> str:
-        """``BTC/USDT:USDT`` -> ``BTCUSDT`` (raises :class:`UnknownSymbol`)."""
-        return self.pool.exchange_id(unified)
-
     def cached_market_rules(self, symbol_id: str) -> MarketRules | None:
         """The market's rules for ``symbol_id`` when the markets are loaded already, else
         None; never does I/O (any thread, e.g. a feed's). The same rules
-        :meth:`market_rules` and :meth:`fetch_market` give."""
+        :meth:`fetch_market` gives (:meth:`ClientPool.market_rules`)."""
         return self.pool.cached_market_rules(symbol_id)
-
-    def market_rules(self, symbol_id: str) -> MarketRules:
-        """The market's rules for ``BTCUSDT``
-        (:func:`~infra.exchange.translate.rules_of_market`), cached.
-
-        The rules come from the markets, which are loaded once per adapter; a change of a
-        symbol's filters on the exchange is picked up by a restart. Raises
-        :class:`MarketsUnavailable` or :class:`UnknownSymbol`.
-        """
-        return self.pool.market_rules(symbol_id)
 
     # -- the port -----------------------------------------------------------------------
 
@@ -171,8 +148,9 @@ class CcxtExchange:
         take-profit (``closePosition`` when ``req.close_position``) to the conditional one.
 
         Before anything is sent the request goes through the market's rules
-        (:meth:`market_rules`): the quantity onto the market-order step (:func:`quantize_qty`,
-        then ccxt's ``amount_to_precision``) and within min/max quantity, the trigger price
+        (:mod:`infra.exchange.order_rules`): the quantity onto the market-order step
+        (:func:`quantize_qty`, then ccxt's ``amount_to_precision``) and within min/max
+        quantity, the trigger price
         onto the tick (``price_to_precision``) and within min/max price. A request they
         refuse is REJECTED ``invalid:amount`` / ``invalid:price`` without being sent; an
         exception raised before the request left (ccxt's local checks, ``decimal`` errors,
@@ -187,8 +165,8 @@ class CcxtExchange:
         """
         try:
             client = self.pool.client()
-            symbol = self.unified(req.key.symbol)
-            rules = self.market_rules(req.key.symbol)
+            symbol = self.pool.unified(req.key.symbol)
+            rules = self.pool.market_rules(req.key.symbol)
         except MarketsUnavailable as exc:
             log.warning("%s place %s: %s", req.key, req.client_id, exc)
             return OrderReply(
@@ -201,8 +179,10 @@ class CcxtExchange:
         except Exception as exc:  # reading the market's rules: nothing was sent
             log.error("%s place %s: no market rules (%s)", req.key, req.client_id, describe(exc))
             return OrderReply(CallResult.REJECTED, local_reason(exc))
-        self._budget(client, req.kind is OrderKind.ENTRY)
-        client.ps_sent = False
+        if req.kind is OrderKind.ENTRY:
+            arm(client, Priority.ENTRY, self.config.entry_max_wait_s)
+        else:
+            arm(client, Priority.PROTECT, self.config.timeout_s)
         try:
             amount, params = request_on_rules(self.venue, client, symbol, req, rules)
             order = client.create_order(symbol, _ORDER_TYPE, req.side, amount, None, params)
@@ -239,12 +219,6 @@ class CcxtExchange:
             )
             return reply
         return self._reply(CallResult.ACCEPTED, order)
-
-    def _budget(self, client: Any, entry: bool) -> None:
-        """The limiter's priority and wait bound for an order placement on ``client``."""
-        cfg = self.config
-        client.ps_priority = Priority.ENTRY if entry else Priority.PROTECT
-        client.ps_max_wait = cfg.entry_max_wait_s if entry else cfg.timeout_s
 
     def _duplicate(self, client: Any, symbol: str, req: OrderRequest) -> OrderReply:
         """-4116 for ``req``: is the open order holding its client id ours? (see place_order)"""
@@ -319,7 +293,7 @@ class CcxtExchange:
             return OrderReply(CallResult.UNKNOWN, str(Reason.MARKETS_UNAVAILABLE))
         except UnknownSymbol:
             return OrderReply(CallResult.UNKNOWN, str(Reason.BAD_SYMBOL))
-        client.ps_priority, client.ps_max_wait = budget
+        arm(client, *budget)
         reply, _ = self._by_client_id(op, client, symbol, key, client_id, trigger)
         return reply
 
@@ -370,8 +344,7 @@ class CcxtExchange:
         started = self._clock.now()
         try:
             client = self.pool.client()
-            client.ps_priority = Priority.READ
-            client.ps_max_wait = self.config.timeout_s
+            arm(client, Priority.READ, self.config.timeout_s)
             raw_positions = client.fetch_positions()
             plain = client.fetch_open_orders()
             conditional = client.fetch_open_orders(None, None, None, dict(self.venue.trigger_flag))
@@ -399,8 +372,8 @@ class CcxtExchange:
         at = self._clock.now()
         try:
             client = self.pool.client()
-            symbol = self.unified(key.symbol)
-            rules = self.market_rules(key.symbol)
+            symbol = self.pool.unified(key.symbol)
+            rules = self.pool.market_rules(key.symbol)
         except MarketsUnavailable as exc:
             log.warning("%s market: %s", key, exc)
             return MarketReply(
@@ -414,10 +387,8 @@ class CcxtExchange:
         except Exception as exc:  # reading the market's rules: nothing was sent
             log.error("%s market: no market rules (%s)", key, describe(exc))
             return MarketReply(CallResult.UNKNOWN, at=at, reason=local_reason(exc))
-        client.ps_priority = Priority.RESOLVE
-        client.ps_max_wait = self.config.resolve_max_wait_s
+        arm(client, Priority.RESOLVE, self.config.resolve_max_wait_s)
         at = self._clock.now()
-        client.ps_sent = False
         try:
             ticker = client.fetch_mark_price(symbol)
         except Exception as exc:

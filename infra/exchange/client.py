@@ -39,6 +39,7 @@ from infra.exchange.limits import AccountLimiter, Cost, Priority, limits_from_ex
 from infra.exchange.venues import Credentials, Venue, VenueConfig
 
 __all__ = [
+    "arm",
     "client_class",
     "configure_limits",
     "error_code",
@@ -223,6 +224,15 @@ def client_class(venue: Venue) -> type[Any]:
         Client.__name__ = Client.__qualname__ = f"Ps{venue.ccxt_class}"
         _CLASSES[venue.name] = Client
         return Client
+
+
+def arm(client: Any, priority: Priority, max_wait: float) -> None:
+    """Before a call on a hooked ``client`` (on its own thread): the limiter's priority and
+    wait bound for the call's requests, and the client's mark of a request that left
+    (``ps_sent``) cleared."""
+    client.ps_priority = priority
+    client.ps_max_wait = max_wait
+    client.ps_sent = False
 
 
 def new_client(

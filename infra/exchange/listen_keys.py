@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from infra.exchange.client import arm
 from infra.exchange.errors import describe, wire_of
 from infra.exchange.limits import Priority
 from infra.exchange.pool import ClientPool
@@ -63,8 +64,7 @@ class ListenKeys:
     def _call(self, method: str, name: str) -> Any:
         try:
             client = self._pool.client()
-            client.ps_priority = Priority.READ
-            client.ps_max_wait = self._pool.config.timeout_s
+            arm(client, Priority.READ, self._pool.config.timeout_s)
             return getattr(client, name)()
         except Exception as exc:
             info = wire_of(exc)

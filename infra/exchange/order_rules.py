@@ -13,6 +13,7 @@ failure, never an unknown outcome.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import ccxt
@@ -35,6 +36,25 @@ class Refusal(Exception):
         self.detail = detail
 
 
+def _rounded(
+    to_precision: Callable[[str, float], object],
+    symbol: str,
+    value: float,
+    reason: Reason,
+    what: str,
+) -> tuple[str, float]:
+    """``value`` through ccxt's ``amount_to_precision`` / ``price_to_precision`` (text and
+    number); a result of zero (ccxt raises ``InvalidOrder`` for it) is a :class:`Refusal`."""
+    try:
+        text = str(to_precision(symbol, value))
+    except ccxt.InvalidOrder:  # rounded to zero
+        raise Refusal(reason, f"{what} rounds to zero on this market") from None
+    number = float(text)
+    if not number > 0:
+        raise Refusal(reason, f"{what} rounds to {text}")
+    return text, number
+
+
 def amount_on_rules(client: Any, symbol: str, qty: float, rules: MarketRules) -> float:
     """``qty`` on the market's step, checked against its bounds (raises :class:`Refusal`).
 
@@ -51,15 +71,13 @@ def amount_on_rules(client: Any, symbol: str, qty: float, rules: MarketRules) ->
         raise Refusal(
             Reason.INVALID_AMOUNT, f"quantity {qty!r} is below one step {rules.step_size}"
         )
-    try:
-        text = str(client.amount_to_precision(symbol, qty if snapped is None else float(snapped)))
-    except ccxt.InvalidOrder:  # truncated to zero
-        raise Refusal(
-            Reason.INVALID_AMOUNT, f"quantity {qty!r} rounds to zero on this market"
-        ) from None
-    amount = float(text)
-    if not amount > 0:
-        raise Refusal(Reason.INVALID_AMOUNT, f"quantity {qty!r} rounds to {text}")
+    text, amount = _rounded(
+        client.amount_to_precision,
+        symbol,
+        qty if snapped is None else float(snapped),
+        Reason.INVALID_AMOUNT,
+        f"quantity {qty!r}",
+    )
     if rules.min_qty is not None and amount < rules.min_qty * (1.0 - QTY_EPS):
         raise Refusal(Reason.INVALID_AMOUNT, f"quantity {qty!r} ({text}) below min {rules.min_qty}")
     if rules.max_qty is not None and amount > rules.max_qty * (1.0 + QTY_EPS):
@@ -77,15 +95,9 @@ def price_on_rules(client: Any, symbol: str, price: float | None, rules: MarketR
         raise Refusal(Reason.INVALID_PRICE, f"price {price!r} is not a positive number")
     if rules.max_price is not None and price > rules.max_price:
         raise Refusal(Reason.INVALID_PRICE, f"price {price!r} above max {rules.max_price}")
-    try:
-        text = str(client.price_to_precision(symbol, price))
-    except ccxt.InvalidOrder:  # rounded to zero
-        raise Refusal(
-            Reason.INVALID_PRICE, f"price {price!r} rounds to zero on this market"
-        ) from None
-    rounded = float(text)
-    if not rounded > 0:
-        raise Refusal(Reason.INVALID_PRICE, f"price {price!r} rounds to {text}")
+    text, rounded = _rounded(
+        client.price_to_precision, symbol, price, Reason.INVALID_PRICE, f"price {price!r}"
+    )
     if rules.min_price is not None and rounded < rules.min_price:
         raise Refusal(Reason.INVALID_PRICE, f"price {price!r} ({text}) below min")
     if rules.max_price is not None and rounded > rules.max_price:

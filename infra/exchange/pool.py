@@ -32,7 +32,7 @@ from typing import Any
 from actors.model import MarketRules
 from infra.exchange.client import client_class, new_client
 from infra.exchange.errors import describe
-from infra.exchange.limits import AccountLimiter
+from infra.exchange.limits import AccountLimiter, Limit
 from infra.exchange.translate import rules_of_market
 from infra.exchange.venues import Credentials, Venue, VenueConfig
 
@@ -52,7 +52,9 @@ class UnknownSymbol(KeyError):
 class ClientPool:
     """The per-thread ccxt clients of ``account`` and the venue's markets (module docstring).
 
-    ``limiter`` is the account's (None: no limiter). Call :meth:`close` at shutdown.
+    The pool holds the account's limiter (:attr:`limiter`, None with
+    ``enable_rate_limit=False`` or a venue without limits), shared by every client. Call
+    :meth:`close` at shutdown.
     """
 
     def __init__(
@@ -61,13 +63,19 @@ class ClientPool:
         venue: Venue,
         config: VenueConfig,
         credentials: Credentials,
-        limiter: AccountLimiter | None,
     ) -> None:
         self.account = account
         self.venue = venue
         self.config = config
         self._credentials = credentials
-        self.limiter = limiter
+        self.limiter: AccountLimiter | None = (
+            AccountLimiter(
+                [Limit(kind, window, limit) for kind, window, limit in venue.rate_limits],
+                reserve=config.limiter_reserve,
+            )
+            if config.enable_rate_limit and venue.rate_limits
+            else None
+        )
         client_class(venue)  # an unknown ccxt class fails here, at construction
         self._local = threading.local()
         self._lock = threading.Lock()  # the client registry

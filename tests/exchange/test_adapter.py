@@ -83,11 +83,11 @@ def test_bad_configuration_is_refused() -> None:
 
 
 def test_symbol_mapping(exchange: CcxtExchange) -> None:
-    assert exchange.unified("BTCUSDT") == "BTC/USDT:USDT"
-    assert exchange.exchange_id("ETH/USDT:USDT") == "ETHUSDT"
+    assert exchange.pool.unified("BTCUSDT") == "BTC/USDT:USDT"
+    assert exchange.pool.exchange_id("ETH/USDT:USDT") == "ETHUSDT"
     assert "SOLUSDT" in exchange.symbols
     with pytest.raises(UnknownSymbol):
-        exchange.unified("NOPEUSDT")
+        exchange.pool.unified("NOPEUSDT")
     reply = exchange.place_order(entry("ps1e1", key=Key(ACCOUNT, "NOPEUSDT")))
     assert (reply.result, reply.reason) == (CallResult.REJECTED, "bad_symbol")
 
