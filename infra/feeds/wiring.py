@@ -67,7 +67,9 @@ def _listen_keys(accounts: Iterable[str] | None, name: str) -> ListenKeySource:
     keys = getattr(adapter, "listen_keys", None)
     if isinstance(keys, ListenKeySource):
         return keys
-    log.warning("account %s: no exchange adapter gives listen keys; no user stream", name)
+    log.warning(
+        "account %s: no exchange adapter gives listen keys: its user stream cannot connect", name
+    )
     return _NoListenKeys(name)
 
 

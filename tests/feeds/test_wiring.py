@@ -12,6 +12,7 @@ from infra.config import parse_config
 from infra.exchange import CcxtExchange
 from infra.feeds import (
     FeedMetrics,
+    ListenKeyError,
     MarkPriceFeed,
     SignalFeedClient,
     UserDataStream,
@@ -151,3 +152,15 @@ def test_exchange_streams_off_and_no_signal_url(sim: SimExchange, local: Local) 
     ]
     market = next(f for f in both if isinstance(f, MarkPriceFeed))
     assert market.accounts == (ACCOUNT, "second")
+
+
+def test_a_user_stream_without_an_exchange_adapter_cannot_get_a_listen_key(
+    sim: SimExchange, local: Local
+) -> None:
+    """Listen keys come only from the account's adapter (its client and limiter): given
+    account names alone, the stream says it has none instead of calling the exchange."""
+    feeds = feeds_from_config(config(sim, None), local.sup, None, accounts=[ACCOUNT])
+    (user,) = [f for f in feeds if isinstance(f, UserDataStream)]
+    with pytest.raises(ListenKeyError, match="no exchange adapter"):
+        user.listen_keys.create()
+    assert sim.listen_keys() == []
