@@ -9,7 +9,8 @@ by ``rateLimit`` × cost (a Binance order: 50 ms × 4), so a stop-loss waits 200
 entry before it, and a burst the exchange would take at once is spread over seconds.
 
 :class:`AccountLimiter` replaces it for one account (one per
-:class:`~infra.exchange.ccxt_adapter.CcxtExchange`, shared by the account's threads):
+:class:`~infra.exchange.pool.ClientPool`, i.e. per adapter, shared by the account's threads
+and every call their clients make, the user stream's listen key included):
 
 * **The limits** are the venue's published defaults until the exchange's ``exchangeInfo``
   is read (:meth:`AccountLimiter.configure`, called when the markets load).
