@@ -20,9 +20,9 @@ from infra.feeds.parsing import (
 from infra.feeds.signals import SignalFeedClient, SignalFeedStats, TokenBucket
 from infra.feeds.sink import FeedSink, SyncRequest
 from infra.feeds.user_stream import (
-    ListenKeyClient,
     ListenKeyError,
     ListenKeyMissing,
+    ListenKeySource,
     UserDataStream,
 )
 from infra.feeds.wiring import Feed, feeds_from_config
@@ -35,9 +35,9 @@ __all__ = [
     "Feed",
     "FeedMetrics",
     "FeedSink",
-    "ListenKeyClient",
     "ListenKeyError",
     "ListenKeyMissing",
+    "ListenKeySource",
     "MarkPrice",
     "MarkPriceFeed",
     "NullFeedMetrics",
