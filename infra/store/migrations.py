@@ -40,7 +40,7 @@ Version 3 (I7, one owner fenced; one installation per account):
 * ``leases``: one row per account: the fencing token ``epoch`` (+1 at each takeover), the
   owner (process id, host, pid, a process token for the same-host liveness check), when
   this epoch began (``since``) and ``expires_at`` (the database's clock). Every commit of
-  an account's state checks its epoch here (:mod:`infra.store._commit_sql`).
+  an account's state checks its epoch here (:mod:`infra.store.commit_sql`).
 * ``lease_epochs``: one row per epoch ever granted (owner, acquired, last expiry, release):
   who owned an account when (audits, the failover trial).
 * ``supervisor_processes``: every running process's heartbeat (what it owns, waits for).
@@ -50,7 +50,7 @@ Version 3 (I7, one owner fenced; one installation per account):
 Version 4: ``symbol_controls``, one row per ``(account, symbol)`` an operator or the restart
 policy stopped entries on: ``paused`` (an operator's pause, with when and why) and
 ``quarantined`` (repeated crashes; lifted by an operator), so that a restart keeps both.
-Written with the journal event that changes them (:mod:`infra.store._commit_sql`). (Version 3
+Written with the journal event that changes them (:mod:`infra.store.commit_sql`). (Version 3
 is another change's; versions apply in order, whichever of them a database lacks.)
 
 Version 5 (a storage plan for a year): ``journal`` and ``signals`` are partitioned by the

@@ -9,7 +9,7 @@ account (:meth:`LeaseStore.acquire`) only when its lease is free (released, or n
 expired, its own, or held by a process that is certainly dead (same kernel boot and PID
 namespace, and no process with that pid and start time: the *same-host fast path*, see
 :func:`process_gone`). Every commit of the account's state carries the epoch and the
-database refuses a stale one (:mod:`infra.store._commit_sql`); the takeover locks the lease
+database refuses a stale one (:mod:`infra.store.commit_sql`); the takeover locks the lease
 row ``FOR UPDATE`` first, so it waits for commits in flight (which hold it ``FOR KEY SHARE``)
 and every commit that follows it sees the new epoch. Times are the database's (``now()``):
 the hosts' clocks never decide who owns an account.

@@ -74,7 +74,7 @@ from actors.ports import (
     StoreUnavailable,
 )
 from actors.state import Commit, JournalEvent, Position, SignalRecord
-from infra.store import _commit_sql, codec
+from infra.store import codec, commit_sql
 from infra.store.deadline import Watch, Watchdog, WatchdogClosed
 from infra.store.migrations import migrate
 
@@ -172,7 +172,7 @@ _OPEN_OF_KEY = (
     f"WHERE account = %s AND symbol = %s AND status IN {_NON_TERMINAL}"
 )
 _READ_ONLY = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-_O_FIELDS = tuple(name for name, _ in _commit_sql.ORDER_FIELDS)
+_O_FIELDS = tuple(name for name, _ in commit_sql.ORDER_FIELDS)
 
 
 def _group_positions(rows: Sequence[Sequence[Any]]) -> list[Position]:
@@ -398,25 +398,25 @@ class PostgresStore:
         journal events with the cause, and the signal record (once per account and signal
         id). All or nothing; raises as the module docstring says.
 
-        One statement (:mod:`infra.store._commit_sql`) between ``BEGIN`` and ``COMMIT``,
+        One statement (:mod:`infra.store.commit_sql`) between ``BEGIN`` and ``COMMIT``,
         bounded as the module docstring says. Orders this store wrote unchanged at the
         expected version are not written again. A ``control`` change (pause, quarantine;
         only without a position) is written to ``symbol_controls`` in the same statement."""
         pos = commit.position
         control = commit.control
         if control is not None:
-            if pos is not None or control.flag not in _commit_sql.CONTROL:
+            if pos is not None or control.flag not in commit_sql.CONTROL:
                 raise StoreRejected(
                     f"commit for {commit.key}: a control change ({control.flag!r}) goes "
                     "without a position"
                 )
-            stmt = _commit_sql.CONTROL[control.flag]
+            stmt = commit_sql.CONTROL[control.flag]
         elif pos is None:
-            stmt = _commit_sql.EVENTS_ONLY
+            stmt = commit_sql.EVENTS_ONLY
         elif commit.expected_version == 0:
-            stmt = _commit_sql.INSERT
+            stmt = commit_sql.INSERT
         else:
-            stmt = _commit_sql.UPDATE
+            stmt = commit_sql.UPDATE
         what = f"commit for {commit.key}"
         epoch: int | None = None
         if self._epochs is not None:
