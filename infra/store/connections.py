@@ -34,10 +34,30 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from actors.ports import StoreError, StoreUnavailable
 from infra.store.deadline import Watch, Watchdog, WatchdogClosed
 
-__all__ = ["Conn", "Connections", "StoreRejected", "connection_kwargs", "looks_dead", "rollback"]
+__all__ = [
+    "KEEPALIVES",
+    "Conn",
+    "Connections",
+    "StoreRejected",
+    "connection_kwargs",
+    "looks_dead",
+    "rollback",
+]
 
 Conn = psycopg.Connection[TupleRow]
 T = TypeVar("T")
+
+KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+"""How a connection notices a dead peer over TCP (ignored by libpq on a Unix socket): on an
+idle connection after 5 s and three probes 2 s apart, with unacknowledged data after 10 s,
+without waiting for the OS defaults. Every connection of ours (the store's pool, the lease
+store's, the account lock's with longer probes) uses them."""
 
 
 class StoreRejected(StoreError):
@@ -81,13 +101,7 @@ def connection_kwargs(dsn: str) -> dict[str, Any]:
     defaults: dict[str, Any] = {
         "application_name": "position-supervisor",
         "connect_timeout": 2,  # libpq's minimum; the pool connects on its own threads
-        # Ignored by libpq on a Unix socket; over TCP they notice a dead peer on an idle
-        # connection, and unacknowledged data, without waiting for the OS defaults.
-        "keepalives": 1,
-        "keepalives_idle": 5,
-        "keepalives_interval": 2,
-        "keepalives_count": 3,
-        "tcp_user_timeout": 10_000,
+        **KEEPALIVES,
     }
     for param, value in defaults.items():
         if param not in given:
