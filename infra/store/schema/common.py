@@ -1,5 +1,5 @@
-"""What several schema versions write the same way: the status lists and the triggers that
-keep the history append-only.
+"""What several schema versions write the same way: the status lists, the columns of the
+signal history and the triggers that keep the history append-only.
 
 Spelled out literally, not derived from the Python enums: a released migration's text (its
 checksum) must never change when the code does (``tests/store/test_migrations.py`` checks
@@ -8,7 +8,7 @@ that the lists still match the enums, and pins every released migration's checks
 
 from __future__ import annotations
 
-__all__ = ["HISTORY_APPEND_ONLY", "NON_TERMINAL_SQL", "STATUS_SQL"]
+__all__ = ["HISTORY_APPEND_ONLY", "NON_TERMINAL_SQL", "SIGNAL_COLUMNS", "STATUS_SQL"]
 
 NON_TERMINAL_SQL = "('pending_entry', 'entry_placed', 'pending_sl', 'active', 'closing')"
 STATUS_SQL = (
@@ -26,3 +26,16 @@ CREATE TRIGGER signals_no_truncate BEFORE TRUNCATE ON signals
 """
 """The triggers that refuse UPDATE, DELETE and TRUNCATE on ``journal`` and ``signals``
 (versions 1 and 5, which makes the tables anew)."""
+
+SIGNAL_COLUMNS = """    account     text NOT NULL,
+    symbol      text NOT NULL,
+    signal_id   text NOT NULL CHECK (length(signal_id) <= 1024),
+    source      text NOT NULL CHECK (length(source) <= 1024),
+    outcome     text NOT NULL CHECK (outcome IN ('accepted', 'duplicate', 'cooldown', 'rejected')),
+    reason      text NOT NULL CHECK (length(reason) <= 8192),
+    at          double precision NOT NULL CHECK (abs(at) < 'Infinity'),
+    position_id bigint,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+"""
+"""The columns of ``signals`` from ``account`` to ``recorded_at`` with their checks (versions 1
+and 5; the table's key and ``retry`` differ between them)."""

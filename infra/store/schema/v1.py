@@ -16,7 +16,12 @@ Released: never edit it (its checksum is recorded in every database); add a vers
 
 from __future__ import annotations
 
-from infra.store.schema.common import HISTORY_APPEND_ONLY, NON_TERMINAL_SQL, STATUS_SQL
+from infra.store.schema.common import (
+    HISTORY_APPEND_ONLY,
+    NON_TERMINAL_SQL,
+    SIGNAL_COLUMNS,
+    STATUS_SQL,
+)
 
 __all__ = ["SQL"]
 
@@ -100,16 +105,7 @@ CREATE INDEX journal_by_position ON journal (position_id, id) WHERE position_id 
 
 CREATE TABLE signals (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    account     text NOT NULL,
-    symbol      text NOT NULL,
-    signal_id   text NOT NULL CHECK (length(signal_id) <= 1024),
-    source      text NOT NULL CHECK (length(source) <= 1024),
-    outcome     text NOT NULL CHECK (outcome IN ('accepted', 'duplicate', 'cooldown', 'rejected')),
-    reason      text NOT NULL CHECK (length(reason) <= 8192),
-    at          double precision NOT NULL CHECK (abs(at) < 'Infinity'),
-    position_id bigint,
-    recorded_at timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT signals_once UNIQUE (account, signal_id)
+{SIGNAL_COLUMNS}    CONSTRAINT signals_once UNIQUE (account, signal_id)
 );
 
 CREATE INDEX signals_by_key ON signals (account, symbol, id);

@@ -17,7 +17,7 @@ Released: never edit it (its checksum is recorded in every database); add a vers
 
 from __future__ import annotations
 
-from infra.store.schema.common import HISTORY_APPEND_ONLY, STATUS_SQL
+from infra.store.schema.common import HISTORY_APPEND_ONLY, SIGNAL_COLUMNS, STATUS_SQL
 
 __all__ = ["SQL"]
 
@@ -79,16 +79,9 @@ ALTER SEQUENCE journal_ids OWNED BY journal.id;
 
 CREATE TABLE signals (
     id          bigint NOT NULL DEFAULT nextval('signal_rows'),
-    account     text NOT NULL,
-    symbol      text NOT NULL,
-    signal_id   text NOT NULL CHECK (length(signal_id) <= 1024),
-    source      text NOT NULL CHECK (length(source) <= 1024),
-    outcome     text NOT NULL CHECK (outcome IN ('accepted', 'duplicate', 'cooldown', 'rejected')),
-    reason      text NOT NULL CHECK (length(reason) <= 8192),
-    at          double precision NOT NULL CHECK (abs(at) < 'Infinity'),
-    position_id bigint,
-    recorded_at timestamptz NOT NULL DEFAULT now(),
-    retry       boolean NOT NULL DEFAULT false
+"""
+    + SIGNAL_COLUMNS
+    + """    retry       boolean NOT NULL DEFAULT false
 ) PARTITION BY RANGE (recorded_at);
 ALTER SEQUENCE signal_rows OWNED BY signals.id;
 
