@@ -42,28 +42,6 @@ __all__ = [
     "commit_values",
 ]
 
-_POS_TYPES = {"id": "bigint", "version": "bigint"}
-_POS_INT = {"stop_seq", "close_seq", "sl_failures"}
-_POS_TEXT = {
-    "account",
-    "symbol",
-    "side",
-    "status",
-    "source",
-    "signal_id",
-    "close_reason",
-    "fail_reason",
-}
-
-
-def _ptype(col: str) -> str:
-    if col in _POS_TYPES:
-        return _POS_TYPES[col]
-    if col in _POS_INT:
-        return "integer"
-    return "text" if col in _POS_TEXT else "double precision"
-
-
 ORDER_FIELDS: tuple[tuple[str, str], ...] = (
     ("client_id", "text"),
     ("ord", "integer"),
@@ -142,7 +120,7 @@ _UPDATE = (
     + "p AS (UPDATE positions SET ("
     + ", ".join(_UPD_COLS)
     + ") = ROW("
-    + ", ".join(f"%({c})s::{_ptype(c)}" for c in _UPD_COLS)
+    + ", ".join(f"%({c})s::{codec.POSITION_COLUMN_TYPES[c]}" for c in _UPD_COLS)
     + ") WHERE id = %(id)s::bigint AND account = %(account)s::text "
     "AND symbol = %(symbol)s::text AND version = %(expected)s::bigint "
     f"AND {_FENCED} RETURNING id), "
@@ -158,7 +136,7 @@ _INSERT = (
     + "p AS (INSERT INTO positions ("
     + ", ".join(codec.POSITION_COLUMNS)
     + ") SELECT "
-    + ", ".join(f"%({c})s::{_ptype(c)}" for c in codec.POSITION_COLUMNS)
+    + ", ".join(f"%({c})s::{codec.POSITION_COLUMN_TYPES[c]}" for c in codec.POSITION_COLUMNS)
     + f" WHERE {_FENCED} RETURNING id), "
     + _ORDERS_WRITE
     + _EVENTS.format(where=_GATE, where_and=_GATE + "AND ")

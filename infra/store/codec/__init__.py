@@ -17,6 +17,7 @@ from infra.store.codec._json import (
 )
 from infra.store.codec._rows import (
     ORDER_COLUMNS,
+    POSITION_COLUMN_TYPES,
     POSITION_COLUMNS,
     event_from_row,
     order_from_row,
@@ -32,6 +33,7 @@ __all__ = [
     "MESSAGE_TYPES",
     "ORDER_COLUMNS",
     "POSITION_COLUMNS",
+    "POSITION_COLUMN_TYPES",
     "CodecError",
     "decode_message",
     "dumps",

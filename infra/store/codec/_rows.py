@@ -13,6 +13,7 @@ their string value. Pure functions, no I/O, safe from any thread; encoders raise
 from __future__ import annotations
 
 import enum
+import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from actors.state import JournalEvent, Position, SignalOutcome, SignalRecord
 __all__ = [
     "ORDER_COLUMNS",
     "POSITION_COLUMNS",
+    "POSITION_COLUMN_TYPES",
     "event_from_row",
     "order_from_row",
     "order_params",
@@ -31,34 +33,40 @@ __all__ = [
     "signal_params",
 ]
 
-POSITION_COLUMNS: tuple[str, ...] = (
-    "id",
-    "account",
-    "symbol",
-    "side",
-    "status",
-    "source",
-    "signal_id",
-    "requested_qty",
-    "qty",
-    "stop_price",
-    "entry_price",
-    "take_profit",
-    "trailing_distance",
-    "best_price",
-    "close_reason",
-    "fail_reason",
-    "created_at",
-    "updated_at",
-    "filled_at",
-    "protected_at",
-    "closed_at",
-    "stop_seq",
-    "close_seq",
-    "sl_failures",
-    "sl_since",
-    "version",
+POSITION_COLUMN_TYPES: Mapping[str, str] = types.MappingProxyType(
+    {
+        "id": "bigint",
+        "account": "text",
+        "symbol": "text",
+        "side": "text",
+        "status": "text",
+        "source": "text",
+        "signal_id": "text",
+        "requested_qty": "double precision",
+        "qty": "double precision",
+        "stop_price": "double precision",
+        "entry_price": "double precision",
+        "take_profit": "double precision",
+        "trailing_distance": "double precision",
+        "best_price": "double precision",
+        "close_reason": "text",
+        "fail_reason": "text",
+        "created_at": "double precision",
+        "updated_at": "double precision",
+        "filled_at": "double precision",
+        "protected_at": "double precision",
+        "closed_at": "double precision",
+        "stop_seq": "integer",
+        "close_seq": "integer",
+        "sl_failures": "integer",
+        "sl_since": "double precision",
+        "version": "bigint",
+    }
 )
+"""The columns of ``positions`` in the order the store reads and writes them, with their SQL
+types (the commit statement casts its parameters to them)."""
+
+POSITION_COLUMNS: tuple[str, ...] = tuple(POSITION_COLUMN_TYPES)
 """Column order of ``positions`` as read and written by the store."""
 
 ORDER_COLUMNS: tuple[str, ...] = (
