@@ -16,8 +16,8 @@ import psycopg.errors
 
 from actors.ports import Fenced, SignalSeen, StaleVersion
 from actors.state import Commit, Position
+from infra.store.codec import NON_TERMINAL_SQL
 from infra.store.connections import Conn, StoreRejected
-from infra.store.reads import NON_TERMINAL_SQL
 
 __all__ = [
     "check_commit",

@@ -75,7 +75,6 @@ from infra.store.connections import Conn, Connections, StoreRejected, rollback
 from infra.store.deadline import Watch
 from infra.store.migrations import migrate
 from infra.store.reads import (
-    NON_TERMINAL_SQL,
     POSITIONS_WITH_ORDERS,
     SIGNAL_COLS,
     JournalEntry,
@@ -92,7 +91,7 @@ __all__ = ["JournalEntry", "PostgresStore", "StoreRejected", "SymbolControl"]
 _LATEST_OF_KEY = (
     POSITIONS_WITH_ORDERS + "WHERE p.id = (SELECT id FROM positions "
     "WHERE account = %s AND symbol = %s "
-    f"ORDER BY status IN {NON_TERMINAL_SQL} DESC, id DESC LIMIT 1) "
+    f"ORDER BY status IN {codec.NON_TERMINAL_SQL} DESC, id DESC LIMIT 1) "
     "ORDER BY o.ord"
 )
 _KEY_FACTS = (

@@ -32,14 +32,13 @@ from typing import Any
 import psycopg
 
 from actors.messages import Message
-from actors.model import NON_TERMINAL, Key
+from actors.model import Key
 from actors.ports import StoreUnavailable
 from actors.state import JournalEvent, Position, SignalRecord
 from infra.store import codec
 from infra.store.connections import Conn, Connections
 
 __all__ = [
-    "NON_TERMINAL_SQL",
     "POSITIONS_WITH_ORDERS",
     "SIGNAL_COLS",
     "AccountOwner",
@@ -172,9 +171,6 @@ def installation_view(dsn: str, accounts: Iterable[str], timeout_s: int = 5) -> 
 
 # --- history, on the store's pool ---------------------------------------------------------
 
-NON_TERMINAL_SQL = "(" + ", ".join(f"'{s.value}'" for s in NON_TERMINAL) + ")"
-"""The non-terminal statuses as an SQL list, for ``status IN ...``."""
-
 _P_COLS = ", ".join(f"p.{c}" for c in codec.POSITION_COLUMNS)
 _O_COLS = ", ".join(f"o.{c}" for c in codec.ORDER_COLUMNS)
 _NP = len(codec.POSITION_COLUMNS)
@@ -283,7 +279,7 @@ class StoreReads:
             where.append("p.account = %s")
             params.append(account)
         if not include_terminal:
-            where.append(f"p.status IN {NON_TERMINAL_SQL}")
+            where.append(f"p.status IN {codec.NON_TERMINAL_SQL}")
         sql = POSITIONS_WITH_ORDERS
         if where:
             sql += "WHERE " + " AND ".join(where) + " "

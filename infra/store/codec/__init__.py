@@ -16,6 +16,7 @@ from infra.store.codec._json import (
     to_json,
 )
 from infra.store.codec._rows import (
+    NON_TERMINAL_SQL,
     ORDER_COLUMNS,
     POSITION_COLUMN_TYPES,
     POSITION_COLUMNS,
@@ -31,6 +32,7 @@ from infra.store.codec._rows import (
 __all__ = [
     "JSON",
     "MESSAGE_TYPES",
+    "NON_TERMINAL_SQL",
     "ORDER_COLUMNS",
     "POSITION_COLUMNS",
     "POSITION_COLUMN_TYPES",

@@ -17,10 +17,20 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from actors.model import CloseReason, Key, OrderKind, OrderRecord, OrderState, Side, Status
+from actors.model import (
+    NON_TERMINAL,
+    CloseReason,
+    Key,
+    OrderKind,
+    OrderRecord,
+    OrderState,
+    Side,
+    Status,
+)
 from actors.state import JournalEvent, Position, SignalOutcome, SignalRecord
 
 __all__ = [
+    "NON_TERMINAL_SQL",
     "ORDER_COLUMNS",
     "POSITION_COLUMNS",
     "POSITION_COLUMN_TYPES",
@@ -32,6 +42,9 @@ __all__ = [
     "signal_from_row",
     "signal_params",
 ]
+
+NON_TERMINAL_SQL = "(" + ", ".join(f"'{s.value}'" for s in NON_TERMINAL) + ")"
+"""The non-terminal statuses as an SQL list, for ``status IN ...``."""
 
 POSITION_COLUMN_TYPES: Mapping[str, str] = types.MappingProxyType(
     {

@@ -17,10 +17,9 @@ import time
 from collections.abc import Callable, Iterator
 
 import psycopg
-from psycopg.rows import TupleRow
 
 from actors.ports import StoreUnavailable
-from infra.store.connections import KEEPALIVES
+from infra.store.connections import KEEPALIVES, Conn
 from infra.store.deadline import Watchdog, WatchdogClosed
 from infra.store.keys import ACCOUNT_PREFIX, advisory_key, split_key
 
@@ -28,7 +27,6 @@ __all__ = ["AccountLock", "AccountLocked", "account_lock_key"]
 
 log = logging.getLogger(__name__)
 
-Conn = psycopg.Connection[TupleRow]
 
 _HOLDER_SQL = (
     "SELECT l.pid, a.application_name, coalesce(a.client_addr::text, 'local'), "

@@ -15,15 +15,13 @@ from typing import TypeVar
 
 import psycopg
 import psycopg.errors
-from psycopg.rows import TupleRow
 
 from actors.ports import StoreError, StoreUnavailable
-from infra.store.connections import KEEPALIVES
+from infra.store.connections import KEEPALIVES, Conn
 from infra.store.deadline import Watchdog, WatchdogClosed
 
 __all__ = ["BoundedConnection", "Conn"]
 
-Conn = psycopg.Connection[TupleRow]
 T = TypeVar("T")
 
 
