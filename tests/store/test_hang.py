@@ -235,7 +235,7 @@ def test_tcp_connections_get_keepalives_and_a_user_timeout(pg_dsn: str) -> None:
     these on the Unix socket of the embedded server, but they are set for every connection."""
     with PostgresStore(pg_dsn, migrate_schema=False, pool_min=1, pool_max=1) as store:
         store.ping()
-        with store._pool.connection(timeout=5) as conn:
+        with store._db.pool.connection(timeout=5) as conn:
             params = conn.info.get_parameters()
     assert params.get("keepalives_idle") == "5"
     assert params.get("tcp_user_timeout") == "10000"

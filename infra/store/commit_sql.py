@@ -1,4 +1,6 @@
-"""The one statement that writes a commit (used by :meth:`PostgresStore.commit`).
+"""The one statement that writes a commit, and its values (used by
+:meth:`~infra.store.postgres.PostgresStore.commit` on the committing actor's thread; pure, no
+I/O; :func:`commit_values` raises ``TypeError``/``ValueError`` for what it cannot encode).
 
 A single ``WITH`` statement in autocommit mode is one transaction and one round trip. Every
 write in it is gated on the position write (``EXISTS (SELECT 1 FROM p)``), so a stale version
@@ -24,32 +26,21 @@ then neither parses the query nor dumps dozens of parameters on every commit.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
+from actors.model import OrderRecord
+from actors.state import Commit
 from infra.store import codec
 
-__all__ = ["CONTROL", "EVENTS_ONLY", "INSERT", "ORDER_FIELDS", "UPDATE", "Statement"]
-
-_POS_TYPES = {"id": "bigint", "version": "bigint"}
-_POS_INT = {"stop_seq", "close_seq", "sl_failures"}
-_POS_TEXT = {
-    "account",
-    "symbol",
-    "side",
-    "status",
-    "source",
-    "signal_id",
-    "close_reason",
-    "fail_reason",
-}
-
-
-def _ptype(col: str) -> str:
-    if col in _POS_TYPES:
-        return _POS_TYPES[col]
-    if col in _POS_INT:
-        return "integer"
-    return "text" if col in _POS_TEXT else "double precision"
-
+__all__ = [
+    "CONTROL",
+    "EVENTS_ONLY",
+    "INSERT",
+    "ORDER_FIELDS",
+    "UPDATE",
+    "Statement",
+    "commit_values",
+]
 
 ORDER_FIELDS: tuple[tuple[str, str], ...] = (
     ("client_id", "text"),
@@ -129,7 +120,7 @@ _UPDATE = (
     + "p AS (UPDATE positions SET ("
     + ", ".join(_UPD_COLS)
     + ") = ROW("
-    + ", ".join(f"%({c})s::{_ptype(c)}" for c in _UPD_COLS)
+    + ", ".join(f"%({c})s::{codec.POSITION_COLUMN_TYPES[c]}" for c in _UPD_COLS)
     + ") WHERE id = %(id)s::bigint AND account = %(account)s::text "
     "AND symbol = %(symbol)s::text AND version = %(expected)s::bigint "
     f"AND {_FENCED} RETURNING id), "
@@ -145,7 +136,7 @@ _INSERT = (
     + "p AS (INSERT INTO positions ("
     + ", ".join(codec.POSITION_COLUMNS)
     + ") SELECT "
-    + ", ".join(f"%({c})s::{_ptype(c)}" for c in codec.POSITION_COLUMNS)
+    + ", ".join(f"%({c})s::{codec.POSITION_COLUMN_TYPES[c]}" for c in codec.POSITION_COLUMNS)
     + f" WHERE {_FENCED} RETURNING id), "
     + _ORDERS_WRITE
     + _EVENTS.format(where=_GATE, where_and=_GATE + "AND ")
@@ -211,3 +202,63 @@ EVENTS_ONLY = Statement(_EVENTS_ONLY)
 
 CONTROL = {flag: Statement(_control(flag)) for flag in ("paused", "quarantined")}
 """A commit without a position that sets a stored flag of the symbol, by flag."""
+
+
+def commit_values(c: Commit, orders: Sequence[tuple[int, OrderRecord]]) -> dict[str, object]:
+    """Named values of the commit statement for ``c``, writing ``orders`` (``(index, order)``
+    of the position's orders to write; all of them or those that changed). ``epoch`` is
+    the caller's to add."""
+    cause_type, cause = codec.encode_message(c.cause)
+    events = [
+        {
+            "position_id": ev.position_id,
+            "kind": ev.kind,
+            "status_before": codec.row_json(ev.status_before),
+            "status_after": codec.row_json(ev.status_after),
+            "at": codec.row_json(ev.at),
+            "detail": codec.encode_detail(ev.detail),
+        }
+        for ev in c.events
+    ]
+    signals = []
+    if c.signal is not None:
+        r = c.signal
+        signals.append(
+            {
+                "account": r.key.account,
+                "symbol": r.key.symbol,
+                "signal_id": r.signal_id,
+                "source": r.source,
+                "outcome": codec.row_json(r.outcome),
+                "reason": r.reason,
+                "at": codec.row_json(r.at),
+                "position_id": r.position_id,
+                "retry": r.retry,
+            }
+        )
+    values: dict[str, object] = {
+        "account": c.key.account,
+        "symbol": c.key.symbol,
+        "cause_type": cause_type,
+        "cause": codec.dumps(cause),
+        "events": codec.dumps(events),
+        "signal": codec.dumps(signals),
+    }
+    if c.control is not None:
+        values.update(
+            value=c.control.value,
+            at=codec.row_json(c.events[0].at) if c.events else None,
+            note=c.control.note,
+        )
+    pos = c.position
+    if pos is None:
+        return values
+    values.update(zip(codec.POSITION_COLUMNS, codec.position_params(pos), strict=True))
+    values["expected"] = c.expected_version
+    values["orders"] = codec.dumps(
+        [
+            {name: codec.row_json(getattr(o, name)) if name != "ord" else i for name in _O_NAMES}
+            for i, o in orders
+        ]
+    )
+    return values
