@@ -61,6 +61,7 @@ from actors.state import ControlOutcome, Position
 from infra.config import Config
 from infra.http_server import BoundedHttpServer, HttpRequest, HttpResponse
 from supervision.live_view import ViewSource, build_view, render_page, view_json
+from supervision.presentation import exit_price, realised_pnl
 from supervision.supervisor import Supervisor, SupervisorStats
 
 __all__ = ["COMMANDS", "ControlCollector", "ControlServer", "ControlStats"]
@@ -596,8 +597,6 @@ class ControlServer(BoundedHttpServer):
 
     @staticmethod
     def _closed_words(pos: Position) -> str:
-        from supervision.cli import exit_price, realised_pnl  # noqa: PLC0415
-
         if pos.status is Status.FAILED:
             return f"position {pos.id} never filled: entry cancelled ({pos.fail_reason or '-'})"
         price, pnl = exit_price(pos), realised_pnl(pos)

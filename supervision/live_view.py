@@ -22,10 +22,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from actors.model import Key, OrderKind, Side
+from actors.model import Key, OrderKind
 from actors.position_actor import ActorCell
-from actors.state import JournalEvent, Position, SignalRecord
+from actors.state import JournalEvent, SignalRecord
 from infra.store.postgres import JournalEntry, SymbolControl
+from supervision.presentation import age_text, cause_text, control_doc, unrealised_pnl
 
 __all__ = [
     "ControlRow",
@@ -111,30 +112,10 @@ class LiveView:
     controls_error: str | None = None
 
 
-def _upnl(pos: Position, mark: float | None) -> float | None:
-    if mark is None or pos.entry_price is None or pos.qty <= 0:
-        return None
-    sign = 1.0 if pos.side is Side.LONG else -1.0
-    return sign * (mark - pos.entry_price) * pos.qty
-
-
-def cause_text(cause_type: str, data: Mapping[str, Any]) -> str:
-    """A journal row's cause in words: a signal's id and source, an operator and the reason
-    given, else the message type."""
-    if cause_type == "OpenSignal" and "signal_id" in data:
-        return f"signal {data.get('signal_id')} from {data.get('source', '?')}"
-    by = data.get("by")
-    if isinstance(by, str) and by:
-        note = data.get("note")
-        return f"{by}: {note}" if isinstance(note, str) and note else by
-    return cause_type
-
-
 def _journal_row(e: JournalEntry) -> JournalRow:
     ev: JournalEvent = e.event
     before = ev.status_before.value if ev.status_before else "-"
     after = ev.status_after.value if ev.status_after else "-"
-    data = e.cause_data if isinstance(e.cause_data, Mapping) else {}
     detail = ", ".join(f"{k}={v}" for k, v in sorted(ev.detail.items()))
     return JournalRow(
         ev.at,
@@ -142,7 +123,7 @@ def _journal_row(e: JournalEntry) -> JournalRow:
         ev.position_id,
         ev.kind,
         f"{before} -> {after}",
-        cause_text(e.cause_type, data),
+        cause_text(e.cause_type, e.cause_data),
         detail[:300],
     )
 
@@ -188,7 +169,7 @@ def build_view(
                     stop_resting=p.stop_confirmed,
                     stop_client_id=stop.client_id if stop is not None else None,
                     mark=mark,
-                    upnl=_upnl(p, mark),
+                    upnl=unrealised_pnl(p, mark),
                     age_s=max(0.0, now - p.created_at),
                     source=p.source,
                 )
@@ -262,17 +243,6 @@ def _ts(t: float | None) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(t))
 
 
-def _age(seconds: float) -> str:
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.2em;color:#1b1b1b;background:#fafafa}
 h1{font-size:1.3em;margin:0 0 .2em}h2{font-size:1.05em;margin:1.4em 0 .4em}
@@ -321,7 +291,7 @@ def _position_rows(view: LiveView) -> list[str]:
             f'<td class="stop-state" data-resting="{"yes" if p.stop_resting else "no"}">'
             f"{stop_state}</td>"
             f'<td class="n mark">{_num(p.mark)}</td><td class="n upnl{pnl_cls}">{_e(pnl)}</td>'
-            f'<td class="n age">{_age(p.age_s)}</td><td>{_e(p.source)}</td></tr>'
+            f'<td class="n age">{age_text(p.age_s)}</td><td>{_e(p.source)}</td></tr>'
         )
     return out
 
@@ -477,19 +447,7 @@ def view_json(view: LiveView) -> dict[str, Any]:
             }
             for p in view.positions
         ],
-        "controls": [
-            {
-                "account": c.key.account,
-                "symbol": c.key.symbol,
-                "paused": c.paused,
-                "paused_at": c.paused_at,
-                "paused_note": c.paused_note,
-                "quarantined": c.quarantined,
-                "quarantined_at": c.quarantined_at,
-                "quarantined_note": c.quarantined_note,
-            }
-            for c in view.controls
-        ],
+        "controls": [control_doc(c) for c in view.controls],
         "signals": [
             {
                 "at": s.at,
