@@ -15,6 +15,7 @@ import pytest
 
 from infra.config import ConfigError, parse_config
 from supervision import cli
+from supervision.cli.run import setup_run_logging
 from tests import pg
 from tests.process import log_budget
 
@@ -80,7 +81,7 @@ def test_the_log_file_rotates_by_size_and_keeps_backups(
     doc = _doc(file=str(path), max_bytes=4096, backups=3)
     doc["accounts"]["main"]["credentials"] = "env"
     cfg = parse_config(doc, env)
-    cli._logging(cfg, argparse.Namespace())
+    setup_run_logging(cfg, argparse.Namespace())
     log = logging.getLogger("test.rotation")
     for i in range(2000):  # about 200 KB of lines: many rollovers
         log.info("line %05d secret=%s", i, SECRET, extra={"key": "main:BTCUSDT"})
