@@ -91,6 +91,16 @@ log = logging.getLogger(__name__)
 _STOPPING = ("shutting_down", "stopped")
 
 
+def _notify(listeners: list[Callable[..., None]], what: str, *args: object) -> None:
+    """Call every listener with ``args`` (a copy of the list: one may be removed meanwhile);
+    one that raises is logged and the others still called."""
+    for listener in list(listeners):
+        try:
+            listener(*args)
+        except Exception:
+            log.exception("%s listener failed", what)
+
+
 @dataclass(frozen=True, slots=True)
 class SupervisorConfig:
     """Knobs of the supervisor; see the README's configuration section."""
@@ -360,25 +370,13 @@ class Supervisor:
         self._workers[effect.key.account].submit(effect)
 
     def request_sync(self, key: Key, reason: str) -> None:
-        for listener in list(self.sync_listeners):
-            try:
-                listener(key.account, reason)
-            except Exception:
-                log.exception("sync request listener failed")
+        _notify(self.sync_listeners, "sync request", key.account, reason)
 
     def signal_decided(self, record: SignalRecord) -> None:
-        for listener in list(self.signal_listeners):
-            try:
-                listener(record)
-            except Exception:
-                log.exception("signal outcome listener failed")
+        _notify(self.signal_listeners, "signal outcome", record)
 
     def control_decided(self, outcome: ControlOutcome) -> None:
-        for listener in list(self.control_listeners):
-            try:
-                listener(outcome)
-            except Exception:
-                log.exception("control outcome listener failed")
+        _notify(self.control_listeners, "control outcome", outcome)
 
     def clear_quarantine(self, key: Key) -> None:
         """Forget the key's crash history (an operator lifted its quarantine)."""
@@ -403,11 +401,7 @@ class Supervisor:
         return decision
 
     def not_owner(self, key: Key, why: str, certain: bool) -> None:
-        for listener in list(self.ownership_listeners):
-            try:
-                listener(key.account, why, certain)
-            except Exception:
-                log.exception("ownership listener failed")
+        _notify(self.ownership_listeners, "ownership", key.account, why, certain)
 
     def retire(self, key: Key, ref: pykka.ActorRef[Any]) -> bool:
         """An idle actor passivates (its own thread): forget its actor, cell and tick slot,

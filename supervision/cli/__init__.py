@@ -58,8 +58,6 @@ from supervision.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
     EXIT_OK,
-    EXIT_PENDING,
-    EXIT_STOP_MISSING,
     UsageError,
     one_line,
     redactor,
@@ -75,11 +73,6 @@ from supervision.cli.render import (
 )
 
 __all__ = [
-    "EXIT_CONFIG",
-    "EXIT_FAILURE",
-    "EXIT_OK",
-    "EXIT_PENDING",
-    "EXIT_STOP_MISSING",
     "UsageError",
     "build_parser",
     "main",

@@ -15,6 +15,7 @@ import pytest
 
 from infra.config import ConfigError, parse_config
 from supervision import cli
+from supervision.cli.common import EXIT_CONFIG
 from supervision.cli.run import setup_run_logging
 from tests import pg
 from tests.process import log_budget
@@ -117,7 +118,7 @@ def test_a_log_file_that_cannot_be_opened_is_a_configuration_error(
     )
     code = cli.main(["run", "--config", str(config), "--duration", "0.1"])
     err = capsys.readouterr().err
-    assert code == cli.EXIT_CONFIG
+    assert code == EXIT_CONFIG
     assert err.strip().startswith("configuration error: logging.file: cannot be opened:")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not any(
