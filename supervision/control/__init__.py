@@ -38,8 +38,18 @@ The package: the server (``_server``), who may call it (``_auth``), a command's 
 (``_request``), its answers in words (``_words``), its metrics (``_metrics``).
 """
 
+from supervision.control._auth import authorize
 from supervision.control._metrics import ControlCollector, ControlStats
-from supervision.control._request import COMMANDS
+from supervision.control._request import COMMANDS, BadRequest, CommandRequest, parse_command
 from supervision.control._server import ControlServer
 
-__all__ = ["COMMANDS", "ControlCollector", "ControlServer", "ControlStats"]
+__all__ = [
+    "COMMANDS",
+    "BadRequest",
+    "CommandRequest",
+    "ControlCollector",
+    "ControlServer",
+    "ControlStats",
+    "authorize",
+    "parse_command",
+]
