@@ -23,6 +23,7 @@ __all__ = [
     "cause_text",
     "control_doc",
     "exit_price",
+    "number_text",
     "realised_pnl",
     "unrealised_pnl",
 ]
@@ -75,6 +76,11 @@ def cause_text(cause_type: str, data: object) -> str:
         note = fields.get("note")
         return f"{by}: {note}" if isinstance(note, str) and note else by
     return str(cause_type)
+
+
+def number_text(x: float | None) -> str:
+    """A price or a size in up to 8 significant digits; ``-`` for none."""
+    return "-" if x is None else f"{x:.8g}"
 
 
 def age_text(seconds: float) -> str:

@@ -15,12 +15,12 @@ from supervision.presentation import (
     StoredControl,
     age_text,
     exit_price,
+    number_text,
     realised_pnl,
     unrealised_pnl,
 )
 
 __all__ = [
-    "number",
     "render_closed",
     "render_controls",
     "render_history",
@@ -29,13 +29,6 @@ __all__ = [
     "table",
     "timestamp",
 ]
-
-
-def number(x: float | None) -> str:
-    """A price or a size in up to 8 significant digits; ``-`` for none."""
-    if x is None:
-        return "-"
-    return f"{x:.8g}"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -83,9 +76,9 @@ def render_status(
                 str(p.id),
                 status,
                 p.side.value,
-                number(size),
-                number(p.entry_price),
-                number(p.stop_price),
+                number_text(size),
+                number_text(p.entry_price),
+                number_text(p.stop_price),
                 *((stops.get(p.id, "-"),) if stops is not None else ()),
                 "-" if pnl is None else f"{pnl:+.2f}",
                 age_text(now - p.created_at),
@@ -124,9 +117,9 @@ def render_closed(positions: Sequence[Position]) -> str:
                 p.status.value,
                 reason,
                 p.side.value,
-                number(p.qty if p.qty > 0 else p.requested_qty),
-                number(p.entry_price),
-                number(exit_price(p)),
+                number_text(p.qty if p.qty > 0 else p.requested_qty),
+                number_text(p.entry_price),
+                number_text(exit_price(p)),
                 "-" if pnl is None else f"{pnl:+.2f}",
                 timestamp(p.closed_at or p.updated_at),
             )

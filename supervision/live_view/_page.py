@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 
 from supervision.live_view._view import LiveView
-from supervision.presentation import age_text
+from supervision.presentation import age_text, number_text
 
 __all__ = ["render_page"]
 
@@ -24,10 +24,6 @@ __all__ = ["render_page"]
 def _e(x: object) -> str:
     """Escaped text of ``x`` (``-`` for None)."""
     return "-" if x is None else html.escape(str(x), quote=True)
-
-
-def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:.8g}"
 
 
 def _ts(t: float | None) -> str:
@@ -79,11 +75,13 @@ def _position_rows(view: LiveView) -> list[str]:
             f'<tr class="position" data-key="{_e(p.key)}" data-id="{p.id}">'
             f"<td>{_e(p.key.account)}</td><td>{_e(p.key.symbol)}</td><td>{p.id}</td>"
             f'<td class="status">{_e(p.status)}</td><td>{_e(p.side)}</td>'
-            f'<td class="n size">{_num(p.size)}</td><td class="n entry">{_num(p.entry)}</td>'
-            f'<td class="n stop">{_num(p.stop)}</td>'
+            f'<td class="n size">{number_text(p.size)}</td>'
+            f'<td class="n entry">{number_text(p.entry)}</td>'
+            f'<td class="n stop">{number_text(p.stop)}</td>'
             f'<td class="stop-state" data-resting="{"yes" if p.stop_resting else "no"}">'
             f"{stop_state}</td>"
-            f'<td class="n mark">{_num(p.mark)}</td><td class="n upnl{pnl_cls}">{_e(pnl)}</td>'
+            f'<td class="n mark">{number_text(p.mark)}</td>'
+            f'<td class="n upnl{pnl_cls}">{_e(pnl)}</td>'
             f'<td class="n age">{age_text(p.age_s)}</td><td>{_e(p.source)}</td></tr>'
         )
     return out
