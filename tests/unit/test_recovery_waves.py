@@ -11,7 +11,7 @@ import pytest
 from actors.model import Key, Side, Status
 from actors.ports import Snapshot
 from actors.state import Commit, Position
-from supervision.supervisor import RECOVERY_WAVE
+from supervision.recovery import RECOVERY_WAVE
 from tests.fakes.store import InMemoryStore
 from tests.fakes.world import ACCOUNT, World
 

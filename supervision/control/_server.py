@@ -1,35 +1,7 @@
-"""The operator's control endpoint and live view, served by the running process.
-
-HTTP on ``[control] address`` (loopback by default), started only while the token variable
-(``PS_CONTROL_TOKEN``, ``control.token_env``) is set. JSON in and out:
-
-* ``POST /control/close``         ``{"symbols": [...], "account": null, "reason": "...",
-  "all": false, "timeout_s": 10}``: close each symbol's open position at market (``all``:
-  every open position of the account(s): flatten);
-* ``POST /control/pause``         new entries refused ``paused`` on the symbols (none given:
-  every symbol of the account(s)); protection, trailing stops and closes go on;
-* ``POST /control/resume``        entries taken again (none given: every symbol);
-* ``POST /control/unquarantine``  lift the quarantine of the symbols (``all``: of every
-  quarantined one);
-* ``GET /api/view``               the live view as JSON;
-* ``GET /``                       the live view (HTML, reloading itself; no script).
-
-Every request carries ``Authorization: Bearer <token>`` (compared in constant time); the
-page also takes HTTP Basic with the token as password (what a browser can send). On a
-loopback address the page is served without a token to a client that names a loopback host
-(``Host: 127.0.0.1:…``, ``localhost``; a DNS-rebinding page names another); anywhere else it
-needs the token like the rest. A refused request is answered ``401`` with a JSON reason,
-logged at WARNING (address, method, path and why; never the token; at most one line per
-reason per 10 s) and counted in ``ps_control_requests_total{command,result="unauthorized"}``.
-
-Each command becomes one message per symbol to its actor (:class:`~actors.messages.
-CloseRequest`, :class:`~actors.messages.PauseRequest`, :class:`~actors.messages.
-UnquarantineRequest`) with ``by="operator"`` and the reason given, which the actor journals.
-The request waits (up to ``timeout_s``, at most 60 s) for each actor's decision (its
-:class:`~actors.state.ControlOutcome`, through ``Supervisor.control_listeners``) and, for a
-close, for the position to be closed; the answer lists each symbol's outcome and says what
-is still pending when the time is up (``"done": false``). The waits run on the server's
-worker threads (4): a stop of the server ends them at once.
+"""The control endpoint's server (:class:`ControlServer`): routes a request, authorizes it
+(:mod:`._auth`), reads its body (:mod:`._request`), tells each symbol's actor and waits for
+the outcomes; serves the live view (:mod:`supervision.live_view`). See
+:mod:`supervision.control` for the endpoint's contract.
 
 Threads: the server's (see :mod:`infra.http_server`); the outcome listener runs on actor
 threads and only sets events.
@@ -37,44 +9,33 @@ threads and only sets events.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import hmac
-import ipaddress
 import json
 import logging
-import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from actors.messages import CloseRequest, Message, PauseRequest, UnquarantineRequest
-from actors.model import CloseReason, Key, Status
+from actors.model import CloseReason, Key
 from actors.state import ControlOutcome, Position
 from infra.config import Config
 from infra.http_server import BoundedHttpServer, HttpRequest, HttpResponse, LogWindows
+from supervision.control._auth import authorize, loopback_address
+from supervision.control._metrics import ControlStats
+from supervision.control._request import COMMANDS, JSON, BadRequest, parse_command
+from supervision.control._words import closed_words, done, outcome_words
 from supervision.live_view import ViewSource, build_view, render_page, view_json
-from supervision.supervisor import Supervisor, SupervisorStats
+from supervision.supervisor import Supervisor
 
-__all__ = ["COMMANDS", "ControlCollector", "ControlServer", "ControlStats"]
+__all__ = ["ControlServer"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("supervision.control")
 
-COMMANDS = ("close", "pause", "resume", "unquarantine")
-MAX_TIMEOUT_S = 60.0
-DEFAULT_TIMEOUT_S = 10.0
-MAX_REASON = 200
-_SYMBOL = re.compile(r"^[A-Z0-9]{2,32}$")
-_JSON = "application/json"
 _HTML = "text/html; charset=utf-8"
-_FIELDS = {"account", "symbols", "all", "reason", "timeout_s"}
 _PAGE_HEADERS = (
     (
         "Content-Security-Policy",
@@ -87,30 +48,6 @@ _PAGE_HEADERS = (
     ("Cache-Control", "no-store"),
 )
 _API_HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
-#: What the actor's outcome means for the command: the asked-for end state holds.
-_DONE = {
-    "pause": {"paused", "already_paused"},
-    "resume": {"resumed", "not_paused"},
-    "unquarantine": {"unquarantined", "not_quarantined"},
-    "close": {"no_position", "closed", "failed"},
-}
-_WORDS = {
-    "paused": "paused: new signals are refused `paused`",
-    "already_paused": "paused already",
-    "resumed": "resumed: new signals are decided again",
-    "not_paused": "not paused",
-    "unquarantined": "quarantine lifted: new signals are decided again",
-    "not_quarantined": "not quarantined",
-    "no_position": "no open position: nothing to close",
-    "store_unavailable": "not done: the database did not answer (nothing changed)",
-}
-
-
-class _BadRequest(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass
@@ -119,83 +56,11 @@ class _Waiter:
     outcome: ControlOutcome | None = None
 
 
-class ControlStats:
-    """Requests by command and result (``ps_control_requests_total``). Thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[str, str], int] = {}
-
-    def count(self, command: str, result: str) -> None:
-        with self._lock:
-            self._counts[(command, result)] = self._counts.get((command, result), 0) + 1
-
-    def snapshot(self) -> dict[tuple[str, str], int]:
-        with self._lock:
-            return dict(self._counts)
-
-
-class ControlCollector(Collector):
-    """``ps_control_requests_total{command,result}`` and ``ps_symbol_paused{account,symbol}``
-    at scrape time. Registered by the app whether the endpoint runs or not: a pause stored
-    by an earlier run is in force (and shown) without it."""
-
-    def __init__(self, stats: ControlStats, supervisor: Callable[[], SupervisorStats]) -> None:
-        self._stats = stats
-        self._supervisor = supervisor
-
-    def collect(self) -> Iterator[Metric]:
-        c = CounterMetricFamily(
-            "ps_control_requests",
-            "Requests to the control endpoint by command (close, pause, resume, unquarantine,"
-            " view, page) and result (ok, pending, failed, bad_request, unauthorized).",
-            labels=["command", "result"],
-        )
-        for (command, result), n in sorted(self._stats.snapshot().items()):
-            c.add_metric([command, result], float(n))
-        yield c
-        g = GaugeMetricFamily(
-            "ps_symbol_paused",
-            "1 for each account and symbol an operator paused (no new entries).",
-            labels=["account", "symbol"],
-        )
-        try:
-            paused = self._supervisor().paused
-        except Exception:
-            log.exception("supervisor stats unavailable")
-            paused = ()
-        for key in paused:
-            account, _, symbol = key.partition(":")
-            g.add_metric([account, symbol], 1.0)
-        yield g
-
-
 def _json(
     status: int, doc: Mapping[str, Any], headers: tuple[tuple[str, str], ...] = ()
 ) -> HttpResponse:
     body = (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode()
-    return HttpResponse(status, body, _JSON, _API_HEADERS + headers)
-
-
-def _loopback_address(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_name(host_header: str | None) -> str:
-    """The host part of a ``Host`` header (``127.0.0.1:9491`` → ``127.0.0.1``)."""
-    h = (host_header or "").strip().lower()
-    if h.startswith("["):
-        return h[1 : h.find("]")] if "]" in h else h
-    return h.rpartition(":")[0] if ":" in h else h
-
-
-def _printable(text: str) -> bool:
-    return text.isprintable() and not any(c in text for c in "\r\n\t")
+    return HttpResponse(status, body, JSON, _API_HEADERS + headers)
 
 
 class ControlServer(BoundedHttpServer):
@@ -241,7 +106,7 @@ class ControlServer(BoundedHttpServer):
         self._marks = marks
         self._token = cc.token.encode("utf-8")
         self._refresh_s = cc.refresh_s
-        self._loopback = _loopback_address(cc.host)
+        self._loopback = loopback_address(cc.host)
         self._allowed = {name: frozenset(a.symbols) for name, a in config.accounts.items()}
         self._waiters: dict[str, _Waiter] = {}
         self._lock = threading.Lock()
@@ -306,7 +171,7 @@ class ControlServer(BoundedHttpServer):
             return _json(200, view_json(self._view()))
         try:
             return self._command(command, request)
-        except _BadRequest as exc:
+        except BadRequest as exc:
             self._stats.count(command, "bad_request")
             log.info("control: %s from %s refused: %s", command, request.peer, exc.reason)
             return _json(exc.status, {"error": "bad request", "reason": exc.reason})
@@ -325,28 +190,13 @@ class ControlServer(BoundedHttpServer):
 
     def _authorize(self, request: HttpRequest, *, page: bool) -> str | None:
         """None when the request may go on, else why not (never quoting what was sent)."""
-        header = request.headers.get("authorization")
-        if header is None:
-            if page and self._loopback:
-                if _loopback_address(_host_name(request.headers.get("host"))):
-                    return None
-                return "no token, and the Host header does not name a loopback address"
-            return "no token (send Authorization: Bearer <token>)"
-        scheme, _, value = header.strip().partition(" ")
-        scheme = scheme.lower()
-        if scheme == "bearer":
-            given = value.strip().encode("utf-8", "replace")
-        elif scheme == "basic" and page:
-            try:
-                decoded = base64.b64decode(value.strip(), validate=True)
-            except (binascii.Error, ValueError):
-                return "malformed Basic credentials"
-            given = decoded.partition(b":")[2]
-        else:
-            return "unsupported Authorization scheme (use Bearer)"
-        if not hmac.compare_digest(given, self._token):
-            return "wrong token"
-        return None
+        return authorize(
+            request.headers.get("authorization"),
+            request.headers.get("host"),
+            self._token,
+            page=page,
+            loopback=self._loopback,
+        )
 
     def _unauthorized(self, request: HttpRequest, command: str, why: str) -> HttpResponse:
         self._stats.count(command, "unauthorized")
@@ -374,64 +224,18 @@ class ControlServer(BoundedHttpServer):
     # -- commands ----------------------------------------------------------------------------
 
     def _command(self, command: str, request: HttpRequest) -> HttpResponse:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != _JSON:
-            raise _BadRequest(415, "send the body as application/json")
-        try:
-            doc = json.loads(request.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise _BadRequest(400, "the body is not JSON") from None
-        if not isinstance(doc, dict):
-            raise _BadRequest(400, "the body must be a JSON object")
-        unknown = sorted(set(doc) - _FIELDS)
-        if unknown:
-            raise _BadRequest(400, f"unknown field {str(unknown[0])[:40]!r}")
-        account = doc.get("account")
-        if account is not None and not isinstance(account, str):
-            raise _BadRequest(400, "account: a string or null")
-        symbols = doc.get("symbols", [])
-        if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
-            raise _BadRequest(400, "symbols: a list of strings")
-        if len(symbols) > 1000:
-            raise _BadRequest(400, "symbols: at most 1000")
-        for s in symbols:
-            if not _SYMBOL.fullmatch(s):
-                raise _BadRequest(400, f"symbols: {s[:40]!r} is not an exchange symbol id")
-        every = doc.get("all", False)
-        if not isinstance(every, bool):
-            raise _BadRequest(400, "all: true or false")
-        reason = doc.get("reason")
-        if (
-            not isinstance(reason, str)
-            or not reason.strip()
-            or len(reason) > MAX_REASON
-            or not _printable(reason)
-        ):
-            raise _BadRequest(
-                400, f"reason: required, 1-{MAX_REASON} printable characters on one line"
-            )
-        timeout = doc.get("timeout_s", DEFAULT_TIMEOUT_S)
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not 0 < timeout <= MAX_TIMEOUT_S
-        ):
-            raise _BadRequest(400, f"timeout_s: a number above 0, at most {MAX_TIMEOUT_S:g}")
-        if every and symbols:
-            raise _BadRequest(400, "give symbols or all, not both")
-        if command in ("close", "unquarantine") and not symbols and not every:
-            raise _BadRequest(400, f"{command}: name the symbols, or all")
-        keys = self._targets(command, account, symbols, every)
-        return self._run(command, keys, reason.strip(), float(timeout), request.peer)
+        req = parse_command(command, request.headers.get("content-type", ""), request.body)
+        keys = self._targets(command, req.account, list(req.symbols), req.every)
+        return self._run(command, keys, req.reason, req.timeout_s, request.peer)
 
     def _targets(
         self, command: str, account: str | None, symbols: list[str], every: bool
     ) -> list[Key]:
         if account is not None:
             if account not in self._config.accounts:
-                raise _BadRequest(400, f"unknown account {account[:40]!r}")
+                raise BadRequest(400, f"unknown account {account[:40]!r}")
             if account not in self._accounts:
-                raise _BadRequest(409, f"account {account!r} is not managed by this process")
+                raise BadRequest(409, f"account {account!r} is not managed by this process")
             accounts: Sequence[str] = (account,)
         else:
             accounts = self._accounts
@@ -443,7 +247,7 @@ class ControlServer(BoundedHttpServer):
                     Key(a, s) for a in accounts if s in self._allowed[a] or Key(a, s) in reports
                 ]
                 if not found:
-                    raise _BadRequest(
+                    raise BadRequest(
                         400, f"unknown symbol {s!r}: not a symbol of {', '.join(accounts)}"
                     )
                 keys += found
@@ -568,10 +372,10 @@ class ControlServer(BoundedHttpServer):
                 out["message"] = f"position {oc.position_id} closing: {what}, not done in time"
                 return out
             outcome = pos.status.value
-            out["message"] = self._closed_words(pos)
+            out["message"] = closed_words(pos)
         else:
-            out["message"] = _WORDS.get(outcome, outcome)
-        out.update(outcome=outcome, ok=oc.ok, done=oc.ok and outcome in _DONE[command])
+            out["message"] = outcome_words(outcome)
+        out.update(outcome=outcome, ok=oc.ok, done=oc.ok and done(command, outcome))
         return out
 
     def _closed(self, key: Key, position_id: int, deadline: float) -> Position | None:
@@ -585,18 +389,3 @@ class ControlServer(BoundedHttpServer):
             if time.monotonic() >= deadline or self._stopping.is_set():
                 return pos if pos is not None and pos.id == position_id else None
             idle.wait(0.05)
-
-    @staticmethod
-    def _closed_words(pos: Position) -> str:
-        from supervision.cli import exit_price, realised_pnl  # noqa: PLC0415
-
-        if pos.status is Status.FAILED:
-            return f"position {pos.id} never filled: entry cancelled ({pos.fail_reason or '-'})"
-        price, pnl = exit_price(pos), realised_pnl(pos)
-        reason = pos.close_reason.value if pos.close_reason else "-"
-        text = f"position {pos.id} closed ({reason})"
-        if price is not None:
-            text += f" at {price:.8g}"
-        if pnl is not None:
-            text += f", realised PnL {pnl:+.2f}"
-        return text
