@@ -862,12 +862,12 @@ def count(
 def _server() -> Iterator[tuple[Any, str]]:
     """An embedded PostgreSQL of the trial's own (``.data/pgf<pid>``, restartable, deleted
     afterwards; leftovers of dead trials are removed first) and a migrated database on it.
-    Not :func:`tests.pg.private_server`: a test session's own private server lives there."""
+    Not :func:`testkit.pg.private_server`: a test session's own private server lives there."""
     import shutil
 
     from infra.store.embedded import EmbeddedPostgres
     from infra.store.migrations import migrate
-    from tests import pg
+    from testkit import pg
 
     for old in pg.DATA.glob("pgf*") if pg.DATA.exists() else []:
         pid = old.name[3:]
@@ -998,7 +998,7 @@ def run_two_databases(workdir: Path, lease_s: float = 3.0) -> TwoDatabases:
     from infra.config import load_config
     from infra.store.migrations import new_installation
     from supervision.app import App
-    from tests import pg
+    from testkit import pg
 
     workdir.mkdir(parents=True, exist_ok=True)
     out = TwoDatabases()
@@ -1108,7 +1108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     spec = LONG if args.long else SHORT
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s %(message)s")
-    from tests import pg
+    from testkit import pg
 
     t0 = time.monotonic()
     try:

@@ -810,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
 def on_fresh_database(trial: Callable[[str], RaceCounts], label: str) -> int:
     """Run ``trial(dsn)`` on a fresh migrated database of the test server (embedded unless
     ``PS_TEST_DSN``), print its counts; the exit code is 0 when every count holds."""
-    from tests import pg
+    from testkit import pg
 
     admin = pg.admin_dsn()
     t0 = time.monotonic()

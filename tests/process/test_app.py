@@ -17,9 +17,9 @@ from actors.state import SignalRecord
 from infra.config import Config, parse_config
 from infra.metrics import PrometheusMetrics
 from supervision.app import App, Infra, Intake
-from tests.fakes.exchange import InMemoryExchange
-from tests.fakes.store import InMemoryStore
-from tests.fakes.world import signal as make_signal
+from testkit.exchange import InMemoryExchange
+from testkit.store import InMemoryStore
+from testkit.world import signal as make_signal
 from tests.process.harness import http_get
 
 pytestmark = pytest.mark.timeout(60)

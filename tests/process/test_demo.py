@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.store import PostgresStore
-from tests import pg
+from testkit import pg
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -15,7 +15,7 @@ import pytest
 
 from infra.config import ConfigError, parse_config
 from supervision import cli
-from tests import pg
+from testkit import pg
 from tests.process import log_budget
 
 pytestmark = pytest.mark.timeout(60)

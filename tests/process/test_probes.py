@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes.world import signal as make_signal
+from testkit.waiting import poll
+from testkit.world import signal as make_signal
 from tests.process.harness import http_get
 from tests.process.test_app import Fixture, _config
-from tests.waiting import poll
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -24,7 +24,7 @@ from infra.exchange import CcxtExchange, VenueConfig
 from infra.store import PostgresStore
 from sim.exchange import SimExchange
 from sim.symbols import make_symbols
-from tests import pg
+from testkit import pg
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""Helpers for tests against a real PostgreSQL, shared by every test folder.
+"""Helpers for tests against a real PostgreSQL, shared by every test folder and by bench/.
 
 The server: the DSN in the environment variable ``PS_TEST_DSN`` (a role allowed to
 ``CREATE DATABASE``), else an embedded server (pgserver) on ``<repo>/.data/pgtest``, started
@@ -38,7 +38,7 @@ from psycopg.conninfo import make_conninfo
 
 from infra.store.embedded import EmbeddedPostgres
 from infra.store.migrations import MIGRATIONS, migrate
-from tests.waiting import poll
+from testkit.waiting import poll
 
 __all__ = [
     "ENV_DSN",
