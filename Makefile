@@ -20,7 +20,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy actors infra supervision sim bench testkit tests
+	$(BIN)/mypy actors infra supervision sim bench demo testkit tests
 
 # The benchmarks of issue 13 (several minutes; QUICK=1 for short samples). Appends each run's
 # verdicts to bench/HISTORY.md and writes bench/results.json. Not in CI.
@@ -43,7 +43,7 @@ failover: install
 	$(BIN)/python -m bench.failover --long
 
 run: install
-	$(BIN)/python -m supervision demo
+	$(BIN)/python -m demo
 
 clean:
 	rm -rf $(VENV) .data build *.egg-info

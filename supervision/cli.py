@@ -19,7 +19,7 @@ Commands::
     confirm-installation --account A --config FILE
                              an operator confirms the orders of another installation seen
                              on the account (I7): its entries resume
-    demo                     embedded PostgreSQL + sim/ exchange + four signal sources
+    demo                     moved: the demo is ``python -m demo`` (``make run``)
 
 ``--config`` defaults to ``$PS_CONFIG``. Exit codes: 0 ok, 2 invalid configuration or usage
 (nothing has connected yet; one line on stderr, ``configuration error: <key path>: <problem>``,
@@ -896,9 +896,9 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from supervision.demo import run_demo  # noqa: PLC0415
-
-    return run_demo(args.config, duration=args.duration, ui=not args.no_ui)
+    """The demo left the product (it runs the sim/ exchange): it is ``python -m demo``."""
+    print("demo: the demo is its own package now: run `python -m demo`", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 # --- parser -------------------------------------------------------------------------------
@@ -1081,9 +1081,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the demo: embedded PostgreSQL, sim/ exchange, four signal sources",
-        description="Run the supervisor against the local sim/ exchange and signal feed with an "
-        "embedded PostgreSQL, with a live status view. Ctrl-C stops it.",
+        help="moved: run `python -m demo` (make run)",
+        description="The demo is its own package outside the product: `python -m demo`.",
     )
     demo.add_argument(
         "--config", "-c", metavar="FILE", default=None, help="default: deploy/demo.toml"

@@ -1,4 +1,4 @@
-"""``python -m supervision demo`` (``make run``): the whole system on one machine.
+"""``python -m demo`` (``make run``): the whole system on one machine.
 
 Starts, in this process: the ``sim/`` exchange (Binance USD-M wire format, prices on a random
 walk) and the ``sim/`` signal feed with its four sources (sniper, whale_copy, trending, volume)
@@ -10,6 +10,10 @@ the sim last. Log lines go to ``.data/demo.log`` while the live view is on.
 
 The ports come from the configuration (``deploy/demo.toml``); a port of 0 picks a free one and
 the configuration handed to the supervisor is rewritten with the real URLs.
+
+Called by :mod:`demo.__main__` on the main thread (it installs the SIGTERM/SIGINT handlers);
+the sim sources send from their own threads through :class:`_Signals`. This package sits above
+the product and ``sim/``: it imports both; nothing of the product imports it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ from actors.model import Key, Side
 from infra.config import Config, load_config
 from infra.logs import setup_logging
 from infra.metrics import PrometheusMetrics
+from sim.exchange import SimExchange
+from sim.signals import SignalFeed
+from sim.sources import SignalSources
+from sim.symbols import DEFAULT_SYMBOLS
 from supervision.app import App
 
 __all__ = ["render_view", "run_demo", "signal_from_dict"]
@@ -124,10 +132,6 @@ def run_demo(config_path: str | None, duration: float | None = None, ui: bool = 
 
     Raises :class:`~infra.config.ConfigError` for an invalid configuration (the CLI exits 2).
     """
-    from sim.exchange import SimExchange  # noqa: PLC0415
-    from sim.signals import SignalFeed  # noqa: PLC0415
-    from sim.symbols import DEFAULT_SYMBOLS  # noqa: PLC0415
-
     cfg = load_config(config_path or DEFAULT_CONFIG)
     live = ui and sys.stdout.isatty()
     log_stream: TextIO | None = None
@@ -245,9 +249,7 @@ def _start_sources(
     symbols: list[str],
     price_of: Callable[[str], float],
     accounts: list[str],
-) -> Any:
-    from sim.sources import SignalSources  # noqa: PLC0415
-
+) -> SignalSources:
     sources = SignalSources(send, symbols, price_of, accounts=accounts, rate_per_s=1.5)
     sources.start()
     return sources
