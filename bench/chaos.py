@@ -46,15 +46,21 @@ from bench.race import (
     run_race,
 )
 
-__all__ = ["PROGRAM", "UnderSupervisord", "killer", "main", "run_chaos"]
+__all__ = ["PROGRAM", "UnderSupervisord", "killer", "main", "program_section", "run_chaos"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy" / "supervisord.conf"
 PROGRAM = "position-supervisor"
 
 
-def _program_section(config: Path, log: Path) -> dict[str, str]:
-    """The shipped program section, adapted to this machine."""
+def program_section(config: Path, log: Path) -> dict[str, str]:
+    """The program section of the shipped ``deploy/supervisord.conf``, adapted to this machine:
+    the command runs this interpreter's ``position-supervisor`` (or ``python -m supervision``)
+    on ``config`` from the repository, its output goes to ``log`` (no backups), no ``user``.
+
+    Used by :class:`UnderSupervisord` here and by ``bench/failover.py`` so that the benchmarks
+    run the deployment as shipped; ``tests/process/test_race.py`` pins it against the file.
+    Raises ``KeyError`` if the shipped file lost its program section."""
     parser = configparser.RawConfigParser()
     parser.read(DEPLOY)
     section = dict(parser[f"program:{PROGRAM}"])
@@ -96,7 +102,7 @@ class UnderSupervisord:
             else:
                 raise RuntimeError(f"a supervisord is already running on {self.sock}")
         conf = self.workdir / "supervisord.conf"
-        program = _program_section(config, self.program_log)
+        program = program_section(config, self.program_log)
         lines = [
             "[unix_http_server]",
             f"file={self.sock}",

@@ -65,7 +65,7 @@ from typing import Any
 
 import psycopg
 
-from bench.chaos import _program_section
+from bench.chaos import program_section
 from sim.exchange import OrderLogEntry, SimExchange
 from sim.signals import SignalFeed
 from sim.sources import SignalSources
@@ -272,7 +272,7 @@ class Cluster:
         daemon_env = {k: v for k, v in os.environ.items() if not k.startswith("PS_")}
         daemon_env["PYTHONUNBUFFERED"] = "1"
         for name, env in self.envs.items():
-            section = _program_section(self.config, self.workdir / f"{name}.log")
+            section = program_section(self.config, self.workdir / f"{name}.log")
             section["startsecs"] = str(self.startsecs)
             # Secrets reach the program through supervisord's environment, as in production.
             refs = []
