@@ -17,7 +17,10 @@ install: $(BIN)/python
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# tests/layers.py: the product goes supervision -> infra -> actors and never imports sim/,
+# testkit/, demo/, bench/ or tests/ (every import, inside functions too).
 lint: install
+	$(BIN)/python -m tests.layers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy actors infra supervision sim bench demo testkit tests
