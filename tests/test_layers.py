@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.layers import LAYERS, imports, violations
+from tests.layers import LAYERS, ROOT, imports, violations
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
@@ -93,3 +93,12 @@ def test_a_package_missing_from_the_layers_fails(tmp_path: Path) -> None:
 def test_imports_skips_relative_ones() -> None:
     source = "from . import a\nfrom .b import c\nimport x.y, z\nfrom p.q import r\n"
     assert list(imports(source)) == [(3, "x.y"), (3, "z"), (4, "p.q")]
+
+
+def test_the_readme_layout_table_names_every_package() -> None:
+    """README.md's layout table has a row for each package of the layers (and no stale one)."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Layout") :].split("\n## ")[0]
+    rows = {line.split("`")[1].rstrip("/") for line in table.splitlines() if line.startswith("| `")}
+    assert set(LAYERS) <= rows, set(LAYERS) - rows
+    assert all((ROOT / name).is_dir() for name in rows), rows
