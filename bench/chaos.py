@@ -46,7 +46,16 @@ from bench.race import (
     run_race,
 )
 
-__all__ = ["PROGRAM", "UnderSupervisord", "killer", "main", "program_section", "run_chaos"]
+__all__ = [
+    "PROGRAM",
+    "UnderSupervisord",
+    "killer",
+    "main",
+    "program_section",
+    "run_chaos",
+    "shutdown_supervisord",
+    "supervisord_rpc",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy" / "supervisord.conf"
@@ -74,6 +83,27 @@ def program_section(config: Path, log: Path) -> dict[str, str]:
     section.pop("user", None)
     section["stdout_logfile_backups"] = "0"
     return section
+
+
+def supervisord_rpc(sock: Path) -> Any:
+    """An XML-RPC proxy to the supervisord listening on the unix socket ``sock``."""
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{sock}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def shutdown_supervisord(proc: subprocess.Popen[bytes], sock: Path) -> None:
+    """Ask the supervisord of ``proc`` to shut down (it stops its programs first) and reap it;
+    killed when it has not exited 60 s later. Used by :class:`UnderSupervisord` and
+    ``bench/failover.py``'s cluster; a supervisord already gone is not an error."""
+    with contextlib.suppress(Exception):
+        supervisord_rpc(sock).supervisor.shutdown()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 class UnderSupervisord:
@@ -158,10 +188,7 @@ class UnderSupervisord:
     # -- control -----------------------------------------------------------------------
 
     def _rpc(self) -> Any:
-        from supervisor.xmlrpc import SupervisorTransport
-
-        transport = SupervisorTransport(None, None, f"unix://{self.sock}")
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        return supervisord_rpc(self.sock)
 
     def info(self) -> dict[str, Any]:
         result: dict[str, Any] = self._rpc().supervisor.getProcessInfo(PROGRAM)
@@ -207,15 +234,8 @@ class UnderSupervisord:
     def shutdown(self) -> None:
         """Shut supervisord down (it stops the program first) and reap it. Idempotent."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(Exception):
-            self._rpc().supervisor.shutdown()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        if proc is not None:
+            shutdown_supervisord(proc, self.sock)
 
 
 def killer(
