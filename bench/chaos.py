@@ -55,6 +55,7 @@ __all__ = [
     "run_chaos",
     "shutdown_supervisord",
     "supervisord_rpc",
+    "supervisord_sections",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +84,25 @@ def program_section(config: Path, log: Path) -> dict[str, str]:
     section.pop("user", None)
     section["stdout_logfile_backups"] = "0"
     return section
+
+
+def supervisord_sections(sock: Path, workdir: Path, logfile: Path) -> list[str]:
+    """The daemon's own lines of a benchmark's ``supervisord.conf``: in the foreground, logging
+    to ``logfile``, its pid file and the children's logs in ``workdir``, XML-RPC (and
+    ``supervisorctl``) on the unix socket ``sock``. The program sections follow them."""
+    return [
+        "[unix_http_server]",
+        f"file={sock}",
+        "[supervisord]",
+        "nodaemon=true",
+        f"logfile={logfile}",
+        f"pidfile={workdir / 'supervisord.pid'}",
+        f"childlogdir={workdir}",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "[supervisorctl]",
+        f"serverurl=unix://{sock}",
+    ]
 
 
 def supervisord_rpc(sock: Path) -> Any:
@@ -134,17 +154,7 @@ class UnderSupervisord:
         conf = self.workdir / "supervisord.conf"
         program = program_section(config, self.program_log)
         lines = [
-            "[unix_http_server]",
-            f"file={self.sock}",
-            "[supervisord]",
-            "nodaemon=true",
-            f"logfile={self.daemon_log}",
-            f"pidfile={self.workdir / 'supervisord.pid'}",
-            f"childlogdir={self.workdir}",
-            "[rpcinterface:supervisor]",
-            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-            "[supervisorctl]",
-            f"serverurl=unix://{self.sock}",
+            *supervisord_sections(self.sock, self.workdir, self.daemon_log),
             f"[program:{PROGRAM}]",
         ]
         lines += [f"{k}={v}" for k, v in program.items()]

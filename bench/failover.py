@@ -65,7 +65,12 @@ from typing import Any
 
 import psycopg
 
-from bench.chaos import program_section, shutdown_supervisord, supervisord_rpc
+from bench.chaos import (
+    program_section,
+    shutdown_supervisord,
+    supervisord_rpc,
+    supervisord_sections,
+)
 from sim.exchange import OrderLogEntry, SimExchange
 from sim.signals import SignalFeed
 from sim.sources import SignalSources
@@ -256,19 +261,7 @@ class Cluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.sock.unlink()
-        lines = [
-            "[unix_http_server]",
-            f"file={self.sock}",
-            "[supervisord]",
-            "nodaemon=true",
-            f"logfile={self.workdir / 'supervisord.log'}",
-            f"pidfile={self.workdir / 'supervisord.pid'}",
-            f"childlogdir={self.workdir}",
-            "[rpcinterface:supervisor]",
-            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-            "[supervisorctl]",
-            f"serverurl=unix://{self.sock}",
-        ]
+        lines = supervisord_sections(self.sock, self.workdir, self.workdir / "supervisord.log")
         daemon_env = {k: v for k, v in os.environ.items() if not k.startswith("PS_")}
         daemon_env["PYTHONUNBUFFERED"] = "1"
         for name, env in self.envs.items():
