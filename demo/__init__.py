@@ -6,6 +6,6 @@ from Python. A peer of ``sim/`` and ``bench/`` above the product: it imports ``s
 ``tests/layers.py``, checks that), so the installed product does not ship the simulator.
 """
 
-from demo.run import render_view, run_demo, signal_from_dict
+from demo.run import render_view, run_demo
 
-__all__ = ["render_view", "run_demo", "signal_from_dict"]
+__all__ = ["render_view", "run_demo"]
