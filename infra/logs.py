@@ -18,6 +18,9 @@ For a run outside supervisord, ``setup_logging(file=...)`` writes to a file rota
 (:class:`logging.handlers.RotatingFileHandler`: ``file`` grows to ``max_bytes``, then becomes
 ``file.1``, ``file.1`` becomes ``file.2``, up to ``backups`` files), so weeks of logs take at
 most ``(backups + 1) * max_bytes``. Configured by ``[logging] file``, ``max_bytes``, ``backups``.
+
+:class:`LogThrottle` bounds what one cause may log: the feeds use it for lines that a flood of
+bad frames would otherwise repeat thousands of times a second.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ import logging.handlers
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 __all__ = [
     "ContextFilter",
     "JsonFormatter",
+    "LogThrottle",
     "SecretRedactor",
     "TextFormatter",
     "setup_logging",
@@ -115,6 +119,53 @@ class ContextFilter(logging.Filter):
         pid = getattr(record, "position_id", None)
         record.position_id = "-" if pid is None else pid
         return True
+
+
+class LogThrottle:
+    """At most ``burst`` lines per key per ``interval_s``; then one summary of what it dropped.
+
+    For log lines that a flood of bad frames would repeat thousands of times a second. The
+    summary (``N more like 'key' suppressed …``) is written when the key's next window opens.
+    Called from one thread (a feed's), but safe from several. Never raises beyond what the
+    logger raises; keeps at most about 1,000 keys (it forgets them all beyond).
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        burst: int = 10,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = logger
+        self._clock = clock
+        self._burst = burst
+        self._interval = interval_s
+        self._windows: dict[str, list[float]] = {}  # key -> [window start, count, suppressed]
+        self._lock = threading.Lock()
+
+    def warning(self, key: str, msg: str, *args: object) -> None:
+        """Log ``msg % args`` at WARNING unless ``key`` used up its burst in this window."""
+        now = self._clock()
+        with self._lock:
+            w = self._windows.get(key)
+            if w is None or now - w[0] >= self._interval:
+                suppressed = int(w[2]) if w is not None else 0
+                w = self._windows[key] = [now, 0.0, 0.0]
+                if len(self._windows) > 1000:
+                    self._windows = {key: w}
+            else:
+                suppressed = 0
+            w[1] += 1
+            emit = w[1] <= self._burst
+            if not emit:
+                w[2] += 1
+        if suppressed:
+            self._log.warning(
+                "%d more like %r suppressed in the last %.0fs", suppressed, key, self._interval
+            )
+        if emit:
+            self._log.warning(msg, *args)
 
 
 def _iso(created: float) -> str:

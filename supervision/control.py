@@ -59,7 +59,7 @@ from actors.messages import CloseRequest, Message, PauseRequest, UnquarantineReq
 from actors.model import CloseReason, Key, Status
 from actors.state import ControlOutcome, Position
 from infra.config import Config
-from infra.http_server import BoundedHttpServer, HttpRequest, HttpResponse
+from infra.http_server import BoundedHttpServer, HttpRequest, HttpResponse, LogWindows
 from supervision.live_view import ViewSource, build_view, render_page, view_json
 from supervision.supervisor import Supervisor, SupervisorStats
 
@@ -245,7 +245,7 @@ class ControlServer(BoundedHttpServer):
         self._allowed = {name: frozenset(a.symbols) for name, a in config.accounts.items()}
         self._waiters: dict[str, _Waiter] = {}
         self._lock = threading.Lock()
-        self._refusals: dict[str, list[float]] = {}
+        self._refusals = LogWindows(10.0)  # one warning per reason per 10 s
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -350,16 +350,8 @@ class ControlServer(BoundedHttpServer):
 
     def _unauthorized(self, request: HttpRequest, command: str, why: str) -> HttpResponse:
         self._stats.count(command, "unauthorized")
-        now = time.monotonic()
-        with self._lock:
-            w = self._refusals.setdefault(why, [-1e9, 0.0])
-            emit = now - w[0] >= 10.0
-            suppressed = int(w[1])
-            if emit:
-                w[0], w[1] = now, 0.0
-            else:
-                w[1] += 1
-        if emit:
+        suppressed = self._refusals.admit(why)
+        if suppressed is not None:
             log.warning(
                 "control: refused %s %s from %s: %s%s",
                 request.method,

@@ -6,6 +6,7 @@ to a :class:`FeedSink` (the supervisor, or the app's intake). :func:`feeds_from_
 them from the process configuration; :class:`FeedMetrics` is what they report.
 """
 
+from infra.backoff import Backoff
 from infra.feeds.market import MarkPriceFeed
 from infra.feeds.metrics import CountingFeedMetrics, FeedMetrics, NullFeedMetrics
 from infra.feeds.parsing import (
@@ -25,7 +26,7 @@ from infra.feeds.user_stream import (
     UserDataStream,
 )
 from infra.feeds.wiring import Feed, feeds_from_config
-from infra.feeds.ws_client import Backoff, Connect, ReconnectingWebSocket
+from infra.feeds.ws_client import Connect, ReconnectingWebSocket
 
 __all__ = [
     "Backoff",

@@ -47,17 +47,18 @@ from typing import Any
 
 from actors.messages import OrderUpdate
 from actors.model import Key
-from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
+from infra.backoff import Backoff
+from infra.feeds.metrics import FeedMetrics
 from infra.feeds.parsing import (
     AccountEvent,
     ListenKeyExpired,
     OrderEvent,
     Refusal,
     parse_user_event,
-    preview,
 )
+from infra.feeds.runner_feed import RunnerFeed
 from infra.feeds.sink import FeedSink, SyncRequest
-from infra.feeds.ws_client import Backoff, Connect, LogThrottle, ReconnectingWebSocket
+from infra.feeds.ws_client import Connect, ReconnectingWebSocket
 
 __all__ = [
     "ListenKeyClient",
@@ -161,7 +162,7 @@ class ListenKeyClient:
             raise ListenKeyError(f"{method} listenKey: reply is not JSON") from None
 
 
-class UserDataStream:
+class UserDataStream(RunnerFeed):
     """One account's user-data stream (see the module docstring)."""
 
     def __init__(
@@ -183,14 +184,13 @@ class UserDataStream:
         poll_s: float = 0.25,
         algo_memory: int = 10_000,
     ) -> None:
+        super().__init__(name or f"{account}:user", metrics, log)
         self.account = account
-        self.name = name or f"{account}:user"
         self._ws_url = ws_url.rstrip("/")
         self.listen_keys = listen_keys
         self._sink = sink
         self._request_sync = request_sync
         self._clock = clock
-        self.metrics: FeedMetrics = metrics or NullFeedMetrics()
         self.keepalive_interval_s = keepalive_interval_s
         self._key: str | None = None
         self._algo_of_order: OrderedDict[str, str] = OrderedDict()
@@ -200,7 +200,6 @@ class UserDataStream:
         self.ignored = 0
         self.refused: Counter[str] = Counter()
         self.keepalives = 0
-        self._throttle = LogThrottle(log)
         self._stop = threading.Event()
         self._keepalive: threading.Thread | None = None
         self.runner = ReconnectingWebSocket(
@@ -325,7 +324,7 @@ class UserDataStream:
         self.updates += 1
         if not self._sink.tell(upd):
             self.undelivered += 1
-            self._throttle.warning(
+            self.throttled.warning(
                 "undelivered",
                 "%s: order update %s %s not delivered",
                 self.name,
@@ -335,16 +334,7 @@ class UserDataStream:
 
     def _refuse(self, r: Refusal, data: bytes) -> None:
         self.refused[r.reason] += 1
-        with contextlib.suppress(Exception):
-            self.metrics.feed_parse_error(self.name, r.reason)
-        self._throttle.warning(
-            r.reason,
-            "%s: refused user-stream frame: %s%s preview=%s",
-            self.name,
-            r.reason,
-            f" ({r.detail})" if r.detail else "",
-            preview(data),
-        )
+        self.report_refusal(f"{self.name}: refused user-stream frame", r, data)
 
     # -- keep-alive thread -----------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from infra.backoff import Backoff
 from infra.config import Config
 from infra.feeds.market import MarkPriceFeed
 from infra.feeds.metrics import FeedMetrics
@@ -32,7 +33,6 @@ from infra.feeds.parsing import SignalRules
 from infra.feeds.signals import SignalFeedClient
 from infra.feeds.sink import FeedSink, SyncRequest
 from infra.feeds.user_stream import ListenKeyClient, UserDataStream
-from infra.feeds.ws_client import Backoff
 
 __all__ = ["Feed", "feeds_from_config"]
 

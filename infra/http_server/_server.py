@@ -1,27 +1,15 @@
-"""A small HTTP/1.1 server bounded against slow, idle and rude clients.
+"""The bounded server itself: :class:`BoundedHttpServer` (one selector loop thread, a fixed
+pool of workers, read and write deadlines, a connection cap). The design, the bounds and the
+answers to rude clients are described in :mod:`infra.http_server`.
 
-Shared by the metrics/probe endpoint (:class:`infra.metrics.MetricsServer`) and the operator's
-control endpoint (:mod:`supervision.control`): one design, one implementation.
+Threads: the loop thread owns every connection; the workers only build answers (through
+:meth:`BoundedHttpServer.handle`) and hand them back through a queue and a wake-up socket;
+``start``/``stop``/``stats`` from any thread.
 
-Threads: one loop thread (``<name>-http``) accepts, reads requests and writes answers
-without blocking (a selector); ``workers`` threads (``<name>-http-worker``) build the answers
-by calling :meth:`BoundedHttpServer.handle`. So the threads are ``1 + workers`` whatever the
-clients do, and a client that sends nothing holds no thread.
-
-Per connection: the request head (at most ``max_request_bytes``, else ``431``) and, when the
-server takes bodies (``max_body_bytes`` > 0), a body of ``Content-Length`` bytes (more:
-``413``; chunked: ``411``) must arrive within ``read_timeout_s`` of the accept (else ``408``
-and close: also a client trickling bytes); the answer must be taken within
-``write_timeout_s``; one request per connection (``Connection: close``). At most
-``max_connections`` are open: a new one beyond that closes the oldest still waiting for its
-request (idle clients cannot lock others out), or, when every open one is being answered, is
-answered ``503`` and closed at once. A method the server does not serve is ``405`` (with
-``Allow``), a request line that is not HTTP/1.x ``400``.
-
-Client misbehaviour (early close, reset, timeout) is counted (:meth:`stats`) and logged at
-DEBUG through the logger given, at most one line per kind per 10 s; nothing is printed on
-stderr. An exception in :meth:`handle` is logged (throttled, with its traceback) and answered
-``500``.
+Why over 400 lines in one module: it is one state machine (accept, read, hand to a worker,
+write, expire, close) over one connection table and one set of counters, and each step keeps
+the bounds of the others; the parts that need no socket (the HTTP text, the log throttle) are
+in ``_wire`` and ``_logwindow``.
 """
 
 from __future__ import annotations
@@ -33,40 +21,24 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import TypedDict
 
-__all__ = [
-    "OUTCOMES",
-    "TEXT",
-    "BindError",
-    "BoundedHttpServer",
-    "HttpRequest",
-    "HttpResponse",
-    "render_response",
-]
+from infra.http_server._logwindow import LogWindows
+from infra.http_server._wire import (
+    HttpRequest,
+    HttpResponse,
+    parse_request,
+    peer_name,
+    render_response,
+    request_size,
+)
 
-log = logging.getLogger(__name__)
+__all__ = ["OUTCOMES", "BindError", "BoundedHttpServer", "HttpBounds"]
 
-TEXT = "text/plain; charset=utf-8"
+log = logging.getLogger("infra.http_server")  # the package's name, as before the split
+
 OUTCOMES = ("served", "timeout", "write_timeout", "closed_early", "evicted", "refused")
 """Connection outcomes counted by :meth:`BoundedHttpServer.stats`."""
-
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    411: "Length Required",
-    413: "Content Too Large",
-    415: "Unsupported Media Type",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 
 
 class BindError(RuntimeError):
@@ -74,45 +46,15 @@ class BindError(RuntimeError):
     configuration key that set it; no traceback is worth printing for it."""
 
 
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    """One parsed request. ``headers``: names lower-cased (a repeated header keeps its last
-    value); ``path`` without the query; ``peer``: ``host:port`` of the client."""
+class HttpBounds(TypedDict, total=False):
+    """The bounds a subclass's constructor passes on to :class:`BoundedHttpServer` as
+    ``**bounds``: what a caller leaves out takes the server's default, written only there."""
 
-    method: str
-    path: str
-    query: str
-    headers: Mapping[str, str]
-    body: bytes
-    peer: str
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    """An answer. ``headers`` are added to the standard ones (type, length, close)."""
-
-    status: int
-    body: bytes
-    content_type: str = TEXT
-    headers: tuple[tuple[str, str], ...] = field(default=())
-
-
-def render_response(
-    status: int,
-    body: bytes,
-    content_type: str = TEXT,
-    head_only: bool = False,
-    headers: tuple[tuple[str, str], ...] = (),
-) -> bytes:
-    """A complete HTTP/1.1 response that closes the connection."""
-    extra = "".join(f"{k}: {v}\r\n" for k, v in headers)
-    head = (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-        f"Content-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n" + extra + "\r\n"
-    ).encode("latin-1", "replace")
-    return head if head_only else head + body
+    read_timeout_s: float
+    write_timeout_s: float
+    max_connections: int
+    max_request_bytes: int
+    workers: int
 
 
 class _Conn:
@@ -131,32 +73,8 @@ class _Conn:
         self.phase = "read"  # read -> busy (a worker builds the answer) -> write
 
 
-def _peer(addr: object) -> str:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host = str(addr[0])
-        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-    return str(addr)
-
-
-def _content_length(head: bytes) -> tuple[int, int | None]:
-    """``(length, None)`` of the body the head announces, or ``(0, status)`` of the answer
-    that refuses it (411 for a chunked body, 400 for a bad length)."""
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"transfer-encoding":
-            return 0, 411
-        if name == b"content-length":
-            v = value.strip()
-            if not v.isdigit() or len(v) > 12:
-                return 0, 400
-            length = int(v)
-    return length, None
-
-
 class BoundedHttpServer:
-    """The server; see the module docstring. Subclasses implement :meth:`handle`.
+    """The server; see :mod:`infra.http_server`. Subclasses implement :meth:`handle`.
 
     ``start()`` binds (port 0 picks a free port, see :attr:`port`) and serves; ``stop()``
     closes every connection and joins every thread it started. Any thread may call them.
@@ -211,7 +129,7 @@ class BoundedHttpServer:
         self._counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self._open = 0
         self._reading = 0
-        self._log_windows: dict[str, list[float]] = {}
+        self._log_windows = LogWindows(10.0)
         self._accept_paused_until: float | None = None
 
     # -- what subclasses provide (worker threads) ----------------------------------------
@@ -375,7 +293,7 @@ class BoundedHttpServer:
                     self.label,
                 )
                 self._close(sel, oldest, "evicted")
-            c = _Conn(sock, _peer(addr), now, now + self.read_timeout_s)
+            c = _Conn(sock, peer_name(addr), now, now + self.read_timeout_s)
             self._conns[sock.fileno()] = c
             with self._lock:
                 self._open += 1
@@ -397,35 +315,21 @@ class BoundedHttpServer:
             return
         c.inbuf += chunk
         if c.need is None:
-            end = c.inbuf.find(b"\r\n\r\n")
-            if end < 0 and len(c.inbuf) <= self.max_request_bytes:
+            size = request_size(c.inbuf, self.max_request_bytes, self.max_body_bytes)
+            if size is None:
                 return
-            if end < 0 or end > self.max_request_bytes:
-                self._note(
-                    "bad_request",
-                    "%s: request head over %d bytes",
-                    self.label,
-                    self.max_request_bytes,
-                )
+            if isinstance(size, HttpResponse):  # refused by its head: answered at once
+                if size.status == 431:
+                    self._note(
+                        "bad_request",
+                        "%s: request head over %d bytes",
+                        self.label,
+                        self.max_request_bytes,
+                    )
                 sel.unregister(c.sock)
-                self._answer(sel, c, render_response(431, b"request too large\n"))
+                self._answer(sel, c, render_response(size.status, size.body))
                 return
-            need = end + 4
-            if self.max_body_bytes > 0:
-                length, refused = _content_length(bytes(c.inbuf[:end]))
-                if refused is None and length > self.max_body_bytes:
-                    refused = 413
-                if refused is not None:
-                    sel.unregister(c.sock)
-                    body = {
-                        400: b"bad Content-Length\n",
-                        411: b"send a Content-Length (no chunked body)\n",
-                        413: f"body over {self.max_body_bytes} bytes\n".encode(),
-                    }[refused]
-                    self._answer(sel, c, render_response(refused, body))
-                    return
-                need += length
-            c.need = need
+            c.need = size
         if len(c.inbuf) < c.need:
             return
         del c.inbuf[c.need :]
@@ -530,12 +434,9 @@ class BoundedHttpServer:
         """A DEBUG line, at most one per ``kind`` per 10 s (with what was suppressed)."""
         if not self.log.isEnabledFor(logging.DEBUG):
             return
-        now = time.monotonic()
-        w = self._log_windows.setdefault(kind, [-1e9, 0.0])
-        if now - w[0] < 10.0:
-            w[1] += 1
+        suppressed = self._log_windows.admit(kind)
+        if suppressed is None:
             return
-        suppressed, w[0], w[1] = int(w[1]), now, 0.0
         self.log.debug(
             msg + (" (%d more like it)" if suppressed else ""),
             *args,
@@ -558,39 +459,16 @@ class BoundedHttpServer:
             self._wake()
 
     def _error(self) -> None:
-        with self._lock:
-            w = self._log_windows.setdefault("error", [-1e9, 0.0])
-            emit = time.monotonic() - w[0] >= 10.0
-            if emit:
-                w[0] = time.monotonic()
-        if emit:
+        """The failed answer's traceback, at most one line per 10 s (worker thread)."""
+        if self._log_windows.admit("error") is not None:
             self.log.error("%s: building an answer failed", self.label, exc_info=True)
 
     def _respond(self, raw: bytes, peer: str) -> bytes:
         """Parse one request (head and body) and answer it (worker thread)."""
-        end = raw.find(b"\r\n\r\n")
-        head, body = raw[:end], raw[end + 4 :]
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            return render_response(400, b"bad request\n")
-        try:
-            method = parts[0].decode("ascii")
-            target = parts[1].decode("ascii")
-        except UnicodeDecodeError:
-            return render_response(400, b"bad request\n")
-        if method not in self.methods:
-            allow = ", ".join(self.methods)
-            return render_response(405, f"{allow} only\n".encode(), headers=(("Allow", allow),))
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip():
-                return render_response(400, b"bad header line\n")
-            headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
-        path, _, query = target.partition("?")
-        req = HttpRequest(method, path, query, headers, body, peer)
+        req = parse_request(raw, peer, self.methods)
+        if isinstance(req, HttpResponse):  # refused before handle: the whole answer
+            return render_response(req.status, req.body, req.content_type, False, req.headers)
         resp = self.handle(req)
         return render_response(
-            resp.status, resp.body, resp.content_type, method == "HEAD", resp.headers
+            resp.status, resp.body, resp.content_type, req.method == "HEAD", resp.headers
         )
