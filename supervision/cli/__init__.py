@@ -19,7 +19,7 @@ Commands::
     confirm-installation --account A --config FILE
                              an operator confirms the orders of another installation seen
                              on the account (I7): its entries resume
-    demo                     embedded PostgreSQL + sim/ exchange + four signal sources
+    demo                     moved: the demo is ``python -m demo`` (``make run``)
 
 ``--config`` defaults to ``$PS_CONFIG``. Exit codes: 0 ok, 2 invalid configuration or usage
 (nothing has connected yet; one line on stderr, ``configuration error: <key path>: <problem>``,

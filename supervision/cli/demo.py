@@ -1,32 +1,32 @@
-"""``demo``: the supervisor against the local simulated exchange and signal feed, with an
-embedded PostgreSQL and a live view. The whole of the command line's knowledge of the demo
-is here: its options and the one call that runs it.
-
-Main thread; runs until Ctrl-C or ``--duration``.
+"""``demo``: a pointer. The demo runs the simulated exchange, so it left the product for its
+own package above it (``python -m demo``, ``make run``); the product never imports it. The
+subcommand stays so that a user of the old command is told where it went (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
+
+from supervision.cli.common import EXIT_CONFIG
 
 __all__ = ["add_parser", "cmd_demo"]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``demo``: run the demo; its exit code."""
-    from supervision.demo import run_demo  # noqa: PLC0415
-
-    return run_demo(args.config, duration=args.duration, ui=not args.no_ui)
+    """``demo``: says where the demo went; exit 2 (a usage error)."""
+    del args
+    print("demo: the demo is its own package now: run `python -m demo`", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def add_parser(sub: Any) -> None:
     """The ``demo`` subcommand on ``sub`` (the parser's subparsers)."""
     demo = sub.add_parser(
         "demo",
-        help="the demo: embedded PostgreSQL, sim/ exchange, four signal sources",
-        description="Run the supervisor against the local sim/ exchange and signal feed with an "
-        "embedded PostgreSQL, with a live status view. Ctrl-C stops it.",
+        help="moved: run `python -m demo` (make run)",
+        description="The demo is its own package outside the product: `python -m demo`.",
     )
     demo.add_argument(
         "--config", "-c", metavar="FILE", default=None, help="default: deploy/demo.toml"

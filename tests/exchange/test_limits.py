@@ -26,8 +26,8 @@ from infra.feeds import ListenKeyError, ListenKeyMissing
 from sim import SimExchange
 from sim.limits import BINANCE_USDM as SIM_BINANCE
 from sim.limits import RateLimit
+from testkit.waiting import poll
 from tests.exchange.conftest import ACCOUNT, sim_config, stop
-from tests.waiting import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -32,8 +32,8 @@ from infra.feeds import (
 from sim import SimExchange
 from supervision.supervisor import Supervisor, SupervisorConfig
 from supervision.sync import SyncService
+from testkit.store import InMemoryStore
 from tests.exchange.conftest import sim_config
-from tests.fakes.store import InMemoryStore
 from tests.feeds.conftest import (
     ACCOUNT,
     FAST,

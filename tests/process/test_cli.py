@@ -91,7 +91,7 @@ def test_status_and_history_need_the_database_only(pg_admin: str, tmp_path: Path
     validate the file), against a real PostgreSQL holding a position and a refused signal."""
     from actors.model import Key
     from infra.store import PostgresStore
-    from tests import pg
+    from testkit import pg
     from tests.store.builders import entry_commit, new_position, refusal_commit
 
     cfg = tmp_path / "c.toml"
@@ -273,7 +273,7 @@ def test_archive_command_exports_and_drops_old_months(pg_admin: str, tmp_path: P
 
     import psycopg
 
-    from tests import pg
+    from testkit import pg
 
     cfg = tmp_path / "c.toml"
     cfg.write_text(GOOD)

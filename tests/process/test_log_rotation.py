@@ -17,7 +17,7 @@ from infra.config import ConfigError, parse_config
 from supervision import cli
 from supervision.cli.common import EXIT_CONFIG
 from supervision.cli.run import setup_run_logging
-from tests import pg
+from testkit import pg
 from tests.process import log_budget
 
 pytestmark = pytest.mark.timeout(60)

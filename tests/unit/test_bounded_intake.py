@@ -12,10 +12,10 @@ from infra.config import Config, parse_config
 from infra.metrics import PrometheusMetrics
 from supervision.app import App, Infra, Intake
 from supervision.sync import SyncService
-from tests.fakes.exchange import InMemoryExchange
-from tests.fakes.store import InMemoryStore
-from tests.fakes.world import ACCOUNT, World, signal
-from tests.waiting import poll
+from testkit.exchange import InMemoryExchange
+from testkit.store import InMemoryStore
+from testkit.waiting import poll
+from testkit.world import ACCOUNT, World, signal
 
 pytestmark = pytest.mark.timeout(60)
 

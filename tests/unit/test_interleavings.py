@@ -25,7 +25,7 @@ from actors.ports import OrderRequest
 from actors.position_actor import RESTART_TIMER
 from actors.state import Policy, Reentry
 from supervision.timers import ManualClock
-from tests.fakes.world import ACCOUNT, World, signal
+from testkit.world import ACCOUNT, World, signal
 
 SYMBOLS = [f"S{i:02d}USDT" for i in range(20)]
 SOURCES = ("sniper", "whale_copy", "trending", "volume")

@@ -12,8 +12,8 @@ from actors.model import Key, Side, Status
 from actors.ports import Snapshot
 from actors.state import Commit, Position
 from supervision.recovery import RECOVERY_WAVE
-from tests.fakes.store import InMemoryStore
-from tests.fakes.world import ACCOUNT, World
+from testkit.store import InMemoryStore
+from testkit.world import ACCOUNT, World
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -18,10 +18,11 @@ from actors.ports import NullMetrics
 from actors.state import Policy, Position, Reentry, SymbolState
 from supervision.restart import RestartPolicy
 from supervision.supervisor import Supervisor, SupervisorConfig
+from supervision.sync import observations
 from supervision.timers import ManualClock
-from tests.fakes.exchange import InMemoryExchange
-from tests.fakes.store import InMemoryStore
-from tests.waiting import poll
+from testkit.exchange import InMemoryExchange
+from testkit.store import InMemoryStore
+from testkit.waiting import poll
 
 __all__ = ["CountingMetrics", "World", "priced", "signal"]
 
@@ -169,8 +170,6 @@ class World:
 
     def sync(self, account: str = ACCOUNT, *, calls: bool = True) -> None:
         """One round of the periodic sync, as the real sync service does it."""
-        from supervision.sync import observations
-
         view = self.exchange.fetch_account(account)
         for obs in observations(view, self.sup.keys()):
             self.sup.tell(obs)

@@ -1,4 +1,4 @@
-"""``python -m supervision demo`` (``make run``): the whole system on one machine.
+"""``python -m demo`` (``make run``): the whole system on one machine.
 
 Starts, in this process: the ``sim/`` exchange (Binance USD-M wire format, prices on a random
 walk) and the ``sim/`` signal feed with its four sources (sniper, whale_copy, trending, volume)
@@ -10,6 +10,11 @@ the sim last. Log lines go to ``.data/demo.log`` while the live view is on.
 
 The ports come from the configuration (``deploy/demo.toml``); a port of 0 picks a free one and
 the configuration handed to the supervisor is rewritten with the real URLs.
+
+Called by :mod:`demo.__main__` on the main thread (it installs the SIGTERM/SIGINT handlers);
+the sim sources send to the sim signal feed from their own threads, and the supervisor's
+signal feed client reads them there, as in production. This package sits above
+the product and ``sim/``: it imports both; nothing of the product imports it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import dataclasses
 import logging
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,14 +30,16 @@ from types import FrameType
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from actors.messages import OpenSignal
-from actors.model import Key, Side
 from infra.config import Config, load_config
 from infra.logs import setup_logging
 from infra.metrics import PrometheusMetrics
+from sim.exchange import SimExchange
+from sim.signals import SignalFeed
+from sim.sources import SignalSources
+from sim.symbols import DEFAULT_SYMBOLS
 from supervision.app import App
 
-__all__ = ["render_view", "run_demo", "signal_from_dict"]
+__all__ = ["render_view", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -41,28 +47,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "deploy" / "demo.toml"
 SOURCES = ("sniper", "whale_copy", "trending", "volume")
 STATUSES = ("pending_entry", "entry_placed", "pending_sl", "active", "closing", "closed", "failed")
-
-
-def signal_from_dict(d: Mapping[str, Any], received_at: float) -> OpenSignal:
-    """A feed signal (the README's JSON schema) as an :class:`OpenSignal` (demo bridge only;
-    the real path is the signal feed client in ``infra.feeds``, which validates)."""
-
-    def opt(name: str) -> float | None:
-        v = d.get(name)
-        return None if v is None else float(v)
-
-    return OpenSignal(
-        Key(str(d["account"]), str(d["symbol"])),
-        str(d["signal_id"]),
-        str(d["source"]),
-        Side(str(d["side"])),
-        float(d["size"]),
-        float(d["stop_loss"]),
-        take_profit=opt("take_profit"),
-        trailing_distance=opt("trailing_distance"),
-        expires_at=opt("expires_at"),
-        created_at=opt("created_at") or received_at,
-    )
 
 
 def _signal_counts(metrics: PrometheusMetrics) -> dict[tuple[str, str], float]:
@@ -124,10 +108,6 @@ def run_demo(config_path: str | None, duration: float | None = None, ui: bool = 
 
     Raises :class:`~infra.config.ConfigError` for an invalid configuration (the CLI exits 2).
     """
-    from sim.exchange import SimExchange  # noqa: PLC0415
-    from sim.signals import SignalFeed  # noqa: PLC0415
-    from sim.symbols import DEFAULT_SYMBOLS  # noqa: PLC0415
-
     cfg = load_config(config_path or DEFAULT_CONFIG)
     live = ui and sys.stdout.isatty()
     log_stream: TextIO | None = None
@@ -149,22 +129,22 @@ def run_demo(config_path: str | None, duration: float | None = None, ui: bool = 
     )
     feed = SignalFeed(host, _port(cfg.feeds.signal_url), token=cfg.feeds.token)
     app: App | None = None
-    signals_seen = 0
     try:
         exchange.start()
         feed.start()
         exchange.start_random_walk(0.25, 0.0015)
         cfg = _point_at(cfg, exchange.base_url, exchange.ws_url, feed.url)
-        app = App(cfg)
-        state = _Signals(app)
-        previous = {s: signal.signal(s, state.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        app = running = App(cfg)
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            running.handle_signal(signum)
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             app.start()
-            bridge: Callable[[dict[str, Any]], object] = feed.send_signal
-            if not app.feeds:
-                log.warning("no signal feed client in this build: the demo bridges sim signals")
-                bridge = state.bridge
-            sources = _start_sources(bridge, list(symbols), exchange.mark_price, list(cfg.accounts))
+            sources = _start_sources(
+                feed.send_signal, list(symbols), exchange.mark_price, list(cfg.accounts)
+            )
             urls = {
                 "exchange": exchange.base_url,
                 "signals": feed.url,
@@ -192,7 +172,6 @@ def run_demo(config_path: str | None, duration: float | None = None, ui: bool = 
                 app.wait(duration, on_tick=tick)
             finally:
                 sources.stop()
-            signals_seen = state.bridged
         finally:
             clean = app.shutdown()
             for signum, handler in previous.items():
@@ -207,7 +186,7 @@ def run_demo(config_path: str | None, duration: float | None = None, ui: bool = 
                     {},
                 )
             )
-        log.info("demo stopped (clean=%s, bridged signals=%d)", clean, signals_seen)
+        log.info("demo stopped (clean=%s)", clean)
         return 0
     except Exception as exc:
         log.error("demo failed: %r", exc, exc_info=True)
@@ -220,34 +199,12 @@ def run_demo(config_path: str | None, duration: float | None = None, ui: bool = 
             logging.getLogger().handlers[-1].flush()
 
 
-class _Signals:
-    """Signal handling and the demo bridge (sim sources → intake, without infra.feeds)."""
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.bridged = 0
-        self._lock = threading.Lock()
-
-    def on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.app.handle_signal(signum)
-
-    def bridge(self, d: dict[str, Any]) -> object:
-        intake = self.app.intake
-        if intake is None:
-            return False
-        with self._lock:
-            self.bridged += 1
-        return intake.tell(signal_from_dict(d, time.time()))
-
-
 def _start_sources(
     send: Callable[[dict[str, Any]], object],
     symbols: list[str],
     price_of: Callable[[str], float],
     accounts: list[str],
-) -> Any:
-    from sim.sources import SignalSources  # noqa: PLC0415
-
+) -> SignalSources:
     sources = SignalSources(send, symbols, price_of, accounts=accounts, rate_per_s=1.5)
     sources.start()
     return sources

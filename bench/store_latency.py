@@ -1,6 +1,6 @@
 """Measure the commit latency of one transition on a real PostgreSQL.
 
-``python -m infra.store.latency [-n 2000] [--threads 1] [--dsn DSN] [--data-dir .data/pgbench]``
+``python -m bench.store_latency [-n 2000] [--threads 1] [--dsn DSN] [--data-dir .data/pgbench]``
 
 Creates a scratch database on the server (``ps_latency_<pid>``; the role needs CREATEDB),
 drives positions through their life with the same commits the state machine makes (an entry
@@ -11,7 +11,11 @@ p50/p90/p99/max per kind and the throughput, and drops the database. A single-ro
 server's own floor at that moment (shared machines are noisy: compare the ratio). Without
 ``--dsn`` an embedded server is used (stopped afterwards unless someone else uses it).
 
-:func:`measure` is importable (``bench/`` uses it); it returns the figures as a dict.
+:func:`measure` is importable (``tests/store/test_latency.py`` runs it briefly); it returns the
+figures as a dict. Runs on the caller's thread (``threads`` > 1 commits from worker threads of
+its own); a failing commit propagates and the scratch database is still dropped. A benchmark,
+not product code: it lived in ``infra/store/`` and moved here (issue 15); the percentiles are
+:func:`bench.stats.pct`'s, as in every other benchmark.
 """
 
 from __future__ import annotations
@@ -40,26 +44,20 @@ from actors.state import (
     SignalRecord,
     client_order_id,
 )
+from bench.stats import pct
 from infra.store.embedded import EmbeddedPostgres
 from infra.store.postgres import PostgresStore
 
 __all__ = ["main", "measure"]
 
 
-def _percentile(sorted_values: Sequence[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    i = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[i]
-
-
 def _summary(samples: list[float]) -> dict[str, float]:
     s = sorted(samples)
     return {
         "count": len(s),
-        "p50_ms": _percentile(s, 0.50) * 1000,
-        "p90_ms": _percentile(s, 0.90) * 1000,
-        "p99_ms": _percentile(s, 0.99) * 1000,
+        "p50_ms": pct(s, 50) * 1000,
+        "p90_ms": pct(s, 90) * 1000,
+        "p99_ms": pct(s, 99) * 1000,
         "max_ms": (s[-1] if s else float("nan")) * 1000,
         "mean_ms": (statistics.fmean(s) if s else float("nan")) * 1000,
     }

@@ -1,4 +1,4 @@
-"""Helpers for tests against a real PostgreSQL, shared by every test folder.
+"""Helpers for tests against a real PostgreSQL, shared by every test folder and by bench/.
 
 The server: the DSN in the environment variable ``PS_TEST_DSN`` (a role allowed to
 ``CREATE DATABASE``), else an embedded server (pgserver) on ``<repo>/.data/pgtest``, started
@@ -38,7 +38,7 @@ from psycopg.conninfo import make_conninfo
 
 from infra.store.embedded import EmbeddedPostgres
 from infra.store.migrations import MIGRATIONS, migrate
-from tests.waiting import poll
+from testkit.waiting import poll
 
 __all__ = [
     "ENV_DSN",
@@ -272,12 +272,14 @@ def terminate_backend(dsn: str, pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def private_server() -> Iterator[EmbeddedPostgres]:
-    """An embedded server on ``.data/pgo<pid>`` for this process only; deleted afterwards.
-    Leftovers of dead test processes are removed first."""
-    _reap_private_servers()
+def private_server(prefix: str = PRIVATE_PREFIX) -> Iterator[EmbeddedPostgres]:
+    """An embedded server on ``.data/<prefix><pid>`` for this process only; deleted afterwards.
+    Leftovers of dead processes (same prefix, a pid that no longer runs) are removed first.
+    ``prefix`` keeps two users of one process apart (``bench.failover`` uses ``pgf``, tests
+    the default ``pgo``)."""
+    _reap_private_servers(prefix)
     DATA.mkdir(parents=True, exist_ok=True)
-    server = EmbeddedPostgres(DATA / f"{PRIVATE_PREFIX}{os.getpid()}", cleanup="delete")
+    server = EmbeddedPostgres(DATA / f"{prefix}{os.getpid()}", cleanup="delete")
     server.start()
     try:
         yield server
@@ -343,11 +345,11 @@ def frozen(server: EmbeddedPostgres) -> Iterator[list[int]]:
         _resume(server_processes(server))
 
 
-def _reap_private_servers() -> None:
+def _reap_private_servers(prefix: str) -> None:
     if not DATA.exists():
         return
-    for path in DATA.glob(f"{PRIVATE_PREFIX}*"):
-        pid_text = path.name[len(PRIVATE_PREFIX) :]
+    for path in DATA.glob(f"{prefix}*"):
+        pid_text = path.name[len(prefix) :]
         if not pid_text.isdigit() or int(pid_text) == os.getpid():
             continue
         if _alive(int(pid_text)):
