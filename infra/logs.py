@@ -38,6 +38,7 @@ __all__ = [
     "ContextFilter",
     "JsonFormatter",
     "LogThrottle",
+    "LogWindows",
     "SecretRedactor",
     "TextFormatter",
     "setup_logging",
@@ -121,13 +122,57 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class LogWindows:
+    """At most ``burst`` lines per kind per ``interval_s``; the rest are counted, not written.
+
+    The one rule behind every throttled log line: the bounded HTTP server's notes and
+    failed answers, the control endpoint's refusals (``burst=1``) and the feeds'
+    :class:`LogThrottle`. Thread-safe; never raises; keeps at most ``max_kinds`` kinds (it
+    forgets them all beyond, so a flood of distinct kinds cannot grow it).
+    """
+
+    def __init__(
+        self,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        burst: int = 1,
+        max_kinds: int = 1000,
+    ) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._burst = burst
+        self._max_kinds = max_kinds
+        self._windows: dict[str, list[float]] = {}  # kind -> [window start, lines, held back]
+        self._lock = threading.Lock()
+
+    def admit(self, kind: str) -> int | None:
+        """``None`` when ``kind`` used up its ``burst`` in the current window (this line is
+        held back and counted); else the number held back in the window that closed before
+        this one (0 within a window)."""
+        now = self._clock()
+        with self._lock:
+            w = self._windows.get(kind)
+            held = 0
+            if w is None or now - w[0] >= self.interval_s:
+                held = int(w[2]) if w is not None else 0
+                w = [now, 0.0, 0.0]
+                if len(self._windows) >= self._max_kinds:
+                    self._windows = {}
+                self._windows[kind] = w
+            w[1] += 1
+            if w[1] > self._burst:
+                w[2] += 1
+                return None
+        return held
+
+
 class LogThrottle:
     """At most ``burst`` lines per key per ``interval_s``; then one summary of what it dropped.
 
     For log lines that a flood of bad frames would repeat thousands of times a second. The
     summary (``N more like 'key' suppressed …``) is written when the key's next window opens.
     Called from one thread (a feed's), but safe from several. Never raises beyond what the
-    logger raises; keeps at most about 1,000 keys (it forgets them all beyond).
+    logger raises; keeps at most about 1,000 keys (:class:`LogWindows`).
     """
 
     def __init__(
@@ -138,33 +183,19 @@ class LogThrottle:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._log = logger
-        self._clock = clock
-        self._burst = burst
-        self._interval = interval_s
-        self._windows: dict[str, list[float]] = {}  # key -> [window start, count, suppressed]
-        self._lock = threading.Lock()
+        self._windows = LogWindows(interval_s, clock, burst=burst)
 
     def warning(self, key: str, msg: str, *args: object) -> None:
         """Log ``msg % args`` at WARNING unless ``key`` used up its burst in this window."""
-        now = self._clock()
-        with self._lock:
-            w = self._windows.get(key)
-            if w is None or now - w[0] >= self._interval:
-                suppressed = int(w[2]) if w is not None else 0
-                w = self._windows[key] = [now, 0.0, 0.0]
-                if len(self._windows) > 1000:
-                    self._windows = {key: w}
-            else:
-                suppressed = 0
-            w[1] += 1
-            emit = w[1] <= self._burst
-            if not emit:
-                w[2] += 1
-        if suppressed:
+        held = self._windows.admit(key)
+        if held:
             self._log.warning(
-                "%d more like %r suppressed in the last %.0fs", suppressed, key, self._interval
+                "%d more like %r suppressed in the last %.0fs",
+                held,
+                key,
+                self._windows.interval_s,
             )
-        if emit:
+        if held is not None:
             self._log.warning(msg, *args)
 
 

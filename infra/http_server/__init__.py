@@ -24,12 +24,10 @@ stderr. An exception in :meth:`handle` is logged (throttled, with its traceback)
 ``500``.
 
 The modules behind this list: ``_wire`` (the HTTP/1.1 text: requests, answers, their
-parsing and rendering, no sockets), ``_server`` (the loop, the workers and the bounds),
-``_logwindow`` (:class:`LogWindows`, the throttle of the log lines, also used by the control
-endpoint for its refusals).
+parsing and rendering, no sockets), ``_server`` (the loop, the workers and the bounds; its
+log lines are throttled by :class:`infra.logs.LogWindows`).
 """
 
-from infra.http_server._logwindow import LogWindows
 from infra.http_server._server import OUTCOMES, BindError, BoundedHttpServer, HttpBounds
 from infra.http_server._wire import (
     TEXT,
@@ -49,7 +47,6 @@ __all__ = [
     "HttpBounds",
     "HttpRequest",
     "HttpResponse",
-    "LogWindows",
     "parse_request",
     "peer_name",
     "render_response",

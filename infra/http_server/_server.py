@@ -23,7 +23,6 @@ import threading
 import time
 from typing import TypedDict
 
-from infra.http_server._logwindow import LogWindows
 from infra.http_server._wire import (
     HttpRequest,
     HttpResponse,
@@ -32,6 +31,7 @@ from infra.http_server._wire import (
     render_response,
     request_size,
 )
+from infra.logs import LogWindows
 
 __all__ = ["OUTCOMES", "BindError", "BoundedHttpServer", "HttpBounds"]
 

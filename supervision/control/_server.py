@@ -23,7 +23,8 @@ from actors.messages import CloseRequest, Message, PauseRequest, UnquarantineReq
 from actors.model import CloseReason, Key
 from actors.state import ControlOutcome, Position
 from infra.config import Config
-from infra.http_server import BoundedHttpServer, HttpRequest, HttpResponse, LogWindows
+from infra.http_server import BoundedHttpServer, HttpRequest, HttpResponse
+from infra.logs import LogWindows
 from supervision.control._auth import authorize, loopback_address
 from supervision.control._metrics import ControlStats
 from supervision.control._request import COMMANDS, JSON, BadRequest, parse_command

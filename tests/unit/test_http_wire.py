@@ -5,12 +5,12 @@ from __future__ import annotations
 from infra.http_server import (
     HttpRequest,
     HttpResponse,
-    LogWindows,
     parse_request,
     peer_name,
     render_response,
     request_size,
 )
+from infra.logs import LogWindows
 
 GET = ("GET", "HEAD")
 
