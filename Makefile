@@ -17,10 +17,13 @@ install: $(BIN)/python
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# tests/layers.py: the product goes supervision -> infra -> actors and never imports sim/,
+# testkit/, demo/, bench/ or tests/ (every import, inside functions too).
 lint: install
+	$(BIN)/python -m tests.layers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy actors infra supervision sim bench tests
+	$(BIN)/mypy actors infra supervision sim bench demo testkit tests
 
 # The benchmarks of issue 13 (several minutes; QUICK=1 for short samples). Appends each run's
 # verdicts to bench/HISTORY.md and writes bench/results.json. Not in CI.
@@ -43,7 +46,7 @@ failover: install
 	$(BIN)/python -m bench.failover --long
 
 run: install
-	$(BIN)/python -m supervision demo
+	$(BIN)/python -m demo
 
 clean:
 	rm -rf $(VENV) .data build *.egg-info

@@ -1,6 +1,6 @@
 """The ports the actors need, as small Protocols; ``infra/`` implements them.
 
-Unit tests use in-memory implementations of the same Protocols (``tests/fakes``); everything
+Unit tests use in-memory implementations of the same Protocols (``testkit/``); everything
 else uses the real adapters (PostgreSQL, ccxt, prometheus-client).
 """
 

@@ -11,11 +11,9 @@ each run's verdicts are appended to ``bench/HISTORY.md``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import json
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -24,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.history import HISTORY, commit_id, load_average, utc_stamp
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
-HISTORY = HERE / "HISTORY.md"
 
 
 @dataclass(frozen=True)
@@ -136,36 +135,6 @@ def _select(only: list[str]) -> list[Group]:
     return chosen
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=HERE.parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=HERE.parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-        return out + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
-
-
 def _fmt(v: Any) -> str:
     if v is None:
         return "n/a"
@@ -233,11 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir = DATA / "bench" / time.strftime("%Y%m%d-%H%M%S")
     workdir.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": _commit(),
+        "date": utc_stamp(),
+        "commit": commit_id(),
         "quick": quick,
         "repeat": args.repeat,
-        "load_before": _load(),
+        "load_before": load_average(),
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
         "logs": str(workdir),
@@ -273,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             _threads_left(g.name)
     finally:
         db.close()
-    meta["load_after"] = _load()
+    meta["load_after"] = load_average()
     meta["total_s"] = round(time.monotonic() - t_all, 1)
     previous: dict[str, Any] = {}
     if args.out.exists():

@@ -46,15 +46,31 @@ from bench.race import (
     run_race,
 )
 
-__all__ = ["PROGRAM", "UnderSupervisord", "killer", "main", "run_chaos"]
+__all__ = [
+    "PROGRAM",
+    "UnderSupervisord",
+    "killer",
+    "main",
+    "program_section",
+    "run_chaos",
+    "shutdown_supervisord",
+    "supervisord_rpc",
+    "supervisord_sections",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy" / "supervisord.conf"
 PROGRAM = "position-supervisor"
 
 
-def _program_section(config: Path, log: Path) -> dict[str, str]:
-    """The shipped program section, adapted to this machine."""
+def program_section(config: Path, log: Path) -> dict[str, str]:
+    """The program section of the shipped ``deploy/supervisord.conf``, adapted to this machine:
+    the command runs this interpreter's ``position-supervisor`` (or ``python -m supervision``)
+    on ``config`` from the repository, its output goes to ``log`` (no backups), no ``user``.
+
+    Used by :class:`UnderSupervisord` here and by ``bench/failover.py`` so that the benchmarks
+    run the deployment as shipped; ``tests/process/test_race.py`` pins it against the file.
+    Raises ``KeyError`` if the shipped file lost its program section."""
     parser = configparser.RawConfigParser()
     parser.read(DEPLOY)
     section = dict(parser[f"program:{PROGRAM}"])
@@ -68,6 +84,46 @@ def _program_section(config: Path, log: Path) -> dict[str, str]:
     section.pop("user", None)
     section["stdout_logfile_backups"] = "0"
     return section
+
+
+def supervisord_sections(sock: Path, workdir: Path, logfile: Path) -> list[str]:
+    """The daemon's own lines of a benchmark's ``supervisord.conf``: in the foreground, logging
+    to ``logfile``, its pid file and the children's logs in ``workdir``, XML-RPC (and
+    ``supervisorctl``) on the unix socket ``sock``. The program sections follow them."""
+    return [
+        "[unix_http_server]",
+        f"file={sock}",
+        "[supervisord]",
+        "nodaemon=true",
+        f"logfile={logfile}",
+        f"pidfile={workdir / 'supervisord.pid'}",
+        f"childlogdir={workdir}",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "[supervisorctl]",
+        f"serverurl=unix://{sock}",
+    ]
+
+
+def supervisord_rpc(sock: Path) -> Any:
+    """An XML-RPC proxy to the supervisord listening on the unix socket ``sock``."""
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{sock}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def shutdown_supervisord(proc: subprocess.Popen[bytes], sock: Path) -> None:
+    """Ask the supervisord of ``proc`` to shut down (it stops its programs first) and reap it;
+    killed when it has not exited 60 s later. Used by :class:`UnderSupervisord` and
+    ``bench/failover.py``'s cluster; a supervisord already gone is not an error."""
+    with contextlib.suppress(Exception):
+        supervisord_rpc(sock).supervisor.shutdown()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 class UnderSupervisord:
@@ -96,19 +152,9 @@ class UnderSupervisord:
             else:
                 raise RuntimeError(f"a supervisord is already running on {self.sock}")
         conf = self.workdir / "supervisord.conf"
-        program = _program_section(config, self.program_log)
+        program = program_section(config, self.program_log)
         lines = [
-            "[unix_http_server]",
-            f"file={self.sock}",
-            "[supervisord]",
-            "nodaemon=true",
-            f"logfile={self.daemon_log}",
-            f"pidfile={self.workdir / 'supervisord.pid'}",
-            f"childlogdir={self.workdir}",
-            "[rpcinterface:supervisor]",
-            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-            "[supervisorctl]",
-            f"serverurl=unix://{self.sock}",
+            *supervisord_sections(self.sock, self.workdir, self.daemon_log),
             f"[program:{PROGRAM}]",
         ]
         lines += [f"{k}={v}" for k, v in program.items()]
@@ -152,10 +198,7 @@ class UnderSupervisord:
     # -- control -----------------------------------------------------------------------
 
     def _rpc(self) -> Any:
-        from supervisor.xmlrpc import SupervisorTransport
-
-        transport = SupervisorTransport(None, None, f"unix://{self.sock}")
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        return supervisord_rpc(self.sock)
 
     def info(self) -> dict[str, Any]:
         result: dict[str, Any] = self._rpc().supervisor.getProcessInfo(PROGRAM)
@@ -201,15 +244,8 @@ class UnderSupervisord:
     def shutdown(self) -> None:
         """Shut supervisord down (it stops the program first) and reap it. Idempotent."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(Exception):
-            self._rpc().supervisor.shutdown()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        if proc is not None:
+            shutdown_supervisord(proc, self.sock)
 
 
 def killer(

@@ -65,7 +65,12 @@ from typing import Any
 
 import psycopg
 
-from bench.chaos import _program_section
+from bench.chaos import (
+    program_section,
+    shutdown_supervisord,
+    supervisord_rpc,
+    supervisord_sections,
+)
 from sim.exchange import OrderLogEntry, SimExchange
 from sim.signals import SignalFeed
 from sim.sources import SignalSources
@@ -256,23 +261,11 @@ class Cluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.sock.unlink()
-        lines = [
-            "[unix_http_server]",
-            f"file={self.sock}",
-            "[supervisord]",
-            "nodaemon=true",
-            f"logfile={self.workdir / 'supervisord.log'}",
-            f"pidfile={self.workdir / 'supervisord.pid'}",
-            f"childlogdir={self.workdir}",
-            "[rpcinterface:supervisor]",
-            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-            "[supervisorctl]",
-            f"serverurl=unix://{self.sock}",
-        ]
+        lines = supervisord_sections(self.sock, self.workdir, self.workdir / "supervisord.log")
         daemon_env = {k: v for k, v in os.environ.items() if not k.startswith("PS_")}
         daemon_env["PYTHONUNBUFFERED"] = "1"
         for name, env in self.envs.items():
-            section = _program_section(self.config, self.workdir / f"{name}.log")
+            section = program_section(self.config, self.workdir / f"{name}.log")
             section["startsecs"] = str(self.startsecs)
             # Secrets reach the program through supervisord's environment, as in production.
             refs = []
@@ -299,10 +292,7 @@ class Cluster:
             raise
 
     def _rpc(self) -> Any:
-        from supervisor.xmlrpc import SupervisorTransport
-
-        transport = SupervisorTransport(None, None, f"unix://{self.sock}")
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        return supervisord_rpc(self.sock)
 
     def info(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._rpc().supervisor.getProcessInfo(name)
@@ -384,15 +374,8 @@ class Cluster:
 
     def shutdown(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(Exception):
-            self._rpc().supervisor.shutdown()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        if proc is not None:
+            shutdown_supervisord(proc, self.sock)
 
 
 # --- the harness ---------------------------------------------------------------------------
@@ -794,32 +777,33 @@ def count(
         m = re.match(r"^key-(acc\d+)-(p\d+)$", entry.api_key)
         return m.group(2) if m else None
 
+    def under_lease(entry: OrderLogEntry, what: str) -> tuple[str, int | None] | None:
+        """The program that made the call and its lease epoch then (None: no valid lease,
+        counted); None for a call of nobody's program."""
+        prog = prog_of(entry)
+        if prog is None:
+            return None
+        epoch = _epoch_at(history.get(entry.account, []), by_prog.get(prog, set()), entry.time)
+        if epoch is None:
+            c.expired_lease_orders += 1
+            c.problems.append(
+                f"{entry.account}: {prog} {what} at {entry.time:.3f} without a valid lease"
+            )
+        return prog, epoch
+
     placed: dict[tuple[str, str], tuple[str, int | None]] = {}
     orders = sim.order_log()
     cancels = sim.cancel_log()
     c.orders, c.cancels = len(orders), len(cancels)
     for e in orders:
-        prog = prog_of(e)
-        if prog is None:
-            continue
-        epoch = _epoch_at(history.get(e.account, []), by_prog.get(prog, set()), e.time)
-        if epoch is None:
-            c.expired_lease_orders += 1
-            c.problems.append(
-                f"{e.account}: {prog} sent {e.endpoint} {e.client_id} at {e.time:.3f} "
-                "without a valid lease"
-            )
-        placed.setdefault((e.account, e.client_id), (prog, epoch))
+        made = under_lease(e, f"sent {e.endpoint} {e.client_id}")
+        if made is not None:
+            placed.setdefault((e.account, e.client_id), made)
     for e in cancels:
-        prog = prog_of(e)
-        if prog is None:
+        made = under_lease(e, f"cancelled {e.client_id}")
+        if made is None:
             continue
-        epoch = _epoch_at(history.get(e.account, []), by_prog.get(prog, set()), e.time)
-        if epoch is None:
-            c.expired_lease_orders += 1
-            c.problems.append(
-                f"{e.account}: {prog} cancelled {e.client_id} at {e.time:.3f} without a valid lease"
-            )
+        prog, epoch = made
         owner = placed.get((e.account, e.client_id))
         if owner is not None and owner[0] != prog:
             other_epoch = owner[1]
@@ -833,14 +817,14 @@ def count(
     closers: dict[tuple[str, int], set[str]] = defaultdict(set)
     for e in orders:
         m = CLIENT_ID.match(e.client_id)
-        prog = prog_of(e)
-        if m is None or prog is None or e.outcome != "accepted":
+        sender = prog_of(e)
+        if m is None or sender is None or e.outcome != "accepted":
             continue
         pos = (e.account, int(m.group(1)))
         if m.group(2) == "e":
             entries[pos] += 1
         elif m.group(2) == "c":
-            closers[pos].add(prog)
+            closers[pos].add(sender)
     positions = set(entries) | set(closers)
     c.positions = len(positions)
     for pos, n in entries.items():
@@ -861,40 +845,16 @@ def count(
 @contextlib.contextmanager
 def _server() -> Iterator[tuple[Any, str]]:
     """An embedded PostgreSQL of the trial's own (``.data/pgf<pid>``, restartable, deleted
-    afterwards; leftovers of dead trials are removed first) and a migrated database on it.
-    Not :func:`tests.pg.private_server`: a test session's own private server lives there."""
-    import shutil
-
-    from infra.store.embedded import EmbeddedPostgres
+    afterwards; leftovers of dead trials are removed first) and a migrated database on it:
+    :func:`testkit.pg.private_server` under a prefix of its own, so that a test of this
+    process may hold the default one at the same time."""
     from infra.store.migrations import migrate
-    from tests import pg
+    from testkit import pg
 
-    for old in pg.DATA.glob("pgf*") if pg.DATA.exists() else []:
-        pid = old.name[3:]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            with contextlib.suppress(Exception):
-                EmbeddedPostgres(old).stop(mode="immediate")
-            shutil.rmtree(old, ignore_errors=True)
-    pg.DATA.mkdir(parents=True, exist_ok=True)
-    server = EmbeddedPostgres(pg.DATA / f"pgf{os.getpid()}", cleanup="delete")
-    server.start()
-    try:
+    with pg.private_server(prefix="pgf") as server:
         dsn = pg.create_database(server.dsn, "failover")
         migrate(dsn)
         yield server, dsn
-    finally:
-        server.start()  # a fault may have left it stopped: "delete" stops it properly
-        server.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_failover(spec: FailoverSpec, workdir: Path) -> FailoverCounts:
@@ -998,7 +958,7 @@ def run_two_databases(workdir: Path, lease_s: float = 3.0) -> TwoDatabases:
     from infra.config import load_config
     from infra.store.migrations import new_installation
     from supervision.app import App
-    from tests import pg
+    from testkit import pg
 
     workdir.mkdir(parents=True, exist_ok=True)
     out = TwoDatabases()
@@ -1108,7 +1068,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     spec = LONG if args.long else SHORT
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s %(message)s")
-    from tests import pg
+    from testkit import pg
 
     t0 = time.monotonic()
     try:

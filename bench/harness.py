@@ -44,6 +44,7 @@ from actors.ports import (
     OrderReply,
     OrderRequest,
 )
+from testkit.waiting import poll
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".data"
@@ -53,15 +54,8 @@ QUICK = os.environ.get("QUICK", "0") not in ("", "0")
 
 def wait_for(pred: Callable[[], object], timeout: float, what: str, every: float = 0.005) -> Any:
     """Poll ``pred`` until it returns something truthy (returned); TimeoutError after
-    ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        threading.Event().wait(every)
+    ``timeout`` seconds (:func:`testkit.waiting.poll`, the one deadline wait)."""
+    return poll(pred, timeout, what, every, error=TimeoutError)
 
 
 # --- the exchange in another process -----------------------------------------------------

@@ -66,6 +66,7 @@ __all__ = [
     "RaceCounts",
     "RaceSpec",
     "Supervised",
+    "UnprotectedSampler",
     "main",
     "on_fresh_database",
     "run_race",
@@ -349,8 +350,14 @@ def _protected(sim: SimExchange) -> dict[str, bool]:
     return out
 
 
-class _Sampler:
-    """Watches the exchange every ``period_s``: how long each position went without a stop."""
+class UnprotectedSampler:
+    """Watches the exchange every ``period_s``: how long each position went without a stop.
+
+    ``start``/``stop`` from the harness's main thread; the sampler's own daemon thread calls
+    :meth:`sample`, which the main thread may call too while settling (a lock keeps them one at
+    a time). A failing look is logged and the next one runs; ``episodes`` holds the spells over
+    ``bound_s``, ``max_s`` the longest, ``stale_stops`` the earlier positions' stops still
+    resting (I9). Used by :func:`run_race` and by ``tests/process/test_race.py``."""
 
     def __init__(self, sim: SimExchange, bound_s: float, period_s: float = 0.05) -> None:
         self.sim = sim
@@ -476,7 +483,7 @@ class _Faults:
                 log.exception("fault injection failed")
 
 
-def _settled(store: PostgresStore, sampler: _Sampler, feed: SignalFeed) -> bool:
+def _settled(store: PostgresStore, sampler: UnprotectedSampler, feed: SignalFeed) -> bool:
     if feed.pending():  # a signal not answered yet: still on its way, or to be re-sent
         return False
     sampler.sample()
@@ -553,7 +560,7 @@ def count(
     store: PostgresStore,
     sent: list[tuple[str, float, bool]],
     kills: list[float],
-    sampler: _Sampler,
+    sampler: UnprotectedSampler,
     symbols_of: Mapping[str, str] | None = None,
     feed: SignalFeed | None = None,
 ) -> RaceCounts:
@@ -707,7 +714,7 @@ def run_race(
         config = workdir / "race.toml"
         write_config(config, spec, sim, feed)
         sent = _SentLog(feed)
-        sampler = _Sampler(sim, spec.unprotected_bound_s)
+        sampler = UnprotectedSampler(sim, spec.unprotected_bound_s)
         faults = _Faults(sim, spec)
         sources = SignalSources(
             sent.send,
@@ -810,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
 def on_fresh_database(trial: Callable[[str], RaceCounts], label: str) -> int:
     """Run ``trial(dsn)`` on a fresh migrated database of the test server (embedded unless
     ``PS_TEST_DSN``), print its counts; the exit code is 0 when every count holds."""
-    from tests import pg
+    from testkit import pg
 
     admin = pg.admin_dsn()
     t0 = time.monotonic()

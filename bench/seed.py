@@ -126,20 +126,7 @@ def seed(
             pos = Position(**{**_fields(base), "orders": (filled, stop_rec)})
             stops.append(_stop(symbol, s_id, stop))
         elif state == "unknown_entry":
-            unknown = OrderRecord(
-                e_id,
-                OrderKind.ENTRY,
-                "buy",
-                qty,
-                OrderState.UNKNOWN,
-                None,
-                0.0,
-                None,
-                None,
-                0.0,
-                now,
-                1,
-            )
+            unknown = _in_flight(e_id, OrderKind.ENTRY, "buy", qty, None, now)
             pos = Position(
                 **{
                     **_fields(base),
@@ -153,20 +140,7 @@ def seed(
                 }
             )
         elif state == "awaiting_stop":
-            sent = OrderRecord(
-                s_id,
-                OrderKind.STOP_LOSS,
-                "sell",
-                qty,
-                OrderState.UNKNOWN,
-                stop,
-                0.0,
-                None,
-                None,
-                0.0,
-                now,
-                1,
-            )
+            sent = _in_flight(s_id, OrderKind.STOP_LOSS, "sell", qty, stop, now)
             pos = Position(
                 **{
                     **_fields(base),
@@ -179,20 +153,7 @@ def seed(
             if rests is True or (rests == "half" and i % 2 == 0):
                 stops.append(_stop(symbol, s_id, stop))
         elif state == "closing":
-            close = OrderRecord(
-                c_id,
-                OrderKind.CLOSE,
-                "sell",
-                qty,
-                OrderState.UNKNOWN,
-                None,
-                0.0,
-                None,
-                None,
-                0.0,
-                now,
-                1,
-            )
+            close = _in_flight(c_id, OrderKind.CLOSE, "sell", qty, None, now)
             pos = Position(
                 **{
                     **_fields(base),
@@ -235,6 +196,15 @@ def _stop(symbol: str, client_id: str, trigger: float) -> dict[str, Any]:
         "client_id": client_id,
         "close_position": True,
     }
+
+
+def _in_flight(
+    client_id: str, kind: OrderKind, side: str, qty: float, trigger: float | None, now: float
+) -> OrderRecord:
+    """An order sent once at ``now`` whose outcome is unknown (what a crash mid-call leaves)."""
+    return OrderRecord(
+        client_id, kind, side, qty, OrderState.UNKNOWN, trigger, sent_at=now, attempts=1
+    )
 
 
 def _fields(p: Position) -> dict[str, Any]:

@@ -21,7 +21,6 @@ Results go to ``.data/bench/soak-<time>.json`` and one line to ``bench/HISTORY.m
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import json
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import DATA, Database, Product, SimProc, signal_doc
+from bench.history import HISTORY, commit_id, load_average, utc_stamp
 from infra.store.retention import GROWING_TABLES as _HISTORY_TABLES
 
 HERE = Path(__file__).resolve().parent
@@ -304,14 +304,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _history(args: Any, reports: list[dict[str, Any]], g: dict[str, Any], verdict: str) -> None:
-    from bench.__main__ import HISTORY, _commit, _load
-
-    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     gc_p99 = max(r["gc_pause_p99_ms"] for r in reports)
+    rss = g["rss_growth_pct"]
     line = (
-        f"| {date} | {_commit()} | soak ({args.minutes:g} min) | RSS {g['rss_growth_pct']:+.2f} %,"
+        f"| {utc_stamp()} | {commit_id()} | soak ({args.minutes:g} min) | RSS {rss:+.2f} %,"
         f" threads {reports[0]['threads']}->{reports[-1]['threads']}, gc p99 {gc_p99} ms |"
-        f" RSS growth <= 5 % | {verdict} | load {_load()} |\n"
+        f" RSS growth <= 5 % | {verdict} | load {load_average()} |\n"
     )
     with HISTORY.open("a") as f:
         f.write(line)

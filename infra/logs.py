@@ -18,6 +18,9 @@ For a run outside supervisord, ``setup_logging(file=...)`` writes to a file rota
 (:class:`logging.handlers.RotatingFileHandler`: ``file`` grows to ``max_bytes``, then becomes
 ``file.1``, ``file.1`` becomes ``file.2``, up to ``backups`` files), so weeks of logs take at
 most ``(backups + 1) * max_bytes``. Configured by ``[logging] file``, ``max_bytes``, ``backups``.
+
+:class:`LogThrottle` bounds what one cause may log: the feeds use it for lines that a flood of
+bad frames would otherwise repeat thousands of times a second.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ import logging.handlers
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 __all__ = [
     "ContextFilter",
     "JsonFormatter",
+    "LogThrottle",
+    "LogWindows",
     "SecretRedactor",
     "TextFormatter",
     "setup_logging",
@@ -115,6 +120,83 @@ class ContextFilter(logging.Filter):
         pid = getattr(record, "position_id", None)
         record.position_id = "-" if pid is None else pid
         return True
+
+
+class LogWindows:
+    """At most ``burst`` lines per kind per ``interval_s``; the rest are counted, not written.
+
+    The one rule behind every throttled log line: the bounded HTTP server's notes and
+    failed answers, the control endpoint's refusals (``burst=1``) and the feeds'
+    :class:`LogThrottle`. Thread-safe; never raises; keeps at most ``max_kinds`` kinds (it
+    forgets them all beyond, so a flood of distinct kinds cannot grow it).
+    """
+
+    def __init__(
+        self,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        burst: int = 1,
+        max_kinds: int = 1000,
+    ) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._burst = burst
+        self._max_kinds = max_kinds
+        self._windows: dict[str, list[float]] = {}  # kind -> [window start, lines, held back]
+        self._lock = threading.Lock()
+
+    def admit(self, kind: str) -> int | None:
+        """``None`` when ``kind`` used up its ``burst`` in the current window (this line is
+        held back and counted); else the number held back in the window that closed before
+        this one (0 within a window)."""
+        now = self._clock()
+        with self._lock:
+            w = self._windows.get(kind)
+            held = 0
+            if w is None or now - w[0] >= self.interval_s:
+                held = int(w[2]) if w is not None else 0
+                w = [now, 0.0, 0.0]
+                if len(self._windows) >= self._max_kinds:
+                    self._windows = {}
+                self._windows[kind] = w
+            w[1] += 1
+            if w[1] > self._burst:
+                w[2] += 1
+                return None
+        return held
+
+
+class LogThrottle:
+    """At most ``burst`` lines per key per ``interval_s``; then one summary of what it dropped.
+
+    For log lines that a flood of bad frames would repeat thousands of times a second. The
+    summary (``N more like 'key' suppressed …``) is written when the key's next window opens.
+    Called from one thread (a feed's), but safe from several. Never raises beyond what the
+    logger raises; keeps at most about 1,000 keys (:class:`LogWindows`).
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        burst: int = 10,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = logger
+        self._windows = LogWindows(interval_s, clock, burst=burst)
+
+    def warning(self, key: str, msg: str, *args: object) -> None:
+        """Log ``msg % args`` at WARNING unless ``key`` used up its burst in this window."""
+        held = self._windows.admit(key)
+        if held:
+            self._log.warning(
+                "%d more like %r suppressed in the last %.0fs",
+                held,
+                key,
+                self._windows.interval_s,
+            )
+        if held is not None:
+            self._log.warning(msg, *args)
 
 
 def _iso(created: float) -> str:

@@ -1,7 +1,8 @@
 """Restart policy for crashed position actors (I6): OTP intensity plus Akka backoff.
 
-* The first restart in a quiet period is immediate; repeats back off:
-  ``delay = min(max, min * 2**(n-1)) * (1 + random * jitter)`` for the n-th repeat.
+* The first restart in a quiet period is immediate; the n-th repeat waits
+  :class:`infra.backoff.Backoff` ``(min_backoff_s, max_backoff_s, jitter).delay(n - 1, random)``
+  (exponential, capped, jittered: the feeds' reconnect rule).
 * More than ``max_restarts`` crashes inside ``window_s`` quarantines the symbol: no new
   entries, protection stays. Quarantine is sticky until an operator clears it.
 * The count resets after ``window_s`` without a crash.
@@ -18,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from actors.position_actor import RestartDecision
+from infra.backoff import Backoff
 from infra.config import RestartConfig
 
 __all__ = ["RestartPolicy", "RestartTracker"]
@@ -30,8 +32,7 @@ class RestartPolicy(RestartConfig):
 
     def backoff(self, repeat: int, rnd: float) -> float:
         """Delay before the ``repeat``-th repeated restart (``repeat`` >= 1)."""
-        base = min(self.max_backoff_s, self.min_backoff_s * 2.0 ** (repeat - 1))
-        return base * (1.0 + rnd * self.jitter)
+        return Backoff(self.min_backoff_s, self.max_backoff_s, self.jitter).delay(repeat - 1, rnd)
 
 
 class RestartTracker:

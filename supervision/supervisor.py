@@ -30,7 +30,14 @@ acting on it (fenced): queued calls are dropped and the account's actors stopped
 account waits for its lease (standby, fenced, taking over), the signals for it are *held*,
 not answered (its owner answers them), for at most ``hold_s`` seconds, and offered to the
 actors when entries open here; an old one is then refused by its age, one decided by the
-previous owner is answered with its recorded decision.
+previous owner is answered with its recorded decision (:mod:`supervision.held_signals`).
+
+Longer than 400 lines for a reason: one class whose routing, actor creation, retirement,
+activation and stop read and write the same actor map under the same lock (the hot path of
+:meth:`Supervisor.tell` reads it without one); split across modules, that lock and map would
+be shared private state. What needs neither is elsewhere: the held signals
+(:mod:`supervision.held_signals`), the recovery's start window (:mod:`supervision.recovery`),
+the timers (:mod:`supervision.timers`), the restart policy (:mod:`supervision.restart`).
 """
 
 from __future__ import annotations
@@ -39,7 +46,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -65,7 +71,6 @@ from actors.ports import Clock, ExchangePort, Metrics, NullMetrics, Store
 from actors.position_actor import (
     ActorCell,
     ActorDeps,
-    Barrier,
     IdPool,
     Passivate,
     PositionActor,
@@ -74,6 +79,8 @@ from actors.position_actor import (
 )
 from actors.state import ControlOutcome, Policy, SignalOutcome, SignalRecord, SymbolState
 from actors.workers import ExchangeWorkers
+from supervision.held_signals import HeldSignals
+from supervision.recovery import StartWindow
 from supervision.restart import RestartPolicy, RestartTracker
 from supervision.timers import TimerService
 
@@ -81,36 +88,17 @@ __all__ = ["Supervisor", "SupervisorConfig", "SupervisorStats"]
 
 log = logging.getLogger(__name__)
 
-#: Actors started at once by a recovery: each loads its position as it starts, and a
-#: thousand loads at once exhausted the store's pool (loads and commits timed out, recovery
-#: failed). At most this many are starting at a time: a sliding window, the next actor
-#: spawned as soon as the oldest starting one has loaded (or after RECOVERY_WAVE_WAIT_S);
-#: waves that waited for their slowest member made a thousand positions take 63 waits.
-RECOVERY_WAVE = 16
-RECOVERY_WAVE_WAIT_S = 10.0
-
-
-def _started(ref: pykka.ActorRef[PositionActor]) -> pykka.Future[Any] | None:
-    """A future answered once ``ref`` has run its start (loaded from the store) and handled
-    what came before; ``None`` if it is dead already."""
-    try:
-        return ref.ask(Barrier(), block=False)
-    except pykka.ActorDeadError:
-        return None
-
-
-def _wait_started(future: pykka.Future[Any] | None) -> None:
-    """Wait (at most ``RECOVERY_WAVE_WAIT_S``) for a :func:`_started` future; a failed or
-    slow start is the actor's to handle, not the recovery's."""
-    if future is not None:
-        with contextlib.suppress(Exception):
-            future.get(timeout=RECOVERY_WAVE_WAIT_S)
-
-
 _STOPPING = ("shutting_down", "stopped")
 
-#: Signals held per account while it waits for its lease (the oldest are dropped beyond).
-MAX_HELD_SIGNALS = 10_000
+
+def _notify(listeners: list[Callable[..., None]], what: str, *args: object) -> None:
+    """Call every listener with ``args`` (a copy of the list: one may be removed meanwhile);
+    one that raises is logged and the others still called."""
+    for listener in list(listeners):
+        try:
+            listener(*args)
+        except Exception:
+            log.exception("%s listener failed", what)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +171,8 @@ class Supervisor:
         self._active: dict[str, bool] = dict.fromkeys(exchanges, gate is None)
         self._entries_open: dict[str, bool] = dict.fromkeys(exchanges, gate is None)
         self._entry_refusal: dict[str, str] = dict.fromkeys(exchanges, "not_owner")
-        self._holding: dict[str, bool] = dict.fromkeys(exchanges, gate is not None)
-        self._held: dict[str, deque[tuple[float, OpenSignal]]] = {a: deque() for a in exchanges}
+        self._held = HeldSignals(exchanges, hold_s, holding=gate is not None)
         self._no_adoption: set[str] = set()
-        self.hold_s = hold_s
         #: Messages dropped because their account is not active here (per account).
         self.dropped_not_owner: dict[str, int] = dict.fromkeys(exchanges, 0)
         #: Called with ``(account, why, certain)`` when an actor's write was refused because
@@ -385,25 +371,13 @@ class Supervisor:
         self._workers[effect.key.account].submit(effect)
 
     def request_sync(self, key: Key, reason: str) -> None:
-        for listener in list(self.sync_listeners):
-            try:
-                listener(key.account, reason)
-            except Exception:
-                log.exception("sync request listener failed")
+        _notify(self.sync_listeners, "sync request", key.account, reason)
 
     def signal_decided(self, record: SignalRecord) -> None:
-        for listener in list(self.signal_listeners):
-            try:
-                listener(record)
-            except Exception:
-                log.exception("signal outcome listener failed")
+        _notify(self.signal_listeners, "signal outcome", record)
 
     def control_decided(self, outcome: ControlOutcome) -> None:
-        for listener in list(self.control_listeners):
-            try:
-                listener(outcome)
-            except Exception:
-                log.exception("control outcome listener failed")
+        _notify(self.control_listeners, "control outcome", outcome)
 
     def clear_quarantine(self, key: Key) -> None:
         """Forget the key's crash history (an operator lifted its quarantine)."""
@@ -428,11 +402,7 @@ class Supervisor:
         return decision
 
     def not_owner(self, key: Key, why: str, certain: bool) -> None:
-        for listener in list(self.ownership_listeners):
-            try:
-                listener(key.account, why, certain)
-            except Exception:
-                log.exception("ownership listener failed")
+        _notify(self.ownership_listeners, "ownership", key.account, why, certain)
 
     def retire(self, key: Key, ref: pykka.ActorRef[Any]) -> bool:
         """An idle actor passivates (its own thread): forget its actor, cell and tick slot,
@@ -461,7 +431,7 @@ class Supervisor:
         check call this). Closed with ``hold``: signals are held (module docstring), not
         refused; opened: the held signals are offered to the actors now."""
         self._entries_open[account] = is_open
-        self._holding[account] = hold and not is_open
+        self._held.set_holding(account, hold and not is_open)
         if not is_open:
             self._entry_refusal[account] = reason
         log.log(
@@ -540,27 +510,11 @@ class Supervisor:
 
     def _hold(self, sig: OpenSignal) -> bool:
         """Hold ``sig`` when its account waits for its lease here; False when not holding."""
-        account = sig.key.account
-        if not self._holding.get(account, False):
-            return False
-        held = self._held.setdefault(account, deque())
-        now = time.monotonic()
-        while held and (now - held[0][0] > self.hold_s or len(held) >= MAX_HELD_SIGNALS):
-            held.popleft()
-        held.append((now, sig))
-        return True
+        return self._held.hold(sig)
 
     def _release_held(self, account: str) -> None:
         """Offer the signals held for ``account`` (not older than ``hold_s``) again."""
-        held = self._held.get(account)
-        if not held:
-            return
-        now = time.monotonic()
-        batch = []
-        while held:
-            at, sig = held.popleft()
-            if now - at <= self.hold_s:
-                batch.append(sig)
+        batch = self._held.release(account)
         if batch:
             log.info("account %s: offering %d held signals", account, len(batch))
         for sig in batch:
@@ -568,7 +522,7 @@ class Supervisor:
 
     def held_signals(self, account: str) -> int:
         """Signals held for ``account`` now."""
-        return len(self._held.get(account, ()))
+        return self._held.count(account)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -580,7 +534,7 @@ class Supervisor:
         exchange (lookups by client order id, then a sync) before it accepts a new entry.
         """
         keys: list[Key] = []
-        starting: deque[pykka.Future[Any] | None] = deque()
+        window = StartWindow()
         for pos in self.store.open_positions(account):
             if pos.key.account not in self._workers:
                 log.error("open position %s for unconfigured account %s", pos.id, pos.key)
@@ -592,12 +546,10 @@ class Supervisor:
                     break
                 ref = self._actors.get(pos.key)
                 if ref is None or not ref.is_alive():
-                    starting.append(_started(self._spawn(pos.key)))
+                    window.started(self._spawn(pos.key))
             keys.append(pos.key)
-            while len(starting) >= RECOVERY_WAVE:  # a sliding window, oldest first
-                _wait_started(starting.popleft())
-        while starting:
-            _wait_started(starting.popleft())
+            window.make_room()  # a sliding window, oldest first
+        window.wait_all()
         log.info("recovery started for %d open positions", len(keys))
         return keys
 
@@ -688,7 +640,7 @@ class Supervisor:
                 "tick_slots": len(self._slots),
                 "restart_trackers": len(self._trackers),
             }
-        out["held_signals"] = sum(len(h) for h in list(self._held.values()))
+        out["held_signals"] = self._held.total()
         out.update(self.timers.sizes())
         out["exchange_queue"] = self.in_flight()
         for name, size in list(self.size_sources.items()):

@@ -1,16 +1,18 @@
 """The exchange adapter: :class:`CcxtExchange` implements :class:`actors.ports.ExchangePort`.
 
-``venues`` holds every exchange-specific parameter, ``errors`` the ccxt exception -> port
-outcome mapping, ``ccxt_adapter`` the adapter itself (one ccxt client per calling thread).
+Modules, one job each: ``venues`` holds every exchange-specific parameter; ``client`` the
+ccxt class with the adapter's hooks (limiter, wire info); ``pool`` one ccxt client per
+calling thread and the markets they share; ``translate`` the pure translation between ccxt's
+structures and the port's types; ``order_rules`` a request onto the market's rules;
+``errors`` the ccxt exception -> port outcome mapping; ``limits`` the account's request
+limiter; ``listen_keys`` the user stream's listen key; ``ccxt_adapter`` the port methods.
 """
 
-from infra.exchange.ccxt_adapter import (
-    AccountFetchError,
-    CcxtExchange,
-    MarketsUnavailable,
-    UnknownSymbol,
-)
+from infra.exchange.ccxt_adapter import AccountFetchError, CcxtExchange
 from infra.exchange.errors import Op, Reason, classify
+from infra.exchange.listen_keys import ListenKeys
+from infra.exchange.pool import MarketsUnavailable, UnknownSymbol
+from infra.exchange.translate import quantize_qty, rules_of_market
 from infra.exchange.venues import (
     BINANCE_USDM,
     VENUES,
@@ -28,6 +30,7 @@ __all__ = [
     "CcxtExchange",
     "ConfigError",
     "Credentials",
+    "ListenKeys",
     "MarketsUnavailable",
     "Op",
     "Reason",
@@ -36,4 +39,6 @@ __all__ = [
     "VenueConfig",
     "classify",
     "env_prefix",
+    "quantize_qty",
+    "rules_of_market",
 ]

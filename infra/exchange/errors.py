@@ -1,7 +1,7 @@
 """The ccxt exception -> port outcome mapping (the heart of the adapter).
 
 Pure functions over an exception and the :class:`~infra.exchange.venues.Venue` that raised
-it. The ccxt client subclass in :mod:`infra.exchange.ccxt_adapter` attaches a
+it. The ccxt client subclass in :mod:`infra.exchange.client` attaches a
 :class:`WireInfo` to every exception it raises (HTTP status, ``Retry-After``, the
 exchange's error code, and whether the request can have left this process at all), so the
 mapping does not have to parse messages.

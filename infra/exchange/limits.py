@@ -9,7 +9,8 @@ by ``rateLimit`` × cost (a Binance order: 50 ms × 4), so a stop-loss waits 200
 entry before it, and a burst the exchange would take at once is spread over seconds.
 
 :class:`AccountLimiter` replaces it for one account (one per
-:class:`~infra.exchange.ccxt_adapter.CcxtExchange`, shared by the account's threads):
+:class:`~infra.exchange.pool.ClientPool`, i.e. per adapter, shared by the account's threads
+and every call their clients make, the user stream's listen key included):
 
 * **The limits** are the venue's published defaults until the exchange's ``exchangeInfo``
   is read (:meth:`AccountLimiter.configure`, called when the markets load).
@@ -37,6 +38,10 @@ entry before it, and a burst the exchange would take at once is spread over seco
 
 Thread-safe: one lock and condition; requests wait outside nothing else. Never raises but
 :class:`RateBudgetExhausted`.
+
+One job (the limiter and its vocabulary: limits, costs, priorities, stats), kept whole at
+about 400 lines; splitting the windows from the waiters would only spread one lock's
+invariants over two modules.
 """
 
 from __future__ import annotations
@@ -51,7 +56,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 __all__ = [
     "AccountLimiter",
@@ -404,15 +408,3 @@ class AccountLimiter:
                 self._corrected,
                 usage,
             )
-
-
-def header_limits(headers: Mapping[str, Any]) -> dict[str, int]:
-    """The usage headers of a reply, by lower-case name (for logs and tests)."""
-    out: dict[str, int] = {}
-    for name, value in headers.items():
-        if _HEADER_RE.match(name.lower()):
-            try:
-                out[name.lower()] = int(str(value).strip())
-            except ValueError:
-                continue
-    return out

@@ -6,6 +6,7 @@ to a :class:`FeedSink` (the supervisor, or the app's intake). :func:`feeds_from_
 them from the process configuration; :class:`FeedMetrics` is what they report.
 """
 
+from infra.backoff import Backoff
 from infra.feeds.market import MarkPriceFeed
 from infra.feeds.metrics import CountingFeedMetrics, FeedMetrics, NullFeedMetrics
 from infra.feeds.parsing import (
@@ -19,13 +20,13 @@ from infra.feeds.parsing import (
 from infra.feeds.signals import SignalFeedClient, SignalFeedStats, TokenBucket
 from infra.feeds.sink import FeedSink, SyncRequest
 from infra.feeds.user_stream import (
-    ListenKeyClient,
     ListenKeyError,
     ListenKeyMissing,
+    ListenKeySource,
     UserDataStream,
 )
 from infra.feeds.wiring import Feed, feeds_from_config
-from infra.feeds.ws_client import Backoff, Connect, ReconnectingWebSocket
+from infra.feeds.ws_client import Connect, ReconnectingWebSocket
 
 __all__ = [
     "Backoff",
@@ -34,9 +35,9 @@ __all__ = [
     "Feed",
     "FeedMetrics",
     "FeedSink",
-    "ListenKeyClient",
     "ListenKeyError",
     "ListenKeyMissing",
+    "ListenKeySource",
     "MarkPrice",
     "MarkPriceFeed",
     "NullFeedMetrics",

@@ -28,7 +28,6 @@ nothing raises into the runner. A reconnect asks for a sync of every account ser
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -36,17 +35,19 @@ from collections.abc import Callable, Iterable, Mapping
 
 from actors.messages import MarkPriceTick
 from actors.model import Key
-from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
-from infra.feeds.parsing import Refusal, parse_mark_prices, preview
+from infra.backoff import Backoff
+from infra.feeds.metrics import FeedMetrics
+from infra.feeds.parsing import Refusal, parse_mark_prices
+from infra.feeds.runner_feed import RunnerFeed
 from infra.feeds.sink import FeedSink, SyncRequest
-from infra.feeds.ws_client import Backoff, Connect, LogThrottle, ReconnectingWebSocket
+from infra.feeds.ws_client import Connect, ReconnectingWebSocket
 
 __all__ = ["MarkPriceFeed"]
 
 log = logging.getLogger(__name__)
 
 
-class MarkPriceFeed:
+class MarkPriceFeed(RunnerFeed):
     """Mark prices of ``symbols`` (account → symbol ids) from ``ws_url`` to ``sink``."""
 
     def __init__(
@@ -77,13 +78,12 @@ class MarkPriceFeed:
                 routes.setdefault(s, []).append(Key(account, s))
         if not routes:
             raise ValueError("no symbols to subscribe")
-        self.name = name
+        super().__init__(name, metrics, log)
         self.accounts = tuple(sorted(symbols))
         self._routes: dict[str, tuple[Key, ...]] = {s: tuple(k) for s, k in routes.items()}
         self._sink = sink
         self._request_sync = request_sync
         self._clock = clock
-        self.metrics: FeedMetrics = metrics or NullFeedMetrics()
         suffix = "@1s" if speed else ""
         base = ws_url.rstrip("/")
         if len(self._routes) > max_streams:
@@ -101,7 +101,6 @@ class MarkPriceFeed:
         self.delivered = 0
         self._pending: dict[str, list[float]] = {}
         self.refused: Counter[str] = Counter()
-        self._throttle = LogThrottle(log)
         self.runner = ReconnectingWebSocket(
             name,
             lambda: Connect(self.url),
@@ -120,16 +119,6 @@ class MarkPriceFeed:
         """Connect on the feed's own thread (returns at once)."""
         log.info("%s: mark prices of %d symbols", self.name, len(self._routes))
         self.runner.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Close and join the thread (bounded by ``timeout``, idempotent); see :attr:`running`."""
-        if not self.runner.stop(timeout):
-            log.warning("%s: feed thread still running after %.1fs", self.name, timeout)
-
-    @property
-    def running(self) -> bool:
-        """True while the feed's thread is alive."""
-        return self.runner.running
 
     @property
     def symbols(self) -> frozenset[str]:
@@ -218,13 +207,4 @@ class MarkPriceFeed:
 
     def _refuse(self, r: Refusal, data: bytes) -> None:
         self.refused[r.reason] += 1
-        with contextlib.suppress(Exception):
-            self.metrics.feed_parse_error(self.name, r.reason)
-        self._throttle.warning(
-            r.reason,
-            "%s: refused mark-price frame: %s%s preview=%s",
-            self.name,
-            r.reason,
-            f" ({r.detail})" if r.detail else "",
-            preview(data),
-        )
+        self.report_refusal(f"{self.name}: refused mark-price frame", r, data)

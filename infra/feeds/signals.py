@@ -55,10 +55,12 @@ from actors.messages import OpenSignal
 from actors.model import Key
 from actors.reasons import retry_allowed
 from actors.state import SignalRecord
-from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
-from infra.feeds.parsing import Refusal, SignalRules, parse_signal, preview
+from infra.backoff import Backoff
+from infra.feeds.metrics import FeedMetrics
+from infra.feeds.parsing import Refusal, SignalRules, parse_signal
+from infra.feeds.runner_feed import RunnerFeed
 from infra.feeds.sink import FeedSink
-from infra.feeds.ws_client import Backoff, Connect, LogThrottle, ReconnectingWebSocket
+from infra.feeds.ws_client import Connect, ReconnectingWebSocket
 
 __all__ = ["SignalFeedClient", "SignalFeedStats", "TokenBucket"]
 
@@ -109,7 +111,7 @@ def _safe_url(url: str) -> str:
     return f"{p.scheme}://{host}{port}{p.path}"
 
 
-class SignalFeedClient:
+class SignalFeedClient(RunnerFeed):
     """Signals from ``url`` to ``sink`` (see the module docstring)."""
 
     def __init__(
@@ -132,19 +134,17 @@ class SignalFeedClient:
         acks: bool = True,
         awaiting_max: int = 65536,
     ) -> None:
-        self.name = name
+        super().__init__(name, metrics, log)
         self.rules = rules
         self._url = url
         self._token = token
         self._sink = sink
         self._clock = clock
-        self.metrics: FeedMetrics = metrics or NullFeedMetrics()
         self._bucket = TokenBucket(rate_per_s, burst)
         self._lock = threading.Lock()
         self._frames = 0
         self._accepted = 0
         self._refused: Counter[str] = Counter()
-        self._throttle = LogThrottle(log)
         self._acks = acks
         self._awaiting: OrderedDict[str, int] = OrderedDict()
         self._awaiting_max = awaiting_max
@@ -173,16 +173,6 @@ class SignalFeedClient:
             " (token)" if self._token else "",
         )
         self.runner.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Close and join the thread (bounded by ``timeout``, idempotent); see :attr:`running`."""
-        if not self.runner.stop(timeout):
-            log.warning("%s: feed thread still running after %.1fs", self.name, timeout)
-
-    @property
-    def running(self) -> bool:
-        """True while the feed's thread is alive."""
-        return self.runner.running
 
     def signal_decided(self, record: SignalRecord) -> None:
         """The outcome of a signal is decided (and written): answer it if this feed delivered
@@ -233,7 +223,7 @@ class SignalFeedClient:
             with self._lock:
                 self.acks_sent += 1
         else:
-            self._throttle.warning(
+            self.throttled.warning(
                 "ack_queue_full", "%s: answer queue full; %s not answered", self.name, signal_id
             )
 
@@ -327,12 +317,4 @@ class SignalFeedClient:
             delivered = r.reason in ("sink_error", "intake_refused")
             if not delivered or self._still_awaited(r.signal_id):
                 self._answer(r.signal_id, key, "rejected", r.reason, retry=retry_allowed(r.reason))
-        with contextlib.suppress(Exception):
-            self.metrics.feed_parse_error(self.name, r.reason)
-        self._throttle.warning(
-            r.reason,
-            "refused signal frame: %s%s preview=%s",
-            r.reason,
-            f" ({r.detail})" if r.detail else "",
-            preview(data),
-        )
+        self.report_refusal("refused signal frame", r, data)

@@ -1,7 +1,8 @@
 """The user-data stream of one account: listen key, keep-alive, order updates to the actors.
 
-:class:`UserDataStream` gets a listen key (``POST /fapi/v1/listenKey``) before every
-connection, connects to ``<ws_url>/ws/<listenKey>`` and turns each event into messages:
+:class:`UserDataStream` gets a listen key (``POST /fapi/v1/listenKey``, from its
+:class:`ListenKeySource`: the account's exchange adapter) before every connection, connects
+to ``<ws_url>/ws/<listenKey>`` and turns each event into messages:
 
 * ``ORDER_TRADE_UPDATE`` → :class:`~actors.messages.OrderUpdate` (client id ``c``, status
   ``X`` lower-cased, cumulative filled ``z``, average price ``ap``, event time ``E``, order
@@ -34,42 +35,38 @@ into the runner: a bad frame is refused with a throttled log line and a counted 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import re
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol, runtime_checkable
 
 from actors.messages import OrderUpdate
 from actors.model import Key
-from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
+from infra.backoff import Backoff
+from infra.feeds.metrics import FeedMetrics
 from infra.feeds.parsing import (
     AccountEvent,
     ListenKeyExpired,
     OrderEvent,
     Refusal,
     parse_user_event,
-    preview,
 )
+from infra.feeds.runner_feed import RunnerFeed
 from infra.feeds.sink import FeedSink, SyncRequest
-from infra.feeds.ws_client import Backoff, Connect, LogThrottle, ReconnectingWebSocket
+from infra.feeds.ws_client import Connect, ReconnectingWebSocket
 
 __all__ = [
-    "ListenKeyClient",
     "ListenKeyError",
     "ListenKeyMissing",
+    "ListenKeySource",
     "UserDataStream",
     "key_prefix",
 ]
 
 log = logging.getLogger(__name__)
 
-_KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _LIQUIDATION_PREFIXES = ("autoclose-", "adl_autoclose", "settlement_autoclose-")
 
 
@@ -91,84 +88,34 @@ class ListenKeyMissing(ListenKeyError):
     """-1125: the listen key does not exist (expired or deleted): create a new one."""
 
 
-class ListenKeyClient:
-    """``POST``/``PUT /fapi/v1/listenKey`` over ``urllib`` with the ``X-MBX-APIKEY`` header.
+@runtime_checkable
+class ListenKeySource(Protocol):
+    """Where the stream gets its listen key: the account's exchange adapter
+    (:attr:`infra.exchange.CcxtExchange.listen_keys`, through the account's ccxt client and
+    limiter). Blocking; called on the runner thread (create) and the keep-alive thread.
 
-    Blocking (``timeout_s``); called on the runner thread (create) and the keep-alive thread.
-    The API key is sent in a header only, never logged.
+    Both raise :class:`ListenKeyError` on failure (the runner retries with its backoff, a
+    failed keep-alive is logged), :class:`ListenKeyMissing` when the key no longer exists
+    (the stream reconnects with a new one).
     """
-
-    def __init__(
-        self,
-        rest_url: str,
-        api_key: str,
-        *,
-        path: str = "/fapi/v1/listenKey",
-        timeout_s: float = 5.0,
-    ) -> None:
-        self.url = rest_url.rstrip("/") + path
-        self._api_key = api_key
-        self.timeout_s = timeout_s
-
-    def __repr__(self) -> str:
-        return f"ListenKeyClient({self.url!r})"
 
     def create(self) -> str:
         """A listen key (the account's active one, extended, or a new one)."""
-        reply = self._call("POST")
-        key = reply.get("listenKey") if isinstance(reply, dict) else None
-        if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
-            raise ListenKeyError("reply carries no usable listenKey")
-        return key
+        ...
 
     def keepalive(self) -> None:
-        """Extend the active key; :class:`ListenKeyMissing` if it no longer exists."""
-        self._call("PUT")
-
-    def _call(self, method: str) -> Any:
-        req = urllib.request.Request(
-            self.url,
-            data=b"",
-            method=method,
-            headers={
-                "X-MBX-APIKEY": self._api_key,
-                "Content-Type": "application/x-www-form-urlencoded",
-            },
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                body = resp.read(65536)
-        except urllib.error.HTTPError as exc:
-            code: int | None = None
-            msg = ""
-            try:
-                err = json.loads(exc.read(4096) or b"{}")
-                if isinstance(err, dict):
-                    c = err.get("code")
-                    code = c if isinstance(c, int) else None
-                    msg = str(err.get("msg", ""))[:120]
-            except Exception:
-                pass
-            finally:
-                exc.close()
-            cls = ListenKeyMissing if code == -1125 else ListenKeyError
-            raise cls(f"{method} listenKey: HTTP {exc.code} {code} {msg}", exc.code, code) from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise ListenKeyError(f"{method} listenKey: {type(exc).__name__}") from None
-        try:
-            return json.loads(body or b"{}")
-        except ValueError:
-            raise ListenKeyError(f"{method} listenKey: reply is not JSON") from None
+        """Extend the active key."""
+        ...
 
 
-class UserDataStream:
+class UserDataStream(RunnerFeed):
     """One account's user-data stream (see the module docstring)."""
 
     def __init__(
         self,
         account: str,
         ws_url: str,
-        listen_keys: ListenKeyClient,
+        listen_keys: ListenKeySource,
         sink: FeedSink,
         *,
         request_sync: SyncRequest | None = None,
@@ -183,14 +130,13 @@ class UserDataStream:
         poll_s: float = 0.25,
         algo_memory: int = 10_000,
     ) -> None:
+        super().__init__(name or f"{account}:user", metrics, log)
         self.account = account
-        self.name = name or f"{account}:user"
         self._ws_url = ws_url.rstrip("/")
         self.listen_keys = listen_keys
         self._sink = sink
         self._request_sync = request_sync
         self._clock = clock
-        self.metrics: FeedMetrics = metrics or NullFeedMetrics()
         self.keepalive_interval_s = keepalive_interval_s
         self._key: str | None = None
         self._algo_of_order: OrderedDict[str, str] = OrderedDict()
@@ -200,7 +146,6 @@ class UserDataStream:
         self.ignored = 0
         self.refused: Counter[str] = Counter()
         self.keepalives = 0
-        self._throttle = LogThrottle(log)
         self._stop = threading.Event()
         self._keepalive: threading.Thread | None = None
         self.runner = ReconnectingWebSocket(
@@ -325,7 +270,7 @@ class UserDataStream:
         self.updates += 1
         if not self._sink.tell(upd):
             self.undelivered += 1
-            self._throttle.warning(
+            self.throttled.warning(
                 "undelivered",
                 "%s: order update %s %s not delivered",
                 self.name,
@@ -335,16 +280,7 @@ class UserDataStream:
 
     def _refuse(self, r: Refusal, data: bytes) -> None:
         self.refused[r.reason] += 1
-        with contextlib.suppress(Exception):
-            self.metrics.feed_parse_error(self.name, r.reason)
-        self._throttle.warning(
-            r.reason,
-            "%s: refused user-stream frame: %s%s preview=%s",
-            self.name,
-            r.reason,
-            f" ({r.detail})" if r.detail else "",
-            preview(data),
-        )
+        self.report_refusal(f"{self.name}: refused user-stream frame", r, data)
 
     # -- keep-alive thread -----------------------------------------------------------------
 

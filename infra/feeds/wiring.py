@@ -4,8 +4,10 @@
 
 * one :class:`MarkPriceFeed` per distinct ``ws_url`` (accounts on the same exchange share one
   connection; each tick goes to every account that lists the symbol);
-* one :class:`UserDataStream` per account (``X-MBX-APIKEY`` = the account's API key, from the
-  environment or the sim's dummy key);
+* one :class:`UserDataStream` per account, its listen key from the account's exchange adapter
+  when ``accounts`` maps the account to one that has ``listen_keys`` (a
+  :class:`ListenKeySource`: :class:`infra.exchange.CcxtExchange`; the calls share the
+  account's ccxt client and limiter); otherwise the stream cannot get a key and says so;
 * one :class:`SignalFeedClient` when ``[feeds] signal_url`` is set (token from
   ``PS_FEED_TOKEN``; max age from ``[signal_policy] max_signal_age_s``).
 
@@ -22,21 +24,53 @@ Usage in ``wire_feeds``::
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from infra.backoff import Backoff
 from infra.config import Config
 from infra.feeds.market import MarkPriceFeed
 from infra.feeds.metrics import FeedMetrics
 from infra.feeds.parsing import SignalRules
 from infra.feeds.signals import SignalFeedClient
 from infra.feeds.sink import FeedSink, SyncRequest
-from infra.feeds.user_stream import ListenKeyClient, UserDataStream
-from infra.feeds.ws_client import Backoff
+from infra.feeds.user_stream import (
+    ListenKeyError,
+    ListenKeySource,
+    UserDataStream,
+)
 
 __all__ = ["Feed", "feeds_from_config"]
 
+log = logging.getLogger(__name__)
+
 Feed = MarkPriceFeed | UserDataStream | SignalFeedClient
+
+
+class _NoListenKeys:
+    """The listen-key source of an account without an exchange adapter that gives keys."""
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+
+    def create(self) -> str:
+        raise ListenKeyError(f"account {self.account}: no exchange adapter gives listen keys")
+
+    def keepalive(self) -> None:
+        self.create()
+
+
+def _listen_keys(accounts: Iterable[str] | None, name: str) -> ListenKeySource:
+    """The listen-key source of account ``name``: its adapter's, when ``accounts`` maps it."""
+    adapter = accounts.get(name) if isinstance(accounts, Mapping) else None
+    keys = getattr(adapter, "listen_keys", None)
+    if isinstance(keys, ListenKeySource):
+        return keys
+    log.warning(
+        "account %s: no exchange adapter gives listen keys: its user stream cannot connect", name
+    )
+    return _NoListenKeys(name)
 
 
 def feeds_from_config(
@@ -49,7 +83,11 @@ def feeds_from_config(
     backoff: Backoff | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Sequence[Feed]:
-    """The feeds for ``accounts`` (default: every configured account). See the module doc."""
+    """The feeds for ``accounts`` (default: every configured account). See the module doc.
+
+    ``accounts`` may map each name to the account's exchange adapter (``App.infra.exchanges``):
+    the user streams take their listen keys from it.
+    """
     names = sorted(config.accounts if accounts is None else set(accounts) & set(config.accounts))
     silence = config.feeds.silence_timeout_s
     third = max(1.0, silence / 3)
@@ -80,7 +118,7 @@ def feeds_from_config(
                 UserDataStream(
                     name,
                     acc.ws_url,
-                    ListenKeyClient(acc.rest_url, acc.api_key, timeout_s=min(10.0, acc.timeout_s)),
+                    _listen_keys(accounts, name),
                     sink,
                     request_sync=request_sync,
                     ping_interval_s=third,

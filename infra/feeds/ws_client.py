@@ -15,8 +15,8 @@ Threads:
 Failure handling: an exception from a callback is logged (throttled) and counted as
 ``handler_error`` (``on_frame``) or ends the attempt (``prepare``: ``prepare_failed``); it
 never ends the thread. Every ending of a connection (or failed attempt) schedules the next one
-after ``Backoff.delay``; the attempt counter resets once a connection stayed up
-``stable_after_s``.
+after :meth:`infra.backoff.Backoff.delay`; the attempt counter resets once a connection stayed
+up ``stable_after_s``. Repeated warnings go through :class:`infra.logs.LogThrottle`.
 
 Liveness: every frame (data, ping, pong) counts as life. After ``ping_interval_s`` without
 any frame a ping is sent; no frame within ``pong_timeout_s`` after it ends the connection
@@ -31,24 +31,29 @@ symbol per batch).
 
 Messages: ``on_frame`` gets each data message (its fragments joined) as bytes and whether it
 was binary. UTF-8 is not validated by websocket-client (``skip_utf8_validation=True``, its
-pure-Python check is the receive bottleneck). At most ``hard_max_frame_bytes`` of a message
-(the sum of its fragments) is ever held: a message over it, in one frame or in many, is read
-in 256 KiB chunks and dropped as it arrives, never reaches ``on_frame``, and is counted and
-logged as ``oversized`` (``feed_parse_error(name, "oversized")``, :attr:`RunnerStats.
-oversized`); the connection stays up. Only a violation of the WebSocket framing (RFC 6455:
-reserved bits or opcodes, a control frame over 125 bytes or split, a continuation outside a
-message, a new message inside a split one) ends it (``protocol_error``, logged and counted as
-``feed_parse_error(name, "protocol_error")``): the stream cannot be read on after that. Such a
-header is refused before its payload is read.
+pure-Python check is the receive bottleneck). Frames are read and messages bounded by
+:mod:`infra.feeds.ws_patches` (the one module patching websocket-client's internals): a
+message over ``hard_max_frame_bytes`` (the sum of its fragments) is dropped as it arrives,
+never reaches ``on_frame``, and is counted and logged as ``oversized``
+(``feed_parse_error(name, "oversized")``, :attr:`RunnerStats.oversized`); the connection stays
+up. Only a violation of the WebSocket framing ends it (``protocol_error``, logged and counted
+as ``feed_parse_error(name, "protocol_error")``): the stream cannot be read on after that.
 
 Sending: :meth:`ReconnectingWebSocket.send_text` queues a text frame from any thread (never
 blocking); the runner thread writes the queue between reads, so within ``poll_s`` when the
 line is quiet. What the connection could not take stays queued for the next one. A full
-queue (``outbox_max``) refuses the frame (counted in :attr:`ReconnectingWebSocket.
-outbox_refused`). A write that fails ends the connection (``send_failed``).
+queue (``outbox_max``) refuses the frame (counted in ``outbox.refused``, an
+:class:`~infra.feeds.outbox.Outbox`). A write that fails ends the connection (``send_failed``).
 
 Secrets: the URL and headers (listen key, bearer token) are never logged; log lines use
 ``name`` only. Do not enable ``websocket.enableTrace`` in production: it prints headers.
+
+Size: about 500 lines for one job, keeping one connection alive (connect, read with the
+watchdogs, write the queue, reconnect). The read loop is every feed's hot path: its state
+(watchdog times, counters, the queue) stays in local variables of one method on purpose, so it
+is not split into objects; the parts with a job of their own live elsewhere (the frame reading
+in :mod:`infra.feeds.ws_patches`, the send queue in :mod:`infra.feeds.outbox`, the delay rule
+in :mod:`infra.backoff`, the log throttle in :mod:`infra.logs`).
 """
 
 from __future__ import annotations
@@ -60,46 +65,33 @@ import select
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import websocket
 
+from infra.backoff import Backoff
 from infra.feeds.metrics import FeedMetrics, NullFeedMetrics
+from infra.feeds.outbox import Outbox
+from infra.feeds.ws_patches import (
+    EV_OVERSIZED,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_TEXT,
+    BoundedMessages,
+    check_websocket_client,
+    install,
+)
+from infra.logs import LogThrottle
 
 __all__ = [
-    "Backoff",
     "Connect",
-    "LogThrottle",
     "ReconnectingWebSocket",
     "RunnerStats",
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Reconnect delays: ``min(max_s, min_s·2ⁿ)·(1 + U(0,1)·jitter)`` for attempt ``n`` ≥ 0.
-
-    The first attempt after a connection that stayed up ``stable_after_s`` uses ``n = 0``.
-    """
-
-    min_s: float = 0.1
-    max_s: float = 30.0
-    jitter: float = 0.2
-    stable_after_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not (0 < self.min_s <= self.max_s) or self.jitter < 0 or self.stable_after_s < 0:
-            raise ValueError("need 0 < min_s <= max_s, jitter >= 0, stable_after_s >= 0")
-
-    def delay(self, attempt: int, rand: float) -> float:
-        """The delay before attempt ``attempt`` (0-based); ``rand`` in [0, 1)."""
-        base = min(self.max_s, self.min_s * 2.0 ** min(max(attempt, 0), 60))
-        return base * (1.0 + rand * self.jitter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,310 +115,13 @@ class RunnerStats:
     """Messages over ``hard_max_frame_bytes``, discarded (the connection kept)."""
 
 
-class LogThrottle:
-    """At most ``burst`` lines per key per ``interval_s``; then one summary of what it dropped.
-
-    For log lines that a flood of bad frames would repeat thousands of times a second.
-    Called from one thread (the feed's), but safe from several.
-    """
-
-    def __init__(
-        self,
-        logger: logging.Logger,
-        burst: int = 10,
-        interval_s: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._log = logger
-        self._clock = clock
-        self._burst = burst
-        self._interval = interval_s
-        self._windows: dict[str, list[float]] = {}  # key -> [window start, count, suppressed]
-        self._lock = threading.Lock()
-
-    def warning(self, key: str, msg: str, *args: object) -> None:
-        now = self._clock()
-        with self._lock:
-            w = self._windows.get(key)
-            if w is None or now - w[0] >= self._interval:
-                suppressed = int(w[2]) if w is not None else 0
-                w = self._windows[key] = [now, 0.0, 0.0]
-                if len(self._windows) > 1000:
-                    self._windows = {key: w}
-            else:
-                suppressed = 0
-            w[1] += 1
-            emit = w[1] <= self._burst
-            if not emit:
-                w[2] += 1
-        if suppressed:
-            self._log.warning(
-                "%d more like %r suppressed in the last %.0fs", suppressed, key, self._interval
-            )
-        if emit:
-            self._log.warning(msg, *args)
-
-
-class _Ended(Exception):
-    """Internal: the connection ends with ``reason``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _BufferedRecv:
-    """Serves websocket-client's small reads (2-byte header, length, payload) from one large
-    ``recv`` of up to ``size`` bytes: one system call per batch of frames instead of two or
-    three per frame (the receive path's main cost after the UTF-8 check). Keeps an offset into
-    the last chunk, so serving a frame copies only that frame. Never returns more than asked
-    (websocket-client's ``recv_strict`` relies on it to leave nothing in its own buffer).
-    ``before_recv`` runs before each real ``recv``, i.e. when every byte received so far has
-    been consumed. Runner thread only."""
-
-    __slots__ = ("_buf", "_pos", "_recv", "_size", "before_recv")
-
-    def __init__(self, recv: Callable[[int], bytes], size: int = 262144) -> None:
-        self._recv = recv
-        self._size = size
-        self._buf = b""
-        self._pos = 0
-        self.before_recv: Callable[[], None] | None = None
-
-    def __call__(self, n: int) -> bytes:
-        buf, pos = self._buf, self._pos
-        left = len(buf) - pos
-        if left <= 0:
-            if self.before_recv is not None:
-                self.before_recv()
-            buf = self._recv(max(n, self._size))  # raises on timeout or a closed socket
-            if len(buf) <= n:
-                self._buf, self._pos = b"", 0
-                return buf
-            pos, left = 0, len(buf)
-            self._buf = buf
-        if n >= left:
-            self._buf, self._pos = b"", 0
-            return buf[pos:] if pos else buf
-        self._pos = pos + n
-        return buf[pos : pos + n]
-
-
-# -- receiving whole messages, bounded --------------------------------------------------------
-#
-# websocket-client 1.9.2 (pinned in constraints.txt) joins the fragments of a message without
-# limit (``continuous_frame.add``: ``bytes +=``, quadratic) and reads a frame's whole payload
-# before anyone sees its length. So the runner does not use ``recv_data_frame``: it reads
-# frames with ``WebSocket.recv_frame`` and joins messages itself (:class:`_Messages`), and it
-# patches one ``WebSocket`` object's ``frame_buffer`` (never the class) in two places:
-#
-# * ``frame_buffer.recv``: :class:`_BufferedRecv` (every byte of the connection is read there);
-# * ``frame_buffer.recv_length``: after the original has read the length (the header is in
-#   ``frame_buffer.header``, the mask and payload are still on the wire), a header check that
-#   may raise before a byte of the payload is read.
-#
-# tests/feeds/test_ws_client.py::test_the_websocket_client_internals_we_rely_on pins what
-# this relies on; ``_check_websocket_client`` refuses to start a runner when they are gone.
-
-_OP_CONT = 0x0
-_OP_TEXT = 0x1
-_OP_BINARY = 0x2
-_OP_CLOSE = 0x8
-_OP_PING = 0x9
-_OP_PONG = 0xA
-_EV_PROGRESS = -1
-"""``_Messages.next``: bytes arrived, no message completed (a fragment, part of a discard)."""
-_EV_OVERSIZED = -2
-"""``_Messages.next``: a message over the limit ended; its bytes were discarded."""
-_DISCARD_CHUNK = 256 * 1024
-_DISCARD_STEP = 4 * 1024 * 1024
-"""Bytes discarded per ``_Messages.next`` call (then the runner looks at stop, sends, pings)."""
-
-
-def _check_websocket_client() -> str | None:
-    """What is missing of the websocket-client internals :class:`_Messages` patches, or None."""
-    fb = getattr(websocket, "_abnf", None)
-    cls = getattr(fb, "frame_buffer", None)
-    if cls is None:
-        return "websocket._abnf.frame_buffer"
-    for name in ("recv_length", "recv_mask", "needs_mask", "clear", "recv_frame"):
-        if not callable(getattr(cls, name, None)):
-            return f"frame_buffer.{name}"
-    if not callable(getattr(websocket.WebSocket, "recv_frame", None)):
-        return "WebSocket.recv_frame"
-    return None
-
-
-class _Skip(Exception):
-    """Internal: the frame whose header was just read is discarded (its message is too big)."""
-
-
-class _Messages:
-    """Whole messages from one connection, at most ``limit`` bytes held; runner thread only.
-
-    :meth:`next` returns ``(kind, payload)``: a data message ``(_OP_TEXT|_OP_BINARY, bytes)``
-    (the fragments joined), a control frame ``(_OP_PING|_OP_PONG|_OP_CLOSE, payload)`` (a ping
-    is answered here, a close acknowledged), ``(_EV_PROGRESS, None)`` when bytes arrived but
-    no message completed, or ``(_EV_OVERSIZED, None)`` when a message whose fragments add up
-    to more than ``limit`` bytes ended (:attr:`last_size` bytes, :attr:`last_binary`). Such a
-    message is never held: from the frame that crosses the limit on, its payload bytes are
-    read in chunks of 256 KiB and dropped, at most 4 MiB per call. It raises websocket-client's
-    exceptions: ``WebSocketTimeoutException`` when no byte came within the socket timeout
-    (what was read so far is kept: call again), ``WebSocketProtocolException`` for a framing
-    violation (the stream cannot be trusted: end the connection), connection errors.
-    """
-
-    __slots__ = (
-        "_discarding",
-        "_fb",
-        "_opcode",
-        "_parts",
-        "_read",
-        "_size",
-        "_skip",
-        "_skip_fin",
-        "_ws",
-        "last_binary",
-        "last_size",
-        "limit",
-    )
-
-    def __init__(self, ws: Any, limit: int) -> None:
-        self._ws = ws
-        fb = ws.frame_buffer
-        self._fb = fb
-        self._read: Callable[[int], bytes] = fb.recv
-        self.limit = limit
-        self._opcode = 0  # the opcode of the message being received; 0: none
-        self._parts: list[bytes] = []
-        self._size = 0  # its bytes so far (announced lengths, kept or discarded)
-        self._discarding = False
-        self._skip = -1  # payload bytes of the discarded frame still to drop; -1: none
-        self._skip_fin = False
-        self.last_size = 0
-        self.last_binary = False
-        original = fb.recv_length
-
-        def recv_length() -> None:
-            original()
-            self._check_header()
-
-        fb.recv_length = recv_length
-
-    def at_boundary(self) -> bool:
-        """True between frames (a polite close may read the peer's frames)."""
-        return self._skip < 0 and self._fb.header is None
-
-    def _check_header(self) -> None:
-        """Inside ``recv_frame``, the header and length read, nothing more: refuse a framing
-        violation, or raise :class:`_Skip` for a data frame whose message goes over the limit."""
-        fin, rsv1, rsv2, rsv3, opcode, _mask, _ = self._fb.header
-        length: int = self._fb.length
-        if rsv1 or rsv2 or rsv3:
-            raise websocket.WebSocketProtocolException("reserved bits set")
-        if opcode >= _OP_CLOSE:
-            if opcode not in (_OP_CLOSE, _OP_PING, _OP_PONG):
-                raise websocket.WebSocketProtocolException(f"invalid opcode {opcode}")
-            if length > 125 or not fin:
-                raise websocket.WebSocketProtocolException("control frame over 125 bytes or split")
-            return
-        if opcode == _OP_CONT:
-            if not self._opcode:
-                raise websocket.WebSocketProtocolException("continuation frame outside a message")
-        elif opcode in (_OP_TEXT, _OP_BINARY):
-            if self._opcode:
-                raise websocket.WebSocketProtocolException("new message inside a split one")
-        else:
-            raise websocket.WebSocketProtocolException(f"invalid opcode {opcode}")
-        if self._discarding or self._size + length > self.limit:
-            raise _Skip
-
-    def next(self) -> tuple[int, bytes | None]:
-        if self._skip >= 0:
-            return self._discard()
-        try:
-            frame = self._ws.recv_frame()
-        except _Skip:
-            fb = self._fb
-            fin, opcode, length = fb.header[0], fb.header[4], fb.length
-            if opcode != _OP_CONT:
-                self._opcode = opcode
-            self._parts = []
-            self._discarding = True
-            self._size += length
-            self._skip = length
-            self._skip_fin = bool(fin)
-            return self._discard()
-        opcode = frame.opcode
-        data: bytes = frame.data
-        if opcode in (_OP_TEXT, _OP_BINARY):
-            if frame.fin:  # the usual case: one frame, one message
-                return opcode, data
-            self._opcode = opcode
-            self._parts.append(data)
-            self._size = len(data)
-            return _EV_PROGRESS, None
-        if opcode == _OP_CONT:
-            self._parts.append(data)
-            self._size += len(data)
-            return self._end() if frame.fin else (_EV_PROGRESS, None)
-        if opcode == _OP_PING:
-            self._ws.pong(data)
-        elif opcode == _OP_CLOSE:
-            with contextlib.suppress(Exception):
-                self._ws.send_close()
-        return opcode, data
-
-    def _discard(self) -> tuple[int, bytes | None]:
-        """Drop up to ``_DISCARD_STEP`` payload bytes of the frame being discarded."""
-        fb = self._fb
-        if fb.needs_mask():
-            fb.recv_mask()  # servers do not mask; a peer that does gets its 4 bytes read
-        if fb.recv_buffer:  # not with _BufferedRecv (it never over-reads): to be safe
-            held = b"".join(fb.recv_buffer)
-            take = min(len(held), self._skip)
-            fb.recv_buffer = [held[take:]] if take < len(held) else []
-            self._skip -= take
-        budget = _DISCARD_STEP
-        read = self._read
-        while self._skip > 0 and budget > 0:
-            n = len(read(min(self._skip, _DISCARD_CHUNK)))  # raises on a timeout: resumable
-            if n <= 0:
-                raise websocket.WebSocketConnectionClosedException("connection closed")
-            self._skip -= n
-            budget -= n
-        if self._skip > 0:
-            return _EV_PROGRESS, None
-        self._skip = -1
-        fb.clear()
-        return self._end() if self._skip_fin else (_EV_PROGRESS, None)
-
-    def _end(self) -> tuple[int, bytes | None]:
-        """The message's last fragment is in: the joined message, or the oversized event."""
-        opcode, parts = self._opcode, self._parts
-        self.last_size, self.last_binary = self._size, opcode == _OP_BINARY
-        discarded = self._discarding
-        self._opcode, self._parts, self._size, self._discarding = 0, [], 0, False
-        if discarded:
-            return _EV_OVERSIZED, None
-        return opcode, parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _install(ws: Any, limit: int) -> tuple[_Messages, _BufferedRecv]:
-    """Patch one ``websocket.WebSocket`` (see above): its reads buffered, its messages
-    bounded. The patches live on this object only."""
-    fb = ws.frame_buffer
-    reader = _BufferedRecv(ws._recv)
-    fb.recv = reader
-    return _Messages(ws, limit), reader
-
-
 class ReconnectingWebSocket:
     """Keeps one WebSocket connection alive on its own thread. See the module docstring.
 
     ``hard_max_frame_bytes`` bounds one whole message (all its fragments): a bigger one is
     discarded as it arrives (``oversized``), the connection kept. Raises ``RuntimeError`` when
-    the installed websocket-client lacks the internals the receive path patches.
+    the installed websocket-client lacks the internals the receive path patches, and
+    ``ValueError`` for a ``backoff`` without a pause (``min_s`` = 0).
     """
 
     def __init__(
@@ -449,7 +144,7 @@ class ReconnectingWebSocket:
         rng: random.Random | None = None,
         outbox_max: int = 65536,
     ) -> None:
-        missing = _check_websocket_client()
+        missing = check_websocket_client()
         if missing is not None:
             raise RuntimeError(
                 f"websocket-client {getattr(websocket, '__version__', '?')} has no {missing}: "
@@ -463,6 +158,8 @@ class ReconnectingWebSocket:
         self._on_close = on_close
         self._on_drained = on_drained
         self.backoff = backoff or Backoff()
+        if self.backoff.min_s <= 0:
+            raise ValueError("a feed's backoff needs min_s > 0 (no reconnect loop without pause)")
         self.silence_timeout_s = silence_timeout_s
         self.ping_interval_s = ping_interval_s
         self.pong_timeout_s = pong_timeout_s
@@ -484,10 +181,7 @@ class ReconnectingWebSocket:
         self.frames = 0
         self.oversized = 0
         self._ends: dict[str, int] = {}
-        self._outbox: deque[str] = deque()
-        self._outbox_lock = threading.Lock()
-        self.outbox_max = outbox_max
-        self.outbox_refused = 0
+        self.outbox = Outbox(outbox_max)
 
     # -- any thread -----------------------------------------------------------------------
 
@@ -518,16 +212,11 @@ class ReconnectingWebSocket:
     def send_text(self, payload: str) -> bool:
         """Queue ``payload`` as one text frame (any thread, never blocks); False when the
         queue is full and the frame was refused."""
-        with self._outbox_lock:
-            if len(self._outbox) >= self.outbox_max:
-                self.outbox_refused += 1
-                return False
-            self._outbox.append(payload)
-        return True
+        return self.outbox.offer(payload)
 
     def outbox_size(self) -> int:
         """Frames queued and not yet written."""
-        return len(self._outbox)
+        return len(self.outbox.frames)
 
     def reconnect(self, reason: str) -> None:
         """End the current connection and connect again (e.g. the listen key expired)."""
@@ -619,7 +308,7 @@ class ReconnectingWebSocket:
             )
             return "prepare_failed"
         ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
-        messages, reader = _install(ws, self.hard_max_frame_bytes)
+        messages, reader = install(ws, self.hard_max_frame_bytes)
         if self._on_drained is not None:
             reader.before_recv = self._drained
         with self._ws_lock:
@@ -674,7 +363,7 @@ class ReconnectingWebSocket:
                 log.exception("%s: on_close failed", self.name)
         return reason
 
-    def _read(self, ws: Any, messages: _Messages) -> str:
+    def _read(self, ws: Any, messages: BoundedMessages) -> str:
         on_frame = self._on_frame
         receive = messages.next
         metrics = self.metrics
@@ -683,7 +372,7 @@ class ReconnectingWebSocket:
         stop = self._stop
         last_rx = last_data = monotonic()
         ping_sent: float | None = None
-        outbox = self._outbox
+        outbox = self.outbox.frames
         while True:
             if outbox and not self._write_outbox(ws):
                 return "send_failed"
@@ -705,7 +394,7 @@ class ReconnectingWebSocket:
             except (OSError, websocket.WebSocketException):
                 return self._reconnect_reason or ("stopped" if stop.is_set() else "dropped")
             now = monotonic()
-            if opcode in (_OP_TEXT, _OP_BINARY):
+            if opcode in (OP_TEXT, OP_BINARY):
                 last_rx = last_data = now
                 ping_sent = None
                 self.frames += 1
@@ -714,7 +403,7 @@ class ReconnectingWebSocket:
                 except Exception:
                     pass
                 try:
-                    on_frame(data, opcode == _OP_BINARY)  # type: ignore[arg-type]
+                    on_frame(data, opcode == OP_BINARY)  # type: ignore[arg-type]
                 except Exception as exc:
                     self._throttle.warning("handler", "%s: frame handler failed: %r", name, exc)
                     self._guard(metrics.feed_parse_error, name, "handler_error")
@@ -723,9 +412,9 @@ class ReconnectingWebSocket:
                 if stop.is_set():
                     return "stopped"
                 continue
-            if opcode == _OP_CLOSE:
+            if opcode == OP_CLOSE:
                 return "closed"
-            if opcode == _EV_OVERSIZED:
+            if opcode == EV_OVERSIZED:
                 self.oversized += 1
                 self._guard(metrics.feed_parse_error, name, "oversized")
                 self._throttle.warning(
@@ -765,18 +454,12 @@ class ReconnectingWebSocket:
     def _write_outbox(self, ws: Any) -> bool:
         """Write the queued frames; False (the frame kept for the next connection) when a
         write fails."""
-        while True:
-            with self._outbox_lock:
-                if not self._outbox:
-                    return True
-                payload = self._outbox[0]
-            try:
-                ws.send(payload)
-            except Exception as exc:
-                self._throttle.warning("send", "%s: send failed: %s", self.name, _describe(exc))
-                return False
-            with self._outbox_lock:
-                self._outbox.popleft()
+        try:
+            self.outbox.write(ws.send)
+        except Exception as exc:
+            self._throttle.warning("send", "%s: send failed: %s", self.name, _describe(exc))
+            return False
+        return True
 
     def _drained(self) -> None:
         """Run ``on_drained`` (guarded: it is called from inside websocket-client's reads)."""

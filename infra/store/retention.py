@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.rows import TupleRow
 
-from actors.model import NON_TERMINAL
 from actors.ports import StoreError, StoreUnavailable
+from infra.store.codec import NON_TERMINAL_SQL
+from infra.store.connections import Conn
 
 __all__ = [
     "GROWING_TABLES",
@@ -55,10 +55,6 @@ log = logging.getLogger(__name__)
 
 TABLES = ("journal", "signals")
 """The partitioned history tables."""
-
-_NON_TERMINAL = "(" + ", ".join(f"'{s.value}'" for s in NON_TERMINAL) + ")"
-
-Conn = psycopg.Connection[TupleRow]
 
 
 GROWING_TABLES = ("journal", "signals", "signal_ids", "positions", "orders")
@@ -284,7 +280,7 @@ def _open_positions_in(conn: Conn, m: MonthPartition) -> list[int]:
     for t in TABLES:
         rows = conn.execute(
             f'SELECT DISTINCT x.position_id FROM "{m.table(t)}" x JOIN positions p '
-            f"ON p.id = x.position_id WHERE p.status IN {_NON_TERMINAL}"
+            f"ON p.id = x.position_id WHERE p.status IN {NON_TERMINAL_SQL}"
         ).fetchall()
         ids.update(int(r[0]) for r in rows)
     return sorted(ids)

@@ -5,24 +5,36 @@ Built by :class:`supervision.app.App` around the store the wiring opened; every 
 the sync and the intake call it (it is as thread-safe as the store it wraps and keeps one
 string of state, replaced atomically). A store call that raises
 :class:`~actors.ports.StoreUnavailable` marks the database down and re-raises; the next call
-that succeeds marks it up. Metrics never raise (:class:`~infra.metrics.FeedMetrics`).
+that succeeds marks it up. Metrics never raise (:class:`StoreMetrics`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from actors.messages import SyncObservation
 from actors.model import Key
 from actors.ports import Snapshot, Store, StoreUnavailable
 from actors.state import Commit, Position, SignalRecord
-from infra.metrics import FeedMetrics
 
-__all__ = ["TimedStore"]
+__all__ = ["StoreMetrics", "TimedStore"]
 
 _T = TypeVar("_T")
+
+
+class StoreMetrics(Protocol):
+    """What the timed store reports (:class:`~infra.metrics.PrometheusMetrics` has both).
+    Cheap, thread-safe, never raise."""
+
+    def db_commit(self, seconds: float) -> None:
+        """One commit took ``seconds``."""
+        ...
+
+    def sync_discrepancy(self, account: str, kind: str) -> None:
+        """A sync observation changed a position's status (``kind``: the journal event)."""
+        ...
 
 
 class TimedStore:
@@ -33,7 +45,7 @@ class TimedStore:
     through unchanged.
     """
 
-    def __init__(self, inner: Store, metrics: FeedMetrics | None = None) -> None:
+    def __init__(self, inner: Store, metrics: StoreMetrics | None = None) -> None:
         self.inner = inner
         self._metrics = metrics
         self._down: str | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests import pg
+from testkit import pg
 
 #: Chromium as root in a container: no sandbox, no GPU, /tmp instead of a small /dev/shm,
 #: nothing fetched from the network at start, a fresh profile per test.

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from sim.exchange import SimExchange
-from tests import pg
+from testkit import pg
+from testkit.waiting import poll
 from tests.deploy.tools import DEPLOY, ROOT
 from tests.process.harness import http_get
-from tests.waiting import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

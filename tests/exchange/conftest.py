@@ -20,8 +20,8 @@ from actors.state import Policy
 from infra.exchange import BINANCE_USDM, CcxtExchange, VenueConfig
 from sim import SimExchange
 from supervision.supervisor import Supervisor, SupervisorConfig
-from tests.fakes.store import InMemoryStore
-from tests.waiting import poll
+from testkit.store import InMemoryStore
+from testkit.waiting import poll
 
 ACCOUNT = "main"
 SYMBOL = "BTCUSDT"

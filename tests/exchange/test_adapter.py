@@ -37,7 +37,7 @@ def test_is_an_exchange_port(exchange: CcxtExchange) -> None:
 
 
 def test_urls_replaced_and_linear_error_table_forced(exchange: CcxtExchange) -> None:
-    client: Any = exchange._client()
+    client: Any = exchange.pool.client()
     assert set(client.urls["api"]) == set(BINANCE_USDM.url_paths)
     assert client.urls["api"]["fapiPrivate"].endswith("/fapi/v1")
     assert client.get_exceptions_by_url(client.urls["api"]["fapiPrivate"], "exact")["-2019"] is (
@@ -83,11 +83,11 @@ def test_bad_configuration_is_refused() -> None:
 
 
 def test_symbol_mapping(exchange: CcxtExchange) -> None:
-    assert exchange.unified("BTCUSDT") == "BTC/USDT:USDT"
-    assert exchange.exchange_id("ETH/USDT:USDT") == "ETHUSDT"
+    assert exchange.pool.unified("BTCUSDT") == "BTC/USDT:USDT"
+    assert exchange.pool.exchange_id("ETH/USDT:USDT") == "ETHUSDT"
     assert "SOLUSDT" in exchange.symbols
     with pytest.raises(UnknownSymbol):
-        exchange.unified("NOPEUSDT")
+        exchange.pool.unified("NOPEUSDT")
     reply = exchange.place_order(entry("ps1e1", key=Key(ACCOUNT, "NOPEUSDT")))
     assert (reply.result, reply.reason) == (CallResult.REJECTED, "bad_symbol")
 
@@ -360,7 +360,7 @@ def test_many_worker_threads_at_once(sim: SimExchange, exchange: CcxtExchange) -
         assert found.exchange_id == placed.exchange_id
         assert sim.orders_sent(f"ps{sym}e1") == 1
     assert len(sim.order_log()) == len(symbols)
-    assert len(exchange._clients) >= len(symbols)
+    assert exchange.pool.client_count >= len(symbols)
 
 
 def test_measure_round_trip_runs() -> None:

@@ -33,4 +33,4 @@ def test_clients_of_ended_threads_are_dropped(exchange: CcxtExchange) -> None:
     last.join(30)
     assert results[-1] is CallResult.FOUND
     # Only the last thread's client is left (and goes when another thread makes one).
-    assert len(exchange._clients) == 1
+    assert exchange.pool.client_count == 1

@@ -22,11 +22,12 @@ from actors.model import Key, OrderKind
 from actors.ports import OrderRequest
 from infra.exchange import BINANCE_USDM, CcxtExchange
 from infra.exchange.limits import AccountLimiter, Cost, Limit, Priority, RateBudgetExhausted
+from infra.feeds import ListenKeyError, ListenKeyMissing
 from sim import SimExchange
 from sim.limits import BINANCE_USDM as SIM_BINANCE
 from sim.limits import RateLimit
+from testkit.waiting import poll
 from tests.exchange.conftest import ACCOUNT, sim_config, stop
-from tests.waiting import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -309,3 +310,26 @@ def test_stop_refused_by_the_limiter_is_rate_limited_and_not_sent(
     assert (reply.result, reply.reason) == (CallResult.REJECTED, "rate_limited")
     assert reply.retry_after is not None and reply.retry_after > 30
     assert [e.client_id for e in sim.order_log()] == ["ps0e1"]
+
+
+def test_listen_key_calls_go_through_the_accounts_limiter(
+    limited: Callable[..., SimExchange], adapters: Callable[..., CcxtExchange]
+) -> None:
+    """The user stream's POST/PUT listenKey are counted by the account's limiter like any
+    other request, and a limiter that refuses keeps them from leaving."""
+    sim = limited()
+    ex = adapters(sim)
+    assert ex.limiter is not None
+    ex.pool.client()  # this thread's client exists: only the listen-key calls are counted
+    before = ex.limiter.stats().requests
+    key = ex.listen_keys.create()
+    assert ex.limiter.stats().requests == before + 1
+    ex.listen_keys.keepalive()
+    assert ex.limiter.stats().requests == before + 2
+    assert sim.listen_keys() == [key]
+    sim.delete_listen_key(key)
+    ex.limiter.close()
+    with pytest.raises(ListenKeyError) as refused:
+        ex.listen_keys.create()
+    assert not isinstance(refused.value, ListenKeyMissing) and refused.value.status is None
+    assert sim.listen_keys() == [], "the refused request never reached the exchange"

@@ -18,8 +18,7 @@ import pytest
 from actors.messages import CallResult
 from actors.model import Key, MarketRules, OrderKind
 from actors.ports import OrderRequest
-from infra.exchange import CcxtExchange
-from infra.exchange.ccxt_adapter import quantize_qty
+from infra.exchange import CcxtExchange, quantize_qty
 from sim import SimExchange, SymbolSpec
 from tests.exchange.conftest import ACCOUNT, KEY, SYMBOL, entry, sim_config, stop
 

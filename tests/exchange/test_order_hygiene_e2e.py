@@ -26,8 +26,8 @@ from sim import SimExchange
 from sim.faults import CANCEL_PATHS
 from supervision.supervisor import Supervisor, SupervisorConfig
 from supervision.sync import SyncService
+from testkit.store import InMemoryStore
 from tests.exchange.conftest import ACCOUNT, KEY, SYMBOL, sim_config, stop, wait_until
-from tests.fakes.store import InMemoryStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -23,8 +23,8 @@ from infra.exchange import CcxtExchange
 from sim import SimExchange
 from supervision.supervisor import Supervisor, SupervisorConfig
 from supervision.sync import SyncService
+from testkit.store import InMemoryStore
 from tests.exchange.conftest import ACCOUNT, KEY, SYMBOL, wait_until
-from tests.fakes.store import InMemoryStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 

@@ -23,10 +23,10 @@ from actors.state import Policy, Reentry
 from infra.feeds import Backoff, CountingFeedMetrics
 from sim import SignalFeed, SimExchange
 from supervision.supervisor import Supervisor, SupervisorConfig
-from tests.fakes.exchange import InMemoryExchange
-from tests.fakes.store import InMemoryStore
-from tests.fakes.world import CountingMetrics
-from tests.waiting import poll
+from testkit.exchange import InMemoryExchange
+from testkit.store import InMemoryStore
+from testkit.waiting import poll
+from testkit.world import CountingMetrics
 
 ACCOUNT = "main"
 SYMBOL = "BTCUSDT"

@@ -46,10 +46,10 @@ from actors.state import Policy
 from infra.feeds import MarkPriceFeed
 from sim import SimExchange, make_symbols
 from supervision.supervisor import Supervisor, SupervisorConfig
-from tests.fakes.exchange import InMemoryExchange
-from tests.fakes.store import InMemoryStore
-from tests.fakes.world import CountingMetrics
-from tests.waiting import poll
+from testkit.exchange import InMemoryExchange
+from testkit.store import InMemoryStore
+from testkit.waiting import poll
+from testkit.world import CountingMetrics
 
 __all__ = ["measure_ingest"]
 

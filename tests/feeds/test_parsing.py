@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from actors.messages import OpenSignal
 from actors.model import Key, Side
 from actors.state import Policy
-from infra.feeds import Backoff, Refusal, SignalRules, TokenBucket, parse_signal
+from infra.feeds import Refusal, SignalRules, TokenBucket, parse_signal
 from infra.feeds.parsing import (
     AccountEvent,
     ListenKeyExpired,
@@ -25,7 +25,7 @@ from infra.feeds.parsing import (
     parse_user_event,
     preview,
 )
-from infra.feeds.ws_client import LogThrottle
+from infra.logs import LogThrottle
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -296,18 +296,7 @@ def test_preview_is_short_escaped_and_marks_truncation() -> None:
     assert long.startswith("x" * 80) and long.endswith("…(10000 bytes)") and len(long) < 120
 
 
-# --- backoff, token bucket, log throttle -----------------------------------------------------
-
-
-def test_backoff_grows_caps_and_jitters() -> None:
-    b = Backoff(min_s=0.1, max_s=2.0, jitter=0.5)
-    assert [b.delay(n, 0.0) for n in range(7)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0])
-    assert b.delay(3, 0.999) == pytest.approx(0.8 * 1.4995)
-    assert b.delay(10_000, 0.5) == pytest.approx(2.5)
-    with pytest.raises(ValueError):
-        Backoff(min_s=0.0)
-    with pytest.raises(ValueError):
-        Backoff(min_s=2.0, max_s=1.0)
+# --- token bucket, log throttle -------------------------------------------------------------
 
 
 def test_token_bucket() -> None:

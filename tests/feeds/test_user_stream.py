@@ -24,16 +24,16 @@ from infra.exchange import CcxtExchange
 from infra.feeds import (
     Backoff,
     CountingFeedMetrics,
-    ListenKeyClient,
     ListenKeyError,
     ListenKeyMissing,
+    ListenKeySource,
     UserDataStream,
 )
 from sim import SimExchange
 from supervision.supervisor import Supervisor, SupervisorConfig
 from supervision.sync import SyncService
+from testkit.store import InMemoryStore
 from tests.exchange.conftest import sim_config
-from tests.fakes.store import InMemoryStore
 from tests.feeds.conftest import (
     ACCOUNT,
     FAST,
@@ -79,7 +79,7 @@ class Live:
         return UserDataStream(
             ACCOUNT,
             self.sim.ws_url,
-            ListenKeyClient(self.sim.base_url, "sim-api-key"),
+            self.exchange.listen_keys,
             self.sup,
             request_sync=self.syncs,
             **options,  # type: ignore[arg-type]
@@ -261,23 +261,29 @@ def test_listen_key_expired_event_makes_the_stream_reconnect(
     assert stream.runner.stats().ends == {"listen_key_expired": 1}
 
 
-class _ExpiringKeys(ListenKeyClient):
-    """The sim's listen-key REST, except that the next keep-alive answers -1125."""
+class _ExpiringKeys:
+    """The adapter's listen keys on the sim, except that the next keep-alive answers -1125."""
 
     expire_next = True
+
+    def __init__(self, keys: ListenKeySource) -> None:
+        self.keys = keys
+
+    def create(self) -> str:
+        return self.keys.create()
 
     def keepalive(self) -> None:
         if self.expire_next:
             self.expire_next = False
             raise ListenKeyMissing("PUT listenKey: HTTP 400 -1125", 400, -1125)
-        super().keepalive()
+        self.keys.keepalive()
 
 
 def test_keepalive_refused_with_1125_reconnects(live: Live) -> None:
     s = UserDataStream(
         ACCOUNT,
         live.sim.ws_url,
-        _ExpiringKeys(live.sim.base_url, "k"),
+        _ExpiringKeys(live.exchange.listen_keys),
         live.sup,
         request_sync=live.syncs,
         keepalive_interval_s=0.05,
@@ -293,8 +299,8 @@ def test_keepalive_refused_with_1125_reconnects(live: Live) -> None:
         stopped(s)
 
 
-def test_listen_key_client_against_the_sim(sim: SimExchange) -> None:
-    client = ListenKeyClient(sim.base_url, "sim-api-key", timeout_s=2.0)
+def test_listen_keys_of_the_adapter_against_the_sim(live: Live) -> None:
+    sim, client = live.sim, live.exchange.listen_keys
     key = client.create()
     assert client.create() == key  # POST with an active key returns it
     client.keepalive()
@@ -302,8 +308,10 @@ def test_listen_key_client_against_the_sim(sim: SimExchange) -> None:
     with pytest.raises(ListenKeyMissing) as exc:
         client.keepalive()
     assert exc.value.code == -1125 and key not in str(exc.value)
-    with pytest.raises(ListenKeyError):
-        ListenKeyClient(sim.base_url, "k", path="/fapi/v1/nothing").create()
+    sim.add_fault("http_503", path="/fapi/v1/listenKey", method="POST")
+    with pytest.raises(ListenKeyError) as err:
+        client.create()
+    assert not isinstance(err.value, ListenKeyMissing) and err.value.status == 503
     assert "sim-api-key" not in repr(client)
 
 

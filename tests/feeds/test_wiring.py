@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from infra.config import parse_config
+from infra.exchange import CcxtExchange
 from infra.feeds import (
     FeedMetrics,
+    ListenKeyError,
     MarkPriceFeed,
     SignalFeedClient,
     UserDataStream,
@@ -18,6 +21,7 @@ from infra.feeds import (
 from infra.metrics import PrometheusMetrics
 from sim import SignalFeed, SimExchange
 from supervision.wiring import Service
+from tests.exchange.conftest import sim_config
 from tests.feeds.conftest import (
     ACCOUNT,
     FAST,
@@ -69,9 +73,15 @@ def test_prometheus_metrics_is_a_feed_metrics() -> None:
 def test_feeds_from_config_builds_and_runs_every_feed(sim: SimExchange, local: Local) -> None:
     syncs = SyncRecorder()
     metrics = PrometheusMetrics()
-    with SignalFeed("127.0.0.1", 0, token=TOKEN) as signals:
+    exchange = CcxtExchange(ACCOUNT, sim_config(sim))  # the user stream's listen keys
+    with contextlib.closing(exchange), SignalFeed("127.0.0.1", 0, token=TOKEN) as signals:
         feeds = feeds_from_config(
-            config(sim, signals), local.sup, syncs, metrics, accounts=[ACCOUNT], backoff=FAST
+            config(sim, signals),
+            local.sup,
+            syncs,
+            metrics,
+            accounts={ACCOUNT: exchange},
+            backoff=FAST,
         )
         kinds = sorted(type(f).__name__ for f in feeds)
         assert kinds == ["MarkPriceFeed", "SignalFeedClient", "UserDataStream"]
@@ -142,3 +152,15 @@ def test_exchange_streams_off_and_no_signal_url(sim: SimExchange, local: Local) 
     ]
     market = next(f for f in both if isinstance(f, MarkPriceFeed))
     assert market.accounts == (ACCOUNT, "second")
+
+
+def test_a_user_stream_without_an_exchange_adapter_cannot_get_a_listen_key(
+    sim: SimExchange, local: Local
+) -> None:
+    """Listen keys come only from the account's adapter (its client and limiter): given
+    account names alone, the stream says it has none instead of calling the exchange."""
+    feeds = feeds_from_config(config(sim, None), local.sup, None, accounts=[ACCOUNT])
+    (user,) = [f for f in feeds if isinstance(f, UserDataStream)]
+    with pytest.raises(ListenKeyError, match="no exchange adapter"):
+        user.listen_keys.create()
+    assert sim.listen_keys() == []

@@ -8,6 +8,7 @@ frame split in fragments. The runner is the real websocket-client underneath.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import socket
 import struct
 import threading
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from infra.feeds import Backoff, Connect, CountingFeedMetrics, ReconnectingWebSocket, ws_client
+from infra.feeds import Backoff, Connect, CountingFeedMetrics, ReconnectingWebSocket, ws_patches
 from sim.websocket import (
     OP_BINARY,
     OP_CLOSE,
@@ -109,6 +110,15 @@ def test_a_failing_frame_handler_costs_one_frame_not_the_feed() -> None:
             assert r.stop(5.0)
 
 
+def test_a_feed_refuses_a_backoff_without_pause() -> None:
+    """``Backoff(min_s=0)`` is a restart policy's "at once"; for a feed it would be a
+    reconnect loop hammering the server."""
+    with pytest.raises(ValueError, match="min_s > 0"):
+        ReconnectingWebSocket(
+            "x", lambda: Connect("ws://127.0.0.1:1/"), lambda d, b: None, backoff=Backoff(0.0)
+        )
+
+
 def test_stop_is_prompt_even_while_backing_off() -> None:
     with socket.create_server(("127.0.0.1", 0)) as closed:
         port = closed.getsockname()[1]
@@ -175,14 +185,14 @@ class _Wire:
         return out
 
 
-def _messages(wire: _Wire, limit: int = 1000) -> ws_client._Messages:
+def _messages(wire: _Wire, limit: int = 1000) -> ws_patches.BoundedMessages:
     ws = websocket.WebSocket(skip_utf8_validation=True)
     ws._recv = wire  # type: ignore[method-assign]  # what _install wraps: the socket read
-    messages, _ = ws_client._install(ws, limit)
+    messages, _ = ws_patches.install(ws, limit)
     return messages
 
 
-def _drain(m: ws_client._Messages) -> list[tuple[int, bytes | None]]:
+def _drain(m: ws_patches.BoundedMessages) -> list[tuple[int, bytes | None]]:
     """Every event until the wire is quiet (timeouts resume, as the runner does)."""
     out: list[tuple[int, bytes | None]] = []
     quiet = 0
@@ -192,11 +202,11 @@ def _drain(m: ws_client._Messages) -> list[tuple[int, bytes | None]]:
             quiet = 0
         except websocket.WebSocketTimeoutException:
             quiet += 1
-    return [e for e in out if e[0] != ws_client._EV_PROGRESS]
+    return [e for e in out if e[0] != ws_patches.EV_PROGRESS]
 
 
 def test_the_websocket_client_internals_we_rely_on() -> None:
-    """Pins websocket-client's behaviour under ws_client's patches (see its comment block).
+    """Pins websocket-client's internals and behaviour under ws_patches (see its docstring).
 
     Fails when an upgrade renames or inlines ``frame_buffer.recv_length``, reads a payload
     before the length check, changes the header tuple, over-reads, or stops keeping a
@@ -208,7 +218,31 @@ def test_the_websocket_client_internals_we_rely_on() -> None:
         if line.lower().startswith("websocket-client==")
     )
     assert websocket.__version__ == pinned, "re-check these internals for the new version"
-    assert ws_client._check_websocket_client() is None
+    assert ws_patches.check_websocket_client() is None
+
+    # what ws_patches calls, replaces or reads, with the signatures it relies on
+    def params(fn: object) -> list[str]:
+        return list(inspect.signature(fn).parameters)  # type: ignore[arg-type]
+
+    fb_cls = websocket._abnf.frame_buffer
+    assert params(fb_cls.__init__) == ["self", "recv_fn", "skip_utf8_validation"]
+    for name in ("recv_length", "recv_mask", "needs_mask", "clear", "recv_frame"):
+        assert params(getattr(fb_cls, name)) == ["self"], name
+    assert params(websocket.WebSocket._recv) == ["self", "bufsize"]
+    assert params(websocket.WebSocket.recv_frame) == ["self"]
+    assert params(websocket.WebSocket.pong)[:2] == ["self", "payload"]
+    assert params(websocket.WebSocket.send_close)[0] == "self"
+    plain = websocket.WebSocket(skip_utf8_validation=True)
+    fb = plain.frame_buffer
+    assert (fb.header, fb.length, fb.recv_buffer) == (None, None, [])
+    assert fb.recv == plain._recv  # the socket read: what install wraps
+
+    # the patches take effect on one object, never on the class
+    patched = websocket.WebSocket(skip_utf8_validation=True)
+    _, reader = ws_patches.install(patched, 10)
+    assert patched.frame_buffer.recv is reader
+    assert "recv_length" in vars(patched.frame_buffer)
+    assert "recv_length" not in vars(fb) and fb.recv == plain._recv
 
     # a header announcing 1 TiB: the check runs after the length, before any payload byte
     huge = bytes([0x81, 127]) + struct.pack("!Q", 1 << 40)
@@ -217,7 +251,7 @@ def test_the_websocket_client_internals_we_rely_on() -> None:
     with pytest.raises(websocket.WebSocketTimeoutException):
         m.next()
     assert wire.served == len(huge)  # nothing of the payload was there, and nothing hung
-    assert max(wire.asked) <= ws_client._DISCARD_CHUNK
+    assert max(wire.asked) <= ws_patches.DISCARD_CHUNK
     assert not m.at_boundary()
 
     # messages, fragments, an oversized one (masked: its mask is read), a ping: all served
@@ -233,7 +267,7 @@ def test_the_websocket_client_internals_we_rely_on() -> None:
             encode_frame(OP_TEXT, b"three"),
         ]
     )
-    want = [(OP_TEXT, b"one"), (OP_TEXT, b"two"), (ws_client._EV_OVERSIZED, None)]
+    want = [(OP_TEXT, b"one"), (OP_TEXT, b"two"), (ws_patches.EV_OVERSIZED, None)]
     want.append((OP_TEXT, b"three"))
     for step in (1 << 30, 1, 7):
         trickle = _Wire(stream, step)

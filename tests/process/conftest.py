@@ -1,4 +1,4 @@
-"""Fixtures of the process tests: the shared test PostgreSQL (see :mod:`tests.pg`)."""
+"""Fixtures of the process tests: the shared test PostgreSQL (see :mod:`testkit.pg`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import pg
+from testkit import pg
 
 
 @pytest.fixture(scope="session")

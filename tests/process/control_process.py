@@ -4,7 +4,7 @@
 ``python -m supervision run`` as a subprocess against a ``sim/`` exchange (real ccxt over
 HTTP), a ``sim/`` signal feed (real websocket-client) and a real PostgreSQL, with
 ``PS_CONTROL_TOKEN`` set. Everything here runs on the test's thread and waits on conditions
-with deadlines (:func:`tests.waiting.poll`).
+with deadlines (:func:`testkit.waiting.poll`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from sim.exchange import SimExchange
 from sim.signals import SignalFeed
-from tests.waiting import poll
+from testkit.waiting import poll
 
 __all__ = [
     "ROOT",

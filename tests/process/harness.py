@@ -1,7 +1,7 @@
 """A supervisor on the in-memory ports whose metrics go to Prometheus (and are counted).
 
-Like :class:`tests.fakes.world.World`, but the metrics object is a tee of
-:class:`~tests.fakes.world.CountingMetrics` (which ``settle`` needs) and
+Like :class:`testkit.world.World`, but the metrics object is a tee of
+:class:`~testkit.world.CountingMetrics` (which ``settle`` needs) and
 :class:`~infra.metrics.PrometheusMetrics` (what the tests scrape).
 """
 
@@ -17,9 +17,9 @@ from actors.state import Policy, Reentry, SymbolState
 from infra.metrics import PrometheusMetrics
 from supervision.supervisor import Supervisor, SupervisorConfig
 from supervision.timers import ManualClock
-from tests.fakes.exchange import InMemoryExchange
-from tests.fakes.store import InMemoryStore
-from tests.fakes.world import ACCOUNT, CountingMetrics
+from testkit.exchange import InMemoryExchange
+from testkit.store import InMemoryStore
+from testkit.world import ACCOUNT, CountingMetrics
 
 __all__ = ["MetricsWorld", "TeeMetrics", "http_get"]
 

@@ -34,8 +34,8 @@ from sim.exchange import SimExchange
 from sim.signals import SignalFeed
 from sim.sources import SignalSources
 from sim.symbols import make_symbols
-from tests import pg
-from tests.waiting import poll
+from testkit import pg
+from testkit.waiting import poll
 
 __all__ = ["LogBudget", "measure"]
 

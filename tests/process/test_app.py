@@ -3,7 +3,6 @@ forces; failed start exits 1; the intake's checks. No sleep: conditions are poll
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
@@ -15,39 +14,16 @@ import pytest
 
 from actors.model import Key, Status
 from actors.state import SignalRecord
-from infra.config import Config, parse_config
+from infra.config import Config
 from infra.metrics import PrometheusMetrics
 from supervision.app import App
 from supervision.intake import Intake
 from supervision.wiring import Infra
-from tests.fakes.exchange import InMemoryExchange
-from tests.fakes.store import InMemoryStore
-from tests.fakes.world import signal as make_signal
+from testkit.world import signal as make_signal
+from tests.process.app_fixture import Fixture, app_config
 from tests.process.harness import http_get
 
 pytestmark = pytest.mark.timeout(60)
-
-SYMBOLS = ["BTCUSDT", "ETHUSDT"]
-
-
-def _config(**extra: Any) -> Config:
-    doc: dict[str, Any] = {
-        "accounts": {
-            "main": {
-                "rest_url": "http://127.0.0.1:1",
-                "ws_url": "ws://127.0.0.1:1",
-                "symbols": SYMBOLS,
-                "credentials": "dummy",
-            }
-        },
-        "metrics": {"address": "127.0.0.1:0"},
-        "sync": {"interval_s": 0.2},
-        "supervisor": {"shutdown_grace_s": 2.0},
-        "signal_policy": {"reentry": "allow"},
-    }
-    for k, v in extra.items():
-        doc.setdefault(k, {}).update(v)
-    return parse_config(doc, {})
 
 
 def _until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
@@ -58,50 +34,9 @@ def _until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "conditi
         threading.Event().wait(0.01)
 
 
-class FakeFeed:
-    def __init__(self, log: list[str], block: threading.Event | None = None) -> None:
-        self.log = log
-        self.block = block
-        self.stopping = threading.Event()
-
-    def start(self) -> None:
-        self.log.append("feed started")
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.log.append("feed stopped")
-        if self.block is not None:
-            while not self.block.wait(0.02):
-                pass
-
-
-class Fixture:
-    def __init__(self, block: threading.Event | None = None) -> None:
-        self.store = InMemoryStore()
-        self.exchange = InMemoryExchange("main", dict.fromkeys(SYMBOLS, 100.0))
-        self.events: list[str] = []
-        self.feed = FakeFeed(self.events, block)
-        self.forced: list[int] = []
-
-    def infra(self, config: Config, metrics: PrometheusMetrics) -> Infra:
-        resources = contextlib.ExitStack()
-        resources.callback(self.events.append, "store closed")
-        return Infra(store=self.store, exchanges={"main": self.exchange}, resources=resources)
-
-    def app(self, config: Config) -> App:
-        app = App(
-            config,
-            infra_factory=self.infra,
-            feeds_factory=lambda cfg, a: [self.feed],
-            force_exit=self.forced.append,
-        )
-        self.exchange.listener = lambda m: app.supervisor.tell(m) if app.supervisor else False
-        return app
-
-
 def test_sigterm_stops_cleanly_with_state_kept() -> None:
     fx = Fixture()
-    app = fx.app(_config())
+    app = fx.app(app_config())
     seen: dict[str, Any] = {}
 
     def drive() -> None:
@@ -144,7 +79,7 @@ def test_sigterm_stops_cleanly_with_state_kept() -> None:
 def test_second_signal_forces_exit() -> None:
     release = threading.Event()
     fx = Fixture(block=release)
-    app = fx.app(_config())
+    app = fx.app(app_config())
     errors: list[BaseException] = []
 
     def drive() -> None:
@@ -172,7 +107,7 @@ def test_failed_start_exits_1_and_cleans_up() -> None:
     def boom(config: Config, metrics: PrometheusMetrics) -> Infra:
         raise RuntimeError("database unreachable")
 
-    app = App(_config(), infra_factory=boom, feeds_factory=lambda c, a: [])
+    app = App(app_config(), infra_factory=boom, feeds_factory=lambda c, a: [])
     assert app.run() == 1
     assert app.stopped.is_set() and app.server is not None
     assert app.server._server is None  # the HTTP server was stopped
@@ -180,7 +115,7 @@ def test_failed_start_exits_1_and_cleans_up() -> None:
 
 def test_duration_and_health_while_database_down() -> None:
     fx = Fixture()
-    app = fx.app(_config())
+    app = fx.app(app_config())
     app.start()
     try:
         assert app.server is not None and app.store is not None
@@ -203,7 +138,7 @@ def test_duration_and_health_while_database_down() -> None:
 
 def test_intake_checks() -> None:
     fx = Fixture()
-    cfg = _config(risk={"max_open_positions": 1}, signal_policy={"max_signal_age_s": 5.0})
+    cfg = app_config(risk={"max_open_positions": 1}, signal_policy={"max_signal_age_s": 5.0})
     app = fx.app(cfg)
     app.start()
     decided: list[SignalRecord] = []

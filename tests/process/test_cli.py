@@ -11,7 +11,8 @@ import pytest
 
 from actors.model import Key, Side, Status
 from actors.state import JournalEvent, Position, SignalOutcome, SignalRecord
-from supervision.cli import render_history, render_status, unrealised_pnl
+from supervision.cli import render_history, render_status
+from supervision.presentation import unrealised_pnl
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -90,7 +91,7 @@ def test_status_and_history_need_the_database_only(pg_admin: str, tmp_path: Path
     validate the file), against a real PostgreSQL holding a position and a refused signal."""
     from actors.model import Key
     from infra.store import PostgresStore
-    from tests import pg
+    from testkit import pg
     from tests.store.builders import entry_commit, new_position, refusal_commit
 
     cfg = tmp_path / "c.toml"
@@ -214,7 +215,7 @@ def test_render_history() -> None:
 def test_marks_from_the_exchange() -> None:
     from infra.config import parse_config
     from sim.exchange import SimExchange
-    from supervision.cli import _fetch_marks
+    from supervision.cli.status import fetch_marks
 
     ex = SimExchange({"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0}).start()
     try:
@@ -228,7 +229,7 @@ def test_marks_from_the_exchange() -> None:
                 }
             }
         }
-        marks = _fetch_marks(parse_config(doc, {}))
+        marks = fetch_marks(parse_config(doc, {}))
     finally:
         ex.stop()
     assert marks[("main", "BTCUSDT")] == pytest.approx(60_000.0)
@@ -243,10 +244,10 @@ def test_a_runtime_error_line_is_redacted(tmp_path: Path) -> None:
     cfg.write_text(GOOD)
     dsn = "postgresql://ps@db.invalid/ps?password=p%40ss-hunter2"
     program = (
-        "import sys, supervision.cli as cli\n"
+        "import sys, supervision.cli as cli, supervision.cli.status as status\n"
         "def boom(cfg, fn):\n"
         "    raise RuntimeError(f'cannot use {cfg.database.dsn} (password p@ss-hunter2)')\n"
-        "cli._with_store = boom\n"
+        "status.with_store = boom\n"
         "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     base = {k: v for k, v in os.environ.items() if not k.startswith("PS_")}
@@ -272,7 +273,7 @@ def test_archive_command_exports_and_drops_old_months(pg_admin: str, tmp_path: P
 
     import psycopg
 
-    from tests import pg
+    from testkit import pg
 
     cfg = tmp_path / "c.toml"
     cfg.write_text(GOOD)

@@ -34,7 +34,8 @@ from infra.store import PostgresStore
 from sim.exchange import SimExchange
 from sim.signals import SignalFeed
 from supervision.cli import main as cli_main
-from tests import pg
+from testkit import pg
+from testkit.waiting import poll
 from tests.process.control_process import (
     ROOT,
     Supervised,
@@ -45,7 +46,6 @@ from tests.process.control_process import (
     spawn,
     write_config,
 )
-from tests.waiting import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -36,7 +36,7 @@ from actors.transition import Context, transition
 from infra.config import ConfigError, parse_config
 from infra.http_server import BoundedHttpServer, HttpRequest, HttpResponse
 from supervision.live_view import ControlRow, JournalRow, LiveView, PositionRow, render_page
-from tests.fakes.world import priced, signal
+from testkit.world import priced, signal
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -1,4 +1,4 @@
-"""``python -m supervision demo --duration`` as a subprocess: sim/ exchange, four sources, a
+"""``python -m demo --duration`` as a subprocess: sim/ exchange, four sources, a
 real PostgreSQL; exits 0, refuses duplicates, leaves every open position protected."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.store import PostgresStore
-from tests import pg
+from testkit import pg
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -31,7 +31,6 @@ def test_demo_runs_and_protects(tmp_path: Path, pg_admin: str) -> None:
             [
                 sys.executable,
                 "-m",
-                "supervision",
                 "demo",
                 "-c",
                 str(cfg),

@@ -29,7 +29,7 @@ from infra.exchange import CcxtExchange, VenueConfig
 from infra.store import PostgresStore
 from sim.exchange import SimExchange
 from sim.signals import SignalFeed
-from tests import pg
+from testkit import pg
 from tests.process.harness import http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]

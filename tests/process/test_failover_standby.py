@@ -25,7 +25,7 @@ from infra.store.ownership import Grant, LeaseStore
 from infra.store.reads import account_owners, installation_view
 from sim.exchange import SimExchange
 from supervision.cli import render_owners
-from tests import pg
+from testkit import pg
 from tests.process.harness import http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]

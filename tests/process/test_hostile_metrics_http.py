@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from infra.metrics import HealthChecks, MetricsServer, PrometheusMetrics
-from tests.waiting import poll
+from testkit.waiting import poll
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,7 +15,9 @@ import pytest
 
 from infra.config import ConfigError, parse_config
 from supervision import cli
-from tests import pg
+from supervision.cli.common import EXIT_CONFIG
+from supervision.cli.run import setup_run_logging
+from testkit import pg
 from tests.process import log_budget
 
 pytestmark = pytest.mark.timeout(60)
@@ -80,7 +82,7 @@ def test_the_log_file_rotates_by_size_and_keeps_backups(
     doc = _doc(file=str(path), max_bytes=4096, backups=3)
     doc["accounts"]["main"]["credentials"] = "env"
     cfg = parse_config(doc, env)
-    cli._logging(cfg, argparse.Namespace())
+    setup_run_logging(cfg, argparse.Namespace())
     log = logging.getLogger("test.rotation")
     for i in range(2000):  # about 200 KB of lines: many rollovers
         log.info("line %05d secret=%s", i, SECRET, extra={"key": "main:BTCUSDT"})
@@ -116,7 +118,7 @@ def test_a_log_file_that_cannot_be_opened_is_a_configuration_error(
     )
     code = cli.main(["run", "--config", str(config), "--duration", "0.1"])
     err = capsys.readouterr().err
-    assert code == cli.EXIT_CONFIG
+    assert code == EXIT_CONFIG
     assert err.strip().startswith("configuration error: logging.file: cannot be opened:")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not any(

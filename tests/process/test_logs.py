@@ -11,7 +11,7 @@ import pytest
 
 from infra.config import parse_config
 from infra.logs import setup_logging
-from tests.fakes.world import signal
+from testkit.world import signal
 from tests.process.harness import MetricsWorld
 
 pytestmark = pytest.mark.timeout(60)

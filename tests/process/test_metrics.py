@@ -8,8 +8,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.metrics import HealthChecks, MetricsServer, PrometheusMetrics
+from testkit.world import signal
 from tests.deploy.tools import need_tool
-from tests.fakes.world import signal
 from tests.process.harness import MetricsWorld, http_get
 
 pytestmark = pytest.mark.timeout(60)

@@ -37,10 +37,10 @@ from infra.store import PostgresStore
 from sim.exchange import SimExchange
 from sim.signals import SignalFeed
 from supervision.cli import main as cli_main
-from tests import pg
+from testkit import pg
+from testkit.waiting import poll
 from tests.deploy.tools import DEPLOY, dashboard_expressions, rule_expressions, series_names
 from tests.process.harness import http_get
-from tests.waiting import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(90)]
 

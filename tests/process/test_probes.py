@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes.world import signal as make_signal
+from testkit.waiting import poll
+from testkit.world import signal as make_signal
+from tests.process.app_fixture import Fixture, app_config
 from tests.process.harness import http_get
-from tests.process.test_app import Fixture, _config
-from tests.waiting import poll
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def test_a_dead_sync_thread_fails_livez_a_database_outage_does_not() -> None:
     fx = Fixture()
-    app = fx.app(_config())
+    app = fx.app(app_config())
     app.start()
     try:
         assert app.server is not None and app.store is not None and app.sync is not None

@@ -11,7 +11,7 @@ import pytest
 
 from actors.messages import MarkPriceTick
 from actors.model import Key
-from tests.fakes.world import ACCOUNT, signal
+from testkit.world import ACCOUNT, signal
 from tests.process.harness import MetricsWorld
 
 pytestmark = pytest.mark.timeout(60)

@@ -19,12 +19,12 @@ import pytest
 from actors.model import Key, OrderKind
 from actors.ports import OrderRequest
 from bench.chaos import CHAOS_SHORT, UnderSupervisord, run_chaos
-from bench.race import SHORT, _Sampler, count, run_race
+from bench.race import SHORT, UnprotectedSampler, count, run_race
 from infra.exchange import CcxtExchange, VenueConfig
 from infra.store import PostgresStore
 from sim.exchange import SimExchange
 from sim.symbols import make_symbols
-from tests import pg
+from testkit import pg
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,7 +54,7 @@ def test_the_counters_see_what_they_exist_to_catch(dsn: str) -> None:
                 assert reply.result.value == "accepted", reply
         finally:
             ex.close()
-        sampler = _Sampler(sim, bound_s=0.0)
+        sampler = UnprotectedSampler(sim, bound_s=0.0)
         sampler.sample()
         sampler.sample()
         store = PostgresStore(dsn, migrate_schema=False)
@@ -94,7 +94,7 @@ def test_the_leftover_stop_counters_see_a_stop_that_outlives_its_position(dsn: s
                 OrderRequest(key, "ps2e1", OrderKind.ENTRY, "buy", 1),  # ps1s1 still rests
             ):
                 assert ex.place_order(req).result.value == "accepted", req
-            sampler = _Sampler(sim, bound_s=60.0)
+            sampler = UnprotectedSampler(sim, bound_s=60.0)
             for _ in range(10):
                 sampler.sample()  # one look in ten reads the order log
             store = PostgresStore(dsn, migrate_schema=False)
@@ -137,9 +137,9 @@ def test_chaos_sigkill_under_supervisord_keeps_every_count(dsn: str, tmp_path: P
 
 def test_program_section_is_the_shipped_one(tmp_path: Path) -> None:
     """The chaos runner keeps deploy/'s stop and restart semantics; only paths change."""
-    from bench.chaos import _program_section
+    from bench.chaos import program_section
 
-    section = _program_section(tmp_path / "c.toml", tmp_path / "p.log")
+    section = program_section(tmp_path / "c.toml", tmp_path / "p.log")
     assert section["stopsignal"] == "TERM" and section["autorestart"] == "unexpected"
     assert section["exitcodes"] == "0" and "user" not in section
     assert "run --config" in section["command"]

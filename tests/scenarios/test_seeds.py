@@ -14,9 +14,9 @@ import pytest
 from actors.messages import CloseRequest, MarkPriceTick, SyncObservation
 from actors.model import CloseReason, Key, OrderKind, Side, Status
 from actors.state import Policy, Reentry, SignalOutcome
-from tests.fakes.exchange import InMemoryExchange
-from tests.fakes.store import InMemoryStore
-from tests.fakes.world import ACCOUNT, World, signal
+from testkit.exchange import InMemoryExchange
+from testkit.store import InMemoryStore
+from testkit.world import ACCOUNT, World, signal
 
 pytestmark = pytest.mark.timeout(30)
 

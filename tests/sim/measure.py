@@ -30,8 +30,8 @@ from typing import Any
 import websocket
 
 from sim import SimExchange, make_symbols
+from testkit.waiting import poll
 from tests.sim.conftest import SYMBOL, make_ccxt
-from tests.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,8 @@ import ccxt
 import pytest
 
 from sim import SimExchange
+from testkit.waiting import poll
 from tests.sim.conftest import SYMBOL, WsReader, make_ccxt, user_stream_url
-from tests.waiting import poll
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -1,4 +1,4 @@
-"""Fixtures for tests against a real PostgreSQL (bodies in :mod:`tests.pg`).
+"""Fixtures for tests against a real PostgreSQL (bodies in :mod:`testkit.pg`).
 
 * ``pg_admin`` (session): DSN of the server's maintenance database; the embedded server
   (``.data/pgtest``) is started once per session unless ``PS_TEST_DSN`` names a server.
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from infra.store import EmbeddedPostgres, PostgresStore
-from tests import pg
+from testkit import pg
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from actors.ports import StaleVersion
 from actors.state import Policy, Position, Reentry, SymbolState
 from actors.transition import Context, transition
 from infra.store import PostgresStore
-from tests.fakes.store import InMemoryStore
+from testkit.store import InMemoryStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

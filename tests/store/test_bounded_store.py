@@ -9,7 +9,7 @@ from actors.messages import CloseRequest
 from actors.model import CloseReason, Key, Status
 from actors.state import Policy, Reentry
 from infra.store import PostgresStore
-from tests.fakes.world import ACCOUNT, World, signal
+from testkit.world import ACCOUNT, World, signal
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

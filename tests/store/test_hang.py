@@ -3,7 +3,7 @@ nothing) under a running store: every call gives up within its client-side bound
 the store abandoned is written when the server runs again, and the same store works again
 without a restart. Also the one case no client can rule out: a COMMIT sent and unanswered.
 
-Each test freezes the private server of this process (:func:`tests.pg.frozen` resumes it
+Each test freezes the private server of this process (:func:`testkit.pg.frozen` resumes it
 whatever happens). Calls that may hang run on a helper thread (:class:`Bounded`), so a store
 without its bound fails the test instead of hanging it with the server frozen.
 """
@@ -22,9 +22,9 @@ import pytest
 from actors.model import Key, Status
 from actors.ports import StaleVersion, StoreUnavailable
 from infra.store import AccountLock, EmbeddedPostgres, PostgresStore
-from tests import pg
+from testkit import pg
+from testkit.waiting import poll
 from tests.store.builders import KEY, advance, entry_commit, new_position
-from tests.waiting import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -235,7 +235,7 @@ def test_tcp_connections_get_keepalives_and_a_user_timeout(pg_dsn: str) -> None:
     these on the Unix socket of the embedded server, but they are set for every connection."""
     with PostgresStore(pg_dsn, migrate_schema=False, pool_min=1, pool_max=1) as store:
         store.ping()
-        with store._pool.connection(timeout=5) as conn:
+        with store._db.pool.connection(timeout=5) as conn:
             params = conn.info.get_parameters()
     assert params.get("keepalives_idle") == "5"
     assert params.get("tcp_user_timeout") == "10000"

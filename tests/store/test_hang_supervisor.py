@@ -28,9 +28,9 @@ from infra.store import EmbeddedPostgres, PostgresStore
 from sim import SimExchange
 from supervision.restart import RestartPolicy
 from supervision.supervisor import Supervisor, SupervisorConfig
-from tests import pg
+from testkit import pg
+from testkit.waiting import poll
 from tests.store.test_hang import slow_commit
-from tests.waiting import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

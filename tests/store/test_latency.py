@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.store.latency import measure
+from bench.store_latency import measure
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -32,7 +32,7 @@ from infra.store.ownership import (
     ProcessIdentity,
     process_gone,
 )
-from tests import pg
+from testkit import pg
 from tests.store.builders import advance, entry_commit, new_position, refusal_commit
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -38,11 +38,11 @@ from actors.transition import Context, transition
 from actors.workers import ExchangeWorkers
 from supervision.supervisor import Supervisor, SupervisorConfig
 from supervision.timers import ManualClock
-from tests.fakes.exchange import InMemoryExchange
-from tests.fakes.store import InMemoryStore
-from tests.fakes.world import ACCOUNT, CountingMetrics, World, signal
+from testkit.exchange import InMemoryExchange
+from testkit.store import InMemoryStore
+from testkit.waiting import poll
+from testkit.world import ACCOUNT, CountingMetrics, World, signal
 from tests.unit.test_workers import WAIT, GatedExchange, Outcomes, place
-from tests.waiting import poll
 
 pytestmark = pytest.mark.timeout(30)
 

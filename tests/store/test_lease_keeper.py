@@ -23,7 +23,7 @@ from actors.ports import StoreUnavailable
 from actors.state import Installation
 from infra.store.ownership import LeaseStore, ProcessIdentity
 from supervision.leases import LeaseSettings, Ownership, Role
-from tests.waiting import poll
+from testkit.waiting import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

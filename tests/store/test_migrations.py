@@ -13,7 +13,7 @@ from actors.model import NON_TERMINAL, CloseReason, OrderKind, OrderState, Side,
 from actors.ports import StoreError
 from actors.state import SignalOutcome
 from infra.store import MIGRATIONS, Migration, MigrationError, applied_migrations, migrate
-from infra.store.migrations import _V1, _V2
+from infra.store.schema import v1, v2
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -106,12 +106,29 @@ def test_the_schema_knows_exactly_the_python_enums() -> None:
     def in_list(values: Iterable[str]) -> str:
         return "(" + ", ".join(f"'{v}'" for v in values) + ")"
 
-    assert f"status IN {in_list(s.value for s in Status)}" in _V1
-    assert f"WHERE status IN {in_list(s.value for s in NON_TERMINAL)}" in " ".join(_V1.split())
-    assert f"side IN {in_list(s.value for s in Side)}" in _V1
-    assert f"kind IN {in_list(k.value for k in OrderKind)}" in _V1
-    assert f"outcome IN {in_list(o.value for o in SignalOutcome)}" in _V1
-    flat = " ".join(_V1.replace("(", "( ").split())
-    latest = " ".join(_V2.replace("(", "( ").split())  # the order states as of version 2
+    assert f"status IN {in_list(s.value for s in Status)}" in v1.SQL
+    assert f"WHERE status IN {in_list(s.value for s in NON_TERMINAL)}" in " ".join(v1.SQL.split())
+    assert f"side IN {in_list(s.value for s in Side)}" in v1.SQL
+    assert f"kind IN {in_list(k.value for k in OrderKind)}" in v1.SQL
+    assert f"outcome IN {in_list(o.value for o in SignalOutcome)}" in v1.SQL
+    flat = " ".join(v1.SQL.replace("(", "( ").split())
+    latest = " ".join(v2.SQL.replace("(", "( ").split())  # the order states as of version 2
     assert "state IN ( " + ", ".join(f"'{s.value}'" for s in OrderState) + ")" in latest
     assert "close_reason IN ( " + ", ".join(f"'{r.value}'" for r in CloseReason) + ")" in flat
+
+
+#: The checksum of every released migration, as databases recorded it when they applied it.
+RELEASED = {
+    1: "3a6e67ad2e76f1bc47d61a2c812a87c12bb675d08785754956d7ae20cfaa151a",
+    2: "3315fd08b9ebbb4381c24a4aa32163f79990b54ec817b5ec7efbd1999b2f21d2",
+    3: "aa213191df040e19ce3bb2ef0365a7374a6c79b3c4aed9e217e3f360d571c44d",
+    4: "60f86ddfba50750a45c15f93b5477101c61e8cb0c31658a653ed44a2797a250a",
+    5: "eefcce2b01c4a3be80a703d59539aed957b708c54c98eab035da89cd3dff9c9a",
+}
+
+
+def test_released_migrations_are_unchanged() -> None:
+    """A released migration's text must not change (databases that applied it would refuse
+    to start, see test_an_edited_released_migration_is_refused): a refactor of the schema
+    modules, or of the SQL they share, must leave every checksum as it was released."""
+    assert {m.version: m.checksum for m in MIGRATIONS if m.version in RELEASED} == RELEASED

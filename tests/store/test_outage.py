@@ -10,7 +10,7 @@ import pytest
 from actors.model import Status
 from actors.ports import StoreUnavailable
 from infra.store import EmbeddedPostgres, PostgresStore
-from tests import pg
+from testkit import pg
 from tests.store.builders import KEY, advance, entry_commit, new_position, refusal_commit
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

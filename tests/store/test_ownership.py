@@ -9,7 +9,7 @@ import pytest
 
 from actors.ports import StoreUnavailable
 from infra.store import AccountLock, AccountLocked, EmbeddedPostgres, account_lock_key
-from tests import pg
+from testkit import pg
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

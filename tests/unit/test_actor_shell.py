@@ -12,7 +12,7 @@ from actors.model import Key, OrderKind, Status
 from actors.state import Commit, Policy, Reentry
 from supervision.restart import RestartPolicy, RestartTracker
 from supervision.timers import ManualClock, TimerService
-from tests.fakes.world import ACCOUNT, World, signal
+from testkit.world import ACCOUNT, World, signal
 
 pytestmark = pytest.mark.timeout(30)
 KEY = Key(ACCOUNT, "BTCUSDT")

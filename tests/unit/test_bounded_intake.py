@@ -14,10 +14,10 @@ from supervision.app import App
 from supervision.intake import Intake
 from supervision.sync import SyncService
 from supervision.wiring import Infra
-from tests.fakes.exchange import InMemoryExchange
-from tests.fakes.store import InMemoryStore
-from tests.fakes.world import ACCOUNT, World, signal
-from tests.waiting import poll
+from testkit.exchange import InMemoryExchange
+from testkit.store import InMemoryStore
+from testkit.waiting import poll
+from testkit.world import ACCOUNT, World, signal
 
 pytestmark = pytest.mark.timeout(60)
 

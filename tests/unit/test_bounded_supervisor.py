@@ -17,7 +17,7 @@ from actors.model import CloseReason, ExchangePosition, Key, Side, Status
 from actors.state import Commit, Policy, Reentry
 from supervision.restart import RestartPolicy
 from supervision.timers import TimerService
-from tests.fakes.world import ACCOUNT, World, signal
+from testkit.world import ACCOUNT, World, signal
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,7 +12,7 @@ from actors.messages import CallResult, CloseRequest, ExchangeOutcome, OrderUpda
 from actors.model import CloseReason, ExchangePosition, Key, OrderKind, Side, Status
 from actors.state import Policy, SymbolState
 from actors.transition import Context, transition
-from tests.fakes.world import priced, signal
+from testkit.world import priced, signal
 
 KEY = Key("main", "BTCUSDT")
 

@@ -9,7 +9,7 @@ import pytest
 from actors.conflation import TickSlot
 from actors.messages import MarkPriceTick
 from actors.model import Key, OrderKind, Status
-from tests.fakes.world import ACCOUNT, CountingMetrics, World, signal
+from testkit.world import ACCOUNT, CountingMetrics, World, signal
 
 pytestmark = pytest.mark.timeout(30)
 KEY = Key(ACCOUNT, "BTCUSDT")

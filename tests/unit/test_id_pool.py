@@ -10,8 +10,8 @@ import pytest
 
 from actors.ports import StoreUnavailable
 from actors.position_actor import IdPool
-from tests.fakes.store import InMemoryStore
-from tests.fakes.world import World, signal
+from testkit.store import InMemoryStore
+from testkit.world import World, signal
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -25,12 +25,12 @@ from actors.ports import OrderRequest
 from actors.position_actor import RESTART_TIMER
 from actors.state import Policy, Reentry
 from supervision.timers import ManualClock
-from tests.fakes.world import ACCOUNT, World, signal
+from testkit.world import ACCOUNT, World, signal
 
 SYMBOLS = [f"S{i:02d}USDT" for i in range(20)]
 SOURCES = ("sniper", "whale_copy", "trending", "volume")
 POLICY = Policy(reentry=Reentry.ALLOW, lookup_deadline_s=2.0)
-EXAMPLES = int(os.environ.get("PS_PROPERTY_EXAMPLES", "500"))
+EXAMPLES = int(os.environ.get("PS_PROPERTY_EXAMPLES", "250"))
 
 
 class Interleavings(RuleBasedStateMachine):

@@ -8,7 +8,7 @@ import pytest
 
 from actors.model import Key, Status
 from actors.state import SignalOutcome
-from tests.fakes.world import ACCOUNT, World, signal
+from testkit.world import ACCOUNT, World, signal
 
 pytestmark = pytest.mark.timeout(30)
 KEY = Key(ACCOUNT, "BTCUSDT")

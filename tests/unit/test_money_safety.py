@@ -38,7 +38,7 @@ from actors.model import (
 )
 from actors.state import Policy, Reentry, SignalOutcome, SymbolState, Transition
 from actors.transition import Context, check_entry, transition
-from tests.fakes.world import priced, signal
+from testkit.world import priced, signal
 
 KEY = Key("main", "BTCUSDT")
 NOW = 1000.0

@@ -13,7 +13,7 @@ from dataclasses import replace
 from actors.messages import CloseRequest
 from actors.model import CloseReason, Key, OrderKind, Status
 from actors.state import Policy, Reentry, SignalOutcome, SignalRecord
-from tests.fakes.world import ACCOUNT, World, signal
+from testkit.world import ACCOUNT, World, signal
 
 
 def _open_and_close(w: World, signal_id: str, symbol: str = "BTCUSDT") -> None:

@@ -19,8 +19,8 @@ from actors.model import CloseReason, Key, OrderKind, Status
 from actors.ports import OrderRequest
 from actors.state import Policy, Reentry
 from supervision.sync import SyncService
-from tests.fakes.world import ACCOUNT, World, signal
-from tests.waiting import poll
+from testkit.waiting import poll
+from testkit.world import ACCOUNT, World, signal
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [
     "actors/transition.py",
     "actors/position_actor.py",
-    "infra/feeds/parsing.py",
+    "infra/feeds/parsing/_signal.py",
     "infra/feeds/signals.py",
     "supervision/intake.py",
     "supervision/supervisor.py",

@@ -22,7 +22,7 @@ from actors.messages import (
 from actors.model import CloseReason, Key, OrderKind, OrderState, Status
 from actors.state import Policy, SymbolState
 from actors.transition import Context, transition
-from tests.fakes.world import priced, signal
+from testkit.world import priced, signal
 
 KEY = Key("main", "BTCUSDT")
 

@@ -11,9 +11,9 @@ import pytest
 from actors.model import Key, Side, Status
 from actors.ports import Snapshot
 from actors.state import Commit, Position
-from supervision.supervisor import RECOVERY_WAVE
-from tests.fakes.store import InMemoryStore
-from tests.fakes.world import ACCOUNT, World
+from supervision.recovery import RECOVERY_WAVE
+from testkit.store import InMemoryStore
+from testkit.world import ACCOUNT, World
 
 pytestmark = pytest.mark.timeout(60)
 

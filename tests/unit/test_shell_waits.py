@@ -10,7 +10,7 @@ from actors.messages import CloseRequest, TimerFired
 from actors.model import CloseReason, Key, OrderKind, Status
 from actors.ports import StaleVersion
 from actors.state import Commit, Policy, Reentry, SignalRecord
-from tests.fakes.world import ACCOUNT, World, signal
+from testkit.world import ACCOUNT, World, signal
 
 pytestmark = pytest.mark.timeout(30)
 KEY = Key(ACCOUNT, "BTCUSDT")

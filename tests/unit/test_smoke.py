@@ -1,4 +1,4 @@
-from tests.fakes.world import World, signal
+from testkit.world import World, signal
 
 
 def test_signal_opens_protected_position() -> None:

@@ -121,7 +121,7 @@ def test_a_tightened_band_catches_a_tick_parked_under_the_old_one() -> None:
 
 @pytest.mark.timeout(30)
 def test_ticks_inside_the_band_do_not_wake_the_actor_but_a_take_profit_does() -> None:
-    from tests.fakes.world import World, signal
+    from testkit.world import World, signal
 
     with World() as w:
         w.tell(signal(stop=90.0, tp=120.0))

@@ -8,7 +8,7 @@ from actors.messages import OrderUpdate
 from actors.model import Key
 from actors.state import Policy
 from actors.transition import Context, transition
-from tests.fakes.world import priced, signal
+from testkit.world import priced, signal
 
 KEY = Key("main", "BTCUSDT")
 

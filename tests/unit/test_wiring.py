@@ -32,8 +32,8 @@ from supervision.wiring import (
     supervisor_config,
     venue_config,
 )
-from tests.fakes.exchange import InMemoryExchange
-from tests.fakes.store import InMemoryStore
+from testkit.exchange import InMemoryExchange
+from testkit.store import InMemoryStore
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -1,0 +1,276 @@
+"""The ccxt client of one account: its class with the adapter's hooks, and its settings.
+
+Who calls: :class:`~infra.exchange.pool.ClientPool` builds clients with :func:`new_client`
+(one per calling thread, see there); the hooks then run on that thread inside every ccxt
+call. The pure helpers (:func:`request_cost`, :func:`retry_after`, :func:`error_code`) are
+used by the hooks and the tests.
+
+The hooks (:func:`client_class`):
+
+* ``get_exceptions_by_url``: the venue's error table is forced (linear futures);
+* ``fetch``: reserves the request's cost on the account's limiter before anything leaves
+  (raises :class:`~infra.exchange.limits.RateBudgetExhausted` when the wait would exceed
+  the call's bound), marks ``ps_sent``, and attaches the wire info
+  (:class:`~infra.exchange.errors.WireInfo`) to any exception;
+* ``on_rest_response``: every reply corrects the limiter's usage; an ``exchangeInfo`` reply
+  sets the exchange's own limits (:func:`configure_limits`).
+
+Per call, the caller sets ``ps_priority`` and ``ps_max_wait`` (the limiter's priority and
+wait bound) and clears ``ps_sent``; one client per thread, so no race.
+
+Failure: a hook never swallows an exception; ccxt never retries on its own
+(``maxRetriesOnFailure`` forced to 0: an order sent twice could fill twice).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import ccxt
+
+from infra.exchange.errors import WireInfo, attach_wire, never_sent
+from infra.exchange.limits import AccountLimiter, Cost, Priority, limits_from_exchange_info
+from infra.exchange.venues import Credentials, Venue, VenueConfig
+
+__all__ = [
+    "arm",
+    "client_class",
+    "configure_limits",
+    "error_code",
+    "new_client",
+    "request_cost",
+    "retry_after",
+]
+
+log = logging.getLogger(__name__)
+
+
+def request_cost(venue: Venue, method: str, url: str, body: object) -> Cost:
+    """What one request counts against the venue's limits (weight; orders for placements).
+
+    The path is taken from the URL from the venue's API root on (``/fapi/v1/order``); the
+    ``symbol`` parameter from the query string or a form-encoded body.
+    """
+    parts = urlsplit(url)
+    path = parts.path
+    for root in venue.api_roots:
+        i = path.find(root)
+        if i >= 0:
+            path = path[i:]
+            break
+    method = method.upper()
+    weights = venue.request_weights.get((method, path))
+    if weights is None:
+        weight = 1
+    else:
+        params = parse_qs(parts.query)
+        if body and "symbol" not in params:
+            text = body.decode("latin-1") if isinstance(body, bytes) else str(body)
+            params = parse_qs(text)
+        weight = weights[0] if "symbol" in params else weights[1]
+    orders = 1 if (method, path) in venue.order_endpoints else 0
+    return Cost(weight, orders)
+
+
+def retry_after(headers: Mapping[str, str] | None, name: str) -> float | None:
+    """The seconds of the ``name`` header (e.g. ``Retry-After``); None if absent or bad."""
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def error_code(body: object) -> str | None:
+    """The exchange's error ``code`` of a JSON reply body (``'-2019'``), or None."""
+    if not isinstance(body, str) or not body.lstrip().startswith("{"):
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    code = data.get("code") if isinstance(data, dict) else None
+    return None if code is None else str(code)
+
+
+def configure_limits(limiter: AccountLimiter, body: str) -> None:
+    """Take the exchange's own limits from an ``exchangeInfo`` reply (kept as they were,
+    with a warning, when they cannot be read)."""
+    try:
+        data = json.loads(body)
+        limits = limits_from_exchange_info(data.get("rateLimits"))
+    except (ValueError, AttributeError) as exc:
+        log.warning("exchangeInfo: rate limits not usable (%s); keeping %s", exc, limiter.limits)
+        return
+    if limits != limiter.limits:
+        log.info(
+            "exchange rate limits: %s",
+            ", ".join(f"{lim.kind} {lim.limit}/{lim.window_s:g}s" for lim in limits),
+        )
+        limiter.configure(limits)
+
+
+_CLASSES: dict[str, type[Any]] = {}
+_CLASSES_LOCK = threading.Lock()
+
+
+def client_class(venue: Venue) -> type[Any]:
+    """The ccxt class of ``venue`` with the adapter's hooks (one class per venue)."""
+    with _CLASSES_LOCK:
+        cls = _CLASSES.get(venue.name)
+        if cls is not None:
+            return cls
+        base = getattr(ccxt, venue.ccxt_class)
+
+        class Client(base):  # type: ignore[misc,valid-type]
+            """ccxt client hooks: forced error table, wire info on errors, the account's
+            limiter (every request reserves its cost before it leaves; every reply corrects
+            the usage; the exchange's rate limits come from ``exchangeInfo``)."""
+
+            ps_error_table: str | None = None
+            ps_limiter: AccountLimiter | None = None
+            ps_venue: Venue | None = None
+            #: Priority and wait bound of the call in progress (set by the adapter).
+            ps_priority: Priority = Priority.READ
+            ps_max_wait: float = 10.0
+            ps_default_retry_after: float = 1.0
+            ps_retry_header: str = "Retry-After"
+            ps_reply: tuple[int, Mapping[str, str], str] | None = None
+            #: Set when a call enters ``fetch`` (a request may leave from here on); the
+            #: adapter clears it before each call. One client per thread: no race.
+            ps_sent: bool = False
+
+            def get_exceptions_by_url(self, url: str | None, exact_or_broad: str) -> Any:
+                table = self.ps_error_table
+                if table is None:
+                    return super().get_exceptions_by_url(url, exact_or_broad)
+                return self.safe_dict(
+                    self.safe_dict(self.exceptions, table, {}), exact_or_broad, {}
+                )
+
+            def on_rest_response(
+                self,
+                code: int,
+                reason: str,
+                url: str,
+                method: str,
+                response_headers: Mapping[str, str],
+                response_body: str,
+                request_headers: Any,
+                request_body: Any,
+            ) -> Any:
+                self.ps_reply = (code, response_headers, response_body)
+                limiter = self.ps_limiter
+                if limiter is not None:
+                    retry = retry_after(response_headers, self.ps_retry_header)
+                    limiter.observe(
+                        code,
+                        response_headers,
+                        self.ps_default_retry_after if retry is None else retry,
+                    )
+                    if code == 200 and url.split("?", 1)[0].endswith("/exchangeInfo"):
+                        configure_limits(limiter, response_body)
+                return super().on_rest_response(
+                    code,
+                    reason,
+                    url,
+                    method,
+                    response_headers,
+                    response_body,
+                    request_headers,
+                    request_body,
+                )
+
+            def fetch(
+                self, url: str, method: str = "GET", headers: Any = None, body: Any = None
+            ) -> Any:
+                limiter = self.ps_limiter
+                if limiter is not None and self.ps_venue is not None:
+                    # Raises RateBudgetExhausted before anything is sent.
+                    limiter.acquire(
+                        request_cost(self.ps_venue, method, url, body),
+                        self.ps_priority,
+                        self.ps_max_wait,
+                    )
+                self.ps_sent = True
+                self.ps_reply = None
+                try:
+                    return super().fetch(url, method, headers, body)
+                except Exception as exc:
+                    reply = self.ps_reply
+                    if reply is None:
+                        info = WireInfo(sent=not never_sent(exc))
+                    else:
+                        status, resp_headers, resp_body = reply
+                        info = WireInfo(
+                            http_status=status,
+                            retry_after=retry_after(resp_headers, self.ps_retry_header),
+                            code=error_code(resp_body),
+                        )
+                    attach_wire(exc, info)
+                    raise
+
+        Client.__name__ = Client.__qualname__ = f"Ps{venue.ccxt_class}"
+        _CLASSES[venue.name] = Client
+        return Client
+
+
+def arm(client: Any, priority: Priority, max_wait: float) -> None:
+    """Before a call on a hooked ``client`` (on its own thread): the limiter's priority and
+    wait bound for the call's requests, and the client's mark of a request that left
+    (``ps_sent``) cleared."""
+    client.ps_priority = priority
+    client.ps_max_wait = max_wait
+    client.ps_sent = False
+
+
+def new_client(
+    venue: Venue,
+    config: VenueConfig,
+    credentials: Credentials,
+    limiter: AccountLimiter | None,
+) -> Any:
+    """A new hooked ccxt client of ``venue`` for one account (markets not loaded).
+
+    ccxt's own throttle is off (the account's ``limiter`` models the exchange's real limits)
+    and it never re-sends a request on its own; ``config.base_url`` replaces the venue's
+    URLs (the sim, a testnet).
+    """
+    options: dict[str, Any] = copy.deepcopy(dict(venue.options))
+    options.update(copy.deepcopy(dict(config.extra_options)))
+    # Never let ccxt re-send a request on its own (an order could be placed twice).
+    options["maxRetriesOnFailure"] = 0
+    options["maxRetriesOnFailureDelay"] = 0
+    if config.recv_window_ms is not None:
+        options["recvWindow"] = config.recv_window_ms
+    client = client_class(venue)(
+        {
+            "apiKey": credentials.api_key,
+            "secret": credentials.secret,
+            # ccxt's throttle spaces every request by rateLimit x cost: the account's
+            # limiter models the exchange's real limits instead.
+            "enableRateLimit": False,
+            "timeout": max(1, round(config.timeout_s * 1000)),
+            "options": options,
+        }
+    )
+    if config.base_url is not None:
+        client.urls["api"] = venue.api_urls(config.base_url)
+    client.ps_error_table = venue.error_table
+    client.ps_limiter = limiter
+    client.ps_venue = venue
+    client.ps_default_retry_after = config.retry_after_s
+    client.ps_max_wait = config.timeout_s
+    client.ps_retry_header = venue.retry_after_header
+    return client
