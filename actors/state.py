@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from actors.effects import Effect
-from actors.messages import Message
+from actors.messages import Message, OpenSignal
 from actors.model import (
     CloseReason,
     Key,
@@ -42,7 +42,9 @@ __all__ = [
     "SymbolState",
     "Transition",
     "client_order_id",
+    "intended_order",
     "parse_client_id",
+    "printable",
 ]
 
 
@@ -73,6 +75,29 @@ def client_order_id(position_id: int, kind: OrderKind, seq: int) -> str:
 INSTALLATION_MODULUS = 1_000_000
 """A database allocates position ids in steps of this, all ending in its installation id
 (``infra.store.migrations``, version 3)."""
+
+
+def intended_order(
+    position_id: int,
+    kind: OrderKind,
+    seq: int,
+    side: str,
+    qty: float,
+    at: float,
+    trigger_price: float | None = None,
+) -> OrderRecord:
+    """A new order of a position, decided at ``at`` and not yet sent (state ``INTENDED``,
+    first attempt): the ``seq``-th of its ``kind``, with its deterministic client id."""
+    return OrderRecord(
+        client_id=client_order_id(position_id, kind, seq),
+        kind=kind,
+        side=side,
+        qty=qty,
+        state=OrderState.INTENDED,
+        trigger_price=trigger_price,
+        sent_at=at,
+        attempts=1,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +260,12 @@ class Position:
         return stop is not None and stop.state is OrderState.ACCEPTED
 
 
+def printable(x: object) -> str:
+    """A text that any store can record: printable, at most 64 characters."""
+    text = x if isinstance(x, str) else repr(x)
+    return "".join(c if c.isprintable() else "?" for c in text[:64]) or "?"
+
+
 class SignalOutcome(enum.StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
@@ -263,6 +294,29 @@ class SignalRecord:
     @property
     def retry(self) -> bool:
         return self.outcome is not SignalOutcome.ACCEPTED and retry_allowed(self.reason)
+
+    @classmethod
+    def refused(
+        cls,
+        sig: OpenSignal,
+        reason: str,
+        at: float,
+        outcome: SignalOutcome = SignalOutcome.REJECTED,
+        position_id: int | None = None,
+    ) -> SignalRecord:
+        """The record of ``sig`` refused for ``reason`` at ``at``: the one way every layer
+        (the transition, the actor shell, the supervisor's gates, the intake) writes a
+        refusal. Its id and source are stored as :func:`printable` text (a signal refused
+        for an invalid id still gets a record any store can hold)."""
+        return cls(
+            sig.key,
+            printable(sig.signal_id),
+            printable(sig.source),
+            outcome,
+            reason,
+            at,
+            position_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
