@@ -32,26 +32,26 @@ Failure contract:
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 import pykka
 
-from actors.conflation import TickSlot
-from actors.effects import (
-    CancelOrder,
-    CancelTimer,
-    Effect,
-    FetchMarket,
-    LookupOrder,
-    PlaceOrder,
-    RequestSync,
-    StartTimer,
+from actors.band import TickBand
+from actors.host import (
+    ActorCell,
+    ActorDeps,
+    ActorHost,
+    Barrier,
+    Passivate,
+    RestartDecision,
+    StatusReport,
+    is_activity,
 )
+from actors.host import actor_log as log
+from actors.ids import IdPool
 from actors.messages import (
     CloseRequest,
     ExchangeOutcome,
@@ -63,38 +63,32 @@ from actors.messages import (
     PauseRequest,
     Recover,
     SyncObservation,
-    TickSource,
     TicksReady,
     TimerFired,
     UnquarantineRequest,
 )
 from actors.model import Key, Status
-from actors.ports import (
-    Clock,
-    Fenced,
-    Metrics,
-    SignalSeen,
-    StaleVersion,
-    Store,
-    StoreUnavailable,
-    Timers,
-)
+from actors.observe import observe_commit, observe_control, observe_signal
+from actors.perform import perform
+from actors.ports import Fenced, SignalSeen, StaleVersion, StoreUnavailable
+from actors.signal_age import AGE_REFUSALS
 from actors.state import (
     Commit,
     ControlChange,
     ControlOutcome,
     JournalEvent,
-    Policy,
-    Position,
     SignalOutcome,
     SignalRecord,
     SymbolState,
     Transition,
-    parse_client_id,
 )
 from actors.transition import Context, leftovers, tick_band, transition
+from actors.unwritten import UnwrittenCommits
 
 __all__ = [
+    "DEFER_TIMER",
+    "PERSIST_TIMER",
+    "RESTART_TIMER",
     "ActorCell",
     "ActorDeps",
     "ActorHost",
@@ -107,8 +101,6 @@ __all__ = [
     "is_activity",
 ]
 
-log = logging.getLogger(__name__)
-
 RESTART_TIMER = "__restart"
 PERSIST_TIMER = "__persist"
 DEFER_TIMER = "__defer"
@@ -118,135 +110,6 @@ PERSIST_RETRY_S = 1.0
 DEFER_POLL_S = 0.5
 #: Signals waiting for a symbol at most; more are refused ``busy`` (transient).
 MAX_DEFERRED = 64
-#: Replayed ids older than the actor's memory are looked up in the store for these refusals
-#: (age checks run before the store can say "decided before").
-_AGE_REFUSALS = ("too_old", "expired")
-
-
-@dataclass(frozen=True, slots=True)
-class RestartDecision:
-    """The supervisor's answer to a crash: wait ``delay`` s, then restart; maybe quarantine."""
-
-    delay: float
-    quarantine: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Barrier:
-    """Asked (``ref.ask(Barrier())``): answered True once the actor has started (loaded its
-    position) and handled every message before it. Cheap: no proxy, no transition."""
-
-
-@dataclass(frozen=True, slots=True)
-class Passivate:
-    """The supervisor thinks this actor is idle; it stops itself if it still is."""
-
-
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    """What an actor publishes after each message (read by the supervisor, never written).
-
-    ``close_failing``: the open position is closing and the exchange has refused
-    ``close_max_attempts`` closes or more (shown in the readiness check).
-    ``last_activity``: when the actor last handled a message that counts as activity
-    (:func:`is_activity`), or stopped being idle; the supervisor passivates an actor idle
-    since ``passivate_after_s``. ``paused``: an operator paused new entries. ``position``:
-    the actor's position (the open one, else the latest; a frozen value), ``mark``: its last
-    mark price (the live view reads both).
-    """
-
-    status: Status | None
-    last_activity: float
-    idle: bool
-    quarantined: bool
-    unwritten: int
-    close_failing: bool = False
-    paused: bool = False
-    position: Position | None = None
-    mark: float | None = None
-
-
-class ActorCell:
-    """The supervisor's handle on one actor's published status.
-
-    The actor thread replaces ``report`` after every message (one attribute store); the
-    supervisor's housekeeping reads it. Nothing else is shared.
-    """
-
-    __slots__ = ("key", "report")
-
-    def __init__(self, key: Key, now: float) -> None:
-        self.key = key
-        self.report = StatusReport(None, now, True, False, 0)
-
-
-class ActorHost(Protocol):
-    """What the supervisor offers its actors. Every method is thread-safe and non-blocking."""
-
-    def deliver(self, msg: Message) -> object: ...
-
-    def submit(self, effect: PlaceOrder | CancelOrder | LookupOrder | FetchMarket) -> None: ...
-
-    def request_sync(self, key: Key, reason: str) -> None: ...
-
-    def signal_decided(self, record: SignalRecord) -> None:
-        """A signal's outcome is decided and, but during a store outage, written."""
-
-    def control_decided(self, outcome: ControlOutcome) -> None:
-        """An operator's request is decided and, but during a store outage, written."""
-
-    def clear_quarantine(self, key: Key) -> None:
-        """An operator lifted the quarantine: the crash count starts afresh."""
-
-    def on_crash(self, key: Key, exc: BaseException) -> RestartDecision: ...
-
-    def retire(self, key: Key, ref: pykka.ActorRef[Any]) -> bool: ...
-
-    def not_owner(self, key: Key, why: str, certain: bool) -> None:
-        """A write of ``key`` was refused because another process owns the account
-        (``certain``: its lease epoch is stale, :class:`~actors.ports.Fenced`) or may own it
-        (a stale version, :class:`~actors.ports.StaleVersion`): fence the account, or check
-        its lease now."""
-
-
-@dataclass(frozen=True, slots=True)
-class ActorDeps:
-    """What the supervisor hands each actor. ``ids``: where new position ids come from
-    (default: a small block of the actor's own, fetched from the store)."""
-
-    store: Store
-    timers: Timers
-    clock: Clock
-    metrics: Metrics
-    policy: Policy
-    host: ActorHost
-    ids: Callable[[], int] | None = None
-
-
-class IdPool:
-    """Position ids fetched from the store in blocks, shared by every actor of a supervisor,
-    so that the first signal of a symbol does not wait for a database round trip of its own.
-
-    Called on actor threads, without a lock: taking an id is one atomic ``deque.popleft``;
-    an actor that finds the pool empty fetches a block (``Store.allocate_ids``) and adds it.
-    Two actors refilling at once both add a block: no id is lost or given twice, the ids are
-    merely used out of order. Raises what ``allocate_ids`` raises (``StoreUnavailable``):
-    the actor then refuses the signal (no new position without an id).
-    """
-
-    def __init__(self, store: Store, block: int = 64) -> None:
-        if block < 1:
-            raise ValueError("block must be >= 1")
-        self._store = store
-        self._block = block
-        self._ids: deque[int] = deque()
-
-    def __call__(self) -> int:
-        while True:
-            try:
-                return self._ids.popleft()
-            except IndexError:
-                self._ids.extend(self._store.allocate_ids(self._block))
 
 
 class PositionActor(pykka.ThreadingActor):
@@ -265,9 +128,9 @@ class PositionActor(pykka.ThreadingActor):
         self._stash: deque[Message] = deque()
         self._deferred: deque[tuple[OpenSignal, float]] = deque()
         self._retry: Message | None = None
-        self._unwritten: list[Commit] = []
+        self._unwritten = UnwrittenCommits()
         self._retired = False
-        self._slot: TickSource | None = None  # learnt from the first TicksReady
+        self._band = TickBand(key, deps.host.deliver)
         self._active_at = deps.clock.now()  # see StatusReport.last_activity
         self.cell = cell
 
@@ -324,6 +187,10 @@ class PositionActor(pykka.ThreadingActor):
                 self._persist_quarantine(Recover(self.key, "actor failed"), repr(exc))
         except Exception:
             log.exception("reporting the failure of %s failed", self.key)
+        try:
+            self._hand_back()
+        except Exception:
+            log.exception("handing back the mailbox of %s failed", self.key)
 
     def _receive(self, message: Any) -> Any:
         if isinstance(message, Barrier):
@@ -354,19 +221,15 @@ class PositionActor(pykka.ThreadingActor):
             return None
         arrived: float | None = None
         if isinstance(message, TicksReady):
-            # Take the conflated tick here so that tick-to-decision latency is measured.
-            slot = self._slot = message.slot
-            tick = slot.take()
+            tick, arrived = self._band.wake(message)
             if tick is None:
                 self._publish_band()
                 return None
-            if isinstance(slot, TickSlot) and slot.woken:
-                arrived = tick.received_at or None  # the frame that left the band
             message = tick
-        elif self._slot is not None:
+        else:
             # A tick parked in the band came before this message: apply it first, so that
             # the last price is fresh (signal checks use it).
-            parked = self._slot.take_parked()
+            parked = self._band.take_parked()
             if parked is not None:
                 self._dispatch(parked)
         if isinstance(message, TimerFired) and message.name == PERSIST_TIMER:
@@ -406,50 +269,43 @@ class PositionActor(pykka.ThreadingActor):
             self._deps.timers.start(self.key, DEFER_TIMER, DEFER_POLL_S)
 
     def _publish_band(self) -> None:
-        """Tell the tick slot which mark prices cannot change anything durable now, so the
-        feed parks them instead of waking this thread; handle a parked tick that the new
-        band no longer covers."""
-        slot = self._slot
-        if slot is None:
-            return
-        for _ in range(4):
-            if self._restart_pending or self._retired:
-                self._release_band(slot)
-                return
-            if not slot.set_band(tick_band(self._state, self._deps.policy)):
-                return
-            tick = slot.take()
-            if tick is None:
-                return
-            self._dispatch(tick)
-        self._release_band(slot)  # still moving: wake on every tick until the next message
+        """Publish the tick band for the actor's state now (see :mod:`actors.band`)."""
+        self._band.publish(
+            lambda: tick_band(self._state, self._deps.policy),
+            self._dispatch,
+            lambda: self._restart_pending or self._retired,
+        )
 
-    def _release_band(self, slot: TickSource) -> None:
-        """No band: every tick wakes this actor. A tick parked until now is not left behind
-        (it would wait for the next wake-up that a non-empty slot never sends): it comes
-        back through the mailbox."""
-        if slot.set_band(None):
-            self._deps.host.deliver(TicksReady(self.key, slot))
+    def on_stop(self) -> None:
+        """pykka calls this on the actor thread when it stops (passivation, shutdown, fenced),
+        after the actor is marked stopped and before its thread ends."""
+        self._hand_back()
 
-    def _actor_loop_teardown(self) -> None:
-        # Salvage queued tell()s for the router instead of letting pykka drop them (I3).
+    def _hand_back(self) -> None:
+        """Hand what this actor still holds back to the router instead of letting pykka drop
+        it (I3): the message to retry, the deferred signals, the stash, a tick parked under
+        its band, and every ``tell`` still in the inbox (pykka answers the ``ask`` ones with
+        ``ActorDeadError`` after us; they stay queued). The actor is stopped already (a
+        ``tell`` to it fails), so the router starts a successor for them."""
         salvaged: list[Message] = [] if self._retry is None else [self._retry]
+        self._retry = None
         salvaged.extend(sig for sig, _ in self._deferred)
         self._deferred.clear()
         salvaged.extend(self._stash)
         self._stash.clear()
-        if self._slot is not None and self._slot.set_band(None):
-            salvaged.append(TicksReady(self.key, self._slot))  # a parked tick: successor
+        wake_up = self._band.hand_back()
+        if wake_up is not None:
+            salvaged.append(wake_up)  # a parked tick: the successor's
         keep = []
-        while not self.actor_inbox.empty():
-            envelope = self.actor_inbox.get()
+        inbox = self.actor_inbox
+        while not inbox.empty():
+            envelope = inbox.get()
             if envelope.reply_to is None and isinstance(envelope.message, _POSITION_MESSAGES):
                 salvaged.append(envelope.message)
             else:
                 keep.append(envelope)
         for envelope in keep:
-            self.actor_inbox.put(envelope)
-        super()._actor_loop_teardown()
+            inbox.put(envelope)
         for msg in salvaged:
             self._deps.host.deliver(msg)
 
@@ -457,8 +313,8 @@ class PositionActor(pykka.ThreadingActor):
 
     def get_state(self) -> SymbolState:
         """The actor's state, with a tick parked in its band applied first (freshest price)."""
-        if self._slot is not None and not self._restart_pending and not self._retired:
-            parked = self._slot.take_parked()
+        if not self._restart_pending and not self._retired:
+            parked = self._band.take_parked()
             if parked is not None:
                 self._dispatch(parked)
                 self._publish_band()
@@ -531,14 +387,14 @@ class PositionActor(pykka.ThreadingActor):
                 deps.timers.start(self.key, DEFER_TIMER, DEFER_POLL_S)
             self._deferred.append((message, first))
             self._state = result.state
-            self._perform(result.effects)
+            self._perform(result)
             return
         commit = result.commit
         rec = result.signal
         if (
             rec is not None
             and isinstance(message, OpenSignal)
-            and rec.reason in _AGE_REFUSALS
+            and rec.reason in AGE_REFUSALS
             and self._answer_replay(message)
         ):
             return  # an old signal decided before: answered with that decision
@@ -553,8 +409,8 @@ class PositionActor(pykka.ThreadingActor):
         if rec is not None:
             self._signal_decided(rec)
         if commit is not None:
-            self._observe(commit)
-        self._perform(result.effects)
+            observe_commit(commit, self.key, deps.metrics)
+        self._perform(result)
         if result.control is not None:
             self._control_decided(result.control)
 
@@ -564,22 +420,12 @@ class PositionActor(pykka.ThreadingActor):
         if outcome.ok and outcome.command == "unquarantine":
             self._quarantined = False
             self._deps.host.clear_quarantine(self.key)
-        log.info(
-            "operator %s: %s%s",
-            outcome.command,
-            outcome.outcome,
-            f" (position {outcome.position_id})" if outcome.position_id is not None else "",
-            extra={"key": str(self.key), "position_id": outcome.position_id},
-        )
+        observe_control(outcome, self.key)
         self._deps.host.control_decided(outcome)
 
     def _signal_decided(self, rec: SignalRecord) -> None:
-        deps = self._deps
-        reason = "signal_replayed" if rec.replay else rec.reason
-        outcome = SignalOutcome.DUPLICATE.value if rec.replay else rec.outcome.value
-        deps.metrics.signal(rec.source, outcome, reason)
-        self._log_signal(rec)
-        deps.host.signal_decided(rec)
+        observe_signal(rec, self.key, self._deps.metrics)
+        self._deps.host.signal_decided(rec)
 
     def _answer_replay(self, sig: OpenSignal) -> bool:
         """If the store has a final decision on this signal id (a replay older than the
@@ -651,87 +497,16 @@ class PositionActor(pykka.ThreadingActor):
     def _refuse_signal(self, sig: OpenSignal, outcome: SignalOutcome, reason: str) -> None:
         """A signal refused by the shell, its transition dropped (nothing written for it):
         counted, logged and reported to the host like the transition's own outcomes."""
-        rec = SignalRecord(
-            self.key, sig.signal_id, sig.source, outcome, reason, self._deps.clock.now()
-        )
-        self._signal_decided(rec)
+        self._signal_decided(SignalRecord.refused(sig, reason, self._deps.clock.now(), outcome))
 
     def _flush_unwritten(self) -> None:
-        store = self._deps.store
-        while self._unwritten:
-            merged = _merge(self._unwritten)
-            try:
-                for c in merged:
-                    store.commit(c)
-                    self._unwritten = self._unwritten[_count_for(self._unwritten, c) :]
-            except StoreUnavailable:
-                self._deps.timers.start(self.key, PERSIST_TIMER, PERSIST_RETRY_S)
-                return
-            log.info("store back: unwritten transitions persisted for %s", self.key)
-            self._unwritten.clear()
-
-    def _perform(self, effects: Sequence[Effect]) -> None:
-        host = self._deps.host
-        timers = self._deps.timers
-        for e in effects:
-            if isinstance(e, PlaceOrder | CancelOrder | LookupOrder | FetchMarket):
-                if isinstance(e, CancelOrder) and e.why == "orphan":
-                    self._deps.metrics.orphan_cancelled()
-                    log.warning(
-                        "cancelling %s: an order of ours that no open position needs",
-                        e.client_id,
-                        extra={"key": str(self.key)},
-                    )
-                host.submit(e)
-            elif isinstance(e, StartTimer):
-                timers.start(e.key, e.name, e.delay)
-            elif isinstance(e, CancelTimer):
-                timers.cancel(e.key, e.name)
-            elif isinstance(e, RequestSync):
-                host.request_sync(e.key, e.reason)
-
-    def _observe(self, commit: Commit) -> None:
-        metrics = self._deps.metrics
-        for ev in commit.events:
-            if ev.kind in _PROTECTION_FAILURES:
-                metrics.protection_failure(ev.kind)
-                log.error(
-                    "position %s: %s (%s)",
-                    ev.position_id,
-                    ev.kind,
-                    ", ".join(f"{k}={v}" for k, v in ev.detail.items()),
-                    extra={"key": str(self.key), "position_id": ev.position_id},
-                )
-            if ev.status_before is not ev.status_after:
-                metrics.transition(
-                    ev.status_before.value if ev.status_before else None,
-                    ev.status_after.value if ev.status_after else None,
-                )
-                if ev.status_after is not None:
-                    log.info(
-                        "position %s %s -> %s (%s)",
-                        ev.position_id,
-                        ev.status_before.value if ev.status_before else "-",
-                        ev.status_after.value,
-                        ev.kind,
-                        extra={"key": str(self.key), "position_id": ev.position_id},
-                    )
-            if ev.kind == "stop_confirmed" and commit.position is not None:
-                p = commit.position
-                if p.filled_at is not None and p.protected_at == ev.at:
-                    metrics.unprotected(max(0.0, ev.at - p.filled_at))
-
-    def _log_signal(self, rec: SignalRecord) -> None:
-        """One line per decision, at INFO: refusals are the product working."""
-        log.info(
-            "signal %s from %s %s%s%s",
-            rec.signal_id,
-            rec.source,
-            "replayed, decided before: " if rec.replay else "",
-            rec.outcome.value,
-            f" ({rec.reason})" if rec.reason else "",
-            extra={"key": str(self.key), "position_id": rec.position_id},
-        )
+        """Write the unwritten commits; the store still down: try again on the persist timer."""
+        if not self._unwritten:
+            return
+        if not self._unwritten.flush(self._deps.store):
+            self._deps.timers.start(self.key, PERSIST_TIMER, PERSIST_RETRY_S)
+            return
+        log.info("store back: unwritten transitions persisted for %s", self.key)
 
     def _publish(self, active: bool = True) -> None:
         """Publish the status report; ``active`` False: the message just handled does not
@@ -892,6 +667,10 @@ class PositionActor(pykka.ThreadingActor):
                 extra={"key": str(self.key)},
             )
 
+    def _perform(self, result: Transition) -> None:
+        deps = self._deps
+        perform(result.effects, self.key, deps.host, deps.timers, deps.metrics)
+
     def _restart(self) -> None:
         """Fresh state from the store; then the crashed message once more, then the stash."""
         self._restart_pending = False
@@ -928,68 +707,6 @@ class PositionActor(pykka.ThreadingActor):
             self._retired = True
             self.stop()
 
-
-def is_activity(message: Message) -> bool:
-    """Whether handling ``message`` keeps an idle actor from passivating. Mark prices do not
-    (an actor without a position has nothing to decide on them), nor do timers (one that
-    fires on an idle actor finds what it was armed for over: a deferred signal, a restart or
-    an unwritten transition make the actor not idle), nor the sync's "nothing here": no
-    position on the exchange and no open order of ours. Everything else does: signals,
-    order updates, exchange outcomes, other observations, close requests. Any message that
-    leaves the actor not idle, or ends a spell of not being idle, counts anyway."""
-    if isinstance(message, MarkPriceTick | TicksReady | TimerFired):
-        return False
-    if isinstance(message, SyncObservation):
-        xp = message.position
-        return (xp is not None and xp.qty > 0) or any(
-            parse_client_id(o.client_id) is not None for o in message.open_orders
-        )
-    return True
-
-
-def _merge(commits: list[Commit]) -> list[Commit]:
-    """Fold consecutive unwritten commits of one position into one write each."""
-    out: list[Commit] = []
-    for c in commits:
-        last = out[-1] if out else None
-        if (
-            last is not None
-            and last.position is not None
-            and c.position is not None
-            and last.position.id == c.position.id
-        ):
-            out[-1] = Commit(
-                c.key,
-                c.cause,
-                c.position,
-                last.expected_version,
-                last.events + c.events,
-                c.signal or last.signal,
-            )
-        else:
-            out.append(c)
-    return out
-
-
-def _count_for(commits: list[Commit], merged: Commit) -> int:
-    """How many leading unwritten commits ``merged`` stands for."""
-    n = 0
-    for c in commits:
-        same = (
-            c.position is not None
-            and merged.position is not None
-            and c.position.id == merged.position.id
-        )
-        if n > 0 and not same:
-            break
-        n += 1
-        if not same:
-            break
-    return n
-
-
-#: Journal event kinds that mean protection is in trouble: logged at ERROR and counted.
-_PROTECTION_FAILURES = frozenset({"stop_failed", "close_failing", "stop_rejected_at_trigger"})
 
 _POSITION_MESSAGES = (
     OpenSignal,

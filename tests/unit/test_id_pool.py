@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from actors.ports import StoreUnavailable
-from actors.position_actor import IdPool
+from actors.ids import IdPool
 from tests.fakes.store import InMemoryStore
 from tests.fakes.world import World, signal
 
