@@ -20,7 +20,14 @@ from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder
 from actors.messages import MarkPriceTick, Message, SyncObservation, TicksReady, TimerFired
 from actors.model import Key, Status
 from actors.ports import Clock, Metrics, Store, Timers
-from actors.state import ControlOutcome, Policy, Position, SignalRecord, parse_client_id
+from actors.state import (
+    ControlOutcome,
+    Policy,
+    Position,
+    SignalRecord,
+    SymbolState,
+    parse_client_id,
+)
 
 __all__ = [
     "ActorCell",
@@ -81,6 +88,35 @@ class StatusReport:
     paused: bool = False
     position: Position | None = None
     mark: float | None = None
+
+    @classmethod
+    def of(
+        cls,
+        state: SymbolState,
+        policy: Policy,
+        *,
+        last_activity: float,
+        idle: bool,
+        quarantined: bool,
+        unwritten: int,
+    ) -> StatusReport:
+        """The report of an actor whose state is ``state``."""
+        pos = state.open_position
+        return cls(
+            status=state.position.status if state.position is not None else None,
+            last_activity=last_activity,
+            idle=idle,
+            quarantined=quarantined,
+            unwritten=unwritten,
+            close_failing=(
+                pos is not None
+                and pos.status is Status.CLOSING
+                and pos.close_seq >= policy.close_max_attempts
+            ),
+            paused=state.paused,
+            position=state.position,
+            mark=state.last_price,
+        )
 
 
 class ActorCell:
