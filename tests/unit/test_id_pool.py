@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from actors.ports import StoreUnavailable
 from actors.ids import IdPool
+from actors.ports import StoreUnavailable
 from tests.fakes.store import InMemoryStore
 from tests.fakes.world import World, signal
 
