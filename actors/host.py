@@ -19,6 +19,7 @@ import pykka
 from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder
 from actors.messages import MarkPriceTick, Message, SyncObservation, TicksReady, TimerFired
 from actors.model import Key, Status
+from actors.orders import parse_client_id
 from actors.ports import Clock, Metrics, Store, Timers
 from actors.state import (
     ControlOutcome,
@@ -26,7 +27,6 @@ from actors.state import (
     Position,
     SignalRecord,
     SymbolState,
-    parse_client_id,
 )
 
 __all__ = [

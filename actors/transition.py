@@ -61,6 +61,7 @@ from actors.model import (
     Status,
     qty_done,
 )
+from actors.orders import intended_order, parse_client_id
 from actors.signal_age import age_refusal
 from actors.state import (
     Commit,
@@ -74,8 +75,6 @@ from actors.state import (
     SignalRecord,
     SymbolState,
     Transition,
-    intended_order,
-    parse_client_id,
     printable,
 )
 
