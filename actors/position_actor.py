@@ -375,36 +375,10 @@ class PositionActor(RestartingActor):
         if self._state.open_position is not None or leftovers(self._state):
             self._dispatch(Recover(self.key))
 
-    def _not_owner(self, message: Message, exc: StaleVersion | Fenced) -> None:
-        """A write refused because another process owns (:class:`Fenced`) or wrote
-        (:class:`StaleVersion`) this account: the transition is dropped, nothing of it is
-        performed; never a crash (I7). Fenced: the host fences the account (this actor is
-        stopped with the others), a signal is refused ``ownership_lock_lost``. Stale: reload
-        in place and handle ``message`` once more (twice stale: dead-lettered), the host
-        checks the lease now."""
-        certain = isinstance(exc, Fenced)
-        log.warning(
-            "%s for %s on %s: %s",
-            "fenced" if certain else "stale version",
-            self.key,
-            type(message).__name__,
-            exc,
-            extra={"key": str(self.key)},
-        )
-        self._deps.metrics.commit_failed("fenced" if certain else "stale_version")
-        try:
-            self._deps.host.not_owner(self.key, str(exc), certain)
-        except Exception:
-            log.exception("not_owner report failed for %s", self.key)
-        if certain:
-            self._unwritten.clear()  # not ours to write any more: the next owner recovers
-            if isinstance(message, OpenSignal):
-                self._refuse_signal(message, SignalOutcome.REJECTED, "ownership_lock_lost")
-            return
-        self._retry_once(message, "stale_twice", "met a stale version twice")
-        self._restart_pending = True
-        self._restart()
-        self._publish()
+    def _fenced(self, message: Message) -> None:
+        self._unwritten.clear()  # not ours to write any more: the next owner recovers
+        if isinstance(message, OpenSignal):
+            self._refuse_signal(message, SignalOutcome.REJECTED, "ownership_lock_lost")
 
     def _persist_quarantine(self, cause: Message, error: str) -> None:
         self._saver.quarantine(cause, error, self._deps.clock.now())

@@ -8,6 +8,9 @@ method runs on the actor's thread.
 
 Failure contract:
 
+* Someone else owns the account (:meth:`RestartingActor._not_owner`, I7): fenced, the
+  host fences the account and the subclass drops what it holds; a stale version, the actor
+  reloads in place and tries the message once more. Neither is a crash.
 * A crash (:meth:`RestartingActor._crashed`): the actor is restarted *in place* from the
   store: messages arriving meanwhile are stashed (a signal is refused ``restarting``: no
   entry is decided late), the message that crashed is tried once more and then
@@ -50,7 +53,7 @@ from actors.messages import (
     UnquarantineRequest,
 )
 from actors.model import Key
-from actors.ports import StoreUnavailable
+from actors.ports import Fenced, StaleVersion, StoreUnavailable
 from actors.save_first import PERSIST_RETRY_S
 from actors.state import SignalOutcome
 
@@ -122,6 +125,10 @@ class RestartingActor(pykka.ThreadingActor):
     @abc.abstractmethod
     def _persist_quarantine(self, cause: Message, error: str) -> None:
         """Store the quarantine, best effort."""
+
+    @abc.abstractmethod
+    def _fenced(self, message: Message) -> None:
+        """Drop what is not ours any more (the account is fenced); ``message`` was refused."""
 
     @abc.abstractmethod
     def _held(self) -> list[Message]:
@@ -217,6 +224,35 @@ class RestartingActor(pykka.ThreadingActor):
         self._restart_pending = True
         self._store_wait = True
         self._deps.timers.start(self.key, RESTART_TIMER, PERSIST_RETRY_S)
+        self._publish()
+
+    def _not_owner(self, message: Message, exc: StaleVersion | Fenced) -> None:
+        """A write refused because another process owns (:class:`Fenced`) or wrote
+        (:class:`StaleVersion`) this account: the transition is dropped, nothing of it is
+        performed; never a crash (I7). Fenced: the host fences the account (this actor is
+        stopped with the others), a signal is refused ``ownership_lock_lost``. Stale: reload
+        in place and handle ``message`` once more (twice stale: dead-lettered), the host
+        checks the lease now."""
+        certain = isinstance(exc, Fenced)
+        log.warning(
+            "%s for %s on %s: %s",
+            "fenced" if certain else "stale version",
+            self.key,
+            type(message).__name__,
+            exc,
+            extra={"key": str(self.key)},
+        )
+        self._deps.metrics.commit_failed("fenced" if certain else "stale_version")
+        try:
+            self._deps.host.not_owner(self.key, str(exc), certain)
+        except Exception:
+            log.exception("not_owner report failed for %s", self.key)
+        if certain:
+            self._fenced(message)
+            return
+        self._retry_once(message, "stale_twice", "met a stale version twice")
+        self._restart_pending = True
+        self._restart()
         self._publish()
 
     def _crashed(self, message: Message, exc: BaseException) -> None:
