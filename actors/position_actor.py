@@ -64,7 +64,7 @@ from actors.model import Key
 from actors.observe import observe_commit, observe_control, observe_signal
 from actors.perform import perform
 from actors.ports import Fenced, StaleVersion, StoreUnavailable
-from actors.restarting import RESTART_TIMER, RestartingActor
+from actors.restarting import RestartingActor
 from actors.save_first import PERSIST_TIMER, SaveFirst, Write
 from actors.signal_age import AGE_REFUSALS
 from actors.state import (
@@ -78,7 +78,6 @@ from actors.state import (
 from actors.transition import Context, leftovers, tick_band, transition
 
 __all__ = [
-    "RESTART_TIMER",
     "ActorCell",
     "ActorDeps",
     "ActorHost",
