@@ -12,7 +12,7 @@ nothing else to deliver it. Messages are values: they are safe to hand between t
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from actors.model import (
@@ -226,11 +226,12 @@ class TimerFired:
 
 @dataclass(frozen=True, slots=True)
 class Recover:
-    """Sent by the actor to itself after loading a non-terminal position: resolve it."""
+    """Sent by the actor to itself after loading a non-terminal position: resolve it. Also
+    the cause recorded with a journal event the actor writes on its own (a quarantine):
+    ``reason`` says why, and is stored with the event's cause."""
 
     key: Key
     reason: str = "start"
-    extra: tuple[str, ...] = field(default=())
 
 
 Message = (

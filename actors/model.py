@@ -62,7 +62,8 @@ class Side(enum.StrEnum):
 
 
 class Status(enum.StrEnum):
-    """Position lifecycle (DESIGN.md): non-terminal first, then the two terminal states."""
+    """Position lifecycle (the transitions are :mod:`actors.transition`'s): non-terminal
+    first, then the two terminal states."""
 
     PENDING_ENTRY = "pending_entry"
     ENTRY_PLACED = "entry_placed"

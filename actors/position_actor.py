@@ -4,11 +4,19 @@ One actor per ``(account, symbol)``; it handles one message at a time on its own
 nothing about a symbol can interleave (I8: no shared locks). For each message it
 
 1. computes ``transition(state, message, ctx)`` (pure),
-2. writes ``commit`` through the store port (one transaction) *before* any effect,
-3. performs the effects: exchange calls go to the account's worker pool and come back as
-   messages (I4), timers to the timer service, sync requests to the supervisor.
+2. writes ``commit`` through the store port (one transaction) *before* any effect
+   (:mod:`actors.save_first`, with its outage buffer :mod:`actors.unwritten`),
+3. performs the effects (:mod:`actors.perform`): exchange calls go to the account's worker
+   pool and come back as messages (I4), timers to the timer service, sync requests to the
+   supervisor; and reports the decision (:mod:`actors.observe`).
 
-Failure contract:
+This module holds the message handling: the tick band around it (:mod:`actors.band`), the
+signals that wait for a mark price, the shell's own signal refusals and answers to replays,
+and the status it publishes. Its lifecycle (pykka hooks, restart in place, retry once,
+passivation, handing the mailbox back at a stop) is :mod:`actors.restarting`; the contract
+with its host is :mod:`actors.host`.
+
+Failure contract (with the lifecycle's, in :mod:`actors.restarting`):
 
 * A write that fails for an *entry* (risk-increasing) drops the transition: no order leaves
   without its committed intent (I2); the signal is refused with ``store_unavailable``.
@@ -22,75 +30,50 @@ Failure contract:
   version (:class:`~actors.ports.StaleVersion`: another writer got there first) reloads the
   actor in place and tries the message once more, and the host checks the account's lease
   at once; neither is a crash (no back-off, no quarantine).
-* Any other exception is a crash: the actor is restarted *in place* from the store, Akka style:
-  its mailbox is kept (I3), the message that crashed is tried once more and then
-  dead-lettered with a reason; restarts back off and may quarantine the symbol (I6), as the
-  supervisor's restart policy decides.
-* A message left in the inbox when the actor stops (passivation, shutdown) is handed back to
-  the router rather than dropped (pykka drops queued ``tell`` messages of a stopped actor).
+* Any other exception is a crash: restart in place (:mod:`actors.restarting`).
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
-import pykka
-
-from actors.conflation import TickSlot
-from actors.effects import (
-    CancelOrder,
-    CancelTimer,
-    Effect,
-    FetchMarket,
-    LookupOrder,
-    PlaceOrder,
-    RequestSync,
-    StartTimer,
+from actors.band import TickBand
+from actors.deferral import DEFER_TIMER, DeferredSignals
+from actors.host import (
+    ActorCell,
+    ActorDeps,
+    ActorHost,
+    Barrier,
+    Passivate,
+    RestartDecision,
+    StatusReport,
+    is_activity,
 )
+from actors.host import actor_log as log
+from actors.ids import IdPool
 from actors.messages import (
-    CloseRequest,
-    ExchangeOutcome,
-    MarketInfo,
-    MarkPriceTick,
     Message,
     OpenSignal,
-    OrderUpdate,
-    PauseRequest,
     Recover,
-    SyncObservation,
-    TickSource,
     TicksReady,
     TimerFired,
-    UnquarantineRequest,
 )
-from actors.model import Key, Status
-from actors.ports import (
-    Clock,
-    Fenced,
-    Metrics,
-    SignalSeen,
-    StaleVersion,
-    Store,
-    StoreUnavailable,
-    Timers,
-)
+from actors.model import Key
+from actors.observe import observe_commit, observe_control, observe_signal
+from actors.perform import perform
+from actors.ports import Fenced, StaleVersion, StoreUnavailable
+from actors.restarting import RestartingActor
+from actors.save_first import PERSIST_TIMER, SaveFirst, Write
+from actors.signal_age import AGE_REFUSALS
 from actors.state import (
     Commit,
-    ControlChange,
     ControlOutcome,
-    JournalEvent,
-    Policy,
-    Position,
     SignalOutcome,
     SignalRecord,
     SymbolState,
     Transition,
-    parse_client_id,
 )
 from actors.transition import Context, leftovers, tick_band, transition
 
@@ -107,358 +90,91 @@ __all__ = [
     "is_activity",
 ]
 
-log = logging.getLogger(__name__)
 
-RESTART_TIMER = "__restart"
-PERSIST_TIMER = "__persist"
-DEFER_TIMER = "__defer"
-PERSIST_RETRY_S = 1.0
-#: How often signals that wait for a fresh mark price are offered again (a failed fetch is
-#: retried at this pace; the wait itself is bounded by ``Policy.mark_wait_s``).
-DEFER_POLL_S = 0.5
-#: Signals waiting for a symbol at most; more are refused ``busy`` (transient).
-MAX_DEFERRED = 64
-#: Replayed ids older than the actor's memory are looked up in the store for these refusals
-#: (age checks run before the store can say "decided before").
-_AGE_REFUSALS = ("too_old", "expired")
-
-
-@dataclass(frozen=True, slots=True)
-class RestartDecision:
-    """The supervisor's answer to a crash: wait ``delay`` s, then restart; maybe quarantine."""
-
-    delay: float
-    quarantine: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Barrier:
-    """Asked (``ref.ask(Barrier())``): answered True once the actor has started (loaded its
-    position) and handled every message before it. Cheap: no proxy, no transition."""
-
-
-@dataclass(frozen=True, slots=True)
-class Passivate:
-    """The supervisor thinks this actor is idle; it stops itself if it still is."""
-
-
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    """What an actor publishes after each message (read by the supervisor, never written).
-
-    ``close_failing``: the open position is closing and the exchange has refused
-    ``close_max_attempts`` closes or more (shown in the readiness check).
-    ``last_activity``: when the actor last handled a message that counts as activity
-    (:func:`is_activity`), or stopped being idle; the supervisor passivates an actor idle
-    since ``passivate_after_s``. ``paused``: an operator paused new entries. ``position``:
-    the actor's position (the open one, else the latest; a frozen value), ``mark``: its last
-    mark price (the live view reads both).
-    """
-
-    status: Status | None
-    last_activity: float
-    idle: bool
-    quarantined: bool
-    unwritten: int
-    close_failing: bool = False
-    paused: bool = False
-    position: Position | None = None
-    mark: float | None = None
-
-
-class ActorCell:
-    """The supervisor's handle on one actor's published status.
-
-    The actor thread replaces ``report`` after every message (one attribute store); the
-    supervisor's housekeeping reads it. Nothing else is shared.
-    """
-
-    __slots__ = ("key", "report")
-
-    def __init__(self, key: Key, now: float) -> None:
-        self.key = key
-        self.report = StatusReport(None, now, True, False, 0)
-
-
-class ActorHost(Protocol):
-    """What the supervisor offers its actors. Every method is thread-safe and non-blocking."""
-
-    def deliver(self, msg: Message) -> object: ...
-
-    def submit(self, effect: PlaceOrder | CancelOrder | LookupOrder | FetchMarket) -> None: ...
-
-    def request_sync(self, key: Key, reason: str) -> None: ...
-
-    def signal_decided(self, record: SignalRecord) -> None:
-        """A signal's outcome is decided and, but during a store outage, written."""
-
-    def control_decided(self, outcome: ControlOutcome) -> None:
-        """An operator's request is decided and, but during a store outage, written."""
-
-    def clear_quarantine(self, key: Key) -> None:
-        """An operator lifted the quarantine: the crash count starts afresh."""
-
-    def on_crash(self, key: Key, exc: BaseException) -> RestartDecision: ...
-
-    def retire(self, key: Key, ref: pykka.ActorRef[Any]) -> bool: ...
-
-    def not_owner(self, key: Key, why: str, certain: bool) -> None:
-        """A write of ``key`` was refused because another process owns the account
-        (``certain``: its lease epoch is stale, :class:`~actors.ports.Fenced`) or may own it
-        (a stale version, :class:`~actors.ports.StaleVersion`): fence the account, or check
-        its lease now."""
-
-
-@dataclass(frozen=True, slots=True)
-class ActorDeps:
-    """What the supervisor hands each actor. ``ids``: where new position ids come from
-    (default: a small block of the actor's own, fetched from the store)."""
-
-    store: Store
-    timers: Timers
-    clock: Clock
-    metrics: Metrics
-    policy: Policy
-    host: ActorHost
-    ids: Callable[[], int] | None = None
-
-
-class IdPool:
-    """Position ids fetched from the store in blocks, shared by every actor of a supervisor,
-    so that the first signal of a symbol does not wait for a database round trip of its own.
-
-    Called on actor threads, without a lock: taking an id is one atomic ``deque.popleft``;
-    an actor that finds the pool empty fetches a block (``Store.allocate_ids``) and adds it.
-    Two actors refilling at once both add a block: no id is lost or given twice, the ids are
-    merely used out of order. Raises what ``allocate_ids`` raises (``StoreUnavailable``):
-    the actor then refuses the signal (no new position without an id).
-    """
-
-    def __init__(self, store: Store, block: int = 64) -> None:
-        if block < 1:
-            raise ValueError("block must be >= 1")
-        self._store = store
-        self._block = block
-        self._ids: deque[int] = deque()
-
-    def __call__(self) -> int:
-        while True:
-            try:
-                return self._ids.popleft()
-            except IndexError:
-                self._ids.extend(self._store.allocate_ids(self._block))
-
-
-class PositionActor(pykka.ThreadingActor):
+class PositionActor(RestartingActor):
     """The actor of one ``(account, symbol)``. Created only by the supervisor."""
 
     def __init__(self, key: Key, deps: ActorDeps, cell: ActorCell) -> None:
-        super().__init__()
-        self.key = key
-        self._deps = deps
+        super().__init__(key, deps, cell)
         self._ids = deps.ids if deps.ids is not None else IdPool(deps.store, block=8)
         self._state = SymbolState(key)
-        self._loaded = False
-        self._quarantined = False
-        self._restart_pending = False
-        self._store_wait = False  # the restart waits for the database, not after a crash
-        self._stash: deque[Message] = deque()
-        self._deferred: deque[tuple[OpenSignal, float]] = deque()
-        self._retry: Message | None = None
-        self._unwritten: list[Commit] = []
-        self._retired = False
-        self._slot: TickSource | None = None  # learnt from the first TicksReady
+        self._deferred = DeferredSignals(key, deps.timers)
+        self._saver = SaveFirst(key, deps.store, deps.timers, deps.metrics)
+        self._unwritten = self._saver.unwritten
+        self._band = TickBand(key, deps.host.deliver)
         self._active_at = deps.clock.now()  # see StatusReport.last_activity
-        self.cell = cell
 
-    # -- pykka hooks (actor thread)
-
-    def on_start(self) -> None:
-        try:
-            self._load()
-        except StoreUnavailable as exc:
-            self._wait_for_store(exc)
-        except Exception as exc:
-            log.exception("load failed for %s", self.key, extra={"key": str(self.key)})
-            self._schedule_restart(exc)
-
-    def _wait_for_store(self, exc: StoreUnavailable) -> None:
-        """The database is down, not this actor: load again in a while, messages stashed.
-
-        Not a crash, so it does not count towards the restart intensity (a database outage
-        must not quarantine every symbol that hears from a feed meanwhile).
-        """
-        log.warning(
-            "store unavailable, loading %s again in %.1fs: %s",
-            self.key,
-            PERSIST_RETRY_S,
-            exc,
-            extra={"key": str(self.key)},
-        )
-        self._deps.metrics.commit_failed("unavailable")
-        self._restart_pending = True
-        self._store_wait = True
-        self._deps.timers.start(self.key, RESTART_TIMER, PERSIST_RETRY_S)
-        self._publish()
-
-    def on_receive(self, message: Any) -> Any:
-        return self._receive(message)
-
-    def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: Any,
-    ) -> None:
-        """pykka calls this when something escapes :meth:`on_receive` (a defect outside a
-        transition, which the shell's own restart in place did not catch): the actor stops,
-        its mailbox goes back to the router and a successor loads the position from the
-        store. The crash is still the restart policy's to count (and may quarantine the
-        symbol, stored so that the successor keeps it). Actor thread; never raises."""
-        exc = exception_value or RuntimeError("unknown failure")
-        try:
-            decision = self._deps.host.on_crash(self.key, exc)
-            if decision.quarantine and not self._quarantined:
-                self._quarantined = True
-                log.error("symbol %s quarantined: no new entries", self.key)
-                self._persist_quarantine(Recover(self.key, "actor failed"), repr(exc))
-        except Exception:
-            log.exception("reporting the failure of %s failed", self.key)
-
-    def _receive(self, message: Any) -> Any:
-        if isinstance(message, Barrier):
-            return True  # started (loaded) and every earlier message handled
-        if isinstance(message, Passivate):
-            self._passivate()
-            return None
-        if self._retired:
-            self._deps.host.deliver(message)
-            return None
-        if self._restart_pending:
-            if isinstance(message, TimerFired) and message.name == RESTART_TIMER:
-                self._restart()
-            elif isinstance(message, OpenSignal):
-                # No entry is decided late (a signal stashed through a database outage used
-                # to open 20 s after it came): refused now, the sender may send it again.
-                why = "store_unavailable" if self._store_wait else "restarting"
-                self._refuse_signal(message, SignalOutcome.REJECTED, why)
-            elif isinstance(message, UnquarantineRequest) and not self._store_wait:
-                # A quarantined symbol waits long between restarts: an operator who lifts
-                # the quarantine gets a restart now, with a fresh crash count.
-                self._deps.host.clear_quarantine(self.key)
-                self._deps.timers.cancel(self.key, RESTART_TIMER)
-                self._stash.appendleft(message)
-                self._restart()
-            else:
-                self._stash.append(message)
-            return None
+    def _receive_live(self, message: Any) -> None:
         arrived: float | None = None
         if isinstance(message, TicksReady):
-            # Take the conflated tick here so that tick-to-decision latency is measured.
-            slot = self._slot = message.slot
-            tick = slot.take()
+            tick, arrived = self._band.wake(message)
             if tick is None:
                 self._publish_band()
-                return None
-            if isinstance(slot, TickSlot) and slot.woken:
-                arrived = tick.received_at or None  # the frame that left the band
+                return
             message = tick
-        elif self._slot is not None:
+        else:
             # A tick parked in the band came before this message: apply it first, so that
             # the last price is fresh (signal checks use it).
-            parked = self._slot.take_parked()
+            parked = self._band.take_parked()
             if parked is not None:
                 self._dispatch(parked)
         if isinstance(message, TimerFired) and message.name == PERSIST_TIMER:
             try:
-                self._flush_unwritten()
+                self._saver.flush()
             except (StaleVersion, Fenced) as exc:  # another writer: not a crash
                 self._not_owner(message, exc)
             except Exception as exc:
                 self._crashed(message, exc)
             self._publish()
-            return None
+            return
         if isinstance(message, TimerFired) and message.name == DEFER_TIMER:
             self._offer_deferred()
             self._publish_band()
-            return None
+            return
         self._dispatch(message, arrived=arrived)
         if self._deferred and not self._restart_pending:
             self._offer_deferred()
         self._publish_band()
-        return None
+        return
 
     def _offer_deferred(self) -> None:
         """Offer the signals that wait (no fresh mark price yet, an earlier position's orders
         not confirmed gone) to the transition again, in arrival order; one that waited
         ``Policy.mark_wait_s`` is offered for the last time (``give_up``) and so refused with
         what it still waits for."""
-        waiting = list(self._deferred)
-        self._deferred.clear()
+        waiting = self._deferred.take()
         limit = self._deps.policy.mark_wait_s
         now = self._deps.clock.now()
         for i, (sig, since) in enumerate(waiting):
             self._dispatch(sig, since=since, give_up=now - since >= limit)
             if self._restart_pending:  # crashed: the rest waits for the next incarnation
-                self._deferred.extend(waiting[i + 1 :])
+                self._deferred.keep(waiting[i + 1 :])
                 break
-        if self._deferred:
-            self._deps.timers.start(self.key, DEFER_TIMER, DEFER_POLL_S)
+        self._deferred.rearm()
 
     def _publish_band(self) -> None:
-        """Tell the tick slot which mark prices cannot change anything durable now, so the
-        feed parks them instead of waking this thread; handle a parked tick that the new
-        band no longer covers."""
-        slot = self._slot
-        if slot is None:
-            return
-        for _ in range(4):
-            if self._restart_pending or self._retired:
-                self._release_band(slot)
-                return
-            if not slot.set_band(tick_band(self._state, self._deps.policy)):
-                return
-            tick = slot.take()
-            if tick is None:
-                return
-            self._dispatch(tick)
-        self._release_band(slot)  # still moving: wake on every tick until the next message
+        """Publish the tick band for the actor's state now (see :mod:`actors.band`)."""
+        self._band.publish(
+            lambda: tick_band(self._state, self._deps.policy),
+            self._dispatch,
+            lambda: self._restart_pending or self._retired,
+        )
 
-    def _release_band(self, slot: TickSource) -> None:
-        """No band: every tick wakes this actor. A tick parked until now is not left behind
-        (it would wait for the next wake-up that a non-empty slot never sends): it comes
-        back through the mailbox."""
-        if slot.set_band(None):
-            self._deps.host.deliver(TicksReady(self.key, slot))
-
-    def _actor_loop_teardown(self) -> None:
-        # Salvage queued tell()s for the router instead of letting pykka drop them (I3).
-        salvaged: list[Message] = [] if self._retry is None else [self._retry]
-        salvaged.extend(sig for sig, _ in self._deferred)
-        self._deferred.clear()
-        salvaged.extend(self._stash)
-        self._stash.clear()
-        if self._slot is not None and self._slot.set_band(None):
-            salvaged.append(TicksReady(self.key, self._slot))  # a parked tick: successor
-        keep = []
-        while not self.actor_inbox.empty():
-            envelope = self.actor_inbox.get()
-            if envelope.reply_to is None and isinstance(envelope.message, _POSITION_MESSAGES):
-                salvaged.append(envelope.message)
-            else:
-                keep.append(envelope)
-        for envelope in keep:
-            self.actor_inbox.put(envelope)
-        super()._actor_loop_teardown()
-        for msg in salvaged:
-            self._deps.host.deliver(msg)
+    def _held(self) -> list[Message]:
+        """The deferred signals, then the wake-up owed for a tick parked under the band
+        (handed back after the stash: the newest price last)."""
+        held: list[Message] = [sig for sig, _ in self._deferred.take()]
+        wake_up = self._band.hand_back()
+        if wake_up is not None:
+            held.append(wake_up)  # a parked tick: the successor's
+        return held
 
     # -- the inspection surface used by tests and the supervisor (via ask/proxy)
 
     def get_state(self) -> SymbolState:
         """The actor's state, with a tick parked in its band applied first (freshest price)."""
-        if self._slot is not None and not self._restart_pending and not self._retired:
-            parked = self._slot.take_parked()
+        if not self._restart_pending and not self._retired:
+            parked = self._band.take_parked()
             if parked is not None:
                 self._dispatch(parked)
                 self._publish_band()
@@ -503,7 +219,7 @@ class PositionActor(pykka.ThreadingActor):
     def _handle(self, message: Message, since: float | None = None, give_up: bool = False) -> None:
         deps = self._deps
         if self._unwritten:
-            self._flush_unwritten()
+            self._saver.flush()
         ctx = Context(deps.clock.now(), deps.policy, self._ids, give_up)
         try:
             result = transition(self._state, message, ctx)
@@ -511,7 +227,7 @@ class PositionActor(pykka.ThreadingActor):
             # Only the id allocation touches the store here: no new position without it.
             deps.metrics.commit_failed("unavailable")
             if isinstance(message, OpenSignal):
-                self._refuse_unwritable_signal(message, "store_unavailable")
+                self._refuse_signal(message, SignalOutcome.REJECTED, "store_unavailable")
             else:
                 deps.metrics.dead_letter("store_unavailable")
                 log.error(
@@ -523,27 +239,23 @@ class PositionActor(pykka.ThreadingActor):
                 )
             return
         if result.deferred and isinstance(message, OpenSignal):
-            if len(self._deferred) >= MAX_DEFERRED:
+            if not self._deferred.add(message, since if since is not None else ctx.now):
                 self._refuse_signal(message, SignalOutcome.REJECTED, "busy")
                 return
-            first = since if since is not None else ctx.now
-            if not self._deferred:
-                deps.timers.start(self.key, DEFER_TIMER, DEFER_POLL_S)
-            self._deferred.append((message, first))
             self._state = result.state
-            self._perform(result.effects)
+            self._perform(result)
             return
         commit = result.commit
         rec = result.signal
         if (
             rec is not None
             and isinstance(message, OpenSignal)
-            and rec.reason in _AGE_REFUSALS
+            and rec.reason in AGE_REFUSALS
             and self._answer_replay(message)
         ):
             return  # an old signal decided before: answered with that decision
         if commit is not None:
-            if not self._write(commit, result):
+            if not self._write(commit):
                 if result.control is not None:
                     self._control_decided(
                         replace(result.control, ok=False, outcome="store_unavailable")
@@ -553,8 +265,8 @@ class PositionActor(pykka.ThreadingActor):
         if rec is not None:
             self._signal_decided(rec)
         if commit is not None:
-            self._observe(commit)
-        self._perform(result.effects)
+            observe_commit(commit, self.key, deps.metrics)
+        self._perform(result)
         if result.control is not None:
             self._control_decided(result.control)
 
@@ -564,22 +276,12 @@ class PositionActor(pykka.ThreadingActor):
         if outcome.ok and outcome.command == "unquarantine":
             self._quarantined = False
             self._deps.host.clear_quarantine(self.key)
-        log.info(
-            "operator %s: %s%s",
-            outcome.command,
-            outcome.outcome,
-            f" (position {outcome.position_id})" if outcome.position_id is not None else "",
-            extra={"key": str(self.key), "position_id": outcome.position_id},
-        )
+        observe_control(outcome, self.key)
         self._deps.host.control_decided(outcome)
 
     def _signal_decided(self, rec: SignalRecord) -> None:
-        deps = self._deps
-        reason = "signal_replayed" if rec.replay else rec.reason
-        outcome = SignalOutcome.DUPLICATE.value if rec.replay else rec.outcome.value
-        deps.metrics.signal(rec.source, outcome, reason)
-        self._log_signal(rec)
-        deps.host.signal_decided(rec)
+        observe_signal(rec, self.key, self._deps.metrics)
+        self._deps.host.signal_decided(rec)
 
     def _answer_replay(self, sig: OpenSignal) -> bool:
         """If the store has a final decision on this signal id (a replay older than the
@@ -594,153 +296,39 @@ class PositionActor(pykka.ThreadingActor):
         self._signal_decided(replace(prior, replay=True))
         return True
 
-    def _write(self, commit: Commit, result: Transition) -> bool:
-        """Write the commit. False when the transition must be dropped (entry intents)."""
-        store = self._deps.store
-        if self._unwritten and commit.risk_increasing:
+    def _write(self, commit: Commit) -> bool:
+        """Write the commit first (:mod:`actors.save_first`). False when the transition must
+        be dropped: an entry the store cannot take (refused), a replay the store has decided
+        before (answered with that decision)."""
+        written = self._saver.write(commit)
+        if written is Write.REFUSED:
             self._refuse_unwritable(commit, "store_unavailable")
             return False
-        if self._unwritten:
-            self._unwritten.append(commit)
-            return True
-        try:
-            store.commit(commit)
-            return True
-        except (StaleVersion, Fenced):
-            raise  # someone else owns this: _dispatch reloads or stops (_not_owner)
-        except SignalSeen as exc:
-            # An old replay the actor's memory of recent ids no longer held: the signal
-            # history has it. Answered with the decision recorded there (I11).
-            if not isinstance(commit.cause, OpenSignal):
-                raise
-            log.info("%s", exc, extra={"key": str(self.key)})
+        if written is Write.SEEN:
+            assert isinstance(commit.cause, OpenSignal)
             if not self._answer_replay(commit.cause):
                 self._refuse_signal(commit.cause, SignalOutcome.DUPLICATE, "signal_replayed")
             return False
-        except StoreUnavailable as exc:
-            self._deps.metrics.commit_failed("unavailable")
-            if commit.risk_increasing or commit.position is None:
-                self._refuse_unwritable(commit, "store_unavailable")
-                log.error(
-                    "store unavailable, transition dropped for %s: %s",
-                    self.key,
-                    exc,
-                    extra={"key": str(self.key)},
-                )
-                return False
-            log.error(
-                "store unavailable for %s; protecting anyway, write retried: %s",
-                self.key,
-                exc,
-                extra={"key": str(self.key), "position_id": commit.position.id},
-            )
-            self._unwritten.append(commit)
-            self._deps.timers.start(self.key, PERSIST_TIMER, PERSIST_RETRY_S)
-            return True
+        return True
 
     def _refuse_unwritable(self, commit: Commit, reason: str) -> None:
         cause = commit.cause
         if isinstance(cause, OpenSignal):
-            self._refuse_unwritable_signal(cause, reason)
+            self._refuse_signal(cause, SignalOutcome.REJECTED, reason)
         else:
             self._deps.metrics.dead_letter(reason)
-
-    def _refuse_unwritable_signal(self, sig: OpenSignal, reason: str) -> None:
-        self._refuse_signal(sig, SignalOutcome.REJECTED, reason)
 
     def _refuse_signal(self, sig: OpenSignal, outcome: SignalOutcome, reason: str) -> None:
         """A signal refused by the shell, its transition dropped (nothing written for it):
         counted, logged and reported to the host like the transition's own outcomes."""
-        rec = SignalRecord(
-            self.key, sig.signal_id, sig.source, outcome, reason, self._deps.clock.now()
-        )
-        self._signal_decided(rec)
-
-    def _flush_unwritten(self) -> None:
-        store = self._deps.store
-        while self._unwritten:
-            merged = _merge(self._unwritten)
-            try:
-                for c in merged:
-                    store.commit(c)
-                    self._unwritten = self._unwritten[_count_for(self._unwritten, c) :]
-            except StoreUnavailable:
-                self._deps.timers.start(self.key, PERSIST_TIMER, PERSIST_RETRY_S)
-                return
-            log.info("store back: unwritten transitions persisted for %s", self.key)
-            self._unwritten.clear()
-
-    def _perform(self, effects: Sequence[Effect]) -> None:
-        host = self._deps.host
-        timers = self._deps.timers
-        for e in effects:
-            if isinstance(e, PlaceOrder | CancelOrder | LookupOrder | FetchMarket):
-                if isinstance(e, CancelOrder) and e.why == "orphan":
-                    self._deps.metrics.orphan_cancelled()
-                    log.warning(
-                        "cancelling %s: an order of ours that no open position needs",
-                        e.client_id,
-                        extra={"key": str(self.key)},
-                    )
-                host.submit(e)
-            elif isinstance(e, StartTimer):
-                timers.start(e.key, e.name, e.delay)
-            elif isinstance(e, CancelTimer):
-                timers.cancel(e.key, e.name)
-            elif isinstance(e, RequestSync):
-                host.request_sync(e.key, e.reason)
-
-    def _observe(self, commit: Commit) -> None:
-        metrics = self._deps.metrics
-        for ev in commit.events:
-            if ev.kind in _PROTECTION_FAILURES:
-                metrics.protection_failure(ev.kind)
-                log.error(
-                    "position %s: %s (%s)",
-                    ev.position_id,
-                    ev.kind,
-                    ", ".join(f"{k}={v}" for k, v in ev.detail.items()),
-                    extra={"key": str(self.key), "position_id": ev.position_id},
-                )
-            if ev.status_before is not ev.status_after:
-                metrics.transition(
-                    ev.status_before.value if ev.status_before else None,
-                    ev.status_after.value if ev.status_after else None,
-                )
-                if ev.status_after is not None:
-                    log.info(
-                        "position %s %s -> %s (%s)",
-                        ev.position_id,
-                        ev.status_before.value if ev.status_before else "-",
-                        ev.status_after.value,
-                        ev.kind,
-                        extra={"key": str(self.key), "position_id": ev.position_id},
-                    )
-            if ev.kind == "stop_confirmed" and commit.position is not None:
-                p = commit.position
-                if p.filled_at is not None and p.protected_at == ev.at:
-                    metrics.unprotected(max(0.0, ev.at - p.filled_at))
-
-    def _log_signal(self, rec: SignalRecord) -> None:
-        """One line per decision, at INFO: refusals are the product working."""
-        log.info(
-            "signal %s from %s %s%s%s",
-            rec.signal_id,
-            rec.source,
-            "replayed, decided before: " if rec.replay else "",
-            rec.outcome.value,
-            f" ({rec.reason})" if rec.reason else "",
-            extra={"key": str(self.key), "position_id": rec.position_id},
-        )
+        self._signal_decided(SignalRecord.refused(sig, reason, self._deps.clock.now(), outcome))
 
     def _publish(self, active: bool = True) -> None:
         """Publish the status report; ``active`` False: the message just handled does not
         count as activity (it moves ``last_activity`` only if the actor was not idle)."""
         st = self._state
-        pos = st.open_position
-        policy = self._deps.policy
         idle = (
-            pos is None
+            st.open_position is None
             and not self._unwritten
             and not self._restart_pending
             and not self._deferred
@@ -751,20 +339,13 @@ class PositionActor(pykka.ThreadingActor):
         )
         if active or not idle or not self.cell.report.idle:
             self._active_at = self._deps.clock.now()
-        self.cell.report = StatusReport(
-            status=st.position.status if st.position is not None else None,
+        self.cell.report = StatusReport.of(
+            st,
+            self._deps.policy,
             last_activity=self._active_at,
             idle=idle,
             quarantined=self._quarantined,
             unwritten=len(self._unwritten),
-            close_failing=(
-                pos is not None
-                and pos.status is Status.CLOSING
-                and pos.close_seq >= policy.close_max_attempts
-            ),
-            paused=st.paused,
-            position=st.position,
-            mark=st.last_price,
         )
 
     # -- (re)start and crash
@@ -789,222 +370,27 @@ class PositionActor(pykka.ThreadingActor):
             last_price_at=old.last_price_at,
             market=old.market,
         )
-        self._loaded = True
         self._publish()
         if self._state.open_position is not None or leftovers(self._state):
             self._dispatch(Recover(self.key))
 
-    def _not_owner(self, message: Message, exc: StaleVersion | Fenced) -> None:
-        """A write refused because another process owns (:class:`Fenced`) or wrote
-        (:class:`StaleVersion`) this account: the transition is dropped, nothing of it is
-        performed; never a crash (I7). Fenced: the host fences the account (this actor is
-        stopped with the others), a signal is refused ``ownership_lock_lost``. Stale: reload
-        in place and handle ``message`` once more (twice stale: dead-lettered), the host
-        checks the lease now."""
-        certain = isinstance(exc, Fenced)
-        log.warning(
-            "%s for %s on %s: %s",
-            "fenced" if certain else "stale version",
-            self.key,
-            type(message).__name__,
-            exc,
-            extra={"key": str(self.key)},
-        )
-        self._deps.metrics.commit_failed("fenced" if certain else "stale_version")
-        try:
-            self._deps.host.not_owner(self.key, str(exc), certain)
-        except Exception:
-            log.exception("not_owner report failed for %s", self.key)
-        if certain:
-            self._unwritten.clear()  # not ours to write any more: the next owner recovers
-            if isinstance(message, OpenSignal):
-                self._refuse_signal(message, SignalOutcome.REJECTED, "ownership_lock_lost")
-            return
-        if message is self._retry:
-            self._deps.metrics.dead_letter("stale_twice")
-            log.error(
-                "dead letter for %s: %r met a stale version twice",
-                self.key,
-                message,
-                extra={"key": str(self.key)},
-            )
-            self._retry = None
-        elif not isinstance(message, Recover):
-            self._retry = message
-        self._restart_pending = True
-        self._restart()
-        self._publish()
-
-    def _crashed(self, message: Message, exc: BaseException) -> None:
-        log.error(
-            "actor %s crashed on %s: %r",
-            self.key,
-            type(message).__name__,
-            exc,
-            exc_info=exc,
-            extra={"key": str(self.key)},
-        )
-        if message is self._retry:
-            self._deps.metrics.dead_letter("crashed_twice")
-            log.error(
-                "dead letter for %s: %r crashed twice",
-                self.key,
-                message,
-                extra={"key": str(self.key)},
-            )
-            self._retry = None
-        elif not isinstance(message, Recover):
-            self._retry = message
-        self._schedule_restart(exc, message)
-
-    def _schedule_restart(self, exc: BaseException, cause: Message | None = None) -> None:
-        decision = self._deps.host.on_crash(self.key, exc)
-        if decision.quarantine and not self._quarantined:
-            self._quarantined = True
-            log.error(
-                "symbol %s quarantined: no new entries", self.key, extra={"key": str(self.key)}
-            )
-            self._persist_quarantine(cause or Recover(self.key, "load failed"), repr(exc))
-        self._restart_pending = True
-        if decision.delay <= 0:
-            self._restart()
-        else:
-            self._deps.timers.start(self.key, RESTART_TIMER, decision.delay)
-        self._publish()
+    def _fenced(self, message: Message) -> None:
+        self._unwritten.clear()  # not ours to write any more: the next owner recovers
+        if isinstance(message, OpenSignal):
+            self._refuse_signal(message, SignalOutcome.REJECTED, "ownership_lock_lost")
 
     def _persist_quarantine(self, cause: Message, error: str) -> None:
-        """Store the quarantine (so that a restart keeps it) with a journal event. Best
-        effort: on failure it is logged, and the next load writes it again."""
-        note = f"repeated crashes: {error}"[:200] if error else "repeated crashes"
-        event = JournalEvent(
-            None, "quarantined", None, None, self._deps.clock.now(), {"error": error[:200]}
-        )
-        commit = Commit(
-            self.key, cause, None, 0, (event,), control=ControlChange("quarantined", True, note)
-        )
-        try:
-            self._deps.store.commit(commit)
-        except Exception as exc:
-            log.error(
-                "quarantine of %s not stored (written again at the next load): %s",
-                self.key,
-                exc,
-                extra={"key": str(self.key)},
-            )
+        self._saver.quarantine(cause, error, self._deps.clock.now())
 
-    def _restart(self) -> None:
-        """Fresh state from the store; then the crashed message once more, then the stash."""
-        self._restart_pending = False
-        self._store_wait = False
+    def _perform(self, result: Transition) -> None:
+        deps = self._deps
+        perform(result.effects, self.key, deps.host, deps.timers, deps.metrics)
+
+    def _reload(self) -> None:
         self._unwritten.clear()
-        try:
-            self._load()
-        except StoreUnavailable as exc:
-            self._wait_for_store(exc)
-            return
-        except Exception as exc:
-            log.error("reload failed for %s: %r", self.key, exc, extra={"key": str(self.key)})
-            self._schedule_restart(exc)
-            return
+        self._load()
         if self._quarantined:
             self._state = replace(self._state, quarantined=True)
-        pending: list[Message] = []
-        if self._retry is not None:
-            pending.append(self._retry)
-        pending.extend(self._stash)
-        self._stash.clear()
-        for i, msg in enumerate(pending):
-            self._dispatch(msg)
-            if self._restart_pending:
-                # Crashed again: keep the rest, in order, for the next incarnation.
-                rest = [m for m in pending[i + 1 :] if m is not self._retry]
-                self._stash.extendleft(reversed(rest))
-                return
-
-    def _passivate(self) -> None:
-        if self._retired or not self.cell.report.idle:
-            return
-        if self._deps.host.retire(self.key, self.actor_ref):
-            self._retired = True
-            self.stop()
-
-
-def is_activity(message: Message) -> bool:
-    """Whether handling ``message`` keeps an idle actor from passivating. Mark prices do not
-    (an actor without a position has nothing to decide on them), nor do timers (one that
-    fires on an idle actor finds what it was armed for over: a deferred signal, a restart or
-    an unwritten transition make the actor not idle), nor the sync's "nothing here": no
-    position on the exchange and no open order of ours. Everything else does: signals,
-    order updates, exchange outcomes, other observations, close requests. Any message that
-    leaves the actor not idle, or ends a spell of not being idle, counts anyway."""
-    if isinstance(message, MarkPriceTick | TicksReady | TimerFired):
-        return False
-    if isinstance(message, SyncObservation):
-        xp = message.position
-        return (xp is not None and xp.qty > 0) or any(
-            parse_client_id(o.client_id) is not None for o in message.open_orders
-        )
-    return True
-
-
-def _merge(commits: list[Commit]) -> list[Commit]:
-    """Fold consecutive unwritten commits of one position into one write each."""
-    out: list[Commit] = []
-    for c in commits:
-        last = out[-1] if out else None
-        if (
-            last is not None
-            and last.position is not None
-            and c.position is not None
-            and last.position.id == c.position.id
-        ):
-            out[-1] = Commit(
-                c.key,
-                c.cause,
-                c.position,
-                last.expected_version,
-                last.events + c.events,
-                c.signal or last.signal,
-            )
-        else:
-            out.append(c)
-    return out
-
-
-def _count_for(commits: list[Commit], merged: Commit) -> int:
-    """How many leading unwritten commits ``merged`` stands for."""
-    n = 0
-    for c in commits:
-        same = (
-            c.position is not None
-            and merged.position is not None
-            and c.position.id == merged.position.id
-        )
-        if n > 0 and not same:
-            break
-        n += 1
-        if not same:
-            break
-    return n
-
-
-#: Journal event kinds that mean protection is in trouble: logged at ERROR and counted.
-_PROTECTION_FAILURES = frozenset({"stop_failed", "close_failing", "stop_rejected_at_trigger"})
-
-_POSITION_MESSAGES = (
-    OpenSignal,
-    CloseRequest,
-    PauseRequest,
-    UnquarantineRequest,
-    SyncObservation,
-    MarkPriceTick,
-    OrderUpdate,
-    ExchangeOutcome,
-    MarketInfo,
-    TimerFired,
-    Recover,
-    TicksReady,
-)
 
 
 def _recent(decided: tuple[SignalRecord, ...], memory: int) -> tuple[SignalRecord, ...]:

@@ -13,6 +13,8 @@ Rules that remove the field reports' races:
   the sync (S3, S7); cumulative quantities make duplicates and reordering harmless;
 * the first fill places a ``closePosition`` stop-loss; bounded retries, then an emergency close
   (I5, S8); ticks keep a local stop guard until the stop is confirmed.
+
+Size: kept above ~400 lines until the rewrite of the core as tables (the issue after 15).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ from actors.model import (
     Status,
     qty_done,
 )
+from actors.orders import intended_order, parse_client_id
+from actors.signal_age import age_refusal
 from actors.state import (
     Commit,
     ControlChange,
@@ -71,8 +75,7 @@ from actors.state import (
     SignalRecord,
     SymbolState,
     Transition,
-    client_order_id,
-    parse_client_id,
+    printable,
 )
 
 __all__ = [
@@ -242,12 +245,6 @@ def _clean_text(x: object) -> bool:
     return isinstance(x, str) and 0 < len(x) <= 64 and x.isprintable()
 
 
-def _safe(x: object) -> str:
-    """A text that any store can record: printable, at most 64 characters."""
-    text = x if isinstance(x, str) else repr(x)
-    return "".join(c if c.isprintable() else "?" for c in text[:64]) or "?"
-
-
 def _settled(order: OrderRecord) -> bool:
     """Done for good: filled, cancelled or refused. ``not_found`` is not settled: a placement
     that was in flight may still land (and must then be cancelled)."""
@@ -284,14 +281,8 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
     open_pos = st.open_position
 
     def refuse(outcome: SignalOutcome, reason: str) -> Transition:
-        rec = SignalRecord(
-            st.key,
-            _safe(sig.signal_id),
-            _safe(sig.source),
-            outcome,
-            reason,
-            now,
-            open_pos.id if open_pos is not None else None,
+        rec = SignalRecord.refused(
+            sig, reason, now, outcome, open_pos.id if open_pos is not None else None
         )
         # The signal history holds the refusal; the journal holds changes only.
         commit = Commit(st.key, sig, None, 0, (), rec)
@@ -301,11 +292,9 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
     invalid = validate_signal(sig, None, policy)
     if invalid is not None:
         return refuse(SignalOutcome.REJECTED, invalid)
-    if sig.expires_at is not None and now > sig.expires_at:
-        return refuse(SignalOutcome.REJECTED, "expired")
-    max_age = policy.max_signal_age_s
-    if max_age is not None and sig.created_at is not None and now - sig.created_at > max_age:
-        return refuse(SignalOutcome.REJECTED, "too_old")
+    too_old = age_refusal(sig, now, policy.max_signal_age_s)
+    if too_old is not None:
+        return refuse(SignalOutcome.REJECTED, too_old)
     if st.quarantined:
         return refuse(SignalOutcome.REJECTED, "quarantined")
     if st.paused:
@@ -339,15 +328,7 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
         return refuse(SignalOutcome.REJECTED, bad)
 
     pid = ctx.new_id()
-    entry = OrderRecord(
-        client_id=client_order_id(pid, OrderKind.ENTRY, 1),
-        kind=OrderKind.ENTRY,
-        side=sig.side.entry_side,
-        qty=sig.size,
-        state=OrderState.INTENDED,
-        sent_at=now,
-        attempts=1,
-    )
+    entry = intended_order(pid, OrderKind.ENTRY, 1, sig.side.entry_side, sig.size, now)
     tp = sig.take_profit
     pos = Position(
         id=pid,
@@ -390,9 +371,9 @@ def _operator_detail(req: CloseRequest | PauseRequest | UnquarantineRequest) -> 
     """Who asked and why, for the journal: only for a request that names who asked."""
     if not req.by:
         return {}
-    detail: dict[str, object] = {"by": _safe(req.by), "note": req.note[:200]}
+    detail: dict[str, object] = {"by": printable(req.by), "note": req.note[:200]}
     if req.request_id:
-        detail["request_id"] = _safe(req.request_id)
+        detail["request_id"] = printable(req.request_id)
     return detail
 
 
@@ -673,15 +654,8 @@ class _Step:
         elif spent and not self.stop_budget_left():
             return
         seq = pos.stop_seq + 1
-        stop = OrderRecord(
-            client_id=client_order_id(pos.id, OrderKind.STOP_LOSS, seq),
-            kind=OrderKind.STOP_LOSS,
-            side=pos.side.exit_side,
-            qty=pos.qty,
-            state=OrderState.INTENDED,
-            trigger_price=pos.stop_price,
-            sent_at=self.now,
-            attempts=1,
+        stop = intended_order(
+            pos.id, OrderKind.STOP_LOSS, seq, pos.side.exit_side, pos.qty, self.now, pos.stop_price
         )
         self.pos = replace(pos, stop_seq=seq, sl_failures=pos.sl_failures + spent)
         self.put_order(stop)
@@ -718,14 +692,13 @@ class _Step:
         pos = self.pos
         assert pos is not None
         seq = pos.close_seq + 1
-        order = OrderRecord(
-            client_id=client_order_id(pos.id, OrderKind.CLOSE, seq),
-            kind=OrderKind.CLOSE,
-            side=pos.side.exit_side,
-            qty=pos.qty if qty is None else qty,
-            state=OrderState.INTENDED,
-            sent_at=self.now,
-            attempts=1,
+        order = intended_order(
+            pos.id,
+            OrderKind.CLOSE,
+            seq,
+            pos.side.exit_side,
+            pos.qty if qty is None else qty,
+            self.now,
         )
         self.pos = replace(pos, close_seq=seq)
         self.put_order(order)

@@ -34,6 +34,10 @@ immediately before the port call; a call is made only when the epoch is the one 
 submitted under. Otherwise it is dropped: no call, no outcome delivered (the actors of a
 fenced account are being stopped; the next owner recovers from the database and the
 exchange), counted as ``result="fenced"`` and logged.
+
+What a call becomes (its priority, its port request, the message its reply becomes) is
+:mod:`actors.exchange_calls`. Size: a little over 400 lines, one class: scheduling, the gate
+and shutdown share one lock and one queue.
 """
 
 from __future__ import annotations
@@ -46,53 +50,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder
-from actors.messages import CallResult, ExchangeOutcome, MarketInfo, Message, OrderUpdate
-from actors.model import Key, OrderKind
+from actors import exchange_calls as calls
+from actors.effects import CancelOrder, FetchMarket, PlaceOrder
+from actors.messages import CallResult, Message
 from actors.ports import (
     ExchangePort,
     MarketReply,
     Metrics,
     NullMetrics,
     OrderReply,
-    OrderRequest,
 )
 
-__all__ = ["ExchangeWorkers", "outcome_from_reply"]
+__all__ = ["ExchangeWorkers"]
 
 log = logging.getLogger(__name__)
-
-ExchangeCall = PlaceOrder | CancelOrder | LookupOrder | FetchMarket
-
-#: Priorities, lowest runs first.
-PROTECT = 0
-RESOLVE_ENTRY = 1
-ENTRY = 2
-
-
-def outcome_from_reply(
-    op: str,
-    key: Key,
-    client_id: str,
-    kind_effect: PlaceOrder | CancelOrder | LookupOrder,
-    reply: OrderReply,
-) -> ExchangeOutcome:
-    """Turn a port reply into the message the actor handles."""
-    kind = kind_effect.order.kind if isinstance(kind_effect, PlaceOrder) else kind_effect.kind
-    update = None
-    if reply.status is not None:
-        update = OrderUpdate(
-            key,
-            client_id,
-            reply.status,
-            reply.filled_qty,
-            reply.avg_price,
-            reply.event_time,
-            reply.exchange_id,
-        )
-    return ExchangeOutcome(
-        key, op, client_id, kind, reply.result, reply.reason, update, reply.retry_after
-    )
 
 
 @dataclass(order=True, slots=True)
@@ -101,7 +72,7 @@ class _Queued:
 
     priority: int
     seq: int
-    effect: ExchangeCall = field(compare=False)
+    effect: calls.ExchangeCall = field(compare=False)
     token: int = field(default=0, compare=False)
 
 
@@ -181,7 +152,7 @@ class ExchangeWorkers:
         """Calls accepted since start (a counter that only grows: a test's progress mark)."""
         return self._submitted
 
-    def submit(self, effect: ExchangeCall) -> None:
+    def submit(self, effect: calls.ExchangeCall) -> None:
         """Queue ``effect`` for a worker and return at once (any thread, usually an actor's).
 
         After :meth:`shutdown` the call is not made: ``UNKNOWN`` ``shutting_down`` is delivered
@@ -192,10 +163,10 @@ class ExchangeWorkers:
         if token is None:
             self._dropped(effect, "submitted while fenced")
             return
-        superseded: ExchangeCall | None = None
+        superseded: PlaceOrder | None = None
         with self._lock:
             closed = self._closed
-            if not closed and _is_stop(effect):
+            if not closed and calls.is_stop(effect):
                 superseded = self._supersede(effect, token)
             if superseded is not None:
                 pass  # the newer stop took the older one's place in the queue
@@ -203,18 +174,18 @@ class ExchangeWorkers:
                 self._in_flight += 1
                 self._submitted += 1
                 heapq.heappush(
-                    self._queue, _Queued(_priority(effect), next(self._seq), effect, token)
+                    self._queue, _Queued(calls.priority(effect), next(self._seq), effect, token)
                 )
                 idle = len(self._threads) - self._running
                 if len(self._queue) > idle and len(self._threads) < self._max_workers:
                     self._start_worker()
                 self._work.notify()
         if closed:
-            self._deliver(_shutting_down(effect))
+            self._deliver(calls.shutting_down(effect))
         if superseded is not None:
-            self._deliver(_superseded(superseded))
+            self._deliver(calls.superseded(superseded))
 
-    def _supersede(self, effect: ExchangeCall, token: int) -> ExchangeCall | None:
+    def _supersede(self, effect: calls.ExchangeCall, token: int) -> PlaceOrder | None:
         """Put ``effect`` (a stop-loss placement) in the place of a queued, not started one
         of the same position; returns the one it replaced. Called with the lock held."""
         assert isinstance(effect, PlaceOrder)
@@ -222,7 +193,7 @@ class ExchangeWorkers:
             old = item.effect
             if (
                 isinstance(old, PlaceOrder)
-                and _is_stop(old)
+                and calls.is_stop(old)
                 and old.key == effect.key
                 and old.position_id == effect.position_id
             ):
@@ -253,11 +224,11 @@ class ExchangeWorkers:
         while not self._stopped:
             if self._queue:
                 head = self._queue[0]
-                if head.priority != ENTRY or self._running_entries < self._entry_limit:
+                if head.priority != calls.ENTRY or self._running_entries < self._entry_limit:
                     heapq.heappop(self._queue)
                     self._running += 1
                     self._busy.add(threading.current_thread())
-                    if head.priority == ENTRY:
+                    if head.priority == calls.ENTRY:
                         self._running_entries += 1
                     return head
             self._work.wait()
@@ -278,7 +249,7 @@ class ExchangeWorkers:
                 with self._lock:
                     self._running -= 1
                     self._busy.discard(threading.current_thread())
-                    if item.priority == ENTRY:
+                    if item.priority == calls.ENTRY:
                         self._running_entries -= 1
                         self._work.notify()  # an entry held back by the reservation may go
                     self._in_flight -= 1
@@ -295,14 +266,14 @@ class ExchangeWorkers:
             log.exception("%s: the ownership gate failed; treated as closed", self.account)
             return None
 
-    def _dropped(self, effect: ExchangeCall, why: str) -> None:
+    def _dropped(self, effect: calls.ExchangeCall, why: str) -> None:
         """A call the gate stopped: counted, logged (at most one WARNING a second)."""
         self.fenced_drops += 1
         try:
             if isinstance(effect, FetchMarket):
                 self._metrics.exchange_call("market_fenced", 0.0)
             else:
-                self._metrics.order(_kind(effect).value, _op(effect), "fenced")
+                self._metrics.order(calls.order_kind(effect).value, calls.op(effect), "fenced")
         except Exception:
             log.exception("metrics failed for a fenced call of %s", effect.key)
         now = time.monotonic()
@@ -332,7 +303,7 @@ class ExchangeWorkers:
             self._dropped(effect, "queued when the account was fenced")
         return len(dropped)
 
-    def _gone(self, effect: ExchangeCall, token: int) -> bool:
+    def _gone(self, effect: calls.ExchangeCall, token: int) -> bool:
         """The gate, asked immediately before the port call: True (and the call dropped)
         when the epoch ``effect`` was submitted under is no longer this process's."""
         if self._gate is None or self._token() == token:
@@ -340,28 +311,18 @@ class ExchangeWorkers:
         self._dropped(effect, "the lease it was submitted under is gone")
         return True
 
-    def _run(self, effect: ExchangeCall, token: int = 0) -> None:
+    def _run(self, effect: calls.ExchangeCall, token: int = 0) -> None:
         """Make one call on this worker thread and deliver its outcome (never raises); a
         call the gate stops is dropped (:meth:`_gone`)."""
         if isinstance(effect, FetchMarket):
             self._run_fetch_market(effect, token)
             return
-        op = _op(effect)
-        cid = _client_id(effect)
+        op = calls.op(effect)
+        cid = calls.client_id(effect)
         t0 = time.perf_counter()
         try:
             if isinstance(effect, PlaceOrder):
-                o = effect.order
-                req = OrderRequest(
-                    effect.key,
-                    cid,
-                    o.kind,
-                    o.side,
-                    o.qty,
-                    o.trigger_price,
-                    effect.reduce_only,
-                    effect.close_position,
-                )
+                req = calls.order_request(effect)
                 if self._gone(effect, token):
                     return
                 reply = self._exchange.place_order(req)
@@ -377,12 +338,12 @@ class ExchangeWorkers:
             log.exception("exchange %s for %s raised", op, effect.key)
             reply = OrderReply(CallResult.UNKNOWN, f"error:{type(exc).__name__}")
         try:
-            self._metrics.order(_kind(effect).value, op, reply.result.value)
+            self._metrics.order(calls.order_kind(effect).value, op, reply.result.value)
             self._metrics.exchange_call(op, time.perf_counter() - t0)
         except Exception:
             log.exception("metrics failed for %s %s", op, effect.key)
         try:
-            self._deliver(outcome_from_reply(op, effect.key, cid, effect, reply))
+            self._deliver(calls.order_outcome(effect, reply))
         except Exception:
             log.exception("could not deliver %s outcome for %s", op, effect.key)
 
@@ -400,7 +361,7 @@ class ExchangeWorkers:
         except Exception:
             log.exception("metrics failed for fetch_market %s", effect.key)
         try:
-            self._deliver(_market_info(effect, reply))
+            self._deliver(calls.market_info(effect, reply))
         except Exception:
             log.exception("could not deliver fetch_market outcome for %s", effect.key)
 
@@ -447,7 +408,7 @@ class ExchangeWorkers:
             threads = list(self._threads)
         for effect in leftover:
             try:
-                self._deliver(_shutting_down(effect))
+                self._deliver(calls.shutting_down(effect))
             except Exception:
                 log.exception("could not deliver shutting_down for %s", effect.key)
             finally:
@@ -473,55 +434,3 @@ class ExchangeWorkers:
         with self._lock:
             self._threads = alive
         return finished and not alive
-
-
-def _priority(effect: ExchangeCall) -> int:
-    """0 for what reduces risk, 1 for resolving an entry (or the reference price an entry
-    waits for), 2 for placing an entry."""
-    if isinstance(effect, FetchMarket):
-        return RESOLVE_ENTRY
-    if isinstance(effect, PlaceOrder):
-        return ENTRY if effect.order.kind is OrderKind.ENTRY else PROTECT
-    if isinstance(effect, CancelOrder):
-        return PROTECT
-    return RESOLVE_ENTRY if effect.kind is OrderKind.ENTRY else PROTECT
-
-
-def _is_stop(effect: ExchangeCall) -> bool:
-    return isinstance(effect, PlaceOrder) and effect.order.kind is OrderKind.STOP_LOSS
-
-
-def _superseded(effect: ExchangeCall) -> Message:
-    """The answer to a stop-loss placement a newer one replaced before it was sent."""
-    assert isinstance(effect, PlaceOrder)
-    reply = OrderReply(CallResult.REJECTED, "superseded")
-    return outcome_from_reply("place", effect.key, effect.order.client_id, effect, reply)
-
-
-def _market_info(effect: FetchMarket, reply: MarketReply) -> MarketInfo:
-    return MarketInfo(
-        effect.key, reply.result, reply.mark_price, reply.rules, reply.at, reply.reason
-    )
-
-
-def _shutting_down(effect: ExchangeCall) -> Message:
-    if isinstance(effect, FetchMarket):
-        return _market_info(effect, MarketReply(CallResult.UNKNOWN, reason="shutting_down"))
-    reply = OrderReply(CallResult.UNKNOWN, "shutting_down")
-    return outcome_from_reply(_op(effect), effect.key, _client_id(effect), effect, reply)
-
-
-def _client_id(effect: PlaceOrder | CancelOrder | LookupOrder) -> str:
-    return effect.order.client_id if isinstance(effect, PlaceOrder) else effect.client_id
-
-
-def _kind(effect: PlaceOrder | CancelOrder | LookupOrder) -> OrderKind:
-    return effect.order.kind if isinstance(effect, PlaceOrder) else effect.kind
-
-
-def _op(effect: PlaceOrder | CancelOrder | LookupOrder) -> str:
-    if isinstance(effect, PlaceOrder):
-        return "place"
-    if isinstance(effect, CancelOrder):
-        return "cancel"
-    return "lookup"

@@ -128,7 +128,7 @@ class Intake:
             extra={"key": str(sig.key)},
         )
         now = self._clock.now()
-        rec = SignalRecord(sig.key, sig.signal_id, sig.source, SignalOutcome.REJECTED, reason, now)
+        rec = SignalRecord.refused(sig, reason, now)
         if record and self._store is not None:
             try:  # the signal history holds it; the journal holds changes only
                 self._store.commit(Commit(sig.key, sig, None, 0, (), rec))

@@ -77,7 +77,7 @@ from actors.position_actor import (
     RestartDecision,
     is_activity,
 )
-from actors.state import ControlOutcome, Policy, SignalOutcome, SignalRecord, SymbolState
+from actors.state import ControlOutcome, Policy, SignalRecord, SymbolState
 from actors.workers import ExchangeWorkers
 from supervision.held_signals import HeldSignals
 from supervision.recovery import StartWindow
@@ -230,16 +230,7 @@ class Supervisor:
             reason = self._entry_refusal.get(msg.key.account, "unknown_account")
             self.metrics.signal(msg.source, "rejected", reason)
             log.warning("signal %s refused: %s", msg.signal_id, reason, extra={"key": str(msg.key)})
-            self.signal_decided(
-                SignalRecord(
-                    msg.key,
-                    msg.signal_id,
-                    msg.source,
-                    SignalOutcome.REJECTED,
-                    reason,
-                    self.clock.now(),
-                )
-            )
+            self.signal_decided(SignalRecord.refused(msg, reason, self.clock.now()))
             return False
         if (
             isinstance(msg, SyncObservation)

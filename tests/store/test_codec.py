@@ -74,7 +74,7 @@ def test_nested_values_round_trip_exactly() -> None:
         observed_at=1_700_000_000.123456,
     )
     assert codec.decode_message(*codec.encode_message(obs)) == obs
-    rec = Recover(Key("a", "B"), extra=("x", "y"))
+    rec = Recover(Key("a", "B"), "load failed")
     assert codec.decode_message(*codec.encode_message(rec)) == rec
 
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from actors.messages import MarkPriceTick, TimerFired
+from actors.messages import MarkPriceTick, TicksReady, TimerFired
 from actors.model import Key, OrderKind, Status
 from actors.state import Commit, Policy, Reentry
 from supervision.restart import RestartPolicy, RestartTracker
@@ -161,6 +161,37 @@ def test_messages_queued_behind_a_stop_are_rerouted_not_dropped() -> None:
         w.wait_for(lambda: KEY in w.sup.keys())
         w.settle()
         assert w.state().last_price == 103.0
+
+
+def test_messages_queued_behind_a_failure_are_rerouted_and_the_crash_counted() -> None:
+    """Something escaping on_receive stops the actor (pykka): on_failure counts the crash and
+    hands the inbox back, like a stop does."""
+    gate = threading.Event()
+
+    class Boom:
+        def take(self) -> MarkPriceTick | None:
+            gate.wait(5)
+            raise RuntimeError("boom")
+
+        def take_parked(self) -> MarkPriceTick | None:
+            return None
+
+        def set_band(self, band: tuple[float, float] | None) -> bool:
+            return False
+
+    with World() as w:
+        w.tell(MarkPriceTick(KEY, 100.0, 0.0))
+        w.settle()
+        restarts = w.sup.stats().restarts
+        ref = w.sup._actors[KEY]
+        ref.tell(TicksReady(KEY, Boom()))
+        ref.tell(MarkPriceTick(KEY, 105.0, 0.0))  # queued behind the failure
+        gate.set()
+        assert ref.actor_stopped.wait(5)
+        w.wait_for(lambda: w.sup._actors.get(KEY) not in (None, ref))
+        w.settle()
+        assert w.state().last_price == 105.0
+        assert w.sup.stats().restarts == restarts + 1
 
 
 def test_keyed_timer_supersedes_older_one() -> None:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import pytest
 
+from actors.ids import IdPool
 from actors.ports import StoreUnavailable
-from actors.position_actor import IdPool
 from testkit.store import InMemoryStore
 from testkit.world import World, signal
 

@@ -22,7 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from actors.messages import CloseRequest, MarkPriceTick
 from actors.model import CloseReason, Key, OrderKind
 from actors.ports import OrderRequest
-from actors.position_actor import RESTART_TIMER
+from actors.restarting import RESTART_TIMER
 from actors.state import Policy, Reentry
 from supervision.timers import ManualClock
 from testkit.world import ACCOUNT, World, signal

@@ -4,9 +4,9 @@ know which refusals it may send again).
 
 The reasons in code are found by reading the source (``ast``): string constants and f-string
 prefixes passed to the functions that refuse (``Refusal``, ``refuse``, ``_refuse``,
-``_refuse_signal``, ``set_entries_open``, ``SignalRecord``) and returned by the validators
-(``validate_signal``, ``_sides``, ``check_entry``), plus the defaults of parameters named
-``reason``.
+``_refuse_signal``, ``set_entries_open``, ``SignalRecord``, ``SignalRecord.refused``) and
+returned by the validators (``validate_signal``, ``_sides``, ``check_entry``,
+``age_refusal``), plus the defaults of parameters named ``reason``.
 """
 
 from __future__ import annotations
@@ -24,13 +24,23 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [
     "actors/transition.py",
     "actors/position_actor.py",
+    "actors/restarting.py",
+    "actors/signal_age.py",
     "infra/feeds/parsing/_signal.py",
     "infra/feeds/signals.py",
     "supervision/intake.py",
     "supervision/supervisor.py",
 ]
-REFUSING = {"Refusal", "refuse", "_refuse", "_refuse_signal", "set_entries_open", "SignalRecord"}
-VALIDATORS = {"validate_signal", "_sides", "check_entry"}
+REFUSING = {
+    "Refusal",
+    "refuse",
+    "_refuse",
+    "_refuse_signal",
+    "set_entries_open",
+    "SignalRecord",
+    "refused",
+}
+VALIDATORS = {"validate_signal", "_sides", "check_entry", "age_refusal"}
 #: Refusal reasons of the exchange streams' frames (mark prices, user data): counted and
 #: logged, never a signal's answer.
 STREAM_ONLY = {
