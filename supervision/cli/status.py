@@ -74,7 +74,8 @@ def verify_stops(cfg: Config, positions: Sequence[Position]) -> dict[int, str]:
     when the exchange cannot be asked. Main thread; blocking; never raises for exchange
     errors.
     """
-    from infra.exchange import CcxtExchange, VenueConfig, env_prefix  # noqa: PLC0415
+    from infra.exchange import CcxtExchange  # noqa: PLC0415
+    from supervision.wiring import venue_config  # noqa: PLC0415
 
     out: dict[int, str] = {}
     by_account: dict[str, list[Position]] = {}
@@ -87,23 +88,7 @@ def verify_stops(cfg: Config, positions: Sequence[Position]) -> dict[int, str]:
             for p in mine:
                 out[p.id] = "unknown (account not configured)"
             continue
-        prefix = env_prefix(name)
-        environ = (
-            {f"{prefix}_API_KEY": acc.api_key, f"{prefix}_API_SECRET": acc.api_secret}
-            if acc.credentials == "env"
-            else {}
-        )
-        ex = CcxtExchange(
-            name,
-            VenueConfig(
-                venue=acc.exchange,
-                base_url=acc.rest_url,
-                enable_rate_limit=acc.enable_rate_limit,
-                timeout_s=acc.timeout_s,
-                require_credentials=acc.credentials == "env",
-            ),
-            environ=environ,
-        )
+        ex = CcxtExchange(name, venue_config(acc), environ={})
         try:
             try:
                 view = ex.fetch_account(name)
