@@ -20,7 +20,6 @@ from infra.exchange.venues import (
     Credentials,
     Venue,
     VenueConfig,
-    env_prefix,
 )
 
 __all__ = [
@@ -38,7 +37,6 @@ __all__ = [
     "Venue",
     "VenueConfig",
     "classify",
-    "env_prefix",
     "quantize_qty",
     "rules_of_market",
 ]

@@ -32,7 +32,6 @@ __all__ = [
     "Credentials",
     "Venue",
     "VenueConfig",
-    "env_prefix",
 ]
 
 
