@@ -206,5 +206,5 @@ class MarkPriceFeed(RunnerFeed):
         self.delivered += len(pending)
 
     def _refuse(self, r: Refusal, data: bytes) -> None:
-        self.refused[r.reason] += 1
         self.report_refusal(f"{self.name}: refused mark-price frame", r, data)
+        self.refused[r.reason] += 1  # last: a counted frame has been wholly handled

@@ -311,10 +311,12 @@ class SignalFeedClient(RunnerFeed):
         )
 
     def _refuse(self, r: Refusal, data: bytes, key: Key | None = None) -> None:
-        with self._lock:
-            self._refused[r.reason] += 1
+        """Answer, report (metric and throttled log line), then count the refusal: a frame
+        counted in :meth:`stats` has been wholly handled."""
         if self._acks and r.signal_id is not None:
             delivered = r.reason in ("sink_error", "intake_refused")
             if not delivered or self._still_awaited(r.signal_id):
                 self._answer(r.signal_id, key, "rejected", r.reason, retry=retry_allowed(r.reason))
         self.report_refusal("refused signal frame", r, data)
+        with self._lock:
+            self._refused[r.reason] += 1

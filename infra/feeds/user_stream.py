@@ -279,8 +279,8 @@ class UserDataStream(RunnerFeed):
             )
 
     def _refuse(self, r: Refusal, data: bytes) -> None:
-        self.refused[r.reason] += 1
         self.report_refusal(f"{self.name}: refused user-stream frame", r, data)
+        self.refused[r.reason] += 1  # last: a counted frame has been wholly handled
 
     # -- keep-alive thread -----------------------------------------------------------------
 
