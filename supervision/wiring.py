@@ -254,13 +254,16 @@ def watch_sizes(sup: Supervisor, intake: Intake, sync: SyncService, infra: Infra
     clients and the store's memory of written orders (where the implementation has them)."""
     sup.size_sources["intake_admitted"] = intake.admitted
     sup.size_sources["sync_requested"] = lambda: sync.sizes()["sync_requested"]
+    from infra.exchange import CcxtExchange  # noqa: PLC0415
+    from infra.store.postgres import PostgresStore  # noqa: PLC0415
+
     for account, ex in infra.exchanges.items():
-        clients = getattr(ex, "_clients", None)
-        if isinstance(clients, dict):
-            sup.size_sources[f"exchange_clients:{account}"] = clients.__len__
-    written = getattr(infra.store, "_written", None)
-    if isinstance(written, dict):
-        sup.size_sources["store_written"] = written.__len__
+        if isinstance(ex, CcxtExchange):
+            pool = ex.pool
+            sup.size_sources[f"exchange_clients:{account}"] = lambda p=pool: p.client_count
+    store = infra.store
+    if isinstance(store, PostgresStore):
+        sup.size_sources["store_written"] = lambda: store.written_positions
 
 
 def wire_ownership(app: App, infra: Infra) -> Ownership:

@@ -197,6 +197,13 @@ class PostgresStore(StoreReads):
         any actor commits; ``epochs`` is called on actor threads and must not block."""
         self._epochs = epochs
 
+    @property
+    def written_positions(self) -> int:
+        """How many non-terminal positions the store remembers the written orders of (its
+        per-key memory, reported by the supervisor's ``structure_sizes``). Any thread."""
+        with self._written_lock:
+            return len(self._written)
+
     def close(self, timeout: float = 5.0) -> None:
         """Close every connection and stop the pool's and the watchdog's threads; a call still
         in flight is abandoned (it raises :class:`StoreUnavailable`). Idempotent. Later calls
