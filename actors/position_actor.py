@@ -44,10 +44,6 @@ from actors.deferral import DEFER_TIMER, DeferredSignals
 from actors.host import (
     ActorCell,
     ActorDeps,
-    ActorHost,
-    Barrier,
-    Passivate,
-    RestartDecision,
     StatusReport,
     is_activity,
 )
@@ -77,18 +73,7 @@ from actors.state import (
 )
 from actors.transition import Context, leftovers, tick_band, transition
 
-__all__ = [
-    "ActorCell",
-    "ActorDeps",
-    "ActorHost",
-    "Barrier",
-    "IdPool",
-    "Passivate",
-    "PositionActor",
-    "RestartDecision",
-    "StatusReport",
-    "is_activity",
-]
+__all__ = ["PositionActor"]
 
 
 class PositionActor(RestartingActor):

@@ -21,7 +21,7 @@ from typing import Any
 
 import pykka
 
-from actors.position_actor import Barrier
+from actors.host import Barrier
 
 __all__ = ["RECOVERY_WAVE", "RECOVERY_WAVE_WAIT_S", "StartWindow"]
 

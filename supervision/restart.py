@@ -18,7 +18,7 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
-from actors.position_actor import RestartDecision
+from actors.host import RestartDecision
 from infra.backoff import Backoff
 from infra.config import RestartConfig
 

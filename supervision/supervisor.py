@@ -54,6 +54,8 @@ import pykka
 
 from actors.conflation import TickSlot
 from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder
+from actors.host import ActorCell, ActorDeps, Passivate, RestartDecision, is_activity
+from actors.ids import IdPool
 from actors.messages import (
     CallResult,
     ExchangeOutcome,
@@ -68,15 +70,7 @@ from actors.messages import (
 )
 from actors.model import Key
 from actors.ports import Clock, ExchangePort, Metrics, NullMetrics, Store
-from actors.position_actor import (
-    ActorCell,
-    ActorDeps,
-    IdPool,
-    Passivate,
-    PositionActor,
-    RestartDecision,
-    is_activity,
-)
+from actors.position_actor import PositionActor
 from actors.state import ControlOutcome, Policy, SignalRecord, SymbolState
 from actors.workers import ExchangeWorkers
 from supervision.held_signals import HeldSignals

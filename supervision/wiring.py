@@ -32,7 +32,7 @@ from supervision.restart import RestartPolicy
 from supervision.supervisor import Supervisor, SupervisorConfig
 
 if TYPE_CHECKING:
-    from infra.exchange import VenueConfig
+    from infra.exchange import CcxtExchange, VenueConfig
     from supervision.app import App
     from supervision.intake import Intake
     from supervision.sync import SyncService
@@ -248,6 +248,11 @@ def wire_feeds(config: Config, app: App) -> Sequence[Service]:
     return feeds
 
 
+def _client_count(ex: CcxtExchange) -> Callable[[], int]:
+    """How many per-thread ccxt clients ``ex`` holds, read when called."""
+    return lambda: ex.pool.client_count
+
+
 def watch_sizes(sup: Supervisor, intake: Intake, sync: SyncService, infra: Infra) -> None:
     """Per-key structures outside the supervisor, reported by ``sup.structure_sizes()``: the
     intake's recent admissions, the sync's pending requests, each adapter's per-thread
@@ -259,8 +264,7 @@ def watch_sizes(sup: Supervisor, intake: Intake, sync: SyncService, infra: Infra
 
     for account, ex in infra.exchanges.items():
         if isinstance(ex, CcxtExchange):
-            pool = ex.pool
-            sup.size_sources[f"exchange_clients:{account}"] = lambda p=pool: p.client_count
+            sup.size_sources[f"exchange_clients:{account}"] = _client_count(ex)
     store = infra.store
     if isinstance(store, PostgresStore):
         sup.size_sources["store_written"] = lambda: store.written_positions

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from actors.host import ActorCell
 from actors.model import Key, OrderKind
-from actors.position_actor import ActorCell
 from actors.state import JournalEvent, SignalRecord
 from infra.store.postgres import JournalEntry, SymbolControl
 from supervision.presentation import cause_text, control_doc, unrealised_pnl

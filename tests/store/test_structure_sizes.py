@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from infra.exchange import CcxtExchange, VenueConfig
+from infra.exchange import CcxtExchange, Credentials, VenueConfig
 from infra.store.postgres import PostgresStore
 from supervision.wiring import Infra, watch_sizes
 from testkit.world import World
@@ -22,7 +22,9 @@ def test_the_adapters_clients_and_the_stores_written_orders_are_reported(
     store: PostgresStore,
 ) -> None:
     ex = CcxtExchange(
-        "acc1", VenueConfig(base_url="http://127.0.0.1:1", api_credentials=("k", "s")), environ={}
+        "acc1",
+        VenueConfig(base_url="http://127.0.0.1:1", api_credentials=Credentials("k", "s")),
+        environ={},
     )
     w = World()
     try:
