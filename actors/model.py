@@ -91,20 +91,22 @@ class CloseReason(enum.StrEnum):
 
 
 class OrderKind(enum.StrEnum):
+    """What an order of ours is for. A take-profit is a close at a price the actor watches
+    (:attr:`CloseReason.TAKE_PROFIT`), never a resting exchange order."""
+
     ENTRY = "entry"
     STOP_LOSS = "stop_loss"
-    TAKE_PROFIT = "take_profit"
     CLOSE = "close"
 
     @property
     def letter(self) -> str:
         """The letter used in deterministic client order ids (``ps17e1``, ``ps17s2`` …)."""
-        return {"entry": "e", "stop_loss": "s", "take_profit": "t", "close": "c"}[self.value]
+        return {"entry": "e", "stop_loss": "s", "close": "c"}[self.value]
 
     @property
     def trigger(self) -> bool:
         """Conditional orders live in the exchange's algo-order service."""
-        return self in (OrderKind.STOP_LOSS, OrderKind.TAKE_PROFIT)
+        return self is OrderKind.STOP_LOSS
 
 
 class OrderState(enum.StrEnum):

@@ -160,7 +160,9 @@ def quantize_qty(qty: float, step: float) -> decimal.Decimal:
 
 def trigger_price_param(venue: Venue, kind: OrderKind) -> str:
     """The venue's name of the trigger-price parameter of a ``kind`` order."""
-    return venue.stop_loss_param if kind is OrderKind.STOP_LOSS else venue.take_profit_param
+    if kind is not OrderKind.STOP_LOSS:
+        raise ValueError(f"a {kind.value} order has no trigger price")
+    return venue.stop_loss_param
 
 
 def order_params(venue: Venue, req: OrderRequest) -> dict[str, Any]:
@@ -241,9 +243,7 @@ def mismatch(venue: Venue, symbol: str, req: OrderRequest, order: Mapping[str, A
     if side != req.side.lower():
         problems.append(f"side {side!r}")
     if req.kind.trigger:
-        expected = (
-            venue.stop_loss_type if req.kind is OrderKind.STOP_LOSS else venue.take_profit_type
-        )
+        expected = venue.stop_loss_type
         found_type = str(first(info, venue.order_type_fields) or "").upper()
         if found_type != expected:
             problems.append(f"type {found_type!r}, not {expected!r}")

@@ -65,7 +65,6 @@ class Venue:
     reduce_only_param: str = "reduceOnly"
     close_position_param: str = "closePosition"
     stop_loss_param: str = "stopLossPrice"
-    take_profit_param: str = "takeProfitPrice"
     trigger_flag: Mapping[str, object] = field(default_factory=lambda: _ro({"trigger": True}))
     market_order_params: Mapping[str, object] = field(default_factory=lambda: _ro({}))
     stop_order_params: Mapping[str, object] = field(default_factory=lambda: _ro({}))
@@ -75,11 +74,10 @@ class Venue:
     avg_price_fields: tuple[str, ...] = ("avgPrice",)
     id_fields: tuple[str, ...] = ("orderId",)
     time_fields: tuple[str, ...] = ("updateTime",)
-    #: Raw order-type fields, and the types our stop-loss / take-profit orders have: a
-    #: duplicate client id is accepted as ours only when the order holding it has that type.
+    #: Raw order-type fields, and the type our stop-loss orders have: a duplicate client id
+    #: is accepted as ours only when the order holding it has that type.
     order_type_fields: tuple[str, ...] = ("orderType", "type")
     stop_loss_type: str = "STOP_MARKET"
-    take_profit_type: str = "TAKE_PROFIT_MARKET"
     #: Raw status (upper case) -> the lower-case name the state machine knows.
     statuses: Mapping[str, str] = field(default_factory=lambda: _ro({}))
     #: Exchange error codes (strings, as the reply carries them).

@@ -26,7 +26,7 @@ from actors.ports import StoreError, StoreUnavailable
 from actors.state import INSTALLATION_MODULUS
 from infra.store.keys import MIGRATION_LOCK_NAME, advisory_key
 from infra.store.retention import ensure_partitions
-from infra.store.schema import v1, v2, v3, v4, v5
+from infra.store.schema import v1, v2, v3, v4, v5, v6
 
 __all__ = [
     "INSTALLATION_MODULUS",
@@ -62,6 +62,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "leases with fencing epochs, installation id, installation alerts", v3.SQL),
     Migration(4, "symbol controls: pause and quarantine", v4.SQL),
     Migration(5, "journal and signals partitioned by month; signal ids apart", v5.SQL),
+    Migration(6, "an order's kind: entry, stop-loss or close (no take-profit orders)", v6.SQL),
 )
 """Every migration, in version order. Append only."""
 

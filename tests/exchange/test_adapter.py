@@ -170,15 +170,6 @@ def test_stop_without_close_position_is_reduce_only_with_quantity(
     assert log.quantity == pytest.approx(0.01)
 
 
-def test_take_profit(sim: SimExchange, exchange: CcxtExchange) -> None:
-    exchange.place_order(entry("ps1e1"))
-    req = OrderRequest(
-        KEY, "ps1t1", OrderKind.TAKE_PROFIT, "sell", 0.01, 62000.0, close_position=True
-    )
-    assert exchange.place_order(req).status == "new"
-    assert sim.order_log()[-1].type == "TAKE_PROFIT_MARKET"
-
-
 def test_stop_that_would_trigger_is_refused_with_would_trigger(
     sim: SimExchange, exchange: CcxtExchange
 ) -> None:

@@ -222,8 +222,6 @@ def test_order_params_of_each_kind() -> None:
     }
     partial = order_params(V, stop_req(close_position=False))
     assert partial["reduceOnly"] is True and "closePosition" not in partial
-    tp = order_params(V, stop_req(OrderKind.TAKE_PROFIT, trigger_price=62_000.0))
-    assert tp["takeProfitPrice"] == 62_000.0 and "stopLossPrice" not in tp
     with pytest.raises(ValueError, match="without trigger_price"):
         order_params(V, stop_req(trigger_price=None))
 
@@ -232,8 +230,12 @@ def test_mismatch_names_what_differs_from_the_request() -> None:
     assert mismatch(V, SYM, stop_req(), RESTING_STOP) == ""
     buy = {**RESTING_STOP, "side": "buy"}
     assert mismatch(V, SYM, stop_req(), buy) == "side 'buy'"
-    assert mismatch(V, SYM, stop_req(OrderKind.TAKE_PROFIT), RESTING_STOP) == (
-        "type 'STOP_MARKET', not 'TAKE_PROFIT_MARKET'"
+    take_profit = {
+        **RESTING_STOP,
+        "info": {**RESTING_STOP["info"], "orderType": "TAKE_PROFIT_MARKET"},
+    }
+    assert mismatch(V, SYM, stop_req(), take_profit) == (
+        "type 'TAKE_PROFIT_MARKET', not 'STOP_MARKET'"
     )
     assert mismatch(V, "ETH/USDT:USDT", stop_req(), RESTING_STOP) == f"symbol {SYM!r}"
 
