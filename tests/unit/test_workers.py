@@ -249,7 +249,7 @@ def test_equal_priorities_run_in_submission_order(pool: Callable[[int], Pool]) -
         entry("e1"),
         stop("s1"),
         entry("e2"),
-        place("t1", OrderKind.TAKE_PROFIT),
+        CancelOrder(KEY, "t1", OrderKind.STOP_LOSS),
         LookupOrder(KEY, "l1", OrderKind.ENTRY),
         entry("e3"),
         CancelOrder(KEY, "x1", OrderKind.STOP_LOSS),
@@ -293,7 +293,7 @@ def test_shutdown_answers_every_queued_call_and_leaves_no_thread(
     p = pool(2)
     p.exchange.gate("e1", "x1")
     p.workers.submit(entry("e1"))
-    p.workers.submit(CancelOrder(KEY, "x1", OrderKind.TAKE_PROFIT))
+    p.workers.submit(CancelOrder(KEY, "x1", OrderKind.CLOSE))
     assert p.exchange.wait_started("e1", "x1")
     queued = ["e2", "s1", "l1", "e3"]
     submit_all(p, entry("e2"), stop("s1"), LookupOrder(KEY, "l1", OrderKind.ENTRY), entry("e3"))
