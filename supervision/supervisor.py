@@ -73,6 +73,7 @@ from actors.ports import Clock, ExchangePort, Metrics, NullMetrics, Store
 from actors.position_actor import PositionActor
 from actors.state import ControlOutcome, Policy, SignalRecord, SymbolState
 from actors.workers import ExchangeWorkers
+from infra.config import SupervisorSection
 from supervision.held_signals import HeldSignals
 from supervision.recovery import StartWindow
 from supervision.restart import RestartPolicy, RestartTracker
@@ -95,6 +96,10 @@ def _notify(listeners: list[Callable[..., None]], what: str, *args: object) -> N
             log.exception("%s listener failed", what)
 
 
+#: The configuration's defaults (``[supervisor]``), written once there.
+_SECTION = SupervisorSection()
+
+
 @dataclass(frozen=True, slots=True)
 class SupervisorConfig:
     """Knobs of the supervisor; see the README's configuration section."""
@@ -105,8 +110,8 @@ class SupervisorConfig:
     workers_per_account: int = 4
     #: Exchange worker threads per account where it differs from ``workers_per_account``.
     account_workers: Mapping[str, int] = field(default_factory=dict)
-    passivate_after_s: float = 300.0
-    shutdown_grace_s: float = 10.0
+    passivate_after_s: float = _SECTION.passivate_after_s
+    shutdown_grace_s: float = _SECTION.shutdown_grace_s
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,11 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from infra.config import OwnershipConfig
 from infra.store.ownership import LeaseInfo
+
+#: The configuration's defaults (``[ownership]``), written once there.
+_DEFAULTS = OwnershipConfig()
 
 __all__ = [
     "FOREIGN",
@@ -49,13 +53,13 @@ class LeaseSettings:
     ``timeout``: the bound of each database call of the keeper; ``hold_s``: how long the
     supervisor holds the signals of an account that waits for its lease."""
 
-    lease_s: float = 10.0
-    renew_s: float = 2.0
-    fence_margin_s: float = 2.0
-    max_accounts: int | None = None
+    lease_s: float = _DEFAULTS.lease_s
+    renew_s: float = _DEFAULTS.renew_s
+    fence_margin_s: float = _DEFAULTS.fence_margin_s
+    max_accounts: int | None = _DEFAULTS.max_accounts
     wait: bool = True
     timeout: float = 2.0
-    hold_s: float = 30.0
+    hold_s: float = _DEFAULTS.hold_signals_s
 
     def __post_init__(self) -> None:
         if not (self.renew_s > 0 and 0 < self.fence_margin_s < self.lease_s):
