@@ -10,6 +10,8 @@ only while its token is set) and the feeds. The pieces other modules provide are
 composition root, :mod:`supervision.wiring` (``infra_factory``, ``feeds_factory``, the lease
 keeper, the control endpoint); the signal intake is :mod:`supervision.intake`, the timed store
 :mod:`infra.store.timed`, the process's own health checks :mod:`supervision.checks`.
+Slightly over 400 lines: the start order and its undo, and the two-signal stop, read best as
+one class.
 
 Stopping (:meth:`App.run`): the first SIGTERM or SIGINT stops intake (the control endpoint,
 feeds, then sync), lets

@@ -7,7 +7,8 @@ This module holds the port (``load``, ``commit``, ``allocate_ids``, ``open_posit
 driver errors are :mod:`infra.store.connections`; the commit statement and its values
 :mod:`infra.store.commit_sql`; the explanations of a refused commit
 :mod:`infra.store.commit_errors`; the history reads (positions, journal, signals, controls)
-:class:`infra.store.reads.StoreReads`, which :class:`PostgresStore` extends.
+:class:`infra.store.reads.StoreReads`, which :class:`PostgresStore` extends. Slightly over
+400 lines, most of them this failure contract.
 
 Every call is bounded on the client side (B6): it returns or raises within ``deadline``
 seconds (default 2 s; ``outage_timeout`` while the store is degraded, ``read_deadline`` for
