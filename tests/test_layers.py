@@ -98,7 +98,34 @@ def test_imports_skips_relative_ones() -> None:
 def test_the_readme_layout_table_names_every_package() -> None:
     """README.md's layout table has a row for each package of the layers (and no stale one)."""
     readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Layout") :].split("\n## ")[0]
+    table = readme[readme.index("## Layout") :].split("\n## ")[0].split("\n### ")[0]
     rows = {line.split("`")[1].rstrip("/") for line in table.splitlines() if line.startswith("| `")}
     assert set(LAYERS) <= rows, set(LAYERS) - rows
     assert all((ROOT / name).is_dir() for name in rows), rows
+
+
+def test_the_readme_module_table_matches_the_product_tree() -> None:
+    """README.md's "Modules, one job each" names every module and subpackage directly under
+    actors/, infra/ and supervision/, and every file or folder it names exists."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("### Modules, one job each") :].split("\n## ")[0]
+    named: dict[str, set[str]] = {}
+    package = ""
+    for line in table.splitlines():
+        head = re.match(r"\| \*\*(\w+)/\*\* \|", line)
+        if head:
+            package = head.group(1)
+            continue
+        if package and line.startswith("| `"):
+            first = line.split("|")[1]
+            named.setdefault(package, set()).update(re.findall(r"`([\w.]+/?)`", first))
+    for package in ("actors", "infra", "supervision"):
+        here = {
+            p.name + ("/" if p.is_dir() else "")
+            for p in (ROOT / package).iterdir()
+            if p.name not in ("__init__.py", "__main__.py", "__pycache__")
+            and (p.suffix == ".py" or (p / "__init__.py").is_file())
+        }
+        assert named.get(package, set()) == here, (package, here ^ named.get(package, set()))
