@@ -33,18 +33,23 @@ __all__ = [
 ]
 
 
+#: The core's defaults for the rules the configuration exposes: written once, in
+#: :class:`~actors.state.Policy`.
+_CORE = Policy()
+
+
 @dataclass(frozen=True, slots=True)
 class RiskConfig:
     """Risk defaults; ``None`` means no limit."""
 
-    default_stop_pct: float = 0.02
-    max_notional: float | None = None
+    default_stop_pct: float = _CORE.default_stop_pct
+    max_notional: float | None = _CORE.max_notional
     max_open_positions: int | None = None
-    sl_max_attempts: int = 3
-    sl_deadline_s: float = 10.0
-    max_stop_distance_pct: float = 0.5
-    max_mark_age_s: float = 5.0
-    mark_wait_s: float = 3.0
+    sl_max_attempts: int = _CORE.sl_max_attempts
+    sl_deadline_s: float = _CORE.sl_deadline_s
+    max_stop_distance_pct: float = _CORE.max_stop_distance_pct
+    max_mark_age_s: float = _CORE.max_mark_age_s
+    mark_wait_s: float = _CORE.mark_wait_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +76,9 @@ class AccountConfig:
 
 @dataclass(frozen=True, slots=True)
 class SignalPolicyConfig:
-    reentry: Reentry = Reentry.COOLDOWN
-    cooldown_s: float = 60.0
+    reentry: Reentry = _CORE.reentry
+    cooldown_s: float = _CORE.cooldown_s
+    #: On in production (the core's own default, ``None``, checks no age).
     max_signal_age_s: float = 30.0
 
 
