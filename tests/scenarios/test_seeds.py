@@ -1,4 +1,5 @@
-"""Scenarios S1–S8 from the field reports (DESIGN.md), proven with messages into actors.
+"""Scenarios S1–S8 from the field reports (README, "How the races are removed"), proven with
+messages into actors.
 
 Each test's docstring names the naive design it would catch. These run on the in-memory ports
 (same Protocols as the real adapters); the PostgreSQL, ccxt and WebSocket variants live in the
