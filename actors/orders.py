@@ -21,8 +21,9 @@ __all__ = [
 ]
 
 
-_CLIENT_ID = re.compile(r"^ps([0-9]+)([estc])([0-9]+)$")
 _KIND_OF_LETTER = {k.letter: k for k in OrderKind}
+#: Ours: ``ps<position id><letter of a kind we place><seq>``; any other letter is not ours.
+_CLIENT_ID = re.compile(rf"^ps([0-9]+)([{''.join(_KIND_OF_LETTER)}])([0-9]+)$")
 
 
 def parse_client_id(client_id: str) -> tuple[int, OrderKind, int] | None:

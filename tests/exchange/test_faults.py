@@ -205,16 +205,16 @@ def test_open_order_lists_that_lag_behind(sim: SimExchange, exchange: CcxtExchan
     # The lag is measured on the exchange's clock: let 0.3 s pass on it.
     wait_until(lambda: time.time() > placed + 0.3, 2.0, 0.02, "0.3 s on the clock")
     sim.add_fault("lag_open_orders", lag_s=0.2, count=2)  # the two lists of one fetch
-    exchange.place_order(stop("ps1t1", 57000.0))  # placed within the lag: missing
+    exchange.place_order(stop("ps1s2", 57000.0))  # placed within the lag: missing
     assert exchange.cancel_order(KEY, "ps1s1", True).status == "canceled"  # still listed
     view = exchange.fetch_account("main")
     assert [o.client_id for o in view.open_orders[SYMBOL]] == ["ps1s1"]
     assert view.positions[SYMBOL].qty == pytest.approx(0.01)  # positions are current
-    assert exchange.lookup_order(KEY, "ps1t1", True).status == "new"
+    assert exchange.lookup_order(KEY, "ps1s2", True).status == "new"
     assert exchange.lookup_order(KEY, "ps1s1", True).status == "canceled"
     assert sim.list_faults() == []
     view = exchange.fetch_account("main")
-    assert [o.client_id for o in view.open_orders[SYMBOL]] == ["ps1t1"]
+    assert [o.client_id for o in view.open_orders[SYMBOL]] == ["ps1s2"]
 
 
 def test_stop_rejected_when_it_triggers(sim: SimExchange, exchange: CcxtExchange) -> None:

@@ -140,7 +140,7 @@ def test_migration_moves_an_existing_history_into_months(pg_empty_dsn: str) -> N
     )
     before = _rows(dsn, "SELECT id, signal_id FROM signals ORDER BY id")
     journal_ids = _rows(dsn, "SELECT id FROM journal ORDER BY id")
-    assert migrate(dsn) == [5]
+    assert migrate(dsn) == [5, 6]
     assert _rows(dsn, "SELECT id, signal_id FROM signals ORDER BY id") == before
     assert _rows(dsn, "SELECT id FROM journal ORDER BY id") == journal_ids
     assert _rows(dsn, "SELECT tableoid::regclass::text FROM journal ORDER BY id")[0] == (

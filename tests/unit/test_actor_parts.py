@@ -11,7 +11,7 @@ from actors import exchange_calls as calls
 from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder
 from actors.messages import CallResult, OpenSignal, Recover
 from actors.model import Key, OrderKind, OrderState, Side, Status
-from actors.orders import intended_order
+from actors.orders import client_order_id, intended_order, parse_client_id
 from actors.ports import OrderReply, StoreUnavailable
 from actors.signal_age import age_refusal
 from actors.state import Commit, JournalEvent, Position, SignalOutcome, SignalRecord
@@ -160,3 +160,22 @@ def test_an_order_reply_becomes_the_outcome_of_its_call() -> None:
     )
     gone = calls.shutting_down(FetchMarket(KEY))
     assert getattr(gone, "result", None) is CallResult.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("client_id", "parsed"),
+    [
+        ("ps17e1", (17, OrderKind.ENTRY, 1)),
+        ("ps17s2", (17, OrderKind.STOP_LOSS, 2)),
+        ("ps17c3", (17, OrderKind.CLOSE, 3)),
+        ("ps17t1", None),  # a take-profit id: no kind of ours, another tool's order
+        ("ps17x1", None),
+        ("ps17e", None),
+        ("web_abc", None),
+    ],
+)
+def test_only_our_client_ids_parse_and_others_never_raise(
+    client_id: str, parsed: tuple[int, OrderKind, int] | None
+) -> None:
+    assert parse_client_id(client_id) == parsed
+    assert all(parse_client_id(client_order_id(9, k, 4)) == (9, k, 4) for k in OrderKind)
