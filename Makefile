@@ -15,7 +15,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 # tests/layers.py: the product goes supervision -> infra -> actors and never imports sim/,
 # testkit/, demo/, bench/ or tests/ (every import, inside functions too).
