@@ -21,7 +21,7 @@ from infra.exchange import CcxtExchange, VenueConfig
 from sim.exchange import SimExchange
 from sim.symbols import make_symbols
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.serial]
 
 LINE = re.compile(
     r"^failover: processes=3 accounts=6 lease_s=3 faults=5 takeovers=\d+"

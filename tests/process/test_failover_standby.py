@@ -28,7 +28,12 @@ from supervision.cli import render_owners
 from testkit import pg
 from tests.process.harness import http_get
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.serial,
+    pytest.mark.timeout(120),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,7 +26,7 @@ from sim.exchange import SimExchange
 from sim.symbols import make_symbols
 from testkit import pg
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.serial]
 
 LINE = re.compile(
     r"^race: symbols=\d+ signals=\d+ duplicates=\d+ max_entry_orders_per_position=\d+"
