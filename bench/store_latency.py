@@ -35,14 +35,14 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from actors.messages import OpenSignal, OrderUpdate
-from actors.model import Key, OrderKind, OrderRecord, OrderState, Side, Status
+from actors.model import Key, OrderKind, OrderState, Side, Status
+from actors.orders import intended_order
 from actors.state import (
     Commit,
     JournalEvent,
     Position,
     SignalOutcome,
     SignalRecord,
-    client_order_id,
 )
 from bench.stats import pct
 from infra.store.embedded import EmbeddedPostgres
@@ -66,15 +66,7 @@ def _summary(samples: list[float]) -> dict[str, float]:
 def _life(store: PostgresStore, key: Key, now: float) -> list[tuple[str, Commit]]:
     """The commits of one position's life, as the state machine makes them."""
     (pid,) = store.allocate_ids(1)
-    entry = OrderRecord(
-        client_order_id(pid, OrderKind.ENTRY, 1),
-        OrderKind.ENTRY,
-        "buy",
-        0.01,
-        OrderState.INTENDED,
-        sent_at=now,
-        attempts=1,
-    )
+    entry = intended_order(pid, OrderKind.ENTRY, 1, "buy", 0.01, now)
     pos = Position(
         id=pid,
         key=key,
@@ -116,16 +108,7 @@ def _life(store: PostgresStore, key: Key, now: float) -> list[tuple[str, Commit]
         return new
 
     filled_entry = replace(entry, state=OrderState.FILLED, filled_qty=0.01, avg_price=61_000.0)
-    stop = OrderRecord(
-        client_order_id(pid, OrderKind.STOP_LOSS, 1),
-        OrderKind.STOP_LOSS,
-        "sell",
-        0.01,
-        OrderState.INTENDED,
-        trigger_price=60_000.0,
-        sent_at=now,
-        attempts=1,
-    )
+    stop = intended_order(pid, OrderKind.STOP_LOSS, 1, "sell", 0.01, now, 60_000.0)
     p = step("entry_accepted", replace(pos, status=Status.ENTRY_PLACED))
     p = step(
         "entry_fill",
@@ -148,15 +131,7 @@ def _life(store: PostgresStore, key: Key, now: float) -> list[tuple[str, Commit]
         replace(p, status=Status.ACTIVE, protected_at=now, orders=(filled_entry, accepted)),
         via="stream",
     )
-    close = OrderRecord(
-        client_order_id(pid, OrderKind.CLOSE, 1),
-        OrderKind.CLOSE,
-        "sell",
-        0.01,
-        OrderState.INTENDED,
-        sent_at=now,
-        attempts=1,
-    )
+    close = intended_order(pid, OrderKind.CLOSE, 1, "sell", 0.01, now)
     p = step(
         "closing",
         replace(p, status=Status.CLOSING, close_seq=1, orders=(filled_entry, accepted, close)),
