@@ -53,6 +53,7 @@ from actors.messages import (
     Message,
     OpenSignal,
     Recover,
+    SyncObservation,
     TicksReady,
     TimerFired,
 )
@@ -82,6 +83,7 @@ class PositionActor(RestartingActor):
     def __init__(self, key: Key, deps: ActorDeps, cell: ActorCell) -> None:
         super().__init__(key, deps, cell)
         self._ids = deps.ids if deps.ids is not None else IdPool(deps.store, block=8)
+        self._next_id: int | None = None  # see _spare_id
         self._state = SymbolState(key)
         self._deferred = DeferredSignals(key, deps.timers)
         self._saver = SaveFirst(key, deps.store, deps.timers, deps.metrics)
@@ -205,24 +207,11 @@ class PositionActor(RestartingActor):
         deps = self._deps
         if self._unwritten:
             self._saver.flush()
-        ctx = Context(deps.clock.now(), deps.policy, self._ids, give_up)
-        try:
-            result = transition(self._state, message, ctx)
-        except StoreUnavailable as exc:
-            # Only the id allocation touches the store here: no new position without it.
-            deps.metrics.commit_failed("unavailable")
-            if isinstance(message, OpenSignal):
-                self._refuse_signal(message, SignalOutcome.REJECTED, "store_unavailable")
-            else:
-                deps.metrics.dead_letter("store_unavailable")
-                log.error(
-                    "store unavailable, %s not handled for %s: %s",
-                    type(message).__name__,
-                    self.key,
-                    exc,
-                    extra={"key": str(self.key)},
-                )
-            return
+        ctx = Context(deps.clock.now(), deps.policy, self._spare_id(message), give_up)
+        result = transition(self._state, message, ctx)
+        made = result.state.position
+        if made is not None and made.id == self._next_id:
+            self._next_id = None  # used: the next message that may create a position takes another
         if result.deferred and isinstance(message, OpenSignal):
             if not self._deferred.add(message, since if since is not None else ctx.now):
                 self._refuse_signal(message, SignalOutcome.REJECTED, "busy")
@@ -254,6 +243,24 @@ class PositionActor(RestartingActor):
         self._perform(result)
         if result.control is not None:
             self._control_decided(result.control)
+
+    def _spare_id(self, message: Message) -> int | None:
+        """The position id this actor holds for the next position it creates (taken from the
+        shared pool before :func:`transition`, which stays free of I/O). Only a signal or a
+        sync observation can create one. ``None`` when the store cannot give one: the
+        transition then refuses the signal ``store_unavailable`` or adopts at a later sync."""
+        if self._next_id is None and isinstance(message, OpenSignal | SyncObservation):
+            try:
+                self._next_id = self._ids()
+            except StoreUnavailable as exc:
+                self._deps.metrics.commit_failed("unavailable")
+                log.error(
+                    "store unavailable, no position id for %s: %s",
+                    self.key,
+                    exc,
+                    extra={"key": str(self.key)},
+                )
+        return self._next_id
 
     def _control_decided(self, outcome: ControlOutcome) -> None:
         """An operator's request is decided: logged, and reported to the host (which answers

@@ -1,8 +1,8 @@
 """The position state machine as a pure function: ``(state, message, ctx) -> Transition``.
 
-No I/O, no clock, no randomness: ``ctx`` brings the time, the policy and a source of new
-position ids. The actor shell writes ``Transition.commit`` and then performs
-``Transition.effects``; that split is what lets tests drive every interleaving.
+No I/O, no clock, no randomness: ``ctx`` brings the time, the policy and a position id the
+shell allocated beforehand (``ctx.next_id``). The actor shell writes ``Transition.commit``
+and then performs ``Transition.effects``; that split is what lets tests drive every interleaving.
 
 Rules that remove the field reports' races:
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from actors.effects import (
@@ -46,7 +45,6 @@ from actors.messages import (
     PauseRequest,
     Recover,
     SyncObservation,
-    TicksReady,
     TimerFired,
     UnquarantineRequest,
 )
@@ -101,13 +99,19 @@ _ORPHAN_WINDOW_S = 10.0
 class Context:
     """What a transition may know besides state and message.
 
+    ``next_id``: a fresh position id the shell took from the store's id blocks before the
+    call, used if this message creates a position (an accepted signal, an adoption); the
+    shell sees it used when the resulting position carries it. ``None``: none could be had
+    (the store is down): a signal that would be accepted is refused ``store_unavailable``,
+    an adoption waits for the next sync.
+
     ``give_up``: set by the shell when it offers a deferred signal for the last time (it
     waited ``policy.mark_wait_s``): the signal is refused with what it still waits for.
     """
 
     now: float
     policy: Policy
-    new_id: Callable[[], int]
+    next_id: int | None = None
     give_up: bool = False
 
 
@@ -133,9 +137,6 @@ def transition(state: SymbolState, msg: Message, ctx: Context) -> Transition:
         return _Step(state, msg, ctx).recover().done()
     if isinstance(msg, MarketInfo):
         return _on_market(state, msg, ctx)
-    if isinstance(msg, TicksReady):
-        tick = msg.slot.take()
-        return Transition(state) if tick is None else _on_tick(state, tick, ctx)
     raise TypeError(f"not a position message: {type(msg).__name__}")
 
 
@@ -327,7 +328,9 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
     if bad is not None:
         return refuse(SignalOutcome.REJECTED, bad)
 
-    pid = ctx.new_id()
+    pid = ctx.next_id
+    if pid is None:
+        return refuse(SignalOutcome.REJECTED, "store_unavailable")
     entry = intended_order(pid, OrderKind.ENTRY, 1, sig.side.entry_side, sig.size, now)
     tp = sig.take_profit
     pos = Position(
@@ -1454,7 +1457,9 @@ class _Step:
 
     def adopt(self, xp: ExchangePosition, obs: SyncObservation) -> _Step:
         """A position on the exchange that the database does not know: adopt and protect."""
-        pid = self.ctx.new_id()
+        pid = self.ctx.next_id
+        if pid is None:
+            return self  # no id without the store: adopted at the next sync
         pct = self.ctx.policy.default_stop_pct
         stop = xp.entry_price * (1 - pct) if xp.side is Side.LONG else xp.entry_price * (1 + pct)
         pos = Position(

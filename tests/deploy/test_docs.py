@@ -127,7 +127,7 @@ def test_max_signal_age_reason_is_the_actors() -> None:
     key = Key("main", "BTCUSDT")
     sig = OpenSignal(key, "old-1", "sniper", Side.LONG, 0.01, 90.0, created_at=1000.0)
     policy = replace(Policy(), max_signal_age_s=30.0)
-    t = transition(SymbolState(key=key), sig, Context(2000.0, policy, lambda: 1))
+    t = transition(SymbolState(key=key), sig, Context(2000.0, policy, 1))
     assert t.signal is not None and t.signal.reason == reason
 
 

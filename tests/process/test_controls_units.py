@@ -47,7 +47,7 @@ POLICY = Policy(reentry=Reentry.ALLOW)
 
 def step(st: SymbolState, msg: Message) -> Transition:
     ids = iter(range(1, 100))
-    return transition(st, msg, Context(NOW, POLICY, lambda: next(ids)))
+    return transition(st, msg, Context(NOW, POLICY, next(ids)))
 
 
 def active() -> SymbolState:

@@ -4,7 +4,6 @@ in-memory store the unit tests use, read back the same (and as they were written
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -140,14 +139,13 @@ def test_real_transitions_read_back_the_same_from_postgres_and_the_fake(
     key = Key(f"h{n}", "BTCUSDT")
     fake = InMemoryStore()
     ids = itertools.count(n * 10_000 + 1)
-    new_id: Callable[[], int] = lambda: next(ids)  # noqa: E731
     state = SymbolState(key)
     now = 1_700_000_000.0
     committed: Position | None = None
     for _ in range(data.draw(st.integers(3, 40), label="steps")):
         now += data.draw(st.sampled_from([0.1, 0.5, 2.0]), label="dt")
         msg = data.draw(_messages(state, now), label="message")
-        result = transition(state, msg, Context(now, _POLICY, new_id))
+        result = transition(state, msg, Context(now, _POLICY, next(ids)))
         commit = result.commit
         if commit is not None:
             outcomes: list[str] = []

@@ -335,7 +335,7 @@ def _sync(policy: Policy, position: ExchangePosition | None, *orders: ExchangeOr
     state = SymbolState(KEY, last_price=100.0, last_price_at=1.0)
     obs = SyncObservation(KEY, position, orders, 2.0)
     ids = iter(range(5111111, 10**9, 1_000_000))
-    return transition(state, obs, Context(2.0, policy, lambda: next(ids)))
+    return transition(state, obs, Context(2.0, policy, next(ids)))
 
 
 def test_the_sweep_cancels_only_our_orders() -> None:

@@ -19,7 +19,7 @@ KEY = Key("main", "BTCUSDT")
 
 def _ctx() -> Context:
     ids = iter(range(1, 100))
-    return Context(1000.0, Policy(), lambda: next(ids))
+    return Context(1000.0, Policy(), next(ids))
 
 
 def _partly_filled_and_protected(ctx: Context) -> SymbolState:
@@ -66,7 +66,7 @@ def test_a_fill_while_closing_is_closed_too_and_the_stop_stays_until_all_is_clos
 
 
 def _at(now: float, base: Context) -> Context:
-    return Context(now, base.policy, base.new_id)
+    return Context(now, base.policy, base.next_id)
 
 
 def _closing_one(ctx: Context) -> SymbolState:

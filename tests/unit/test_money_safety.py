@@ -47,7 +47,7 @@ POLICY = Policy(reentry=Reentry.ALLOW, max_notional=1_000.0)
 
 def ctx(now: float = NOW, policy: Policy = POLICY, give_up: bool = False) -> Context:
     ids = iter(range(1, 100))
-    return Context(now, policy, lambda: next(ids), give_up)
+    return Context(now, policy, next(ids), give_up)
 
 
 def step(st: SymbolState, msg: Message, now: float = NOW, **kw: object) -> Transition:
@@ -256,7 +256,7 @@ def test_a_new_entry_waits_until_the_earlier_stop_is_confirmed_gone() -> None:
     assert refused.signal is not None
     assert (refused.signal.reason, refused.signal.retry) == ("previous_orders_pending", True)
     gone = step(st, out("ps1s1", OrderKind.STOP_LOSS, "cancel", CallResult.ACCEPTED)).state
-    opened = transition(gone, signal(signal_id="next"), Context(NOW, POLICY, lambda: 2))
+    opened = transition(gone, signal(signal_id="next"), Context(NOW, POLICY, 2))
     assert opened.state.position is not None and opened.state.position.id != 1
     assert placed(opened) == [f"ps{opened.state.position.id}e1"]
 

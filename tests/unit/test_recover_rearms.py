@@ -29,7 +29,7 @@ KEY = Key("main", "BTCUSDT")
 
 def _ctx(now: float = 1000.0) -> Context:
     ids = iter(range(1, 100))
-    return Context(now, Policy(), lambda: next(ids))
+    return Context(now, Policy(), next(ids))
 
 
 def _refused(cid: str, kind: OrderKind) -> ExchangeOutcome:

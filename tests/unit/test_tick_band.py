@@ -76,7 +76,7 @@ def test_a_tick_inside_the_band_changes_nothing_durable(
     if not (lo < low and high < hi):
         return
     tick = MarkPriceTick(KEY, price, 1.0, low, high)
-    t = transition(state, tick, Context(10.0, POLICY, lambda: 99))
+    t = transition(state, tick, Context(10.0, POLICY, 99))
     assert t.commit is None and t.effects == (), (lo, hi, tick, t.effects)
 
 

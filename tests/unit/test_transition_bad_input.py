@@ -15,7 +15,7 @@ KEY = Key("main", "BTCUSDT")
 
 def test_nan_average_price_and_event_time_are_ignored() -> None:
     ids = iter(range(1, 100))
-    ctx = Context(1000.0, Policy(), lambda: next(ids))
+    ctx = Context(1000.0, Policy(), next(ids))
     opened = transition(priced(KEY, at=ctx.now), signal(), ctx)
     nan = float("nan")
     fill = OrderUpdate(KEY, "ps1e1", "filled", 1.0, nan, nan)
