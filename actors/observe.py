@@ -13,17 +13,27 @@ from actors.model import Key
 from actors.ports import Metrics
 from actors.state import Commit, ControlOutcome, SignalOutcome, SignalRecord
 
-__all__ = ["PROTECTION_FAILURES", "observe_commit", "observe_control", "observe_signal"]
+__all__ = [
+    "ILLEGAL_TRANSITION",
+    "PROTECTION_FAILURES",
+    "observe_commit",
+    "observe_control",
+    "observe_signal",
+]
 
 #: Journal event kinds that mean protection is in trouble: logged at ERROR and counted.
 PROTECTION_FAILURES = frozenset({"stop_failed", "close_failing", "stop_rejected_at_trigger"})
+#: The journal kind of a (status, trigger) or (order state, event) pair in no table of
+#: :mod:`actors.lifecycle`: the transition left the state as it was. Logged at ERROR and
+#: counted with the protection failures (``ps_protection_failures{kind="illegal_transition"}``).
+ILLEGAL_TRANSITION = "illegal_transition"
 
 
 def observe_commit(commit: Commit, key: Key, metrics: Metrics) -> None:
     """Count and log the journal events of a commit: status changes, protection failures,
     and the time a filled position went without its stop."""
     for ev in commit.events:
-        if ev.kind in PROTECTION_FAILURES:
+        if ev.kind in PROTECTION_FAILURES or ev.kind == ILLEGAL_TRANSITION:
             metrics.protection_failure(ev.kind)
             log.error(
                 "position %s: %s (%s)",

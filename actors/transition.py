@@ -33,6 +33,7 @@ from actors.effects import (
     RequestSync,
     StartTimer,
 )
+from actors.lifecycle import OrderEvent, Trigger, next_order_state, next_status
 from actors.messages import (
     CallResult,
     CloseRequest,
@@ -79,6 +80,7 @@ from actors.state import (
 __all__ = [
     "Context",
     "check_entry",
+    "durable_change",
     "leftovers",
     "on_step",
     "tick_band",
@@ -337,7 +339,7 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
         id=pid,
         key=st.key,
         side=sig.side,
-        status=Status.PENDING_ENTRY,
+        status=_created(Trigger.SIGNAL_ACCEPTED),
         source=sig.source,
         signal_id=sig.signal_id,
         requested_qty=sig.size,
@@ -355,6 +357,13 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
     effect = PlaceOrder(st.key, pid, entry)
     st = _remember(replace(st, position=pos), rec, policy)
     return Transition(st, (effect,), commit, rec)
+
+
+def _created(trigger: Trigger) -> Status:
+    """The status a new position starts in (the table's rows from ``None``)."""
+    status = next_status(None, trigger)
+    assert status is not None
+    return status
 
 
 def _remember(state: SymbolState, rec: SignalRecord, policy: Policy) -> SymbolState:
@@ -538,15 +547,15 @@ def _on_tick(state: SymbolState, tick: MarkPriceTick, ctx: Context) -> Transitio
 
 
 _EXCHANGE_STATUS = {
-    "new": OrderState.ACCEPTED,
-    "triggered": OrderState.ACCEPTED,
-    "partially_filled": OrderState.PARTIALLY_FILLED,
-    "filled": OrderState.FILLED,
-    "finished": OrderState.FILLED,
-    "canceled": OrderState.CANCELED,
-    "cancelled": OrderState.CANCELED,
-    "expired": OrderState.CANCELED,
-    "rejected": OrderState.REJECTED,
+    "new": OrderEvent.REPORTED_NEW,
+    "triggered": OrderEvent.REPORTED_NEW,
+    "partially_filled": OrderEvent.REPORTED_PARTIAL,
+    "filled": OrderEvent.REPORTED_FILLED,
+    "finished": OrderEvent.REPORTED_FILLED,
+    "canceled": OrderEvent.REPORTED_CANCELED,
+    "cancelled": OrderEvent.REPORTED_CANCELED,
+    "expired": OrderEvent.REPORTED_CANCELED,
+    "rejected": OrderEvent.REPORTED_REJECTED,
 }
 
 
@@ -575,11 +584,14 @@ class _Step:
             if pos.qty > 0:
                 st = replace(st, bought=True)
             st = replace(st, position=pos)
+        before = self.before
+        if pos is not None and not self.events and durable_change(before, pos):
+            # The durable state changed with no event said: the event is the difference.
+            self.events.append(_difference(before, pos, self.now))
         if not self.events:
             # Nothing durable happened (in-memory only changes, or nothing at all).
             return Transition(st, tuple(self.effects))
         assert pos is not None
-        before = self.before
         new = before is None or before.id != pos.id
         expected = 0 if new else pos.version
         written = replace(pos, version=expected + 1, updated_at=self.now)
@@ -596,6 +608,40 @@ class _Step:
         before = self.pos.status if self.pos is not None and self.pos.id == pos.id else None
         self.pos = pos
         self.event(kind, before, **detail)
+
+    def illegal(self, before: str, trigger: str, **detail: object) -> None:
+        """A pair that is in no table: recorded (journal and, through the shell, a metric),
+        the state left as it was; never raised."""
+        self.event(
+            "illegal_transition",
+            self.pos.status if self.pos else None,
+            state=before,
+            trigger=trigger,
+            **detail,
+        )
+
+    def moved(self, pos: Position, trigger: Trigger) -> Position | None:
+        """``pos`` with the status the position table gives for ``trigger``, or ``None``
+        (the pair is not in the table: recorded, nothing changes). The one status write."""
+        after = next_status(pos.status, trigger)
+        if after is None:
+            self.illegal(pos.status.value, trigger.value)
+            return None
+        return pos if after is pos.status else replace(pos, status=after)
+
+    def order_to(
+        self, order: OrderRecord, event: OrderEvent, **changes: object
+    ) -> OrderRecord | None:
+        """Record ``order`` in the state the order table gives for ``event`` (with
+        ``changes`` to its other fields), or return ``None`` when the pair is not in the
+        table (recorded, the order left as it was). The one order-state write."""
+        after = next_order_state(order.state, event)
+        if after is None:
+            self.illegal(order.state.value, event.value, client_id=order.client_id)
+            return None
+        new = replace(order, state=after, **changes)  # type: ignore[arg-type]
+        self.put_order(new)
+        return new
 
     def put_order(self, order: OrderRecord) -> None:
         assert self.pos is not None
@@ -674,13 +720,19 @@ class _Step:
         before = pos.status
         if pos.qty <= 0:
             # Nothing filled yet: there is nothing to close. Cancel the entry if we can.
+            waiting = self.moved(pos, Trigger.ENTRY_CANCEL_REQUESTED)
+            if waiting is None:
+                return self
             entry = pos.latest(OrderKind.ENTRY)
             if entry is not None and not entry.state.done:
                 self.effects.append(CancelOrder(pos.key, entry.client_id, OrderKind.ENTRY))
-            self.pos = replace(pos, close_reason=reason)
+            self.pos = replace(waiting, close_reason=reason)
             self.event("close_requested_unfilled", before, reason=reason.value, why=why, **extra)
             return self
-        self.pos = replace(pos, status=Status.CLOSING, close_reason=reason)
+        closing = self.moved(pos, Trigger.CLOSE_REQUESTED)
+        if closing is None:
+            return self
+        self.pos = replace(closing, close_reason=reason)
         self.event("closing", before, reason=reason.value, why=why, **extra)
         entry = pos.latest(OrderKind.ENTRY)
         if entry is not None and not entry.state.done:
@@ -714,16 +766,23 @@ class _Step:
         self.place_stop(f"trailing to {new_stop:.8g}")
         return self
 
-    def finish(self, status: Status, **detail: object) -> None:
-        """Enter a terminal state; cancel what may still rest on the exchange (recorded
-        ``pending_cancel`` until the exchange confirms, I9) and our timers."""
+    def finish(
+        self, trigger: Trigger, fields: dict[str, object] | None = None, **detail: object
+    ) -> None:
+        """Enter the terminal state the table gives for ``trigger`` (with ``fields`` set);
+        cancel what may still rest on the exchange (recorded ``pending_cancel`` until the
+        exchange confirms, I9) and our timers."""
         pos = self.pos
         assert pos is not None
         before = pos.status
-        changes: dict[str, object] = {"status": status}
+        ended = self.moved(pos, trigger)
+        if ended is None:
+            return
+        status = ended.status
+        changes: dict[str, object] = dict(fields or {})
         if status is Status.CLOSED:
             changes["closed_at"] = self.now
-        self.pos = replace(pos, **changes)  # type: ignore[arg-type]
+        self.pos = replace(ended, **changes)  # type: ignore[arg-type]
         for o in pos.orders:
             if not o.state.done:
                 self.effects.append(CancelTimer(pos.key, f"lookup:{o.client_id}"))
@@ -740,7 +799,8 @@ class _Step:
         pos = self.pos
         assert pos is not None
         if order.state is not OrderState.PENDING_CANCEL:
-            self.put_order(replace(order, state=OrderState.PENDING_CANCEL))
+            if self.order_to(order, OrderEvent.CANCEL_REQUESTED) is None:
+                return
             self.event("cancel_requested", pos.status, client_id=order.client_id, why=why)
         self.effects.append(CancelOrder(pos.key, order.client_id, order.kind, why))
 
@@ -767,8 +827,7 @@ class _Step:
     def fail_entry(self, reason: str) -> None:
         pos = self.pos
         assert pos is not None
-        self.pos = replace(pos, fail_reason=reason)
-        self.finish(Status.FAILED, reason=reason)
+        self.finish(Trigger.ENTRY_FAILED, {"fail_reason": reason}, reason=reason)
 
     # -- order facts from any source
 
@@ -780,28 +839,27 @@ class _Step:
         order = pos.order(update.client_id)
         if order is None:
             return
-        new_state = _EXCHANGE_STATUS.get(update.status.lower())
-        if new_state is None:
+        event = _EXCHANGE_STATUS.get(update.status.lower())
+        if event is None:
             return
         filled = max(order.filled_qty, update.filled_qty if math.isfinite(update.filled_qty) else 0)
         good_avg = update.avg_price is not None and _finite_positive(update.avg_price)
         avg = update.avg_price if good_avg and update.filled_qty >= order.filled_qty else None
-        if order.state.done and order.state is not OrderState.NOT_FOUND:
-            # Terminal already: a duplicate or an older report. Keep the larger fill only.
-            if filled <= order.filled_qty:
-                return
-            new_state = order.state
-        if new_state is OrderState.ACCEPTED and filled > 0:
-            new_state = OrderState.PARTIALLY_FILLED
-        recancel = False
-        if order.state is OrderState.PENDING_CANCEL and new_state in (
-            OrderState.ACCEPTED,
-            OrderState.PARTIALLY_FILLED,
-        ):
-            # Still resting after we asked to cancel: it stays pending; a lookup that finds
-            # it resting means our cancel missed it (it landed later): cancel again.
-            new_state = OrderState.PENDING_CANCEL
-            recancel = source == "lookup"
+        if _settled(order) and filled <= order.filled_qty:
+            return  # terminal already: a duplicate or an older report (the table keeps it)
+        if event is OrderEvent.REPORTED_NEW and filled > 0:
+            event = OrderEvent.REPORTED_PARTIAL
+        new_state = next_order_state(order.state, event)
+        if new_state is None:
+            self.illegal(order.state.value, event.value, client_id=order.client_id)
+            return
+        # Still resting after we asked to cancel: it stays pending (the table); a lookup
+        # that finds it resting means our cancel missed it (it landed later): cancel again.
+        recancel = (
+            order.state is OrderState.PENDING_CANCEL
+            and new_state is OrderState.PENDING_CANCEL
+            and source == "lookup"
+        )
         order = replace(
             order,
             state=new_state,
@@ -868,8 +926,10 @@ class _Step:
                 entry_price=order.avg_price or pos.entry_price,
                 filled_at=pos.filled_at if pos.filled_at is not None else self.now,
             )
-            if pos.status in (Status.PENDING_ENTRY, Status.ENTRY_PLACED):
-                pos = replace(pos, status=Status.PENDING_SL)
+            filled = self.moved(pos, Trigger.ENTRY_FILLED)
+            if filled is None:
+                return
+            pos = filled
             self.set_pos(pos, "entry_fill", qty=pos.qty, price=pos.entry_price, via=source)
             if pos.status is Status.CLOSING and not first:
                 # Filled further while closing: the close in flight covers the old quantity
@@ -890,7 +950,9 @@ class _Step:
             OrderState.ACCEPTED,
             OrderState.PARTIALLY_FILLED,
         ):
-            self.set_pos(replace(pos, status=Status.ENTRY_PLACED), "entry_accepted", via=source)
+            placed = self.moved(pos, Trigger.ENTRY_ACCEPTED)
+            if placed is not None:
+                self.set_pos(placed, "entry_accepted", via=source)
             return
         if order.state in (OrderState.CANCELED, OrderState.REJECTED) and pos.qty <= 0:
             if pos.status in (Status.PENDING_ENTRY, Status.ENTRY_PLACED):
@@ -907,18 +969,23 @@ class _Step:
         if order.state is OrderState.FILLED or (
             order.state is OrderState.PARTIALLY_FILLED and qty_done(order.filled_qty, pos.qty)
         ):
-            self.pos = replace(pos, close_reason=CloseReason.STOP_LOSS)
-            self.finish(Status.CLOSED, reason="stop_loss", via=source)
+            self.finish(
+                Trigger.STOP_FILLED,
+                {"close_reason": CloseReason.STOP_LOSS},
+                reason="stop_loss",
+                via=source,
+            )
             return
         if order.state is OrderState.ACCEPTED and is_current:
             if was is OrderState.ACCEPTED:
                 return  # confirmed already (the stream and the reply both say so)
+            protected = self.moved(pos, Trigger.STOP_CONFIRMED)
+            if protected is None:
+                return
             changes: dict[str, object] = {"sl_failures": 0, "sl_since": None}
             if pos.protected_at is None:
                 changes["protected_at"] = self.now
-            if pos.status is Status.PENDING_SL:
-                changes["status"] = Status.ACTIVE
-            self.set_pos(replace(pos, **changes), "stop_confirmed", via=source)  # type: ignore[arg-type]
+            self.set_pos(replace(protected, **changes), "stop_confirmed", via=source)  # type: ignore[arg-type]
             self.effects.append(CancelTimer(pos.key, "sl_deadline"))
             # A trailing move: the older stops can go now that the new one rests.
             for o in pos.orders:
@@ -957,7 +1024,8 @@ class _Step:
                 # closed when the last one is done, so that the stop stays until then.
                 self.event("close_part_done", pos.status, client_id=order.client_id)
                 return
-            self.finish(Status.CLOSED, reason=(pos.close_reason or CloseReason.MANUAL).value)
+            reason = pos.close_reason or CloseReason.MANUAL
+            self.finish(Trigger.CLOSE_FILLED, reason=reason.value)
             return
         if order.state in (OrderState.CANCELED, OrderState.REJECTED):
             self.close_retry("close order " + order.state.value)
@@ -1028,8 +1096,7 @@ class _Step:
                 self.effects.append(
                     StartTimer(pos.key, f"lookup:{order.client_id}", self.ctx.policy.lookup_delay_s)
                 )
-            else:
-                self.put_order(replace(order, state=OrderState.REJECTED))
+            elif self.order_to(order, OrderEvent.PLACE_REJECTED) is not None:
                 self.event("order_fact", pos.status, client_id=order.client_id, state="rejected")
             return self
         # op == "place"
@@ -1043,7 +1110,7 @@ class _Step:
             return self
         if out.result is CallResult.UNKNOWN:
             if order.state in (OrderState.INTENDED,):
-                self.put_order(replace(order, state=OrderState.UNKNOWN))
+                self.order_to(order, OrderEvent.PLACE_UNKNOWN)
                 self.event("order_unknown", pos.status, client_id=order.client_id, why=out.reason)
             self.effects.append(
                 StartTimer(pos.key, f"lookup:{order.client_id}", self.ctx.policy.lookup_delay_s)
@@ -1083,11 +1150,11 @@ class _Step:
         if order.kind is OrderKind.STOP_LOSS:
             return self.stop_rejected(out, order)
         if out.retry_after is not None and order.attempts < policy.place_max_attempts:
-            self.put_order(replace(order, state=OrderState.INTENDED))
+            self.order_to(order, OrderEvent.PLACE_THROTTLED)
             self.effects.append(StartTimer(pos.key, f"retry:{order.client_id}", out.retry_after))
             self.event("order_throttled", pos.status, client_id=order.client_id, why=out.reason)
             return self
-        self.put_order(replace(order, state=OrderState.REJECTED))
+        self.order_to(order, OrderEvent.PLACE_REJECTED)
         if order.kind is OrderKind.ENTRY:
             if pos.qty <= 0:
                 self.fail_entry(f"rejected:{out.reason}")
@@ -1103,7 +1170,7 @@ class _Step:
         Retry-After or ``sl_retry_delay_s``; "would trigger at once" closes at market now."""
         pos = self.pos
         assert pos is not None
-        self.put_order(replace(order, state=OrderState.REJECTED))
+        self.order_to(order, OrderEvent.PLACE_REJECTED)
         if order.client_id != (pos.latest(OrderKind.STOP_LOSS) or order).client_id:
             self.event("order_fact", pos.status, client_id=order.client_id, state="rejected")
             return self  # a newer stop replaced it
@@ -1129,14 +1196,14 @@ class _Step:
         if out.result is CallResult.NOT_FOUND and order.state is OrderState.PENDING_CANCEL:
             # Cancel said "not open" and the lookup knows nothing of it: it never landed (a
             # placement still in flight is cancelled when its acceptance comes back).
-            self.put_order(replace(order, state=OrderState.NOT_FOUND))
-            self.event("order_fact", pos.status, client_id=order.client_id, state="not_found")
+            if self.order_to(order, OrderEvent.LOOKUP_NOT_FOUND) is not None:
+                self.event("order_fact", pos.status, client_id=order.client_id, state="not_found")
             return self
         if out.result is CallResult.NOT_FOUND and order.state is OrderState.ACCEPTED:
             if order.kind is OrderKind.STOP_LOSS and self.wanted(order.client_id):
                 # It rested once and the exchange no longer knows it: protect again.
-                self.put_order(replace(order, state=OrderState.NOT_FOUND))
-                self.place_stop("stop missing on exchange")
+                if self.order_to(order, OrderEvent.LOOKUP_NOT_FOUND) is not None:
+                    self.place_stop("stop missing on exchange")
             return self
         if out.result is CallResult.NOT_FOUND and order.state in (
             OrderState.INTENDED,
@@ -1146,14 +1213,15 @@ class _Step:
             if order.kind is OrderKind.STOP_LOSS and not terminal and self.wanted(order.client_id):
                 # A stop that is not there is sent again at once with the same id: stops rest,
                 # so if it did arrive after all, the duplicate id is refused, never doubled.
-                self.resend(replace(order, state=OrderState.INTENDED))
+                self.resend(order)
                 return self
             if self.now < started + policy.lookup_deadline_s:
                 self.effects.append(
                     StartTimer(pos.key, f"lookup:{order.client_id}", policy.lookup_delay_s)
                 )
                 return self
-            self.put_order(replace(order, state=OrderState.NOT_FOUND))
+            if self.order_to(order, OrderEvent.LOOKUP_NOT_FOUND) is None:
+                return self
             if terminal or order.kind.trigger:
                 self.event("order_fact", pos.status, client_id=order.client_id, state="not_found")
                 return self
@@ -1174,7 +1242,9 @@ class _Step:
             self.effects.append(StartTimer(pos.key, f"lookup:{order.client_id}", delay))
         return self
 
-    def resend(self, order: OrderRecord) -> None:
+    def resend(self, order: OrderRecord, **changes: object) -> None:
+        """Send ``order`` again with the same client id (``intended`` again, one more
+        attempt; ``changes``: more of its fields)."""
         pos = self.pos
         assert pos is not None
         if order.kind is OrderKind.STOP_LOSS:
@@ -1183,8 +1253,10 @@ class _Step:
             if not self.covered():
                 pos = replace(pos, sl_failures=pos.sl_failures + 1)
                 self.pos = pos
-        order = replace(order, attempts=order.attempts + 1)
-        self.put_order(order)
+        sent = self.order_to(order, OrderEvent.RESEND, attempts=order.attempts + 1, **changes)
+        if sent is None:
+            return
+        order = sent
         self.effects.append(
             PlaceOrder(
                 pos.key,
@@ -1234,7 +1306,7 @@ class _Step:
         ):
             if order.kind is OrderKind.STOP_LOSS and order is not pos.latest(OrderKind.STOP_LOSS):
                 return self
-            self.resend(replace(order, state=OrderState.INTENDED))
+            self.resend(order)
         return self
 
     def close_request(self, req: CloseRequest) -> _Step:
@@ -1250,7 +1322,7 @@ class _Step:
         if pos.status.terminal:
             for o in leftovers(self.state):
                 if o.state in (OrderState.INTENDED, OrderState.UNKNOWN):
-                    self.put_order(replace(o, state=OrderState.PENDING_CANCEL))
+                    self.order_to(o, OrderEvent.CANCEL_REQUESTED)
                     self.event("recovering", pos.status, client_id=o.client_id)
                     self.effects.append(LookupOrder(pos.key, o.client_id, o.kind))
                 else:
@@ -1261,7 +1333,7 @@ class _Step:
             if o.state in (OrderState.INTENDED, OrderState.UNKNOWN):
                 # Sent or not, we cannot tell: look it up by its id before anything else.
                 if o.state is OrderState.INTENDED:
-                    self.put_order(replace(o, state=OrderState.UNKNOWN, sent_at=self.now))
+                    self.order_to(o, OrderEvent.RECOVERED, sent_at=self.now)
                 self.effects.append(LookupOrder(pos.key, o.client_id, o.kind))
             elif o.kind is OrderKind.ENTRY and o.state is OrderState.ACCEPTED:
                 self.effects.append(LookupOrder(pos.key, o.client_id, o.kind))
@@ -1289,7 +1361,7 @@ class _Step:
                 self.place_stop("recovery: no stop-loss on record")
             elif stop.state is OrderState.REJECTED:
                 self.effects.append(CancelTimer(pos.key, f"retry:{stop.client_id}"))
-                self.resend(replace(stop, state=OrderState.INTENDED, sent_at=self.now))
+                self.resend(stop, sent_at=self.now)
             return
         if pos.status is Status.CLOSING:
             closes = [o for o in pos.orders if o.kind is OrderKind.CLOSE]
@@ -1415,9 +1487,11 @@ class _Step:
     def close_flat(self, via: str) -> _Step:
         pos = self.pos
         assert pos is not None
-        reason = pos.close_reason if pos.status is Status.CLOSING else None
-        self.pos = replace(pos, close_reason=reason or CloseReason.CLOSED_ON_EXCHANGE)
-        self.finish(Status.CLOSED, reason=self.pos.close_reason.value, via=via)  # type: ignore[union-attr]
+        kept = pos.close_reason if pos.status is Status.CLOSING else None
+        reason = kept or CloseReason.CLOSED_ON_EXCHANGE
+        self.finish(
+            Trigger.CLOSED_ON_EXCHANGE, {"close_reason": reason}, reason=reason.value, via=via
+        )
         return self
 
     def foreign(self, client_id: str) -> bool:
@@ -1466,7 +1540,7 @@ class _Step:
             id=pid,
             key=self.state.key,
             side=xp.side,
-            status=Status.PENDING_SL,
+            status=_created(Trigger.ADOPTED),
             source="sync",
             requested_qty=xp.qty,
             qty=xp.qty,
@@ -1481,3 +1555,45 @@ class _Step:
         self.event("adopted", None, qty=xp.qty, entry_price=xp.entry_price)
         self.place_stop("adopted")
         return self
+
+
+# --- durable state -----------------------------------------------------------------------
+
+
+def _durable(pos: Position) -> Position:
+    """``pos`` without what is not compared: its version and write time (set by the commit)
+    and the trailing high-water mark (memory between stop moves, saved with them)."""
+    return replace(pos, version=0, updated_at=0.0, best_price=None)
+
+
+def durable_change(before: Position | None, after: Position | None) -> bool:
+    """Does ``after`` differ from ``before`` in a durable field (a new position does)?"""
+    if after is None:
+        return False
+    if before is None or before.id != after.id:
+        return True
+    return _durable(before) != _durable(after)
+
+
+def _difference(before: Position | None, after: Position, now: float) -> JournalEvent:
+    """The journal event of a change no handler named: the orders whose records changed
+    (``order_fact``, with their new state and fill), else the fields that did."""
+    old = {o.client_id: o for o in before.orders} if before is not None else {}
+    changed = [o for o in after.orders if old.get(o.client_id) != o]
+    status = before.status if before is not None else None
+    if changed:
+        o = changed[-1]
+        detail: dict[str, object] = {
+            "client_id": o.client_id,
+            "state": o.state.value,
+            "filled": o.filled_qty,
+        }
+        if len(changed) > 1:
+            detail["orders"] = [c.client_id for c in changed]
+        return JournalEvent(after.id, "order_fact", status, after.status, now, detail)
+    fields = [
+        name
+        for name in Position.__dataclass_fields__
+        if before is None or getattr(_durable(before), name) != getattr(_durable(after), name)
+    ]
+    return JournalEvent(after.id, "position_changed", status, after.status, now, {"fields": fields})
