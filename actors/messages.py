@@ -26,6 +26,7 @@ from actors.model import (
 )
 
 __all__ = [
+    "CallOp",
     "CallResult",
     "CloseRequest",
     "ExchangeOutcome",
@@ -36,6 +37,7 @@ __all__ = [
     "OrderUpdate",
     "PauseRequest",
     "Recover",
+    "Rejection",
     "SyncObservation",
     "TickSource",
     "TicksReady",
@@ -166,6 +168,23 @@ class CallResult(enum.StrEnum):
     NOT_FOUND = "not_found"
 
 
+class CallOp(enum.StrEnum):
+    """Which exchange call an :class:`ExchangeOutcome` answers."""
+
+    PLACE = "place"
+    CANCEL = "cancel"
+    LOOKUP = "lookup"
+
+
+class Rejection(enum.StrEnum):
+    """Why the exchange refused a call, where the state machine branches on it (the
+    adapter classifies the exchange's error and sets it; every other refusal is only its
+    ``reason`` text). ``WOULD_TRIGGER``: a stop-loss the mark price has crossed already
+    (Binance -2021): the position is closed at market instead."""
+
+    WOULD_TRIGGER = "would_trigger"
+
+
 @dataclass(frozen=True, slots=True)
 class OrderUpdate:
     """The exchange says something about one of our orders (user stream or lookup).
@@ -188,18 +207,20 @@ class OrderUpdate:
 class ExchangeOutcome:
     """The result of an exchange call made for this actor on the account's worker pool.
 
-    ``op`` is ``place``, ``cancel`` or ``lookup``. For ``place`` and ``lookup`` an optional
-    ``update`` carries the order's status as the reply showed it.
+    ``op``: the call answered. For ``place`` and ``lookup`` an optional ``update`` carries
+    the order's status as the reply showed it. ``rejection``: a refusal the state machine
+    branches on, as the adapter classified it (``reason`` is text for the journal).
     """
 
     key: Key
-    op: str
+    op: CallOp
     client_id: str
     kind: OrderKind
     result: CallResult
     reason: str = ""
     update: OrderUpdate | None = None
     retry_after: float | None = None
+    rejection: Rejection | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from actors.messages import CallResult
+from actors.messages import CallResult, Rejection
 from actors.model import ExchangeOrder, ExchangePosition, Key, MarketRules, OrderKind
 from actors.state import Commit, Position, SignalRecord
 
@@ -140,6 +140,7 @@ class OrderReply:
     ``result`` is ACCEPTED / REJECTED / UNKNOWN for place and cancel, FOUND / NOT_FOUND /
     UNKNOWN for lookups. ``status`` is the exchange's order status in lower case when the
     reply showed one. ``retry_after`` is set when the exchange asked us to back off.
+    ``rejection``: a refusal the state machine branches on, classified by the adapter.
     """
 
     result: CallResult
@@ -150,6 +151,7 @@ class OrderReply:
     exchange_id: str | None = None
     event_time: float = 0.0
     retry_after: float | None = None
+    rejection: Rejection | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from actors.effects import (
 )
 from actors.lifecycle import OrderEvent, Trigger, next_order_state, next_status
 from actors.messages import (
+    CallOp,
     CallResult,
     CloseRequest,
     ExchangeOutcome,
@@ -45,6 +46,7 @@ from actors.messages import (
     OrderUpdate,
     PauseRequest,
     Recover,
+    Rejection,
     SyncObservation,
     TimerFired,
     UnquarantineRequest,
@@ -89,8 +91,6 @@ __all__ = [
     "validate_signal",
 ]
 
-#: Reasons in a rejection that mean "the stop would trigger at once": close instead.
-_WOULD_TRIGGER = "would_trigger"
 #: A failed mark-price request is not repeated within this many seconds.
 _MARKET_RETRY_S = 0.5
 #: An orphan cancelled without a record is not cancelled again within this many seconds.
@@ -1074,9 +1074,9 @@ class _Step:
         order = pos.order(out.client_id) if pos is not None else None
         if pos is None or order is None:
             return self
-        if out.op == "cancel":
+        if out.op is CallOp.CANCEL:
             return self.cancel_outcome(out, order)
-        if out.op == "lookup":
+        if out.op is CallOp.LOOKUP:
             return self.lookup_outcome(out, order)
         if pos.status.terminal:
             if order.kind is OrderKind.ENTRY:
@@ -1174,7 +1174,7 @@ class _Step:
         if order.client_id != (pos.latest(OrderKind.STOP_LOSS) or order).client_id:
             self.event("order_fact", pos.status, client_id=order.client_id, state="rejected")
             return self  # a newer stop replaced it
-        if _WOULD_TRIGGER in out.reason:
+        if out.rejection is Rejection.WOULD_TRIGGER:
             self.event("stop_failed", pos.status, why=out.reason, failures=pos.sl_failures)
             self.start_close(CloseReason.EMERGENCY, f"stop-loss not placed: {out.reason}")
             return self

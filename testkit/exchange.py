@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from actors.messages import CallResult, Message, OrderUpdate
+from actors.messages import CallResult, Message, OrderUpdate, Rejection
 from actors.model import ExchangeOrder, ExchangePosition, Key, MarketRules, OrderKind, Side
 from actors.ports import AccountView, MarketReply, OrderReply, OrderRequest
 
@@ -91,7 +91,9 @@ class InMemoryExchange:
             self._maybe_raise()
             reasons = self.reject.get(req.kind)
             if reasons:
-                return OrderReply(CallResult.REJECTED, reasons.pop(0))
+                reason = reasons.pop(0)
+                rejection = Rejection.WOULD_TRIGGER if reason == "would_trigger" else None
+                return OrderReply(CallResult.REJECTED, reason, rejection=rejection)
             if self.lose > 0:
                 self.lose -= 1
                 return OrderReply(CallResult.UNKNOWN, "timeout (lost)")
@@ -106,7 +108,9 @@ class InMemoryExchange:
                 long_exit = req.side == "sell"
                 crossed = price <= req.trigger_price if long_exit else price >= req.trigger_price
                 if crossed:
-                    return OrderReply(CallResult.REJECTED, "would_trigger")
+                    return OrderReply(
+                        CallResult.REJECTED, "would_trigger", rejection=Rejection.WOULD_TRIGGER
+                    )
                 del pos
                 self.orders[req.client_id] = order
                 events.append(self._event(order))

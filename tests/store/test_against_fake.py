@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.messages import (
+    CallOp,
     CallResult,
     CloseRequest,
     ExchangeOutcome,
@@ -87,7 +88,7 @@ def _messages(state: SymbolState, now: float) -> st.SearchStrategy[Message]:
         kinds = {o.client_id: o.kind for o in pos.orders}
         outcome = st.tuples(
             cid,
-            st.sampled_from(["place", "lookup", "cancel"]),
+            st.sampled_from(list(CallOp)),
             st.sampled_from(list(CallResult)),
             st.one_of(st.none(), update),
             st.sampled_from(["", "would_trigger", "insufficient margin"]),

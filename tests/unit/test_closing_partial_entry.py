@@ -8,7 +8,14 @@ with the close, so the rest stayed open without a stop until the sync adopted it
 from __future__ import annotations
 
 from actors.effects import CancelOrder, LookupOrder, PlaceOrder
-from actors.messages import CallResult, CloseRequest, ExchangeOutcome, OrderUpdate, SyncObservation
+from actors.messages import (
+    CallOp,
+    CallResult,
+    CloseRequest,
+    ExchangeOutcome,
+    OrderUpdate,
+    SyncObservation,
+)
 from actors.model import CloseReason, ExchangePosition, Key, OrderKind, Side, Status
 from actors.state import Policy, SymbolState
 from actors.transition import Context, transition
@@ -129,7 +136,7 @@ def test_a_sync_showing_more_fills_fetches_the_entry_so_its_record_is_not_lost()
     assert [(e.client_id, e.kind) for e in lookups] == [("ps1e1", OrderKind.ENTRY)]
     found = ExchangeOutcome(
         KEY,
-        "lookup",
+        CallOp.LOOKUP,
         "ps1e1",
         OrderKind.ENTRY,
         CallResult.FOUND,

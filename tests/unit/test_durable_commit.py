@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from actors.messages import (
+    CallOp,
     CallResult,
     CloseRequest,
     ExchangeOutcome,
@@ -75,7 +76,9 @@ updates = st.builds(
     st.floats(0.0, 50.0),
 )
 outcomes = st.builds(
-    lambda cid, op, res, retry: ExchangeOutcome(KEY, op, cid, kind_of(cid), res, "x", None, retry),
+    lambda cid, op, res, retry: ExchangeOutcome(
+        KEY, CallOp(op), cid, kind_of(cid), res, "x", None, retry
+    ),
     cids,
     st.sampled_from(["place", "cancel", "lookup"]),
     st.sampled_from(list(CallResult)),
@@ -165,7 +168,9 @@ def test_a_refused_entry_of_a_partly_filled_position_is_committed() -> None:
     assert p is not None
     entry = replace(p.orders[0], state=OrderState.UNKNOWN)
     st_ = replace(st_, position=replace(p, orders=(entry, *p.orders[1:])))
-    out = ExchangeOutcome(KEY, "place", "ps1e1", OrderKind.ENTRY, CallResult.REJECTED, "margin")
+    out = ExchangeOutcome(
+        KEY, CallOp.PLACE, "ps1e1", OrderKind.ENTRY, CallResult.REJECTED, "margin"
+    )
     t = transition(st_, out, Context(NOW, POLICY, 2))
     assert t.commit is not None and t.commit.position is not None
     assert t.commit.position.order("ps1e1").state is OrderState.REJECTED  # type: ignore[union-attr]
@@ -179,7 +184,7 @@ def test_an_entry_the_lookup_cannot_find_on_a_partly_filled_position_is_committe
     assert p is not None
     entry = replace(p.orders[0], state=OrderState.UNKNOWN, sent_at=NOW - 100.0)
     st_ = replace(st_, position=replace(p, orders=(entry, *p.orders[1:])))
-    out = ExchangeOutcome(KEY, "lookup", "ps1e1", OrderKind.ENTRY, CallResult.NOT_FOUND)
+    out = ExchangeOutcome(KEY, CallOp.LOOKUP, "ps1e1", OrderKind.ENTRY, CallResult.NOT_FOUND)
     t = transition(st_, out, Context(NOW, POLICY, 2))
     assert t.commit is not None and t.commit.position is not None
     assert t.commit.position.order("ps1e1").state is OrderState.NOT_FOUND  # type: ignore[union-attr]

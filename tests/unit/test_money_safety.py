@@ -14,6 +14,7 @@ import pytest
 
 from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder, StartTimer
 from actors.messages import (
+    CallOp,
     CallResult,
     CloseRequest,
     ExchangeOutcome,
@@ -22,6 +23,7 @@ from actors.messages import (
     Message,
     OpenSignal,
     OrderUpdate,
+    Rejection,
     SyncObservation,
     TimerFired,
 )
@@ -71,7 +73,7 @@ def timers(t: Transition) -> dict[str, float]:
 
 
 def out(cid: str, kind: OrderKind, op: str, result: CallResult, **kw: object) -> ExchangeOutcome:
-    return ExchangeOutcome(KEY, op, cid, kind, result, **kw)  # type: ignore[arg-type]
+    return ExchangeOutcome(KEY, CallOp(op), cid, kind, result, **kw)  # type: ignore[arg-type]
 
 
 def protected(stop: float = 90.0, **sig: object) -> SymbolState:
@@ -408,3 +410,30 @@ def test_the_stop_that_protects_during_a_trailing_move_is_neither_swept_nor_a_sp
     assert cancels(step(t.state, obs, NOW + 2)) == []
     confirmed = step(t.state, OrderUpdate(KEY, "ps1s2", "new", 0.0, None, NOW + 3))
     assert cancels(confirmed) == [("ps1s1", "replaced")]  # now it goes
+
+
+# --- the refusal the core branches on is the adapter's classification, not a substring -------
+
+
+def test_a_stop_the_adapter_classifies_would_trigger_closes_at_market() -> None:
+    st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0)).state
+    st = step(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, 1.0)).state
+    refused = out(
+        "ps1s1",
+        OrderKind.STOP_LOSS,
+        "place",
+        CallResult.REJECTED,
+        reason="exchange said so",
+        rejection=Rejection.WOULD_TRIGGER,
+    )
+    t = step(st, refused)
+    assert t.state.position is not None and t.state.position.status is Status.CLOSING
+    assert placed(t) == ["ps1c1"]
+    # The same words in the reason text without the classification: an ordinary refusal,
+    # retried after a delay.
+    text_only = out(
+        "ps1s1", OrderKind.STOP_LOSS, "place", CallResult.REJECTED, reason="would_trigger"
+    )
+    t = step(st, text_only)
+    assert t.state.position is not None and t.state.position.status is Status.PENDING_SL
+    assert "retry:ps1s1" in timers(t)

@@ -14,6 +14,7 @@ import pytest
 
 from actors.lifecycle import ORDER_TABLE, OrderEvent
 from actors.messages import (
+    CallOp,
     CallResult,
     ExchangeOutcome,
     Message,
@@ -80,7 +81,7 @@ def _report(event: OrderEvent) -> Callable[[OrderState], tuple[SymbolState, str,
 
 
 def _outcome(op: str, cid: str, kind: OrderKind, result: CallResult, **kw: object) -> Message:
-    return ExchangeOutcome(KEY, op, cid, kind, result, **kw)  # type: ignore[arg-type]
+    return ExchangeOutcome(KEY, CallOp(op), cid, kind, result, **kw)  # type: ignore[arg-type]
 
 
 def _lookup_not_found(s: OrderState) -> tuple[SymbolState, str, Message]:

@@ -15,6 +15,7 @@ import pytest
 
 from actors.lifecycle import POSITION_TABLE, Trigger
 from actors.messages import (
+    CallOp,
     CallResult,
     CloseRequest,
     ExchangeOutcome,
@@ -88,7 +89,9 @@ def _stop_replaced_while_active() -> tuple[SymbolState, list[Message]]:
 
 
 def _rejected_entry() -> tuple[SymbolState, list[Message]]:
-    out = ExchangeOutcome(KEY, "place", "ps1e1", OrderKind.ENTRY, CallResult.REJECTED, "margin")
+    out = ExchangeOutcome(
+        KEY, CallOp.PLACE, "ps1e1", OrderKind.ENTRY, CallResult.REJECTED, "margin"
+    )
     return pending_entry(), [out]
 
 

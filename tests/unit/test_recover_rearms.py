@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from actors.effects import CancelTimer, Effect, PlaceOrder, StartTimer
 from actors.messages import (
+    CallOp,
     CallResult,
     CloseRequest,
     ExchangeOutcome,
@@ -33,7 +34,9 @@ def _ctx(now: float = 1000.0) -> Context:
 
 
 def _refused(cid: str, kind: OrderKind) -> ExchangeOutcome:
-    return ExchangeOutcome(KEY, "place", cid, kind, CallResult.REJECTED, "margin is insufficient")
+    return ExchangeOutcome(
+        KEY, CallOp.PLACE, cid, kind, CallResult.REJECTED, "margin is insufficient"
+    )
 
 
 def _placed(effects: tuple[Effect, ...] | list[Effect]) -> list[str]:
