@@ -19,6 +19,7 @@ from actors.model import (
     CloseReason,
     ExchangeOrder,
     ExchangePosition,
+    ExchangeStatus,
     Key,
     MarketRules,
     OrderKind,
@@ -189,14 +190,13 @@ class Rejection(enum.StrEnum):
 class OrderUpdate:
     """The exchange says something about one of our orders (user stream or lookup).
 
-    ``status`` is the exchange's order status, lower case: ``new``, ``partially_filled``,
-    ``filled``, ``canceled``, ``expired``, ``rejected``, ``triggered``. ``filled_qty`` is
-    cumulative, so a duplicated or reordered update is harmless.
+    ``status`` is the exchange's order status as the adapter normalised it.
+    ``filled_qty`` is cumulative, so a duplicated or reordered update is harmless.
     """
 
     key: Key
     client_id: str
-    status: str
+    status: ExchangeStatus
     filled_qty: float
     avg_price: float | None
     event_time: float

@@ -54,6 +54,7 @@ from actors.messages import (
 from actors.model import (
     CloseReason,
     ExchangePosition,
+    ExchangeStatus,
     MarketRules,
     OrderKind,
     OrderRecord,
@@ -546,16 +547,17 @@ def _on_tick(state: SymbolState, tick: MarkPriceTick, ctx: Context) -> Transitio
 # --- everything else: a small mutable builder around immutable values --------------------
 
 
+#: The order-table event of each exchange status (an algo order triggered rests on as
+#: its market order; one finished has filled; expired is cancelled).
 _EXCHANGE_STATUS = {
-    "new": OrderEvent.REPORTED_NEW,
-    "triggered": OrderEvent.REPORTED_NEW,
-    "partially_filled": OrderEvent.REPORTED_PARTIAL,
-    "filled": OrderEvent.REPORTED_FILLED,
-    "finished": OrderEvent.REPORTED_FILLED,
-    "canceled": OrderEvent.REPORTED_CANCELED,
-    "cancelled": OrderEvent.REPORTED_CANCELED,
-    "expired": OrderEvent.REPORTED_CANCELED,
-    "rejected": OrderEvent.REPORTED_REJECTED,
+    ExchangeStatus.NEW: OrderEvent.REPORTED_NEW,
+    ExchangeStatus.TRIGGERED: OrderEvent.REPORTED_NEW,
+    ExchangeStatus.PARTIALLY_FILLED: OrderEvent.REPORTED_PARTIAL,
+    ExchangeStatus.FILLED: OrderEvent.REPORTED_FILLED,
+    ExchangeStatus.FINISHED: OrderEvent.REPORTED_FILLED,
+    ExchangeStatus.CANCELED: OrderEvent.REPORTED_CANCELED,
+    ExchangeStatus.EXPIRED: OrderEvent.REPORTED_CANCELED,
+    ExchangeStatus.REJECTED: OrderEvent.REPORTED_REJECTED,
 }
 
 
@@ -839,7 +841,7 @@ class _Step:
         order = pos.order(update.client_id)
         if order is None:
             return
-        event = _EXCHANGE_STATUS.get(update.status.lower())
+        event = _EXCHANGE_STATUS.get(update.status)
         if event is None:
             return
         filled = max(order.filled_qty, update.filled_qty if math.isfinite(update.filled_qty) else 0)
@@ -1089,7 +1091,8 @@ class _Step:
             # whether it landed, and cancel it if it did (apply_order_fact does).
             if out.result is CallResult.ACCEPTED:
                 self.apply_order_fact(
-                    out.update or OrderUpdate(pos.key, out.client_id, "new", 0.0, None, 0.0),
+                    out.update
+                    or OrderUpdate(pos.key, out.client_id, ExchangeStatus.NEW, 0.0, None, 0.0),
                     "reply",
                 )
             elif out.result is CallResult.UNKNOWN:
@@ -1105,7 +1108,7 @@ class _Step:
                 self.apply_order_fact(out.update, "reply")
             else:
                 self.apply_order_fact(
-                    OrderUpdate(pos.key, out.client_id, "new", 0.0, None, 0.0), "reply"
+                    OrderUpdate(pos.key, out.client_id, ExchangeStatus.NEW, 0.0, None, 0.0), "reply"
                 )
             return self
         if out.result is CallResult.UNKNOWN:
@@ -1129,7 +1132,8 @@ class _Step:
             return self
         if out.result is CallResult.ACCEPTED:
             self.apply_order_fact(
-                out.update or OrderUpdate(pos.key, out.client_id, "canceled", 0.0, None, 0.0),
+                out.update
+                or OrderUpdate(pos.key, out.client_id, ExchangeStatus.CANCELED, 0.0, None, 0.0),
                 "cancel",
             )
             return self
@@ -1391,7 +1395,11 @@ class _Step:
                 # S3: the sync saw our own entry fill first. Reconcile, never a second row.
                 entry = pos.latest(OrderKind.ENTRY)
                 assert entry is not None
-                status = "filled" if qty_done(xp.qty, pos.requested_qty) else "partially_filled"
+                status = (
+                    ExchangeStatus.FILLED
+                    if qty_done(xp.qty, pos.requested_qty)
+                    else ExchangeStatus.PARTIALLY_FILLED
+                )
                 fact = OrderUpdate(
                     pos.key, entry.client_id, status, xp.qty, xp.entry_price, obs.observed_at
                 )
@@ -1446,7 +1454,9 @@ class _Step:
             return self
         if stop.client_id in resting:
             if stop.state in (OrderState.INTENDED, OrderState.UNKNOWN):
-                fact = OrderUpdate(pos.key, stop.client_id, "new", 0.0, None, obs.observed_at)
+                fact = OrderUpdate(
+                    pos.key, stop.client_id, ExchangeStatus.NEW, 0.0, None, obs.observed_at
+                )
                 self.apply_order_fact(fact, "sync")
             return self
         policy = self.ctx.policy

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from actors.messages import MarkPriceTick, TicksReady, TimerFired
-from actors.model import Key, OrderKind, Status
+from actors.model import ExchangeStatus, Key, OrderKind, Status
 from actors.state import Commit, Policy, Reentry
 from supervision.restart import RestartPolicy, RestartTracker
 from supervision.timers import ManualClock, TimerService
@@ -253,7 +253,7 @@ def test_nan_fill_price_and_garbage_signal_ids_do_not_crash() -> None:
         w.settle()
         pos = w.positions()[0]
         nan = float("nan")
-        w.tell(OrderUpdate(KEY, pos.orders[0].client_id, "filled", 1.0, nan, nan))
+        w.tell(OrderUpdate(KEY, pos.orders[0].client_id, ExchangeStatus.FILLED, 1.0, nan, nan))
         w.settle()
         assert w.state().position.entry_price == 100.0  # type: ignore[union-attr]
         assert not w.metrics.dead

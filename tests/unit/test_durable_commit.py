@@ -29,7 +29,15 @@ from actors.messages import (
     SyncObservation,
     TimerFired,
 )
-from actors.model import ExchangeOrder, ExchangePosition, Key, OrderKind, OrderState, Side
+from actors.model import (
+    ExchangeOrder,
+    ExchangePosition,
+    ExchangeStatus,
+    Key,
+    OrderKind,
+    OrderState,
+    Side,
+)
 from actors.state import Policy, Reentry, SymbolState
 from actors.transition import Context, durable_change, transition
 from testkit.world import priced, signal
@@ -69,7 +77,9 @@ def kind_of(cid: str) -> OrderKind:
 cids = st.sampled_from(CIDS)
 qty = st.sampled_from([0.0, 0.5, 1.0])
 updates = st.builds(
-    lambda cid, status, q, t: OrderUpdate(KEY, cid, status, q, 100.0 if q else None, t),
+    lambda cid, status, q, t: OrderUpdate(
+        KEY, cid, ExchangeStatus(status), q, 100.0 if q else None, t
+    ),
     cids,
     st.sampled_from(["new", "partially_filled", "filled", "canceled", "expired", "rejected"]),
     qty,
@@ -156,7 +166,7 @@ def test_a_durable_change_is_committed_and_nothing_else_is(
 
 def _partly_filled_entry() -> SymbolState:
     st_ = transition(priced(KEY, at=NOW), signal(size=1.0), Context(NOW, POLICY, 1)).state
-    upd = OrderUpdate(KEY, "ps1e1", "partially_filled", 0.5, 100.0, 1.0)
+    upd = OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 0.5, 100.0, 1.0)
     return transition(st_, upd, Context(NOW, POLICY, 2)).state
 
 

@@ -22,7 +22,7 @@ from actors.messages import (
     Recover,
     TimerFired,
 )
-from actors.model import Key, OrderKind, OrderState, Status
+from actors.model import ExchangeStatus, Key, OrderKind, OrderState, Status
 from actors.state import Policy, Reentry, SymbolState
 from actors.transition import Context, transition
 from testkit.world import priced, signal
@@ -43,11 +43,11 @@ def pending_entry() -> SymbolState:
 
 
 def pending_sl() -> SymbolState:
-    return run(pending_entry(), OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, 1.0))
+    return run(pending_entry(), OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 1.0))
 
 
 def active() -> SymbolState:
-    return run(pending_sl(), OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0))
+    return run(pending_sl(), OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 2.0))
 
 
 def with_order(st: SymbolState, cid: str, state: OrderState, **pos: object) -> SymbolState:
@@ -74,7 +74,7 @@ def _report(event: OrderEvent) -> Callable[[OrderState], tuple[SymbolState, str,
     status, qty = _REPORT[event]
 
     def build(s: OrderState) -> tuple[SymbolState, str, Message]:
-        upd = OrderUpdate(KEY, "ps1e1", status, qty, 100.0 if qty else None, 2.0)
+        upd = OrderUpdate(KEY, "ps1e1", ExchangeStatus(status), qty, 100.0 if qty else None, 2.0)
         return with_order(pending_entry(), "ps1e1", s), "ps1e1", upd
 
     return build
@@ -148,3 +148,24 @@ def test_each_row_of_the_order_table(before: OrderState, event: OrderEvent) -> N
     assert after.state is ORDER_TABLE[(before, event)]
     events = t.commit.events if t.commit is not None else ()
     assert "illegal_transition" not in [e.kind for e in events]
+
+
+def test_statuses_stored_before_the_enum_decode() -> None:
+    """Rows written when ``OrderUpdate.status`` was the exchange's lower-case word decode
+    into the enum (any case, the British spelling too); an unknown word is ``None`` for the
+    adapters, never a status."""
+    from infra.store.codec import decode_message, encode_message
+
+    for word, status in [
+        ("new", ExchangeStatus.NEW),
+        ("expired", ExchangeStatus.EXPIRED),
+        ("cancelled", ExchangeStatus.CANCELED),
+        ("FILLED", ExchangeStatus.FILLED),
+        ("finished", ExchangeStatus.FINISHED),
+    ]:
+        upd = OrderUpdate(KEY, "ps1e1", status, 0.0, None, 1.0)
+        name, data = encode_message(upd)
+        data["status"] = word
+        assert decode_message(name, data) == upd
+    assert ExchangeStatus.parse("new_insurance") is None
+    assert ExchangeStatus.parse(None) is None

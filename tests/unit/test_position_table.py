@@ -24,7 +24,7 @@ from actors.messages import (
     SyncObservation,
     TimerFired,
 )
-from actors.model import ExchangePosition, Key, OrderKind, OrderState, Side, Status
+from actors.model import ExchangePosition, ExchangeStatus, Key, OrderKind, OrderState, Side, Status
 from actors.state import Policy, Reentry, SymbolState, Transition
 from actors.transition import Context, transition
 from testkit.world import priced, signal
@@ -45,7 +45,7 @@ def run(st: SymbolState, *msgs: Message) -> SymbolState:
 
 
 def fill(cid: str, status: str, qty: float, at: float = 1.0) -> OrderUpdate:
-    return OrderUpdate(KEY, cid, status, qty, 100.0 if qty else None, at)
+    return OrderUpdate(KEY, cid, ExchangeStatus(status), qty, 100.0 if qty else None, at)
 
 
 def pending_entry() -> SymbolState:

@@ -20,7 +20,7 @@ from actors.messages import (
     Recover,
     TimerFired,
 )
-from actors.model import CloseReason, Key, OrderKind, OrderState, Status
+from actors.model import CloseReason, ExchangeStatus, Key, OrderKind, OrderState, Status
 from actors.state import Policy, SymbolState
 from actors.transition import Context, transition
 from testkit.world import priced, signal
@@ -49,13 +49,15 @@ def _waits_on_a_timer(effects: tuple[Effect, ...] | list[Effect], name: str) -> 
 
 def _filled(ctx: Context, **kw: object) -> SymbolState:
     st = transition(priced(KEY, at=ctx.now), signal(size=1.0, **kw), ctx).state  # type: ignore[arg-type]
-    return transition(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, 1.0), ctx).state
+    return transition(
+        st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 1.0), ctx
+    ).state
 
 
 def test_a_refused_trailing_stop_is_sent_again_after_a_restart() -> None:
     ctx = _ctx()
     st = _filled(ctx, stop=90.0, trailing=5.0)
-    st = transition(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0), ctx).state
+    st = transition(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 2.0), ctx).state
     assert st.position is not None and st.position.status is Status.ACTIVE
     t = transition(st, MarkPriceTick(KEY, 120.0, 3.0), ctx)
     assert _placed(t.effects) == ["ps1s2"]
@@ -113,7 +115,7 @@ def test_a_stop_refused_too_often_before_the_restart_is_not_retried_forever() ->
 def test_a_close_waiting_for_its_retry_is_resumed_after_a_restart() -> None:
     ctx = _ctx()
     st = _filled(ctx, stop=90.0)
-    st = transition(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0), ctx).state
+    st = transition(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 2.0), ctx).state
     st = transition(st, CloseRequest(KEY, CloseReason.MANUAL, "operator"), ctx).state
     t = transition(st, _refused("ps1c1", OrderKind.CLOSE), ctx)
     assert _waits_on_a_timer(t.effects, "close_retry")
@@ -127,7 +129,7 @@ def test_recovery_with_nothing_waiting_sends_nothing_new() -> None:
     """A protected position resumes as it is: no second stop, no close."""
     ctx = _ctx()
     st = _filled(ctx, stop=90.0)
-    st = transition(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0), ctx).state
+    st = transition(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 2.0), ctx).state
     restarted = transition(st, Recover(KEY), _ctx(2000.0))
     assert _placed(restarted.effects) == []
 
