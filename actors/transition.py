@@ -70,6 +70,7 @@ from actors.state import (
     ControlChange,
     ControlOutcome,
     JournalEvent,
+    JournalKind,
     Policy,
     Position,
     Reentry,
@@ -353,7 +354,7 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
         version=1,
     )
     rec = SignalRecord(st.key, sig.signal_id, sig.source, SignalOutcome.ACCEPTED, "", now, pid)
-    event = JournalEvent(pid, "entry_intent", None, Status.PENDING_ENTRY, now, {})
+    event = JournalEvent(pid, JournalKind.ENTRY_INTENT, None, Status.PENDING_ENTRY, now, {})
     commit = Commit(st.key, sig, pos, 0, (event,), rec)
     effect = PlaceOrder(st.key, pid, entry)
     st = _remember(replace(st, position=pos), rec, policy)
@@ -408,7 +409,7 @@ def _on_close_request(state: SymbolState, req: CloseRequest, ctx: Context) -> Tr
             return Transition(state)
         status = pos.status if pos is not None else None
         detail = {**_operator_detail(req), "result": outcome}
-        event = JournalEvent(pid, "close_requested", status, status, ctx.now, detail)
+        event = JournalEvent(pid, JournalKind.CLOSE_REQUESTED, status, status, ctx.now, detail)
         commit = Commit(state.key, req, None, 0, (event,))
         return Transition(state, commit=commit, control=answer(outcome, pid))
     t = _Step(state, req, ctx).close_request(req).done()
@@ -424,7 +425,7 @@ def _on_control(
     if isinstance(msg, PauseRequest):
         command = "pause" if msg.paused else "resume"
         changed = state.paused != msg.paused
-        kind = "paused" if msg.paused else "resumed"
+        kind = JournalKind.PAUSED if msg.paused else JournalKind.RESUMED
         outcome = kind if changed else ("already_paused" if msg.paused else "not_paused")
         after = replace(state, paused=msg.paused)
         # Written when it changes: an unchanged pause keeps its time and note.
@@ -432,7 +433,7 @@ def _on_control(
     else:
         command = "unquarantine"
         changed = state.quarantined
-        kind = "unquarantined"
+        kind = JournalKind.UNQUARANTINED
         outcome = kind if changed else "not_quarantined"
         after = replace(state, quarantined=False)
         control = ControlChange("quarantined", False, msg.note[:200])
@@ -601,12 +602,12 @@ class _Step:
         commit = Commit(st.key, self.msg, written, expected, tuple(self.events))
         return Transition(st, tuple(self.effects), commit)
 
-    def event(self, kind: str, before: Status | None, **detail: object) -> None:
+    def event(self, kind: JournalKind, before: Status | None, **detail: object) -> None:
         pid = self.pos.id if self.pos is not None else None
         after = self.pos.status if self.pos is not None else None
         self.events.append(JournalEvent(pid, kind, before, after, self.now, detail))
 
-    def set_pos(self, pos: Position, kind: str, **detail: object) -> None:
+    def set_pos(self, pos: Position, kind: JournalKind, **detail: object) -> None:
         before = self.pos.status if self.pos is not None and self.pos.id == pos.id else None
         self.pos = pos
         self.event(kind, before, **detail)
@@ -615,7 +616,7 @@ class _Step:
         """A pair that is in no table: recorded (journal and, through the shell, a metric),
         the state left as it was; never raised."""
         self.event(
-            "illegal_transition",
+            JournalKind.ILLEGAL_TRANSITION,
             self.pos.status if self.pos else None,
             state=before,
             trigger=trigger,
@@ -685,7 +686,7 @@ class _Step:
             why = f"not confirmed within {policy.sl_deadline_s:g}s"
         if why is None:
             return True
-        self.event("stop_failed", pos.status, why=why, failures=pos.sl_failures)
+        self.event(JournalKind.STOP_FAILED, pos.status, why=why, failures=pos.sl_failures)
         self.start_close(CloseReason.EMERGENCY, f"stop-loss not placed: {why}")
         return False
 
@@ -711,7 +712,7 @@ class _Step:
         self.pos = replace(pos, stop_seq=seq, sl_failures=pos.sl_failures + spent)
         self.put_order(stop)
         self.effects.append(PlaceOrder(pos.key, pos.id, stop, close_position=True))
-        self.event("stop_intent", pos.status, client_id=stop.client_id, why=why)
+        self.event(JournalKind.STOP_INTENT, pos.status, client_id=stop.client_id, why=why)
 
     def start_close(self, reason: CloseReason, why: str, **extra: object) -> _Step:
         """Close the open position at market with a reduce-only order (stops stay until
@@ -729,13 +730,15 @@ class _Step:
             if entry is not None and not entry.state.done:
                 self.effects.append(CancelOrder(pos.key, entry.client_id, OrderKind.ENTRY))
             self.pos = replace(waiting, close_reason=reason)
-            self.event("close_requested_unfilled", before, reason=reason.value, why=why, **extra)
+            self.event(
+                JournalKind.CLOSE_REQUESTED_UNFILLED, before, reason=reason.value, why=why, **extra
+            )
             return self
         closing = self.moved(pos, Trigger.CLOSE_REQUESTED)
         if closing is None:
             return self
         self.pos = replace(closing, close_reason=reason)
-        self.event("closing", before, reason=reason.value, why=why, **extra)
+        self.event(JournalKind.CLOSING, before, reason=reason.value, why=why, **extra)
         entry = pos.latest(OrderKind.ENTRY)
         if entry is not None and not entry.state.done:
             # A partly filled entry may fill further: stop it, or the close leaves the rest open.
@@ -794,7 +797,7 @@ class _Step:
         for name in ("sl_deadline", "flat_confirm", "close_retry"):
             self.effects.append(CancelTimer(pos.key, name))
         self.state = replace(self.state, flat_seen_at=None, stop_lookup_at=None)
-        self.event(status.value, before, **detail)
+        self.event(JournalKind(status.value), before, **detail)
 
     def cancel(self, order: OrderRecord, why: str = "") -> None:
         """Ask the exchange to cancel ``order``; it stays ``pending_cancel`` until confirmed."""
@@ -803,7 +806,7 @@ class _Step:
         if order.state is not OrderState.PENDING_CANCEL:
             if self.order_to(order, OrderEvent.CANCEL_REQUESTED) is None:
                 return
-            self.event("cancel_requested", pos.status, client_id=order.client_id, why=why)
+            self.event(JournalKind.CANCEL_REQUESTED, pos.status, client_id=order.client_id, why=why)
         self.effects.append(CancelOrder(pos.key, order.client_id, order.kind, why))
 
     def wanted(self, client_id: str) -> bool:
@@ -897,7 +900,7 @@ class _Step:
             # quantity the position knew already, a close filling in parts): durable too.
             now = self.pos
             self.event(
-                "order_fact",
+                JournalKind.ORDER_FACT,
                 now.status if now is not None else None,
                 client_id=order.client_id,
                 state=order.state.value,
@@ -932,13 +935,15 @@ class _Step:
             if filled is None:
                 return
             pos = filled
-            self.set_pos(pos, "entry_fill", qty=pos.qty, price=pos.entry_price, via=source)
+            self.set_pos(
+                pos, JournalKind.ENTRY_FILL, qty=pos.qty, price=pos.entry_price, via=source
+            )
             if pos.status is Status.CLOSING and not first:
                 # Filled further while closing: the close in flight covers the old quantity
                 # only, so close what was added too (else it stays open, and unprotected once
                 # the close completes and the stop is canceled).
                 self.send_close(added)
-                self.event("close_added", pos.status, qty=added)
+                self.event(JournalKind.CLOSE_ADDED, pos.status, qty=added)
                 return
             if first:
                 if pos.close_reason is not None:
@@ -954,7 +959,7 @@ class _Step:
         ):
             placed = self.moved(pos, Trigger.ENTRY_ACCEPTED)
             if placed is not None:
-                self.set_pos(placed, "entry_accepted", via=source)
+                self.set_pos(placed, JournalKind.ENTRY_ACCEPTED, via=source)
             return
         if order.state in (OrderState.CANCELED, OrderState.REJECTED) and pos.qty <= 0:
             if pos.status in (Status.PENDING_ENTRY, Status.ENTRY_PLACED):
@@ -987,7 +992,7 @@ class _Step:
             changes: dict[str, object] = {"sl_failures": 0, "sl_since": None}
             if pos.protected_at is None:
                 changes["protected_at"] = self.now
-            self.set_pos(replace(protected, **changes), "stop_confirmed", via=source)  # type: ignore[arg-type]
+            self.set_pos(replace(protected, **changes), JournalKind.STOP_CONFIRMED, via=source)  # type: ignore[arg-type]
             self.effects.append(CancelTimer(pos.key, "sl_deadline"))
             # A trailing move: the older stops can go now that the new one rests.
             for o in pos.orders:
@@ -1007,7 +1012,7 @@ class _Step:
         elif order.state is OrderState.REJECTED and was is OrderState.ACCEPTED:
             # It rested, triggered, and its market order was refused: the price crossed the
             # stop and nothing closed the position. Close it at market now.
-            self.event("stop_rejected_at_trigger", pos.status, client_id=order.client_id)
+            self.event(JournalKind.STOP_REJECTED_AT_TRIGGER, pos.status, client_id=order.client_id)
             self.start_close(CloseReason.STOP_LOSS, "stop rejected at trigger")
 
     def close_fact(self, order: OrderRecord, source: str) -> None:
@@ -1024,7 +1029,7 @@ class _Step:
             if pending:
                 # Another close is still working (one for a quantity added while closing):
                 # closed when the last one is done, so that the stop stays until then.
-                self.event("close_part_done", pos.status, client_id=order.client_id)
+                self.event(JournalKind.CLOSE_PART_DONE, pos.status, client_id=order.client_id)
                 return
             reason = pos.close_reason or CloseReason.MANUAL
             self.finish(Trigger.CLOSE_FILLED, reason=reason.value)
@@ -1045,9 +1050,9 @@ class _Step:
         self.effects.append(StartTimer(pos.key, "close_retry", delay))
         self.effects.append(RequestSync(pos.key, why))
         kind = (
-            "close_failing"
+            JournalKind.CLOSE_FAILING
             if pos.close_seq >= policy.close_max_attempts
-            else "close_retry_scheduled"
+            else JournalKind.CLOSE_RETRY_SCHEDULED
         )
         self.event(kind, pos.status, why=why, attempts=pos.close_seq, delay=delay)
 
@@ -1100,7 +1105,9 @@ class _Step:
                     StartTimer(pos.key, f"lookup:{order.client_id}", self.ctx.policy.lookup_delay_s)
                 )
             elif self.order_to(order, OrderEvent.PLACE_REJECTED) is not None:
-                self.event("order_fact", pos.status, client_id=order.client_id, state="rejected")
+                self.event(
+                    JournalKind.ORDER_FACT, pos.status, client_id=order.client_id, state="rejected"
+                )
             return self
         # op == "place"
         if out.result is CallResult.ACCEPTED:
@@ -1114,7 +1121,9 @@ class _Step:
         if out.result is CallResult.UNKNOWN:
             if order.state in (OrderState.INTENDED,):
                 self.order_to(order, OrderEvent.PLACE_UNKNOWN)
-                self.event("order_unknown", pos.status, client_id=order.client_id, why=out.reason)
+                self.event(
+                    JournalKind.ORDER_UNKNOWN, pos.status, client_id=order.client_id, why=out.reason
+                )
             self.effects.append(
                 StartTimer(pos.key, f"lookup:{order.client_id}", self.ctx.policy.lookup_delay_s)
             )
@@ -1156,7 +1165,9 @@ class _Step:
         if out.retry_after is not None and order.attempts < policy.place_max_attempts:
             self.order_to(order, OrderEvent.PLACE_THROTTLED)
             self.effects.append(StartTimer(pos.key, f"retry:{order.client_id}", out.retry_after))
-            self.event("order_throttled", pos.status, client_id=order.client_id, why=out.reason)
+            self.event(
+                JournalKind.ORDER_THROTTLED, pos.status, client_id=order.client_id, why=out.reason
+            )
             return self
         self.order_to(order, OrderEvent.PLACE_REJECTED)
         if order.kind is OrderKind.ENTRY:
@@ -1164,7 +1175,7 @@ class _Step:
                 self.fail_entry(f"rejected:{out.reason}")
             return self
         if order.kind is OrderKind.CLOSE:
-            self.event("close_rejected", pos.status, why=out.reason)
+            self.event(JournalKind.CLOSE_REJECTED, pos.status, why=out.reason)
             self.close_retry(f"close rejected: {out.reason}")
         return self
 
@@ -1176,13 +1187,17 @@ class _Step:
         assert pos is not None
         self.order_to(order, OrderEvent.PLACE_REJECTED)
         if order.client_id != (pos.latest(OrderKind.STOP_LOSS) or order).client_id:
-            self.event("order_fact", pos.status, client_id=order.client_id, state="rejected")
+            self.event(
+                JournalKind.ORDER_FACT, pos.status, client_id=order.client_id, state="rejected"
+            )
             return self  # a newer stop replaced it
         if out.rejection is Rejection.WOULD_TRIGGER:
-            self.event("stop_failed", pos.status, why=out.reason, failures=pos.sl_failures)
+            self.event(
+                JournalKind.STOP_FAILED, pos.status, why=out.reason, failures=pos.sl_failures
+            )
             self.start_close(CloseReason.EMERGENCY, f"stop-loss not placed: {out.reason}")
             return self
-        self.event("stop_rejected", pos.status, why=out.reason, failures=pos.sl_failures)
+        self.event(JournalKind.STOP_REJECTED, pos.status, why=out.reason, failures=pos.sl_failures)
         delay = max(out.retry_after or 0.0, self.ctx.policy.sl_retry_delay_s)
         if self.covered():  # a trailing move refused: the older stop protects meanwhile
             delay *= 2.0 ** min(order.attempts, 6)
@@ -1201,7 +1216,9 @@ class _Step:
             # Cancel said "not open" and the lookup knows nothing of it: it never landed (a
             # placement still in flight is cancelled when its acceptance comes back).
             if self.order_to(order, OrderEvent.LOOKUP_NOT_FOUND) is not None:
-                self.event("order_fact", pos.status, client_id=order.client_id, state="not_found")
+                self.event(
+                    JournalKind.ORDER_FACT, pos.status, client_id=order.client_id, state="not_found"
+                )
             return self
         if out.result is CallResult.NOT_FOUND and order.state is OrderState.ACCEPTED:
             if order.kind is OrderKind.STOP_LOSS and self.wanted(order.client_id):
@@ -1227,7 +1244,9 @@ class _Step:
             if self.order_to(order, OrderEvent.LOOKUP_NOT_FOUND) is None:
                 return self
             if terminal or order.kind.trigger:
-                self.event("order_fact", pos.status, client_id=order.client_id, state="not_found")
+                self.event(
+                    JournalKind.ORDER_FACT, pos.status, client_id=order.client_id, state="not_found"
+                )
                 return self
             if order.kind is OrderKind.ENTRY:
                 if pos.qty <= 0:
@@ -1235,7 +1254,9 @@ class _Step:
                     self.effects.append(RequestSync(pos.key, "entry not found"))
                 return self
             if order.kind is OrderKind.CLOSE:
-                self.event("order_fact", pos.status, client_id=order.client_id, state="not_found")
+                self.event(
+                    JournalKind.ORDER_FACT, pos.status, client_id=order.client_id, state="not_found"
+                )
                 self.close_retry("close not found")
             return self
         # Lookup itself failed (network): keep asking while the answer matters.
@@ -1270,7 +1291,9 @@ class _Step:
                 close_position=order.kind is OrderKind.STOP_LOSS,
             )
         )
-        self.event("order_resent", pos.status, client_id=order.client_id, attempt=order.attempts)
+        self.event(
+            JournalKind.ORDER_RESENT, pos.status, client_id=order.client_id, attempt=order.attempts
+        )
 
     def timer(self, t: TimerFired) -> _Step:
         pos = self.pos
@@ -1280,7 +1303,7 @@ class _Step:
         terminal = pos.status.terminal
         if name == "close_retry":
             if pos.status is Status.CLOSING:
-                self.event("close_retry", pos.status)
+                self.event(JournalKind.CLOSE_RETRY, pos.status)
                 self.send_close()
             return self
         if name == "sl_deadline":
@@ -1327,7 +1350,7 @@ class _Step:
             for o in leftovers(self.state):
                 if o.state in (OrderState.INTENDED, OrderState.UNKNOWN):
                     self.order_to(o, OrderEvent.CANCEL_REQUESTED)
-                    self.event("recovering", pos.status, client_id=o.client_id)
+                    self.event(JournalKind.RECOVERING, pos.status, client_id=o.client_id)
                     self.effects.append(LookupOrder(pos.key, o.client_id, o.kind))
                 else:
                     self.cancel(o, "recovery")
@@ -1343,7 +1366,7 @@ class _Step:
                 self.effects.append(LookupOrder(pos.key, o.client_id, o.kind))
             elif o.state is OrderState.PENDING_CANCEL:
                 self.effects.append(CancelOrder(pos.key, o.client_id, o.kind, "recovery"))
-        self.event("recovering", pos.status)
+        self.event(JournalKind.RECOVERING, pos.status)
         if pos.sl_since is not None and pos.status in (Status.PENDING_SL, Status.ACTIVE):
             left = pos.sl_since + self.ctx.policy.sl_deadline_s - self.now
             self.effects.append(StartTimer(pos.key, "sl_deadline", max(0.0, left)))
@@ -1372,7 +1395,7 @@ class _Step:
             if any(not o.state.done for o in closes):
                 return  # a close is working: its outcome or lookup resumes the position
             if pos.close_seq < self.ctx.policy.close_max_attempts:
-                self.event("close_retry", pos.status, why="recovery")
+                self.event(JournalKind.CLOSE_RETRY, pos.status, why="recovery")
                 self.effects.append(CancelTimer(pos.key, "close_retry"))
                 self.send_close()
 
@@ -1431,13 +1454,15 @@ class _Step:
                 # More is open than the closes in flight remove (a fill we have not heard of):
                 # close that too.
                 self.set_pos(
-                    replace(pos, qty=max(pos.qty, closed + xp.qty)), "qty_from_sync", qty=xp.qty
+                    replace(pos, qty=max(pos.qty, closed + xp.qty)),
+                    JournalKind.QTY_FROM_SYNC,
+                    qty=xp.qty,
                 )
                 self.send_close(excess)
-                self.event("close_added", Status.CLOSING, qty=excess, via="sync")
+                self.event(JournalKind.CLOSE_ADDED, Status.CLOSING, qty=excess, via="sync")
             return self
         if not math.isclose(xp.qty, pos.qty, rel_tol=1e-9):
-            self.set_pos(replace(pos, qty=xp.qty), "qty_from_sync", qty=xp.qty)
+            self.set_pos(replace(pos, qty=xp.qty), JournalKind.QTY_FROM_SYNC, qty=xp.qty)
             pos = self.pos
             assert pos is not None
             entry = pos.latest(OrderKind.ENTRY)
@@ -1562,7 +1587,7 @@ class _Step:
         )
         self.before = None
         self.pos = pos
-        self.event("adopted", None, qty=xp.qty, entry_price=xp.entry_price)
+        self.event(JournalKind.ADOPTED, None, qty=xp.qty, entry_price=xp.entry_price)
         self.place_stop("adopted")
         return self
 
@@ -1600,10 +1625,12 @@ def _difference(before: Position | None, after: Position, now: float) -> Journal
         }
         if len(changed) > 1:
             detail["orders"] = [c.client_id for c in changed]
-        return JournalEvent(after.id, "order_fact", status, after.status, now, detail)
+        return JournalEvent(after.id, JournalKind.ORDER_FACT, status, after.status, now, detail)
     fields = [
         name
         for name in Position.__dataclass_fields__
         if before is None or getattr(_durable(before), name) != getattr(_durable(after), name)
     ]
-    return JournalEvent(after.id, "position_changed", status, after.status, now, {"fields": fields})
+    return JournalEvent(
+        after.id, JournalKind.POSITION_CHANGED, status, after.status, now, {"fields": fields}
+    )
