@@ -43,6 +43,8 @@ __all__ = [
     "TickSource",
     "TicksReady",
     "TimerFired",
+    "TimerId",
+    "TimerKind",
     "UnquarantineRequest",
 ]
 
@@ -237,12 +239,52 @@ class MarketInfo:
     reason: str = ""
 
 
+class TimerKind(enum.StrEnum):
+    """What a timer of a position actor is for. The first six belong to the transition
+    (the last three of them per order: :attr:`TimerId.client_id`), the ``SHELL_*`` ones to
+    the actor shell (retrying a commit, offering deferred signals, restarting in place)."""
+
+    CLOSE_RETRY = "close_retry"
+    SL_DEADLINE = "sl_deadline"
+    FLAT_CONFIRM = "flat_confirm"
+    LOOKUP = "lookup"
+    RETRY = "retry"
+    CANCEL = "cancel"
+    SHELL_PERSIST = "__persist"
+    SHELL_DEFER = "__defer"
+    SHELL_RESTART = "__restart"
+
+
+@dataclass(frozen=True, slots=True)
+class TimerId:
+    """One timer of an actor: its kind and, for the per-order kinds, the order's client id.
+    Hashable: the timer service keys by ``(key, TimerId)``. ``str()`` is the name it had as
+    text (``lookup:ps7e1``, ``close_retry``), which :meth:`parse` reads back (stored causes
+    written before the id had a type)."""
+
+    kind: TimerKind
+    client_id: str | None = None
+
+    def __str__(self) -> str:
+        return self.kind.value if self.client_id is None else f"{self.kind}:{self.client_id}"
+
+    @classmethod
+    def parse(cls, name: str) -> TimerId | None:
+        """The id whose ``str()`` is ``name``, or ``None``."""
+        word, sep, cid = name.partition(":")
+        try:
+            kind = TimerKind(word)
+        except ValueError:
+            return None
+        return cls(kind, cid) if sep else cls(kind)
+
+
 @dataclass(frozen=True, slots=True)
 class TimerFired:
-    """A keyed timer came due. ``name`` is the key within the actor (``lookup:ps7e``)."""
+    """A keyed timer came due: ``name`` is which one of the actor's."""
 
     key: Key
-    name: str
+    name: TimerId
 
 
 @dataclass(frozen=True, slots=True)

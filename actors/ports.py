@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from actors.messages import CallResult, Rejection
+from actors.messages import CallResult, Rejection, TimerId
 from actors.model import (
     ExchangeOrder,
     ExchangePosition,
@@ -219,9 +219,9 @@ class ExchangePort(Protocol):
 class Timers(Protocol):
     """Keyed timers: a newer timer with the same ``(key, name)`` supersedes the older one."""
 
-    def start(self, key: Key, name: str, delay: float) -> None: ...
+    def start(self, key: Key, name: TimerId, delay: float) -> None: ...
 
-    def cancel(self, key: Key, name: str) -> None: ...
+    def cancel(self, key: Key, name: TimerId) -> None: ...
 
 
 class Metrics(Protocol):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 
 from actors.host import actor_log as log
-from actors.messages import Message, OpenSignal
+from actors.messages import Message, OpenSignal, TimerId, TimerKind
 from actors.model import Key
 from actors.ports import Metrics, SignalSeen, Store, StoreUnavailable, Timers
 from actors.state import Commit, ControlChange, JournalEvent, JournalKind
@@ -31,7 +31,7 @@ from actors.unwritten import UnwrittenCommits
 __all__ = ["PERSIST_RETRY_S", "PERSIST_TIMER", "SaveFirst", "Write"]
 
 #: The actor's timer that writes held commits again.
-PERSIST_TIMER = "__persist"
+PERSIST_TIMER = TimerId(TimerKind.SHELL_PERSIST)
 #: The pace at which an unavailable store is tried again (held commits, a load).
 PERSIST_RETRY_S = 1.0
 

@@ -49,6 +49,8 @@ from actors.messages import (
     Rejection,
     SyncObservation,
     TimerFired,
+    TimerId,
+    TimerKind,
     UnquarantineRequest,
 )
 from actors.model import (
@@ -93,6 +95,10 @@ __all__ = [
     "validate_signal",
 ]
 
+#: The position's own timers (the per-order ones carry the order's client id).
+_SL_DEADLINE = TimerId(TimerKind.SL_DEADLINE)
+_FLAT_CONFIRM = TimerId(TimerKind.FLAT_CONFIRM)
+_CLOSE_RETRY = TimerId(TimerKind.CLOSE_RETRY)
 #: A failed mark-price request is not repeated within this many seconds.
 _MARKET_RETRY_S = 0.5
 #: An orphan cancelled without a record is not cancelled again within this many seconds.
@@ -702,7 +708,7 @@ class _Step:
         if spent and pos.sl_since is None:
             pos = replace(pos, sl_since=self.now, sl_failures=0)
             self.pos = pos
-            self.effects.append(StartTimer(pos.key, "sl_deadline", self.ctx.policy.sl_deadline_s))
+            self.effects.append(StartTimer(pos.key, _SL_DEADLINE, self.ctx.policy.sl_deadline_s))
         elif spent and not self.stop_budget_left():
             return
         seq = pos.stop_seq + 1
@@ -790,12 +796,12 @@ class _Step:
         self.pos = replace(ended, **changes)  # type: ignore[arg-type]
         for o in pos.orders:
             if not o.state.done:
-                self.effects.append(CancelTimer(pos.key, f"lookup:{o.client_id}"))
-                self.effects.append(CancelTimer(pos.key, f"retry:{o.client_id}"))
+                self.effects.append(CancelTimer(pos.key, TimerId(TimerKind.LOOKUP, o.client_id)))
+                self.effects.append(CancelTimer(pos.key, TimerId(TimerKind.RETRY, o.client_id)))
             if o.kind.trigger and not o.state.done:
                 self.cancel(o)
-        for name in ("sl_deadline", "flat_confirm", "close_retry"):
-            self.effects.append(CancelTimer(pos.key, name))
+        for timer in (_SL_DEADLINE, _FLAT_CONFIRM, _CLOSE_RETRY):
+            self.effects.append(CancelTimer(pos.key, timer))
         self.state = replace(self.state, flat_seen_at=None, stop_lookup_at=None)
         self.event(JournalKind(status.value), before, **detail)
 
@@ -993,7 +999,7 @@ class _Step:
             if pos.protected_at is None:
                 changes["protected_at"] = self.now
             self.set_pos(replace(protected, **changes), JournalKind.STOP_CONFIRMED, via=source)  # type: ignore[arg-type]
-            self.effects.append(CancelTimer(pos.key, "sl_deadline"))
+            self.effects.append(CancelTimer(pos.key, _SL_DEADLINE))
             # A trailing move: the older stops can go now that the new one rests.
             for o in pos.orders:
                 if (
@@ -1047,7 +1053,7 @@ class _Step:
         policy = self.ctx.policy
         n = max(0, pos.close_seq - 1)
         delay = min(policy.close_retry_max_delay_s, policy.close_retry_delay_s * 2.0 ** min(n, 30))
-        self.effects.append(StartTimer(pos.key, "close_retry", delay))
+        self.effects.append(StartTimer(pos.key, _CLOSE_RETRY, delay))
         self.effects.append(RequestSync(pos.key, why))
         kind = (
             JournalKind.CLOSE_FAILING
@@ -1102,7 +1108,11 @@ class _Step:
                 )
             elif out.result is CallResult.UNKNOWN:
                 self.effects.append(
-                    StartTimer(pos.key, f"lookup:{order.client_id}", self.ctx.policy.lookup_delay_s)
+                    StartTimer(
+                        pos.key,
+                        TimerId(TimerKind.LOOKUP, order.client_id),
+                        self.ctx.policy.lookup_delay_s,
+                    )
                 )
             elif self.order_to(order, OrderEvent.PLACE_REJECTED) is not None:
                 self.event(
@@ -1125,7 +1135,11 @@ class _Step:
                     JournalKind.ORDER_UNKNOWN, pos.status, client_id=order.client_id, why=out.reason
                 )
             self.effects.append(
-                StartTimer(pos.key, f"lookup:{order.client_id}", self.ctx.policy.lookup_delay_s)
+                StartTimer(
+                    pos.key,
+                    TimerId(TimerKind.LOOKUP, order.client_id),
+                    self.ctx.policy.lookup_delay_s,
+                )
             )
             return self
         # REJECTED
@@ -1151,7 +1165,9 @@ class _Step:
             return self
         if order.state is OrderState.PENDING_CANCEL:
             delay = out.retry_after or self.ctx.policy.cancel_retry_delay_s
-            self.effects.append(StartTimer(pos.key, f"cancel:{order.client_id}", delay))
+            self.effects.append(
+                StartTimer(pos.key, TimerId(TimerKind.CANCEL, order.client_id), delay)
+            )
         return self
 
     def rejected(self, out: ExchangeOutcome, order: OrderRecord) -> _Step:
@@ -1164,7 +1180,9 @@ class _Step:
             return self.stop_rejected(out, order)
         if out.retry_after is not None and order.attempts < policy.place_max_attempts:
             self.order_to(order, OrderEvent.PLACE_THROTTLED)
-            self.effects.append(StartTimer(pos.key, f"retry:{order.client_id}", out.retry_after))
+            self.effects.append(
+                StartTimer(pos.key, TimerId(TimerKind.RETRY, order.client_id), out.retry_after)
+            )
             self.event(
                 JournalKind.ORDER_THROTTLED, pos.status, client_id=order.client_id, why=out.reason
             )
@@ -1201,7 +1219,7 @@ class _Step:
         delay = max(out.retry_after or 0.0, self.ctx.policy.sl_retry_delay_s)
         if self.covered():  # a trailing move refused: the older stop protects meanwhile
             delay *= 2.0 ** min(order.attempts, 6)
-        self.effects.append(StartTimer(pos.key, f"retry:{order.client_id}", delay))
+        self.effects.append(StartTimer(pos.key, TimerId(TimerKind.RETRY, order.client_id), delay))
         return self
 
     def lookup_outcome(self, out: ExchangeOutcome, order: OrderRecord) -> _Step:
@@ -1238,7 +1256,9 @@ class _Step:
                 return self
             if self.now < started + policy.lookup_deadline_s:
                 self.effects.append(
-                    StartTimer(pos.key, f"lookup:{order.client_id}", policy.lookup_delay_s)
+                    StartTimer(
+                        pos.key, TimerId(TimerKind.LOOKUP, order.client_id), policy.lookup_delay_s
+                    )
                 )
                 return self
             if self.order_to(order, OrderEvent.LOOKUP_NOT_FOUND) is None:
@@ -1264,7 +1284,9 @@ class _Step:
             order.state is not OrderState.ACCEPTED or order.kind is OrderKind.STOP_LOSS
         ):
             delay = max(out.retry_after or 0.0, policy.lookup_delay_s * 2)
-            self.effects.append(StartTimer(pos.key, f"lookup:{order.client_id}", delay))
+            self.effects.append(
+                StartTimer(pos.key, TimerId(TimerKind.LOOKUP, order.client_id), delay)
+            )
         return self
 
     def resend(self, order: OrderRecord, **changes: object) -> None:
@@ -1299,35 +1321,35 @@ class _Step:
         pos = self.pos
         if pos is None:
             return self
-        name = t.name
+        kind = t.name.kind
         terminal = pos.status.terminal
-        if name == "close_retry":
+        if kind is TimerKind.CLOSE_RETRY:
             if pos.status is Status.CLOSING:
                 self.event(JournalKind.CLOSE_RETRY, pos.status)
                 self.send_close()
             return self
-        if name == "sl_deadline":
+        if kind is TimerKind.SL_DEADLINE:
             stop = pos.latest(OrderKind.STOP_LOSS)
             unconfirmed = stop is None or stop.state is not OrderState.ACCEPTED
             if pos.status in (Status.PENDING_SL, Status.ACTIVE) and unconfirmed:
                 self.stop_budget_left()
             return self
-        if name == "flat_confirm":
+        if kind is TimerKind.FLAT_CONFIRM:
             if not terminal and self.state.flat_seen_at is not None:
                 self.close_flat("sync")
             return self
-        prefix, _, cid = name.partition(":")
-        order = pos.order(cid)
-        if order is None:
+        cid = t.name.client_id
+        order = pos.order(cid) if cid is not None else None
+        if cid is None or order is None:
             return self
-        if prefix == "cancel":
+        if kind is TimerKind.CANCEL:
             if order.state is OrderState.PENDING_CANCEL:
                 self.effects.append(CancelOrder(pos.key, cid, order.kind, "retry"))
             return self
-        if prefix == "lookup" and order.state in (OrderState.UNKNOWN, OrderState.INTENDED):
+        if kind is TimerKind.LOOKUP and order.state in (OrderState.UNKNOWN, OrderState.INTENDED):
             self.effects.append(LookupOrder(pos.key, cid, order.kind))
         elif (
-            prefix == "retry"
+            kind is TimerKind.RETRY
             and not terminal
             and order.state in (OrderState.INTENDED, OrderState.REJECTED)
         ):
@@ -1369,7 +1391,7 @@ class _Step:
         self.event(JournalKind.RECOVERING, pos.status)
         if pos.sl_since is not None and pos.status in (Status.PENDING_SL, Status.ACTIVE):
             left = pos.sl_since + self.ctx.policy.sl_deadline_s - self.now
-            self.effects.append(StartTimer(pos.key, "sl_deadline", max(0.0, left)))
+            self.effects.append(StartTimer(pos.key, _SL_DEADLINE, max(0.0, left)))
         self.resume_retries()
         return self
 
@@ -1387,7 +1409,7 @@ class _Step:
             if stop is None:
                 self.place_stop("recovery: no stop-loss on record")
             elif stop.state is OrderState.REJECTED:
-                self.effects.append(CancelTimer(pos.key, f"retry:{stop.client_id}"))
+                self.effects.append(CancelTimer(pos.key, TimerId(TimerKind.RETRY, stop.client_id)))
                 self.resend(stop, sent_at=self.now)
             return
         if pos.status is Status.CLOSING:
@@ -1396,7 +1418,7 @@ class _Step:
                 return  # a close is working: its outcome or lookup resumes the position
             if pos.close_seq < self.ctx.policy.close_max_attempts:
                 self.event(JournalKind.CLOSE_RETRY, pos.status, why="recovery")
-                self.effects.append(CancelTimer(pos.key, "close_retry"))
+                self.effects.append(CancelTimer(pos.key, _CLOSE_RETRY))
                 self.send_close()
 
     def sync(self, obs: SyncObservation) -> _Step:
@@ -1437,7 +1459,7 @@ class _Step:
         if self.state.flat_seen_at is not None:
             # Seen flat before, open now: that view was stale. Nothing closed it.
             self.state = replace(self.state, flat_seen_at=None)
-            self.effects.append(CancelTimer(pos.key, "flat_confirm"))
+            self.effects.append(CancelTimer(pos.key, _FLAT_CONFIRM))
         if pos.status is Status.CLOSING:
             # Never lower the quantity while closing: the close in flight explains a smaller
             # position, and its fills (against the whole quantity) finish the position.
@@ -1516,7 +1538,7 @@ class _Step:
         self.state = replace(self.state, flat_seen_at=self.now)
         for o in candidates:
             self.effects.append(LookupOrder(pos.key, o.client_id, o.kind))
-        self.effects.append(StartTimer(pos.key, "flat_confirm", self.ctx.policy.flat_confirm_s))
+        self.effects.append(StartTimer(pos.key, _FLAT_CONFIRM, self.ctx.policy.flat_confirm_s))
         return self
 
     def close_flat(self, via: str) -> _Step:

@@ -21,6 +21,8 @@ from actors.messages import (
     Recover,
     SyncObservation,
     TimerFired,
+    TimerId,
+    TimerKind,
 )
 from actors.model import ExchangePosition, Key, Side
 from actors.ports import StaleVersion
@@ -106,9 +108,9 @@ def _messages(state: SymbolState, now: float) -> st.SearchStrategy[Message]:
             )
         )
         timer = st.one_of(
-            cid.map(lambda c: TimerFired(key, f"lookup:{c}")),
-            cid.map(lambda c: TimerFired(key, f"retry:{c}")),
-            st.just(TimerFired(key, "close_retry")),
+            cid.map(lambda c: TimerFired(key, TimerId(TimerKind.LOOKUP, f"{c}"))),
+            cid.map(lambda c: TimerFired(key, TimerId(TimerKind.RETRY, f"{c}"))),
+            st.just(TimerFired(key, TimerId(TimerKind.CLOSE_RETRY))),
         )
         options += [update, update, outcome, outcome, timer]
     return st.one_of(options)

@@ -28,6 +28,8 @@ from actors.messages import (
     Recover,
     SyncObservation,
     TimerFired,
+    TimerId,
+    TimerKind,
 )
 from actors.model import (
     ExchangeOrder,
@@ -108,8 +110,12 @@ syncs = st.builds(
 timers = st.builds(
     lambda name: TimerFired(KEY, name),
     st.sampled_from(
-        ["close_retry", "sl_deadline", "flat_confirm"]
-        + [f"{p}:{c}" for p in ("lookup", "retry", "cancel") for c in CIDS]
+        [TimerId(k) for k in (TimerKind.CLOSE_RETRY, TimerKind.SL_DEADLINE, TimerKind.FLAT_CONFIRM)]
+        + [
+            TimerId(k, c)
+            for k in (TimerKind.LOOKUP, TimerKind.RETRY, TimerKind.CANCEL)
+            for c in CIDS
+        ]
     ),
 )
 messages: st.SearchStrategy[Message] = st.one_of(

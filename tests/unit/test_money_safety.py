@@ -26,6 +26,8 @@ from actors.messages import (
     Rejection,
     SyncObservation,
     TimerFired,
+    TimerId,
+    TimerKind,
 )
 from actors.model import (
     CloseReason,
@@ -70,7 +72,7 @@ def lookups(t: Transition) -> list[str]:
 
 
 def timers(t: Transition) -> dict[str, float]:
-    return {e.name: e.delay for e in t.effects if isinstance(e, StartTimer)}
+    return {str(e.name): e.delay for e in t.effects if isinstance(e, StartTimer)}
 
 
 def out(cid: str, kind: OrderKind, op: str, result: CallResult, **kw: object) -> ExchangeOutcome:
@@ -191,7 +193,7 @@ def test_a_stop_refused_before_it_left_counts_too() -> None:
     for _ in range(POLICY.sl_max_attempts):
         r = out("ps1s1", OrderKind.STOP_LOSS, "place", CallResult.REJECTED, reason="local:X")
         st = step(st, r).state
-        st = step(st, TimerFired(KEY, "retry:ps1s1")).state
+        st = step(st, TimerFired(KEY, TimerId(TimerKind.RETRY, "ps1s1"))).state
     assert st.position is not None and st.position.status is Status.CLOSING
 
 
@@ -199,7 +201,7 @@ def test_the_deadline_closes_a_position_whose_stop_is_still_not_confirmed() -> N
     st = step(priced(KEY, at=NOW), signal(size=1.0)).state
     st = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 1.0)).state
     st = step(st, out("ps1s1", OrderKind.STOP_LOSS, "place", CallResult.UNKNOWN)).state
-    t = step(st, TimerFired(KEY, "sl_deadline"), NOW + POLICY.sl_deadline_s)
+    t = step(st, TimerFired(KEY, TimerId(TimerKind.SL_DEADLINE)), NOW + POLICY.sl_deadline_s)
     assert placed(t) == ["ps1c1"]
     assert t.state.position is not None and t.state.position.close_reason is CloseReason.EMERGENCY
 
@@ -214,7 +216,7 @@ def test_a_close_the_exchange_keeps_refusing_is_retried_for_ever_with_backoff() 
         delays.append(timers(t)["close_retry"])
         assert t.commit is not None
         failing.append(any(ev.kind == "close_failing" for ev in t.commit.events))
-        st = step(t.state, TimerFired(KEY, "close_retry")).state
+        st = step(t.state, TimerFired(KEY, TimerId(TimerKind.CLOSE_RETRY))).state
         assert st.position is not None and st.position.close_seq == n + 1
     assert delays[:5] == [1.0, 2.0, 4.0, 8.0, 16.0]
     assert max(delays) == POLICY.close_retry_max_delay_s
@@ -234,7 +236,9 @@ def test_a_closed_positions_stop_is_pending_until_the_exchange_confirms_the_canc
     limited = out("ps1s1", OrderKind.STOP_LOSS, "cancel", CallResult.UNKNOWN, retry_after=3.0)
     t = step(t.state, limited)
     assert timers(t) == {"cancel:ps1s1": 3.0}
-    assert cancels(step(t.state, TimerFired(KEY, "cancel:ps1s1"))) == [("ps1s1", "retry")]
+    assert cancels(step(t.state, TimerFired(KEY, TimerId(TimerKind.CANCEL, "ps1s1")))) == [
+        ("ps1s1", "retry")
+    ]
     done = step(t.state, out("ps1s1", OrderKind.STOP_LOSS, "cancel", CallResult.ACCEPTED))
     stop = done.state.position.order("ps1s1")  # type: ignore[union-attr]
     assert stop is not None and stop.state is OrderState.CANCELED and done.commit is not None
@@ -336,7 +340,7 @@ def test_a_position_the_sync_finds_flat_is_closed_by_the_order_that_closed_it() 
     )
     assert closed.state.position is not None
     assert closed.state.position.close_reason is CloseReason.STOP_LOSS
-    nothing = step(t.state, TimerFired(KEY, "flat_confirm"), NOW + 3)
+    nothing = step(t.state, TimerFired(KEY, TimerId(TimerKind.FLAT_CONFIRM)), NOW + 3)
     assert nothing.state.position is not None
     assert nothing.state.position.close_reason is CloseReason.CLOSED_ON_EXCHANGE
 
@@ -385,7 +389,7 @@ def test_trailing_moves_held_back_by_the_exchange_never_close_a_protected_positi
         assert placed(t) == [f"ps1s{n}"], placed(t)  # a move, never a close
         limited = out(f"ps1s{n}", OrderKind.STOP_LOSS, "place", CallResult.REJECTED)
         st = step(t.state, replace(limited, reason="rate_limited", retry_after=1.0)).state
-    late = step(st, TimerFired(KEY, "sl_deadline"), NOW + 60)
+    late = step(st, TimerFired(KEY, TimerId(TimerKind.SL_DEADLINE)), NOW + 60)
     assert late.state.position is not None and late.state.position.status is Status.ACTIVE
     assert placed(late) == []
 

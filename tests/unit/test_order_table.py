@@ -21,6 +21,8 @@ from actors.messages import (
     OrderUpdate,
     Recover,
     TimerFired,
+    TimerId,
+    TimerKind,
 )
 from actors.model import ExchangeStatus, Key, OrderKind, OrderState, Status
 from actors.state import Policy, Reentry, SymbolState
@@ -102,7 +104,7 @@ def _lookup_not_found(s: OrderState) -> tuple[SymbolState, str, Message]:
 def _resend(s: OrderState) -> tuple[SymbolState, str, Message]:
     st = with_order(pending_sl(), "ps1s1", s)
     if s is OrderState.REJECTED:
-        return st, "ps1s1", TimerFired(KEY, "retry:ps1s1")
+        return st, "ps1s1", TimerFired(KEY, TimerId(TimerKind.RETRY, "ps1s1"))
     return st, "ps1s1", _outcome("lookup", "ps1s1", OrderKind.STOP_LOSS, CallResult.NOT_FOUND)
 
 
@@ -169,3 +171,19 @@ def test_statuses_stored_before_the_enum_decode() -> None:
         assert decode_message(name, data) == upd
     assert ExchangeStatus.parse("new_insurance") is None
     assert ExchangeStatus.parse(None) is None
+
+
+def test_timer_ids_are_stored_as_the_text_they_were() -> None:
+    """A TimerFired cause is stored as its old text (``lookup:ps1e1``), so rows written
+    before the id had a type decode, and new rows read the same."""
+    from infra.store.codec import CodecError, decode_message, encode_message
+
+    fired = TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1e1"))
+    name, data = encode_message(fired)
+    assert data["name"] == "lookup:ps1e1"
+    assert decode_message(name, data) == fired
+    assert decode_message(name, {**data, "name": "close_retry"}) == TimerFired(
+        KEY, TimerId(TimerKind.CLOSE_RETRY)
+    )
+    with pytest.raises(CodecError):
+        decode_message(name, {**data, "name": "no_such_timer"})

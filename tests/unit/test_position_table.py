@@ -23,6 +23,8 @@ from actors.messages import (
     OrderUpdate,
     SyncObservation,
     TimerFired,
+    TimerId,
+    TimerKind,
 )
 from actors.model import ExchangePosition, ExchangeStatus, Key, OrderKind, OrderState, Side, Status
 from actors.state import Policy, Reentry, SymbolState, Transition
@@ -71,7 +73,9 @@ def closing(qty: float = 1.0) -> SymbolState:
 
 def flat_then_confirm(st: SymbolState) -> tuple[SymbolState, list[Message]]:
     later = NOW + 1.0
-    return run(st, SyncObservation(KEY, None, (), later)), [TimerFired(KEY, "flat_confirm")]
+    return run(st, SyncObservation(KEY, None, (), later)), [
+        TimerFired(KEY, TimerId(TimerKind.FLAT_CONFIRM))
+    ]
 
 
 Scenario = Callable[[], tuple[SymbolState, list[Message]]]

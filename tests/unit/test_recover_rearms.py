@@ -19,6 +19,8 @@ from actors.messages import (
     OrderUpdate,
     Recover,
     TimerFired,
+    TimerId,
+    TimerKind,
 )
 from actors.model import CloseReason, ExchangeStatus, Key, OrderKind, OrderState, Status
 from actors.state import Policy, SymbolState
@@ -44,7 +46,7 @@ def _placed(effects: tuple[Effect, ...] | list[Effect]) -> list[str]:
 
 
 def _waits_on_a_timer(effects: tuple[Effect, ...] | list[Effect], name: str) -> bool:
-    return any(isinstance(e, StartTimer) and e.name == name for e in effects)
+    return any(isinstance(e, StartTimer) and str(e.name) == name for e in effects)
 
 
 def _filled(ctx: Context, **kw: object) -> SymbolState:
@@ -106,7 +108,7 @@ def test_a_stop_refused_too_often_before_the_restart_is_not_retried_forever() ->
     st = _filled(ctx, stop=90.0)
     for _ in range(Policy().sl_max_attempts):
         t = transition(st, _refused("ps1s1", OrderKind.STOP_LOSS), ctx)
-        st = transition(t.state, TimerFired(KEY, "retry:ps1s1"), ctx).state
+        st = transition(t.state, TimerFired(KEY, TimerId(TimerKind.RETRY, "ps1s1")), ctx).state
     assert st.position is not None and st.position.status is Status.CLOSING
     restarted = transition(st, Recover(KEY), _ctx(2000.0))
     assert not [cid for cid in _placed(restarted.effects) if "s" in cid.removeprefix("ps")]
@@ -141,7 +143,7 @@ def test_after_a_crash_of_the_actor_alone_the_old_retry_timer_is_cancelled() -> 
     st = _filled(ctx, stop=90.0)
     t = transition(st, _refused("ps1s1", OrderKind.STOP_LOSS), ctx)
     restarted = transition(t.state, Recover(KEY), _ctx(2000.0))
-    names = [e.name for e in restarted.effects if isinstance(e, CancelTimer)]
+    names = [str(e.name) for e in restarted.effects if isinstance(e, CancelTimer)]
     assert names == ["retry:ps1s1"]
     cancel_at = next(i for i, e in enumerate(restarted.effects) if isinstance(e, CancelTimer))
     place_at = next(i for i, e in enumerate(restarted.effects) if isinstance(e, PlaceOrder))
