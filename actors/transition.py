@@ -14,14 +14,21 @@ Rules that remove the field reports' races:
 * the first fill places a ``closePosition`` stop-loss; bounded retries, then an emergency close
   (I5, S8); ticks keep a local stop guard until the stop is confirmed.
 
-Size: kept above ~400 lines until the rewrite of the core as tables (the issue after 15).
+Reading order: the tables are :mod:`actors.lifecycle` (``(status, trigger) -> status``
+and ``(order state, event) -> order state``; every status and order-state write goes
+through them, a pair in no table is journaled ``illegal_transition``); here come the
+dispatch, the handlers (each message into triggers and effects), the builder that applies
+them (:class:`_Step`: a commit when the durable state differs, field by field), then the
+pure helpers.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from actors.effects import (
     CancelOrder,
@@ -126,159 +133,19 @@ class Context:
 
 
 def transition(state: SymbolState, msg: Message, ctx: Context) -> Transition:
-    """Apply one message. Never raises for bad input: it refuses or ignores with a reason."""
-    if isinstance(msg, MarkPriceTick):
+    """Apply one message. Never raises for bad input: it refuses or ignores with a reason.
+
+    Each handler turns its message into triggers of the tables of :mod:`actors.lifecycle`
+    (and effects); a message type with no handler is a defect of the caller (TypeError)."""
+    if type(msg) is MarkPriceTick:  # the hot path first
         return _on_tick(state, msg, ctx)
-    if isinstance(msg, OrderUpdate):
-        return _Step(state, msg, ctx).order_update(msg).done()
-    if isinstance(msg, ExchangeOutcome):
-        return _Step(state, msg, ctx).outcome(msg).done()
-    if isinstance(msg, OpenSignal):
-        return _on_signal(state, msg, ctx)
-    if isinstance(msg, SyncObservation):
-        return _Step(state, msg, ctx).sync(msg).done()
-    if isinstance(msg, TimerFired):
-        return _Step(state, msg, ctx).timer(msg).done()
-    if isinstance(msg, CloseRequest):
-        return _on_close_request(state, msg, ctx)
-    if isinstance(msg, PauseRequest | UnquarantineRequest):
-        return _on_control(state, msg, ctx)
-    if isinstance(msg, Recover):
-        return _Step(state, msg, ctx).recover().done()
-    if isinstance(msg, MarketInfo):
-        return _on_market(state, msg, ctx)
-    raise TypeError(f"not a position message: {type(msg).__name__}")
+    handler = _HANDLERS.get(type(msg))  # the table after the handlers
+    if handler is None:
+        raise TypeError(f"not a position message: {type(msg).__name__}")
+    return handler(state, msg, ctx)
 
 
-# --- signals -----------------------------------------------------------------------------
-
-
-def _finite_positive(x: object) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
-
-
-def validate_signal(sig: OpenSignal, last_price: float | None, policy: Policy) -> str | None:
-    """Why the signal is invalid on its own, or ``None``. Pure; also used by the feed.
-
-    The checks that need no market: types, finite positive numbers, the take-profit on the
-    winning side of the stop. With ``last_price`` it also checks the stop and take-profit
-    sides against it (the feed passes ``None``; the actor checks the market with
-    :func:`check_entry` once it has a fresh reference price and the market's rules).
-    """
-    if not _clean_text(sig.signal_id):
-        return "invalid:signal_id"
-    if not _clean_text(sig.source):
-        return "invalid:source"
-    if not isinstance(sig.side, Side):
-        return "invalid:side"
-    if not _finite_positive(sig.size):
-        return "invalid:size"
-    if not _finite_positive(sig.stop_loss):
-        return "invalid:stop_loss"
-    if sig.take_profit is not None and not _finite_positive(sig.take_profit):
-        return "invalid:take_profit"
-    if sig.trailing_distance is not None and not _finite_positive(sig.trailing_distance):
-        return "invalid:trailing_distance"
-    for t in (sig.expires_at, sig.created_at):
-        if t is not None and not (isinstance(t, int | float) and math.isfinite(t)):
-            return "invalid:time"
-    sign = 1.0 if sig.side is Side.LONG else -1.0
-    if sig.take_profit is not None and sign * (sig.take_profit - sig.stop_loss) <= 0:
-        return "invalid:take_profit_side"
-    if last_price is not None:
-        return _sides(sig, last_price)
-    return None
-
-
-def _sides(sig: OpenSignal, price: float) -> str | None:
-    sign = 1.0 if sig.side is Side.LONG else -1.0
-    if sign * (price - sig.stop_loss) <= 0:
-        return "invalid:stop_loss_side"
-    if sig.take_profit is not None and sign * (sig.take_profit - price) <= 0:
-        return "invalid:take_profit_side"
-    return None
-
-
-def on_step(value: float, step: float) -> bool:
-    """True when ``value`` is a whole multiple of ``step`` (float noise tolerated)."""
-    k = round(value / step)
-    return k >= 1 and abs(k * step - value) <= 1e-9 * max(abs(value), step)
-
-
-def to_tick(price: float, tick: float | None) -> float:
-    """``price`` rounded to the nearest multiple of ``tick`` (unchanged without a tick)."""
-    if tick is None or tick <= 0 or not math.isfinite(price):
-        return price
-    return float(format(round(price / tick) * tick, ".15g"))
-
-
-def check_entry(sig: OpenSignal, price: float, rules: MarketRules, policy: Policy) -> str | None:
-    """Why the market cannot take this entry at mark ``price``, or ``None`` (I10). Pure.
-
-    Sides of the stop and take-profit against the mark, the stop's (and trailing
-    distance's) sanity bound ``policy.max_stop_distance_pct``, the market's price bounds,
-    its quantity step and bounds, its minimum notional and ``policy.max_notional``.
-    """
-    sides = _sides(sig, price)
-    if sides is not None:
-        return sides
-    bound = policy.max_stop_distance_pct * price
-    if abs(price - sig.stop_loss) > bound:
-        return "invalid:stop_distance"
-    if sig.trailing_distance is not None and sig.trailing_distance > bound:
-        return "invalid:trailing_distance"
-    lo, hi = rules.min_price, rules.max_price
-    stop = to_tick(sig.stop_loss, rules.tick_size)
-    if stop <= 0 or (lo is not None and stop < lo) or (hi is not None and stop > hi):
-        return "invalid:stop_price"
-    if _sides(replace(sig, stop_loss=stop), price) is not None:
-        return "invalid:stop_loss_side"  # within half a tick of the mark
-    if sig.take_profit is not None:
-        tp = to_tick(sig.take_profit, rules.tick_size)
-        if tp <= 0 or (lo is not None and tp < lo) or (hi is not None and tp > hi):
-            return "invalid:take_profit_price"
-    size = sig.size
-    if rules.step_size is not None and rules.step_size > 0 and not on_step(size, rules.step_size):
-        return "invalid:size_step"
-    if rules.min_qty is not None and size < rules.min_qty * (1 - 1e-9):
-        return "invalid:min_qty"
-    if rules.max_qty is not None and size > rules.max_qty * (1 + 1e-9):
-        return "invalid:max_qty"
-    notional = size * price
-    if rules.min_notional is not None and notional < rules.min_notional:
-        return "invalid:min_notional"
-    if policy.max_notional is not None and notional > policy.max_notional:
-        return "max_notional"
-    return None
-
-
-def _clean_text(x: object) -> bool:
-    return isinstance(x, str) and 0 < len(x) <= 64 and x.isprintable()
-
-
-def _settled(order: OrderRecord) -> bool:
-    """Done for good: filled, cancelled or refused. ``not_found`` is not settled: a placement
-    that was in flight may still land (and must then be cancelled)."""
-    return order.state.done and order.state is not OrderState.NOT_FOUND
-
-
-def leftovers(state: SymbolState) -> tuple[OrderRecord, ...]:
-    """Protective orders of the latest position, which is terminal, not yet confirmed gone
-    (I9: a new entry waits until there are none)."""
-    pos = state.position
-    if pos is None or not pos.status.terminal:
-        return ()
-    return tuple(o for o in pos.orders if o.kind.trigger and not o.state.done)
-
-
-def _mark_fresh(state: SymbolState, ctx: Context) -> bool:
-    at = state.last_price_at
-    return (
-        state.last_price is not None
-        and at is not None
-        and ctx.now - at <= ctx.policy.max_mark_age_s
-        and state.market is not None
-    )
+# --- handlers: each message becomes triggers of the tables (and effects) --------------
 
 
 def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
@@ -367,23 +234,6 @@ def _on_signal(state: SymbolState, sig: OpenSignal, ctx: Context) -> Transition:
     return Transition(st, (effect,), commit, rec)
 
 
-def _created(trigger: Trigger) -> Status:
-    """The status a new position starts in (the table's rows from ``None``)."""
-    status = next_status(None, trigger)
-    assert status is not None
-    return status
-
-
-def _remember(state: SymbolState, rec: SignalRecord, policy: Policy) -> SymbolState:
-    """Keep a final decision in the actor's memory of recent signal ids."""
-    memory = max(0, policy.recent_signal_memory)
-    # A source and a reason are a handful of distinct strings; interned, the memory holds
-    # each once instead of once per remembered signal.
-    rec = replace(rec, source=sys.intern(rec.source), reason=sys.intern(rec.reason))
-    decided = (*state.decided, rec)[-memory:] if memory else ()
-    return replace(state, decided=decided)
-
-
 # --- operators' requests ------------------------------------------------------------------
 
 
@@ -464,59 +314,6 @@ def _on_market(state: SymbolState, info: MarketInfo, ctx: Context) -> Transition
 
 
 # --- ticks (hot path: no allocation unless something is decided) --------------------------
-
-
-_BAND_MARGIN = 1e-9  # relative: the band is a hair narrower than the exact conditions
-
-
-def tick_band(state: SymbolState, policy: Policy) -> tuple[float, float]:
-    """The open interval of mark prices that change nothing durable for ``state``: a tick
-    whose low and high both lie strictly inside moves no stop, triggers no guard and no
-    take-profit (only in-memory figures: the last price, the trailing high-water mark).
-
-    Pure. The actor publishes it to its tick slot, so the feed thread can leave such ticks
-    parked instead of waking the actor for each (:class:`actors.conflation.TickSlot`); it
-    mirrors :func:`_on_tick` and is property-tested against it.
-    """
-    pos = state.position
-    if pos is None or pos.qty <= 0 or pos.status not in (Status.PENDING_SL, Status.ACTIVE):
-        return (-math.inf, math.inf)
-    if state.flat_seen_at is not None:
-        return (-math.inf, math.inf)
-    long = pos.side is Side.LONG
-    lo, hi = -math.inf, math.inf
-    if not pos.stop_confirmed:  # the local stop guard
-        if long:
-            lo = pos.stop_price
-        else:
-            hi = pos.stop_price
-    if pos.take_profit is not None:
-        if long:
-            hi = min(hi, pos.take_profit)
-        else:
-            lo = max(lo, pos.take_profit)
-    if pos.trailing_distance is not None and pos.status is Status.ACTIVE:
-        step = _trailing_step(pos, policy)
-        if long:
-            hi = min(hi, pos.stop_price + step + pos.trailing_distance)
-        else:
-            lo = max(lo, pos.stop_price - step - pos.trailing_distance)
-    if not (math.isfinite(lo) or lo == -math.inf) or not (math.isfinite(hi) or hi == math.inf):
-        return (math.inf, -math.inf)  # NaN in a price: an empty band, every tick wakes
-    lo = lo + abs(lo) * _BAND_MARGIN if math.isfinite(lo) else lo
-    hi = hi - abs(hi) * _BAND_MARGIN if math.isfinite(hi) else hi
-    return (lo, hi)
-
-
-def _trailing_step(pos: Position, policy: Policy) -> float:
-    """How far the ideal trailing stop must be ahead of the placed one before it moves: a
-    fraction of the trailing distance (``trailing_step_fraction``), at least
-    ``trailing_min_step_pct`` of the price. Every move is an order: a step of half a distance
-    keeps 500 trailing positions within Binance's 20 orders/s on a steady trend."""
-    distance = pos.trailing_distance or 0.0
-    return max(
-        pos.stop_price * policy.trailing_min_step_pct, distance * policy.trailing_step_fraction
-    )
 
 
 def _on_tick(state: SymbolState, tick: MarkPriceTick, ctx: Context) -> Transition:
@@ -1612,6 +1409,226 @@ class _Step:
         self.event(JournalKind.ADOPTED, None, qty=xp.qty, entry_price=xp.entry_price)
         self.place_stop("adopted")
         return self
+
+
+#: Message type -> its handler (looked up by exact type: messages are final dataclasses).
+_HANDLERS: dict[type, Callable[[SymbolState, Any, Context], Transition]] = {
+    MarkPriceTick: _on_tick,
+    OrderUpdate: lambda s, m, c: _Step(s, m, c).order_update(m).done(),
+    ExchangeOutcome: lambda s, m, c: _Step(s, m, c).outcome(m).done(),
+    OpenSignal: _on_signal,
+    SyncObservation: lambda s, m, c: _Step(s, m, c).sync(m).done(),
+    TimerFired: lambda s, m, c: _Step(s, m, c).timer(m).done(),
+    CloseRequest: _on_close_request,
+    PauseRequest: _on_control,
+    UnquarantineRequest: _on_control,
+    Recover: lambda s, m, c: _Step(s, m, c).recover().done(),
+    MarketInfo: _on_market,
+}
+
+
+# --- helpers: pure checks and figures the handlers (and the feed, the shell) use ---------
+
+
+# --- signals -----------------------------------------------------------------------------
+
+
+def _finite_positive(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def validate_signal(sig: OpenSignal, last_price: float | None, policy: Policy) -> str | None:
+    """Why the signal is invalid on its own, or ``None``. Pure; also used by the feed.
+
+    The checks that need no market: types, finite positive numbers, the take-profit on the
+    winning side of the stop. With ``last_price`` it also checks the stop and take-profit
+    sides against it (the feed passes ``None``; the actor checks the market with
+    :func:`check_entry` once it has a fresh reference price and the market's rules).
+    """
+    if not _clean_text(sig.signal_id):
+        return "invalid:signal_id"
+    if not _clean_text(sig.source):
+        return "invalid:source"
+    if not isinstance(sig.side, Side):
+        return "invalid:side"
+    if not _finite_positive(sig.size):
+        return "invalid:size"
+    if not _finite_positive(sig.stop_loss):
+        return "invalid:stop_loss"
+    if sig.take_profit is not None and not _finite_positive(sig.take_profit):
+        return "invalid:take_profit"
+    if sig.trailing_distance is not None and not _finite_positive(sig.trailing_distance):
+        return "invalid:trailing_distance"
+    for t in (sig.expires_at, sig.created_at):
+        if t is not None and not (isinstance(t, int | float) and math.isfinite(t)):
+            return "invalid:time"
+    sign = 1.0 if sig.side is Side.LONG else -1.0
+    if sig.take_profit is not None and sign * (sig.take_profit - sig.stop_loss) <= 0:
+        return "invalid:take_profit_side"
+    if last_price is not None:
+        return _sides(sig, last_price)
+    return None
+
+
+def _sides(sig: OpenSignal, price: float) -> str | None:
+    sign = 1.0 if sig.side is Side.LONG else -1.0
+    if sign * (price - sig.stop_loss) <= 0:
+        return "invalid:stop_loss_side"
+    if sig.take_profit is not None and sign * (sig.take_profit - price) <= 0:
+        return "invalid:take_profit_side"
+    return None
+
+
+def on_step(value: float, step: float) -> bool:
+    """True when ``value`` is a whole multiple of ``step`` (float noise tolerated)."""
+    k = round(value / step)
+    return k >= 1 and abs(k * step - value) <= 1e-9 * max(abs(value), step)
+
+
+def to_tick(price: float, tick: float | None) -> float:
+    """``price`` rounded to the nearest multiple of ``tick`` (unchanged without a tick)."""
+    if tick is None or tick <= 0 or not math.isfinite(price):
+        return price
+    return float(format(round(price / tick) * tick, ".15g"))
+
+
+def check_entry(sig: OpenSignal, price: float, rules: MarketRules, policy: Policy) -> str | None:
+    """Why the market cannot take this entry at mark ``price``, or ``None`` (I10). Pure.
+
+    Sides of the stop and take-profit against the mark, the stop's (and trailing
+    distance's) sanity bound ``policy.max_stop_distance_pct``, the market's price bounds,
+    its quantity step and bounds, its minimum notional and ``policy.max_notional``.
+    """
+    sides = _sides(sig, price)
+    if sides is not None:
+        return sides
+    bound = policy.max_stop_distance_pct * price
+    if abs(price - sig.stop_loss) > bound:
+        return "invalid:stop_distance"
+    if sig.trailing_distance is not None and sig.trailing_distance > bound:
+        return "invalid:trailing_distance"
+    lo, hi = rules.min_price, rules.max_price
+    stop = to_tick(sig.stop_loss, rules.tick_size)
+    if stop <= 0 or (lo is not None and stop < lo) or (hi is not None and stop > hi):
+        return "invalid:stop_price"
+    if _sides(replace(sig, stop_loss=stop), price) is not None:
+        return "invalid:stop_loss_side"  # within half a tick of the mark
+    if sig.take_profit is not None:
+        tp = to_tick(sig.take_profit, rules.tick_size)
+        if tp <= 0 or (lo is not None and tp < lo) or (hi is not None and tp > hi):
+            return "invalid:take_profit_price"
+    size = sig.size
+    if rules.step_size is not None and rules.step_size > 0 and not on_step(size, rules.step_size):
+        return "invalid:size_step"
+    if rules.min_qty is not None and size < rules.min_qty * (1 - 1e-9):
+        return "invalid:min_qty"
+    if rules.max_qty is not None and size > rules.max_qty * (1 + 1e-9):
+        return "invalid:max_qty"
+    notional = size * price
+    if rules.min_notional is not None and notional < rules.min_notional:
+        return "invalid:min_notional"
+    if policy.max_notional is not None and notional > policy.max_notional:
+        return "max_notional"
+    return None
+
+
+def _clean_text(x: object) -> bool:
+    return isinstance(x, str) and 0 < len(x) <= 64 and x.isprintable()
+
+
+def _settled(order: OrderRecord) -> bool:
+    """Done for good: filled, cancelled or refused. ``not_found`` is not settled: a placement
+    that was in flight may still land (and must then be cancelled)."""
+    return order.state.done and order.state is not OrderState.NOT_FOUND
+
+
+def leftovers(state: SymbolState) -> tuple[OrderRecord, ...]:
+    """Protective orders of the latest position, which is terminal, not yet confirmed gone
+    (I9: a new entry waits until there are none)."""
+    pos = state.position
+    if pos is None or not pos.status.terminal:
+        return ()
+    return tuple(o for o in pos.orders if o.kind.trigger and not o.state.done)
+
+
+def _mark_fresh(state: SymbolState, ctx: Context) -> bool:
+    at = state.last_price_at
+    return (
+        state.last_price is not None
+        and at is not None
+        and ctx.now - at <= ctx.policy.max_mark_age_s
+        and state.market is not None
+    )
+
+
+def _created(trigger: Trigger) -> Status:
+    """The status a new position starts in (the table's rows from ``None``)."""
+    status = next_status(None, trigger)
+    assert status is not None
+    return status
+
+
+def _remember(state: SymbolState, rec: SignalRecord, policy: Policy) -> SymbolState:
+    """Keep a final decision in the actor's memory of recent signal ids."""
+    memory = max(0, policy.recent_signal_memory)
+    # A source and a reason are a handful of distinct strings; interned, the memory holds
+    # each once instead of once per remembered signal.
+    rec = replace(rec, source=sys.intern(rec.source), reason=sys.intern(rec.reason))
+    decided = (*state.decided, rec)[-memory:] if memory else ()
+    return replace(state, decided=decided)
+
+
+_BAND_MARGIN = 1e-9  # relative: the band is a hair narrower than the exact conditions
+
+
+def tick_band(state: SymbolState, policy: Policy) -> tuple[float, float]:
+    """The open interval of mark prices that change nothing durable for ``state``: a tick
+    whose low and high both lie strictly inside moves no stop, triggers no guard and no
+    take-profit (only in-memory figures: the last price, the trailing high-water mark).
+
+    Pure. The actor publishes it to its tick slot, so the feed thread can leave such ticks
+    parked instead of waking the actor for each (:class:`actors.conflation.TickSlot`); it
+    mirrors :func:`_on_tick` and is property-tested against it.
+    """
+    pos = state.position
+    if pos is None or pos.qty <= 0 or pos.status not in (Status.PENDING_SL, Status.ACTIVE):
+        return (-math.inf, math.inf)
+    if state.flat_seen_at is not None:
+        return (-math.inf, math.inf)
+    long = pos.side is Side.LONG
+    lo, hi = -math.inf, math.inf
+    if not pos.stop_confirmed:  # the local stop guard
+        if long:
+            lo = pos.stop_price
+        else:
+            hi = pos.stop_price
+    if pos.take_profit is not None:
+        if long:
+            hi = min(hi, pos.take_profit)
+        else:
+            lo = max(lo, pos.take_profit)
+    if pos.trailing_distance is not None and pos.status is Status.ACTIVE:
+        step = _trailing_step(pos, policy)
+        if long:
+            hi = min(hi, pos.stop_price + step + pos.trailing_distance)
+        else:
+            lo = max(lo, pos.stop_price - step - pos.trailing_distance)
+    if not (math.isfinite(lo) or lo == -math.inf) or not (math.isfinite(hi) or hi == math.inf):
+        return (math.inf, -math.inf)  # NaN in a price: an empty band, every tick wakes
+    lo = lo + abs(lo) * _BAND_MARGIN if math.isfinite(lo) else lo
+    hi = hi - abs(hi) * _BAND_MARGIN if math.isfinite(hi) else hi
+    return (lo, hi)
+
+
+def _trailing_step(pos: Position, policy: Policy) -> float:
+    """How far the ideal trailing stop must be ahead of the placed one before it moves: a
+    fraction of the trailing distance (``trailing_step_fraction``), at least
+    ``trailing_min_step_pct`` of the price. Every move is an order: a step of half a distance
+    keeps 500 trailing positions within Binance's 20 orders/s on a steady trend."""
+    distance = pos.trailing_distance or 0.0
+    return max(
+        pos.stop_price * policy.trailing_min_step_pct, distance * policy.trailing_step_fraction
+    )
 
 
 # --- durable state -----------------------------------------------------------------------
