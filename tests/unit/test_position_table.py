@@ -210,3 +210,32 @@ def test_a_pair_in_no_table_is_recorded_and_changes_nothing() -> None:
     ]
     assert t.state.position.order("ps1s1") is not None
     assert t.state.position.order("ps1s1").state is OrderState.FILLED  # type: ignore[union-attr]
+
+
+def test_a_pair_in_no_table_is_counted_and_logged_by_the_shell(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The shell observes the recorded pair: ps_protection_failures{kind=
+    "illegal_transition"} and a line at ERROR."""
+    from actors.observe import observe_commit
+    from actors.ports import NullMetrics
+
+    class Failures(NullMetrics):
+        def __init__(self) -> None:
+            self.kinds: list[str] = []
+
+        def protection_failure(self, kind: str) -> None:
+            self.kinds.append(kind)
+
+    st = pending_entry()
+    pos = st.position
+    assert pos is not None
+    stop = replace(pos.orders[0], client_id="ps1s1", kind=OrderKind.STOP_LOSS)
+    st = replace(st, position=replace(pos, orders=(*pos.orders, stop)))
+    t = step(st, fill("ps1s1", "filled", 1.0, 2.0))
+    assert t.commit is not None
+    metrics = Failures()
+    with caplog.at_level("ERROR"):
+        observe_commit(t.commit, KEY, metrics)
+    assert metrics.kinds == ["illegal_transition"]
+    assert any("illegal_transition" in r.getMessage() for r in caplog.records)
