@@ -27,7 +27,7 @@ from sim import wire
 from sim.errors import BinanceError
 from sim.faults import Fault, FaultBoard
 from sim.gateway import Gateway
-from sim.httpserver import HttpServer
+from sim.httpserver import App, HttpServer
 from sim.limits import BINANCE_USDM, LimitBook, RateLimit
 from sim.matching import AlgoOrder, Event, MatchingEngine, now_ms
 from sim.rest import DEFAULT_ACCOUNT
@@ -190,7 +190,7 @@ class SimExchange:
         self._walk_stop = threading.Event()
         self._started = False
         self._stopped = False
-        gateway = Gateway(self)
+        gateway = self.make_app()
         self._http = HttpServer(gateway, host, port, name="sim-exchange")
         self._ws_http = (
             HttpServer(gateway, host, ws_port, name="sim-exchange-ws")
@@ -198,6 +198,11 @@ class SimExchange:
             else None
         )
         self.host = host
+
+    def make_app(self) -> App:
+        """The HTTP front this exchange serves (called once, by the constructor): Binance's
+        wire here; a subclass serving another venue's wire returns its own."""
+        return Gateway(self)
 
     # ------------------------------------------------------------------ lifecycle
 

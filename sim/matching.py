@@ -256,6 +256,9 @@ class MatchingEngine:
         self.fills: list[tuple[str, int, Fill]] = []
         #: Called when a conditional order's trigger is crossed; a reason rejects it.
         self.trigger_veto = trigger_veto
+        #: Bybit's rule for reduce-only orders larger than the position: the quantity is cut
+        #: to the position ("fixed") instead of the order being refused (Binance: False).
+        self.clip_reduce_only = False
         # (time ms, key, snapshot before the change or None if it did not exist yet)
         self._history: deque[tuple[int, _HistoryKey, Order | AlgoOrder | None]] = deque()
         self._last: dict[_HistoryKey, Order | AlgoOrder] = {}
@@ -341,6 +344,10 @@ class MatchingEngine:
         if algo is None:
             raise errors.order_not_found()
         return copy.copy(algo)
+
+    def algo_orders(self, symbol: str | None = None) -> list[AlgoOrder]:
+        """Snapshots of every conditional order, whatever its status, oldest first."""
+        return [copy.copy(a) for a in self._algos.values() if symbol is None or a.symbol == symbol]
 
     def open_algo_orders(self, symbol: str | None = None) -> list[AlgoOrder]:
         """Snapshots of untriggered conditional orders, optionally of one symbol."""
@@ -470,6 +477,7 @@ class MatchingEngine:
         mark = self.marks[symbol]
         if not reduce_only and qty * mark < spec.min_notional - EPS:
             raise errors.min_notional(spec.min_notional)
+        qty = self._clip_reduce_only(symbol, side, qty, reduce_only)
         self._check_reduce_only(symbol, side, qty, reduce_only)
         self._check_margin(symbol, side, qty, mark)
         now = self.clock()
@@ -674,6 +682,16 @@ class MatchingEngine:
         if _sign(held) != -s or qty > abs(held) + EPS:
             raise errors.reduce_only_rejected()
 
+    def _clip_reduce_only(self, symbol: str, side: str, qty: float, reduce_only: bool) -> float:
+        """``qty`` cut to the opposite position when ``clip_reduce_only`` (else unchanged)."""
+        if not (reduce_only and self.clip_reduce_only):
+            return qty
+        pos = self._positions.get(symbol)
+        held = pos.qty if pos is not None else 0.0
+        if _sign(held) == -side_sign(side) and qty > abs(held):
+            return abs(held)
+        return qty
+
     def _check_margin(self, symbol: str, side: str, qty: float, price: float) -> None:
         pos = self._positions.get(symbol)
         held = pos.qty if pos is not None else 0.0
@@ -764,6 +782,7 @@ class MatchingEngine:
                 if _sign(held) != -side_sign(algo.side):
                     raise errors.reduce_only_rejected()
                 qty = abs(held)
+            qty = self._clip_reduce_only(algo.symbol, algo.side, qty, algo.reduce_only)
             self._check_reduce_only(algo.symbol, algo.side, qty, algo.reduce_only)
             self._check_margin(algo.symbol, algo.side, qty, self.marks[algo.symbol])
         except BinanceError as exc:
