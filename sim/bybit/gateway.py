@@ -59,8 +59,9 @@ if TYPE_CHECKING:
 BAD_GATEWAY = (
     b"<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>"
 )
-BAD_RESPONSE = '{"retCode":0,"retMsg":"OK","result":{"orderId":'
-"""The ``bad_response`` fault's default body on this front: JSON cut short."""
+BAD_RESPONSE = '{"retCode":0,"retMsg":"OK","result":{"orderId":"x","qty":"1","cumExecQty":"x"}}'
+"""The ``bad_response`` fault's default body on this front: ccxt's parse_order raises
+ValueError on it (a body cut short is no error to ccxt's bybit: it parses an empty order)."""
 
 PUBLIC_WS = "/v5/public/linear"
 PRIVATE_WS = "/v5/private"
@@ -145,7 +146,8 @@ class BybitGateway:
             self._note(entry, "rate_limit", outcome="not_executed")
             return _refusal(errors.error(errors.RATE_LIMIT), charge.headers)
         resp = self._serve(req, params, payload, entry, account, api_key, public)
-        resp.headers.extend(charge.headers)
+        given = {name.lower() for name, _ in resp.headers}  # a fault's own limit headers win
+        resp.headers.extend(h for h in charge.headers if h[0].lower() not in given)
         resp.headers.append(("Timenow", str(now_ms())))
         resp.headers.append(("Traceid", uuid.uuid4().hex))
         return resp
