@@ -13,7 +13,9 @@ Rules (the subset of Binance USD-M the product relies on):
 - Margin check: initial margin of the added exposure (notional / leverage) plus the fee
   must fit in the available balance (wallet + unrealised PnL - initial margin in use),
   otherwise -2019.
-- Reduce-only orders that would open, increase or flip a position: -2022.
+- Reduce-only orders that would open, increase or flip a position: -2022. With
+  ``clip_reduce_only`` (Bybit's rule; off by default) one larger than the opposite position
+  is cut to it first, at placement and when a conditional order triggers.
 - Client order ids: 1–36 chars of ``[.A-Z:/a-z0-9_-]`` (-1100), unique among OPEN orders
   only (-4116); a filled order's id may be sent again and fills again.
 - Conditional (algo) orders STOP_MARKET / TAKE_PROFIT_MARKET trigger on the mark price: a

@@ -251,3 +251,33 @@ def test_default_account_messages_are_kept_unheard(bybit: BybitExchange) -> None
         bybit.enqueue_user_events(events)
     topics = [m["topic"] for m in bybit.user_events()]
     assert topics == ["execution", "order", "position", "wallet"]
+
+
+def test_a_stop_refused_when_it_triggers_is_rejected(
+    bybit: BybitExchange, client: Any, stream: Make
+) -> None:
+    """The shared ``reject_on_trigger`` fault, and the natural case: the position it would
+    reduce was closed meanwhile (the sim keeps resting reduce-only orders then)."""
+    client.create_order(SYMBOL, "market", "buy", 0.02, None, {"clientOrderId": "e1"})
+    client.create_order(
+        SYMBOL, "market", "sell", 0.01, None, {"clientOrderId": "s1", "stopLossPrice": 58_000}
+    )
+    client.create_order(
+        SYMBOL, "market", "sell", 0.01, None, {"clientOrderId": "s2", "stopLossPrice": 57_000}
+    )
+    reader = private_reader(bybit, stream, ("order",))
+    bybit.add_fault("reject_on_trigger", symbol="BTCUSDT")
+    bybit.set_price("BTCUSDT", 57_900)
+    assert [m["data"][0]["orderStatus"] for m in reader.drain(0.3)] == ["Rejected"]
+    assert bybit.positions("main")["BTCUSDT"].qty == 0.02
+    client.create_order(
+        SYMBOL, "market", "sell", 0.02, None, {"clientOrderId": "c1", "reduceOnly": True}
+    )
+    reader.drain(0.3)
+    bybit.set_price("BTCUSDT", 56_000)  # s2 triggers on a flat position
+    assert [m["data"][0]["orderStatus"] for m in reader.drain(0.3)] == ["Rejected"]
+    history = client.fetch_canceled_and_closed_orders(SYMBOL, None, None, {"trigger": True})
+    assert {o["clientOrderId"]: o["status"] for o in history} == {
+        "s1": "rejected",
+        "s2": "rejected",
+    }
