@@ -328,9 +328,9 @@ class MatchingEngine:
             raise errors.order_not_found()
         return copy.copy(order)
 
-    def orders(self, symbol: str) -> list[Order]:
-        """Snapshots of every order of ``symbol``, oldest first."""
-        return [copy.copy(o) for o in self._orders.values() if o.symbol == symbol]
+    def orders(self, symbol: str | None) -> list[Order]:
+        """Snapshots of every order of ``symbol`` (None: of every symbol), oldest first."""
+        return [copy.copy(o) for o in self._orders.values() if symbol is None or o.symbol == symbol]
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Snapshots of open (partially filled) orders, optionally of one symbol."""

@@ -64,6 +64,16 @@ def _float(p: Params, name: str) -> float | None:
         raise errors.params(f"{name} invalid") from None
 
 
+def _int_param(p: Params, name: str) -> int | None:
+    raw = p.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise errors.params(f"{name} invalid") from None
+
+
 def _bool(p: Params, name: str) -> bool:
     return p.get(name, "").lower() == "true"
 
@@ -151,32 +161,74 @@ class BybitRest:
         self, eng: MatchingEngine, book: AccountBook, symbol: str | None
     ) -> list[dict[str, Any]]:
         """Every order of the account (market and conditional), newest first."""
-        rows: list[tuple[int, int, dict[str, Any]]] = []
-        for sym in [symbol] if symbol else list(eng.specs):
-            for o in eng.orders(sym):
-                if o.orig_type == "MARKET":  # the others are shown as their conditional order
-                    rows.append(
-                        (o.time, o.order_id, wire.market_order(eng.specs[sym], o, eng.taker_fee))
-                    )
-        for a in eng.algo_orders(symbol):
-            rows.append((a.create_time, a.algo_id, self.render_algo(eng, book, a)))
+        return self._render(eng, book, eng.orders(symbol), eng.algo_orders(symbol))
+
+    def _render(
+        self,
+        eng: MatchingEngine,
+        book: AccountBook,
+        orders: list[Order],
+        algos: list[AlgoOrder],
+    ) -> list[dict[str, Any]]:
+        """Market orders (not those a trigger made: they are shown as their conditional
+        order) and conditional orders on the wire, newest first."""
+        rows: list[tuple[int, int, dict[str, Any]]] = [
+            (o.time, o.order_id, wire.market_order(eng.specs[o.symbol], o, eng.taker_fee))
+            for o in orders
+            if o.orig_type == "MARKET"
+        ]
+        rows.extend((a.create_time, a.algo_id, self.render_algo(eng, book, a)) for a in algos)
         rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
         return [r[2] for r in rows]
+
+    def _by_id(
+        self, eng: MatchingEngine, book: AccountBook, p: Params, symbol: str | None
+    ) -> list[dict[str, Any]] | None:
+        """The order ``orderId`` (else ``orderLinkId``) names, as a list of at most one (of
+        ``symbol`` when given); None when the request names no order. A direct lookup, not
+        a scan: lookups by id are the adapter's hot path."""
+        found: AlgoOrder | Order | None = None
+        if p.get("orderId"):
+            n = wire.parse_order_id(p["orderId"])
+            if n is not None:
+                found = self._get(eng, algo_id=n) or self._get(eng, order_id=n)
+        elif p.get("orderLinkId"):
+            link = p["orderLinkId"]
+            found = self._get(eng, algo_link=link) or self._get(eng, order_link=link)
+        else:
+            return None
+        if found is None or (symbol is not None and found.symbol != symbol):
+            return []
+        if isinstance(found, AlgoOrder):
+            return self._render(eng, book, [], [found])
+        return self._render(eng, book, [found], [])
+
+    @staticmethod
+    def _get(
+        eng: MatchingEngine,
+        *,
+        algo_id: int | None = None,
+        order_id: int | None = None,
+        algo_link: str | None = None,
+        order_link: str | None = None,
+    ) -> AlgoOrder | Order | None:
+        try:
+            if algo_id is not None or algo_link is not None:
+                return eng.get_algo(algo_id, algo_link)
+            return eng.get_order(order_id, order_link)
+        except BinanceError:
+            return None
 
     def _open_orders_at(
         self, eng: MatchingEngine, book: AccountBook, as_of_ms: int, symbol: str | None
     ) -> list[dict[str, Any]]:
         """The open orders as they were at ``as_of_ms`` (the ``lag_open_orders`` fault)."""
-        rows: list[tuple[int, int, dict[str, Any]]] = []
-        for o in eng.open_orders_at(as_of_ms, symbol):
-            if o.orig_type == "MARKET":
-                rows.append(
-                    (o.time, o.order_id, wire.market_order(eng.specs[o.symbol], o, eng.taker_fee))
-                )
-        for a in eng.open_algo_orders_at(as_of_ms, symbol):
-            rows.append((a.create_time, a.algo_id, self.render_algo(eng, book, a)))
-        rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
-        return [r[2] for r in rows]
+        return self._render(
+            eng,
+            book,
+            eng.open_orders_at(as_of_ms, symbol),
+            eng.open_algo_orders_at(as_of_ms, symbol),
+        )
 
     @staticmethod
     def _filter(rows: list[dict[str, Any]], p: Params) -> list[dict[str, Any]]:
@@ -353,32 +405,22 @@ class BybitRest:
         )
 
     def _find(self, eng: MatchingEngine, p: Params, symbol: str) -> AlgoOrder | Order | None:
-        """The order ``orderId`` or ``orderLinkId`` names, if it is of ``symbol``."""
+        """The order ``orderId`` or ``orderLinkId`` names, if it is of ``symbol`` (a market
+        order a trigger made is reached through its conditional order only)."""
         found: AlgoOrder | Order | None = None
         if p.get("orderId"):
             n = wire.parse_order_id(p["orderId"])
             if n is not None:
-                try:
-                    found = eng.get_algo(n)
-                except BinanceError:
-                    try:
-                        found = eng.get_order(n)
-                    except BinanceError:
-                        found = None
+                found = self._get(eng, algo_id=n) or self._get(eng, order_id=n)
         elif p.get("orderLinkId"):
-            try:
-                found = eng.get_algo(None, p["orderLinkId"])
-            except BinanceError:
-                try:
-                    found = eng.get_order(None, p["orderLinkId"])
-                except BinanceError:
-                    found = None
+            link = p["orderLinkId"]
+            found = self._get(eng, algo_link=link) or self._get(eng, order_link=link)
         else:
             raise errors.params("orderId or orderLinkId is required")
         if found is None or found.symbol != symbol:
             return None
         if isinstance(found, Order) and found.orig_type != "MARKET":
-            return None  # a triggered order's market part: cancelled through its conditional
+            return None
         return found
 
     def cancel_order(self, p: Params, c: Context) -> Outcome:
@@ -448,14 +490,15 @@ class BybitRest:
         if open_only not in ("0", "1", "2"):
             raise errors.params("openOnly invalid")
         if open_only == "0":
+            named = self._by_id(eng, book, p, symbol)
             if c.as_of_ms is not None:
                 rows = self._open_orders_at(eng, book, c.as_of_ms, symbol)
+            elif named is not None:
+                rows = [r for r in named if r["orderStatus"] in wire.OPEN_STATUSES]
             else:
-                rows = [
-                    r
-                    for r in self._all_orders(eng, book, symbol)
-                    if r["orderStatus"] in wire.OPEN_STATUSES
-                ]
+                rows = self._render(
+                    eng, book, eng.open_orders(symbol), eng.open_algo_orders(symbol)
+                )
         else:
             closed = [
                 r
@@ -474,16 +517,18 @@ class BybitRest:
         symbol = p.get("symbol") or None
         if symbol is not None:
             self._symbol(eng, symbol)
-        rows = self._filter(self._all_orders(eng, self._book(c), symbol), p)
+        book = self._book(c)
+        named = self._by_id(eng, book, p, symbol)
+        rows = self._filter(named if named is not None else self._all_orders(eng, book, symbol), p)
         status = p.get("orderStatus")
         if status:
             rows = [r for r in rows if r["orderStatus"] == status]
-        start = p.get("startTime")
-        end = p.get("endTime")
-        if start:
-            rows = [r for r in rows if int(r["createdTime"]) >= int(start)]
-        if end:
-            rows = [r for r in rows if int(r["createdTime"]) <= int(end)]
+        start = _int_param(p, "startTime")
+        end = _int_param(p, "endTime")
+        if start is not None:
+            rows = [r for r in rows if int(r["createdTime"]) >= start]
+        if end is not None:
+            rows = [r for r in rows if int(r["createdTime"]) <= end]
         rows, cursor = _page(rows, p, 20, 50)
         return Outcome({"category": wire.CATEGORY, "list": rows, "nextPageCursor": cursor})
 
