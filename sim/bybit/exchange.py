@@ -176,6 +176,23 @@ class BybitExchange(SimExchange):
             }
             self.hub.publish(topic, json.dumps(msg, separators=(",", ":")))
 
+    def blast_frame(
+        self, symbol: str, streams: tuple[str, str], funding: int
+    ) -> list[tuple[WsConnection, int]]:
+        """One ``tickers.<symbol>`` delta of a mark-price blast (lock held)."""
+        del streams, funding  # Binance's stream names and funding time: not on this wire
+        topic = f"tickers.{symbol}"
+        if not self.hub.has(topic):
+            return []
+        spec = self.engine.specs[symbol]
+        mark = self.engine.marks[symbol]
+        data = json.dumps(wire.ticker_delta(spec, mark), separators=(",", ":"))
+        text = (
+            f'{{"topic":"{topic}","type":"delta","data":{data},'
+            f'"cs":{next(self._seq)},"ts":{now_ms()}}}'
+        )
+        return self.hub.publish(topic, text)
+
     def ticker_snapshot(self, symbol: str) -> str:
         """The ``tickers.<symbol>`` snapshot a new subscriber gets first."""
         with self.lock:

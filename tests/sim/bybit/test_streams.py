@@ -281,3 +281,16 @@ def test_a_stop_refused_when_it_triggers_is_rejected(
         "s1": "rejected",
         "s2": "rejected",
     }
+
+
+def test_a_mark_price_blast_sends_ticker_deltas(bybit: BybitExchange, stream: Make) -> None:
+    reader = stream(f"{bybit.ws_url}/v5/public/linear")
+    reader.app.send(json.dumps({"op": "subscribe", "args": ["tickers.BTCUSDT"]}))
+    reader.get()
+    reader.get()  # the snapshot
+    stats = bybit.blast_mark_prices(200, ["BTCUSDT", "ETHUSDT"], step_pct=0.0, drift_pct=0.0001)
+    assert stats["frames"] == 200 and stats["deliveries"] == 100  # BTCUSDT's half
+    deltas = [reader.get() for _ in range(100)]
+    prices = [float(d["data"]["markPrice"]) for d in deltas]
+    assert prices == sorted(prices) and prices[-1] == bybit.mark_price("BTCUSDT")
+    assert reader.drain(0.2) == []
