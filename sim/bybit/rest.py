@@ -323,7 +323,7 @@ class BybitRest:
         try:
             if trigger is None:
                 if qty <= 0:
-                    raise errors.params("qty invalid")
+                    qty = self._close_qty(eng, symbol, side, reduce_only, close_on_trigger)
                 order, events = eng.place_market(
                     symbol,
                     side,
@@ -356,6 +356,20 @@ class BybitRest:
         del spec
         result = {"orderId": wire.order_id(algo.algo_id), "orderLinkId": algo.client_algo_id}
         return Outcome(result, events, algo.algo_id)
+
+    @staticmethod
+    def _close_qty(
+        eng: MatchingEngine, symbol: str, side: str, reduce_only: bool, close_on_trigger: bool
+    ) -> float:
+        """``qty "0"`` of a market order: with reduceOnly and closeOnTrigger, the opposite
+        position up to the market order maximum (Bybit's "close the whole position");
+        otherwise refused, as Bybit words it."""
+        if not (reduce_only and close_on_trigger):
+            raise errors.params("The number of contracts exceeds minimum limit allowed")
+        held = eng.position(symbol).qty
+        if not ((held < -EPS and side == "BUY") or (held > EPS and side == "SELL")):
+            raise errors.error(errors.REDUCE_ONLY)
+        return min(abs(held), eng.specs[symbol].market_max_qty)
 
     def _place_conditional(
         self,

@@ -285,3 +285,22 @@ def test_unsigned_sim_accepts_any_signature() -> None:
             assert ex.positions()["BTCUSDT"].qty == 0.01  # the default account
         finally:
             c.session.close()
+
+
+def test_market_qty_zero_with_close_on_trigger_closes_the_position(
+    bybit: BybitExchange, client: Any
+) -> None:
+    """Bybit's "qty 0 closes the whole position" needs reduceOnly and closeOnTrigger; a
+    plain qty 0 is refused 10001 (as pybit#168 reports)."""
+    close = {"qty": "0", "reduceOnly": True, "closeOnTrigger": True}
+    with pytest.raises(ccxt.InvalidOrder) as err:  # nothing to close
+        client.create_order(SYMBOL, "market", "sell", 0, None, {"clientOrderId": "c0", **close})
+    assert _ret_code(err) == 110017
+    client.create_order(SYMBOL, "market", "buy", 0.03, None, {"clientOrderId": "e1"})
+    with pytest.raises(ccxt.BadRequest) as err:
+        client.create_order(SYMBOL, "market", "sell", 0, None, {"qty": "0"})
+    assert _ret_code(err) == 10001
+    client.create_order(SYMBOL, "market", "sell", 0, None, {"clientOrderId": "c1", **close})
+    assert "BTCUSDT" not in bybit.positions("main")
+    closed = client.fetch_closed_order(None, SYMBOL, {"orderLinkId": "c1", "orderId": ""})
+    assert closed["filled"] == 0.03 and closed["reduceOnly"] is True
