@@ -231,6 +231,10 @@ def test_a_none_id_is_sent_as_the_text_none(bybit: BybitExchange, client: Any) -
     assert "orderId=None" in client.last_request_url
     rows = client.fetch_open_orders(SYMBOL, None, None, {"orderLinkId": "s1", "trigger": True})
     assert [o["clientOrderId"] for o in rows] == ["s1"]
+    # without orderFilter a lookup finds conditional and market orders alike
+    rows = client.fetch_open_orders(SYMBOL, None, None, {"orderLinkId": "s1"})
+    assert [o["clientOrderId"] for o in rows] == ["s1"]
+    assert "orderFilter" not in client.last_request_url
 
 
 def test_open_only_lists_and_the_last_500_closed(bybit: BybitExchange, client: Any) -> None:
