@@ -345,7 +345,8 @@ class RestartingShell:
         pending.extend(self._stash)
         self._stash.clear()
         for i, msg in enumerate(pending):
-            self._dispatch(msg)
+            # As if it arrived now (a stashed wake-up is unwrapped, a persist timer flushes).
+            self._receive_live(msg)
             if self._restart_pending:
                 # Crashed again: keep the rest, in order, for the next incarnation.
                 rest = [m for m in pending[i + 1 :] if m is not self._retry]
