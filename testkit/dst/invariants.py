@@ -193,8 +193,10 @@ class Invariants:
         # reduces (or flips: reduce to zero, the rest opens manually)
         reduce = min(abs(qty), abs(before))
         own = holders.get(pid, 0.0)
-        if pid != MANUAL and pid in self._entered and own <= EPS and reduce > EPS:
-            victims = [h for h, q in holders.items() if q > EPS]
+        victims = [h for h, q in holders.items() if q > EPS and h not in (pid, MANUAL)]
+        if pid != MANUAL and pid in self._entered and own <= EPS and reduce > EPS and victims:
+            # (A position someone opened by hand is adopted: ours to close. Another
+            # position of ours is not.)
             return self._v(
                 "foreign_close",
                 f"{sym}: {cid} of closed position {pid} traded on the exposure of "

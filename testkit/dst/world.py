@@ -74,6 +74,9 @@ PASSIVATE_AFTER_S = 30.0
 RESEND_AFTER_S = 8.0
 MAX_SENDS = 30
 MAX_WORKERS = 4
+#: The end of the quiet tail during which prices hold still (what the last move triggered
+#: settles before database and exchange are compared).
+SETTLE_S = 20.0
 #: The kinds of planned events (the faults and the traffic of the faulty part).
 PLANNED = ("signal", "outage", "freeze", "kill", "manual", "mark_down", "close", "quiet")
 
@@ -658,6 +661,8 @@ class Simulation:
             return ""
         if kind == "price":
             self.at(TICK_EVERY_S, "price")
+            if self.quiet and self.clock.now() > self.end - SETTLE_S:
+                return ""  # the market holds still while the end settles
             return self._move_prices()
         if kind == "parts":
             return "parts" if self.exchange.finish_parts() else ""
