@@ -301,8 +301,13 @@ def test_the_gate_closes_at_the_end_of_the_validity_without_waiting_for_a_round(
         assert valid_until - time.monotonic() > 27.0  # lease - margin from the renewal
         offset[0] = valid_until - time.monotonic() - 0.5
         assert own.token("acc1") == epoch
+        left = own.seconds_left("acc1")  # what the exchange adapter asks as it stamps
+        assert left is not None and 0.4 < left <= 0.5
         offset[0] = valid_until - time.monotonic() + 0.001
         assert own.token("acc1") is None
+        left = own.seconds_left("acc1")
+        assert left is not None and left <= 0
+        assert own.seconds_left("acc2") is None  # not an account it holds
         assert rec.when("deactivate:ownership_lock_lost", "acc1") == []  # no round ran yet
     finally:
         own.stop()
