@@ -17,7 +17,10 @@ and once after the quiet tail (:meth:`Invariants.final`). Each returns the first
 * ``risk_unchecked``: an entry executed above ``max_notional``, or whose first stop sits on
   the wrong side of its fill (issue 10 item A1);
 * ``late_entry``: an entry executed more than :data:`LATE_S` after its signal was sent (B6);
-* ``stop_churn``: more than :data:`MAX_STOPS` stop placements created for one position (A2/A4);
+* ``stop_churn``: more than :data:`MAX_STOPS` stop placements created for one position, or
+  two of its stops resting at once for longer than :data:`OVERLAP_S` (A2/A4);
+* ``close_reason``: a position closed by its own stop or close order on the ledger, recorded
+  ``closed_on_exchange`` (A5);
 * ``signal_unanswered`` / ``answer_not_recorded``: a signal never answered, or whose last
   answer is not the outcome recorded for it (issue 10 item C8);
 * ``crash``: an actor crashed (an exception escaped a transition or the shell: a defect);
@@ -30,14 +33,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from actors.model import Key, OrderKind, Status
+from actors.model import CloseReason, Key, OrderKind, Status
 from actors.orders import parse_client_id
 from actors.state import SignalOutcome, SignalRecord
 
 if TYPE_CHECKING:
     from testkit.dst.world import SentSignal, Simulation
 
-__all__ = ["LATE_S", "MAX_STOPS", "ORPHAN_SETTLE_S", "SLACK_S", "Invariants", "Violation"]
+__all__ = [
+    "LATE_S",
+    "MAX_STOPS",
+    "ORPHAN_SETTLE_S",
+    "OVERLAP_S",
+    "SLACK_S",
+    "Invariants",
+    "Violation",
+]
 
 EPS = 1e-9
 #: Beyond ``sl_deadline_s``: the emergency close's own retries, a restart, a sync round.
@@ -49,6 +60,8 @@ ORPHAN_SETTLE_S = 30.0
 LATE_S = 15.0
 #: Stop placements one position may create on the exchange, at most.
 MAX_STOPS = 12
+#: How long two stops of one position may rest at once (a replacement and its cancel).
+OVERLAP_S = 15.0
 MANUAL = -1
 
 
@@ -80,6 +93,10 @@ class Invariants:
         self._unprotected_since: dict[str, float] = {}
         self._orphan_since: dict[int, float] = {}
         self._last_timed = 0.0
+        self._overlap_since: dict[int, float] = {}
+        #: Position id -> the kind of its own order that took its exposure to zero (None:
+        #: something else did: a hand trade, a stop of another position).
+        self.closer: dict[int, OrderKind | None] = {}
 
     def _v(self, name: str, detail: str) -> Violation:
         sim = self.sim
@@ -202,6 +219,11 @@ class Invariants:
                 f"{sym}: {cid} of closed position {pid} traded on the exposure of "
                 f"{victims[0] if victims else '?'}",
             )
+        if pid != MANUAL and own > EPS and own <= reduce + EPS and kind is not None:
+            self.closer[pid] = kind  # its own order took its exposure to zero
+        elif pid == MANUAL or own <= EPS:
+            for h in [h for h in holders if h not in (pid, MANUAL)]:
+                self.closer.setdefault(h, None)
         left = reduce
         order = [pid] + [h for h in holders if h != pid]
         for h in order:
@@ -224,6 +246,23 @@ class Invariants:
             parsed = parse_client_id(o.req.client_id)
             if parsed is not None and parsed[1] is OrderKind.STOP_LOSS:
                 stops_by_sym.setdefault(o.req.key.symbol, []).append((o.number, o.req.side))
+        per_position: dict[int, int] = {}
+        for numbers in stops_by_sym.values():
+            for number, _ in numbers:
+                parsed = parse_client_id(x.orders[number].req.client_id)
+                assert parsed is not None
+                per_position[parsed[0]] = per_position.get(parsed[0], 0) + 1
+        for pid, n in per_position.items():
+            if n < 2:
+                self._overlap_since.pop(pid, None)
+                continue
+            since = self._overlap_since.setdefault(pid, now)
+            if now - since > OVERLAP_S:
+                return self._v(
+                    "stop_churn", f"position {pid}: {n} stops resting for {now - since:.1f}s"
+                )
+        for pid in [p for p in self._overlap_since if p not in per_position]:
+            del self._overlap_since[pid]
         seen_orphans: set[int] = set()
         for sym, net in x.net.items():
             exits = [side for _, side in stops_by_sym.get(sym, [])]
@@ -278,6 +317,16 @@ class Invariants:
                     f"{sid}: answered {last.outcome.value} {last.reason} "
                     f"(position {last.position_id}), recorded {recorded.outcome.value} "
                     f"{recorded.reason} (position {recorded.position_id})",
+                )
+        for pid, kind in self.closer.items():
+            stored = sim.store.positions.get(pid)
+            if stored is None or stored.status is not Status.CLOSED or kind is None:
+                continue
+            if stored.close_reason is CloseReason.CLOSED_ON_EXCHANGE:
+                return self._v(
+                    "close_reason",
+                    f"position {pid} closed by its own {kind.value} order, recorded "
+                    f"{stored.close_reason.value}",
                 )
         x = sim.exchange
         for sym, net in x.net.items():
