@@ -43,6 +43,7 @@ class Faults:
     rate_limited: float = 0.0  # 429 on any call, with Retry-After
     partial: float = 0.0  # an entry fills in parts
     stop_reject_place: float = 0.0  # a stop refused at placement (-2021)
+    stop_lost: float = 0.0  # a stop placement that never reaches the exchange: UNKNOWN
     stop_reject_trigger: float = 0.0  # a stop refused when it triggers
     margin: float = 0.0  # an entry refused for margin (-2019)
     order_list_lag_s: float = 0.0  # open-order queries lag placement (and cancels)
@@ -102,6 +103,7 @@ class SimExchange:
         self.executions: list[Execution] = []
         self.created: dict[str, int] = {}  # client id -> orders created with it
         self.requests = 0
+        self.placements: list[OrderRequest] = []  # every placement asked for, in order
         self._manual_seq = 0
 
     # -- the port (called by the simulated worker pool) ------------------------------------
@@ -116,10 +118,11 @@ class SimExchange:
 
     def place_order(self, req: OrderRequest) -> OrderReply:
         self.requests += 1
+        self.placements.append(req)
         wait = self._limited()
         if wait is not None:
             return OrderReply(CallResult.REJECTED, "rate_limited", retry_after=wait)
-        if self._draw(self.faults.lost):
+        if self._draw(self.faults.lost) or (req.kind.trigger and self._draw(self.faults.stop_lost)):
             return OrderReply(CallResult.UNKNOWN, "network")
         existing = self._by_cid.get(req.client_id)
         if existing is not None and existing.status in RESTING:

@@ -17,7 +17,7 @@ and once after the quiet tail (:meth:`Invariants.final`). Each returns the first
 * ``risk_unchecked``: an entry executed above ``max_notional``, or whose first stop sits on
   the wrong side of its fill (issue 10 item A1);
 * ``late_entry``: an entry executed more than :data:`LATE_S` after its signal was sent (B6);
-* ``stop_churn``: more than :data:`MAX_STOPS` stop placements created for one position, or
+* ``stop_churn``: more than :data:`MAX_STOPS` stop placements sent for one position, or
   two of its stops resting at once for longer than :data:`OVERLAP_S` (A2/A4);
 * ``close_reason``: a position closed by its own stop or close order on the ledger, recorded
   ``closed_on_exchange`` (A5);
@@ -30,6 +30,7 @@ and once after the quiet tail (:meth:`Invariants.final`). Each returns the first
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -86,6 +87,7 @@ class Invariants:
         self.sim = sim
         self._executions = 0
         self._orders = 0
+        self._placements = 0
         self._holders: dict[str, dict[int, float]] = {}  # symbol -> holder -> exposure
         self._entered: set[int] = set()
         self._entry_fill: dict[int, float] = {}
@@ -108,6 +110,19 @@ class Invariants:
         if self.sim.crashes:
             return self._v("crash", self.sim.crashes[0])
         x = self.sim.exchange
+        while self._placements < len(x.placements):
+            req = x.placements[self._placements]
+            self._placements += 1
+            parsed = parse_client_id(req.client_id)
+            if parsed is not None and parsed[1] is OrderKind.STOP_LOSS:
+                pid = parsed[0]
+                n = self._stops[pid] = self._stops.get(pid, 0) + 1
+                if n > MAX_STOPS:
+                    return self._v("stop_churn", f"position {pid}: {n} stop placements sent")
+                if n == 1:
+                    bad = self._stop_side(pid, req.trigger_price)
+                    if bad is not None:
+                        return bad
         while self._orders < len(x.orders):
             o = x.orders[self._orders]
             self._orders += 1
@@ -149,20 +164,21 @@ class Invariants:
                             f"entry {cid} of {sent.sig.signal_id} sent {late:.1f}s after the "
                             "signal",
                         )
-        elif kind is OrderKind.STOP_LOSS:
-            n = self._stops[pid] = self._stops.get(pid, 0) + 1
-            if n > MAX_STOPS:
-                return self._v("stop_churn", f"position {pid}: {n} stops placed")
-            fill = self._entry_fill.get(pid)
-            sent = self._signal_of(pid)
-            if n == 1 and fill is not None and trigger is not None and sent is not None:
-                long = sent.sig.side.entry_side == "buy"
-                wrong = trigger > fill * 1.02 if long else trigger < fill * 0.98
-                if wrong:
-                    return self._v(
-                        "risk_unchecked",
-                        f"position {pid}: stop {trigger} on the wrong side of its fill {fill}",
-                    )
+        return None
+
+    def _stop_side(self, pid: int, trigger: float | None) -> Violation | None:
+        """The first stop of an entry that executed must sit on the right side of its fill
+        (a stop on the wrong side means the signal's stop was never checked, A1)."""
+        fill = self._entry_fill.get(pid)
+        sent = self._signal_of(pid)
+        if fill is None or trigger is None or sent is None:
+            return None
+        long = sent.sig.side.entry_side == "buy"
+        if trigger > fill * 1.02 if long else trigger < fill * 0.98:
+            return self._v(
+                "risk_unchecked",
+                f"position {pid}: stop {trigger} on the wrong side of its fill {fill}",
+            )
         return None
 
     def _signal_of(self, pid: int) -> SentSignal | None:
@@ -302,17 +318,27 @@ class Invariants:
     # -- after the quiet tail -------------------------------------------------------------
 
     def final(self) -> Violation | None:
+        """The first violation after the quiet tail whose name is not in ``sim.known`` (the
+        known product defects, recorded in ``sim.known_seen`` instead)."""
+        for bad in self._final_all():
+            if bad.name not in self.sim.known:
+                return bad
+            self.sim.known_seen.append(bad)
+        return None
+
+    def _final_all(self) -> Iterator[Violation]:
         bad = self._timed(self.sim.clock.now())
         if bad is not None:
-            return bad
+            yield bad
         sim = self.sim
         for sid, sent in sim.signals.items():
             if not sent.answers:
-                return self._v("signal_unanswered", f"{sid} sent {len(sent.sends)} times")
+                yield self._v("signal_unanswered", f"{sid} sent {len(sent.sends)} times")
+                continue
             recorded = sim.store.final.get((sent.sig.key.account, sid))
             last = sent.answers[-1][1]
             if recorded is not None and not _same(recorded, last):
-                return self._v(
+                yield self._v(
                     "answer_not_recorded",
                     f"{sid}: answered {last.outcome.value} {last.reason} "
                     f"(position {last.position_id}), recorded {recorded.outcome.value} "
@@ -323,7 +349,7 @@ class Invariants:
             if stored is None or stored.status is not Status.CLOSED or kind is None:
                 continue
             if stored.close_reason is CloseReason.CLOSED_ON_EXCHANGE:
-                return self._v(
+                yield self._v(
                     "close_reason",
                     f"position {pid} closed by its own {kind.value} order, recorded "
                     f"{stored.close_reason.value}",
@@ -338,7 +364,7 @@ class Invariants:
             ]
             if pos is None:
                 if abs(net) > EPS or ours:
-                    return self._v(
+                    yield self._v(
                         "db_exchange_disagree",
                         f"{sym}: no open position in the store, exchange net {net:+g}, "
                         f"our resting orders {ours}",
@@ -352,12 +378,11 @@ class Invariants:
                 or not ours
                 or stray
             ):
-                return self._v(
+                yield self._v(
                     "db_exchange_disagree",
                     f"{sym}: store has position {pos.id} {pos.status.value} {signed:+g}, "
                     f"exchange net {net:+g}, our resting orders {ours}",
                 )
-        return None
 
 
 def _same(a: SignalRecord, b: SignalRecord) -> bool:

@@ -44,6 +44,7 @@ class Outcome:
     violation: Violation | None
     steps: int
     trace: tuple[str, ...]
+    known: tuple[Violation, ...] = ()
 
 
 def run_case(
@@ -51,7 +52,7 @@ def run_case(
 ) -> Outcome:
     sim = make(case.seed, limit=case.limit, skip=case.skip, trace=trace)
     bad = sim.run()
-    return Outcome(case, bad, sim.steps, tuple(sim.trace))
+    return Outcome(case, bad, sim.steps, tuple(sim.trace), tuple(sim.known_seen))
 
 
 def replay(case: Case) -> Outcome:
@@ -107,6 +108,7 @@ class Summary:
     steps: int
     seconds: float
     failures: tuple[Outcome, ...]
+    known: tuple[tuple[int, Violation], ...] = ()
 
     @property
     def rate(self) -> float:
@@ -124,11 +126,13 @@ def run_seeds(
     t0 = time.perf_counter()
     steps = 0
     failures: list[Outcome] = []
+    known: list[tuple[int, Violation]] = []
     for seed in range(first, first + count):
         out = run_case(Case(seed), trace=False, make=make)
         steps += out.steps
+        known.extend((seed, v) for v in out.known)
         if out.violation is not None:
             failures.append(out)
             if stop_at_first:
                 break
-    return Summary(count, steps, time.perf_counter() - t0, tuple(failures))
+    return Summary(count, steps, time.perf_counter() - t0, tuple(failures), tuple(known))
