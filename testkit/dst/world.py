@@ -13,11 +13,11 @@ What runs for real: :class:`~actors.position_actor.PositionShell` (restart in pl
 save-first with its outage buffer, the tick band with a real
 :class:`~actors.conflation.TickSlot`, deferred signals, retry once, passivation) and
 :func:`~actors.transition.transition`, the sync's :func:`~supervision.sync.observations`, the
-supervisor's :class:`~supervision.restart.RestartTracker`, the pool's priorities
-(:mod:`actors.exchange_calls`). What is modelled: the router and the supervisor's
-housekeeping (:class:`SimProcess`), the worker pool's scheduling (:class:`SimPool`, the rules
-of :mod:`actors.workers`), the timer service (:class:`SimTimers`), the exchange
-(:mod:`testkit.dst.exchange`) and the store (:mod:`testkit.dst.store`).
+supervisor's :class:`~supervision.restart.RestartTracker`, the worker pool's scheduling
+(:class:`actors.workers.CallQueue`). What is modelled: the router and the supervisor's
+housekeeping (:class:`SimProcess`), the pool's workers (:class:`SimPool`), the timer service
+(:class:`SimTimers`), the exchange (:mod:`testkit.dst.exchange`) and the store
+(:mod:`testkit.dst.store`).
 
 A process kill drops everything in memory (actors, mailboxes, queued calls, timers; replies and
 stream events still on their way are lost); the next process recovers as the supervisor does:
@@ -56,6 +56,7 @@ from actors.ports import NullMetrics, StoreUnavailable
 from actors.position_actor import PositionShell
 from actors.restarting import HANDED_BACK
 from actors.state import ControlOutcome, Policy, Reentry, SignalRecord
+from actors.workers import CallQueue
 from supervision.restart import RestartPolicy, RestartTracker
 from supervision.sync import observations
 from testkit.dst.exchange import Faults, SimExchange
@@ -147,63 +148,24 @@ class SimTimers:
         return key, name
 
 
-@dataclass(order=True)
-class _Queued:
-    priority: int
-    seq: int
-    effect: calls.ExchangeCall = field(compare=False)
-
-
 class SimPool:
-    """The account's worker pool as :mod:`actors.workers` schedules it: calls by
-    ``(priority, submission)``, a queued stop placement superseded by a newer one of the same
-    position (the older answered ``superseded``), entry placements on at most
-    ``max_workers - 1`` workers. A worker makes its call when the scheduler starts it and is
-    busy until the reply arrives."""
+    """The account's worker pool: the real scheduling (:class:`actors.workers.CallQueue`:
+    priorities, a queued stop superseded by a newer one, the entry reservation) on
+    ``max_workers`` simulated workers. A worker makes its call when the scheduler starts it
+    and is busy until the reply arrives."""
 
     def __init__(self, max_workers: int, deliver: Callable[[Message], object]) -> None:
         self.max_workers = max_workers
-        self.entry_limit = max_workers - 1 if max_workers > 1 else 1
+        self.queue = CallQueue(max_workers)
         self._deliver = deliver
-        self.queue: list[_Queued] = []
-        self._seq = 0
-        self.running = 0
-        self.running_entries = 0
 
     def submit(self, effect: calls.ExchangeCall) -> None:
-        if calls.is_stop(effect):
-            assert isinstance(effect, PlaceOrder)
-            for item in self.queue:
-                old = item.effect
-                if (
-                    isinstance(old, PlaceOrder)
-                    and calls.is_stop(old)
-                    and old.key == effect.key
-                    and old.position_id == effect.position_id
-                ):
-                    item.effect = effect
-                    self._deliver(calls.superseded(old))
-                    return
-        self._seq += 1
-        heapq.heappush(self.queue, _Queued(calls.priority(effect), self._seq, effect))
+        older = self.queue.push(effect)
+        if older is not None:
+            self._deliver(calls.superseded(older))
 
     def runnable(self) -> bool:
-        if not self.queue or self.running >= self.max_workers:
-            return False
-        head = self.queue[0]
-        return head.priority != calls.ENTRY or self.running_entries < self.entry_limit
-
-    def take(self) -> _Queued:
-        item = heapq.heappop(self.queue)
-        self.running += 1
-        if item.priority == calls.ENTRY:
-            self.running_entries += 1
-        return item
-
-    def done(self, priority: int) -> None:
-        self.running -= 1
-        if priority == calls.ENTRY:
-            self.running_entries -= 1
+        return self.queue.running < self.max_workers and self.queue.ready()
 
 
 class SimActor(PositionShell):
@@ -622,7 +584,8 @@ class Simulation:
     def _start_call(self) -> str:
         proc = self.process
         assert proc is not None
-        item = proc.pool.take()
+        item = proc.pool.queue.take()
+        assert item is not None
         eff = item.effect
         x = self.exchange
         if isinstance(eff, FetchMarket):
@@ -643,7 +606,7 @@ class Simulation:
             if slow
             else (0.02 + self.rng.random() * (0.3 if not self.quiet else 0.05))
         )
-        self.at(latency, "reply", (reply, item.priority), proc.epoch)
+        self.at(latency, "reply", (reply, item), proc.epoch)
         return f"call {what}"
 
     def _event(self, e: _Event) -> str:
@@ -652,9 +615,9 @@ class Simulation:
         if e.epoch and (proc is None or e.epoch != proc.epoch):
             return ""  # meant for a process that was killed
         if kind == "reply":
-            msg, prio = e.payload
+            msg, item = e.payload
             assert proc is not None
-            proc.pool.done(prio)
+            proc.pool.queue.done(item)
             proc.deliver(msg)
             return f"reply {describe(msg)}"
         if kind == "stream":
