@@ -21,8 +21,8 @@ and once after the quiet tail (:meth:`Invariants.final`). Each returns the first
   two of its stops resting at once for longer than :data:`OVERLAP_S` (A2/A4);
 * ``close_reason``: a position closed by its own stop or close order on the ledger, recorded
   ``closed_on_exchange`` (A5);
-* ``signal_unanswered`` / ``answer_not_recorded``: a signal never answered, or whose last
-  answer is not the outcome recorded for it (issue 10 item C8);
+* ``signal_unanswered`` / ``answer_not_recorded``: a signal never answered, or a final
+  (not transient) answer that is not the outcome recorded for it, or none (issue 10 C8);
 * ``crash``: an actor crashed (an exception escaped a transition or the shell: a defect);
 * ``db_exchange_disagree``: after the quiet tail, the store's open position and the exchange's
   position (and resting orders of ours) differ.
@@ -336,12 +336,18 @@ class Invariants:
                 yield self._v("signal_unanswered", f"{sid} sent {len(sent.sends)} times")
                 continue
             recorded = sim.store.final.get((sent.sig.key.account, sid))
-            last = sent.answers[-1][1]
-            if recorded is not None and not _same(recorded, last):
+            if recorded is None:
+                continue
+            # A transient refusal says "send it again", not an outcome: every final answer
+            # must be the recorded one, and there must be one.
+            finals = [rec for _, rec in sent.answers if not rec.retry]
+            wrong = [rec for rec in finals if not _same(recorded, rec)]
+            if wrong or not finals:
+                got = wrong[0] if wrong else sent.answers[-1][1]
                 yield self._v(
                     "answer_not_recorded",
-                    f"{sid}: answered {last.outcome.value} {last.reason} "
-                    f"(position {last.position_id}), recorded {recorded.outcome.value} "
+                    f"{sid}: answered {got.outcome.value} {got.reason} "
+                    f"(position {got.position_id}), recorded {recorded.outcome.value} "
                     f"{recorded.reason} (position {recorded.position_id})",
                 )
         for pid, kind in self.closer.items():

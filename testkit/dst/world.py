@@ -406,6 +406,7 @@ class SentSignal:
     sig: OpenSignal
     sends: list[float]
     answers: list[tuple[float, SignalRecord]] = field(default_factory=list)
+    resend_pending: bool = False
 
     @property
     def final(self) -> bool:
@@ -495,7 +496,7 @@ class Simulation:
         if sent is not None:
             sent.answers.append((self.clock.now(), rec))
             if rec.retry:
-                self.at(RESEND_AFTER_S, "resend", rec.signal_id)
+                self._resend_later(sent)
 
     # -- the run ----------------------------------------------------------------------
 
@@ -707,9 +708,9 @@ class Simulation:
             sig = OpenSignal(
                 Key(ACCOUNT, sym), sid, "dst", side, size, stop, take_profit=take, created_at=now
             )
-            self.signals[sid] = SentSignal(sig, [now])
+            sent = self.signals[sid] = SentSignal(sig, [now])
             self._send(sig)
-            self.at(RESEND_AFTER_S, "resend", sid)
+            self._resend_later(sent)
             return f"signal {describe(sig)}"
         if kind == "outage":
             self.store.down = True
@@ -754,11 +755,18 @@ class Simulation:
         self.at(HOUSEKEEP_EVERY_S, "housekeep", None, proc.epoch)
         return f"restart: recovered {len(proc.actors)} actors"
 
+    def _resend_later(self, sent: SentSignal) -> None:
+        if not sent.resend_pending:
+            sent.resend_pending = True
+            self.at(RESEND_AFTER_S, "resend", sent.sig.signal_id)
+
     def resend(self, sid: str) -> str:
+        """Send again what has no final answer yet (one re-send pending at a time)."""
         sent = self.signals[sid]
+        sent.resend_pending = False
         if sent.final or len(sent.sends) >= MAX_SENDS:
             return ""
         sent.sends.append(self.clock.now())
         self._send(sent.sig)
-        self.at(RESEND_AFTER_S, "resend", sid)
+        self._resend_later(sent)
         return f"resend {sid}"
