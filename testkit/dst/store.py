@@ -4,10 +4,11 @@ The contracts of infra's ``PostgresStore``: a commit is all or nothing; the expe
 is checked (:class:`~actors.ports.StaleVersion`); at most one non-terminal position per key
 (the partial unique index); an accepted signal's id must be new to the account's history
 (:class:`~actors.ports.SignalSeen`) while a transient refusal leaves it free; the journal is
-append-only. Faults: an *outage* (every call raises :class:`~actors.ports.StoreUnavailable`
-at once) and a *freeze* (the server stops answering: a call waits, the simulated clock moving
-on, until the client-side bound ``bound_s`` and then raises ``StoreUnavailable``; a bound of
-``None`` waits until the freeze ends, as a client without a deadline did, issue 10 item B6).
+append-only. Faults: a commit that raises :class:`InjectedCrash` (at ``crash_rate``); an
+*outage* (every call raises :class:`~actors.ports.StoreUnavailable` at once); a *freeze* (the
+server stops answering: a call waits, the simulated clock moving on, until the client-side
+bound ``bound_s`` and then raises ``StoreUnavailable``; a bound of ``None`` waits until the
+freeze ends, as a client without a deadline did, issue 10 item B6).
 
 Who calls: the simulated actors and recovery, on the simulation's one thread. Iteration is
 over dicts in insertion order and lists only, so a seed replays exactly.
@@ -15,13 +16,19 @@ over dicts in insertion order and lists only, so a seed replays exactly.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 
 from actors.model import Key, Status
 from actors.ports import SignalSeen, Snapshot, StaleVersion, StoreUnavailable
 from actors.state import Commit, JournalEvent, Position, SignalOutcome, SignalRecord
 
-__all__ = ["SimStore"]
+__all__ = ["InjectedCrash", "SimStore"]
+
+
+class InjectedCrash(RuntimeError):
+    """A commit that raised something the store never should (a defect's stand-in): the
+    actor's crash path (restart in place, stash, retry once) is exercised."""
 
 
 class SimStore:
@@ -41,6 +48,8 @@ class SimStore:
         self.frozen_until: float | None = None
         self.bound_s: float | None = 2.0
         self.commits = 0
+        self.crash_rate = 0.0
+        self.rng: random.Random | None = None
 
     # -- the port --------------------------------------------------------------------------
 
@@ -62,6 +71,8 @@ class SimStore:
 
     def commit(self, commit: Commit) -> None:
         self._check()
+        if self.crash_rate and self.rng is not None and self.rng.random() < self.crash_rate:
+            raise InjectedCrash("simulated: the commit raised")
         sig = commit.signal
         if (
             sig is not None

@@ -61,7 +61,7 @@ from supervision.restart import RestartPolicy, RestartTracker
 from supervision.sync import observations
 from testkit.dst.exchange import Faults, SimExchange
 from testkit.dst.invariants import Invariants, Violation
-from testkit.dst.store import SimStore
+from testkit.dst.store import InjectedCrash, SimStore
 
 __all__ = ["ACCOUNT", "KNOWN", "SYMBOLS", "Simulation", "sim_policy"]
 
@@ -239,7 +239,10 @@ class SimProcess:
         self.trackers.pop(key, None)
 
     def on_crash(self, key: Key, exc: BaseException) -> RestartDecision:
-        self.sim.crashes.append(f"{key} {type(exc).__name__}: {exc}")
+        if isinstance(exc, InjectedCrash):
+            self.sim.injected_crashes += 1
+        else:
+            self.sim.crashes.append(f"{key} {type(exc).__name__}: {exc}")
         tracker = self.trackers.get(key)
         if tracker is None:
             tracker = self.trackers[key] = RestartTracker(RestartPolicy(), self.sim.rng)
@@ -334,6 +337,7 @@ class Plan:
     stream_drop: float
     stream_dup: float
     stream_delay: float
+    crash_rate: float
 
 
 def make_plan(seed: int, fault_s: float, tail_s: float) -> Plan:
@@ -398,6 +402,7 @@ def make_plan(seed: int, fault_s: float, tail_s: float) -> Plan:
         stream_drop=rate(0.2),
         stream_dup=rate(0.2),
         stream_delay=rng.choice((0.0, 0.5, 2.0)),
+        crash_rate=rate(0.05),
     )
 
 
@@ -444,12 +449,15 @@ class Simulation:
         self.trace: list[str] = []
         self.steps = 0
         self.crashes: list[str] = []
+        self.injected_crashes = 0
         self.known = known
         self.known_seen: list[Violation] = []
         self.stalls: list[tuple[float, float]] = []
         self.signals: dict[str, SentSignal] = {}
         self.store = SimStore(self.clock.now, self._stall)
         self.store.bound_s = store_bound_s
+        self.store.rng = random.Random(f"store-{seed}")
+        self.store.crash_rate = self.plan.crash_rate
         prices = {s: p for s, p in zip(SYMBOLS, (100.0, 50.0, 20.0), strict=True)}
         self.exchange = SimExchange(
             ACCOUNT, prices, random.Random(f"xchg-{seed}"), self.clock.now, self._emitted
@@ -575,6 +583,7 @@ class Simulation:
         self.exchange.faults = Faults(on=False)
         self.store.down = False
         self.store.frozen_until = None
+        self.store.crash_rate = 0.0
         self.mark_down_until = 0.0
         self._heap = [e for e in self._heap if e.kind not in PLANNED]
         heapq.heapify(self._heap)
