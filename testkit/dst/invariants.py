@@ -119,10 +119,7 @@ class Invariants:
                 n = self._stops[pid] = self._stops.get(pid, 0) + 1
                 if n > MAX_STOPS:
                     return self._v("stop_churn", f"position {pid}: {n} stop placements sent")
-                if n == 1:
-                    bad = self._stop_side(pid, req.trigger_price)
-                    if bad is not None:
-                        return bad
+
         while self._orders < len(x.orders):
             o = x.orders[self._orders]
             self._orders += 1
@@ -166,18 +163,20 @@ class Invariants:
                         )
         return None
 
-    def _stop_side(self, pid: int, trigger: float | None) -> Violation | None:
-        """The first stop of an entry that executed must sit on the right side of its fill
-        (a stop on the wrong side means the signal's stop was never checked, A1)."""
-        fill = self._entry_fill.get(pid)
+    def _stop_side(self, pid: int) -> Violation | None:
+        """An entry that executed: its signal's stop must have been on the right side of the
+        mark when the signal was sent (a stop on the wrong side means it was never checked,
+        A1; 1 % of slack for the mark's moves meanwhile)."""
         sent = self._signal_of(pid)
-        if fill is None or trigger is None or sent is None:
+        if sent is None:
             return None
-        long = sent.sig.side.entry_side == "buy"
-        if trigger > fill * 1.02 if long else trigger < fill * 0.98:
+        sig, mark = sent.sig, sent.mark
+        long = sig.side.entry_side == "buy"
+        if sig.stop_loss > mark * 1.01 if long else sig.stop_loss < mark * 0.99:
             return self._v(
                 "risk_unchecked",
-                f"position {pid}: stop {trigger} on the wrong side of its fill {fill}",
+                f"position {pid}: entry executed with its stop {sig.stop_loss} on the wrong "
+                f"side of the mark {mark} when {sig.signal_id} was sent",
             )
         return None
 
@@ -212,6 +211,9 @@ class Invariants:
                     )
                 self._entered.add(pid)
                 self._entry_fill[pid] = price
+                bad = self._stop_side(pid)
+                if bad is not None:
+                    return bad
                 policy = self.sim.policy
                 placed = x.order(cid)
                 notional = abs(placed.req.qty if placed is not None else qty) * price

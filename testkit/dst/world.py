@@ -410,6 +410,7 @@ def make_plan(seed: int, fault_s: float, tail_s: float) -> Plan:
 class SentSignal:
     sig: OpenSignal
     sends: list[float]
+    mark: float  # the exchange's mark price when it was first sent
     answers: list[tuple[float, SignalRecord]] = field(default_factory=list)
     resend_pending: bool = False
 
@@ -717,7 +718,7 @@ class Simulation:
             sig = OpenSignal(
                 Key(ACCOUNT, sym), sid, "dst", side, size, stop, take_profit=take, created_at=now
             )
-            sent = self.signals[sid] = SentSignal(sig, [now])
+            sent = self.signals[sid] = SentSignal(sig, [now], price)
             self._send(sig)
             self._resend_later(sent)
             return f"signal {describe(sig)}"
