@@ -4,7 +4,11 @@ the same way and replays (README, "Deterministic simulation")."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +46,25 @@ def test_a_seed_replays_byte_for_byte(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["--seed", "7"]) == 0
     assert capsys.readouterr().out == once
     assert once.splitlines()[:-1] == list(first.trace)
+
+
+def test_a_replay_in_another_process_is_the_same_bytes() -> None:
+    """Nothing depends on the process: not string hashing (``PYTHONHASHSEED``), not the wall
+    clock, not object addresses."""
+    root = Path(__file__).resolve().parents[2]
+    outs = []
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed, PYTHONPATH=str(root))
+        done = subprocess.run(
+            [sys.executable, "-m", "testkit.dst", "--seed", "11"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        outs.append(done.stdout)
+    assert outs[0] == outs[1] and len(outs[0]) > 10_000
 
 
 def test_a_failure_prints_its_seed_and_shrinks_to_a_replayable_case(
