@@ -291,19 +291,32 @@ class SimProcess:
                 actor.inbox.append(Passivate())
 
     def step_actor(self, key: Key) -> str:
+        """The actor of ``key`` handles its next message (its first step: starts). What
+        escapes the shell is handled as pykka does: the actor stops, ``on_failure`` hands its
+        mailbox back (and it is a violation: a defect outside a transition)."""
         actor = self.actors[key]
-        if not actor.started:
-            actor.started = True
-            actor.on_start()
-            return "start"
-        msg = actor.inbox.popleft()
-        actor.on_receive(msg)
+        msg: Message | Passivate | None = None
+        try:
+            if not actor.started:
+                actor.started = True
+                actor.on_start()
+            else:
+                msg = actor.inbox.popleft()
+                actor.on_receive(msg)
+        except Exception as exc:
+            self.sim.crashes.append(f"{key} escaped the shell: {type(exc).__name__}: {exc}")
+            self._drop(key, actor)
+            actor.on_failure(type(exc), exc, None)
+            return f"failed {describe(msg)}"
         if actor.stopped:
-            if self.actors.get(key) is actor:
-                del self.actors[key]
-                self.slots.pop(key, None)
+            self._drop(key, actor)
             actor.on_stop()
-        return describe(msg)
+        return "start" if msg is None else describe(msg)
+
+    def _drop(self, key: Key, actor: SimActor) -> None:
+        if self.actors.get(key) is actor:
+            del self.actors[key]
+            self.slots.pop(key, None)
 
 
 def describe(msg: object) -> str:
