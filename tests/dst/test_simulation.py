@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from actors.position_actor import PositionShell
-from actors.state import SymbolState
 from testkit.dst.__main__ import main
 from testkit.dst.runner import Case, replay, run_case, run_seeds, shrink
+from tests.dst.defects import DEFECTS
+from tests.dst.test_defect_seeds import SEEDS
 
 #: The steps CI covers at least (issue 16: 100,000 steps in under two minutes).
 CI_STEPS = 100_000
@@ -70,17 +70,16 @@ def test_a_replay_in_another_process_is_the_same_bytes() -> None:
 def test_a_failure_prints_its_seed_and_shrinks_to_a_replayable_case(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Issue 10, C8 re-introduced: a replayed signal is not looked up (neither in the actor's
-    # memory nor in the store's history).
-    monkeypatch.setattr(PositionShell, "_answer_replay", lambda self, sig: False)
-    monkeypatch.setattr(SymbolState, "decision", lambda self, signal_id: None)
-    failed = run_case(Case(25))
-    assert failed.violation is not None
+    # A defect re-introduced (the restart's stash dispatched raw: a crash), found by its seed.
+    DEFECTS["restart"].apply(monkeypatch)
+    seed = SEEDS["restart"]
+    failed = run_case(Case(seed))
+    assert failed.violation is not None and failed.violation.name == "crash"
     short = shrink(failed, budget=30)
-    assert short.violation is not None and short.violation.name == failed.violation.name
+    assert short.violation is not None and short.violation.name == "crash"
     assert short.case.limit is not None and short.case.limit < failed.violation.step
     assert replay(short.case).trace == short.trace
-    assert main(["--seeds", "1", "--first", "25"]) == 1
+    assert main(["--seeds", "1", "--first", str(seed)]) == 1
     out = capsys.readouterr().out
-    assert "seed 25 FAILED: answer_not_recorded" in out
-    assert "shortest failing case found: python -m testkit.dst --seed 25 --limit" in out
+    assert f"seed {seed} FAILED: crash" in out
+    assert f"shortest failing case found: python -m testkit.dst --seed {seed} --limit" in out
