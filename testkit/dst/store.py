@@ -23,7 +23,13 @@ from actors.model import Key, Status
 from actors.ports import SignalSeen, Snapshot, StaleVersion, StoreUnavailable
 from actors.state import Commit, JournalEvent, Position, SignalOutcome, SignalRecord
 
-__all__ = ["InjectedCrash", "SimStore"]
+__all__ = ["InjectedCrash", "ProcessKilled", "SimStore"]
+
+
+class ProcessKilled(BaseException):
+    """The process dies right after a commit is written, before the actor performs its
+    effects (``kill_after_commit``): no ``except Exception`` of the shell stops it, the
+    simulation catches it and kills the process."""
 
 
 class InjectedCrash(RuntimeError):
@@ -49,6 +55,7 @@ class SimStore:
         self.bound_s: float | None = 2.0
         self.commits = 0
         self.crash_rate = 0.0
+        self.kill_after_commit = False
         self.rng: random.Random | None = None
 
     # -- the port --------------------------------------------------------------------------
@@ -108,6 +115,9 @@ class SimStore:
                 self.final[k] = sig
                 self.signals.append(sig)
         self.commits += 1
+        if self.kill_after_commit:
+            self.kill_after_commit = False
+            raise ProcessKilled("simulated: killed after a commit, before its effects")
 
     def allocate_ids(self, n: int) -> Sequence[int]:
         self._check()

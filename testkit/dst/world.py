@@ -61,7 +61,7 @@ from supervision.restart import RestartPolicy, RestartTracker
 from supervision.sync import observations
 from testkit.dst.exchange import Faults, SimExchange
 from testkit.dst.invariants import Invariants, Violation
-from testkit.dst.store import InjectedCrash, SimStore
+from testkit.dst.store import InjectedCrash, ProcessKilled, SimStore
 
 __all__ = ["ACCOUNT", "KNOWN", "SYMBOLS", "Simulation", "sim_policy"]
 
@@ -464,6 +464,7 @@ class Simulation:
         self.steps = 0
         self.crashes: list[str] = []
         self.injected_crashes = 0
+        self.kill_restart_s = 1.0
         self.known = known
         self.known_seen: list[Violation] = []
         self.stalls: list[tuple[float, float]] = []
@@ -572,14 +573,17 @@ class Simulation:
                 continue
             pick = self.rng.randrange(n)
             self.steps += 1
-            if pick < len(ready):
-                line = self._event(ready.pop(pick))
-            elif pick < len(ready) + len(actors):
-                assert proc is not None
-                key = actors[pick - len(ready)]
-                line = f"actor {key.symbol} {proc.step_actor(key)}"
-            else:
-                line = self._start_call()
+            try:
+                if pick < len(ready):
+                    line = self._event(ready.pop(pick))
+                elif pick < len(ready) + len(actors):
+                    assert proc is not None
+                    key = actors[pick - len(ready)]
+                    line = f"actor {key.symbol} {proc.step_actor(key)}"
+                else:
+                    line = self._start_call()
+            except ProcessKilled:
+                line = self._kill(self.kill_restart_s) + " (after a commit, before its effects)"
             if self.keep_trace and line:
                 self.trace.append(f"{self.steps} {self.clock.now() - START:.3f} {line}")
             bad = self.invariants.check()
@@ -598,6 +602,7 @@ class Simulation:
         self.store.down = False
         self.store.frozen_until = None
         self.store.crash_rate = 0.0
+        self.store.kill_after_commit = False
         self.mark_down_until = 0.0
         self._heap = [e for e in self._heap if e.kind not in PLANNED]
         heapq.heapify(self._heap)
@@ -743,9 +748,11 @@ class Simulation:
             self.store.frozen_until = now + float(arg)
             return f"store frozen for {arg}s"
         if kind == "kill":
-            self.process = None
-            self.at(float(arg) / 4, "restart")
-            return "kill -9"
+            if round(float(arg) * 1000) % 2 == 0:
+                self.store.kill_after_commit = True
+                self.kill_restart_s = float(arg) / 4
+                return "kill -9 armed: after the next commit"
+            return self._kill(float(arg) / 4)
         if kind == "manual":
             sym, flatten, side = arg
             cid = self.exchange.manual_trade(sym, flatten, side, 1.0)
@@ -758,6 +765,14 @@ class Simulation:
             self.mark_down_until = now + float(arg) * 2
             return f"mark stream down for {float(arg) * 2}s"
         raise AssertionError(kind)
+
+    def _kill(self, restart_after: float) -> str:
+        """The process dies: everything in memory is lost; a new one starts later."""
+        if self.process is None:
+            return "kill -9 (no process)"
+        self.process = None
+        self.at(restart_after, "restart")
+        return "kill -9"
 
     def _send(self, sig: OpenSignal) -> None:
         if self.process is not None:
