@@ -85,10 +85,12 @@ def _a2(mp: pytest.MonkeyPatch) -> None:
 
 
 def _a3(mp: pytest.MonkeyPatch) -> None:
-    """A3: cancel outcomes ignored (a 429 on a cancel left the stop resting) and no orphan
-    sweep: a leftover stop rests, and may close a later position."""
+    """A3: cancel outcomes ignored (a 429 on a cancel left the stop resting), no orphan
+    sweep, and a new entry did not wait for an earlier position's stops to be gone: a
+    leftover stop rests, and may close a later position."""
     mp.setattr(core._Step, "sweep_orphans", lambda self, obs: None)
     mp.setattr(core._Step, "cancel_outcome", lambda self, out, order: self)
+    mp.setattr(core, "leftovers", lambda state: ())
 
 
 def _a4(mp: pytest.MonkeyPatch) -> None:
