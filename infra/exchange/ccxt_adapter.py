@@ -38,7 +38,7 @@ from dataclasses import replace
 from typing import Any
 
 from actors.messages import CallResult
-from actors.model import Key, MarketRules, OrderKind
+from actors.model import ExchangeStatus, Key, MarketRules, OrderKind
 from actors.ports import (
     AccountView,
     Clock,
@@ -337,7 +337,7 @@ class CcxtExchange:
             return self._reply(CallResult.FOUND, order), order
         reply = self._reply(CallResult.ACCEPTED, order)
         if reply.status is None:
-            reply = replace(reply, status="canceled")
+            reply = replace(reply, status=ExchangeStatus.CANCELED)
         return reply, order
 
     def fetch_account(self, account: str) -> AccountView:

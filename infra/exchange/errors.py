@@ -73,7 +73,7 @@ import ccxt
 import requests
 import urllib3.exceptions
 
-from actors.messages import CallResult
+from actors.messages import CallResult, Rejection
 from actors.ports import OrderReply
 from infra.exchange.limits import RateBudgetExhausted
 from infra.exchange.venues import Venue
@@ -316,7 +316,8 @@ def classify(
         if refusal is Reason.DUPLICATE:
             return OrderReply(CallResult.ACCEPTED, str(Reason.DUPLICATE))
         if refusal is not None:
-            return OrderReply(CallResult.REJECTED, str(refusal))
+            rejection = Rejection.WOULD_TRIGGER if refusal is Reason.WOULD_TRIGGER else None
+            return OrderReply(CallResult.REJECTED, str(refusal), rejection=rejection)
         if (
             isinstance(exc, ccxt.ExchangeError)
             and code is not None
