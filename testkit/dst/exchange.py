@@ -21,8 +21,16 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from actors.messages import CallResult, OrderUpdate
-from actors.model import ExchangeOrder, ExchangePosition, Key, MarketRules, OrderKind, Side
+from actors.messages import CallResult, OrderUpdate, Rejection
+from actors.model import (
+    ExchangeOrder,
+    ExchangePosition,
+    ExchangeStatus,
+    Key,
+    MarketRules,
+    OrderKind,
+    Side,
+)
 from actors.orders import parse_client_id
 from actors.ports import AccountView, MarketReply, OrderReply, OrderRequest
 
@@ -137,7 +145,9 @@ class SimExchange:
                 price <= req.trigger_price if req.side == "sell" else price >= req.trigger_price
             )
             if crossed or self._draw(self.faults.stop_reject_place):
-                return OrderReply(CallResult.REJECTED, "would_trigger")
+                return OrderReply(
+                    CallResult.REJECTED, "would_trigger", rejection=Rejection.WOULD_TRIGGER
+                )
             order = self._create(req)
             self._event(order)
         else:
@@ -341,14 +351,22 @@ class SimExchange:
             return
         r = o.req
         self._emit(
-            OrderUpdate(r.key, r.client_id, o.status, o.filled, o.avg, self._now(), r.client_id)
+            OrderUpdate(
+                r.key,
+                r.client_id,
+                ExchangeStatus(o.status),
+                o.filled,
+                o.avg,
+                self._now(),
+                r.client_id,
+            )
         )
 
     def _reply(self, o: SimOrder, result: CallResult, reason: str = "") -> OrderReply:
         return OrderReply(
             result,
             reason,
-            status=o.status,
+            status=ExchangeStatus(o.status),
             filled_qty=o.filled,
             avg_price=o.avg,
             exchange_id=o.req.client_id,

@@ -49,6 +49,7 @@ from actors.messages import (
     SyncObservation,
     TicksReady,
     TimerFired,
+    TimerId,
 )
 from actors.model import Key, Side
 from actors.orders import parse_client_id
@@ -115,16 +116,16 @@ class SimTimers:
 
     def __init__(self, clock: SimClock) -> None:
         self._clock = clock
-        self._live: dict[tuple[Key, str], int] = {}
-        self._heap: list[tuple[float, int, Key, str]] = []
+        self._live: dict[tuple[Key, TimerId], int] = {}
+        self._heap: list[tuple[float, int, Key, TimerId]] = []
         self._seq = 0
 
-    def start(self, key: Key, name: str, delay: float) -> None:
+    def start(self, key: Key, name: TimerId, delay: float) -> None:
         self._seq += 1
         self._live[(key, name)] = self._seq
         heapq.heappush(self._heap, (self._clock.now() + max(0.0, delay), self._seq, key, name))
 
-    def cancel(self, key: Key, name: str) -> None:
+    def cancel(self, key: Key, name: TimerId) -> None:
         self._live.pop((key, name), None)
 
     def cancel_key(self, key: Key) -> None:
@@ -139,7 +140,7 @@ class SimTimers:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
 
-    def pop_due(self, now: float) -> tuple[Key, str] | None:
+    def pop_due(self, now: float) -> tuple[Key, TimerId] | None:
         due = self.next_due()
         if due is None or due > now:
             return None

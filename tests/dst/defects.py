@@ -75,7 +75,7 @@ def _a1(mp: pytest.MonkeyPatch) -> None:
         return replace(out, state=st)
 
     mp.setattr(core, "check_entry", check)
-    mp.setattr(core, "_on_signal", unchecked)
+    mp.setitem(core._HANDLERS, OpenSignal, unchecked)  # transition dispatches by this table
 
 
 def _a2(mp: pytest.MonkeyPatch) -> None:
