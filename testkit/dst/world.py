@@ -83,7 +83,7 @@ SETTLE_S = 20.0
 #: a seed; the owner of the code fixes it and takes it out of here). They are recorded in
 #: ``Simulation.known_seen`` and do not fail a run. ``close_reason``: a position whose stop
 #: filled while every lookup of it was refused (429) until ``flat_confirm_s`` passed is
-#: recorded ``closed_on_exchange`` (seed 64), and a lookup that finds the fill afterwards
+#: recorded ``closed_on_exchange`` (seed 15), and a lookup that finds the fill afterwards
 #: does not correct it.
 KNOWN = frozenset({"close_reason"})
 #: The kinds of planned events (the faults and the traffic of the faulty part).
