@@ -14,10 +14,10 @@ save-first with its outage buffer, the tick band with a real
 :class:`~actors.conflation.TickSlot`, deferred signals, retry once, passivation) and
 :func:`~actors.transition.transition`, the sync's :func:`~supervision.sync.observations`, the
 supervisor's :class:`~supervision.restart.RestartTracker`, the worker pool's scheduling
-(:class:`actors.workers.CallQueue`). What is modelled: the router and the supervisor's
-housekeeping (:class:`SimProcess`), the pool's workers (:class:`SimPool`), the timer service
-(:class:`SimTimers`), the exchange (:mod:`testkit.dst.exchange`) and the store
-(:mod:`testkit.dst.store`).
+(:class:`actors.workers.CallQueue`). What is modelled: the router, the supervisor's
+housekeeping, the pool's workers and the timer service (:mod:`testkit.dst.process`), the
+exchange (:mod:`testkit.dst.exchange`) and the store (:mod:`testkit.dst.store`); what a seed
+does is drawn up front (:mod:`testkit.dst.plan`).
 
 A process kill drops everything in memory (actors, mailboxes, queued calls, timers; replies and
 stream events still on their way are lost); the next process recovers as the supervisor does:
@@ -30,52 +30,43 @@ from __future__ import annotations
 import heapq
 import logging
 import random
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from actors import exchange_calls as calls
-from actors.conflation import TickSlot
-from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder
-from actors.host import ActorCell, ActorDeps, Passivate, RestartDecision
-from actors.ids import IdPool
+from actors.effects import CancelOrder, FetchMarket, PlaceOrder
 from actors.messages import (
     CloseRequest,
     MarkPriceTick,
     Message,
     OpenSignal,
     OrderUpdate,
-    SyncObservation,
-    TicksReady,
     TimerFired,
-    TimerId,
 )
 from actors.model import Key, Side
-from actors.orders import parse_client_id
-from actors.ports import NullMetrics, StoreUnavailable
-from actors.position_actor import PositionShell
-from actors.restarting import HANDED_BACK
-from actors.state import ControlOutcome, Policy, Reentry, SignalRecord
-from actors.workers import CallQueue
-from supervision.restart import RestartPolicy, RestartTracker
+from actors.ports import StoreUnavailable
+from actors.state import Policy, Reentry, SignalRecord
 from supervision.sync import observations
 from testkit.dst.exchange import Faults, SimExchange
 from testkit.dst.invariants import Invariants, Violation
-from testkit.dst.store import InjectedCrash, ProcessKilled, SimStore
+from testkit.dst.plan import PLANNED, SYMBOLS, make_plan
+from testkit.dst.process import (
+    ACCOUNT,
+    START,
+    SimClock,
+    SimProcess,
+    describe,
+)
+from testkit.dst.store import ProcessKilled, SimStore
 
-__all__ = ["ACCOUNT", "KNOWN", "SYMBOLS", "Simulation", "sim_policy"]
+__all__ = ["ACCOUNT", "KNOWN", "START", "SYMBOLS", "Simulation", "sim_policy"]
 
-ACCOUNT = "main"
-SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
-START = 1_700_000_000.0
+
 SYNC_EVERY_S = 1.0
 TICK_EVERY_S = 0.5
 HOUSEKEEP_EVERY_S = 5.0
-PASSIVATE_AFTER_S = 30.0
 RESEND_AFTER_S = 8.0
 MAX_SENDS = 30
-MAX_WORKERS = 4
 #: The end of the quiet tail during which prices hold still (what the last move triggered
 #: settles before database and exchange are compared).
 SETTLE_S = 20.0
@@ -86,8 +77,6 @@ SETTLE_S = 20.0
 #: recorded ``closed_on_exchange`` (seed 15), and a lookup that finds the fill afterwards
 #: does not correct it.
 KNOWN = frozenset({"close_reason"})
-#: The kinds of planned events (the faults and the traffic of the faulty part).
-PLANNED = ("signal", "outage", "freeze", "kill", "manual", "mark_down", "close", "quiet")
 
 
 def sim_policy() -> Policy:
@@ -100,236 +89,6 @@ def sim_policy() -> Policy:
     )
 
 
-class SimClock:
-    """Simulated seconds since the epoch; only the simulation moves it."""
-
-    def __init__(self, start: float = START) -> None:
-        self.t = start
-
-    def now(self) -> float:
-        return self.t
-
-
-class SimTimers:
-    """The timer service (:class:`actors.ports.Timers`) on the simulated clock: a newer timer
-    of the same ``(key, name)`` supersedes the older; due timers are ready events."""
-
-    def __init__(self, clock: SimClock) -> None:
-        self._clock = clock
-        self._live: dict[tuple[Key, TimerId], int] = {}
-        self._heap: list[tuple[float, int, Key, TimerId]] = []
-        self._seq = 0
-
-    def start(self, key: Key, name: TimerId, delay: float) -> None:
-        self._seq += 1
-        self._live[(key, name)] = self._seq
-        heapq.heappush(self._heap, (self._clock.now() + max(0.0, delay), self._seq, key, name))
-
-    def cancel(self, key: Key, name: TimerId) -> None:
-        self._live.pop((key, name), None)
-
-    def cancel_key(self, key: Key) -> None:
-        for k in [k for k in self._live if k[0] == key]:
-            del self._live[k]
-
-    def next_due(self) -> float | None:
-        while (
-            self._heap
-            and self._live.get((self._heap[0][2], self._heap[0][3])) != (self._heap[0][1])
-        ):
-            heapq.heappop(self._heap)
-        return self._heap[0][0] if self._heap else None
-
-    def pop_due(self, now: float) -> tuple[Key, TimerId] | None:
-        due = self.next_due()
-        if due is None or due > now:
-            return None
-        _, _, key, name = heapq.heappop(self._heap)
-        del self._live[(key, name)]
-        return key, name
-
-
-class SimPool:
-    """The account's worker pool: the real scheduling (:class:`actors.workers.CallQueue`:
-    priorities, a queued stop superseded by a newer one, the entry reservation) on
-    ``max_workers`` simulated workers. A worker makes its call when the scheduler starts it
-    and is busy until the reply arrives."""
-
-    def __init__(self, max_workers: int, deliver: Callable[[Message], object]) -> None:
-        self.max_workers = max_workers
-        self.queue = CallQueue(max_workers)
-        self._deliver = deliver
-
-    def submit(self, effect: calls.ExchangeCall) -> None:
-        older = self.queue.push(effect)
-        if older is not None:
-            self._deliver(calls.superseded(older))
-
-    def runnable(self) -> bool:
-        return self.queue.running < self.max_workers and self.queue.ready()
-
-
-class SimActor(PositionShell):
-    """A position actor whose mailbox is the simulation's (one deque per incarnation)."""
-
-    def __init__(self, key: Key, deps: ActorDeps, cell: ActorCell) -> None:
-        super().__init__(key, deps, cell)
-        self.inbox: deque[Message | Passivate] = deque()
-        self.started = False
-        self.stopped = False
-
-    def _self_ref(self) -> Any:
-        return self
-
-    def _stop_self(self) -> None:
-        self.stopped = True
-
-    def _queued_tells(self) -> list[Message]:
-        told = [m for m in self.inbox if isinstance(m, HANDED_BACK)]
-        self.inbox.clear()
-        return told
-
-
-class SimProcess:
-    """One run of the supervisor process: the router, the pool, the timers, the restart
-    trackers and the passivation housekeeping (the :class:`actors.host.ActorHost`)."""
-
-    def __init__(self, sim: Simulation, epoch: int) -> None:
-        self.sim = sim
-        self.epoch = epoch
-        self.timers = SimTimers(sim.clock)
-        self.pool = SimPool(MAX_WORKERS, self.deliver)
-        self.ids = IdPool(sim.store, block=4)
-        self.actors: dict[Key, SimActor] = {}
-        self.slots: dict[Key, TickSlot] = {}
-        self.trackers: dict[Key, RestartTracker] = {}
-        self.sync_wanted = False
-        self.outbox: deque[SignalRecord] = deque()  # answers not sent yet, in order
-
-    # -- the host (actors.host.ActorHost) ------------------------------------------------
-
-    def deliver(self, msg: Message) -> object:
-        key = msg.key
-        if isinstance(msg, TicksReady) and self.slots.get(key) is not msg.slot:
-            return False
-        actor = self.actors.get(key)
-        if actor is None:
-            if isinstance(msg, SyncObservation) and msg.position is None:
-                if not any(parse_client_id(o.client_id) for o in msg.open_orders):
-                    return False  # "nothing here" starts no actor
-            actor = self._spawn(key)
-        actor.inbox.append(msg)
-        return True
-
-    def submit(self, effect: PlaceOrder | CancelOrder | LookupOrder | FetchMarket) -> None:
-        self.pool.submit(effect)
-
-    def request_sync(self, key: Key, reason: str) -> None:
-        self.sync_wanted = True
-
-    def signal_decided(self, record: SignalRecord) -> None:
-        # The answer goes out through the signal feed, in order (one outbox): lost if the
-        # process dies first.
-        self.outbox.append(record)
-        self.sim.at(0.05 + self.sim.rng.random() * 0.5, "answer", None, self.epoch)
-
-    def control_decided(self, outcome: ControlOutcome) -> None:
-        pass
-
-    def clear_quarantine(self, key: Key) -> None:
-        self.trackers.pop(key, None)
-
-    def on_crash(self, key: Key, exc: BaseException) -> RestartDecision:
-        if isinstance(exc, InjectedCrash):
-            self.sim.injected_crashes += 1
-        else:
-            self.sim.crashes.append(f"{key} {type(exc).__name__}: {exc}")
-        tracker = self.trackers.get(key)
-        if tracker is None:
-            tracker = self.trackers[key] = RestartTracker(RestartPolicy(), self.sim.rng)
-        return tracker.on_crash(self.sim.clock.now())
-
-    def retire(self, key: Key, ref: Any) -> bool:
-        actor = self.actors.get(key)
-        if actor is not ref or actor is None or actor.inbox:
-            return False
-        del self.actors[key]
-        self.slots.pop(key, None)
-        self.timers.cancel_key(key)
-        return True
-
-    def not_owner(self, key: Key, why: str, certain: bool) -> None:
-        pass
-
-    # -- the supervisor's side -------------------------------------------------------------
-
-    def _spawn(self, key: Key) -> SimActor:
-        sim = self.sim
-        cell = ActorCell(key, sim.clock.now())
-        deps = ActorDeps(
-            sim.store, self.timers, sim.clock, NullMetrics(), sim.policy, self, self.ids
-        )
-        actor = SimActor(key, deps, cell)
-        self.actors[key] = actor
-        self.slots[key] = TickSlot()
-        return actor
-
-    def tell_tick(self, tick: MarkPriceTick) -> None:
-        slot = self.slots.get(tick.key)
-        if slot is not None and slot.put(tick):
-            self.deliver(TicksReady(tick.key, slot))
-
-    def recover(self) -> None:
-        for pos in self.sim.store.open_positions(ACCOUNT):
-            if pos.key not in self.actors:
-                self._spawn(pos.key)
-
-    def housekeep(self) -> None:
-        now = self.sim.clock.now()
-        for actor in self.actors.values():
-            report = actor.cell.report
-            if report.idle and now - report.last_activity >= PASSIVATE_AFTER_S:
-                actor.inbox.append(Passivate())
-
-    def step_actor(self, key: Key) -> str:
-        """The actor of ``key`` handles its next message (its first step: starts). What
-        escapes the shell is handled as pykka does: the actor stops, ``on_failure`` hands its
-        mailbox back (and it is a violation: a defect outside a transition)."""
-        actor = self.actors[key]
-        msg: Message | Passivate | None = None
-        try:
-            if not actor.started:
-                actor.started = True
-                actor.on_start()
-            else:
-                msg = actor.inbox.popleft()
-                actor.on_receive(msg)
-        except Exception as exc:
-            self.sim.crashes.append(f"{key} escaped the shell: {type(exc).__name__}: {exc}")
-            self._drop(key, actor)
-            actor.on_failure(type(exc), exc, None)
-            return f"failed {describe(msg)}"
-        if actor.stopped:
-            self._drop(key, actor)
-            actor.on_stop()
-        return "start" if msg is None else describe(msg)
-
-    def _drop(self, key: Key, actor: SimActor) -> None:
-        if self.actors.get(key) is actor:
-            del self.actors[key]
-            self.slots.pop(key, None)
-
-
-def describe(msg: object) -> str:
-    """One message as a trace line: its type and fields, with no object addresses."""
-    if isinstance(msg, TicksReady):
-        return f"TicksReady({msg.key})"
-    if isinstance(msg, Passivate):
-        return "Passivate()"
-    text = repr(msg)
-    return text.replace("Key(account='main', symbol=", "Key(")
-
-
 @dataclass(order=True)
 class _Event:
     due: float
@@ -337,87 +96,6 @@ class _Event:
     kind: str = field(compare=False)
     payload: Any = field(compare=False)
     epoch: int = field(compare=False, default=0)
-
-
-@dataclass
-class Plan:
-    """What a seed does, drawn up front from the seed: the fault rates and the external
-    events (signals, price drift, outages, freezes, kills, manual trades) with their times."""
-
-    faults: Faults
-    events: list[tuple[float, str, Any]]
-    fault_s: float
-    tail_s: float
-    stream_drop: float
-    stream_dup: float
-    stream_delay: float
-    crash_rate: float
-
-
-def make_plan(seed: int, fault_s: float, tail_s: float) -> Plan:
-    rng = random.Random(f"plan-{seed}")
-    p = rng.random
-
-    def rate(hi: float) -> float:
-        return round(rng.choice((0.0, hi * p())), 3)
-
-    faults = Faults(
-        on=True,
-        timeout_after_accept=rate(0.15),
-        unavailable_after_place=rate(0.1),
-        lost=rate(0.1),
-        rate_limited=rate(0.2),
-        partial=rate(0.5),
-        stop_reject_place=rate(0.2),
-        stop_lost=rate(0.9),
-        stop_reject_trigger=rate(0.3),
-        margin=rate(0.2),
-        order_list_lag_s=rng.choice((0.0, 0.0, 1.0, 3.0)),
-        fetch_fails=rate(0.2),
-    )
-    events: list[tuple[float, str, Any]] = []
-    t = 0.0
-    n = 0
-    while True:
-        t += rng.expovariate(1 / 6.0)
-        if t >= fault_s:
-            break
-        n += 1
-        sym = rng.choice(SYMBOLS)
-        side = rng.choice((Side.LONG, Side.SHORT))
-        hostile = rng.random() < 0.1
-        events.append((t, "signal", (f"sig{n}", sym, side, hostile, rng.random() < 0.3)))
-    for kind, mean, has in (
-        ("outage", 40.0, 0.5),
-        ("freeze", 50.0, 0.4),
-        ("kill", 45.0, 0.6),
-        ("manual", 40.0, 0.4),
-        ("mark_down", 60.0, 0.3),
-        ("close", 15.0, 0.8),
-    ):
-        if rng.random() >= has:
-            continue
-        t = rng.uniform(0, mean)
-        while t < fault_s:
-            if kind == "close":
-                arg: Any = rng.choice(SYMBOLS)
-            elif kind == "manual":
-                arg = (rng.choice(SYMBOLS), rng.random() < 0.6, rng.choice(tuple(Side)))
-            else:
-                arg = round(rng.uniform(1.0, 12.0 if kind != "freeze" else 20.0), 3)
-            events.append((round(t, 6), kind, arg))
-            t += rng.expovariate(1 / mean)
-    events.sort(key=lambda e: (e[0], e[1]))
-    return Plan(
-        faults,
-        events,
-        fault_s,
-        tail_s,
-        stream_drop=rate(0.2),
-        stream_dup=rate(0.2),
-        stream_delay=rng.choice((0.0, 0.5, 2.0)),
-        crash_rate=rate(0.05),
-    )
 
 
 @dataclass
