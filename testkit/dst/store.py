@@ -83,7 +83,7 @@ class SimStore:
         sig = commit.signal
         if (
             sig is not None
-            and sig.outcome is SignalOutcome.ACCEPTED
+            and (sig.outcome is SignalOutcome.ACCEPTED or not sig.retry)
             and (sig.key.account, sig.signal_id) in self.final
         ):
             raise SignalSeen(f"signal {sig.signal_id!r} is in the signal history already")
