@@ -259,6 +259,7 @@ class JournalKind(enum.StrEnum):
     ENTRY_INTENT = "entry_intent"
     FAILED = "failed"
     ILLEGAL_TRANSITION = "illegal_transition"
+    LATE_ENTRY_FILL = "late_entry_fill"
     ORDER_FACT = "order_fact"
     ORDER_RESENT = "order_resent"
     ORDER_THROTTLED = "order_throttled"

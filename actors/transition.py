@@ -579,7 +579,8 @@ class _Step:
     ) -> None:
         """Enter the terminal state the table gives for ``trigger`` (with ``fields`` set);
         cancel what may still rest on the exchange (recorded ``pending_cancel`` until the
-        exchange confirms, I9) and our timers."""
+        exchange confirms, I9): its stops and its entry, whose rest could fill after the
+        position ended (a second position once the next entry goes out); and our timers."""
         pos = self.pos
         assert pos is not None
         before = pos.status
@@ -595,7 +596,7 @@ class _Step:
             if not o.state.done:
                 self.effects.append(CancelTimer(pos.key, TimerId(TimerKind.LOOKUP, o.client_id)))
                 self.effects.append(CancelTimer(pos.key, TimerId(TimerKind.RETRY, o.client_id)))
-            if o.kind.trigger and not o.state.done:
+            if (o.kind.trigger or o.kind is OrderKind.ENTRY) and not o.state.done:
                 self.cancel(o)
         for timer in (_SL_DEADLINE, _FLAT_CONFIRM, _CLOSE_RETRY):
             self.effects.append(CancelTimer(pos.key, timer))
@@ -685,7 +686,7 @@ class _Step:
         events = len(self.events)
         kind = order.kind
         if kind is OrderKind.ENTRY:
-            self.entry_fact(order, source)
+            self.entry_fact(order, previous, source)
         elif kind is OrderKind.STOP_LOSS:
             self.stop_fact(order, previous, source)
         elif kind is OrderKind.CLOSE:
@@ -711,7 +712,9 @@ class _Step:
                 via=source,
             )
         current = self.pos.order(order.client_id) if self.pos is not None else None
-        if current is not None and current.kind.trigger:
+        ended = self.pos is not None and self.pos.status.terminal
+        if current is not None and (current.kind.trigger or (ended and kind is OrderKind.ENTRY)):
+            # (An entry of an ended position: its rest must not fill on, I9.)
             if recancel and current.state is OrderState.PENDING_CANCEL:
                 self.cancel(current, "still resting")
             elif current.state in (
@@ -722,10 +725,28 @@ class _Step:
                 # it): it must not stay behind to close a later position (I9).
                 self.cancel(current, "not needed")
 
-    def entry_fact(self, order: OrderRecord, source: str) -> None:
+    def entry_fact(self, order: OrderRecord, previous: OrderRecord | None, source: str) -> None:
         pos = self.pos
         assert pos is not None
-        if order.filled_qty > pos.qty and not pos.status.terminal:
+        if pos.status.terminal:
+            grew = previous is None or order.filled_qty > previous.filled_qty
+            if grew and _unaccounted(pos, order):
+                # The entry filled on after its position ended (a close sized before the
+                # last part, a stop, a flat sync): that rest is open on the exchange. Only
+                # the sync knows the account's net position (a hand trade may have closed
+                # some), so it is asked now and adopts and protects what is open; until a
+                # sync has seen it (adopted or gone), no new entry goes out (leftovers).
+                self.event(
+                    JournalKind.LATE_ENTRY_FILL,
+                    pos.status,
+                    client_id=order.client_id,
+                    filled=order.filled_qty,
+                    qty=pos.qty,
+                    via=source,
+                )
+                self.effects.append(RequestSync(pos.key, "late entry fill"))
+            return
+        if order.filled_qty > pos.qty:
             first = pos.qty <= 0
             added = order.filled_qty - pos.qty
             pos = replace(
@@ -741,6 +762,11 @@ class _Step:
             self.set_pos(
                 pos, JournalKind.ENTRY_FILL, qty=pos.qty, price=pos.entry_price, via=source
             )
+            if self.state.flat_seen_at is not None:
+                # The sync saw the position flat, but the entry filled on since (a hand trade
+                # flattened the first part): that view no longer holds, the next sync decides.
+                self.state = replace(self.state, flat_seen_at=None)
+                self.effects.append(CancelTimer(pos.key, _FLAT_CONFIRM))
             if pos.status is Status.CLOSING and not first:
                 # Filled further while closing: the close in flight covers the old quantity
                 # only, so close what was added too (else it stays open, and unprotected once
@@ -868,14 +894,12 @@ class _Step:
         order = pos.order(upd.client_id)
         if order is None:
             return self
-        if pos.status.terminal:
-            if order.kind is OrderKind.ENTRY:
-                if upd.filled_qty > order.filled_qty:
-                    # A late fill of an entry we gave up on: the sync adopts and protects it.
-                    self.effects.append(RequestSync(pos.key, "late entry fill"))
-                return self
-            if not order.kind.trigger or _settled(order):
-                return self
+        if pos.status.terminal and order.kind is OrderKind.CLOSE:
+            return self
+        if pos.status.terminal and order.kind.trigger and _settled(order):
+            return self
+        # An entry of an ended position too: its cancel settles, a late fill is recorded
+        # and the sync asked to adopt it (entry_fact).
         self.apply_order_fact(upd, "stream")
         return self
 
@@ -890,8 +914,15 @@ class _Step:
             return self.lookup_outcome(out, order)
         if pos.status.terminal:
             if order.kind is OrderKind.ENTRY:
-                if out.update is not None and out.update.filled_qty > order.filled_qty:
-                    self.effects.append(RequestSync(pos.key, "late entry fill"))
+                # Its placement answered after the position ended: a fill is recorded and
+                # adopted (entry_fact), a resting rest cancelled (apply_order_fact).
+                if out.update is not None:
+                    self.apply_order_fact(out.update, "reply")
+                elif out.result is CallResult.ACCEPTED:
+                    self.apply_order_fact(
+                        OrderUpdate(pos.key, out.client_id, ExchangeStatus.NEW, 0.0, None, 0.0),
+                        "reply",
+                    )
                 return self
             if not order.kind.trigger or _settled(order):
                 return self
@@ -1167,7 +1198,9 @@ class _Step:
             return self
         if pos.status.terminal:
             for o in leftovers(self.state):
-                if o.state in (OrderState.INTENDED, OrderState.UNKNOWN):
+                if o.state.done:  # an entry's rest filled after the end: the sync adopts it
+                    self.effects.append(RequestSync(pos.key, "recovery: late entry fill"))
+                elif o.state in (OrderState.INTENDED, OrderState.UNKNOWN):
                     self.order_to(o, OrderEvent.CANCEL_REQUESTED)
                     self.event(JournalKind.RECOVERING, pos.status, client_id=o.client_id)
                     self.effects.append(LookupOrder(pos.key, o.client_id, o.kind))
@@ -1224,6 +1257,8 @@ class _Step:
         xp = obs.position
         if pos is None or pos.status.terminal:
             if xp is None or xp.qty <= 0:
+                if pos is not None and obs.observed_at > pos.updated_at:
+                    self.settle_late_fill(pos)
                 return self
             if pos is not None and (pos.closed_at or pos.updated_at) >= obs.observed_at:
                 return self  # observed before our close: stale
@@ -1316,6 +1351,20 @@ class _Step:
             self.state = replace(self.state, stop_lookup_at=self.now)
             self.effects.append(LookupOrder(pos.key, stop.client_id, stop.kind))
         return self
+
+    def settle_late_fill(self, pos: Position) -> None:
+        """The sync, after we learnt of an entry's fill beyond what its ended position held,
+        shows nothing open: that rest is gone (closed by hand). The position records the
+        whole fill, so the entry no longer holds new entries back (:func:`leftovers`)."""
+        entry = pos.latest(OrderKind.ENTRY)
+        if entry is None or not _unaccounted(pos, entry) or not entry.state.done:
+            return
+        self.set_pos(
+            replace(pos, qty=entry.filled_qty),
+            JournalKind.QTY_FROM_SYNC,
+            qty=entry.filled_qty,
+            why="late entry fill gone",
+        )
 
     def flat(self, obs: SyncObservation) -> _Step:
         """The exchange shows no position (or the opposite one) where ours is filled: look
@@ -1543,12 +1592,24 @@ def _settled(order: OrderRecord) -> bool:
 
 
 def leftovers(state: SymbolState) -> tuple[OrderRecord, ...]:
-    """Protective orders of the latest position, which is terminal, not yet confirmed gone
-    (I9: a new entry waits until there are none)."""
+    """Orders of the latest position, which is terminal, that may still trade (I9: a new
+    entry waits until there are none): its protective orders and its entry not yet
+    confirmed gone (a working entry may still fill), and an entry that filled beyond what
+    the position held, until a sync has adopted that rest or seen it gone."""
     pos = state.position
     if pos is None or not pos.status.terminal:
         return ()
-    return tuple(o for o in pos.orders if o.kind.trigger and not o.state.done)
+    return tuple(
+        o
+        for o in pos.orders
+        if ((o.kind.trigger or o.kind is OrderKind.ENTRY) and not o.state.done)
+        or (o.kind is OrderKind.ENTRY and _unaccounted(pos, o))
+    )
+
+
+def _unaccounted(pos: Position, entry: OrderRecord) -> bool:
+    """Did ``entry`` fill beyond the quantity its (ended) position held and closed?"""
+    return entry.filled_qty > pos.qty and not qty_done(pos.qty, entry.filled_qty)
 
 
 def _mark_fresh(state: SymbolState, ctx: Context) -> bool:
