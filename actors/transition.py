@@ -823,6 +823,8 @@ class _Step:
                 changes["protected_at"] = self.now
             self.set_pos(replace(protected, **changes), JournalKind.STOP_CONFIRMED, via=source)  # type: ignore[arg-type]
             self.effects.append(CancelTimer(pos.key, _SL_DEADLINE))
+            # A lookup asked before this confirmation says nothing about this stop.
+            self.state = replace(self.state, stop_lookup_at=None)
             # A trailing move: the older stops can go now that the new one rests.
             for o in pos.orders:
                 if (
@@ -1067,8 +1069,19 @@ class _Step:
                 )
             return self
         if out.result is CallResult.NOT_FOUND and order.state is OrderState.ACCEPTED:
-            if order.kind is OrderKind.STOP_LOSS and self.wanted(order.client_id):
-                # It rested once and the exchange no longer knows it: protect again.
+            latest = pos.latest(OrderKind.STOP_LOSS)
+            if (
+                order.kind is OrderKind.STOP_LOSS
+                and latest is not None
+                and latest.client_id == order.client_id
+                and self.state.stop_lookup_at is not None
+                and self.wanted(order.client_id)
+            ):
+                # It rested once and the exchange no longer knows it: protect again. Only
+                # the answer to the sync's lookup of the newest stop, asked since it was
+                # confirmed (stop_lookup_at, cleared at each confirmation): a lookup asked
+                # before the stop was (re-)placed answers "not found" for a stop that rests
+                # now, and would place another beside it.
                 if self.order_to(order, OrderEvent.LOOKUP_NOT_FOUND) is not None:
                     self.place_stop("stop missing on exchange")
             return self
@@ -1123,9 +1136,22 @@ class _Step:
         pos = self.pos
         assert pos is not None
         if order.kind is OrderKind.STOP_LOSS:
-            if not self.stop_budget_left():
+            if self.covered():
+                # An older confirmed stop protects meanwhile: this one spends no attempt of
+                # an unprotected spell, but its own placements are bounded all the same.
+                if order.attempts >= self.ctx.policy.sl_max_attempts:
+                    self.event(
+                        JournalKind.STOP_FAILED,
+                        pos.status,
+                        client_id=order.client_id,
+                        why=f"{order.attempts} attempts while covered",
+                        failures=pos.sl_failures,
+                    )
+                    self.cancel(order, "given up: an older stop protects")
+                    return
+            elif not self.stop_budget_left():
                 return
-            if not self.covered():
+            else:
                 pos = replace(pos, sl_failures=pos.sl_failures + 1)
                 self.pos = pos
         sent = self.order_to(order, OrderEvent.RESEND, attempts=order.attempts + 1, **changes)
