@@ -249,6 +249,7 @@ class JournalKind(enum.StrEnum):
     CLOSE_PART_DONE = "close_part_done"
     CLOSE_REJECTED = "close_rejected"
     CLOSE_REQUESTED = "close_requested"
+    CLOSE_REASON_CORRECTED = "close_reason_corrected"
     CLOSE_REQUESTED_UNFILLED = "close_requested_unfilled"
     CLOSE_RETRY = "close_retry"
     CLOSE_RETRY_SCHEDULED = "close_retry_scheduled"

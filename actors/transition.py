@@ -72,7 +72,7 @@ from actors.model import (
     Status,
     qty_done,
 )
-from actors.orders import intended_order, parse_client_id
+from actors.orders import client_order_id, intended_order, parse_client_id
 from actors.signal_age import age_refusal
 from actors.state import (
     Commit,
@@ -798,6 +798,7 @@ class _Step:
         pos = self.pos
         assert pos is not None
         if pos.status.terminal:
+            self.correct_close_reason(order, source)
             return
         was = previous.state if previous is not None else None
         current = pos.latest(OrderKind.STOP_LOSS)
@@ -850,6 +851,7 @@ class _Step:
         pos = self.pos
         assert pos is not None
         if pos.status.terminal:
+            self.correct_close_reason(order, source)
             return
         if order.state is OrderState.FILLED or qty_done(order.filled_qty, pos.qty):
             pending = [
@@ -896,7 +898,7 @@ class _Step:
         order = pos.order(upd.client_id)
         if order is None:
             return self
-        if pos.status.terminal and order.kind is OrderKind.CLOSE:
+        if pos.status.terminal and order.kind is OrderKind.CLOSE and not _unsure_close(pos):
             return self
         if pos.status.terminal and order.kind.trigger and _settled(order):
             return self
@@ -908,6 +910,8 @@ class _Step:
     def outcome(self, out: ExchangeOutcome) -> _Step:
         pos = self.pos
         order = pos.order(out.client_id) if pos is not None else None
+        if pos is not None and order is None and out.client_id == _unwritten_close(pos):
+            return self.unwritten_close(out)
         if pos is None or order is None:
             return self
         if out.op is CallOp.CANCEL:
@@ -925,6 +929,10 @@ class _Step:
                         OrderUpdate(pos.key, out.client_id, ExchangeStatus.NEW, 0.0, None, 0.0),
                         "reply",
                     )
+                return self
+            if order.kind is OrderKind.CLOSE and _unsure_close(pos) and not _settled(order):
+                if out.update is not None:
+                    self.apply_order_fact(out.update, "reply")
                 return self
             if not order.kind.trigger or _settled(order):
                 return self
@@ -1120,9 +1128,12 @@ class _Step:
                 )
                 self.close_retry("close not found")
             return self
-        # Lookup itself failed (network): keep asking while the answer matters.
+        # Lookup itself failed (network): keep asking while the answer matters (for the
+        # orders of a position closed on the sync's word alone: until they are settled).
         if not order.state.done and (
-            order.state is not OrderState.ACCEPTED or order.kind is OrderKind.STOP_LOSS
+            order.state is not OrderState.ACCEPTED
+            or order.kind is OrderKind.STOP_LOSS
+            or _unsure_close(pos)
         ):
             delay = max(out.retry_after or 0.0, policy.lookup_delay_s * 2)
             self.effects.append(
@@ -1194,6 +1205,12 @@ class _Step:
             return self
         cid = t.name.client_id
         order = pos.order(cid) if cid is not None else None
+        if kind is TimerKind.LOOKUP and cid is not None and _unsure_close(pos):
+            if cid == _unwritten_close(pos) or (
+                order is not None and order.kind is OrderKind.CLOSE and not _settled(order)
+            ):
+                self.effects.append(LookupOrder(pos.key, cid, OrderKind.CLOSE))
+                return self
         if cid is None or order is None:
             return self
         if kind is TimerKind.CANCEL:
@@ -1421,6 +1438,68 @@ class _Step:
         self.finish(
             Trigger.CLOSED_ON_EXCHANGE, {"close_reason": reason}, reason=reason.value, via=via
         )
+        if reason is CloseReason.CLOSED_ON_EXCHANGE and self.pos is not None:
+            # Closed on the sync's word alone (its orders' lookups were refused or late):
+            # its orders are still looked up, so that the close reason is corrected if one
+            # of them closed it (stops through their cancel, closes here), and so is the
+            # close a restart may have lost before it was written (the next close id).
+            ended = self.pos
+            for o in ended.orders:
+                if o.kind is OrderKind.CLOSE and not _settled(o):
+                    self.effects.append(LookupOrder(ended.key, o.client_id, o.kind))
+            self.effects.append(LookupOrder(ended.key, _unwritten_close(ended), OrderKind.CLOSE))
+        return self
+
+    def correct_close_reason(self, order: OrderRecord, source: str) -> None:
+        """A position closed ``closed_on_exchange`` learns that its own stop or close filled
+        (a lookup or stream event after the close): the close reason is corrected."""
+        pos = self.pos
+        if pos is None or not _unsure_close(pos) or order.filled_qty <= 0:
+            return
+        if order.state is not OrderState.FILLED and not qty_done(order.filled_qty, pos.qty):
+            return
+        reason = CloseReason.STOP_LOSS if order.kind is OrderKind.STOP_LOSS else CloseReason.MANUAL
+        self.set_pos(
+            replace(pos, close_reason=reason),
+            JournalKind.CLOSE_REASON_CORRECTED,
+            client_id=order.client_id,
+            was=CloseReason.CLOSED_ON_EXCHANGE.value,
+            reason=reason.value,
+            via=source,
+        )
+
+    def unwritten_close(self, out: ExchangeOutcome) -> _Step:
+        """The answer about the close id a restart may have lost (:meth:`close_flat`): a
+        fill of it corrects the close reason (the close is recorded); no answer (a refused
+        lookup): asked again."""
+        pos = self.pos
+        assert pos is not None
+        if out.op is not CallOp.LOOKUP or not _unsure_close(pos):
+            return self
+        if out.result is CallResult.FOUND and out.update is not None:
+            upd = out.update
+            filled = _EXCHANGE_STATUS.get(upd.status) is OrderEvent.REPORTED_FILLED
+            if filled and upd.filled_qty > 0:
+                seq = pos.close_seq + 1
+                order = intended_order(
+                    pos.id, OrderKind.CLOSE, seq, pos.side.exit_side, upd.filled_qty, self.now
+                )
+                order = replace(
+                    order,
+                    state=OrderState.FILLED,
+                    filled_qty=upd.filled_qty,
+                    avg_price=upd.avg_price,
+                    exchange_id=upd.exchange_id,
+                )
+                self.pos = replace(pos, close_seq=seq)
+                self.put_order(order)
+                self.correct_close_reason(order, "lookup")
+            return self
+        if out.result is CallResult.UNKNOWN:
+            delay = max(out.retry_after or 0.0, self.ctx.policy.lookup_delay_s * 2)
+            self.effects.append(
+                StartTimer(pos.key, TimerId(TimerKind.LOOKUP, out.client_id), delay)
+            )
         return self
 
     def foreign(self, client_id: str) -> bool:
@@ -1631,6 +1710,18 @@ def leftovers(state: SymbolState) -> tuple[OrderRecord, ...]:
         if ((o.kind.trigger or o.kind is OrderKind.ENTRY) and not o.state.done)
         or (o.kind is OrderKind.ENTRY and _unaccounted(pos, o))
     )
+
+
+def _unsure_close(pos: Position) -> bool:
+    """Closed on the sync's word alone (``closed_on_exchange``): its own orders' reports may
+    still show that one of them closed it."""
+    return pos.status is Status.CLOSED and pos.close_reason is CloseReason.CLOSED_ON_EXCHANGE
+
+
+def _unwritten_close(pos: Position) -> str:
+    """The id the position's next close order would have: one sent but lost with its
+    unwritten commit (a restart during a store outage) carries it."""
+    return client_order_id(pos.id, OrderKind.CLOSE, pos.close_seq + 1)
 
 
 def _unaccounted(pos: Position, entry: OrderRecord) -> bool:

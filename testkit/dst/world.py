@@ -85,7 +85,7 @@ SETTLE_S = 20.0
 #: filled while every lookup of it was refused (429) until ``flat_confirm_s`` passed is
 #: recorded ``closed_on_exchange`` (seed 15), and a lookup that finds the fill afterwards
 #: does not correct it.
-KNOWN = frozenset({"close_reason"})
+KNOWN: frozenset[str] = frozenset()
 #: The kinds of planned events (the faults and the traffic of the faulty part).
 PLANNED = ("signal", "outage", "freeze", "kill", "manual", "mark_down", "close", "quiet")
 
