@@ -1217,7 +1217,11 @@ class _Step:
             if order.state is OrderState.PENDING_CANCEL:
                 self.effects.append(CancelOrder(pos.key, cid, order.kind, "retry"))
             return self
-        if kind is TimerKind.LOOKUP and order.state in (OrderState.UNKNOWN, OrderState.INTENDED):
+        if kind is TimerKind.LOOKUP and order.state in (
+            OrderState.UNKNOWN,
+            OrderState.INTENDED,
+            OrderState.PENDING_CANCEL,  # a cancel said "not found" and its lookup was refused
+        ):
             self.effects.append(LookupOrder(pos.key, cid, order.kind))
         elif (
             kind is TimerKind.RETRY

@@ -138,3 +138,30 @@ def test_a_lookup_that_finds_nothing_of_ours_filled_keeps_closed_on_exchange() -
     t = transition(t.state, nothing, _ctx(1013.0))
     pos = t.state.position
     assert pos is not None and pos.close_reason is CloseReason.CLOSED_ON_EXCHANGE
+
+
+def test_a_refused_lookup_of_the_stop_after_the_flat_close_is_asked_again() -> None:
+    """Seeds 1705 and 1945: the stop's cancel said "not found", its lookup was refused, and
+    the lookup timer did not ask again for an order pending cancel."""
+    st = _closed_on_the_syncs_word(_protected()).state
+    gone = ExchangeOutcome(KEY, CallOp.CANCEL, "ps1s1", OrderKind.STOP_LOSS, CallResult.NOT_FOUND)
+    st = transition(st, gone, _ctx(1012.5)).state
+    refused = ExchangeOutcome(
+        KEY, CallOp.LOOKUP, "ps1s1", OrderKind.STOP_LOSS, CallResult.UNKNOWN, retry_after=1.0
+    )
+    t = transition(st, refused, _ctx(1012.7))
+    assert any(
+        isinstance(e, StartTimer) and e.name == TimerId(TimerKind.LOOKUP, "ps1s1")
+        for e in t.effects
+    )
+    t = transition(t.state, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1s1")), _ctx(1013.7))
+    assert [e.client_id for e in t.effects if isinstance(e, LookupOrder)] == ["ps1s1"]
+    found = ExchangeOutcome(
+        KEY,
+        CallOp.LOOKUP,
+        "ps1s1",
+        OrderKind.STOP_LOSS,
+        CallResult.FOUND,
+        update=OrderUpdate(KEY, "ps1s1", ExchangeStatus.FILLED, 1.0, 90.0, 1009.0),
+    )
+    _corrected(transition(t.state, found, _ctx(1014.0)), CloseReason.STOP_LOSS)
