@@ -72,7 +72,7 @@ from actors.model import (
     Status,
     qty_done,
 )
-from actors.orders import intended_order, parse_client_id
+from actors.orders import client_order_id, intended_order, parse_client_id
 from actors.signal_age import age_refusal
 from actors.state import (
     Commit,
@@ -579,7 +579,8 @@ class _Step:
     ) -> None:
         """Enter the terminal state the table gives for ``trigger`` (with ``fields`` set);
         cancel what may still rest on the exchange (recorded ``pending_cancel`` until the
-        exchange confirms, I9) and our timers."""
+        exchange confirms, I9): its stops and its entry, whose rest could fill after the
+        position ended (a second position once the next entry goes out); and our timers."""
         pos = self.pos
         assert pos is not None
         before = pos.status
@@ -595,7 +596,7 @@ class _Step:
             if not o.state.done:
                 self.effects.append(CancelTimer(pos.key, TimerId(TimerKind.LOOKUP, o.client_id)))
                 self.effects.append(CancelTimer(pos.key, TimerId(TimerKind.RETRY, o.client_id)))
-            if o.kind.trigger and not o.state.done:
+            if (o.kind.trigger or o.kind is OrderKind.ENTRY) and not o.state.done:
                 self.cancel(o)
         for timer in (_SL_DEADLINE, _FLAT_CONFIRM, _CLOSE_RETRY):
             self.effects.append(CancelTimer(pos.key, timer))
@@ -685,7 +686,7 @@ class _Step:
         events = len(self.events)
         kind = order.kind
         if kind is OrderKind.ENTRY:
-            self.entry_fact(order, source)
+            self.entry_fact(order, previous, source)
         elif kind is OrderKind.STOP_LOSS:
             self.stop_fact(order, previous, source)
         elif kind is OrderKind.CLOSE:
@@ -711,7 +712,9 @@ class _Step:
                 via=source,
             )
         current = self.pos.order(order.client_id) if self.pos is not None else None
-        if current is not None and current.kind.trigger:
+        ended = self.pos is not None and self.pos.status.terminal
+        if current is not None and (current.kind.trigger or (ended and kind is OrderKind.ENTRY)):
+            # (An entry of an ended position: its rest must not fill on, I9.)
             if recancel and current.state is OrderState.PENDING_CANCEL:
                 self.cancel(current, "still resting")
             elif current.state in (
@@ -722,10 +725,28 @@ class _Step:
                 # it): it must not stay behind to close a later position (I9).
                 self.cancel(current, "not needed")
 
-    def entry_fact(self, order: OrderRecord, source: str) -> None:
+    def entry_fact(self, order: OrderRecord, previous: OrderRecord | None, source: str) -> None:
         pos = self.pos
         assert pos is not None
-        if order.filled_qty > pos.qty and not pos.status.terminal:
+        if pos.status.terminal:
+            grew = previous is None or order.filled_qty > previous.filled_qty
+            if grew and _unaccounted(pos, order):
+                # The entry filled on after its position ended (a close sized before the
+                # last part, a stop, a flat sync): that rest is open on the exchange. Only
+                # the sync knows the account's net position (a hand trade may have closed
+                # some), so it is asked now and adopts and protects what is open; until a
+                # sync has seen it (adopted or gone), no new entry goes out (leftovers).
+                self.event(
+                    JournalKind.LATE_ENTRY_FILL,
+                    pos.status,
+                    client_id=order.client_id,
+                    filled=order.filled_qty,
+                    qty=pos.qty,
+                    via=source,
+                )
+                self.effects.append(RequestSync(pos.key, "late entry fill"))
+            return
+        if order.filled_qty > pos.qty:
             first = pos.qty <= 0
             added = order.filled_qty - pos.qty
             pos = replace(
@@ -741,6 +762,11 @@ class _Step:
             self.set_pos(
                 pos, JournalKind.ENTRY_FILL, qty=pos.qty, price=pos.entry_price, via=source
             )
+            if self.state.flat_seen_at is not None:
+                # The sync saw the position flat, but the entry filled on since (a hand trade
+                # flattened the first part): that view no longer holds, the next sync decides.
+                self.state = replace(self.state, flat_seen_at=None)
+                self.effects.append(CancelTimer(pos.key, _FLAT_CONFIRM))
             if pos.status is Status.CLOSING and not first:
                 # Filled further while closing: the close in flight covers the old quantity
                 # only, so close what was added too (else it stays open, and unprotected once
@@ -772,6 +798,7 @@ class _Step:
         pos = self.pos
         assert pos is not None
         if pos.status.terminal:
+            self.correct_close_reason(order, source)
             return
         was = previous.state if previous is not None else None
         current = pos.latest(OrderKind.STOP_LOSS)
@@ -797,6 +824,8 @@ class _Step:
                 changes["protected_at"] = self.now
             self.set_pos(replace(protected, **changes), JournalKind.STOP_CONFIRMED, via=source)  # type: ignore[arg-type]
             self.effects.append(CancelTimer(pos.key, _SL_DEADLINE))
+            # A lookup asked before this confirmation says nothing about this stop.
+            self.state = replace(self.state, stop_lookup_at=None)
             # A trailing move: the older stops can go now that the new one rests.
             for o in pos.orders:
                 if (
@@ -822,6 +851,7 @@ class _Step:
         pos = self.pos
         assert pos is not None
         if pos.status.terminal:
+            self.correct_close_reason(order, source)
             return
         if order.state is OrderState.FILLED or qty_done(order.filled_qty, pos.qty):
             pending = [
@@ -868,20 +898,20 @@ class _Step:
         order = pos.order(upd.client_id)
         if order is None:
             return self
-        if pos.status.terminal:
-            if order.kind is OrderKind.ENTRY:
-                if upd.filled_qty > order.filled_qty:
-                    # A late fill of an entry we gave up on: the sync adopts and protects it.
-                    self.effects.append(RequestSync(pos.key, "late entry fill"))
-                return self
-            if not order.kind.trigger or _settled(order):
-                return self
+        if pos.status.terminal and order.kind is OrderKind.CLOSE and not _unsure_close(pos):
+            return self
+        if pos.status.terminal and order.kind.trigger and _settled(order):
+            return self
+        # An entry of an ended position too: its cancel settles, a late fill is recorded
+        # and the sync asked to adopt it (entry_fact).
         self.apply_order_fact(upd, "stream")
         return self
 
     def outcome(self, out: ExchangeOutcome) -> _Step:
         pos = self.pos
         order = pos.order(out.client_id) if pos is not None else None
+        if pos is not None and order is None and out.client_id == _unwritten_close(pos):
+            return self.unwritten_close(out)
         if pos is None or order is None:
             return self
         if out.op is CallOp.CANCEL:
@@ -890,8 +920,19 @@ class _Step:
             return self.lookup_outcome(out, order)
         if pos.status.terminal:
             if order.kind is OrderKind.ENTRY:
-                if out.update is not None and out.update.filled_qty > order.filled_qty:
-                    self.effects.append(RequestSync(pos.key, "late entry fill"))
+                # Its placement answered after the position ended: a fill is recorded and
+                # adopted (entry_fact), a resting rest cancelled (apply_order_fact).
+                if out.update is not None:
+                    self.apply_order_fact(out.update, "reply")
+                elif out.result is CallResult.ACCEPTED:
+                    self.apply_order_fact(
+                        OrderUpdate(pos.key, out.client_id, ExchangeStatus.NEW, 0.0, None, 0.0),
+                        "reply",
+                    )
+                return self
+            if order.kind is OrderKind.CLOSE and _unsure_close(pos) and not _settled(order):
+                if out.update is not None:
+                    self.apply_order_fact(out.update, "reply")
                 return self
             if not order.kind.trigger or _settled(order):
                 return self
@@ -1036,8 +1077,19 @@ class _Step:
                 )
             return self
         if out.result is CallResult.NOT_FOUND and order.state is OrderState.ACCEPTED:
-            if order.kind is OrderKind.STOP_LOSS and self.wanted(order.client_id):
-                # It rested once and the exchange no longer knows it: protect again.
+            latest = pos.latest(OrderKind.STOP_LOSS)
+            if (
+                order.kind is OrderKind.STOP_LOSS
+                and latest is not None
+                and latest.client_id == order.client_id
+                and self.state.stop_lookup_at is not None
+                and self.wanted(order.client_id)
+            ):
+                # It rested once and the exchange no longer knows it: protect again. Only
+                # the answer to the sync's lookup of the newest stop, asked since it was
+                # confirmed (stop_lookup_at, cleared at each confirmation): a lookup asked
+                # before the stop was (re-)placed answers "not found" for a stop that rests
+                # now, and would place another beside it.
                 if self.order_to(order, OrderEvent.LOOKUP_NOT_FOUND) is not None:
                     self.place_stop("stop missing on exchange")
             return self
@@ -1076,9 +1128,12 @@ class _Step:
                 )
                 self.close_retry("close not found")
             return self
-        # Lookup itself failed (network): keep asking while the answer matters.
+        # Lookup itself failed (network): keep asking while the answer matters (for the
+        # orders of a position closed on the sync's word alone: until they are settled).
         if not order.state.done and (
-            order.state is not OrderState.ACCEPTED or order.kind is OrderKind.STOP_LOSS
+            order.state is not OrderState.ACCEPTED
+            or order.kind is OrderKind.STOP_LOSS
+            or _unsure_close(pos)
         ):
             delay = max(out.retry_after or 0.0, policy.lookup_delay_s * 2)
             self.effects.append(
@@ -1092,9 +1147,22 @@ class _Step:
         pos = self.pos
         assert pos is not None
         if order.kind is OrderKind.STOP_LOSS:
-            if not self.stop_budget_left():
+            if self.covered():
+                # An older confirmed stop protects meanwhile: this one spends no attempt of
+                # an unprotected spell, but its own placements are bounded all the same.
+                if order.attempts >= self.ctx.policy.sl_max_attempts:
+                    self.event(
+                        JournalKind.STOP_FAILED,
+                        pos.status,
+                        client_id=order.client_id,
+                        why=f"{order.attempts} attempts while covered",
+                        failures=pos.sl_failures,
+                    )
+                    self.cancel(order, "given up: an older stop protects")
+                    return
+            elif not self.stop_budget_left():
                 return
-            if not self.covered():
+            else:
                 pos = replace(pos, sl_failures=pos.sl_failures + 1)
                 self.pos = pos
         sent = self.order_to(order, OrderEvent.RESEND, attempts=order.attempts + 1, **changes)
@@ -1137,13 +1205,23 @@ class _Step:
             return self
         cid = t.name.client_id
         order = pos.order(cid) if cid is not None else None
+        if kind is TimerKind.LOOKUP and cid is not None and _unsure_close(pos):
+            if cid == _unwritten_close(pos) or (
+                order is not None and order.kind is OrderKind.CLOSE and not _settled(order)
+            ):
+                self.effects.append(LookupOrder(pos.key, cid, OrderKind.CLOSE))
+                return self
         if cid is None or order is None:
             return self
         if kind is TimerKind.CANCEL:
             if order.state is OrderState.PENDING_CANCEL:
                 self.effects.append(CancelOrder(pos.key, cid, order.kind, "retry"))
             return self
-        if kind is TimerKind.LOOKUP and order.state in (OrderState.UNKNOWN, OrderState.INTENDED):
+        if kind is TimerKind.LOOKUP and order.state in (
+            OrderState.UNKNOWN,
+            OrderState.INTENDED,
+            OrderState.PENDING_CANCEL,  # a cancel said "not found" and its lookup was refused
+        ):
             self.effects.append(LookupOrder(pos.key, cid, order.kind))
         elif (
             kind is TimerKind.RETRY
@@ -1167,7 +1245,9 @@ class _Step:
             return self
         if pos.status.terminal:
             for o in leftovers(self.state):
-                if o.state in (OrderState.INTENDED, OrderState.UNKNOWN):
+                if o.state.done:  # an entry's rest filled after the end: the sync adopts it
+                    self.effects.append(RequestSync(pos.key, "recovery: late entry fill"))
+                elif o.state in (OrderState.INTENDED, OrderState.UNKNOWN):
                     self.order_to(o, OrderEvent.CANCEL_REQUESTED)
                     self.event(JournalKind.RECOVERING, pos.status, client_id=o.client_id)
                     self.effects.append(LookupOrder(pos.key, o.client_id, o.kind))
@@ -1224,6 +1304,8 @@ class _Step:
         xp = obs.position
         if pos is None or pos.status.terminal:
             if xp is None or xp.qty <= 0:
+                if pos is not None and obs.observed_at > pos.updated_at:
+                    self.settle_late_fill(pos)
                 return self
             if pos is not None and (pos.closed_at or pos.updated_at) >= obs.observed_at:
                 return self  # observed before our close: stale
@@ -1317,6 +1399,20 @@ class _Step:
             self.effects.append(LookupOrder(pos.key, stop.client_id, stop.kind))
         return self
 
+    def settle_late_fill(self, pos: Position) -> None:
+        """The sync, after we learnt of an entry's fill beyond what its ended position held,
+        shows nothing open: that rest is gone (closed by hand). The position records the
+        whole fill, so the entry no longer holds new entries back (:func:`leftovers`)."""
+        entry = pos.latest(OrderKind.ENTRY)
+        if entry is None or not _unaccounted(pos, entry) or not entry.state.done:
+            return
+        self.set_pos(
+            replace(pos, qty=entry.filled_qty),
+            JournalKind.QTY_FROM_SYNC,
+            qty=entry.filled_qty,
+            why="late entry fill gone",
+        )
+
     def flat(self, obs: SyncObservation) -> _Step:
         """The exchange shows no position (or the opposite one) where ours is filled: look
         up the orders that may have closed it, so the close reason is the truth (a stop
@@ -1346,6 +1442,68 @@ class _Step:
         self.finish(
             Trigger.CLOSED_ON_EXCHANGE, {"close_reason": reason}, reason=reason.value, via=via
         )
+        if reason is CloseReason.CLOSED_ON_EXCHANGE and self.pos is not None:
+            # Closed on the sync's word alone (its orders' lookups were refused or late):
+            # its orders are still looked up, so that the close reason is corrected if one
+            # of them closed it (stops through their cancel, closes here), and so is the
+            # close a restart may have lost before it was written (the next close id).
+            ended = self.pos
+            for o in ended.orders:
+                if o.kind is OrderKind.CLOSE and not _settled(o):
+                    self.effects.append(LookupOrder(ended.key, o.client_id, o.kind))
+            self.effects.append(LookupOrder(ended.key, _unwritten_close(ended), OrderKind.CLOSE))
+        return self
+
+    def correct_close_reason(self, order: OrderRecord, source: str) -> None:
+        """A position closed ``closed_on_exchange`` learns that its own stop or close filled
+        (a lookup or stream event after the close): the close reason is corrected."""
+        pos = self.pos
+        if pos is None or not _unsure_close(pos) or order.filled_qty <= 0:
+            return
+        if order.state is not OrderState.FILLED and not qty_done(order.filled_qty, pos.qty):
+            return
+        reason = CloseReason.STOP_LOSS if order.kind is OrderKind.STOP_LOSS else CloseReason.MANUAL
+        self.set_pos(
+            replace(pos, close_reason=reason),
+            JournalKind.CLOSE_REASON_CORRECTED,
+            client_id=order.client_id,
+            was=CloseReason.CLOSED_ON_EXCHANGE.value,
+            reason=reason.value,
+            via=source,
+        )
+
+    def unwritten_close(self, out: ExchangeOutcome) -> _Step:
+        """The answer about the close id a restart may have lost (:meth:`close_flat`): a
+        fill of it corrects the close reason (the close is recorded); no answer (a refused
+        lookup): asked again."""
+        pos = self.pos
+        assert pos is not None
+        if out.op is not CallOp.LOOKUP or not _unsure_close(pos):
+            return self
+        if out.result is CallResult.FOUND and out.update is not None:
+            upd = out.update
+            filled = _EXCHANGE_STATUS.get(upd.status) is OrderEvent.REPORTED_FILLED
+            if filled and upd.filled_qty > 0:
+                seq = pos.close_seq + 1
+                order = intended_order(
+                    pos.id, OrderKind.CLOSE, seq, pos.side.exit_side, upd.filled_qty, self.now
+                )
+                order = replace(
+                    order,
+                    state=OrderState.FILLED,
+                    filled_qty=upd.filled_qty,
+                    avg_price=upd.avg_price,
+                    exchange_id=upd.exchange_id,
+                )
+                self.pos = replace(pos, close_seq=seq)
+                self.put_order(order)
+                self.correct_close_reason(order, "lookup")
+            return self
+        if out.result is CallResult.UNKNOWN:
+            delay = max(out.retry_after or 0.0, self.ctx.policy.lookup_delay_s * 2)
+            self.effects.append(
+                StartTimer(pos.key, TimerId(TimerKind.LOOKUP, out.client_id), delay)
+            )
         return self
 
     def foreign(self, client_id: str) -> bool:
@@ -1543,12 +1701,36 @@ def _settled(order: OrderRecord) -> bool:
 
 
 def leftovers(state: SymbolState) -> tuple[OrderRecord, ...]:
-    """Protective orders of the latest position, which is terminal, not yet confirmed gone
-    (I9: a new entry waits until there are none)."""
+    """Orders of the latest position, which is terminal, that may still trade (I9: a new
+    entry waits until there are none): its protective orders and its entry not yet
+    confirmed gone (a working entry may still fill), and an entry that filled beyond what
+    the position held, until a sync has adopted that rest or seen it gone."""
     pos = state.position
     if pos is None or not pos.status.terminal:
         return ()
-    return tuple(o for o in pos.orders if o.kind.trigger and not o.state.done)
+    return tuple(
+        o
+        for o in pos.orders
+        if ((o.kind.trigger or o.kind is OrderKind.ENTRY) and not o.state.done)
+        or (o.kind is OrderKind.ENTRY and _unaccounted(pos, o))
+    )
+
+
+def _unsure_close(pos: Position) -> bool:
+    """Closed on the sync's word alone (``closed_on_exchange``): its own orders' reports may
+    still show that one of them closed it."""
+    return pos.status is Status.CLOSED and pos.close_reason is CloseReason.CLOSED_ON_EXCHANGE
+
+
+def _unwritten_close(pos: Position) -> str:
+    """The id the position's next close order would have: one sent but lost with its
+    unwritten commit (a restart during a store outage) carries it."""
+    return client_order_id(pos.id, OrderKind.CLOSE, pos.close_seq + 1)
+
+
+def _unaccounted(pos: Position, entry: OrderRecord) -> bool:
+    """Did ``entry`` fill beyond the quantity its (ended) position held and closed?"""
+    return entry.filled_qty > pos.qty and not qty_done(pos.qty, entry.filled_qty)
 
 
 def _mark_fresh(state: SymbolState, ctx: Context) -> bool:

@@ -72,11 +72,8 @@ MAX_SENDS = 30
 SETTLE_S = 20.0
 #: Invariants a known product defect still breaks now and then (reported in the README with
 #: a seed; the owner of the code fixes it and takes it out of here). They are recorded in
-#: ``Simulation.known_seen`` and do not fail a run. ``close_reason``: a position whose stop
-#: filled while every lookup of it was refused (429) until ``flat_confirm_s`` passed is
-#: recorded ``closed_on_exchange`` (seed 15), and a lookup that finds the fill afterwards
-#: does not correct it.
-KNOWN = frozenset({"close_reason"})
+#: ``Simulation.known_seen`` and do not fail a run. None today.
+KNOWN: frozenset[str] = frozenset()
 
 
 def sim_policy() -> Policy:

@@ -90,8 +90,8 @@ def _lookup_not_found(s: OrderState) -> tuple[SymbolState, str, Message]:
     if s is OrderState.PENDING_CANCEL:
         st = with_order(active(), "ps1s1", s)
         cid, kind = "ps1s1", OrderKind.STOP_LOSS
-    elif s is OrderState.ACCEPTED:
-        st, cid, kind = active(), "ps1s1", OrderKind.STOP_LOSS
+    elif s is OrderState.ACCEPTED:  # the answer to the sync's lookup of the confirmed stop
+        st, cid, kind = replace(active(), stop_lookup_at=NOW - 1.0), "ps1s1", OrderKind.STOP_LOSS
     else:  # past the lookup deadline: the entry never landed
         p = pending_entry().position
         assert p is not None
