@@ -1,0 +1,504 @@
+"""Tests written to kill mutants of the pure core that survived the unit tests (``make mutate``).
+
+Each test drives :func:`actors.transition.transition` with messages only (no private helper:
+the core is being rewritten as tables and these tests must hold across it) and pins the
+exact outcome a mutant would change: the state after, the commit (position, expected
+version, journal events with their detail), the effects and the answers. The docstrings say
+which behaviour, and so which family of mutants, each test is there for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from actors.effects import (
+    CancelOrder,
+    CancelTimer,
+    Effect,
+    LookupOrder,
+    PlaceOrder,
+    RequestSync,
+    StartTimer,
+)
+from actors.messages import (
+    CallResult,
+    CloseRequest,
+    ExchangeOutcome,
+    Message,
+    OrderUpdate,
+    PauseRequest,
+    TimerFired,
+    UnquarantineRequest,
+)
+from actors.model import CloseReason, Key, OrderKind, OrderRecord, OrderState, Status
+from actors.state import ControlChange, ControlOutcome, Policy, SymbolState, Transition
+from actors.transition import Context, transition
+from testkit.world import priced, signal
+
+KEY = Key("main", "BTCUSDT")
+NOW = 1000.0
+POLICY = Policy()
+
+
+def ctx(now: float = NOW, next_id: int | None = 1, policy: Policy = POLICY) -> Context:
+    return Context(now, policy, next_id)
+
+
+def step(st: SymbolState, msg: Message, now: float = NOW, **kw: object) -> Transition:
+    return transition(st, msg, ctx(now, **kw))  # type: ignore[arg-type]
+
+
+def update(cid: str, status: str, filled: float = 0.0, avg: float | None = None) -> OrderUpdate:
+    """An exchange report for one of our orders (status as the adapter gives it)."""
+    return OrderUpdate(KEY, cid, status, filled, avg, NOW, cid)
+
+
+def reply(
+    cid: str,
+    op: str,
+    result: CallResult,
+    reason: str = "",
+    upd: OrderUpdate | None = None,
+    retry_after: float | None = None,
+) -> ExchangeOutcome:
+    """What the worker pool sends back for a call on ``cid`` (its kind from the id)."""
+    kind = {"e": OrderKind.ENTRY, "s": OrderKind.STOP_LOSS, "c": OrderKind.CLOSE}[
+        cid.rstrip("0123456789")[-1]
+    ]
+    return ExchangeOutcome(KEY, op, cid, kind, result, reason, upd, retry_after)
+
+
+def placed(effects: tuple[Effect, ...]) -> list[tuple[str, OrderKind, float]]:
+    return [
+        (e.order.client_id, e.order.kind, e.order.qty) for e in effects if isinstance(e, PlaceOrder)
+    ]
+
+
+def cancels(effects: tuple[Effect, ...]) -> list[str]:
+    return [e.client_id for e in effects if isinstance(e, CancelOrder)]
+
+
+def started(effects: tuple[Effect, ...]) -> list[tuple[str, float]]:
+    """The timers started, by name and delay."""
+    return [(str(e.name), e.delay) for e in effects if isinstance(e, StartTimer)]
+
+
+def stopped_timers(effects: tuple[Effect, ...]) -> set[str]:
+    return {str(e.name) for e in effects if isinstance(e, CancelTimer)}
+
+
+def fire(name: str) -> TimerFired:
+    return TimerFired(KEY, name)
+
+
+def kinds(t: Transition) -> list[str]:
+    return [str(e.kind) for e in t.commit.events] if t.commit is not None else []
+
+
+def opened(size: float = 1.0) -> SymbolState:
+    """A pending entry of 1.0 at mark 100, stop 90 (position id 1, entry ``ps1e1``)."""
+    t = step(priced(KEY, at=NOW), signal(size=size, stop=90.0, signal_id="s1"))
+    assert t.state.position is not None and t.state.position.status is Status.PENDING_ENTRY
+    return t.state
+
+
+def protected() -> SymbolState:
+    """The entry filled at 100 and its stop ``ps1s1`` confirmed: an active position."""
+    st = step(opened(), update("ps1e1", "filled", 1.0, 100.0)).state
+    st = step(st, update("ps1s1", "new")).state
+    assert st.position is not None and st.position.status is Status.ACTIVE
+    return st
+
+
+# -- operators' pause, resume, unquarantine -------------------------------------------------
+
+
+def test_pause_and_resume_write_the_flag_once_and_answer_what_changed() -> None:
+    """A pause sets the flag in the state and writes it (ControlChange) with a ``paused``
+    event that says who asked; a second pause changes nothing durable but is journaled and
+    answered ``already_paused``; resume clears it and answers ``resumed``, a second resume
+    ``not_paused``. Kills mutants of the pause branch: the flag, the outcome words, the
+    changed test, the note's cut at 200 characters, the operator's detail."""
+    st = priced(KEY, at=NOW)
+    note = "n" * 300
+    t = step(st, PauseRequest(KEY, True, "r1", "operator", note))
+    assert t.state.paused is True
+    assert t.control == ControlOutcome(KEY, "r1", "pause", "paused")
+    assert t.commit is not None and t.commit.position is None and t.commit.expected_version == 0
+    assert t.commit.control == ControlChange("paused", True, "n" * 200)
+    (ev,) = t.commit.events
+    assert (ev.kind, ev.position_id, ev.status_before, ev.status_after, ev.at) == (
+        "paused",
+        None,
+        None,
+        None,
+        NOW,
+    )
+    assert dict(ev.detail) == {
+        "by": "operator",
+        "note": "n" * 200,
+        "request_id": "r1",
+        "changed": True,
+    }
+    again = step(t.state, PauseRequest(KEY, True, "r2", "operator"))
+    assert again.state.paused is True
+    assert again.control == ControlOutcome(KEY, "r2", "pause", "already_paused")
+    assert again.commit is not None and again.commit.control is None
+    assert [dict(e.detail)["changed"] for e in again.commit.events] == [False]
+    resumed = step(t.state, PauseRequest(KEY, False, "", "operator", "ok"))
+    assert resumed.state.paused is False
+    assert resumed.control == ControlOutcome(KEY, "", "resume", "resumed")
+    assert resumed.commit is not None
+    assert resumed.commit.control == ControlChange("paused", False, "ok")
+    assert kinds(resumed) == ["resumed"]
+    assert dict(resumed.commit.events[0].detail) == {
+        "by": "operator",
+        "note": "ok",
+        "changed": True,
+    }
+    not_paused = step(st, PauseRequest(KEY, False))
+    assert not_paused.control == ControlOutcome(KEY, "", "resume", "not_paused")
+    assert not_paused.commit is not None and not_paused.commit.control is None
+    assert dict(not_paused.commit.events[0].detail) == {"changed": False}
+
+
+def test_a_paused_symbol_refuses_signals_and_a_resumed_one_takes_them() -> None:
+    """The pause is what the signal path reads: refused ``paused`` while set, accepted once
+    resumed (a mutant that writes the flag wrongly fails one of the two)."""
+    st = step(priced(KEY, at=NOW), PauseRequest(KEY, True)).state
+    refused = step(st, signal(signal_id="p1"))
+    assert refused.signal is not None and refused.signal.reason == "paused"
+    assert refused.state.position is None
+    st = step(st, PauseRequest(KEY, False)).state
+    accepted = step(st, signal(signal_id="p2"))
+    assert accepted.state.position is not None
+
+
+def test_unquarantine_lifts_the_flag_and_says_whether_it_was_set() -> None:
+    """Unquarantine clears the flag and always writes it cleared (ControlChange false, the
+    note cut at 200); the answer and the event's ``changed`` say whether it was set."""
+    st = replace(priced(KEY, at=NOW), quarantined=True)
+    t = step(st, UnquarantineRequest(KEY, "u1", "operator", "x" * 250))
+    assert t.state.quarantined is False
+    assert t.control == ControlOutcome(KEY, "u1", "unquarantine", "unquarantined")
+    assert t.commit is not None and t.commit.control == ControlChange(
+        "quarantined", False, "x" * 200
+    )
+    assert kinds(t) == ["unquarantined"]
+    assert dict(t.commit.events[0].detail)["changed"] is True
+    again = step(t.state, UnquarantineRequest(KEY))
+    assert again.control == ControlOutcome(KEY, "", "unquarantine", "not_quarantined")
+    assert again.commit is not None
+    assert again.commit.control == ControlChange("quarantined", False, "")
+    assert dict(again.commit.events[0].detail) == {"changed": False}
+    refused = step(st, signal(signal_id="q1"))
+    assert refused.signal is not None and refused.signal.reason == "quarantined"
+    assert step(t.state, signal(signal_id="q2")).state.position is not None
+
+
+# -- an entry that fails --------------------------------------------------------------------
+
+
+def test_a_rejected_entry_fails_the_position_and_cancels_its_timers() -> None:
+    """The exchange refuses the entry: the position ends ``failed`` with the reason, in one
+    commit on top of the intent (expected version 1), and the position's timers are
+    cancelled; nothing is left to cancel on the exchange.
+    The symbol takes a new signal at once (a failed entry is no open position)."""
+    st = opened()
+    t = step(st, reply("ps1e1", "place", CallResult.REJECTED, "insufficient_funds"), now=NOW + 1)
+    pos = t.state.position
+    assert pos is not None and pos.status is Status.FAILED
+    assert pos.qty == 0 and pos.closed_at is None
+    assert pos.fail_reason == "rejected:insufficient_funds"
+    assert t.commit is not None and t.commit.expected_version == 1
+    assert t.commit.position is not None and t.commit.position.version == 2
+    assert t.commit.position.updated_at == NOW + 1
+    assert "failed" in kinds(t)
+    assert cancels(t.effects) == []
+    timers = stopped_timers(t.effects)
+    assert timers == {"sl_deadline", "flat_confirm", "close_retry"}  # the entry is done
+    assert not t.state.bought and t.state.last_closed_at is None
+    again = step(t.state, signal(signal_id="s2"), now=NOW + 2, next_id=2)
+    assert again.state.position is not None and again.state.position.id == 2
+
+
+def test_an_entry_canceled_before_any_fill_fails_with_its_state_as_reason() -> None:
+    """A cancel of an unfilled entry (reported by the stream) fails the position with the
+    reason ``entry_canceled``; a cancel of a partly filled one does not fail it."""
+    st = opened()
+    t = step(st, update("ps1e1", "canceled"))
+    pos = t.state.position
+    assert pos is not None and pos.status is Status.FAILED
+    assert pos.fail_reason == "entry_canceled"
+    part = step(st, update("ps1e1", "partially_filled", 0.5, 100.0)).state
+    t = step(part, update("ps1e1", "canceled", 0.5, 100.0))
+    assert t.state.position is not None and t.state.position.status is Status.PENDING_SL
+    assert t.state.position.qty == 0.5
+
+
+# -- closing ---------------------------------------------------------------------------------
+
+
+def test_an_operator_close_of_an_active_position_sends_one_reduce_only_close() -> None:
+    """A close request on an active position: status ``closing`` with the reason, one
+    reduce-only close of the whole quantity, the stop stays (cancelled once closed), and the
+    operator is answered ``closing`` with the position id; the journal says who asked."""
+    st = protected()
+    t = step(st, CloseRequest(KEY, CloseReason.MANUAL, "c1", "operator", "why"))
+    pos = t.state.position
+    assert pos is not None and pos.status is Status.CLOSING
+    assert pos.close_reason is CloseReason.MANUAL
+    assert placed(t.effects) == [("ps1c1", OrderKind.CLOSE, 1.0)]
+    assert all(e.reduce_only for e in t.effects if isinstance(e, PlaceOrder))
+    assert cancels(t.effects) == []
+    assert t.control == ControlOutcome(KEY, "c1", "close", "closing", True, 1)
+    assert kinds(t) == ["closing"]
+    assert t.commit is not None
+    detail = dict(t.commit.events[0].detail)
+    assert (detail["by"], detail["note"], detail["request_id"]) == ("operator", "why", "c1")
+    done = step(t.state, update("ps1c1", "filled", 1.0, 101.0))
+    closed = done.state.position
+    assert closed is not None and closed.status is Status.CLOSED and closed.closed_at == NOW
+    assert cancels(done.effects) == ["ps1s1"]
+    assert done.state.last_closed_at == NOW
+
+
+def test_a_close_request_with_nothing_to_close_is_journaled_for_an_operator_only() -> None:
+    """No open position: a close from code changes nothing and writes nothing; an operator's
+    is journaled ``close_requested`` with the result and answered ``no_position``; on a
+    position already closing it is answered ``already_closing`` with its id."""
+    st = priced(KEY, at=NOW)
+    quiet = step(st, CloseRequest(KEY))
+    assert quiet.commit is None and quiet.control is None and quiet.effects == ()
+    t = step(st, CloseRequest(KEY, CloseReason.MANUAL, "c2", "operator"))
+    assert t.control == ControlOutcome(KEY, "c2", "close", "no_position", True, None)
+    assert kinds(t) == ["close_requested"]
+    assert t.commit is not None and dict(t.commit.events[0].detail)["result"] == "no_position"
+    closing = step(protected(), CloseRequest(KEY)).state
+    again = step(closing, CloseRequest(KEY, CloseReason.MANUAL, "c3", "operator"))
+    assert again.control == ControlOutcome(KEY, "c3", "close", "already_closing", True, 1)
+    assert again.effects == ()
+    assert again.commit is not None and again.commit.position is None
+
+
+def test_a_close_before_the_entry_filled_cancels_the_entry_then_closes_the_fill() -> None:
+    """Closing an unfilled entry cancels it (answered ``entry_cancel_requested``); if it
+    fills all the same, the position is protected and closed at once (stop, then close)."""
+    st = opened()
+    t = step(st, CloseRequest(KEY, CloseReason.MANUAL, "c4", "operator"))
+    assert cancels(t.effects) == ["ps1e1"]
+    assert t.control == ControlOutcome(KEY, "c4", "close", "entry_cancel_requested", True, 1)
+    pos = t.state.position
+    assert pos is not None and pos.close_reason is CloseReason.MANUAL
+    assert pos.status is Status.PENDING_ENTRY
+    filled = step(t.state, update("ps1e1", "filled", 1.0, 100.0))
+    assert placed(filled.effects) == [
+        ("ps1s1", OrderKind.STOP_LOSS, 1.0),
+        ("ps1c1", OrderKind.CLOSE, 1.0),
+    ]
+    assert filled.state.position is not None
+    assert filled.state.position.status is Status.CLOSING
+
+
+def test_a_refused_close_is_retried_after_a_delay_that_doubles() -> None:
+    """A close the exchange cancels or rejects is sent again after ``close_retry_delay_s``
+    doubling with each close sent, capped at ``close_retry_max_delay_s``; from
+    ``close_max_attempts`` closes on, the retry is journaled ``close_failing``. Pins the delay
+    formula, the cap and the threshold; the retry timer sends the next close."""
+    policy = Policy(close_retry_delay_s=1.0, close_retry_max_delay_s=3.0, close_max_attempts=2)
+    st = transition(protected(), CloseRequest(KEY), ctx(policy=policy)).state
+    seen = []
+    for n in range(1, 5):
+        t = transition(st, update(f"ps1c{n}", "rejected"), ctx(policy=policy))
+        assert started(t.effects) == [("close_retry", [1.0, 2.0, 3.0, 3.0][n - 1])]
+        seen.append(kinds(t)[-1])
+        assert t.commit is not None
+        assert dict(t.commit.events[-1].detail)["attempts"] == n
+        t = transition(t.state, fire("close_retry"), ctx(policy=policy))
+        assert placed(t.effects) == [(f"ps1c{n + 1}", OrderKind.CLOSE, 1.0)]
+        assert kinds(t) == ["close_retry"]
+        st = t.state
+    assert seen == ["close_retry_scheduled", "close_failing", "close_failing", "close_failing"]
+
+
+# -- orders of unknown outcome, looked up by their id ------------------------------------------
+
+
+def lookups(effects: tuple[Effect, ...]) -> list[tuple[str, OrderKind]]:
+    return [(e.client_id, e.kind) for e in effects if isinstance(e, LookupOrder)]
+
+
+def order_of(st: SymbolState, cid: str) -> OrderRecord:
+    assert st.position is not None
+    o = st.position.order(cid)
+    assert o is not None, cid
+    return o
+
+
+def unknown_entry() -> SymbolState:
+    """The entry's placement timed out: its outcome is unknown (order state ``unknown``)."""
+    t = step(opened(), reply("ps1e1", "place", CallResult.UNKNOWN, "timeout"))
+    assert started(t.effects) == [("lookup:ps1e1", POLICY.lookup_delay_s)]
+    assert kinds(t) == ["order_unknown"]
+    assert t.commit is not None and dict(t.commit.events[0].detail) == {
+        "client_id": "ps1e1",
+        "why": "timeout",
+    }
+    assert order_of(t.state, "ps1e1").state is OrderState.UNKNOWN
+    return t.state
+
+
+def test_an_unknown_entry_is_looked_up_until_its_deadline_then_failed_not_found() -> None:
+    """The lookup timer asks the exchange by id; "not found" before ``lookup_deadline_s``
+    (counted from when it was sent) asks again after ``lookup_delay_s`` and changes nothing
+    durable; at the deadline the entry is ``not_found`` and the position fails with
+    ``entry_not_found``, asking for a sync (it may still appear on the exchange)."""
+    st = unknown_entry()
+    t = step(st, fire("lookup:ps1e1"))
+    assert lookups(t.effects) == [("ps1e1", OrderKind.ENTRY)] and t.commit is None
+    deadline = NOW + POLICY.lookup_deadline_s
+    early = step(st, reply("ps1e1", "lookup", CallResult.NOT_FOUND), now=deadline - 0.01)
+    assert started(early.effects) == [("lookup:ps1e1", POLICY.lookup_delay_s)]
+    assert early.commit is None
+    late = step(st, reply("ps1e1", "lookup", CallResult.NOT_FOUND), now=deadline)
+    pos = late.state.position
+    assert pos is not None and pos.status is Status.FAILED
+    assert pos.fail_reason == "entry_not_found"
+    assert order_of(late.state, "ps1e1").state is OrderState.NOT_FOUND
+    assert [e.reason for e in late.effects if isinstance(e, RequestSync)] == ["entry not found"]
+    assert started(late.effects) == []
+
+
+def test_a_lookup_that_finds_the_entry_filled_protects_it() -> None:
+    """Found filled: the fill is applied as from the stream (``via`` lookup) and the first
+    stop goes out; the order keeps the exchange's id and fill."""
+    st = unknown_entry()
+    found = reply("ps1e1", "lookup", CallResult.FOUND, upd=update("ps1e1", "filled", 1.0, 101.0))
+    t = step(st, found)
+    pos = t.state.position
+    assert pos is not None and pos.status is Status.PENDING_SL
+    assert (pos.qty, pos.entry_price) == (1.0, 101.0)
+    assert placed(t.effects) == [("ps1s1", OrderKind.STOP_LOSS, 1.0)]
+    assert kinds(t) == ["entry_fill", "stop_intent"]
+    assert t.commit is not None and dict(t.commit.events[0].detail)["via"] == "lookup"
+    entry = order_of(t.state, "ps1e1")
+    assert (entry.state, entry.filled_qty, entry.avg_price) == (OrderState.FILLED, 1.0, 101.0)
+
+
+def test_a_failed_lookup_asks_again_later_while_the_answer_matters() -> None:
+    """The lookup itself failed (network): asked again after twice ``lookup_delay_s``, or the
+    exchange's Retry-After if longer; for an accepted entry (the answer no longer matters)
+    nothing is asked."""
+    st = unknown_entry()
+    t = step(st, reply("ps1e1", "lookup", CallResult.UNKNOWN, "503"))
+    assert started(t.effects) == [("lookup:ps1e1", 2 * POLICY.lookup_delay_s)]
+    t = step(st, reply("ps1e1", "lookup", CallResult.UNKNOWN, "429", retry_after=7.0))
+    assert started(t.effects) == [("lookup:ps1e1", 7.0)]
+    accepted = step(opened(), update("ps1e1", "new")).state
+    assert order_of(accepted, "ps1e1").state is OrderState.ACCEPTED
+    t = step(accepted, reply("ps1e1", "lookup", CallResult.UNKNOWN, "503"))
+    assert t.effects == () and t.commit is None
+
+
+def pending_stop() -> SymbolState:
+    """The entry filled: stop ``ps1s1`` intended, not confirmed (status ``pending_sl``)."""
+    t = step(opened(), update("ps1e1", "filled", 1.0, 100.0))
+    assert placed(t.effects) == [("ps1s1", OrderKind.STOP_LOSS, 1.0)]
+    assert started(t.effects) == [("sl_deadline", POLICY.sl_deadline_s)]
+    pos = t.state.position
+    assert pos is not None and (pos.sl_failures, pos.sl_since) == (1, NOW)
+    return t.state
+
+
+def test_a_stop_not_found_is_sent_again_at_once_with_the_same_id() -> None:
+    """A stop of unknown outcome that the lookup does not find is re-sent at once under the
+    same id (a stop that did land refuses the duplicate id): one more attempt counted on the
+    order and on the position's spell, journaled ``order_resent``."""
+    st = step(pending_stop(), reply("ps1s1", "place", CallResult.UNKNOWN, "timeout")).state
+    t = step(st, reply("ps1s1", "lookup", CallResult.NOT_FOUND), now=NOW + 1)
+    assert placed(t.effects) == [("ps1s1", OrderKind.STOP_LOSS, 1.0)]
+    (p,) = [e for e in t.effects if isinstance(e, PlaceOrder)]
+    assert p.close_position and not p.reduce_only
+    assert order_of(t.state, "ps1s1").attempts == 2
+    assert t.state.position is not None and t.state.position.sl_failures == 2
+    assert kinds(t) == ["order_resent"]
+    assert t.commit is not None and dict(t.commit.events[0].detail) == {
+        "client_id": "ps1s1",
+        "attempt": 2,
+    }
+
+
+def test_a_resting_stop_the_exchange_no_longer_knows_is_replaced() -> None:
+    """A confirmed stop that a lookup finds gone is recorded ``not_found`` and a new stop
+    (``ps1s2``) goes out for the whole position: protection again."""
+    st = protected()
+    t = step(st, reply("ps1s1", "lookup", CallResult.NOT_FOUND))
+    assert order_of(t.state, "ps1s1").state is OrderState.NOT_FOUND
+    assert placed(t.effects) == [("ps1s2", OrderKind.STOP_LOSS, 1.0)]
+    assert "stop_intent" in kinds(t)
+
+
+def test_a_stop_refused_is_retried_after_the_delay_and_would_trigger_closes() -> None:
+    """A stop placement refused: one attempt spent, retried after ``sl_retry_delay_s`` (or the
+    exchange's longer Retry-After), journaled ``stop_rejected`` with the failures so far; the
+    retry timer re-sends the same id. Refused as "would trigger" (the price is already past
+    it): closed at market at once (``emergency``)."""
+    st = pending_stop()
+    t = step(st, reply("ps1s1", "place", CallResult.REJECTED, "margin"))
+    assert order_of(t.state, "ps1s1").state is OrderState.REJECTED
+    assert started(t.effects) == [("retry:ps1s1", POLICY.sl_retry_delay_s)]
+    assert kinds(t) == ["stop_rejected"]
+    assert t.commit is not None
+    assert dict(t.commit.events[0].detail) == {"why": "margin", "failures": 1}
+    slow = step(st, reply("ps1s1", "place", CallResult.REJECTED, "429", retry_after=3.0))
+    assert started(slow.effects) == [("retry:ps1s1", 3.0)]
+    again = step(t.state, fire("retry:ps1s1"))
+    assert placed(again.effects) == [("ps1s1", OrderKind.STOP_LOSS, 1.0)]
+    assert order_of(again.state, "ps1s1").state is OrderState.INTENDED
+    crossed = step(st, reply("ps1s1", "place", CallResult.REJECTED, "would_trigger (-2021)"))
+    pos = crossed.state.position
+    assert pos is not None and pos.status is Status.CLOSING
+    assert pos.close_reason is CloseReason.EMERGENCY
+    assert placed(crossed.effects) == [("ps1c1", OrderKind.CLOSE, 1.0)]
+    assert kinds(crossed)[:2] == ["stop_failed", "closing"]
+
+
+def test_the_stop_budget_ends_in_an_emergency_close() -> None:
+    """``sl_max_attempts`` stop attempts refused in one unprotected spell: the next retry is
+    not sent; the position is closed at market (``stop_failed`` then ``closing``,
+    reason ``emergency``)."""
+    policy = Policy(sl_max_attempts=2)
+    st = transition(opened(), update("ps1e1", "filled", 1.0, 100.0), ctx(policy=policy)).state
+    for _ in range(2):
+        st = transition(
+            st, reply("ps1s1", "place", CallResult.REJECTED, "margin"), ctx(policy=policy)
+        ).state
+        t = transition(st, fire("retry:ps1s1"), ctx(policy=policy))
+        st = t.state
+    pos = st.position
+    assert pos is not None and pos.status is Status.CLOSING
+    assert pos.close_reason is CloseReason.EMERGENCY
+    assert placed(t.effects) == [("ps1c1", OrderKind.CLOSE, 1.0)]
+    assert kinds(t)[:2] == ["stop_failed", "closing"]
+    assert t.commit is not None
+    assert dict(t.commit.events[0].detail) == {"why": "2 attempts", "failures": 2}
+
+
+def test_the_stop_deadline_ends_in_an_emergency_close() -> None:
+    """No stop confirmed within ``sl_deadline_s`` of the first attempt: when the deadline
+    timer fires the position is closed at market; a confirmed stop makes the timer a no-op."""
+    st = pending_stop()
+    late = NOW + POLICY.sl_deadline_s
+    t = step(st, fire("sl_deadline"), now=late)
+    pos = t.state.position
+    assert pos is not None and pos.status is Status.CLOSING
+    assert pos.close_reason is CloseReason.EMERGENCY
+    assert t.commit is not None
+    assert dict(t.commit.events[0].detail) == {
+        "why": f"not confirmed within {POLICY.sl_deadline_s:g}s",
+        "failures": 1,
+    }
+    early = step(st, fire("sl_deadline"), now=late - 0.01)
+    assert early.commit is None and early.effects == ()
+    confirmed = step(protected(), fire("sl_deadline"), now=late + 5)
+    assert confirmed.commit is None and confirmed.effects == ()
