@@ -24,14 +24,36 @@ from actors.messages import (
     CallResult,
     CloseRequest,
     ExchangeOutcome,
+    MarketInfo,
+    MarkPriceTick,
     Message,
     OrderUpdate,
     PauseRequest,
+    SyncObservation,
     TimerFired,
     UnquarantineRequest,
 )
-from actors.model import CloseReason, Key, OrderKind, OrderRecord, OrderState, Status
-from actors.state import ControlChange, ControlOutcome, Policy, SymbolState, Transition
+from actors.model import (
+    CloseReason,
+    ExchangeOrder,
+    ExchangePosition,
+    Key,
+    MarketRules,
+    OrderKind,
+    OrderRecord,
+    OrderState,
+    Side,
+    Status,
+)
+from actors.state import (
+    ControlChange,
+    ControlOutcome,
+    Policy,
+    Reentry,
+    SignalOutcome,
+    SymbolState,
+    Transition,
+)
 from actors.transition import Context, transition
 from testkit.world import priced, signal
 
@@ -502,3 +524,291 @@ def test_the_stop_deadline_ends_in_an_emergency_close() -> None:
     assert early.commit is None and early.effects == ()
     confirmed = step(protected(), fire("sl_deadline"), now=late + 5)
     assert confirmed.commit is None and confirmed.effects == ()
+
+
+# -- signals: the refusals and the wait for a price ----------------------------------------
+
+
+def test_a_signal_without_a_fresh_mark_asks_for_one_once_and_waits() -> None:
+    """No mark price (or one older than ``max_mark_age_s``): the signal is deferred with one
+    FetchMarket; while it is requested, or within ``_MARKET_RETRY_S`` (0.5 s) of a failed
+    request, it waits without asking again; the shell's last offer (``give_up``) refuses it
+    ``no_mark_price``; the answer (MarketInfo) sets the mark and rules and it is decided."""
+    st = SymbolState(KEY)
+    t = step(st, signal(signal_id="m1"))
+    assert t.deferred and [type(e).__name__ for e in t.effects] == ["FetchMarket"]
+    assert t.state.market_requested and t.commit is None and t.signal is None
+    waiting = step(t.state, signal(signal_id="m1"))
+    assert waiting.deferred and waiting.effects == ()
+    failed = step(t.state, MarketInfo(KEY, CallResult.UNKNOWN, reason="503"), now=NOW)
+    assert failed.state.market_failed_at == NOW and not failed.state.market_requested
+    assert step(failed.state, signal(signal_id="m1"), now=NOW + 0.49).effects == ()
+    asked = step(failed.state, signal(signal_id="m1"), now=NOW + 0.5)
+    assert [type(e).__name__ for e in asked.effects] == ["FetchMarket"]
+    refused = transition(t.state, signal(signal_id="m1"), Context(NOW, POLICY, 1, give_up=True))
+    assert refused.signal is not None and refused.signal.reason == "no_mark_price"
+    info = MarketInfo(KEY, CallResult.FOUND, 100.0, MarketRules(), at=NOW)
+    known = step(t.state, info)
+    assert (known.state.last_price, known.state.last_price_at) == (100.0, NOW)
+    assert known.state.market == MarketRules() and not known.state.market_requested
+    assert step(known.state, signal(signal_id="m1")).state.position is not None
+    stale = replace(known.state, last_price_at=NOW - POLICY.max_mark_age_s - 0.01)
+    assert step(stale, signal(signal_id="m2")).deferred
+    edge = replace(known.state, last_price_at=NOW - POLICY.max_mark_age_s)
+    assert step(edge, signal(signal_id="m3")).state.position is not None
+
+
+def test_an_older_market_answer_keeps_the_newer_mark() -> None:
+    """A MarketInfo older than the mark we hold keeps our mark (and still brings the rules);
+    a non-positive or missing price is ignored; rules missing mean "no rules"."""
+    st = priced(KEY, price=100.0, at=NOW)
+    older = step(st, MarketInfo(KEY, CallResult.FOUND, 90.0, MarketRules(tick_size=0.1), NOW - 1))
+    assert older.state.last_price == 100.0 and older.state.market == MarketRules(tick_size=0.1)
+    same = step(st, MarketInfo(KEY, CallResult.FOUND, 95.0, None, NOW))
+    assert same.state.last_price == 95.0 and same.state.market == MarketRules()
+    bad = step(st, MarketInfo(KEY, CallResult.FOUND, -1.0, None, NOW + 1))
+    assert bad.state.last_price == 100.0 and bad.state.last_price_at == NOW
+
+
+def closed_clean() -> SymbolState:
+    """Closed by an operator's close at ``NOW``, its stop's cancel confirmed."""
+    st = step(step(protected(), CloseRequest(KEY)).state, update("ps1c1", "filled", 1.0)).state
+    st = step(st, update("ps1s1", "canceled")).state
+    assert st.position is not None and st.position.status is Status.CLOSED
+    assert order_of(st, "ps1s1").state is OrderState.CANCELED
+    return st
+
+
+def marked(st: SymbolState, at: float, price: float = 100.0) -> SymbolState:
+    """``st`` after a mark price tick received at ``at``."""
+    return step(st, MarkPriceTick(KEY, price, at, received_at=at), now=at).state
+
+
+def test_reentry_rules_refuse_with_their_own_outcome() -> None:
+    """After a close: ``cooldown`` refuses until ``cooldown_s`` has passed since the close
+    (outcome COOLDOWN), ``never`` refuses any entry once one was bought, ``allow`` takes it.
+    A signal while a position is open is a DUPLICATE naming that position."""
+    st = closed_clean()
+    assert st.last_closed_at == NOW and st.bought
+    cool = Policy(reentry=Reentry.COOLDOWN, cooldown_s=60.0)
+    early = transition(marked(st, NOW + 59.9), signal(signal_id="r1"), ctx(NOW + 59.9, 2, cool))
+    assert early.signal is not None
+    assert (early.signal.outcome, early.signal.reason) == (SignalOutcome.COOLDOWN, "cooldown")
+    later = transition(marked(st, NOW + 60), signal(signal_id="r2"), ctx(NOW + 60.0, 2, cool))
+    assert later.state.position is not None and later.state.position.id == 2
+    never_again = Policy(reentry=Reentry.NEVER)
+    never = transition(
+        marked(st, NOW + 999), signal(signal_id="r3"), ctx(NOW + 999, 2, never_again)
+    )
+    assert never.signal is not None and never.signal.reason == "never_again"
+    dup = step(protected(), signal(signal_id="r4"))
+    assert dup.signal is not None
+    assert (dup.signal.outcome, dup.signal.reason, dup.signal.position_id) == (
+        SignalOutcome.DUPLICATE,
+        "position_open",
+        1,
+    )
+
+
+def test_an_accepted_signal_is_one_commit_with_its_intent_and_its_record() -> None:
+    """Accepted: a new row (expected version 0, version 1) in ``pending_entry`` with the
+    signal's figures, the stop and take-profit on the market's tick, one ``entry_intent``
+    event, the accepted record, and one entry order sent; a replay of the same id answers
+    the recorded decision and changes nothing. Without a pre-allocated id it is refused
+    ``store_unavailable``."""
+    rules = MarketRules(tick_size=0.5)
+    st = priced(KEY, at=NOW, rules=rules)
+    sig = signal(size=2.0, stop=90.2, tp=120.4, trailing=3.0, signal_id="a1", source="whale")
+    t = step(st, sig, next_id=7)
+    pos = t.state.position
+    assert pos is not None and t.commit is not None and t.signal is not None
+    assert (pos.id, pos.status, pos.source, pos.signal_id) == (
+        7,
+        Status.PENDING_ENTRY,
+        "whale",
+        "a1",
+    )
+    assert (pos.requested_qty, pos.stop_price, pos.take_profit, pos.trailing_distance) == (
+        2.0,
+        90.0,
+        120.5,
+        3.0,
+    )
+    assert (pos.created_at, pos.updated_at, pos.version) == (NOW, NOW, 1)
+    assert t.commit.expected_version == 0 and t.commit.position == pos
+    assert kinds(t) == ["entry_intent"]
+    assert t.commit.signal == t.signal
+    assert (t.signal.outcome, t.signal.position_id, t.signal.reason) == (
+        SignalOutcome.ACCEPTED,
+        7,
+        "",
+    )
+    assert placed(t.effects) == [("ps7e1", OrderKind.ENTRY, 2.0)]
+    replay = step(t.state, sig, now=NOW + 5, next_id=8)
+    assert replay.signal is not None and replay.signal.replay
+    assert replay.state == t.state and replay.commit is None and replay.effects == ()
+    none = step(st, signal(signal_id="a2"), next_id=None)
+    assert none.signal is not None and none.signal.reason == "store_unavailable"
+    assert none.state.position is None
+
+
+def test_refusals_are_remembered_but_transient_ones_are_not() -> None:
+    """A final refusal is remembered (a replay gets the same answer); a transient one
+    (``store_unavailable``, may succeed later) is not, so the same id is decided afresh."""
+    st = priced(KEY, at=NOW)
+    bad = step(st, signal(size=-1.0, signal_id="f1"))
+    assert bad.signal is not None and bad.signal.reason == "invalid:size"
+    assert bad.state.decision("f1") is not None
+    assert bad.commit is not None and bad.commit.position is None and bad.commit.events == ()
+    gone = step(st, signal(signal_id="f2"), next_id=None)
+    assert gone.signal is not None and gone.signal.retry
+    assert gone.state.decision("f2") is None
+    assert step(gone.state, signal(signal_id="f2")).state.position is not None
+
+
+# -- the sync: adoption, flat, quantities ------------------------------------------------------
+
+
+def obs(
+    xp: ExchangePosition | None,
+    *orders: ExchangeOrder,
+    at: float = NOW + 1,
+    adoptable: bool = True,
+) -> SyncObservation:
+    return SyncObservation(KEY, xp, tuple(orders), at, adoptable)
+
+
+def test_a_position_nobody_here_opened_is_adopted_and_protected() -> None:
+    """The exchange shows a long of 2 at 50 the database does not know: a new row (source
+    ``sync``, ``pending_sl``) with the default stop (2 % under the entry), ``adopted`` then
+    ``stop_intent``, and the stop sent; a short gets its stop above. Without an id (store
+    down) or while adoption is stopped on the account, nothing happens."""
+    st = SymbolState(KEY)
+    t = step(st, obs(ExchangePosition(Side.LONG, 2.0, 50.0)), next_id=5)
+    pos = t.state.position
+    assert pos is not None and t.commit is not None
+    assert (pos.id, pos.source, pos.status, pos.qty, pos.requested_qty) == (
+        5,
+        "sync",
+        Status.PENDING_SL,
+        2.0,
+        2.0,
+    )
+    assert pos.entry_price == 50.0 and abs(pos.stop_price - 49.0) < 1e-9
+    assert (pos.created_at, pos.filled_at) == (NOW, NOW)
+    assert t.commit.expected_version == 0
+    assert kinds(t) == ["adopted", "stop_intent"]
+    assert dict(t.commit.events[0].detail) == {"qty": 2.0, "entry_price": 50.0}
+    assert placed(t.effects) == [("ps5s1", OrderKind.STOP_LOSS, 2.0)]
+    short = step(st, obs(ExchangePosition(Side.SHORT, 1.0, 50.0)), next_id=6).state.position
+    assert short is not None and abs(short.stop_price - 51.0) < 1e-9
+    assert step(st, obs(ExchangePosition(Side.LONG, 2.0, 50.0)), next_id=None).commit is None
+    stopped = step(st, obs(ExchangePosition(Side.LONG, 2.0, 50.0), adoptable=False), next_id=5)
+    assert stopped.commit is None and stopped.state.position is None
+
+
+def test_a_stale_view_of_a_position_we_closed_adopts_nothing() -> None:
+    """After our close, a view fetched before the close still shows the position: ignored;
+    a view fetched after it is a position nobody here knows: adopted."""
+    st = closed_clean()
+    xp = ExchangePosition(Side.LONG, 1.0, 100.0)
+    assert step(st, obs(xp, at=NOW), next_id=2).commit is None
+    assert step(st, obs(xp, at=NOW + 0.01), next_id=2).state.position is not None
+
+
+def test_a_flat_exchange_closes_the_position_after_its_orders_are_looked_up() -> None:
+    """Our filled position, the exchange flat: the stop and closes still working are looked
+    up and a ``flat_confirm`` timer started (the close reason must be the truth); when it
+    fires still flat, the position is closed ``closed_on_exchange`` (or with its own close
+    reason if it was closing). A view showing it open again clears the flat mark."""
+    st = protected()
+    t = step(st, obs(None))
+    assert lookups(t.effects) == [("ps1s1", OrderKind.STOP_LOSS)]
+    assert started(t.effects) == [("flat_confirm", POLICY.flat_confirm_s)]
+    assert t.state.flat_seen_at == NOW and t.commit is None
+    again = step(t.state, obs(None, at=NOW + 2))
+    assert again.effects == ()
+    done = step(t.state, fire("flat_confirm"), now=NOW + 2)
+    pos = done.state.position
+    assert pos is not None and pos.status is Status.CLOSED
+    assert pos.close_reason is CloseReason.CLOSED_ON_EXCHANGE
+    assert cancels(done.effects) == ["ps1s1"]
+    back = step(t.state, obs(ExchangePosition(Side.LONG, 1.0, 100.0), at=NOW + 2))
+    assert back.state.flat_seen_at is None
+    assert "flat_confirm" in stopped_timers(back.effects)
+    assert step(back.state, fire("flat_confirm"), now=NOW + 3).commit is None
+
+
+def test_a_flat_exchange_with_nothing_working_closes_at_once() -> None:
+    """Flat, and no stop or close of ours still working (the stop is done): closed at once."""
+    st = protected()
+    pos = st.position
+    assert pos is not None
+    done_stop = replace(pos.orders[1], state=OrderState.CANCELED)
+    st = replace(st, position=replace(pos, orders=(pos.orders[0], done_stop)))
+    t = step(st, obs(None))
+    closed = t.state.position
+    assert closed is not None and closed.status is Status.CLOSED
+    assert closed.close_reason is CloseReason.CLOSED_ON_EXCHANGE
+
+
+def test_the_sync_reconciles_a_quantity_it_sees_first() -> None:
+    """The entry's fill seen by the sync first (S3): applied as the entry's fill, never a
+    second row; a partial one as partially filled. On a held position a different quantity
+    is taken from the exchange (``qty_from_sync``), and a still-working entry is looked up."""
+    st = opened()
+    t = step(st, obs(ExchangePosition(Side.LONG, 1.0, 100.0)))
+    pos = t.state.position
+    assert pos is not None and pos.id == 1 and pos.status is Status.PENDING_SL and pos.qty == 1.0
+    assert order_of(t.state, "ps1e1").state is OrderState.FILLED
+    part = step(st, obs(ExchangePosition(Side.LONG, 0.4, 100.0)))
+    assert order_of(part.state, "ps1e1").state is OrderState.PARTIALLY_FILLED
+    other_side = step(st, obs(ExchangePosition(Side.SHORT, 1.0, 100.0)))
+    assert other_side.commit is None
+    held = step(opened(), update("ps1e1", "partially_filled", 0.5, 100.0)).state
+    held = step(held, update("ps1s1", "new")).state
+    more = step(held, obs(ExchangePosition(Side.LONG, 0.8, 100.0)))
+    assert more.state.position is not None and more.state.position.qty == 0.8
+    assert "qty_from_sync" in kinds(more)
+    assert lookups(more.effects) == [("ps1e1", OrderKind.ENTRY)]
+    assert step(held, obs(ExchangePosition(Side.LONG, 0.5, 100.0))).commit is None
+
+
+def test_a_stop_missing_from_the_list_is_looked_up_after_its_grace() -> None:
+    """An active position whose confirmed stop is not in the open-order list: looked up by
+    id once ``stop_grace_s`` has passed since it was sent, and not again within the grace;
+    a stop of unknown outcome found in the list is taken as resting."""
+    st = protected()
+    grace = POLICY.stop_grace_s
+    early = step(st, obs(ExchangePosition(Side.LONG, 1.0, 100.0), at=NOW + grace))
+    assert lookups(early.effects) == []
+    t = step(st, obs(ExchangePosition(Side.LONG, 1.0, 100.0), at=NOW + grace + 0.1), now=NOW + 6)
+    assert lookups(t.effects) == [("ps1s1", OrderKind.STOP_LOSS)]
+    assert t.state.stop_lookup_at == NOW + 6
+    again = step(t.state, obs(ExchangePosition(Side.LONG, 1.0, 100.0), at=NOW + 7), now=NOW + 7)
+    assert lookups(again.effects) == []
+    later = step(t.state, obs(ExchangePosition(Side.LONG, 1.0, 100.0), at=NOW + 12), now=NOW + 11)
+    assert lookups(later.effects) == [("ps1s1", OrderKind.STOP_LOSS)]
+    unknown = step(pending_stop(), reply("ps1s1", "place", CallResult.UNKNOWN, "t")).state
+    rest = ExchangeOrder("ps1s1", "sell", 1.0, True, 90.0)
+    seen = step(unknown, obs(ExchangePosition(Side.LONG, 1.0, 100.0), rest))
+    assert order_of(seen.state, "ps1s1").state is OrderState.ACCEPTED
+    assert seen.state.position is not None and seen.state.position.status is Status.ACTIVE
+
+
+def test_orphans_of_ours_are_cancelled_once_per_window() -> None:
+    """A resting order with our prefix that no open position needs is cancelled directly,
+    and not again within the 10 s window; others' orders are left alone."""
+    st = SymbolState(KEY)
+    orphan = ExchangeOrder("ps9s1", "sell", 1.0, True, 90.0)
+    theirs = ExchangeOrder("web_123", "sell", 1.0, True, 90.0)
+    t = step(st, obs(None, orphan, theirs))
+    assert [(e.client_id, e.kind) for e in t.effects if isinstance(e, CancelOrder)] == [
+        ("ps9s1", OrderKind.STOP_LOSS)
+    ]
+    assert cancels(step(t.state, obs(None, orphan), now=NOW + 9.9).effects) == []
+    assert cancels(step(t.state, obs(None, orphan), now=NOW + 10).effects) == ["ps9s1"]
+    close = ExchangeOrder("ps9c1", "sell", 1.0, False)
+    assert [e.kind for e in step(st, obs(None, close)).effects if isinstance(e, CancelOrder)] == [
+        OrderKind.CLOSE
+    ]
