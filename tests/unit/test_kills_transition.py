@@ -29,6 +29,7 @@ from actors.messages import (
     Message,
     OrderUpdate,
     PauseRequest,
+    Recover,
     SyncObservation,
     TimerFired,
     UnquarantineRequest,
@@ -812,3 +813,205 @@ def test_orphans_of_ours_are_cancelled_once_per_window() -> None:
     assert [e.kind for e in step(st, obs(None, close)).effects if isinstance(e, CancelOrder)] == [
         OrderKind.CLOSE
     ]
+
+
+# -- ticks: the local stop guard, take-profit, trailing -----------------------------------
+
+
+def tick(price: float, low: float | None = None, high: float | None = None) -> MarkPriceTick:
+    return MarkPriceTick(KEY, price, NOW, low, high, NOW)
+
+
+def test_the_local_stop_guard_closes_before_the_stop_is_confirmed_only() -> None:
+    """Stop not confirmed yet and the mark at or past the stop price (the tick's low for a
+    long): closed at market, reason ``stop_loss``; a tick a hair above does nothing durable;
+    once the stop rests the exchange's stop does the job and the tick changes nothing."""
+    st = pending_stop()
+    t = step(st, tick(90.0))
+    pos = t.state.position
+    assert pos is not None and pos.status is Status.CLOSING
+    assert pos.close_reason is CloseReason.STOP_LOSS
+    assert placed(t.effects) == [("ps1c1", OrderKind.CLOSE, 1.0)]
+    assert t.commit is not None and dict(t.commit.events[0].detail)["why"] == "local_stop_guard"
+    low = step(st, tick(95.0, low=89.0, high=96.0))
+    assert low.state.position is not None and low.state.position.status is Status.CLOSING
+    above = step(st, tick(90.01))
+    assert above.commit is None and above.state.last_price == 90.01
+    assert step(protected(), tick(80.0)).commit is None
+
+
+def test_a_short_guard_and_take_profit_look_at_the_other_side() -> None:
+    """For a short the guard looks at the tick's high, the take-profit at its low."""
+    sig = signal(side=Side.SHORT, stop=110.0, tp=80.0, signal_id="sh")
+    st = step(priced(KEY, at=NOW), sig).state
+    st = step(st, update("ps1e1", "filled", 1.0, 100.0)).state
+    guard = step(st, tick(100.0, low=99.0, high=110.0))
+    assert guard.state.position is not None
+    assert guard.state.position.close_reason is CloseReason.STOP_LOSS
+    assert step(st, tick(109.99)).commit is None
+    st = step(st, update("ps1s1", "new")).state
+    tp = step(st, tick(100.0, low=80.0, high=101.0))
+    assert tp.state.position is not None
+    assert tp.state.position.close_reason is CloseReason.TAKE_PROFIT
+    assert step(st, tick(80.01)).commit is None
+
+
+def test_a_take_profit_closes_at_its_price() -> None:
+    """A long with take-profit 120: a tick reaching 120 (its high) closes, reason
+    ``take_profit``; 119.99 does not."""
+    st = step(priced(KEY, at=NOW), signal(stop=90.0, tp=120.0, signal_id="tp")).state
+    st = step(step(st, update("ps1e1", "filled", 1.0, 100.0)).state, update("ps1s1", "new")).state
+    assert step(st, tick(119.99)).commit is None
+    t = step(st, tick(110.0, low=109.0, high=120.0))
+    assert t.state.position is not None
+    assert t.state.position.close_reason is CloseReason.TAKE_PROFIT
+    assert t.commit is not None and dict(t.commit.events[0].detail)["why"] == "take_profit"
+
+
+def trailing(distance: float = 5.0) -> SymbolState:
+    st = step(priced(KEY, at=NOW), signal(stop=90.0, trailing=distance, signal_id="tr")).state
+    st = step(st, update("ps1e1", "filled", 1.0, 100.0)).state
+    return step(st, update("ps1s1", "new")).state
+
+
+def test_a_trailing_stop_moves_by_whole_steps_and_remembers_the_best_price() -> None:
+    """Trailing distance 5 (step: half of it, 2.5, above 0.05 % of the stop): the best price
+    is remembered in memory (no commit) until the ideal stop is more than a step above the
+    placed one; then a new stop goes out at best - distance, ``best_price`` set. Active only:
+    while the stop is unconfirmed nothing moves."""
+    st = trailing()
+    t = step(st, tick(97.4))
+    assert t.commit is None and t.state.position is not None
+    assert t.state.position.best_price == 97.4 and t.state.position.stop_price == 90.0
+    t = step(st, tick(97.5))  # ideal 92.5: exactly one step, not more
+    assert t.commit is None
+    t = step(st, tick(98.0))
+    pos = t.state.position
+    assert pos is not None and (pos.stop_price, pos.best_price) == (93.0, 98.0)
+    assert placed(t.effects) == [("ps1s2", OrderKind.STOP_LOSS, 1.0)]
+    assert t.commit is not None and dict(t.commit.events[-1].detail) == {
+        "client_id": "ps1s2",
+        "why": "trailing to 93",
+    }
+    best = step(st, tick(97.4)).state
+    worse = step(best, tick(97.0))
+    assert worse.state.position is not None and worse.state.position.best_price == 97.4
+    confirmed = step(t.state, update("ps1s2", "new"))
+    assert cancels(confirmed.effects) == ["ps1s1"]
+    assert order_of(confirmed.state, "ps1s1").state is OrderState.PENDING_CANCEL
+
+
+def test_a_trailing_move_is_not_an_unprotected_spell() -> None:
+    """While the older confirmed stop rests, a trailing move spends no stop attempt and
+    starts no deadline; a refused move is retried later, the delay doubling per attempt."""
+    t = step(trailing(), tick(98.0))
+    pos = t.state.position
+    assert pos is not None and pos.sl_failures == 0 and pos.sl_since is None
+    assert started(t.effects) == []
+    refused = step(t.state, reply("ps1s2", "place", CallResult.REJECTED, "busy"))
+    assert started(refused.effects) == [("retry:ps1s2", 2 * POLICY.sl_retry_delay_s)]
+    assert refused.state.position is not None and refused.state.position.status is Status.ACTIVE
+
+
+# -- what the exchange reports, in any order ------------------------------------------------
+
+
+def test_reports_keep_the_largest_fill_and_the_latest_time() -> None:
+    """Fills are cumulative: an older report with a smaller fill changes nothing; a report
+    of a done order is only taken for a larger fill; the exchange id is kept once known; a
+    non-finite fill or time is ignored; an unknown status string is ignored."""
+    st = step(opened(), OrderUpdate(KEY, "ps1e1", "partially_filled", 0.6, 100.0, 5.0, "X1")).state
+    o = order_of(st, "ps1e1")
+    assert (o.filled_qty, o.exchange_id, o.event_time) == (0.6, "X1", 5.0)
+    older = step(st, OrderUpdate(KEY, "ps1e1", "partially_filled", 0.3, 99.0, 4.0, ""))
+    o = order_of(older.state, "ps1e1")
+    assert (o.filled_qty, o.avg_price, o.exchange_id, o.event_time) == (0.6, 100.0, "X1", 5.0)
+    weird = step(st, OrderUpdate(KEY, "ps1e1", "bogus", 1.0, 100.0, 6.0))
+    assert weird.commit is None and weird.state == st
+    nan = step(st, OrderUpdate(KEY, "ps1e1", "partially_filled", float("nan"), None, float("inf")))
+    o = order_of(nan.state, "ps1e1")
+    assert (o.filled_qty, o.event_time) == (0.6, 5.0)
+    done = step(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 101.0, 7.0)).state
+    dup = step(done, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 101.0, 8.0))
+    assert dup.commit is None and dup.effects == ()
+
+
+def test_a_fill_after_acceptance_moves_the_entry_status_once() -> None:
+    """``new`` for the entry: ``entry_placed`` (``entry_accepted``); again: nothing; the
+    accepted entry then filling: ``pending_sl`` with the fill time and price."""
+    t = step(opened(), update("ps1e1", "new"))
+    assert t.state.position is not None and t.state.position.status is Status.ENTRY_PLACED
+    assert kinds(t) == ["entry_accepted"]
+    assert step(t.state, update("ps1e1", "new")).commit is None
+    f = step(t.state, update("ps1e1", "filled", 1.0, 100.5), now=NOW + 3)
+    pos = f.state.position
+    assert pos is not None and pos.status is Status.PENDING_SL
+    assert (pos.qty, pos.entry_price, pos.filled_at) == (1.0, 100.5, NOW + 3)
+    assert f.state.bought
+
+
+def test_a_stop_that_triggers_closes_the_position_with_its_reason() -> None:
+    """The stop fills: closed, reason ``stop_loss``, ``closed_at`` now, the symbol's last
+    close time set; a stop that vanished (cancelled on the exchange) is replaced; a stop that
+    rested and is rejected at trigger closes at market."""
+    st = protected()
+    t = step(st, update("ps1s1", "filled", 1.0, 90.0), now=NOW + 4)
+    pos = t.state.position
+    assert pos is not None and pos.status is Status.CLOSED
+    assert (pos.close_reason, pos.closed_at) == (CloseReason.STOP_LOSS, NOW + 4)
+    assert t.state.last_closed_at == NOW + 4
+    gone = step(st, update("ps1s1", "canceled"))
+    assert placed(gone.effects) == [("ps1s2", OrderKind.STOP_LOSS, 1.0)]
+    refused = step(st, update("ps1s1", "rejected"))
+    assert refused.state.position is not None
+    assert refused.state.position.status is Status.CLOSING
+    assert "stop_rejected_at_trigger" in kinds(refused)
+    assert placed(refused.effects) == [("ps1c1", OrderKind.CLOSE, 1.0)]
+
+
+def test_cancel_answers_confirm_retry_or_look_up() -> None:
+    """After a close, the stop is ``pending_cancel``: the exchange confirming the cancel
+    makes it ``canceled``; "not found" looks it up; no answer asks again after the
+    exchange's Retry-After or ``cancel_retry_delay_s``, and the timer re-sends the cancel."""
+    closed = step(step(protected(), CloseRequest(KEY)).state, update("ps1c1", "filled", 1.0)).state
+    assert order_of(closed, "ps1s1").state is OrderState.PENDING_CANCEL
+    ok = step(closed, reply("ps1s1", "cancel", CallResult.ACCEPTED))
+    assert order_of(ok.state, "ps1s1").state is OrderState.CANCELED
+    nf = step(closed, reply("ps1s1", "cancel", CallResult.NOT_FOUND))
+    assert lookups(nf.effects) == [("ps1s1", OrderKind.STOP_LOSS)]
+    busy = step(closed, reply("ps1s1", "cancel", CallResult.UNKNOWN, "429", retry_after=4.0))
+    assert started(busy.effects) == [("cancel:ps1s1", 4.0)]
+    slow = step(closed, reply("ps1s1", "cancel", CallResult.UNKNOWN, "503"))
+    assert started(slow.effects) == [("cancel:ps1s1", POLICY.cancel_retry_delay_s)]
+    again = step(closed, fire("cancel:ps1s1"))
+    assert cancels(again.effects) == ["ps1s1"]
+    never = step(closed, reply("ps1s1", "lookup", CallResult.NOT_FOUND))
+    assert order_of(never.state, "ps1s1").state is OrderState.NOT_FOUND
+
+
+# -- recovery after a restart -------------------------------------------------------------------
+
+
+def test_recovery_looks_up_what_may_have_left_and_rearms_the_deadline() -> None:
+    """A position loaded in ``pending_sl`` with its stop intended: a sync is asked, the stop
+    (sent or not, we cannot tell) becomes ``unknown`` and is looked up, the journal says
+    ``recovering``, and the stop deadline runs for what is left of it."""
+    st = pending_stop()
+    t = step(st, Recover(KEY), now=NOW + 4)
+    assert [e.reason for e in t.effects if isinstance(e, RequestSync)] == ["recovery"]
+    assert lookups(t.effects) == [("ps1s1", OrderKind.STOP_LOSS)]
+    assert order_of(t.state, "ps1s1").state is OrderState.UNKNOWN
+    assert order_of(t.state, "ps1s1").sent_at == NOW + 4
+    assert started(t.effects) == [("sl_deadline", POLICY.sl_deadline_s - 4)]
+    assert kinds(t) == ["recovering"]
+    late = step(st, Recover(KEY), now=NOW + 60)
+    assert started(late.effects) == [("sl_deadline", 0.0)]
+
+
+def test_recovery_of_a_closed_position_cancels_its_leftover_stops() -> None:
+    """A closed position whose stop is still resting (cancel not confirmed): cancelled
+    again; a symbol with no position has nothing to recover."""
+    closed = step(step(protected(), CloseRequest(KEY)).state, update("ps1c1", "filled", 1.0)).state
+    t = step(closed, Recover(KEY))
+    assert cancels(t.effects) == ["ps1s1"]
+    assert step(SymbolState(KEY), Recover(KEY)).effects == ()
