@@ -12,10 +12,20 @@ import math
 from actors.band import BAND_ROUNDS, TickBand
 from actors.conflation import TickSlot
 from actors.deferral import DEFER_POLL_S, DEFER_TIMER, MAX_DEFERRED, DeferredSignals
-from actors.messages import MarkPriceTick, Message, OrderUpdate, TicksReady
+from actors.messages import (
+    MarkPriceTick,
+    Message,
+    OrderUpdate,
+    PauseRequest,
+    Recover,
+    TicksReady,
+)
 from actors.model import Key, Side, Status
-from actors.state import Policy, SymbolState
+from actors.ports import NullMetrics
+from actors.save_first import PERSIST_RETRY_S, PERSIST_TIMER, SaveFirst, Write
+from actors.state import Commit, Policy, SymbolState
 from actors.transition import Context, tick_band, transition
+from testkit.store import InMemoryStore
 from testkit.world import priced, signal
 
 KEY = Key("main", "BTCUSDT")
@@ -231,3 +241,103 @@ def test_waiting_signals_arm_one_poll_and_come_back_in_order() -> None:
     assert not d.add(signal(signal_id="over"), 4.0)
     assert len(d) == MAX_DEFERRED
     assert timers.started == [(KEY, DEFER_TIMER, DEFER_POLL_S)] * 2
+
+
+# -- save first ---------------------------------------------------------------------------------
+
+
+class Metrics(NullMetrics):
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def commit_failed(self, reason: str) -> None:
+        self.failed.append(reason)
+
+
+def saving() -> tuple[SaveFirst, InMemoryStore, Timers, Metrics]:
+    store, timers, metrics = InMemoryStore(), Timers(), Metrics()
+    return SaveFirst(KEY, store, timers, metrics), store, timers, metrics
+
+
+def entry_commit() -> Commit:
+    t = transition(priced(KEY, at=NOW), signal(signal_id="w1"), Context(NOW, POLICY, 1))
+    assert t.commit is not None and t.commit.risk_increasing
+    return t.commit
+
+
+def fill_commit() -> Commit:
+    st = transition(priced(KEY, at=NOW), signal(signal_id="w1"), Context(NOW, POLICY, 1)).state
+    fill = OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, NOW, "x")
+    t = transition(st, fill, Context(NOW, POLICY, 1))
+    assert t.commit is not None and not t.commit.risk_increasing
+    return t.commit
+
+
+def test_a_commit_is_written_and_an_entry_is_refused_while_the_store_is_down() -> None:
+    """Store up: written. Down: an entry's intent is refused (no order without it, I2), the
+    failure counted ``unavailable``, nothing held, no timer."""
+    sf, store, timers, metrics = saving()
+    assert sf.write(entry_commit()) is Write.WRITTEN
+    assert store.commits == 1
+    sf, store, timers, metrics = saving()
+    store.down = True
+    assert sf.write(entry_commit()) is Write.REFUSED
+    assert metrics.failed == ["unavailable"] and len(sf.unwritten) == 0
+    assert timers.started == []
+
+
+def test_a_protective_commit_is_held_and_written_when_the_store_is_back() -> None:
+    """Down: a protective commit (a fill) is held, the persist timer armed
+    (``PERSIST_TIMER`` in ``PERSIST_RETRY_S``); while held, a further protective commit
+    queues behind it and an entry is refused even with the store up; a flush while still
+    down re-arms the timer, a flush once up writes them all and empties the buffer."""
+    sf, store, timers, metrics = saving()
+    store.commit(entry_commit())
+    store.down = True
+    fill = fill_commit()
+    assert sf.write(fill) is Write.HELD
+    assert timers.started == [(KEY, PERSIST_TIMER, PERSIST_RETRY_S)]
+    assert len(sf.unwritten) == 1 and metrics.failed == ["unavailable"]
+    store.down = False
+    assert sf.write(entry_commit()) is Write.REFUSED
+    store.down = True
+    sf.flush()
+    assert timers.started == [(KEY, PERSIST_TIMER, PERSIST_RETRY_S)] * 2
+    assert len(sf.unwritten) == 1
+    store.down = False
+    sf.flush()
+    assert len(sf.unwritten) == 0
+    assert [p.qty for p in store.positions(KEY)] == [1.0]
+    sf.flush()  # nothing held: nothing to do
+    assert timers.started == [(KEY, PERSIST_TIMER, PERSIST_RETRY_S)] * 2
+
+
+def test_a_commit_without_a_position_is_not_held() -> None:
+    """A commit with no position (a pause) is dropped while the store is down: only
+    protective position commits are worth holding."""
+    sf, store, _, _ = saving()
+    pause = transition(priced(KEY, at=NOW), PauseRequest(KEY, True), Context(NOW, POLICY, 1))
+    assert pause.commit is not None
+    store.down = True
+    assert sf.write(pause.commit) is Write.REFUSED and len(sf.unwritten) == 0
+
+
+def test_a_signal_the_store_has_decided_before_is_seen() -> None:
+    """The store's signal history already has the id (an old replay the actor's memory no
+    longer holds): ``SEEN``, and nothing is counted as a failure."""
+    sf, _, _, metrics = saving()
+    assert sf.write(entry_commit()) is Write.WRITTEN
+    assert sf.write(entry_commit()) is Write.SEEN
+    assert metrics.failed == []
+
+
+def test_the_quarantine_is_stored_with_its_reason() -> None:
+    """The quarantine is written as the stored flag with a ``quarantined`` journal event
+    carrying the error (cut at 200); a store that refuses it is logged, never raised."""
+    sf, store, _, _ = saving()
+    sf.quarantine(Recover(KEY), "boom" * 100, NOW)
+    (ev,) = store.journal(KEY)
+    assert (ev.kind, ev.position_id, ev.at) == ("quarantined", None, NOW)
+    assert dict(ev.detail) == {"error": ("boom" * 100)[:200]}
+    store.down = True
+    sf.quarantine(Recover(KEY), "", NOW)  # logged, not raised
