@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections import deque
 
-from actors.messages import OpenSignal
+from actors.messages import OpenSignal, TimerId, TimerKind
 from actors.model import Key
 from actors.ports import Timers
 
 __all__ = ["DEFER_POLL_S", "DEFER_TIMER", "MAX_DEFERRED", "DeferredSignals"]
 
 #: The actor's timer that offers waiting signals again.
-DEFER_TIMER = "__defer"
+DEFER_TIMER = TimerId(TimerKind.SHELL_DEFER)
 #: How often signals that wait for a fresh mark price are offered again (a failed fetch is
 #: retried at this pace; the wait itself is bounded by ``Policy.mark_wait_s``).
 DEFER_POLL_S = 0.5

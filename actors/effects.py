@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from actors.messages import TimerId
 from actors.model import Key, OrderKind, OrderRecord
 
 __all__ = [
@@ -71,14 +72,14 @@ class StartTimer:
     """Deliver ``TimerFired(key, name)`` after ``delay`` s, superseding a pending one."""
 
     key: Key
-    name: str
+    name: TimerId
     delay: float
 
 
 @dataclass(frozen=True, slots=True)
 class CancelTimer:
     key: Key
-    name: str
+    name: TimerId
 
 
 @dataclass(frozen=True, slots=True)

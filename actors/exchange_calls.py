@@ -8,7 +8,7 @@ thread. See :mod:`actors.workers` for the scheduling the priorities feed.
 from __future__ import annotations
 
 from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder
-from actors.messages import CallResult, ExchangeOutcome, MarketInfo, Message, OrderUpdate
+from actors.messages import CallOp, CallResult, ExchangeOutcome, MarketInfo, Message, OrderUpdate
 from actors.model import OrderKind
 from actors.ports import MarketReply, OrderReply, OrderRequest
 
@@ -64,13 +64,13 @@ def order_kind(effect: OrderCall) -> OrderKind:
     return effect.order.kind if isinstance(effect, PlaceOrder) else effect.kind
 
 
-def op(effect: OrderCall) -> str:
-    """The call's name in metrics and outcomes: ``place``, ``cancel`` or ``lookup``."""
+def op(effect: OrderCall) -> CallOp:
+    """The call, in metrics (its value) and outcomes."""
     if isinstance(effect, PlaceOrder):
-        return "place"
+        return CallOp.PLACE
     if isinstance(effect, CancelOrder):
-        return "cancel"
-    return "lookup"
+        return CallOp.CANCEL
+    return CallOp.LOOKUP
 
 
 def order_request(effect: PlaceOrder) -> OrderRequest:
@@ -111,6 +111,7 @@ def order_outcome(effect: OrderCall, reply: OrderReply) -> ExchangeOutcome:
         reply.reason,
         update,
         reply.retry_after,
+        reply.rejection,
     )
 
 

@@ -19,6 +19,7 @@ from actors.model import (
     CloseReason,
     ExchangeOrder,
     ExchangePosition,
+    ExchangeStatus,
     Key,
     MarketRules,
     OrderKind,
@@ -26,6 +27,7 @@ from actors.model import (
 )
 
 __all__ = [
+    "CallOp",
     "CallResult",
     "CloseRequest",
     "ExchangeOutcome",
@@ -36,10 +38,13 @@ __all__ = [
     "OrderUpdate",
     "PauseRequest",
     "Recover",
+    "Rejection",
     "SyncObservation",
     "TickSource",
     "TicksReady",
     "TimerFired",
+    "TimerId",
+    "TimerKind",
     "UnquarantineRequest",
 ]
 
@@ -166,18 +171,34 @@ class CallResult(enum.StrEnum):
     NOT_FOUND = "not_found"
 
 
+class CallOp(enum.StrEnum):
+    """Which exchange call an :class:`ExchangeOutcome` answers."""
+
+    PLACE = "place"
+    CANCEL = "cancel"
+    LOOKUP = "lookup"
+
+
+class Rejection(enum.StrEnum):
+    """Why the exchange refused a call, where the state machine branches on it (the
+    adapter classifies the exchange's error and sets it; every other refusal is only its
+    ``reason`` text). ``WOULD_TRIGGER``: a stop-loss the mark price has crossed already
+    (Binance -2021): the position is closed at market instead."""
+
+    WOULD_TRIGGER = "would_trigger"
+
+
 @dataclass(frozen=True, slots=True)
 class OrderUpdate:
     """The exchange says something about one of our orders (user stream or lookup).
 
-    ``status`` is the exchange's order status, lower case: ``new``, ``partially_filled``,
-    ``filled``, ``canceled``, ``expired``, ``rejected``, ``triggered``. ``filled_qty`` is
-    cumulative, so a duplicated or reordered update is harmless.
+    ``status`` is the exchange's order status as the adapter normalised it.
+    ``filled_qty`` is cumulative, so a duplicated or reordered update is harmless.
     """
 
     key: Key
     client_id: str
-    status: str
+    status: ExchangeStatus
     filled_qty: float
     avg_price: float | None
     event_time: float
@@ -188,18 +209,20 @@ class OrderUpdate:
 class ExchangeOutcome:
     """The result of an exchange call made for this actor on the account's worker pool.
 
-    ``op`` is ``place``, ``cancel`` or ``lookup``. For ``place`` and ``lookup`` an optional
-    ``update`` carries the order's status as the reply showed it.
+    ``op``: the call answered. For ``place`` and ``lookup`` an optional ``update`` carries
+    the order's status as the reply showed it. ``rejection``: a refusal the state machine
+    branches on, as the adapter classified it (``reason`` is text for the journal).
     """
 
     key: Key
-    op: str
+    op: CallOp
     client_id: str
     kind: OrderKind
     result: CallResult
     reason: str = ""
     update: OrderUpdate | None = None
     retry_after: float | None = None
+    rejection: Rejection | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,12 +239,52 @@ class MarketInfo:
     reason: str = ""
 
 
+class TimerKind(enum.StrEnum):
+    """What a timer of a position actor is for. The first six belong to the transition
+    (the last three of them per order: :attr:`TimerId.client_id`), the ``SHELL_*`` ones to
+    the actor shell (retrying a commit, offering deferred signals, restarting in place)."""
+
+    CLOSE_RETRY = "close_retry"
+    SL_DEADLINE = "sl_deadline"
+    FLAT_CONFIRM = "flat_confirm"
+    LOOKUP = "lookup"
+    RETRY = "retry"
+    CANCEL = "cancel"
+    SHELL_PERSIST = "__persist"
+    SHELL_DEFER = "__defer"
+    SHELL_RESTART = "__restart"
+
+
+@dataclass(frozen=True, slots=True)
+class TimerId:
+    """One timer of an actor: its kind and, for the per-order kinds, the order's client id.
+    Hashable: the timer service keys by ``(key, TimerId)``. ``str()`` is the name it had as
+    text (``lookup:ps7e1``, ``close_retry``), which :meth:`parse` reads back (stored causes
+    written before the id had a type)."""
+
+    kind: TimerKind
+    client_id: str | None = None
+
+    def __str__(self) -> str:
+        return self.kind.value if self.client_id is None else f"{self.kind}:{self.client_id}"
+
+    @classmethod
+    def parse(cls, name: str) -> TimerId | None:
+        """The id whose ``str()`` is ``name``, or ``None``."""
+        word, sep, cid = name.partition(":")
+        try:
+            kind = TimerKind(word)
+        except ValueError:
+            return None
+        return cls(kind, cid) if sep else cls(kind)
+
+
 @dataclass(frozen=True, slots=True)
 class TimerFired:
-    """A keyed timer came due. ``name`` is the key within the actor (``lookup:ps7e``)."""
+    """A keyed timer came due: ``name`` is which one of the actor's."""
 
     key: Key
-    name: str
+    name: TimerId
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ __all__ = [
     "CloseReason",
     "ExchangeOrder",
     "ExchangePosition",
+    "ExchangeStatus",
     "Key",
     "MarketRules",
     "OrderKind",
@@ -107,6 +108,40 @@ class OrderKind(enum.StrEnum):
     def trigger(self) -> bool:
         """Conditional orders live in the exchange's algo-order service."""
         return self is OrderKind.STOP_LOSS
+
+
+class ExchangeStatus(enum.StrEnum):
+    """An order's status as the exchange reported it, normalised by the adapter (the
+    exchange's own words vary: ``EXPIRED_IN_MATCH``, ``CANCELLED``, an algo order's
+    ``TRIGGERING``). The values are the lower-case words stored in rows written before
+    this enum, so they decode as they are; ``cancelled`` and any case decode too."""
+
+    NEW = "new"
+    TRIGGERED = "triggered"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    FINISHED = "finished"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+    @classmethod
+    def _missing_(cls, value: object) -> ExchangeStatus | None:
+        if not isinstance(value, str):
+            return None
+        word = value.lower()
+        word = "canceled" if word == "cancelled" else word
+        return next((s for s in cls if s.value == word), None)
+
+    @classmethod
+    def parse(cls, value: str | None) -> ExchangeStatus | None:
+        """The status for an exchange's word, or ``None``: not one we know."""
+        if value is None:
+            return None
+        try:
+            return cls(value)
+        except ValueError:
+            return None
 
 
 class OrderState(enum.StrEnum):

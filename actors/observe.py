@@ -11,19 +11,31 @@ from __future__ import annotations
 from actors.host import actor_log as log
 from actors.model import Key
 from actors.ports import Metrics
-from actors.state import Commit, ControlOutcome, SignalOutcome, SignalRecord
+from actors.state import Commit, ControlOutcome, JournalKind, SignalOutcome, SignalRecord
 
-__all__ = ["PROTECTION_FAILURES", "observe_commit", "observe_control", "observe_signal"]
+__all__ = [
+    "ILLEGAL_TRANSITION",
+    "PROTECTION_FAILURES",
+    "observe_commit",
+    "observe_control",
+    "observe_signal",
+]
 
 #: Journal event kinds that mean protection is in trouble: logged at ERROR and counted.
-PROTECTION_FAILURES = frozenset({"stop_failed", "close_failing", "stop_rejected_at_trigger"})
+PROTECTION_FAILURES = frozenset(
+    {JournalKind.STOP_FAILED, JournalKind.CLOSE_FAILING, JournalKind.STOP_REJECTED_AT_TRIGGER}
+)
+#: The journal kind of a (status, trigger) or (order state, event) pair in no table of
+#: :mod:`actors.lifecycle`: the transition left the state as it was. Logged at ERROR and
+#: counted with the protection failures (``ps_protection_failures{kind="illegal_transition"}``).
+ILLEGAL_TRANSITION = JournalKind.ILLEGAL_TRANSITION
 
 
 def observe_commit(commit: Commit, key: Key, metrics: Metrics) -> None:
     """Count and log the journal events of a commit: status changes, protection failures,
     and the time a filled position went without its stop."""
     for ev in commit.events:
-        if ev.kind in PROTECTION_FAILURES:
+        if ev.kind in PROTECTION_FAILURES or ev.kind is ILLEGAL_TRANSITION:
             metrics.protection_failure(ev.kind)
             log.error(
                 "position %s: %s (%s)",
@@ -46,7 +58,7 @@ def observe_commit(commit: Commit, key: Key, metrics: Metrics) -> None:
                     ev.kind,
                     extra={"key": str(key), "position_id": ev.position_id},
                 )
-        if ev.kind == "stop_confirmed" and commit.position is not None:
+        if ev.kind is JournalKind.STOP_CONFIRMED and commit.position is not None:
             p = commit.position
             if p.filled_at is not None and p.protected_at == ev.at:
                 metrics.unprotected(max(0.0, ev.at - p.filled_at))

@@ -11,8 +11,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from actors.messages import CallResult
-from actors.model import ExchangeOrder, ExchangePosition, Key, MarketRules, OrderKind
+from actors.messages import CallResult, Rejection, TimerId
+from actors.model import (
+    ExchangeOrder,
+    ExchangePosition,
+    ExchangeStatus,
+    Key,
+    MarketRules,
+    OrderKind,
+)
 from actors.state import Commit, Position, SignalRecord
 
 __all__ = [
@@ -138,18 +145,21 @@ class OrderReply:
     """What one exchange call came back with.
 
     ``result`` is ACCEPTED / REJECTED / UNKNOWN for place and cancel, FOUND / NOT_FOUND /
-    UNKNOWN for lookups. ``status`` is the exchange's order status in lower case when the
-    reply showed one. ``retry_after`` is set when the exchange asked us to back off.
+    UNKNOWN for lookups. ``status`` is the exchange's order status, normalised by the
+    adapter, when the reply showed one. ``retry_after`` is set when the exchange asked us to
+    back off.
+    ``rejection``: a refusal the state machine branches on, classified by the adapter.
     """
 
     result: CallResult
     reason: str = ""
-    status: str | None = None
+    status: ExchangeStatus | None = None
     filled_qty: float = 0.0
     avg_price: float | None = None
     exchange_id: str | None = None
     event_time: float = 0.0
     retry_after: float | None = None
+    rejection: Rejection | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,9 +219,9 @@ class ExchangePort(Protocol):
 class Timers(Protocol):
     """Keyed timers: a newer timer with the same ``(key, name)`` supersedes the older one."""
 
-    def start(self, key: Key, name: str, delay: float) -> None: ...
+    def start(self, key: Key, name: TimerId, delay: float) -> None: ...
 
-    def cancel(self, key: Key, name: str) -> None: ...
+    def cancel(self, key: Key, name: TimerId) -> None: ...
 
 
 class Metrics(Protocol):

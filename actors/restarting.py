@@ -50,6 +50,8 @@ from actors.messages import (
     SyncObservation,
     TicksReady,
     TimerFired,
+    TimerId,
+    TimerKind,
     UnquarantineRequest,
 )
 from actors.model import Key
@@ -60,7 +62,7 @@ from actors.state import SignalOutcome
 __all__ = ["HANDED_BACK", "RESTART_TIMER", "RestartingActor"]
 
 #: The actor's timer that ends a restart's back-off (or a wait for the store).
-RESTART_TIMER = "__restart"
+RESTART_TIMER = TimerId(TimerKind.SHELL_RESTART)
 
 #: The messages a stopping actor hands back to the router when they are still in its inbox
 #: (``tell`` only; an ``ask`` is answered ``ActorDeadError`` by pykka).

@@ -22,16 +22,16 @@ from __future__ import annotations
 import enum
 
 from actors.host import actor_log as log
-from actors.messages import Message, OpenSignal
+from actors.messages import Message, OpenSignal, TimerId, TimerKind
 from actors.model import Key
 from actors.ports import Metrics, SignalSeen, Store, StoreUnavailable, Timers
-from actors.state import Commit, ControlChange, JournalEvent
+from actors.state import Commit, ControlChange, JournalEvent, JournalKind
 from actors.unwritten import UnwrittenCommits
 
 __all__ = ["PERSIST_RETRY_S", "PERSIST_TIMER", "SaveFirst", "Write"]
 
 #: The actor's timer that writes held commits again.
-PERSIST_TIMER = "__persist"
+PERSIST_TIMER = TimerId(TimerKind.SHELL_PERSIST)
 #: The pace at which an unavailable store is tried again (held commits, a load).
 PERSIST_RETRY_S = 1.0
 
@@ -108,7 +108,7 @@ class SaveFirst:
         """Store the quarantine (so that a restart keeps it) with a journal event. Best
         effort: on failure it is logged, and the next load writes it again."""
         note = f"repeated crashes: {error}"[:200] if error else "repeated crashes"
-        event = JournalEvent(None, "quarantined", None, None, at, {"error": error[:200]})
+        event = JournalEvent(None, JournalKind.QUARANTINED, None, None, at, {"error": error[:200]})
         commit = Commit(
             self._key, cause, None, 0, (event,), control=ControlChange("quarantined", True, note)
         )

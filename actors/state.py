@@ -40,6 +40,7 @@ __all__ = [
     "ControlOutcome",
     "Installation",
     "JournalEvent",
+    "JournalKind",
     "Policy",
     "Position",
     "Reentry",
@@ -234,12 +235,57 @@ class SignalRecord:
         )
 
 
+class JournalKind(enum.StrEnum):
+    """What one journal event records. The value is the text stored in the journal's
+    ``kind`` column (the README's journal docs name them), so rows keep their meaning.
+    ``closed`` / ``failed``: the position ended (the status's own word);
+    ``illegal_transition``: a pair in no table of :mod:`actors.lifecycle`, nothing changed;
+    ``position_changed`` / ``order_fact``: a durable change named by its difference."""
+
+    ADOPTED = "adopted"
+    CANCEL_REQUESTED = "cancel_requested"
+    CLOSE_ADDED = "close_added"
+    CLOSE_FAILING = "close_failing"
+    CLOSE_PART_DONE = "close_part_done"
+    CLOSE_REJECTED = "close_rejected"
+    CLOSE_REQUESTED = "close_requested"
+    CLOSE_REQUESTED_UNFILLED = "close_requested_unfilled"
+    CLOSE_RETRY = "close_retry"
+    CLOSE_RETRY_SCHEDULED = "close_retry_scheduled"
+    CLOSED = "closed"
+    CLOSING = "closing"
+    ENTRY_ACCEPTED = "entry_accepted"
+    ENTRY_FILL = "entry_fill"
+    ENTRY_INTENT = "entry_intent"
+    FAILED = "failed"
+    ILLEGAL_TRANSITION = "illegal_transition"
+    ORDER_FACT = "order_fact"
+    ORDER_RESENT = "order_resent"
+    ORDER_THROTTLED = "order_throttled"
+    ORDER_UNKNOWN = "order_unknown"
+    PAUSED = "paused"
+    POSITION_CHANGED = "position_changed"
+    QTY_FROM_SYNC = "qty_from_sync"
+    QUARANTINED = "quarantined"
+    RECOVERING = "recovering"
+    RESUMED = "resumed"
+    STOP_CONFIRMED = "stop_confirmed"
+    STOP_FAILED = "stop_failed"
+    STOP_INTENT = "stop_intent"
+    STOP_REJECTED = "stop_rejected"
+    STOP_REJECTED_AT_TRIGGER = "stop_rejected_at_trigger"
+    UNQUARANTINED = "unquarantined"
+
+
 @dataclass(frozen=True, slots=True)
 class JournalEvent:
-    """One entry of the append-only journal: a transition and what caused it."""
+    """One entry of the append-only journal: a transition and what caused it.
+
+    ``kind``: a :class:`JournalKind` for every event the actors write; text only for a
+    row whose kind no longer is one (read back from an older database) or a test's label."""
 
     position_id: int | None
-    kind: str
+    kind: JournalKind | str
     status_before: Status | None
     status_after: Status | None
     at: float

@@ -177,6 +177,9 @@ class FailoverCounts:
     positions: int = 0
     epochs: int = 0
     fenced_drops: int = 0
+    #: Requests the exchange refused for their timestamp (-1021: older than recvWindow when
+    #: they arrived): never executed, so no breach of I7 whenever they arrived.
+    late_refused: int = 0
     problems: list[str] = field(default_factory=list)
 
     def _quantile(self, q: float) -> float:
@@ -216,6 +219,7 @@ class FailoverCounts:
         return (
             f"failover detail: faults={','.join(self.faults)} orders={self.orders}"
             f" cancels={self.cancels} positions={self.positions} epochs={self.epochs}"
+            f" refused_late={self.late_refused}"
             f" max_unprotected_s={self.max_unprotected_s:.2f}"
             f" bound_s={self.spec.unprotected_bound_s:.1f}"
             f" takeover_max_by_fault(s/accounts)=[{self.by_fault()}]"
@@ -753,6 +757,10 @@ class Trial:
         self.settled()
 
 
+#: Binance's "timestamp outside recvWindow" (the request was refused, not executed).
+TIMESTAMP_OUTSIDE = -1021
+
+
 def _epoch_at(history: list[dict[str, Any]], pids: set[int], t: float) -> int | None:
     """The epoch a process (any of ``pids``) held at ``t`` (wall clock), or None."""
     for e in history:
@@ -779,9 +787,13 @@ def count(
 
     def under_lease(entry: OrderLogEntry, what: str) -> tuple[str, int | None] | None:
         """The program that made the call and its lease epoch then (None: no valid lease,
-        counted); None for a call of nobody's program."""
+        counted); None for a call of nobody's program, or one the exchange refused for its
+        timestamp (counted apart: it never executed)."""
         prog = prog_of(entry)
         if prog is None:
+            return None
+        if entry.outcome == "rejected" and entry.code == TIMESTAMP_OUTSIDE:
+            c.late_refused += 1
             return None
         epoch = _epoch_at(history.get(entry.account, []), by_prog.get(prog, set()), entry.time)
         if epoch is None:

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from actors.messages import OpenSignal, TimerFired
+from actors.messages import OpenSignal, TimerFired, TimerId, TimerKind
 from actors.model import Key, Side
 from bench import baselines
 from bench.harness import ACCOUNT, QUICK, Product, SimProc, wait_for
@@ -172,8 +172,10 @@ def _new_actor(product: Product, metrics: Any, key: Key) -> float:
     sup = product.supervisor
     old = sup._actors.get(key)
     metrics.arm(_actor_thread(product, key))
-    sup.tell(TimerFired(key, "bench-probe"))  # handled, then the crash
-    sup.tell(TimerFired(key, "bench-probe"))  # queued behind it: the successor handles it
+    sup.tell(TimerFired(key, TimerId(TimerKind.LOOKUP, "bench-probe")))  # handled, then the crash
+    sup.tell(
+        TimerFired(key, TimerId(TimerKind.LOOKUP, "bench-probe"))
+    )  # queued behind it: the successor handles it
     if not metrics.done.wait(10):
         raise TimeoutError(f"no successor handled the probe for {key}")
     metrics.armed = None

@@ -35,7 +35,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from actors.messages import OpenSignal, OrderUpdate
-from actors.model import Key, OrderKind, OrderState, Side, Status
+from actors.model import ExchangeStatus, Key, OrderKind, OrderState, Side, Status
 from actors.orders import intended_order
 from actors.state import (
     Commit,
@@ -101,7 +101,7 @@ def _life(store: PostgresStore, key: Key, now: float) -> list[tuple[str, Commit]
 
     def step(kind: str, new: Position, **detail: object) -> Position:
         new = replace(new, version=pos_ref[0].version + 1, updated_at=now)
-        update = OrderUpdate(key, entry.client_id, "filled", 0.01, 61_000.0, now)
+        update = OrderUpdate(key, entry.client_id, ExchangeStatus.FILLED, 0.01, 61_000.0, now)
         ev = JournalEvent(pid, kind, pos_ref[0].status, new.status, now, detail)
         out.append(("transition", Commit(key, update, new, pos_ref[0].version, (ev,))))
         pos_ref[0] = new

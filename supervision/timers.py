@@ -27,7 +27,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from actors.messages import Message, TimerFired
+from actors.messages import Message, TimerFired, TimerId
 from actors.model import Key
 
 __all__ = ["ManualClock", "TimerService"]
@@ -68,16 +68,16 @@ class TimerService:
     def __init__(self, clock: Callable[[], float], deliver: Callable[[Message], object]) -> None:
         self._now = clock
         self._deliver = deliver
-        self._heap: list[tuple[float, int, Key, str]] = []
+        self._heap: list[tuple[float, int, Key, TimerId]] = []
         #: The timers that will still fire: key -> name -> sequence number of its heap entry.
-        self._live: dict[Key, dict[str, int]] = {}
+        self._live: dict[Key, dict[TimerId, int]] = {}
         self._count = 0  # timers in ``_live``
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopped = False
 
-    def start(self, key: Key, name: str, delay: float) -> None:
+    def start(self, key: Key, name: TimerId, delay: float) -> None:
         """Fire ``TimerFired(key, name)`` after ``delay`` s, superseding a pending one."""
         due = self._now() + max(0.0, delay)
         with self._cond:
@@ -90,7 +90,7 @@ class TimerService:
             self._maybe_compact()
             self._cond.notify()
 
-    def cancel(self, key: Key, name: str) -> None:
+    def cancel(self, key: Key, name: TimerId) -> None:
         """Forget the pending timer ``(key, name)``, if any (its heap entry is skipped)."""
         with self._cond:
             names = self._live.get(key)
@@ -111,7 +111,7 @@ class TimerService:
             self._maybe_compact()
             return len(names)
 
-    def pending(self, name: str | None = None) -> int:
+    def pending(self, name: TimerId | None = None) -> int:
         """Timers that will still fire (not superseded or cancelled), only those called
         ``name`` if given."""
         with self._cond:

@@ -16,6 +16,7 @@ already opened and re-raises. Main thread; nothing here starts a thread of its o
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -307,6 +308,11 @@ def wire_ownership(app: App, infra: Infra) -> Ownership:
     fence_with = getattr(infra.store, "fence_with", None)
     if fence_with is not None:
         fence_with(own.token)
+    for account, exchange in infra.exchanges.items():
+        # Each place and cancel is stamped, then sent only while the lease is valid (I7).
+        fence_exchange = getattr(exchange, "fence_with", None)
+        if fence_exchange is not None:
+            fence_exchange(functools.partial(own.seconds_left, account))
     log.info(
         "installation %s; %s; leases of %.1fs renewed every %.1fs, fenced %.1fs before expiry%s",
         installation.label,

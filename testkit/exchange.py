@@ -35,8 +35,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from actors.messages import CallResult, Message, OrderUpdate
-from actors.model import ExchangeOrder, ExchangePosition, Key, MarketRules, OrderKind, Side
+from actors.messages import CallResult, Message, OrderUpdate, Rejection
+from actors.model import (
+    ExchangeOrder,
+    ExchangePosition,
+    ExchangeStatus,
+    Key,
+    MarketRules,
+    OrderKind,
+    Side,
+)
 from actors.ports import AccountView, MarketReply, OrderReply, OrderRequest
 
 __all__ = ["Execution", "FakeOrder", "InMemoryExchange"]
@@ -60,7 +68,7 @@ class Execution:
 class FakeOrder:
     req: OrderRequest
     placement: int = 0
-    status: str = "new"
+    status: ExchangeStatus = ExchangeStatus.NEW
     filled: float = 0.0
     avg: float | None = None
     pending_parts: list[float] = field(default_factory=list)
@@ -109,7 +117,9 @@ class InMemoryExchange:
             self._maybe_raise()
             reasons = self.reject.get(req.kind)
             if reasons:
-                return OrderReply(CallResult.REJECTED, reasons.pop(0))
+                reason = reasons.pop(0)
+                rejection = Rejection.WOULD_TRIGGER if reason == "would_trigger" else None
+                return OrderReply(CallResult.REJECTED, reason, rejection=rejection)
             if self.lose > 0:
                 self.lose -= 1
                 return OrderReply(CallResult.UNKNOWN, "timeout (lost)")
@@ -124,7 +134,9 @@ class InMemoryExchange:
                 long_exit = req.side == "sell"
                 crossed = price <= req.trigger_price if long_exit else price >= req.trigger_price
                 if crossed:
-                    return OrderReply(CallResult.REJECTED, "would_trigger")
+                    return OrderReply(
+                        CallResult.REJECTED, "would_trigger", rejection=Rejection.WOULD_TRIGGER
+                    )
                 del pos
                 self.orders[req.client_id] = order
                 events.append(self._event(order))
@@ -165,10 +177,10 @@ class InMemoryExchange:
             o = self.orders.get(client_id)
             if o is None or o.status not in ("new", "partially_filled"):
                 return OrderReply(CallResult.NOT_FOUND, "unknown order")
-            o.status = "canceled"
+            o.status = ExchangeStatus.CANCELED
             events.append(self._event(o))
         self._emit(events)
-        return OrderReply(CallResult.ACCEPTED, status="canceled")
+        return OrderReply(CallResult.ACCEPTED, status=ExchangeStatus.CANCELED)
 
     def lookup_order(self, key: Key, client_id: str, trigger: bool) -> OrderReply:
         self._wait_gate()
@@ -232,7 +244,7 @@ class InMemoryExchange:
                     pos = self.positions.get(symbol)
                     qty = pos.qty if pos is not None else 0.0
                     if qty <= 0:
-                        o.status = "canceled"
+                        o.status = ExchangeStatus.CANCELED
                         events.append(self._event(o))
                         continue
                     self._fill(o, qty, price, events)
@@ -314,7 +326,7 @@ class InMemoryExchange:
         o.avg = price if o.avg is None else (o.avg * o.filled + price * qty) / total
         o.filled = total
         done = total >= (r.qty if not r.close_position else qty) - 1e-12 or r.close_position
-        o.status = "filled" if done else "partially_filled"
+        o.status = ExchangeStatus.FILLED if done else ExchangeStatus.PARTIALLY_FILLED
         events.append(self._event(o))
 
     def _event(self, o: FakeOrder) -> OrderUpdate:

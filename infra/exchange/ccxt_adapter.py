@@ -33,12 +33,12 @@ are logged through :func:`~infra.exchange.errors.describe` (URL query strings re
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from actors.messages import CallResult
-from actors.model import Key, MarketRules, OrderKind
+from actors.model import ExchangeStatus, Key, MarketRules, OrderKind
 from actors.ports import (
     AccountView,
     Clock,
@@ -139,6 +139,13 @@ class CcxtExchange:
         :meth:`fetch_market` gives (:meth:`ClientPool.market_rules`)."""
         return self.pool.cached_market_rules(symbol_id)
 
+    def fence_with(self, seconds_left: Callable[[], float | None]) -> None:
+        """Send a place or cancel only while ``seconds_left()`` (the account's lease validity
+        left, ``None``: not held) is positive, asked after the request's timestamp is taken
+        (I7; :meth:`ClientPool.fence_with`). Such a call is then ``lease_lapsed``: a place
+        REJECTED, a cancel UNKNOWN, nothing sent. Called once at start."""
+        self.pool.fence_with(seconds_left)
+
     # -- the port -----------------------------------------------------------------------
 
     def place_order(self, req: OrderRequest) -> OrderReply:
@@ -180,9 +187,9 @@ class CcxtExchange:
             log.error("%s place %s: no market rules (%s)", req.key, req.client_id, describe(exc))
             return OrderReply(CallResult.REJECTED, local_reason(exc))
         if req.kind is OrderKind.ENTRY:
-            arm(client, Priority.ENTRY, self.config.entry_max_wait_s)
+            arm(client, Priority.ENTRY, self.config.entry_max_wait_s, fenced=True)
         else:
-            arm(client, Priority.PROTECT, self.config.timeout_s)
+            arm(client, Priority.PROTECT, self.config.timeout_s, fenced=True)
         try:
             amount, params = request_on_rules(self.venue, client, symbol, req, rules)
             order = client.create_order(symbol, _ORDER_TYPE, req.side, amount, None, params)
@@ -293,7 +300,7 @@ class CcxtExchange:
             return OrderReply(CallResult.UNKNOWN, str(Reason.MARKETS_UNAVAILABLE))
         except UnknownSymbol:
             return OrderReply(CallResult.UNKNOWN, str(Reason.BAD_SYMBOL))
-        arm(client, *budget)
+        arm(client, *budget, fenced=op is Op.CANCEL)
         reply, _ = self._by_client_id(op, client, symbol, key, client_id, trigger)
         return reply
 
@@ -330,7 +337,7 @@ class CcxtExchange:
             return self._reply(CallResult.FOUND, order), order
         reply = self._reply(CallResult.ACCEPTED, order)
         if reply.status is None:
-            reply = replace(reply, status="canceled")
+            reply = replace(reply, status=ExchangeStatus.CANCELED)
         return reply, order
 
     def fetch_account(self, account: str) -> AccountView:

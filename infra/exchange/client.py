@@ -13,10 +13,21 @@ The hooks (:func:`client_class`):
   the call's bound), marks ``ps_sent``, and attaches the wire info
   (:class:`~infra.exchange.errors.WireInfo`) to any exception;
 * ``on_rest_response``: every reply corrects the limiter's usage; an ``exchangeInfo`` reply
-  sets the exchange's own limits (:func:`configure_limits`).
+  sets the exchange's own limits (:func:`configure_limits`);
+* ``nonce``: the lease fence of a place or cancel (I7, below).
 
 Per call, the caller sets ``ps_priority`` and ``ps_max_wait`` (the limiter's priority and
-wait bound) and clears ``ps_sent``; one client per thread, so no race.
+wait bound), whether the call is fenced, and clears ``ps_sent`` (:func:`arm`); one client per
+thread, so no race.
+
+The lease fence (I7): a place or cancel is stamped with the time its signature carries
+(``nonce``, the exchange's ``timestamp``) and only then is the lease asked how long it
+stays valid (``ps_lease``, set by the pool). With none left, :class:`LeaseLapsed` is
+raised and the request never exists. So the signed timestamp is never later than a
+moment the lease was valid, and the exchange refuses the request once ``recvWindow`` (no
+more than the lease's fence margin, :func:`supervision.wiring.wire_infra`) has passed since
+then: a process held up anywhere between the worker's gate and the socket cannot have an
+order executed after its lease may have expired and another process took the account.
 
 Failure: a hook never swallows an exception; ccxt never retries on its own
 (``maxRetriesOnFailure`` forced to 0: an order sent twice could fill twice).
@@ -28,13 +39,13 @@ import copy
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import ccxt
 
-from infra.exchange.errors import WireInfo, attach_wire, never_sent
+from infra.exchange.errors import LeaseLapsed, WireInfo, attach_wire, never_sent
 from infra.exchange.limits import AccountLimiter, Cost, Priority, limits_from_exchange_info
 from infra.exchange.venues import Credentials, Venue, VenueConfig
 
@@ -150,6 +161,20 @@ def client_class(venue: Venue) -> type[Any]:
             #: Set when a call enters ``fetch`` (a request may leave from here on); the
             #: adapter clears it before each call. One client per thread: no race.
             ps_sent: bool = False
+            #: The lease's seconds of validity left (None: not held), asked by a fenced
+            #: call as it stamps its request; None here: no lease (tools, tests).
+            ps_lease: Callable[[], float | None] | None = None
+            #: Set by :func:`arm` for a place or cancel.
+            ps_fenced: bool = False
+
+            def nonce(self) -> Any:
+                stamp = super().nonce()
+                lease = self.ps_lease
+                if self.ps_fenced and lease is not None:
+                    left = lease()
+                    if left is None or left <= 0:
+                        raise LeaseLapsed("the account's lease has no validity left")
+                return stamp
 
             def get_exceptions_by_url(self, url: str | None, exact_or_broad: str) -> Any:
                 table = self.ps_error_table
@@ -226,12 +251,14 @@ def client_class(venue: Venue) -> type[Any]:
         return Client
 
 
-def arm(client: Any, priority: Priority, max_wait: float) -> None:
+def arm(client: Any, priority: Priority, max_wait: float, *, fenced: bool = False) -> None:
     """Before a call on a hooked ``client`` (on its own thread): the limiter's priority and
-    wait bound for the call's requests, and the client's mark of a request that left
-    (``ps_sent``) cleared."""
+    wait bound for the call's requests, whether its requests are fenced by the lease
+    (``fenced``: a place or cancel, see the module docstring), and the client's mark of a
+    request that left (``ps_sent``) cleared."""
     client.ps_priority = priority
     client.ps_max_wait = max_wait
+    client.ps_fenced = fenced
     client.ps_sent = False
 
 

@@ -23,6 +23,7 @@ Outcome classes of a place (``Op.PLACE``); the sim fault that produces each is i
 condition (place)                           result      reason                    retry_after
 ==========================================  ==========  ========================  ===========
 raised before any request left (local)      REJECTED    ``local:<Class>``         -
+lease lapsed as the request was stamped      REJECTED    ``lease_lapsed``          -
 duplicate client id (-4116), our order      ACCEPTED    ``duplicate``             -
 418/429, DDoSProtection, RateLimitExceeded  REJECTED    ``rate_limited``          header
 kept back by the account's limiter           REJECTED    ``rate_limited``          wait
@@ -72,12 +73,13 @@ import ccxt
 import requests
 import urllib3.exceptions
 
-from actors.messages import CallResult
+from actors.messages import CallResult, Rejection
 from actors.ports import OrderReply
 from infra.exchange.limits import RateBudgetExhausted
 from infra.exchange.venues import Venue
 
 __all__ = [
+    "LeaseLapsed",
     "Op",
     "Reason",
     "WireInfo",
@@ -126,6 +128,7 @@ class Reason(enum.StrEnum):
     DUPLICATE_ID_MISMATCH = "duplicate_id_mismatch"
     DUPLICATE_UNVERIFIED = "duplicate_unverified"
     BAD_MARK_PRICE = "bad_mark_price"
+    LEASE_LAPSED = "lease_lapsed"
     INVALID_AMOUNT = "invalid:amount"
     INVALID_PRICE = "invalid:price"
 
@@ -142,6 +145,12 @@ class WireInfo:
     retry_after: float | None = None
     code: str | None = None
     sent: bool = True
+
+
+class LeaseLapsed(Exception):
+    """Raised by the client as it stamps a place or cancel request, before the request
+    exists: this process's lease of the account has no validity left (I7), so nothing is
+    sent. :func:`classify` makes it ``lease_lapsed`` (a place REJECTED, a cancel UNKNOWN)."""
 
 
 def attach_wire(exc: BaseException, info: WireInfo) -> None:
@@ -291,7 +300,8 @@ def classify(
         return OrderReply(result, str(Reason.RATE_LIMITED), retry_after=exc.retry_after)
     if not left:
         result = CallResult.REJECTED if op is Op.PLACE else CallResult.UNKNOWN
-        return OrderReply(result, local_reason(exc))
+        why = str(Reason.LEASE_LAPSED) if isinstance(exc, LeaseLapsed) else local_reason(exc)
+        return OrderReply(result, why)
     info = wire_of(exc)
     code = info.code
     retry_after = info.retry_after if info.retry_after is not None else default_retry_after
@@ -306,7 +316,8 @@ def classify(
         if refusal is Reason.DUPLICATE:
             return OrderReply(CallResult.ACCEPTED, str(Reason.DUPLICATE))
         if refusal is not None:
-            return OrderReply(CallResult.REJECTED, str(refusal))
+            rejection = Rejection.WOULD_TRIGGER if refusal is Reason.WOULD_TRIGGER else None
+            return OrderReply(CallResult.REJECTED, str(refusal), rejection=rejection)
         if (
             isinstance(exc, ccxt.ExchangeError)
             and code is not None

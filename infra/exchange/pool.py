@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from actors.model import MarketRules
@@ -85,6 +85,7 @@ class ClientPool:
         self._to_unified: dict[str, str] = {}
         self._to_id: dict[str, str] = {}
         self._rules: dict[str, MarketRules] = {}  # by exchange symbol id; markets never reload
+        self._lease: Callable[[], float | None] | None = None  # see fence_with
 
     @property
     def loaded(self) -> bool:
@@ -103,8 +104,21 @@ class ClientPool:
         with self._lock:
             return len(self._clients)
 
+    def fence_with(self, seconds_left: Callable[[], float | None]) -> None:
+        """Fence every later place and cancel of this account with ``seconds_left()``: the
+        validity its lease has left here, or ``None`` when this process does not hold it
+        (:mod:`infra.exchange.client`, I7). Called once at start, before any order; called
+        on worker threads as each request is stamped, so it must not block."""
+        self._lease = seconds_left
+
+    def _lease_left(self) -> float | None:
+        lease = self._lease
+        return float("inf") if lease is None else lease()
+
     def _new_client(self) -> Any:
-        return new_client(self.venue, self.config, self._credentials, self.limiter)
+        client = new_client(self.venue, self.config, self._credentials, self.limiter)
+        client.ps_lease = self._lease_left
+        return client
 
     def load_markets(self) -> None:
         """Load the venue's markets once (idempotent, thread-safe).

@@ -27,7 +27,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from actors.messages import CallResult
-from actors.model import QTY_EPS, ExchangeOrder, ExchangePosition, MarketRules, OrderKind, Side
+from actors.model import (
+    QTY_EPS,
+    ExchangeOrder,
+    ExchangePosition,
+    ExchangeStatus,
+    MarketRules,
+    OrderKind,
+    Side,
+)
 from actors.ports import OrderReply, OrderRequest
 from infra.exchange.venues import Venue
 
@@ -56,12 +64,12 @@ DECIMAL_PLACES = 2
 _SNAP = decimal.Decimal(repr(QTY_EPS))
 
 #: ccxt's unified order status -> ours, used when the raw status is missing.
-UNIFIED_STATUS: Mapping[str, str] = {
-    "open": "new",
-    "closed": "filled",
-    "canceled": "canceled",
-    "expired": "expired",
-    "rejected": "rejected",
+UNIFIED_STATUS: Mapping[str, ExchangeStatus] = {
+    "open": ExchangeStatus.NEW,
+    "closed": ExchangeStatus.FILLED,
+    "canceled": ExchangeStatus.CANCELED,
+    "expired": ExchangeStatus.EXPIRED,
+    "rejected": ExchangeStatus.REJECTED,
 }
 
 

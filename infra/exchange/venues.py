@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
+from actors.model import ExchangeStatus
 from infra.config import ConfigError, env_prefix, read_credentials
 
 __all__ = [
@@ -79,7 +80,7 @@ class Venue:
     order_type_fields: tuple[str, ...] = ("orderType", "type")
     stop_loss_type: str = "STOP_MARKET"
     #: Raw status (upper case) -> the lower-case name the state machine knows.
-    statuses: Mapping[str, str] = field(default_factory=lambda: _ro({}))
+    statuses: Mapping[str, ExchangeStatus] = field(default_factory=lambda: _ro({}))
     #: Exchange error codes (strings, as the reply carries them).
     duplicate_codes: frozenset[str] = frozenset()
     would_trigger_codes: frozenset[str] = frozenset()
@@ -113,7 +114,7 @@ class Venue:
             )
         return {key: base + path for key, path in self.url_paths.items()}
 
-    def normalize_status(self, raw: str | None) -> str | None:
+    def normalize_status(self, raw: str | None) -> ExchangeStatus | None:
         """The state machine's lower-case status for a raw exchange status (None: unknown)."""
         if raw is None:
             return None
@@ -122,19 +123,19 @@ class Venue:
 
 _BINANCE_STATUSES = {
     # plain orders (/fapi/v1/order)
-    "NEW": "new",
-    "PARTIALLY_FILLED": "partially_filled",
-    "FILLED": "filled",
-    "CANCELED": "canceled",
-    "CANCELLED": "canceled",
-    "EXPIRED": "expired",
-    "EXPIRED_IN_MATCH": "expired",
-    "REJECTED": "rejected",
-    "PENDING_CANCEL": "new",
+    "NEW": ExchangeStatus.NEW,
+    "PARTIALLY_FILLED": ExchangeStatus.PARTIALLY_FILLED,
+    "FILLED": ExchangeStatus.FILLED,
+    "CANCELED": ExchangeStatus.CANCELED,
+    "CANCELLED": ExchangeStatus.CANCELED,
+    "EXPIRED": ExchangeStatus.EXPIRED,
+    "EXPIRED_IN_MATCH": ExchangeStatus.EXPIRED,
+    "REJECTED": ExchangeStatus.REJECTED,
+    "PENDING_CANCEL": ExchangeStatus.NEW,
     # conditional orders (/fapi/v1/algoOrder, algoStatus)
-    "TRIGGERING": "triggered",
-    "TRIGGERED": "triggered",
-    "FINISHED": "finished",
+    "TRIGGERING": ExchangeStatus.TRIGGERED,
+    "TRIGGERED": ExchangeStatus.TRIGGERED,
+    "FINISHED": ExchangeStatus.FINISHED,
 }
 
 BINANCE_USDM = Venue(

@@ -255,6 +255,9 @@ class UserDataStream(RunnerFeed):
             if client_id.startswith(_LIQUIDATION_PREFIXES):
                 log.warning("%s: exchange order %s on %s", self.name, client_id[:40], ev.symbol)
                 self._sync("liquidation order")
+        if ev.status is None:
+            self.ignored += 1  # a status no order of ours acts on (the core ignored it too)
+            return
         upd = OrderUpdate(
             Key(self.account, ev.symbol),
             client_id,

@@ -126,6 +126,13 @@ class Ownership:
             return None
         return held[0]
 
+    def seconds_left(self, account: str) -> float | None:
+        """How long this process's lease of ``account`` stays valid from now (keeper's
+        clock), or ``None`` when it holds none: asked by the exchange adapter as it stamps
+        each place and cancel (:mod:`infra.exchange.client`). Any thread; never blocks."""
+        held = self._tokens.get(account)
+        return None if held is None else held[1] - self._clock()
+
     # -- requests from other threads
 
     def fence(self, account: str, why: str) -> None:

@@ -75,6 +75,7 @@ ELSEWHERE = {
     "local:": "test_market_rules.py::test_absurd_stop_on_a_market_without_a_price_bound_…",
     "duplicate_id_mismatch": "test_market_rules.py::test_duplicate_id_held_by_an_order_of_…",
     "unreachable": "test_faults.py::test_unreachable_exchange_is_a_refusal",
+    "lease_lapsed": "test_lease_fence.py::test_a_place_after_the_lease_lapsed_is_refused_…",
     "markets_unavailable": "test_adapter.py::test_markets_unavailable_is_a_refusal_with_retry…",
     "not_found": "test_lookup_and_cancel_classes (below)",
     "bad_mark_price": "test_market_rules.py::test_fetch_market_reply_without_a_usable_price…",

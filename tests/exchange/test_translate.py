@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from actors.messages import CallResult
-from actors.model import ExchangeOrder, ExchangePosition, Key, MarketRules, OrderKind, Side
+from actors.model import (
+    ExchangeOrder,
+    ExchangePosition,
+    ExchangeStatus,
+    Key,
+    MarketRules,
+    OrderKind,
+    Side,
+)
 from actors.ports import OrderReply, OrderRequest
 from infra.exchange import BINANCE_USDM
 from infra.exchange.client import error_code, request_cost, retry_after
@@ -152,7 +160,7 @@ def test_a_filled_market_order_reads_the_raw_fields() -> None:
     reply = order_reply(V, CallResult.ACCEPTED, FILLED_MARKET, never)
     assert reply == OrderReply(
         CallResult.ACCEPTED,
-        status="filled",
+        status=ExchangeStatus.FILLED,
         filled_qty=0.01,
         avg_price=60_000.0,
         exchange_id="8000000002",
@@ -164,7 +172,7 @@ def test_a_resting_algo_stop_reads_algo_status_and_algo_id() -> None:
     reply = order_reply(V, CallResult.FOUND, RESTING_STOP, never)
     assert reply == OrderReply(
         CallResult.FOUND,
-        status="new",
+        status=ExchangeStatus.NEW,
         filled_qty=0.0,
         avg_price=None,  # "0.00" is no price
         exchange_id="1000000002",

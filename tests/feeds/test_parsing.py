@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.messages import OpenSignal
-from actors.model import Key, Side
+from actors.model import ExchangeStatus, Key, Side
 from actors.state import Policy
 from infra.feeds import Refusal, SignalRules, TokenBucket, parse_signal
 from infra.feeds.parsing import (
@@ -92,7 +92,13 @@ def otu(**o: Any) -> bytes:
 def test_order_trade_update() -> None:
     ev = parse_user_event(otu())
     assert ev == OrderEvent(
-        "BTCUSDT", "ps1e1", "partially_filled", 0.005, 60_000.0, 1_800_000_000.5, "8000000002"
+        "BTCUSDT",
+        "ps1e1",
+        ExchangeStatus.PARTIALLY_FILLED,
+        0.005,
+        60_000.0,
+        1_800_000_000.5,
+        "8000000002",
     )
     new = parse_user_event(otu(X="NEW", z="0", ap="0"))
     assert isinstance(new, OrderEvent) and new.avg_price is None and new.filled_qty == 0.0
@@ -142,7 +148,7 @@ def test_algo_update() -> None:
     assert ev == OrderEvent(
         "BTCUSDT",
         "ps1s1",
-        "triggered",
+        ExchangeStatus.TRIGGERED,
         0.0,
         None,
         1_800_000_000.0,

@@ -22,7 +22,7 @@ from actors.messages import (
     PauseRequest,
     UnquarantineRequest,
 )
-from actors.model import CloseReason, Key, OrderKind, Status
+from actors.model import CloseReason, ExchangeStatus, Key, OrderKind, Status
 from actors.state import (
     ControlChange,
     Policy,
@@ -52,8 +52,8 @@ def step(st: SymbolState, msg: Message) -> Transition:
 
 def active() -> SymbolState:
     st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0)).state
-    st = step(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, 1.0)).state
-    st = step(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0)).state
+    st = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 1.0)).state
+    st = step(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 2.0)).state
     assert st.position is not None and st.position.status is Status.ACTIVE
     return st
 
@@ -85,8 +85,8 @@ def test_a_paused_symbol_refuses_signals_transiently_and_resume_takes_them_again
 
 def test_protection_goes_on_while_paused() -> None:
     st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0, trailing=5.0)).state
-    st = step(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, 1.0)).state
-    st = step(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0)).state
+    st = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 1.0)).state
+    st = step(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 2.0)).state
     st = step(st, PauseRequest(KEY, True, "r", "operator", "x")).state
     # the trailing stop follows the price on the paused symbol: a new stop at 105
     t = step(st, MarkPriceTick(KEY, 110.0, 3.0))

@@ -38,10 +38,15 @@ def sim() -> Iterator[SimExchange]:
         yield ex
 
 
-def _client(sim: SimExchange, key: str) -> CcxtExchange:
+def _client(sim: SimExchange, key: str, options: dict[str, Any] | None = None) -> CcxtExchange:
     return CcxtExchange(
         "acc1",
-        VenueConfig(base_url=sim.base_url, require_credentials=True, enable_rate_limit=False),
+        VenueConfig(
+            base_url=sim.base_url,
+            require_credentials=True,
+            enable_rate_limit=False,
+            extra_options=options or {},
+        ),
         environ={"PS_ACC1_API_KEY": key, "PS_ACC1_API_SECRET": "s"},
     )
 
@@ -55,6 +60,7 @@ def test_the_counters_see_what_they_exist_to_catch(sim: SimExchange) -> None:
     key = Key("acc1", sym)
     price = sim.mark_price(sym)
     p1, p2 = _client(sim, "key-acc1-p1"), _client(sim, "key-acc1-p2")
+    p1_late = _client(sim, "key-acc1-p1", {"timeDifference": 60_000})
     try:
         for cid in ("ps1000001e1", "ps1000001e2"):  # one position, its entry executed twice
             assert p1.place_order(OrderRequest(key, cid, OrderKind.ENTRY, "buy", 1)).result
@@ -66,9 +72,14 @@ def test_the_counters_see_what_they_exist_to_catch(sim: SimExchange) -> None:
         for prog, client in (("p1", p1), ("p2", p2)):  # both close it
             close = OrderRequest(key, f"ps1000001c{prog[-1]}", OrderKind.CLOSE, "sell", 1)
             assert client.place_order(close).result.value == "accepted", prog
+        # p1 again, its request stamped 60 s before it arrives: refused for its timestamp
+        # (-1021), never executed: counted apart, not as an order without a lease.
+        late = OrderRequest(key, "ps1000001c9", OrderKind.CLOSE, "sell", 1)
+        assert p1_late.place_order(late).reason == "clock_skew"
     finally:
         p1.close()
         p2.close()
+        p1_late.close()
     log = sim.order_log() + sim.cancel_log()
     first, last = min(e.time for e in log), max(e.time for e in log)
     stop_at = next(e.time for e in sim.order_log() if e.client_id == "ps1000001s1")
@@ -83,6 +94,7 @@ def test_the_counters_see_what_they_exist_to_catch(sim: SimExchange) -> None:
     pids = {"p1": [101], "p2": [202]}
     c = count(SHORT, sim, history, pids, [("acc1", sym, 99.0)])
     assert c.expired_lease_orders == 2, c.problems  # p1's cancel and close
+    assert c.late_refused == 1
     assert c.foreign_cancels == 1 and "cancelled ps1000001s1 placed by p2" in " ".join(c.problems)
     assert c.double_closes == 1 and c.double_entries == 1 and c.unprotected == 1
     assert not c.ok

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from actors.messages import Message, OpenSignal, OrderUpdate
-from actors.model import Key, OrderKind, OrderRecord, OrderState, Side, Status
+from actors.model import ExchangeStatus, Key, OrderKind, OrderRecord, OrderState, Side, Status
 from actors.state import (
     Commit,
     JournalEvent,
@@ -90,7 +90,9 @@ def advance(
     if status is not None:
         new = replace(new, status=status)
     new = replace(new, version=pos.version + steps, updated_at=pos.updated_at + 1.0)
-    msg = cause or OrderUpdate(pos.key, f"ps{pos.id}e1", "new", 0.0, None, new.updated_at)
+    msg = cause or OrderUpdate(
+        pos.key, f"ps{pos.id}e1", ExchangeStatus.NEW, 0.0, None, new.updated_at
+    )
     event = JournalEvent(pos.id, kind, before, new.status, new.updated_at, {"via": "test"})
     return new, Commit(pos.key, msg, new, pos.version, (event,))
 

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.messages import (
+    CallOp,
     CallResult,
     CloseRequest,
     ExchangeOutcome,
@@ -20,6 +21,8 @@ from actors.messages import (
     Recover,
     SyncObservation,
     TimerFired,
+    TimerId,
+    TimerKind,
 )
 from actors.model import ExchangePosition, Key, Side
 from actors.ports import StaleVersion
@@ -87,7 +90,7 @@ def _messages(state: SymbolState, now: float) -> st.SearchStrategy[Message]:
         kinds = {o.client_id: o.kind for o in pos.orders}
         outcome = st.tuples(
             cid,
-            st.sampled_from(["place", "lookup", "cancel"]),
+            st.sampled_from(list(CallOp)),
             st.sampled_from(list(CallResult)),
             st.one_of(st.none(), update),
             st.sampled_from(["", "would_trigger", "insufficient margin"]),
@@ -105,9 +108,9 @@ def _messages(state: SymbolState, now: float) -> st.SearchStrategy[Message]:
             )
         )
         timer = st.one_of(
-            cid.map(lambda c: TimerFired(key, f"lookup:{c}")),
-            cid.map(lambda c: TimerFired(key, f"retry:{c}")),
-            st.just(TimerFired(key, "close_retry")),
+            cid.map(lambda c: TimerFired(key, TimerId(TimerKind.LOOKUP, f"{c}"))),
+            cid.map(lambda c: TimerFired(key, TimerId(TimerKind.RETRY, f"{c}"))),
+            st.just(TimerFired(key, TimerId(TimerKind.CLOSE_RETRY))),
         )
         options += [update, update, outcome, outcome, timer]
     return st.one_of(options)

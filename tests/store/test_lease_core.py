@@ -19,6 +19,7 @@ from actors.model import (
     CloseReason,
     ExchangeOrder,
     ExchangePosition,
+    ExchangeStatus,
     Key,
     OrderKind,
     Side,
@@ -267,7 +268,7 @@ def test_an_account_not_owned_here_runs_nothing_and_holds_its_signals() -> None:
     sup.signal_listeners.append(answers.append)
     try:
         assert sup.tell(signal(signal_id="early")) is True  # held, not answered
-        assert sup.tell(OrderUpdate(KEY, "ps9s1", "new", 0.0, None, 1.0)) is False
+        assert sup.tell(OrderUpdate(KEY, "ps9s1", ExchangeStatus.NEW, 0.0, None, 1.0)) is False
         assert sup.keys() == [] and answers == [] and sup.held_signals(ACCOUNT) == 1
         assert sup.dropped_not_owner[ACCOUNT] == 1
         token.epoch = 1

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from actors.messages import OrderUpdate, SyncObservation
-from actors.model import ExchangeOrder, Key
+from actors.model import ExchangeOrder, ExchangeStatus, Key
 from actors.ports import StoreUnavailable
 from actors.state import Installation
 from infra.store.ownership import LeaseStore, ProcessIdentity
@@ -232,10 +232,12 @@ def test_an_installation_alarm_stops_entries_until_an_operator_confirms(
     poll(lambda: arec.entries["acc1"][0], 5, "entries open")
     guard = a.guard
     assert guard is not None
-    guard.inspect(OrderUpdate(key, "ps3111111s1", "new", 0.0, None, 1.0))  # ours: nothing
+    guard.inspect(
+        OrderUpdate(key, "ps3111111s1", ExchangeStatus.NEW, 0.0, None, 1.0)
+    )  # ours: nothing
     guard.inspect(SyncObservation(key, None, (ExchangeOrder("x-1", "buy", 1.0, False),), 1.0))
     assert arec.entries["acc1"][0] and guard.check("acc1") is None
-    guard.inspect(OrderUpdate(key, "ps5222222e1", "filled", 1.0, 100.0, 1.0))
+    guard.inspect(OrderUpdate(key, "ps5222222e1", ExchangeStatus.FILLED, 1.0, 100.0, 1.0))
     assert arec.entries["acc1"] == (False, "foreign_installation", False)
     assert arec.adoption["acc1"] is False
     why = guard.check("acc1")
@@ -256,7 +258,7 @@ def test_an_installation_alarm_stops_entries_until_an_operator_confirms(
     assert crec.adoption["acc1"] is True and c.guard is not None
     assert c.guard.check("acc1") is None
     # Confirmed: that installation's orders do not raise it again.
-    c.guard.inspect(OrderUpdate(key, "ps6222222s1", "new", 0.0, None, 1.0))
+    c.guard.inspect(OrderUpdate(key, "ps6222222s1", ExchangeStatus.NEW, 0.0, None, 1.0))
     assert crec.entries["acc1"][0]
 
 
@@ -301,8 +303,13 @@ def test_the_gate_closes_at_the_end_of_the_validity_without_waiting_for_a_round(
         assert valid_until - time.monotonic() > 27.0  # lease - margin from the renewal
         offset[0] = valid_until - time.monotonic() - 0.5
         assert own.token("acc1") == epoch
+        left = own.seconds_left("acc1")  # what the exchange adapter asks as it stamps
+        assert left is not None and 0.4 < left <= 0.5
         offset[0] = valid_until - time.monotonic() + 0.001
         assert own.token("acc1") is None
+        left = own.seconds_left("acc1")
+        assert left is not None and left <= 0
+        assert own.seconds_left("acc2") is None  # not an account it holds
         assert rec.when("deactivate:ownership_lock_lost", "acc1") == []  # no round ran yet
     finally:
         own.stop()

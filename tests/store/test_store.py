@@ -9,7 +9,7 @@ import psycopg
 import psycopg.errors
 import pytest
 
-from actors.messages import CallResult, ExchangeOutcome, MarkPriceTick, SyncObservation
+from actors.messages import CallOp, CallResult, ExchangeOutcome, MarkPriceTick, SyncObservation
 from actors.model import (
     CloseReason,
     ExchangeOrder,
@@ -114,7 +114,7 @@ def test_journal_keeps_every_event_with_its_cause(store: PostgresStore) -> None:
         (ExchangeOrder("x1", "sell", 0.5, True, 61_000.0, True, "77"),),
         observed_at=1_700_000_003.0,
     )
-    outcome = ExchangeOutcome(KEY, "place", f"ps{pid}e1", OrderKind.ENTRY, CallResult.UNKNOWN)
+    outcome = ExchangeOutcome(KEY, CallOp.PLACE, f"ps{pid}e1", OrderKind.ENTRY, CallResult.UNKNOWN)
     nxt, c1 = advance(pos, status=Status.ENTRY_PLACED, cause=outcome, kind="entry_accepted")
     store.commit(c1)
     e1 = JournalEvent(pid, "entry_fill", Status.ENTRY_PLACED, Status.PENDING_SL, 5.0, {"qty": 0.5})

@@ -10,7 +10,7 @@ import pytest
 from actors import exchange_calls as calls
 from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder
 from actors.messages import CallResult, OpenSignal, Recover
-from actors.model import Key, OrderKind, OrderState, Side, Status
+from actors.model import ExchangeStatus, Key, OrderKind, OrderState, Side, Status
 from actors.orders import client_order_id, intended_order, parse_client_id
 from actors.ports import OrderReply, StoreUnavailable
 from actors.signal_age import age_refusal
@@ -150,7 +150,7 @@ def test_an_order_reply_becomes_the_outcome_of_its_call() -> None:
         "superseded",
         None,
     )
-    reply = OrderReply(CallResult.FOUND, "", "filled", 1.0, 101.0, "x1", 5.0)
+    reply = OrderReply(CallResult.FOUND, "", ExchangeStatus.FILLED, 1.0, 101.0, "x1", 5.0)
     out = calls.order_outcome(_calls()[3], reply)  # type: ignore[arg-type]
     assert out.op == "lookup" and out.update is not None
     assert (out.update.client_id, out.update.filled_qty, out.update.avg_price) == (

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from actors.messages import MarkPriceTick, TicksReady, TimerFired
-from actors.model import Key, OrderKind, Status
+from actors.messages import MarkPriceTick, TicksReady, TimerFired, TimerId, TimerKind
+from actors.model import ExchangeStatus, Key, OrderKind, Status
 from actors.state import Commit, Policy, Reentry
 from supervision.restart import RestartPolicy, RestartTracker
 from supervision.timers import ManualClock, TimerService
@@ -123,7 +123,7 @@ def test_stale_writer_fails_loudly() -> None:
         w.tell(signal())
         w.settle()
         p = w.positions()[0]
-        bad = Commit(KEY, TimerFired(KEY, "x"), p, p.version - 1, ())
+        bad = Commit(KEY, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "x")), p, p.version - 1, ())
         from actors.ports import StaleVersion
 
         with pytest.raises(StaleVersion):
@@ -199,14 +199,14 @@ def test_keyed_timer_supersedes_older_one() -> None:
     fired: list[TimerFired] = []
     timers = TimerService(clock.now, fired.append)  # type: ignore[arg-type]
     clock.on_advance(timers.fire_due)
-    timers.start(KEY, "lookup:x", 1.0)
-    timers.start(KEY, "lookup:x", 5.0)
-    timers.start(KEY, "other", 2.0)
+    timers.start(KEY, TimerId(TimerKind.LOOKUP, "x"), 1.0)
+    timers.start(KEY, TimerId(TimerKind.LOOKUP, "x"), 5.0)
+    timers.start(KEY, TimerId(TimerKind.LOOKUP, "other"), 2.0)
     clock.advance(3.0)
-    assert fired == [TimerFired(KEY, "other")]
-    timers.cancel(KEY, "lookup:x")
+    assert fired == [TimerFired(KEY, TimerId(TimerKind.LOOKUP, "other"))]
+    timers.cancel(KEY, TimerId(TimerKind.LOOKUP, "x"))
     clock.advance(10.0)
-    assert fired == [TimerFired(KEY, "other")]
+    assert fired == [TimerFired(KEY, TimerId(TimerKind.LOOKUP, "other"))]
     assert timers.pending() == 0
 
 
@@ -253,7 +253,7 @@ def test_nan_fill_price_and_garbage_signal_ids_do_not_crash() -> None:
         w.settle()
         pos = w.positions()[0]
         nan = float("nan")
-        w.tell(OrderUpdate(KEY, pos.orders[0].client_id, "filled", 1.0, nan, nan))
+        w.tell(OrderUpdate(KEY, pos.orders[0].client_id, ExchangeStatus.FILLED, 1.0, nan, nan))
         w.settle()
         assert w.state().position.entry_price == 100.0  # type: ignore[union-attr]
         assert not w.metrics.dead

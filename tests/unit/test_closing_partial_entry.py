@@ -8,8 +8,15 @@ with the close, so the rest stayed open without a stop until the sync adopted it
 from __future__ import annotations
 
 from actors.effects import CancelOrder, LookupOrder, PlaceOrder
-from actors.messages import CallResult, CloseRequest, ExchangeOutcome, OrderUpdate, SyncObservation
-from actors.model import CloseReason, ExchangePosition, Key, OrderKind, Side, Status
+from actors.messages import (
+    CallOp,
+    CallResult,
+    CloseRequest,
+    ExchangeOutcome,
+    OrderUpdate,
+    SyncObservation,
+)
+from actors.model import CloseReason, ExchangePosition, ExchangeStatus, Key, OrderKind, Side, Status
 from actors.state import Policy, SymbolState
 from actors.transition import Context, transition
 from testkit.world import priced, signal
@@ -24,9 +31,9 @@ def _ctx() -> Context:
 
 def _partly_filled_and_protected(ctx: Context) -> SymbolState:
     st = transition(priced(KEY, at=ctx.now), signal(size=1.0), ctx).state
-    part = OrderUpdate(KEY, "ps1e1", "partially_filled", 0.4, 60_000.0, 1.0)
+    part = OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 0.4, 60_000.0, 1.0)
     st = transition(st, part, ctx).state
-    st = transition(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0), ctx).state
+    st = transition(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 2.0), ctx).state
     assert st.position is not None and st.position.status is Status.ACTIVE
     assert st.position.qty == 0.4
     return st
@@ -47,7 +54,7 @@ def test_a_fill_while_closing_is_closed_too_and_the_stop_stays_until_all_is_clos
     st = _partly_filled_and_protected(ctx)
     st = transition(st, CloseRequest(KEY, CloseReason.MANUAL, "operator"), ctx).state
     # the entry fills further before its cancel lands
-    t = transition(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 60_000.0, 3.0), ctx)
+    t = transition(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 60_000.0, 3.0), ctx)
     extra = [e for e in t.effects if isinstance(e, PlaceOrder)]
     assert len(extra) == 1
     assert extra[0].reduce_only and extra[0].order.kind is OrderKind.CLOSE
@@ -55,11 +62,13 @@ def test_a_fill_while_closing_is_closed_too_and_the_stop_stays_until_all_is_clos
     assert t.commit is not None  # the added close is written before it is sent
     st = t.state
     # the first close fills: still closing, the stop is not canceled yet
-    t = transition(st, OrderUpdate(KEY, "ps1c1", "filled", 0.4, 60_100.0, 4.0), ctx)
+    t = transition(st, OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 0.4, 60_100.0, 4.0), ctx)
     assert t.state.position is not None and t.state.position.status is Status.CLOSING
     assert not [e for e in t.effects if isinstance(e, CancelOrder)]
     # the second close fills: closed, the stop goes
-    t = transition(t.state, OrderUpdate(KEY, "ps1c2", "filled", 0.6, 60_100.0, 5.0), ctx)
+    t = transition(
+        t.state, OrderUpdate(KEY, "ps1c2", ExchangeStatus.FILLED, 0.6, 60_100.0, 5.0), ctx
+    )
     pos = t.state.position
     assert pos is not None and pos.status is Status.CLOSED
     assert [e.client_id for e in t.effects if isinstance(e, CancelOrder)] == ["ps1s1"]
@@ -71,8 +80,10 @@ def _at(now: float, base: Context) -> Context:
 
 def _closing_one(ctx: Context) -> SymbolState:
     st = transition(priced(KEY, at=ctx.now), signal(size=1.0), ctx).state
-    st = transition(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 60_000.0, 1.0), ctx).state
-    st = transition(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0), ctx).state
+    st = transition(
+        st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 60_000.0, 1.0), ctx
+    ).state
+    st = transition(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 2.0), ctx).state
     st = transition(st, CloseRequest(KEY, CloseReason.MANUAL, "operator"), ctx).state
     assert st.position is not None and st.position.status is Status.CLOSING
     return st
@@ -85,16 +96,16 @@ def test_a_sync_during_a_close_filling_in_parts_does_not_end_it_early() -> None:
     ctx = _ctx()
     st = _closing_one(ctx)
     st = transition(
-        st, OrderUpdate(KEY, "ps1c1", "partially_filled", 0.3, 60_000.0, 3.0), ctx
+        st, OrderUpdate(KEY, "ps1c1", ExchangeStatus.PARTIALLY_FILLED, 0.3, 60_000.0, 3.0), ctx
     ).state
     obs = SyncObservation(KEY, ExchangePosition(Side.LONG, 0.7, 60_000.0), (), 2000.0)
     t = transition(st, obs, _at(2000.5, ctx))
     assert t.state.position is not None and t.state.position.qty == 1.0
     assert not [e for e in t.effects if isinstance(e, PlaceOrder)]
-    part2 = OrderUpdate(KEY, "ps1c1", "partially_filled", 0.7, 60_000.0, 4.0)
+    part2 = OrderUpdate(KEY, "ps1c1", ExchangeStatus.PARTIALLY_FILLED, 0.7, 60_000.0, 4.0)
     t = transition(t.state, part2, _at(2001.0, ctx))
     assert t.state.position is not None and t.state.position.status is Status.CLOSING
-    last = OrderUpdate(KEY, "ps1c1", "filled", 1.0, 60_000.0, 5.0)
+    last = OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 1.0, 60_000.0, 5.0)
     t = transition(t.state, last, _at(2002.0, ctx))
     assert t.state.position is not None and t.state.position.status is Status.CLOSED
 
@@ -129,12 +140,12 @@ def test_a_sync_showing_more_fills_fetches_the_entry_so_its_record_is_not_lost()
     assert [(e.client_id, e.kind) for e in lookups] == [("ps1e1", OrderKind.ENTRY)]
     found = ExchangeOutcome(
         KEY,
-        "lookup",
+        CallOp.LOOKUP,
         "ps1e1",
         OrderKind.ENTRY,
         CallResult.FOUND,
         "",
-        OrderUpdate(KEY, "ps1e1", "partially_filled", 0.7, 60_000.0, 6.0),
+        OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 0.7, 60_000.0, 6.0),
     )
     t = transition(t.state, found, _at(2001.0, ctx))
     pos = t.state.position

@@ -19,8 +19,9 @@ from actors.messages import (
     PauseRequest,
     Recover,
     TicksReady,
+    TimerId,
 )
-from actors.model import Key, Side, Status
+from actors.model import ExchangeStatus, Key, Side, Status
 from actors.ports import NullMetrics
 from actors.save_first import PERSIST_RETRY_S, PERSIST_TIMER, SaveFirst, Write
 from actors.state import Commit, Policy, SymbolState
@@ -48,12 +49,12 @@ def held(
     sig = signal(side=side, stop=stop, tp=tp, trailing=trail, signal_id="b1")
     ctx = Context(NOW, POLICY, 1)
     st = transition(priced(KEY, at=NOW), sig, ctx).state
-    fill = OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, NOW, "x")
+    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW, "x")
     return transition(st, fill, ctx).state
 
 
 def confirmed(st: SymbolState) -> SymbolState:
-    rest = OrderUpdate(KEY, "ps1s1", "new", 0.0, None, NOW, "y")
+    rest = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW, "y")
     out = transition(st, rest, Context(NOW, POLICY, 1)).state
     assert out.position is not None and out.position.status is Status.ACTIVE
     return out
@@ -208,12 +209,12 @@ def test_release_hands_a_parked_tick_back_through_the_router() -> None:
 
 class Timers:
     def __init__(self) -> None:
-        self.started: list[tuple[Key, str, float]] = []
+        self.started: list[tuple[Key, TimerId, float]] = []
 
-    def start(self, key: Key, name: str, delay: float) -> None:
+    def start(self, key: Key, name: TimerId, delay: float) -> None:
         self.started.append((key, name, delay))
 
-    def cancel(self, key: Key, name: str) -> None:
+    def cancel(self, key: Key, name: TimerId) -> None:
         raise AssertionError("never cancelled")
 
 
@@ -267,7 +268,7 @@ def entry_commit() -> Commit:
 
 def fill_commit() -> Commit:
     st = transition(priced(KEY, at=NOW), signal(signal_id="w1"), Context(NOW, POLICY, 1)).state
-    fill = OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, NOW, "x")
+    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW, "x")
     t = transition(st, fill, Context(NOW, POLICY, 1))
     assert t.commit is not None and not t.commit.risk_increasing
     return t.commit

@@ -21,6 +21,7 @@ from actors.effects import (
     StartTimer,
 )
 from actors.messages import (
+    CallOp,
     CallResult,
     CloseRequest,
     ExchangeOutcome,
@@ -30,14 +31,17 @@ from actors.messages import (
     OrderUpdate,
     PauseRequest,
     Recover,
+    Rejection,
     SyncObservation,
     TimerFired,
+    TimerId,
     UnquarantineRequest,
 )
 from actors.model import (
     CloseReason,
     ExchangeOrder,
     ExchangePosition,
+    ExchangeStatus,
     Key,
     MarketRules,
     OrderKind,
@@ -72,8 +76,8 @@ def step(st: SymbolState, msg: Message, now: float = NOW, **kw: object) -> Trans
 
 
 def update(cid: str, status: str, filled: float = 0.0, avg: float | None = None) -> OrderUpdate:
-    """An exchange report for one of our orders (status as the adapter gives it)."""
-    return OrderUpdate(KEY, cid, status, filled, avg, NOW, cid)
+    """An exchange report for one of our orders (status as the adapter normalises it)."""
+    return OrderUpdate(KEY, cid, ExchangeStatus(status), filled, avg, NOW, cid)
 
 
 def reply(
@@ -83,12 +87,13 @@ def reply(
     reason: str = "",
     upd: OrderUpdate | None = None,
     retry_after: float | None = None,
+    rejection: Rejection | None = None,
 ) -> ExchangeOutcome:
     """What the worker pool sends back for a call on ``cid`` (its kind from the id)."""
     kind = {"e": OrderKind.ENTRY, "s": OrderKind.STOP_LOSS, "c": OrderKind.CLOSE}[
         cid.rstrip("0123456789")[-1]
     ]
-    return ExchangeOutcome(KEY, op, cid, kind, result, reason, upd, retry_after)
+    return ExchangeOutcome(KEY, CallOp(op), cid, kind, result, reason, upd, retry_after, rejection)
 
 
 def placed(effects: tuple[Effect, ...]) -> list[tuple[str, OrderKind, float]]:
@@ -111,7 +116,10 @@ def stopped_timers(effects: tuple[Effect, ...]) -> set[str]:
 
 
 def fire(name: str) -> TimerFired:
-    return TimerFired(KEY, name)
+    """The timer named as text (``lookup:ps1e1``) comes due."""
+    timer = TimerId.parse(name)
+    assert timer is not None, name
+    return TimerFired(KEY, timer)
 
 
 def kinds(t: Transition) -> list[str]:
@@ -478,7 +486,10 @@ def test_a_stop_refused_is_retried_after_the_delay_and_would_trigger_closes() ->
     again = step(t.state, fire("retry:ps1s1"))
     assert placed(again.effects) == [("ps1s1", OrderKind.STOP_LOSS, 1.0)]
     assert order_of(again.state, "ps1s1").state is OrderState.INTENDED
-    crossed = step(st, reply("ps1s1", "place", CallResult.REJECTED, "would_trigger (-2021)"))
+    crossed = step(
+        st,
+        reply("ps1s1", "place", CallResult.REJECTED, "-2021", rejection=Rejection.WOULD_TRIGGER),
+    )
     pos = crossed.state.position
     assert pos is not None and pos.status is Status.CLOSING
     assert pos.close_reason is CloseReason.EMERGENCY
@@ -919,20 +930,25 @@ def test_a_trailing_move_is_not_an_unprotected_spell() -> None:
 def test_reports_keep_the_largest_fill_and_the_latest_time() -> None:
     """Fills are cumulative: an older report with a smaller fill changes nothing; a report
     of a done order is only taken for a larger fill; the exchange id is kept once known; a
-    non-finite fill or time is ignored; an unknown status string is ignored."""
-    st = step(opened(), OrderUpdate(KEY, "ps1e1", "partially_filled", 0.6, 100.0, 5.0, "X1")).state
+    non-finite fill or time is ignored."""
+    st = step(
+        opened(), OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 0.6, 100.0, 5.0, "X1")
+    ).state
     o = order_of(st, "ps1e1")
     assert (o.filled_qty, o.exchange_id, o.event_time) == (0.6, "X1", 5.0)
-    older = step(st, OrderUpdate(KEY, "ps1e1", "partially_filled", 0.3, 99.0, 4.0, ""))
+    older = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 0.3, 99.0, 4.0, ""))
     o = order_of(older.state, "ps1e1")
     assert (o.filled_qty, o.avg_price, o.exchange_id, o.event_time) == (0.6, 100.0, "X1", 5.0)
-    weird = step(st, OrderUpdate(KEY, "ps1e1", "bogus", 1.0, 100.0, 6.0))
-    assert weird.commit is None and weird.state == st
-    nan = step(st, OrderUpdate(KEY, "ps1e1", "partially_filled", float("nan"), None, float("inf")))
+    nan = step(
+        st,
+        OrderUpdate(
+            KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, float("nan"), None, float("inf")
+        ),
+    )
     o = order_of(nan.state, "ps1e1")
     assert (o.filled_qty, o.event_time) == (0.6, 5.0)
-    done = step(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 101.0, 7.0)).state
-    dup = step(done, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 101.0, 8.0))
+    done = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 101.0, 7.0)).state
+    dup = step(done, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 101.0, 8.0))
     assert dup.commit is None and dup.effects == ()
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from actors.effects import CancelOrder, FetchMarket, LookupOrder, PlaceOrder, StartTimer
 from actors.messages import (
+    CallOp,
     CallResult,
     CloseRequest,
     ExchangeOutcome,
@@ -22,13 +23,17 @@ from actors.messages import (
     Message,
     OpenSignal,
     OrderUpdate,
+    Rejection,
     SyncObservation,
     TimerFired,
+    TimerId,
+    TimerKind,
 )
 from actors.model import (
     CloseReason,
     ExchangeOrder,
     ExchangePosition,
+    ExchangeStatus,
     Key,
     MarketRules,
     OrderKind,
@@ -67,25 +72,25 @@ def lookups(t: Transition) -> list[str]:
 
 
 def timers(t: Transition) -> dict[str, float]:
-    return {e.name: e.delay for e in t.effects if isinstance(e, StartTimer)}
+    return {str(e.name): e.delay for e in t.effects if isinstance(e, StartTimer)}
 
 
 def out(cid: str, kind: OrderKind, op: str, result: CallResult, **kw: object) -> ExchangeOutcome:
-    return ExchangeOutcome(KEY, op, cid, kind, result, **kw)  # type: ignore[arg-type]
+    return ExchangeOutcome(KEY, CallOp(op), cid, kind, result, **kw)  # type: ignore[arg-type]
 
 
 def protected(stop: float = 90.0, **sig: object) -> SymbolState:
     """An active long of 1.0 at 100 with its stop ``ps1s1`` confirmed."""
     st = step(priced(KEY, at=NOW), signal(size=1.0, stop=stop, **sig)).state  # type: ignore[arg-type]
-    st = step(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, 1.0)).state
-    st = step(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0)).state
+    st = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 1.0)).state
+    st = step(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 2.0)).state
     assert st.position is not None and st.position.status is Status.ACTIVE
     return st
 
 
 def closed_by_hand(st: SymbolState) -> SymbolState:
     st = step(st, CloseRequest(KEY, CloseReason.MANUAL, "operator")).state
-    return step(st, OrderUpdate(KEY, "ps1c1", "filled", 1.0, 100.0, 3.0)).state
+    return step(st, OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 1.0, 100.0, 3.0)).state
 
 
 # --- I10: checked before it leaves -----------------------------------------------------------
@@ -166,7 +171,7 @@ def test_the_stop_and_take_profit_are_recorded_on_the_tick() -> None:
 
 def test_unknown_stops_that_lookups_do_not_find_are_counted_then_closed_at_market() -> None:
     st = step(priced(KEY, at=NOW), signal(size=1.0)).state
-    t = step(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, 1.0))
+    t = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 1.0))
     assert placed(t) == ["ps1s1"] and "sl_deadline" in timers(t)
     st = t.state
     sends = 1
@@ -184,19 +189,19 @@ def test_unknown_stops_that_lookups_do_not_find_are_counted_then_closed_at_marke
 
 def test_a_stop_refused_before_it_left_counts_too() -> None:
     st = step(priced(KEY, at=NOW), signal(size=1.0)).state
-    st = step(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, 1.0)).state
+    st = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 1.0)).state
     for _ in range(POLICY.sl_max_attempts):
         r = out("ps1s1", OrderKind.STOP_LOSS, "place", CallResult.REJECTED, reason="local:X")
         st = step(st, r).state
-        st = step(st, TimerFired(KEY, "retry:ps1s1")).state
+        st = step(st, TimerFired(KEY, TimerId(TimerKind.RETRY, "ps1s1"))).state
     assert st.position is not None and st.position.status is Status.CLOSING
 
 
 def test_the_deadline_closes_a_position_whose_stop_is_still_not_confirmed() -> None:
     st = step(priced(KEY, at=NOW), signal(size=1.0)).state
-    st = step(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, 1.0)).state
+    st = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 1.0)).state
     st = step(st, out("ps1s1", OrderKind.STOP_LOSS, "place", CallResult.UNKNOWN)).state
-    t = step(st, TimerFired(KEY, "sl_deadline"), NOW + POLICY.sl_deadline_s)
+    t = step(st, TimerFired(KEY, TimerId(TimerKind.SL_DEADLINE)), NOW + POLICY.sl_deadline_s)
     assert placed(t) == ["ps1c1"]
     assert t.state.position is not None and t.state.position.close_reason is CloseReason.EMERGENCY
 
@@ -211,7 +216,7 @@ def test_a_close_the_exchange_keeps_refusing_is_retried_for_ever_with_backoff() 
         delays.append(timers(t)["close_retry"])
         assert t.commit is not None
         failing.append(any(ev.kind == "close_failing" for ev in t.commit.events))
-        st = step(t.state, TimerFired(KEY, "close_retry")).state
+        st = step(t.state, TimerFired(KEY, TimerId(TimerKind.CLOSE_RETRY))).state
         assert st.position is not None and st.position.close_seq == n + 1
     assert delays[:5] == [1.0, 2.0, 4.0, 8.0, 16.0]
     assert max(delays) == POLICY.close_retry_max_delay_s
@@ -223,7 +228,7 @@ def test_a_close_the_exchange_keeps_refusing_is_retried_for_ever_with_backoff() 
 
 def test_a_closed_positions_stop_is_pending_until_the_exchange_confirms_the_cancel() -> None:
     t = step(protected(), CloseRequest(KEY, CloseReason.MANUAL, "operator"))
-    t = step(t.state, OrderUpdate(KEY, "ps1c1", "filled", 1.0, 100.0, 3.0))
+    t = step(t.state, OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 1.0, 100.0, 3.0))
     assert cancels(t) == [("ps1s1", "")]
     stop = t.state.position.order("ps1s1")  # type: ignore[union-attr]
     assert stop is not None and stop.state is OrderState.PENDING_CANCEL
@@ -231,7 +236,9 @@ def test_a_closed_positions_stop_is_pending_until_the_exchange_confirms_the_canc
     limited = out("ps1s1", OrderKind.STOP_LOSS, "cancel", CallResult.UNKNOWN, retry_after=3.0)
     t = step(t.state, limited)
     assert timers(t) == {"cancel:ps1s1": 3.0}
-    assert cancels(step(t.state, TimerFired(KEY, "cancel:ps1s1"))) == [("ps1s1", "retry")]
+    assert cancels(step(t.state, TimerFired(KEY, TimerId(TimerKind.CANCEL, "ps1s1")))) == [
+        ("ps1s1", "retry")
+    ]
     done = step(t.state, out("ps1s1", OrderKind.STOP_LOSS, "cancel", CallResult.ACCEPTED))
     stop = done.state.position.order("ps1s1")  # type: ignore[union-attr]
     assert stop is not None and stop.state is OrderState.CANCELED and done.commit is not None
@@ -241,7 +248,7 @@ def test_a_cancel_answered_not_found_is_looked_up_before_the_stop_counts_as_gone
     st = closed_by_hand(protected())
     t = step(st, out("ps1s1", OrderKind.STOP_LOSS, "cancel", CallResult.NOT_FOUND))
     assert lookups(t) == ["ps1s1"]
-    still = OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 4.0)
+    still = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 4.0)
     resting = step(
         t.state, out("ps1s1", OrderKind.STOP_LOSS, "lookup", CallResult.FOUND, update=still)
     )
@@ -265,16 +272,18 @@ def test_a_stop_that_lands_after_its_position_closed_is_cancelled() -> None:
     """The stop was still being placed when the position closed: the cancel sent at the
     close finds nothing, the lookup finds nothing either; then the placement lands."""
     st = step(priced(KEY, at=NOW), signal(size=1.0)).state
-    st = step(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, 1.0)).state  # ps1s1 sent
+    st = step(
+        st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 1.0)
+    ).state  # ps1s1 sent
     st = step(st, CloseRequest(KEY, CloseReason.MANUAL, "operator")).state
-    t = step(st, OrderUpdate(KEY, "ps1c1", "filled", 1.0, 100.0, 3.0))
+    t = step(st, OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 1.0, 100.0, 3.0))
     assert t.state.position is not None and t.state.position.status is Status.CLOSED
     assert [c for c, _ in cancels(t)] == ["ps1s1"]
     st = step(t.state, out("ps1s1", OrderKind.STOP_LOSS, "cancel", CallResult.NOT_FOUND)).state
     late = NOW + POLICY.lookup_deadline_s + 1
     st = step(st, out("ps1s1", OrderKind.STOP_LOSS, "lookup", CallResult.NOT_FOUND), late).state
     assert st.position.order("ps1s1").state is OrderState.NOT_FOUND  # type: ignore[union-attr]
-    landed = OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 4.0)
+    landed = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 4.0)
     t = step(st, out("ps1s1", OrderKind.STOP_LOSS, "place", CallResult.ACCEPTED, update=landed))
     assert [c for c, _ in cancels(t)] == ["ps1s1"]
 
@@ -310,7 +319,7 @@ def test_a_stop_missing_from_a_lagging_list_is_looked_up_never_replaced_on_sight
     assert placed(late) == [] and lookups(late) == ["ps1s1"]
     again = step(late.state, SyncObservation(KEY, xp, (), late_at + 1), late_at + 1)
     assert lookups(again) == []  # one lookup per grace period
-    still = OrderUpdate(KEY, "ps1s1", "new", 0.0, None, late_at)
+    still = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, late_at)
     found = out("ps1s1", OrderKind.STOP_LOSS, "lookup", CallResult.FOUND, update=still)
     assert placed(step(late.state, found, late_at)) == []
     gone = out("ps1s1", OrderKind.STOP_LOSS, "lookup", CallResult.NOT_FOUND)
@@ -325,13 +334,13 @@ def test_a_position_the_sync_finds_flat_is_closed_by_the_order_that_closed_it() 
     t = step(st, SyncObservation(KEY, None, (), NOW + 1), NOW + 1)
     assert t.commit is None and lookups(t) == ["ps1s1"] and "flat_confirm" in timers(t)
     assert placed(step(t.state, MarkPriceTick(KEY, 50.0, NOW + 1), NOW + 1)) == []
-    filled = OrderUpdate(KEY, "ps1s1", "finished", 1.0, 89.5, NOW + 1)
+    filled = OrderUpdate(KEY, "ps1s1", ExchangeStatus.FINISHED, 1.0, 89.5, NOW + 1)
     closed = step(
         t.state, out("ps1s1", OrderKind.STOP_LOSS, "lookup", CallResult.FOUND, update=filled)
     )
     assert closed.state.position is not None
     assert closed.state.position.close_reason is CloseReason.STOP_LOSS
-    nothing = step(t.state, TimerFired(KEY, "flat_confirm"), NOW + 3)
+    nothing = step(t.state, TimerFired(KEY, TimerId(TimerKind.FLAT_CONFIRM)), NOW + 3)
     assert nothing.state.position is not None
     assert nothing.state.position.close_reason is CloseReason.CLOSED_ON_EXCHANGE
 
@@ -380,7 +389,7 @@ def test_trailing_moves_held_back_by_the_exchange_never_close_a_protected_positi
         assert placed(t) == [f"ps1s{n}"], placed(t)  # a move, never a close
         limited = out(f"ps1s{n}", OrderKind.STOP_LOSS, "place", CallResult.REJECTED)
         st = step(t.state, replace(limited, reason="rate_limited", retry_after=1.0)).state
-    late = step(st, TimerFired(KEY, "sl_deadline"), NOW + 60)
+    late = step(st, TimerFired(KEY, TimerId(TimerKind.SL_DEADLINE)), NOW + 60)
     assert late.state.position is not None and late.state.position.status is Status.ACTIVE
     assert placed(late) == []
 
@@ -406,5 +415,32 @@ def test_the_stop_that_protects_during_a_trailing_move_is_neither_swept_nor_a_sp
         NOW + 2,
     )
     assert cancels(step(t.state, obs, NOW + 2)) == []
-    confirmed = step(t.state, OrderUpdate(KEY, "ps1s2", "new", 0.0, None, NOW + 3))
+    confirmed = step(t.state, OrderUpdate(KEY, "ps1s2", ExchangeStatus.NEW, 0.0, None, NOW + 3))
     assert cancels(confirmed) == [("ps1s1", "replaced")]  # now it goes
+
+
+# --- the refusal the core branches on is the adapter's classification, not a substring -------
+
+
+def test_a_stop_the_adapter_classifies_would_trigger_closes_at_market() -> None:
+    st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0)).state
+    st = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 1.0)).state
+    refused = out(
+        "ps1s1",
+        OrderKind.STOP_LOSS,
+        "place",
+        CallResult.REJECTED,
+        reason="exchange said so",
+        rejection=Rejection.WOULD_TRIGGER,
+    )
+    t = step(st, refused)
+    assert t.state.position is not None and t.state.position.status is Status.CLOSING
+    assert placed(t) == ["ps1c1"]
+    # The same words in the reason text without the classification: an ordinary refusal,
+    # retried after a delay.
+    text_only = out(
+        "ps1s1", OrderKind.STOP_LOSS, "place", CallResult.REJECTED, reason="would_trigger"
+    )
+    t = step(st, text_only)
+    assert t.state.position is not None and t.state.position.status is Status.PENDING_SL
+    assert "retry:ps1s1" in timers(t)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from actors.effects import CancelTimer, Effect, PlaceOrder, StartTimer
 from actors.messages import (
+    CallOp,
     CallResult,
     CloseRequest,
     ExchangeOutcome,
@@ -18,8 +19,10 @@ from actors.messages import (
     OrderUpdate,
     Recover,
     TimerFired,
+    TimerId,
+    TimerKind,
 )
-from actors.model import CloseReason, Key, OrderKind, OrderState, Status
+from actors.model import CloseReason, ExchangeStatus, Key, OrderKind, OrderState, Status
 from actors.state import Policy, SymbolState
 from actors.transition import Context, transition
 from testkit.world import priced, signal
@@ -33,7 +36,9 @@ def _ctx(now: float = 1000.0) -> Context:
 
 
 def _refused(cid: str, kind: OrderKind) -> ExchangeOutcome:
-    return ExchangeOutcome(KEY, "place", cid, kind, CallResult.REJECTED, "margin is insufficient")
+    return ExchangeOutcome(
+        KEY, CallOp.PLACE, cid, kind, CallResult.REJECTED, "margin is insufficient"
+    )
 
 
 def _placed(effects: tuple[Effect, ...] | list[Effect]) -> list[str]:
@@ -41,18 +46,20 @@ def _placed(effects: tuple[Effect, ...] | list[Effect]) -> list[str]:
 
 
 def _waits_on_a_timer(effects: tuple[Effect, ...] | list[Effect], name: str) -> bool:
-    return any(isinstance(e, StartTimer) and e.name == name for e in effects)
+    return any(isinstance(e, StartTimer) and str(e.name) == name for e in effects)
 
 
 def _filled(ctx: Context, **kw: object) -> SymbolState:
     st = transition(priced(KEY, at=ctx.now), signal(size=1.0, **kw), ctx).state  # type: ignore[arg-type]
-    return transition(st, OrderUpdate(KEY, "ps1e1", "filled", 1.0, 100.0, 1.0), ctx).state
+    return transition(
+        st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 1.0), ctx
+    ).state
 
 
 def test_a_refused_trailing_stop_is_sent_again_after_a_restart() -> None:
     ctx = _ctx()
     st = _filled(ctx, stop=90.0, trailing=5.0)
-    st = transition(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0), ctx).state
+    st = transition(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 2.0), ctx).state
     assert st.position is not None and st.position.status is Status.ACTIVE
     t = transition(st, MarkPriceTick(KEY, 120.0, 3.0), ctx)
     assert _placed(t.effects) == ["ps1s2"]
@@ -101,7 +108,7 @@ def test_a_stop_refused_too_often_before_the_restart_is_not_retried_forever() ->
     st = _filled(ctx, stop=90.0)
     for _ in range(Policy().sl_max_attempts):
         t = transition(st, _refused("ps1s1", OrderKind.STOP_LOSS), ctx)
-        st = transition(t.state, TimerFired(KEY, "retry:ps1s1"), ctx).state
+        st = transition(t.state, TimerFired(KEY, TimerId(TimerKind.RETRY, "ps1s1")), ctx).state
     assert st.position is not None and st.position.status is Status.CLOSING
     restarted = transition(st, Recover(KEY), _ctx(2000.0))
     assert not [cid for cid in _placed(restarted.effects) if "s" in cid.removeprefix("ps")]
@@ -110,7 +117,7 @@ def test_a_stop_refused_too_often_before_the_restart_is_not_retried_forever() ->
 def test_a_close_waiting_for_its_retry_is_resumed_after_a_restart() -> None:
     ctx = _ctx()
     st = _filled(ctx, stop=90.0)
-    st = transition(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0), ctx).state
+    st = transition(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 2.0), ctx).state
     st = transition(st, CloseRequest(KEY, CloseReason.MANUAL, "operator"), ctx).state
     t = transition(st, _refused("ps1c1", OrderKind.CLOSE), ctx)
     assert _waits_on_a_timer(t.effects, "close_retry")
@@ -124,7 +131,7 @@ def test_recovery_with_nothing_waiting_sends_nothing_new() -> None:
     """A protected position resumes as it is: no second stop, no close."""
     ctx = _ctx()
     st = _filled(ctx, stop=90.0)
-    st = transition(st, OrderUpdate(KEY, "ps1s1", "new", 0.0, None, 2.0), ctx).state
+    st = transition(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 2.0), ctx).state
     restarted = transition(st, Recover(KEY), _ctx(2000.0))
     assert _placed(restarted.effects) == []
 
@@ -136,7 +143,7 @@ def test_after_a_crash_of_the_actor_alone_the_old_retry_timer_is_cancelled() -> 
     st = _filled(ctx, stop=90.0)
     t = transition(st, _refused("ps1s1", OrderKind.STOP_LOSS), ctx)
     restarted = transition(t.state, Recover(KEY), _ctx(2000.0))
-    names = [e.name for e in restarted.effects if isinstance(e, CancelTimer)]
+    names = [str(e.name) for e in restarted.effects if isinstance(e, CancelTimer)]
     assert names == ["retry:ps1s1"]
     cancel_at = next(i for i, e in enumerate(restarted.effects) if isinstance(e, CancelTimer))
     place_at = next(i for i, e in enumerate(restarted.effects) if isinstance(e, PlaceOrder))

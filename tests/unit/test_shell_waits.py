@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.messages import CloseRequest, TimerFired
+from actors.messages import CloseRequest, TimerFired, TimerId, TimerKind
 from actors.model import CloseReason, Key, OrderKind, Status
 from actors.ports import StaleVersion
 from actors.state import Commit, Policy, Reentry, SignalRecord
@@ -70,7 +70,7 @@ def test_a_late_write_refused_by_another_writer_restarts_the_actor() -> None:
             raise StaleVersion("another writer")
 
         w.store.commit = stale  # type: ignore[method-assign,assignment]
-        w.tell(TimerFired(KEY, "__persist"))
+        w.tell(TimerFired(KEY, TimerId(TimerKind.SHELL_PERSIST)))
         w.settle()
         w.store.commit = real_commit  # type: ignore[method-assign]
         assert w.sup.stats().restarts >= 1
@@ -120,7 +120,7 @@ def test_a_defect_outside_the_transition_is_a_counted_crash_and_a_successor_take
             real(self)
 
         monkeypatch.setattr(PositionActor, "_publish_band", once)
-        w.tell(TimerFired(KEY, "no-such-timer"))
+        w.tell(TimerFired(KEY, TimerId(TimerKind.LOOKUP, "no-such-timer")))
         w.settle()
         assert w.sup.stats().restarts == 1
         assert w.state().position.status is Status.ACTIVE  # type: ignore[union-attr]

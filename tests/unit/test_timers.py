@@ -11,7 +11,7 @@ import tracemalloc
 
 import pytest
 
-from actors.messages import Message, TimerFired
+from actors.messages import Message, TimerFired, TimerId, TimerKind
 from actors.model import Key
 from supervision.timers import ManualClock, TimerService
 
@@ -46,7 +46,7 @@ def _empty(timers: TimerService) -> dict[str, int]:
 
 def test_start_then_cancel_leaves_no_entry_behind() -> None:
     _, timers, fired = _service()
-    names = [f"lookup:ps{i}e1" for i in range(11_000)]
+    names = [TimerId(TimerKind.LOOKUP, f"ps{i}e1") for i in range(11_000)]
     for name in names[:1_000]:  # warm-up: the structures reach their working size
         timers.start(KEY, name, 5.0)
         timers.cancel(KEY, name)
@@ -71,7 +71,7 @@ def test_fired_timers_leave_nothing_and_fire_once() -> None:
     clock, timers, fired = _service()
     keys = [Key("main", f"S{i}USDT") for i in range(500)]
     for i, k in enumerate(keys):
-        timers.start(k, f"retry:ps{i}s1", 1.0 + (i % 7))
+        timers.start(k, TimerId(TimerKind.RETRY, f"ps{i}s1"), 1.0 + (i % 7))
     assert timers.sizes() == {"timers": 500, "timer_keys": 500, "timer_heap": 500}
     clock.advance(10.0)
     assert len(fired) == 500
@@ -83,12 +83,12 @@ def test_fired_timers_leave_nothing_and_fire_once() -> None:
 def test_a_timer_superseded_many_times_is_one_entry_and_fires_once() -> None:
     clock, timers, fired = _service()
     for i in range(10_000):
-        timers.start(KEY, "close_retry", 1.0 + i * 1e-4)
+        timers.start(KEY, TimerId(TimerKind.CLOSE_RETRY), 1.0 + i * 1e-4)
     sizes = timers.sizes()
     assert (sizes["timers"], sizes["timer_keys"]) == (1, 1)
     assert sizes["timer_heap"] <= 2 + TimerService.COMPACT_SLACK + 1
     clock.advance(5.0)
-    assert fired == [TimerFired(KEY, "close_retry")]
+    assert fired == [TimerFired(KEY, TimerId(TimerKind.CLOSE_RETRY))]
     assert timers.sizes()["timers"] == 0
 
 
@@ -96,24 +96,30 @@ def test_cancel_key_drops_every_timer_of_that_key_only() -> None:
     clock, timers, fired = _service()
     other = Key("main", "ETHUSDT")
     for i in range(50):
-        timers.start(KEY, f"lookup:ps{i}e1", 1.0)
-    timers.start(other, "flat_confirm", 1.0)
+        timers.start(KEY, TimerId(TimerKind.LOOKUP, f"ps{i}e1"), 1.0)
+    timers.start(other, TimerId(TimerKind.FLAT_CONFIRM), 1.0)
     assert timers.cancel_key(KEY) == 50
     assert timers.cancel_key(KEY) == 0
     assert timers.sizes()["timers"] == 1
     clock.advance(2.0)
-    assert fired == [TimerFired(other, "flat_confirm")]
+    assert fired == [TimerFired(other, TimerId(TimerKind.FLAT_CONFIRM))]
     assert _empty(timers) == {"timers": 0, "timer_keys": 0}
 
 
 def test_compaction_keeps_due_order_and_the_live_timers() -> None:
     clock, timers, fired = _service()
     for i in range(400):
-        timers.start(KEY, f"t{i}", 400 - i)  # due in reverse order of start
+        timers.start(
+            KEY, TimerId(TimerKind.LOOKUP, f"t{i}"), 400 - i
+        )  # due in reverse order of start
     for i in range(0, 400, 2):
-        timers.cancel(KEY, f"t{i}")  # enough dead entries to rebuild the heap
+        # enough dead entries to rebuild the heap
+        timers.cancel(KEY, TimerId(TimerKind.LOOKUP, f"t{i}"))
     assert timers.sizes()["timer_heap"] <= 2 * 200 + TimerService.COMPACT_SLACK
     assert timers.pending() == 200
-    assert timers.pending("t1") == 1 and timers.pending("t0") == 0
+    assert (
+        timers.pending(TimerId(TimerKind.LOOKUP, "t1")) == 1
+        and timers.pending(TimerId(TimerKind.LOOKUP, "t0")) == 0
+    )
     clock.advance(500.0)
-    assert [t.name for t in fired] == [f"t{i}" for i in range(399, 0, -2)]
+    assert [t.name.client_id for t in fired] == [f"t{i}" for i in range(399, 0, -2)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from actors.messages import OrderUpdate
-from actors.model import Key
+from actors.model import ExchangeStatus, Key
 from actors.state import Policy
 from actors.transition import Context, transition
 from testkit.world import priced, signal
@@ -18,7 +18,7 @@ def test_nan_average_price_and_event_time_are_ignored() -> None:
     ctx = Context(1000.0, Policy(), next(ids))
     opened = transition(priced(KEY, at=ctx.now), signal(), ctx)
     nan = float("nan")
-    fill = OrderUpdate(KEY, "ps1e1", "filled", 1.0, nan, nan)
+    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, nan, nan)
     after = transition(opened.state, fill, ctx)
     pos = after.state.position
     assert pos is not None and pos.qty == 1.0

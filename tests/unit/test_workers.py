@@ -17,7 +17,7 @@ import pytest
 
 from actors.effects import CancelOrder, LookupOrder, PlaceOrder
 from actors.messages import CallResult, ExchangeOutcome, Message
-from actors.model import Key, OrderKind, OrderRecord, OrderState
+from actors.model import ExchangeStatus, Key, OrderKind, OrderRecord, OrderState
 from actors.ports import AccountView, MarketReply, OrderReply, OrderRequest
 from actors.workers import ExchangeWorkers
 
@@ -68,7 +68,7 @@ class GatedExchange:
             assert gate.wait(30), f"gate for {cid} never opened"
         if cid in self.raise_for:
             raise RuntimeError("adapter bug")
-        return OrderReply(ok, status="new")
+        return OrderReply(ok, status=ExchangeStatus.NEW)
 
     def place_order(self, req: OrderRequest) -> OrderReply:
         return self._call(req.client_id, CallResult.ACCEPTED)

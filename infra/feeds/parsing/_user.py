@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from actors.model import ExchangeStatus
 from infra.feeds.parsing._common import Refusal, event_seconds, finite_number, loads
 
 __all__ = [
@@ -26,15 +27,16 @@ __all__ = [
 class OrderEvent:
     """An order report: ``ORDER_TRADE_UPDATE`` (``algo=False``) or ``ALGO_UPDATE``.
 
-    ``status`` is lower case (``expired_in_match`` is reported as ``expired``; an algo order
-    ``finished`` without an executed quantity as ``expired``); ``filled_qty`` is cumulative;
+    ``status`` is normalised (``expired_in_match`` is reported as ``expired``; an algo order
+    ``finished`` without an executed quantity as ``expired``; ``None``: a status we do not
+    know, which no order of ours acts on); ``filled_qty`` is cumulative;
     ``avg_price`` is ``None`` while nothing filled. For an algo order ``order_id`` is the
     algo id and ``actual_order_id`` the id of the market order it became once triggered.
     """
 
     symbol: str
     client_id: str
-    status: str
+    status: ExchangeStatus | None
     filled_qty: float
     avg_price: float | None
     event_time: float
@@ -116,7 +118,8 @@ def _order_update(ev: Mapping[str, Any], t: float, kind: str) -> OrderEvent | Re
     elif st == "expired_in_match":
         st = "expired"
     actual = _id(o.get("ai")) if algo else None
-    return OrderEvent(sym, cid, st, filled, avg or None, t, _id(o.get(id_key)), algo, actual)
+    status_ = ExchangeStatus.parse(st)
+    return OrderEvent(sym, cid, status_, filled, avg or None, t, _id(o.get(id_key)), algo, actual)
 
 
 def _account_update(ev: Mapping[str, Any], t: float) -> AccountEvent | Refusal:

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any, TypeAlias
 
-from actors.messages import Message
+from actors.messages import Message, TimerId
 
 __all__ = [
     "JSON",
@@ -70,6 +70,8 @@ def to_json(value: object) -> JSON:
         return _float_json(value)
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, TimerId):
+        return str(value)  # stored as the text it was before it had a type (lookup:ps7e1)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
@@ -197,6 +199,11 @@ def _decode(tp: Any, value: object, where: str) -> object:
         if not isinstance(value, str):
             raise CodecError(f"{where}: expected a string")
         return value
+    if tp is TimerId:
+        timer = TimerId.parse(value) if isinstance(value, str) else None
+        if timer is None:
+            raise CodecError(f"{where}: not a timer: {value!r}")
+        return timer
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise CodecError(f"{where}: expected an object for {tp.__name__}")

@@ -27,7 +27,7 @@ from actors.model import (
     Side,
     Status,
 )
-from actors.state import JournalEvent, Position, SignalOutcome, SignalRecord
+from actors.state import JournalEvent, JournalKind, Position, SignalOutcome, SignalRecord
 
 __all__ = [
     "NON_TERMINAL_SQL",
@@ -289,6 +289,9 @@ def signal_from_row(row: Sequence[Any]) -> SignalRecord:
     )
 
 
+_JOURNAL_KINDS = frozenset(k.value for k in JournalKind)
+
+
 def event_from_row(
     position_id: int | None,
     kind: str,
@@ -300,7 +303,7 @@ def event_from_row(
     """A journal event from its columns (``detail`` as loaded from ``jsonb``)."""
     return JournalEvent(
         position_id=position_id,
-        kind=kind,
+        kind=JournalKind(kind) if kind in _JOURNAL_KINDS else kind,
         status_before=None if status_before is None else Status(status_before),
         status_after=None if status_after is None else Status(status_after),
         at=at,
