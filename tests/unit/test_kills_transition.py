@@ -35,6 +35,7 @@ from actors.messages import (
     SyncObservation,
     TimerFired,
     TimerId,
+    TimerKind,
     UnquarantineRequest,
 )
 from actors.model import (
@@ -53,6 +54,8 @@ from actors.model import (
 from actors.state import (
     ControlChange,
     ControlOutcome,
+    JournalEvent,
+    JournalKind,
     Policy,
     Reentry,
     SignalOutcome,
@@ -1031,3 +1034,175 @@ def test_recovery_of_a_closed_position_cancels_its_leftover_stops() -> None:
     t = step(closed, Recover(KEY))
     assert cancels(t.effects) == ["ps1s1"]
     assert step(SymbolState(KEY), Recover(KEY)).effects == ()
+
+
+# -- whole transitions pinned: every effect and every journal event --------------------------
+
+
+def ev(
+    kind: JournalKind, before: Status, after: Status, at: float = NOW, **detail: object
+) -> JournalEvent:
+    return JournalEvent(1, kind, before, after, at, detail)
+
+
+def with_order(st: SymbolState, cid: str, state: OrderState) -> SymbolState:
+    """``st`` with the record of ``cid`` in ``state`` (as a restart may load it)."""
+    pos = st.position
+    assert pos is not None
+    orders = tuple(replace(o, state=state) if o.client_id == cid else o for o in pos.orders)
+    return replace(st, position=replace(pos, orders=orders))
+
+
+def test_a_throttled_close_waits_for_the_exchange_and_a_refused_one_is_retried() -> None:
+    """A close refused with a Retry-After (attempts left): retried under the same id after
+    exactly that delay, journaled ``order_throttled`` with the reason, nothing else. Refused
+    for good: ``close_rejected``, then the retry of the close with its delay, a sync asked."""
+
+    st = step(protected(), CloseRequest(KEY)).state
+    t = step(st, reply("ps1c1", "place", CallResult.REJECTED, "429", retry_after=2.0))
+    assert t.effects == (StartTimer(KEY, TimerId(TimerKind.RETRY, "ps1c1"), 2.0),)
+    assert t.commit is not None and t.commit.events == (
+        ev(
+            JournalKind.ORDER_THROTTLED,
+            Status.CLOSING,
+            Status.CLOSING,
+            client_id="ps1c1",
+            why="429",
+        ),
+    )
+    assert order_of(t.state, "ps1c1").state is OrderState.INTENDED
+    t = step(st, reply("ps1c1", "place", CallResult.REJECTED, "margin"))
+    assert t.effects == (
+        StartTimer(KEY, TimerId(TimerKind.CLOSE_RETRY), 1.0),
+        RequestSync(KEY, "close rejected: margin"),
+    )
+    assert t.commit is not None and t.commit.events == (
+        ev(JournalKind.CLOSE_REJECTED, Status.CLOSING, Status.CLOSING, why="margin"),
+        ev(
+            JournalKind.CLOSE_RETRY_SCHEDULED,
+            Status.CLOSING,
+            Status.CLOSING,
+            why="close rejected: margin",
+            attempts=1,
+            delay=1.0,
+        ),
+    )
+    assert order_of(t.state, "ps1c1").state is OrderState.REJECTED
+    spent = replace(order_of(st, "ps1c1"), attempts=POLICY.place_max_attempts)
+    assert st.position is not None
+    last = replace(st, position=replace(st.position, orders=(*st.position.orders[:-1], spent)))
+    t = step(last, reply("ps1c1", "place", CallResult.REJECTED, "429", retry_after=2.0))
+    assert t.commit is not None
+    assert t.commit.events[0].kind == JournalKind.CLOSE_REJECTED  # attempts spent: no wait
+
+
+def test_recovery_of_a_closed_position_resolves_each_leftover_stop() -> None:
+    """Closed, its stop on record: intended (may never have left) is looked up and marked
+    ``pending_cancel`` (``recovering`` with its id); accepted (resting) is cancelled with
+    the reason ``recovery``."""
+    closed = step(step(protected(), CloseRequest(KEY)).state, update("ps1c1", "filled", 1.0)).state
+    t = step(with_order(closed, "ps1s1", OrderState.INTENDED), Recover(KEY))
+    assert t.effects == (LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),)
+    assert t.commit is not None and t.commit.events == (
+        ev(JournalKind.RECOVERING, Status.CLOSED, Status.CLOSED, client_id="ps1s1"),
+    )
+    assert order_of(t.state, "ps1s1").state is OrderState.PENDING_CANCEL
+    t = step(with_order(closed, "ps1s1", OrderState.ACCEPTED), Recover(KEY))
+    assert t.effects == (CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "recovery"),)
+    assert t.commit is not None and t.commit.events == (
+        ev(
+            JournalKind.CANCEL_REQUESTED,
+            Status.CLOSED,
+            Status.CLOSED,
+            client_id="ps1s1",
+            why="recovery",
+        ),
+    )
+
+
+def test_recovery_of_an_open_position_asks_what_it_cannot_know() -> None:
+    """An accepted entry is looked up (it may have filled meanwhile); a stop waiting for its
+    cancel is cancelled again; each after a sync is asked and ``recovering`` journaled."""
+    accepted = step(opened(), update("ps1e1", "new")).state
+    t = step(accepted, Recover(KEY), now=NOW + 1)
+    assert t.effects == (RequestSync(KEY, "recovery"), LookupOrder(KEY, "ps1e1", OrderKind.ENTRY))
+    assert t.commit is not None and t.commit.events == (
+        ev(JournalKind.RECOVERING, Status.ENTRY_PLACED, Status.ENTRY_PLACED, NOW + 1),
+    )
+    moved = step(step(trailing(), tick(98.0)).state, update("ps1s2", "new")).state
+    t = step(moved, Recover(KEY), now=NOW + 1)
+    assert t.effects == (
+        RequestSync(KEY, "recovery"),
+        CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "recovery"),
+    )
+
+
+def test_recovery_resends_what_waited_on_a_timer_that_died() -> None:
+    """A refused stop waiting for its retry: the retry timer is cancelled and the stop sent
+    again at once (attempt 2), the deadline re-armed for what is left of it. A closing
+    position with no close working: the close is sent again (``close_retry``, reason
+    ``recovery``), its retry timer cancelled."""
+    refused = step(pending_stop(), reply("ps1s1", "place", CallResult.REJECTED, "margin")).state
+    t = step(refused, Recover(KEY), now=NOW + 1)
+    stop = replace(
+        order_of(refused, "ps1s1"), state=OrderState.INTENDED, sent_at=NOW + 1, attempts=2
+    )
+    assert t.effects == (
+        RequestSync(KEY, "recovery"),
+        StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s - 1),
+        CancelTimer(KEY, TimerId(TimerKind.RETRY, "ps1s1")),
+        PlaceOrder(KEY, 1, stop, close_position=True),
+    )
+    assert t.commit is not None and t.commit.events == (
+        ev(JournalKind.RECOVERING, Status.PENDING_SL, Status.PENDING_SL, NOW + 1),
+        ev(
+            JournalKind.ORDER_RESENT,
+            Status.PENDING_SL,
+            Status.PENDING_SL,
+            NOW + 1,
+            client_id="ps1s1",
+            attempt=2,
+        ),
+    )
+    closing = step(
+        step(protected(), CloseRequest(KEY)).state,
+        reply("ps1c1", "place", CallResult.REJECTED, "m"),
+    ).state
+    t = step(closing, Recover(KEY), now=NOW + 1)
+    close = replace(order_of(t.state, "ps1c2"), state=OrderState.INTENDED)
+    assert (close.kind, close.qty, close.sent_at, close.attempts) == (
+        OrderKind.CLOSE,
+        1.0,
+        NOW + 1,
+        1,
+    )
+    assert t.effects == (
+        RequestSync(KEY, "recovery"),
+        CancelTimer(KEY, TimerId(TimerKind.CLOSE_RETRY)),
+        PlaceOrder(KEY, 1, close, reduce_only=True),
+    )
+    assert t.commit is not None and t.commit.events == (
+        ev(JournalKind.RECOVERING, Status.CLOSING, Status.CLOSING, NOW + 1),
+        ev(JournalKind.CLOSE_RETRY, Status.CLOSING, Status.CLOSING, NOW + 1, why="recovery"),
+    )
+
+
+def test_a_change_no_handler_names_is_journaled_as_its_difference() -> None:
+    """A refused entry of a partly filled position changes the entry's record only: the
+    commit carries an ``order_fact`` derived from the difference, with the order's id, its
+    new state and fill, between the same statuses, at the message's time."""
+    st = step(opened(), update("ps1e1", "partially_filled", 0.5, 100.0)).state
+    st = with_order(st, "ps1e1", OrderState.UNKNOWN)
+    t = step(st, reply("ps1e1", "place", CallResult.REJECTED, "margin"), now=NOW + 2)
+    assert t.commit is not None and t.commit.events == (
+        JournalEvent(
+            1,
+            JournalKind.ORDER_FACT,
+            Status.PENDING_SL,
+            Status.PENDING_SL,
+            NOW + 2,
+            {"client_id": "ps1e1", "state": "rejected", "filled": 0.5},
+        ),
+    )
+    assert t.commit.expected_version == 2 and t.commit.position is not None
+    assert t.commit.position.version == 3
