@@ -1206,3 +1206,68 @@ def test_a_change_no_handler_names_is_journaled_as_its_difference() -> None:
     )
     assert t.commit.expected_version == 2 and t.commit.position is not None
     assert t.commit.position.version == 3
+
+
+def with_attempts(st: SymbolState, cid: str, attempts: int) -> SymbolState:
+    pos = st.position
+    assert pos is not None
+    orders = tuple(replace(o, attempts=attempts) if o.client_id == cid else o for o in pos.orders)
+    return replace(st, position=replace(pos, orders=orders))
+
+
+def test_stop_refusals_pinned_whole() -> None:
+    """A refused stop: its retry timer after ``sl_retry_delay_s`` and ``stop_rejected`` with
+    the reason and the spell's failures, nothing else. Refused as would-trigger:
+    ``stop_failed`` then ``closing`` (emergency, the reason quoted), one close. An older
+    stop refused after a newer one went out: an ``order_fact`` only. A refused trailing move
+    (an older stop rests): retried after the delay doubled per attempt, at most 2^6 times."""
+    t = step(pending_stop(), reply("ps1s1", "place", CallResult.REJECTED, "margin"))
+    assert t.effects == (StartTimer(KEY, TimerId(TimerKind.RETRY, "ps1s1"), 0.2),)
+    assert t.commit is not None and t.commit.events == (
+        ev(
+            JournalKind.STOP_REJECTED,
+            Status.PENDING_SL,
+            Status.PENDING_SL,
+            why="margin",
+            failures=1,
+        ),
+    )
+    crossed = reply(
+        "ps1s1", "place", CallResult.REJECTED, "-2021", rejection=Rejection.WOULD_TRIGGER
+    )
+    t = step(pending_stop(), crossed)
+    assert placed(t.effects) == [("ps1c1", OrderKind.CLOSE, 1.0)] and len(t.effects) == 1
+    assert t.commit is not None and t.commit.events == (
+        ev(JournalKind.STOP_FAILED, Status.PENDING_SL, Status.PENDING_SL, why="-2021", failures=1),
+        ev(
+            JournalKind.CLOSING,
+            Status.PENDING_SL,
+            Status.CLOSING,
+            reason="emergency",
+            why="stop-loss not placed: -2021",
+        ),
+    )
+    moved = step(trailing(), tick(98.0)).state
+    old = step(
+        with_order(moved, "ps1s1", OrderState.UNKNOWN),
+        reply("ps1s1", "place", CallResult.REJECTED, "x"),
+    )
+    assert old.effects == ()
+    assert old.commit is not None and old.commit.events == (
+        ev(
+            JournalKind.ORDER_FACT,
+            Status.ACTIVE,
+            Status.ACTIVE,
+            client_id="ps1s1",
+            state="rejected",
+        ),
+    )
+    for attempts, delay in ((3, 0.2 * 2**3), (7, 0.2 * 2**6)):
+        t = step(
+            with_attempts(moved, "ps1s2", attempts),
+            reply("ps1s2", "place", CallResult.REJECTED, "busy"),
+        )
+        assert t.effects == (StartTimer(KEY, TimerId(TimerKind.RETRY, "ps1s2"), delay),)
+        assert t.commit is not None and t.commit.events == (
+            ev(JournalKind.STOP_REJECTED, Status.ACTIVE, Status.ACTIVE, why="busy", failures=0),
+        )
