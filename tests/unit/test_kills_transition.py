@@ -75,7 +75,14 @@ def ctx(now: float = NOW, next_id: int | None = 1, policy: Policy = POLICY) -> C
 
 
 def step(st: SymbolState, msg: Message, now: float = NOW, **kw: object) -> Transition:
-    return transition(st, msg, ctx(now, **kw))  # type: ignore[arg-type]
+    """One transition, checked for what holds of every one: a commit names this message as
+    its cause and this symbol, and the position it writes is the one the state keeps."""
+    t = transition(st, msg, ctx(now, **kw))  # type: ignore[arg-type]
+    if t.commit is not None:
+        assert t.commit.cause is msg and t.commit.key == KEY
+        if t.commit.position is not None:
+            assert t.state.position == t.commit.position
+    return t
 
 
 def update(cid: str, status: str, filled: float = 0.0, avg: float | None = None) -> OrderUpdate:
@@ -1271,3 +1278,64 @@ def test_stop_refusals_pinned_whole() -> None:
         assert t.commit is not None and t.commit.events == (
             ev(JournalKind.STOP_REJECTED, Status.ACTIVE, Status.ACTIVE, why="busy", failures=0),
         )
+
+
+def test_a_tick_keeps_when_it_was_received() -> None:
+    """The mark's time is when its frame arrived (``received_at``), or now without one."""
+    t = step(protected(), MarkPriceTick(KEY, 101.0, NOW, None, None, NOW - 1), now=NOW)
+    assert (t.state.last_price, t.state.last_price_at) == (101.0, NOW - 1)
+    t = step(protected(), MarkPriceTick(KEY, 102.0, NOW, None, None, 0.0), now=NOW + 3)
+    assert (t.state.last_price, t.state.last_price_at) == (102.0, NOW + 3)
+
+
+def test_a_short_trailing_stop_follows_the_price_down() -> None:
+    """A short at 100, stop 110, trailing 5 (step 2.5): a low of 104 is remembered (ideal
+    109 is not a step below 110); a low of 102 moves the stop to 107 (``ps1s2``)."""
+    sig = signal(side=Side.SHORT, stop=110.0, trailing=5.0, signal_id="st")
+    st = step(priced(KEY, at=NOW), sig).state
+    st = step(step(st, update("ps1e1", "filled", 1.0, 100.0)).state, update("ps1s1", "new")).state
+    t = step(st, tick(104.0))
+    assert t.commit is None and t.state.position is not None
+    assert t.state.position.best_price == 104.0
+    t = step(t.state, tick(102.0))
+    pos = t.state.position
+    assert pos is not None and (pos.stop_price, pos.best_price) == (107.0, 102.0)
+    (p,) = [e for e in t.effects if isinstance(e, PlaceOrder)]
+    assert (p.order.client_id, p.order.side, p.order.trigger_price) == ("ps1s2", "buy", 107.0)
+
+
+def test_lookups_that_find_nothing_pinned_whole() -> None:
+    """A resting stop the exchange no longer knows: ``not_found`` and a new stop at once
+    (``stop_intent``, why "stop missing on exchange"), starting an unprotected spell. A stop
+    of a closed position that was never confirmed and is not found past the deadline: an
+    ``order_fact`` only; before the deadline, asked again."""
+    t = step(protected(), reply("ps1s1", "lookup", CallResult.NOT_FOUND))
+    stop = order_of(t.state, "ps1s2")
+    assert t.effects == (
+        StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s),  # a new spell
+        PlaceOrder(KEY, 1, stop, close_position=True),
+    )
+    assert t.commit is not None and [e.kind for e in t.commit.events][-1] == JournalKind.STOP_INTENT
+    assert dict(t.commit.events[-1].detail) == {
+        "client_id": "ps1s2",
+        "why": "stop missing on exchange",
+    }
+    closed = step(step(protected(), CloseRequest(KEY)).state, update("ps1c1", "filled", 1.0)).state
+    st = with_order(closed, "ps1s1", OrderState.UNKNOWN)
+    late = NOW + POLICY.lookup_deadline_s + 1
+    t = step(st, reply("ps1s1", "lookup", CallResult.NOT_FOUND), now=late)
+    assert t.effects == ()
+    assert t.commit is not None and t.commit.events == (
+        ev(
+            JournalKind.ORDER_FACT,
+            Status.CLOSED,
+            Status.CLOSED,
+            late,
+            client_id="ps1s1",
+            state="not_found",
+        ),
+    )
+    early = step(st, reply("ps1s1", "lookup", CallResult.NOT_FOUND), now=NOW + 1)
+    assert early.effects == (
+        StartTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1s1"), POLICY.lookup_delay_s),
+    )
