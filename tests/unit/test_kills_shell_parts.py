@@ -7,7 +7,10 @@ methods with recording fakes for its collaborators. The docstrings say what each
 
 from __future__ import annotations
 
+import logging
 import math
+
+import pytest
 
 from actors.band import BAND_ROUNDS, TickBand
 from actors.conflation import TickSlot
@@ -24,7 +27,7 @@ from actors.messages import (
 from actors.model import ExchangeStatus, Key, Side, Status
 from actors.ports import NullMetrics
 from actors.save_first import PERSIST_RETRY_S, PERSIST_TIMER, SaveFirst, Write
-from actors.state import Commit, Policy, SymbolState
+from actors.state import Commit, ControlChange, Policy, SymbolState
 from actors.transition import Context, tick_band, transition
 from testkit.store import InMemoryStore
 from testkit.world import priced, signal
@@ -342,3 +345,96 @@ def test_the_quarantine_is_stored_with_its_reason() -> None:
     assert dict(ev.detail) == {"error": ("boom" * 100)[:200]}
     store.down = True
     sf.quarantine(Recover(KEY), "", NOW)  # logged, not raised
+
+
+class RecordingStore(InMemoryStore):
+    """The in-memory store, keeping every commit it was handed (written or not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed: list[Commit] = []
+
+    def commit(self, commit: Commit) -> None:
+        self.handed.append(commit)
+        super().commit(commit)
+
+
+def _records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, object, object]]:
+    return [
+        (r.levelname, r.getMessage(), getattr(r, "key", None), getattr(r, "position_id", None))
+        for r in caplog.records
+        if r.name.startswith("actors")
+    ]
+
+
+def test_save_first_tells_the_operator_what_it_did(caplog: pytest.LogCaptureFixture) -> None:
+    """The log lines of save-first name the symbol (``key``) and, for a held commit, the
+    position: an entry dropped (ERROR), a protective commit held (ERROR), an old replay seen
+    (INFO, the store's words), the store back (INFO)."""
+    caplog.set_level(logging.INFO)
+    k = str(KEY)
+    sf, store, _, _ = saving()
+    store.down = True
+    sf.write(entry_commit())
+    assert _records(caplog) == [
+        (
+            "ERROR",
+            f"store unavailable, transition dropped for {k}: injected: database down",
+            k,
+            None,
+        )
+    ]
+    caplog.clear()
+    store.down = False
+    store.commit(entry_commit())
+    store.down = True
+    sf.write(fill_commit())
+    assert _records(caplog) == [
+        (
+            "ERROR",
+            f"store unavailable for {k}; protecting anyway, write retried: injected: database down",
+            k,
+            1,
+        )
+    ]
+    caplog.clear()
+    store.down = False
+    sf.flush()
+    assert _records(caplog) == [
+        ("INFO", f"store back: unwritten transitions persisted for {k}", None, None)
+    ]
+    caplog.clear()
+    sf2, _, _, _ = saving()
+    sf2.write(entry_commit())
+    sf2.write(entry_commit())
+    assert [r[0] for r in _records(caplog)] == ["INFO"]
+    assert _records(caplog)[0][1].startswith("signal 'w1'") and _records(caplog)[0][2] == k
+
+
+def test_the_quarantine_commit_carries_the_flag_and_its_note(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The quarantine is one commit with no position: the flag ``quarantined`` set with the
+    note "repeated crashes: <error>" (cut at 200), its cause, and the event; without an
+    error the note is "repeated crashes". A store that refuses it: one ERROR line."""
+    store = RecordingStore()
+    sf = SaveFirst(KEY, store, Timers(), Metrics())
+    cause = Recover(KEY)
+    sf.quarantine(cause, "e" * 300, NOW)
+    (c,) = store.handed
+    assert (c.key, c.cause, c.position, c.expected_version) == (KEY, cause, None, 0)
+    assert c.control == ControlChange("quarantined", True, ("repeated crashes: " + "e" * 300)[:200])
+    sf.quarantine(cause, "", NOW)
+    assert store.handed[-1].control == ControlChange("quarantined", True, "repeated crashes")
+    assert dict(store.handed[-1].events[0].detail) == {"error": ""}
+    caplog.set_level(logging.INFO)
+    store.down = True
+    sf.quarantine(cause, "boom", NOW)
+    assert [(r.levelname, r.getMessage(), getattr(r, "key", None)) for r in caplog.records] == [
+        (
+            "ERROR",
+            f"quarantine of {KEY} not stored (written again at the next load): "
+            "injected: database down",
+            str(KEY),
+        )
+    ]
