@@ -1339,3 +1339,63 @@ def test_lookups_that_find_nothing_pinned_whole() -> None:
     assert early.effects == (
         StartTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1s1"), POLICY.lookup_delay_s),
     )
+
+
+def test_close_retries_and_cancel_answers_pinned_whole() -> None:
+    """A close the exchange rejected: the retry timer and a sync for this symbol, the
+    ``close_retry_scheduled`` event with why, attempts and delay. A confirmed cancel of the
+    stop after the close: an ``order_fact`` via ``cancel``; a cancel without an answer:
+    asked again for this symbol after the delay."""
+    st = step(protected(), CloseRequest(KEY)).state
+    t = step(st, update("ps1c1", "rejected"))
+    assert t.effects == (
+        StartTimer(KEY, TimerId(TimerKind.CLOSE_RETRY), POLICY.close_retry_delay_s),
+        RequestSync(KEY, "close order rejected"),
+    )
+    assert t.commit is not None and t.commit.events[-1] == ev(
+        JournalKind.CLOSE_RETRY_SCHEDULED,
+        Status.CLOSING,
+        Status.CLOSING,
+        why="close order rejected",
+        attempts=1,
+        delay=POLICY.close_retry_delay_s,
+    )
+    closed = step(st, update("ps1c1", "filled", 1.0)).state
+    t = step(closed, reply("ps1s1", "cancel", CallResult.ACCEPTED))
+    assert t.effects == ()
+    assert t.commit is not None and t.commit.events == (
+        ev(
+            JournalKind.ORDER_FACT,
+            Status.CLOSED,
+            Status.CLOSED,
+            client_id="ps1s1",
+            state="canceled",
+            filled=0.0,
+            via="cancel",
+        ),
+    )
+    t = step(closed, reply("ps1s1", "cancel", CallResult.UNKNOWN, "503"))
+    assert t.effects == (StartTimer(KEY, TimerId(TimerKind.CANCEL, "ps1s1"), 1.0),)
+
+
+def test_the_sync_pinned_whole() -> None:
+    """The sync sees our entry filled first: ``entry_fill`` via ``sync`` at the exchange's
+    entry price, then the stop. A view fetched at the fill time or before is stale for a
+    held position (nothing happens); one fetched after shows it flat and the stop is looked
+    up. A view with a zero quantity is no position to adopt."""
+    t = step(opened(), obs(ExchangePosition(Side.LONG, 1.0, 101.5)))
+    assert t.commit is not None
+    fill = t.commit.events[0]
+    assert (fill.kind, fill.status_before, fill.status_after) == (
+        JournalKind.ENTRY_FILL,
+        Status.PENDING_ENTRY,
+        Status.PENDING_SL,
+    )
+    assert dict(fill.detail) == {"qty": 1.0, "price": 101.5, "via": "sync"}
+    held = protected()
+    assert step(held, obs(None, at=NOW)).effects == ()
+    assert lookups(step(held, obs(None, at=NOW + 0.001)).effects) == [
+        ("ps1s1", OrderKind.STOP_LOSS)
+    ]
+    none = step(SymbolState(KEY), obs(ExchangePosition(Side.LONG, 0.0, 100.0)), next_id=3)
+    assert none.commit is None and none.state.position is None
