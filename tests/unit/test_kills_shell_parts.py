@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -29,6 +30,7 @@ from actors.ports import NullMetrics
 from actors.save_first import PERSIST_RETRY_S, PERSIST_TIMER, SaveFirst, Write
 from actors.state import Commit, ControlChange, Policy, SymbolState
 from actors.transition import Context, tick_band, transition
+from actors.unwritten import UnwrittenCommits
 from testkit.store import InMemoryStore
 from testkit.world import priced, signal
 
@@ -438,3 +440,54 @@ def test_the_quarantine_commit_carries_the_flag_and_its_note(
             str(KEY),
         )
     ]
+
+
+class BareSource:
+    """A TickSource that is not a TickSlot (no ``woken``): its tick never counts as a wake."""
+
+    def __init__(self, t: MarkPriceTick) -> None:
+        self._t: MarkPriceTick | None = t
+
+    def take(self) -> MarkPriceTick | None:
+        t, self._t = self._t, None
+        return t
+
+    def take_parked(self) -> MarkPriceTick | None:
+        return None
+
+    def set_band(self, band: tuple[float, float] | None) -> bool:
+        return False
+
+
+def test_a_wake_up_reports_its_arrival_only_for_a_tick_that_woke_the_actor() -> None:
+    """A tick taken from a slot that did not wake the actor for it (a parked one, or a
+    source that is no TickSlot) has no wake-up time."""
+    band = TickBand(KEY, Recorder().deliver)
+    got, woke = band.wake(TicksReady(KEY, BareSource(tick(100.0, at=5.0))))
+    assert got is not None and woke is None
+    slot = TickSlot()
+    slot.set_band((90.0, 110.0))
+    assert not slot.put(tick(100.0, at=6.0))  # parked: it woke nobody
+    got, woke = band.wake(TicksReady(KEY, slot))
+    assert got is not None and got.price == 100.0 and woke is None
+
+
+def test_held_commits_of_one_position_are_one_write_that_keeps_the_last_cause() -> None:
+    """Two held commits of one position flush as one write: the symbol, the later cause and
+    position, the first expected version, all the events, and the signal record one of
+    them carried; the buffer empties once written (one commit stands for both)."""
+    store = RecordingStore()
+    first = entry_commit()
+    store.commit(first)
+    held = UnwrittenCommits()
+    fill = fill_commit()
+    assert fill.position is not None
+    later = Commit(KEY, Recover(KEY), replace(fill.position, version=3), 2, fill.events)
+    held.append(fill)
+    held.append(later)
+    assert held.flush(store) and len(held) == 0
+    (merged,) = store.handed[1:]
+    assert (merged.key, merged.cause, merged.position) == (KEY, later.cause, later.position)
+    assert merged.expected_version == fill.expected_version
+    assert merged.events == fill.events + later.events
+    assert merged.signal == fill.signal
