@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 QUICK ?= 0
 CONFIG ?= deploy/demo.toml
 
-.PHONY: install test lint bench soak race chaos failover run clean mutate
+.PHONY: install test lint bench soak race chaos failover run clean dst mutate
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -57,6 +57,17 @@ MUTATE_CHILDREN ?= 2
 mutate: install
 	$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN)
 	$(BIN)/python -m tests.mutation_score
+
+# The deterministic simulation of the whole core (testkit/dst): SEEDS seeds, or replay SEED
+# exactly (LIMIT and SKIP: a shrunk case, as a failure prints it).
+SEEDS ?= 100
+SEED ?=
+LIMIT ?=
+SKIP ?=
+dst: install
+	@if [ -n "$(SEED)" ]; then \
+	  $(BIN)/python -m testkit.dst --seed $(SEED) $(if $(LIMIT),--limit $(LIMIT)) $(if $(SKIP),--skip $(SKIP)); \
+	else $(BIN)/python -m testkit.dst --seeds $(SEEDS); fi
 
 run: install
 	$(BIN)/python -m demo

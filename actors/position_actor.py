@@ -1,4 +1,5 @@
-"""The position actor: a thin pykka shell around :func:`actors.transition.transition`.
+"""The position actor: a shell around :func:`actors.transition.transition`, and its pykka
+thread.
 
 One actor per ``(account, symbol)``; it handles one message at a time on its own thread, so
 nothing about a symbol can interleave (I8: no shared locks). For each message it
@@ -14,7 +15,9 @@ This module holds the message handling: the tick band around it (:mod:`actors.ba
 signals that wait for a mark price, the shell's own signal refusals and answers to replays,
 and the status it publishes. Its lifecycle (pykka hooks, restart in place, retry once,
 passivation, handing the mailbox back at a stop) is :mod:`actors.restarting`; the contract
-with its host is :mod:`actors.host`.
+with its host is :mod:`actors.host`. :class:`PositionShell` is all of it without threads (the
+deterministic simulation, ``testkit.dst``, runs it); :class:`PositionActor` is the thin pykka
+adapter production runs: one thread and one inbox per actor.
 
 Failure contract (with the lifecycle's, in :mod:`actors.restarting`):
 
@@ -39,6 +42,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import pykka
+
 from actors.band import TickBand
 from actors.deferral import DEFER_TIMER, DeferredSignals
 from actors.host import (
@@ -61,7 +66,7 @@ from actors.model import Key
 from actors.observe import observe_commit, observe_control, observe_signal
 from actors.perform import perform
 from actors.ports import Fenced, StaleVersion, StoreUnavailable
-from actors.restarting import RestartingActor
+from actors.restarting import HANDED_BACK, RestartingShell
 from actors.save_first import PERSIST_TIMER, SaveFirst, Write
 from actors.signal_age import AGE_REFUSALS
 from actors.state import (
@@ -74,11 +79,11 @@ from actors.state import (
 )
 from actors.transition import Context, leftovers, tick_band, transition
 
-__all__ = ["PositionActor"]
+__all__ = ["PositionActor", "PositionShell"]
 
 
-class PositionActor(RestartingActor):
-    """The actor of one ``(account, symbol)``. Created only by the supervisor."""
+class PositionShell(RestartingShell):
+    """The actor of one ``(account, symbol)``, without its thread (module docstring)."""
 
     def __init__(self, key: Key, deps: ActorDeps, cell: ActorCell) -> None:
         super().__init__(key, deps, cell)
@@ -383,6 +388,35 @@ class PositionActor(RestartingActor):
         self._load()
         if self._quarantined:
             self._state = replace(self._state, quarantined=True)
+
+
+class PositionActor(PositionShell, pykka.ThreadingActor):
+    """The actor of one ``(account, symbol)`` on its pykka thread. Created only by the
+    supervisor. pykka calls the shell's hooks; the mailbox is pykka's inbox."""
+
+    def __init__(self, key: Key, deps: ActorDeps, cell: ActorCell) -> None:
+        pykka.ThreadingActor.__init__(self)
+        PositionShell.__init__(self, key, deps, cell)
+
+    def _self_ref(self) -> pykka.ActorRef[Any]:
+        return self.actor_ref
+
+    def _stop_self(self) -> None:
+        self.stop()
+
+    def _queued_tells(self) -> list[Message]:
+        told: list[Message] = []
+        keep = []
+        inbox = self.actor_inbox
+        while not inbox.empty():
+            envelope = inbox.get()
+            if envelope.reply_to is None and isinstance(envelope.message, HANDED_BACK):
+                told.append(envelope.message)
+            else:
+                keep.append(envelope)
+        for envelope in keep:
+            inbox.put(envelope)
+        return told
 
 
 def _recent(decided: tuple[SignalRecord, ...], memory: int) -> tuple[SignalRecord, ...]:

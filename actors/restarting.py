@@ -1,17 +1,18 @@
 """An actor that restarts in place, Akka style: the lifecycle half of the position actor.
 
-:class:`RestartingActor` is the pykka side of :class:`~actors.position_actor.PositionActor`
-(its only subclass): pykka's hooks, restart in place with the mailbox kept (I3), the retry
-once of the message that crashed, passivation, and handing back what the actor still holds
-when it stops. What a message *does* is the subclass's (the abstract methods below); every
-method runs on the actor's thread.
+:class:`RestartingShell` is the lifecycle of :class:`~actors.position_actor.PositionShell`
+(its only subclass): the hooks a runner calls (pykka's names), restart in place with the
+mailbox kept (I3), the retry once of the message that crashed, passivation, and handing back
+what the actor still holds when it stops. What a message *does* is the subclass's (the
+abstract methods below); every method runs on the actor's thread. No threads here: the
+mailbox is the runner's (pykka in production, the deterministic simulation in tests).
 
 Failure contract:
 
-* Someone else owns the account (:meth:`RestartingActor._not_owner`, I7): fenced, the
+* Someone else owns the account (:meth:`RestartingShell._not_owner`, I7): fenced, the
   host fences the account and the subclass drops what it holds; a stale version, the actor
   reloads in place and tries the message once more. Neither is a crash.
-* A crash (:meth:`RestartingActor._crashed`): the actor is restarted *in place* from the
+* A crash (:meth:`RestartingShell._crashed`): the actor is restarted *in place* from the
   store: messages arriving meanwhile are stashed (a signal is refused ``restarting``: no
   entry is decided late), the message that crashed is tried once more and then
   dead-lettered ``crashed_twice``; restarts back off and may quarantine the symbol (I6), as
@@ -32,8 +33,6 @@ from __future__ import annotations
 import abc
 from collections import deque
 from typing import Any
-
-import pykka
 
 from actors.host import ActorCell, ActorDeps, Barrier, Passivate, RestartDecision
 from actors.host import actor_log as log
@@ -59,7 +58,7 @@ from actors.ports import Fenced, StaleVersion, StoreUnavailable
 from actors.save_first import PERSIST_RETRY_S
 from actors.state import SignalOutcome
 
-__all__ = ["HANDED_BACK", "RESTART_TIMER", "RestartingActor"]
+__all__ = ["HANDED_BACK", "RESTART_TIMER", "RestartingShell"]
 
 #: The actor's timer that ends a restart's back-off (or a wait for the store).
 RESTART_TIMER = TimerId(TimerKind.SHELL_RESTART)
@@ -82,11 +81,16 @@ HANDED_BACK = (
 )
 
 
-class RestartingActor(pykka.ThreadingActor):
-    """The lifecycle of one ``(account, symbol)`` actor (module docstring)."""
+class RestartingShell:
+    """The lifecycle of one ``(account, symbol)`` actor (module docstring), without threads:
+    whoever runs it calls the four hooks (:meth:`on_start` once, then :meth:`on_receive` for
+    each message in order, :meth:`on_stop` or :meth:`on_failure` once at the end) on one
+    thread at a time, and offers the three mailbox methods (:meth:`_self_ref`,
+    :meth:`_stop_self`, :meth:`_queued_tells`). Production runs it on a pykka thread
+    (:class:`~actors.position_actor.PositionActor`); the deterministic simulation
+    (``testkit.dst``) calls the hooks itself."""
 
     def __init__(self, key: Key, deps: ActorDeps, cell: ActorCell) -> None:
-        super().__init__()
         self.key = key
         self.cell = cell
         self._deps = deps
@@ -137,7 +141,23 @@ class RestartingActor(pykka.ThreadingActor):
         """Take the messages the subclass holds (deferred signals, a parked tick's
         wake-up): handed back to the router when the actor stops."""
 
-    # -- pykka hooks
+    # -- the mailbox (the runner's)
+
+    @abc.abstractmethod
+    def _self_ref(self) -> Any:
+        """This incarnation's handle, as the host's ``retire`` knows it."""
+
+    @abc.abstractmethod
+    def _stop_self(self) -> None:
+        """Stop after the current message: nothing more is delivered to this incarnation."""
+
+    @abc.abstractmethod
+    def _queued_tells(self) -> list[Message]:
+        """Remove and return, in order, the messages still queued for this incarnation that
+        were told (not asked) and are of a :data:`HANDED_BACK` type; the rest stay queued.
+        Called once the incarnation is stopped."""
+
+    # -- the hooks (pykka's names)
 
     def on_start(self) -> None:
         try:
@@ -327,7 +347,8 @@ class RestartingActor(pykka.ThreadingActor):
         pending.extend(self._stash)
         self._stash.clear()
         for i, msg in enumerate(pending):
-            self._dispatch(msg)
+            # As if it arrived now (a stashed wake-up is unwrapped, a persist timer flushes).
+            self._receive_live(msg)
             if self._restart_pending:
                 # Crashed again: keep the rest, in order, for the next incarnation.
                 rest = [m for m in pending[i + 1 :] if m is not self._retry]
@@ -339,9 +360,9 @@ class RestartingActor(pykka.ThreadingActor):
     def _passivate(self) -> None:
         if self._retired or not self.cell.report.idle:
             return
-        if self._deps.host.retire(self.key, self.actor_ref):
+        if self._deps.host.retire(self.key, self._self_ref()):
             self._retired = True
-            self.stop()
+            self._stop_self()
 
     def _hand_back(self) -> None:
         """Hand what this actor still holds back to the router instead of letting pykka drop
@@ -356,15 +377,6 @@ class RestartingActor(pykka.ThreadingActor):
         salvaged.extend(self._stash)
         self._stash.clear()
         salvaged.extend(m for m in held if isinstance(m, TicksReady))
-        keep = []
-        inbox = self.actor_inbox
-        while not inbox.empty():
-            envelope = inbox.get()
-            if envelope.reply_to is None and isinstance(envelope.message, HANDED_BACK):
-                salvaged.append(envelope.message)
-            else:
-                keep.append(envelope)
-        for envelope in keep:
-            inbox.put(envelope)
+        salvaged.extend(self._queued_tells())
         for msg in salvaged:
             self._deps.host.deliver(msg)

@@ -61,7 +61,7 @@ from actors.ports import (
     OrderReply,
 )
 
-__all__ = ["ExchangeWorkers"]
+__all__ = ["CallQueue", "ExchangeWorkers"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,78 @@ class _Queued:
     seq: int
     effect: calls.ExchangeCall = field(compare=False)
     token: int = field(default=0, compare=False)
+
+
+class CallQueue:
+    """The pool's scheduling, without threads or locks: queued calls by ``(priority,
+    submission)``, a queued stop-loss placement superseded by a newer one of the same
+    position, entry placements on at most ``max_workers - 1`` workers (module docstring).
+
+    Who calls: :class:`ExchangeWorkers` with its lock held, and the deterministic simulation
+    (``testkit.dst``) on its one thread. Nothing here raises.
+    """
+
+    __slots__ = ("_heap", "_seq", "entry_limit", "running", "running_entries")
+
+    def __init__(self, max_workers: int) -> None:
+        # One worker stays free for protection; with a single worker there is none to spare.
+        self.entry_limit = max_workers - 1 if max_workers > 1 else 1
+        self._heap: list[_Queued] = []
+        self._seq = itertools.count()
+        self.running = 0  # calls being made right now
+        self.running_entries = 0  # of which entry placements
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, effect: calls.ExchangeCall, token: int = 0) -> PlaceOrder | None:
+        """Queue ``effect``; a stop-loss placement takes the place of a queued one of the same
+        position instead, and the one it replaced is returned (answer it ``superseded``)."""
+        if calls.is_stop(effect):
+            assert isinstance(effect, PlaceOrder)
+            for item in self._heap:
+                old = item.effect
+                if (
+                    isinstance(old, PlaceOrder)
+                    and calls.is_stop(old)
+                    and old.key == effect.key
+                    and old.position_id == effect.position_id
+                ):
+                    item.effect = effect
+                    item.token = token
+                    return old
+        heapq.heappush(self._heap, _Queued(calls.priority(effect), next(self._seq), effect, token))
+        return None
+
+    def ready(self) -> bool:
+        """Whether a free worker may start a call now: something is queued and it is not
+        only entries the reservation keeps back (the head is the only candidate: the rest
+        ranks after it)."""
+        if not self._heap:
+            return False
+        return self._heap[0].priority != calls.ENTRY or self.running_entries < self.entry_limit
+
+    def take(self) -> _Queued | None:
+        """The next call a free worker may start (counted running), or None (:meth:`ready`)."""
+        if not self.ready():
+            return None
+        head = heapq.heappop(self._heap)
+        self.running += 1
+        if head.priority == calls.ENTRY:
+            self.running_entries += 1
+        return head
+
+    def done(self, item: _Queued) -> None:
+        """A call :meth:`take` gave out has finished."""
+        self.running -= 1
+        if item.priority == calls.ENTRY:
+            self.running_entries -= 1
+
+    def clear(self) -> list[calls.ExchangeCall]:
+        """Take every queued call out, in the order they would have run."""
+        out = [q.effect for q in sorted(self._heap)]
+        self._heap.clear()
+        return out
 
 
 class ExchangeWorkers:
@@ -121,17 +193,12 @@ class ExchangeWorkers:
         self._deliver = deliver
         self._metrics = metrics or NullMetrics()
         self._max_workers = max_workers
-        # One worker stays free for protection; with a single worker there is none to spare.
-        self._entry_limit = max_workers - 1 if max_workers > 1 else 1
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # workers wait here for a runnable call
         self._idle = threading.Condition(self._lock)  # drain waits here for in_flight == 0
-        self._queue: list[_Queued] = []  # a heap
-        self._seq = itertools.count()
+        self._queue = CallQueue(max_workers)  # the scheduling; guarded by the lock
         self._threads: list[threading.Thread] = []
         self._busy: set[threading.Thread] = set()  # threads in a call right now
-        self._running = 0  # calls being made right now
-        self._running_entries = 0  # of which entry placements
         self._in_flight = 0  # queued + running
         self._submitted = 0  # accepted since start
         self._closed = False  # no new calls accepted
@@ -166,17 +233,12 @@ class ExchangeWorkers:
         superseded: PlaceOrder | None = None
         with self._lock:
             closed = self._closed
-            if not closed and calls.is_stop(effect):
-                superseded = self._supersede(effect, token)
-            if superseded is not None:
-                pass  # the newer stop took the older one's place in the queue
-            elif not closed:
+            if not closed:
+                superseded = self._queue.push(effect, token)
+            if superseded is None and not closed:
                 self._in_flight += 1
                 self._submitted += 1
-                heapq.heappush(
-                    self._queue, _Queued(calls.priority(effect), next(self._seq), effect, token)
-                )
-                idle = len(self._threads) - self._running
+                idle = len(self._threads) - self._queue.running
                 if len(self._queue) > idle and len(self._threads) < self._max_workers:
                     self._start_worker()
                 self._work.notify()
@@ -184,23 +246,6 @@ class ExchangeWorkers:
             self._deliver(calls.shutting_down(effect))
         if superseded is not None:
             self._deliver(calls.superseded(superseded))
-
-    def _supersede(self, effect: calls.ExchangeCall, token: int) -> PlaceOrder | None:
-        """Put ``effect`` (a stop-loss placement) in the place of a queued, not started one
-        of the same position; returns the one it replaced. Called with the lock held."""
-        assert isinstance(effect, PlaceOrder)
-        for item in self._queue:
-            old = item.effect
-            if (
-                isinstance(old, PlaceOrder)
-                and calls.is_stop(old)
-                and old.key == effect.key
-                and old.position_id == effect.position_id
-            ):
-                item.effect = effect
-                item.token = token
-                return old
-        return None
 
     def _start_worker(self) -> None:
         """Start one more worker thread. Called with the lock held."""
@@ -222,15 +267,10 @@ class ExchangeWorkers:
         back; the heap's head is the only candidate, as everything else ranks after it.
         """
         while not self._stopped:
-            if self._queue:
-                head = self._queue[0]
-                if head.priority != calls.ENTRY or self._running_entries < self._entry_limit:
-                    heapq.heappop(self._queue)
-                    self._running += 1
-                    self._busy.add(threading.current_thread())
-                    if head.priority == calls.ENTRY:
-                        self._running_entries += 1
-                    return head
+            head = self._queue.take()
+            if head is not None:
+                self._busy.add(threading.current_thread())
+                return head
             self._work.wait()
         return None
 
@@ -247,10 +287,9 @@ class ExchangeWorkers:
                 log.exception("exchange worker for %s failed", item.effect.key)
             finally:
                 with self._lock:
-                    self._running -= 1
+                    self._queue.done(item)
                     self._busy.discard(threading.current_thread())
                     if item.priority == calls.ENTRY:
-                        self._running_entries -= 1
                         self._work.notify()  # an entry held back by the reservation may go
                     self._in_flight -= 1
                     if self._in_flight == 0:
@@ -294,8 +333,7 @@ class ExchangeWorkers:
         the gate would stop them anyway). Calls running now are not touched. Returns how
         many were dropped. Any thread."""
         with self._lock:
-            dropped = [q.effect for q in self._queue]
-            self._queue.clear()
+            dropped = self._queue.clear()
             self._in_flight -= len(dropped)
             if self._in_flight == 0:
                 self._idle.notify_all()
@@ -401,8 +439,7 @@ class ExchangeWorkers:
             finished = self._in_flight == 0
             # Stop at once, under the same lock: no queued call starts after the bound.
             self._stopped = True
-            leftover = [q.effect for q in sorted(self._queue)]
-            self._queue.clear()
+            leftover = self._queue.clear()
             self._work.notify_all()
             busy = set(self._busy)
             threads = list(self._threads)

@@ -2,7 +2,10 @@
 
 ``python -m sim --host 127.0.0.1 --port 8900 [--ws-port M] [--signals-port S]
 [--signal-token T] [--symbols BTCUSDT=60000,...] [--walk-interval 0.2] [--sources]
-[--rate-limits]``
+[--rate-limits] [--bybit-port B [--bybit-unsigned]]``
+
+``--bybit-port`` also runs a Bybit v5 front (``sim.bybit``: its own exchange, same symbols,
+walk and limits switch) on port B.
 
 Prints one line with the URLs (flushed) once everything listens, then blocks on the main
 thread; a signal stops everything cleanly and the process exits 0.
@@ -17,6 +20,7 @@ import sys
 import threading
 from types import FrameType
 
+from sim.bybit import BybitExchange
 from sim.exchange import SimExchange
 from sim.signals import SignalFeed
 from sim.symbols import DEFAULT_SYMBOLS, make_symbols
@@ -61,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="enforce Binance's request weight and order limits (429 with Retry-After beyond)",
     )
+    p.add_argument(
+        "--bybit-port",
+        type=int,
+        default=None,
+        help="also run a Bybit v5 exchange (linear USDT perpetuals) on this port (0: any)",
+    )
+    p.add_argument(
+        "--bybit-unsigned",
+        action="store_true",
+        help="the Bybit front accepts any signature (timestamps are still checked)",
+    )
     p.add_argument("--wallet", type=float, default=1_000_000.0)
     p.add_argument("--leverage", type=int, default=20)
     return p
@@ -86,15 +101,30 @@ def main(argv: list[str] | None = None) -> int:
         leverage=args.leverage,
         enforce_rate_limits=args.rate_limits,
     )
+    bybit: BybitExchange | None = None
+    if args.bybit_port is not None:
+        bybit = BybitExchange(
+            symbols,
+            args.host,
+            args.bybit_port,
+            wallet_usdt=args.wallet,
+            leverage=args.leverage,
+            check_signatures=not args.bybit_unsigned,
+            enforce_rate_limits=args.rate_limits,
+        )
     feed: SignalFeed | None = None
     if args.signals_port is not None or args.sources:
         feed = SignalFeed(args.host, args.signals_port or 0, token=args.signal_token)
     try:
         exchange.start()
+        if bybit is not None:
+            bybit.start()
         if feed is not None:
             feed.start()
         if args.walk_interval:
             exchange.start_random_walk(args.walk_interval, args.walk_step)
+            if bybit is not None:
+                bybit.start_random_walk(args.walk_interval, args.walk_step)
         if feed is not None and args.sources:
             feed.start_sources(
                 list(symbols),
@@ -107,12 +137,17 @@ def main(argv: list[str] | None = None) -> int:
             "ws": exchange.ws_url,
             "signals": feed.url if feed else None,
         }
+        if bybit is not None:
+            info["bybit"] = bybit.base_url
+            info["bybit_ws"] = bybit.ws_url
         print("sim ready " + json.dumps(info), flush=True)
         while not done.wait(0.5):
             pass
     finally:
         if feed is not None:
             feed.stop()
+        if bybit is not None:
+            bybit.stop()
         exchange.stop()
     print("sim stopped", file=sys.stderr, flush=True)
     return 0

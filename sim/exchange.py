@@ -27,7 +27,7 @@ from sim import wire
 from sim.errors import BinanceError
 from sim.faults import Fault, FaultBoard
 from sim.gateway import Gateway
-from sim.httpserver import HttpServer
+from sim.httpserver import App, HttpServer
 from sim.limits import BINANCE_USDM, LimitBook, RateLimit
 from sim.matching import AlgoOrder, Event, MatchingEngine, now_ms
 from sim.rest import DEFAULT_ACCOUNT
@@ -190,7 +190,7 @@ class SimExchange:
         self._walk_stop = threading.Event()
         self._started = False
         self._stopped = False
-        gateway = Gateway(self)
+        gateway = self.make_app()
         self._http = HttpServer(gateway, host, port, name="sim-exchange")
         self._ws_http = (
             HttpServer(gateway, host, ws_port, name="sim-exchange-ws")
@@ -198,6 +198,11 @@ class SimExchange:
             else None
         )
         self.host = host
+
+    def make_app(self) -> App:
+        """The HTTP front this exchange serves (called once, by the constructor): Binance's
+        wire here; a subclass serving another venue's wire returns its own."""
+        return Gateway(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -396,12 +401,7 @@ class SimExchange:
                     (account, engine.set_mark(sym, price) if price > 0 else [])
                     for account, engine in self.engines.items()
                 ]
-                data = wire.mark_price_json(sym, self.engine.marks[sym], now_ms(), funding)
-                sent = []
-                for stream in lows[sym]:
-                    sent.extend(self.hub.publish(stream, data))
-                for stream in ARR_STREAMS:
-                    sent.extend(self.hub.publish(stream, "[" + data + "]"))
+                sent = self.blast_frame(sym, lows[sym], funding)
                 for account, events in fired:
                     if events:
                         self.enqueue_user_events(events, account)
@@ -419,6 +419,19 @@ class SimExchange:
             "seconds": seconds,
             "rate": sent_frames / seconds if seconds > 0 else float("inf"),
         }
+
+    def blast_frame(
+        self, symbol: str, streams: tuple[str, str], funding: int
+    ) -> list[tuple[WsConnection, int]]:
+        """Queue one blast frame of ``symbol``'s current mark on its ``streams`` and the
+        ``!markPrice@arr`` ones (lock held); a front with another wire overrides it."""
+        data = wire.mark_price_json(symbol, self.engine.marks[symbol], now_ms(), funding)
+        sent = []
+        for stream in streams:
+            sent.extend(self.hub.publish(stream, data))
+        for stream in ARR_STREAMS:
+            sent.extend(self.hub.publish(stream, "[" + data + "]"))
+        return sent
 
     def stop_blast(self) -> None:
         """End a running :meth:`blast_mark_prices` after its current frame (any thread)."""

@@ -57,19 +57,27 @@ OPEN_ORDER_LISTS = (("GET", "/fapi/v1/openOrders"), ("GET", "/fapi/v1/openAlgoOr
 CANCEL_PATHS = ["/fapi/v1/order", "/fapi/v1/algoOrder"]
 """``path`` for faults on both cancel endpoints (with ``method="DELETE"``)."""
 
+# The same roles on the Bybit v5 front (sim.bybit): one endpoint places market and
+# conditional orders alike; lookups are the order lists filtered by id.
+BYBIT_ORDER_CREATE = (("POST", "/v5/order/create"),)
+BYBIT_ORDER_LOOKUP = (("GET", "/v5/order/realtime"), ("GET", "/v5/order/history"))
+BYBIT_ORDER_CANCEL = (("POST", "/v5/order/cancel"),)
+BYBIT_OPEN_ORDER_LISTS = (("GET", "/v5/order/realtime"),)
+
 DEFAULT_SCOPE: dict[str, tuple[tuple[str, str], ...]] = {
-    "reject_2019": ORDER_CREATE,
-    "error_code": ORDER_CREATE,
-    "busy": ORDER_CREATE,
-    "bad_response": ORDER_CREATE,
-    "not_found": ORDER_LOOKUP,
-    "partial_fill": (("POST", "/fapi/v1/order"),),
-    "lag_open_orders": OPEN_ORDER_LISTS,
+    "reject_2019": ORDER_CREATE + BYBIT_ORDER_CREATE,
+    "error_code": ORDER_CREATE + BYBIT_ORDER_CREATE,
+    "busy": ORDER_CREATE + BYBIT_ORDER_CREATE,
+    "bad_response": ORDER_CREATE + BYBIT_ORDER_CREATE,
+    "not_found": ORDER_LOOKUP + BYBIT_ORDER_LOOKUP,
+    "partial_fill": (("POST", "/fapi/v1/order"), *BYBIT_ORDER_CREATE),
+    "lag_open_orders": OPEN_ORDER_LISTS + BYBIT_OPEN_ORDER_LISTS,
 }
 
 EVENT_KINDS = frozenset({"ws_duplicate", "ws_reorder", "reject_on_trigger"})
 """Faults that fire on engine or stream events rather than on a REST request."""
-"""Where a fault applies when armed without ``path``/``method`` (others: every /fapi request)."""
+"""Where a fault applies when armed without ``path``/``method`` (others: every /fapi request,
+or every /v5 request on the Bybit front)."""
 
 
 @dataclass
@@ -125,7 +133,7 @@ class Fault:
         scope = DEFAULT_SCOPE.get(self.kind)
         if scope is not None:
             return (method, path) in scope
-        return path.startswith("/fapi/")
+        return path.startswith(("/fapi/", "/v5/"))
 
     def delay(self, rng: random.Random) -> float:
         """The latency to apply for a ``latency`` fault."""

@@ -54,6 +54,8 @@ class Request:
     query: dict[str, str]
     headers: Message
     body: bytes
+    #: The query string as received (undecoded): what a signature over the query covers.
+    raw_query: str = ""
 
     @property
     def params(self) -> dict[str, str]:
@@ -143,6 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
             query=dict(parse_qsl(split.query, keep_blank_values=True)),
             headers=self.headers,
             body=body,
+            raw_query=split.query,
         )
         app = self.server.app
         if (self.headers.get("Upgrade") or "").lower() == "websocket":

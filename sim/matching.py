@@ -13,7 +13,9 @@ Rules (the subset of Binance USD-M the product relies on):
 - Margin check: initial margin of the added exposure (notional / leverage) plus the fee
   must fit in the available balance (wallet + unrealised PnL - initial margin in use),
   otherwise -2019.
-- Reduce-only orders that would open, increase or flip a position: -2022.
+- Reduce-only orders that would open, increase or flip a position: -2022. With
+  ``clip_reduce_only`` (Bybit's rule; off by default) one larger than the opposite position
+  is cut to it first, at placement and when a conditional order triggers.
 - Client order ids: 1–36 chars of ``[.A-Z:/a-z0-9_-]`` (-1100), unique among OPEN orders
   only (-4116); a filled order's id may be sent again and fills again.
 - Conditional (algo) orders STOP_MARKET / TAKE_PROFIT_MARKET trigger on the mark price: a
@@ -256,6 +258,9 @@ class MatchingEngine:
         self.fills: list[tuple[str, int, Fill]] = []
         #: Called when a conditional order's trigger is crossed; a reason rejects it.
         self.trigger_veto = trigger_veto
+        #: Bybit's rule for reduce-only orders larger than the position: the quantity is cut
+        #: to the position ("fixed") instead of the order being refused (Binance: False).
+        self.clip_reduce_only = False
         # (time ms, key, snapshot before the change or None if it did not exist yet)
         self._history: deque[tuple[int, _HistoryKey, Order | AlgoOrder | None]] = deque()
         self._last: dict[_HistoryKey, Order | AlgoOrder] = {}
@@ -323,9 +328,9 @@ class MatchingEngine:
             raise errors.order_not_found()
         return copy.copy(order)
 
-    def orders(self, symbol: str) -> list[Order]:
-        """Snapshots of every order of ``symbol``, oldest first."""
-        return [copy.copy(o) for o in self._orders.values() if o.symbol == symbol]
+    def orders(self, symbol: str | None) -> list[Order]:
+        """Snapshots of every order of ``symbol`` (None: of every symbol), oldest first."""
+        return [copy.copy(o) for o in self._orders.values() if symbol is None or o.symbol == symbol]
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Snapshots of open (partially filled) orders, optionally of one symbol."""
@@ -341,6 +346,10 @@ class MatchingEngine:
         if algo is None:
             raise errors.order_not_found()
         return copy.copy(algo)
+
+    def algo_orders(self, symbol: str | None = None) -> list[AlgoOrder]:
+        """Snapshots of every conditional order, whatever its status, oldest first."""
+        return [copy.copy(a) for a in self._algos.values() if symbol is None or a.symbol == symbol]
 
     def open_algo_orders(self, symbol: str | None = None) -> list[AlgoOrder]:
         """Snapshots of untriggered conditional orders, optionally of one symbol."""
@@ -470,6 +479,7 @@ class MatchingEngine:
         mark = self.marks[symbol]
         if not reduce_only and qty * mark < spec.min_notional - EPS:
             raise errors.min_notional(spec.min_notional)
+        qty = self._clip_reduce_only(symbol, side, qty, reduce_only)
         self._check_reduce_only(symbol, side, qty, reduce_only)
         self._check_margin(symbol, side, qty, mark)
         now = self.clock()
@@ -674,6 +684,16 @@ class MatchingEngine:
         if _sign(held) != -s or qty > abs(held) + EPS:
             raise errors.reduce_only_rejected()
 
+    def _clip_reduce_only(self, symbol: str, side: str, qty: float, reduce_only: bool) -> float:
+        """``qty`` cut to the opposite position when ``clip_reduce_only`` (else unchanged)."""
+        if not (reduce_only and self.clip_reduce_only):
+            return qty
+        pos = self._positions.get(symbol)
+        held = pos.qty if pos is not None else 0.0
+        if _sign(held) == -side_sign(side) and qty > abs(held):
+            return abs(held)
+        return qty
+
     def _check_margin(self, symbol: str, side: str, qty: float, price: float) -> None:
         pos = self._positions.get(symbol)
         held = pos.qty if pos is not None else 0.0
@@ -764,6 +784,7 @@ class MatchingEngine:
                 if _sign(held) != -side_sign(algo.side):
                     raise errors.reduce_only_rejected()
                 qty = abs(held)
+            qty = self._clip_reduce_only(algo.symbol, algo.side, qty, algo.reduce_only)
             self._check_reduce_only(algo.symbol, algo.side, qty, algo.reduce_only)
             self._check_margin(algo.symbol, algo.side, qty, self.marks[algo.symbol])
         except BinanceError as exc:

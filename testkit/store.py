@@ -69,7 +69,7 @@ class InMemoryStore:
             sig = commit.signal
             if (
                 sig is not None
-                and sig.outcome is SignalOutcome.ACCEPTED
+                and (sig.outcome is SignalOutcome.ACCEPTED or not sig.retry)
                 and (sig.key.account, sig.signal_id) in self._t.final
             ):
                 raise SignalSeen(f"signal {sig.signal_id!r} is in the signal history already")

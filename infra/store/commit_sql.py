@@ -147,7 +147,7 @@ _EVENTS_ONLY = (
     "WITH "
     + _FENCE
     + _EVENTS.format(where=f"WHERE {_FENCED} ", where_and=f"WHERE {_FENCED} AND ")
-    + f"SELECT {_FENCED}::integer, 0, {_FENCED}"
+    + f"SELECT {_FENCED}::integer, (SELECT count(*) FROM ir), {_FENCED}"
 )
 
 
@@ -198,7 +198,9 @@ INSERT = Statement(_INSERT)
 """Insert a new position (expected version 0) with its orders, events and signal."""
 
 EVENTS_ONLY = Statement(_EVENTS_ONLY)
-"""A commit without a position: events and signal only (gated on the epoch alone)."""
+"""A commit without a position: events and signal only (gated on the epoch alone). Returns
+``(epoch current, final refusals bound, epoch current)``: a final refusal that bound nothing
+is of an id decided already (the caller raises ``SignalSeen``)."""
 
 CONTROL = {flag: Statement(_control(flag)) for flag in ("paused", "quarantined")}
 """A commit without a position that sets a stored flag of the symbol, by flag."""

@@ -31,8 +31,10 @@ Failure contract (what the actor shell relies on):
 * :class:`~actors.ports.StaleVersion`: the expected version did not match, the position
   already exists, or the write would make a second non-terminal position of the same
   ``(account, symbol)`` (I1, the ``positions_one_open`` index). Nothing was written.
-* :class:`~actors.ports.SignalSeen`: the commit accepts a signal whose id the account's
-  signal history holds already (the ``signals_once`` constraint). Nothing was written.
+* :class:`~actors.ports.SignalSeen`: the commit accepts, or finally refuses, a signal whose
+  id the account's signal history holds a final decision on already (the ``signals_once``
+  constraint; for a refusal, the ``signal_ids`` row it could not bind). Nothing was written:
+  the caller answers with the recorded decision.
 * :class:`~actors.ports.Fenced` (I7): with ``epochs`` (the app's lease keeper), every commit
   carries the account's lease epoch and the statement writes nothing when the database's
   epoch differs (another process took the account over); a commit for an account whose
@@ -62,7 +64,7 @@ import psycopg.errors
 from psycopg.rows import TupleRow
 
 from actors.model import Key, OrderRecord
-from actors.ports import Fenced, Snapshot, StoreError, StoreUnavailable
+from actors.ports import Fenced, SignalSeen, Snapshot, StoreError, StoreUnavailable
 from actors.state import Commit, Position, SignalRecord
 from infra.store import codec, commit_sql
 from infra.store.commit_errors import (
@@ -323,6 +325,15 @@ class PostgresStore(StoreReads):
                 self._forget(pos)
                 rollback(conn)
                 raise_fenced(conn, commit, epoch)
+            sig = commit.signal
+            if stmt is commit_sql.EVENTS_ONLY and sig is not None and not sig.retry and not orders:
+                # A final refusal of an id decided already (a replay older than the actor's
+                # memory): the caller answers with the recorded decision (I11), not this one.
+                rollback(conn)
+                raise SignalSeen(
+                    f"signal {sig.signal_id!r} of {commit.key.account} is in the signal "
+                    "history already: answered with its recorded outcome"
+                )
             if pos is not None and not written:
                 self._forget(pos)
                 rollback(conn)

@@ -97,8 +97,9 @@ def test_a_decided_signal_id_is_refused_again_whatever_its_month(
     with pytest.raises(SignalSeen):
         store.commit(entry_commit(new_position(7)))  # signal_id "sig-7"
     assert store.positions() == []
-    # A final refusal of it adds nothing; a transient one is recorded and binds nothing.
-    store.commit(refusal_commit(KEY, "sig-7", 20.0))
+    # A final refusal of it adds nothing (answered with the recorded decision).
+    with pytest.raises(SignalSeen):
+        store.commit(refusal_commit(KEY, "sig-7", 20.0))
     assert len(_rows(pg_dsn, "SELECT 1 FROM signals WHERE signal_id = 'sig-7'")) == 1
 
 

@@ -164,10 +164,18 @@ def test_commit_without_position_writes_only_events_and_signal(
     assert _count(pg_dsn, "orders") == 0
 
 
-def test_a_replayed_signal_id_is_recorded_once_per_account(store: PostgresStore) -> None:
+def test_a_replayed_signal_id_is_recorded_once_per_account(
+    store: PostgresStore, pg_dsn: str
+) -> None:
+    """A final decision binds the id: a later final refusal of it (a replay older than the
+    actor's memory, decided afresh) writes nothing and raises ``SignalSeen``, so the actor
+    answers with the decision recorded first (I11), not with the new one."""
     store.commit(refusal_commit(KEY, "dup", 1.0, "first"))
-    store.commit(refusal_commit(KEY, "dup", 2.0, "second"))
-    store.commit(refusal_commit(Key(KEY.account, "ETHUSDT"), "dup", 3.0, "other symbol"))
+    before = {t: _count(pg_dsn, t) for t in ("journal", "signals", "signal_ids")}
+    for key, reason in ((KEY, "second"), (Key(KEY.account, "ETHUSDT"), "other symbol")):
+        with pytest.raises(SignalSeen, match="dup"):
+            store.commit(refusal_commit(key, "dup", 2.0, reason))
+    assert {t: _count(pg_dsn, t) for t in before} == before
     store.commit(refusal_commit(Key("acc2", KEY.symbol), "dup", 4.0, "other account"))
     got = store.signals()
     assert [(r.key.account, r.reason) for r in got] == [
@@ -175,7 +183,20 @@ def test_a_replayed_signal_id_is_recorded_once_per_account(store: PostgresStore)
         ("acc2", "other account"),
     ]
     assert store.signals(account="acc1", symbol="ETHUSDT") == []
-    assert len(store.journal(KEY.account, KEY.symbol)) == 2  # both events are journaled
+    assert len(store.journal(KEY.account, KEY.symbol)) == 1
+    recorded = store.recorded_signal(KEY.account, "dup")
+    assert recorded is not None and recorded.reason == "first"
+
+
+def test_a_transient_refusal_binds_no_id(store: PostgresStore) -> None:
+    """A refusal that allows a retry is recorded but decides nothing: the id may be refused
+    again, or accepted later."""
+    transient = refusal_commit(KEY, "later", 1.0, "busy")
+    assert transient.signal is not None and transient.signal.retry
+    store.commit(transient)
+    store.commit(transient)
+    store.commit(refusal_commit(KEY, "later", 3.0, "final"))
+    assert [r.reason for r in store.signals()] == ["busy", "busy", "final"]
 
 
 def test_accepting_a_signal_id_already_in_the_history_writes_nothing(
@@ -185,7 +206,8 @@ def test_accepting_a_signal_id_already_in_the_history_writes_nothing(
     symbols: the second acceptance is refused whole, so no second position opens."""
     first = new_position(1)
     store.commit(entry_commit(first))
-    store.commit(refusal_commit(KEY, first.signal_id or "", 2.0, "signal_replayed"))
+    with pytest.raises(SignalSeen):  # a final refusal of the accepted id writes nothing
+        store.commit(refusal_commit(KEY, first.signal_id or "", 2.0, "signal_replayed"))
     before = {t: _count(pg_dsn, t) for t in ("positions", "orders", "journal", "signals")}
     again = replace(new_position(2, Key(KEY.account, "ETHUSDT")), signal_id=first.signal_id)
     with pytest.raises(SignalSeen, match=str(first.signal_id)):
