@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 QUICK ?= 0
 CONFIG ?= deploy/demo.toml
 
-.PHONY: install test lint bench soak race chaos failover run clean dst
+.PHONY: install test lint bench soak race chaos failover run clean dst mutate
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,16 @@ chaos: install
 failover: install
 	$(BIN)/python -m bench.failover --long
 
+# Mutation testing (README, "Mutation testing"): mutmut mutates actors/transition.py and the
+# actor shell's logic (setup.cfg [mutmut]) and runs the fast unit tests on each mutant, two at a
+# time. Results are kept in mutants/ between runs (a mutant whose function did not change is
+# not run again); `rm -rf mutants` starts afresh. Prints killed / total per file, appends it
+# to tests/MUTATION.md. Not in CI (tens of minutes on two cores).
+MUTATE_CHILDREN ?= 2
+mutate: install
+	$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN)
+	$(BIN)/python -m tests.mutation_score
+
 # The deterministic simulation of the whole core (testkit/dst): SEEDS seeds, or replay SEED
 # exactly (LIMIT and SKIP: a shrunk case, as a failure prints it).
 SEEDS ?= 100
@@ -63,4 +73,4 @@ run: install
 	$(BIN)/python -m demo
 
 clean:
-	rm -rf $(VENV) .data build *.egg-info
+	rm -rf $(VENV) .data build *.egg-info mutants

@@ -3,7 +3,9 @@
 A tiny one-account, one-way futures exchange: market orders fill at the mark price, resting
 ``closePosition`` stop orders trigger on :meth:`InMemoryExchange.set_price`, reduce-only is
 honoured, client ids are unique among *open* orders only (as on Binance). Every order request
-is logged so tests can count orders sent twice.
+is logged so tests can count orders sent twice, and every fill is written to ``executions``
+(the exchange's own ledger: which placement of which client id filled, and the symbol's
+position before and after), so invariants can be checked against the exchange, not the store.
 
 Knobs (plain attributes, set by the test before or between steps):
 
@@ -45,12 +47,27 @@ from actors.model import (
 )
 from actors.ports import AccountView, MarketReply, OrderReply, OrderRequest
 
-__all__ = ["FakeOrder", "InMemoryExchange"]
+__all__ = ["Execution", "FakeOrder", "InMemoryExchange"]
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One fill, in the order the exchange made them. ``placement`` tells apart two orders
+    under one client id (re-used once the first is no longer open); positions are signed."""
+
+    placement: int
+    client_id: str
+    kind: OrderKind
+    symbol: str
+    qty: float
+    position_before: float
+    position_after: float
 
 
 @dataclass
 class FakeOrder:
     req: OrderRequest
+    placement: int = 0
     status: ExchangeStatus = ExchangeStatus.NEW
     filled: float = 0.0
     avg: float | None = None
@@ -64,6 +81,7 @@ class InMemoryExchange:
         self.positions: dict[str, ExchangePosition] = {}
         self.orders: dict[str, FakeOrder] = {}
         self.log: list[OrderRequest] = []
+        self.executions: list[Execution] = []
         self.listener: Callable[[Message], object] | None = None
         self._lock = threading.RLock()
         self._clock: Callable[[], float] = time.time
@@ -109,7 +127,7 @@ class InMemoryExchange:
             if existing is not None and existing.status in ("new", "partially_filled"):
                 return self._reply(existing, CallResult.ACCEPTED)  # -4116: already placed
             price = self.prices[req.key.symbol]
-            order = FakeOrder(req)
+            order = FakeOrder(req, placement=len(self.log))
             if req.kind.trigger:
                 assert req.trigger_price is not None
                 pos = self.positions.get(req.key.symbol)
@@ -291,6 +309,11 @@ class InMemoryExchange:
         signed = qty if r.side == "buy" else -qty
         cur = 0.0 if pos is None else (pos.qty if pos.side is Side.LONG else -pos.qty)
         new = cur + signed
+        self.executions.append(
+            Execution(
+                o.placement, r.client_id, r.kind, sym, qty, cur, 0.0 if abs(new) < 1e-12 else new
+            )
+        )
         if abs(new) < 1e-12:
             self.positions.pop(sym, None)
         else:

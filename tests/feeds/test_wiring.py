@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,12 +63,28 @@ def config(sim: SimExchange, signals: SignalFeed | None, **feeds: Any) -> Any:
 
 
 def test_prometheus_metrics_is_a_feed_metrics() -> None:
-    m: FeedMetrics = PrometheusMetrics()  # mypy checks the five methods structurally
+    """Each of the five :class:`FeedMetrics` calls lands in its own Prometheus series (mypy
+    checks the methods structurally; this checks that each one records what it is told)."""
+    m: FeedMetrics = PrometheusMetrics()
+    m.feed_message("signals")
     m.feed_message("signals")
     m.feed_parse_error("signals", "malformed_json")
     m.ws_reconnect("main:user")
     m.ws_lag("market", 0.01)
+    m.ws_lag("market", -1.0)  # a clock ahead of ours: counted as no lag, not negative
     m.feed_up("market", True)
+    m.feed_up("main:user", False)
+    assert isinstance(m, PrometheusMetrics)
+    sample = m.registry.get_sample_value
+    assert sample("ps_feed_messages_total", {"feed": "signals"}) == 2.0
+    assert (
+        sample("ps_feed_parse_errors_total", {"feed": "signals", "reason": "malformed_json"}) == 1.0
+    )
+    assert sample("ps_ws_reconnects_total", {"feed": "main:user"}) == 1.0
+    assert sample("ps_ws_lag_seconds_count", {"feed": "market"}) == 2.0
+    assert sample("ps_ws_lag_seconds_sum", {"feed": "market"}) == pytest.approx(0.01)
+    assert sample("ps_feed_up", {"feed": "market"}) == 1.0
+    assert sample("ps_feed_up", {"feed": "main:user"}) == 0.0
 
 
 def test_feeds_from_config_builds_and_runs_every_feed(sim: SimExchange, local: Local) -> None:
@@ -127,11 +144,26 @@ def metrics_text(m: PrometheusMetrics) -> str:
 
 
 def test_feeds_are_app_services(sim: SimExchange, local: Local) -> None:
-    """What ``supervision.wiring.wire_feeds`` returns: start() and a bounded, idempotent stop()."""
-    services: Sequence[Service] = feeds_from_config(config(sim, None), local.sup, None)
+    """What ``supervision.wiring.wire_feeds`` returns: start() and a bounded, idempotent stop().
+    A feed never started stops at once and runs nothing; a started one runs until stop(), and
+    a second stop() changes nothing."""
+    feeds = feeds_from_config(config(sim, None), local.sup, None)
+    services: Sequence[Service] = feeds
+    assert len(services) == 3, "the market feed and a user stream per account"
     for s in services:
+        t0 = time.monotonic()
         s.stop()  # never started: a no-op
         s.stop()
+        assert time.monotonic() - t0 < 1.0, f"{s!r}: stopping a feed never started waited"
+    assert not any(f.running for f in feeds)
+    (market,) = [f for f in feeds if isinstance(f, MarkPriceFeed)]
+    market.start()
+    try:
+        assert market.runner.wait_connected(1, 5.0)
+        assert market.running
+    finally:
+        stopped(market)
+    stopped(market)  # idempotent: the second stop finds nothing to stop
 
 
 def test_signal_acks_can_be_turned_off(sim: SimExchange, local: Local) -> None:

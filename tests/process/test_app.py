@@ -19,6 +19,7 @@ from infra.metrics import PrometheusMetrics
 from supervision.app import App
 from supervision.intake import Intake
 from supervision.wiring import Infra
+from testkit.waiting import poll
 from testkit.world import signal as make_signal
 from tests.process.app_fixture import Fixture, app_config
 from tests.process.harness import http_get
@@ -27,11 +28,13 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def _until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        threading.Event().wait(0.01)
+    poll(cond, timeout, what, 0.01, TimeoutError)
+
+
+def _set(event: threading.Event, what: str, timeout: float = 10.0) -> None:
+    """Wait on the event itself (no polling); fail after ``timeout``."""
+    if not event.wait(timeout):
+        raise TimeoutError(f"{what}: not within {timeout}s")
 
 
 def test_sigterm_stops_cleanly_with_state_kept() -> None:
@@ -41,7 +44,7 @@ def test_sigterm_stops_cleanly_with_state_kept() -> None:
 
     def drive() -> None:
         try:
-            _until(app.ready.is_set, what="ready")
+            _set(app.ready, "ready")
             assert app.server is not None and app.intake is not None
             seen["health"] = http_get(app.server.url + "/healthz")
             for src in ("sniper", "whale_copy", "trending", "volume"):
@@ -84,9 +87,9 @@ def test_second_signal_forces_exit() -> None:
 
     def drive() -> None:
         try:
-            _until(app.ready.is_set, what="ready")
+            _set(app.ready, "ready")
             os.kill(os.getpid(), signal.SIGTERM)
-            _until(fx.feed.stopping.is_set, what="shutdown began")
+            _set(fx.feed.stopping, "shutdown began")
             os.kill(os.getpid(), signal.SIGINT)
             _until(lambda: fx.forced == [1], what="forced exit")
         except BaseException as exc:

@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from infra.store import PostgresStore
 from sim.exchange import SimExchange
 from sim.signals import SignalFeed
 from testkit import pg
+from testkit.waiting import poll
 from tests.process.harness import http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -65,11 +65,7 @@ def sim() -> Iterator[SimExchange]:
 
 
 def _until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        threading.Event().wait(0.05)
+    poll(cond, timeout, what, 0.05, TimeoutError)
 
 
 def _config(tmp_path: Path, sim: SimExchange, feed: SignalFeed) -> Path:

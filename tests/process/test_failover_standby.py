@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from infra.store.reads import account_owners, installation_view
 from sim.exchange import SimExchange
 from supervision.cli import render_owners
 from testkit import pg
+from testkit.waiting import poll
 from tests.process.harness import http_get
 
 pytestmark = [
@@ -155,11 +155,7 @@ class Proc:
 
 
 def _until(cond: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        threading.Event().wait(0.05)
+    poll(cond, timeout, what, 0.05, TimeoutError)
 
 
 def _cli(*args: str, dsn: str) -> subprocess.CompletedProcess[str]:

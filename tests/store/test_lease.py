@@ -33,6 +33,7 @@ from infra.store.ownership import (
     process_gone,
 )
 from testkit import pg
+from testkit.waiting import poll
 from tests.store.builders import advance, entry_commit, new_position, refusal_commit
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -58,13 +59,18 @@ def leases(pg_dsn: str) -> Iterator[tuple[LeaseStore, LeaseStore]]:
 
 def _wait_grant(ls: LeaseStore, account: str, timeout: float = 5.0) -> tuple[Grant, float]:
     """Poll ``acquire`` until granted; returns the grant and when it came (monotonic)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = ls.acquire(account)
-        if isinstance(got, Grant):
-            return got, time.monotonic()
-        assert time.monotonic() < deadline, f"not granted in {timeout}s: {got.describe()}"
-        threading.Event().wait(0.02)
+    seen: list[Grant | LeaseInfo] = []
+
+    def granted() -> Grant | None:
+        seen[:] = [ls.acquire(account)]
+        return seen[0] if isinstance(seen[0], Grant) else None
+
+    try:
+        return poll(granted, timeout, "granted", 0.02), time.monotonic()
+    except AssertionError:
+        last = seen[0]
+        detail = last.describe() if isinstance(last, LeaseInfo) else last
+        raise AssertionError(f"not granted in {timeout}s: {detail}") from None
 
 
 def test_a_held_lease_is_refused_until_it_expires_then_taken_with_the_next_epoch(
@@ -237,10 +243,7 @@ def test_a_takeover_waits_for_a_commit_in_flight_and_a_renewal_does_not(
                 (g.epoch,),
             )
             assert a.renew({"acc1": g.epoch})[1] == {"acc1"}  # not blocked
-            deadline = time.monotonic() + 5
-            while not a.leases(["acc1"])["acc1"].expired:
-                assert time.monotonic() < deadline
-                threading.Event().wait(0.05)
+            poll(lambda: a.leases(["acc1"])["acc1"].expired, 5.0, "lease expired", 0.05)
             with pytest.raises(StoreUnavailable, match="locked"):
                 b.acquire("acc1")  # expired, but a commit of epoch 1 is in flight
             conn.rollback()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +35,7 @@ from infra.exchange import CcxtExchange, VenueConfig
 from infra.store import PostgresStore
 from sim import SimExchange
 from supervision.supervisor import Supervisor, SupervisorConfig
+from testkit.waiting import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -168,14 +168,16 @@ class Rig:
         return p
 
     def wait(self, p: Process, cond: Callable[[Position], bool], what: str) -> Position:
-        deadline = time.monotonic() + 20.0
-        while True:
-            pos = p.position()
-            if pos is not None and cond(pos):
-                return pos
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not reached: {pos}")
-            threading.Event().wait(0.02)
+        seen: list[Position | None] = [None]
+
+        def reached() -> Position | None:
+            pos = seen[0] = p.position()
+            return pos if pos is not None and cond(pos) else None
+
+        try:
+            return poll(reached, 20.0, what, 0.02)
+        except AssertionError:
+            raise AssertionError(f"{what} not reached: {seen[0]}") from None
 
     def wait_protected(self, p: Process) -> Position:
         return self.wait(p, lambda q: q.status is Status.ACTIVE and q.stop_confirmed, "protected")
@@ -232,10 +234,10 @@ def _after_crash(rig: Rig, p: Process, how: str) -> Process:
 def _crash_in_flight(rig: Rig, p: Process, how: str, sent: Callable[[], bool]) -> Process:
     """Once ``sent()`` (an order reached the exchange, its reply is held), die: the actor on
     its next commit (a duplicate signal's record), or the whole process at once."""
-    deadline = time.monotonic() + 10
-    while not sent():
-        assert time.monotonic() < deadline, rig.sim.order_log()
-        threading.Event().wait(0.01)
+    try:
+        poll(sent, 10.0, "an order reached the exchange", 0.01)
+    except AssertionError:
+        raise AssertionError(rig.sim.order_log()) from None
     _crash(rig, p, how, _is_poke)
     if how == "actor":
         _poke(p)
@@ -333,10 +335,10 @@ def test_crash_after_the_close_intent_is_committed(rig: Rig, how: str) -> None:
     pos = rig.wait(p, lambda q: q.status.terminal, "closed")
     assert pos.status is Status.CLOSED and pos.close_reason is CloseReason.MANUAL
     assert rig.exchange_qty() == 0.0
-    deadline = time.monotonic() + 10  # the stop's cancel follows the close on a worker
-    while rig.open_stops():
-        assert time.monotonic() < deadline, rig.sim.open_orders()
-        threading.Event().wait(0.02)
+    try:  # the stop's cancel follows the close on a worker
+        poll(lambda: not rig.open_stops(), 10.0, "the stop cancelled", 0.02)
+    except AssertionError:
+        raise AssertionError(rig.sim.open_orders()) from None
     assert rig.executed(r"^ps\d+c") == 1, "closed twice"
     assert all(
         o.state is not OrderState.ACCEPTED for o in pos.orders if o.kind is OrderKind.STOP_LOSS

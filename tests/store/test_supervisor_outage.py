@@ -9,7 +9,6 @@ committed before is lost, and entries start again.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -24,6 +23,7 @@ from infra.store import EmbeddedPostgres, PostgresStore
 from sim import SimExchange
 from supervision.restart import RestartPolicy
 from supervision.supervisor import Supervisor, SupervisorConfig
+from testkit.waiting import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -33,11 +33,7 @@ ETH = Key(ACCOUNT, "ETHUSDT")
 
 
 def _until(cond: Callable[[], object], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        threading.Event().wait(0.02)
+    poll(cond, timeout, what, 0.02)
 
 
 @pytest.fixture

@@ -6,13 +6,17 @@ orders, lookups that say "not found" for a while), close requests, actor crashes
 into commits and process restarts (a new supervisor over the same store and exchange, right
 after a step's messages are handled and before any of its timers fire). After every step,
 once timers and a sync have had their turn as they do in the running process, the
-invariants are checked against the store, the actors and the exchange.
+invariants are checked against the exchange's own ledger (I1, I2: :func:`opened_twice`,
+:func:`executed_twice` over ``InMemoryExchange.executions``; the tests at the end feed each a
+ledger with a violation to show it fails), the store's committed intents at the moment an
+order arrives (I2), the metrics (I3) and the exchange's resting orders (I5).
 """
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -25,12 +29,49 @@ from actors.ports import OrderRequest
 from actors.restarting import RESTART_TIMER
 from actors.state import Policy, Reentry
 from supervision.timers import ManualClock
+from testkit.exchange import Execution, InMemoryExchange
 from testkit.world import ACCOUNT, World, signal
 
 SYMBOLS = [f"S{i:02d}USDT" for i in range(20)]
 SOURCES = ("sniper", "whale_copy", "trending", "volume")
 POLICY = Policy(reentry=Reentry.ALLOW, lookup_deadline_s=2.0)
 EXAMPLES = int(os.environ.get("PS_PROPERTY_EXAMPLES", "250"))
+FLAT = 1e-12
+
+
+def opened_twice(executions: Sequence[Execution]) -> list[str]:
+    """I1 on the exchange's ledger: every entry fill lands on a flat symbol or on the position
+    that same order (same client id, same placement) opened. An entry that fills on top of a
+    position opened by another order, or by nobody here, is a second position on that key."""
+    opener: dict[str, tuple[str, int] | None] = {}
+    found: list[str] = []
+    for e in executions:
+        flat_before = abs(e.position_before) < FLAT
+        if e.kind is OrderKind.ENTRY and not flat_before:
+            if opener.get(e.symbol) != (e.client_id, e.placement):
+                found.append(
+                    f"{e.symbol}: entry {e.client_id} filled on an open position "
+                    f"({e.position_before:+g})"
+                )
+        if flat_before:
+            opened_by_entry = e.kind is OrderKind.ENTRY
+            opener[e.symbol] = (e.client_id, e.placement) if opened_by_entry else None
+        if abs(e.position_after) < FLAT:
+            opener.pop(e.symbol, None)
+    return found
+
+
+def executed_twice(executions: Sequence[Execution]) -> list[str]:
+    """I2 on the exchange's ledger: each entry client id is executed by one order at most. The
+    exchange takes a client id again once its first order is no longer open (as Binance does),
+    so an entry re-sent after it filled shows here as a second placement with fills."""
+    placements: dict[str, set[int]] = defaultdict(set)
+    for e in executions:
+        if e.kind is OrderKind.ENTRY:
+            placements[e.client_id].add(e.placement)
+    return [
+        f"entry {cid} executed by {len(p)} orders" for cid, p in placements.items() if len(p) > 1
+    ]
 
 
 class Interleavings(RuleBasedStateMachine):
@@ -156,18 +197,16 @@ class Interleavings(RuleBasedStateMachine):
 
     @invariant()
     def one_open_position_per_symbol(self) -> None:  # I1
-        seen: set[Key] = set()
-        for p in self.w.store.open_positions():
-            assert p.key not in seen, f"two open positions for {p.key}"
-            seen.add(p.key)
+        found = opened_twice(list(self.w.exchange.executions))
+        assert not found, f"a second position opened on a key: {found}"
 
     @invariant()
     def intent_before_order(self) -> None:  # I2
         assert not self.premature, f"orders sent before their intent: {self.premature}"
-        ids = [r.client_id for r in self.w.exchange.log if r.kind is OrderKind.ENTRY]
-        # Entries are never re-sent blindly: each entry id reaches the exchange once, except
-        # a retry after a rate limit or a lost request, which re-uses the same id.
-        assert all(cid.startswith("ps") for cid in ids)
+        # Entries are never re-sent blindly: a retry after a rate limit or a lost request
+        # re-uses the id, and the exchange executes that id once at most.
+        found = executed_twice(list(self.w.exchange.executions))
+        assert not found, f"an entry executed twice: {found}"
 
     @invariant()
     def every_message_handled(self) -> None:  # I3
@@ -195,3 +234,53 @@ Interleavings.TestCase.settings = settings(
     derandomize=bool(os.environ.get("CI")),
 )
 test_interleavings = pytest.mark.timeout(480)(Interleavings.TestCase)
+
+
+# -- the checks themselves can fail ------------------------------------------------------
+
+
+def _x(placement: int, cid: str, kind: OrderKind, before: float, after: float) -> Execution:
+    return Execution(placement, cid, kind, "S00USDT", abs(after - before), before, after)
+
+
+def test_opened_twice_finds_an_entry_filled_on_an_open_position() -> None:
+    """The I1 check fails on a ledger where a second entry (another client id) fills while the
+    first entry's position is open, and on one where an entry fills over a position nobody here
+    opened; it passes the same entries once a stop has flattened the symbol in between, and the
+    second part of one entry's own partial fill."""
+    ok = [
+        _x(0, "ps1e1", OrderKind.ENTRY, 0.0, 0.5),
+        _x(0, "ps1e1", OrderKind.ENTRY, 0.5, 1.0),  # the rest of the same order
+        _x(1, "ps1s1", OrderKind.STOP_LOSS, 1.0, 0.0),
+        _x(2, "ps2e1", OrderKind.ENTRY, 0.0, 1.0),
+    ]
+    assert opened_twice(ok) == []
+    stacked = [_x(0, "ps1e1", OrderKind.ENTRY, 0.0, 1.0), _x(1, "ps2e1", OrderKind.ENTRY, 1.0, 2.0)]
+    assert opened_twice(stacked) == ["S00USDT: entry ps2e1 filled on an open position (+1)"]
+    over_manual = [_x(0, "ps3e1", OrderKind.ENTRY, -1.0, 0.0)]
+    assert len(opened_twice(over_manual)) == 1
+
+
+def test_executed_twice_finds_an_entry_id_executed_by_two_orders() -> None:
+    """The I2 check fails when one entry client id has fills from two placements, and passes
+    one placement filled in parts."""
+    parts = [_x(0, "ps1e1", OrderKind.ENTRY, 0.0, 0.5), _x(0, "ps1e1", OrderKind.ENTRY, 0.5, 1.0)]
+    assert executed_twice(parts) == []
+    twice = [_x(0, "ps1e1", OrderKind.ENTRY, 0.0, 1.0), _x(3, "ps1e1", OrderKind.ENTRY, 1.0, 2.0)]
+    assert executed_twice(twice) == ["entry ps1e1 executed by 2 orders"]
+
+
+def test_the_exchange_ledger_records_what_the_checks_look_for() -> None:
+    """Against the in-memory exchange itself: an entry re-sent under its id after it filled
+    executes again (the exchange takes the id once the first order is done), and both checks
+    see it in the exchange's ledger; a second entry on another id stacks on the position."""
+    ex = InMemoryExchange(ACCOUNT, {"S00USDT": 100.0})
+    key = Key(ACCOUNT, "S00USDT")
+    entry = OrderRequest(key, "ps1e1", OrderKind.ENTRY, "buy", 1.0)
+    ex.place_order(entry)
+    assert executed_twice(ex.executions) == [] and opened_twice(ex.executions) == []
+    ex.place_order(entry)
+    assert executed_twice(ex.executions) == ["entry ps1e1 executed by 2 orders"]
+    assert len(opened_twice(ex.executions)) == 1
+    ex.place_order(OrderRequest(key, "ps2e1", OrderKind.ENTRY, "buy", 1.0))
+    assert len(opened_twice(ex.executions)) == 2

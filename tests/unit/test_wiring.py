@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -34,6 +33,7 @@ from supervision.wiring import (
 )
 from testkit.exchange import InMemoryExchange
 from testkit.store import InMemoryStore
+from testkit.waiting import poll
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -89,11 +89,7 @@ def _pool_threads(account: str) -> int:
 
 
 def _until(cond: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        threading.Event().wait(0.005)
+    poll(cond, WAIT, what, error=TimeoutError)
 
 
 def test_each_account_has_a_worker_pool_of_its_own_size() -> None:
