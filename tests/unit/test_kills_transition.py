@@ -470,13 +470,18 @@ def test_a_stop_not_found_is_sent_again_at_once_with_the_same_id() -> None:
 
 
 def test_a_resting_stop_the_exchange_no_longer_knows_is_replaced() -> None:
-    """A confirmed stop that a lookup finds gone is recorded ``not_found`` and a new stop
-    (``ps1s2``) goes out for the whole position: protection again."""
-    st = protected()
+    """A confirmed stop that the sync's lookup (asked since its confirmation:
+    ``stop_lookup_at``) finds gone is recorded ``not_found`` and a new stop (``ps1s2``) goes
+    out for the whole position: protection again. The same answer to a lookup nobody asked
+    since the confirmation (a stale one, dst seed 188) changes nothing."""
+    st = replace(protected(), stop_lookup_at=NOW)
     t = step(st, reply("ps1s1", "lookup", CallResult.NOT_FOUND))
     assert order_of(t.state, "ps1s1").state is OrderState.NOT_FOUND
     assert placed(t.effects) == [("ps1s2", OrderKind.STOP_LOSS, 1.0)]
     assert "stop_intent" in kinds(t)
+    stale = step(protected(), reply("ps1s1", "lookup", CallResult.NOT_FOUND))
+    assert order_of(stale.state, "ps1s1").state is OrderState.ACCEPTED
+    assert stale.effects == () and stale.commit is None
 
 
 def test_a_stop_refused_is_retried_after_the_delay_and_would_trigger_closes() -> None:
@@ -1305,11 +1310,13 @@ def test_a_short_trailing_stop_follows_the_price_down() -> None:
 
 
 def test_lookups_that_find_nothing_pinned_whole() -> None:
-    """A resting stop the exchange no longer knows: ``not_found`` and a new stop at once
-    (``stop_intent``, why "stop missing on exchange"), starting an unprotected spell. A stop
-    of a closed position that was never confirmed and is not found past the deadline: an
-    ``order_fact`` only; before the deadline, asked again."""
-    t = step(protected(), reply("ps1s1", "lookup", CallResult.NOT_FOUND))
+    """A resting stop the exchange no longer knows (the sync's lookup): ``not_found`` and a
+    new stop at once (``stop_intent``, why "stop missing on exchange"), starting an
+    unprotected spell. A stop of a closed position that was never confirmed and is not
+    found past the deadline: an ``order_fact`` only; before the deadline, asked again."""
+    t = step(
+        replace(protected(), stop_lookup_at=NOW), reply("ps1s1", "lookup", CallResult.NOT_FOUND)
+    )
     stop = order_of(t.state, "ps1s2")
     assert t.effects == (
         StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s),  # a new spell
