@@ -16,9 +16,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from actors.model import Key, Status
-from actors.ports import SignalSeen, Snapshot, StaleVersion, StoreUnavailable
-from actors.state import Commit, JournalEvent, Position, SignalOutcome, SignalRecord
+from actors.model import Key
+from actors.ports import Snapshot, StoreUnavailable
+from actors.state import Commit, JournalEvent, Position, SignalRecord
+from testkit.store_contract import check_commit, record_signal, snapshot
 
 __all__ = ["InMemoryStore"]
 
@@ -46,17 +47,7 @@ class InMemoryStore:
     def load(self, key: Key) -> Snapshot:
         with self._lock:
             self._check()
-            mine = [p for p in self._t.positions.values() if p.key == key]
-            open_ = [p for p in mine if not p.status.terminal]
-            latest = open_[0] if open_ else (max(mine, key=lambda p: p.id) if mine else None)
-            closed = [p.closed_at for p in mine if p.status is Status.CLOSED and p.closed_at]
-            decided = [r for r in self._t.signals if r.key == key and not r.retry][-256:]
-            return Snapshot(
-                position=latest,
-                last_closed_at=max(closed) if closed else None,
-                bought=any(p.qty > 0 for p in mine),
-                decided=tuple(decided),
-            )
+            return snapshot(key, self._t.positions, self._t.signals)
 
     def commit(self, commit: Commit) -> None:
         with self._lock:
@@ -66,42 +57,14 @@ class InMemoryStore:
                 raise StoreUnavailable("injected: store unavailable")
             if self.crash_when is not None and self.crash_when(commit):
                 raise RuntimeError("injected crash in commit")
-            sig = commit.signal
-            if (
-                sig is not None
-                and (sig.outcome is SignalOutcome.ACCEPTED or not sig.retry)
-                and (sig.key.account, sig.signal_id) in self._t.final
-            ):
-                raise SignalSeen(f"signal {sig.signal_id!r} is in the signal history already")
+            check_commit(commit, self._t.positions, self._t.final)
             pos = commit.position
             if pos is not None:
-                current = self._t.positions.get(pos.id)
-                if commit.expected_version == 0:
-                    if current is not None:
-                        raise StaleVersion(f"position {pos.id} exists")
-                elif current is None or current.version != commit.expected_version:
-                    got = None if current is None else current.version
-                    raise StaleVersion(
-                        f"position {pos.id}: expected v{commit.expected_version}, found v{got}"
-                    )
-                if not pos.status.terminal:
-                    for other in self._t.positions.values():
-                        if (
-                            other.id != pos.id
-                            and other.key == pos.key
-                            and not other.status.terminal
-                        ):
-                            raise StaleVersion(f"{pos.key} already has open position {other.id}")
                 self._t.positions[pos.id] = pos
             for ev in commit.events:
                 self._t.journal.append((commit.key, ev, type(commit.cause).__name__))
-            if sig is not None:
-                k = (sig.key.account, sig.signal_id)
-                if sig.retry:
-                    self._t.signals.append(sig)  # transient: the id stays free
-                elif k not in self._t.final:
-                    self._t.final[k] = sig
-                    self._t.signals.append(sig)
+            if commit.signal is not None:
+                record_signal(commit.signal, self._t.signals, self._t.final)
             self.commits += 1
 
     def allocate_ids(self, n: int) -> Sequence[int]:

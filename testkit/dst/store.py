@@ -19,9 +19,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from actors.model import Key, Status
-from actors.ports import SignalSeen, Snapshot, StaleVersion, StoreUnavailable
-from actors.state import Commit, JournalEvent, Position, SignalOutcome, SignalRecord
+from actors.model import Key
+from actors.ports import Snapshot, StoreUnavailable
+from actors.state import Commit, JournalEvent, Position, SignalRecord
+from testkit.store_contract import check_commit, record_signal, snapshot
 
 __all__ = ["InjectedCrash", "ProcessKilled", "SimStore"]
 
@@ -62,16 +63,10 @@ class SimStore:
 
     def load(self, key: Key) -> Snapshot:
         self._check()
-        mine = [p for p in self.positions.values() if p.key == key]
-        open_ = [p for p in mine if not p.status.terminal]
-        latest = open_[0] if open_ else (max(mine, key=lambda p: p.id) if mine else None)
-        closed = [p.closed_at for p in mine if p.status is Status.CLOSED and p.closed_at]
-        decided = [r for r in self.signals if r.key == key and not r.retry][-256:]
-        return Snapshot(
-            position=latest,
-            last_closed_at=max(closed) if closed else None,
-            bought=any(p.qty > 0 for p in mine),
-            decided=tuple(decided),
+        return snapshot(
+            key,
+            self.positions,
+            self.signals,
             paused=self.flags.get((key, "paused"), False),
             quarantined=self.flags.get((key, "quarantined"), False),
         )
@@ -80,40 +75,16 @@ class SimStore:
         self._check()
         if self.crash_rate and self.rng is not None and self.rng.random() < self.crash_rate:
             raise InjectedCrash("simulated: the commit raised")
-        sig = commit.signal
-        if (
-            sig is not None
-            and (sig.outcome is SignalOutcome.ACCEPTED or not sig.retry)
-            and (sig.key.account, sig.signal_id) in self.final
-        ):
-            raise SignalSeen(f"signal {sig.signal_id!r} is in the signal history already")
+        check_commit(commit, self.positions, self.final)
         pos = commit.position
         if pos is not None:
-            current = self.positions.get(pos.id)
-            if commit.expected_version == 0:
-                if current is not None:
-                    raise StaleVersion(f"position {pos.id} exists")
-            elif current is None or current.version != commit.expected_version:
-                got = None if current is None else current.version
-                raise StaleVersion(
-                    f"position {pos.id}: expected v{commit.expected_version}, found v{got}"
-                )
-            if not pos.status.terminal:
-                for other in self.positions.values():
-                    if other.id != pos.id and other.key == pos.key and not other.status.terminal:
-                        raise StaleVersion(f"{pos.key} already has open position {other.id}")
             self.positions[pos.id] = pos
         for ev in commit.events:
             self.journal.append((commit.key, ev))
         if commit.control is not None:
             self.flags[(commit.key, commit.control.flag)] = commit.control.value
-        if sig is not None:
-            k = (sig.key.account, sig.signal_id)
-            if sig.retry:
-                self.signals.append(sig)
-            elif k not in self.final:
-                self.final[k] = sig
-                self.signals.append(sig)
+        if commit.signal is not None:
+            record_signal(commit.signal, self.signals, self.final)
         self.commits += 1
         if self.kill_after_commit:
             self.kill_after_commit = False
