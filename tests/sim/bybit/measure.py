@@ -64,6 +64,7 @@ class _Reader:
 
     def __init__(self, url: str, first: list[str]) -> None:
         self.arrivals: list[tuple[float, Any]] = []
+        self.arrived = threading.Condition()  # notified on each message
         self.ready = threading.Event()
         self.first = first
 
@@ -73,7 +74,9 @@ class _Reader:
 
         def on_message(ws: Any, msg: str) -> None:
             data = json.loads(msg)
-            self.arrivals.append((time.perf_counter(), data))
+            with self.arrived:
+                self.arrivals.append((time.perf_counter(), data))
+                self.arrived.notify_all()
             if data.get("op") == "subscribe":
                 self.ready.set()
 
@@ -82,6 +85,11 @@ class _Reader:
             target=self.app.run_forever, kwargs={"ping_timeout": 0.2}, daemon=True
         )
         self.thread.start()
+
+    def wait_for(self, predicate: Any, timeout: float) -> bool:
+        """Wait until ``predicate()`` holds after a message arrived (or ``timeout`` s)."""
+        with self.arrived:
+            return bool(self.arrived.wait_for(predicate, timeout))
 
     def close(self) -> None:
         self.app.close()
@@ -103,9 +111,7 @@ def _stream_latency(ex: BybitExchange, client: Any, n: int) -> None:
             before = len(reader.arrivals)
             t0 = time.perf_counter()
             client.create_order(SYMBOL, "market", ("buy", "sell")[i % 2], 0.001)
-            deadline = time.monotonic() + 5
-            while len(reader.arrivals) == before and time.monotonic() < deadline:
-                time.sleep(0.0002)
+            reader.wait_for(lambda n=before: len(reader.arrivals) > n, 5)
             lat.append(reader.arrivals[before][0] - t0)
         print(f"bybit: order -> execution message median {statistics.median(lat) * 1000:.2f} ms")
     finally:
@@ -128,9 +134,7 @@ def _blast(name: str, ex: SimExchange, url: str, first: list[str], frames: int) 
                 if d.get("type") == "delta" or d.get("e") == "markPriceUpdate"
             )
 
-        deadline = time.monotonic() + 30
-        while received() < frames and time.monotonic() < deadline:
-            time.sleep(0.05)
+        reader.wait_for(lambda: received() >= frames, 30)
         print(
             f"{name}: blast of {frames} frames {stats['rate']:.0f} frames/s sent,"
             f" {received()} received"
