@@ -197,33 +197,7 @@ class Gateway:
         if ferr is not None and ferr.act:
             self._note(entry, "error_code")
             resp = _error(errors.injected(ferr.code, ferr.status, ferr.msg))
-        fbad = faults.take("bad_response", method, path, symbol)
-        if fbad is not None:
-            self._note(entry, "bad_response")
-            resp = Response(200, (fbad.msg or BAD_RESPONSE).encode())
-        ftimeout = faults.take("timeout", method, path, symbol)
-        if ftimeout is not None:
-            self._note(entry, "timeout")
-            if ftimeout.close:
-                resp.drop = True
-            else:
-                resp.hold_s = ftimeout.hold_s
-
-        if outcome is not None and outcome.events:
-            if self.ex.user_events_first:
-                resp.before_write = lambda: self.ex.wait_written(sent)
-            else:
-                events = outcome.events
-
-                def publish_after() -> None:
-                    with self.ex.lock:
-                        self.ex.enqueue_user_events(events, account)
-
-                if resp.drop or resp.hold_s > 0:
-                    publish_after()
-                else:
-                    resp.after_write = publish_after
-        return resp
+        return finish_reply(self.ex, entry, req, symbol, resp, outcome, account, sent, BAD_RESPONSE)
 
     def _check_timestamp(self, method: str, path: str, p: dict[str, str]) -> BinanceError | None:
         if (method, path) in NO_TIMESTAMP or not path.startswith("/fapi/"):
@@ -250,17 +224,7 @@ class Gateway:
         code: int | None = None,
         order_id: int | None = None,
     ) -> None:
-        if entry is None:
-            return
-        with self.ex.lock:
-            if fault is not None:
-                entry.faults.append(fault)
-            if outcome is not None and entry.outcome == "pending":
-                entry.outcome = outcome
-            if code is not None:
-                entry.code = code
-            if order_id is not None:
-                entry.order_id = order_id
+        note_order(self.ex, entry, fault, outcome=outcome, code=code, order_id=order_id)
 
     # ------------------------------------------------------------------ WebSocket
 
@@ -331,3 +295,74 @@ class Gateway:
             )
             return
         conn.send_text(json.dumps({"result": result, "id": req_id}))
+
+
+def note_order(
+    ex: SimExchange,
+    entry: OrderLogEntry | None,
+    fault: str | None,
+    *,
+    outcome: str | None = None,
+    code: int | None = None,
+    order_id: int | None = None,
+) -> None:
+    """Record on an order-log ``entry`` (None: not an order request) a fault that fired, its
+    outcome (the first one sticks), the exchange's code and the order id. Both venues' fronts
+    call it; any thread (under the exchange lock)."""
+    if entry is None:
+        return
+    with ex.lock:
+        if fault is not None:
+            entry.faults.append(fault)
+        if outcome is not None and entry.outcome == "pending":
+            entry.outcome = outcome
+        if code is not None:
+            entry.code = code
+        if order_id is not None:
+            entry.order_id = order_id
+
+
+def finish_reply(
+    ex: SimExchange,
+    entry: OrderLogEntry | None,
+    req: Request,
+    symbol: str | None,
+    resp: Response,
+    outcome: Outcome | None,
+    account: str,
+    sent: list[tuple[WsConnection, int]],
+    bad_body: str,
+) -> Response:
+    """The last steps of a REST request, the same on both venues' fronts: the faults that act
+    on the reply (``bad_response`` with the venue's ``bad_body``, ``timeout``: hold or close
+    without a reply), then the user-stream events of ``outcome``, before the reply is
+    written (``user_events_first``) or after it."""
+    faults = ex.faults
+    method, path = req.method, req.path
+    fbad = faults.take("bad_response", method, path, symbol)
+    if fbad is not None:
+        note_order(ex, entry, "bad_response")
+        resp = Response(200, (fbad.msg or bad_body).encode())
+    ftimeout = faults.take("timeout", method, path, symbol)
+    if ftimeout is not None:
+        note_order(ex, entry, "timeout")
+        if ftimeout.close:
+            resp.drop = True
+        else:
+            resp.hold_s = ftimeout.hold_s
+
+    if outcome is not None and outcome.events:
+        if ex.user_events_first:
+            resp.before_write = lambda: ex.wait_written(sent)
+        else:
+            events = outcome.events
+
+            def publish_after() -> None:
+                with ex.lock:
+                    ex.enqueue_user_events(events, account)
+
+            if resp.drop or resp.hold_s > 0:
+                publish_after()
+            else:
+                resp.after_write = publish_after
+    return resp

@@ -47,6 +47,7 @@ from sim.bybit.errors import BybitError
 from sim.bybit.rest import PUBLIC, BybitRest
 from sim.control import ControlApi
 from sim.faults import BYBIT_ORDER_CANCEL, BYBIT_ORDER_CREATE
+from sim.gateway import finish_reply, note_order
 from sim.httpserver import Request, Response, WsAccept
 from sim.matching import now_ms
 from sim.rest import DEFAULT_ACCOUNT, Context, Outcome
@@ -279,33 +280,7 @@ class BybitGateway:
         if ferr is not None and ferr.act:
             self._note(entry, "error_code")
             resp = _refusal(self._injected(ferr.code, ferr.status, ferr.msg))
-        fbad = faults.take("bad_response", method, path, symbol)
-        if fbad is not None:
-            self._note(entry, "bad_response")
-            resp = Response(200, (fbad.msg or BAD_RESPONSE).encode())
-        ftimeout = faults.take("timeout", method, path, symbol)
-        if ftimeout is not None:
-            self._note(entry, "timeout")
-            if ftimeout.close:
-                resp.drop = True
-            else:
-                resp.hold_s = ftimeout.hold_s
-
-        if outcome is not None and outcome.events:
-            if self.ex.user_events_first:
-                resp.before_write = lambda: self.ex.wait_written(sent)
-            else:
-                events = outcome.events
-
-                def publish_after() -> None:
-                    with self.ex.lock:
-                        self.ex.enqueue_user_events(events, account)
-
-                if resp.drop or resp.hold_s > 0:
-                    publish_after()
-                else:
-                    resp.after_write = publish_after
-        return resp
+        return finish_reply(self.ex, entry, req, symbol, resp, outcome, account, sent, BAD_RESPONSE)
 
     @staticmethod
     def _injected(code: int, status: int, msg: str | None) -> BybitError:
@@ -322,17 +297,7 @@ class BybitGateway:
         code: int | None = None,
         order_id: int | None = None,
     ) -> None:
-        if entry is None:
-            return
-        with self.ex.lock:
-            if fault is not None:
-                entry.faults.append(fault)
-            if outcome is not None and entry.outcome == "pending":
-                entry.outcome = outcome
-            if code is not None:
-                entry.code = code
-            if order_id is not None:
-                entry.order_id = order_id
+        note_order(self.ex, entry, fault, outcome=outcome, code=code, order_id=order_id)
 
     # ------------------------------------------------------------------ WebSocket
 
