@@ -126,6 +126,8 @@ def test_losing_the_lock_connection_flips_held_and_the_watchdog_takes_it_back(
         # Noticed at once (the socket turns readable), not after check_interval.
         pg.wait_until(lambda: False in changes.seen(), timeout=3, message="on_change(False)")
         pg.wait_until(lambda: lock.held, timeout=10, message="re-acquisition")
+        # held flips before on_change(True) runs on the watchdog thread: wait for the call.
+        pg.wait_until(lambda: len(changes.seen()) >= 2, timeout=3, message="on_change(True)")
         assert changes.seen() == [False, True]
         assert lock.backend_pid not in (None, old_pid)
         assert _lock_holders(pg_dsn, "main") == [lock.backend_pid]
@@ -152,6 +154,8 @@ def test_while_lost_another_process_may_take_over_and_the_watchdog_waits(pg_dsn:
         assert not lock.held
         usurper.release()
         pg.wait_until(lambda: lock.held, timeout=10, message="re-acquisition")
+        # held flips before on_change(True) runs on the watchdog thread: wait for the call.
+        pg.wait_until(lambda: len(changes.seen()) >= 2, timeout=3, message="on_change(True)")
         assert changes.seen() == [False, True]
     finally:
         lock.release()
@@ -182,6 +186,7 @@ def test_the_lock_survives_a_server_restart_by_reacquiring(
         pg.wait_until(lambda: not lock.held, timeout=5, message="loss on shutdown")
         server.start()
         pg.wait_until(lambda: lock.held, timeout=15, message="re-acquisition after restart")
+        pg.wait_until(lambda: len(changes.seen()) >= 2, timeout=3, message="on_change(True)")
         assert changes.seen() == [False, True]
     finally:
         lock.release()
