@@ -15,6 +15,7 @@ from infra.exchange.pool import MarketsUnavailable, UnknownSymbol
 from infra.exchange.translate import quantize_qty, rules_of_market
 from infra.exchange.venues import (
     BINANCE_USDM,
+    BYBIT_LINEAR,
     VENUES,
     ConfigError,
     Credentials,
@@ -24,6 +25,7 @@ from infra.exchange.venues import (
 
 __all__ = [
     "BINANCE_USDM",
+    "BYBIT_LINEAR",
     "VENUES",
     "AccountFetchError",
     "CcxtExchange",

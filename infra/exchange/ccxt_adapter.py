@@ -37,6 +37,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+import ccxt
+
 from actors.messages import CallResult
 from actors.model import ExchangeStatus, Key, MarketRules, OrderKind
 from actors.ports import (
@@ -61,13 +63,33 @@ from infra.exchange.translate import (
     positions_of,
     positive,
 )
-from infra.exchange.venues import VenueConfig
+from infra.exchange.venues import Credentials, VenueConfig
 
 __all__ = ["AccountFetchError", "CcxtExchange"]
 
 log = logging.getLogger(__name__)
 
 _ORDER_TYPE = "market"
+#: At most this many pages of open orders per list (Bybit: 50 a page).
+_MAX_PAGES = 20
+
+
+def _cursor(page: list[Any], field: str) -> Any:
+    """The next page's cursor that ccxt put in one order's ``info`` (bybit: the first's)."""
+    for order in page:
+        info = order.get("info") if isinstance(order, Mapping) else None
+        value = info.get(field) if isinstance(info, Mapping) else None
+        if value:
+            return value
+    return None
+
+
+def _holding(orders: Any, client_id: str) -> Mapping[str, Any] | None:
+    """The order of a ccxt order list whose client id is ``client_id`` (None: none)."""
+    for order in orders if isinstance(orders, list) else []:
+        if isinstance(order, Mapping) and order.get("clientOrderId") == client_id:
+            return order
+    return None
 
 
 class AccountFetchError(Exception):
@@ -107,8 +129,15 @@ class CcxtExchange:
         self.pool = ClientPool(account, self.venue, self.config, self._credentials)
         #: The account's request limiter (None with ``enable_rate_limit=False``).
         self.limiter: AccountLimiter | None = self.pool.limiter
-        #: The account's user-stream listen key, on the same clients and limiter.
+        #: The account's user-stream listen key, on the same clients and limiter
+        #: (``listen_keys.applicable`` False on a venue without one: Bybit).
         self.listen_keys = ListenKeys(self.pool)
+
+    @property
+    def credentials(self) -> Credentials:
+        """The account's key pair (its repr hides the secret): what a private stream that
+        signs its own login (Bybit's ``auth``) needs, with :attr:`venue`."""
+        return self._credentials
 
     def __repr__(self) -> str:
         return (
@@ -225,7 +254,37 @@ class CcxtExchange:
                 describe(exc),
             )
             return reply
-        return self._reply(CallResult.ACCEPTED, order)
+        accepted = self._reply(CallResult.ACCEPTED, order)
+        if accepted.status is None and self.venue.lookup_after_place and not req.kind.trigger:
+            return self._confirm(client, symbol, req, accepted)
+        return accepted
+
+    def _confirm(
+        self, client: Any, symbol: str, req: OrderRequest, accepted: OrderReply
+    ) -> OrderReply:
+        """A market order the exchange accepted with a reply that states no status (Bybit:
+        only its ids): looked up once (at ``RESOLVE`` priority) so the reply carries its
+        status and fill. The acceptance stands whatever the lookup says; a lookup that finds
+        nothing or fails leaves it as it was (status unknown: the stream or a later lookup
+        tells)."""
+        arm(client, Priority.RESOLVE, self.config.resolve_max_wait_s)
+        found, _ = self._by_client_id(
+            Op.LOOKUP, client, symbol, req.key, req.client_id, req.kind.trigger
+        )
+        if found.result is not CallResult.FOUND:
+            log.info(
+                "%s place %s: accepted; its status not read yet (%s %s)",
+                req.key,
+                req.client_id,
+                found.result.value,
+                found.reason,
+            )
+            return accepted
+        return replace(
+            found,
+            result=CallResult.ACCEPTED,
+            exchange_id=found.exchange_id or accepted.exchange_id,
+        )
 
     def _duplicate(self, client: Any, symbol: str, req: OrderRequest) -> OrderReply:
         """-4116 for ``req``: is the open order holding its client id ours? (see place_order)"""
@@ -307,38 +366,74 @@ class CcxtExchange:
     def _by_client_id(
         self, op: Op, client: Any, symbol: str, key: Key, client_id: str, trigger: bool
     ) -> tuple[OrderReply, Mapping[str, Any] | None]:
-        """One ``fetch_order`` (``Op.LOOKUP``) or ``cancel_order`` (``Op.CANCEL``) by client
-        id, on the conditional endpoint when ``trigger``: the port's reply and the ccxt order
-        (None when the call failed). A found order is FOUND, a cancelled one ACCEPTED with
-        status ``canceled`` when the reply states none; failures go through
+        """The order ``client_id`` names: looked up (``Op.LOOKUP``, :meth:`_find`) or
+        cancelled (``Op.CANCEL``, one ``cancel_order``, the venue's cancel flag when
+        ``trigger``): the port's reply and the ccxt order (None when the call failed or found
+        nothing). A found order is FOUND, a cancelled one ACCEPTED with status ``canceled``
+        when the reply states none; failures go through
         :func:`~infra.exchange.errors.classify`."""
         params: dict[str, Any] = {self.venue.client_id_param: client_id}
+        if op is Op.LOOKUP:
+            return self._find(client, symbol, key, client_id, trigger)
         if trigger:
-            params.update(self.venue.trigger_flag)
-        call = client.fetch_order if op is Op.LOOKUP else client.cancel_order
+            params.update(self.venue.cancel_trigger_flag)
         client.ps_sent = False
         try:
-            order = call(None, symbol, params)
+            order = client.cancel_order(None, symbol, params)
         except Exception as exc:
-            sent = bool(client.ps_sent)
-            reply = classify(op, exc, self.venue, self.config.retry_after_s, left=sent)
-            if reply.result is CallResult.UNKNOWN:
-                log.log(
-                    logging.WARNING if sent else logging.ERROR,
-                    "%s %s %s: %s (%s)",
-                    key,
-                    op.value,
-                    client_id,
-                    reply.reason,
-                    describe(exc),
-                )
-            return reply, None
-        if op is Op.LOOKUP:
-            return self._reply(CallResult.FOUND, order), order
+            return self._failed(op, client, exc, key, client_id), None
         reply = self._reply(CallResult.ACCEPTED, order)
         if reply.status is None:
             reply = replace(reply, status=ExchangeStatus.CANCELED)
         return reply, order
+
+    def _find(
+        self, client: Any, symbol: str, key: Key, client_id: str, trigger: bool
+    ) -> tuple[OrderReply, Mapping[str, Any] | None]:
+        """Look ``client_id`` up with the venue's lookup calls (:attr:`Venue.lookup_calls`),
+        in turn until one finds it: FOUND with the order, NOT_FOUND when none does, the
+        classified failure of the first call that fails otherwise (a later call could not
+        prove the order absent).
+
+        Binance: one ``fetch_order`` by client id (it sees every order). Bybit:
+        ``fetch_order`` sees only the last 500 orders, so the open orders, then the latest
+        closed ones, then the order history are searched for the ``orderLinkId``.
+        """
+        for method, extra in self.venue.lookup_calls:
+            params: dict[str, Any] = {self.venue.client_id_param: client_id, **extra}
+            if trigger:
+                params.update(self.venue.trigger_flag)
+            client.ps_sent = False
+            try:
+                if method.endswith("_orders"):
+                    listed = getattr(client, method)(symbol, None, None, params)
+                    order = _holding(listed, client_id)
+                    if order is None:
+                        continue
+                else:
+                    order = getattr(client, method)(None, symbol, params)
+            except ccxt.OrderNotFound:
+                continue
+            except Exception as exc:
+                return self._failed(Op.LOOKUP, client, exc, key, client_id), None
+            return self._reply(CallResult.FOUND, order), order
+        return OrderReply(CallResult.NOT_FOUND, str(Reason.NOT_FOUND)), None
+
+    def _failed(self, op: Op, client: Any, exc: Exception, key: Key, client_id: str) -> OrderReply:
+        """The classified reply of a lookup or cancel that raised (logged when UNKNOWN)."""
+        sent = bool(client.ps_sent)
+        reply = classify(op, exc, self.venue, self.config.retry_after_s, left=sent)
+        if reply.result is CallResult.UNKNOWN:
+            log.log(
+                logging.WARNING if sent else logging.ERROR,
+                "%s %s %s: %s (%s)",
+                key,
+                op.value,
+                client_id,
+                reply.reason,
+                describe(exc),
+            )
+        return reply
 
     def fetch_account(self, account: str) -> AccountView:
         """Positions (one-way) and open orders (plain and conditional) by exchange symbol id.
@@ -353,8 +448,8 @@ class CcxtExchange:
             client = self.pool.client()
             arm(client, Priority.READ, self.config.timeout_s)
             raw_positions = client.fetch_positions()
-            plain = client.fetch_open_orders()
-            conditional = client.fetch_open_orders(None, None, None, dict(self.venue.trigger_flag))
+            plain = self._open_orders(client, self.venue.plain_orders_filter)
+            conditional = self._open_orders(client, self.venue.trigger_flag)
         except Exception as exc:
             raise AccountFetchError(f"account {account}: {describe(exc)}") from None
         to_id = self.pool.to_id
@@ -365,6 +460,26 @@ class CcxtExchange:
             started,
             self.pool.symbols,
         )
+
+    def _open_orders(self, client: Any, flag: Mapping[str, object]) -> list[Any]:
+        """Every open order of one kind (``flag``), page after page when the venue lists
+        them in pages (:attr:`Venue.list_page_size`; Bybit: 50, by cursor). Raises when a
+        page fails, or when there are more than :data:`_MAX_PAGES` pages (nothing partial)."""
+        venue = self.venue
+        size, cursor = venue.list_page_size, venue.list_cursor
+        if size is None or cursor is None:
+            return list(client.fetch_open_orders(None, None, None, dict(flag)))
+        field, param = cursor
+        orders: list[Any] = []
+        params: dict[str, Any] = dict(flag)
+        for _ in range(_MAX_PAGES):
+            page = list(client.fetch_open_orders(None, None, size, dict(params)))
+            orders.extend(page)
+            nxt = _cursor(page, field)
+            if len(page) < size or not nxt:
+                return orders
+            params[param] = nxt
+        raise AccountFetchError(f"more than {_MAX_PAGES * size} open orders")
 
     def fetch_market(self, key: Key) -> MarketReply:
         """The symbol's mark price (one request) and market rules (cached, see market_rules).
@@ -397,7 +512,7 @@ class CcxtExchange:
         arm(client, Priority.RESOLVE, self.config.resolve_max_wait_s)
         at = self._clock.now()
         try:
-            ticker = client.fetch_mark_price(symbol)
+            ticker = getattr(client, self.venue.mark_price_call)(symbol)
         except Exception as exc:
             sent = bool(client.ps_sent)
             reply = classify(Op.MARKET, exc, self.venue, self.config.retry_after_s, left=sent)

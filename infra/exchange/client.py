@@ -35,10 +35,13 @@ Failure: a hook never swallows an exception; ccxt never retries on its own
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -51,11 +54,14 @@ from infra.exchange.venues import Credentials, Venue, VenueConfig
 
 __all__ = [
     "arm",
+    "backoff_of",
     "client_class",
     "configure_limits",
     "error_code",
     "new_client",
+    "rate_limited",
     "request_cost",
+    "reset_after",
     "retry_after",
 ]
 
@@ -103,16 +109,61 @@ def retry_after(headers: Mapping[str, str] | None, name: str) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-def error_code(body: object) -> str | None:
-    """The exchange's error ``code`` of a JSON reply body (``'-2019'``), or None."""
+def reset_after(
+    headers: Mapping[str, str] | None, name: str, server_time: str | None
+) -> float | None:
+    """Seconds until the time (epoch ms) the ``name`` header states (Bybit's
+    ``X-Bapi-Limit-Reset-Timestamp``), counted from the reply's own server time (the
+    ``server_time`` header, epoch ms) when it has one, else from the local clock; 0 when that
+    time has passed; None if the header is absent or bad."""
+    if not headers:
+        return None
+    try:
+        reset_ms = float(headers[name])
+    except (KeyError, TypeError, ValueError):
+        return None
+    now_ms = time.time() * 1000.0
+    if server_time is not None:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            now_ms = float(headers[server_time])
+    if not math.isfinite(reset_ms) or not math.isfinite(now_ms):
+        return None
+    return max(0.0, (reset_ms - now_ms) / 1000.0)
+
+
+def backoff_of(venue: Venue, headers: Mapping[str, str] | None) -> float | None:
+    """How long a refused reply's headers say to wait: the venue's ``Retry-After`` header
+    (seconds), else its reset-timestamp header (:func:`reset_after`); None when neither."""
+    seconds = retry_after(headers, venue.retry_after_header)
+    if seconds is None and venue.reset_header is not None:
+        seconds = reset_after(headers, venue.reset_header, venue.server_time_header)
+    return seconds
+
+
+def error_code(body: object, fields: tuple[str, ...] = ("code",)) -> str | None:
+    """The exchange's error code of a JSON reply body (``'-2019'``; Bybit's ``retCode``
+    with ``fields=("retCode",)``), or None."""
     if not isinstance(body, str) or not body.lstrip().startswith("{"):
         return None
     try:
         data = json.loads(body)
     except ValueError:
         return None
-    code = data.get("code") if isinstance(data, dict) else None
-    return None if code is None else str(code)
+    if not isinstance(data, dict):
+        return None
+    for name in fields:
+        code = data.get(name)
+        if code is not None:
+            return str(code)
+    return None
+
+
+def rate_limited(venue: Venue, status: int, code: str | None) -> bool:
+    """Does a reply say "over the request limit" (:attr:`Venue.rate_limit_statuses`, or a
+    :attr:`Venue.rate_limit_codes` code in its body)?"""
+    return status in venue.rate_limit_statuses or (
+        code is not None and code in venue.rate_limit_codes
+    )
 
 
 def configure_limits(limiter: AccountLimiter, body: str) -> None:
@@ -197,12 +248,21 @@ def client_class(venue: Venue) -> type[Any]:
             ) -> Any:
                 self.ps_reply = (code, response_headers, response_body)
                 limiter = self.ps_limiter
-                if limiter is not None:
-                    retry = retry_after(response_headers, self.ps_retry_header)
+                venue = self.ps_venue
+                if limiter is not None and venue is not None:
+                    # A refusal is a short envelope: no need to parse a market list twice.
+                    short = venue.rate_limit_codes and len(response_body or "") < 4096
+                    refused = rate_limited(
+                        venue,
+                        code,
+                        error_code(response_body, venue.error_code_fields) if short else None,
+                    )
+                    retry = backoff_of(venue, response_headers) if refused else None
                     limiter.observe(
                         code,
                         response_headers,
                         self.ps_default_retry_after if retry is None else retry,
+                        rate_limited=refused,
                     )
                     if code == 200 and url.split("?", 1)[0].endswith("/exchangeInfo"):
                         configure_limits(limiter, response_body)
@@ -238,11 +298,19 @@ def client_class(venue: Venue) -> type[Any]:
                         info = WireInfo(sent=not never_sent(exc))
                     else:
                         status, resp_headers, resp_body = reply
-                        info = WireInfo(
-                            http_status=status,
-                            retry_after=retry_after(resp_headers, self.ps_retry_header),
-                            code=error_code(resp_body),
-                        )
+                        venue = self.ps_venue
+                        fields = ("code",) if venue is None else venue.error_code_fields
+                        code = error_code(resp_body, fields)
+                        # Retry-After wherever it is sent; a reset timestamp (on every
+                        # Bybit reply) only when the reply says "over the limit".
+                        backoff = retry_after(resp_headers, self.ps_retry_header)
+                        if (
+                            backoff is None
+                            and venue is not None
+                            and rate_limited(venue, status, code)
+                        ):
+                            backoff = backoff_of(venue, resp_headers)
+                        info = WireInfo(http_status=status, retry_after=backoff, code=code)
                     attach_wire(exc, info)
                     raise
 
@@ -292,6 +360,7 @@ def new_client(
             "options": options,
         }
     )
+    client.has = {**client.has, **venue.has_overrides}
     if config.base_url is not None:
         client.urls["api"] = venue.api_urls(config.base_url)
     client.ps_error_table = venue.error_table

@@ -17,23 +17,28 @@ precision checks, ``decimal`` errors, ``TypeError``, ``ValueError``, ``OverflowE
 signing) is a *local* failure: nothing was sent.
 
 Outcome classes of a place (``Op.PLACE``); the sim fault that produces each is in
-``sim/README.md`` and the adapter test of each in ``tests/exchange/test_outcome_classes.py``:
+``sim/README.md`` and the adapter test of each in ``tests/exchange/test_outcome_classes.py``
+(Bybit's: ``tests/exchange/bybit/test_errors.py``). Codes are Binance's, Bybit's after the
+slash; every code comes from the :class:`~infra.exchange.venues.Venue`:
 
 ==========================================  ==========  ========================  ===========
 condition (place)                           result      reason                    retry_after
 ==========================================  ==========  ========================  ===========
 raised before any request left (local)      REJECTED    ``local:<Class>``         -
 lease lapsed as the request was stamped      REJECTED    ``lease_lapsed``          -
-duplicate client id (-4116), our order      ACCEPTED    ``duplicate``             -
+duplicate client id (-4116 / 110072), ours   ACCEPTED    ``duplicate``             -
 418/429, DDoSProtection, RateLimitExceeded  REJECTED    ``rate_limited``          header
+(10006, 10018, HTTP 403)
 kept back by the account's limiter           REJECTED    ``rate_limited``          wait
-busy codes (-1003, -1008, -1015)            REJECTED    ``busy``                  default
+busy codes (-1003, -1008, -1015 / 10016     REJECTED    ``busy``                  default
+"System error", 10429), not RequestTimeout
 connection refused / connect timeout        REJECTED    ``unreachable``           default
 markets cannot be loaded                    REJECTED    ``markets_unavailable``   default
 InvalidNonce (-1021)                        REJECTED    ``clock_skew``            default
-OrderImmediatelyFillable (-2021)            REJECTED    ``would_trigger``         -
-InsufficientFunds (-2019, -2018)            REJECTED    ``insufficient_funds``    -
-reduce-only refused (-2022)                 REJECTED    ``reduce_only``           -
+OrderImmediatelyFillable (-2021 / 110092,   REJECTED    ``would_trigger``         -
+110093, which ccxt calls InvalidOrder)
+InsufficientFunds (-2019, -2018 / 110007)   REJECTED    ``insufficient_funds``    -
+reduce-only refused (-2022 / 110017)        REJECTED    ``reduce_only``           -
 Authentication/PermissionDenied/Suspended   REJECTED    ``auth``                  -
 BadSymbol, unknown symbol                   REJECTED    ``bad_symbol``            -
 MarketClosed                                REJECTED    ``market_closed``         -
@@ -42,8 +47,12 @@ InvalidOrder/BadRequest/ArgumentsRequired/  REJECTED    ``invalid``             
 NotSupported (from the exchange's reply)
 OperationRejected                           REJECTED    ``refused``               -
 other ExchangeError, 4xx reply with a code  REJECTED    ``exchange_error:<code>`` -
-RequestTimeout (client timeout, 503/-1007)  UNKNOWN     ``timeout``               -
-unknown-status codes (-1000/-1001/-1006)    UNKNOWN     ``exchange_unknown``      -
+(Bybit refuses with HTTP 200: an unnamed
+retCode stays UNKNOWN ``error:<Class>``)
+RequestTimeout (client timeout, 503/-1007,  UNKNOWN     ``timeout``               -
+10016 "Request timeout")
+unknown-status codes (-1000/-1001/-1006 /   UNKNOWN     ``exchange_unknown``      -
+10000, 5004)
 ExchangeNotAvailable (5xx), OnMaintenance   UNKNOWN     ``unavailable``           -
 NetworkError (connection dropped)           UNKNOWN     ``network``               -
 BadResponse/NullResponse, other             UNKNOWN     ``error:<Class>``         -
@@ -53,7 +62,9 @@ The adapter adds place outcomes of its own (not in :func:`classify`): REJECTED
 ``invalid:amount`` / ``invalid:price`` (the market's rules refuse the request before it is
 sent, see ``CcxtExchange.place_order``); after a -4116, REJECTED ``duplicate_id_mismatch``
 (the order holding the id is not the one asked for) or UNKNOWN ``duplicate_unverified``
-(the lookup could not find or fetch it). ``fetch_market`` adds UNKNOWN ``bad_mark_price``.
+(the lookup could not find or fetch it). On Bybit the holder may be any order the account
+ever had: the lookup searches the closed orders too, and the reply carries the holder's
+real status (``filled``, ``canceled`` ...). ``fetch_market`` adds UNKNOWN ``bad_mark_price``.
 
 Lookups: OrderNotFound -> NOT_FOUND, anything else UNKNOWN (with ``retry_after`` when the
 exchange asked to back off). Cancels: OrderNotFound -> NOT_FOUND, anything else UNKNOWN.
@@ -251,7 +262,13 @@ def _backoff(exc: BaseException, info: WireInfo, venue: Venue) -> Reason | None:
         429,
     ):
         return Reason.RATE_LIMITED
-    if info.code is not None and info.code in venue.busy_codes:
+    if (
+        info.code is not None
+        and info.code in venue.busy_codes
+        and not isinstance(exc, ccxt.RequestTimeout)
+    ):
+        # Bybit's 10016 is "System error" (nothing done) or "Request timeout" (the order may
+        # be placed): ccxt reads the second as RequestTimeout, an unknown outcome.
         return Reason.BUSY
     if isinstance(exc, ccxt.InvalidNonce):
         return Reason.CLOCK_SKEW
@@ -261,7 +278,11 @@ def _backoff(exc: BaseException, info: WireInfo, venue: Venue) -> Reason | None:
 
 
 def _unknown_reason(exc: BaseException, info: WireInfo, venue: Venue) -> str:
-    if info.code is not None and info.code in venue.unknown_codes and info.code != "-1007":
+    if (
+        info.code is not None
+        and info.code in venue.unknown_codes
+        and info.code not in venue.timeout_codes
+    ):
         return str(Reason.EXCHANGE_UNKNOWN)
     if isinstance(exc, ccxt.RequestTimeout):
         return str(Reason.TIMEOUT)

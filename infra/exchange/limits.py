@@ -356,17 +356,29 @@ class AccountLimiter:
 
     # -- what the exchange said --------------------------------------------------------------
 
-    def observe(self, status: int, headers: Mapping[str, str] | None, retry_after: float) -> None:
-        """A reply arrived: correct the usage from its headers; after a 429/418 stop every
-        request for ``retry_after`` seconds (the exchange's ``Retry-After``)."""
+    def observe(
+        self,
+        status: int,
+        headers: Mapping[str, str] | None,
+        retry_after: float,
+        *,
+        rate_limited: bool | None = None,
+    ) -> None:
+        """A reply arrived: correct the usage from its headers; after a refusal for the
+        request rate stop every request for ``retry_after`` seconds (the exchange's
+        ``Retry-After``, or the time to Bybit's reset timestamp).
+
+        ``rate_limited``: whether the reply is such a refusal, as the venue's rules read it
+        (Bybit: retCode 10006 in a 200 reply, or HTTP 403); None: HTTP 418 or 429."""
         now = self._clock()
+        refused = status in (418, 429) if rate_limited is None else rate_limited
         with self._cv:
-            if status in (418, 429):
+            if refused:
                 self._blocked += 1
                 until = now + max(0.0, retry_after)
                 self._blocked_until = max(self._blocked_until, until)
                 log.warning(
-                    "exchange answered %d: every request waits %.1fs (Retry-After)",
+                    "exchange refused a request (HTTP %d) for its rate: every request waits %.1fs",
                     status,
                     retry_after,
                 )

@@ -110,8 +110,9 @@ def request_on_rules(
 ) -> tuple[float | None, dict[str, Any]]:
     """The amount and params ccxt gets for ``req``, on the market's rules.
 
-    A ``closePosition`` stop sends no quantity (the exchange closes whatever is open),
-    so its ``qty`` is not checked. Raises :class:`Refusal`.
+    A ``closePosition`` stop sends the venue's ``close_position_amount`` (none on Binance, 0
+    on Bybit: the exchange closes whatever is open), so its ``qty`` is not checked. Raises
+    :class:`Refusal`.
     """
     try:
         params = order_params(venue, req)
@@ -122,5 +123,5 @@ def request_on_rules(
             client, symbol, req.trigger_price, rules
         )
         if req.close_position:
-            return None, params
+            return venue.close_position_amount, params
     return amount_on_rules(client, symbol, req.qty, rules), params

@@ -254,6 +254,8 @@ class ClientPool:
             return rules
         unified = self.unified(symbol_id)
         client = self.client()
-        rules = rules_of_market(client.market(unified), int(client.precisionMode))
+        rules = rules_of_market(
+            client.market(unified), int(client.precisionMode), self.venue.market_max_qty_path
+        )
         self._rules[symbol_id] = rules  # same value from any thread: no lock needed
         return rules

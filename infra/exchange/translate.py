@@ -110,7 +110,18 @@ def _size(value: Any, precision_mode: int) -> float | None:
     return None  # significant digits: no fixed increment
 
 
-def rules_of_market(market: Mapping[str, Any], precision_mode: int) -> MarketRules:
+def _at(info: Any, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` in nested mappings (None when any step is missing)."""
+    for name in path:
+        if not isinstance(info, Mapping):
+            return None
+        info = info.get(name)
+    return info
+
+
+def rules_of_market(
+    market: Mapping[str, Any], precision_mode: int, market_max_qty_path: tuple[str, ...] = ()
+) -> MarketRules:
     """The :class:`MarketRules` of one ccxt market structure.
 
     Market orders obey Binance's ``MARKET_LOT_SIZE`` filter, which ccxt exposes only as
@@ -118,7 +129,9 @@ def rules_of_market(market: Mapping[str, Any], precision_mode: int) -> MarketRul
     quantity come from that filter when it states them (> 0), else from ``LOT_SIZE``
     (``precision["amount"]``, ``limits["amount"]``). ``precision["price"]`` is the tick size
     in ccxt's TICK_SIZE mode (binanceusdm's); a bound of 0 means "none" (Binance publishes
-    ``maxPrice: "0"`` for some symbols).
+    ``maxPrice: "0"`` for some symbols). ``market_max_qty_path``: where another venue states
+    its market-order maximum in the raw market (Bybit: ``lotSizeFilter.maxMktOrderQty``;
+    its step and minimum are the plain ones, ``qtyStep`` and ``minOrderQty``).
     """
     precision = market.get("precision") or {}
     limits = market.get("limits") or {}
@@ -138,7 +151,9 @@ def rules_of_market(market: Mapping[str, Any], precision_mode: int) -> MarketRul
         step_size=positive(market_lot.get("stepSize"))
         or _size(precision.get("amount"), precision_mode),
         min_qty=positive(market_limits.get("min")) or positive(amount_limits.get("min")),
-        max_qty=positive(market_limits.get("max")) or positive(amount_limits.get("max")),
+        max_qty=positive(market_limits.get("max"))
+        or (positive(_at(info, market_max_qty_path)) if market_max_qty_path else None)
+        or positive(amount_limits.get("max")),
         min_notional=positive(cost_limits.get("min")),
         min_price=positive(price_limits.get("min")),
         max_price=positive(price_limits.get("max")),
@@ -186,7 +201,7 @@ def order_params(venue: Venue, req: OrderRequest) -> dict[str, Any]:
         params[trigger_price_param(venue, req.kind)] = req.trigger_price
         params.update(venue.stop_order_params)
         if req.close_position:
-            params[venue.close_position_param] = True
+            params.update(venue.close_position_params)
         else:
             # A protective order never opens or increases a position.
             params[venue.reduce_only_param] = True

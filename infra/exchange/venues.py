@@ -7,8 +7,10 @@ hold status / fill / ids, and the exchange error codes that the outcome mapping
 (:mod:`infra.exchange.errors`) treats specially. :class:`VenueConfig` is what one account
 configures on top (base URL, rate limit, timeouts, credentials' environment names).
 
-Adding a second ccxt exchange means adding one more :class:`Venue` value to :data:`VENUES`
-(and, if its replies differ, new field names here): the adapter reads nothing else.
+Adding a ccxt exchange means adding one more :class:`Venue` value to :data:`VENUES` (and, if
+its replies differ, new field names here): the adapter reads nothing else. Two are known:
+:data:`BINANCE_USDM` (Binance USD-M futures) and :data:`BYBIT_LINEAR` (Bybit v5, linear USDT
+perpetuals; what its wire looks like through ccxt 4.5.90 is in ``sim/BYBIT_WIRE.md``).
 Nothing here does I/O except :meth:`VenueConfig.credentials`, which reads the environment
 (through :func:`infra.config.read_credentials`, the one rule for an account's key pair). An
 unusable configuration raises :class:`infra.config.ConfigError`.
@@ -28,6 +30,7 @@ from infra.config import ConfigError, env_prefix, read_credentials
 
 __all__ = [
     "BINANCE_USDM",
+    "BYBIT_LINEAR",
     "VENUES",
     "ConfigError",
     "Credentials",
@@ -56,19 +59,52 @@ class Venue:
     #: ``urls["api"]`` with exactly these keys, so any other API section fails at once.
     url_paths: Mapping[str, str]
     #: Which of ccxt's per-market exception tables to force whatever the URL (``None``: ccxt's
-    #: own choice by URL prefix, which fails for local URLs).
+    #: own choice; binanceusdm chooses by URL prefix, which fails for local URLs, bybit maps
+    #: its ``retCode`` whatever the URL).
     error_table: str | None
     #: Markets we trade: ccxt ``type`` and the ``linear`` flag.
     market_type: str = "swap"
     linear: bool = True
-    #: ccxt param names.
+    #: ``client.has`` entries forced on every client the adapter builds (Bybit:
+    #: ``fetchCurrencies`` False, else ``load_markets`` asks a private coin endpoint first).
+    has_overrides: Mapping[str, object] = field(default_factory=lambda: _ro({}))
+    #: ccxt param names. ``client_id_param`` carries the client id on a placement, a lookup
+    #: and a cancel alike.
     client_id_param: str = "clientOrderId"
     reduce_only_param: str = "reduceOnly"
-    close_position_param: str = "closePosition"
     stop_loss_param: str = "stopLossPrice"
+    #: What a "close the whole position" stop carries (instead of ``reduce_only_param``),
+    #: and the amount handed to ccxt for it (None: no amount; Bybit: 0 with ``qty "0"``).
+    close_position_params: Mapping[str, object] = field(
+        default_factory=lambda: _ro({"closePosition": True})
+    )
+    close_position_amount: float | None = None
+    #: Added to a lookup or an open-order list of conditional orders, and to their cancel.
     trigger_flag: Mapping[str, object] = field(default_factory=lambda: _ro({"trigger": True}))
+    cancel_trigger_flag: Mapping[str, object] = field(
+        default_factory=lambda: _ro({"trigger": True})
+    )
+    #: Added to the open-order list of plain orders (Bybit lists every kind without one).
+    plain_orders_filter: Mapping[str, object] = field(default_factory=lambda: _ro({}))
     market_order_params: Mapping[str, object] = field(default_factory=lambda: _ro({}))
     stop_order_params: Mapping[str, object] = field(default_factory=lambda: _ro({}))
+    #: The order lookup by client id: ccxt calls tried in turn, each with extra params, until
+    #: one finds the order. A method whose name ends in ``_orders`` returns a list (called
+    #: ``(symbol, None, None, params)`` and searched for the client id); any other is called
+    #: ``(None, symbol, params)`` and raises ``OrderNotFound`` when it finds nothing.
+    lookup_calls: tuple[tuple[str, Mapping[str, object]], ...] = (("fetch_order", _ro({})),)
+    #: Open-order lists come in pages of this size (None: one request lists everything),
+    #: the next page named by ``list_cursor``: (field of the last order's ``info``, param).
+    list_page_size: int | None = None
+    list_cursor: tuple[str, str] | None = None
+    #: The ccxt method whose reply carries ``markPrice`` for one symbol.
+    mark_price_call: str = "fetch_mark_price"
+    #: A placement's reply states no status (Bybit: only the ids): a market order is looked
+    #: up once after it was accepted, so the reply carries its fill.
+    lookup_after_place: bool = False
+    #: Path in the raw market (``market["info"]``) of the market-order maximum quantity
+    #: (Binance's comes from its ``MARKET_LOT_SIZE`` filter, read by ``rules_of_market``).
+    market_max_qty_path: tuple[str, ...] = ()
     #: Raw reply fields (``order["info"]``), first present wins.
     status_fields: tuple[str, ...] = ("status",)
     filled_fields: tuple[str, ...] = ("executedQty",)
@@ -81,17 +117,33 @@ class Venue:
     stop_loss_type: str = "STOP_MARKET"
     #: Raw status (upper case) -> the lower-case name the state machine knows.
     statuses: Mapping[str, ExchangeStatus] = field(default_factory=lambda: _ro({}))
+    #: Fields of a JSON reply body holding the exchange's error code, first present wins.
+    error_code_fields: tuple[str, ...] = ("code",)
     #: Exchange error codes (strings, as the reply carries them).
+    #: ``duplicate_codes``: the client id is taken. Binance: by an *open* order; Bybit: by
+    #: any order the account ever had. Either way the adapter looks the holder up.
     duplicate_codes: frozenset[str] = frozenset()
     would_trigger_codes: frozenset[str] = frozenset()
     reduce_only_codes: frozenset[str] = frozenset()
     insufficient_codes: frozenset[str] = frozenset()
-    #: Codes that say "not processed, try later" (overload, request-rate limits).
+    #: Codes that say "not processed, try later" (overload, request-rate limits). A reply
+    #: ccxt reads as a timeout (``RequestTimeout``) is never "busy", whatever its code.
     busy_codes: frozenset[str] = frozenset()
-    #: Codes that say "execution status unknown" whatever class ccxt gives them.
+    #: Codes that say "execution status unknown" whatever class ccxt gives them; of those,
+    #: the ones reported as ``timeout`` rather than ``exchange_unknown``.
     unknown_codes: frozenset[str] = frozenset()
-    #: Header of a 418/429 reply that says how long to back off (seconds).
+    timeout_codes: frozenset[str] = frozenset()
+    #: Replies that say "over the request limit": every request of the account then waits
+    #: for the back-off (HTTP statuses, and codes in a 200 reply).
+    rate_limit_statuses: frozenset[int] = frozenset({418, 429})
+    rate_limit_codes: frozenset[str] = frozenset()
+    #: Header of a refusal that says how long to back off (seconds).
     retry_after_header: str = "Retry-After"
+    #: Header holding the time (epoch ms) when a refused caller may retry (Bybit's
+    #: ``X-Bapi-Limit-Reset-Timestamp``), read against ``server_time_header`` (epoch ms)
+    #: when the reply has it, else the local clock.
+    reset_header: str | None = None
+    server_time_header: str | None = None
     #: The limits the venue publishes (``exchangeInfo.rateLimits``): (type, window s, limit).
     #: The account's limiter starts from these and takes the exchange's own once read.
     rate_limits: tuple[tuple[str, float, int], ...] = ()
@@ -104,6 +156,11 @@ class Venue:
     order_endpoints: frozenset[tuple[str, str]] = frozenset()
     #: Path segments where the API root starts in a request URL (after the base URL).
     api_roots: tuple[str, ...] = ("/fapi/", "/futures/")
+    #: The user stream's listen key: ccxt's implicit methods (create, keep alive) and the
+    #: code of "no such key". None: the venue has none (Bybit's private stream signs an
+    #: ``auth`` message with the key pair instead).
+    listen_key_calls: tuple[str, str] | None = None
+    listen_key_missing_code: int | None = None
 
     def api_urls(self, base_url: str) -> dict[str, str]:
         """The ``urls["api"]`` table for a base URL such as ``http://127.0.0.1:8765``."""
@@ -177,6 +234,7 @@ BINANCE_USDM = Venue(
     insufficient_codes=frozenset({"-2019", "-2018"}),
     busy_codes=frozenset({"-1003", "-1008", "-1015"}),
     unknown_codes=frozenset({"-1000", "-1001", "-1006", "-1007"}),
+    timeout_codes=frozenset({"-1007"}),
     rate_limits=(
         ("REQUEST_WEIGHT", 60.0, 2400),
         ("ORDERS", 60.0, 1200),
@@ -208,9 +266,121 @@ BINANCE_USDM = Venue(
         }
     ),
     order_endpoints=frozenset({("POST", "/fapi/v1/order"), ("POST", "/fapi/v1/algoOrder")}),
+    listen_key_calls=("fapiPrivatePostListenKey", "fapiPrivatePutListenKey"),
+    listen_key_missing_code=-1125,
 )
 
-VENUES: Mapping[str, Venue] = MappingProxyType({BINANCE_USDM.name: BINANCE_USDM})
+_BYBIT_STATUSES = {
+    # Bybit v5 ``orderStatus`` (upper-cased); plain and conditional orders alike.
+    "CREATED": ExchangeStatus.NEW,
+    "NEW": ExchangeStatus.NEW,
+    "ACTIVE": ExchangeStatus.NEW,
+    "PENDINGCANCEL": ExchangeStatus.NEW,
+    "PARTIALLYFILLED": ExchangeStatus.PARTIALLY_FILLED,
+    # a conditional order waiting for its trigger, then triggered (same id to the fill)
+    "UNTRIGGERED": ExchangeStatus.NEW,
+    "TRIGGERED": ExchangeStatus.TRIGGERED,
+    "FILLED": ExchangeStatus.FILLED,
+    "CANCELLED": ExchangeStatus.CANCELED,
+    "CANCELED": ExchangeStatus.CANCELED,
+    # a conditional order cancelled before its trigger
+    "DEACTIVATED": ExchangeStatus.CANCELED,
+    # the rest of a partly filled order cancelled (a market order's IOC remainder)
+    "PARTIALLYFILLEDCANCELED": ExchangeStatus.CANCELED,
+    "REJECTED": ExchangeStatus.REJECTED,
+}
+
+#: Bybit's v5 base URL paths: every ccxt API section is the host itself (paths are
+#: ``/v5/...``), and these five are all ccxt's bybit has.
+_BYBIT_API_KEYS = ("spot", "futures", "v2", "public", "private")
+
+BYBIT_LINEAR = Venue(
+    name="bybit",
+    ccxt_class="bybit",
+    # Issue 17's options: linear markets only, and a unified account (UTA 2.0) declared so
+    # ccxt asks neither /v5/user/query-api nor /v5/account/info before the first order.
+    options=_ro(
+        {
+            "defaultType": "swap",
+            "defaultSubType": "linear",
+            "defaultSettle": "USDT",
+            "fetchMarkets": {"types": ["linear"]},
+            "enableUnifiedAccount": True,
+            "enableUnifiedMargin": False,
+            "unifiedMarginStatus": 6,
+        }
+    ),
+    url_paths=_ro({key: "" for key in _BYBIT_API_KEYS}),
+    error_table=None,
+    has_overrides=_ro({"fetchCurrencies": False}),
+    # ccxt's bybit forwards unknown params as they are: the wire's names throughout.
+    client_id_param="orderLinkId",
+    reduce_only_param="reduceOnly",
+    # ccxt turns stopLossPrice into triggerPrice + triggerDirection (2 for a sell, 1 for a
+    # buy) + reduceOnly; the stop triggers on the mark price, as the local guard watches.
+    stop_loss_param="stopLossPrice",
+    stop_order_params=_ro({"triggerBy": "MarkPrice"}),
+    # Bybit's closePosition: qty "0" + reduceOnly + closeOnTrigger (ccxt leaves qty out for
+    # an amount of 0, so it goes in as a param).
+    close_position_params=_ro({"qty": "0", "reduceOnly": True, "closeOnTrigger": True}),
+    close_position_amount=0.0,
+    trigger_flag=_ro({"trigger": True}),
+    # /v5/order/cancel serves plain and conditional orders alike (ccxt would send the flag).
+    cancel_trigger_flag=_ro({}),
+    plain_orders_filter=_ro({"orderFilter": "Order"}),
+    # fetch_order on a unified account sees only the last 500 orders (and needs
+    # acknowledged=True): open orders first, the latest closed ones (real time), then the
+    # order history (every order, but Bybit says it may lag behind).
+    lookup_calls=(
+        ("fetch_open_orders", _ro({})),
+        ("fetch_open_orders", _ro({"openOnly": 1})),
+        ("fetch_canceled_and_closed_orders", _ro({})),
+    ),
+    list_page_size=50,
+    list_cursor=("nextPageCursor", "cursor"),
+    mark_price_call="fetch_ticker",
+    lookup_after_place=True,
+    market_max_qty_path=("lotSizeFilter", "maxMktOrderQty"),
+    status_fields=("orderStatus",),
+    filled_fields=("cumExecQty",),
+    avg_price_fields=("avgPrice",),
+    id_fields=("orderId",),
+    time_fields=("updatedTime", "createdTime"),
+    order_type_fields=("stopOrderType",),
+    stop_loss_type="STOP",
+    statuses=_ro(_BYBIT_STATUSES),
+    error_code_fields=("retCode", "ret_code"),
+    duplicate_codes=frozenset({"110072"}),
+    would_trigger_codes=frozenset({"110092", "110093"}),
+    reduce_only_codes=frozenset({"110017"}),
+    insufficient_codes=frozenset(
+        {"110004", "110006", "110007", "110012", "110044", "110045", "110051", "110052"}
+    ),
+    # 10016 "System error" (ccxt: ExchangeError; its "Request timeout" twin is ccxt's
+    # RequestTimeout: unknown), 10429 system-level frequency protection, 10006/10018 rate.
+    busy_codes=frozenset({"10006", "10016", "10018", "10429"}),
+    # "Server Timeout": whether the request was executed is not known.
+    unknown_codes=frozenset({"10000", "5004"}),
+    rate_limit_statuses=frozenset({403, 429}),
+    rate_limit_codes=frozenset({"10006", "10018"}),
+    retry_after_header="Retry-After",
+    reset_header="X-Bapi-Limit-Reset-Timestamp",
+    server_time_header="Timenow",
+    # Bybit v5 "Rate Limit": 600 requests per 5 s per IP (every request counts 1), and per
+    # UID per endpoint per second: /v5/order/create 10 (the ORDERS limit here), cancel 10,
+    # the order, position and wallet queries 50 each (not modelled: a 10006 on them
+    # is honoured by its reset timestamp).
+    rate_limits=(
+        ("REQUEST_WEIGHT", 5.0, 600),
+        ("ORDERS", 1.0, 10),
+    ),
+    order_endpoints=frozenset({("POST", "/v5/order/create")}),
+    api_roots=("/v5/",),
+)
+
+VENUES: Mapping[str, Venue] = MappingProxyType(
+    {BINANCE_USDM.name: BINANCE_USDM, BYBIT_LINEAR.name: BYBIT_LINEAR}
+)
 """Known venues by name (``VenueConfig.venue``)."""
 
 
