@@ -12,8 +12,12 @@ The hooks (:func:`client_class`):
   (raises :class:`~infra.exchange.limits.RateBudgetExhausted` when the wait would exceed
   the call's bound), marks ``ps_sent``, and attaches the wire info
   (:class:`~infra.exchange.errors.WireInfo`) to any exception;
-* ``on_rest_response``: every reply corrects the limiter's usage; an ``exchangeInfo`` reply
-  sets the exchange's own limits (:func:`configure_limits`);
+* ``on_rest_response``: every reply corrects the limiter's usage (Binance's ``X-MBX-*``
+  headers; Bybit's ``X-Bapi-Limit`` / ``X-Bapi-Limit-Status`` on an order reply,
+  :func:`order_usage`); a refusal for the rate (:func:`rate_limited`: HTTP 418/429, Bybit's
+  10006 or 403) stops the account's requests for its back-off (:func:`backoff_of`:
+  ``Retry-After``, or the time to Bybit's reset timestamp); an ``exchangeInfo`` reply sets
+  the exchange's own limits (:func:`configure_limits`);
 * ``nonce``: the lease fence of a place or cancel (I7, below).
 
 Per call, the caller sets ``ps_priority`` and ``ps_max_wait`` (the limiter's priority and
@@ -53,12 +57,14 @@ from infra.exchange.limits import AccountLimiter, Cost, Priority, limits_from_ex
 from infra.exchange.venues import Credentials, Venue, VenueConfig
 
 __all__ = [
+    "api_path",
     "arm",
     "backoff_of",
     "client_class",
     "configure_limits",
     "error_code",
     "new_client",
+    "order_usage",
     "rate_limited",
     "request_cost",
     "reset_after",
@@ -68,6 +74,37 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+def api_path(venue: Venue, url: str) -> str:
+    """The path of ``url`` from the venue's API root on (``/fapi/v1/order``)."""
+    path = urlsplit(url).path
+    for root in venue.api_roots:
+        i = path.find(root)
+        if i >= 0:
+            return path[i:]
+    return path
+
+
+def order_usage(
+    venue: Venue, method: str, url: str, headers: Mapping[str, str] | None
+) -> tuple[int, int] | None:
+    """``(limit, used)`` of an order endpoint's own limit, from its reply's headers
+    (:attr:`Venue.order_usage_headers`; Bybit: ``X-Bapi-Limit`` and ``X-Bapi-Limit-Status``,
+    what is left), or None (another endpoint, no such headers, unreadable values)."""
+    spec = venue.order_usage_headers
+    if spec is None or not headers:
+        return None
+    if (method.upper(), api_path(venue, url)) not in venue.order_endpoints:
+        return None
+    try:
+        limit = int(str(headers[spec[0]]).strip())
+        left = int(str(headers[spec[1]]).strip())
+    except (KeyError, ValueError):
+        return None
+    if limit <= 0 or left < 0:
+        return None
+    return limit, max(0, limit - left)
+
+
 def request_cost(venue: Venue, method: str, url: str, body: object) -> Cost:
     """What one request counts against the venue's limits (weight; orders for placements).
 
@@ -75,12 +112,7 @@ def request_cost(venue: Venue, method: str, url: str, body: object) -> Cost:
     ``symbol`` parameter from the query string or a form-encoded body.
     """
     parts = urlsplit(url)
-    path = parts.path
-    for root in venue.api_roots:
-        i = path.find(root)
-        if i >= 0:
-            path = path[i:]
-            break
+    path = api_path(venue, url)
     method = method.upper()
     weights = venue.request_weights.get((method, path))
     if weights is None:
@@ -264,6 +296,11 @@ def client_class(venue: Venue) -> type[Any]:
                         self.ps_default_retry_after if retry is None else retry,
                         rate_limited=refused,
                     )
+                    # A refusal's "nothing left" is the back-off's to honour, not usage.
+                    usage = None if refused else order_usage(venue, method, url, response_headers)
+                    if usage is not None and venue.order_usage_headers is not None:
+                        window = venue.order_usage_headers[2]
+                        limiter.correct("ORDERS", window, usage[1], limit=usage[0])
                     if code == 200 and url.split("?", 1)[0].endswith("/exchangeInfo"):
                         configure_limits(limiter, response_body)
                 return super().on_rest_response(

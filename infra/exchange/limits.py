@@ -8,6 +8,14 @@ lead to an IP ban, 418). ccxt's own throttle knows none of this: it spaces *ever
 by ``rateLimit`` × cost (a Binance order: 50 ms × 4), so a stop-loss waits 200 ms behind the
 entry before it, and a burst the exchange would take at once is spread over seconds.
 
+Bybit v5 limits each account per endpoint per second (``/v5/order/create`` 10/s) and each
+IP to 600 requests per 5 s; modelled here as an ``ORDERS`` limit of 10 per 1 s counting the
+order creations and a ``REQUEST_WEIGHT`` limit of 600 per 5 s counting every request (the
+venue's :attr:`~infra.exchange.venues.Venue.rate_limits`). An order reply states the
+endpoint's limit and what is left (``X-Bapi-Limit``, ``X-Bapi-Limit-Status``:
+:meth:`AccountLimiter.correct`); over it, retCode 10006 in an HTTP 200 reply with
+``X-Bapi-Limit-Reset-Timestamp`` (HTTP 403 for the IP limit).
+
 :class:`AccountLimiter` replaces it for one account (one per
 :class:`~infra.exchange.pool.ClientPool`, i.e. per adapter, shared by the account's threads
 and every call their clients make, the user stream's listen key included):
@@ -30,8 +38,9 @@ and every call their clients make, the user stream's listen key included):
 * **Corrected by the exchange.** Each reply's usage headers say how much the exchange has
   counted in its current window; if that is more than this limiter holds in its window
   (another process on the same account or IP, a weight we estimated too low), the
-  difference is added as usage now. A 429 or 418 stops *every* request until its
-  ``Retry-After`` has passed (sending on would turn 429s into a ban).
+  difference is added as usage now. A 429 or 418 (Bybit: a 10006, a 403) stops *every*
+  request until its ``Retry-After`` (Bybit: its reset timestamp) has passed (sending on
+  would turn 429s into a ban).
 * **Bounded waits.** A request that could not go within its ``max_wait_s`` is refused at
   once with :class:`RateBudgetExhausted` (nothing sent; the adapter reports
   ``rate_limited`` with the expected wait as ``retry_after``).
@@ -399,6 +408,33 @@ class AccountLimiter:
                             if counted > w.used:
                                 self._corrected += 1
                                 w.add(now, counted - w.used)
+            self._cv.notify_all()
+
+    def correct(self, kind: str, window_s: float, counted: int, limit: int | None = None) -> None:
+        """The exchange says it has counted ``counted`` against the ``kind`` limit of
+        ``window_s`` in its current window (Bybit: ``X-Bapi-Limit`` minus
+        ``X-Bapi-Limit-Status`` on an order reply): usage below that is raised to it. A
+        ``limit`` other than the one held (the account's tier on the exchange) replaces it.
+        Unknown kinds and windows are ignored."""
+        if limit is not None and limit > 0:
+            current = self.limits
+            new = tuple(
+                Limit(lim.kind, lim.window_s, limit)
+                if (lim.kind, lim.window_s) == (kind, window_s)
+                else lim
+                for lim in current
+            )
+            if new != current:
+                log.info("exchange states the %s limit: %d per %gs", kind, limit, window_s)
+                self.configure(new)
+        now = self._clock()
+        with self._cv:
+            for w in self._windows:
+                if w.limit.kind == kind and w.limit.window_s == window_s:
+                    w.expire(now)
+                    if counted > w.used:
+                        self._corrected += 1
+                        w.add(now, counted - w.used)
             self._cv.notify_all()
 
     # -- inspection ---------------------------------------------------------------------------

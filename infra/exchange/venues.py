@@ -144,6 +144,11 @@ class Venue:
     #: when the reply has it, else the local clock.
     reset_header: str | None = None
     server_time_header: str | None = None
+    #: Headers of an order endpoint's reply (:attr:`order_endpoints`) stating its limit and
+    #: what is left of it, and that limit's window in seconds: the ``ORDERS`` limit of that
+    #: window takes the stated limit and usage (Bybit: ``X-Bapi-Limit``,
+    #: ``X-Bapi-Limit-Status``, 1 s). None: usage headers of Binance's kind only.
+    order_usage_headers: tuple[str, str, float] | None = None
     #: The limits the venue publishes (``exchangeInfo.rateLimits``): (type, window s, limit).
     #: The account's limiter starts from these and takes the exchange's own once read.
     rate_limits: tuple[tuple[str, float, int], ...] = ()
@@ -375,6 +380,7 @@ BYBIT_LINEAR = Venue(
         ("ORDERS", 1.0, 10),
     ),
     order_endpoints=frozenset({("POST", "/v5/order/create")}),
+    order_usage_headers=("X-Bapi-Limit", "X-Bapi-Limit-Status", 1.0),
     api_roots=("/v5/",),
 )
 

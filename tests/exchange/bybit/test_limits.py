@@ -11,10 +11,19 @@ import pytest
 
 from actors.messages import CallResult
 from infra.exchange import BINANCE_USDM, BYBIT_LINEAR, CcxtExchange
-from infra.exchange.client import backoff_of, error_code, rate_limited, request_cost, reset_after
+from infra.exchange.client import (
+    backoff_of,
+    error_code,
+    order_usage,
+    rate_limited,
+    request_cost,
+    reset_after,
+)
+from infra.exchange.limits import AccountLimiter, Limit
 from sim.bybit import BybitExchange
-from tests.exchange.bybit.conftest import ACCOUNT, KEY
+from tests.exchange.bybit.conftest import ACCOUNT, API_KEY, API_SECRET, KEY
 from tests.exchange.conftest import entry
+from tests.sim.bybit.conftest import make_bybit_ccxt
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -101,3 +110,37 @@ def test_a_rate_refusal_holds_every_request_until_the_reset_timestamp(
     assert looked.result is CallResult.NOT_FOUND
     assert time.monotonic() - refused_at >= 0.8
     assert ex.place_order(entry("ps1e3")).result is CallResult.ACCEPTED
+
+
+def test_an_order_reply_states_the_limit_and_what_is_left() -> None:
+    url = "http://127.0.0.1:1/v5/order/create"
+    headers = {"X-Bapi-Limit": "20", "X-Bapi-Limit-Status": "15"}
+    assert order_usage(BYBIT_LINEAR, "POST", url, headers) == (20, 5)
+    assert order_usage(BYBIT_LINEAR, "GET", "http://h/v5/order/realtime", headers) is None
+    assert order_usage(BYBIT_LINEAR, "POST", url, {"X-Bapi-Limit": "x"}) is None
+    assert order_usage(BINANCE_USDM, "POST", "http://h/fapi/v1/order", headers) is None
+    limiter = AccountLimiter([Limit(k, w, n) for k, w, n in BYBIT_LINEAR.rate_limits])
+    limiter.correct("ORDERS", 1.0, 5, limit=20)  # a higher tier than the default 10
+    assert Limit("ORDERS", 1.0, 20) in limiter.limits
+    assert limiter.stats().usage["x-mbx-order-count-1s"] == 5
+
+
+@pytest.mark.integration
+def test_usage_of_another_client_on_the_account_is_taken_from_the_reply(
+    bybit: BybitExchange, make_exchange: Callable[..., CcxtExchange]
+) -> None:
+    """Orders sent by someone else on the account count: after 6 of theirs and one of ours,
+    the limiter holds 7 of the 10 of this second."""
+    ex = make_exchange(enable_rate_limit=True)
+    ex.load_markets()
+    assert ex.limiter is not None
+    other = make_bybit_ccxt(bybit.base_url, API_KEY, API_SECRET)
+    try:
+        other.load_markets()
+        for _ in range(6):
+            other.create_order("BTC/USDT:USDT", "market", "buy", 0.001)
+    finally:
+        other.session.close()
+    ex.place_order(entry("ps1e1", qty=0.001))
+    assert ex.limiter.stats().usage["x-mbx-order-count-1s"] >= 7
+    assert ex.limiter.stats().corrected >= 1
