@@ -4,6 +4,7 @@ Modules, one job each: ``venues`` holds every exchange-specific parameter; ``cli
 ccxt class with the adapter's hooks (limiter, wire info); ``pool`` one ccxt client per
 calling thread and the markets they share; ``translate`` the pure translation between ccxt's
 structures and the port's types; ``order_rules`` a request onto the market's rules;
+``order_queries`` an order by client id and the open orders, as each venue answers them;
 ``errors`` the ccxt exception -> port outcome mapping; ``limits`` the account's request
 limiter; ``listen_keys`` the user stream's listen key; ``ccxt_adapter`` the port methods.
 """

@@ -8,9 +8,11 @@ The jobs behind it, one module each: :mod:`infra.exchange.pool` (one ccxt client
 thread, the markets they share, see there for thread safety), :mod:`infra.exchange.client`
 (the ccxt class with the limiter and wire-info hooks), :mod:`infra.exchange.order_rules` (a
 request onto the market's rules), :mod:`infra.exchange.translate` (pure translation of ccxt
-replies), :mod:`infra.exchange.errors` (ccxt exception -> port outcome) and
-:mod:`infra.exchange.listen_keys`. This module holds the port methods only; it is a little
-over 400 lines because each of the five keeps its full contract (outcomes, logging) here.
+replies), :mod:`infra.exchange.order_queries` (an order by client id, the open orders, as
+the venue answers them), :mod:`infra.exchange.errors` (ccxt exception -> port outcome) and
+:mod:`infra.exchange.listen_keys`. This module holds the port methods only; it is close to
+500 lines because each of the five keeps its full contract (outcomes, logging) here, with a
+placement's two follow-ups (the duplicate check, the status lookup of a Bybit order).
 
 Failure: the order methods never raise for exchange or network errors; the mapping lives
 in :mod:`infra.exchange.errors` (UNKNOWN whenever the order may have reached the exchange).
@@ -22,9 +24,18 @@ Market rules: every order's quantity and price go through the market's own filte
 anything is sent (:meth:`CcxtExchange.place_order`); the rules come from the markets, loaded
 once, and are cached per symbol (:meth:`~infra.exchange.pool.ClientPool.market_rules`).
 Nothing here retries an order call: Binance checks client ids only among *open* orders, so
-a filled market order sent again fills again. ccxt's own ``maxRetriesOnFailure`` is forced
-to 0 for the same reason. :meth:`CcxtExchange.fetch_account` raises
-:class:`AccountFetchError` (the sync treats it as "no observation this round").
+a filled market order sent again fills again (Bybit refuses an ``orderLinkId`` the account
+ever used, 110072, but the adapter relies on that only to look the holder up). ccxt's own
+``maxRetriesOnFailure`` is forced to 0 for the same reason.
+
+Per venue, everything comes from the :class:`~infra.exchange.venues.Venue`: the lookup by
+client id is its ``lookup_calls`` in turn (Binance: ``fetch_order``; Bybit: open orders,
+the latest closed ones, the order history), open-order lists are read page by page when it
+pages them, the mark price comes from its ``mark_price_call``, and a market order whose
+placement reply states no status (Bybit's) is looked up once after it was accepted.
+
+:meth:`CcxtExchange.fetch_account` raises :class:`AccountFetchError` (the sync treats it
+as "no observation this round").
 
 Logs never carry credentials: the key pair stays inside the ccxt clients, exception texts
 are logged through :func:`~infra.exchange.errors.describe` (URL query strings removed).
@@ -36,8 +47,6 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
-
-import ccxt
 
 from actors.messages import CallResult
 from actors.model import ExchangeStatus, Key, MarketRules, OrderKind
@@ -54,6 +63,7 @@ from infra.exchange.client import arm
 from infra.exchange.errors import Op, Reason, classify, describe, local_reason
 from infra.exchange.limits import AccountLimiter, Priority
 from infra.exchange.listen_keys import ListenKeys
+from infra.exchange.order_queries import find_order, open_orders
 from infra.exchange.order_rules import Refusal, request_on_rules
 from infra.exchange.pool import ClientPool, MarketsUnavailable, UnknownSymbol
 from infra.exchange.translate import (
@@ -70,26 +80,6 @@ __all__ = ["AccountFetchError", "CcxtExchange"]
 log = logging.getLogger(__name__)
 
 _ORDER_TYPE = "market"
-#: At most this many pages of open orders per list (Bybit: 50 a page).
-_MAX_PAGES = 20
-
-
-def _cursor(page: list[Any], field: str) -> Any:
-    """The next page's cursor that ccxt put in one order's ``info`` (bybit: the first's)."""
-    for order in page:
-        info = order.get("info") if isinstance(order, Mapping) else None
-        value = info.get(field) if isinstance(info, Mapping) else None
-        if value:
-            return value
-    return None
-
-
-def _holding(orders: Any, client_id: str) -> Mapping[str, Any] | None:
-    """The order of a ccxt order list whose client id is ``client_id`` (None: none)."""
-    for order in orders if isinstance(orders, list) else []:
-        if isinstance(order, Mapping) and order.get("clientOrderId") == client_id:
-            return order
-    return None
 
 
 class AccountFetchError(Exception):
@@ -193,9 +183,11 @@ class CcxtExchange:
         ``TypeError`` ...) is REJECTED ``local:<Class>``. Exchange outcomes:
         :mod:`infra.exchange.errors`.
 
-        A duplicate client id (-4116) means an open order holds the id: it is looked up and
-        accepted as ours (ACCEPTED ``duplicate``, with its status) only when its symbol, side
-        and (for stops) order type are the request's; another order is REJECTED
+        A duplicate client id (Binance -4116: an open order holds it; Bybit 110072: an order
+        the account ever had, open or closed, holds it) is looked up and accepted as ours
+        (ACCEPTED ``duplicate``, with the holder's real status: ``canceled`` for a cancelled
+        stop, ``filled`` ...) only when its symbol, side and (for stops) order type are the
+        request's; another order is REJECTED
         ``duplicate_id_mismatch`` (logged as an error); when the lookup cannot tell, the
         outcome is UNKNOWN ``duplicate_unverified`` (the actor looks it up again).
         """
@@ -287,7 +279,8 @@ class CcxtExchange:
         )
 
     def _duplicate(self, client: Any, symbol: str, req: OrderRequest) -> OrderReply:
-        """-4116 for ``req``: is the open order holding its client id ours? (see place_order)"""
+        """A duplicate refusal for ``req``: is the order holding its client id ours? (see
+        place_order)"""
         found, order = self._by_client_id(
             Op.LOOKUP, client, symbol, req.key, req.client_id, req.kind.trigger
         )
@@ -390,34 +383,17 @@ class CcxtExchange:
     def _find(
         self, client: Any, symbol: str, key: Key, client_id: str, trigger: bool
     ) -> tuple[OrderReply, Mapping[str, Any] | None]:
-        """Look ``client_id`` up with the venue's lookup calls (:attr:`Venue.lookup_calls`),
-        in turn until one finds it: FOUND with the order, NOT_FOUND when none does, the
-        classified failure of the first call that fails otherwise (a later call could not
-        prove the order absent).
-
-        Binance: one ``fetch_order`` by client id (it sees every order). Bybit:
-        ``fetch_order`` sees only the last 500 orders, so the open orders, then the latest
-        closed ones, then the order history are searched for the ``orderLinkId``.
-        """
-        for method, extra in self.venue.lookup_calls:
-            params: dict[str, Any] = {self.venue.client_id_param: client_id, **extra}
-            if trigger:
-                params.update(self.venue.trigger_flag)
-            client.ps_sent = False
-            try:
-                if method.endswith("_orders"):
-                    listed = getattr(client, method)(symbol, None, None, params)
-                    order = _holding(listed, client_id)
-                    if order is None:
-                        continue
-                else:
-                    order = getattr(client, method)(None, symbol, params)
-            except ccxt.OrderNotFound:
-                continue
-            except Exception as exc:
-                return self._failed(Op.LOOKUP, client, exc, key, client_id), None
-            return self._reply(CallResult.FOUND, order), order
-        return OrderReply(CallResult.NOT_FOUND, str(Reason.NOT_FOUND)), None
+        """Look ``client_id`` up (:func:`~infra.exchange.order_queries.find_order`, the
+        venue's lookup calls in turn): FOUND with the order, NOT_FOUND when no call finds
+        it, the classified failure of a call that fails (a later call could not prove the
+        order absent)."""
+        try:
+            order = find_order(self.venue, client, symbol, client_id, trigger)
+        except Exception as exc:
+            return self._failed(Op.LOOKUP, client, exc, key, client_id), None
+        if order is None:
+            return OrderReply(CallResult.NOT_FOUND, str(Reason.NOT_FOUND)), None
+        return self._reply(CallResult.FOUND, order), order
 
     def _failed(self, op: Op, client: Any, exc: Exception, key: Key, client_id: str) -> OrderReply:
         """The classified reply of a lookup or cancel that raised (logged when UNKNOWN)."""
@@ -448,8 +424,8 @@ class CcxtExchange:
             client = self.pool.client()
             arm(client, Priority.READ, self.config.timeout_s)
             raw_positions = client.fetch_positions()
-            plain = self._open_orders(client, self.venue.plain_orders_filter)
-            conditional = self._open_orders(client, self.venue.trigger_flag)
+            plain = open_orders(self.venue, client, self.venue.plain_orders_filter)
+            conditional = open_orders(self.venue, client, self.venue.trigger_flag)
         except Exception as exc:
             raise AccountFetchError(f"account {account}: {describe(exc)}") from None
         to_id = self.pool.to_id
@@ -460,26 +436,6 @@ class CcxtExchange:
             started,
             self.pool.symbols,
         )
-
-    def _open_orders(self, client: Any, flag: Mapping[str, object]) -> list[Any]:
-        """Every open order of one kind (``flag``), page after page when the venue lists
-        them in pages (:attr:`Venue.list_page_size`; Bybit: 50, by cursor). Raises when a
-        page fails, or when there are more than :data:`_MAX_PAGES` pages (nothing partial)."""
-        venue = self.venue
-        size, cursor = venue.list_page_size, venue.list_cursor
-        if size is None or cursor is None:
-            return list(client.fetch_open_orders(None, None, None, dict(flag)))
-        field, param = cursor
-        orders: list[Any] = []
-        params: dict[str, Any] = dict(flag)
-        for _ in range(_MAX_PAGES):
-            page = list(client.fetch_open_orders(None, None, size, dict(params)))
-            orders.extend(page)
-            nxt = _cursor(page, field)
-            if len(page) < size or not nxt:
-                return orders
-            params[param] = nxt
-        raise AccountFetchError(f"more than {_MAX_PAGES * size} open orders")
 
     def fetch_market(self, key: Key) -> MarketReply:
         """The symbol's mark price (one request) and market rules (cached, see market_rules).

@@ -408,8 +408,11 @@ class Credentials:
 class VenueConfig:
     """One account's exchange configuration.
 
+    ``venue``: a key of :data:`VENUES` (``binanceusdm``, ``bybit``; an account's
+    ``exchange`` in the configuration).
     ``base_url``: ``None`` keeps ccxt's production URLs; ``http://127.0.0.1:<port>`` points at
-    ``sim/``; ``https://testnet.binancefuture.com`` at Binance's futures testnet. The adapter
+    ``sim/`` (``sim.bybit`` for ``bybit``); ``https://testnet.binancefuture.com`` at Binance's
+    futures testnet, ``https://api-testnet.bybit.com`` at Bybit's. The adapter
     replaces ``urls["api"]`` with :attr:`Venue.url_paths` under that base.
 
     Credentials: ``api_credentials`` when given (the process wiring passes the pair the
