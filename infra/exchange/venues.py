@@ -335,7 +335,9 @@ BYBIT_LINEAR = Venue(
     plain_orders_filter=_ro({"orderFilter": "Order"}),
     # fetch_order on a unified account sees only the last 500 orders (and needs
     # acknowledged=True): open orders first, the latest closed ones (real time), then the
-    # order history (every order, but Bybit says it may lag behind).
+    # order history (every order, but Bybit says it may lag behind). Open first: an order
+    # only ever goes from open to closed, so one that closes between two calls is still
+    # found by the second (closed first could miss it; it would save a request per fill).
     lookup_calls=(
         ("fetch_open_orders", _ro({})),
         ("fetch_open_orders", _ro({"openOnly": 1})),
