@@ -163,10 +163,16 @@ def reset_after(
     return max(0.0, (reset_ms - now_ms) / 1000.0)
 
 
-def backoff_of(venue: Venue, headers: Mapping[str, str] | None) -> float | None:
-    """How long a refused reply's headers say to wait: the venue's ``Retry-After`` header
-    (seconds), else its reset-timestamp header (:func:`reset_after`); None when neither."""
+def backoff_of(
+    venue: Venue, headers: Mapping[str, str] | None, status: int | None = None
+) -> float | None:
+    """How long a refused reply says to wait: the venue's ``Retry-After`` header (seconds),
+    else the venue's back-off for the HTTP ``status`` (:attr:`Venue.status_backoff_s`:
+    Bybit's 403 IP ban, whatever an endpoint's reset timestamp says), else its
+    reset-timestamp header (:func:`reset_after`); None when none of them applies."""
     seconds = retry_after(headers, venue.retry_after_header)
+    if seconds is None and status is not None:
+        seconds = venue.status_backoff_s.get(status)
     if seconds is None and venue.reset_header is not None:
         seconds = reset_after(headers, venue.reset_header, venue.server_time_header)
     return seconds
@@ -289,7 +295,7 @@ def client_class(venue: Venue) -> type[Any]:
                         code,
                         error_code(response_body, venue.error_code_fields) if short else None,
                     )
-                    retry = backoff_of(venue, response_headers) if refused else None
+                    retry = backoff_of(venue, response_headers, code) if refused else None
                     limiter.observe(
                         code,
                         response_headers,
@@ -346,7 +352,7 @@ def client_class(venue: Venue) -> type[Any]:
                             and venue is not None
                             and rate_limited(venue, status, code)
                         ):
-                            backoff = backoff_of(venue, resp_headers)
+                            backoff = backoff_of(venue, resp_headers, status)
                         info = WireInfo(http_status=status, retry_after=backoff, code=code)
                     attach_wire(exc, info)
                     raise

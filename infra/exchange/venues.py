@@ -139,6 +139,9 @@ class Venue:
     rate_limit_codes: frozenset[str] = frozenset()
     #: Header of a refusal that says how long to back off (seconds).
     retry_after_header: str = "Retry-After"
+    #: Back-off (seconds) of a refusal by HTTP status when no header says how long (Bybit:
+    #: a 403 is an IP ban; "wait for at least 10 minutes", Bybit's v5 rate-limit page).
+    status_backoff_s: Mapping[int, float] = field(default_factory=lambda: _ro({}))
     #: Header holding the time (epoch ms) when a refused caller may retry (Bybit's
     #: ``X-Bapi-Limit-Reset-Timestamp``), read against ``server_time_header`` (epoch ms)
     #: when the reply has it, else the local clock.
@@ -369,6 +372,7 @@ BYBIT_LINEAR = Venue(
     # "Server Timeout": whether the request was executed is not known.
     unknown_codes=frozenset({"10000", "5004"}),
     rate_limit_statuses=frozenset({403, 429}),
+    status_backoff_s=_ro({403: 600.0}),
     rate_limit_codes=frozenset({"10006", "10018"}),
     retry_after_header="Retry-After",
     reset_header="X-Bapi-Limit-Reset-Timestamp",

@@ -45,6 +45,8 @@ def test_reset_timestamp_is_read_against_the_replys_server_time() -> None:
     assert backoff_of(BYBIT_LINEAR, headers) == 1.5
     assert backoff_of(BYBIT_LINEAR, {"Retry-After": "3", **headers}) == 3.0
     assert backoff_of(BINANCE_USDM, headers) is None
+    assert backoff_of(BYBIT_LINEAR, {}, 403) == 600.0
+    assert backoff_of(BYBIT_LINEAR, {"Retry-After": "3"}, 403) == 3.0
 
 
 def test_what_counts_as_a_refusal_for_the_rate() -> None:
@@ -144,3 +146,28 @@ def test_usage_of_another_client_on_the_account_is_taken_from_the_reply(
     ex.place_order(entry("ps1e1", qty=0.001))
     assert ex.limiter.stats().usage["x-mbx-order-count-1s"] >= 7
     assert ex.limiter.stats().corrected >= 1
+
+
+@pytest.mark.integration
+def test_an_ip_ban_403_holds_every_request_for_ten_minutes(
+    bybit: BybitExchange, make_exchange: Callable[..., CcxtExchange]
+) -> None:
+    """HTTP 403 carries no reset timestamp: Bybit's rule (wait at least 10 minutes) is the
+    back-off, and nothing more is sent in the meantime."""
+    ex = make_exchange(enable_rate_limit=True, entry_max_wait_s=0.2, resolve_max_wait_s=0.2)
+    ex.load_markets()
+    assert ex.limiter is not None
+    bybit.add_fault("error_code", code=10018, status=403, msg="access too frequent", **CREATE)
+    first = ex.place_order(entry("ps1e1"))
+    assert (first.result, first.reason, first.retry_after) == (
+        CallResult.REJECTED,
+        "rate_limited",
+        600.0,
+    )
+    sent = len(bybit.order_log(ACCOUNT))
+    held = ex.place_order(entry("ps1e2"))
+    assert (held.result, held.reason) == (CallResult.REJECTED, "rate_limited")
+    assert held.retry_after is not None and held.retry_after > 590.0
+    looked = ex.lookup_order(KEY, "ps1e1", False)
+    assert (looked.result, looked.reason) == (CallResult.UNKNOWN, "rate_limited")
+    assert len(bybit.order_log(ACCOUNT)) == sent
