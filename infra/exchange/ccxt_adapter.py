@@ -255,11 +255,14 @@ class CcxtExchange:
         self, client: Any, symbol: str, req: OrderRequest, accepted: OrderReply
     ) -> OrderReply:
         """A market order the exchange accepted with a reply that states no status (Bybit:
-        only its ids): looked up once (at ``RESOLVE`` priority) so the reply carries its
-        status and fill. The acceptance stands whatever the lookup says; a lookup that finds
-        nothing or fails leaves it as it was (status unknown: the stream or a later lookup
-        tells)."""
-        arm(client, Priority.RESOLVE, self.config.resolve_max_wait_s)
+        only its ids): looked up once (an entry at ``RESOLVE`` priority, a close at
+        ``PROTECT``) so the reply carries its status and fill. The acceptance stands whatever
+        the lookup says; a lookup that finds nothing or fails leaves it as it was (status
+        unknown: the stream or a later lookup tells)."""
+        if req.kind is OrderKind.ENTRY:
+            arm(client, Priority.RESOLVE, self.config.resolve_max_wait_s)
+        else:
+            arm(client, Priority.PROTECT, self.config.timeout_s)
         found, _ = self._by_client_id(
             Op.LOOKUP, client, symbol, req.key, req.client_id, req.kind.trigger
         )
