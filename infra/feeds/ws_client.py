@@ -289,6 +289,8 @@ class ReconnectingWebSocket:
                 "unauthorized",
                 "handshake_rejected",
                 "prepare_failed",
+                "auth_refused",
+                "subscribe_refused",
             ):
                 attempt = 0
             delay = self.backoff.delay(attempt, self._rng.random())
