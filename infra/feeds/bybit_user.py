@@ -101,6 +101,7 @@ class BybitUserStream(RunnerFeed):
             clock=clock,
         )
         self.readies = 0
+        self._leaving = False
         self.updates = 0
         self.undelivered = 0
         self.ignored = 0
@@ -129,10 +130,11 @@ class BybitUserStream(RunnerFeed):
 
     def _on_open(self, n: int) -> None:
         self.runner.outbox.clear()  # a request queued for the last connection is stale
+        self._leaving = False
         self.session.opened(n, self._send)
 
     def _idle(self) -> None:
-        if self.runner.connected.is_set():
+        if self.runner.connected.is_set() and not self._leaving:
             self._step(self.session.idle(self._send), b"")
 
     def _step(self, step: Step, data: bytes) -> None:
@@ -141,7 +143,8 @@ class BybitUserStream(RunnerFeed):
         if step.ready:
             self.readies += 1
             self._sync("stream connected" if self.readies == 1 else "stream reconnect")
-        if step.reconnect is not None:
+        if step.reconnect is not None and not self._leaving:
+            self._leaving = True  # this connection is ending: no second verdict on it
             log.warning("%s: %s; reconnecting", self.name, step.reconnect)
             self.runner.reconnect(step.reconnect)
 

@@ -160,6 +160,7 @@ class MarkPriceFeed(RunnerFeed):
         self.delivered = 0
         self._pending: dict[str, list[float]] = {}
         self.refused: Counter[str] = Counter()
+        self._leaving = False
         self.runner = ReconnectingWebSocket(
             name,
             lambda: Connect(self.url),
@@ -195,6 +196,7 @@ class MarkPriceFeed(RunnerFeed):
 
     def _on_open(self, n: int) -> None:
         self.runner.outbox.clear()  # a request queued for the last connection is stale
+        self._leaving = False
         try:
             self.wire.opened(n, self._send)
         except Exception:
@@ -240,11 +242,12 @@ class MarkPriceFeed(RunnerFeed):
 
     def _drained(self) -> None:
         self._flush()
-        if self.runner.connected.is_set():
+        if self.runner.connected.is_set() and not self._leaving:
             refusal, reconnect = self.wire.idle(self._send)
             if refusal is not None:
                 self._refuse(refusal, b"")
             if reconnect is not None:
+                self._leaving = True  # this connection is ending: no second verdict on it
                 log.warning("%s: %s; reconnecting", self.name, reconnect)
                 self.runner.reconnect(reconnect)
 
