@@ -11,8 +11,9 @@ one does:
   average price ``avgPrice``, exchange id ``orderId``; ``algo`` for a conditional order,
   ``stopOrderType`` set). A conditional order keeps its ``orderId`` and ``orderLinkId`` from
   placement to fill (``Untriggered`` → ``Triggered`` → ``Filled``): no linking as on Binance;
-* an order the exchange made to liquidate or deleverage the account (``createType``
-  ``CreateByLiq`` / ``CreateByAdl…`` / ``CreateByTakeOver…``), an ``execution`` of such a kind
+* an order the exchange made to liquidate, deleverage or close the account's position
+  (``createType`` ``CreateByLiq``, ``CreateByAdl…``, ``CreateByTakeOver…``,
+  ``CreateByAdminClosing`` …), an ``execution`` of such a kind
   (``AdlTrade``, ``BustTrade``, ``Delivery``, ``Settle``, ``MovePosition``) and a ``position``
   row whose ``positionStatus`` is not ``Normal`` → :class:`AccountEvent` (a sync of the
   account, as Binance's ``ACCOUNT_UPDATE`` with a reason other than ``ORDER``);
@@ -59,6 +60,17 @@ ORDER_STATUS: Mapping[str, ExchangeStatus] = {
 """Bybit's ``orderStatus`` → the state machine's status. ``Untriggered``: a conditional order
 resting; ``Triggered`` / ``Active``: it triggered and rests on as an order; ``Deactivated``:
 cancelled before it triggered. A status not listed is ``None`` (nothing acts on it)."""
+
+_EXCHANGE_ORDERS = (
+    "CreateByLiq",
+    "CreateByAdl",
+    "CreateByTakeOver",
+    "CreateByAdminClosing",
+    "CreateBySettle",
+    "CreateByMmRateClose",
+)
+"""``createType`` prefixes of orders the exchange places on the account (liquidation, ADL,
+takeover, admin close, settlement, MM-rate close): sync the account."""
 
 _EXCHANGE_EXECUTIONS = frozenset({"AdlTrade", "BustTrade", "Delivery", "Settle", "MovePosition"})
 """``execType`` values that move a position without an order of ours: sync the account."""
@@ -139,9 +151,7 @@ def _order(row: Mapping[str, Any], t: float | None) -> UserEvent | Refusal:
     if category != "linear":
         return OtherEvent(f"order:{str(category)[:16]}")
     create = row.get("createType")
-    if isinstance(create, str) and (
-        create.startswith("CreateByLiq") or "Adl" in create or "akeOver" in create
-    ):
+    if isinstance(create, str) and create.startswith(_EXCHANGE_ORDERS):
         return AccountEvent(create[:40], (sym,), t or 0.0)
     cid = row.get("orderLinkId")
     if not isinstance(cid, str) or not cid:

@@ -128,6 +128,8 @@ def test_the_exchange_moving_a_position_is_an_account_event() -> None:
     assert isinstance(liq, AccountEvent) and liq.symbols == ("BTCUSDT",)
     adl = one(frame("order", order(createType="CreateByAdl_PassThrough")))
     assert isinstance(adl, AccountEvent)
+    ours = one(frame("order", order(createType="CreateByStopLoss")))
+    assert isinstance(ours, OrderEvent), "a stop of ours is an order, not the exchange's"
     bust = one(frame("execution", {"symbol": "ETHUSDT", "execType": "BustTrade"}))
     assert isinstance(bust, AccountEvent) and bust.reason == "BustTrade"
     pos = one(frame("position", {"symbol": "ETHUSDT", "positionStatus": "Adl"}))
