@@ -16,6 +16,10 @@ age fresh for the actors. A delta before any mark of its symbol yields nothing
 ``markPrice`` (not a number, NaN, ≤ 0, huge) is refused (``bad_price``) and the known mark
 kept.
 
+Pongs are data frames, so the runner's silence watchdog (no data for a while) cannot tell a
+stream that stopped ticking from a quiet one: the wire has its own, ``silence_timeout_s``
+without any ``tickers`` message once subscribed ends the connection (``silence``).
+
 Threads: the feed's runner thread only. Never raises for bad input.
 """
 
@@ -43,9 +47,13 @@ class BybitTickers:
         ping_interval_s: float = 20.0,
         pong_timeout_s: float = 10.0,
         reply_timeout_s: float = 10.0,
+        silence_timeout_s: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url.rstrip("/")
+        self._mono = monotonic
+        self.silence_timeout_s = silence_timeout_s
+        self._last_ticker = monotonic()
         self._symbols = frozenset(symbols)
         self.session = BybitSession(
             f"tickers@{self.url}",
@@ -65,11 +73,13 @@ class BybitTickers:
 
     def opened(self, n: int, send: Send) -> None:
         self._marks.clear()
+        self._last_ticker = self._mono()
         self.session.opened(n, send)
 
     def parse(self, data: bytes, send: Send) -> tuple[list[MarkPrice], list[Refusal]]:
         msg = parse_bybit_ticker(data)
         if isinstance(msg, TickerUpdate):
+            self._last_ticker = self._mono()
             return self._merge(msg)
         if isinstance(msg, OpReply):
             step = self.session.reply(msg, send)
@@ -95,4 +105,9 @@ class BybitTickers:
 
     def idle(self, send: Send) -> tuple[Refusal | None, str | None]:
         step = self.session.idle(send)
+        silence = self.silence_timeout_s
+        if step.reconnect is None and silence is not None and self.session.ready:
+            quiet = self._mono() - self._last_ticker
+            if quiet > silence:
+                return Refusal("silence", f"no ticker for {quiet:.1f}s"), "silence"
         return step.refusal, step.reconnect

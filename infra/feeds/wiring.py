@@ -91,6 +91,7 @@ class _Timing:
 
     ping_s: float
     pong_s: float
+    silence_s: float | None
     backoff: Backoff | None
     metrics: FeedMetrics | None
     clock: Callable[[], float]
@@ -165,7 +166,10 @@ STREAMS: Mapping[str, VenueStreams] = {
     "bybit": VenueStreams(
         market_url=lambda acc: bybit_stream_urls(acc.ws_url)[1],
         wire=lambda t: partial(
-            BybitTickers, ping_interval_s=min(20.0, t.ping_s), pong_timeout_s=t.pong_s
+            BybitTickers,
+            ping_interval_s=min(20.0, t.ping_s),
+            pong_timeout_s=t.pong_s,
+            silence_timeout_s=t.silence_s,
         ),
         user=_bybit_user,
     ),
@@ -229,7 +233,7 @@ def feeds_from_config(
     third = max(1.0, silence / 3)
     out: list[Feed] = []
     if config.feeds.exchange_streams and names:
-        timing = _Timing(third, third, backoff, metrics, clock)
+        timing = _Timing(third, third, silence, backoff, metrics, clock)
         by_url: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
         for name in names:
             acc = config.accounts[name]

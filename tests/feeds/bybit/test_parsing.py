@@ -316,3 +316,32 @@ def test_an_unanswered_auth_times_out() -> None:
     clock.now += 10.5
     step = session.idle(lambda s: None)
     assert step.reconnect == "auth_timeout" and step.refusal == Refusal("auth_timeout")
+
+
+def test_the_tickers_wire_ends_a_connection_that_stopped_ticking() -> None:
+    """Pongs keep the runner's own silence watchdog quiet: the wire watches tickers."""
+    clock = Clock()
+    sent: list[str] = []
+    wire = BybitTickers("ws://x", ["BTCUSDT"], silence_timeout_s=30.0, monotonic=clock)
+    wire.opened(1, sent.append)
+    clock.now += 60  # not subscribed yet: the subscription's own timeout applies
+    assert wire.idle(sent.append)[1] == "subscribe_timeout"
+    wire.opened(2, sent.append)
+    rid = requests(sent)[-1]["req_id"]
+    wire.parse(
+        json.dumps({"success": True, "op": "subscribe", "req_id": rid}).encode(), sent.append
+    )
+    clock.now += 20
+    wire.parse(ticker("snapshot", markPrice="1"), sent.append)
+    clock.now += 29
+    assert wire.idle(sent.append) == (None, None)
+    answer = {
+        "success": True,
+        "ret_msg": "pong",
+        "op": "ping",
+        "req_id": requests(sent)[-1]["req_id"],
+    }
+    wire.parse(json.dumps(answer).encode(), sent.append)
+    clock.now += 2
+    refusal, reconnect = wire.idle(sent.append)
+    assert reconnect == "silence" and refusal is not None and refusal.reason == "silence"
