@@ -104,7 +104,7 @@ def test_a_bad_row_does_not_cost_its_neighbours(
         message("order", order_row(cumExecQty="NaN"), order_row(orderLinkId="h2")),
     )
     assert recorder.wait_update("h2", "filled").filled_qty == 0.01
-    assert private.refused == {"bad_quantity": 1}
+    wait_until(lambda: private.refused == {"bad_quantity": 1}, 5.0, "the bad row counted")
 
 
 def test_the_exchange_moving_a_position_asks_for_a_sync(
