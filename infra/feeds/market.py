@@ -62,8 +62,9 @@ class MarkPriceWire(Protocol):
 
     ``parse`` returns the prices of a frame and a refusal per bad item (reported and counted
     by the feed), and may answer with requests (``send``); ``opened`` sends what a new
-    connection needs; ``idle`` (called at least every ``poll_s`` while connected) sends what
-    is due and returns a refusal to report and a reason to reconnect, when there is one."""
+    connection needs; ``idle`` (``None``: nothing to do; else called at least every
+    ``poll_s`` while connected) sends what is due and returns a refusal to report and a
+    reason to reconnect, when there is one."""
 
     url: str
 
@@ -71,7 +72,8 @@ class MarkPriceWire(Protocol):
 
     def parse(self, data: bytes, send: Send) -> tuple[list[MarkPrice], list[Refusal]]: ...
 
-    def idle(self, send: Send) -> tuple[Refusal | None, str | None]: ...
+    @property
+    def idle(self) -> Callable[[Send], tuple[Refusal | None, str | None]] | None: ...
 
 
 WireFactory = Callable[[str, Sequence[str]], MarkPriceWire]
@@ -101,8 +103,7 @@ class BinanceMarkPrices:
     def parse(self, data: bytes, send: Send) -> tuple[list[MarkPrice], list[Refusal]]:
         return parse_mark_prices(data)
 
-    def idle(self, send: Send) -> tuple[Refusal | None, str | None]:
-        return None, None
+    idle = None  # nothing to send on a quiet line: the streams are in the URL
 
 
 class MarkPriceFeed(RunnerFeed):
@@ -150,6 +151,9 @@ class MarkPriceFeed(RunnerFeed):
         else:
             self.wire = wire(ws_url, syms)
         self.url = self.wire.url
+        self._parse = self.wire.parse  # bound once: the hot path
+        self._send_fn: Send = self._send
+        self._idle = self.wire.idle
         self.max_batch_s = max_batch_s
         self.max_hold_s = max_hold_s
         self._batch_started = 0.0
@@ -166,7 +170,7 @@ class MarkPriceFeed(RunnerFeed):
             lambda: Connect(self.url),
             self._on_frame,
             on_open=self._on_open,
-            on_drained=self._drained,
+            on_drained=self._flush if self._idle is None else self._drained,
             on_close=lambda reason: self._flush(force=True),
             backoff=backoff,
             silence_timeout_s=silence_timeout_s,
@@ -213,7 +217,7 @@ class MarkPriceFeed(RunnerFeed):
         if binary:
             self._refuse(Refusal("binary_frame"), data)
             return
-        prices, bad = self.wire.parse(data, self._send)
+        prices, bad = self._parse(data, self._send_fn)
         routes = self._routes
         pending = self._pending
         if not pending:
@@ -242,8 +246,9 @@ class MarkPriceFeed(RunnerFeed):
 
     def _drained(self) -> None:
         self._flush()
-        if self.runner.connected.is_set() and not self._leaving:
-            refusal, reconnect = self.wire.idle(self._send)
+        idle = self._idle
+        if idle is not None and self.runner.connected.is_set() and not self._leaving:
+            refusal, reconnect = idle(self._send_fn)
             if refusal is not None:
                 self._refuse(refusal, b"")
             if reconnect is not None:
