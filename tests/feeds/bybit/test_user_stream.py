@@ -160,3 +160,22 @@ def test_a_refused_auth_is_logged_counted_retried_and_keeps_the_secret(
     assert syncs.reasons() == [] and recorder.messages == []
     assert "auth_refused" in caplog.text and "Invalid apikey or signature" in caplog.text
     assert secret not in caplog.text
+
+
+def test_the_sync_is_asked_only_once_the_subscription_is_in_place(
+    bybit: BybitExchange, recorder: Recorder, feed_metrics: CountingFeedMetrics
+) -> None:
+    """A sync asked before the subscription would leave a gap: an event between the sync's
+    snapshot and the subscription would be in neither. At the moment of the request the
+    exchange already sends this account's orders to the stream."""
+    subscribed: list[int] = []
+    syncs = SyncRecorder(
+        forward=lambda account, reason: subscribed.append(bybit.hub.subscribers(f"{account}|order"))
+    )
+    s = user_stream(bybit, recorder, syncs, feed_metrics)
+    s.start()
+    try:
+        assert syncs.wait_for("stream connected")
+    finally:
+        stopped(s)
+    assert subscribed == [1]
