@@ -60,6 +60,7 @@ __all__ = [
     "BYBIT_WS_URL",
     "STREAMS",
     "Feed",
+    "StreamTiming",
     "VenueStreams",
     "bybit_stream_urls",
     "feeds_from_config",
@@ -86,8 +87,9 @@ def bybit_stream_urls(ws_url: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Timing:
-    """What every exchange stream of one process shares."""
+class StreamTiming:
+    """What every exchange stream of one process shares (from ``[feeds]``): ping interval,
+    pong timeout and silence limit, backoff, metrics, clock."""
 
     ping_s: float
     pong_s: float
@@ -106,9 +108,10 @@ class VenueStreams:
     stream, from (account, adapters, sink, request_sync, timing)."""
 
     market_url: Callable[[AccountConfig], str]
-    wire: Callable[[_Timing], WireFactory | None]
+    wire: Callable[[StreamTiming], WireFactory | None]
     user: Callable[
-        [AccountConfig, Iterable[str] | None, FeedSink, SyncRequest | None, _Timing], UserStream
+        [AccountConfig, Iterable[str] | None, FeedSink, SyncRequest | None, StreamTiming],
+        UserStream,
     ]
 
 
@@ -117,7 +120,7 @@ def _binance_user(
     accounts: Iterable[str] | None,
     sink: FeedSink,
     request_sync: SyncRequest | None,
-    t: _Timing,
+    t: StreamTiming,
 ) -> UserStream:
     return UserDataStream(
         acc.name,
@@ -138,7 +141,7 @@ def _bybit_user(
     accounts: Iterable[str] | None,
     sink: FeedSink,
     request_sync: SyncRequest | None,
-    t: _Timing,
+    t: StreamTiming,
 ) -> UserStream:
     del accounts  # Bybit's private stream signs with the key pair itself: no listen key
     if not acc.api_key or not acc.api_secret:
@@ -233,7 +236,7 @@ def feeds_from_config(
     third = max(1.0, silence / 3)
     out: list[Feed] = []
     if config.feeds.exchange_streams and names:
-        timing = _Timing(third, third, silence, backoff, metrics, clock)
+        timing = StreamTiming(third, third, silence, backoff, metrics, clock)
         by_url: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
         for name in names:
             acc = config.accounts[name]

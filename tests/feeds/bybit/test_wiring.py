@@ -26,6 +26,7 @@ from infra.feeds import (
     bybit_stream_urls,
     feeds_from_config,
 )
+from infra.feeds.wiring import BYBIT_WS_URL
 from sim import SimExchange
 from sim.bybit import BybitExchange
 from tests.feeds.bybit.conftest import CCXT_SYMBOL, SYMBOL, Recorder
@@ -73,7 +74,7 @@ def two_venues(binance_ws: str, bybit_ws: str) -> Config:
 def test_the_stream_urls_derive_from_the_account_ws_url() -> None:
     prod = ("wss://stream.bybit.com/v5/private", "wss://stream.bybit.com/v5/public/linear")
     for url in (
-        "wss://stream.bybit.com",
+        BYBIT_WS_URL,
         "wss://stream.bybit.com/",
         "wss://stream.bybit.com/v5",
         "wss://stream.bybit.com/v5/private",
