@@ -1,5 +1,9 @@
 """WebSocket feeds: mark prices, user-data streams and the signal feed (websocket-client).
 
+Binance USD-M (:class:`UserDataStream`, :class:`MarkPriceFeed`'s default wire) and Bybit v5
+(:class:`BybitUserStream`, :class:`BybitTickers`) deliver the same messages;
+:func:`feeds_from_config` picks them by the account's ``exchange``.
+
 Each feed runs on its own thread (:class:`ReconnectingWebSocket`: backoff with jitter, silence
 and ping watchdogs), parses with the pure functions of :mod:`infra.feeds.parsing` and delivers
 to a :class:`FeedSink` (the supervisor, or the app's intake). :func:`feeds_from_config` builds
@@ -7,7 +11,10 @@ them from the process configuration; :class:`FeedMetrics` is what they report.
 """
 
 from infra.backoff import Backoff
-from infra.feeds.market import MarkPriceFeed
+from infra.feeds.bybit_market import BybitTickers
+from infra.feeds.bybit_session import BybitCredentials, BybitSession
+from infra.feeds.bybit_user import BybitUserStream
+from infra.feeds.market import BinanceMarkPrices, MarkPriceFeed, MarkPriceWire
 from infra.feeds.metrics import CountingFeedMetrics, FeedMetrics, NullFeedMetrics
 from infra.feeds.parsing import (
     MarkPrice,
@@ -25,11 +32,17 @@ from infra.feeds.user_stream import (
     ListenKeySource,
     UserDataStream,
 )
-from infra.feeds.wiring import Feed, feeds_from_config
+from infra.feeds.wiring import STREAMS, Feed, VenueStreams, bybit_stream_urls, feeds_from_config
 from infra.feeds.ws_client import Connect, ReconnectingWebSocket
 
 __all__ = [
+    "STREAMS",
     "Backoff",
+    "BinanceMarkPrices",
+    "BybitCredentials",
+    "BybitSession",
+    "BybitTickers",
+    "BybitUserStream",
     "Connect",
     "CountingFeedMetrics",
     "Feed",
@@ -40,6 +53,7 @@ __all__ = [
     "ListenKeySource",
     "MarkPrice",
     "MarkPriceFeed",
+    "MarkPriceWire",
     "NullFeedMetrics",
     "ReconnectingWebSocket",
     "Refusal",
@@ -49,6 +63,8 @@ __all__ = [
     "SyncRequest",
     "TokenBucket",
     "UserDataStream",
+    "VenueStreams",
+    "bybit_stream_urls",
     "feeds_from_config",
     "parse_mark_prices",
     "parse_signal",

@@ -20,6 +20,12 @@ arriving alone (the normal case: Binance sends one per symbol a second) is deliv
 as it is parsed. The stream's lag (``ws_lag``) is sampled: at most ``lag_every_s`` apart,
 for the newest frame of a batch (observing a histogram costs as much as parsing a frame).
 
+What differs by venue is a :class:`MarkPriceWire`: the URL, the requests to send when a
+connection opens (and on the runner's idle polls), and the parse of a frame into prices.
+The default, :class:`BinanceMarkPrices`, needs no request (the streams are in the URL);
+:class:`infra.feeds.bybit_market.BybitTickers` subscribes ``tickers.<symbol>`` and merges
+each delta into its snapshot.
+
 Threads: the runner thread (``feed-<name>``) parses and tells; ``start``/``stop`` from any
 thread. Failure: a bad frame or item is refused with a throttled log line and a counted reason;
 nothing raises into the runner. A reconnect asks for a sync of every account served (when
@@ -31,24 +37,80 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol
 
 from actors.messages import MarkPriceTick
 from actors.model import Key
 from infra.backoff import Backoff
 from infra.feeds.metrics import FeedMetrics
-from infra.feeds.parsing import Refusal, parse_mark_prices
+from infra.feeds.parsing import MarkPrice, Refusal, parse_mark_prices
 from infra.feeds.runner_feed import RunnerFeed
 from infra.feeds.sink import FeedSink, SyncRequest
 from infra.feeds.ws_client import Connect, ReconnectingWebSocket
 
-__all__ = ["MarkPriceFeed"]
+__all__ = ["BinanceMarkPrices", "MarkPriceFeed", "MarkPriceWire", "WireFactory"]
 
 log = logging.getLogger(__name__)
 
 
+Send = Callable[[str], object]
+
+
+class MarkPriceWire(Protocol):
+    """One venue's mark-price stream, as :class:`MarkPriceFeed` drives it (runner thread).
+
+    ``parse`` returns the prices of a frame and a refusal per bad item (reported and counted
+    by the feed), and may answer with requests (``send``); ``opened`` sends what a new
+    connection needs; ``idle`` (``None``: nothing to do; else called at least every
+    ``poll_s`` while connected) sends what is due and returns a refusal to report and a
+    reason to reconnect, when there is one."""
+
+    url: str
+
+    def opened(self, n: int, send: Send) -> None: ...
+
+    def parse(self, data: bytes, send: Send) -> tuple[list[MarkPrice], list[Refusal]]: ...
+
+    @property
+    def idle(self) -> Callable[[Send], tuple[Refusal | None, str | None]] | None: ...
+
+
+WireFactory = Callable[[str, Sequence[str]], MarkPriceWire]
+"""``factory(ws_url, symbols)``: the wire of a feed (symbols sorted, each once)."""
+
+
+class BinanceMarkPrices:
+    """Binance USD-M's ``markPriceUpdate`` streams: combined ``<symbol>@markPrice[@1s]``
+    streams in the URL, or ``!markPrice@arr[@1s]`` beyond ``max_streams`` symbols."""
+
+    def __init__(
+        self, ws_url: str, symbols: Sequence[str], speed: str = "1s", max_streams: int = 200
+    ) -> None:
+        if speed not in ("", "1s"):
+            raise ValueError("speed must be '' (3 s) or '1s'")
+        suffix = "@1s" if speed else ""
+        base = ws_url.rstrip("/")
+        if len(symbols) > max_streams:
+            self.url = f"{base}/ws/!markPrice@arr{suffix}"
+        else:
+            streams = "/".join(f"{s.lower()}@markPrice{suffix}" for s in symbols)
+            self.url = f"{base}/stream?streams={streams}"
+
+    def opened(self, n: int, send: Send) -> None:
+        pass
+
+    def parse(self, data: bytes, send: Send) -> tuple[list[MarkPrice], list[Refusal]]:
+        return parse_mark_prices(data)
+
+    idle = None  # nothing to send on a quiet line: the streams are in the URL
+
+
 class MarkPriceFeed(RunnerFeed):
-    """Mark prices of ``symbols`` (account → symbol ids) from ``ws_url`` to ``sink``."""
+    """Mark prices of ``symbols`` (account → symbol ids) from ``ws_url`` to ``sink``.
+
+    ``wire``: the venue's stream (default :class:`BinanceMarkPrices` with ``speed`` and
+    ``max_streams``)."""
 
     def __init__(
         self,
@@ -69,9 +131,8 @@ class MarkPriceFeed(RunnerFeed):
         max_batch_s: float = 0.0,
         max_hold_s: float = 0.002,
         lag_every_s: float = 0.1,
+        wire: WireFactory | None = None,
     ) -> None:
-        if speed not in ("", "1s"):
-            raise ValueError("speed must be '' (3 s) or '1s'")
         routes: dict[str, list[Key]] = {}
         for account, syms in symbols.items():
             for s in syms:
@@ -84,13 +145,15 @@ class MarkPriceFeed(RunnerFeed):
         self._sink = sink
         self._request_sync = request_sync
         self._clock = clock
-        suffix = "@1s" if speed else ""
-        base = ws_url.rstrip("/")
-        if len(self._routes) > max_streams:
-            self.url = f"{base}/ws/!markPrice@arr{suffix}"
+        syms = sorted(self._routes)
+        if wire is None:
+            self.wire: MarkPriceWire = BinanceMarkPrices(ws_url, syms, speed, max_streams)
         else:
-            streams = "/".join(f"{s.lower()}@markPrice{suffix}" for s in sorted(self._routes))
-            self.url = f"{base}/stream?streams={streams}"
+            self.wire = wire(ws_url, syms)
+        self.url = self.wire.url
+        self._parse = self.wire.parse  # bound once: the hot path
+        self._send_fn: Send = self._send
+        self._idle = self.wire.idle
         self.max_batch_s = max_batch_s
         self.max_hold_s = max_hold_s
         self._batch_started = 0.0
@@ -101,12 +164,13 @@ class MarkPriceFeed(RunnerFeed):
         self.delivered = 0
         self._pending: dict[str, list[float]] = {}
         self.refused: Counter[str] = Counter()
+        self._leaving = False
         self.runner = ReconnectingWebSocket(
             name,
             lambda: Connect(self.url),
             self._on_frame,
             on_open=self._on_open,
-            on_drained=self._flush,
+            on_drained=self._flush if self._idle is None else self._drained,
             on_close=lambda reason: self._flush(force=True),
             backoff=backoff,
             silence_timeout_s=silence_timeout_s,
@@ -131,7 +195,16 @@ class MarkPriceFeed(RunnerFeed):
 
     # -- runner thread --------------------------------------------------------------------
 
+    def _send(self, payload: str) -> bool:
+        return self.runner.send_text(payload)
+
     def _on_open(self, n: int) -> None:
+        self.runner.outbox.clear()  # a request queued for the last connection is stale
+        self._leaving = False
+        try:
+            self.wire.opened(n, self._send)
+        except Exception:
+            log.exception("%s: could not prepare the connection's requests", self.name)
         if n > 1 and self._request_sync is not None:
             for account in self.accounts:
                 try:
@@ -144,7 +217,7 @@ class MarkPriceFeed(RunnerFeed):
         if binary:
             self._refuse(Refusal("binary_frame"), data)
             return
-        prices, bad = parse_mark_prices(data)
+        prices, bad = self._parse(data, self._send_fn)
         routes = self._routes
         pending = self._pending
         if not pending:
@@ -170,6 +243,18 @@ class MarkPriceFeed(RunnerFeed):
             self._refuse(r, data)
         if pending and time.monotonic() - self._batch_started >= self.max_hold_s:
             self._flush(force=True)  # behind: do not let parsed ticks wait for the whole read
+
+    def _drained(self) -> None:
+        self._flush()
+        idle = self._idle
+        if idle is not None and self.runner.connected.is_set() and not self._leaving:
+            refusal, reconnect = idle(self._send_fn)
+            if refusal is not None:
+                self._refuse(refusal, b"")
+            if reconnect is not None:
+                self._leaving = True  # this connection is ending: no second verdict on it
+                log.warning("%s: %s; reconnecting", self.name, reconnect)
+                self.runner.reconnect(reconnect)
 
     def _flush(self, force: bool = False) -> None:
         """Deliver the batch: one tick per (account, symbol) with the batch's extremes.

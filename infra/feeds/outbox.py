@@ -40,6 +40,14 @@ class Outbox:
             self.frames.append(payload)
         return True
 
+    def clear(self) -> int:
+        """Drop every queued frame (any thread; e.g. requests meant for a connection that
+        ended); returns how many were dropped."""
+        with self._lock:
+            n = len(self.frames)
+            self.frames.clear()
+        return n
+
     def write(self, send: Callable[[str], object]) -> None:
         """Write the queued frames in order with ``send`` (the runner thread). When ``send``
         raises, the frame stays first in the queue and the exception propagates."""

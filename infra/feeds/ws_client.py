@@ -16,7 +16,9 @@ Failure handling: an exception from a callback is logged (throttled) and counted
 ``handler_error`` (``on_frame``) or ends the attempt (``prepare``: ``prepare_failed``); it
 never ends the thread. Every ending of a connection (or failed attempt) schedules the next one
 after :meth:`infra.backoff.Backoff.delay`; the attempt counter resets once a connection stayed
-up ``stable_after_s``. Repeated warnings go through :class:`infra.logs.LogThrottle`.
+up ``stable_after_s``, unless it ended refused (handshake, or a feed's ``reconnect`` with
+``auth_refused`` / ``subscribe_refused``: Bybit's requests), which keeps backing off.
+Repeated warnings go through :class:`infra.logs.LogThrottle`.
 
 Liveness: every frame (data, ping, pong) counts as life. After ``ping_interval_s`` without
 any frame a ping is sent; no frame within ``pong_timeout_s`` after it ends the connection
@@ -289,6 +291,8 @@ class ReconnectingWebSocket:
                 "unauthorized",
                 "handshake_rejected",
                 "prepare_failed",
+                "auth_refused",
+                "subscribe_refused",
             ):
                 attempt = 0
             delay = self.backoff.delay(attempt, self._rng.random())
