@@ -39,11 +39,13 @@ SOAK_MINUTES ?= 60
 soak: install
 	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
+# VENUE: the exchange the trial's account trades on (binanceusdm or bybit; the sim speaks it).
+VENUE ?= binanceusdm
 race: install
-	$(BIN)/python -m bench.race --long
+	$(BIN)/python -m bench.race --long --venue $(VENUE)
 
 chaos: install
-	$(BIN)/python -m bench.chaos --long --kills 10
+	$(BIN)/python -m bench.chaos --long --kills 10 --venue $(VENUE)
 
 failover: install
 	$(BIN)/python -m bench.failover --long
