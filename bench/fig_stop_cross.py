@@ -36,8 +36,8 @@ from bench.seed import seed
 from bench.stats import Rep, Target, pct, summarise
 
 N_POSITIONS = 500
-#: Where stop-losses are placed: Binance's algo endpoint; Bybit's one create endpoint (there
-#: the fault refuses the closes too, after the port has stamped them).
+#: Where stop-losses are placed: Binance's algo endpoint; Bybit's one create endpoint, where
+#: the fault aims at our stop-losses by their client ids (``ps<id>s<n>``), not the closes.
 STOP_PATH = {"binanceusdm": "/fapi/v1/algoOrder", "bybit": "/v5/order/create"}
 #: Crossings per batch of unconfirmed stops (all within the shipped 10 s stop deadline).
 CROSS_BATCH = 25
@@ -172,6 +172,7 @@ def _rep(
         {
             "kind": "busy",
             "path": STOP_PATH[VENUE],
+            "client_id": "ps*s*",
             "method": "POST",
             "count": None,
             "retry_after_s": 8,

@@ -40,7 +40,12 @@ def run(ctx: Any) -> dict[str, dict[str, Any]]:
 
         base = CcxtExchange(
             "bench-base",
-            VenueConfig(base_url=base_sim.rest, require_credentials=False, enable_rate_limit=False),
+            VenueConfig(
+                venue=base_sim.venue,
+                base_url=base_sim.rest,
+                require_credentials=False,
+                enable_rate_limit=False,
+            ),
         )
         try:
             base.load_markets()
