@@ -28,10 +28,14 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy actors infra supervision sim bench demo testkit tests
 
+# VENUE: the exchange the account of `make bench`, `make race` and `make chaos` trades on
+# (binanceusdm or bybit; the sim speaks that venue's wire).
+VENUE ?= binanceusdm
+
 # The benchmarks of issue 13 (several minutes; QUICK=1 for short samples). Appends each run's
 # verdicts to bench/HISTORY.md and writes bench/results.json. Not in CI.
 bench: install
-	QUICK=$(QUICK) $(BIN)/python -m bench
+	QUICK=$(QUICK) BENCH_VENUE=$(VENUE) $(BIN)/python -m bench
 
 # One hour of steady mixed load, reporting what grows (python -m bench.soak --minutes 2 for a
 # short one). Not in CI.
@@ -40,10 +44,10 @@ soak: install
 	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 race: install
-	$(BIN)/python -m bench.race --long
+	$(BIN)/python -m bench.race --long --venue $(VENUE)
 
 chaos: install
-	$(BIN)/python -m bench.chaos --long --kills 10
+	$(BIN)/python -m bench.chaos --long --kills 10 --venue $(VENUE)
 
 failover: install
 	$(BIN)/python -m bench.failover --long

@@ -26,6 +26,8 @@ from bench.history import HISTORY, commit_id, load_average, utc_stamp
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
+VENUES = ("binanceusdm", "bybit")
+"""As :data:`bench.harness.VENUES` (not imported here: ``--help`` stays light)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="short samples (as QUICK=1)")
     p.add_argument("--no-history", action="store_true", help="do not append to HISTORY.md")
     p.add_argument("--out", type=Path, default=RESULTS, help="results file (bench/results.json)")
+    p.add_argument(
+        "--venue",
+        choices=VENUES,
+        default=os.environ.get("BENCH_VENUE") or VENUES[0],
+        help="the venue the account trades on, the sim speaking its wire (make bench"
+        " VENUE=bybit); a figure's key gets '@<venue>' for any but binanceusdm",
+    )
     return p
+
+
+def venue_key(key: str, venue: str) -> str:
+    """The results key of ``key`` measured on ``venue`` (Binance's keys stay as they were)."""
+    return key if venue == VENUES[0] else f"{key}@{venue}"
 
 
 def _select(only: list[str]) -> list[Group]:
@@ -195,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick or os.environ.get("QUICK", "0") not in ("", "0")
     if quick:
         os.environ["QUICK"] = "1"
+    os.environ["BENCH_VENUE"] = args.venue  # read by bench.harness at its import, below
     groups = _select(args.only)
 
     from bench.harness import DATA, Database
@@ -205,13 +220,18 @@ def main(argv: list[str] | None = None) -> int:
         "date": utc_stamp(),
         "commit": commit_id(),
         "quick": quick,
+        "venue": args.venue,
         "repeat": args.repeat,
         "load_before": load_average(),
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
         "logs": str(workdir),
     }
-    print(f"bench: {meta['date']} commit {meta['commit']} load {meta['load_before']}", flush=True)
+    print(
+        f"bench: {meta['date']} commit {meta['commit']} venue {args.venue}"
+        f" load {meta['load_before']}",
+        flush=True,
+    )
     db = Database().start()
     ctx = Ctx(args.repeat, quick, workdir, db)
     entries: dict[str, dict[str, Any]] = {}
@@ -237,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
                 e["date"] = meta["date"]
                 e["commit"] = meta["commit"]
                 e["quick"] = quick
-                entries[k] = e
-                _print(k, e)
+                e["venue"] = args.venue
+                key = venue_key(k, args.venue)
+                entries[key] = e
+                _print(key, e)
             _threads_left(g.name)
     finally:
         db.close()
@@ -250,12 +272,14 @@ def main(argv: list[str] | None = None) -> int:
             previous = json.loads(args.out.read_text())
         except ValueError:
             previous = {}
-    results: dict[str, Any] = {k: previous.get(k) for k in KEYS}
+    # Every key of the table (and of another venue's runs) keeps its last entry unless
+    # measured now; ``_run`` (``_run@bybit``) describes this venue's latest run.
+    results: dict[str, Any] = dict(previous)
     results.update(entries)
     for k in KEYS:
         if results.get(k) is None:
             results[k] = {"value": None, "verdict": "not measured"}
-    results["_run"] = meta
+    results[venue_key("_run", args.venue)] = meta
     args.out.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
     if not args.no_history:
         _history(entries, meta)

@@ -283,8 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kills", type=int, default=3)
     ap.add_argument("--long", action="store_true", help="the long race trial's load")
     ap.add_argument("--duration", type=float)
+    ap.add_argument("--venue", choices=["binanceusdm", "bybit"], default="binanceusdm")
     args = ap.parse_args(argv)
-    spec = CHAOS_LONG if args.long else CHAOS_SHORT
+    spec = replace(CHAOS_LONG if args.long else CHAOS_SHORT, venue=args.venue)
     if args.duration is not None:
         spec = replace(spec, duration_s=args.duration)
     return on_fresh_database(

@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from bench.harness import ACCOUNT, QUICK, REPO, SimProc, wait_for
+from bench.harness import ACCOUNT, QUICK, REPO, VENUE, SimProc, wait_for
 from bench.seed import seed
 from bench.stats import Rep, Target, summarise
 
@@ -58,7 +58,7 @@ def child(kind: str, n: int, dsn: str, rest: str) -> float:
     from supervision.supervisor import Supervisor
 
     store = PostgresStore(dsn, migrate_schema=False)
-    ex = CcxtExchange(ACCOUNT, VenueConfig(base_url=rest, require_credentials=False))
+    ex = CcxtExchange(ACCOUNT, VenueConfig(venue=VENUE, base_url=rest, require_credentials=False))
     sup = Supervisor(TimedStore(store), {ACCOUNT: ex}, SystemClock())
     sup.start()  # the timer thread: a load that found the store busy is retried by a timer
     try:

@@ -277,7 +277,12 @@ def _ccxt_orders(sim: SimProc, syms: list[str], prices: dict[str, float]) -> flo
 
     ex = CcxtExchange(
         "bench-base",
-        VenueConfig(base_url=sim.rest, require_credentials=False, enable_rate_limit=False),
+        VenueConfig(
+            venue=sim.venue,
+            base_url=sim.rest,
+            require_credentials=False,
+            enable_rate_limit=False,
+        ),
     )
     try:
         ex.load_markets()

@@ -31,11 +31,14 @@ from typing import Any
 
 from actors.model import Key, OrderKind
 from bench import baselines
-from bench.harness import ACCOUNT, QUICK, Placed, Product, SimProc, wait_for
+from bench.harness import ACCOUNT, QUICK, VENUE, Placed, Product, SimProc, wait_for
 from bench.seed import seed
 from bench.stats import Rep, Target, pct, summarise
 
 N_POSITIONS = 500
+#: Where stop-losses are placed: Binance's algo endpoint; Bybit's one create endpoint, where
+#: the fault aims at our stop-losses by their client ids (``ps<id>s<n>``), not the closes.
+STOP_PATH = {"binanceusdm": "/fapi/v1/algoOrder", "bybit": "/v5/order/create"}
 #: Crossings per batch of unconfirmed stops (all within the shipped 10 s stop deadline).
 CROSS_BATCH = 25
 RATE = 5000.0
@@ -168,7 +171,8 @@ def _rep(
         "/_sim/faults",
         {
             "kind": "busy",
-            "path": "/fapi/v1/algoOrder",
+            "path": STOP_PATH[VENUE],
+            "client_id": "ps*s*",
             "method": "POST",
             "count": None,
             "retry_after_s": 8,

@@ -17,6 +17,7 @@ sync adopts), timed in the same run between the signals.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -40,7 +41,12 @@ def run(ctx: Any) -> dict[str, dict[str, Any]]:
 
         base = CcxtExchange(
             "bench-base",
-            VenueConfig(base_url=base_sim.rest, require_credentials=False, enable_rate_limit=False),
+            VenueConfig(
+                venue=base_sim.venue,
+                base_url=base_sim.rest,
+                require_credentials=False,
+                enable_rate_limit=False,
+            ),
         )
         try:
             base.load_markets()
@@ -108,8 +114,9 @@ def _measure(product: Product, sim: SimProc, dsn: str, syms: list[str], rts: lis
     acked = wait_for(confirmed, 60, "every stop acknowledged", every=0.2)
     fills: dict[str, float] = {}
     for e in sim.call("GET", "/_sim/orders"):
-        if e["symbol"] in wanted and e["endpoint"] == "order" and e["outcome"] == "accepted":
-            if e["client_id"].endswith("e1") and e["done_at"] is not None:
+        # Our first entry of each position (``ps<id>e1``), whatever the venue's endpoint.
+        if e["symbol"] in wanted and e["outcome"] == "accepted":
+            if re.fullmatch(r"ps\d+e1", e["client_id"]) and e["done_at"] is not None:
                 fills.setdefault(e["symbol"], float(e["done_at"]))
     windows = [(acked[s] - fills[s]) * 1e3 for s in syms if s in fills and s in acked]
     base = [x * 1e3 for x in rts]

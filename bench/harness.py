@@ -1,7 +1,8 @@
 """What every figure runs on: the product as shipped, ``sim/`` in another process, PostgreSQL.
 
 * :class:`SimProc` runs ``python -m sim`` in a child process (its own interpreter and GIL:
-  the generator never competes with the measured process), with Binance's rate limits
+  the generator never competes with the measured process), speaking :data:`VENUE`'s wire
+  (Binance USD-M, or Bybit v5 on the sim's ``--bybit-port``) with that venue's rate limits
   enforced, and drives it over its control API (``/_sim/...``) and its signal feed's
   (``/send``, ``/acks``).
 * :class:`Database` is the embedded PostgreSQL (``infra.store.embedded``) on
@@ -50,6 +51,10 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".data"
 ACCOUNT = "main"
 QUICK = os.environ.get("QUICK", "0") not in ("", "0")
+VENUE = os.environ.get("BENCH_VENUE", "binanceusdm")
+"""The venue every figure's account trades on (``make bench VENUE=bybit``; ``python -m bench
+--venue``): the sim child serves that venue's wire, the product's account names it."""
+VENUES = ("binanceusdm", "bybit")
 
 
 def wait_for(pred: Callable[[], object], timeout: float, what: str, every: float = 0.005) -> Any:
@@ -76,9 +81,13 @@ class SimProc:
         rate_limits: bool = True,
         walk_interval_s: float | None = None,
         workdir: Path | None = None,
+        venue: str = VENUE,
     ) -> None:
         from sim.symbols import make_symbols
 
+        if venue not in VENUES:
+            raise ValueError(f"unknown venue {venue!r}: one of {VENUES}")
+        self.venue = venue
         self.prices = make_symbols(symbols)
         self.symbols = list(self.prices)
         self.rate_limits = rate_limits
@@ -108,6 +117,10 @@ class SimProc:
             cmd.append("--rate-limits")
         if self.walk_interval_s:
             cmd += ["--walk-interval", str(self.walk_interval_s), "--walk-step", "0.0002"]
+        if self.venue == "bybit":
+            # The product signs every request; the sim skips checking the dummy pair's
+            # signature (the check is the sim's cost, not the product's).
+            cmd += ["--bybit-port", "0", "--bybit-unsigned"]
         self._stderr = open(self.workdir / "sim.log", "a")  # noqa: SIM115
         self.proc = subprocess.Popen(
             cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=self._stderr, text=True
@@ -119,6 +132,9 @@ class SimProc:
             raise RuntimeError(f"sim did not start: {line!r}")
         info = json.loads(line[len("sim ready ") :])
         self.rest, self.ws, self.signals = info["rest"], info["ws"], info["signals"]
+        if self.venue == "bybit":
+            # Bybit's front serves its REST, streams and the control API on its own port.
+            self.rest, self.ws = info["bybit"], info["bybit_ws"]
         return self
 
     def stop(self) -> None:
@@ -362,6 +378,7 @@ class Product:
         doc: dict[str, Any] = {
             "accounts": {
                 ACCOUNT: {
+                    "exchange": self.sim.venue,
                     "rest_url": self.sim.rest,
                     "ws_url": self.sim.ws,
                     "symbols": list(self.symbols),

@@ -30,8 +30,9 @@ counts (:class:`RaceCounts`). The last
 line printed is ``race: symbols=… signals=… duplicates=… max_entry_orders_per_position=…
 unprotected=… lost_updates=… unrecorded_signals=…``.
 
-Run: ``make race`` (long: 200 symbols, 5,000 marks/s, 0–3 s order latency, 120 s) or
-``python -m bench.race [--long] [--duration S] [--symbols N]``.
+Run: ``make race`` (long: 200 symbols, 5,000 marks/s, 0–3 s order latency, 120 s;
+``make race VENUE=bybit`` against Bybit's wire) or
+``python -m bench.race [--long] [--duration S] [--symbols N] [--venue bybit]``.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ from typing import Any, Protocol
 
 from actors.model import OrderKind, Side, Status
 from infra.store import PostgresStore
+from sim.bybit import BybitExchange
 from sim.exchange import SimExchange
-from sim.faults import CANCEL_PATHS
+from sim.faults import BYBIT_ORDER_CANCEL, BYBIT_ORDER_CREATE, CANCEL_PATHS
 from sim.signals import SignalFeed
 from sim.sources import SignalSources
 from sim.symbols import make_symbols
@@ -68,6 +70,7 @@ __all__ = [
     "Supervised",
     "UnprotectedSampler",
     "main",
+    "make_sim",
     "on_fresh_database",
     "run_race",
 ]
@@ -76,6 +79,9 @@ log = logging.getLogger(__name__)
 
 ACCOUNT = "main"
 FEED_TOKEN = "race-feed-token-4b1d"
+API_KEY = "race-api-key-not-a-secret"
+API_SECRET = "race-api-secret-not-a-secret"
+"""The trial's key pair: the Bybit sim checks every request's signature against it."""
 ENTRY_ID = re.compile(r"^ps(\d+)e\d+$")
 #: A stop-loss, take-profit or close of ours (the position id is group 1).
 EXIT_ID = re.compile(r"^ps(\d+)[stc]\d+$")
@@ -99,6 +105,9 @@ class RaceSpec:
     settle_timeout_s: float = 60.0
     workers: int = 8
     seed: int = 7
+    #: The account's ``exchange`` (a name of ``infra.exchange.venues.VENUES``); the sim
+    #: speaks that venue's wire (``sim.bybit`` for "bybit").
+    venue: str = "binanceusdm"
 
     @property
     def unprotected_bound_s(self) -> float:
@@ -240,6 +249,7 @@ def write_config(path: Path, spec: RaceSpec, sim: SimExchange, feed: SignalFeed)
     path.write_text(
         f"""# race trial (bench/race.py)
 [accounts.{ACCOUNT}]
+exchange = "{spec.venue}"
 rest_url = "{sim.base_url}"
 ws_url = "{sim.ws_url}"
 symbols = [{symbols}]
@@ -281,8 +291,8 @@ def environment(dsn: str) -> dict[str, str]:
     """The supervisor's environment: this one, less any ``PS_`` variable, plus the trial's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PS_")}
     env.update(
-        PS_MAIN_API_KEY="race-api-key-not-a-secret",
-        PS_MAIN_API_SECRET="race-api-secret-not-a-secret",
+        PS_MAIN_API_KEY=API_KEY,
+        PS_MAIN_API_SECRET=API_SECRET,
         PS_DATABASE_DSN=dsn,
         PS_FEED_TOKEN=FEED_TOKEN,
         PYTHONUNBUFFERED="1",
@@ -432,6 +442,31 @@ _FAULTS: list[tuple[str, dict[str, Any]]] = [
     ("http_429", {"path": CANCEL_PATHS, "method": "DELETE", "retry_after_s": 1, "count": 3}),
 ]
 
+_BYBIT_CREATE = BYBIT_ORDER_CREATE[0][1]
+_BYBIT_CANCEL = BYBIT_ORDER_CANCEL[0][1]
+#: The same faults on Bybit's front, where one endpoint places entries and stops alike: its
+#: 503 / 502 / timeout hit either; the rate-limit refusal is retCode 10006 with
+#: X-Bapi-Limit-Reset-Timestamp (no Retry-After); "reject_2019" is 110007.
+_BYBIT_FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("http_503", {"path": _BYBIT_CREATE, "method": "POST"}),
+    ("timeout", {"path": _BYBIT_CREATE, "method": "POST", "close": True}),
+    ("http_429", {"retry_after_s": 0.5}),
+    ("http_502", {"path": _BYBIT_CREATE, "method": "POST"}),
+    ("http_503", {"path": _BYBIT_CREATE, "method": "POST"}),
+    ("reject_2019", {}),
+    ("not_found", {}),
+    ("partial_fill", {"parts": 3, "part_interval_s": 0.2}),
+    ("ws_duplicate", {"count": 5}),
+    ("ws_reorder", {}),
+    ("http_429", {"path": _BYBIT_CANCEL, "method": "POST", "retry_after_s": 1, "count": 3}),
+]
+
+#: Per venue: the order-placing paths that get the latency, and the fault table.
+_VENUE_FAULTS: dict[str, tuple[tuple[str, ...], list[tuple[str, dict[str, Any]]]]] = {
+    "binanceusdm": (("/fapi/v1/order", "/fapi/v1/algoOrder"), _FAULTS),
+    "bybit": ((_BYBIT_CREATE,), _BYBIT_FAULTS),
+}
+
 
 class _Faults:
     """Latency on every order call, and one random fault every ``spec.fault_interval_s``."""
@@ -440,12 +475,13 @@ class _Faults:
         self.sim = sim
         self.spec = spec
         self.rng = random.Random(spec.seed)
+        self.order_paths, self.table = _VENUE_FAULTS[spec.venue]
         self.fired: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="race-faults", daemon=True)
 
     def start(self) -> None:
-        for path in ("/fapi/v1/order", "/fapi/v1/algoOrder"):
+        for path in self.order_paths:
             self.sim.add_fault(
                 "latency",
                 path=path,
@@ -476,7 +512,7 @@ class _Faults:
                     self.sim.drop_streams(kind)
                     self.fired[f"drop_{kind}_streams"] += 1
                     continue
-                kind, options = self.rng.choice(_FAULTS)
+                kind, options = self.rng.choice(self.table)
                 self.sim.add_fault(kind, **options)
                 self.fired[kind] += 1
             except Exception:
@@ -683,9 +719,19 @@ def count(
     return c
 
 
+def make_sim(spec: RaceSpec) -> SimExchange:
+    """The sim speaking ``spec.venue``'s wire (raises ``ValueError`` for another venue)."""
+    symbols = make_symbols(spec.symbols)
+    if spec.venue == "binanceusdm":
+        return SimExchange(symbols, seed=spec.seed)
+    if spec.venue == "bybit":
+        return BybitExchange(symbols, seed=spec.seed, secrets={API_KEY: API_SECRET})
+    raise ValueError(f"no sim for venue {spec.venue!r}: binanceusdm or bybit")
+
+
 @contextlib.contextmanager
 def _exchange_and_feed(spec: RaceSpec) -> Iterator[tuple[SimExchange, SignalFeed]]:
-    sim = SimExchange(make_symbols(spec.symbols), seed=spec.seed)
+    sim = make_sim(spec)
     feed = SignalFeed("127.0.0.1", 0, token=FEED_TOKEN, redeliver=True)
     try:
         sim.start()
@@ -800,6 +846,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--symbols", type=int, help="number of symbols (overrides the preset)")
     ap.add_argument("--no-faults", action="store_true", help="latency only, no other fault")
     ap.add_argument("--seed", type=int, help="random seed of sources and faults")
+    ap.add_argument(
+        "--venue",
+        choices=sorted(_VENUE_FAULTS),
+        default="binanceusdm",
+        help="the exchange the account trades on (the sim speaks its wire)",
+    )
     args = ap.parse_args(argv)
     spec = LONG if args.long else SHORT
     if args.duration is not None:
@@ -810,6 +862,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = replace(spec, faults=False)
     if args.seed is not None:
         spec = replace(spec, seed=args.seed)
+    spec = replace(spec, venue=args.venue)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s %(message)s")
     return on_fresh_database(lambda dsn: run_race(spec, dsn, Path(".data") / "race"), f"{spec}")
 

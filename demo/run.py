@@ -1,15 +1,19 @@
 """``python -m demo`` (``make run``): the whole system on one machine.
 
-Starts, in this process: the ``sim/`` exchange (Binance USD-M wire format, prices on a random
-walk) and the ``sim/`` signal feed with its four sources (sniper, whale_copy, trending, volume)
-sending overlapping signals, then the supervisor (:class:`~supervision.app.App`) against them
+Starts, in this process: one ``sim/`` exchange per venue the accounts trade on (Binance USD-M's
+wire, :class:`sim.exchange.SimExchange`, and Bybit v5's, :class:`sim.bybit.BybitExchange`;
+prices on a random walk each) and the ``sim/`` signal feed with four sources (sniper,
+whale_copy, trending, volume) per venue sending overlapping signals to that venue's accounts,
+priced from that venue's marks, then the supervisor (:class:`~supervision.app.App`) against them
 with an embedded PostgreSQL, metrics on the configured address, and a live status view in the
 terminal (positions by status, duplicates refused by source, protected and unprotected counts).
 Runs until Ctrl-C / SIGTERM (or ``--duration``); then stops the sources first, the supervisor,
 the sim last. Log lines go to ``.data/demo.log`` while the live view is on.
 
-The ports come from the configuration (``deploy/demo.toml``); a port of 0 picks a free one and
-the configuration handed to the supervisor is rewritten with the real URLs.
+The ports come from the configuration (``deploy/demo.toml``: account ``main`` on Binance,
+``bybit`` on Bybit); a venue's sim listens on the port of its first account's ``rest_url``;
+a port of 0 picks a free one, and the configuration handed to the supervisor is rewritten
+with the real URLs.
 
 Called by :mod:`demo.__main__` on the main thread (it installs the SIGTERM/SIGINT handlers);
 the sim sources send to the sim signal feed from their own threads, and the supervisor's
@@ -30,9 +34,10 @@ from types import FrameType
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from infra.config import Config, load_config
+from infra.config import DUMMY_API_KEY, DUMMY_API_SECRET, AccountConfig, Config, load_config
 from infra.logs import setup_logging
 from infra.metrics import PrometheusMetrics
+from sim.bybit import BybitExchange
 from sim.exchange import SimExchange
 from sim.signals import SignalFeed
 from sim.sources import SignalSources
@@ -121,19 +126,17 @@ def run_demo(config_path: str | None, duration: float | None = None, ui: bool = 
     for acc in cfg.accounts.values():
         for s in acc.symbols:
             symbols[s] = DEFAULT_SYMBOLS.get(s, 100.0)
+    exchanges = _exchanges(cfg, symbols)
     first = next(iter(cfg.accounts.values()))
     host = urlsplit(first.rest_url).hostname or "127.0.0.1"
-    rest_port, ws_port = _port(first.rest_url), _port(first.ws_url)
-    exchange = SimExchange(
-        symbols, host, rest_port, ws_port if ws_port and ws_port != rest_port else None
-    )
     feed = SignalFeed(host, _port(cfg.feeds.signal_url), token=cfg.feeds.token)
     app: App | None = None
     try:
-        exchange.start()
+        for exchange in exchanges.values():
+            exchange.start()
+            exchange.start_random_walk(0.25, 0.0015)
         feed.start()
-        exchange.start_random_walk(0.25, 0.0015)
-        cfg = _point_at(cfg, exchange.base_url, exchange.ws_url, feed.url)
+        cfg = _point_at(cfg, exchanges, feed.url)
         app = running = App(cfg)
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -142,11 +145,18 @@ def run_demo(config_path: str | None, duration: float | None = None, ui: bool = 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             app.start()
-            sources = _start_sources(
-                feed.send_signal, list(symbols), exchange.mark_price, list(cfg.accounts)
-            )
+            sources = [
+                _start_sources(
+                    feed.send_signal,
+                    list(symbols),
+                    exchange.mark_price,
+                    [n for n, a in cfg.accounts.items() if a.exchange == venue],
+                )
+                for venue, exchange in exchanges.items()
+            ]
+            marks = next(iter(exchanges.values()))
             urls = {
-                "exchange": exchange.base_url,
+                **{venue: ex.base_url for venue, ex in exchanges.items()},
                 "signals": feed.url,
                 "metrics": f"http://{cfg.metrics.address}/metrics"
                 if cfg.metrics.enabled
@@ -160,7 +170,7 @@ def run_demo(config_path: str | None, duration: float | None = None, ui: bool = 
                 view = render_view(
                     app.supervisor.stats().by_status,
                     _signal_counts(app.metrics),
-                    exchange.mark_prices(),
+                    marks.mark_prices(),
                     time.monotonic() - started,
                     urls,
                 )
@@ -171,7 +181,8 @@ def run_demo(config_path: str | None, duration: float | None = None, ui: bool = 
             try:
                 app.wait(duration, on_tick=tick)
             finally:
-                sources.stop()
+                for source in sources:
+                    source.stop()
         finally:
             clean = app.shutdown()
             for signum, handler in previous.items():
@@ -194,7 +205,8 @@ def run_demo(config_path: str | None, duration: float | None = None, ui: bool = 
         return 1
     finally:
         feed.stop()
-        exchange.stop()
+        for exchange in exchanges.values():
+            exchange.stop()
         if log_stream is not None:
             logging.getLogger().handlers[-1].flush()
 
@@ -210,9 +222,33 @@ def _start_sources(
     return sources
 
 
-def _point_at(cfg: Config, rest: str, ws: str, signals: str) -> Config:
+def _exchanges(cfg: Config, symbols: dict[str, float]) -> dict[str, SimExchange]:
+    """One sim per venue the accounts trade on, on the port of that venue's first account
+    (its ``ws_url`` port too when it differs, on Binance's front); not started."""
+    firsts: dict[str, AccountConfig] = {}
+    for acc in cfg.accounts.values():
+        firsts.setdefault(acc.exchange, acc)
+    out: dict[str, SimExchange] = {}
+    for venue, acc in firsts.items():
+        host = urlsplit(acc.rest_url).hostname or "127.0.0.1"
+        rest_port, ws_port = _port(acc.rest_url), _port(acc.ws_url)
+        if venue == "bybit":
+            # The dummy key pair signs every request; the sim checks the signatures.
+            out[venue] = BybitExchange(
+                dict(symbols), host, rest_port, secrets={DUMMY_API_KEY: DUMMY_API_SECRET}
+            )
+        else:
+            ws = ws_port if ws_port and ws_port != rest_port else None
+            out[venue] = SimExchange(dict(symbols), host, rest_port, ws)
+    return out
+
+
+def _point_at(cfg: Config, exchanges: Mapping[str, SimExchange], signals: str) -> Config:
+    """The configuration with each account's URLs those of its venue's sim."""
     accounts = {
-        name: dataclasses.replace(acc, rest_url=rest, ws_url=ws)
+        name: dataclasses.replace(
+            acc, rest_url=exchanges[acc.exchange].base_url, ws_url=exchanges[acc.exchange].ws_url
+        )
         for name, acc in cfg.accounts.items()
     }
     feeds = dataclasses.replace(cfg.feeds, signal_url=signals)

@@ -8,6 +8,7 @@ and clearing them. The exchange decides what each kind does (see ``sim/README.md
 
 from __future__ import annotations
 
+import fnmatch
 import random
 import threading
 from dataclasses import asdict, dataclass, field, fields
@@ -86,13 +87,17 @@ class Fault:
 
     ``path`` is an exact path or a prefix ending in ``*``, or a list of them (any matches);
     ``method`` an HTTP method; ``symbol`` the request's ``symbol`` parameter (or, for
-    ``reject_on_trigger``, the triggered order's symbol).
+    ``reject_on_trigger``, the triggered order's symbol); ``client_id`` a shell-style pattern
+    (``ps*s*``) of the client order id of a request that places or cancels an order (the
+    order log's entry): a fault with one never fires on another request. On Bybit, where one
+    endpoint places entries, stops and closes alike, it is how a fault aims at one kind.
     """
 
     kind: str
     path: str | list[str] | None = None
     method: str | None = None
     symbol: str | None = None
+    client_id: str | None = None
     count: int | None = 1
     latency_s: float = 0.0
     latency_max_s: float | None = None
@@ -121,11 +126,18 @@ class Fault:
         if self.lag_s < 0:
             raise ValueError("lag_s must be >= 0")
 
-    def matches(self, method: str, path: str, symbol: str | None = None) -> bool:
-        """Does this fault apply to a ``method`` ``path`` request (for ``symbol``)?"""
+    def matches(
+        self, method: str, path: str, symbol: str | None = None, client_id: str | None = None
+    ) -> bool:
+        """Does this fault apply to a ``method`` ``path`` request (for ``symbol``, placing or
+        cancelling ``client_id``)?"""
         if self.method is not None and self.method != method:
             return False
         if self.symbol is not None and self.symbol != symbol:
+            return False
+        if self.client_id is not None and (
+            client_id is None or not fnmatch.fnmatchcase(client_id, self.client_id)
+        ):
             return False
         if self.path is not None:
             patterns = [self.path] if isinstance(self.path, str) else self.path
@@ -189,14 +201,21 @@ class FaultBoard:
         with self._lock:
             return [Fault(**asdict(f)) for f in self._faults]
 
-    def take(self, kind: str, method: str, path: str, symbol: str | None = None) -> Fault | None:
+    def take(
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        symbol: str | None = None,
+        client_id: str | None = None,
+    ) -> Fault | None:
         """Fire the first armed ``kind`` fault matching the request, or return None.
 
         Firing counts down ``count``; a spent fault is removed. Returns a copy.
         """
         with self._lock:
             for f in self._faults:
-                if f.kind == kind and f.matches(method, path, symbol):
+                if f.kind == kind and f.matches(method, path, symbol, client_id):
                     return self._fire(f)
         return None
 

@@ -114,13 +114,14 @@ class Gateway:
         method, path = req.method, req.path
         faults = self.ex.faults
         symbol = params.get("symbol")
+        cid = entry.client_id if entry is not None else None  # faults armed by client id
         ts_error = self._check_timestamp(method, path, params)
 
-        lat = faults.take("latency", method, path, symbol)
+        lat = faults.take("latency", method, path, symbol, cid)
         if lat is not None:
             self._note(entry, "latency")
             self.ex.stopping.wait(lat.delay(faults.rng))
-        f429 = faults.take("http_429", method, path, symbol)
+        f429 = faults.take("http_429", method, path, symbol, cid)
         if f429 is not None:
             self._note(entry, "http_429", outcome="not_executed")
             return Response.of_json(
@@ -128,7 +129,7 @@ class Gateway:
                 429,
                 headers=[("Retry-After", str(f429.retry_after_s))],
             )
-        fbusy = faults.take("busy", method, path, symbol)
+        fbusy = faults.take("busy", method, path, symbol, cid)
         if fbusy is not None:
             self._note(entry, "busy", outcome="rejected", code=-1008)
             return Response.of_json(
@@ -136,10 +137,10 @@ class Gateway:
                 503,
                 headers=[("Retry-After", str(fbusy.retry_after_s))],
             )
-        if faults.take("http_502", method, path, symbol) is not None:
+        if faults.take("http_502", method, path, symbol, cid) is not None:
             self._note(entry, "http_502", outcome="not_executed")
             return Response(502, BAD_GATEWAY, content_type="text/html")
-        ferr = faults.take("error_code", method, path, symbol)
+        ferr = faults.take("error_code", method, path, symbol, cid)
         if ferr is not None and not ferr.act:
             self._note(entry, "error_code", outcome="rejected", code=ferr.code)
             return _error(errors.injected(ferr.code, ferr.status, ferr.msg))
@@ -153,16 +154,16 @@ class Gateway:
         if ts_error is not None:
             self._note(entry, None, outcome="rejected", code=ts_error.code)
             return _error(ts_error)
-        if entry is not None and faults.take("reject_2019", method, path, symbol) is not None:
+        if entry is not None and faults.take("reject_2019", method, path, symbol, cid) is not None:
             self._note(entry, "reject_2019", outcome="rejected", code=-2019)
             return _error(errors.insufficient_margin())
-        if faults.take("not_found", method, path, symbol) is not None:
+        if faults.take("not_found", method, path, symbol, cid) is not None:
             return _error(errors.order_not_found())
         ctx = Context(account=account, api_key=api_key)
-        lag = faults.take("lag_open_orders", method, path, symbol)
+        lag = faults.take("lag_open_orders", method, path, symbol, cid)
         if lag is not None:
             ctx.as_of_ms = now_ms() - round(lag.lag_s * 1000)
-        partial = faults.take("partial_fill", method, path, symbol)
+        partial = faults.take("partial_fill", method, path, symbol, cid)
         if partial is not None:
             self._note(entry, "partial_fill")
             ctx.parts = max(2, partial.parts)
@@ -190,7 +191,7 @@ class Gateway:
         for fn in outcome.later if outcome is not None else []:
             fn()
 
-        f503 = faults.take("http_503", method, path, symbol)
+        f503 = faults.take("http_503", method, path, symbol, cid)
         if f503 is not None:
             self._note(entry, "http_503")
             resp = _error(errors.backend_timeout())
@@ -339,11 +340,12 @@ def finish_reply(
     written (``user_events_first``) or after it."""
     faults = ex.faults
     method, path = req.method, req.path
-    fbad = faults.take("bad_response", method, path, symbol)
+    cid = entry.client_id if entry is not None else None
+    fbad = faults.take("bad_response", method, path, symbol, cid)
     if fbad is not None:
         note_order(ex, entry, "bad_response")
         resp = Response(200, (fbad.msg or bad_body).encode())
-    ftimeout = faults.take("timeout", method, path, symbol)
+    ftimeout = faults.take("timeout", method, path, symbol, cid)
     if ftimeout is not None:
         note_order(ex, entry, "timeout")
         if ftimeout.close:

@@ -1,4 +1,11 @@
-"""Suite-wide guards: logging on, and no actor or thread left behind by any test."""
+"""Suite-wide guards and fixtures: logging on, no actor or thread left behind by any test,
+and the test PostgreSQL (bodies in :mod:`testkit.pg`):
+
+* ``pg_admin`` (session): DSN of the server's maintenance database; the embedded server
+  (``.data/pgtest``) is started once per session (per xdist worker) on first use unless
+  ``PS_TEST_DSN`` names a server, and stopped at the end of the session.
+* ``pg_dsn``: a fresh database with the schema, dropped after the test.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,8 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
+from testkit import pg
+
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
 
 _BACKGROUND = ("pydevd", "pytest_timeout", "ThreadPoolExecutor", "asyncio")
@@ -17,6 +26,20 @@ _BACKGROUND = ("pydevd", "pytest_timeout", "ThreadPoolExecutor", "asyncio")
 
 def _ours(t: threading.Thread) -> bool:
     return t.is_alive() and t is not threading.main_thread() and not t.daemon
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[str]:
+    """DSN of the test server's maintenance database; stopped at the end of the session."""
+    yield pg.admin_dsn()
+    pg.shutdown()
+
+
+@pytest.fixture
+def pg_dsn(pg_admin: str) -> Iterator[str]:
+    """A fresh migrated database on the test server, dropped after the test."""
+    with pg.fresh_database(pg_admin) as dsn:
+        yield dsn
 
 
 @pytest.fixture(autouse=True)

@@ -203,12 +203,13 @@ class BybitGateway:
         method, path = req.method, req.path
         faults = self.ex.faults
         symbol = params.get("symbol")
+        cid = entry.client_id if entry is not None else None  # faults armed by client id
 
-        lat = faults.take("latency", method, path, symbol)
+        lat = faults.take("latency", method, path, symbol, cid)
         if lat is not None:
             self._note(entry, "latency")
             self.ex.stopping.wait(lat.delay(faults.rng))
-        f429 = faults.take("http_429", method, path, symbol)
+        f429 = faults.take("http_429", method, path, symbol, cid)
         if f429 is not None:
             self._note(entry, "http_429", outcome="not_executed")
             reset = now_ms() + 1000 * f429.retry_after_s
@@ -219,13 +220,13 @@ class BybitGateway:
                 ("X-Bapi-Limit-Reset-Timestamp", str(reset)),
             ]
             return _refusal(errors.error(errors.RATE_LIMIT), headers)
-        if faults.take("busy", method, path, symbol) is not None:
+        if faults.take("busy", method, path, symbol, cid) is not None:
             self._note(entry, "busy", outcome="rejected", code=errors.SYSTEM_BUSY)
             return _refusal(errors.error(errors.SYSTEM_BUSY))
-        if faults.take("http_502", method, path, symbol) is not None:
+        if faults.take("http_502", method, path, symbol, cid) is not None:
             self._note(entry, "http_502", outcome="not_executed")
             return Response(502, BAD_GATEWAY, content_type="text/html")
-        ferr = faults.take("error_code", method, path, symbol)
+        ferr = faults.take("error_code", method, path, symbol, cid)
         if ferr is not None and not ferr.act:
             self._note(entry, "error_code", outcome="rejected", code=ferr.code)
             return _refusal(self._injected(ferr.code, ferr.status, ferr.msg))
@@ -238,18 +239,18 @@ class BybitGateway:
             if auth_error is not None:
                 self._note(entry, None, outcome="rejected", code=auth_error.ret_code)
                 return _refusal(auth_error)
-        if entry is not None and faults.take("reject_2019", method, path, symbol) is not None:
+        if entry is not None and faults.take("reject_2019", method, path, symbol, cid) is not None:
             self._note(entry, "reject_2019", outcome="rejected", code=errors.INSUFFICIENT)
             return _refusal(errors.error(errors.INSUFFICIENT))
         by_id = bool(params.get("orderId") or params.get("orderLinkId"))
-        if by_id and method == "GET" and faults.take("not_found", method, path, symbol):
+        if by_id and method == "GET" and faults.take("not_found", method, path, symbol, cid):
             empty = {"category": "linear", "list": [], "nextPageCursor": ""}
             return Response.of_json(envelope(empty))
         ctx = Context(account=account, api_key=api_key)
-        lag = faults.take("lag_open_orders", method, path, symbol)
+        lag = faults.take("lag_open_orders", method, path, symbol, cid)
         if lag is not None:
             ctx.as_of_ms = now_ms() - round(lag.lag_s * 1000)
-        partial = faults.take("partial_fill", method, path, symbol)
+        partial = faults.take("partial_fill", method, path, symbol, cid)
         if partial is not None:
             self._note(entry, "partial_fill")
             ctx.parts = max(2, partial.parts)
@@ -274,7 +275,7 @@ class BybitGateway:
         for fn in outcome.later if outcome is not None else []:
             fn()
 
-        if faults.take("http_503", method, path, symbol) is not None:
+        if faults.take("http_503", method, path, symbol, cid) is not None:
             self._note(entry, "http_503")
             resp = _refusal(BybitError(errors.SYSTEM_BUSY, errors.REQUEST_TIMEOUT_MSG))
         if ferr is not None and ferr.act:

@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 
-from testkit import pg
-
 #: Chromium as root in a container: no sandbox, no GPU, /tmp instead of a small /dev/shm,
 #: nothing fetched from the network at start, a fresh profile per test.
 CHROMIUM_FLAGS = (
@@ -31,13 +29,6 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--window-size=1400,1000",
 )
-
-
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[str]:
-    """DSN of the test server's maintenance database; stopped at the end of the session."""
-    yield pg.admin_dsn()
-    pg.shutdown()
 
 
 def chromium() -> tuple[str, str] | str:

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_runs_and_protects(tmp_path: Path, pg_admin: str) -> None:
     text = (ROOT / "deploy" / "demo.toml").read_text()
-    for port in ("18900", "18901", "9490"):
+    for port in ("18900", "18901", "18902", "9490"):
         text = text.replace(f":{port}", ":0")
     cfg = tmp_path / "demo.toml"
     cfg.write_text(text)
@@ -51,12 +51,14 @@ def test_demo_runs_and_protects(tmp_path: Path, pg_admin: str) -> None:
         assert int(dup_line.split(":")[1]) > 0, r.stdout
         store = PostgresStore(dsn, migrate_schema=False)
         try:
-            positions = store.positions("main")
-            signals = store.signals("main")
+            # Account "main" trades on Binance's wire, "bybit" on Bybit's: both side by side.
+            positions = {a: store.positions(a) for a in ("main", "bybit")}
+            signals = {a: store.signals(a) for a in ("main", "bybit")}
         finally:
             store.close()
-    assert positions, r.stderr[-3000:]
-    assert any(s.outcome.value == "duplicate" for s in signals)
-    for p in positions:
-        if not p.status.terminal:
-            assert p.stop_confirmed, p
+    for account in ("main", "bybit"):
+        assert positions[account], (account, r.stderr[-3000:])
+        assert any(s.outcome.value == "duplicate" for s in signals[account]), account
+        for p in positions[account]:
+            if not p.status.terminal:
+                assert p.stop_confirmed, p

@@ -112,10 +112,11 @@ def test_the_leftover_stop_counters_see_a_stop_that_outlives_its_position(dsn: s
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("venue", ["binanceusdm", "bybit"])
 def test_short_race_trial_holds_every_count(
-    dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], venue: str
 ) -> None:
-    c = run_race(SHORT, dsn, tmp_path)
+    c = run_race(replace(SHORT, venue=venue), dsn, tmp_path)
     assert c.ok, c.problems
     assert c.signals >= 20 and c.duplicates >= 5, c
     assert c.positions >= 3 and c.faults_fired >= 5, c

@@ -1,8 +1,6 @@
 """Fixtures for tests against a real PostgreSQL (bodies in :mod:`testkit.pg`).
 
-* ``pg_admin`` (session): DSN of the server's maintenance database; the embedded server
-  (``.data/pgtest``) is started once per session unless ``PS_TEST_DSN`` names a server.
-* ``pg_dsn``: a fresh database with the schema, dropped after the test.
+* ``pg_admin`` and ``pg_dsn``: in ``tests/conftest.py``.
 * ``pg_empty_dsn``: a fresh database without any schema (migration tests).
 * ``store``: a :class:`~infra.store.PostgresStore` on ``pg_dsn``, closed after the test.
 * ``pg_private``: ``(server, dsn)``: a server of this process that the test may stop and
@@ -20,18 +18,6 @@ import pytest
 
 from infra.store import EmbeddedPostgres, PostgresStore
 from testkit import pg
-
-
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[str]:
-    yield pg.admin_dsn()
-    pg.shutdown()
-
-
-@pytest.fixture
-def pg_dsn(pg_admin: str) -> Iterator[str]:
-    with pg.fresh_database(pg_admin) as dsn:
-        yield dsn
 
 
 @pytest.fixture

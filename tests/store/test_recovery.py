@@ -14,7 +14,9 @@ Steps: the entry intent is committed (its order not sent); the entry order was s
 reply is outstanding; the entry filled (its stop-loss intent committed, not sent); the
 stop-loss was sent and its reply is outstanding; the close intent is committed (not sent).
 Each ends with exactly one position, protected on the exchange or closed/failed with the
-exchange flat, and no order executed twice.
+exchange flat, and no order executed twice. Every case runs on each venue
+(:data:`tests.venues.VENUES`: the sim speaking Binance's or Bybit's wire), where the lookup of
+an order by client id, which recovery rests on, differs.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from actors.messages import CloseRequest, OpenSignal
 from actors.model import CloseReason, Key, OrderKind, OrderState, Side, Status
 from actors.ports import StoreUnavailable, SystemClock
 from actors.state import Commit, Policy, Position, Reentry
-from infra.exchange import CcxtExchange, VenueConfig
+from infra.exchange import CcxtExchange
 from infra.store import PostgresStore
 from sim import SimExchange
 from supervision.supervisor import Supervisor, SupervisorConfig
 from testkit.waiting import poll
+from tests.venues import ENTRY_IDS, STOP_IDS, VENUES, create_paths, make_sim, venue_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -141,19 +144,12 @@ class Process:
 class Rig:
     sim: SimExchange
     dsn: str
+    venue: str
     processes: list[Process] = field(default_factory=list)
 
     def start(self) -> Process:
         store = CrashingStore(self.dsn)
-        exchange = CcxtExchange(
-            ACCOUNT,
-            VenueConfig(
-                base_url=self.sim.base_url,
-                require_credentials=False,
-                enable_rate_limit=False,
-                timeout_s=1.0,
-            ),
-        )
+        exchange = CcxtExchange(ACCOUNT, venue_config(self.venue, self.sim, timeout_s=1.0))
         killable = Killable(exchange)
         sup = Supervisor(
             store,
@@ -197,10 +193,11 @@ class Rig:
         return 0.0 if p is None else p.qty
 
 
-@pytest.fixture
-def rig(pg_dsn: str) -> Iterator[Rig]:
-    with SimExchange({SYMBOL: 60_000.0, "ETHUSDT": 3_000.0}, seed=5) as sim:
-        r = Rig(sim, pg_dsn)
+@pytest.fixture(params=VENUES)
+def rig(request: pytest.FixtureRequest, pg_dsn: str) -> Iterator[Rig]:
+    venue: str = request.param
+    with make_sim(venue, {SYMBOL: 60_000.0, "ETHUSDT": 3_000.0}, seed=5) as sim:
+        r = Rig(sim, pg_dsn, venue)
         try:
             yield r
         finally:
@@ -279,7 +276,9 @@ def test_crash_after_the_entry_intent_is_committed(rig: Rig, how: str) -> None:
 
 @pytest.mark.parametrize("how", WAYS)
 def test_crash_while_the_entry_order_awaits_its_reply(rig: Rig, how: str) -> None:
-    rig.sim.add_fault("timeout", path="/fapi/v1/order", method="POST", hold_s=3.0)
+    rig.sim.add_fault(
+        "timeout", path=create_paths(rig.venue), client_id=ENTRY_IDS, method="POST", hold_s=3.0
+    )
     p = rig.start()
     p.sup.tell(_signal())
     # the order is on the exchange, its reply held
@@ -309,7 +308,9 @@ def test_crash_after_the_fill_before_the_stop_loss_is_sent(rig: Rig, how: str) -
 
 @pytest.mark.parametrize("how", WAYS)
 def test_crash_while_the_stop_loss_awaits_its_reply(rig: Rig, how: str) -> None:
-    rig.sim.add_fault("timeout", path="/fapi/v1/algoOrder", method="POST", hold_s=3.0)
+    rig.sim.add_fault(
+        "timeout", path=create_paths(rig.venue), client_id=STOP_IDS, method="POST", hold_s=3.0
+    )
     p = rig.start()
     p.sup.tell(_signal())
     # the stop rests on the exchange, its reply held
