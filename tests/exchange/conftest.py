@@ -22,6 +22,7 @@ from sim import SimExchange
 from supervision.supervisor import Supervisor, SupervisorConfig
 from testkit.store import InMemoryStore
 from testkit.waiting import poll
+from tests.venues import venue_config
 
 ACCOUNT = "main"
 SYMBOL = "BTCUSDT"
@@ -29,17 +30,9 @@ KEY = Key(ACCOUNT, SYMBOL)
 
 
 def sim_config(sim: SimExchange, **changes: Any) -> VenueConfig:
-    """How tests (and the demo) point the adapter at the sim: its base URL, dummy keys."""
-    settings: dict[str, Any] = {
-        "base_url": sim.base_url,
-        "require_credentials": False,
-        "enable_rate_limit": False,
-        "timeout_s": 3.0,
-        "markets_retry_delay_s": 0.01,
-        "retry_after_s": 0.5,
-    }
-    settings.update(changes)
-    return VenueConfig(**settings)
+    """How tests (and the demo) point the adapter at the sim: its base URL, dummy keys
+    (:func:`tests.venues.venue_config` on Binance's venue)."""
+    return venue_config(BINANCE_USDM.name, sim, **changes)
 
 
 @contextlib.contextmanager

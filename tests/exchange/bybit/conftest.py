@@ -20,6 +20,7 @@ from actors.ports import OrderReply
 from infra.exchange import BYBIT_LINEAR, CcxtExchange, Credentials, VenueConfig
 from sim.bybit import BybitExchange
 from testkit.waiting import poll
+from tests.venues import venue_config
 
 ACCOUNT = "main"
 SYMBOL = "BTCUSDT"
@@ -30,18 +31,9 @@ API_SECRET = "bybit-secret-main"
 
 def bybit_config(ex: BybitExchange, **changes: Any) -> VenueConfig:
     """How tests point the adapter at the Bybit sim: the ``bybit`` venue, its base URL,
-    the account's key pair, no limiter unless asked."""
-    settings: dict[str, Any] = {
-        "venue": BYBIT_LINEAR.name,
-        "base_url": ex.base_url,
-        "api_credentials": Credentials(API_KEY, API_SECRET),
-        "enable_rate_limit": False,
-        "timeout_s": 3.0,
-        "markets_retry_delay_s": 0.01,
-        "retry_after_s": 0.5,
-    }
-    settings.update(changes)
-    return VenueConfig(**settings)
+    the account's key pair, no limiter unless asked (:func:`tests.venues.venue_config`)."""
+    changes.setdefault("api_credentials", Credentials(API_KEY, API_SECRET))
+    return venue_config(BYBIT_LINEAR.name, ex, **changes)
 
 
 @pytest.fixture(scope="module")
