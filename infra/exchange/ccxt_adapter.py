@@ -63,7 +63,7 @@ from infra.exchange.client import arm
 from infra.exchange.errors import Op, Reason, classify, describe, local_reason
 from infra.exchange.limits import AccountLimiter, Priority
 from infra.exchange.listen_keys import ListenKeys
-from infra.exchange.order_queries import find_order, open_orders
+from infra.exchange.order_queries import find_order, open_orders, open_positions
 from infra.exchange.order_rules import Refusal, request_on_rules
 from infra.exchange.pool import ClientPool, MarketsUnavailable, UnknownSymbol
 from infra.exchange.translate import (
@@ -426,7 +426,7 @@ class CcxtExchange:
         try:
             client = self.pool.client()
             arm(client, Priority.READ, self.config.timeout_s)
-            raw_positions = client.fetch_positions()
+            raw_positions = open_positions(self.venue, client)
             plain = open_orders(self.venue, client, self.venue.plain_orders_filter)
             conditional = open_orders(self.venue, client, self.venue.trigger_flag)
         except Exception as exc:

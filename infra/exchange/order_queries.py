@@ -1,4 +1,5 @@
-"""The venue's order queries through ccxt: one order by client id, and the open orders.
+"""The venue's order and position queries through ccxt: one order by client id, the open
+orders, the open positions.
 
 Who calls: :class:`~infra.exchange.ccxt_adapter.CcxtExchange` (lookups, the duplicate check
 of a placement, the account view), on the calling thread with that thread's hooked ccxt
@@ -14,10 +15,14 @@ How each venue answers them is data on its :class:`~infra.exchange.venues.Venue`
   lag) are searched for the ``orderLinkId``, conditional orders with the trigger flag.
 * :func:`open_orders` lists one kind of open order (plain or conditional), page after page
   when the venue pages them (Bybit: 50 a page, by ``nextPageCursor``).
+* :func:`open_positions` lists the positions, page after page when the venue pages them
+  (Bybit: 200 a page). A short list is the worst answer a sync can get (it would take the
+  positions left out for closed on the exchange), so it is every page or an exception.
 
 Failure: any ccxt or network error propagates (the adapter classifies it); a call that
 finds nothing is not one: :func:`find_order` returns None when no call found the order.
-:func:`open_orders` raises :class:`TooManyOrders` rather than return a partial list.
+:func:`open_orders` and :func:`open_positions` raise :class:`TooManyOrders` rather than
+return a partial list.
 """
 
 from __future__ import annotations
@@ -29,14 +34,15 @@ import ccxt
 
 from infra.exchange.venues import Venue
 
-__all__ = ["MAX_PAGES", "TooManyOrders", "find_order", "open_orders"]
+__all__ = ["MAX_PAGES", "TooManyOrders", "find_order", "open_orders", "open_positions"]
 
-#: At most this many pages of open orders per list (Bybit: 50 a page).
+#: At most this many pages per list (Bybit: 50 open orders or 200 positions a page).
 MAX_PAGES = 20
 
 
 class TooManyOrders(Exception):
-    """An open-order list runs past :data:`MAX_PAGES` pages: nothing partial is returned."""
+    """An open-order or position list runs past :data:`MAX_PAGES` pages: nothing partial
+    is returned."""
 
 
 def find_order(
@@ -85,6 +91,26 @@ def open_orders(venue: Venue, client: Any, flag: Mapping[str, object]) -> list[A
             return orders
         params[param] = nxt
     raise TooManyOrders(f"more than {MAX_PAGES * size} open orders")
+
+
+def open_positions(venue: Venue, client: Any) -> list[Any]:
+    """Every position ccxt's ``fetch_positions`` reports, page after page when the venue
+    lists them in pages (:attr:`Venue.positions_page_size`). Raises what ccxt raises, or
+    :class:`TooManyOrders`; never a partial list."""
+    size, cursor = venue.positions_page_size, venue.list_cursor
+    if size is None or cursor is None:
+        return list(client.fetch_positions())
+    field, param = cursor
+    positions: list[Any] = []
+    params: dict[str, Any] = {"limit": size}
+    for _ in range(MAX_PAGES):
+        page = list(client.fetch_positions(None, dict(params)))
+        positions.extend(page)
+        nxt = page_cursor(page, field)
+        if not nxt:
+            return positions
+        params[param] = nxt
+    raise TooManyOrders(f"more than {MAX_PAGES} pages of positions")
 
 
 def page_cursor(page: list[Any], field: str) -> Any:

@@ -97,6 +97,10 @@ class Venue:
     #: the next page named by ``list_cursor``: (field of the last order's ``info``, param).
     list_page_size: int | None = None
     list_cursor: tuple[str, str] | None = None
+    #: Position lists come in pages of this size (None: one request lists every position),
+    #: the next page named by ``list_cursor`` too. A list read short would make the sync
+    #: see open positions as flat: every page is read, or the read fails.
+    positions_page_size: int | None = None
     #: The ccxt method whose reply carries ``markPrice`` for one symbol.
     mark_price_call: str = "fetch_mark_price"
     #: A placement's reply states no status (Bybit: only the ids): a market order is looked
@@ -348,6 +352,8 @@ BYBIT_LINEAR = Venue(
     ),
     list_page_size=50,
     list_cursor=("nextPageCursor", "cursor"),
+    # /v5/position/list: at most 200 a page (ccxt asks limit=200), nextPageCursor after.
+    positions_page_size=200,
     mark_price_call="fetch_ticker",
     lookup_after_place=True,
     market_max_qty_path=("lotSizeFilter", "maxMktOrderQty"),

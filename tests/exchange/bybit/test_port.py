@@ -14,8 +14,10 @@ from infra.exchange import BYBIT_LINEAR, VENUES, CcxtExchange
 from infra.exchange.listen_keys import NoListenKey
 from infra.feeds import ListenKeyError
 from sim.bybit import BybitExchange
+from sim.symbols import make_symbols
 from tests.exchange.bybit.conftest import ACCOUNT, KEY, SYMBOL, accepted_orders, resolve
 from tests.exchange.conftest import close, entry, stop
+from tests.venues import make_sim, venue_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -190,3 +192,26 @@ def test_no_listen_key_on_bybit_says_so_without_asking(
     assert exchange.venue.name == "bybit"
     assert exchange.credentials.api_key == "bybit-key-main"
     assert "bybit-secret-main" not in repr(exchange.credentials)
+
+
+def test_account_view_reads_every_page_of_positions() -> None:
+    """Bybit lists at most 200 positions a page: 450 positions come back in three pages,
+    every one (a sync that saw 200 would take the other 250 for closed on the exchange)."""
+    symbols = make_symbols(450)
+    with make_sim("bybit", symbols) as sim:
+        sim.seed(
+            [
+                {"symbol": s, "side": "BUY", "qty": 1.0, "client_id": f"ps{i}e1"}
+                for i, s in enumerate(symbols, 1)
+            ],
+            [],
+        )
+        assert len(sim.positions()) == 450
+        ex = CcxtExchange(ACCOUNT, venue_config("bybit", sim))
+        try:
+            ex.load_markets()
+            view = ex.fetch_account(ACCOUNT)
+        finally:
+            ex.close()
+    assert set(view.positions) == set(symbols)
+    assert sim.limits.by_path["GET /v5/position/list"] >= 3
