@@ -35,15 +35,12 @@ refused with a throttled log line and a counted reason.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 
-from actors.messages import OrderUpdate
-from actors.model import Key
 from infra.backoff import Backoff
+from infra.feeds.account_stream import AccountStream
 from infra.feeds.bybit_session import BybitCredentials, BybitSession, Step
 from infra.feeds.metrics import FeedMetrics
 from infra.feeds.parsing import (
@@ -53,7 +50,6 @@ from infra.feeds.parsing import (
     Refusal,
     parse_bybit_private,
 )
-from infra.feeds.runner_feed import RunnerFeed
 from infra.feeds.sink import FeedSink, SyncRequest
 from infra.feeds.ws_client import Connect, ReconnectingWebSocket
 
@@ -64,7 +60,7 @@ log = logging.getLogger(__name__)
 PRIVATE_TOPICS = ("order", "execution", "position")
 
 
-class BybitUserStream(RunnerFeed):
+class BybitUserStream(AccountStream):
     """One Bybit account's private stream (see the module docstring)."""
 
     def __init__(
@@ -85,12 +81,17 @@ class BybitUserStream(RunnerFeed):
         poll_s: float = 0.25,
         hard_max_frame_bytes: int = 4 * 1024 * 1024,
     ) -> None:
-        super().__init__(name or f"{account}:user", metrics, log)
-        self.account = account
+        super().__init__(
+            name or f"{account}:user",
+            metrics,
+            log,
+            account=account,
+            sink=sink,
+            request_sync=request_sync,
+            clock=clock,
+            frame_kind="private-stream",
+        )
         self.url = ws_url.rstrip("/")
-        self._sink = sink
-        self._request_sync = request_sync
-        self._clock = clock
         self.session = BybitSession(
             self.name,
             PRIVATE_TOPICS,
@@ -102,10 +103,6 @@ class BybitUserStream(RunnerFeed):
         )
         self.readies = 0
         self._leaving = False
-        self.updates = 0
-        self.undelivered = 0
-        self.ignored = 0
-        self.refused: Counter[str] = Counter()
         self.runner = ReconnectingWebSocket(
             self.name,
             lambda: Connect(self.url),
@@ -148,14 +145,6 @@ class BybitUserStream(RunnerFeed):
             log.warning("%s: %s; reconnecting", self.name, step.reconnect)
             self.runner.reconnect(step.reconnect)
 
-    def _sync(self, reason: str) -> None:
-        if self._request_sync is None:
-            return
-        try:
-            self._request_sync(self.account, reason)
-        except Exception:
-            log.exception("%s: sync request failed", self.name)
-
     def _on_frame(self, data: bytes, binary: bool) -> None:
         if binary:
             self._refuse(Refusal("binary_frame"), data)
@@ -180,31 +169,5 @@ class BybitUserStream(RunnerFeed):
             self._refuse(r, data)
 
     def _order(self, ev: OrderEvent) -> None:
-        if ev.status is None:
-            self.ignored += 1  # a status no order of ours acts on
-            return
-        upd = OrderUpdate(
-            Key(self.account, ev.symbol),
-            ev.client_id,
-            ev.status,
-            ev.filled_qty,
-            ev.avg_price,
-            ev.event_time,
-            ev.order_id,
-        )
-        with contextlib.suppress(Exception):
-            self.metrics.ws_lag(self.name, self._clock() - ev.event_time)
-        self.updates += 1
-        if not self._sink.tell(upd):
-            self.undelivered += 1
-            self.throttled.warning(
-                "undelivered",
-                "%s: order update %s %s not delivered",
-                self.name,
-                upd.key,
-                ev.client_id[:40],
-            )
-
-    def _refuse(self, r: Refusal, data: bytes) -> None:
-        self.report_refusal(f"{self.name}: refused private-stream frame", r, data)
-        self.refused[r.reason] += 1  # last: a counted frame has been wholly handled
+        # A stop keeps its ids from Untriggered to Filled: no linking as on Binance.
+        self._deliver(ev, ev.client_id, ev.order_id)

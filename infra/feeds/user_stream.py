@@ -34,17 +34,15 @@ into the runner: a bad frame is refused with a throttled log line and a counted 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from actors.messages import OrderUpdate
-from actors.model import Key
 from infra.backoff import Backoff
+from infra.feeds.account_stream import AccountStream
 from infra.feeds.metrics import FeedMetrics
 from infra.feeds.parsing import (
     AccountEvent,
@@ -53,7 +51,6 @@ from infra.feeds.parsing import (
     Refusal,
     parse_user_event,
 )
-from infra.feeds.runner_feed import RunnerFeed
 from infra.feeds.sink import FeedSink, SyncRequest
 from infra.feeds.ws_client import Connect, ReconnectingWebSocket
 
@@ -108,7 +105,7 @@ class ListenKeySource(Protocol):
         ...
 
 
-class UserDataStream(RunnerFeed):
+class UserDataStream(AccountStream):
     """One account's user-data stream (see the module docstring)."""
 
     def __init__(
@@ -130,21 +127,22 @@ class UserDataStream(RunnerFeed):
         poll_s: float = 0.25,
         algo_memory: int = 10_000,
     ) -> None:
-        super().__init__(name or f"{account}:user", metrics, log)
-        self.account = account
+        super().__init__(
+            name or f"{account}:user",
+            metrics,
+            log,
+            account=account,
+            sink=sink,
+            request_sync=request_sync,
+            clock=clock,
+            frame_kind="user-stream",
+        )
         self._ws_url = ws_url.rstrip("/")
         self.listen_keys = listen_keys
-        self._sink = sink
-        self._request_sync = request_sync
-        self._clock = clock
         self.keepalive_interval_s = keepalive_interval_s
         self._key: str | None = None
         self._algo_of_order: OrderedDict[str, str] = OrderedDict()
         self._algo_memory = algo_memory
-        self.updates = 0
-        self.undelivered = 0
-        self.ignored = 0
-        self.refused: Counter[str] = Counter()
         self.keepalives = 0
         self._stop = threading.Event()
         self._keepalive: threading.Thread | None = None
@@ -206,14 +204,6 @@ class UserDataStream(RunnerFeed):
     def _on_open(self, n: int) -> None:
         self._sync("stream reconnect" if n > 1 else "stream connected")
 
-    def _sync(self, reason: str) -> None:
-        if self._request_sync is None:
-            return
-        try:
-            self._request_sync(self.account, reason)
-        except Exception:
-            log.exception("%s: sync request failed", self.name)
-
     def _on_frame(self, data: bytes, binary: bool) -> None:
         if binary:
             self._refuse(Refusal("binary_frame"), data)
@@ -255,35 +245,7 @@ class UserDataStream(RunnerFeed):
             if client_id.startswith(_LIQUIDATION_PREFIXES):
                 log.warning("%s: exchange order %s on %s", self.name, client_id[:40], ev.symbol)
                 self._sync("liquidation order")
-        if ev.status is None:
-            self.ignored += 1  # a status no order of ours acts on (the core ignored it too)
-            return
-        upd = OrderUpdate(
-            Key(self.account, ev.symbol),
-            client_id,
-            ev.status,
-            ev.filled_qty,
-            ev.avg_price,
-            ev.event_time,
-            exchange_id,
-        )
-        now = self._clock()
-        with contextlib.suppress(Exception):
-            self.metrics.ws_lag(self.name, now - ev.event_time)
-        self.updates += 1
-        if not self._sink.tell(upd):
-            self.undelivered += 1
-            self.throttled.warning(
-                "undelivered",
-                "%s: order update %s %s not delivered",
-                self.name,
-                upd.key,
-                client_id[:40],
-            )
-
-    def _refuse(self, r: Refusal, data: bytes) -> None:
-        self.report_refusal(f"{self.name}: refused user-stream frame", r, data)
-        self.refused[r.reason] += 1  # last: a counted frame has been wholly handled
+        self._deliver(ev, client_id, exchange_id)
 
     # -- keep-alive thread -----------------------------------------------------------------
 
