@@ -44,12 +44,22 @@ CROSS_BATCH = 25
 RATE = 5000.0
 
 
+#: How a mark-price frame names a symbol and its mark price, per venue: Binance's
+#: ``markPrice`` stream (``"s":"X","p":"1.2"``), Bybit's ``tickers.X`` (``"symbol":"X",…,
+#: "markPrice":"1.2"``; a delta without ``markPrice`` is not a crossing).
+FRAME_KEYS = {
+    "binanceusdm": ('"s":"{symbol}"', b'"p":"'),
+    "bybit": ('"symbol":"{symbol}"', b'"markPrice":"'),
+}
+
+
 class _Watch:
     """The feed-thread hook: stamps the first frame carrying the watched symbol at or below
     the watched price."""
 
     def __init__(self) -> None:
         self.needle: bytes | None = None
+        self.price_key = FRAME_KEYS[VENUE][1]
         self.below = 0.0
         self.arrived = 0.0
         self.event = threading.Event()
@@ -58,7 +68,7 @@ class _Watch:
         self.arrived = 0.0
         self.event.clear()
         self.below = below
-        self.needle = f'"s":"{symbol}","p":"'.encode()
+        self.needle = FRAME_KEYS[VENUE][0].format(symbol=symbol).encode()
 
     def hook(self, data: bytes) -> None:
         needle = self.needle
@@ -67,7 +77,11 @@ class _Watch:
         i = data.find(needle)
         if i < 0:
             return
-        j = i + len(needle)
+        end = data.find(b"}", i)  # the symbol's own object
+        k = data.find(self.price_key, i, None if end < 0 else end)
+        if k < 0:
+            return
+        j = k + len(self.price_key)
         try:
             price = float(data[j : data.index(b'"', j)])
         except ValueError:

@@ -8,9 +8,14 @@ used by the hooks and the tests.
 The hooks (:func:`client_class`):
 
 * ``get_exceptions_by_url``: the venue's error table is forced (linear futures);
-* ``fetch``: reserves the request's cost on the account's limiter before anything leaves
+* ``sign``: reserves the request's cost on the account's limiter before anything leaves
   (raises :class:`~infra.exchange.limits.RateBudgetExhausted` when the wait would exceed
-  the call's bound), marks ``ps_sent``, and attaches the wire info
+  the call's bound), and signs the request again when it waited (over
+  :data:`RESIGN_AFTER_S`): the timestamp a request carries is the time it leaves, not the
+  time it began to wait, so a wait in the limiter never makes the exchange refuse it as
+  older than ``recvWindow`` (Binance -1021, Bybit 10002), and a fenced call's lease is
+  asked again with the new stamp;
+* ``fetch``: marks ``ps_sent`` and attaches the wire info
   (:class:`~infra.exchange.errors.WireInfo`) to any exception;
 * ``on_rest_response``: every reply corrects the limiter's usage (Binance's ``X-MBX-*``
   headers; Bybit's ``X-Bapi-Limit`` / ``X-Bapi-Limit-Status`` on an order reply,
@@ -57,6 +62,7 @@ from infra.exchange.limits import AccountLimiter, Cost, Priority, limits_from_ex
 from infra.exchange.venues import Credentials, Venue, VenueConfig
 
 __all__ = [
+    "RESIGN_AFTER_S",
     "api_path",
     "arm",
     "backoff_of",
@@ -72,6 +78,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+RESIGN_AFTER_S = 0.1
+"""A request that waited longer than this in the limiter is signed again before it leaves."""
 
 
 def api_path(venue: Venue, url: str) -> str:
@@ -255,6 +264,8 @@ def client_class(venue: Venue) -> type[Any]:
             ps_lease: Callable[[], float | None] | None = None
             #: Set by :func:`arm` for a place or cancel.
             ps_fenced: bool = False
+            #: The request just signed has its cost reserved (``fetch`` does not again).
+            ps_reserved: bool = False
 
             def nonce(self) -> Any:
                 stamp = super().nonce()
@@ -264,6 +275,22 @@ def client_class(venue: Venue) -> type[Any]:
                     if left is None or left <= 0:
                         raise LeaseLapsed("the account's lease has no validity left")
                 return stamp
+
+            def sign(self, *args: Any, **kwargs: Any) -> Any:
+                signed = super().sign(*args, **kwargs)
+                limiter, venue = self.ps_limiter, self.ps_venue
+                if limiter is None or venue is None:
+                    return signed
+                # Raises RateBudgetExhausted before anything is sent.
+                waited = limiter.acquire(
+                    request_cost(venue, signed["method"], signed["url"], signed.get("body")),
+                    self.ps_priority,
+                    self.ps_max_wait,
+                )
+                self.ps_reserved = True
+                if waited > RESIGN_AFTER_S:
+                    signed = super().sign(*args, **kwargs)
+                return signed
 
             def get_exceptions_by_url(self, url: str | None, exact_or_broad: str) -> Any:
                 table = self.ps_error_table
@@ -324,8 +351,10 @@ def client_class(venue: Venue) -> type[Any]:
                 self, url: str, method: str = "GET", headers: Any = None, body: Any = None
             ) -> Any:
                 limiter = self.ps_limiter
-                if limiter is not None and self.ps_venue is not None:
-                    # Raises RateBudgetExhausted before anything is sent.
+                if self.ps_reserved:
+                    self.ps_reserved = False  # reserved as it was signed
+                elif limiter is not None and self.ps_venue is not None:
+                    # A request that was not signed first: reserved here.
                     limiter.acquire(
                         request_cost(self.ps_venue, method, url, body),
                         self.ps_priority,
@@ -371,6 +400,7 @@ def arm(client: Any, priority: Priority, max_wait: float, *, fenced: bool = Fals
     client.ps_max_wait = max_wait
     client.ps_fenced = fenced
     client.ps_sent = False
+    client.ps_reserved = False
 
 
 def new_client(
