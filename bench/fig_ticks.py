@@ -24,6 +24,7 @@ by one generator that yields between batches.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -68,15 +69,34 @@ def _metrics() -> Any:
     return Counting()
 
 
+def _reader_stream(sim: SimProc) -> tuple[str, list[str], str, int]:
+    """Where a baseline reader reads the blast on ``sim``'s venue: (URL, text frames to send
+    once open, the sim hub's stream name to wait for, how many of its readers to wait for).
+    Binance names the stream in the URL; Bybit's public stream is subscribed per symbol
+    (``tickers.<symbol>``, ten topics a request, as the product's wire asks)."""
+    if sim.venue == "bybit":
+        topics = [f"tickers.{s}" for s in sim.symbols]
+        requests = [
+            json.dumps({"op": "subscribe", "args": topics[i : i + 10]})
+            for i in range(0, len(topics), 10)
+        ]
+        return f"{sim.ws}/v5/public/linear", requests, topics[-1], 1
+    return f"{sim.ws}/ws/!markPrice@arr@1s", [], "!markPrice@arr@1s", 1
+
+
 def _reader_rate(sim: SimProc, n: int, kind: str) -> float:
     """Frames/s one reader takes from a blast of ``n`` frames (``own`` or ``app``)."""
-    url = f"{sim.ws}/ws/!markPrice@arr@1s"
+    url, requests, stream, readers = _reader_stream(sim)
     count = [0]
     first = [0.0]
     last = [0.0]
     done = threading.Event()
 
-    def seen(*_: Any) -> None:
+    def seen(*args: Any) -> None:
+        frame = next((a for a in args if isinstance(a, (bytes, str))), b"")
+        raw = frame.encode() if isinstance(frame, str) else frame
+        if requests and (b'"type":"snapshot"' in raw or b'"op":' in raw):
+            return  # Bybit's snapshot on subscribing and the subscribe replies: not the blast
         if not count[0]:
             first[0] = time.perf_counter()
         count[0] += 1
@@ -87,12 +107,23 @@ def _reader_rate(sim: SimProc, n: int, kind: str) -> float:
     if kind == "own":
         from infra.feeds.ws_client import Connect, ReconnectingWebSocket
 
-        runner = ReconnectingWebSocket("bench-raw", lambda: Connect(url), seen)
+        def subscribe(_: int) -> None:
+            for text in requests:
+                runner.send_text(text)
+
+        runner = ReconnectingWebSocket(
+            "bench-raw", lambda: Connect(url), seen, on_open=subscribe if requests else None
+        )
         runner.start()
         stop = runner.stop
         wait_for(runner.connected.is_set, 20, "the reader connected")
     else:
-        app = websocket.WebSocketApp(url, on_message=seen)
+
+        def on_open(ws: websocket.WebSocketApp) -> None:
+            for text in requests:
+                ws.send(text)
+
+        app = websocket.WebSocketApp(url, on_message=seen, on_open=on_open)
         t = threading.Thread(
             target=lambda: app.run_forever(skip_utf8_validation=True, ping_timeout=0.5),
             daemon=True,
@@ -106,7 +137,7 @@ def _reader_rate(sim: SimProc, n: int, kind: str) -> float:
 
     try:
         wait_for(
-            lambda: sim.call("GET", "/_sim/streams").get("!markPrice@arr@1s", 0) >= 1,
+            lambda: sim.call("GET", "/_sim/streams").get(stream, 0) >= readers,
             20,
             "the reader subscribed",
         )
