@@ -317,3 +317,10 @@ def test_s8_a_fill_whose_stop_is_refused_is_closed(live: Live) -> None:
     assert [e.outcome for e in stops].count("accepted") == 0, stops
     assert len(stops) == 3, stops
     assert resting_stops(live.sim, sym) == []
+
+
+def test_every_venue_the_product_knows_runs_the_scenarios() -> None:
+    """A third venue added to the product without a sim here would skip every scenario."""
+    from infra.exchange import VENUES as PRODUCT_VENUES
+
+    assert set(VENUES) == set(PRODUCT_VENUES)
