@@ -93,6 +93,7 @@ from actors.state import (
 __all__ = [
     "Context",
     "check_entry",
+    "difference_event",
     "durable_change",
     "leftovers",
     "on_step",
@@ -393,7 +394,7 @@ class _Step:
         before = self.before
         if pos is not None and not self.events and durable_change(before, pos):
             # The durable state changed with no event said: the event is the difference.
-            self.events.append(_difference(before, pos, self.now))
+            self.events.append(difference_event(before, pos, self.now))
         if not self.events:
             # Nothing durable happened (in-memory only changes, or nothing at all).
             return Transition(st, tuple(self.effects))
@@ -1831,9 +1832,11 @@ def durable_change(before: Position | None, after: Position | None) -> bool:
     return _durable(before) != _durable(after)
 
 
-def _difference(before: Position | None, after: Position, now: float) -> JournalEvent:
+def difference_event(before: Position | None, after: Position, now: float) -> JournalEvent:
     """The journal event of a change no handler named: the orders whose records changed
-    (``order_fact``, with their new state and fill), else the fields that did."""
+    (``order_fact``, with their new state and fill), else the fields that did. Pure; called
+    by :func:`transition` (public so that its branches no handler reaches today, a change of
+    fields other than orders or a new position, are tested directly)."""
     old = {o.client_id: o for o in before.orders} if before is not None else {}
     changed = [o for o in after.orders if old.get(o.client_id) != o]
     status = before.status if before is not None else None
