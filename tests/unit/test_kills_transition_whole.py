@@ -9,14 +9,37 @@ today, which is called directly. The docstrings say what each pins.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
-from actors.model import Key, OrderKind, OrderState, Side, Status
+from actors.effects import CancelOrder, CancelTimer, LookupOrder, StartTimer
+from actors.messages import (
+    CallOp,
+    CallResult,
+    ExchangeOutcome,
+    OrderUpdate,
+    SyncObservation,
+    TimerFired,
+    TimerId,
+    TimerKind,
+)
+from actors.model import (
+    CloseReason,
+    ExchangeStatus,
+    Key,
+    OrderKind,
+    OrderRecord,
+    OrderState,
+    Side,
+    Status,
+)
 from actors.orders import intended_order
-from actors.state import JournalEvent, JournalKind, Position
-from actors.transition import difference_event
+from actors.state import JournalEvent, JournalKind, Policy, Position, SymbolState, Transition
+from actors.transition import Context, difference_event, transition
+from testkit.world import priced, signal
 
 KEY = Key("main", "BTCUSDT")
 NOW = 1000.0
+POLICY = Policy()
 
 
 def _position() -> Position:
@@ -100,3 +123,154 @@ def test_the_difference_from_nothing_is_the_whole_new_position() -> None:
         NOW,
         {"client_id": "ps1s1", "state": "intended", "filled": 0.0, "orders": ["ps1e1", "ps1s1"]},
     )
+
+
+# -- a position closed on the sync's word, and the close a restart may have lost -----------------
+
+
+def _ctx(now: float) -> Context:
+    return Context(now, POLICY, 1)
+
+
+def _protected() -> SymbolState:
+    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
+    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1)
+    st = transition(st, fill, _ctx(NOW + 0.1)).state
+    stop = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2)
+    return transition(st, stop, _ctx(NOW + 0.2)).state
+
+
+def _flat_closed() -> Transition:
+    """Flat on the exchange, the stop's lookup refused, the flat confirmed: closed
+    ``closed_on_exchange``."""
+    t = transition(_protected(), SyncObservation(KEY, None, (), NOW + 10), _ctx(NOW + 10))
+    refused = ExchangeOutcome(
+        KEY, CallOp.LOOKUP, "ps1s1", OrderKind.STOP_LOSS, CallResult.UNKNOWN, "rate_limited"
+    )
+    st = transition(t.state, refused, _ctx(NOW + 10.2)).state
+    return transition(st, TimerFired(KEY, TimerId(TimerKind.FLAT_CONFIRM)), _ctx(NOW + 12))
+
+
+def test_a_close_on_the_syncs_word_is_pinned_whole() -> None:
+    """The stop cancelled (its timers too), the position's timers cancelled, the next close
+    id looked up (a close sent but lost with its commit); journaled: the cancel, then
+    ``closed`` with reason ``closed_on_exchange`` via the sync (its flat, confirmed)."""
+    t = _flat_closed()
+    assert t.effects == (
+        CancelTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1s1")),
+        CancelTimer(KEY, TimerId(TimerKind.RETRY, "ps1s1")),
+        CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, ""),
+        CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),
+        CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),
+        CancelTimer(KEY, TimerId(TimerKind.CLOSE_RETRY)),
+        LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),
+    )
+    assert t.commit is not None and t.commit.events == (
+        JournalEvent(
+            1,
+            JournalKind.CANCEL_REQUESTED,
+            Status.CLOSED,
+            Status.CLOSED,
+            NOW + 12,
+            {"client_id": "ps1s1", "why": ""},
+        ),
+        JournalEvent(
+            1,
+            JournalKind.CLOSED,
+            Status.ACTIVE,
+            Status.CLOSED,
+            NOW + 12,
+            {"reason": "closed_on_exchange", "via": "sync"},
+        ),
+    )
+    pos = t.state.position
+    assert pos is not None and pos.close_reason is CloseReason.CLOSED_ON_EXCHANGE
+    assert pos.closed_at == NOW + 12 and t.state.last_closed_at == NOW + 12
+
+
+def _lookup(result: CallResult, update: OrderUpdate | None = None, **kw: Any) -> ExchangeOutcome:
+    return ExchangeOutcome(
+        KEY, CallOp.LOOKUP, "ps1c1", OrderKind.CLOSE, result, update=update, **kw
+    )
+
+
+def test_the_lost_close_found_filled_is_recorded_and_corrects_the_reason() -> None:
+    st = _flat_closed().state
+    before = st.position
+    assert before is not None
+    found = _lookup(
+        CallResult.FOUND, OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 1.0, 99.0, NOW, "x9")
+    )
+    t = transition(st, found, _ctx(NOW + 13))
+    assert t.effects == ()
+    assert t.commit is not None and t.commit.events == (
+        JournalEvent(
+            1,
+            JournalKind.CLOSE_REASON_CORRECTED,
+            Status.CLOSED,
+            Status.CLOSED,
+            NOW + 13,
+            {
+                "client_id": "ps1c1",
+                "was": "closed_on_exchange",
+                "reason": "manual",
+                "via": "lookup",
+            },
+        ),
+    )
+    close = OrderRecord(
+        "ps1c1",
+        OrderKind.CLOSE,
+        "sell",
+        1.0,
+        OrderState.FILLED,
+        filled_qty=1.0,
+        avg_price=99.0,
+        exchange_id="x9",
+        sent_at=NOW + 13,
+        attempts=1,
+    )
+    assert t.state.position == replace(
+        before,
+        orders=(*before.orders, close),
+        close_seq=1,
+        close_reason=CloseReason.MANUAL,
+        updated_at=NOW + 13,
+        version=before.version + 1,
+    )
+
+
+def test_answers_about_the_lost_close_that_record_nothing() -> None:
+    """Not filled (resting, partly filled, filled nothing), no update, refused: nothing; a
+    lookup refused for now: asked again after twice ``lookup_delay_s`` or the exchange's
+    Retry-After, the longer; an answer that is not a lookup, or for a position whose close
+    reason is known: nothing either."""
+    st = _flat_closed().state
+
+    def upd(status: ExchangeStatus, qty: float) -> OrderUpdate:
+        return OrderUpdate(KEY, "ps1c1", status, qty, 99.0 if qty else None, NOW, "x9")
+
+    for out in (
+        _lookup(CallResult.FOUND, upd(ExchangeStatus.NEW, 0.0)),
+        _lookup(CallResult.FOUND, upd(ExchangeStatus.PARTIALLY_FILLED, 0.5)),
+        _lookup(CallResult.FOUND, upd(ExchangeStatus.FILLED, 0.0)),
+        _lookup(CallResult.FOUND),
+        _lookup(CallResult.REJECTED),
+        _lookup(CallResult.NOT_FOUND),
+        replace(_lookup(CallResult.FOUND, upd(ExchangeStatus.FILLED, 1.0)), op=CallOp.CANCEL),
+    ):
+        t = transition(st, out, _ctx(NOW + 13))
+        assert (t.effects, t.commit, t.state) == ((), None, st), out
+    timer = TimerId(TimerKind.LOOKUP, "ps1c1")
+    t = transition(st, _lookup(CallResult.UNKNOWN), _ctx(NOW + 13))
+    assert (t.effects, t.commit) == ((StartTimer(KEY, timer, 0.5),), None)
+    t = transition(st, _lookup(CallResult.UNKNOWN, retry_after=3.0), _ctx(NOW + 13))
+    assert (t.effects, t.commit) == ((StartTimer(KEY, timer, 3.0),), None)
+    filled = upd(ExchangeStatus.FILLED, 1.0)
+    t = transition(st, _lookup(CallResult.UNKNOWN, filled), _ctx(NOW + 13))
+    assert (t.effects, t.commit) == ((StartTimer(KEY, timer, 0.5),), None)
+    pos = st.position
+    assert pos is not None
+    known = replace(st, position=replace(pos, close_reason=CloseReason.STOP_LOSS))
+    t = transition(known, _lookup(CallResult.FOUND, filled), _ctx(NOW + 13))
+    assert (t.effects, t.commit, t.state) == ((), None, known)
