@@ -11,10 +11,14 @@ two modules' docstrings).
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from actors.conflation import TickSlot
 from actors.deferral import DEFER_TIMER, MAX_DEFERRED
@@ -186,8 +190,29 @@ class Shell(PositionShell):
         return told
 
 
+class Lines(logging.Handler):
+    """The shell's log lines at WARNING and above: (level, message, the ``key`` extra, whether
+    a traceback is attached)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[tuple[str, str, str | None, bool]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(
+            (
+                record.levelname,
+                record.getMessage(),
+                getattr(record, "key", None),
+                record.exc_info is not None and record.exc_info[0] is not None,
+            )
+        )
+
+
 class Rig:
     def __init__(self, policy: Policy | None = None) -> None:
+        self.log = Lines()
+        logging.getLogger("actors.position_actor").addHandler(self.log)
         self.rec = Record()
         self.clock = Clock()
         self.host = Host(self.rec)
@@ -205,10 +230,22 @@ class Rig:
         )
         self.shell = Shell(KEY, deps, ActorCell(KEY, T0))
 
+    def lines(self) -> list[tuple[str, str, str | None, bool]]:
+        out, self.log.lines = self.log.lines, []
+        return out
+
     def tell(self, *msgs: Any) -> list[tuple[Any, ...]]:
         for m in msgs:
             self.shell.on_receive(m)
         return self.rec.take()
+
+
+@pytest.fixture(autouse=True)
+def _no_handler_left() -> Iterator[None]:
+    yield
+    logger = logging.getLogger("actors.position_actor")
+    for h in [h for h in logger.handlers if isinstance(h, Lines)]:
+        logger.removeHandler(h)
 
 
 def tick(price: float = 100.0, at: float = T0) -> MarkPriceTick:
@@ -245,6 +282,9 @@ def test_a_fenced_write_drops_the_entry_refuses_the_signal_and_tells_the_host() 
         ("commit_failed", "fenced"),
         ("not_owner", "epoch 3 < 4", True),
         ("signal", "s1", "rejected", "ownership_lock_lost", False),
+    ]
+    assert rig.lines() == [
+        ("WARNING", "fenced for main:BTCUSDT on OpenSignal: epoch 3 < 4", "main:BTCUSDT", False)
     ]
     assert rig.shell.get_state().position is None and rig.shell.unwritten() == 0
     assert not rig.shell._restart_pending
@@ -294,6 +334,16 @@ def test_a_message_stale_twice_is_dead_lettered() -> None:
         ("not_owner", "b", False),
         ("dead_letter", "stale_twice"),
     ]
+    assert rig.lines() == [
+        ("WARNING", "stale version for main:BTCUSDT on OpenSignal: a", "main:BTCUSDT", False),
+        ("WARNING", "stale version for main:BTCUSDT on OpenSignal: b", "main:BTCUSDT", False),
+        (
+            "ERROR",
+            f"dead letter for main:BTCUSDT: {sig('s1')!r} met a stale version twice",
+            "main:BTCUSDT",
+            False,
+        ),
+    ]
     assert rig.shell._retry is None and not rig.shell._restart_pending
     assert rig.tell(sig("s2"))[1] == ("signal", "s2", "accepted", "", False)
 
@@ -310,6 +360,10 @@ def test_a_failing_not_owner_report_does_not_stop_the_reload() -> None:
         ("commit", "OpenSignal", None, ((),)),
         ("commit_failed", "stale_version"),
         *ACCEPTED_S1,
+    ]
+    assert rig.lines() == [
+        ("WARNING", "stale version for main:BTCUSDT on OpenSignal: v", "main:BTCUSDT", False),
+        ("ERROR", "not_owner report failed for main:BTCUSDT", None, True),
     ]
 
 
@@ -343,6 +397,27 @@ def test_a_message_that_crashes_twice_is_dead_lettered_and_the_symbol_may_be_qua
         ("dead_letter", "crashed_twice"),
         ("crash", "RuntimeError('bang')"),
         ("commit", "OpenSignal", "quarantined", ((("error", "RuntimeError('bang')"),),)),
+    ]
+    assert rig.lines() == [
+        (
+            "ERROR",
+            "actor main:BTCUSDT crashed on OpenSignal: RuntimeError('boom')",
+            "main:BTCUSDT",
+            True,
+        ),
+        (
+            "ERROR",
+            "actor main:BTCUSDT crashed on OpenSignal: RuntimeError('bang')",
+            "main:BTCUSDT",
+            True,
+        ),
+        (
+            "ERROR",
+            f"dead letter for main:BTCUSDT: {sig('s1')!r} crashed twice",
+            "main:BTCUSDT",
+            False,
+        ),
+        ("ERROR", "symbol main:BTCUSDT quarantined: no new entries", "main:BTCUSDT", False),
     ]
     report = rig.shell.cell.report
     assert report.quarantined and not rig.shell._restart_pending
@@ -405,6 +480,21 @@ def test_a_quarantine_not_stored_is_written_again_at_the_next_load() -> None:
         ("timer", "__restart", 5.0),
     ]
     assert not rig.store.quarantined
+    assert rig.lines() == [
+        (
+            "ERROR",
+            "actor main:BTCUSDT crashed on OpenSignal: RuntimeError('boom')",
+            "main:BTCUSDT",
+            True,
+        ),
+        ("ERROR", "symbol main:BTCUSDT quarantined: no new entries", "main:BTCUSDT", False),
+        (
+            "ERROR",
+            "quarantine of main:BTCUSDT not stored (written again at the next load): down",
+            "main:BTCUSDT",
+            False,
+        ),
+    ]
     out = rig.tell(TimerFired(KEY, RESTART_TIMER))
     assert out[0] == ("commit", "Recover", "quarantined", ((("error", ""),),))
     assert rig.store.quarantined and rig.shell.get_state().quarantined
@@ -439,6 +529,20 @@ def test_the_store_down_at_start_is_waited_for_not_a_crash() -> None:
         ("clear_quarantine",),
         ("control", "unquarantine", "not_quarantined", True),
     ]
+    assert rig.lines() == [
+        (
+            "WARNING",
+            "store unavailable, loading main:BTCUSDT again in 1.0s: db down",
+            "main:BTCUSDT",
+            False,
+        ),
+        (
+            "WARNING",
+            "store unavailable, loading main:BTCUSDT again in 1.0s: still",
+            "main:BTCUSDT",
+            False,
+        ),
+    ]
     assert not rig.shell._store_wait and not rig.shell._restart_pending
 
 
@@ -456,6 +560,10 @@ def test_a_load_that_crashes_at_start_is_a_crash() -> None:
     ]
     assert rig.tell(TimerFired(KEY, RESTART_TIMER)) == []
     assert not rig.shell._restart_pending
+    assert rig.lines() == [
+        ("ERROR", "load failed for main:BTCUSDT", "main:BTCUSDT", True),
+        ("ERROR", "reload failed for main:BTCUSDT: RuntimeError('reload')", "main:BTCUSDT", False),
+    ]
 
 
 def test_a_quarantine_decided_at_a_failed_load_is_stored_with_its_cause() -> None:
@@ -552,6 +660,9 @@ def test_a_failure_without_an_exception_and_with_a_broken_host_still_hands_back(
     rig.shell.inbox = [sig("s9")]
     rig.shell.on_failure(None, None, None)
     assert rig.rec.take() == [("deliver", sig("s9"))]
+    assert rig.lines() == [
+        ("ERROR", "reporting the failure of main:BTCUSDT failed", None, True),
+    ]
     rig = ready()
     rig.shell.inbox = [sig("s9")]
 
@@ -561,6 +672,7 @@ def test_a_failure_without_an_exception_and_with_a_broken_host_still_hands_back(
     rig.host.deliver = no_deliver  # type: ignore[method-assign]
     rig.shell.on_failure(None, None, None)  # never raises
     assert rig.rec.take() == [("crash", "RuntimeError('unknown failure')")]
+    assert rig.lines() == [("ERROR", "handing back the mailbox of main:BTCUSDT failed", None, True)]
 
 
 # -- message handling ----------------------------------------------------------------------------
