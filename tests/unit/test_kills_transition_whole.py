@@ -8,14 +8,18 @@ today, which is called directly. The docstrings say what each pins.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from actors.effects import CancelOrder, CancelTimer, LookupOrder, StartTimer
 from actors.messages import (
     CallOp,
     CallResult,
     ExchangeOutcome,
+    OpenSignal,
     OrderUpdate,
     SyncObservation,
     TimerFired,
@@ -26,6 +30,7 @@ from actors.model import (
     CloseReason,
     ExchangeStatus,
     Key,
+    MarketRules,
     OrderKind,
     OrderRecord,
     OrderState,
@@ -34,7 +39,15 @@ from actors.model import (
 )
 from actors.orders import intended_order
 from actors.state import JournalEvent, JournalKind, Policy, Position, SymbolState, Transition
-from actors.transition import Context, difference_event, transition
+from actors.transition import (
+    Context,
+    check_entry,
+    difference_event,
+    durable_change,
+    tick_band,
+    transition,
+    validate_signal,
+)
 from testkit.world import priced, signal
 
 KEY = Key("main", "BTCUSDT")
@@ -274,3 +287,91 @@ def test_answers_about_the_lost_close_that_record_nothing() -> None:
     known = replace(st, position=replace(pos, close_reason=CloseReason.STOP_LOSS))
     t = transition(known, _lookup(CallResult.FOUND, filled), _ctx(NOW + 13))
     assert (t.effects, t.commit, t.state) == ((), None, known)
+
+
+# -- the signal's own checks and the market's -------------------------------------------------
+
+
+def test_each_invalid_field_of_a_signal_is_named() -> None:
+    """:func:`validate_signal` names the first bad field, in the order of the signal; with a
+    mark price it also checks the sides of the stop and take-profit."""
+    good = signal(size=1.0, stop=90.0, tp=120.0, signal_id="v1")
+    nan = float("nan")
+    cases: list[tuple[dict[str, object], str | None]] = [
+        ({}, None),
+        ({"signal_id": ""}, "invalid:signal_id"),
+        ({"source": ""}, "invalid:source"),
+        ({"side": "long"}, "invalid:side"),
+        ({"size": 0.0}, "invalid:size"),
+        ({"stop_loss": nan}, "invalid:stop_loss"),
+        ({"take_profit": -1.0}, "invalid:take_profit"),
+        ({"trailing_distance": 0.0}, "invalid:trailing_distance"),
+        ({"expires_at": nan}, "invalid:time"),
+        ({"created_at": "now"}, "invalid:time"),
+        ({"take_profit": 80.0}, "invalid:take_profit_side"),
+    ]
+    for change, why in cases:
+        assert validate_signal(replace(good, **change), None, POLICY) == why, change  # type: ignore[arg-type]
+    assert validate_signal(good, 100.0, POLICY) is None
+    assert validate_signal(good, 90.0, POLICY) == "invalid:stop_loss_side"
+    assert validate_signal(good, 120.0, POLICY) == "invalid:take_profit_side"
+    short = signal(side=Side.SHORT, size=1.0, stop=110.0, tp=80.0, signal_id="v2")
+    assert validate_signal(short, 100.0, POLICY) is None
+    assert validate_signal(short, 110.0, POLICY) == "invalid:stop_loss_side"
+
+
+def test_each_market_rule_an_entry_breaks_is_named() -> None:
+    sig = signal(size=1.0, stop=90.0, tp=120.0, signal_id="m1")
+    rules = MarketRules(
+        tick_size=0.5,
+        step_size=0.1,
+        min_qty=0.1,
+        max_qty=10.0,
+        min_notional=5.0,
+        min_price=50.0,
+        max_price=200.0,
+    )
+    assert check_entry(sig, 100.0, rules, POLICY) is None
+    cases: list[tuple[OpenSignal, MarketRules, str]] = [
+        (replace(sig, stop_loss=90.0), replace(rules, min_price=95.0), "invalid:stop_price"),
+        (replace(sig, stop_loss=90.0), replace(rules, max_price=80.0), "invalid:stop_price"),
+        (replace(sig, stop_loss=99.9), rules, "invalid:stop_loss_side"),
+        (replace(sig, take_profit=250.0), rules, "invalid:take_profit_price"),
+        (replace(sig, size=0.15), rules, "invalid:size_step"),
+        (replace(sig, size=0.1), replace(rules, min_qty=0.2), "invalid:min_qty"),
+        (replace(sig, size=20.0), rules, "invalid:max_qty"),
+        (replace(sig, size=0.1), replace(rules, min_notional=50.0), "invalid:min_notional"),
+    ]
+    for s, r, why in cases:
+        assert check_entry(s, 100.0, r, POLICY) == why, (s, r)
+    wide = replace(POLICY, max_stop_distance_pct=2.0)
+    assert check_entry(replace(sig, stop_loss=0.2), 100.0, rules, wide) == "invalid:stop_price"
+    capped = replace(POLICY, max_notional=50.0)
+    assert check_entry(sig, 100.0, rules, capped) == "max_notional"
+    assert check_entry(replace(sig, stop_loss=20.0), 100.0, MarketRules(), POLICY) == (
+        "invalid:stop_distance"
+    )
+    far = replace(sig, trailing_distance=60.0)
+    assert check_entry(far, 100.0, MarketRules(), POLICY) == "invalid:trailing_distance"
+
+
+def test_a_nan_in_a_guarded_price_gives_an_empty_band() -> None:
+    st = _protected()
+    pos = st.position
+    assert pos is not None
+    unconfirmed = replace(pos, stop_price=float("nan"), orders=pos.orders[:1])
+    assert tick_band(replace(st, position=unconfirmed), POLICY) == (math.inf, -math.inf)
+
+
+def test_a_durable_change_is_any_field_but_version_write_time_and_high_water_mark() -> None:
+    pos = _position()
+    assert durable_change(pos, None) is False
+    assert durable_change(None, pos) is True
+    assert durable_change(pos, replace(pos, id=2)) is True
+    assert durable_change(pos, replace(pos, version=9, updated_at=1.0, best_price=3.0)) is False
+    assert durable_change(pos, replace(pos, sl_failures=1)) is True
+
+
+def test_a_message_that_is_no_position_message_is_refused_loudly() -> None:
+    with pytest.raises(TypeError, match="not a position message: str"):
+        transition(SymbolState(KEY), "hello", _ctx(NOW))  # type: ignore[arg-type]
