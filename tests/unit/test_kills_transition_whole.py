@@ -14,13 +14,21 @@ from typing import Any
 
 import pytest
 
-from actors.effects import CancelOrder, CancelTimer, LookupOrder, StartTimer
+from actors.effects import (
+    CancelOrder,
+    CancelTimer,
+    LookupOrder,
+    PlaceOrder,
+    RequestSync,
+    StartTimer,
+)
 from actors.messages import (
     CallOp,
     CallResult,
     ExchangeOutcome,
     OpenSignal,
     OrderUpdate,
+    Recover,
     SyncObservation,
     TimerFired,
     TimerId,
@@ -375,3 +383,100 @@ def test_a_durable_change_is_any_field_but_version_write_time_and_high_water_mar
 def test_a_message_that_is_no_position_message_is_refused_loudly() -> None:
     with pytest.raises(TypeError, match="not a position message: str"):
         transition(SymbolState(KEY), "hello", _ctx(NOW))  # type: ignore[arg-type]
+
+
+# -- recovery (S5) -----------------------------------------------------------------------------
+
+
+def test_a_recovered_position_with_no_stop_on_record_places_one() -> None:
+    st = _protected()
+    pos = st.position
+    assert pos is not None
+    t = transition(
+        replace(st, position=replace(pos, orders=pos.orders[:1])), Recover(KEY), _ctx(NOW + 5)
+    )
+    stop = OrderRecord(
+        "ps1s2",
+        OrderKind.STOP_LOSS,
+        "sell",
+        1.0,
+        OrderState.INTENDED,
+        90.0,
+        sent_at=NOW + 5,
+        attempts=1,
+    )
+    assert t.effects == (
+        RequestSync(KEY, "recovery"),
+        StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), 10.0),
+        PlaceOrder(KEY, 1, stop, reduce_only=False, close_position=True),
+    )
+    assert t.commit is not None and t.commit.events == (
+        JournalEvent(1, JournalKind.RECOVERING, Status.ACTIVE, Status.ACTIVE, NOW + 5, {}),
+        JournalEvent(
+            1,
+            JournalKind.STOP_INTENT,
+            Status.ACTIVE,
+            Status.ACTIVE,
+            NOW + 5,
+            {"client_id": "ps1s2", "why": "recovery: no stop-loss on record"},
+        ),
+    )
+
+
+def test_a_recovered_closed_position_with_a_late_entry_fill_asks_the_sync() -> None:
+    """The entry filled beyond what the position held (its rest filled after the end): the
+    sync is asked to adopt it; the stop pending cancel is cancelled again; nothing written."""
+    st = _flat_closed().state
+    pos = st.position
+    assert pos is not None
+    entry, stop = pos.orders
+    late = replace(st, position=replace(pos, orders=(replace(entry, filled_qty=1.5), stop)))
+    t = transition(late, Recover(KEY), _ctx(NOW + 20))
+    assert t.effects == (
+        RequestSync(KEY, "recovery: late entry fill"),
+        CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "recovery"),
+    )
+    assert t.commit is None
+
+
+def test_a_recovered_closed_position_with_a_stop_of_unknown_outcome_looks_it_up() -> None:
+    st = _flat_closed().state
+    pos = st.position
+    assert pos is not None
+    entry, stop = pos.orders
+    unknown = replace(
+        st, position=replace(pos, orders=(entry, replace(stop, state=OrderState.UNKNOWN)))
+    )
+    t = transition(unknown, Recover(KEY), _ctx(NOW + 20))
+    assert t.effects == (LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),)
+    assert t.commit is not None and t.commit.events == (
+        JournalEvent(
+            1,
+            JournalKind.RECOVERING,
+            Status.CLOSED,
+            Status.CLOSED,
+            NOW + 20,
+            {"client_id": "ps1s1"},
+        ),
+    )
+    after = t.state.position
+    assert after is not None and after.order("ps1s1") == replace(
+        stop, state=OrderState.PENDING_CANCEL
+    )
+
+
+def test_reports_of_orders_not_ours_or_of_no_known_status_change_nothing() -> None:
+    st = _protected()
+    for upd in (
+        OrderUpdate(KEY, "ps9e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW),
+        replace(  # bad input: a status no exchange sends
+            OrderUpdate(KEY, "ps1s1", ExchangeStatus.FILLED, 1.0, 90.0, NOW + 1),
+            status="weird",  # type: ignore[arg-type]
+        ),
+    ):
+        t = transition(st, upd, _ctx(NOW + 1))
+        assert (t.effects, t.commit) == ((), None), upd
+    t = transition(
+        SymbolState(KEY), OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 1.0, NOW), _ctx(NOW)
+    )
+    assert (t.effects, t.commit, t.state) == ((), None, SymbolState(KEY))
