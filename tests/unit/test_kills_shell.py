@@ -37,7 +37,7 @@ from actors.messages import (
     TimerFired,
     UnquarantineRequest,
 )
-from actors.model import ExchangeStatus, Key, MarketRules, Status
+from actors.model import ExchangeStatus, Key, MarketRules, Side, Status
 from actors.ports import (
     Fenced,
     NullMetrics,
@@ -49,8 +49,17 @@ from actors.ports import (
 from actors.position_actor import PositionActor, PositionShell
 from actors.restarting import HANDED_BACK, RESTART_TIMER
 from actors.save_first import PERSIST_RETRY_S, PERSIST_TIMER
-from actors.state import Commit, ControlOutcome, Policy, SignalRecord
+from actors.state import (
+    Commit,
+    ControlOutcome,
+    JournalEvent,
+    JournalKind,
+    Policy,
+    Position,
+    SignalRecord,
+)
 from actors.transition import tick_band
+from actors.unwritten import count_for, merge
 from testkit.store import InMemoryStore
 from testkit.world import signal
 
@@ -829,3 +838,43 @@ def test_the_pykka_adapter_hands_back_only_queued_tells_of_domain_messages() -> 
         left.append(actor.actor_inbox.get())
     assert [type(e.message).__name__ for e in left] == ["OpenSignal", "Barrier", "_ActorStop"]
     assert left[0].reply_to is not None
+
+
+# -- the outage buffer's folding (actors.unwritten) -----------------------------------------
+
+
+def _pos(pid: int, version: int) -> Position:
+    return Position(
+        id=pid,
+        key=KEY,
+        side=Side.LONG,
+        status=Status.ACTIVE,
+        source="s",
+        requested_qty=1.0,
+        stop_price=90.0,
+        created_at=T0,
+        updated_at=T0,
+        signal_id=f"x{pid}",
+        version=version,
+    )
+
+
+def _ev(kind: JournalKind) -> JournalEvent:
+    return JournalEvent(1, kind, Status.ACTIVE, Status.ACTIVE, T0, {})
+
+
+def test_merged_commits_keep_the_first_version_every_event_and_a_signal() -> None:
+    rec = SignalRecord.refused(sig("m"), "x", T0)
+    a = Commit(KEY, sig("m"), _pos(1, 2), 1, (_ev(JournalKind.STOP_INTENT),), rec)
+    b = Commit(KEY, CloseRequest(KEY), _pos(1, 3), 2, (_ev(JournalKind.CLOSING),))
+    c = Commit(KEY, Recover(KEY), _pos(2, 1), 0, (_ev(JournalKind.RECOVERING),))
+    merged = merge([a, b, c])
+    assert merged == [
+        Commit(KEY, CloseRequest(KEY), _pos(1, 3), 1, a.events + b.events, rec),
+        c,
+    ]
+    assert merge([b, a])[0].signal == rec  # the later one's, else the earlier one's
+    assert count_for([a, b, c], merged[0]) == 2
+    assert count_for([c], merged[1]) == 1
+    assert count_for([a, c], a) == 1
+    assert count_for([c, a], a) == 1
