@@ -25,6 +25,7 @@ from actors.effects import (
 from actors.messages import (
     CallOp,
     CallResult,
+    CloseRequest,
     ExchangeOutcome,
     OpenSignal,
     OrderUpdate,
@@ -480,3 +481,43 @@ def test_reports_of_orders_not_ours_or_of_no_known_status_change_nothing() -> No
         SymbolState(KEY), OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 1.0, NOW), _ctx(NOW)
     )
     assert (t.effects, t.commit, t.state) == ((), None, SymbolState(KEY))
+
+
+# -- a reply after the position ended -------------------------------------------------------------
+
+
+def _failed_before_the_fill() -> SymbolState:
+    """An entry cancelled on a close request before anything filled: the position failed."""
+    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
+    st = transition(st, CloseRequest(KEY), _ctx(NOW + 1)).state
+    cancelled = ExchangeOutcome(KEY, CallOp.CANCEL, "ps1e1", OrderKind.ENTRY, CallResult.ACCEPTED)
+    st = transition(st, cancelled, _ctx(NOW + 2)).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.FAILED
+    return st
+
+
+def test_a_late_placement_reply_that_filled_is_recorded_and_the_sync_asked() -> None:
+    st = _failed_before_the_fill()
+    filled = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1)
+    out = ExchangeOutcome(
+        KEY, CallOp.PLACE, "ps1e1", OrderKind.ENTRY, CallResult.ACCEPTED, update=filled
+    )
+    t = transition(st, out, _ctx(NOW + 3))
+    assert t.effects == (RequestSync(KEY, "late entry fill"),)
+    assert t.commit is not None and t.commit.events == (
+        JournalEvent(
+            1,
+            JournalKind.LATE_ENTRY_FILL,
+            Status.FAILED,
+            Status.FAILED,
+            NOW + 3,
+            {"client_id": "ps1e1", "filled": 1.0, "qty": 0.0, "via": "reply"},
+        ),
+    )
+    late = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1)
+    t = transition(st, late, _ctx(NOW + 3))
+    assert t.commit is not None and t.commit.events[0].detail["via"] == "stream"
+    accepted = replace(out, update=None)
+    t = transition(st, accepted, _ctx(NOW + 3))
+    assert (t.effects, t.commit, t.state) == ((), None, st)
