@@ -57,6 +57,7 @@ from actors.state import (
     Policy,
     Position,
     SignalRecord,
+    SymbolState,
 )
 from actors.transition import tick_band
 from actors.unwritten import count_for, merge
@@ -165,6 +166,10 @@ class Store(InMemoryStore):
         self.load_raises: list[BaseException] = []
         self.quarantined = False
 
+    def allocate_ids(self, n: int) -> list[int]:
+        self.rec.log.append(("allocate_ids", n))
+        return list(super().allocate_ids(n))
+
     def load(self, key: Key) -> Snapshot:
         if self.load_raises:
             raise self.load_raises.pop(0)
@@ -219,7 +224,7 @@ class Lines(logging.Handler):
 
 
 class Rig:
-    def __init__(self, policy: Policy | None = None) -> None:
+    def __init__(self, policy: Policy | None = None, own_ids: bool = False) -> None:
         self.log = Lines()
         logging.getLogger("actors.position_actor").addHandler(self.log)
         self.rec = Record()
@@ -235,7 +240,7 @@ class Rig:
             self.metrics,
             policy or Policy(),
             self.host,
-            ids=lambda: next(ids),
+            ids=None if own_ids else lambda: next(ids),
         )
         self.shell = Shell(KEY, deps, ActorCell(KEY, T0))
 
@@ -878,3 +883,28 @@ def test_merged_commits_keep_the_first_version_every_event_and_a_signal() -> Non
     assert count_for([c], merged[1]) == 1
     assert count_for([a, c], a) == 1
     assert count_for([c, a], a) == 1
+
+
+def test_without_an_id_source_the_actor_takes_blocks_of_eight_from_the_store() -> None:
+    rig = Rig(own_ids=True)
+    rig.shell.on_start()
+    rig.tell(MarketInfo(KEY, CallResult.FOUND, 100.0, MarketRules(), T0, ""), tick())
+    out = rig.tell(sig("s1"))
+    assert out[0] == ("allocate_ids", 8) and out[2] == ("signal", "s1", "accepted", "", False)
+    pos = rig.shell.get_state().position
+    assert pos is not None and pos.id == 1
+
+
+def test_before_a_load_the_state_is_the_actors_own_empty_one() -> None:
+    rig = Rig()
+    rig.store.load_raises = [StoreUnavailable("down")]
+    rig.shell.on_start()
+    assert rig.shell.get_state() == SymbolState(KEY)
+
+
+def test_a_tick_parked_under_the_band_is_handed_back_as_this_keys_wake_up() -> None:
+    rig = ready()
+    slot = _protected(rig)
+    slot.put(tick(100.4, T0 + 1))  # parked
+    rig.shell.on_stop()
+    assert rig.rec.take() == [("deliver", TicksReady(KEY, slot))]
