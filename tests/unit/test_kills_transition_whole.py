@@ -521,3 +521,78 @@ def test_a_late_placement_reply_that_filled_is_recorded_and_the_sync_asked() -> 
     accepted = replace(out, update=None)
     t = transition(st, accepted, _ctx(NOW + 3))
     assert (t.effects, t.commit, t.state) == ((), None, st)
+
+
+def test_a_placement_accepted_without_a_report_is_a_resting_order() -> None:
+    """ccxt may answer a placement without the order's status: accepted, nothing filled."""
+    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
+    before = st.position
+    assert before is not None
+    out = ExchangeOutcome(KEY, CallOp.PLACE, "ps1e1", OrderKind.ENTRY, CallResult.ACCEPTED)
+    t = transition(st, out, _ctx(NOW + 1))
+    assert t.effects == ()
+    assert t.commit is not None and t.commit.events == (
+        JournalEvent(
+            1,
+            JournalKind.ENTRY_ACCEPTED,
+            Status.PENDING_ENTRY,
+            Status.ENTRY_PLACED,
+            NOW + 1,
+            {"via": "reply"},
+        ),
+    )
+    assert t.state.position == replace(
+        before,
+        status=Status.ENTRY_PLACED,
+        orders=(replace(before.orders[0], state=OrderState.ACCEPTED),),
+        updated_at=NOW + 1,
+        version=before.version + 1,
+    )
+
+
+def _ended_while_a_stop_was_placed() -> SymbolState:
+    """Closed on the sync's word while a newer stop (``ps1s2``) was being placed."""
+    st = _flat_closed().state
+    pos = st.position
+    assert pos is not None
+    entry, stop = pos.orders
+    newer = replace(stop, client_id="ps1s2", state=OrderState.INTENDED)
+    return replace(st, position=replace(pos, orders=(entry, stop, newer)))
+
+
+def _stop_reply(result: CallResult) -> ExchangeOutcome:
+    return ExchangeOutcome(KEY, CallOp.PLACE, "ps1s2", OrderKind.STOP_LOSS, result, "x")
+
+
+def test_a_stop_that_landed_after_its_position_ended_is_cancelled() -> None:
+    st = _ended_while_a_stop_was_placed()
+    t = transition(st, _stop_reply(CallResult.ACCEPTED), _ctx(NOW + 13))
+    assert t.effects == (CancelOrder(KEY, "ps1s2", OrderKind.STOP_LOSS, "not needed"),)
+
+    def ev(detail: dict[str, object], kind: JournalKind = JournalKind.ORDER_FACT) -> JournalEvent:
+        return JournalEvent(1, kind, Status.CLOSED, Status.CLOSED, NOW + 13, detail)
+
+    assert t.commit is not None and t.commit.events == (
+        ev({"client_id": "ps1s2", "state": "accepted", "filled": 0.0, "via": "reply"}),
+        ev({"client_id": "ps1s2", "why": "not needed"}, JournalKind.CANCEL_REQUESTED),
+    )
+    pos = t.state.position
+    assert pos is not None
+    assert [(o.client_id, o.state, o.event_time) for o in pos.orders] == [
+        ("ps1e1", OrderState.FILLED, NOW + 0.1),
+        ("ps1s1", OrderState.PENDING_CANCEL, NOW + 0.2),
+        ("ps1s2", OrderState.PENDING_CANCEL, NOW + 0.2),
+    ]
+    t = transition(st, _stop_reply(CallResult.UNKNOWN), _ctx(NOW + 13))
+    assert (t.effects, t.commit) == (
+        (StartTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1s2"), 0.25),),
+        None,
+    )
+    t = transition(st, _stop_reply(CallResult.REJECTED), _ctx(NOW + 13))
+    assert t.effects == ()
+    assert t.commit is not None and t.commit.events == (
+        ev({"client_id": "ps1s2", "state": "rejected"}),
+    )
+    pos, was = t.state.position, st.position
+    assert pos is not None and was is not None
+    assert pos.order("ps1s2") == replace(was.orders[2], state=OrderState.REJECTED)
