@@ -47,7 +47,16 @@ from actors.model import (
     Status,
 )
 from actors.orders import intended_order
-from actors.state import JournalEvent, JournalKind, Policy, Position, SymbolState, Transition
+from actors.state import (
+    Commit,
+    ControlOutcome,
+    JournalEvent,
+    JournalKind,
+    Policy,
+    Position,
+    SymbolState,
+    Transition,
+)
 from actors.transition import (
     Context,
     check_entry,
@@ -596,3 +605,77 @@ def test_a_stop_that_landed_after_its_position_ended_is_cancelled() -> None:
     pos, was = t.state.position, st.position
     assert pos is not None and was is not None
     assert pos.order("ps1s2") == replace(was.orders[2], state=OrderState.REJECTED)
+
+
+# -- an operator's close request -----------------------------------------------------------------
+
+
+def test_an_operators_close_requests_are_journaled_and_answered_whole() -> None:
+    """A close: ``closing`` with who asked, the note and the request id (its ``why``), and
+    the answer ``closing``. Another while it closes: nothing changes but the journal (``close
+    requested``, ``already_closing``, at the position's status, written with no position and
+    expected version 0) and the answer. With no position: the same, ``no_position``. One
+    that names nobody (code's): no journal, no answer."""
+    t = transition(
+        _protected(), CloseRequest(KEY, CloseReason.MANUAL, "r1", "op", "why not"), _ctx(NOW + 5)
+    )
+    assert t.control == ControlOutcome(KEY, "r1", "close", "closing", True, 1)
+    assert t.commit is not None and t.commit.events == (
+        JournalEvent(
+            1,
+            JournalKind.CLOSING,
+            Status.ACTIVE,
+            Status.CLOSING,
+            NOW + 5,
+            {"reason": "manual", "why": "r1", "by": "op", "note": "why not", "request_id": "r1"},
+        ),
+    )
+    closing = t.state
+    again = CloseRequest(KEY, CloseReason.MANUAL, "r2", "op", "again")
+    t = transition(closing, again, _ctx(NOW + 6))
+    assert t == Transition(
+        closing,
+        commit=Commit(
+            KEY,
+            again,
+            None,
+            0,
+            (
+                JournalEvent(
+                    1,
+                    JournalKind.CLOSE_REQUESTED,
+                    Status.CLOSING,
+                    Status.CLOSING,
+                    NOW + 6,
+                    {"by": "op", "note": "again", "request_id": "r2", "result": "already_closing"},
+                ),
+            ),
+        ),
+        control=ControlOutcome(KEY, "r2", "close", "already_closing", True, 1),
+    )
+    nothing = CloseRequest(KEY, CloseReason.MANUAL, "r3", "op", "")
+    t = transition(SymbolState(KEY), nothing, _ctx(NOW + 6))
+    assert t == Transition(
+        SymbolState(KEY),
+        commit=Commit(
+            KEY,
+            nothing,
+            None,
+            0,
+            (
+                JournalEvent(
+                    None,
+                    JournalKind.CLOSE_REQUESTED,
+                    None,
+                    None,
+                    NOW + 6,
+                    {"by": "op", "note": "", "request_id": "r3", "result": "no_position"},
+                ),
+            ),
+        ),
+        control=ControlOutcome(KEY, "r3", "close", "no_position", True, None),
+    )
+    assert transition(closing, CloseRequest(KEY), _ctx(NOW + 6)) == Transition(closing)
+    t = transition(_protected(), CloseRequest(KEY), _ctx(NOW + 5))
+    assert t.control is None and t.commit is not None
+    assert t.commit.events[0].detail == {"reason": "manual", "why": "close request"}
