@@ -679,3 +679,57 @@ def test_an_operators_close_requests_are_journaled_and_answered_whole() -> None:
     t = transition(_protected(), CloseRequest(KEY), _ctx(NOW + 5))
     assert t.control is None and t.commit is not None
     assert t.commit.events[0].detail == {"reason": "manual", "why": "close request"}
+
+
+# -- timers ----------------------------------------------------------------------------------------
+
+
+def _fire(st: SymbolState, kind: TimerKind, cid: str | None = None) -> Transition:
+    return transition(st, TimerFired(KEY, TimerId(kind, cid)), _ctx(NOW + 14))
+
+
+def test_timers_of_a_position_closed_on_the_syncs_word() -> None:
+    """A retry or a flat confirmation after the end: nothing. A lookup timer for the close a
+    restart may have lost, or for a close of ours not settled: looked up (an accepted close
+    only through this rule); for a settled close or an id not ours: nothing. The stop
+    pending cancel: looked up again, its cancel sent again."""
+    st = _flat_closed().state
+    pos = st.position
+    assert pos is not None
+    nothing = ((), None)
+
+    def effects(t: Transition) -> tuple[object, ...]:
+        assert t.commit is None
+        return t.effects
+
+    assert (_fire(st, TimerKind.RETRY, "ps1s1").effects, None) == nothing
+    flat = replace(st, flat_seen_at=NOW + 13)
+    assert effects(_fire(flat, TimerKind.FLAT_CONFIRM)) == ()
+    assert effects(_fire(st, TimerKind.LOOKUP, "ps1c1")) == (
+        LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),
+    )
+    close = OrderRecord("ps1c1", OrderKind.CLOSE, "sell", 1.0, OrderState.ACCEPTED, attempts=1)
+    sent = replace(st, position=replace(pos, orders=(*pos.orders, close), close_seq=1))
+    assert effects(_fire(sent, TimerKind.LOOKUP, "ps1c1")) == (
+        LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),
+    )
+    done = replace(close, state=OrderState.CANCELED)
+    settled = replace(st, position=replace(pos, orders=(*pos.orders, done), close_seq=1))
+    assert effects(_fire(settled, TimerKind.LOOKUP, "ps1c1")) == ()
+    assert effects(_fire(st, TimerKind.LOOKUP, "ps1c7")) == ()
+    assert effects(_fire(st, TimerKind.LOOKUP, "ps1s1")) == (
+        LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),
+    )
+    assert effects(_fire(st, TimerKind.CANCEL, "ps1s1")) == (
+        CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "retry"),
+    )
+
+
+def test_a_retry_timer_of_a_stop_that_landed_after_the_end_sends_nothing() -> None:
+    st = _ended_while_a_stop_was_placed()
+    t = _fire(st, TimerKind.RETRY, "ps1s2")
+    assert (t.effects, t.commit, t.state) == ((), None, st)
+    active = _protected()
+    for kind in (TimerKind.RETRY, TimerKind.CANCEL, TimerKind.LOOKUP):
+        t = _fire(active, kind, "ps1s1")
+        assert (t.effects, t.commit, t.state) == ((), None, active), kind
