@@ -733,3 +733,42 @@ def test_a_retry_timer_of_a_stop_that_landed_after_the_end_sends_nothing() -> No
     for kind in (TimerKind.RETRY, TimerKind.CANCEL, TimerKind.LOOKUP):
         t = _fire(active, kind, "ps1s1")
         assert (t.effects, t.commit, t.state) == ((), None, active), kind
+
+
+def _trailing_move(state: OrderState, attempts: int) -> SymbolState:
+    """The confirmed stop ``ps1s1`` rests; its trailing successor ``ps1s2`` (at 95) is not
+    placed yet, after ``attempts`` placements."""
+    st = _protected()
+    pos = st.position
+    assert pos is not None
+    newer = replace(
+        pos.orders[1], client_id="ps1s2", state=state, trigger_price=95.0, attempts=attempts
+    )
+    return replace(
+        st, position=replace(pos, orders=(*pos.orders, newer), stop_seq=2, stop_price=95.0)
+    )
+
+
+def test_a_trailing_move_covered_by_an_older_stop_is_retried_then_given_up() -> None:
+    """Its retries spend no attempt of an unprotected spell (``sl_failures`` stays 0), but
+    its own placements are bounded: at ``sl_max_attempts`` it is given up and cancelled."""
+
+    def ev(kind: JournalKind, **detail: object) -> JournalEvent:
+        return JournalEvent(1, kind, Status.ACTIVE, Status.ACTIVE, NOW + 14, detail)
+
+    t = _fire(_trailing_move(OrderState.REJECTED, 1), TimerKind.RETRY, "ps1s2")
+    sent = _trailing_move(OrderState.INTENDED, 2).position.orders[2]  # type: ignore[union-attr]
+    assert t.effects == (PlaceOrder(KEY, 1, sent, reduce_only=False, close_position=True),)
+    assert t.commit is not None
+    assert t.commit.events == (ev(JournalKind.ORDER_RESENT, client_id="ps1s2", attempt=2),)
+    assert t.state.position is not None and t.state.position.sl_failures == 0
+    t = _fire(_trailing_move(OrderState.INTENDED, 3), TimerKind.RETRY, "ps1s2")
+    why = "given up: an older stop protects"
+    assert t.effects == (CancelOrder(KEY, "ps1s2", OrderKind.STOP_LOSS, why),)
+    assert t.commit is not None and t.commit.events == (
+        ev(JournalKind.STOP_FAILED, client_id="ps1s2", why="3 attempts while covered", failures=0),
+        ev(JournalKind.CANCEL_REQUESTED, client_id="ps1s2", why=why),
+    )
+    pos = t.state.position
+    assert pos is not None and pos.order("ps1s2") is not None
+    assert pos.order("ps1s2").state is OrderState.PENDING_CANCEL  # type: ignore[union-attr]
