@@ -62,7 +62,9 @@ from actors.transition import (
     check_entry,
     difference_event,
     durable_change,
+    on_step,
     tick_band,
+    to_tick,
     transition,
     validate_signal,
 )
@@ -772,3 +774,44 @@ def test_a_trailing_move_covered_by_an_older_stop_is_retried_then_given_up() -> 
     pos = t.state.position
     assert pos is not None and pos.order("ps1s2") is not None
     assert pos.order("ps1s2").state is OrderState.PENDING_CANCEL  # type: ignore[union-attr]
+
+
+# -- the small pure helpers, at their edges --------------------------------------------------------
+
+
+def test_quantity_steps_and_price_ticks_at_their_edges() -> None:
+    """One step is a whole multiple; float noise is tolerated relative to the value (a large
+    quantity whose multiple is off by 1.5e-11); a value under one step is not."""
+    assert on_step(0.1, 0.1) and on_step(0.7, 0.1) and on_step(123456.7, 0.1)
+    assert not on_step(0.05, 0.1) and not on_step(0.35, 0.1)
+    assert to_tick(0.3, 0.1) == 0.3  # not 0.30000000000000004
+    assert to_tick(100.07, 0.05) == 100.05
+    assert to_tick(5.0, 0.0) == 5.0 and to_tick(5.0, None) == 5.0
+    assert math.isnan(to_tick(float("nan"), 0.1))
+
+
+def test_ids_and_sources_are_short_printable_text() -> None:
+    good = signal(size=1.0, stop=90.0, signal_id="v1")
+    for sid, why in (
+        ("x" * 64, None),
+        ("x" * 65, "invalid:signal_id"),
+        ("", "invalid:signal_id"),
+        ("a\nb", "invalid:signal_id"),
+        (123, "invalid:signal_id"),
+    ):
+        assert validate_signal(replace(good, signal_id=sid), None, POLICY) == why, sid  # type: ignore[arg-type]
+
+
+def test_a_take_profit_at_the_mark_is_on_the_wrong_side() -> None:
+    sig = signal(size=1.0, stop=90.0, tp=100.0, signal_id="t1")
+    assert validate_signal(sig, 100.0, POLICY) == "invalid:take_profit_side"
+    short = signal(side=Side.SHORT, size=1.0, stop=110.0, tp=100.0, signal_id="t2")
+    assert validate_signal(short, 100.0, POLICY) == "invalid:take_profit_side"
+
+
+def test_with_no_signal_memory_nothing_is_remembered() -> None:
+    policy = replace(POLICY, recent_signal_memory=0)
+    t = transition(priced(KEY, at=NOW), signal(size=1.0), Context(NOW, policy, 1))
+    assert t.signal is not None and t.state.decided == ()
+    t = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW))
+    assert t.state.decided == (t.signal,)
