@@ -106,6 +106,8 @@ class Metrics(NullMetrics):
     def __init__(self, rec: Record) -> None:
         self.rec = rec
         self.handled_types: list[str] = []
+        self.seconds: list[float] = []
+        self.decisions: list[float] = []
 
     def commit_failed(self, reason: str) -> None:
         self.rec.log.append(("commit_failed", reason))
@@ -115,6 +117,10 @@ class Metrics(NullMetrics):
 
     def handled(self, message_type: str, seconds: float) -> None:
         self.handled_types.append(message_type)
+        self.seconds.append(seconds)
+
+    def tick_decision(self, seconds: float) -> None:
+        self.decisions.append(seconds)
 
 
 class Host:
@@ -908,3 +914,14 @@ def test_a_tick_parked_under_the_band_is_handed_back_as_this_keys_wake_up() -> N
     slot.put(tick(100.4, T0 + 1))  # parked
     rig.shell.on_stop()
     assert rig.rec.take() == [("deliver", TicksReady(KEY, slot))]
+
+
+def test_handling_times_and_tick_to_decision_latency_are_measured() -> None:
+    """Each message's handling time (wall clock, small and positive) and, for a tick that
+    woke the actor, the time from its frame's arrival to the decision (the clock's)."""
+    rig = ready()
+    slot = TickSlot()
+    slot.put(MarkPriceTick(KEY, 100.2, T0, None, None, T0 - 0.25))
+    rig.tell(TicksReady(KEY, slot))
+    assert rig.metrics.seconds and all(0.0 <= s < 5.0 for s in rig.metrics.seconds)
+    assert rig.metrics.decisions == [0.25]
