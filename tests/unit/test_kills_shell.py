@@ -600,6 +600,9 @@ def test_a_quarantine_decided_at_a_failed_load_is_stored_with_its_cause() -> Non
 
 def test_a_barrier_is_answered_and_changes_nothing() -> None:
     rig = ready()
+    report = rig.shell.cell.report
+    assert (report.quarantined, report.idle, report.unwritten) == (False, True, 0)
+    assert report.quarantined is False
     assert rig.shell.on_receive(Barrier()) is True
     assert rig.shell.on_receive(tick(100.5)) is None
     assert rig.rec.take() == []
