@@ -93,9 +93,11 @@ class Timers:
         self.rec = rec
 
     def start(self, key: Key, name: Any, delay: float) -> None:
+        assert key == KEY
         self.rec.log.append(("timer", name.kind.value, delay))
 
     def cancel(self, key: Key, name: Any) -> None:
+        assert key == KEY
         self.rec.log.append(("cancel", name.kind.value))
 
     def cancel_key(self, key: Key) -> None:
@@ -146,9 +148,11 @@ class Host:
         self.rec.log.append(("control", outcome.command, str(outcome.outcome), outcome.ok))
 
     def clear_quarantine(self, key: Key) -> None:
+        assert key == KEY
         self.rec.log.append(("clear_quarantine",))
 
     def on_crash(self, key: Key, exc: BaseException) -> RestartDecision:
+        assert key == KEY
         self.rec.log.append(("crash", repr(exc)))
         return self.decisions.popleft() if self.decisions else RestartDecision(2.0, False)
 
@@ -157,6 +161,7 @@ class Host:
         return self.retire_ok
 
     def not_owner(self, key: Key, why: str, certain: bool) -> None:
+        assert key == KEY
         self.rec.log.append(("not_owner", why, certain))
 
 
@@ -170,16 +175,20 @@ class Store(InMemoryStore):
         self.rec = rec
         self.raises: list[BaseException] = []
         self.load_raises: list[BaseException] = []
+        self.ids_raise: list[BaseException] = []
         self.quarantined = False
+        self.paused = False
 
     def allocate_ids(self, n: int) -> list[int]:
         self.rec.log.append(("allocate_ids", n))
+        if self.ids_raise:
+            raise self.ids_raise.pop(0)
         return list(super().allocate_ids(n))
 
     def load(self, key: Key) -> Snapshot:
         if self.load_raises:
             raise self.load_raises.pop(0)
-        return replace(super().load(key), quarantined=self.quarantined)
+        return replace(super().load(key), quarantined=self.quarantined, paused=self.paused)
 
     def commit(self, commit: Commit) -> None:
         control = None if commit.control is None else commit.control.flag
@@ -190,6 +199,8 @@ class Store(InMemoryStore):
         super().commit(commit)
         if commit.control is not None and commit.control.flag == "quarantined":
             self.quarantined = commit.control.value
+        if commit.control is not None and commit.control.flag == "paused":
+            self.paused = commit.control.value
 
 
 class Shell(PositionShell):
@@ -928,3 +939,53 @@ def test_handling_times_and_tick_to_decision_latency_are_measured() -> None:
     rig.tell(TicksReady(KEY, slot))
     assert rig.metrics.seconds and all(0.0 <= s < 5.0 for s in rig.metrics.seconds)
     assert rig.metrics.decisions == [0.25]
+
+
+def test_no_position_id_from_the_store_refuses_the_signal_store_unavailable() -> None:
+    rig = Rig(own_ids=True)
+    rig.shell.on_start()
+    rig.tell(MarketInfo(KEY, CallResult.FOUND, 100.0, MarketRules(), T0, ""), tick())
+    rig.store.ids_raise = [StoreUnavailable("down")]
+    out = rig.tell(sig("s1"))
+    assert out[:2] == [("allocate_ids", 8), ("commit_failed", "unavailable")]
+    assert out[-1] == ("signal", "s1", "rejected", "store_unavailable", False)
+    assert rig.lines()[0] == (
+        "ERROR",
+        "store unavailable, no position id for main:BTCUSDT: down",
+        "main:BTCUSDT",
+        False,
+    )
+
+
+def test_a_reload_takes_what_the_store_holds_and_keeps_what_the_exchange_said() -> None:
+    """Closed position, bought, paused: from the store; the last mark and the market's
+    rules: kept from before the reload (not durable)."""
+    rig = ready()
+    rig.tell(sig("s1"), OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, T0, "e1"))
+    rig.clock.t = T0 + 5
+    rig.tell(
+        CloseRequest(KEY), OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 1.0, 99.0, T0, "c1")
+    )
+    rig.tell(PauseRequest(KEY, True, "p"))
+    before = rig.shell.get_state()
+    assert before.last_closed_at == T0 + 5 and before.bought and before.paused
+    rig.store.raises = [StaleVersion("v")]
+    rig.tell(PauseRequest(KEY, False, "q"))  # stale: reloaded, then handled again
+    st = rig.shell.get_state()
+    assert (st.last_closed_at, st.bought, st.paused) == (T0 + 5, True, False)
+    assert (st.last_price, st.market) == (before.last_price, before.market)
+    pos = st.position
+    assert pos is not None and pos.status is Status.CLOSED
+
+
+def test_only_activity_or_a_change_of_idleness_moves_last_activity() -> None:
+    rig = ready()
+    assert rig.shell.cell.report.last_activity == T0
+    rig.clock.t = T0 + 10
+    rig.tell(tick(100.5, T0 + 10))  # a mark price on an idle actor: not activity
+    assert rig.shell.cell.report.last_activity == T0
+    rig.tell(sig("s1"))
+    assert rig.shell.cell.report.last_activity == T0 + 10
+    rig.clock.t = T0 + 20
+    rig.tell(tick(100.6, T0 + 20))  # not idle: every message counts
+    assert rig.shell.cell.report.last_activity == T0 + 20
