@@ -336,6 +336,12 @@ def test_a_fenced_protective_write_drops_what_waits_to_be_written() -> None:
         ("commit_failed", "fenced"),
         ("not_owner", "lost", True),
     ]
+    assert rig.lines()[-1] == (
+        "WARNING",
+        "fenced for main:BTCUSDT on TimerFired: lost",
+        "main:BTCUSDT",
+        False,
+    )
     assert rig.shell.unwritten() == 0 and rig.shell.cell.report.unwritten == 0
 
 
@@ -759,6 +765,12 @@ def test_a_persist_timer_that_crashes_restarts_the_actor() -> None:
         ("crash", "RuntimeError('boom')"),
         ("timer", "__restart", 2.0),
     ]
+    assert rig.lines()[-1] == (
+        "ERROR",
+        "actor main:BTCUSDT crashed on TimerFired: RuntimeError('boom')",
+        "main:BTCUSDT",
+        True,
+    )
 
 
 def test_the_shell_counts_each_message_it_handles_once() -> None:
@@ -989,3 +1001,21 @@ def test_only_activity_or_a_change_of_idleness_moves_last_activity() -> None:
     rig.clock.t = T0 + 20
     rig.tell(tick(100.6, T0 + 20))  # not idle: every message counts
     assert rig.shell.cell.report.last_activity == T0 + 20
+
+
+def test_a_waiting_signal_is_refused_once_it_waited_mark_wait_s() -> None:
+    """Offered again on each poll with the time it first arrived; at ``mark_wait_s`` (3 s)
+    exactly, its last offer: refused for what it still waits for."""
+    rig = Rig()
+    rig.shell.on_start()
+    rig.tell(tick())
+    rig.tell(sig("w1"))
+    for dt in (1.0, 2.0, 2.9):
+        rig.clock.t = T0 + dt
+        assert rig.tell(TimerFired(KEY, DEFER_TIMER)) == [("timer", "__defer", 0.5)] * 2
+    rig.clock.t = T0 + 3.0
+    assert rig.tell(TimerFired(KEY, DEFER_TIMER)) == [
+        ("commit", "OpenSignal", None, ()),
+        ("signal", "w1", "rejected", "no_mark_price", False),
+    ]
+    assert rig.metrics.handled_types.count("OpenSignal") == 1  # offered again: not counted
