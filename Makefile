@@ -53,13 +53,17 @@ failover: install
 	$(BIN)/python -m bench.failover --long
 
 # Mutation testing (README, "Mutation testing"): mutmut mutates actors/transition.py and the
-# actor shell's logic (setup.cfg [mutmut]) and runs the fast unit tests on each mutant, two at a
-# time. Results are kept in mutants/ between runs (a mutant whose function did not change is
-# not run again); `rm -rf mutants` starts afresh. Prints killed / total per file, appends it
-# to tests/MUTATION.md. Not in CI (tens of minutes on two cores).
+# actor shell's logic (setup.cfg [mutmut]) and runs, on each mutant, the thread-free unit tests
+# and the simulation's slice (tests/dst/test_mutation_slice.py) that call it, two at a time.
+# Results are kept in mutants/ between runs (a mutant whose function did not change is not
+# run again, a survivor neither); MUTANTS='actors.restarting*' runs those named (globs) again;
+# `rm -rf mutants` starts afresh. Prints killed / total per file (and without the survivors
+# tests/MUTATION_EQUIVALENTS.md lists), appends it to tests/MUTATION.md. Not in CI (about an
+# hour on two cores from an empty mutants/).
 MUTATE_CHILDREN ?= 2
+MUTANTS ?=
 mutate: install
-	$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN)
+	$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
 	$(BIN)/python -m tests.mutation_score
 
 # The deterministic simulation of the whole core (testkit/dst): SEEDS seeds, or replay SEED

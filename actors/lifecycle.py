@@ -116,50 +116,80 @@ class OrderEvent(enum.StrEnum):
 
 _O = OrderState
 _E = OrderEvent
-_REPORTS = {
-    _E.REPORTED_NEW: _O.ACCEPTED,
-    _E.REPORTED_PARTIAL: _O.PARTIALLY_FILLED,
-    _E.REPORTED_FILLED: _O.FILLED,
-    _E.REPORTED_CANCELED: _O.CANCELED,
-    _E.REPORTED_REJECTED: _O.REJECTED,
-}
-
-
-def _order_rows() -> dict[tuple[OrderState, OrderEvent], OrderState]:
-    rows: dict[tuple[OrderState, OrderEvent], OrderState] = {}
-    # Not settled: a report says what the order is now. NOT_FOUND may be revised: a
-    # placement that was in flight may still land.
-    for s in (_O.INTENDED, _O.UNKNOWN, _O.ACCEPTED, _O.PARTIALLY_FILLED, _O.NOT_FOUND):
-        for ev, to in _REPORTS.items():
-            rows[(s, ev)] = to
-    # Pending cancel stays pending while the order rests; a final report ends it.
-    for ev, to in _REPORTS.items():
-        rows[(_O.PENDING_CANCEL, ev)] = to
-    rows[(_O.PENDING_CANCEL, _E.REPORTED_NEW)] = _O.PENDING_CANCEL
-    rows[(_O.PENDING_CANCEL, _E.REPORTED_PARTIAL)] = _O.PENDING_CANCEL
-    # Terminal stays terminal (a later report may only raise the fill).
-    for s in (_O.FILLED, _O.CANCELED, _O.REJECTED):
-        for ev in _REPORTS:
-            rows[(s, ev)] = s
-    # Our own calls and their answers.
-    for s in (_O.INTENDED, _O.UNKNOWN, _O.ACCEPTED, _O.PARTIALLY_FILLED):
-        rows[(s, _E.CANCEL_REQUESTED)] = _O.PENDING_CANCEL
-    rows[(_O.INTENDED, _E.PLACE_UNKNOWN)] = _O.UNKNOWN
-    rows[(_O.INTENDED, _E.RECOVERED)] = _O.UNKNOWN
-    for s in (_O.INTENDED, _O.UNKNOWN, _O.ACCEPTED, _O.PARTIALLY_FILLED, _O.PENDING_CANCEL):
-        rows[(s, _E.PLACE_REJECTED)] = _O.REJECTED
-    rows[(_O.NOT_FOUND, _E.PLACE_REJECTED)] = _O.REJECTED
-    for s in (_O.INTENDED, _O.UNKNOWN):
-        rows[(s, _E.PLACE_THROTTLED)] = _O.INTENDED
-    for s in (_O.INTENDED, _O.UNKNOWN, _O.ACCEPTED, _O.PENDING_CANCEL):
-        rows[(s, _E.LOOKUP_NOT_FOUND)] = _O.NOT_FOUND
-    for s in (_O.INTENDED, _O.UNKNOWN, _O.REJECTED):
-        rows[(s, _E.RESEND)] = _O.INTENDED
-    return rows
-
 
 #: ``(order state before, event) -> order state after``.
-ORDER_TABLE: Mapping[tuple[OrderState, OrderEvent], OrderState] = _order_rows()
+ORDER_TABLE: Mapping[tuple[OrderState, OrderEvent], OrderState] = {
+    # A report says what the order is now (NOT_FOUND may be revised: a placement
+    # that was in flight may still land); pending cancel stays pending while the order rests;
+    # terminal stays terminal (a later report may only raise the fill).
+    (_O.INTENDED, _E.REPORTED_NEW): _O.ACCEPTED,
+    (_O.UNKNOWN, _E.REPORTED_NEW): _O.ACCEPTED,
+    (_O.ACCEPTED, _E.REPORTED_NEW): _O.ACCEPTED,
+    (_O.PARTIALLY_FILLED, _E.REPORTED_NEW): _O.ACCEPTED,
+    (_O.NOT_FOUND, _E.REPORTED_NEW): _O.ACCEPTED,
+    (_O.PENDING_CANCEL, _E.REPORTED_NEW): _O.PENDING_CANCEL,
+    (_O.FILLED, _E.REPORTED_NEW): _O.FILLED,
+    (_O.CANCELED, _E.REPORTED_NEW): _O.CANCELED,
+    (_O.REJECTED, _E.REPORTED_NEW): _O.REJECTED,
+    (_O.INTENDED, _E.REPORTED_PARTIAL): _O.PARTIALLY_FILLED,
+    (_O.UNKNOWN, _E.REPORTED_PARTIAL): _O.PARTIALLY_FILLED,
+    (_O.ACCEPTED, _E.REPORTED_PARTIAL): _O.PARTIALLY_FILLED,
+    (_O.PARTIALLY_FILLED, _E.REPORTED_PARTIAL): _O.PARTIALLY_FILLED,
+    (_O.NOT_FOUND, _E.REPORTED_PARTIAL): _O.PARTIALLY_FILLED,
+    (_O.PENDING_CANCEL, _E.REPORTED_PARTIAL): _O.PENDING_CANCEL,
+    (_O.FILLED, _E.REPORTED_PARTIAL): _O.FILLED,
+    (_O.CANCELED, _E.REPORTED_PARTIAL): _O.CANCELED,
+    (_O.REJECTED, _E.REPORTED_PARTIAL): _O.REJECTED,
+    (_O.INTENDED, _E.REPORTED_FILLED): _O.FILLED,
+    (_O.UNKNOWN, _E.REPORTED_FILLED): _O.FILLED,
+    (_O.ACCEPTED, _E.REPORTED_FILLED): _O.FILLED,
+    (_O.PARTIALLY_FILLED, _E.REPORTED_FILLED): _O.FILLED,
+    (_O.NOT_FOUND, _E.REPORTED_FILLED): _O.FILLED,
+    (_O.PENDING_CANCEL, _E.REPORTED_FILLED): _O.FILLED,
+    (_O.FILLED, _E.REPORTED_FILLED): _O.FILLED,
+    (_O.CANCELED, _E.REPORTED_FILLED): _O.CANCELED,
+    (_O.REJECTED, _E.REPORTED_FILLED): _O.REJECTED,
+    (_O.INTENDED, _E.REPORTED_CANCELED): _O.CANCELED,
+    (_O.UNKNOWN, _E.REPORTED_CANCELED): _O.CANCELED,
+    (_O.ACCEPTED, _E.REPORTED_CANCELED): _O.CANCELED,
+    (_O.PARTIALLY_FILLED, _E.REPORTED_CANCELED): _O.CANCELED,
+    (_O.NOT_FOUND, _E.REPORTED_CANCELED): _O.CANCELED,
+    (_O.PENDING_CANCEL, _E.REPORTED_CANCELED): _O.CANCELED,
+    (_O.FILLED, _E.REPORTED_CANCELED): _O.FILLED,
+    (_O.CANCELED, _E.REPORTED_CANCELED): _O.CANCELED,
+    (_O.REJECTED, _E.REPORTED_CANCELED): _O.REJECTED,
+    (_O.INTENDED, _E.REPORTED_REJECTED): _O.REJECTED,
+    (_O.UNKNOWN, _E.REPORTED_REJECTED): _O.REJECTED,
+    (_O.ACCEPTED, _E.REPORTED_REJECTED): _O.REJECTED,
+    (_O.PARTIALLY_FILLED, _E.REPORTED_REJECTED): _O.REJECTED,
+    (_O.NOT_FOUND, _E.REPORTED_REJECTED): _O.REJECTED,
+    (_O.PENDING_CANCEL, _E.REPORTED_REJECTED): _O.REJECTED,
+    (_O.FILLED, _E.REPORTED_REJECTED): _O.FILLED,
+    (_O.CANCELED, _E.REPORTED_REJECTED): _O.CANCELED,
+    (_O.REJECTED, _E.REPORTED_REJECTED): _O.REJECTED,
+    # Our own calls and their answers.
+    (_O.INTENDED, _E.PLACE_UNKNOWN): _O.UNKNOWN,
+    (_O.INTENDED, _E.PLACE_REJECTED): _O.REJECTED,
+    (_O.UNKNOWN, _E.PLACE_REJECTED): _O.REJECTED,
+    (_O.ACCEPTED, _E.PLACE_REJECTED): _O.REJECTED,
+    (_O.PARTIALLY_FILLED, _E.PLACE_REJECTED): _O.REJECTED,
+    (_O.PENDING_CANCEL, _E.PLACE_REJECTED): _O.REJECTED,
+    (_O.NOT_FOUND, _E.PLACE_REJECTED): _O.REJECTED,
+    (_O.INTENDED, _E.PLACE_THROTTLED): _O.INTENDED,
+    (_O.UNKNOWN, _E.PLACE_THROTTLED): _O.INTENDED,
+    (_O.INTENDED, _E.CANCEL_REQUESTED): _O.PENDING_CANCEL,
+    (_O.UNKNOWN, _E.CANCEL_REQUESTED): _O.PENDING_CANCEL,
+    (_O.ACCEPTED, _E.CANCEL_REQUESTED): _O.PENDING_CANCEL,
+    (_O.PARTIALLY_FILLED, _E.CANCEL_REQUESTED): _O.PENDING_CANCEL,
+    (_O.INTENDED, _E.LOOKUP_NOT_FOUND): _O.NOT_FOUND,
+    (_O.UNKNOWN, _E.LOOKUP_NOT_FOUND): _O.NOT_FOUND,
+    (_O.ACCEPTED, _E.LOOKUP_NOT_FOUND): _O.NOT_FOUND,
+    (_O.PENDING_CANCEL, _E.LOOKUP_NOT_FOUND): _O.NOT_FOUND,
+    (_O.INTENDED, _E.RESEND): _O.INTENDED,
+    (_O.UNKNOWN, _E.RESEND): _O.INTENDED,
+    (_O.REJECTED, _E.RESEND): _O.INTENDED,
+    (_O.INTENDED, _E.RECOVERED): _O.UNKNOWN,
+}
 
 
 def next_order_state(state: OrderState, event: OrderEvent) -> OrderState | None:

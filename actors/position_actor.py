@@ -385,9 +385,7 @@ class PositionShell(RestartingShell):
 
     def _reload(self) -> None:
         self._unwritten.clear()
-        self._load()
-        if self._quarantined:
-            self._state = replace(self._state, quarantined=True)
+        self._load()  # keeps a quarantine decided here (``_load``: stored or not)
 
 
 class PositionActor(PositionShell, pykka.ThreadingActor):

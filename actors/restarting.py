@@ -273,7 +273,6 @@ class RestartingShell:
             self._fenced(message)
             return
         self._retry_once(message, "stale_twice", "met a stale version twice")
-        self._restart_pending = True
         self._restart()
         self._publish()
 

@@ -93,6 +93,7 @@ from actors.state import (
 __all__ = [
     "Context",
     "check_entry",
+    "difference_event",
     "durable_change",
     "leftovers",
     "on_step",
@@ -393,7 +394,7 @@ class _Step:
         before = self.before
         if pos is not None and not self.events and durable_change(before, pos):
             # The durable state changed with no event said: the event is the difference.
-            self.events.append(_difference(before, pos, self.now))
+            self.events.append(difference_event(before, pos, self.now))
         if not self.events:
             # Nothing durable happened (in-memory only changes, or nothing at all).
             return Transition(st, tuple(self.effects))
@@ -1313,7 +1314,7 @@ class _Step:
                 return self  # another installation's position (its orders rest here): not ours
             if not obs.adoptable:
                 return self  # adoption stopped on this account (another installation, I7)
-            return self.adopt(xp, obs)
+            return self.adopt(xp)
         if pos.status in (Status.PENDING_ENTRY, Status.ENTRY_PLACED):
             if xp is not None and xp.qty > 0 and xp.side is pos.side:
                 # S3: the sync saw our own entry fill first. Reconcile, never a second row.
@@ -1334,7 +1335,7 @@ class _Step:
         if stale:
             return self
         if xp is None or xp.qty <= 0 or xp.side is not pos.side:
-            return self.flat(obs)
+            return self.flat()
         if self.state.flat_seen_at is not None:
             # Seen flat before, open now: that view was stale. Nothing closed it.
             self.state = replace(self.state, flat_seen_at=None)
@@ -1413,7 +1414,7 @@ class _Step:
             why="late entry fill gone",
         )
 
-    def flat(self, obs: SyncObservation) -> _Step:
+    def flat(self) -> _Step:
         """The exchange shows no position (or the opposite one) where ours is filled: look
         up the orders that may have closed it, so the close reason is the truth (a stop
         whose stream event is late), and close it after ``flat_confirm_s`` at the latest."""
@@ -1541,7 +1542,7 @@ class _Step:
             self.effects.append(CancelOrder(obs.key, cid, kind, "orphan"))
         self.state = replace(self.state, orphan_cancels=tuple(recent.items()))
 
-    def adopt(self, xp: ExchangePosition, obs: SyncObservation) -> _Step:
+    def adopt(self, xp: ExchangePosition) -> _Step:
         """A position on the exchange that the database does not know: adopt and protect."""
         pid = self.ctx.next_id
         if pid is None:
@@ -1831,9 +1832,11 @@ def durable_change(before: Position | None, after: Position | None) -> bool:
     return _durable(before) != _durable(after)
 
 
-def _difference(before: Position | None, after: Position, now: float) -> JournalEvent:
+def difference_event(before: Position | None, after: Position, now: float) -> JournalEvent:
     """The journal event of a change no handler named: the orders whose records changed
-    (``order_fact``, with their new state and fill), else the fields that did."""
+    (``order_fact``, with their new state and fill), else the fields that did. Pure; called
+    by :func:`transition` (public so that its branches no handler reaches today, a change of
+    fields other than orders or a new position, are tested directly)."""
     old = {o.client_id: o for o in before.orders} if before is not None else {}
     changed = [o for o in after.orders if old.get(o.client_id) != o]
     status = before.status if before is not None else None

@@ -118,7 +118,7 @@ def _a5(mp: pytest.MonkeyPatch) -> None:
     """A5: a position the sync found flat was closed ``closed_on_exchange`` at once, its
     own stop / close orders not looked up (nor the reason corrected when their fills showed
     up later)."""
-    mp.setattr(core._Step, "flat", lambda self, obs: self.close_flat("sync"))
+    mp.setattr(core._Step, "flat", lambda self: self.close_flat("sync"))
     mp.setattr(core._Step, "correct_close_reason", lambda self, order, source: None)
 
 
