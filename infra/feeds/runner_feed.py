@@ -5,8 +5,9 @@
 :class:`~infra.feeds.account_stream.AccountStream`, the accounts' private streams. A subclass
 calls ``__init__`` first (it sets ``name``, ``metrics`` and the log throttle on the subclass's
 own logger, so log lines keep their module's logger name), then builds its
-:class:`~infra.feeds.ws_client.ReconnectingWebSocket` as ``runner``. A feed with a thread of its own besides the runner's (the user-data stream's
-keep-alive) overrides :meth:`RunnerFeed.stop` and :attr:`RunnerFeed.running`.
+:class:`~infra.feeds.ws_client.ReconnectingWebSocket` as ``runner``. A feed with a thread of
+its own besides the runner's (the user-data stream's keep-alive) overrides
+:meth:`RunnerFeed.stop` and :attr:`RunnerFeed.running`.
 
 Threads: :meth:`RunnerFeed.stop` and :attr:`RunnerFeed.running` from any thread;
 :meth:`RunnerFeed.report_refusal` on the feed's runner thread (safe from any). Nothing here
