@@ -1159,7 +1159,8 @@ class _Step:
                         why=f"{order.attempts} attempts while covered",
                         failures=pos.sl_failures,
                     )
-                    self.cancel(order, "given up: an older stop protects")
+                    if not order.state.done:  # a refused one rests nowhere: nothing to cancel
+                        self.cancel(order, "given up: an older stop protects")
                     return
             elif not self.stop_budget_left():
                 return

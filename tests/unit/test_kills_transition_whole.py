@@ -776,6 +776,26 @@ def test_a_trailing_move_covered_by_an_older_stop_is_retried_then_given_up() -> 
     assert pos.order("ps1s2").state is OrderState.PENDING_CANCEL  # type: ignore[union-attr]
 
 
+def test_a_covered_trailing_stop_refused_to_the_last_attempt_is_given_up_without_a_cancel() -> None:
+    """Its last placement was refused: it rests nowhere, so giving it up asks no cancel (a
+    cancel of a refused order is no pair of the order table: it was journalled as an
+    illegal transition)."""
+    t = _fire(_trailing_move(OrderState.REJECTED, 3), TimerKind.RETRY, "ps1s2")
+    assert t.effects == ()
+    assert t.commit is not None and t.commit.events == (
+        JournalEvent(
+            1,
+            JournalKind.STOP_FAILED,
+            Status.ACTIVE,
+            Status.ACTIVE,
+            NOW + 14,
+            {"client_id": "ps1s2", "why": "3 attempts while covered", "failures": 0},
+        ),
+    )
+    pos = t.state.position
+    assert pos is not None and pos.order("ps1s2").state is OrderState.REJECTED  # type: ignore[union-attr]
+
+
 # -- the small pure helpers, at their edges --------------------------------------------------------
 
 
