@@ -10,12 +10,13 @@ websocket-client. The ledger helpers read the sim's own books, never the product
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from infra.config import DUMMY_API_KEY, DUMMY_API_SECRET
-from infra.exchange import VenueConfig
+from infra.exchange import CcxtExchange, VenueConfig
 from sim import SimExchange
 from sim.bybit import BybitExchange
 from sim.faults import BYBIT_ORDER_CREATE, ORDER_CREATE
@@ -24,6 +25,7 @@ __all__ = [
     "ENTRY_IDS",
     "STOP_IDS",
     "VENUES",
+    "adapters",
     "create_paths",
     "executed",
     "make_sim",
@@ -66,6 +68,26 @@ def venue_config(venue: str, sim: SimExchange, **changes: Any) -> VenueConfig:
     }
     settings.update(changes)
     return VenueConfig(**settings)
+
+
+@contextlib.contextmanager
+def adapters(
+    config: Callable[..., VenueConfig], account: str = "main"
+) -> Iterator[Callable[..., CcxtExchange]]:
+    """A factory of adapters for ``account``, each on ``config(**changes)``; every adapter it
+    made is closed on leaving (the adapter tests' ``make_exchange`` fixtures)."""
+    made: list[CcxtExchange] = []
+
+    def make(**changes: Any) -> CcxtExchange:
+        ex = CcxtExchange(account, config(**changes))
+        made.append(ex)
+        return ex
+
+    try:
+        yield make
+    finally:
+        for ex in made:
+            ex.close()
 
 
 def create_paths(venue: str) -> list[str]:

@@ -22,7 +22,7 @@ from sim import SimExchange
 from supervision.supervisor import Supervisor, SupervisorConfig
 from testkit.store import InMemoryStore
 from testkit.waiting import poll
-from tests.venues import venue_config
+from tests.venues import adapters, venue_config
 
 ACCOUNT = "main"
 SYMBOL = "BTCUSDT"
@@ -86,16 +86,8 @@ def sim() -> Iterator[SimExchange]:
 @pytest.fixture
 def make_exchange(sim: SimExchange) -> Iterator[Callable[..., CcxtExchange]]:
     """Factory of adapters pointed at ``sim`` (``VenueConfig`` overrides as keywords)."""
-    made: list[CcxtExchange] = []
-
-    def make(**changes: Any) -> CcxtExchange:
-        ex = CcxtExchange(ACCOUNT, sim_config(sim, **changes))
-        made.append(ex)
-        return ex
-
-    yield make
-    for ex in made:
-        ex.close()
+    with adapters(lambda **changes: sim_config(sim, **changes), ACCOUNT) as make:
+        yield make
 
 
 @pytest.fixture

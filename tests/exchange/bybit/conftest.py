@@ -20,7 +20,7 @@ from actors.ports import OrderReply
 from infra.exchange import BYBIT_LINEAR, CcxtExchange, Credentials, VenueConfig
 from sim.bybit import BybitExchange
 from testkit.waiting import poll
-from tests.venues import venue_config
+from tests.venues import adapters, venue_config
 
 ACCOUNT = "main"
 SYMBOL = "BTCUSDT"
@@ -60,16 +60,8 @@ def fresh(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture
 def make_exchange(bybit: BybitExchange) -> Iterator[Callable[..., CcxtExchange]]:
     """Factory of adapters on the Bybit sim (``VenueConfig`` overrides as keywords)."""
-    made: list[CcxtExchange] = []
-
-    def make(**changes: Any) -> CcxtExchange:
-        ex = CcxtExchange(ACCOUNT, bybit_config(bybit, **changes))
-        made.append(ex)
-        return ex
-
-    yield make
-    for ex in made:
-        ex.close()
+    with adapters(lambda **changes: bybit_config(bybit, **changes), ACCOUNT) as make:
+        yield make
 
 
 @pytest.fixture
