@@ -35,7 +35,16 @@ from sim.errors import BinanceError
 from sim.faults import ORDER_CANCEL, ORDER_CREATE
 from sim.httpserver import Request, Response, WsAccept
 from sim.matching import now_ms
-from sim.rest import DEFAULT_ACCOUNT, NO_TIMESTAMP, PUBLIC, Context, Outcome, RawJson, RestApi
+from sim.rest import (
+    DEFAULT_ACCOUNT,
+    NO_TIMESTAMP,
+    PUBLIC,
+    Context,
+    Outcome,
+    RawJson,
+    RestApi,
+    Route,
+)
 from sim.streams import stream_kind
 from sim.websocket import WsConnection
 
@@ -159,27 +168,11 @@ class Gateway:
             return _error(errors.insufficient_margin())
         if faults.take("not_found", method, path, symbol, cid) is not None:
             return _error(errors.order_not_found())
-        ctx = Context(account=account, api_key=api_key)
-        lag = faults.take("lag_open_orders", method, path, symbol, cid)
-        if lag is not None:
-            ctx.as_of_ms = now_ms() - round(lag.lag_s * 1000)
-        partial = faults.take("partial_fill", method, path, symbol, cid)
-        if partial is not None:
-            self._note(entry, "partial_fill")
-            ctx.parts = max(2, partial.parts)
-            ctx.part_interval_s = partial.part_interval_s
-
+        ctx = request_context(self.ex, entry, req, symbol, account, api_key)
         sent: list[tuple[WsConnection, int]] = []
         outcome: Outcome | None = None
         try:
-            with self.ex.lock:
-                try:
-                    outcome = route(params, ctx)
-                finally:
-                    if entry is not None:
-                        entry.done_at = time.time()
-                if self.ex.user_events_first:
-                    sent = self.ex.enqueue_user_events(outcome.events, account)
+            outcome, sent = run_route(self.ex, route, params, ctx, entry)
             if isinstance(outcome.payload, RawJson):
                 resp = Response(body=outcome.payload.text.encode())
             else:
@@ -321,6 +314,51 @@ def note_order(
             entry.code = code
         if order_id is not None:
             entry.order_id = order_id
+
+
+def request_context(
+    ex: SimExchange,
+    entry: OrderLogEntry | None,
+    req: Request,
+    symbol: str | None,
+    account: str,
+    api_key: str,
+) -> Context:
+    """The route's :class:`Context` for one request on either venue's front: the account and
+    key, and what the faults armed for it set (``lag_open_orders``: lists as of ``lag_s``
+    ago; ``partial_fill``: the order fills in ``parts``)."""
+    faults, method, path = ex.faults, req.method, req.path
+    cid = entry.client_id if entry is not None else None
+    ctx = Context(account=account, api_key=api_key)
+    lag = faults.take("lag_open_orders", method, path, symbol, cid)
+    if lag is not None:
+        ctx.as_of_ms = now_ms() - round(lag.lag_s * 1000)
+    partial = faults.take("partial_fill", method, path, symbol, cid)
+    if partial is not None:
+        note_order(ex, entry, "partial_fill")
+        ctx.parts = max(2, partial.parts)
+        ctx.part_interval_s = partial.part_interval_s
+    return ctx
+
+
+def run_route(
+    ex: SimExchange,
+    route: Route,
+    params: dict[str, str],
+    ctx: Context,
+    entry: OrderLogEntry | None,
+) -> tuple[Outcome, list[tuple[WsConnection, int]]]:
+    """Run ``route`` under the exchange lock, stamp the order-log ``entry`` done, and queue
+    the outcome's user events before the reply when ``ex.user_events_first`` (the sockets
+    they went to, for :func:`finish_reply`). The venue's refusal propagates (nothing queued)."""
+    with ex.lock:
+        try:
+            outcome = route(params, ctx)
+        finally:
+            if entry is not None:
+                entry.done_at = time.time()
+        sent = ex.enqueue_user_events(outcome.events, ctx.account) if ex.user_events_first else []
+    return outcome, sent
 
 
 def finish_reply(

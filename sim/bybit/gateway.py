@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,10 +46,10 @@ from sim.bybit.errors import BybitError
 from sim.bybit.rest import PUBLIC, BybitRest
 from sim.control import ControlApi
 from sim.faults import BYBIT_ORDER_CANCEL, BYBIT_ORDER_CREATE
-from sim.gateway import finish_reply, note_order
+from sim.gateway import finish_reply, note_order, request_context, run_route
 from sim.httpserver import Request, Response, WsAccept
 from sim.matching import now_ms
-from sim.rest import DEFAULT_ACCOUNT, Context, Outcome
+from sim.rest import DEFAULT_ACCOUNT, Outcome
 from sim.websocket import WsConnection
 
 if TYPE_CHECKING:
@@ -246,27 +245,11 @@ class BybitGateway:
         if by_id and method == "GET" and faults.take("not_found", method, path, symbol, cid):
             empty = {"category": "linear", "list": [], "nextPageCursor": ""}
             return Response.of_json(envelope(empty))
-        ctx = Context(account=account, api_key=api_key)
-        lag = faults.take("lag_open_orders", method, path, symbol, cid)
-        if lag is not None:
-            ctx.as_of_ms = now_ms() - round(lag.lag_s * 1000)
-        partial = faults.take("partial_fill", method, path, symbol, cid)
-        if partial is not None:
-            self._note(entry, "partial_fill")
-            ctx.parts = max(2, partial.parts)
-            ctx.part_interval_s = partial.part_interval_s
-
+        ctx = request_context(self.ex, entry, req, symbol, account, api_key)
         sent: list[tuple[WsConnection, int]] = []
         outcome: Outcome | None = None
         try:
-            with self.ex.lock:
-                try:
-                    outcome = route(params, ctx)
-                finally:
-                    if entry is not None:
-                        entry.done_at = time.time()
-                if self.ex.user_events_first:
-                    sent = self.ex.enqueue_user_events(outcome.events, account)
+            outcome, sent = run_route(self.ex, route, params, ctx, entry)
             resp = Response.of_json(envelope(outcome.payload))
             self._note(entry, None, outcome="accepted", order_id=outcome.order_id)
         except BybitError as exc:
