@@ -187,15 +187,8 @@ class BybitRest:
         """The order ``orderId`` (else ``orderLinkId``) names, as a list of at most one (of
         ``symbol`` when given); None when the request names no order. A direct lookup, not
         a scan: lookups by id are the adapter's hot path."""
-        found: AlgoOrder | Order | None = None
-        if p.get("orderId"):
-            n = wire.parse_order_id(p["orderId"])
-            if n is not None:
-                found = self._get(eng, algo_id=n) or self._get(eng, order_id=n)
-        elif p.get("orderLinkId"):
-            link = p["orderLinkId"]
-            found = self._get(eng, algo_link=link) or self._get(eng, order_link=link)
-        else:
+        named, found = self._named(eng, p)
+        if not named:
             return None
         if found is None or (symbol is not None and found.symbol != symbol):
             return []
@@ -418,18 +411,24 @@ class BybitRest:
             working_type="MARK_PRICE" if trigger_by == "MarkPrice" else "CONTRACT_PRICE",
         )
 
+    def _named(self, eng: MatchingEngine, p: Params) -> tuple[bool, AlgoOrder | Order | None]:
+        """Whether the request names an order (``orderId``, else ``orderLinkId``), and the
+        conditional or plain order it names (None: none such)."""
+        if p.get("orderId"):
+            n = wire.parse_order_id(p["orderId"])
+            if n is None:
+                return True, None
+            return True, self._get(eng, algo_id=n) or self._get(eng, order_id=n)
+        if p.get("orderLinkId"):
+            link = p["orderLinkId"]
+            return True, self._get(eng, algo_link=link) or self._get(eng, order_link=link)
+        return False, None
+
     def _find(self, eng: MatchingEngine, p: Params, symbol: str) -> AlgoOrder | Order | None:
         """The order ``orderId`` or ``orderLinkId`` names, if it is of ``symbol`` (a market
         order a trigger made is reached through its conditional order only)."""
-        found: AlgoOrder | Order | None = None
-        if p.get("orderId"):
-            n = wire.parse_order_id(p["orderId"])
-            if n is not None:
-                found = self._get(eng, algo_id=n) or self._get(eng, order_id=n)
-        elif p.get("orderLinkId"):
-            link = p["orderLinkId"]
-            found = self._get(eng, algo_link=link) or self._get(eng, order_link=link)
-        else:
+        named, found = self._named(eng, p)
+        if not named:
             raise errors.params("orderId or orderLinkId is required")
         if found is None or found.symbol != symbol:
             return None
