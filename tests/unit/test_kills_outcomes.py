@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from actors.effects import PlaceOrder, StartTimer
+from actors.effects import CancelOrder, CancelTimer, PlaceOrder, StartTimer
 from actors.messages import (
     CallOp,
     CallResult,
@@ -135,3 +135,43 @@ def test_an_entry_sent_again_after_a_throttle_is_a_plain_order() -> None:
     t, again = resent_whole(throttled.state, "ps1e1", NOW + 6)
     assert again == replace(first, attempts=2)
     assert t.effects == (PlaceOrder(KEY, 1, again, reduce_only=False, close_position=False),)
+
+
+def test_an_entry_cancel_confirmed_without_a_report_fails_the_position_as_it_was() -> None:
+    """A close asked before anything filled cancels the entry; the exchange confirms the
+    cancel with no order report. The position fails ``entry_canceled`` in one commit and its
+    timers are stopped; the entry's record says ``canceled`` and nothing else about it
+    changes: no fill, no exchange id, and no exchange time (its ``event_time`` stays the
+    last one the exchange reported, here none: the cancel's answer carries no time)."""
+    st = opened()
+    asked = step(st, CloseRequest(KEY), NOW + 1)
+    assert asked.effects == (CancelOrder(KEY, "ps1e1", OrderKind.ENTRY),)
+    answer = reply("ps1e1", CallOp.CANCEL, OrderKind.ENTRY, CallResult.ACCEPTED)
+    t = step(asked.state, answer, NOW + 2)
+    pos = asked.state.position
+    assert pos is not None
+    entry = order_of(st, "ps1e1")
+    assert entry.event_time == 0.0
+    written = replace(
+        pos,
+        status=Status.FAILED,
+        fail_reason="entry_canceled",
+        orders=(replace(entry, state=OrderState.CANCELED),),
+        version=pos.version + 1,
+        updated_at=NOW + 2,
+    )
+    assert t.state == replace(asked.state, position=written)
+    assert t.effects == (
+        CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),
+        CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),
+        CancelTimer(KEY, TimerId(TimerKind.CLOSE_RETRY)),
+    )
+    failed = JournalEvent(
+        1,
+        JournalKind.FAILED,
+        Status.PENDING_ENTRY,
+        Status.FAILED,
+        NOW + 2,
+        {"reason": "entry_canceled"},
+    )
+    assert t.commit == Commit(KEY, answer, written, pos.version, (failed,))
