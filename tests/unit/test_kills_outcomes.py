@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from actors.effects import CancelOrder, CancelTimer, PlaceOrder, StartTimer
+from actors.effects import CancelOrder, CancelTimer, PlaceOrder, RequestSync, StartTimer
 from actors.messages import (
     CallOp,
     CallResult,
@@ -175,3 +175,98 @@ def test_an_entry_cancel_confirmed_without_a_report_fails_the_position_as_it_was
         {"reason": "entry_canceled"},
     )
     assert t.commit == Commit(KEY, answer, written, pos.version, (failed,))
+
+
+def test_an_answer_for_no_position_or_an_order_it_does_not_know_changes_nothing() -> None:
+    """An answer of the exchange that names no order of ours to act on: the symbol holds
+    no position (an answer that outlived its position's memory), or the position does not
+    know the client id and it is not the close a restart may have lost. Nothing changes,
+    nothing is written, nothing is sent; the answer never raises."""
+    empty = priced(KEY, at=NOW)
+    for op in (CallOp.PLACE, CallOp.CANCEL, CallOp.LOOKUP):
+        answer = reply("ps1e1", op, OrderKind.ENTRY, CallResult.ACCEPTED)
+        assert step(empty, answer) == Transition(empty)
+    st = protected()
+    for cid, kind in (("ps1s7", OrderKind.STOP_LOSS), ("ps1c5", OrderKind.CLOSE)):
+        for op in (CallOp.PLACE, CallOp.CANCEL, CallOp.LOOKUP):
+            assert step(st, reply(cid, op, kind, CallResult.ACCEPTED)) == Transition(st)
+
+
+def test_an_entry_that_lands_after_its_position_failed_not_found_is_cancelled() -> None:
+    """A close asked while the entry is in flight; the cancel says "not found" and the
+    lookup, past ``lookup_deadline_s``, knows nothing of it either: the position fails
+    ``entry_not_found`` and a sync is asked. Then the placement's own answer comes back:
+    accepted, with no order report (a slow gateway). The entry rests after all and nothing
+    needs it: it is recorded ``accepted`` (an ``order_fact`` via the reply) and cancelled at
+    once (``pending_cancel``, reason ``not needed``), or it would fill into a second
+    position behind the supervisor's back. Its record gets no exchange time."""
+    st = step(opened(), CloseRequest(KEY), NOW + 1).state
+    st = step(st, reply("ps1e1", CallOp.CANCEL, OrderKind.ENTRY, CallResult.NOT_FOUND), NOW + 2)
+    st = st.state
+    lookup = reply("ps1e1", CallOp.LOOKUP, OrderKind.ENTRY, CallResult.NOT_FOUND)
+    failed = step(st, lookup, NOW + 11)
+    assert failed.effects[-1] == RequestSync(KEY, "entry not found")
+    pos = failed.state.position
+    assert pos is not None and pos.status is Status.FAILED
+    assert pos.fail_reason == "entry_not_found"
+    entry = order_of(failed.state, "ps1e1")
+    assert entry.state is OrderState.NOT_FOUND and entry.event_time == 0.0
+
+    answer = reply("ps1e1", CallOp.PLACE, OrderKind.ENTRY, CallResult.ACCEPTED)
+    t = step(failed.state, answer, NOW + 12)
+    cancelling = replace(entry, state=OrderState.PENDING_CANCEL)
+    written = replace(pos, orders=(cancelling,), version=pos.version + 1, updated_at=NOW + 12)
+    assert t.state == replace(failed.state, position=written)
+    assert t.effects == (CancelOrder(KEY, "ps1e1", OrderKind.ENTRY, "not needed"),)
+    events = (
+        JournalEvent(
+            1,
+            JournalKind.ORDER_FACT,
+            Status.FAILED,
+            Status.FAILED,
+            NOW + 12,
+            {"client_id": "ps1e1", "state": "accepted", "filled": 0.0, "via": "reply"},
+        ),
+        JournalEvent(
+            1,
+            JournalKind.CANCEL_REQUESTED,
+            Status.FAILED,
+            Status.FAILED,
+            NOW + 12,
+            {"client_id": "ps1e1", "why": "not needed"},
+        ),
+    )
+    assert t.commit == Commit(KEY, answer, written, pos.version, events)
+
+
+def test_a_close_in_doubt_when_the_stop_filled_is_recorded_not_found_and_not_retried() -> None:
+    """Closing, the close's placement unanswered (timeout: ``unknown``), the stop fills:
+    the position is closed ``stop_loss``. The close's lookup, past ``lookup_deadline_s``,
+    knows nothing of it: it is recorded ``not_found`` (an ``order_fact``), and that is
+    all. No close is sent again, no close retry is scheduled and no sync asked: the
+    position is closed, and a close retry for it would be noise at best."""
+    st = step(protected(), CloseRequest(KEY), NOW + 1).state
+    unknown = reply("ps1c1", CallOp.PLACE, OrderKind.CLOSE, CallResult.UNKNOWN, "timeout")
+    st = step(st, unknown, NOW + 2).state
+    st = step(st, update("ps1s1", "filled", 1.0, 90.0), NOW + 3).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.CLOSED
+    close = order_of(st, "ps1c1")
+    assert close.state is OrderState.UNKNOWN
+    answer = reply("ps1c1", CallOp.LOOKUP, OrderKind.CLOSE, CallResult.NOT_FOUND)
+    t = step(st, answer, NOW + 13)
+    gone = replace(close, state=OrderState.NOT_FOUND)
+    written = replace(
+        pos, orders=(*pos.orders[:2], gone), version=pos.version + 1, updated_at=NOW + 13
+    )
+    assert t.state == replace(st, position=written)
+    assert t.effects == ()
+    event = JournalEvent(
+        1,
+        JournalKind.ORDER_FACT,
+        Status.CLOSED,
+        Status.CLOSED,
+        NOW + 13,
+        {"client_id": "ps1c1", "state": "not_found"},
+    )
+    assert t.commit == Commit(KEY, answer, written, pos.version, (event,))
