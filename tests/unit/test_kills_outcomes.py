@@ -201,8 +201,8 @@ def test_an_entry_that_lands_after_its_position_failed_not_found_is_cancelled() 
     once (``pending_cancel``, reason ``not needed``), or it would fill into a second
     position behind the supervisor's back. Its record gets no exchange time."""
     st = step(opened(), CloseRequest(KEY), NOW + 1).state
-    st = step(st, reply("ps1e1", CallOp.CANCEL, OrderKind.ENTRY, CallResult.NOT_FOUND), NOW + 2)
-    st = st.state
+    not_open = reply("ps1e1", CallOp.CANCEL, OrderKind.ENTRY, CallResult.NOT_FOUND)
+    st = step(st, not_open, NOW + 2).state
     lookup = reply("ps1e1", CallOp.LOOKUP, OrderKind.ENTRY, CallResult.NOT_FOUND)
     failed = step(st, lookup, NOW + 11)
     assert failed.effects[-1] == RequestSync(KEY, "entry not found")
