@@ -270,3 +270,77 @@ def test_a_close_in_doubt_when_the_stop_filled_is_recorded_not_found_and_not_ret
         {"client_id": "ps1c1", "state": "not_found"},
     )
     assert t.commit == Commit(KEY, answer, written, pos.version, (event,))
+
+
+def test_a_stop_that_lands_after_its_position_closed_is_cancelled() -> None:
+    """The entry fills, its stop is on its way; the position is closed at once and the
+    close fills: the stop is asked to cancel, the exchange says "not found" and its lookup
+    too (it has not landed): ``not_found``. Then the stop's placement is answered accepted,
+    with no order report: it rests after all, for a position that is gone. Recorded
+    ``accepted`` (via the reply) and cancelled at once (``not needed``): a stray stop would
+    close the next position of the symbol (I9). Its record gets no exchange time."""
+    st = step(opened(), update("ps1e1", "filled", 1.0, 100.0)).state
+    st = step(st, CloseRequest(KEY), NOW + 1).state
+    st = step(st, update("ps1c1", "filled", 1.0, 101.0), NOW + 2).state
+    for op in (CallOp.CANCEL, CallOp.LOOKUP):
+        st = step(st, reply("ps1s1", op, OrderKind.STOP_LOSS, CallResult.NOT_FOUND), NOW + 3).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.CLOSED
+    stop = order_of(st, "ps1s1")
+    assert stop.state is OrderState.NOT_FOUND and stop.event_time == 0.0
+    answer = reply("ps1s1", CallOp.PLACE, OrderKind.STOP_LOSS, CallResult.ACCEPTED)
+    t = step(st, answer, NOW + 5)
+    cancelling = replace(stop, state=OrderState.PENDING_CANCEL)
+    orders = (pos.orders[0], cancelling, pos.orders[2])
+    written = replace(pos, orders=orders, version=pos.version + 1, updated_at=NOW + 5)
+    assert t.state == replace(st, position=written)
+    assert t.effects == (CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "not needed"),)
+    events = (
+        JournalEvent(
+            1,
+            JournalKind.ORDER_FACT,
+            Status.CLOSED,
+            Status.CLOSED,
+            NOW + 5,
+            {"client_id": "ps1s1", "state": "accepted", "filled": 0.0, "via": "reply"},
+        ),
+        JournalEvent(
+            1,
+            JournalKind.CANCEL_REQUESTED,
+            Status.CLOSED,
+            Status.CLOSED,
+            NOW + 5,
+            {"client_id": "ps1s1", "why": "not needed"},
+        ),
+    )
+    assert t.commit == Commit(KEY, answer, written, pos.version, events)
+
+
+def test_a_lookup_that_finds_the_order_but_reports_no_status_is_asked_again() -> None:
+    """The placement of the entry timed out (``unknown``); its lookup answers "found" but
+    carries no order report (the adapter could not read the status). That tells nothing:
+    the entry stays ``unknown`` and is looked up again after twice ``lookup_delay_s``;
+    nothing is written."""
+    st = opened()
+    unknown = reply("ps1e1", CallOp.PLACE, OrderKind.ENTRY, CallResult.UNKNOWN, "timeout")
+    st = step(st, unknown, NOW + 1).state
+    assert order_of(st, "ps1e1").state is OrderState.UNKNOWN
+    found = reply("ps1e1", CallOp.LOOKUP, OrderKind.ENTRY, CallResult.FOUND)
+    again = StartTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1e1"), 2 * POLICY.lookup_delay_s)
+    assert step(st, found, NOW + 2) == Transition(st, (again,))
+
+
+def test_an_order_loaded_without_a_send_time_counts_its_lookup_deadline_from_now() -> None:
+    """An order whose record has no send time (``sent_at`` is a nullable column) and that
+    the lookup does not find: the deadline for giving it up runs from the answer, so it is
+    looked up again after ``lookup_delay_s``, not declared not found (nor does the answer
+    raise)."""
+    st = opened()
+    unknown = reply("ps1e1", CallOp.PLACE, OrderKind.ENTRY, CallResult.UNKNOWN, "timeout")
+    st = step(st, unknown, NOW + 1).state
+    pos = st.position
+    assert pos is not None
+    loaded = replace(st, position=replace(pos, orders=(replace(pos.orders[0], sent_at=None),)))
+    missing = reply("ps1e1", CallOp.LOOKUP, OrderKind.ENTRY, CallResult.NOT_FOUND)
+    again = StartTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1e1"), POLICY.lookup_delay_s)
+    assert step(loaded, missing, NOW + 100) == Transition(loaded, (again,))
