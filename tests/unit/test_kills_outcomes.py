@@ -19,11 +19,20 @@ from actors.messages import (
     ExchangeOutcome,
     Message,
     OrderUpdate,
+    SyncObservation,
     TimerFired,
     TimerId,
     TimerKind,
 )
-from actors.model import ExchangeStatus, Key, OrderKind, OrderRecord, OrderState, Status
+from actors.model import (
+    CloseReason,
+    ExchangeStatus,
+    Key,
+    OrderKind,
+    OrderRecord,
+    OrderState,
+    Status,
+)
 from actors.state import Commit, JournalEvent, JournalKind, Policy, SymbolState, Transition
 from actors.transition import Context, transition
 from testkit.world import priced, signal
@@ -344,3 +353,68 @@ def test_an_order_loaded_without_a_send_time_counts_its_lookup_deadline_from_now
     missing = reply("ps1e1", CallOp.LOOKUP, OrderKind.ENTRY, CallResult.NOT_FOUND)
     again = StartTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1e1"), POLICY.lookup_delay_s)
     assert step(loaded, missing, NOW + 100) == Transition(loaded, (again,))
+
+
+def test_the_answer_to_a_close_placed_before_the_stop_closed_the_position_is_ignored() -> None:
+    """Closing, the close's placement not answered yet, the stop fills: closed
+    ``stop_loss``, the reason is sure. The close's answer comes later: accepted, unknown or
+    refused (reduce-only with nothing left), none of them changes anything, nothing is
+    written or sent: the close is no protective order to cancel or look up, and the
+    position's end is known."""
+    st = step(protected(), CloseRequest(KEY), NOW + 1).state
+    st = step(st, update("ps1s1", "filled", 1.0, 90.0), NOW + 3).state
+    pos = st.position
+    assert pos is not None and pos.close_reason is CloseReason.STOP_LOSS
+    assert order_of(st, "ps1c1").state is OrderState.INTENDED
+    for result in (CallResult.ACCEPTED, CallResult.UNKNOWN, CallResult.REJECTED):
+        answer = reply("ps1c1", CallOp.PLACE, OrderKind.CLOSE, result, "reduce_only")
+        assert step(st, answer, NOW + 4) == Transition(st)
+
+
+def test_a_close_filled_after_the_sync_closed_its_position_corrects_the_reason() -> None:
+    """A close asked with the reason ``closed_on_exchange``; before its placement is
+    answered the sync shows the symbol flat and, ``flat_confirm_s`` later, the position is
+    closed on the sync's word (its close's lookup asked). The placement's answer then
+    reports the close filled: the fill is recorded on the close (price, exchange id, time)
+    and the reason corrected to ``manual`` via the reply, in one commit, nothing sent. The
+    same answer without an order report tells nothing and changes nothing."""
+    st = step(protected(), CloseRequest(KEY, CloseReason.CLOSED_ON_EXCHANGE), NOW + 1).state
+    st = step(st, SyncObservation(KEY, None, (), NOW + 2), NOW + 2).state
+    st = step(st, TimerFired(KEY, TimerId(TimerKind.FLAT_CONFIRM)), NOW + 5).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.CLOSED
+    assert pos.close_reason is CloseReason.CLOSED_ON_EXCHANGE
+    close = order_of(st, "ps1c1")
+    assert close.state is OrderState.INTENDED
+    bare = reply("ps1c1", CallOp.PLACE, OrderKind.CLOSE, CallResult.ACCEPTED)
+    assert step(st, bare, NOW + 6) == Transition(st)
+
+    report = OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 1.0, 99.0, NOW + 1.5, "x9")
+    answer = replace(bare, update=report)
+    t = step(st, answer, NOW + 6)
+    filled = replace(
+        close,
+        state=OrderState.FILLED,
+        filled_qty=1.0,
+        avg_price=99.0,
+        exchange_id="x9",
+        event_time=NOW + 1.5,
+    )
+    written = replace(
+        pos,
+        orders=(*pos.orders[:2], filled),
+        close_reason=CloseReason.MANUAL,
+        version=pos.version + 1,
+        updated_at=NOW + 6,
+    )
+    assert t.state == replace(st, position=written)
+    assert t.effects == ()
+    corrected = JournalEvent(
+        1,
+        JournalKind.CLOSE_REASON_CORRECTED,
+        Status.CLOSED,
+        Status.CLOSED,
+        NOW + 6,
+        {"client_id": "ps1c1", "was": "closed_on_exchange", "reason": "manual", "via": "reply"},
+    )
+    assert t.commit == Commit(KEY, answer, written, pos.version, (corrected,))
