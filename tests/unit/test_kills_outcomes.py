@@ -418,3 +418,31 @@ def test_a_close_filled_after_the_sync_closed_its_position_corrects_the_reason()
         {"client_id": "ps1c1", "was": "closed_on_exchange", "reason": "manual", "via": "reply"},
     )
     assert t.commit == Commit(KEY, answer, written, pos.version, (corrected,))
+
+
+def test_an_entry_not_found_never_fails_a_position_that_holds_part_of_its_size() -> None:
+    """The entry filled half (``pending_sl``, its stop on the way); its record is in doubt
+    (``unknown``, as a restart may load it) and the lookup, past ``lookup_deadline_s``,
+    does not find it. The half that filled is real: the position is not failed, no sync
+    is asked; only the entry's record says ``not_found`` (written as the difference)."""
+    st = step(opened(), update("ps1e1", "partially_filled", 0.5, 100.0)).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.PENDING_SL and pos.qty == 0.5
+    entry, stop = pos.orders
+    doubt = replace(pos, orders=(replace(entry, state=OrderState.UNKNOWN), stop))
+    loaded = replace(st, position=doubt)
+    missing = reply("ps1e1", CallOp.LOOKUP, OrderKind.ENTRY, CallResult.NOT_FOUND)
+    t = step(loaded, missing, NOW + 11)
+    gone = replace(entry, state=OrderState.NOT_FOUND)
+    written = replace(pos, orders=(gone, stop), version=pos.version + 1, updated_at=NOW + 11)
+    assert t.state == replace(st, position=written)
+    assert t.effects == ()
+    event = JournalEvent(
+        1,
+        JournalKind.ORDER_FACT,
+        Status.PENDING_SL,
+        Status.PENDING_SL,
+        NOW + 11,
+        {"client_id": "ps1e1", "state": "not_found", "filled": 0.5},
+    )
+    assert t.commit == Commit(KEY, missing, written, pos.version, (event,))
