@@ -446,3 +446,23 @@ def test_an_entry_not_found_never_fails_a_position_that_holds_part_of_its_size()
         {"client_id": "ps1e1", "state": "not_found", "filled": 0.5},
     )
     assert t.commit == Commit(KEY, missing, written, pos.version, (event,))
+
+
+def test_a_stop_sent_again_and_refused_as_a_duplicate_keeps_the_one_that_rests() -> None:
+    """The stop's placement timed out and its lookup did not find it: it is sent again at
+    once under the same client id. The first one had landed after all: the stream confirms
+    it (``active``). The second placement is then refused (a duplicate id): the stop rests
+    and protects, so the refusal changes nothing. Not recorded ``rejected``, no attempt
+    spent, no retry, nothing written or sent."""
+    st = step(opened(), update("ps1e1", "filled", 1.0, 100.0)).state
+    unknown = reply("ps1s1", CallOp.PLACE, OrderKind.STOP_LOSS, CallResult.UNKNOWN, "timeout")
+    st = step(st, unknown, NOW + 1).state
+    missing = reply("ps1s1", CallOp.LOOKUP, OrderKind.STOP_LOSS, CallResult.NOT_FOUND)
+    resent = step(st, missing, NOW + 2)
+    assert [type(e) for e in resent.effects] == [PlaceOrder]
+    st = step(resent.state, update("ps1s1", "new"), NOW + 3).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.ACTIVE
+    assert order_of(st, "ps1s1").state is OrderState.ACCEPTED
+    refused = reply("ps1s1", CallOp.PLACE, OrderKind.STOP_LOSS, CallResult.REJECTED, "duplicate")
+    assert step(st, refused, NOW + 4) == Transition(st)
