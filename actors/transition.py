@@ -1144,7 +1144,8 @@ class _Step:
 
     def resend(self, order: OrderRecord, **changes: object) -> None:
         """Send ``order`` again with the same client id (``intended`` again, one more
-        attempt; ``changes``: more of its fields)."""
+        attempt, sent now: its lookup deadline and the sync's grace for a stop run from
+        this send; ``changes``: more of its fields)."""
         pos = self.pos
         assert pos is not None
         if order.kind is OrderKind.STOP_LOSS:
@@ -1167,6 +1168,7 @@ class _Step:
             else:
                 pos = replace(pos, sl_failures=pos.sl_failures + 1)
                 self.pos = pos
+        changes.setdefault("sent_at", self.now)
         sent = self.order_to(order, OrderEvent.RESEND, attempts=order.attempts + 1, **changes)
         if sent is None:
             return

@@ -87,14 +87,14 @@ def order_of(st: SymbolState, cid: str) -> OrderRecord:
 
 def resent_whole(st: SymbolState, cid: str, now: float) -> tuple[Transition, OrderRecord]:
     """The retry timer of ``cid`` fires at ``now``: the transition, and the whole expected
-    result of a resend (the order ``intended`` with one more attempt, one ``order_resent``
-    event, one commit on top of the version the state holds)."""
+    result of a resend (the order ``intended``, sent now, one more attempt, one
+    ``order_resent`` event, one commit on top of the version the state holds)."""
     timer = TimerFired(KEY, TimerId(TimerKind.RETRY, cid))
     t = step(st, timer, now)
     pos = st.position
     assert pos is not None
     before = order_of(st, cid)
-    again = replace(before, state=OrderState.INTENDED, attempts=before.attempts + 1)
+    again = replace(before, state=OrderState.INTENDED, attempts=before.attempts + 1, sent_at=now)
     orders = tuple(again if o.client_id == cid else o for o in pos.orders)
     written = replace(pos, orders=orders, version=pos.version + 1, updated_at=now)
     event = JournalEvent(
@@ -125,7 +125,7 @@ def test_a_close_sent_again_after_a_throttle_is_still_reduce_only() -> None:
     )
     assert throttled.effects == (StartTimer(KEY, TimerId(TimerKind.RETRY, "ps1c1"), 2.0),)
     t, again = resent_whole(throttled.state, "ps1c1", NOW + 3)
-    assert again == replace(first, attempts=2)
+    assert again == replace(first, attempts=2, sent_at=NOW + 3)
     assert t.effects == (PlaceOrder(KEY, 1, again, reduce_only=True, close_position=False),)
 
 
@@ -142,7 +142,7 @@ def test_an_entry_sent_again_after_a_throttle_is_a_plain_order() -> None:
     )
     assert throttled.effects == (StartTimer(KEY, TimerId(TimerKind.RETRY, "ps1e1"), 5.0),)
     t, again = resent_whole(throttled.state, "ps1e1", NOW + 6)
-    assert again == replace(first, attempts=2)
+    assert again == replace(first, attempts=2, sent_at=NOW + 6)
     assert t.effects == (PlaceOrder(KEY, 1, again, reduce_only=False, close_position=False),)
 
 
@@ -466,3 +466,26 @@ def test_a_stop_sent_again_and_refused_as_a_duplicate_keeps_the_one_that_rests()
     assert order_of(st, "ps1s1").state is OrderState.ACCEPTED
     refused = reply("ps1s1", CallOp.PLACE, OrderKind.STOP_LOSS, CallResult.REJECTED, "duplicate")
     assert step(st, refused, NOW + 4) == Transition(st)
+
+
+def test_an_entry_sent_again_after_a_long_throttle_gets_its_full_lookup_deadline() -> None:
+    """The entry is refused with a Retry-After of 30 s and sent again then; that placement
+    times out (``unknown``) and its first lookup, 0.3 s after it left, does not find it:
+    an order in flight. It is looked up again after ``lookup_delay_s``, and the position
+    keeps waiting for it: the ``lookup_deadline_s`` for giving an order up runs from when
+    it was last sent (``sent_at``, recorded by the resend), not from the first attempt.
+    Counted from the first attempt, the entry was given up at once (``failed``,
+    ``entry_not_found``) and, when it filled a moment later, came back as a late fill that
+    the sync adopts with the default stop instead of the signal's."""
+    st = opened()
+    throttled = reply("ps1e1", CallOp.PLACE, OrderKind.ENTRY, CallResult.REJECTED, "429", 30.0)
+    st = step(st, throttled, NOW + 0.1).state
+    resent = step(st, TimerFired(KEY, TimerId(TimerKind.RETRY, "ps1e1")), NOW + 30.1)
+    sent = order_of(resent.state, "ps1e1")
+    assert sent.sent_at == NOW + 30.1 and sent.attempts == 2
+    assert resent.effects == (PlaceOrder(KEY, 1, sent),)
+    timeout = reply("ps1e1", CallOp.PLACE, OrderKind.ENTRY, CallResult.UNKNOWN, "timeout")
+    st = step(resent.state, timeout, NOW + 30.2).state
+    missing = reply("ps1e1", CallOp.LOOKUP, OrderKind.ENTRY, CallResult.NOT_FOUND)
+    again = StartTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1e1"), POLICY.lookup_delay_s)
+    assert step(st, missing, NOW + 30.4) == Transition(st, (again,))

@@ -759,7 +759,8 @@ def test_a_trailing_move_covered_by_an_older_stop_is_retried_then_given_up() -> 
         return JournalEvent(1, kind, Status.ACTIVE, Status.ACTIVE, NOW + 14, detail)
 
     t = _fire(_trailing_move(OrderState.REJECTED, 1), TimerKind.RETRY, "ps1s2")
-    sent = _trailing_move(OrderState.INTENDED, 2).position.orders[2]  # type: ignore[union-attr]
+    moved = _trailing_move(OrderState.INTENDED, 2).position.orders[2]  # type: ignore[union-attr]
+    sent = replace(moved, sent_at=NOW + 14)
     assert t.effects == (PlaceOrder(KEY, 1, sent, reduce_only=False, close_position=True),)
     assert t.commit is not None
     assert t.commit.events == (ev(JournalKind.ORDER_RESENT, client_id="ps1s2", attempt=2),)
