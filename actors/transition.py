@@ -1002,12 +1002,29 @@ class _Step:
         if out.result is CallResult.NOT_FOUND:
             self.effects.append(LookupOrder(pos.key, order.client_id, order.kind))
             return self
-        if order.state is OrderState.PENDING_CANCEL:
+        if self.cancel_pending(order):
             delay = out.retry_after or self.ctx.policy.cancel_retry_delay_s
             self.effects.append(
                 StartTimer(pos.key, TimerId(TimerKind.CANCEL, order.client_id), delay)
             )
         return self
+
+    def cancel_pending(self, order: OrderRecord) -> bool:
+        """Is a cancel of ``order`` still wanted, to be asked again when its answer was
+        none (429, 5xx)? Yes for an order recorded ``pending_cancel``, and for the entry of
+        a position being closed (``close_reason`` set): :meth:`start_close` asks its cancel
+        without recording one, as the entry may still fill; a lost cancel would leave it
+        resting, to fill into a position the operator closed."""
+        pos = self.pos
+        assert pos is not None
+        if order.state is OrderState.PENDING_CANCEL:
+            return True
+        return (
+            order.kind is OrderKind.ENTRY
+            and not order.state.done
+            and pos.close_reason is not None
+            and not pos.status.terminal
+        )
 
     def rejected(self, out: ExchangeOutcome, order: OrderRecord) -> _Step:
         pos = self.pos
@@ -1218,7 +1235,7 @@ class _Step:
         if cid is None or order is None:
             return self
         if kind is TimerKind.CANCEL:
-            if order.state is OrderState.PENDING_CANCEL:
+            if self.cancel_pending(order):
                 self.effects.append(CancelOrder(pos.key, cid, order.kind, "retry"))
             return self
         if kind is TimerKind.LOOKUP and order.state in (

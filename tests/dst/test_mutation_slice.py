@@ -49,7 +49,7 @@ TRACES: dict[tuple[int, bool], tuple[int, str, str]] = {
     (135, False): (1407, "4c0f0c219e95610a", "c633bc7a6ddae8eb"),
     (105, False): (1277, "b5722c146d2a3925", "e437bb7e085923e6"),
     (109, False): (1091, "e62090da80c34e4a", "6c03dc42b683d328"),
-    (43, False): (1550, "645f8aa167b7ea89", "ae51f2d711f3c44e"),
+    (43, False): (1554, "d554307fd2aa3d05", "bb2853f4344a74bf"),
     (111, False): (1410, "3e6593edb0887c0f", "196d0fc87b862940"),
     (7, True): (1291, "b719d973d1f649d9", "33984f5c7708717c"),
 }

@@ -244,6 +244,48 @@ def test_a_closed_positions_stop_is_pending_until_the_exchange_confirms_the_canc
     assert stop is not None and stop.state is OrderState.CANCELED and done.commit is not None
 
 
+def test_the_cancel_of_an_entry_the_operator_closed_is_asked_again_after_no_answer() -> None:
+    """A close before the entry filled asks the exchange to cancel the entry. A 429 (or a
+    5xx) on that cancel must not lose it: the entry would keep resting, to fill later into a
+    position the operator closed (fees and slippage on an unwanted trade, and the symbol
+    taking no new signal meanwhile). The cancel is asked again after the Retry-After, again
+    on each no-answer, and the entry ends cancelled once the exchange confirms."""
+    st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0)).state
+    st = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.NEW, 0.0, None, 1.0)).state
+    t = step(st, CloseRequest(KEY, CloseReason.MANUAL, "operator"), NOW + 1)
+    assert cancels(t) == [("ps1e1", "")]
+    limited = out("ps1e1", OrderKind.ENTRY, "cancel", CallResult.UNKNOWN, retry_after=2.0)
+    t = step(t.state, limited, NOW + 2)
+    assert timers(t) == {"cancel:ps1e1": 2.0}
+    again = step(t.state, TimerFired(KEY, TimerId(TimerKind.CANCEL, "ps1e1")), NOW + 4)
+    assert cancels(again) == [("ps1e1", "retry")]
+    unanswered = out("ps1e1", OrderKind.ENTRY, "cancel", CallResult.UNKNOWN)
+    assert timers(step(again.state, unanswered, NOW + 5)) == {
+        "cancel:ps1e1": POLICY.cancel_retry_delay_s
+    }
+    done = step(again.state, out("ps1e1", OrderKind.ENTRY, "cancel", CallResult.ACCEPTED))
+    pos = done.state.position
+    assert pos is not None and pos.status is Status.FAILED
+    assert pos.order("ps1e1").state is OrderState.CANCELED  # type: ignore[union-attr]
+
+
+def test_the_cancel_of_a_partly_filled_entrys_rest_is_asked_again_after_no_answer() -> None:
+    """Closing a position whose entry filled in part cancels the entry's rest; lost to a
+    429, the rest would keep filling and each fill would need another market close. Asked
+    again like any cancel, and no longer once the entry is done."""
+    st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0)).state
+    st = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 0.4, 100.0, 1.0)).state
+    t = step(st, CloseRequest(KEY, CloseReason.MANUAL, "operator"), NOW + 1)
+    assert cancels(t) == [("ps1e1", "")]
+    limited = out("ps1e1", OrderKind.ENTRY, "cancel", CallResult.UNKNOWN, retry_after=3.0)
+    t = step(t.state, limited, NOW + 2)
+    assert timers(t) == {"cancel:ps1e1": 3.0}
+    fired = TimerFired(KEY, TimerId(TimerKind.CANCEL, "ps1e1"))
+    assert cancels(step(t.state, fired, NOW + 5)) == [("ps1e1", "retry")]
+    gone = step(t.state, OrderUpdate(KEY, "ps1e1", ExchangeStatus.CANCELED, 0.4, 100.0, 4.0))
+    assert cancels(step(gone.state, fired, NOW + 5)) == []
+
+
 def test_a_cancel_answered_not_found_is_looked_up_before_the_stop_counts_as_gone() -> None:
     st = closed_by_hand(protected())
     t = step(st, out("ps1s1", OrderKind.STOP_LOSS, "cancel", CallResult.NOT_FOUND))
