@@ -336,3 +336,52 @@ def test_the_pykka_adapter_is_the_actor_of_its_key_and_reports_into_its_cell() -
     report = cell.report
     assert (report.status, report.idle, report.mark) == (Status.PENDING_ENTRY, False, 100.0)
     assert report.position is not None and report.position.key == KEY
+
+
+# -- what the shell logs and publishes ----------------------------------------------------------
+
+
+def test_each_decision_is_logged_for_its_key() -> None:
+    """The lines an operator greps a symbol's history by carry its key: a signal's decision
+    and each status change of its position."""
+    rig = ready()
+    rig.tell(sig("s1"))
+    assert rig.lines() == [
+        ("INFO", "signal s1 from sniper accepted", "main:BTCUSDT"),
+        ("INFO", "position 1 - -> pending_entry (entry_intent)", "main:BTCUSDT"),
+    ]
+
+
+def test_a_load_counts_as_activity() -> None:
+    """An actor that has just loaded (started, or restarted in place) counts as active then,
+    also with nothing to do: the supervisor passivates only an actor idle for
+    ``passivate_after_s`` since."""
+    rig = Rig()
+    rig.clock.t = T1
+    rig.shell.on_start()
+    assert rig.rec.take() == []
+    assert rig.shell.cell.report == StatusReport(
+        status=None, last_activity=T1, idle=True, quarantined=False, unwritten=0
+    )
+
+
+def test_a_paused_a_quarantined_or_a_waiting_symbol_is_not_idle() -> None:
+    """Idle (so passivated after a while) means nothing to keep: a paused symbol stays (the
+    metrics and the live view show it), and so does a quarantined one, and one with a signal
+    waiting for its market; resumed, it is idle again."""
+    rig = ready()
+    assert rig.shell.cell.report.idle
+    rig.tell(PauseRequest(KEY, True, "p"))
+    assert rig.shell.cell.report.idle is False
+    rig.tell(PauseRequest(KEY, False, "q"))
+    assert rig.shell.cell.report.idle is True
+    rig = ready()
+    rig.store.raises = [BOOM]
+    rig.host.decisions.append(RestartDecision(0.0, True))
+    rig.tell(sig("s1"))
+    report = rig.shell.cell.report
+    assert (report.quarantined, report.idle, rig.shell._restart_pending) == (True, False, False)
+    rig = Rig()
+    rig.shell.on_start()
+    rig.tell(tick(), sig("w1"))
+    assert rig.shell.cell.report.idle is False
