@@ -385,3 +385,34 @@ def test_a_paused_a_quarantined_or_a_waiting_symbol_is_not_idle() -> None:
     rig.shell.on_start()
     rig.tell(tick(), sig("w1"))
     assert rig.shell.cell.report.idle is False
+
+
+# -- signals that wait ----------------------------------------------------------------------------
+
+
+def test_a_waiting_signal_that_crashes_keeps_every_later_one_waiting_in_order() -> None:
+    """Three signals wait for the market; it comes and the first crashes: it is retried after
+    the restart, the two after it keep waiting (in arrival order, none lost, none twice) and
+    are decided after the retried one."""
+    rig = Rig()
+    rig.shell.on_start()
+    rig.tell(tick())
+    rig.tell(sig("w1"), sig("w2"), sig("w3"))
+    rig.store.raises = [BOOM]
+    intent = (("entry_intent", T0, ()),)
+    assert rig.tell(MARKET) == [
+        ("commit", KEY, sig("w1"), None, intent),
+        ("crash", "RuntimeError('boom')"),
+        ("timer", "__restart", 2.0),
+        ("timer", "__defer", 0.5),  # the two left wait on
+    ]
+    assert rig.tell(TimerFired(KEY, RESTART_TIMER)) == [
+        ("commit", KEY, sig("w1"), None, intent),
+        ("signal", "w1", "accepted", "", False),
+        ("submit", "PlaceOrder"),
+        ("commit", KEY, sig("w2"), None, ()),
+        ("signal", "w2", "duplicate", "position_open", False),
+        ("commit", KEY, sig("w3"), None, ()),
+        ("signal", "w3", "duplicate", "position_open", False),
+    ]
+    assert not rig.shell._deferred
