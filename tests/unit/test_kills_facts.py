@@ -1,0 +1,193 @@
+"""Tests written to kill mutants of the order facts and timers of the pure core
+(``make mutate``): what a report about one of our orders (stream, reply, lookup) does to the
+position it belongs to, also after that position ended, and what the timers do. Driven
+through :func:`actors.transition.transition` with messages; each pins the whole result (the
+state after, every journal event with its detail, every effect). The docstrings say what
+each pins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from actors.effects import CancelOrder, CancelTimer, LookupOrder, PlaceOrder, StartTimer
+from actors.messages import (
+    CallOp,
+    CallResult,
+    CloseRequest,
+    ExchangeOutcome,
+    OrderUpdate,
+    SyncObservation,
+    TimerFired,
+    TimerId,
+    TimerKind,
+)
+from actors.model import CloseReason, ExchangeStatus, Key, OrderKind, OrderState, Status
+from actors.state import Commit, JournalEvent, JournalKind, Policy, SymbolState, Transition
+from actors.transition import Context, transition
+from testkit.world import priced, signal
+
+KEY = Key("main", "BTCUSDT")
+NOW = 1000.0
+POLICY = Policy()
+
+
+def _ctx(now: float) -> Context:
+    return Context(now, POLICY, 1)
+
+
+def _protected() -> SymbolState:
+    """A long of 1.0 filled at 100 (entry ``ps1e1``), its stop ``ps1s1`` resting: active."""
+    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
+    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1)
+    st = transition(st, fill, _ctx(NOW + 0.1)).state
+    stop = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2)
+    st = transition(st, stop, _ctx(NOW + 0.2)).state
+    assert st.position is not None and st.position.status is Status.ACTIVE
+    return st
+
+
+def _closing() -> SymbolState:
+    """The protected position asked to close: its close ``ps1c1`` sent (the stop stays)."""
+    t = transition(_protected(), CloseRequest(KEY), _ctx(NOW + 1))
+    assert [type(e) for e in t.effects] == [PlaceOrder]
+    return t.state
+
+
+# -- a close's report after its position ended ------------------------------------------------
+
+
+def test_a_close_reported_gone_after_the_stop_closed_its_position_is_recorded_only() -> None:
+    """The close was in flight (its placement unanswered, looked up) when the stop filled and
+    closed the position ``stop_loss``; the lookup then finds the close expired (reduce-only:
+    nothing left to close). The close's record says so (canceled, the exchange's id and event
+    time), journaled as an order fact via the lookup; the close reason stays ``stop_loss``
+    (only a position closed on the sync's word has its reason corrected) and nothing is sent:
+    a settled close needs no cancel, and the position's timers were cancelled at its end."""
+    unknown = ExchangeOutcome(
+        KEY, CallOp.PLACE, "ps1c1", OrderKind.CLOSE, CallResult.UNKNOWN, "timeout"
+    )
+    st = transition(_closing(), unknown, _ctx(NOW + 1.1)).state
+    t = transition(st, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1c1")), _ctx(NOW + 1.6))
+    assert t.effects == (LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),)
+    stop_filled = OrderUpdate(KEY, "ps1s1", ExchangeStatus.FILLED, 1.0, 90.0, NOW + 1.7, "x1")
+    st = transition(t.state, stop_filled, _ctx(NOW + 1.7)).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.CLOSED
+    assert pos.close_reason is CloseReason.STOP_LOSS
+    entry, stop, close = pos.orders
+    assert close.state is OrderState.UNKNOWN
+    expired = OrderUpdate(KEY, "ps1c1", ExchangeStatus.EXPIRED, 0.0, None, NOW + 1.75, "x2")
+    found = ExchangeOutcome(
+        KEY, CallOp.LOOKUP, "ps1c1", OrderKind.CLOSE, CallResult.FOUND, update=expired
+    )
+    t = transition(st, found, _ctx(NOW + 2))
+    written = replace(
+        pos,
+        orders=(
+            entry,
+            stop,
+            replace(close, state=OrderState.CANCELED, exchange_id="x2", event_time=NOW + 1.75),
+        ),
+        updated_at=NOW + 2,
+        version=pos.version + 1,
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.ORDER_FACT,
+        Status.CLOSED,
+        Status.CLOSED,
+        NOW + 2,
+        {"client_id": "ps1c1", "state": "canceled", "filled": 0.0, "via": "lookup"},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (),
+        Commit(KEY, found, written, pos.version, (event,)),
+    )
+
+
+def _closed_on_the_syncs_word_while_closing() -> SymbolState:
+    """A closing position on record without a close reason (``close_fact`` closes such a one
+    ``manual``), its close ``ps1c1`` resting; the sync sees it flat, the lookups of its stop
+    and close go unanswered until ``flat_confirm_s`` passed: closed ``closed_on_exchange``,
+    its close looked up again, and the next close id (one a restart may have lost)."""
+    st = _closing()
+    accepted = ExchangeOutcome(
+        KEY,
+        CallOp.PLACE,
+        "ps1c1",
+        OrderKind.CLOSE,
+        CallResult.ACCEPTED,
+        update=OrderUpdate(KEY, "ps1c1", ExchangeStatus.NEW, 0.0, None, NOW + 1.1, "x2"),
+    )
+    st = transition(st, accepted, _ctx(NOW + 1.1)).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.CLOSING
+    st = replace(st, position=replace(pos, close_reason=None))
+    t = transition(st, SyncObservation(KEY, None, (), NOW + 10), _ctx(NOW + 10))
+    assert t.effects == (
+        LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),
+        LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),
+        StartTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM), POLICY.flat_confirm_s),
+    )
+    t = transition(t.state, TimerFired(KEY, TimerId(TimerKind.FLAT_CONFIRM)), _ctx(NOW + 12))
+    assert t.effects == (
+        CancelTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1s1")),
+        CancelTimer(KEY, TimerId(TimerKind.RETRY, "ps1s1")),
+        CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, ""),
+        CancelTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1c1")),
+        CancelTimer(KEY, TimerId(TimerKind.RETRY, "ps1c1")),
+        CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),
+        CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),
+        CancelTimer(KEY, TimerId(TimerKind.CLOSE_RETRY)),
+        LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),
+        LookupOrder(KEY, "ps1c2", OrderKind.CLOSE),
+    )
+    pos = t.state.position
+    assert pos is not None and pos.status is Status.CLOSED
+    assert pos.close_reason is CloseReason.CLOSED_ON_EXCHANGE
+    return t.state
+
+
+def test_a_close_filled_after_a_close_on_the_syncs_word_corrects_the_reason() -> None:
+    """The stream then reports the close filled: the close's record takes the fill, and the
+    close reason is corrected from ``closed_on_exchange`` to ``manual`` (the position's own
+    close closed it), journaled ``close_reason_corrected`` naming the close and the stream;
+    nothing is sent (the stop's cancel is out already)."""
+    st = _closed_on_the_syncs_word_while_closing()
+    pos = st.position
+    assert pos is not None
+    entry, stop, close = pos.orders
+    filled = OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 1.0, 99.0, NOW + 11, "x2")
+    t = transition(st, filled, _ctx(NOW + 13))
+    written = replace(
+        pos,
+        orders=(
+            entry,
+            stop,
+            replace(
+                close,
+                state=OrderState.FILLED,
+                filled_qty=1.0,
+                avg_price=99.0,
+                event_time=NOW + 11,
+            ),
+        ),
+        close_reason=CloseReason.MANUAL,
+        updated_at=NOW + 13,
+        version=pos.version + 1,
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.CLOSE_REASON_CORRECTED,
+        Status.CLOSED,
+        Status.CLOSED,
+        NOW + 13,
+        {"client_id": "ps1c1", "was": "closed_on_exchange", "reason": "manual", "via": "stream"},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (),
+        Commit(KEY, filled, written, pos.version, (event,)),
+    )
