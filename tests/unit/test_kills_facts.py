@@ -191,3 +191,130 @@ def test_a_close_filled_after_a_close_on_the_syncs_word_corrects_the_reason() ->
         (),
         Commit(KEY, filled, written, pos.version, (event,)),
     )
+
+
+# -- the close reason of a position closed on the sync's word ---------------------------------
+
+
+def _closed_on_the_syncs_word() -> SymbolState:
+    """The protected position seen flat by the sync, the lookup of its stop refused, the
+    flat confirmed: closed ``closed_on_exchange``, its stop ``pending_cancel``."""
+    t = transition(_protected(), SyncObservation(KEY, None, (), NOW + 10), _ctx(NOW + 10))
+    refused = ExchangeOutcome(
+        KEY, CallOp.LOOKUP, "ps1s1", OrderKind.STOP_LOSS, CallResult.UNKNOWN, "rate_limited"
+    )
+    st = transition(t.state, refused, _ctx(NOW + 10.2)).state
+    st = transition(st, TimerFired(KEY, TimerId(TimerKind.FLAT_CONFIRM)), _ctx(NOW + 12)).state
+    pos = st.position
+    assert pos is not None and pos.close_reason is CloseReason.CLOSED_ON_EXCHANGE
+    assert [o.state for o in pos.orders] == [OrderState.FILLED, OrderState.PENDING_CANCEL]
+    return st
+
+
+def _stop_report(status: ExchangeStatus, filled: float, at: float = NOW + 11) -> OrderUpdate:
+    return OrderUpdate(KEY, "ps1s1", status, filled, 90.0 if filled else None, at, "x1")
+
+
+def test_the_stops_report_corrects_the_reason_only_when_the_stop_closed_the_position() -> None:
+    """After a close on the sync's word, a report of the stop (the stream) corrects the close
+    reason to ``stop_loss`` when it shows the stop closed the position: reported filled (of
+    whatever was open: a hand trade may have closed part), or filled in all of the position's
+    quantity whatever the status says. A part of it only, or "filled" with nothing filled,
+    does not: the stop's record takes the report (an order fact) and the reason stays
+    ``closed_on_exchange``. Nothing is sent either way (the stop's cancel is out already)."""
+    st = _closed_on_the_syncs_word()
+    pos = st.position
+    assert pos is not None
+    entry, stop = pos.orders
+    cases = [
+        (ExchangeStatus.PARTIALLY_FILLED, 0.5, OrderState.PENDING_CANCEL, False),
+        (ExchangeStatus.FILLED, 0.0, OrderState.FILLED, False),
+        (ExchangeStatus.FILLED, 0.5, OrderState.FILLED, True),
+        (ExchangeStatus.PARTIALLY_FILLED, 1.0, OrderState.PENDING_CANCEL, True),
+    ]
+    for status, filled, state, corrected in cases:
+        report = _stop_report(status, filled)
+        t = transition(st, report, _ctx(NOW + 13))
+        after = replace(
+            stop,
+            state=state,
+            filled_qty=filled,
+            avg_price=90.0 if filled else None,
+            exchange_id="x1",
+            event_time=NOW + 11,
+        )
+        written = replace(
+            pos,
+            orders=(entry, after),
+            close_reason=CloseReason.STOP_LOSS if corrected else CloseReason.CLOSED_ON_EXCHANGE,
+            updated_at=NOW + 13,
+            version=pos.version + 1,
+        )
+        detail: dict[str, object] = (
+            {"client_id": "ps1s1", "was": "closed_on_exchange", "reason": "stop_loss"}
+            if corrected
+            else {"client_id": "ps1s1", "state": state.value, "filled": filled}
+        )
+        kind = JournalKind.CLOSE_REASON_CORRECTED if corrected else JournalKind.ORDER_FACT
+        event = JournalEvent(
+            1, kind, Status.CLOSED, Status.CLOSED, NOW + 13, {**detail, "via": "stream"}
+        )
+        assert t == Transition(
+            replace(st, position=written),
+            (),
+            Commit(KEY, report, written, pos.version, (event,)),
+        ), (status, filled)
+
+
+def test_a_stop_filled_after_its_position_closed_by_its_close_keeps_the_reason() -> None:
+    """A position closed by its own close (``manual``) is not relabelled by a later report
+    that its stop filled too (a race at the trigger): only a position closed on the sync's
+    word has its reason corrected. The stop's record takes the fill (an order fact)."""
+    accepted = ExchangeOutcome(
+        KEY,
+        CallOp.PLACE,
+        "ps1c1",
+        OrderKind.CLOSE,
+        CallResult.ACCEPTED,
+        update=OrderUpdate(KEY, "ps1c1", ExchangeStatus.NEW, 0.0, None, NOW + 1.1, "x2"),
+    )
+    st = transition(_closing(), accepted, _ctx(NOW + 1.1)).state
+    close_filled = OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 1.0, 99.0, NOW + 1.2, "x2")
+    st = transition(st, close_filled, _ctx(NOW + 1.2)).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.CLOSED
+    assert pos.close_reason is CloseReason.MANUAL
+    entry, stop, close = pos.orders
+    assert stop.state is OrderState.PENDING_CANCEL
+    report = _stop_report(ExchangeStatus.FILLED, 1.0, NOW + 1.3)
+    t = transition(st, report, _ctx(NOW + 2))
+    written = replace(
+        pos,
+        orders=(
+            entry,
+            replace(
+                stop,
+                state=OrderState.FILLED,
+                filled_qty=1.0,
+                avg_price=90.0,
+                exchange_id="x1",
+                event_time=NOW + 1.3,
+            ),
+            close,
+        ),
+        updated_at=NOW + 2,
+        version=pos.version + 1,
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.ORDER_FACT,
+        Status.CLOSED,
+        Status.CLOSED,
+        NOW + 2,
+        {"client_id": "ps1s1", "state": "filled", "filled": 1.0, "via": "stream"},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (),
+        Commit(KEY, report, written, pos.version, (event,)),
+    )
