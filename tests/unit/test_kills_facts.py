@@ -318,3 +318,58 @@ def test_a_stop_filled_after_its_position_closed_by_its_close_keeps_the_reason()
         (),
         Commit(KEY, report, written, pos.version, (event,)),
     )
+
+
+# -- timers that come due when there is nothing left for them to do ----------------------------
+
+
+def test_a_stop_deadline_due_where_no_stop_exists_changes_nothing() -> None:
+    """A delivered timer cannot be called back: the stop-loss deadline of an earlier position
+    may come due while the next one waits for its entry (no stop on record yet). Nothing
+    changes and nothing is sent: the deadline is about an unprotected filled position."""
+    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.PENDING_ENTRY
+    assert pos.latest(OrderKind.STOP_LOSS) is None
+    t = transition(st, TimerFired(KEY, TimerId(TimerKind.SL_DEADLINE)), _ctx(NOW + 10))
+    assert t == Transition(st)
+
+
+def test_a_close_lookup_due_after_the_close_was_confirmed_asks_nothing() -> None:
+    """A close whose placement went unanswered is looked up after ``lookup_delay_s``; when
+    the stream confirms it first, the lookup timer (not cancelled by the report) finds
+    nothing to ask: the close rests, its fill comes by the stream. Nor does a lookup timer
+    naming the position's next close id (no such order on record: the lost-close lookup
+    is only for a position closed on the sync's word)."""
+    unknown = ExchangeOutcome(
+        KEY, CallOp.PLACE, "ps1c1", OrderKind.CLOSE, CallResult.UNKNOWN, "timeout"
+    )
+    t = transition(_closing(), unknown, _ctx(NOW + 1.1))
+    assert t.effects == (
+        StartTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1c1"), POLICY.lookup_delay_s),
+    )
+    rests = OrderUpdate(KEY, "ps1c1", ExchangeStatus.NEW, 0.0, None, NOW + 1.15, "x2")
+    st = transition(t.state, rests, _ctx(NOW + 1.2)).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.CLOSING
+    close = pos.order("ps1c1")
+    assert close is not None and close.state is OrderState.ACCEPTED
+    t = transition(st, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1c1")), _ctx(NOW + 1.35))
+    assert t == Transition(st)
+    t = transition(st, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1c2")), _ctx(NOW + 1.35))
+    assert t == Transition(st)
+
+
+def test_only_a_lookup_timer_asks_about_the_close_a_restart_may_have_lost() -> None:
+    """After a close on the sync's word, the next close id (a close sent but lost with its
+    commit) is looked up while its lookup timer comes due; a retry or cancel timer of that
+    id (from before the restart) sends nothing: the position has no record of that order,
+    so there is nothing to resend or cancel."""
+    st = _closed_on_the_syncs_word()
+    pos = st.position
+    assert pos is not None and pos.close_seq == 0
+    t = transition(st, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1c1")), _ctx(NOW + 13))
+    assert t == Transition(st, (LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),))
+    for kind in (TimerKind.RETRY, TimerKind.CANCEL):
+        t = transition(st, TimerFired(KEY, TimerId(kind, "ps1c1")), _ctx(NOW + 13))
+        assert t == Transition(st), kind
