@@ -22,7 +22,16 @@ from actors.messages import (
     TimerId,
     TimerKind,
 )
-from actors.model import CloseReason, ExchangeStatus, Key, OrderKind, OrderState, Status
+from actors.model import (
+    CloseReason,
+    ExchangePosition,
+    ExchangeStatus,
+    Key,
+    OrderKind,
+    OrderState,
+    Side,
+    Status,
+)
 from actors.state import Commit, JournalEvent, JournalKind, Policy, SymbolState, Transition
 from actors.transition import Context, transition
 from testkit.world import priced, signal
@@ -373,3 +382,183 @@ def test_only_a_lookup_timer_asks_about_the_close_a_restart_may_have_lost() -> N
     for kind in (TimerKind.RETRY, TimerKind.CANCEL):
         t = transition(st, TimerFired(KEY, TimerId(kind, "ps1c1")), _ctx(NOW + 13))
         assert t == Transition(st), kind
+
+
+# -- reports of a stop while its position is open ---------------------------------------------
+
+
+def test_a_stop_filled_in_part_leaves_the_position_open_and_in_whole_closes_it() -> None:
+    """A report that the stop filled part of the position records the fill only (the stop
+    still rests for the rest; the sync corrects the quantity). One that it filled all of it
+    closes the position ``stop_loss`` even while the report still says "partially filled":
+    what is left of the stop is cancelled (it must not stay behind, I9) with the timers."""
+    st = _protected()
+    pos = st.position
+    assert pos is not None
+    entry, stop = pos.orders
+    for filled in (0.4, 1.0):
+        report = OrderUpdate(
+            KEY, "ps1s1", ExchangeStatus.PARTIALLY_FILLED, filled, 90.0, NOW + 1, "x1"
+        )
+        t = transition(st, report, _ctx(NOW + 1))
+        after = replace(
+            stop,
+            state=OrderState.PARTIALLY_FILLED,
+            filled_qty=filled,
+            avg_price=90.0,
+            exchange_id="x1",
+            event_time=NOW + 1,
+        )
+        if filled < 1.0:
+            written = replace(
+                pos, orders=(entry, after), updated_at=NOW + 1, version=pos.version + 1
+            )
+            events: tuple[JournalEvent, ...] = (
+                JournalEvent(
+                    1,
+                    JournalKind.ORDER_FACT,
+                    Status.ACTIVE,
+                    Status.ACTIVE,
+                    NOW + 1,
+                    {
+                        "client_id": "ps1s1",
+                        "state": "partially_filled",
+                        "filled": 0.4,
+                        "via": "stream",
+                    },
+                ),
+            )
+            assert t == Transition(
+                replace(st, position=written),
+                (),
+                Commit(KEY, report, written, pos.version, events),
+            )
+            continue
+        written = replace(
+            pos,
+            status=Status.CLOSED,
+            orders=(entry, replace(after, state=OrderState.PENDING_CANCEL)),
+            close_reason=CloseReason.STOP_LOSS,
+            closed_at=NOW + 1,
+            updated_at=NOW + 1,
+            version=pos.version + 1,
+        )
+        events = (
+            JournalEvent(
+                1,
+                JournalKind.CANCEL_REQUESTED,
+                Status.CLOSED,
+                Status.CLOSED,
+                NOW + 1,
+                {"client_id": "ps1s1", "why": ""},
+            ),
+            JournalEvent(
+                1,
+                JournalKind.CLOSED,
+                Status.ACTIVE,
+                Status.CLOSED,
+                NOW + 1,
+                {"reason": "stop_loss", "via": "stream"},
+            ),
+        )
+        assert t == Transition(
+            replace(st, position=written, last_closed_at=NOW + 1),
+            (
+                CancelTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1s1")),
+                CancelTimer(KEY, TimerId(TimerKind.RETRY, "ps1s1")),
+                CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, ""),
+                CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),
+                CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),
+                CancelTimer(KEY, TimerId(TimerKind.CLOSE_RETRY)),
+            ),
+            Commit(KEY, report, written, pos.version, events),
+        )
+
+
+def _stop_missing() -> SymbolState:
+    """The sync does not list the confirmed stop ``ps1s1`` (past ``stop_grace_s``): it is
+    looked up (``stop_lookup_at`` set); the exchange does not know it: a new stop ``ps1s2``
+    goes out, a new unprotected spell (its deadline started)."""
+    open_ = ExchangePosition(Side.LONG, 1.0, 100.0)
+    t = transition(_protected(), SyncObservation(KEY, open_, (), NOW + 10), _ctx(NOW + 10))
+    assert t.effects == (LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),)
+    assert t.state.stop_lookup_at == NOW + 10
+    gone = ExchangeOutcome(KEY, CallOp.LOOKUP, "ps1s1", OrderKind.STOP_LOSS, CallResult.NOT_FOUND)
+    t = transition(t.state, gone, _ctx(NOW + 10.2))
+    assert [type(e) for e in t.effects] == [StartTimer, PlaceOrder]
+    pos = t.state.position
+    assert pos is not None and pos.sl_since == NOW + 10.2 and pos.sl_failures == 1
+    assert [(o.client_id, o.state) for o in pos.orders[1:]] == [
+        ("ps1s1", OrderState.NOT_FOUND),
+        ("ps1s2", OrderState.INTENDED),
+    ]
+    return t.state
+
+
+def test_the_new_stops_confirmation_ends_the_spell_and_the_stop_lookup() -> None:
+    """The new stop confirmed: the unprotected spell ends (failures and start cleared, its
+    deadline cancelled), journaled ``stop_confirmed``; the lookup asked before it says
+    nothing about it, so the next sync may look the stop up again (``stop_lookup_at``
+    cleared). The old stop, unknown to the exchange, needs no cancel."""
+    st = _stop_missing()
+    pos = st.position
+    assert pos is not None
+    entry, old, new = pos.orders
+    rests = OrderUpdate(KEY, "ps1s2", ExchangeStatus.NEW, 0.0, None, NOW + 10.3, "x3")
+    t = transition(st, rests, _ctx(NOW + 10.4))
+    written = replace(
+        pos,
+        orders=(
+            entry,
+            old,
+            replace(new, state=OrderState.ACCEPTED, exchange_id="x3", event_time=NOW + 10.3),
+        ),
+        sl_failures=0,
+        sl_since=None,
+        updated_at=NOW + 10.4,
+        version=pos.version + 1,
+    )
+    event = JournalEvent(
+        1, JournalKind.STOP_CONFIRMED, Status.ACTIVE, Status.ACTIVE, NOW + 10.4, {"via": "stream"}
+    )
+    assert t == Transition(
+        replace(st, position=written, stop_lookup_at=None),
+        (CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),),
+        Commit(KEY, rests, written, pos.version, (event,)),
+    )
+
+
+def test_the_old_stop_reported_resting_after_all_is_recorded_only() -> None:
+    """The old stop reported resting after all (the exchange's answer lagged): its record
+    says so (an order fact), but it is not the position's stop: the new one is not
+    cancelled, the spell and its deadline go on until the new one is confirmed (which then
+    cancels the old one as replaced)."""
+    st = _stop_missing()
+    pos = st.position
+    assert pos is not None
+    entry, old, new = pos.orders
+    rests = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 10.3, "x1")
+    t = transition(st, rests, _ctx(NOW + 10.4))
+    written = replace(
+        pos,
+        orders=(
+            entry,
+            replace(old, state=OrderState.ACCEPTED, exchange_id="x1", event_time=NOW + 10.3),
+            new,
+        ),
+        updated_at=NOW + 10.4,
+        version=pos.version + 1,
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.ORDER_FACT,
+        Status.ACTIVE,
+        Status.ACTIVE,
+        NOW + 10.4,
+        {"client_id": "ps1s1", "state": "accepted", "filled": 0.0, "via": "stream"},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (),
+        Commit(KEY, rests, written, pos.version, (event,)),
+    )
