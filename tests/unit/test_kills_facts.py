@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from actors.effects import CancelOrder, CancelTimer, LookupOrder, PlaceOrder, StartTimer
+from actors.effects import (
+    CancelOrder,
+    CancelTimer,
+    LookupOrder,
+    PlaceOrder,
+    RequestSync,
+    StartTimer,
+)
 from actors.messages import (
     CallOp,
     CallResult,
@@ -561,4 +568,64 @@ def test_the_old_stop_reported_resting_after_all_is_recorded_only() -> None:
         replace(st, position=written),
         (),
         Commit(KEY, rests, written, pos.version, (event,)),
+    )
+
+
+# -- an entry's reports after its position ended ----------------------------------------------
+
+
+def test_a_late_entry_fill_asks_the_sync_once_and_its_cancel_is_recorded_only() -> None:
+    """The entry filled half, the stop closed that half (the entry's rest is cancelled at
+    the end); the entry then fills on to 0.8 before the cancel lands: that 0.3 is open on
+    the exchange, so it is journaled ``late_entry_fill`` and the sync is asked to adopt it.
+    The cancel's confirmation with the same fill is an order fact only: no second alarm, no
+    second sync for a fill already told."""
+    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
+    for msg, at in (
+        (OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 0.5, 100.0, NOW, "x0"), 0.1),
+        (OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2, "x1"), 0.2),
+        (OrderUpdate(KEY, "ps1s1", ExchangeStatus.FILLED, 0.5, 90.0, NOW + 1, "x1"), 1.0),
+    ):
+        st = transition(st, msg, _ctx(NOW + at)).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.CLOSED and pos.qty == 0.5
+    entry, stop = pos.orders
+    assert entry.state is OrderState.PENDING_CANCEL and entry.filled_qty == 0.5
+
+    more = OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 0.8, 100.0, NOW + 1.05)
+    t = transition(st, more, _ctx(NOW + 1.1))
+    entry = replace(entry, filled_qty=0.8, event_time=NOW + 1.05)
+    written = replace(pos, orders=(entry, stop), updated_at=NOW + 1.1, version=pos.version + 1)
+    event = JournalEvent(
+        1,
+        JournalKind.LATE_ENTRY_FILL,
+        Status.CLOSED,
+        Status.CLOSED,
+        NOW + 1.1,
+        {"client_id": "ps1e1", "filled": 0.8, "qty": 0.5, "via": "stream"},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (RequestSync(KEY, "late entry fill"),),
+        Commit(KEY, more, written, pos.version, (event,)),
+    )
+
+    st, pos = t.state, t.state.position
+    assert pos is not None
+    canceled = OrderUpdate(KEY, "ps1e1", ExchangeStatus.CANCELED, 0.8, 100.0, NOW + 1.15)
+    t = transition(st, canceled, _ctx(NOW + 1.2))
+    entry = replace(entry, state=OrderState.CANCELED, event_time=NOW + 1.15)
+    written = replace(pos, orders=(entry, stop), updated_at=NOW + 1.2, version=pos.version + 1)
+    event = JournalEvent(
+        1,
+        JournalKind.ORDER_FACT,
+        Status.CLOSED,
+        Status.CLOSED,
+        NOW + 1.2,
+        {"client_id": "ps1e1", "state": "canceled", "filled": 0.8, "via": "stream"},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (),
+        Commit(KEY, canceled, written, pos.version, (event,)),
     )
