@@ -8,6 +8,7 @@ each pins.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from actors.effects import (
@@ -39,6 +40,7 @@ from actors.model import (
     Side,
     Status,
 )
+from actors.orders import intended_order
 from actors.state import Commit, JournalEvent, JournalKind, Policy, SymbolState, Transition
 from actors.transition import Context, transition
 from testkit.world import priced, signal
@@ -628,4 +630,151 @@ def test_a_late_entry_fill_asks_the_sync_once_and_its_cancel_is_recorded_only() 
         replace(st, position=written),
         (),
         Commit(KEY, canceled, written, pos.version, (event,)),
+    )
+
+
+# -- how a report is read ---------------------------------------------------------------------
+
+
+def _pending_entry() -> SymbolState:
+    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.PENDING_ENTRY
+    return st
+
+
+def test_a_report_new_with_a_fill_is_a_partial_fill() -> None:
+    """An order reported ``new`` but with a fill has filled in part: the entry is recorded
+    ``partially_filled`` and the filled half is protected at once (a stop for 0.5, its
+    deadline started), journaled ``entry_fill`` then ``stop_intent``."""
+    st = _pending_entry()
+    pos = st.position
+    assert pos is not None
+    (entry,) = pos.orders
+    report = OrderUpdate(KEY, "ps1e1", ExchangeStatus.NEW, 0.5, 100.0, NOW + 0.1, "x0")
+    t = transition(st, report, _ctx(NOW + 0.2))
+    stop = intended_order(1, OrderKind.STOP_LOSS, 1, "sell", 0.5, NOW + 0.2, 90.0)
+    written = replace(
+        pos,
+        status=Status.PENDING_SL,
+        qty=0.5,
+        entry_price=100.0,
+        filled_at=NOW + 0.2,
+        orders=(
+            replace(
+                entry,
+                state=OrderState.PARTIALLY_FILLED,
+                filled_qty=0.5,
+                avg_price=100.0,
+                exchange_id="x0",
+                event_time=NOW + 0.1,
+            ),
+            stop,
+        ),
+        stop_seq=1,
+        sl_failures=1,
+        sl_since=NOW + 0.2,
+        updated_at=NOW + 0.2,
+        version=pos.version + 1,
+    )
+    events = (
+        JournalEvent(
+            1,
+            JournalKind.ENTRY_FILL,
+            Status.PENDING_ENTRY,
+            Status.PENDING_SL,
+            NOW + 0.2,
+            {"qty": 0.5, "price": 100.0, "via": "stream"},
+        ),
+        JournalEvent(
+            1,
+            JournalKind.STOP_INTENT,
+            Status.PENDING_SL,
+            Status.PENDING_SL,
+            NOW + 0.2,
+            {"client_id": "ps1s1", "why": "first fill"},
+        ),
+    )
+    assert t == Transition(
+        replace(st, position=written, bought=True),
+        (
+            StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s),
+            PlaceOrder(KEY, 1, stop, close_position=True),
+        ),
+        Commit(KEY, report, written, pos.version, events),
+    )
+
+
+def test_a_fill_that_is_not_finite_counts_as_none() -> None:
+    """A report whose filled quantity is not finite (a parse gone wrong) fills nothing: the
+    entry is only known to rest (``entry_placed``); no quantity of infinity is protected."""
+    st = _pending_entry()
+    pos = st.position
+    assert pos is not None
+    (entry,) = pos.orders
+    report = OrderUpdate(KEY, "ps1e1", ExchangeStatus.NEW, math.inf, 100.0, NOW + 0.1, "x0")
+    t = transition(st, report, _ctx(NOW + 0.2))
+    written = replace(
+        pos,
+        status=Status.ENTRY_PLACED,
+        orders=(
+            replace(
+                entry,
+                state=OrderState.ACCEPTED,
+                avg_price=100.0,
+                exchange_id="x0",
+                event_time=NOW + 0.1,
+            ),
+        ),
+        updated_at=NOW + 0.2,
+        version=pos.version + 1,
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.ENTRY_ACCEPTED,
+        Status.PENDING_ENTRY,
+        Status.ENTRY_PLACED,
+        NOW + 0.2,
+        {"via": "stream"},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (),
+        Commit(KEY, report, written, pos.version, (event,)),
+    )
+
+
+def test_the_final_report_of_an_order_brings_its_average_price() -> None:
+    """The entry filled half at 100.0; the report of its cancel (the rest expired), with the
+    same fill, gives the exchange's final average price, 100.02: the entry's record takes
+    it (an order fact), although no more filled."""
+    st = _pending_entry()
+    half = OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 0.5, 100.0, NOW + 0.1, "x0")
+    st = transition(st, half, _ctx(NOW + 0.1)).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.PENDING_SL
+    entry, stop = pos.orders
+    report = OrderUpdate(KEY, "ps1e1", ExchangeStatus.CANCELED, 0.5, 100.02, NOW + 0.3, "x0")
+    t = transition(st, report, _ctx(NOW + 0.3))
+    written = replace(
+        pos,
+        orders=(
+            replace(entry, state=OrderState.CANCELED, avg_price=100.02, event_time=NOW + 0.3),
+            stop,
+        ),
+        updated_at=NOW + 0.3,
+        version=pos.version + 1,
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.ORDER_FACT,
+        Status.PENDING_SL,
+        Status.PENDING_SL,
+        NOW + 0.3,
+        {"client_id": "ps1e1", "state": "canceled", "filled": 0.5, "via": "stream"},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (),
+        Commit(KEY, report, written, pos.version, (event,)),
     )
