@@ -778,3 +778,57 @@ def test_the_final_report_of_an_order_brings_its_average_price() -> None:
         (),
         Commit(KEY, report, written, pos.version, (event,)),
     )
+
+
+def test_an_entry_that_lands_after_its_position_failed_is_cancelled() -> None:
+    """The entry's placement went unanswered and the exchange did not know it until
+    ``lookup_deadline_s`` passed: the position failed ``entry_not_found``. The placement
+    then lands after all (the stream reports it resting): its record says so, and it is
+    cancelled at once (``not needed``): an entry of an ended position must not rest to
+    fill later into a position nobody protects (I9)."""
+    st = _pending_entry()
+    unknown = ExchangeOutcome(
+        KEY, CallOp.PLACE, "ps1e1", OrderKind.ENTRY, CallResult.UNKNOWN, "timeout"
+    )
+    st = transition(st, unknown, _ctx(NOW + 0.1)).state
+    gone = ExchangeOutcome(KEY, CallOp.LOOKUP, "ps1e1", OrderKind.ENTRY, CallResult.NOT_FOUND)
+    st = transition(st, gone, _ctx(NOW + POLICY.lookup_deadline_s + 1)).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.FAILED
+    (entry,) = pos.orders
+    assert entry.state is OrderState.NOT_FOUND
+    rests = OrderUpdate(KEY, "ps1e1", ExchangeStatus.NEW, 0.0, None, NOW + 11.5, "x0")
+    t = transition(st, rests, _ctx(NOW + 12))
+    written = replace(
+        pos,
+        orders=(
+            replace(
+                entry, state=OrderState.PENDING_CANCEL, exchange_id="x0", event_time=NOW + 11.5
+            ),
+        ),
+        updated_at=NOW + 12,
+        version=pos.version + 1,
+    )
+    events = (
+        JournalEvent(
+            1,
+            JournalKind.ORDER_FACT,
+            Status.FAILED,
+            Status.FAILED,
+            NOW + 12,
+            {"client_id": "ps1e1", "state": "accepted", "filled": 0.0, "via": "stream"},
+        ),
+        JournalEvent(
+            1,
+            JournalKind.CANCEL_REQUESTED,
+            Status.FAILED,
+            Status.FAILED,
+            NOW + 12,
+            {"client_id": "ps1e1", "why": "not needed"},
+        ),
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (CancelOrder(KEY, "ps1e1", OrderKind.ENTRY, "not needed"),),
+        Commit(KEY, rests, written, pos.version, events),
+    )
