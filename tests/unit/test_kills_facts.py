@@ -75,13 +75,15 @@ def _closing() -> SymbolState:
 # -- a close's report after its position ended ------------------------------------------------
 
 
-def test_a_close_reported_gone_after_the_stop_closed_its_position_is_recorded_only() -> None:
+def test_a_close_reported_after_the_stop_closed_its_position_is_recorded_only() -> None:
     """The close was in flight (its placement unanswered, looked up) when the stop filled and
     closed the position ``stop_loss``; the lookup then finds the close expired (reduce-only:
-    nothing left to close). The close's record says so (canceled, the exchange's id and event
-    time), journaled as an order fact via the lookup; the close reason stays ``stop_loss``
-    (only a position closed on the sync's word has its reason corrected) and nothing is sent:
-    a settled close needs no cancel, and the position's timers were cancelled at its end."""
+    nothing left to close), or still working. The close's record says so (its state, the
+    exchange's id and event time), journaled as an order fact via the lookup; the close
+    reason stays ``stop_loss`` (only a position closed on the sync's word has its reason
+    corrected) and nothing is sent: not even a cancel of a working close, a reduce-only
+    market order that fills at once or expires and cannot open anything (unlike a stop or
+    an entry); the position's timers were cancelled at its end."""
     unknown = ExchangeOutcome(
         KEY, CallOp.PLACE, "ps1c1", OrderKind.CLOSE, CallResult.UNKNOWN, "timeout"
     )
@@ -95,34 +97,38 @@ def test_a_close_reported_gone_after_the_stop_closed_its_position_is_recorded_on
     assert pos.close_reason is CloseReason.STOP_LOSS
     entry, stop, close = pos.orders
     assert close.state is OrderState.UNKNOWN
-    expired = OrderUpdate(KEY, "ps1c1", ExchangeStatus.EXPIRED, 0.0, None, NOW + 1.75, "x2")
-    found = ExchangeOutcome(
-        KEY, CallOp.LOOKUP, "ps1c1", OrderKind.CLOSE, CallResult.FOUND, update=expired
-    )
-    t = transition(st, found, _ctx(NOW + 2))
-    written = replace(
-        pos,
-        orders=(
-            entry,
-            stop,
-            replace(close, state=OrderState.CANCELED, exchange_id="x2", event_time=NOW + 1.75),
-        ),
-        updated_at=NOW + 2,
-        version=pos.version + 1,
-    )
-    event = JournalEvent(
-        1,
-        JournalKind.ORDER_FACT,
-        Status.CLOSED,
-        Status.CLOSED,
-        NOW + 2,
-        {"client_id": "ps1c1", "state": "canceled", "filled": 0.0, "via": "lookup"},
-    )
-    assert t == Transition(
-        replace(st, position=written),
-        (),
-        Commit(KEY, found, written, pos.version, (event,)),
-    )
+    for status, state in (
+        (ExchangeStatus.EXPIRED, OrderState.CANCELED),
+        (ExchangeStatus.NEW, OrderState.ACCEPTED),
+    ):
+        update = OrderUpdate(KEY, "ps1c1", status, 0.0, None, NOW + 1.75, "x2")
+        found = ExchangeOutcome(
+            KEY, CallOp.LOOKUP, "ps1c1", OrderKind.CLOSE, CallResult.FOUND, update=update
+        )
+        t = transition(st, found, _ctx(NOW + 2))
+        written = replace(
+            pos,
+            orders=(
+                entry,
+                stop,
+                replace(close, state=state, exchange_id="x2", event_time=NOW + 1.75),
+            ),
+            updated_at=NOW + 2,
+            version=pos.version + 1,
+        )
+        event = JournalEvent(
+            1,
+            JournalKind.ORDER_FACT,
+            Status.CLOSED,
+            Status.CLOSED,
+            NOW + 2,
+            {"client_id": "ps1c1", "state": state.value, "filled": 0.0, "via": "lookup"},
+        )
+        assert t == Transition(
+            replace(st, position=written),
+            (),
+            Commit(KEY, found, written, pos.version, (event,)),
+        ), status
 
 
 def _closed_on_the_syncs_word_while_closing() -> SymbolState:
