@@ -847,6 +847,25 @@ class _Step:
             # stop and nothing closed the position. Close it at market now.
             self.event(JournalKind.STOP_REJECTED_AT_TRIGGER, pos.status, client_id=order.client_id)
             self.start_close(CloseReason.STOP_LOSS, "stop rejected at trigger")
+        elif order.state is OrderState.REJECTED and was in (
+            OrderState.INTENDED,
+            OrderState.UNKNOWN,
+        ):
+            # Refused before it ever rested, told (by the stream) before the placement's
+            # answer, which then finds it settled and does nothing (rejected()): retried as
+            # a refused placement is (stop_rejected), not left unprotected until the deadline.
+            self.event(
+                JournalKind.STOP_REJECTED,
+                pos.status,
+                why="reported rejected",
+                failures=pos.sl_failures,
+                via=source,
+            )
+            delay = self.ctx.policy.sl_retry_delay_s
+            if self.covered():  # a trailing move refused: the older stop protects meanwhile
+                delay *= 2.0 ** min(order.attempts, 6)
+            retry = TimerId(TimerKind.RETRY, order.client_id)
+            self.effects.append(StartTimer(pos.key, retry, delay))
 
     def close_fact(self, order: OrderRecord, source: str) -> None:
         pos = self.pos

@@ -24,6 +24,7 @@ from actors.messages import (
     CallResult,
     CloseRequest,
     ExchangeOutcome,
+    MarkPriceTick,
     OrderUpdate,
     SyncObservation,
     TimerFired,
@@ -837,4 +838,143 @@ def test_an_entry_that_lands_after_its_position_failed_is_cancelled() -> None:
         replace(st, position=written),
         (CancelOrder(KEY, "ps1e1", OrderKind.ENTRY, "not needed"),),
         Commit(KEY, rests, written, pos.version, events),
+    )
+
+
+# -- a stop refused on the stream before its placement's answer -------------------------------
+
+
+def _first_stop_sent() -> SymbolState:
+    """The entry filled: the first stop ``ps1s1`` sent (``intended``), its deadline running."""
+    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1, "x0")
+    st = transition(_pending_entry(), fill, _ctx(NOW + 0.1)).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.PENDING_SL
+    assert pos.orders[1].state is OrderState.INTENDED
+    return st
+
+
+def test_a_stop_refused_on_the_stream_before_its_answer_is_retried() -> None:
+    """The exchange's stream says the new stop was refused before the placement's answer
+    comes (Bybit answers a placement "accepted for processing" and may refuse the order
+    after). It is retried as a refused placement is: journaled ``stop_rejected``, sent
+    again after ``sl_retry_delay_s`` (one more attempt of the spell); the placement's
+    answer that comes meanwhile, whatever it says, changes nothing (the order is settled
+    refused). Before, nothing was retried: the position stayed unprotected until the
+    deadline and was then closed at market."""
+    st = _first_stop_sent()
+    pos = st.position
+    assert pos is not None
+    entry, stop = pos.orders
+    refused = OrderUpdate(KEY, "ps1s1", ExchangeStatus.REJECTED, 0.0, None, NOW + 0.15, "x1")
+    t = transition(st, refused, _ctx(NOW + 0.2))
+    rejected = replace(stop, state=OrderState.REJECTED, exchange_id="x1", event_time=NOW + 0.15)
+    written = replace(pos, orders=(entry, rejected), updated_at=NOW + 0.2, version=pos.version + 1)
+    event = JournalEvent(
+        1,
+        JournalKind.STOP_REJECTED,
+        Status.PENDING_SL,
+        Status.PENDING_SL,
+        NOW + 0.2,
+        {"why": "reported rejected", "failures": 1, "via": "stream"},
+    )
+    retry = TimerId(TimerKind.RETRY, "ps1s1")
+    assert t == Transition(
+        replace(st, position=written),
+        (StartTimer(KEY, retry, POLICY.sl_retry_delay_s),),
+        Commit(KEY, refused, written, pos.version, (event,)),
+    )
+
+    # The same when the placement's answer was lost (a timeout: ``unknown``, looked up).
+    timeout = ExchangeOutcome(
+        KEY, CallOp.PLACE, "ps1s1", OrderKind.STOP_LOSS, CallResult.UNKNOWN, "timeout"
+    )
+    lost = transition(st, timeout, _ctx(NOW + 0.12)).state
+    unknown = lost.position
+    assert unknown is not None and unknown.orders[1].state is OrderState.UNKNOWN
+    t2 = transition(lost, refused, _ctx(NOW + 0.2))
+    written = replace(
+        unknown,
+        orders=(entry, replace(rejected, sent_at=unknown.orders[1].sent_at)),
+        updated_at=NOW + 0.2,
+        version=unknown.version + 1,
+    )
+    assert t2 == Transition(
+        replace(lost, position=written),
+        (StartTimer(KEY, retry, POLICY.sl_retry_delay_s),),
+        Commit(KEY, refused, written, unknown.version, (event,)),
+    )
+
+    st = t.state
+    for result in (CallResult.ACCEPTED, CallResult.REJECTED):
+        answer = ExchangeOutcome(KEY, CallOp.PLACE, "ps1s1", OrderKind.STOP_LOSS, result, "x")
+        assert transition(st, answer, _ctx(NOW + 0.25)) == Transition(st), result
+
+    pos = st.position
+    assert pos is not None
+    t = transition(st, TimerFired(KEY, retry), _ctx(NOW + 0.4))
+    again = replace(rejected, state=OrderState.INTENDED, attempts=2, sent_at=NOW + 0.4)
+    written = replace(
+        pos, orders=(entry, again), sl_failures=2, updated_at=NOW + 0.4, version=pos.version + 1
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.ORDER_RESENT,
+        Status.PENDING_SL,
+        Status.PENDING_SL,
+        NOW + 0.4,
+        {"client_id": "ps1s1", "attempt": 2},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (PlaceOrder(KEY, 1, again, close_position=True),),
+        Commit(KEY, TimerFired(KEY, retry), written, pos.version, (event,)),
+    )
+
+
+def test_a_trailing_stop_refused_on_the_stream_is_retried_later() -> None:
+    """The same for a trailing move's new stop while the older confirmed stop rests: no
+    spell is spent (the position stays ``active``, no deadline), and the retry waits
+    longer, ``sl_retry_delay_s`` doubled per attempt, as for a refused placement."""
+    sig = signal(size=1.0, stop=90.0, trailing=5.0)
+    st = transition(priced(KEY, at=NOW), sig, _ctx(NOW)).state
+    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1, "x0")
+    st = transition(st, fill, _ctx(NOW + 0.1)).state
+    rests = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2, "x1")
+    st = transition(st, rests, _ctx(NOW + 0.2)).state
+    t = transition(st, MarkPriceTick(KEY, 98.0, NOW + 1, received_at=NOW + 1), _ctx(NOW + 1))
+    st = t.state
+    pos = st.position
+    assert pos is not None and pos.status is Status.ACTIVE and pos.sl_since is None
+    entry, old, new = pos.orders
+    assert (old.state, new.client_id, new.state) == (
+        OrderState.ACCEPTED,
+        "ps1s2",
+        OrderState.INTENDED,
+    )
+    refused = OrderUpdate(KEY, "ps1s2", ExchangeStatus.REJECTED, 0.0, None, NOW + 1.05, "x2")
+    t = transition(st, refused, _ctx(NOW + 1.1))
+    written = replace(
+        pos,
+        orders=(
+            entry,
+            old,
+            replace(new, state=OrderState.REJECTED, exchange_id="x2", event_time=NOW + 1.05),
+        ),
+        updated_at=NOW + 1.1,
+        version=pos.version + 1,
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.STOP_REJECTED,
+        Status.ACTIVE,
+        Status.ACTIVE,
+        NOW + 1.1,
+        {"why": "reported rejected", "failures": 0, "via": "stream"},
+    )
+    retry = TimerId(TimerKind.RETRY, "ps1s2")
+    assert t == Transition(
+        replace(st, position=written),
+        (StartTimer(KEY, retry, 2 * POLICY.sl_retry_delay_s),),
+        Commit(KEY, refused, written, pos.version, (event,)),
     )
