@@ -978,3 +978,70 @@ def test_a_trailing_stop_refused_on_the_stream_is_retried_later() -> None:
         (StartTimer(KEY, retry, 2 * POLICY.sl_retry_delay_s),),
         Commit(KEY, refused, written, pos.version, (event,)),
     )
+
+
+def test_a_trailing_stop_refused_again_and_again_waits_at_most_64_delays() -> None:
+    """Each time the trailing move's stop is refused on the stream it is sent again after
+    ``sl_retry_delay_s`` doubled per attempt made, the doubling capped at 2^6 (here with
+    10 attempts allowed while the older stop covers); no unprotected spell starts."""
+    policy = replace(POLICY, sl_max_attempts=10)
+
+    def ctx(now: float) -> Context:
+        return Context(now, policy, 1)
+
+    sig = signal(size=1.0, stop=90.0, trailing=5.0)
+    st = transition(priced(KEY, at=NOW), sig, ctx(NOW)).state
+    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1, "x0")
+    st = transition(st, fill, ctx(NOW + 0.1)).state
+    rests = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2, "x1")
+    st = transition(st, rests, ctx(NOW + 0.2)).state
+    st = transition(st, MarkPriceTick(KEY, 98.0, NOW + 1, received_at=NOW + 1), ctx(NOW + 1)).state
+    retry = TimerId(TimerKind.RETRY, "ps1s2")
+    delays = []
+    now = NOW + 1
+    for _ in range(8):
+        now += 1
+        refused = OrderUpdate(KEY, "ps1s2", ExchangeStatus.REJECTED, 0.0, None, now, "x2")
+        t = transition(st, refused, ctx(now))
+        assert len(t.effects) == 1 and isinstance(t.effects[0], StartTimer), t.effects
+        assert t.effects[0].name == retry
+        delays.append(t.effects[0].delay)
+        t = transition(t.state, TimerFired(KEY, retry), ctx(now + 0.5))
+        assert [type(e) for e in t.effects] == [PlaceOrder]
+        st = t.state
+    assert delays == [0.2 * 2.0**n for n in (1, 2, 3, 4, 5, 6, 6, 6)]
+    pos = st.position
+    assert pos is not None and pos.status is Status.ACTIVE and pos.sl_since is None
+
+
+def test_a_new_stop_filled_in_part_before_its_answer_is_recorded_only() -> None:
+    """The first stop reported filled in part before its placement's answer (it rested and
+    triggered at once): the fill is recorded, nothing is retried or sent (the stop works)."""
+    st = _first_stop_sent()
+    pos = st.position
+    assert pos is not None
+    entry, stop = pos.orders
+    part = OrderUpdate(KEY, "ps1s1", ExchangeStatus.PARTIALLY_FILLED, 0.4, 90.0, NOW + 0.15, "x1")
+    t = transition(st, part, _ctx(NOW + 0.2))
+    after = replace(
+        stop,
+        state=OrderState.PARTIALLY_FILLED,
+        filled_qty=0.4,
+        avg_price=90.0,
+        exchange_id="x1",
+        event_time=NOW + 0.15,
+    )
+    written = replace(pos, orders=(entry, after), updated_at=NOW + 0.2, version=pos.version + 1)
+    event = JournalEvent(
+        1,
+        JournalKind.ORDER_FACT,
+        Status.PENDING_SL,
+        Status.PENDING_SL,
+        NOW + 0.2,
+        {"client_id": "ps1s1", "state": "partially_filled", "filled": 0.4, "via": "stream"},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (),
+        Commit(KEY, part, written, pos.version, (event,)),
+    )
