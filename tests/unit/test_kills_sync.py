@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from actors.effects import CancelTimer, PlaceOrder, RequestSync
+from actors.effects import (
+    CancelTimer,
+    LookupOrder,
+    PlaceOrder,
+    RequestSync,
+    StartTimer,
+)
 from actors.messages import (
     CallOp,
     CallResult,
@@ -18,16 +24,21 @@ from actors.messages import (
     Message,
     OrderUpdate,
     Recover,
+    SyncObservation,
     TimerFired,
     TimerId,
     TimerKind,
 )
 from actors.model import (
+    CloseReason,
+    ExchangeOrder,
+    ExchangePosition,
     ExchangeStatus,
     Key,
     OrderKind,
     OrderRecord,
     OrderState,
+    Side,
     Status,
 )
 from actors.state import JournalEvent, JournalKind, Policy, SymbolState, Transition
@@ -39,8 +50,20 @@ NOW = 1000.0
 POLICY = Policy()
 
 
-def _step(st: SymbolState, msg: Message, now: float, policy: Policy = POLICY) -> Transition:
-    return transition(st, msg, Context(now, policy, 1))
+def _step(
+    st: SymbolState, msg: Message, now: float, policy: Policy = POLICY, next_id: int = 1
+) -> Transition:
+    return transition(st, msg, Context(now, policy, next_id))
+
+
+def _sync(
+    xp: ExchangePosition | None, *orders: ExchangeOrder, at: float, adoptable: bool = True
+) -> SyncObservation:
+    return SyncObservation(KEY, xp, orders, at, adoptable)
+
+
+def _fire(kind: TimerKind, cid: str | None = None) -> TimerFired:
+    return TimerFired(KEY, TimerId(kind, cid))
 
 
 def _filled() -> SymbolState:
@@ -115,3 +138,86 @@ def test_a_close_refused_past_its_attempts_is_sent_again_after_a_restart() -> No
             updated_at=NOW + 100,
             version=before.version + 1,
         ), times
+
+
+# -- the sync sees our filled position flat ----------------------------------------------------
+
+
+def _stop_refused() -> SymbolState:
+    """Filled, its only stop refused (waiting on its retry timer): nothing of ours works."""
+    out = ExchangeOutcome(
+        KEY, CallOp.PLACE, "ps1s1", OrderKind.STOP_LOSS, CallResult.REJECTED, "margin"
+    )
+    return _step(_filled(), out, NOW + 0.2).state
+
+
+def test_a_flat_view_with_nothing_of_ours_working_closes_at_once_on_the_syncs_word() -> None:
+    """No stop or close of ours may have closed it (none is working): no lookup to wait for,
+    the position is closed ``closed_on_exchange`` at once, via the sync, its timers
+    cancelled and the close id a restart may have lost looked up. The exchange showing no
+    position, a zero quantity on our side or the opposite side is the same flat view."""
+    st = _stop_refused()
+    before = st.position
+    assert before is not None
+    for xp in (
+        None,
+        ExchangePosition(Side.LONG, 0.0, 100.0),
+        ExchangePosition(Side.SHORT, 1.0, 100.0),
+    ):
+        t = _step(st, _sync(xp, at=NOW + 5), NOW + 5)
+        assert t.effects == (
+            CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),
+            CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),
+            CancelTimer(KEY, TimerId(TimerKind.CLOSE_RETRY)),
+            LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),
+        ), xp
+        assert t.commit is not None and t.commit.events == (
+            JournalEvent(
+                1,
+                JournalKind.CLOSED,
+                Status.PENDING_SL,
+                Status.CLOSED,
+                NOW + 5,
+                {"reason": "closed_on_exchange", "via": "sync"},
+            ),
+        ), xp
+        assert t.state == replace(
+            st,
+            position=replace(
+                before,
+                status=Status.CLOSED,
+                close_reason=CloseReason.CLOSED_ON_EXCHANGE,
+                closed_at=NOW + 5,
+                updated_at=NOW + 5,
+                version=before.version + 1,
+            ),
+            last_closed_at=NOW + 5,
+        ), xp
+
+
+def test_a_view_fetched_before_our_fill_says_nothing_about_the_position() -> None:
+    """The fetch started before the entry filled (``observed_at`` up to the fill time): a
+    flat view then is the exchange before our fill, not a close. Nothing happens; a view
+    fetched after the fill is a flat one (its stop looked up, confirmation awaited)."""
+    st = _filled()
+    for at in (NOW + 0.05, NOW + 0.1):
+        assert _step(st, _sync(None, at=at), NOW + 0.3) == Transition(st), at
+    t = _step(st, _sync(None, at=NOW + 0.15), NOW + 0.3)
+    assert t.effects == (
+        LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),
+        StartTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM), POLICY.flat_confirm_s),
+    )
+    assert (t.commit, t.state) == (None, replace(st, flat_seen_at=NOW + 0.3))
+
+
+def test_a_position_seen_open_again_after_a_flat_view_only_drops_the_flat_mark() -> None:
+    """Flat, then open again with its stop resting: that flat view was stale. The flat mark
+    is dropped and its confirmation timer cancelled; nothing else (no write)."""
+    st = _step(_protected(), _sync(None, at=NOW + 1), NOW + 1).state
+    assert st.flat_seen_at == NOW + 1
+    rest = ExchangeOrder("ps1s1", "sell", 1.0, True, 90.0)
+    t = _step(st, _sync(ExchangePosition(Side.LONG, 1.0, 100.0), rest, at=NOW + 2), NOW + 2)
+    assert t == Transition(
+        replace(st, flat_seen_at=None),
+        (CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),),
+    )
