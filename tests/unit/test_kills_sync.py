@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from actors.effects import (
+    CancelOrder,
     CancelTimer,
     LookupOrder,
     PlaceOrder,
@@ -41,6 +42,7 @@ from actors.model import (
     Side,
     Status,
 )
+from actors.orders import Installation
 from actors.state import JournalEvent, JournalKind, Policy, SymbolState, Transition
 from actors.transition import Context, transition
 from testkit.world import priced, signal
@@ -220,4 +222,56 @@ def test_a_position_seen_open_again_after_a_flat_view_only_drops_the_flat_mark()
     assert t == Transition(
         replace(st, flat_seen_at=None),
         (CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),),
+    )
+
+
+# -- orders of another installation (I7) ---------------------------------------------------------
+
+#: This database's installation: its position ids end in 000007.
+HERE = replace(POLICY, installation=Installation(7))
+OURS = ExchangeOrder("ps1000007s1", "sell", 1.0, True, 90.0)  # a stop of a position gone
+THEIRS = ExchangeOrder("ps2000008s1", "sell", 1.0, True, 90.0)  # installation 000008's
+
+
+def test_a_sweep_cancels_our_orphans_and_leaves_another_installations_orders() -> None:
+    """With an installation id, an order in our format is ours only if its position id ends
+    in it: our orphan is cancelled (and remembered for the window), the other database's
+    stop is not touched (cancelling it would unprotect that installation's position)."""
+    st = SymbolState(KEY)
+    t = _step(st, _sync(None, THEIRS, OURS, at=NOW + 1), NOW + 1, HERE)
+    assert t == Transition(
+        replace(st, orphan_cancels=(("ps1000007s1", NOW + 1),)),
+        (CancelOrder(KEY, "ps1000007s1", OrderKind.STOP_LOSS, "orphan"),),
+    )
+
+
+def test_a_position_with_another_installations_orders_resting_is_not_adopted() -> None:
+    """A position the database does not know, with an order of another installation
+    resting on the symbol, is that installation's: not adopted (nor its order touched).
+    With only our own orphan resting it is ours to adopt and protect."""
+    st = SymbolState(KEY)
+    xp = ExchangePosition(Side.LONG, 1.0, 100.0)
+    assert _step(st, _sync(xp, THEIRS, at=NOW + 1), NOW + 1, HERE, 3_000_007) == Transition(st)
+    t = _step(st, _sync(xp, OURS, at=NOW + 1), NOW + 1, HERE, 3_000_007)
+    stop = OrderRecord(
+        "ps3000007s1",
+        OrderKind.STOP_LOSS,
+        "sell",
+        1.0,
+        OrderState.INTENDED,
+        100.0 * (1 - POLICY.default_stop_pct),
+        sent_at=NOW + 1,
+        attempts=1,
+    )
+    assert t.effects == (
+        CancelOrder(KEY, "ps1000007s1", OrderKind.STOP_LOSS, "orphan"),
+        StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s),
+        PlaceOrder(KEY, 3_000_007, stop, reduce_only=False, close_position=True),
+    )
+    pos = t.state.position
+    assert pos is not None and (pos.id, pos.status, pos.source, pos.orders) == (
+        3_000_007,
+        Status.PENDING_SL,
+        "sync",
+        (stop,),
     )
