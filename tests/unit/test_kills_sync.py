@@ -275,3 +275,81 @@ def test_a_position_with_another_installations_orders_resting_is_not_adopted() -
         "sync",
         (stop,),
     )
+
+
+# -- the sync sees more open than the closes in flight remove --------------------------------------
+
+
+def _closing_with_a_close_part_filled() -> SymbolState:
+    """A long of 2 asked, 1 filled and protected; closed by an operator (the entry's rest
+    cancelled, close ``ps1c1`` of 1 sent), and that close filled 0.25 so far."""
+    st = _step(priced(KEY, at=NOW), signal(size=2.0), NOW).state
+    part = OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 1.0, 100.0, NOW + 0.1)
+    st = _step(st, part, NOW + 0.1).state
+    stop = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2)
+    st = _step(st, stop, NOW + 0.2).state
+    st = _step(st, CloseRequest(KEY), NOW + 1).state
+    some = OrderUpdate(KEY, "ps1c1", ExchangeStatus.PARTIALLY_FILLED, 0.25, 99.0, NOW + 2)
+    st = _step(st, some, NOW + 2).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.CLOSING and pos.updated_at == NOW + 2
+    return st
+
+
+def test_the_sync_closes_what_it_sees_open_beyond_the_working_closes_rest() -> None:
+    """0.75 of the close is still to fill; the exchange shows 1.25 open (the entry filled
+    0.5 further, unheard of): the quantity becomes what closed plus what is open (1.5), and
+    a close of the 0.5 the working close does not remove is sent. The part of a close that
+    filled already is not counted as still to remove. A view fetched no later than the last
+    write (``updated_at``) may predate what it wrote: nothing."""
+    st = _closing_with_a_close_part_filled()
+    before = st.position
+    assert before is not None
+    xp = ExchangePosition(Side.LONG, 1.25, 100.0)
+    assert _step(st, _sync(xp, at=NOW + 2), NOW + 3) == Transition(st)
+    t = _step(st, _sync(xp, at=NOW + 2.5), NOW + 3)
+    added = OrderRecord(
+        "ps1c2", OrderKind.CLOSE, "sell", 0.5, OrderState.INTENDED, sent_at=NOW + 3, attempts=1
+    )
+    assert t.effects == (PlaceOrder(KEY, 1, added, reduce_only=True),)
+
+    def ev(kind: JournalKind, **detail: object) -> JournalEvent:
+        return JournalEvent(1, kind, Status.CLOSING, Status.CLOSING, NOW + 3, detail)
+
+    assert t.commit is not None and t.commit.events == (
+        ev(JournalKind.QTY_FROM_SYNC, qty=1.25),
+        ev(JournalKind.CLOSE_ADDED, qty=0.5, via="sync"),
+    )
+    assert t.state == replace(
+        st,
+        position=replace(
+            before,
+            qty=1.5,
+            close_seq=2,
+            orders=(*before.orders, added),
+            updated_at=NOW + 3,
+            version=before.version + 1,
+        ),
+    )
+
+
+def test_the_sync_adds_no_close_once_close_max_attempts_closes_went_out() -> None:
+    """The closes the sync adds are bounded: with ``close_max_attempts`` closes sent (the
+    last one working), a view showing more open adds none (a list that keeps showing more
+    cannot multiply closes); one fewer, and it adds one."""
+    times = POLICY.close_max_attempts - 1
+    for sent, adds in ((times, True), (times + 1, False)):
+        st = _closes_refused(sent - 1)
+        st = _step(st, _fire(TimerKind.CLOSE_RETRY), NOW + 50).state
+        pos = st.position
+        assert pos is not None and pos.close_seq == sent
+        xp = ExchangePosition(Side.LONG, 1.5, 100.0)
+        t = _step(st, _sync(xp, at=NOW + 60), NOW + 60)
+        if adds:
+            assert t.commit is not None and [e.kind for e in t.commit.events] == [
+                JournalKind.QTY_FROM_SYNC,
+                JournalKind.CLOSE_ADDED,
+            ]
+            assert [type(e) for e in t.effects] == [PlaceOrder]
+        else:
+            assert t == Transition(st)
