@@ -353,3 +353,65 @@ def test_the_sync_adds_no_close_once_close_max_attempts_closes_went_out() -> Non
             assert [type(e) for e in t.effects] == [PlaceOrder]
         else:
             assert t == Transition(st)
+
+
+# -- an entry's rest that filled after its position ended -----------------------------------------
+
+
+def _late_entry_fill() -> SymbolState:
+    """An entry cancelled on a close request before anything filled (the position failed);
+    then its placement's reply says it filled 1 (at ``NOW + 3``): the rest is open on the
+    exchange, unaccounted for, and the sync was asked."""
+    st = _step(priced(KEY, at=NOW), signal(size=1.0), NOW).state
+    st = _step(st, CloseRequest(KEY), NOW + 1).state
+    cancelled = ExchangeOutcome(KEY, CallOp.CANCEL, "ps1e1", OrderKind.ENTRY, CallResult.ACCEPTED)
+    st = _step(st, cancelled, NOW + 2).state
+    filled = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1)
+    out = ExchangeOutcome(
+        KEY, CallOp.PLACE, "ps1e1", OrderKind.ENTRY, CallResult.ACCEPTED, update=filled
+    )
+    t = _step(st, out, NOW + 3)
+    assert t.effects == (RequestSync(KEY, "late entry fill"),)
+    pos = t.state.position
+    assert pos is not None and pos.status is Status.FAILED and pos.updated_at == NOW + 3
+    return t.state
+
+
+def test_a_late_entry_fill_is_settled_by_a_flat_view_fetched_after_it_was_learnt() -> None:
+    """The sync, fetched after we learnt of the late fill, shows nothing open: that rest is
+    gone (closed by hand); the position records the whole fill (``qty_from_sync``, why
+    ``late entry fill gone``), so the entry no longer holds new entries back. A view
+    fetched no later than the write that recorded the fill may predate the fill: it proves
+    nothing, and nothing changes."""
+    st = _late_entry_fill()
+    before = st.position
+    assert before is not None
+    assert _step(st, _sync(None, at=NOW + 3), NOW + 4) == Transition(st)
+    t = _step(st, _sync(None, at=NOW + 3.5), NOW + 4)
+    assert t.effects == ()
+    assert t.commit is not None and t.commit.events == (
+        JournalEvent(
+            1,
+            JournalKind.QTY_FROM_SYNC,
+            Status.FAILED,
+            Status.FAILED,
+            NOW + 4,
+            {"qty": 1.0, "why": "late entry fill gone"},
+        ),
+    )
+    assert t.state == replace(
+        st,
+        position=replace(before, qty=1.0, updated_at=NOW + 4, version=before.version + 1),
+        bought=True,
+    )
+
+
+# -- the sync before the entry's fill is known ----------------------------------------------------
+
+
+def test_a_view_with_no_quantity_on_our_side_is_no_fill_of_our_entry() -> None:
+    """Our entry is working; the exchange shows our side with quantity 0 (nothing open):
+    no fill is taken from it, and nothing changes."""
+    st = _step(priced(KEY, at=NOW), signal(size=1.0), NOW).state
+    xp = ExchangePosition(Side.LONG, 0.0, 100.0)
+    assert _step(st, _sync(xp, at=NOW + 1), NOW + 1) == Transition(st)
