@@ -415,3 +415,60 @@ def test_a_view_with_no_quantity_on_our_side_is_no_fill_of_our_entry() -> None:
     st = _step(priced(KEY, at=NOW), signal(size=1.0), NOW).state
     xp = ExchangePosition(Side.LONG, 0.0, 100.0)
     assert _step(st, _sync(xp, at=NOW + 1), NOW + 1) == Transition(st)
+
+
+# -- closed on the sync's word while a close of ours was working ---------------------------------
+
+
+def test_a_close_still_working_when_the_syncs_word_closes_the_position_is_looked_up() -> None:
+    """A position closing with the reason ``closed_on_exchange`` (the reason a
+    :class:`CloseRequest` may carry), its close ``ps1c1`` not answered yet; the exchange
+    flat, and nothing heard within ``flat_confirm_s``: closed ``closed_on_exchange``. Its
+    working close is still looked up, as is the next close id (one a restart may have lost),
+    so that a fill of either corrects the close reason; the stop is cancelled, the close's
+    own timers and the position's are cancelled."""
+    st = _step(_protected(), CloseRequest(KEY, CloseReason.CLOSED_ON_EXCHANGE), NOW + 1).state
+    flat = _step(st, _sync(None, at=NOW + 2), NOW + 2)
+    assert flat.effects == (
+        LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),
+        LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),
+        StartTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM), POLICY.flat_confirm_s),
+    )
+    t = _step(flat.state, _fire(TimerKind.FLAT_CONFIRM), NOW + 4)
+    assert t.effects == (
+        CancelTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1s1")),
+        CancelTimer(KEY, TimerId(TimerKind.RETRY, "ps1s1")),
+        CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, ""),
+        CancelTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1c1")),
+        CancelTimer(KEY, TimerId(TimerKind.RETRY, "ps1c1")),
+        CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),
+        CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),
+        CancelTimer(KEY, TimerId(TimerKind.CLOSE_RETRY)),
+        LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),
+        LookupOrder(KEY, "ps1c2", OrderKind.CLOSE),
+    )
+    assert t.commit is not None and t.commit.events == (
+        JournalEvent(
+            1,
+            JournalKind.CANCEL_REQUESTED,
+            Status.CLOSED,
+            Status.CLOSED,
+            NOW + 4,
+            {"client_id": "ps1s1", "why": ""},
+        ),
+        JournalEvent(
+            1,
+            JournalKind.CLOSED,
+            Status.CLOSING,
+            Status.CLOSED,
+            NOW + 4,
+            {"reason": "closed_on_exchange", "via": "sync"},
+        ),
+    )
+    pos = t.state.position
+    assert pos is not None and pos.close_reason is CloseReason.CLOSED_ON_EXCHANGE
+    assert [(o.client_id, o.state) for o in pos.orders] == [
+        ("ps1e1", OrderState.FILLED),
+        ("ps1s1", OrderState.PENDING_CANCEL),
+        ("ps1c1", OrderState.INTENDED),
+    ]
