@@ -472,3 +472,102 @@ def test_a_close_still_working_when_the_syncs_word_closes_the_position_is_looked
         ("ps1s1", OrderState.PENDING_CANCEL),
         ("ps1c1", OrderState.INTENDED),
     ]
+
+
+# -- orphans: resting orders of ours that no open position needs -----------------------------------
+
+
+def _closed_by_its_stop_with_a_close_on_record() -> SymbolState:
+    """Closing on an operator's request, its close ``ps1c1`` accepted; then the stop filled
+    first: closed ``stop_loss``, the close still ``accepted`` on record."""
+    st = _step(_protected(), CloseRequest(KEY), NOW + 1).state
+    accepted = ExchangeOutcome(KEY, CallOp.PLACE, "ps1c1", OrderKind.CLOSE, CallResult.ACCEPTED)
+    st = _step(st, accepted, NOW + 1.5).state
+    hit = OrderUpdate(KEY, "ps1s1", ExchangeStatus.FILLED, 1.0, 90.0, NOW + 2)
+    st = _step(st, hit, NOW + 2).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.CLOSED
+    assert pos.order("ps1c1") is not None and pos.order("ps1c1").state is OrderState.ACCEPTED  # type: ignore[union-attr]
+    return st
+
+
+def test_a_sweep_cancels_orphans_on_record_through_their_record_and_others_once() -> None:
+    """A resting order of ours the ended position no longer needs: one on record is
+    cancelled through its record (``pending_cancel``, journaled ``cancel_requested`` why
+    ``orphan``), one of a position this actor never knew directly, at most once per window;
+    other software's orders are never touched. Every order of the list is looked at: one
+    skipped (on record and pending cancel, or cancelled within the window) does not end
+    the sweep."""
+    st = _closed_by_its_stop_with_a_close_on_record()
+    before = st.position
+    assert before is not None
+    close = ExchangeOrder("ps1c1", "sell", 1.0, False)
+    first = ExchangeOrder("ps9s1", "sell", 1.0, True, 90.0)
+    theirs = ExchangeOrder("web_1", "sell", 1.0, True, 90.0)
+    t = _step(st, _sync(None, close, first, theirs, at=NOW + 3), NOW + 3)
+    assert t.effects == (
+        CancelOrder(KEY, "ps1c1", OrderKind.CLOSE, "orphan"),
+        CancelOrder(KEY, "ps9s1", OrderKind.STOP_LOSS, "orphan"),
+    )
+    assert t.commit is not None and t.commit.events == (
+        JournalEvent(
+            1,
+            JournalKind.CANCEL_REQUESTED,
+            Status.CLOSED,
+            Status.CLOSED,
+            NOW + 3,
+            {"client_id": "ps1c1", "why": "orphan"},
+        ),
+    )
+    pending = replace(before.orders[2], state=OrderState.PENDING_CANCEL)
+    assert before.orders[2].client_id == "ps1c1"
+    assert t.state == replace(
+        st,
+        position=replace(
+            before,
+            orders=(*before.orders[:2], pending),
+            updated_at=NOW + 3,
+            version=before.version + 1,
+        ),
+        orphan_cancels=(("ps9s1", NOW + 3),),
+    )
+    later = ExchangeOrder("ps9s2", "sell", 1.0, True, 90.0)
+    again = _step(t.state, _sync(None, close, first, later, at=NOW + 4), NOW + 4)
+    assert again == Transition(
+        replace(t.state, orphan_cancels=(("ps9s1", NOW + 3), ("ps9s2", NOW + 4))),
+        (CancelOrder(KEY, "ps9s2", OrderKind.STOP_LOSS, "orphan"),),
+    )
+
+
+# -- the stop of a held position and the open-order list ------------------------------------------
+
+
+def test_a_held_position_with_no_stop_on_record_is_left_to_recovery_by_the_sync() -> None:
+    """A filled position with no stop on record (as a recovery may load one; the recovery
+    places its stop): a sync that shows it open with its quantity changes nothing and looks
+    nothing up."""
+    st = _protected()
+    pos = st.position
+    assert pos is not None
+    bare = replace(st, position=replace(pos, orders=pos.orders[:1]))
+    xp = ExchangePosition(Side.LONG, 1.0, 100.0)
+    assert _step(bare, _sync(xp, at=NOW + 10), NOW + 10) == Transition(bare)
+
+
+def test_a_stop_missing_from_the_list_is_looked_up_once_its_grace_from_its_send_passed() -> None:
+    """The grace is counted from the stop's send time, whatever the clock reads (here one
+    that started at 0, the stop sent at 0): missing from the list at ``stop_grace_s`` it is
+    not looked up yet, half a second later it is."""
+    st = _step(priced(KEY, at=0.0), signal(size=1.0), 0.0).state
+    st = _step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 0.0), 0.0).state
+    st = _step(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 0.0), 0.0).state
+    pos = st.position
+    assert pos is not None and pos.status is Status.ACTIVE
+    xp = ExchangePosition(Side.LONG, 1.0, 100.0)
+    grace = POLICY.stop_grace_s
+    assert _step(st, _sync(xp, at=grace), grace) == Transition(st)
+    t = _step(st, _sync(xp, at=grace + 0.5), grace + 0.5)
+    assert t == Transition(
+        replace(st, stop_lookup_at=grace + 0.5),
+        (LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),),
+    )
