@@ -58,14 +58,12 @@ def _step(
     return transition(st, msg, Context(now, policy, next_id))
 
 
-def _sync(
-    xp: ExchangePosition | None, *orders: ExchangeOrder, at: float, adoptable: bool = True
-) -> SyncObservation:
-    return SyncObservation(KEY, xp, orders, at, adoptable)
+def _sync(xp: ExchangePosition | None, *orders: ExchangeOrder, at: float) -> SyncObservation:
+    return SyncObservation(KEY, xp, orders, at)
 
 
-def _fire(kind: TimerKind, cid: str | None = None) -> TimerFired:
-    return TimerFired(KEY, TimerId(kind, cid))
+def _fire(kind: TimerKind) -> TimerFired:
+    return TimerFired(KEY, TimerId(kind))
 
 
 def _filled() -> SymbolState:
