@@ -1333,10 +1333,11 @@ class _Step:
             closes = [o for o in pos.orders if o.kind is OrderKind.CLOSE]
             if any(not o.state.done for o in closes):
                 return  # a close is working: its outcome or lookup resumes the position
-            if pos.close_seq < self.ctx.policy.close_max_attempts:
-                self.event(JournalKind.CLOSE_RETRY, pos.status, why="recovery")
-                self.effects.append(CancelTimer(pos.key, _CLOSE_RETRY))
-                self.send_close()
+            # Retried for ever, as the close_retry timer does (close_max_attempts only marks
+            # the symbol failing): never left closing with nothing sent.
+            self.event(JournalKind.CLOSE_RETRY, pos.status, why="recovery")
+            self.effects.append(CancelTimer(pos.key, _CLOSE_RETRY))
+            self.send_close()
 
     def sync(self, obs: SyncObservation) -> _Step:
         self.sweep_orphans(obs)
