@@ -1694,9 +1694,10 @@ def to_tick(price: float, tick: float | None) -> float:
 def check_entry(sig: OpenSignal, price: float, rules: MarketRules, policy: Policy) -> str | None:
     """Why the market cannot take this entry at mark ``price``, or ``None`` (I10). Pure.
 
-    Sides of the stop and take-profit against the mark, the stop's (and trailing
-    distance's) sanity bound ``policy.max_stop_distance_pct``, the market's price bounds,
-    its quantity step and bounds, its minimum notional and ``policy.max_notional``.
+    Sides of the stop and take-profit against the mark (as sent, then as rounded to the
+    tick), the stop's (and trailing distance's) sanity bound
+    ``policy.max_stop_distance_pct``, the market's price bounds, its quantity step and
+    bounds, its minimum notional and ``policy.max_notional``.
     """
     sides = _sides(sig, price)
     if sides is not None:
@@ -1716,6 +1717,8 @@ def check_entry(sig: OpenSignal, price: float, rules: MarketRules, policy: Polic
         tp = to_tick(sig.take_profit, rules.tick_size)
         if tp <= 0 or (lo is not None and tp < lo) or (hi is not None and tp > hi):
             return "invalid:take_profit_price"
+        if _sides(replace(sig, take_profit=tp), price) is not None:
+            return "invalid:take_profit_side"  # within half a tick of the mark
     size = sig.size
     if rules.step_size is not None and rules.step_size > 0 and not on_step(size, rules.step_size):
         return "invalid:size_step"
