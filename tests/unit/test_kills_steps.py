@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from actors.messages import Message, OrderUpdate
+from actors.messages import MarkPriceTick, Message, OrderUpdate
 from actors.model import ExchangeStatus, Key, OrderKind, OrderState, Status
 from actors.orders import intended_order
 from actors.state import (
@@ -22,7 +22,7 @@ from actors.state import (
     SymbolState,
     Transition,
 )
-from actors.transition import Context, on_step, transition
+from actors.transition import Context, leftovers, on_step, tick_band, transition
 from testkit.world import priced, signal
 
 KEY = Key("main", "BTCUSDT")
@@ -94,3 +94,68 @@ def test_a_quantity_off_its_step_by_exactly_the_tolerance_is_on_the_step() -> No
     assert not on_step(math.nextafter(999_999_999.0, 0.0), 1e9)
     assert on_step(499_999_999.5, 5e8)
     assert not on_step(math.nextafter(499_999_999.5, 0.0), 5e8)
+
+
+# -- an entry's fill reported again after the end --------------------------------------------------
+
+
+def stopped_out() -> SymbolState:
+    """A long of 1 (entry ``ps1e1`` filled at 100) closed by its stop ``ps1s1`` at 90."""
+    st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0, signal_id="s1")).state
+    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1)
+    st = step(st, fill, NOW + 1).state
+    stop = OrderUpdate(KEY, "ps1s1", ExchangeStatus.FILLED, 1.0, 90.0, NOW + 2)
+    return step(st, stop, NOW + 2).state
+
+
+def test_an_entry_fill_off_by_float_noise_after_the_end_is_no_late_fill() -> None:
+    """The entry's fill reported again after its position closed, its quantity off by float
+    noise (1.000000000001 for 1: a cumulative quantity summed from parts) is the fill the
+    position held, not a rest that filled on: the report is recorded on the order and
+    nothing else happens (no ``late_entry_fill``, no sync asked, and no leftover holding the
+    next entry back, :func:`leftovers`)."""
+    st = stopped_out()
+    before = st.position
+    assert before is not None and before.status is Status.CLOSED and leftovers(st) == ()
+    report = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0 + 1e-12, 100.0, NOW + 3)
+    t = step(st, report, NOW + 3)
+    entry = replace(before.orders[0], filled_qty=1.0 + 1e-12, event_time=NOW + 3)
+    written = replace(
+        before,
+        orders=(entry, *before.orders[1:]),
+        version=before.version + 1,
+        updated_at=NOW + 3,
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.ORDER_FACT,
+        Status.CLOSED,
+        Status.CLOSED,
+        NOW + 3,
+        {"client_id": "ps1e1", "state": "filled", "filled": 1.0 + 1e-12, "via": "stream"},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (),
+        Commit(KEY, report, written, before.version, (event,)),
+    )
+    assert leftovers(t.state) == ()
+
+
+# -- the tick band ---------------------------------------------------------------------------------
+
+
+def test_a_protected_status_holding_nothing_parks_every_tick_as_the_handler_ignores_them() -> None:
+    """:func:`tick_band` mirrors :func:`_on_tick`: for a position that holds no quantity
+    (``pending_sl`` with ``qty`` 0, built by hand: no handler writes it) the handler
+    ignores every tick, even one through the unconfirmed stop, so the band is everything
+    and the feed never wakes the actor for it."""
+    st = entry_placed()
+    pos = st.position
+    assert pos is not None and pos.qty == 0.0
+    st = replace(st, position=replace(pos, status=Status.PENDING_SL))
+    assert tick_band(st, POLICY) == (-math.inf, math.inf)
+    tick = MarkPriceTick(KEY, 80.0, NOW + 2, received_at=NOW + 2)
+    assert step(st, tick, NOW + 2) == Transition(
+        replace(st, last_price=80.0, last_price_at=NOW + 2)
+    )
