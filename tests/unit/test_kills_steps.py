@@ -11,11 +11,33 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from actors.messages import MarkPriceTick, Message, OrderUpdate
-from actors.model import ExchangeStatus, Key, OrderKind, OrderState, Status
+from actors.effects import CancelOrder, CancelTimer, FetchMarket
+from actors.messages import (
+    CallResult,
+    CloseRequest,
+    MarketInfo,
+    MarkPriceTick,
+    Message,
+    OrderUpdate,
+    SyncObservation,
+    TimerId,
+    TimerKind,
+)
+from actors.model import (
+    CloseReason,
+    ExchangePosition,
+    ExchangeStatus,
+    Key,
+    MarketRules,
+    OrderKind,
+    OrderState,
+    Side,
+    Status,
+)
 from actors.orders import intended_order
 from actors.state import (
     Commit,
+    ControlOutcome,
     JournalEvent,
     JournalKind,
     Policy,
@@ -158,4 +180,153 @@ def test_a_protected_status_holding_nothing_parks_every_tick_as_the_handler_igno
     tick = MarkPriceTick(KEY, 80.0, NOW + 2, received_at=NOW + 2)
     assert step(st, tick, NOW + 2) == Transition(
         replace(st, last_price=80.0, last_price_at=NOW + 2)
+    )
+
+
+# -- the market's answer ---------------------------------------------------------------------------
+
+
+def test_a_market_answer_clears_an_earlier_failure_so_a_signal_asks_again_at_once() -> None:
+    """A failed FetchMarket makes a signal without a mark wait ``_MARKET_RETRY_S`` (0.5 s)
+    before asking again. An answer that did come back (here a late one, with rules but no
+    usable price) ends that: the failure and the request are forgotten, and the next signal
+    without a mark asks at once instead of waiting out the failure's pause."""
+    st = SymbolState(KEY)
+    asked = step(st, signal(signal_id="m1"))
+    failed = step(asked.state, MarketInfo(KEY, CallResult.UNKNOWN, reason="503"), NOW)
+    assert failed == Transition(replace(asked.state, market_requested=False, market_failed_at=NOW))
+    rules = MarketRules(tick_size=0.1)
+    info = MarketInfo(KEY, CallResult.FOUND, None, rules, at=NOW + 0.1)
+    answered = step(failed.state, info, NOW + 0.1)
+    assert answered == Transition(replace(st, market=rules))
+    again = step(answered.state, signal(signal_id="m1"), NOW + 0.2)
+    assert again == Transition(
+        replace(answered.state, market_requested=True), (FetchMarket(KEY),), deferred=True
+    )
+
+
+# -- the end of a position -------------------------------------------------------------------------
+
+
+def test_the_end_of_a_position_forgets_the_syncs_flat_view_and_its_stop_lookup() -> None:
+    """An active position whose stop the sync looked up (not in the open orders' list) and
+    then saw flat (its orders looked up, the flat confirmation timed): its stop's fill ends
+    it. Both sync marks belong to that position and are cleared with it: a flat view left
+    behind would blind the next position's local stop guard and tick band (a mark through
+    its stop would be ignored), a lookup mark would let an older lookup's "not found"
+    re-place its stop. Pinned whole: the closed position, the timers cancelled, the event."""
+    st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0, signal_id="s1")).state
+    st = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1)).state
+    st = step(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 2)).state
+    open_ = SyncObservation(KEY, ExchangePosition(Side.LONG, 1.0, 100.0), (), NOW + 10)
+    st = step(st, open_, NOW + 10).state
+    st = step(st, SyncObservation(KEY, None, (), NOW + 20), NOW + 20).state
+    assert (st.stop_lookup_at, st.flat_seen_at) == (NOW + 10, NOW + 20)
+    before = st.position
+    assert before is not None and before.status is Status.ACTIVE
+    fill = OrderUpdate(KEY, "ps1s1", ExchangeStatus.FILLED, 1.0, 90.0, NOW + 21)
+    t = step(st, fill, NOW + 21)
+    entry, stop = before.orders
+    written = replace(
+        before,
+        status=Status.CLOSED,
+        close_reason=CloseReason.STOP_LOSS,
+        closed_at=NOW + 21,
+        orders=(
+            entry,
+            replace(
+                stop, state=OrderState.FILLED, filled_qty=1.0, avg_price=90.0, event_time=NOW + 21
+            ),
+        ),
+        version=before.version + 1,
+        updated_at=NOW + 21,
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.CLOSED,
+        Status.ACTIVE,
+        Status.CLOSED,
+        NOW + 21,
+        {"reason": "stop_loss", "via": "stream"},
+    )
+    assert t == Transition(
+        replace(
+            st,
+            position=written,
+            last_closed_at=NOW + 21,
+            flat_seen_at=None,
+            stop_lookup_at=None,
+        ),
+        tuple(
+            CancelTimer(KEY, TimerId(kind))
+            for kind in (TimerKind.SL_DEADLINE, TimerKind.FLAT_CONFIRM, TimerKind.CLOSE_RETRY)
+        ),
+        Commit(KEY, fill, written, before.version, (event,)),
+    )
+
+
+# -- a close before anything filled ----------------------------------------------------------------
+
+
+def test_an_operators_close_before_the_fill_journals_who_asked_and_cancels_the_entry() -> None:
+    """An operator's close (``by``, ``note``, ``request_id``) of a position whose entry rests
+    unfilled: the entry's cancel goes out, the position keeps waiting with the close reason
+    set (a fill meanwhile is protected, then closed), and the journal says who asked, why,
+    and under which request id, as for a close of a filled position."""
+    st = entry_placed()
+    before = st.position
+    assert before is not None
+    req = CloseRequest(KEY, CloseReason.MANUAL, "r-7", "operator", "flatten before the news")
+    t = step(st, req, NOW + 2)
+    written = replace(
+        before, close_reason=CloseReason.MANUAL, version=before.version + 1, updated_at=NOW + 2
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.CLOSE_REQUESTED_UNFILLED,
+        Status.ENTRY_PLACED,
+        Status.ENTRY_PLACED,
+        NOW + 2,
+        {
+            "reason": "manual",
+            "why": "r-7",
+            "by": "operator",
+            "note": "flatten before the news",
+            "request_id": "r-7",
+        },
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (CancelOrder(KEY, "ps1e1", OrderKind.ENTRY),),
+        Commit(KEY, req, written, before.version, (event,)),
+        control=ControlOutcome(KEY, "r-7", "close", "entry_cancel_requested", True, 1),
+    )
+
+
+def test_a_close_after_the_entry_was_reported_done_without_a_fill_cancels_nothing() -> None:
+    """The exchange reported the entry ``filled`` with no quantity (a report whose quantity
+    did not parse is read as 0): the entry is done on our record, the position holds
+    nothing. A close request then only records the close reason: no cancel is sent for an
+    order the exchange says is done (a cancel of it would only be refused)."""
+    st = entry_placed()
+    report = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, math.nan, None, NOW + 2)
+    st = step(st, report, NOW + 2).state
+    before = st.position
+    assert before is not None and before.status is Status.ENTRY_PLACED and before.qty == 0.0
+    assert before.orders[0].state is OrderState.FILLED
+    req = CloseRequest(KEY)
+    t = step(st, req, NOW + 3)
+    written = replace(
+        before, close_reason=CloseReason.MANUAL, version=before.version + 1, updated_at=NOW + 3
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.CLOSE_REQUESTED_UNFILLED,
+        Status.ENTRY_PLACED,
+        Status.ENTRY_PLACED,
+        NOW + 3,
+        {"reason": "manual", "why": "close request"},
+    )
+    assert t == Transition(
+        replace(st, position=written), (), Commit(KEY, req, written, before.version, (event,))
     )
