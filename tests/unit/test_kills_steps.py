@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from actors.effects import CancelOrder, CancelTimer, FetchMarket
+from actors.effects import CancelOrder, CancelTimer, FetchMarket, PlaceOrder
 from actors.messages import (
+    CallOp,
     CallResult,
     CloseRequest,
+    ExchangeOutcome,
     MarketInfo,
     MarkPriceTick,
     Message,
@@ -330,3 +332,155 @@ def test_a_close_after_the_entry_was_reported_done_without_a_fill_cancels_nothin
     assert t == Transition(
         replace(st, position=written), (), Commit(KEY, req, written, before.version, (event,))
     )
+
+
+# -- the stop-loss budget of one unprotected spell -------------------------------------------------
+
+
+def filled() -> SymbolState:
+    """A long of 1 whose entry filled at 100: its first stop ``ps1s1`` went out (a spell
+    began at ``NOW + 1``, one attempt spent)."""
+    st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0, signal_id="s1")).state
+    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1)
+    return step(st, fill, NOW + 1).state
+
+
+def test_a_stop_canceled_before_it_was_confirmed_is_placed_again_until_the_budget_ends() -> None:
+    """A stop the exchange cancels before it was ever confirmed leaves the position
+    unprotected within the same spell: the next stop goes out at once, one more attempt
+    spent (the spell's start kept). When the attempts are spent (``sl_max_attempts``, 3)
+    no further stop goes out: the position is closed at market (the emergency close)."""
+    st = filled()
+    before = st.position
+    assert before is not None and (before.sl_since, before.sl_failures) == (NOW + 1, 1)
+    gone = OrderUpdate(KEY, "ps1s1", ExchangeStatus.CANCELED, 0.0, None, NOW + 2)
+    t = step(st, gone, NOW + 2)
+    entry, s1 = before.orders
+    s2 = intended_order(1, OrderKind.STOP_LOSS, 2, "sell", 1.0, NOW + 2, 90.0)
+    written = replace(
+        before,
+        orders=(entry, replace(s1, state=OrderState.CANCELED, event_time=NOW + 2), s2),
+        stop_seq=2,
+        sl_failures=2,
+        version=before.version + 1,
+        updated_at=NOW + 2,
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.STOP_INTENT,
+        Status.PENDING_SL,
+        Status.PENDING_SL,
+        NOW + 2,
+        {"client_id": "ps1s2", "why": "stop canceled on exchange"},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (PlaceOrder(KEY, 1, s2, close_position=True),),
+        Commit(KEY, gone, written, before.version, (event,)),
+    )
+    st = t.state
+    gone = OrderUpdate(KEY, "ps1s2", ExchangeStatus.CANCELED, 0.0, None, NOW + 3)
+    st = step(st, gone, NOW + 3).state
+    before = st.position
+    assert before is not None and (before.stop_seq, before.sl_failures) == (3, 3)
+    gone = OrderUpdate(KEY, "ps1s3", ExchangeStatus.CANCELED, 0.0, None, NOW + 4)
+    t = step(st, gone, NOW + 4)
+    close = intended_order(1, OrderKind.CLOSE, 1, "sell", 1.0, NOW + 4)
+    written = replace(
+        before,
+        status=Status.CLOSING,
+        close_reason=CloseReason.EMERGENCY,
+        orders=(
+            *before.orders[:3],
+            replace(before.orders[3], state=OrderState.CANCELED, event_time=NOW + 4),
+            close,
+        ),
+        close_seq=1,
+        version=before.version + 1,
+        updated_at=NOW + 4,
+    )
+    events = (
+        JournalEvent(
+            1,
+            JournalKind.STOP_FAILED,
+            Status.PENDING_SL,
+            Status.PENDING_SL,
+            NOW + 4,
+            {"why": "3 attempts", "failures": 3},
+        ),
+        JournalEvent(
+            1,
+            JournalKind.CLOSING,
+            Status.PENDING_SL,
+            Status.CLOSING,
+            NOW + 4,
+            {"reason": "emergency", "why": "stop-loss not placed: 3 attempts"},
+        ),
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (PlaceOrder(KEY, 1, close, reduce_only=True),),
+        Commit(KEY, gone, written, before.version, events),
+    )
+
+
+# -- which resting orders the position still needs -------------------------------------------------
+
+
+def test_a_replaced_stop_that_lands_after_all_is_cancelled_again() -> None:
+    """A trailing move: the new stop ``ps1s2`` rests, so the old ``ps1s1`` is cancelled; the
+    exchange says it is not open, and its lookup finds nothing (``not_found``: a placement
+    still in flight may yet land). Then it is reported resting after all: a newer stop
+    rests, so nothing needs it, and it is cancelled at once, or it would stay behind to
+    close (or reverse) a later position (I9)."""
+    st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0, trailing=5.0, signal_id="s1")).state
+    for msg, at in (
+        (OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1), NOW + 1),
+        (OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 2), NOW + 2),
+        (MarkPriceTick(KEY, 110.0, NOW + 3, received_at=NOW + 3), NOW + 3),
+        (OrderUpdate(KEY, "ps1s2", ExchangeStatus.NEW, 0.0, None, NOW + 4), NOW + 4),
+        (_answer(CallOp.CANCEL, "ps1s1"), NOW + 5),
+        (_answer(CallOp.LOOKUP, "ps1s1"), NOW + 6),
+    ):
+        st = step(st, msg, at).state
+    before = st.position
+    assert before is not None and before.status is Status.ACTIVE
+    assert [(o.client_id, o.state) for o in before.orders[1:]] == [
+        ("ps1s1", OrderState.NOT_FOUND),
+        ("ps1s2", OrderState.ACCEPTED),
+    ]
+    late = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 7, "x1")
+    t = step(st, late, NOW + 7)
+    entry, s1, s2 = before.orders
+    s1 = replace(s1, state=OrderState.PENDING_CANCEL, exchange_id="x1", event_time=NOW + 7)
+    written = replace(
+        before, orders=(entry, s1, s2), version=before.version + 1, updated_at=NOW + 7
+    )
+    events = (
+        JournalEvent(
+            1,
+            JournalKind.ORDER_FACT,
+            Status.ACTIVE,
+            Status.ACTIVE,
+            NOW + 7,
+            {"client_id": "ps1s1", "state": "accepted", "filled": 0.0, "via": "stream"},
+        ),
+        JournalEvent(
+            1,
+            JournalKind.CANCEL_REQUESTED,
+            Status.ACTIVE,
+            Status.ACTIVE,
+            NOW + 7,
+            {"client_id": "ps1s1", "why": "not needed"},
+        ),
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "not needed"),),
+        Commit(KEY, late, written, before.version, events),
+    )
+
+
+def _answer(op: CallOp, cid: str) -> ExchangeOutcome:
+    """The exchange's "not found" to a call on the stop ``cid``."""
+    return ExchangeOutcome(KEY, op, cid, OrderKind.STOP_LOSS, CallResult.NOT_FOUND)
