@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from actors.effects import CancelOrder, CancelTimer, FetchMarket, PlaceOrder
+from actors.effects import CancelOrder, CancelTimer, FetchMarket, PlaceOrder, StartTimer
 from actors.messages import (
     CallOp,
     CallResult,
@@ -484,3 +484,58 @@ def test_a_replaced_stop_that_lands_after_all_is_cancelled_again() -> None:
 def _answer(op: CallOp, cid: str) -> ExchangeOutcome:
     """The exchange's "not found" to a call on the stop ``cid``."""
     return ExchangeOutcome(KEY, op, cid, OrderKind.STOP_LOSS, CallResult.NOT_FOUND)
+
+
+def test_a_spell_that_begins_after_an_uncovered_resend_starts_with_a_fresh_budget() -> None:
+    """A trailing move ``ps1s2`` is in doubt (its placement unanswered) when the older stop
+    ``ps1s1`` it was to replace vanishes; the lookup finds no ``ps1s2``, so it is sent
+    again, an attempt counted (nothing covers the position any more), though no spell was
+    begun (no stop-loss deadline runs in that stretch). When the
+    exchange then cancels ``ps1s2``, a stop goes out at once and begins the unprotected
+    spell: its deadline is timed and its budget starts afresh (one attempt spent, this
+    one), not from the attempts counted before the spell."""
+    st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0, trailing=5.0, signal_id="s1")).state
+    unknown = ExchangeOutcome(
+        KEY, CallOp.PLACE, "ps1s2", OrderKind.STOP_LOSS, CallResult.UNKNOWN, "timeout"
+    )
+    for msg, at in (
+        (OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1), NOW + 1),
+        (OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 2), NOW + 2),
+        (MarkPriceTick(KEY, 110.0, NOW + 3, received_at=NOW + 3), NOW + 3),
+        (unknown, NOW + 4),
+        (OrderUpdate(KEY, "ps1s1", ExchangeStatus.CANCELED, 0.0, None, NOW + 5), NOW + 5),
+        (_answer(CallOp.LOOKUP, "ps1s2"), NOW + 6),
+    ):
+        st = step(st, msg, at).state
+    before = st.position
+    assert before is not None and before.status is Status.ACTIVE
+    assert (before.sl_since, before.sl_failures, before.stop_seq) == (None, 1, 2)
+    gone = OrderUpdate(KEY, "ps1s2", ExchangeStatus.CANCELED, 0.0, None, NOW + 7)
+    t = step(st, gone, NOW + 7)
+    entry, s1, s2 = before.orders
+    s3 = intended_order(1, OrderKind.STOP_LOSS, 3, "sell", 1.0, NOW + 7, 105.0)
+    written = replace(
+        before,
+        orders=(entry, s1, replace(s2, state=OrderState.CANCELED, event_time=NOW + 7), s3),
+        stop_seq=3,
+        sl_since=NOW + 7,
+        sl_failures=1,
+        version=before.version + 1,
+        updated_at=NOW + 7,
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.STOP_INTENT,
+        Status.ACTIVE,
+        Status.ACTIVE,
+        NOW + 7,
+        {"client_id": "ps1s3", "why": "stop canceled on exchange"},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (
+            StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s),
+            PlaceOrder(KEY, 1, s3, close_position=True),
+        ),
+        Commit(KEY, gone, written, before.version, (event,)),
+    )
