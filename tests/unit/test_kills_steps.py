@@ -136,8 +136,9 @@ def test_an_entry_fill_off_by_float_noise_after_the_end_is_no_late_fill() -> Non
     """The entry's fill reported again after its position closed, its quantity off by float
     noise (1.000000000001 for 1: a cumulative quantity summed from parts) is the fill the
     position held, not a rest that filled on: the report is recorded on the order and
-    nothing else happens (no ``late_entry_fill``, no sync asked, and no leftover holding the
-    next entry back, :func:`leftovers`)."""
+    nothing else happens (no ``late_entry_fill``, no sync asked, no leftover holding the
+    next entry back, :func:`leftovers`; and the close time stays the stop's: a report
+    after the end does not restart the re-entry cooldown)."""
     st = stopped_out()
     before = st.position
     assert before is not None and before.status is Status.CLOSED and leftovers(st) == ()
