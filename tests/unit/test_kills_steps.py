@@ -20,6 +20,7 @@ from actors.messages import (
     MarketInfo,
     MarkPriceTick,
     Message,
+    OpenSignal,
     OrderUpdate,
     SyncObservation,
     TimerId,
@@ -43,10 +44,20 @@ from actors.state import (
     JournalEvent,
     JournalKind,
     Policy,
+    Reentry,
+    SignalOutcome,
+    SignalRecord,
     SymbolState,
     Transition,
 )
-from actors.transition import Context, leftovers, on_step, tick_band, transition
+from actors.transition import (
+    Context,
+    check_entry,
+    leftovers,
+    on_step,
+    tick_band,
+    transition,
+)
 from testkit.world import priced, signal
 
 KEY = Key("main", "BTCUSDT")
@@ -540,3 +551,118 @@ def test_a_spell_that_begins_after_an_uncovered_resend_starts_with_a_fresh_budge
         ),
         Commit(KEY, gone, written, before.version, (event,)),
     )
+
+
+# -- refusals of a signal --------------------------------------------------------------------------
+
+
+def closed_with_a_stop_resting() -> SymbolState:
+    """Closed by an operator's close at ``NOW + 3``; the cancel of its stop ``ps1s1`` is
+    not confirmed yet (a leftover: no new entry may go out, I9)."""
+    st = filled()
+    for msg, at in (
+        (OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 2), NOW + 2),
+        (CloseRequest(KEY), NOW + 2),
+        (OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 1.0, 101.0, NOW + 3), NOW + 3),
+    ):
+        st = step(st, msg, at).state
+    assert st.position is not None and st.position.status is Status.CLOSED
+    assert [o.client_id for o in leftovers(st)] == ["ps1s1"]
+    return st
+
+
+def test_each_refusal_of_a_signal_is_written_with_its_outcome_and_reason() -> None:
+    """A refused signal is one commit holding only its record (no position, nothing
+    expected of a position's version, no journal event): outcome ``rejected`` for a paused
+    symbol, for ``reentry = never`` after a position, and for the orders of the last
+    position still pending at the shell's last offer (``give_up``). A final refusal is
+    remembered (a replay of the id gets it), a transient one (``paused``, orders pending)
+    is not: the same id may succeed later."""
+    at = NOW + 100
+
+    def refused(
+        st: SymbolState, reason: str, policy: Policy = POLICY, *, give_up: bool = False
+    ) -> None:
+        sig = signal(size=1.0, stop=90.0, signal_id="r1")
+        st = replace(st, last_price_at=at)
+        t = transition(st, sig, Context(at, policy, 2, give_up=give_up))
+        rec = SignalRecord(KEY, "r1", "sniper", SignalOutcome.REJECTED, reason, at)
+        after = st if rec.retry else replace(st, decided=(*st.decided, rec))
+        assert t == Transition(after, commit=Commit(KEY, sig, None, 0, (), rec), signal=rec)
+        assert rec.retry is (reason != "never_again")
+
+    refused(replace(priced(KEY, at=NOW), paused=True), "paused")
+    never = replace(POLICY, reentry=Reentry.NEVER)
+    refused(replace(priced(KEY, at=NOW), bought=True), "never_again", never)
+    refused(closed_with_a_stop_resting(), "previous_orders_pending", give_up=True)
+
+
+# -- what the market takes, at its edges -----------------------------------------------------------
+
+
+def test_the_market_checks_of_an_entry_at_their_exact_edges() -> None:
+    """:func:`check_entry` at each bound, exactly on it and just past it: the stop's and the
+    trailing distance's sanity bound (half the mark by default) and the market's price
+    bounds are inclusive, and so are the quantity bounds (with their 1e-9 tolerance) and
+    the notional bounds; a stop or take-profit is checked at the price it would be placed
+    at (rounded to the tick: one that rounds to 0 or past a bound is refused, one that
+    rounds onto a bound is taken); prices under 1 are prices like others; a step of 0 is
+    no step."""
+    long_ = signal(size=1.0, stop=90.0, signal_id="c1")
+    short = signal(side=Side.SHORT, size=1.0, stop=110.0, signal_id="c2")
+    none = MarketRules()
+
+    def check(sig: OpenSignal, rules: MarketRules = none, **changes: object) -> str | None:
+        return check_entry(replace(sig, **changes), 100.0, rules, POLICY)  # type: ignore[arg-type]
+
+    # The stop's distance from the mark and the trailing distance: at most half the mark.
+    assert check(long_, stop_loss=50.0) is None
+    assert check(long_, stop_loss=49.0) == "invalid:stop_distance"
+    assert check(long_, trailing_distance=50.0) is None
+    assert check(long_, trailing_distance=50.5) == "invalid:trailing_distance"
+    # The market's price bounds, for the stop and the take-profit.
+    bounds = MarketRules(min_price=90.0, max_price=110.0)
+    assert check(long_, bounds) is None
+    assert check(long_, bounds, stop_loss=89.5) == "invalid:stop_price"
+    assert check(short, bounds) is None
+    assert check(short, bounds, stop_loss=110.5) == "invalid:stop_price"
+    assert check(long_, bounds, take_profit=110.0) is None
+    assert check(long_, bounds, take_profit=110.5) == "invalid:take_profit_price"
+    assert check(short, bounds, take_profit=90.0) is None
+    assert check(short, bounds, take_profit=89.5) == "invalid:take_profit_price"
+    # Rounded to the tick first: onto a bound is taken, to 0 is refused.
+    ticked = MarketRules(tick_size=10.0, max_price=200.0)
+    assert check(long_, ticked, take_profit=204.0) is None
+    assert check(long_, ticked, take_profit=206.0) == "invalid:take_profit_price"
+    assert check(short, MarketRules(tick_size=10.0), take_profit=4.0) == (
+        "invalid:take_profit_price"
+    )
+    assert check(long_, MarketRules(tick_size=10.0), stop_loss=54.0) is None
+    assert check_entry(replace(long_, stop_loss=0.4), 0.5, MarketRules(tick_size=1.0), POLICY) == (
+        "invalid:stop_price"
+    )
+    # Prices under 1.
+    cheap = replace(long_, stop_loss=0.9, take_profit=1.05)
+    assert check_entry(cheap, 1.0, none, POLICY) is None
+    cheap_short = replace(short, stop_loss=1.1, take_profit=0.95)
+    assert check_entry(cheap_short, 1.0, none, POLICY) is None
+    # A step of 0 is no step.
+    assert check(long_, MarketRules(step_size=0.0), size=0.123) is None
+    # The quantity bounds, with their relative tolerance, inclusive.
+    low = 2.0 * (1 - 1e-9)
+    assert check(long_, MarketRules(min_qty=2.0), size=low) is None
+    assert check(long_, MarketRules(min_qty=2.0), size=math.nextafter(low, 0.0)) == (
+        "invalid:min_qty"
+    )
+    high = 2.0 * (1 + 1e-9)
+    assert check(long_, MarketRules(max_qty=2.0), size=2.0) is None
+    assert check(long_, MarketRules(max_qty=2.0), size=high) is None
+    assert check(long_, MarketRules(max_qty=2.0), size=math.nextafter(high, 3.0)) == (
+        "invalid:max_qty"
+    )
+    # The notional bounds (size times the mark), inclusive.
+    assert check(long_, MarketRules(min_notional=100.0)) is None
+    assert check(long_, MarketRules(min_notional=100.5)) == "invalid:min_notional"
+    capped = replace(POLICY, max_notional=100.0)
+    assert check_entry(long_, 100.0, none, capped) is None
+    assert check_entry(long_, 100.5, none, capped) == "max_notional"
