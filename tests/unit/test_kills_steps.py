@@ -666,3 +666,50 @@ def test_the_market_checks_of_an_entry_at_their_exact_edges() -> None:
     capped = replace(POLICY, max_notional=100.0)
     assert check_entry(long_, 100.0, none, capped) is None
     assert check_entry(long_, 100.5, none, capped) == "max_notional"
+
+
+# -- ticks -----------------------------------------------------------------------------------------
+
+
+def active_trailing(side: Side, stop: float, distance: float) -> SymbolState:
+    """A position of 1 opened at 100 with a trailing distance, its stop ``ps1s1``
+    confirmed (``active``), no best mark remembered yet."""
+    sig = signal(side=side, size=1.0, stop=stop, trailing=distance, signal_id="t1")
+    st = step(priced(KEY, at=NOW), sig).state
+    for msg, at in (
+        (OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1), NOW + 1),
+        (OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 2), NOW + 2),
+    ):
+        st = step(st, msg, at).state
+    assert st.position is not None and st.position.status is Status.ACTIVE
+    assert st.position.best_price is None
+    return st
+
+
+def test_a_short_trailing_stop_moves_only_beyond_one_whole_step() -> None:
+    """A short with its stop at 110 and a trailing distance of 4 (a step of 2, half the
+    distance): a low of 104 puts the ideal stop at 108, exactly one step below the placed
+    one, which is not yet a move (the stop moves by more than a step, as on the long
+    side): the low is remembered in memory only, nothing is written or sent."""
+    st = active_trailing(Side.SHORT, 110.0, 4.0)
+    pos = st.position
+    assert pos is not None
+    tick = MarkPriceTick(KEY, 104.0, NOW + 3, received_at=NOW + 3)
+    t = step(st, tick, NOW + 3)
+    assert t == Transition(
+        replace(
+            st, position=replace(pos, best_price=104.0), last_price=104.0, last_price_at=NOW + 3
+        )
+    )
+
+
+def test_a_closing_position_follows_no_mark_at_all() -> None:
+    """Once closing (an operator's close in flight), a trailing position's ticks change
+    nothing but the last mark: no best price is remembered, no guard or stop move is
+    looked at (its stop stays until the close fills)."""
+    st = active_trailing(Side.LONG, 90.0, 5.0)
+    st = step(st, CloseRequest(KEY), NOW + 3).state
+    assert st.position is not None and st.position.status is Status.CLOSING
+    tick = MarkPriceTick(KEY, 120.0, NOW + 4, received_at=NOW + 4)
+    t = step(st, tick, NOW + 4)
+    assert t == Transition(replace(st, last_price=120.0, last_price_at=NOW + 4))
