@@ -44,6 +44,7 @@ from actors.state import (
     JournalEvent,
     JournalKind,
     Policy,
+    Position,
     Reentry,
     SignalOutcome,
     SignalRecord,
@@ -57,6 +58,7 @@ from actors.transition import (
     on_step,
     tick_band,
     transition,
+    validate_signal,
 )
 from testkit.world import priced, signal
 
@@ -713,3 +715,49 @@ def test_a_closing_position_follows_no_mark_at_all() -> None:
     tick = MarkPriceTick(KEY, 120.0, NOW + 4, received_at=NOW + 4)
     t = step(st, tick, NOW + 4)
     assert t == Transition(replace(st, last_price=120.0, last_price_at=NOW + 4))
+
+
+# -- an accepted signal, and a signal on its own ---------------------------------------------------
+
+
+def test_an_accepted_short_without_a_take_profit_is_written_and_sent_whole() -> None:
+    """Accepted on a market with a tick: one new row (expected version 0) in
+    ``pending_entry``, its stop on the tick, no take-profit (none asked: nothing to round),
+    one ``entry_intent`` event, the accepted record remembered, and its entry order sent
+    for that position (the worker reports its outcome against the position's id)."""
+    st = priced(KEY, at=NOW, rules=MarketRules(tick_size=0.5))
+    sig = signal(side=Side.SHORT, size=1.0, stop=110.3, signal_id="a1")
+    t = transition(st, sig, Context(NOW, POLICY, 7))
+    entry = intended_order(7, OrderKind.ENTRY, 1, "sell", 1.0, NOW)
+    pos = Position(
+        id=7,
+        key=KEY,
+        side=Side.SHORT,
+        status=Status.PENDING_ENTRY,
+        source="sniper",
+        requested_qty=1.0,
+        stop_price=110.5,
+        created_at=NOW,
+        updated_at=NOW,
+        signal_id="a1",
+        orders=(entry,),
+        version=1,
+    )
+    rec = SignalRecord(KEY, "a1", "sniper", SignalOutcome.ACCEPTED, "", NOW, 7)
+    event = JournalEvent(7, JournalKind.ENTRY_INTENT, None, Status.PENDING_ENTRY, NOW, {})
+    assert t == Transition(
+        replace(st, position=pos, decided=(rec,)),
+        (PlaceOrder(KEY, 7, entry),),
+        Commit(KEY, sig, pos, 0, (event,), rec),
+        rec,
+    )
+
+
+def test_a_take_profit_at_the_stop_is_on_the_wrong_side_even_without_a_mark() -> None:
+    """On its own (the feed's check, with no mark price), a signal whose take-profit equals
+    its stop is refused ``invalid:take_profit_side`` on either side: it must lie beyond the
+    stop in the winning direction, strictly."""
+    for side in (Side.LONG, Side.SHORT):
+        sig = signal(side=side, size=1.0, stop=100.0, tp=100.0, signal_id="v1")
+        assert validate_signal(sig, None, POLICY) == "invalid:take_profit_side"
+    assert validate_signal(signal(size=1.0, stop=100.0, tp=100.5), None, POLICY) is None
