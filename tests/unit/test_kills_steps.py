@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import pytest
+
 from actors.effects import CancelOrder, CancelTimer, FetchMarket, PlaceOrder, StartTimer
 from actors.messages import (
     CallOp,
@@ -761,3 +763,47 @@ def test_a_take_profit_at_the_stop_is_on_the_wrong_side_even_without_a_mark() ->
         sig = signal(side=side, size=1.0, stop=100.0, tp=100.0, signal_id="v1")
         assert validate_signal(sig, None, POLICY) == "invalid:take_profit_side"
     assert validate_signal(signal(size=1.0, stop=100.0, tp=100.5), None, POLICY) is None
+
+
+def test_a_trailing_stop_catches_up_with_the_best_mark_seen_before_it_was_confirmed() -> None:
+    """A long at 100, stop 90, trailing 5: the mark reached 110 while its stop was not
+    confirmed yet (``pending_sl``: nothing moves then, the high is remembered). Once the
+    stop rests, the stop follows that high: the tick band wakes the actor on any tick, and
+    the first tick, even one lower than the high, moves the stop to 105 (110 - 5). Before,
+    the stop stayed at 90 until the mark made a new high, so a fall from 110 was stopped
+    15 lower than the trailing distance promises."""
+    st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0, trailing=5.0, signal_id="t1")).state
+    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1)
+    st = step(st, fill, NOW + 1).state
+    st = step(st, MarkPriceTick(KEY, 110.0, NOW + 2, received_at=NOW + 2), NOW + 2).state
+    st = step(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 3), NOW + 3).state
+    before = st.position
+    assert before is not None and before.status is Status.ACTIVE
+    assert (before.stop_price, before.best_price) == (90.0, 110.0)
+    assert tick_band(st, POLICY) == (math.inf, -math.inf)
+    tick = MarkPriceTick(KEY, 108.0, NOW + 4, received_at=NOW + 4)
+    t = step(st, tick, NOW + 4)
+    s2 = intended_order(1, OrderKind.STOP_LOSS, 2, "sell", 1.0, NOW + 4, 105.0)
+    written = replace(
+        before,
+        stop_price=105.0,
+        best_price=110.0,
+        orders=(*before.orders, s2),
+        stop_seq=2,
+        version=before.version + 1,
+        updated_at=NOW + 4,
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.STOP_INTENT,
+        Status.ACTIVE,
+        Status.ACTIVE,
+        NOW + 4,
+        {"client_id": "ps1s2", "why": "trailing to 105"},
+    )
+    assert t == Transition(
+        replace(st, position=written, last_price=108.0, last_price_at=NOW + 4),
+        (PlaceOrder(KEY, 1, s2, close_position=True),),
+        Commit(KEY, tick, written, before.version, (event,)),
+    )
+    assert tick_band(t.state, POLICY)[1] == pytest.approx(105.0 + 2.5 + 5.0)
