@@ -807,3 +807,50 @@ def test_a_trailing_stop_catches_up_with_the_best_mark_seen_before_it_was_confir
         Commit(KEY, tick, written, before.version, (event,)),
     )
     assert tick_band(t.state, POLICY)[1] == pytest.approx(105.0 + 2.5 + 5.0)
+
+
+def test_a_short_trailing_stop_catches_up_with_the_low_seen_before_it_was_confirmed() -> None:
+    """The short side of the catch-up: a short at 100, stop 110, trailing 5, whose mark fell
+    to 90 before its stop rested. Once it rests any tick wakes the actor, and the first one
+    (92, above the low) moves the stop to 95 (90 + 5); after the move the band is the next
+    step's again (a low under 95 - 2.5 - 5 wakes it)."""
+    sig = signal(side=Side.SHORT, size=1.0, stop=110.0, trailing=5.0, signal_id="t2")
+    st = step(priced(KEY, at=NOW), sig).state
+    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1)
+    st = step(st, fill, NOW + 1).state
+    st = step(st, MarkPriceTick(KEY, 90.0, NOW + 2, received_at=NOW + 2), NOW + 2).state
+    assert tick_band(st, POLICY)[0] == -math.inf  # pending_sl: nothing moves yet
+    st = step(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 3), NOW + 3).state
+    assert tick_band(st, POLICY) == (math.inf, -math.inf)
+    t = step(st, MarkPriceTick(KEY, 92.0, NOW + 4, received_at=NOW + 4), NOW + 4)
+    pos = t.state.position
+    assert pos is not None and (pos.stop_price, pos.best_price, pos.stop_seq) == (95.0, 90.0, 2)
+    s2 = intended_order(1, OrderKind.STOP_LOSS, 2, "buy", 1.0, NOW + 4, 95.0)
+    assert t.effects == (PlaceOrder(KEY, 1, s2, close_position=True),)
+    assert tick_band(t.state, POLICY)[0] == pytest.approx(95.0 - 2.5 - 5.0)
+
+
+def test_a_best_mark_exactly_one_step_ahead_is_no_move_due() -> None:
+    """The catch-up's edge, on both sides: a best mark that puts the ideal stop exactly one
+    step (2.5) beyond the placed one moves nothing (a move needs more than a step), so the
+    band stays the next step's, and a tick short of the best changes nothing."""
+    for side, stop, extreme, quiet_at in (
+        (Side.LONG, 90.0, 97.5, 96.0),
+        (Side.SHORT, 110.0, 102.5, 104.0),
+    ):
+        sig = signal(side=side, size=1.0, stop=stop, trailing=5.0, signal_id="t3")
+        st = step(priced(KEY, at=NOW), sig).state
+        fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1)
+        st = step(st, fill, NOW + 1).state
+        st = step(st, MarkPriceTick(KEY, extreme, NOW + 2, received_at=NOW + 2), NOW + 2).state
+        rests = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 3)
+        st = step(st, rests, NOW + 3).state
+        lo, hi = tick_band(st, POLICY)
+        if side is Side.LONG:
+            assert lo == -math.inf and hi == pytest.approx(extreme)
+        else:
+            assert lo == pytest.approx(extreme) and hi == math.inf
+        quiet = MarkPriceTick(KEY, quiet_at, NOW + 4, received_at=NOW + 4)
+        assert step(st, quiet, NOW + 4) == Transition(
+            replace(st, last_price=quiet_at, last_price_at=NOW + 4)
+        )
