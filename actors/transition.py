@@ -338,12 +338,15 @@ def _on_tick(state: SymbolState, tick: MarkPriceTick, ctx: Context) -> Transitio
     if pos.trailing_distance is not None:
         prev = pos.best_price
         improved = prev is None or (best > prev if long else best < prev)
+        # The stop follows the best mark since the fill: also one seen while the stop was
+        # not confirmed yet (pending_sl, when nothing moves), on the first tick once it is.
+        top = best if improved or prev is None else prev
+        new_stop = top - pos.trailing_distance if long else top + pos.trailing_distance
+        step = _trailing_step(pos, ctx.policy)
+        moves = new_stop > pos.stop_price + step if long else new_stop < pos.stop_price - step
+        if moves and pos.status is Status.ACTIVE:
+            return _Step(st, tick, ctx).move_stop(new_stop, top).done()
         if improved:
-            new_stop = best - pos.trailing_distance if long else best + pos.trailing_distance
-            step = _trailing_step(pos, ctx.policy)
-            moves = new_stop > pos.stop_price + step if long else new_stop < pos.stop_price - step
-            if moves and pos.status is Status.ACTIVE:
-                return _Step(st, tick, ctx).move_stop(new_stop, best).done()
             # Remember the extreme in memory only: nothing durable changed.
             return Transition(replace(st, position=replace(pos, best_price=best)))
     return Transition(st)
@@ -1835,6 +1838,13 @@ def tick_band(state: SymbolState, policy: Policy) -> tuple[float, float]:
             lo = max(lo, pos.take_profit)
     if pos.trailing_distance is not None and pos.status is Status.ACTIVE:
         step = _trailing_step(pos, policy)
+        best = pos.best_price
+        if best is not None and (
+            best - pos.trailing_distance > pos.stop_price + step
+            if long
+            else best + pos.trailing_distance < pos.stop_price - step
+        ):
+            return (math.inf, -math.inf)  # the best seen already moves the stop: any tick does
         if long:
             hi = min(hi, pos.stop_price + step + pos.trailing_distance)
         else:
