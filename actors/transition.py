@@ -840,7 +840,11 @@ class _Step:
                 ):
                     self.cancel(o, "replaced")
             return
-        if not is_current or pos.status is Status.CLOSING:
+        if pos.status is Status.CLOSING:
+            return
+        if not is_current:
+            if was is OrderState.ACCEPTED and order.state.done and not self.covered(placing=True):
+                self.cover_lost(order)
             return
         if order.state is OrderState.CANCELED:
             # Our resting stop vanished (canceled on the exchange): protect again.
@@ -869,6 +873,21 @@ class _Step:
                 delay *= 2.0 ** min(order.attempts, 6)
             retry = TimerId(TimerKind.RETRY, order.client_id)
             self.effects.append(StartTimer(pos.key, retry, delay))
+
+    def cover_lost(self, order: OrderRecord) -> None:
+        """The confirmed stop that protected the position during a trailing move is gone
+        (``order``, not the newest) while its successor is not confirmed: refused at
+        trigger, the price crossed it and nothing closed the position: closed at market;
+        cancelled (by hand, by the exchange): an unprotected spell starts, with its
+        deadline (I5), as the successor's lookup or resend may take long."""
+        pos = self.pos
+        assert pos is not None
+        if order.state is OrderState.REJECTED:
+            self.event(JournalKind.STOP_REJECTED_AT_TRIGGER, pos.status, client_id=order.client_id)
+            self.start_close(CloseReason.STOP_LOSS, "stop rejected at trigger")
+        elif pos.sl_since is None:
+            self.pos = replace(pos, sl_since=self.now, sl_failures=0)
+            self.effects.append(StartTimer(pos.key, _SL_DEADLINE, self.ctx.policy.sl_deadline_s))
 
     def close_fact(self, order: OrderRecord, source: str) -> None:
         pos = self.pos

@@ -502,14 +502,13 @@ def _answer(op: CallOp, cid: str) -> ExchangeOutcome:
     return ExchangeOutcome(KEY, op, cid, OrderKind.STOP_LOSS, CallResult.NOT_FOUND)
 
 
-def test_a_spell_that_begins_after_an_uncovered_resend_starts_with_a_fresh_budget() -> None:
+def test_the_old_stop_vanishing_during_a_trailing_move_starts_the_timed_spell() -> None:
     """A trailing move ``ps1s2`` is in doubt (its placement unanswered) when the older stop
-    ``ps1s1`` it was to replace vanishes; the lookup finds no ``ps1s2``, so it is sent
-    again, an attempt counted (nothing covers the position any more), though no spell was
-    begun (no stop-loss deadline runs in that stretch). When the
-    exchange then cancels ``ps1s2``, a stop goes out at once and begins the unprotected
-    spell: its deadline is timed and its budget starts afresh (one attempt spent, this
-    one), not from the attempts counted before the spell."""
+    ``ps1s1``, the one that protected meanwhile, is cancelled on the exchange: nothing
+    rests any more, so an unprotected spell begins there and then, with its deadline (I5),
+    whatever the lookup of ``ps1s2`` takes. The lookup finds no ``ps1s2``: it is sent
+    again, one attempt of that spell. When the exchange then cancels ``ps1s2`` too, a stop
+    goes out at once within the same spell (its budget goes on, no second deadline)."""
     st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0, trailing=5.0, signal_id="s1")).state
     unknown = ExchangeOutcome(
         KEY, CallOp.PLACE, "ps1s2", OrderKind.STOP_LOSS, CallResult.UNKNOWN, "timeout"
@@ -519,13 +518,17 @@ def test_a_spell_that_begins_after_an_uncovered_resend_starts_with_a_fresh_budge
         (OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 2), NOW + 2),
         (MarkPriceTick(KEY, 110.0, NOW + 3, received_at=NOW + 3), NOW + 3),
         (unknown, NOW + 4),
-        (OrderUpdate(KEY, "ps1s1", ExchangeStatus.CANCELED, 0.0, None, NOW + 5), NOW + 5),
-        (_answer(CallOp.LOOKUP, "ps1s2"), NOW + 6),
     ):
         st = step(st, msg, at).state
+    vanished = OrderUpdate(KEY, "ps1s1", ExchangeStatus.CANCELED, 0.0, None, NOW + 5)
+    t = step(st, vanished, NOW + 5)
+    assert t.effects == (StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s),)
+    assert t.commit is not None and t.state.position is not None
+    assert (t.state.position.sl_since, t.state.position.sl_failures) == (NOW + 5, 0)
+    st = step(t.state, _answer(CallOp.LOOKUP, "ps1s2"), NOW + 6).state
     before = st.position
     assert before is not None and before.status is Status.ACTIVE
-    assert (before.sl_since, before.sl_failures, before.stop_seq) == (None, 1, 2)
+    assert (before.sl_since, before.sl_failures, before.stop_seq) == (NOW + 5, 1, 2)
     gone = OrderUpdate(KEY, "ps1s2", ExchangeStatus.CANCELED, 0.0, None, NOW + 7)
     t = step(st, gone, NOW + 7)
     entry, s1, s2 = before.orders
@@ -534,8 +537,8 @@ def test_a_spell_that_begins_after_an_uncovered_resend_starts_with_a_fresh_budge
         before,
         orders=(entry, s1, replace(s2, state=OrderState.CANCELED, event_time=NOW + 7), s3),
         stop_seq=3,
-        sl_since=NOW + 7,
-        sl_failures=1,
+        sl_since=NOW + 5,
+        sl_failures=2,
         version=before.version + 1,
         updated_at=NOW + 7,
     )
@@ -549,12 +552,38 @@ def test_a_spell_that_begins_after_an_uncovered_resend_starts_with_a_fresh_budge
     )
     assert t == Transition(
         replace(st, position=written),
-        (
-            StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s),
-            PlaceOrder(KEY, 1, s3, close_position=True),
-        ),
+        (PlaceOrder(KEY, 1, s3, close_position=True),),
         Commit(KEY, gone, written, before.version, (event,)),
     )
+
+
+def test_the_old_stop_refused_at_trigger_during_a_trailing_move_closes_at_market() -> None:
+    """The older stop ``ps1s1`` protected while the trailing move ``ps1s2`` is in doubt;
+    it triggers and its market order is refused: the price crossed it and nothing closed
+    the position. Closed at market at once (reason stop_loss), as for the newest stop."""
+    st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0, trailing=5.0, signal_id="s1")).state
+    unknown = ExchangeOutcome(
+        KEY, CallOp.PLACE, "ps1s2", OrderKind.STOP_LOSS, CallResult.UNKNOWN, "timeout"
+    )
+    for msg, at in (
+        (OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1), NOW + 1),
+        (OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 2), NOW + 2),
+        (MarkPriceTick(KEY, 110.0, NOW + 3, received_at=NOW + 3), NOW + 3),
+        (unknown, NOW + 4),
+    ):
+        st = step(st, msg, at).state
+    refused = OrderUpdate(KEY, "ps1s1", ExchangeStatus.REJECTED, 0.0, None, NOW + 5)
+    t = step(st, refused, NOW + 5)
+    pos = t.state.position
+    assert pos is not None and pos.status is Status.CLOSING
+    assert pos.close_reason is CloseReason.STOP_LOSS
+    assert t.commit is not None
+    assert [e.kind for e in t.commit.events] == [
+        JournalKind.STOP_REJECTED_AT_TRIGGER,
+        JournalKind.CLOSING,
+    ]
+    closes = [e for e in t.effects if isinstance(e, PlaceOrder)]
+    assert [(c.order.kind, c.reduce_only) for c in closes] == [(OrderKind.CLOSE, True)]
 
 
 # -- refusals of a signal --------------------------------------------------------------------------
