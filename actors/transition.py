@@ -885,8 +885,8 @@ class _Step:
         if order.state is OrderState.REJECTED:
             self.event(JournalKind.STOP_REJECTED_AT_TRIGGER, pos.status, client_id=order.client_id)
             self.start_close(CloseReason.STOP_LOSS, "stop rejected at trigger")
-        elif pos.sl_since is None:
-            self.pos = replace(pos, sl_since=self.now, sl_failures=0)
+        elif pos.sl_since is None:  # no failure counted yet: none is while covered
+            self.pos = replace(pos, sl_since=self.now)
             self.effects.append(StartTimer(pos.key, _SL_DEADLINE, self.ctx.policy.sl_deadline_s))
 
     def close_fact(self, order: OrderRecord, source: str) -> None:
@@ -1349,7 +1349,7 @@ class _Step:
                 self.place_stop("recovery: no stop-loss on record")
             elif stop.state is OrderState.REJECTED:
                 self.effects.append(CancelTimer(pos.key, TimerId(TimerKind.RETRY, stop.client_id)))
-                self.resend(stop, sent_at=self.now)
+                self.resend(stop)
             return
         if pos.status is Status.CLOSING:
             closes = [o for o in pos.orders if o.kind is OrderKind.CLOSE]
