@@ -16,8 +16,6 @@ from actors.messages import (
     CallOp,
     CallResult,
     CloseRequest,
-    ExchangeOutcome,
-    Message,
     OrderUpdate,
     SyncObservation,
     TimerFired,
@@ -27,55 +25,14 @@ from actors.messages import (
 from actors.model import (
     CloseReason,
     ExchangeStatus,
-    Key,
     OrderKind,
     OrderRecord,
     OrderState,
     Status,
 )
-from actors.state import Commit, JournalEvent, JournalKind, Policy, SymbolState, Transition
-from actors.transition import Context, transition
-from testkit.world import priced, signal
-
-KEY = Key("main", "BTCUSDT")
-NOW = 1000.0
-POLICY = Policy()
-
-
-def step(st: SymbolState, msg: Message, now: float = NOW) -> Transition:
-    return transition(st, msg, Context(now, POLICY, 1))
-
-
-def update(cid: str, status: str, filled: float = 0.0, avg: float | None = None) -> OrderUpdate:
-    """An exchange report for one of our orders (status as the adapter normalises it)."""
-    return OrderUpdate(KEY, cid, ExchangeStatus(status), filled, avg, NOW, cid)
-
-
-def reply(
-    cid: str,
-    op: CallOp,
-    kind: OrderKind,
-    result: CallResult,
-    reason: str = "",
-    retry_after: float | None = None,
-) -> ExchangeOutcome:
-    """What the worker pool sends back for a call on ``cid``."""
-    return ExchangeOutcome(KEY, op, cid, kind, result, reason, None, retry_after, None)
-
-
-def opened() -> SymbolState:
-    """A pending entry of 1.0 at mark 100, stop 90 (position id 1, entry ``ps1e1``)."""
-    st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0, signal_id="s1")).state
-    assert st.position is not None and st.position.status is Status.PENDING_ENTRY
-    return st
-
-
-def protected() -> SymbolState:
-    """The entry filled at 100 and its stop ``ps1s1`` confirmed: an active position."""
-    st = step(opened(), update("ps1e1", "filled", 1.0, 100.0)).state
-    st = step(st, update("ps1s1", "new")).state
-    assert st.position is not None and st.position.status is Status.ACTIVE
-    return st
+from actors.state import Commit, JournalEvent, JournalKind, SymbolState, Transition
+from testkit.world import priced
+from tests.unit.kills import KEY, NOW, POLICY, opened, protected, reply, step, update
 
 
 def order_of(st: SymbolState, cid: str) -> OrderRecord:

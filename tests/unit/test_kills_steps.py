@@ -21,7 +21,6 @@ from actors.messages import (
     ExchangeOutcome,
     MarketInfo,
     MarkPriceTick,
-    Message,
     OpenSignal,
     OrderUpdate,
     SyncObservation,
@@ -32,7 +31,6 @@ from actors.model import (
     CloseReason,
     ExchangePosition,
     ExchangeStatus,
-    Key,
     MarketRules,
     OrderKind,
     OrderState,
@@ -63,14 +61,7 @@ from actors.transition import (
     validate_signal,
 )
 from testkit.world import priced, signal
-
-KEY = Key("main", "BTCUSDT")
-NOW = 1000.0
-POLICY = Policy()
-
-
-def step(st: SymbolState, msg: Message, now: float = NOW) -> Transition:
-    return transition(st, msg, Context(now, POLICY, 1))
+from tests.unit.kills import KEY, NOW, POLICY, assert_whole, step
 
 
 def entry_placed() -> SymbolState:
@@ -97,15 +88,6 @@ def test_a_stop_confirmed_before_the_entry_filled_is_journalled_with_its_status(
     t = step(st, report, NOW + 2)
     before = st.position
     assert before is not None
-    written = replace(
-        before,
-        orders=(
-            before.orders[0],
-            replace(stop, state=OrderState.ACCEPTED, exchange_id="x9", event_time=NOW + 2),
-        ),
-        version=before.version + 1,
-        updated_at=NOW + 2,
-    )
     event = JournalEvent(
         1,
         JournalKind.ILLEGAL_TRANSITION,
@@ -114,10 +96,17 @@ def test_a_stop_confirmed_before_the_entry_filled_is_journalled_with_its_status(
         NOW + 2,
         {"state": "entry_placed", "trigger": "stop_confirmed"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (),
-        Commit(KEY, report, written, before.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        report,
+        NOW + 2,
+        orders=(
+            before.orders[0],
+            replace(stop, state=OrderState.ACCEPTED, exchange_id="x9", event_time=NOW + 2),
+        ),
+        effects=(),
+        events=(event,),
     )
 
 
@@ -160,12 +149,6 @@ def test_an_entry_fill_off_by_float_noise_after_the_end_is_no_late_fill() -> Non
     report = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0 + 1e-12, 100.0, NOW + 3)
     t = step(st, report, NOW + 3)
     entry = replace(before.orders[0], filled_qty=1.0 + 1e-12, event_time=NOW + 3)
-    written = replace(
-        before,
-        orders=(entry, *before.orders[1:]),
-        version=before.version + 1,
-        updated_at=NOW + 3,
-    )
     event = JournalEvent(
         1,
         JournalKind.ORDER_FACT,
@@ -174,10 +157,8 @@ def test_an_entry_fill_off_by_float_noise_after_the_end_is_no_late_fill() -> Non
         NOW + 3,
         {"client_id": "ps1e1", "state": "filled", "filled": 1.0 + 1e-12, "via": "stream"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (),
-        Commit(KEY, report, written, before.version, (event,)),
+    assert_whole(
+        t, st, report, NOW + 3, orders=(entry, *before.orders[1:]), effects=(), events=(event,)
     )
     assert leftovers(t.state) == ()
 
@@ -334,9 +315,6 @@ def test_a_close_after_the_entry_was_reported_done_without_a_fill_cancels_nothin
     assert before.orders[0].state is OrderState.FILLED
     req = CloseRequest(KEY)
     t = step(st, req, NOW + 3)
-    written = replace(
-        before, close_reason=CloseReason.MANUAL, version=before.version + 1, updated_at=NOW + 3
-    )
     event = JournalEvent(
         1,
         JournalKind.CLOSE_REQUESTED_UNFILLED,
@@ -345,9 +323,7 @@ def test_a_close_after_the_entry_was_reported_done_without_a_fill_cancels_nothin
         NOW + 3,
         {"reason": "manual", "why": "close request"},
     )
-    assert t == Transition(
-        replace(st, position=written), (), Commit(KEY, req, written, before.version, (event,))
-    )
+    assert_whole(t, st, req, NOW + 3, close_reason=CloseReason.MANUAL, effects=(), events=(event,))
 
 
 # -- the stop-loss budget of one unprotected spell -------------------------------------------------
@@ -373,14 +349,6 @@ def test_a_stop_canceled_before_it_was_confirmed_is_placed_again_until_the_budge
     t = step(st, gone, NOW + 2)
     entry, s1 = before.orders
     s2 = intended_order(1, OrderKind.STOP_LOSS, 2, "sell", 1.0, NOW + 2, 90.0)
-    written = replace(
-        before,
-        orders=(entry, replace(s1, state=OrderState.CANCELED, event_time=NOW + 2), s2),
-        stop_seq=2,
-        sl_failures=2,
-        version=before.version + 1,
-        updated_at=NOW + 2,
-    )
     event = JournalEvent(
         1,
         JournalKind.STOP_INTENT,
@@ -389,10 +357,16 @@ def test_a_stop_canceled_before_it_was_confirmed_is_placed_again_until_the_budge
         NOW + 2,
         {"client_id": "ps1s2", "why": "stop canceled on exchange"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (PlaceOrder(KEY, 1, s2, close_position=True),),
-        Commit(KEY, gone, written, before.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        gone,
+        NOW + 2,
+        orders=(entry, replace(s1, state=OrderState.CANCELED, event_time=NOW + 2), s2),
+        stop_seq=2,
+        sl_failures=2,
+        effects=(PlaceOrder(KEY, 1, s2, close_position=True),),
+        events=(event,),
     )
     st = t.state
     gone = OrderUpdate(KEY, "ps1s2", ExchangeStatus.CANCELED, 0.0, None, NOW + 3)
@@ -402,19 +376,6 @@ def test_a_stop_canceled_before_it_was_confirmed_is_placed_again_until_the_budge
     gone = OrderUpdate(KEY, "ps1s3", ExchangeStatus.CANCELED, 0.0, None, NOW + 4)
     t = step(st, gone, NOW + 4)
     close = intended_order(1, OrderKind.CLOSE, 1, "sell", 1.0, NOW + 4)
-    written = replace(
-        before,
-        status=Status.CLOSING,
-        close_reason=CloseReason.EMERGENCY,
-        orders=(
-            *before.orders[:3],
-            replace(before.orders[3], state=OrderState.CANCELED, event_time=NOW + 4),
-            close,
-        ),
-        close_seq=1,
-        version=before.version + 1,
-        updated_at=NOW + 4,
-    )
     events = (
         JournalEvent(
             1,
@@ -433,10 +394,21 @@ def test_a_stop_canceled_before_it_was_confirmed_is_placed_again_until_the_budge
             {"reason": "emergency", "why": "stop-loss not placed: 3 attempts"},
         ),
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (PlaceOrder(KEY, 1, close, reduce_only=True),),
-        Commit(KEY, gone, written, before.version, events),
+    assert_whole(
+        t,
+        st,
+        gone,
+        NOW + 4,
+        status=Status.CLOSING,
+        close_reason=CloseReason.EMERGENCY,
+        orders=(
+            *before.orders[:3],
+            replace(before.orders[3], state=OrderState.CANCELED, event_time=NOW + 4),
+            close,
+        ),
+        close_seq=1,
+        effects=(PlaceOrder(KEY, 1, close, reduce_only=True),),
+        events=events,
     )
 
 
@@ -469,9 +441,6 @@ def test_a_replaced_stop_that_lands_after_all_is_cancelled_again() -> None:
     t = step(st, late, NOW + 7)
     entry, s1, s2 = before.orders
     s1 = replace(s1, state=OrderState.PENDING_CANCEL, exchange_id="x1", event_time=NOW + 7)
-    written = replace(
-        before, orders=(entry, s1, s2), version=before.version + 1, updated_at=NOW + 7
-    )
     events = (
         JournalEvent(
             1,
@@ -490,10 +459,14 @@ def test_a_replaced_stop_that_lands_after_all_is_cancelled_again() -> None:
             {"client_id": "ps1s1", "why": "not needed"},
         ),
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "not needed"),),
-        Commit(KEY, late, written, before.version, events),
+    assert_whole(
+        t,
+        st,
+        late,
+        NOW + 7,
+        orders=(entry, s1, s2),
+        effects=(CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "not needed"),),
+        events=events,
     )
 
 
@@ -533,15 +506,6 @@ def test_the_old_stop_vanishing_during_a_trailing_move_starts_the_timed_spell() 
     t = step(st, gone, NOW + 7)
     entry, s1, s2 = before.orders
     s3 = intended_order(1, OrderKind.STOP_LOSS, 3, "sell", 1.0, NOW + 7, 105.0)
-    written = replace(
-        before,
-        orders=(entry, s1, replace(s2, state=OrderState.CANCELED, event_time=NOW + 7), s3),
-        stop_seq=3,
-        sl_since=NOW + 5,
-        sl_failures=2,
-        version=before.version + 1,
-        updated_at=NOW + 7,
-    )
     event = JournalEvent(
         1,
         JournalKind.STOP_INTENT,
@@ -550,10 +514,17 @@ def test_the_old_stop_vanishing_during_a_trailing_move_starts_the_timed_spell() 
         NOW + 7,
         {"client_id": "ps1s3", "why": "stop canceled on exchange"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (PlaceOrder(KEY, 1, s3, close_position=True),),
-        Commit(KEY, gone, written, before.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        gone,
+        NOW + 7,
+        orders=(entry, s1, replace(s2, state=OrderState.CANCELED, event_time=NOW + 7), s3),
+        stop_seq=3,
+        sl_since=NOW + 5,
+        sl_failures=2,
+        effects=(PlaceOrder(KEY, 1, s3, close_position=True),),
+        events=(event,),
     )
 
 
