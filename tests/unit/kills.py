@@ -19,6 +19,7 @@ Not a test module (no ``test_`` prefix): pytest collects nothing here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -33,6 +34,7 @@ from actors.messages import (
 from actors.model import ExchangeStatus, Key, OrderKind, Status
 from actors.state import (
     Commit,
+    ControlOutcome,
     JournalEvent,
     Policy,
     Position,
@@ -115,16 +117,22 @@ def assert_whole(
     effects: tuple[Effect, ...],
     events: tuple[JournalEvent, ...],
     signal: SignalRecord | None = None,
+    state_changes: Mapping[str, Any] | None = None,
+    control: ControlOutcome | None = None,
+    label: object = None,
     **position_changes: Any,
 ) -> Position:
     """Assert that ``t``, the transition of ``before`` on ``msg`` at ``now``, is exactly: the
     position of ``before`` written with ``position_changes`` (its version one up, written at
-    ``now``), nothing else of the state changed, ``effects`` in this order, and one commit of
-    that position on top of the version read, caused by ``msg``, with ``events`` (and the
-    ``signal`` record, if any) and nothing else. Returns the position written."""
+    ``now``), nothing else of the state changed but ``state_changes``, ``effects`` in this
+    order, and one commit of that position on top of the version read, caused by ``msg``,
+    with ``events`` (and the ``signal`` record, if any) and nothing else, and the operator's
+    answer ``control``, if any. ``label`` is the
+    assertion's message (which case of a loop failed). Returns the position written."""
     pos = before.position
     assert pos is not None
     written = replace(pos, **position_changes, version=pos.version + 1, updated_at=now)
     commit = Commit(KEY, msg, written, pos.version, events, signal)
-    assert t == Transition(replace(before, position=written), effects, commit, signal)
+    after = replace(before, position=written, **(state_changes or {}))
+    assert t == Transition(after, effects, commit, signal, control=control), label
     return written

@@ -41,7 +41,7 @@ from actors.model import (
     Status,
 )
 from actors.orders import intended_order
-from actors.state import Commit, JournalEvent, JournalKind, SymbolState, Transition
+from actors.state import JournalEvent, JournalKind, SymbolState, Transition
 from actors.transition import Context, transition
 from testkit.world import priced, signal
 from tests.unit.kills import KEY, NOW, POLICY, assert_whole, ctx
@@ -99,16 +99,6 @@ def test_a_close_reported_after_the_stop_closed_its_position_is_recorded_only() 
             KEY, CallOp.LOOKUP, "ps1c1", OrderKind.CLOSE, CallResult.FOUND, update=update
         )
         t = transition(st, found, ctx(NOW + 2))
-        written = replace(
-            pos,
-            orders=(
-                entry,
-                stop,
-                replace(close, state=state, exchange_id="x2", event_time=NOW + 1.75),
-            ),
-            updated_at=NOW + 2,
-            version=pos.version + 1,
-        )
         event = JournalEvent(
             1,
             JournalKind.ORDER_FACT,
@@ -117,11 +107,20 @@ def test_a_close_reported_after_the_stop_closed_its_position_is_recorded_only() 
             NOW + 2,
             {"client_id": "ps1c1", "state": state.value, "filled": 0.0, "via": "lookup"},
         )
-        assert t == Transition(
-            replace(st, position=written),
-            (),
-            Commit(KEY, found, written, pos.version, (event,)),
-        ), status
+        assert_whole(
+            t,
+            st,
+            found,
+            NOW + 2,
+            orders=(
+                entry,
+                stop,
+                replace(close, state=state, exchange_id="x2", event_time=NOW + 1.75),
+            ),
+            effects=(),
+            events=(event,),
+            label=status,
+        )
 
 
 def _closed_on_the_syncs_word_while_closing() -> SymbolState:
@@ -258,13 +257,6 @@ def test_the_stops_report_corrects_the_reason_only_when_the_stop_closed_the_posi
             exchange_id="x1",
             event_time=NOW + 11,
         )
-        written = replace(
-            pos,
-            orders=(entry, after),
-            close_reason=CloseReason.STOP_LOSS if corrected else CloseReason.CLOSED_ON_EXCHANGE,
-            updated_at=NOW + 13,
-            version=pos.version + 1,
-        )
         detail: dict[str, object] = (
             {"client_id": "ps1s1", "was": "closed_on_exchange", "reason": "stop_loss"}
             if corrected
@@ -274,11 +266,17 @@ def test_the_stops_report_corrects_the_reason_only_when_the_stop_closed_the_posi
         event = JournalEvent(
             1, kind, Status.CLOSED, Status.CLOSED, NOW + 13, {**detail, "via": "stream"}
         )
-        assert t == Transition(
-            replace(st, position=written),
-            (),
-            Commit(KEY, report, written, pos.version, (event,)),
-        ), (status, filled)
+        assert_whole(
+            t,
+            st,
+            report,
+            NOW + 13,
+            orders=(entry, after),
+            close_reason=CloseReason.STOP_LOSS if corrected else CloseReason.CLOSED_ON_EXCHANGE,
+            effects=(),
+            events=(event,),
+            label=(status, filled),
+        )
 
 
 def test_a_stop_filled_after_its_position_closed_by_its_close_keeps_the_reason() -> None:
@@ -431,15 +429,6 @@ def test_a_stop_filled_in_part_leaves_the_position_open_and_in_whole_closes_it()
             )
             assert_whole(t, st, report, NOW + 1, orders=(entry, after), effects=(), events=events)
             continue
-        written = replace(
-            pos,
-            status=Status.CLOSED,
-            orders=(entry, replace(after, state=OrderState.PENDING_CANCEL)),
-            close_reason=CloseReason.STOP_LOSS,
-            closed_at=NOW + 1,
-            updated_at=NOW + 1,
-            version=pos.version + 1,
-        )
         events = (
             JournalEvent(
                 1,
@@ -458,9 +447,16 @@ def test_a_stop_filled_in_part_leaves_the_position_open_and_in_whole_closes_it()
                 {"reason": "stop_loss", "via": "stream"},
             ),
         )
-        assert t == Transition(
-            replace(st, position=written, last_closed_at=NOW + 1),
-            (
+        assert_whole(
+            t,
+            st,
+            report,
+            NOW + 1,
+            status=Status.CLOSED,
+            orders=(entry, replace(after, state=OrderState.PENDING_CANCEL)),
+            close_reason=CloseReason.STOP_LOSS,
+            closed_at=NOW + 1,
+            effects=(
                 CancelTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1s1")),
                 CancelTimer(KEY, TimerId(TimerKind.RETRY, "ps1s1")),
                 CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, ""),
@@ -468,7 +464,8 @@ def test_a_stop_filled_in_part_leaves_the_position_open_and_in_whole_closes_it()
                 CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),
                 CancelTimer(KEY, TimerId(TimerKind.CLOSE_RETRY)),
             ),
-            Commit(KEY, report, written, pos.version, events),
+            events=events,
+            state_changes={"last_closed_at": NOW + 1},
         )
 
 
@@ -503,8 +500,14 @@ def test_the_new_stops_confirmation_ends_the_spell_and_the_stop_lookup() -> None
     entry, old, new = pos.orders
     rests = OrderUpdate(KEY, "ps1s2", ExchangeStatus.NEW, 0.0, None, NOW + 10.3, "x3")
     t = transition(st, rests, ctx(NOW + 10.4))
-    written = replace(
-        pos,
+    event = JournalEvent(
+        1, JournalKind.STOP_CONFIRMED, Status.ACTIVE, Status.ACTIVE, NOW + 10.4, {"via": "stream"}
+    )
+    assert_whole(
+        t,
+        st,
+        rests,
+        NOW + 10.4,
         orders=(
             entry,
             old,
@@ -512,16 +515,9 @@ def test_the_new_stops_confirmation_ends_the_spell_and_the_stop_lookup() -> None
         ),
         sl_failures=0,
         sl_since=None,
-        updated_at=NOW + 10.4,
-        version=pos.version + 1,
-    )
-    event = JournalEvent(
-        1, JournalKind.STOP_CONFIRMED, Status.ACTIVE, Status.ACTIVE, NOW + 10.4, {"via": "stream"}
-    )
-    assert t == Transition(
-        replace(st, position=written, stop_lookup_at=None),
-        (CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),),
-        Commit(KEY, rests, written, pos.version, (event,)),
+        effects=(CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),),
+        events=(event,),
+        state_changes={"stop_lookup_at": None},
     )
 
 
@@ -638,29 +634,6 @@ def test_a_report_new_with_a_fill_is_a_partial_fill() -> None:
     report = OrderUpdate(KEY, "ps1e1", ExchangeStatus.NEW, 0.5, 100.0, NOW + 0.1, "x0")
     t = transition(st, report, ctx(NOW + 0.2))
     stop = intended_order(1, OrderKind.STOP_LOSS, 1, "sell", 0.5, NOW + 0.2, 90.0)
-    written = replace(
-        pos,
-        status=Status.PENDING_SL,
-        qty=0.5,
-        entry_price=100.0,
-        filled_at=NOW + 0.2,
-        orders=(
-            replace(
-                entry,
-                state=OrderState.PARTIALLY_FILLED,
-                filled_qty=0.5,
-                avg_price=100.0,
-                exchange_id="x0",
-                event_time=NOW + 0.1,
-            ),
-            stop,
-        ),
-        stop_seq=1,
-        sl_failures=1,
-        sl_since=NOW + 0.2,
-        updated_at=NOW + 0.2,
-        version=pos.version + 1,
-    )
     events = (
         JournalEvent(
             1,
@@ -679,13 +652,35 @@ def test_a_report_new_with_a_fill_is_a_partial_fill() -> None:
             {"client_id": "ps1s1", "why": "first fill"},
         ),
     )
-    assert t == Transition(
-        replace(st, position=written, bought=True),
-        (
+    assert_whole(
+        t,
+        st,
+        report,
+        NOW + 0.2,
+        status=Status.PENDING_SL,
+        qty=0.5,
+        entry_price=100.0,
+        filled_at=NOW + 0.2,
+        orders=(
+            replace(
+                entry,
+                state=OrderState.PARTIALLY_FILLED,
+                filled_qty=0.5,
+                avg_price=100.0,
+                exchange_id="x0",
+                event_time=NOW + 0.1,
+            ),
+            stop,
+        ),
+        stop_seq=1,
+        sl_failures=1,
+        sl_since=NOW + 0.2,
+        effects=(
             StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s),
             PlaceOrder(KEY, 1, stop, close_position=True),
         ),
-        Commit(KEY, report, written, pos.version, events),
+        events=events,
+        state_changes={"bought": True},
     )
 
 

@@ -32,7 +32,17 @@ from actors.model import (
 )
 from actors.state import Commit, JournalEvent, JournalKind, SymbolState, Transition
 from testkit.world import priced
-from tests.unit.kills import KEY, NOW, POLICY, opened, protected, reply, step, update
+from tests.unit.kills import (
+    KEY,
+    NOW,
+    POLICY,
+    assert_whole,
+    opened,
+    protected,
+    reply,
+    step,
+    update,
+)
 
 
 def order_of(st: SymbolState, cid: str) -> OrderRecord:
@@ -118,20 +128,6 @@ def test_an_entry_cancel_confirmed_without_a_report_fails_the_position_as_it_was
     assert pos is not None
     entry = order_of(st, "ps1e1")
     assert entry.event_time == 0.0
-    written = replace(
-        pos,
-        status=Status.FAILED,
-        fail_reason="entry_canceled",
-        orders=(replace(entry, state=OrderState.CANCELED),),
-        version=pos.version + 1,
-        updated_at=NOW + 2,
-    )
-    assert t.state == replace(asked.state, position=written)
-    assert t.effects == (
-        CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),
-        CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),
-        CancelTimer(KEY, TimerId(TimerKind.CLOSE_RETRY)),
-    )
     failed = JournalEvent(
         1,
         JournalKind.FAILED,
@@ -140,7 +136,21 @@ def test_an_entry_cancel_confirmed_without_a_report_fails_the_position_as_it_was
         NOW + 2,
         {"reason": "entry_canceled"},
     )
-    assert t.commit == Commit(KEY, answer, written, pos.version, (failed,))
+    assert_whole(
+        t,
+        asked.state,
+        answer,
+        NOW + 2,
+        status=Status.FAILED,
+        fail_reason="entry_canceled",
+        orders=(replace(entry, state=OrderState.CANCELED),),
+        effects=(
+            CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),
+            CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),
+            CancelTimer(KEY, TimerId(TimerKind.CLOSE_RETRY)),
+        ),
+        events=(failed,),
+    )
 
 
 def test_an_answer_for_no_position_or_an_order_it_does_not_know_changes_nothing() -> None:
@@ -181,9 +191,6 @@ def test_an_entry_that_lands_after_its_position_failed_not_found_is_cancelled() 
     answer = reply("ps1e1", CallOp.PLACE, OrderKind.ENTRY, CallResult.ACCEPTED)
     t = step(failed.state, answer, NOW + 12)
     cancelling = replace(entry, state=OrderState.PENDING_CANCEL)
-    written = replace(pos, orders=(cancelling,), version=pos.version + 1, updated_at=NOW + 12)
-    assert t.state == replace(failed.state, position=written)
-    assert t.effects == (CancelOrder(KEY, "ps1e1", OrderKind.ENTRY, "not needed"),)
     events = (
         JournalEvent(
             1,
@@ -202,7 +209,15 @@ def test_an_entry_that_lands_after_its_position_failed_not_found_is_cancelled() 
             {"client_id": "ps1e1", "why": "not needed"},
         ),
     )
-    assert t.commit == Commit(KEY, answer, written, pos.version, events)
+    assert_whole(
+        t,
+        failed.state,
+        answer,
+        NOW + 12,
+        orders=(cancelling,),
+        effects=(CancelOrder(KEY, "ps1e1", OrderKind.ENTRY, "not needed"),),
+        events=events,
+    )
 
 
 def test_a_close_in_doubt_when_the_stop_filled_is_recorded_not_found_and_not_retried() -> None:
@@ -222,11 +237,6 @@ def test_a_close_in_doubt_when_the_stop_filled_is_recorded_not_found_and_not_ret
     answer = reply("ps1c1", CallOp.LOOKUP, OrderKind.CLOSE, CallResult.NOT_FOUND)
     t = step(st, answer, NOW + 13)
     gone = replace(close, state=OrderState.NOT_FOUND)
-    written = replace(
-        pos, orders=(*pos.orders[:2], gone), version=pos.version + 1, updated_at=NOW + 13
-    )
-    assert t.state == replace(st, position=written)
-    assert t.effects == ()
     event = JournalEvent(
         1,
         JournalKind.ORDER_FACT,
@@ -235,7 +245,9 @@ def test_a_close_in_doubt_when_the_stop_filled_is_recorded_not_found_and_not_ret
         NOW + 13,
         {"client_id": "ps1c1", "state": "not_found"},
     )
-    assert t.commit == Commit(KEY, answer, written, pos.version, (event,))
+    assert_whole(
+        t, st, answer, NOW + 13, orders=(*pos.orders[:2], gone), effects=(), events=(event,)
+    )
 
 
 def test_a_stop_that_lands_after_its_position_closed_is_cancelled() -> None:
@@ -258,9 +270,6 @@ def test_a_stop_that_lands_after_its_position_closed_is_cancelled() -> None:
     t = step(st, answer, NOW + 5)
     cancelling = replace(stop, state=OrderState.PENDING_CANCEL)
     orders = (pos.orders[0], cancelling, pos.orders[2])
-    written = replace(pos, orders=orders, version=pos.version + 1, updated_at=NOW + 5)
-    assert t.state == replace(st, position=written)
-    assert t.effects == (CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "not needed"),)
     events = (
         JournalEvent(
             1,
@@ -279,7 +288,15 @@ def test_a_stop_that_lands_after_its_position_closed_is_cancelled() -> None:
             {"client_id": "ps1s1", "why": "not needed"},
         ),
     )
-    assert t.commit == Commit(KEY, answer, written, pos.version, events)
+    assert_whole(
+        t,
+        st,
+        answer,
+        NOW + 5,
+        orders=orders,
+        effects=(CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "not needed"),),
+        events=events,
+    )
 
 
 def test_a_lookup_that_finds_the_order_but_reports_no_status_is_asked_again() -> None:
@@ -357,15 +374,6 @@ def test_a_close_filled_after_the_sync_closed_its_position_corrects_the_reason()
         exchange_id="x9",
         event_time=NOW + 1.5,
     )
-    written = replace(
-        pos,
-        orders=(*pos.orders[:2], filled),
-        close_reason=CloseReason.MANUAL,
-        version=pos.version + 1,
-        updated_at=NOW + 6,
-    )
-    assert t.state == replace(st, position=written)
-    assert t.effects == ()
     corrected = JournalEvent(
         1,
         JournalKind.CLOSE_REASON_CORRECTED,
@@ -374,7 +382,16 @@ def test_a_close_filled_after_the_sync_closed_its_position_corrects_the_reason()
         NOW + 6,
         {"client_id": "ps1c1", "was": "closed_on_exchange", "reason": "manual", "via": "reply"},
     )
-    assert t.commit == Commit(KEY, answer, written, pos.version, (corrected,))
+    assert_whole(
+        t,
+        st,
+        answer,
+        NOW + 6,
+        orders=(*pos.orders[:2], filled),
+        close_reason=CloseReason.MANUAL,
+        effects=(),
+        events=(corrected,),
+    )
 
 
 def test_an_entry_not_found_never_fails_a_position_that_holds_part_of_its_size() -> None:
@@ -391,9 +408,6 @@ def test_an_entry_not_found_never_fails_a_position_that_holds_part_of_its_size()
     missing = reply("ps1e1", CallOp.LOOKUP, OrderKind.ENTRY, CallResult.NOT_FOUND)
     t = step(loaded, missing, NOW + 11)
     gone = replace(entry, state=OrderState.NOT_FOUND)
-    written = replace(pos, orders=(gone, stop), version=pos.version + 1, updated_at=NOW + 11)
-    assert t.state == replace(st, position=written)
-    assert t.effects == ()
     event = JournalEvent(
         1,
         JournalKind.ORDER_FACT,
@@ -402,7 +416,7 @@ def test_an_entry_not_found_never_fails_a_position_that_holds_part_of_its_size()
         NOW + 11,
         {"client_id": "ps1e1", "state": "not_found", "filled": 0.5},
     )
-    assert t.commit == Commit(KEY, missing, written, pos.version, (event,))
+    assert_whole(t, st, missing, NOW + 11, orders=(gone, stop), effects=(), events=(event,))
 
 
 def test_a_stop_sent_again_and_refused_as_a_duplicate_keeps_the_one_that_rests() -> None:

@@ -226,8 +226,19 @@ def test_the_end_of_a_position_forgets_the_syncs_flat_view_and_its_stop_lookup()
     fill = OrderUpdate(KEY, "ps1s1", ExchangeStatus.FILLED, 1.0, 90.0, NOW + 21)
     t = step(st, fill, NOW + 21)
     entry, stop = before.orders
-    written = replace(
-        before,
+    event = JournalEvent(
+        1,
+        JournalKind.CLOSED,
+        Status.ACTIVE,
+        Status.CLOSED,
+        NOW + 21,
+        {"reason": "stop_loss", "via": "stream"},
+    )
+    assert_whole(
+        t,
+        st,
+        fill,
+        NOW + 21,
         status=Status.CLOSED,
         close_reason=CloseReason.STOP_LOSS,
         closed_at=NOW + 21,
@@ -237,30 +248,12 @@ def test_the_end_of_a_position_forgets_the_syncs_flat_view_and_its_stop_lookup()
                 stop, state=OrderState.FILLED, filled_qty=1.0, avg_price=90.0, event_time=NOW + 21
             ),
         ),
-        version=before.version + 1,
-        updated_at=NOW + 21,
-    )
-    event = JournalEvent(
-        1,
-        JournalKind.CLOSED,
-        Status.ACTIVE,
-        Status.CLOSED,
-        NOW + 21,
-        {"reason": "stop_loss", "via": "stream"},
-    )
-    assert t == Transition(
-        replace(
-            st,
-            position=written,
-            last_closed_at=NOW + 21,
-            flat_seen_at=None,
-            stop_lookup_at=None,
-        ),
-        tuple(
+        effects=tuple(
             CancelTimer(KEY, TimerId(kind))
             for kind in (TimerKind.SL_DEADLINE, TimerKind.FLAT_CONFIRM, TimerKind.CLOSE_RETRY)
         ),
-        Commit(KEY, fill, written, before.version, (event,)),
+        events=(event,),
+        state_changes={"last_closed_at": NOW + 21, "flat_seen_at": None, "stop_lookup_at": None},
     )
 
 
@@ -277,9 +270,6 @@ def test_an_operators_close_before_the_fill_journals_who_asked_and_cancels_the_e
     assert before is not None
     req = CloseRequest(KEY, CloseReason.MANUAL, "r-7", "operator", "flatten before the news")
     t = step(st, req, NOW + 2)
-    written = replace(
-        before, close_reason=CloseReason.MANUAL, version=before.version + 1, updated_at=NOW + 2
-    )
     event = JournalEvent(
         1,
         JournalKind.CLOSE_REQUESTED_UNFILLED,
@@ -294,10 +284,14 @@ def test_an_operators_close_before_the_fill_journals_who_asked_and_cancels_the_e
             "request_id": "r-7",
         },
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (CancelOrder(KEY, "ps1e1", OrderKind.ENTRY),),
-        Commit(KEY, req, written, before.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        req,
+        NOW + 2,
+        close_reason=CloseReason.MANUAL,
+        effects=(CancelOrder(KEY, "ps1e1", OrderKind.ENTRY),),
+        events=(event,),
         control=ControlOutcome(KEY, "r-7", "close", "entry_cancel_requested", True, 1),
     )
 
@@ -784,15 +778,6 @@ def test_a_trailing_stop_catches_up_with_the_best_mark_seen_before_it_was_confir
     tick = MarkPriceTick(KEY, 108.0, NOW + 4, received_at=NOW + 4)
     t = step(st, tick, NOW + 4)
     s2 = intended_order(1, OrderKind.STOP_LOSS, 2, "sell", 1.0, NOW + 4, 105.0)
-    written = replace(
-        before,
-        stop_price=105.0,
-        best_price=110.0,
-        orders=(*before.orders, s2),
-        stop_seq=2,
-        version=before.version + 1,
-        updated_at=NOW + 4,
-    )
     event = JournalEvent(
         1,
         JournalKind.STOP_INTENT,
@@ -801,10 +786,18 @@ def test_a_trailing_stop_catches_up_with_the_best_mark_seen_before_it_was_confir
         NOW + 4,
         {"client_id": "ps1s2", "why": "trailing to 105"},
     )
-    assert t == Transition(
-        replace(st, position=written, last_price=108.0, last_price_at=NOW + 4),
-        (PlaceOrder(KEY, 1, s2, close_position=True),),
-        Commit(KEY, tick, written, before.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        tick,
+        NOW + 4,
+        stop_price=105.0,
+        best_price=110.0,
+        orders=(*before.orders, s2),
+        stop_seq=2,
+        effects=(PlaceOrder(KEY, 1, s2, close_position=True),),
+        events=(event,),
+        state_changes={"last_price": 108.0, "last_price_at": NOW + 4},
     )
     assert tick_band(t.state, POLICY)[1] == pytest.approx(105.0 + 2.5 + 5.0)
 
