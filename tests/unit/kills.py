@@ -134,5 +134,9 @@ def assert_whole(
     written = replace(pos, **position_changes, version=pos.version + 1, updated_at=now)
     commit = Commit(KEY, msg, written, pos.version, events, signal)
     after = replace(before, position=written, **(state_changes or {}))
-    assert t == Transition(after, effects, commit, signal, control=control), label
+    expected = Transition(after, effects, commit, signal, control=control)
+    if label is None:
+        assert t == expected
+    else:
+        assert t == expected, label
     return written
