@@ -77,6 +77,20 @@ def resent_whole(st: SymbolState, cid: str, now: float) -> tuple[Transition, Ord
     return t, again
 
 
+def throttled_then_resent(
+    st: SymbolState, cid: str, kind: OrderKind, wait: float
+) -> tuple[Transition, OrderRecord]:
+    """The placement of ``cid`` refused at ``NOW + 1`` with a Retry-After of ``wait``: its
+    retry timer starts for that long and nothing else is sent; when it fires the order is
+    sent again whole (:func:`resent_whole`), the same order one attempt on, sent then."""
+    first = order_of(st, cid)
+    throttled = step(st, reply(cid, CallOp.PLACE, kind, CallResult.REJECTED, "429", wait), NOW + 1)
+    assert throttled.effects == (StartTimer(KEY, TimerId(TimerKind.RETRY, cid), wait),)
+    t, again = resent_whole(throttled.state, cid, NOW + 1 + wait)
+    assert again == replace(first, attempts=2, sent_at=NOW + 1 + wait)
+    return t, again
+
+
 def test_a_close_sent_again_after_a_throttle_is_still_reduce_only() -> None:
     """A market close refused with a Retry-After waits that long and is then sent again
     under the same client id, and the order sent is **reduce-only** like the first one
@@ -84,15 +98,7 @@ def test_a_close_sent_again_after_a_throttle_is_still_reduce_only() -> None:
     a close already done on the exchange would open a position the other way, with no
     stop, at market. Pinned whole: the order, both flags, the attempt, the journal."""
     st = step(protected(), CloseRequest(KEY)).state
-    first = order_of(st, "ps1c1")
-    throttled = step(
-        st,
-        reply("ps1c1", CallOp.PLACE, OrderKind.CLOSE, CallResult.REJECTED, "429", 2.0),
-        NOW + 1,
-    )
-    assert throttled.effects == (StartTimer(KEY, TimerId(TimerKind.RETRY, "ps1c1"), 2.0),)
-    t, again = resent_whole(throttled.state, "ps1c1", NOW + 3)
-    assert again == replace(first, attempts=2, sent_at=NOW + 3)
+    t, again = throttled_then_resent(st, "ps1c1", OrderKind.CLOSE, 2.0)
     assert t.effects == (PlaceOrder(KEY, 1, again, reduce_only=True, close_position=False),)
 
 
@@ -100,16 +106,7 @@ def test_an_entry_sent_again_after_a_throttle_is_a_plain_order() -> None:
     """The entry refused with a Retry-After is sent again the same way once the wait is
     over: neither reduce-only (it opens the position) nor close-position (that is the
     stop's). The contrast to the close above: the flags follow the order's kind."""
-    st = opened()
-    first = order_of(st, "ps1e1")
-    throttled = step(
-        st,
-        reply("ps1e1", CallOp.PLACE, OrderKind.ENTRY, CallResult.REJECTED, "429", 5.0),
-        NOW + 1,
-    )
-    assert throttled.effects == (StartTimer(KEY, TimerId(TimerKind.RETRY, "ps1e1"), 5.0),)
-    t, again = resent_whole(throttled.state, "ps1e1", NOW + 6)
-    assert again == replace(first, attempts=2, sent_at=NOW + 6)
+    t, again = throttled_then_resent(opened(), "ps1e1", OrderKind.ENTRY, 5.0)
     assert t.effects == (PlaceOrder(KEY, 1, again, reduce_only=False, close_position=False),)
 
 
