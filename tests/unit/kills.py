@@ -5,7 +5,8 @@ What it offers: the symbol (:data:`KEY`), the clock's start (:data:`NOW`) and th
 :data:`POLICY`; :func:`ctx` and :func:`step` (one call of :func:`actors.transition.transition`);
 the messages the exchange sends (:func:`update`, a report on one of our orders; :func:`reply`,
 the worker pool's answer to a call); the states the tests start from (:func:`opened`, a
-pending entry; :func:`protected`, an active position with its stop confirmed); and
+pending entry; :func:`protected`, an active position with its stop confirmed; the same
+reached one report at a time, :func:`filled_stepwise` and :func:`protected_stepwise`); and
 :func:`assert_whole`, which asserts a transition's whole result when it writes the position.
 
 :func:`assert_whole` removes only the boilerplate of a written position (its version bump,
@@ -51,8 +52,10 @@ __all__ = [
     "POLICY",
     "assert_whole",
     "ctx",
+    "filled_stepwise",
     "opened",
     "protected",
+    "protected_stepwise",
     "reply",
     "step",
     "update",
@@ -104,6 +107,24 @@ def protected() -> SymbolState:
     """The entry filled at 100 and its stop ``ps1s1`` confirmed: an active position."""
     st = step(opened(), update("ps1e1", "filled", 1.0, 100.0)).state
     st = step(st, update("ps1s1", "new")).state
+    assert st.position is not None and st.position.status is Status.ACTIVE
+    return st
+
+
+def filled_stepwise() -> SymbolState:
+    """A long of 1 at 100 (the signal at :data:`NOW`), its entry ``ps1e1`` filled at
+    ``NOW + 0.1`` (a report without an exchange id): its stop ``ps1s1`` sent, not confirmed
+    yet."""
+    st = step(priced(KEY, at=NOW), signal(size=1.0)).state
+    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1)
+    return step(st, fill, NOW + 0.1).state
+
+
+def protected_stepwise() -> SymbolState:
+    """:func:`filled_stepwise`, its stop ``ps1s1`` confirmed resting at ``NOW + 0.2``:
+    active."""
+    stop = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2)
+    st = step(filled_stepwise(), stop, NOW + 0.2).state
     assert st.position is not None and st.position.status is Status.ACTIVE
     return st
 

@@ -44,23 +44,12 @@ from actors.orders import intended_order
 from actors.state import JournalEvent, JournalKind, SymbolState, Transition
 from actors.transition import Context, transition
 from testkit.world import priced, signal
-from tests.unit.kills import KEY, NOW, POLICY, assert_whole, ctx
-
-
-def _protected() -> SymbolState:
-    """A long of 1.0 filled at 100 (entry ``ps1e1``), its stop ``ps1s1`` resting: active."""
-    st = transition(priced(KEY, at=NOW), signal(size=1.0), ctx(NOW)).state
-    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1)
-    st = transition(st, fill, ctx(NOW + 0.1)).state
-    stop = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2)
-    st = transition(st, stop, ctx(NOW + 0.2)).state
-    assert st.position is not None and st.position.status is Status.ACTIVE
-    return st
+from tests.unit.kills import KEY, NOW, POLICY, assert_whole, ctx, protected_stepwise
 
 
 def _closing() -> SymbolState:
     """The protected position asked to close: its close ``ps1c1`` sent (the stop stays)."""
-    t = transition(_protected(), CloseRequest(KEY), ctx(NOW + 1))
+    t = transition(protected_stepwise(), CloseRequest(KEY), ctx(NOW + 1))
     assert [type(e) for e in t.effects] == [PlaceOrder]
     return t.state
 
@@ -213,7 +202,7 @@ def test_a_close_filled_after_a_close_on_the_syncs_word_corrects_the_reason() ->
 def _closed_on_the_syncs_word() -> SymbolState:
     """The protected position seen flat by the sync, the lookup of its stop refused, the
     flat confirmed: closed ``closed_on_exchange``, its stop ``pending_cancel``."""
-    t = transition(_protected(), SyncObservation(KEY, None, (), NOW + 10), ctx(NOW + 10))
+    t = transition(protected_stepwise(), SyncObservation(KEY, None, (), NOW + 10), ctx(NOW + 10))
     refused = ExchangeOutcome(
         KEY, CallOp.LOOKUP, "ps1s1", OrderKind.STOP_LOSS, CallResult.UNKNOWN, "rate_limited"
     )
@@ -394,7 +383,7 @@ def test_a_stop_filled_in_part_leaves_the_position_open_and_in_whole_closes_it()
     still rests for the rest; the sync corrects the quantity). One that it filled all of it
     closes the position ``stop_loss`` even while the report still says "partially filled":
     what is left of the stop is cancelled (it must not stay behind, I9) with the timers."""
-    st = _protected()
+    st = protected_stepwise()
     pos = st.position
     assert pos is not None
     entry, stop = pos.orders
@@ -474,7 +463,7 @@ def _stop_missing() -> SymbolState:
     looked up (``stop_lookup_at`` set); the exchange does not know it: a new stop ``ps1s2``
     goes out, a new unprotected spell (its deadline started)."""
     open_ = ExchangePosition(Side.LONG, 1.0, 100.0)
-    t = transition(_protected(), SyncObservation(KEY, open_, (), NOW + 10), ctx(NOW + 10))
+    t = transition(protected_stepwise(), SyncObservation(KEY, open_, (), NOW + 10), ctx(NOW + 10))
     assert t.effects == (LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),)
     assert t.state.stop_lookup_at == NOW + 10
     gone = ExchangeOutcome(KEY, CallOp.LOOKUP, "ps1s1", OrderKind.STOP_LOSS, CallResult.NOT_FOUND)

@@ -43,7 +43,7 @@ from actors.model import (
 from actors.orders import Installation
 from actors.state import JournalEvent, JournalKind, SymbolState, Transition
 from testkit.world import priced, signal
-from tests.unit.kills import KEY, NOW, POLICY, step
+from tests.unit.kills import KEY, NOW, POLICY, filled_stepwise, protected_stepwise, step
 
 
 def _sync(xp: ExchangePosition | None, *orders: ExchangeOrder, at: float) -> SyncObservation:
@@ -52,18 +52,6 @@ def _sync(xp: ExchangePosition | None, *orders: ExchangeOrder, at: float) -> Syn
 
 def _fire(kind: TimerKind) -> TimerFired:
     return TimerFired(KEY, TimerId(kind))
-
-
-def _filled() -> SymbolState:
-    """A long of 1 at 100, filled; its stop ``ps1s1`` sent, not confirmed yet."""
-    st = step(priced(KEY, at=NOW), signal(size=1.0), NOW).state
-    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1)
-    return step(st, fill, NOW + 0.1).state
-
-
-def _protected() -> SymbolState:
-    stop = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2)
-    return step(_filled(), stop, NOW + 0.2).state
 
 
 def _close_refused(st: SymbolState, seq: int, now: float) -> SymbolState:
@@ -79,7 +67,7 @@ def _close_refused(st: SymbolState, seq: int, now: float) -> SymbolState:
 def _closes_refused(times: int) -> SymbolState:
     """An operator's close of the protected position refused ``times`` times in a row (each
     retry sent by its ``close_retry`` timer); the next retry waits on that timer."""
-    st = step(_protected(), CloseRequest(KEY), NOW + 1).state
+    st = step(protected_stepwise(), CloseRequest(KEY), NOW + 1).state
     for seq in range(1, times + 1):
         at = NOW + 2 * seq
         st = _close_refused(st, seq, at)
@@ -136,7 +124,7 @@ def _stop_refused() -> SymbolState:
     out = ExchangeOutcome(
         KEY, CallOp.PLACE, "ps1s1", OrderKind.STOP_LOSS, CallResult.REJECTED, "margin"
     )
-    return step(_filled(), out, NOW + 0.2).state
+    return step(filled_stepwise(), out, NOW + 0.2).state
 
 
 def test_a_flat_view_with_nothing_of_ours_working_closes_at_once_on_the_syncs_word() -> None:
@@ -187,7 +175,7 @@ def test_a_view_fetched_before_our_fill_says_nothing_about_the_position() -> Non
     """The fetch started before the entry filled (``observed_at`` up to the fill time): a
     flat view then is the exchange before our fill, not a close. Nothing happens; a view
     fetched after the fill is a flat one (its stop looked up, confirmation awaited)."""
-    st = _filled()
+    st = filled_stepwise()
     for at in (NOW + 0.05, NOW + 0.1):
         assert step(st, _sync(None, at=at), NOW + 0.3) == Transition(st), at
     t = step(st, _sync(None, at=NOW + 0.15), NOW + 0.3)
@@ -201,7 +189,7 @@ def test_a_view_fetched_before_our_fill_says_nothing_about_the_position() -> Non
 def test_a_position_seen_open_again_after_a_flat_view_only_drops_the_flat_mark() -> None:
     """Flat, then open again with its stop resting: that flat view was stale. The flat mark
     is dropped and its confirmation timer cancelled; nothing else (no write)."""
-    st = step(_protected(), _sync(None, at=NOW + 1), NOW + 1).state
+    st = step(protected_stepwise(), _sync(None, at=NOW + 1), NOW + 1).state
     assert st.flat_seen_at == NOW + 1
     rest = ExchangeOrder("ps1s1", "sell", 1.0, True, 90.0)
     t = step(st, _sync(ExchangePosition(Side.LONG, 1.0, 100.0), rest, at=NOW + 2), NOW + 2)
@@ -413,7 +401,9 @@ def test_a_close_still_working_when_the_syncs_word_closes_the_position_is_looked
     working close is still looked up, as is the next close id (one a restart may have lost),
     so that a fill of either corrects the close reason; the stop is cancelled, the close's
     own timers and the position's are cancelled."""
-    st = step(_protected(), CloseRequest(KEY, CloseReason.CLOSED_ON_EXCHANGE), NOW + 1).state
+    st = step(
+        protected_stepwise(), CloseRequest(KEY, CloseReason.CLOSED_ON_EXCHANGE), NOW + 1
+    ).state
     flat = step(st, _sync(None, at=NOW + 2), NOW + 2)
     assert flat.effects == (
         LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),
@@ -466,7 +456,7 @@ def test_a_close_still_working_when_the_syncs_word_closes_the_position_is_looked
 def _closed_by_its_stop_with_a_close_on_record() -> SymbolState:
     """Closing on an operator's request, its close ``ps1c1`` accepted; then the stop filled
     first: closed ``stop_loss``, the close still ``accepted`` on record."""
-    st = step(_protected(), CloseRequest(KEY), NOW + 1).state
+    st = step(protected_stepwise(), CloseRequest(KEY), NOW + 1).state
     accepted = ExchangeOutcome(KEY, CallOp.PLACE, "ps1c1", OrderKind.CLOSE, CallResult.ACCEPTED)
     st = step(st, accepted, NOW + 1.5).state
     hit = OrderUpdate(KEY, "ps1s1", ExchangeStatus.FILLED, 1.0, 90.0, NOW + 2)
@@ -532,7 +522,7 @@ def test_a_held_position_with_no_stop_on_record_is_left_to_recovery_by_the_sync(
     """A filled position with no stop on record (as a recovery may load one; the recovery
     places its stop): a sync that shows it open with its quantity changes nothing and looks
     nothing up."""
-    st = _protected()
+    st = protected_stepwise()
     pos = st.position
     assert pos is not None
     bare = replace(st, position=replace(pos, orders=pos.orders[:1]))

@@ -67,7 +67,7 @@ from actors.transition import (
     validate_signal,
 )
 from testkit.world import priced, signal
-from tests.unit.kills import KEY, NOW, POLICY, ctx
+from tests.unit.kills import KEY, NOW, POLICY, ctx, protected_stepwise
 
 
 def _position() -> Position:
@@ -156,18 +156,10 @@ def test_the_difference_from_nothing_is_the_whole_new_position() -> None:
 # -- a position closed on the sync's word, and the close a restart may have lost -----------------
 
 
-def _protected() -> SymbolState:
-    st = transition(priced(KEY, at=NOW), signal(size=1.0), ctx(NOW)).state
-    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1)
-    st = transition(st, fill, ctx(NOW + 0.1)).state
-    stop = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2)
-    return transition(st, stop, ctx(NOW + 0.2)).state
-
-
 def _flat_closed() -> Transition:
     """Flat on the exchange, the stop's lookup refused, the flat confirmed: closed
     ``closed_on_exchange``."""
-    t = transition(_protected(), SyncObservation(KEY, None, (), NOW + 10), ctx(NOW + 10))
+    t = transition(protected_stepwise(), SyncObservation(KEY, None, (), NOW + 10), ctx(NOW + 10))
     refused = ExchangeOutcome(
         KEY, CallOp.LOOKUP, "ps1s1", OrderKind.STOP_LOSS, CallResult.UNKNOWN, "rate_limited"
     )
@@ -367,7 +359,7 @@ def test_each_market_rule_an_entry_breaks_is_named() -> None:
 
 
 def test_a_nan_in_a_guarded_price_gives_an_empty_band() -> None:
-    st = _protected()
+    st = protected_stepwise()
     pos = st.position
     assert pos is not None
     unconfirmed = replace(pos, stop_price=float("nan"), orders=pos.orders[:1])
@@ -392,7 +384,7 @@ def test_a_message_that_is_no_position_message_is_refused_loudly() -> None:
 
 
 def test_a_recovered_position_with_no_stop_on_record_places_one() -> None:
-    st = _protected()
+    st = protected_stepwise()
     pos = st.position
     assert pos is not None
     t = transition(
@@ -469,7 +461,7 @@ def test_a_recovered_closed_position_with_a_stop_of_unknown_outcome_looks_it_up(
 
 
 def test_reports_of_orders_not_ours_or_of_no_known_status_change_nothing() -> None:
-    st = _protected()
+    st = protected_stepwise()
     for upd in (
         OrderUpdate(KEY, "ps9e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW),
         replace(  # bad input: a status no exchange sends
@@ -610,7 +602,9 @@ def test_an_operators_close_requests_are_journaled_and_answered_whole() -> None:
     expected version 0) and the answer. With no position: the same, ``no_position``. One
     that names nobody (code's): no journal, no answer."""
     t = transition(
-        _protected(), CloseRequest(KEY, CloseReason.MANUAL, "r1", "op", "why not"), ctx(NOW + 5)
+        protected_stepwise(),
+        CloseRequest(KEY, CloseReason.MANUAL, "r1", "op", "why not"),
+        ctx(NOW + 5),
     )
     assert t.control == ControlOutcome(KEY, "r1", "close", "closing", True, 1)
     assert t.commit is not None and t.commit.events == (
@@ -669,7 +663,7 @@ def test_an_operators_close_requests_are_journaled_and_answered_whole() -> None:
         control=ControlOutcome(KEY, "r3", "close", "no_position", True, None),
     )
     assert transition(closing, CloseRequest(KEY), ctx(NOW + 6)) == Transition(closing)
-    t = transition(_protected(), CloseRequest(KEY), ctx(NOW + 5))
+    t = transition(protected_stepwise(), CloseRequest(KEY), ctx(NOW + 5))
     assert t.control is None and t.commit is not None
     assert t.commit.events[0].detail == {"reason": "manual", "why": "close request"}
 
@@ -722,7 +716,7 @@ def test_a_retry_timer_of_a_stop_that_landed_after_the_end_sends_nothing() -> No
     st = _ended_while_a_stop_was_placed()
     t = _fire(st, TimerKind.RETRY, "ps1s2")
     assert (t.effects, t.commit, t.state) == ((), None, st)
-    active = _protected()
+    active = protected_stepwise()
     for kind in (TimerKind.RETRY, TimerKind.CANCEL, TimerKind.LOOKUP):
         t = _fire(active, kind, "ps1s1")
         assert (t.effects, t.commit, t.state) == ((), None, active), kind
@@ -731,7 +725,7 @@ def test_a_retry_timer_of_a_stop_that_landed_after_the_end_sends_nothing() -> No
 def _trailing_move(state: OrderState, attempts: int) -> SymbolState:
     """The confirmed stop ``ps1s1`` rests; its trailing successor ``ps1s2`` (at 95) is not
     placed yet, after ``attempts`` placements."""
-    st = _protected()
+    st = protected_stepwise()
     pos = st.position
     assert pos is not None
     newer = replace(
