@@ -19,6 +19,9 @@ import pytest
 
 from testkit import pg
 
+# The kill modules' shared assertions (``assert_whole``) report their differences as a test's own.
+pytest.register_assert_rewrite("tests.unit.kills")
+
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
 
 _BACKGROUND = ("pydevd", "pytest_timeout", "ThreadPoolExecutor", "asyncio")

@@ -35,40 +35,21 @@ from actors.model import (
     CloseReason,
     ExchangePosition,
     ExchangeStatus,
-    Key,
     OrderKind,
     OrderState,
     Side,
     Status,
 )
 from actors.orders import intended_order
-from actors.state import Commit, JournalEvent, JournalKind, Policy, SymbolState, Transition
+from actors.state import JournalEvent, JournalKind, SymbolState, Transition
 from actors.transition import Context, transition
 from testkit.world import priced, signal
-
-KEY = Key("main", "BTCUSDT")
-NOW = 1000.0
-POLICY = Policy()
-
-
-def _ctx(now: float) -> Context:
-    return Context(now, POLICY, 1)
-
-
-def _protected() -> SymbolState:
-    """A long of 1.0 filled at 100 (entry ``ps1e1``), its stop ``ps1s1`` resting: active."""
-    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
-    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1)
-    st = transition(st, fill, _ctx(NOW + 0.1)).state
-    stop = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2)
-    st = transition(st, stop, _ctx(NOW + 0.2)).state
-    assert st.position is not None and st.position.status is Status.ACTIVE
-    return st
+from tests.unit.kills import KEY, NOW, POLICY, assert_whole, ctx, protected_stepwise
 
 
 def _closing() -> SymbolState:
     """The protected position asked to close: its close ``ps1c1`` sent (the stop stays)."""
-    t = transition(_protected(), CloseRequest(KEY), _ctx(NOW + 1))
+    t = transition(protected_stepwise(), CloseRequest(KEY), ctx(NOW + 1))
     assert [type(e) for e in t.effects] == [PlaceOrder]
     return t.state
 
@@ -88,11 +69,11 @@ def test_a_close_reported_after_the_stop_closed_its_position_is_recorded_only() 
     unknown = ExchangeOutcome(
         KEY, CallOp.PLACE, "ps1c1", OrderKind.CLOSE, CallResult.UNKNOWN, "timeout"
     )
-    st = transition(_closing(), unknown, _ctx(NOW + 1.1)).state
-    t = transition(st, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1c1")), _ctx(NOW + 1.6))
+    st = transition(_closing(), unknown, ctx(NOW + 1.1)).state
+    t = transition(st, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1c1")), ctx(NOW + 1.6))
     assert t.effects == (LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),)
     stop_filled = OrderUpdate(KEY, "ps1s1", ExchangeStatus.FILLED, 1.0, 90.0, NOW + 1.7, "x1")
-    st = transition(t.state, stop_filled, _ctx(NOW + 1.7)).state
+    st = transition(t.state, stop_filled, ctx(NOW + 1.7)).state
     pos = st.position
     assert pos is not None and pos.status is Status.CLOSED
     assert pos.close_reason is CloseReason.STOP_LOSS
@@ -106,17 +87,7 @@ def test_a_close_reported_after_the_stop_closed_its_position_is_recorded_only() 
         found = ExchangeOutcome(
             KEY, CallOp.LOOKUP, "ps1c1", OrderKind.CLOSE, CallResult.FOUND, update=update
         )
-        t = transition(st, found, _ctx(NOW + 2))
-        written = replace(
-            pos,
-            orders=(
-                entry,
-                stop,
-                replace(close, state=state, exchange_id="x2", event_time=NOW + 1.75),
-            ),
-            updated_at=NOW + 2,
-            version=pos.version + 1,
-        )
+        t = transition(st, found, ctx(NOW + 2))
         event = JournalEvent(
             1,
             JournalKind.ORDER_FACT,
@@ -125,11 +96,20 @@ def test_a_close_reported_after_the_stop_closed_its_position_is_recorded_only() 
             NOW + 2,
             {"client_id": "ps1c1", "state": state.value, "filled": 0.0, "via": "lookup"},
         )
-        assert t == Transition(
-            replace(st, position=written),
-            (),
-            Commit(KEY, found, written, pos.version, (event,)),
-        ), status
+        assert_whole(
+            t,
+            st,
+            found,
+            NOW + 2,
+            orders=(
+                entry,
+                stop,
+                replace(close, state=state, exchange_id="x2", event_time=NOW + 1.75),
+            ),
+            effects=(),
+            events=(event,),
+            label=status,
+        )
 
 
 def _closed_on_the_syncs_word_while_closing() -> SymbolState:
@@ -146,17 +126,17 @@ def _closed_on_the_syncs_word_while_closing() -> SymbolState:
         CallResult.ACCEPTED,
         update=OrderUpdate(KEY, "ps1c1", ExchangeStatus.NEW, 0.0, None, NOW + 1.1, "x2"),
     )
-    st = transition(st, accepted, _ctx(NOW + 1.1)).state
+    st = transition(st, accepted, ctx(NOW + 1.1)).state
     pos = st.position
     assert pos is not None and pos.status is Status.CLOSING
     st = replace(st, position=replace(pos, close_reason=None))
-    t = transition(st, SyncObservation(KEY, None, (), NOW + 10), _ctx(NOW + 10))
+    t = transition(st, SyncObservation(KEY, None, (), NOW + 10), ctx(NOW + 10))
     assert t.effects == (
         LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),
         LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),
         StartTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM), POLICY.flat_confirm_s),
     )
-    t = transition(t.state, TimerFired(KEY, TimerId(TimerKind.FLAT_CONFIRM)), _ctx(NOW + 12))
+    t = transition(t.state, TimerFired(KEY, TimerId(TimerKind.FLAT_CONFIRM)), ctx(NOW + 12))
     assert t.effects == (
         CancelTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1s1")),
         CancelTimer(KEY, TimerId(TimerKind.RETRY, "ps1s1")),
@@ -185,9 +165,20 @@ def test_a_close_filled_after_a_close_on_the_syncs_word_corrects_the_reason() ->
     assert pos is not None
     entry, stop, close = pos.orders
     filled = OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 1.0, 99.0, NOW + 11, "x2")
-    t = transition(st, filled, _ctx(NOW + 13))
-    written = replace(
-        pos,
+    t = transition(st, filled, ctx(NOW + 13))
+    event = JournalEvent(
+        1,
+        JournalKind.CLOSE_REASON_CORRECTED,
+        Status.CLOSED,
+        Status.CLOSED,
+        NOW + 13,
+        {"client_id": "ps1c1", "was": "closed_on_exchange", "reason": "manual", "via": "stream"},
+    )
+    assert_whole(
+        t,
+        st,
+        filled,
+        NOW + 13,
         orders=(
             entry,
             stop,
@@ -200,21 +191,8 @@ def test_a_close_filled_after_a_close_on_the_syncs_word_corrects_the_reason() ->
             ),
         ),
         close_reason=CloseReason.MANUAL,
-        updated_at=NOW + 13,
-        version=pos.version + 1,
-    )
-    event = JournalEvent(
-        1,
-        JournalKind.CLOSE_REASON_CORRECTED,
-        Status.CLOSED,
-        Status.CLOSED,
-        NOW + 13,
-        {"client_id": "ps1c1", "was": "closed_on_exchange", "reason": "manual", "via": "stream"},
-    )
-    assert t == Transition(
-        replace(st, position=written),
-        (),
-        Commit(KEY, filled, written, pos.version, (event,)),
+        effects=(),
+        events=(event,),
     )
 
 
@@ -224,12 +202,12 @@ def test_a_close_filled_after_a_close_on_the_syncs_word_corrects_the_reason() ->
 def _closed_on_the_syncs_word() -> SymbolState:
     """The protected position seen flat by the sync, the lookup of its stop refused, the
     flat confirmed: closed ``closed_on_exchange``, its stop ``pending_cancel``."""
-    t = transition(_protected(), SyncObservation(KEY, None, (), NOW + 10), _ctx(NOW + 10))
+    t = transition(protected_stepwise(), SyncObservation(KEY, None, (), NOW + 10), ctx(NOW + 10))
     refused = ExchangeOutcome(
         KEY, CallOp.LOOKUP, "ps1s1", OrderKind.STOP_LOSS, CallResult.UNKNOWN, "rate_limited"
     )
-    st = transition(t.state, refused, _ctx(NOW + 10.2)).state
-    st = transition(st, TimerFired(KEY, TimerId(TimerKind.FLAT_CONFIRM)), _ctx(NOW + 12)).state
+    st = transition(t.state, refused, ctx(NOW + 10.2)).state
+    st = transition(st, TimerFired(KEY, TimerId(TimerKind.FLAT_CONFIRM)), ctx(NOW + 12)).state
     pos = st.position
     assert pos is not None and pos.close_reason is CloseReason.CLOSED_ON_EXCHANGE
     assert [o.state for o in pos.orders] == [OrderState.FILLED, OrderState.PENDING_CANCEL]
@@ -259,7 +237,7 @@ def test_the_stops_report_corrects_the_reason_only_when_the_stop_closed_the_posi
     ]
     for status, filled, state, corrected in cases:
         report = _stop_report(status, filled)
-        t = transition(st, report, _ctx(NOW + 13))
+        t = transition(st, report, ctx(NOW + 13))
         after = replace(
             stop,
             state=state,
@@ -267,13 +245,6 @@ def test_the_stops_report_corrects_the_reason_only_when_the_stop_closed_the_posi
             avg_price=90.0 if filled else None,
             exchange_id="x1",
             event_time=NOW + 11,
-        )
-        written = replace(
-            pos,
-            orders=(entry, after),
-            close_reason=CloseReason.STOP_LOSS if corrected else CloseReason.CLOSED_ON_EXCHANGE,
-            updated_at=NOW + 13,
-            version=pos.version + 1,
         )
         detail: dict[str, object] = (
             {"client_id": "ps1s1", "was": "closed_on_exchange", "reason": "stop_loss"}
@@ -284,11 +255,17 @@ def test_the_stops_report_corrects_the_reason_only_when_the_stop_closed_the_posi
         event = JournalEvent(
             1, kind, Status.CLOSED, Status.CLOSED, NOW + 13, {**detail, "via": "stream"}
         )
-        assert t == Transition(
-            replace(st, position=written),
-            (),
-            Commit(KEY, report, written, pos.version, (event,)),
-        ), (status, filled)
+        assert_whole(
+            t,
+            st,
+            report,
+            NOW + 13,
+            orders=(entry, after),
+            close_reason=CloseReason.STOP_LOSS if corrected else CloseReason.CLOSED_ON_EXCHANGE,
+            effects=(),
+            events=(event,),
+            label=(status, filled),
+        )
 
 
 def test_a_stop_filled_after_its_position_closed_by_its_close_keeps_the_reason() -> None:
@@ -303,18 +280,29 @@ def test_a_stop_filled_after_its_position_closed_by_its_close_keeps_the_reason()
         CallResult.ACCEPTED,
         update=OrderUpdate(KEY, "ps1c1", ExchangeStatus.NEW, 0.0, None, NOW + 1.1, "x2"),
     )
-    st = transition(_closing(), accepted, _ctx(NOW + 1.1)).state
+    st = transition(_closing(), accepted, ctx(NOW + 1.1)).state
     close_filled = OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 1.0, 99.0, NOW + 1.2, "x2")
-    st = transition(st, close_filled, _ctx(NOW + 1.2)).state
+    st = transition(st, close_filled, ctx(NOW + 1.2)).state
     pos = st.position
     assert pos is not None and pos.status is Status.CLOSED
     assert pos.close_reason is CloseReason.MANUAL
     entry, stop, close = pos.orders
     assert stop.state is OrderState.PENDING_CANCEL
     report = _stop_report(ExchangeStatus.FILLED, 1.0, NOW + 1.3)
-    t = transition(st, report, _ctx(NOW + 2))
-    written = replace(
-        pos,
+    t = transition(st, report, ctx(NOW + 2))
+    event = JournalEvent(
+        1,
+        JournalKind.ORDER_FACT,
+        Status.CLOSED,
+        Status.CLOSED,
+        NOW + 2,
+        {"client_id": "ps1s1", "state": "filled", "filled": 1.0, "via": "stream"},
+    )
+    assert_whole(
+        t,
+        st,
+        report,
+        NOW + 2,
         orders=(
             entry,
             replace(
@@ -327,21 +315,8 @@ def test_a_stop_filled_after_its_position_closed_by_its_close_keeps_the_reason()
             ),
             close,
         ),
-        updated_at=NOW + 2,
-        version=pos.version + 1,
-    )
-    event = JournalEvent(
-        1,
-        JournalKind.ORDER_FACT,
-        Status.CLOSED,
-        Status.CLOSED,
-        NOW + 2,
-        {"client_id": "ps1s1", "state": "filled", "filled": 1.0, "via": "stream"},
-    )
-    assert t == Transition(
-        replace(st, position=written),
-        (),
-        Commit(KEY, report, written, pos.version, (event,)),
+        effects=(),
+        events=(event,),
     )
 
 
@@ -352,11 +327,11 @@ def test_a_stop_deadline_due_where_no_stop_exists_changes_nothing() -> None:
     """A delivered timer cannot be called back: the stop-loss deadline of an earlier position
     may come due while the next one waits for its entry (no stop on record yet). Nothing
     changes and nothing is sent: the deadline is about an unprotected filled position."""
-    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
+    st = transition(priced(KEY, at=NOW), signal(size=1.0), ctx(NOW)).state
     pos = st.position
     assert pos is not None and pos.status is Status.PENDING_ENTRY
     assert pos.latest(OrderKind.STOP_LOSS) is None
-    t = transition(st, TimerFired(KEY, TimerId(TimerKind.SL_DEADLINE)), _ctx(NOW + 10))
+    t = transition(st, TimerFired(KEY, TimerId(TimerKind.SL_DEADLINE)), ctx(NOW + 10))
     assert t == Transition(st)
 
 
@@ -369,19 +344,19 @@ def test_a_close_lookup_due_after_the_close_was_confirmed_asks_nothing() -> None
     unknown = ExchangeOutcome(
         KEY, CallOp.PLACE, "ps1c1", OrderKind.CLOSE, CallResult.UNKNOWN, "timeout"
     )
-    t = transition(_closing(), unknown, _ctx(NOW + 1.1))
+    t = transition(_closing(), unknown, ctx(NOW + 1.1))
     assert t.effects == (
         StartTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1c1"), POLICY.lookup_delay_s),
     )
     rests = OrderUpdate(KEY, "ps1c1", ExchangeStatus.NEW, 0.0, None, NOW + 1.15, "x2")
-    st = transition(t.state, rests, _ctx(NOW + 1.2)).state
+    st = transition(t.state, rests, ctx(NOW + 1.2)).state
     pos = st.position
     assert pos is not None and pos.status is Status.CLOSING
     close = pos.order("ps1c1")
     assert close is not None and close.state is OrderState.ACCEPTED
-    t = transition(st, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1c1")), _ctx(NOW + 1.35))
+    t = transition(st, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1c1")), ctx(NOW + 1.35))
     assert t == Transition(st)
-    t = transition(st, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1c2")), _ctx(NOW + 1.35))
+    t = transition(st, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1c2")), ctx(NOW + 1.35))
     assert t == Transition(st)
 
 
@@ -393,10 +368,10 @@ def test_only_a_lookup_timer_asks_about_the_close_a_restart_may_have_lost() -> N
     st = _closed_on_the_syncs_word()
     pos = st.position
     assert pos is not None and pos.close_seq == 0
-    t = transition(st, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1c1")), _ctx(NOW + 13))
+    t = transition(st, TimerFired(KEY, TimerId(TimerKind.LOOKUP, "ps1c1")), ctx(NOW + 13))
     assert t == Transition(st, (LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),))
     for kind in (TimerKind.RETRY, TimerKind.CANCEL):
-        t = transition(st, TimerFired(KEY, TimerId(kind, "ps1c1")), _ctx(NOW + 13))
+        t = transition(st, TimerFired(KEY, TimerId(kind, "ps1c1")), ctx(NOW + 13))
         assert t == Transition(st), kind
 
 
@@ -408,7 +383,7 @@ def test_a_stop_filled_in_part_leaves_the_position_open_and_in_whole_closes_it()
     still rests for the rest; the sync corrects the quantity). One that it filled all of it
     closes the position ``stop_loss`` even while the report still says "partially filled":
     what is left of the stop is cancelled (it must not stay behind, I9) with the timers."""
-    st = _protected()
+    st = protected_stepwise()
     pos = st.position
     assert pos is not None
     entry, stop = pos.orders
@@ -416,7 +391,7 @@ def test_a_stop_filled_in_part_leaves_the_position_open_and_in_whole_closes_it()
         report = OrderUpdate(
             KEY, "ps1s1", ExchangeStatus.PARTIALLY_FILLED, filled, 90.0, NOW + 1, "x1"
         )
-        t = transition(st, report, _ctx(NOW + 1))
+        t = transition(st, report, ctx(NOW + 1))
         after = replace(
             stop,
             state=OrderState.PARTIALLY_FILLED,
@@ -426,9 +401,6 @@ def test_a_stop_filled_in_part_leaves_the_position_open_and_in_whole_closes_it()
             event_time=NOW + 1,
         )
         if filled < 1.0:
-            written = replace(
-                pos, orders=(entry, after), updated_at=NOW + 1, version=pos.version + 1
-            )
             events: tuple[JournalEvent, ...] = (
                 JournalEvent(
                     1,
@@ -444,21 +416,8 @@ def test_a_stop_filled_in_part_leaves_the_position_open_and_in_whole_closes_it()
                     },
                 ),
             )
-            assert t == Transition(
-                replace(st, position=written),
-                (),
-                Commit(KEY, report, written, pos.version, events),
-            )
+            assert_whole(t, st, report, NOW + 1, orders=(entry, after), effects=(), events=events)
             continue
-        written = replace(
-            pos,
-            status=Status.CLOSED,
-            orders=(entry, replace(after, state=OrderState.PENDING_CANCEL)),
-            close_reason=CloseReason.STOP_LOSS,
-            closed_at=NOW + 1,
-            updated_at=NOW + 1,
-            version=pos.version + 1,
-        )
         events = (
             JournalEvent(
                 1,
@@ -477,9 +436,16 @@ def test_a_stop_filled_in_part_leaves_the_position_open_and_in_whole_closes_it()
                 {"reason": "stop_loss", "via": "stream"},
             ),
         )
-        assert t == Transition(
-            replace(st, position=written, last_closed_at=NOW + 1),
-            (
+        assert_whole(
+            t,
+            st,
+            report,
+            NOW + 1,
+            status=Status.CLOSED,
+            orders=(entry, replace(after, state=OrderState.PENDING_CANCEL)),
+            close_reason=CloseReason.STOP_LOSS,
+            closed_at=NOW + 1,
+            effects=(
                 CancelTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1s1")),
                 CancelTimer(KEY, TimerId(TimerKind.RETRY, "ps1s1")),
                 CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, ""),
@@ -487,7 +453,8 @@ def test_a_stop_filled_in_part_leaves_the_position_open_and_in_whole_closes_it()
                 CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),
                 CancelTimer(KEY, TimerId(TimerKind.CLOSE_RETRY)),
             ),
-            Commit(KEY, report, written, pos.version, events),
+            events=events,
+            state_changes={"last_closed_at": NOW + 1},
         )
 
 
@@ -496,11 +463,11 @@ def _stop_missing() -> SymbolState:
     looked up (``stop_lookup_at`` set); the exchange does not know it: a new stop ``ps1s2``
     goes out, a new unprotected spell (its deadline started)."""
     open_ = ExchangePosition(Side.LONG, 1.0, 100.0)
-    t = transition(_protected(), SyncObservation(KEY, open_, (), NOW + 10), _ctx(NOW + 10))
+    t = transition(protected_stepwise(), SyncObservation(KEY, open_, (), NOW + 10), ctx(NOW + 10))
     assert t.effects == (LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),)
     assert t.state.stop_lookup_at == NOW + 10
     gone = ExchangeOutcome(KEY, CallOp.LOOKUP, "ps1s1", OrderKind.STOP_LOSS, CallResult.NOT_FOUND)
-    t = transition(t.state, gone, _ctx(NOW + 10.2))
+    t = transition(t.state, gone, ctx(NOW + 10.2))
     assert [type(e) for e in t.effects] == [StartTimer, PlaceOrder]
     pos = t.state.position
     assert pos is not None and pos.sl_since == NOW + 10.2 and pos.sl_failures == 1
@@ -521,9 +488,15 @@ def test_the_new_stops_confirmation_ends_the_spell_and_the_stop_lookup() -> None
     assert pos is not None
     entry, old, new = pos.orders
     rests = OrderUpdate(KEY, "ps1s2", ExchangeStatus.NEW, 0.0, None, NOW + 10.3, "x3")
-    t = transition(st, rests, _ctx(NOW + 10.4))
-    written = replace(
-        pos,
+    t = transition(st, rests, ctx(NOW + 10.4))
+    event = JournalEvent(
+        1, JournalKind.STOP_CONFIRMED, Status.ACTIVE, Status.ACTIVE, NOW + 10.4, {"via": "stream"}
+    )
+    assert_whole(
+        t,
+        st,
+        rests,
+        NOW + 10.4,
         orders=(
             entry,
             old,
@@ -531,16 +504,9 @@ def test_the_new_stops_confirmation_ends_the_spell_and_the_stop_lookup() -> None
         ),
         sl_failures=0,
         sl_since=None,
-        updated_at=NOW + 10.4,
-        version=pos.version + 1,
-    )
-    event = JournalEvent(
-        1, JournalKind.STOP_CONFIRMED, Status.ACTIVE, Status.ACTIVE, NOW + 10.4, {"via": "stream"}
-    )
-    assert t == Transition(
-        replace(st, position=written, stop_lookup_at=None),
-        (CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),),
-        Commit(KEY, rests, written, pos.version, (event,)),
+        effects=(CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),),
+        events=(event,),
+        state_changes={"stop_lookup_at": None},
     )
 
 
@@ -554,17 +520,7 @@ def test_the_old_stop_reported_resting_after_all_is_recorded_only() -> None:
     assert pos is not None
     entry, old, new = pos.orders
     rests = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 10.3, "x1")
-    t = transition(st, rests, _ctx(NOW + 10.4))
-    written = replace(
-        pos,
-        orders=(
-            entry,
-            replace(old, state=OrderState.ACCEPTED, exchange_id="x1", event_time=NOW + 10.3),
-            new,
-        ),
-        updated_at=NOW + 10.4,
-        version=pos.version + 1,
-    )
+    t = transition(st, rests, ctx(NOW + 10.4))
     event = JournalEvent(
         1,
         JournalKind.ORDER_FACT,
@@ -573,10 +529,18 @@ def test_the_old_stop_reported_resting_after_all_is_recorded_only() -> None:
         NOW + 10.4,
         {"client_id": "ps1s1", "state": "accepted", "filled": 0.0, "via": "stream"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (),
-        Commit(KEY, rests, written, pos.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        rests,
+        NOW + 10.4,
+        orders=(
+            entry,
+            replace(old, state=OrderState.ACCEPTED, exchange_id="x1", event_time=NOW + 10.3),
+            new,
+        ),
+        effects=(),
+        events=(event,),
     )
 
 
@@ -589,22 +553,21 @@ def test_a_late_entry_fill_asks_the_sync_once_and_its_cancel_is_recorded_only() 
     the exchange, so it is journaled ``late_entry_fill`` and the sync is asked to adopt it.
     The cancel's confirmation with the same fill is an order fact only: no second alarm, no
     second sync for a fill already told."""
-    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
+    st = transition(priced(KEY, at=NOW), signal(size=1.0), ctx(NOW)).state
     for msg, at in (
         (OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 0.5, 100.0, NOW, "x0"), 0.1),
         (OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2, "x1"), 0.2),
         (OrderUpdate(KEY, "ps1s1", ExchangeStatus.FILLED, 0.5, 90.0, NOW + 1, "x1"), 1.0),
     ):
-        st = transition(st, msg, _ctx(NOW + at)).state
+        st = transition(st, msg, ctx(NOW + at)).state
     pos = st.position
     assert pos is not None and pos.status is Status.CLOSED and pos.qty == 0.5
     entry, stop = pos.orders
     assert entry.state is OrderState.PENDING_CANCEL and entry.filled_qty == 0.5
 
     more = OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 0.8, 100.0, NOW + 1.05)
-    t = transition(st, more, _ctx(NOW + 1.1))
+    t = transition(st, more, ctx(NOW + 1.1))
     entry = replace(entry, filled_qty=0.8, event_time=NOW + 1.05)
-    written = replace(pos, orders=(entry, stop), updated_at=NOW + 1.1, version=pos.version + 1)
     event = JournalEvent(
         1,
         JournalKind.LATE_ENTRY_FILL,
@@ -613,18 +576,21 @@ def test_a_late_entry_fill_asks_the_sync_once_and_its_cancel_is_recorded_only() 
         NOW + 1.1,
         {"client_id": "ps1e1", "filled": 0.8, "qty": 0.5, "via": "stream"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (RequestSync(KEY, "late entry fill"),),
-        Commit(KEY, more, written, pos.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        more,
+        NOW + 1.1,
+        orders=(entry, stop),
+        effects=(RequestSync(KEY, "late entry fill"),),
+        events=(event,),
     )
 
     st, pos = t.state, t.state.position
     assert pos is not None
     canceled = OrderUpdate(KEY, "ps1e1", ExchangeStatus.CANCELED, 0.8, 100.0, NOW + 1.15)
-    t = transition(st, canceled, _ctx(NOW + 1.2))
+    t = transition(st, canceled, ctx(NOW + 1.2))
     entry = replace(entry, state=OrderState.CANCELED, event_time=NOW + 1.15)
-    written = replace(pos, orders=(entry, stop), updated_at=NOW + 1.2, version=pos.version + 1)
     event = JournalEvent(
         1,
         JournalKind.ORDER_FACT,
@@ -633,18 +599,14 @@ def test_a_late_entry_fill_asks_the_sync_once_and_its_cancel_is_recorded_only() 
         NOW + 1.2,
         {"client_id": "ps1e1", "state": "canceled", "filled": 0.8, "via": "stream"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (),
-        Commit(KEY, canceled, written, pos.version, (event,)),
-    )
+    assert_whole(t, st, canceled, NOW + 1.2, orders=(entry, stop), effects=(), events=(event,))
 
 
 # -- how a report is read ---------------------------------------------------------------------
 
 
 def _pending_entry() -> SymbolState:
-    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
+    st = transition(priced(KEY, at=NOW), signal(size=1.0), ctx(NOW)).state
     pos = st.position
     assert pos is not None and pos.status is Status.PENDING_ENTRY
     return st
@@ -659,31 +621,8 @@ def test_a_report_new_with_a_fill_is_a_partial_fill() -> None:
     assert pos is not None
     (entry,) = pos.orders
     report = OrderUpdate(KEY, "ps1e1", ExchangeStatus.NEW, 0.5, 100.0, NOW + 0.1, "x0")
-    t = transition(st, report, _ctx(NOW + 0.2))
+    t = transition(st, report, ctx(NOW + 0.2))
     stop = intended_order(1, OrderKind.STOP_LOSS, 1, "sell", 0.5, NOW + 0.2, 90.0)
-    written = replace(
-        pos,
-        status=Status.PENDING_SL,
-        qty=0.5,
-        entry_price=100.0,
-        filled_at=NOW + 0.2,
-        orders=(
-            replace(
-                entry,
-                state=OrderState.PARTIALLY_FILLED,
-                filled_qty=0.5,
-                avg_price=100.0,
-                exchange_id="x0",
-                event_time=NOW + 0.1,
-            ),
-            stop,
-        ),
-        stop_seq=1,
-        sl_failures=1,
-        sl_since=NOW + 0.2,
-        updated_at=NOW + 0.2,
-        version=pos.version + 1,
-    )
     events = (
         JournalEvent(
             1,
@@ -702,13 +641,35 @@ def test_a_report_new_with_a_fill_is_a_partial_fill() -> None:
             {"client_id": "ps1s1", "why": "first fill"},
         ),
     )
-    assert t == Transition(
-        replace(st, position=written, bought=True),
-        (
+    assert_whole(
+        t,
+        st,
+        report,
+        NOW + 0.2,
+        status=Status.PENDING_SL,
+        qty=0.5,
+        entry_price=100.0,
+        filled_at=NOW + 0.2,
+        orders=(
+            replace(
+                entry,
+                state=OrderState.PARTIALLY_FILLED,
+                filled_qty=0.5,
+                avg_price=100.0,
+                exchange_id="x0",
+                event_time=NOW + 0.1,
+            ),
+            stop,
+        ),
+        stop_seq=1,
+        sl_failures=1,
+        sl_since=NOW + 0.2,
+        effects=(
             StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s),
             PlaceOrder(KEY, 1, stop, close_position=True),
         ),
-        Commit(KEY, report, written, pos.version, events),
+        events=events,
+        state_changes={"bought": True},
     )
 
 
@@ -720,9 +681,20 @@ def test_a_fill_that_is_not_finite_counts_as_none() -> None:
     assert pos is not None
     (entry,) = pos.orders
     report = OrderUpdate(KEY, "ps1e1", ExchangeStatus.NEW, math.inf, 100.0, NOW + 0.1, "x0")
-    t = transition(st, report, _ctx(NOW + 0.2))
-    written = replace(
-        pos,
+    t = transition(st, report, ctx(NOW + 0.2))
+    event = JournalEvent(
+        1,
+        JournalKind.ENTRY_ACCEPTED,
+        Status.PENDING_ENTRY,
+        Status.ENTRY_PLACED,
+        NOW + 0.2,
+        {"via": "stream"},
+    )
+    assert_whole(
+        t,
+        st,
+        report,
+        NOW + 0.2,
         status=Status.ENTRY_PLACED,
         orders=(
             replace(
@@ -733,21 +705,8 @@ def test_a_fill_that_is_not_finite_counts_as_none() -> None:
                 event_time=NOW + 0.1,
             ),
         ),
-        updated_at=NOW + 0.2,
-        version=pos.version + 1,
-    )
-    event = JournalEvent(
-        1,
-        JournalKind.ENTRY_ACCEPTED,
-        Status.PENDING_ENTRY,
-        Status.ENTRY_PLACED,
-        NOW + 0.2,
-        {"via": "stream"},
-    )
-    assert t == Transition(
-        replace(st, position=written),
-        (),
-        Commit(KEY, report, written, pos.version, (event,)),
+        effects=(),
+        events=(event,),
     )
 
 
@@ -757,21 +716,12 @@ def test_the_final_report_of_an_order_brings_its_average_price() -> None:
     it (an order fact), although no more filled."""
     st = _pending_entry()
     half = OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 0.5, 100.0, NOW + 0.1, "x0")
-    st = transition(st, half, _ctx(NOW + 0.1)).state
+    st = transition(st, half, ctx(NOW + 0.1)).state
     pos = st.position
     assert pos is not None and pos.status is Status.PENDING_SL
     entry, stop = pos.orders
     report = OrderUpdate(KEY, "ps1e1", ExchangeStatus.CANCELED, 0.5, 100.02, NOW + 0.3, "x0")
-    t = transition(st, report, _ctx(NOW + 0.3))
-    written = replace(
-        pos,
-        orders=(
-            replace(entry, state=OrderState.CANCELED, avg_price=100.02, event_time=NOW + 0.3),
-            stop,
-        ),
-        updated_at=NOW + 0.3,
-        version=pos.version + 1,
-    )
+    t = transition(st, report, ctx(NOW + 0.3))
     event = JournalEvent(
         1,
         JournalKind.ORDER_FACT,
@@ -780,10 +730,17 @@ def test_the_final_report_of_an_order_brings_its_average_price() -> None:
         NOW + 0.3,
         {"client_id": "ps1e1", "state": "canceled", "filled": 0.5, "via": "stream"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (),
-        Commit(KEY, report, written, pos.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        report,
+        NOW + 0.3,
+        orders=(
+            replace(entry, state=OrderState.CANCELED, avg_price=100.02, event_time=NOW + 0.3),
+            stop,
+        ),
+        effects=(),
+        events=(event,),
     )
 
 
@@ -797,25 +754,15 @@ def test_an_entry_that_lands_after_its_position_failed_is_cancelled() -> None:
     unknown = ExchangeOutcome(
         KEY, CallOp.PLACE, "ps1e1", OrderKind.ENTRY, CallResult.UNKNOWN, "timeout"
     )
-    st = transition(st, unknown, _ctx(NOW + 0.1)).state
+    st = transition(st, unknown, ctx(NOW + 0.1)).state
     gone = ExchangeOutcome(KEY, CallOp.LOOKUP, "ps1e1", OrderKind.ENTRY, CallResult.NOT_FOUND)
-    st = transition(st, gone, _ctx(NOW + POLICY.lookup_deadline_s + 1)).state
+    st = transition(st, gone, ctx(NOW + POLICY.lookup_deadline_s + 1)).state
     pos = st.position
     assert pos is not None and pos.status is Status.FAILED
     (entry,) = pos.orders
     assert entry.state is OrderState.NOT_FOUND
     rests = OrderUpdate(KEY, "ps1e1", ExchangeStatus.NEW, 0.0, None, NOW + 11.5, "x0")
-    t = transition(st, rests, _ctx(NOW + 12))
-    written = replace(
-        pos,
-        orders=(
-            replace(
-                entry, state=OrderState.PENDING_CANCEL, exchange_id="x0", event_time=NOW + 11.5
-            ),
-        ),
-        updated_at=NOW + 12,
-        version=pos.version + 1,
-    )
+    t = transition(st, rests, ctx(NOW + 12))
     events = (
         JournalEvent(
             1,
@@ -834,10 +781,18 @@ def test_an_entry_that_lands_after_its_position_failed_is_cancelled() -> None:
             {"client_id": "ps1e1", "why": "not needed"},
         ),
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (CancelOrder(KEY, "ps1e1", OrderKind.ENTRY, "not needed"),),
-        Commit(KEY, rests, written, pos.version, events),
+    assert_whole(
+        t,
+        st,
+        rests,
+        NOW + 12,
+        orders=(
+            replace(
+                entry, state=OrderState.PENDING_CANCEL, exchange_id="x0", event_time=NOW + 11.5
+            ),
+        ),
+        effects=(CancelOrder(KEY, "ps1e1", OrderKind.ENTRY, "not needed"),),
+        events=events,
     )
 
 
@@ -847,7 +802,7 @@ def test_an_entry_that_lands_after_its_position_failed_is_cancelled() -> None:
 def _first_stop_sent() -> SymbolState:
     """The entry filled: the first stop ``ps1s1`` sent (``intended``), its deadline running."""
     fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1, "x0")
-    st = transition(_pending_entry(), fill, _ctx(NOW + 0.1)).state
+    st = transition(_pending_entry(), fill, ctx(NOW + 0.1)).state
     pos = st.position
     assert pos is not None and pos.status is Status.PENDING_SL
     assert pos.orders[1].state is OrderState.INTENDED
@@ -867,9 +822,8 @@ def test_a_stop_refused_on_the_stream_before_its_answer_is_retried() -> None:
     assert pos is not None
     entry, stop = pos.orders
     refused = OrderUpdate(KEY, "ps1s1", ExchangeStatus.REJECTED, 0.0, None, NOW + 0.15, "x1")
-    t = transition(st, refused, _ctx(NOW + 0.2))
+    t = transition(st, refused, ctx(NOW + 0.2))
     rejected = replace(stop, state=OrderState.REJECTED, exchange_id="x1", event_time=NOW + 0.15)
-    written = replace(pos, orders=(entry, rejected), updated_at=NOW + 0.2, version=pos.version + 1)
     event = JournalEvent(
         1,
         JournalKind.STOP_REJECTED,
@@ -879,44 +833,43 @@ def test_a_stop_refused_on_the_stream_before_its_answer_is_retried() -> None:
         {"why": "reported rejected", "failures": 1, "via": "stream"},
     )
     retry = TimerId(TimerKind.RETRY, "ps1s1")
-    assert t == Transition(
-        replace(st, position=written),
-        (StartTimer(KEY, retry, POLICY.sl_retry_delay_s),),
-        Commit(KEY, refused, written, pos.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        refused,
+        NOW + 0.2,
+        orders=(entry, rejected),
+        effects=(StartTimer(KEY, retry, POLICY.sl_retry_delay_s),),
+        events=(event,),
     )
 
     # The same when the placement's answer was lost (a timeout: ``unknown``, looked up).
     timeout = ExchangeOutcome(
         KEY, CallOp.PLACE, "ps1s1", OrderKind.STOP_LOSS, CallResult.UNKNOWN, "timeout"
     )
-    lost = transition(st, timeout, _ctx(NOW + 0.12)).state
+    lost = transition(st, timeout, ctx(NOW + 0.12)).state
     unknown = lost.position
     assert unknown is not None and unknown.orders[1].state is OrderState.UNKNOWN
-    t2 = transition(lost, refused, _ctx(NOW + 0.2))
-    written = replace(
-        unknown,
+    t2 = transition(lost, refused, ctx(NOW + 0.2))
+    assert_whole(
+        t2,
+        lost,
+        refused,
+        NOW + 0.2,
         orders=(entry, replace(rejected, sent_at=unknown.orders[1].sent_at)),
-        updated_at=NOW + 0.2,
-        version=unknown.version + 1,
-    )
-    assert t2 == Transition(
-        replace(lost, position=written),
-        (StartTimer(KEY, retry, POLICY.sl_retry_delay_s),),
-        Commit(KEY, refused, written, unknown.version, (event,)),
+        effects=(StartTimer(KEY, retry, POLICY.sl_retry_delay_s),),
+        events=(event,),
     )
 
     st = t.state
     for result in (CallResult.ACCEPTED, CallResult.REJECTED):
         answer = ExchangeOutcome(KEY, CallOp.PLACE, "ps1s1", OrderKind.STOP_LOSS, result, "x")
-        assert transition(st, answer, _ctx(NOW + 0.25)) == Transition(st), result
+        assert transition(st, answer, ctx(NOW + 0.25)) == Transition(st), result
 
     pos = st.position
     assert pos is not None
-    t = transition(st, TimerFired(KEY, retry), _ctx(NOW + 0.4))
+    t = transition(st, TimerFired(KEY, retry), ctx(NOW + 0.4))
     again = replace(rejected, state=OrderState.INTENDED, attempts=2, sent_at=NOW + 0.4)
-    written = replace(
-        pos, orders=(entry, again), sl_failures=2, updated_at=NOW + 0.4, version=pos.version + 1
-    )
     event = JournalEvent(
         1,
         JournalKind.ORDER_RESENT,
@@ -925,10 +878,15 @@ def test_a_stop_refused_on_the_stream_before_its_answer_is_retried() -> None:
         NOW + 0.4,
         {"client_id": "ps1s1", "attempt": 2},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (PlaceOrder(KEY, 1, again, close_position=True),),
-        Commit(KEY, TimerFired(KEY, retry), written, pos.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        TimerFired(KEY, retry),
+        NOW + 0.4,
+        orders=(entry, again),
+        sl_failures=2,
+        effects=(PlaceOrder(KEY, 1, again, close_position=True),),
+        events=(event,),
     )
 
 
@@ -937,12 +895,12 @@ def test_a_trailing_stop_refused_on_the_stream_is_retried_later() -> None:
     spell is spent (the position stays ``active``, no deadline), and the retry waits
     longer, ``sl_retry_delay_s`` doubled per attempt, as for a refused placement."""
     sig = signal(size=1.0, stop=90.0, trailing=5.0)
-    st = transition(priced(KEY, at=NOW), sig, _ctx(NOW)).state
+    st = transition(priced(KEY, at=NOW), sig, ctx(NOW)).state
     fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1, "x0")
-    st = transition(st, fill, _ctx(NOW + 0.1)).state
+    st = transition(st, fill, ctx(NOW + 0.1)).state
     rests = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2, "x1")
-    st = transition(st, rests, _ctx(NOW + 0.2)).state
-    t = transition(st, MarkPriceTick(KEY, 98.0, NOW + 1, received_at=NOW + 1), _ctx(NOW + 1))
+    st = transition(st, rests, ctx(NOW + 0.2)).state
+    t = transition(st, MarkPriceTick(KEY, 98.0, NOW + 1, received_at=NOW + 1), ctx(NOW + 1))
     st = t.state
     pos = st.position
     assert pos is not None and pos.status is Status.ACTIVE and pos.sl_since is None
@@ -953,17 +911,7 @@ def test_a_trailing_stop_refused_on_the_stream_is_retried_later() -> None:
         OrderState.INTENDED,
     )
     refused = OrderUpdate(KEY, "ps1s2", ExchangeStatus.REJECTED, 0.0, None, NOW + 1.05, "x2")
-    t = transition(st, refused, _ctx(NOW + 1.1))
-    written = replace(
-        pos,
-        orders=(
-            entry,
-            old,
-            replace(new, state=OrderState.REJECTED, exchange_id="x2", event_time=NOW + 1.05),
-        ),
-        updated_at=NOW + 1.1,
-        version=pos.version + 1,
-    )
+    t = transition(st, refused, ctx(NOW + 1.1))
     event = JournalEvent(
         1,
         JournalKind.STOP_REJECTED,
@@ -973,10 +921,18 @@ def test_a_trailing_stop_refused_on_the_stream_is_retried_later() -> None:
         {"why": "reported rejected", "failures": 0, "via": "stream"},
     )
     retry = TimerId(TimerKind.RETRY, "ps1s2")
-    assert t == Transition(
-        replace(st, position=written),
-        (StartTimer(KEY, retry, 2 * POLICY.sl_retry_delay_s),),
-        Commit(KEY, refused, written, pos.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        refused,
+        NOW + 1.1,
+        orders=(
+            entry,
+            old,
+            replace(new, state=OrderState.REJECTED, exchange_id="x2", event_time=NOW + 1.05),
+        ),
+        effects=(StartTimer(KEY, retry, 2 * POLICY.sl_retry_delay_s),),
+        events=(event,),
     )
 
 
@@ -1022,7 +978,7 @@ def test_a_new_stop_filled_in_part_before_its_answer_is_recorded_only() -> None:
     assert pos is not None
     entry, stop = pos.orders
     part = OrderUpdate(KEY, "ps1s1", ExchangeStatus.PARTIALLY_FILLED, 0.4, 90.0, NOW + 0.15, "x1")
-    t = transition(st, part, _ctx(NOW + 0.2))
+    t = transition(st, part, ctx(NOW + 0.2))
     after = replace(
         stop,
         state=OrderState.PARTIALLY_FILLED,
@@ -1031,7 +987,6 @@ def test_a_new_stop_filled_in_part_before_its_answer_is_recorded_only() -> None:
         exchange_id="x1",
         event_time=NOW + 0.15,
     )
-    written = replace(pos, orders=(entry, after), updated_at=NOW + 0.2, version=pos.version + 1)
     event = JournalEvent(
         1,
         JournalKind.ORDER_FACT,
@@ -1040,8 +995,4 @@ def test_a_new_stop_filled_in_part_before_its_answer_is_recorded_only() -> None:
         NOW + 0.2,
         {"client_id": "ps1s1", "state": "partially_filled", "filled": 0.4, "via": "stream"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (),
-        Commit(KEY, part, written, pos.version, (event,)),
-    )
+    assert_whole(t, st, part, NOW + 0.2, orders=(entry, after), effects=(), events=(event,))

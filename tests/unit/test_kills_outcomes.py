@@ -16,8 +16,6 @@ from actors.messages import (
     CallOp,
     CallResult,
     CloseRequest,
-    ExchangeOutcome,
-    Message,
     OrderUpdate,
     SyncObservation,
     TimerFired,
@@ -27,55 +25,24 @@ from actors.messages import (
 from actors.model import (
     CloseReason,
     ExchangeStatus,
-    Key,
     OrderKind,
     OrderRecord,
     OrderState,
     Status,
 )
-from actors.state import Commit, JournalEvent, JournalKind, Policy, SymbolState, Transition
-from actors.transition import Context, transition
-from testkit.world import priced, signal
-
-KEY = Key("main", "BTCUSDT")
-NOW = 1000.0
-POLICY = Policy()
-
-
-def step(st: SymbolState, msg: Message, now: float = NOW) -> Transition:
-    return transition(st, msg, Context(now, POLICY, 1))
-
-
-def update(cid: str, status: str, filled: float = 0.0, avg: float | None = None) -> OrderUpdate:
-    """An exchange report for one of our orders (status as the adapter normalises it)."""
-    return OrderUpdate(KEY, cid, ExchangeStatus(status), filled, avg, NOW, cid)
-
-
-def reply(
-    cid: str,
-    op: CallOp,
-    kind: OrderKind,
-    result: CallResult,
-    reason: str = "",
-    retry_after: float | None = None,
-) -> ExchangeOutcome:
-    """What the worker pool sends back for a call on ``cid``."""
-    return ExchangeOutcome(KEY, op, cid, kind, result, reason, None, retry_after, None)
-
-
-def opened() -> SymbolState:
-    """A pending entry of 1.0 at mark 100, stop 90 (position id 1, entry ``ps1e1``)."""
-    st = step(priced(KEY, at=NOW), signal(size=1.0, stop=90.0, signal_id="s1")).state
-    assert st.position is not None and st.position.status is Status.PENDING_ENTRY
-    return st
-
-
-def protected() -> SymbolState:
-    """The entry filled at 100 and its stop ``ps1s1`` confirmed: an active position."""
-    st = step(opened(), update("ps1e1", "filled", 1.0, 100.0)).state
-    st = step(st, update("ps1s1", "new")).state
-    assert st.position is not None and st.position.status is Status.ACTIVE
-    return st
+from actors.state import Commit, JournalEvent, JournalKind, SymbolState, Transition
+from testkit.world import priced
+from tests.unit.kills import (
+    KEY,
+    NOW,
+    POLICY,
+    assert_whole,
+    opened,
+    protected,
+    reply,
+    step,
+    update,
+)
 
 
 def order_of(st: SymbolState, cid: str) -> OrderRecord:
@@ -110,6 +77,20 @@ def resent_whole(st: SymbolState, cid: str, now: float) -> tuple[Transition, Ord
     return t, again
 
 
+def throttled_then_resent(
+    st: SymbolState, cid: str, kind: OrderKind, wait: float
+) -> tuple[Transition, OrderRecord]:
+    """The placement of ``cid`` refused at ``NOW + 1`` with a Retry-After of ``wait``: its
+    retry timer starts for that long and nothing else is sent; when it fires the order is
+    sent again whole (:func:`resent_whole`), the same order one attempt on, sent then."""
+    first = order_of(st, cid)
+    throttled = step(st, reply(cid, CallOp.PLACE, kind, CallResult.REJECTED, "429", wait), NOW + 1)
+    assert throttled.effects == (StartTimer(KEY, TimerId(TimerKind.RETRY, cid), wait),)
+    t, again = resent_whole(throttled.state, cid, NOW + 1 + wait)
+    assert again == replace(first, attempts=2, sent_at=NOW + 1 + wait)
+    return t, again
+
+
 def test_a_close_sent_again_after_a_throttle_is_still_reduce_only() -> None:
     """A market close refused with a Retry-After waits that long and is then sent again
     under the same client id, and the order sent is **reduce-only** like the first one
@@ -117,15 +98,7 @@ def test_a_close_sent_again_after_a_throttle_is_still_reduce_only() -> None:
     a close already done on the exchange would open a position the other way, with no
     stop, at market. Pinned whole: the order, both flags, the attempt, the journal."""
     st = step(protected(), CloseRequest(KEY)).state
-    first = order_of(st, "ps1c1")
-    throttled = step(
-        st,
-        reply("ps1c1", CallOp.PLACE, OrderKind.CLOSE, CallResult.REJECTED, "429", 2.0),
-        NOW + 1,
-    )
-    assert throttled.effects == (StartTimer(KEY, TimerId(TimerKind.RETRY, "ps1c1"), 2.0),)
-    t, again = resent_whole(throttled.state, "ps1c1", NOW + 3)
-    assert again == replace(first, attempts=2, sent_at=NOW + 3)
+    t, again = throttled_then_resent(st, "ps1c1", OrderKind.CLOSE, 2.0)
     assert t.effects == (PlaceOrder(KEY, 1, again, reduce_only=True, close_position=False),)
 
 
@@ -133,16 +106,7 @@ def test_an_entry_sent_again_after_a_throttle_is_a_plain_order() -> None:
     """The entry refused with a Retry-After is sent again the same way once the wait is
     over: neither reduce-only (it opens the position) nor close-position (that is the
     stop's). The contrast to the close above: the flags follow the order's kind."""
-    st = opened()
-    first = order_of(st, "ps1e1")
-    throttled = step(
-        st,
-        reply("ps1e1", CallOp.PLACE, OrderKind.ENTRY, CallResult.REJECTED, "429", 5.0),
-        NOW + 1,
-    )
-    assert throttled.effects == (StartTimer(KEY, TimerId(TimerKind.RETRY, "ps1e1"), 5.0),)
-    t, again = resent_whole(throttled.state, "ps1e1", NOW + 6)
-    assert again == replace(first, attempts=2, sent_at=NOW + 6)
+    t, again = throttled_then_resent(opened(), "ps1e1", OrderKind.ENTRY, 5.0)
     assert t.effects == (PlaceOrder(KEY, 1, again, reduce_only=False, close_position=False),)
 
 
@@ -161,20 +125,6 @@ def test_an_entry_cancel_confirmed_without_a_report_fails_the_position_as_it_was
     assert pos is not None
     entry = order_of(st, "ps1e1")
     assert entry.event_time == 0.0
-    written = replace(
-        pos,
-        status=Status.FAILED,
-        fail_reason="entry_canceled",
-        orders=(replace(entry, state=OrderState.CANCELED),),
-        version=pos.version + 1,
-        updated_at=NOW + 2,
-    )
-    assert t.state == replace(asked.state, position=written)
-    assert t.effects == (
-        CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),
-        CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),
-        CancelTimer(KEY, TimerId(TimerKind.CLOSE_RETRY)),
-    )
     failed = JournalEvent(
         1,
         JournalKind.FAILED,
@@ -183,7 +133,21 @@ def test_an_entry_cancel_confirmed_without_a_report_fails_the_position_as_it_was
         NOW + 2,
         {"reason": "entry_canceled"},
     )
-    assert t.commit == Commit(KEY, answer, written, pos.version, (failed,))
+    assert_whole(
+        t,
+        asked.state,
+        answer,
+        NOW + 2,
+        status=Status.FAILED,
+        fail_reason="entry_canceled",
+        orders=(replace(entry, state=OrderState.CANCELED),),
+        effects=(
+            CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),
+            CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),
+            CancelTimer(KEY, TimerId(TimerKind.CLOSE_RETRY)),
+        ),
+        events=(failed,),
+    )
 
 
 def test_an_answer_for_no_position_or_an_order_it_does_not_know_changes_nothing() -> None:
@@ -224,9 +188,6 @@ def test_an_entry_that_lands_after_its_position_failed_not_found_is_cancelled() 
     answer = reply("ps1e1", CallOp.PLACE, OrderKind.ENTRY, CallResult.ACCEPTED)
     t = step(failed.state, answer, NOW + 12)
     cancelling = replace(entry, state=OrderState.PENDING_CANCEL)
-    written = replace(pos, orders=(cancelling,), version=pos.version + 1, updated_at=NOW + 12)
-    assert t.state == replace(failed.state, position=written)
-    assert t.effects == (CancelOrder(KEY, "ps1e1", OrderKind.ENTRY, "not needed"),)
     events = (
         JournalEvent(
             1,
@@ -245,7 +206,15 @@ def test_an_entry_that_lands_after_its_position_failed_not_found_is_cancelled() 
             {"client_id": "ps1e1", "why": "not needed"},
         ),
     )
-    assert t.commit == Commit(KEY, answer, written, pos.version, events)
+    assert_whole(
+        t,
+        failed.state,
+        answer,
+        NOW + 12,
+        orders=(cancelling,),
+        effects=(CancelOrder(KEY, "ps1e1", OrderKind.ENTRY, "not needed"),),
+        events=events,
+    )
 
 
 def test_a_close_in_doubt_when_the_stop_filled_is_recorded_not_found_and_not_retried() -> None:
@@ -265,11 +234,6 @@ def test_a_close_in_doubt_when_the_stop_filled_is_recorded_not_found_and_not_ret
     answer = reply("ps1c1", CallOp.LOOKUP, OrderKind.CLOSE, CallResult.NOT_FOUND)
     t = step(st, answer, NOW + 13)
     gone = replace(close, state=OrderState.NOT_FOUND)
-    written = replace(
-        pos, orders=(*pos.orders[:2], gone), version=pos.version + 1, updated_at=NOW + 13
-    )
-    assert t.state == replace(st, position=written)
-    assert t.effects == ()
     event = JournalEvent(
         1,
         JournalKind.ORDER_FACT,
@@ -278,7 +242,9 @@ def test_a_close_in_doubt_when_the_stop_filled_is_recorded_not_found_and_not_ret
         NOW + 13,
         {"client_id": "ps1c1", "state": "not_found"},
     )
-    assert t.commit == Commit(KEY, answer, written, pos.version, (event,))
+    assert_whole(
+        t, st, answer, NOW + 13, orders=(*pos.orders[:2], gone), effects=(), events=(event,)
+    )
 
 
 def test_a_stop_that_lands_after_its_position_closed_is_cancelled() -> None:
@@ -301,9 +267,6 @@ def test_a_stop_that_lands_after_its_position_closed_is_cancelled() -> None:
     t = step(st, answer, NOW + 5)
     cancelling = replace(stop, state=OrderState.PENDING_CANCEL)
     orders = (pos.orders[0], cancelling, pos.orders[2])
-    written = replace(pos, orders=orders, version=pos.version + 1, updated_at=NOW + 5)
-    assert t.state == replace(st, position=written)
-    assert t.effects == (CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "not needed"),)
     events = (
         JournalEvent(
             1,
@@ -322,7 +285,15 @@ def test_a_stop_that_lands_after_its_position_closed_is_cancelled() -> None:
             {"client_id": "ps1s1", "why": "not needed"},
         ),
     )
-    assert t.commit == Commit(KEY, answer, written, pos.version, events)
+    assert_whole(
+        t,
+        st,
+        answer,
+        NOW + 5,
+        orders=orders,
+        effects=(CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "not needed"),),
+        events=events,
+    )
 
 
 def test_a_lookup_that_finds_the_order_but_reports_no_status_is_asked_again() -> None:
@@ -400,15 +371,6 @@ def test_a_close_filled_after_the_sync_closed_its_position_corrects_the_reason()
         exchange_id="x9",
         event_time=NOW + 1.5,
     )
-    written = replace(
-        pos,
-        orders=(*pos.orders[:2], filled),
-        close_reason=CloseReason.MANUAL,
-        version=pos.version + 1,
-        updated_at=NOW + 6,
-    )
-    assert t.state == replace(st, position=written)
-    assert t.effects == ()
     corrected = JournalEvent(
         1,
         JournalKind.CLOSE_REASON_CORRECTED,
@@ -417,7 +379,16 @@ def test_a_close_filled_after_the_sync_closed_its_position_corrects_the_reason()
         NOW + 6,
         {"client_id": "ps1c1", "was": "closed_on_exchange", "reason": "manual", "via": "reply"},
     )
-    assert t.commit == Commit(KEY, answer, written, pos.version, (corrected,))
+    assert_whole(
+        t,
+        st,
+        answer,
+        NOW + 6,
+        orders=(*pos.orders[:2], filled),
+        close_reason=CloseReason.MANUAL,
+        effects=(),
+        events=(corrected,),
+    )
 
 
 def test_an_entry_not_found_never_fails_a_position_that_holds_part_of_its_size() -> None:
@@ -434,9 +405,6 @@ def test_an_entry_not_found_never_fails_a_position_that_holds_part_of_its_size()
     missing = reply("ps1e1", CallOp.LOOKUP, OrderKind.ENTRY, CallResult.NOT_FOUND)
     t = step(loaded, missing, NOW + 11)
     gone = replace(entry, state=OrderState.NOT_FOUND)
-    written = replace(pos, orders=(gone, stop), version=pos.version + 1, updated_at=NOW + 11)
-    assert t.state == replace(st, position=written)
-    assert t.effects == ()
     event = JournalEvent(
         1,
         JournalKind.ORDER_FACT,
@@ -445,7 +413,7 @@ def test_an_entry_not_found_never_fails_a_position_that_holds_part_of_its_size()
         NOW + 11,
         {"client_id": "ps1e1", "state": "not_found", "filled": 0.5},
     )
-    assert t.commit == Commit(KEY, missing, written, pos.version, (event,))
+    assert_whole(t, st, missing, NOW + 11, orders=(gone, stop), effects=(), events=(event,))
 
 
 def test_a_stop_sent_again_and_refused_as_a_duplicate_keeps_the_one_that_rests() -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from actors.effects import PlaceOrder
-from actors.model import Key, MarketRules, OrderKind, Side, Status
+from actors.model import MarketRules, OrderKind, Side, Status
 from actors.orders import intended_order
 from actors.state import (
     Commit,
     JournalEvent,
     JournalKind,
-    Policy,
     Position,
     SignalOutcome,
     SignalRecord,
@@ -24,10 +23,8 @@ from actors.state import (
 )
 from actors.transition import Context, check_entry, transition
 from testkit.world import priced, signal
+from tests.unit.kills import KEY, NOW, POLICY
 
-KEY = Key("main", "BTCUSDT")
-NOW = 1000.0
-POLICY = Policy()
 TICK = MarketRules(tick_size=1.0)
 
 

@@ -21,7 +21,6 @@ from actors.messages import (
     ExchangeOutcome,
     MarketInfo,
     MarkPriceTick,
-    Message,
     OpenSignal,
     OrderUpdate,
     SyncObservation,
@@ -32,7 +31,6 @@ from actors.model import (
     CloseReason,
     ExchangePosition,
     ExchangeStatus,
-    Key,
     MarketRules,
     OrderKind,
     OrderState,
@@ -63,14 +61,7 @@ from actors.transition import (
     validate_signal,
 )
 from testkit.world import priced, signal
-
-KEY = Key("main", "BTCUSDT")
-NOW = 1000.0
-POLICY = Policy()
-
-
-def step(st: SymbolState, msg: Message, now: float = NOW) -> Transition:
-    return transition(st, msg, Context(now, POLICY, 1))
+from tests.unit.kills import KEY, NOW, POLICY, assert_whole, step
 
 
 def entry_placed() -> SymbolState:
@@ -97,15 +88,6 @@ def test_a_stop_confirmed_before_the_entry_filled_is_journalled_with_its_status(
     t = step(st, report, NOW + 2)
     before = st.position
     assert before is not None
-    written = replace(
-        before,
-        orders=(
-            before.orders[0],
-            replace(stop, state=OrderState.ACCEPTED, exchange_id="x9", event_time=NOW + 2),
-        ),
-        version=before.version + 1,
-        updated_at=NOW + 2,
-    )
     event = JournalEvent(
         1,
         JournalKind.ILLEGAL_TRANSITION,
@@ -114,10 +96,17 @@ def test_a_stop_confirmed_before_the_entry_filled_is_journalled_with_its_status(
         NOW + 2,
         {"state": "entry_placed", "trigger": "stop_confirmed"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (),
-        Commit(KEY, report, written, before.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        report,
+        NOW + 2,
+        orders=(
+            before.orders[0],
+            replace(stop, state=OrderState.ACCEPTED, exchange_id="x9", event_time=NOW + 2),
+        ),
+        effects=(),
+        events=(event,),
     )
 
 
@@ -160,12 +149,6 @@ def test_an_entry_fill_off_by_float_noise_after_the_end_is_no_late_fill() -> Non
     report = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0 + 1e-12, 100.0, NOW + 3)
     t = step(st, report, NOW + 3)
     entry = replace(before.orders[0], filled_qty=1.0 + 1e-12, event_time=NOW + 3)
-    written = replace(
-        before,
-        orders=(entry, *before.orders[1:]),
-        version=before.version + 1,
-        updated_at=NOW + 3,
-    )
     event = JournalEvent(
         1,
         JournalKind.ORDER_FACT,
@@ -174,10 +157,8 @@ def test_an_entry_fill_off_by_float_noise_after_the_end_is_no_late_fill() -> Non
         NOW + 3,
         {"client_id": "ps1e1", "state": "filled", "filled": 1.0 + 1e-12, "via": "stream"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (),
-        Commit(KEY, report, written, before.version, (event,)),
+    assert_whole(
+        t, st, report, NOW + 3, orders=(entry, *before.orders[1:]), effects=(), events=(event,)
     )
     assert leftovers(t.state) == ()
 
@@ -245,8 +226,19 @@ def test_the_end_of_a_position_forgets_the_syncs_flat_view_and_its_stop_lookup()
     fill = OrderUpdate(KEY, "ps1s1", ExchangeStatus.FILLED, 1.0, 90.0, NOW + 21)
     t = step(st, fill, NOW + 21)
     entry, stop = before.orders
-    written = replace(
-        before,
+    event = JournalEvent(
+        1,
+        JournalKind.CLOSED,
+        Status.ACTIVE,
+        Status.CLOSED,
+        NOW + 21,
+        {"reason": "stop_loss", "via": "stream"},
+    )
+    assert_whole(
+        t,
+        st,
+        fill,
+        NOW + 21,
         status=Status.CLOSED,
         close_reason=CloseReason.STOP_LOSS,
         closed_at=NOW + 21,
@@ -256,30 +248,12 @@ def test_the_end_of_a_position_forgets_the_syncs_flat_view_and_its_stop_lookup()
                 stop, state=OrderState.FILLED, filled_qty=1.0, avg_price=90.0, event_time=NOW + 21
             ),
         ),
-        version=before.version + 1,
-        updated_at=NOW + 21,
-    )
-    event = JournalEvent(
-        1,
-        JournalKind.CLOSED,
-        Status.ACTIVE,
-        Status.CLOSED,
-        NOW + 21,
-        {"reason": "stop_loss", "via": "stream"},
-    )
-    assert t == Transition(
-        replace(
-            st,
-            position=written,
-            last_closed_at=NOW + 21,
-            flat_seen_at=None,
-            stop_lookup_at=None,
-        ),
-        tuple(
+        effects=tuple(
             CancelTimer(KEY, TimerId(kind))
             for kind in (TimerKind.SL_DEADLINE, TimerKind.FLAT_CONFIRM, TimerKind.CLOSE_RETRY)
         ),
-        Commit(KEY, fill, written, before.version, (event,)),
+        events=(event,),
+        state_changes={"last_closed_at": NOW + 21, "flat_seen_at": None, "stop_lookup_at": None},
     )
 
 
@@ -296,9 +270,6 @@ def test_an_operators_close_before_the_fill_journals_who_asked_and_cancels_the_e
     assert before is not None
     req = CloseRequest(KEY, CloseReason.MANUAL, "r-7", "operator", "flatten before the news")
     t = step(st, req, NOW + 2)
-    written = replace(
-        before, close_reason=CloseReason.MANUAL, version=before.version + 1, updated_at=NOW + 2
-    )
     event = JournalEvent(
         1,
         JournalKind.CLOSE_REQUESTED_UNFILLED,
@@ -313,10 +284,14 @@ def test_an_operators_close_before_the_fill_journals_who_asked_and_cancels_the_e
             "request_id": "r-7",
         },
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (CancelOrder(KEY, "ps1e1", OrderKind.ENTRY),),
-        Commit(KEY, req, written, before.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        req,
+        NOW + 2,
+        close_reason=CloseReason.MANUAL,
+        effects=(CancelOrder(KEY, "ps1e1", OrderKind.ENTRY),),
+        events=(event,),
         control=ControlOutcome(KEY, "r-7", "close", "entry_cancel_requested", True, 1),
     )
 
@@ -334,9 +309,6 @@ def test_a_close_after_the_entry_was_reported_done_without_a_fill_cancels_nothin
     assert before.orders[0].state is OrderState.FILLED
     req = CloseRequest(KEY)
     t = step(st, req, NOW + 3)
-    written = replace(
-        before, close_reason=CloseReason.MANUAL, version=before.version + 1, updated_at=NOW + 3
-    )
     event = JournalEvent(
         1,
         JournalKind.CLOSE_REQUESTED_UNFILLED,
@@ -345,9 +317,7 @@ def test_a_close_after_the_entry_was_reported_done_without_a_fill_cancels_nothin
         NOW + 3,
         {"reason": "manual", "why": "close request"},
     )
-    assert t == Transition(
-        replace(st, position=written), (), Commit(KEY, req, written, before.version, (event,))
-    )
+    assert_whole(t, st, req, NOW + 3, close_reason=CloseReason.MANUAL, effects=(), events=(event,))
 
 
 # -- the stop-loss budget of one unprotected spell -------------------------------------------------
@@ -373,14 +343,6 @@ def test_a_stop_canceled_before_it_was_confirmed_is_placed_again_until_the_budge
     t = step(st, gone, NOW + 2)
     entry, s1 = before.orders
     s2 = intended_order(1, OrderKind.STOP_LOSS, 2, "sell", 1.0, NOW + 2, 90.0)
-    written = replace(
-        before,
-        orders=(entry, replace(s1, state=OrderState.CANCELED, event_time=NOW + 2), s2),
-        stop_seq=2,
-        sl_failures=2,
-        version=before.version + 1,
-        updated_at=NOW + 2,
-    )
     event = JournalEvent(
         1,
         JournalKind.STOP_INTENT,
@@ -389,10 +351,16 @@ def test_a_stop_canceled_before_it_was_confirmed_is_placed_again_until_the_budge
         NOW + 2,
         {"client_id": "ps1s2", "why": "stop canceled on exchange"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (PlaceOrder(KEY, 1, s2, close_position=True),),
-        Commit(KEY, gone, written, before.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        gone,
+        NOW + 2,
+        orders=(entry, replace(s1, state=OrderState.CANCELED, event_time=NOW + 2), s2),
+        stop_seq=2,
+        sl_failures=2,
+        effects=(PlaceOrder(KEY, 1, s2, close_position=True),),
+        events=(event,),
     )
     st = t.state
     gone = OrderUpdate(KEY, "ps1s2", ExchangeStatus.CANCELED, 0.0, None, NOW + 3)
@@ -402,19 +370,6 @@ def test_a_stop_canceled_before_it_was_confirmed_is_placed_again_until_the_budge
     gone = OrderUpdate(KEY, "ps1s3", ExchangeStatus.CANCELED, 0.0, None, NOW + 4)
     t = step(st, gone, NOW + 4)
     close = intended_order(1, OrderKind.CLOSE, 1, "sell", 1.0, NOW + 4)
-    written = replace(
-        before,
-        status=Status.CLOSING,
-        close_reason=CloseReason.EMERGENCY,
-        orders=(
-            *before.orders[:3],
-            replace(before.orders[3], state=OrderState.CANCELED, event_time=NOW + 4),
-            close,
-        ),
-        close_seq=1,
-        version=before.version + 1,
-        updated_at=NOW + 4,
-    )
     events = (
         JournalEvent(
             1,
@@ -433,10 +388,21 @@ def test_a_stop_canceled_before_it_was_confirmed_is_placed_again_until_the_budge
             {"reason": "emergency", "why": "stop-loss not placed: 3 attempts"},
         ),
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (PlaceOrder(KEY, 1, close, reduce_only=True),),
-        Commit(KEY, gone, written, before.version, events),
+    assert_whole(
+        t,
+        st,
+        gone,
+        NOW + 4,
+        status=Status.CLOSING,
+        close_reason=CloseReason.EMERGENCY,
+        orders=(
+            *before.orders[:3],
+            replace(before.orders[3], state=OrderState.CANCELED, event_time=NOW + 4),
+            close,
+        ),
+        close_seq=1,
+        effects=(PlaceOrder(KEY, 1, close, reduce_only=True),),
+        events=events,
     )
 
 
@@ -469,9 +435,6 @@ def test_a_replaced_stop_that_lands_after_all_is_cancelled_again() -> None:
     t = step(st, late, NOW + 7)
     entry, s1, s2 = before.orders
     s1 = replace(s1, state=OrderState.PENDING_CANCEL, exchange_id="x1", event_time=NOW + 7)
-    written = replace(
-        before, orders=(entry, s1, s2), version=before.version + 1, updated_at=NOW + 7
-    )
     events = (
         JournalEvent(
             1,
@@ -490,10 +453,14 @@ def test_a_replaced_stop_that_lands_after_all_is_cancelled_again() -> None:
             {"client_id": "ps1s1", "why": "not needed"},
         ),
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "not needed"),),
-        Commit(KEY, late, written, before.version, events),
+    assert_whole(
+        t,
+        st,
+        late,
+        NOW + 7,
+        orders=(entry, s1, s2),
+        effects=(CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "not needed"),),
+        events=events,
     )
 
 
@@ -533,15 +500,6 @@ def test_the_old_stop_vanishing_during_a_trailing_move_starts_the_timed_spell() 
     t = step(st, gone, NOW + 7)
     entry, s1, s2 = before.orders
     s3 = intended_order(1, OrderKind.STOP_LOSS, 3, "sell", 1.0, NOW + 7, 105.0)
-    written = replace(
-        before,
-        orders=(entry, s1, replace(s2, state=OrderState.CANCELED, event_time=NOW + 7), s3),
-        stop_seq=3,
-        sl_since=NOW + 5,
-        sl_failures=2,
-        version=before.version + 1,
-        updated_at=NOW + 7,
-    )
     event = JournalEvent(
         1,
         JournalKind.STOP_INTENT,
@@ -550,10 +508,17 @@ def test_the_old_stop_vanishing_during_a_trailing_move_starts_the_timed_spell() 
         NOW + 7,
         {"client_id": "ps1s3", "why": "stop canceled on exchange"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (PlaceOrder(KEY, 1, s3, close_position=True),),
-        Commit(KEY, gone, written, before.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        gone,
+        NOW + 7,
+        orders=(entry, s1, replace(s2, state=OrderState.CANCELED, event_time=NOW + 7), s3),
+        stop_seq=3,
+        sl_since=NOW + 5,
+        sl_failures=2,
+        effects=(PlaceOrder(KEY, 1, s3, close_position=True),),
+        events=(event,),
     )
 
 
@@ -813,15 +778,6 @@ def test_a_trailing_stop_catches_up_with_the_best_mark_seen_before_it_was_confir
     tick = MarkPriceTick(KEY, 108.0, NOW + 4, received_at=NOW + 4)
     t = step(st, tick, NOW + 4)
     s2 = intended_order(1, OrderKind.STOP_LOSS, 2, "sell", 1.0, NOW + 4, 105.0)
-    written = replace(
-        before,
-        stop_price=105.0,
-        best_price=110.0,
-        orders=(*before.orders, s2),
-        stop_seq=2,
-        version=before.version + 1,
-        updated_at=NOW + 4,
-    )
     event = JournalEvent(
         1,
         JournalKind.STOP_INTENT,
@@ -830,10 +786,18 @@ def test_a_trailing_stop_catches_up_with_the_best_mark_seen_before_it_was_confir
         NOW + 4,
         {"client_id": "ps1s2", "why": "trailing to 105"},
     )
-    assert t == Transition(
-        replace(st, position=written, last_price=108.0, last_price_at=NOW + 4),
-        (PlaceOrder(KEY, 1, s2, close_position=True),),
-        Commit(KEY, tick, written, before.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        tick,
+        NOW + 4,
+        stop_price=105.0,
+        best_price=110.0,
+        orders=(*before.orders, s2),
+        stop_seq=2,
+        effects=(PlaceOrder(KEY, 1, s2, close_position=True),),
+        events=(event,),
+        state_changes={"last_price": 108.0, "last_price_at": NOW + 4},
     )
     assert tick_band(t.state, POLICY)[1] == pytest.approx(105.0 + 2.5 + 5.0)
 

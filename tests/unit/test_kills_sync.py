@@ -22,7 +22,6 @@ from actors.messages import (
     CallResult,
     CloseRequest,
     ExchangeOutcome,
-    Message,
     OrderUpdate,
     Recover,
     SyncObservation,
@@ -35,7 +34,6 @@ from actors.model import (
     ExchangeOrder,
     ExchangePosition,
     ExchangeStatus,
-    Key,
     OrderKind,
     OrderRecord,
     OrderState,
@@ -43,19 +41,9 @@ from actors.model import (
     Status,
 )
 from actors.orders import Installation
-from actors.state import JournalEvent, JournalKind, Policy, SymbolState, Transition
-from actors.transition import Context, transition
+from actors.state import JournalEvent, JournalKind, SymbolState, Transition
 from testkit.world import priced, signal
-
-KEY = Key("main", "BTCUSDT")
-NOW = 1000.0
-POLICY = Policy()
-
-
-def _step(
-    st: SymbolState, msg: Message, now: float, policy: Policy = POLICY, next_id: int = 1
-) -> Transition:
-    return transition(st, msg, Context(now, policy, next_id))
+from tests.unit.kills import KEY, NOW, POLICY, filled_stepwise, protected_stepwise, step
 
 
 def _sync(xp: ExchangePosition | None, *orders: ExchangeOrder, at: float) -> SyncObservation:
@@ -66,23 +54,11 @@ def _fire(kind: TimerKind) -> TimerFired:
     return TimerFired(KEY, TimerId(kind))
 
 
-def _filled() -> SymbolState:
-    """A long of 1 at 100, filled; its stop ``ps1s1`` sent, not confirmed yet."""
-    st = _step(priced(KEY, at=NOW), signal(size=1.0), NOW).state
-    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1)
-    return _step(st, fill, NOW + 0.1).state
-
-
-def _protected() -> SymbolState:
-    stop = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2)
-    return _step(_filled(), stop, NOW + 0.2).state
-
-
 def _close_refused(st: SymbolState, seq: int, now: float) -> SymbolState:
     out = ExchangeOutcome(
         KEY, CallOp.PLACE, f"ps1c{seq}", OrderKind.CLOSE, CallResult.REJECTED, "margin"
     )
-    return _step(st, out, now).state
+    return step(st, out, now).state
 
 
 # -- recovery: what waited on a retry timer when the process died --------------------------------
@@ -91,12 +67,12 @@ def _close_refused(st: SymbolState, seq: int, now: float) -> SymbolState:
 def _closes_refused(times: int) -> SymbolState:
     """An operator's close of the protected position refused ``times`` times in a row (each
     retry sent by its ``close_retry`` timer); the next retry waits on that timer."""
-    st = _step(_protected(), CloseRequest(KEY), NOW + 1).state
+    st = step(protected_stepwise(), CloseRequest(KEY), NOW + 1).state
     for seq in range(1, times + 1):
         at = NOW + 2 * seq
         st = _close_refused(st, seq, at)
         if seq < times:
-            st = _step(st, TimerFired(KEY, TimerId(TimerKind.CLOSE_RETRY)), at + 1).state
+            st = step(st, TimerFired(KEY, TimerId(TimerKind.CLOSE_RETRY)), at + 1).state
     pos = st.position
     assert pos is not None and pos.status is Status.CLOSING and pos.close_seq == times
     return st
@@ -111,7 +87,7 @@ def test_a_close_refused_past_its_attempts_is_sent_again_after_a_restart() -> No
     alone is cancelled first; journaled ``close_retry`` (why ``recovery``)."""
     for times in (POLICY.close_max_attempts - 1, POLICY.close_max_attempts):
         st = _closes_refused(times)
-        t = _step(st, Recover(KEY), NOW + 100)
+        t = step(st, Recover(KEY), NOW + 100)
         nxt = f"ps1c{times + 1}"
         close = OrderRecord(
             nxt, OrderKind.CLOSE, "sell", 1.0, OrderState.INTENDED, sent_at=NOW + 100, attempts=1
@@ -148,7 +124,7 @@ def _stop_refused() -> SymbolState:
     out = ExchangeOutcome(
         KEY, CallOp.PLACE, "ps1s1", OrderKind.STOP_LOSS, CallResult.REJECTED, "margin"
     )
-    return _step(_filled(), out, NOW + 0.2).state
+    return step(filled_stepwise(), out, NOW + 0.2).state
 
 
 def test_a_flat_view_with_nothing_of_ours_working_closes_at_once_on_the_syncs_word() -> None:
@@ -164,7 +140,7 @@ def test_a_flat_view_with_nothing_of_ours_working_closes_at_once_on_the_syncs_wo
         ExchangePosition(Side.LONG, 0.0, 100.0),
         ExchangePosition(Side.SHORT, 1.0, 100.0),
     ):
-        t = _step(st, _sync(xp, at=NOW + 5), NOW + 5)
+        t = step(st, _sync(xp, at=NOW + 5), NOW + 5)
         assert t.effects == (
             CancelTimer(KEY, TimerId(TimerKind.SL_DEADLINE)),
             CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),
@@ -199,10 +175,10 @@ def test_a_view_fetched_before_our_fill_says_nothing_about_the_position() -> Non
     """The fetch started before the entry filled (``observed_at`` up to the fill time): a
     flat view then is the exchange before our fill, not a close. Nothing happens; a view
     fetched after the fill is a flat one (its stop looked up, confirmation awaited)."""
-    st = _filled()
+    st = filled_stepwise()
     for at in (NOW + 0.05, NOW + 0.1):
-        assert _step(st, _sync(None, at=at), NOW + 0.3) == Transition(st), at
-    t = _step(st, _sync(None, at=NOW + 0.15), NOW + 0.3)
+        assert step(st, _sync(None, at=at), NOW + 0.3) == Transition(st), at
+    t = step(st, _sync(None, at=NOW + 0.15), NOW + 0.3)
     assert t.effects == (
         LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),
         StartTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM), POLICY.flat_confirm_s),
@@ -213,10 +189,10 @@ def test_a_view_fetched_before_our_fill_says_nothing_about_the_position() -> Non
 def test_a_position_seen_open_again_after_a_flat_view_only_drops_the_flat_mark() -> None:
     """Flat, then open again with its stop resting: that flat view was stale. The flat mark
     is dropped and its confirmation timer cancelled; nothing else (no write)."""
-    st = _step(_protected(), _sync(None, at=NOW + 1), NOW + 1).state
+    st = step(protected_stepwise(), _sync(None, at=NOW + 1), NOW + 1).state
     assert st.flat_seen_at == NOW + 1
     rest = ExchangeOrder("ps1s1", "sell", 1.0, True, 90.0)
-    t = _step(st, _sync(ExchangePosition(Side.LONG, 1.0, 100.0), rest, at=NOW + 2), NOW + 2)
+    t = step(st, _sync(ExchangePosition(Side.LONG, 1.0, 100.0), rest, at=NOW + 2), NOW + 2)
     assert t == Transition(
         replace(st, flat_seen_at=None),
         (CancelTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM)),),
@@ -236,7 +212,7 @@ def test_a_sweep_cancels_our_orphans_and_leaves_another_installations_orders() -
     in it: our orphan is cancelled (and remembered for the window), the other database's
     stop is not touched (cancelling it would unprotect that installation's position)."""
     st = SymbolState(KEY)
-    t = _step(st, _sync(None, THEIRS, OURS, at=NOW + 1), NOW + 1, HERE)
+    t = step(st, _sync(None, THEIRS, OURS, at=NOW + 1), NOW + 1, HERE)
     assert t == Transition(
         replace(st, orphan_cancels=(("ps1000007s1", NOW + 1),)),
         (CancelOrder(KEY, "ps1000007s1", OrderKind.STOP_LOSS, "orphan"),),
@@ -249,8 +225,8 @@ def test_a_position_with_another_installations_orders_resting_is_not_adopted() -
     With only our own orphan resting it is ours to adopt and protect."""
     st = SymbolState(KEY)
     xp = ExchangePosition(Side.LONG, 1.0, 100.0)
-    assert _step(st, _sync(xp, THEIRS, at=NOW + 1), NOW + 1, HERE, 3_000_007) == Transition(st)
-    t = _step(st, _sync(xp, OURS, at=NOW + 1), NOW + 1, HERE, 3_000_007)
+    assert step(st, _sync(xp, THEIRS, at=NOW + 1), NOW + 1, HERE, 3_000_007) == Transition(st)
+    t = step(st, _sync(xp, OURS, at=NOW + 1), NOW + 1, HERE, 3_000_007)
     stop = OrderRecord(
         "ps3000007s1",
         OrderKind.STOP_LOSS,
@@ -281,14 +257,14 @@ def test_a_position_with_another_installations_orders_resting_is_not_adopted() -
 def _closing_with_a_close_part_filled() -> SymbolState:
     """A long of 2 asked, 1 filled and protected; closed by an operator (the entry's rest
     cancelled, close ``ps1c1`` of 1 sent), and that close filled 0.25 so far."""
-    st = _step(priced(KEY, at=NOW), signal(size=2.0), NOW).state
+    st = step(priced(KEY, at=NOW), signal(size=2.0), NOW).state
     part = OrderUpdate(KEY, "ps1e1", ExchangeStatus.PARTIALLY_FILLED, 1.0, 100.0, NOW + 0.1)
-    st = _step(st, part, NOW + 0.1).state
+    st = step(st, part, NOW + 0.1).state
     stop = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2)
-    st = _step(st, stop, NOW + 0.2).state
-    st = _step(st, CloseRequest(KEY), NOW + 1).state
+    st = step(st, stop, NOW + 0.2).state
+    st = step(st, CloseRequest(KEY), NOW + 1).state
     some = OrderUpdate(KEY, "ps1c1", ExchangeStatus.PARTIALLY_FILLED, 0.25, 99.0, NOW + 2)
-    st = _step(st, some, NOW + 2).state
+    st = step(st, some, NOW + 2).state
     pos = st.position
     assert pos is not None and pos.status is Status.CLOSING and pos.updated_at == NOW + 2
     return st
@@ -304,8 +280,8 @@ def test_the_sync_closes_what_it_sees_open_beyond_the_working_closes_rest() -> N
     before = st.position
     assert before is not None
     xp = ExchangePosition(Side.LONG, 1.25, 100.0)
-    assert _step(st, _sync(xp, at=NOW + 2), NOW + 3) == Transition(st)
-    t = _step(st, _sync(xp, at=NOW + 2.5), NOW + 3)
+    assert step(st, _sync(xp, at=NOW + 2), NOW + 3) == Transition(st)
+    t = step(st, _sync(xp, at=NOW + 2.5), NOW + 3)
     added = OrderRecord(
         "ps1c2", OrderKind.CLOSE, "sell", 0.5, OrderState.INTENDED, sent_at=NOW + 3, attempts=1
     )
@@ -338,11 +314,11 @@ def test_the_sync_adds_no_close_once_close_max_attempts_closes_went_out() -> Non
     times = POLICY.close_max_attempts - 1
     for sent, adds in ((times, True), (times + 1, False)):
         st = _closes_refused(sent - 1)
-        st = _step(st, _fire(TimerKind.CLOSE_RETRY), NOW + 50).state
+        st = step(st, _fire(TimerKind.CLOSE_RETRY), NOW + 50).state
         pos = st.position
         assert pos is not None and pos.close_seq == sent
         xp = ExchangePosition(Side.LONG, 1.5, 100.0)
-        t = _step(st, _sync(xp, at=NOW + 60), NOW + 60)
+        t = step(st, _sync(xp, at=NOW + 60), NOW + 60)
         if adds:
             assert t.commit is not None and [e.kind for e in t.commit.events] == [
                 JournalKind.QTY_FROM_SYNC,
@@ -360,15 +336,15 @@ def _late_entry_fill() -> SymbolState:
     """An entry cancelled on a close request before anything filled (the position failed);
     then its placement's reply says it filled 1 (at ``NOW + 3``): the rest is open on the
     exchange, unaccounted for, and the sync was asked."""
-    st = _step(priced(KEY, at=NOW), signal(size=1.0), NOW).state
-    st = _step(st, CloseRequest(KEY), NOW + 1).state
+    st = step(priced(KEY, at=NOW), signal(size=1.0), NOW).state
+    st = step(st, CloseRequest(KEY), NOW + 1).state
     cancelled = ExchangeOutcome(KEY, CallOp.CANCEL, "ps1e1", OrderKind.ENTRY, CallResult.ACCEPTED)
-    st = _step(st, cancelled, NOW + 2).state
+    st = step(st, cancelled, NOW + 2).state
     filled = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1)
     out = ExchangeOutcome(
         KEY, CallOp.PLACE, "ps1e1", OrderKind.ENTRY, CallResult.ACCEPTED, update=filled
     )
-    t = _step(st, out, NOW + 3)
+    t = step(st, out, NOW + 3)
     assert t.effects == (RequestSync(KEY, "late entry fill"),)
     pos = t.state.position
     assert pos is not None and pos.status is Status.FAILED and pos.updated_at == NOW + 3
@@ -384,8 +360,8 @@ def test_a_late_entry_fill_is_settled_by_a_flat_view_fetched_after_it_was_learnt
     st = _late_entry_fill()
     before = st.position
     assert before is not None
-    assert _step(st, _sync(None, at=NOW + 3), NOW + 4) == Transition(st)
-    t = _step(st, _sync(None, at=NOW + 3.5), NOW + 4)
+    assert step(st, _sync(None, at=NOW + 3), NOW + 4) == Transition(st)
+    t = step(st, _sync(None, at=NOW + 3.5), NOW + 4)
     assert t.effects == ()
     assert t.commit is not None and t.commit.events == (
         JournalEvent(
@@ -410,9 +386,9 @@ def test_a_late_entry_fill_is_settled_by_a_flat_view_fetched_after_it_was_learnt
 def test_a_view_with_no_quantity_on_our_side_is_no_fill_of_our_entry() -> None:
     """Our entry is working; the exchange shows our side with quantity 0 (nothing open):
     no fill is taken from it, and nothing changes."""
-    st = _step(priced(KEY, at=NOW), signal(size=1.0), NOW).state
+    st = step(priced(KEY, at=NOW), signal(size=1.0), NOW).state
     xp = ExchangePosition(Side.LONG, 0.0, 100.0)
-    assert _step(st, _sync(xp, at=NOW + 1), NOW + 1) == Transition(st)
+    assert step(st, _sync(xp, at=NOW + 1), NOW + 1) == Transition(st)
 
 
 # -- closed on the sync's word while a close of ours was working ---------------------------------
@@ -425,14 +401,16 @@ def test_a_close_still_working_when_the_syncs_word_closes_the_position_is_looked
     working close is still looked up, as is the next close id (one a restart may have lost),
     so that a fill of either corrects the close reason; the stop is cancelled, the close's
     own timers and the position's are cancelled."""
-    st = _step(_protected(), CloseRequest(KEY, CloseReason.CLOSED_ON_EXCHANGE), NOW + 1).state
-    flat = _step(st, _sync(None, at=NOW + 2), NOW + 2)
+    st = step(
+        protected_stepwise(), CloseRequest(KEY, CloseReason.CLOSED_ON_EXCHANGE), NOW + 1
+    ).state
+    flat = step(st, _sync(None, at=NOW + 2), NOW + 2)
     assert flat.effects == (
         LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),
         LookupOrder(KEY, "ps1c1", OrderKind.CLOSE),
         StartTimer(KEY, TimerId(TimerKind.FLAT_CONFIRM), POLICY.flat_confirm_s),
     )
-    t = _step(flat.state, _fire(TimerKind.FLAT_CONFIRM), NOW + 4)
+    t = step(flat.state, _fire(TimerKind.FLAT_CONFIRM), NOW + 4)
     assert t.effects == (
         CancelTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1s1")),
         CancelTimer(KEY, TimerId(TimerKind.RETRY, "ps1s1")),
@@ -478,11 +456,11 @@ def test_a_close_still_working_when_the_syncs_word_closes_the_position_is_looked
 def _closed_by_its_stop_with_a_close_on_record() -> SymbolState:
     """Closing on an operator's request, its close ``ps1c1`` accepted; then the stop filled
     first: closed ``stop_loss``, the close still ``accepted`` on record."""
-    st = _step(_protected(), CloseRequest(KEY), NOW + 1).state
+    st = step(protected_stepwise(), CloseRequest(KEY), NOW + 1).state
     accepted = ExchangeOutcome(KEY, CallOp.PLACE, "ps1c1", OrderKind.CLOSE, CallResult.ACCEPTED)
-    st = _step(st, accepted, NOW + 1.5).state
+    st = step(st, accepted, NOW + 1.5).state
     hit = OrderUpdate(KEY, "ps1s1", ExchangeStatus.FILLED, 1.0, 90.0, NOW + 2)
-    st = _step(st, hit, NOW + 2).state
+    st = step(st, hit, NOW + 2).state
     pos = st.position
     assert pos is not None and pos.status is Status.CLOSED
     assert pos.order("ps1c1") is not None and pos.order("ps1c1").state is OrderState.ACCEPTED  # type: ignore[union-attr]
@@ -502,7 +480,7 @@ def test_a_sweep_cancels_orphans_on_record_through_their_record_and_others_once(
     close = ExchangeOrder("ps1c1", "sell", 1.0, False)
     first = ExchangeOrder("ps9s1", "sell", 1.0, True, 90.0)
     theirs = ExchangeOrder("web_1", "sell", 1.0, True, 90.0)
-    t = _step(st, _sync(None, close, first, theirs, at=NOW + 3), NOW + 3)
+    t = step(st, _sync(None, close, first, theirs, at=NOW + 3), NOW + 3)
     assert t.effects == (
         CancelOrder(KEY, "ps1c1", OrderKind.CLOSE, "orphan"),
         CancelOrder(KEY, "ps9s1", OrderKind.STOP_LOSS, "orphan"),
@@ -530,7 +508,7 @@ def test_a_sweep_cancels_orphans_on_record_through_their_record_and_others_once(
         orphan_cancels=(("ps9s1", NOW + 3),),
     )
     later = ExchangeOrder("ps9s2", "sell", 1.0, True, 90.0)
-    again = _step(t.state, _sync(None, close, first, later, at=NOW + 4), NOW + 4)
+    again = step(t.state, _sync(None, close, first, later, at=NOW + 4), NOW + 4)
     assert again == Transition(
         replace(t.state, orphan_cancels=(("ps9s1", NOW + 3), ("ps9s2", NOW + 4))),
         (CancelOrder(KEY, "ps9s2", OrderKind.STOP_LOSS, "orphan"),),
@@ -544,27 +522,27 @@ def test_a_held_position_with_no_stop_on_record_is_left_to_recovery_by_the_sync(
     """A filled position with no stop on record (as a recovery may load one; the recovery
     places its stop): a sync that shows it open with its quantity changes nothing and looks
     nothing up."""
-    st = _protected()
+    st = protected_stepwise()
     pos = st.position
     assert pos is not None
     bare = replace(st, position=replace(pos, orders=pos.orders[:1]))
     xp = ExchangePosition(Side.LONG, 1.0, 100.0)
-    assert _step(bare, _sync(xp, at=NOW + 10), NOW + 10) == Transition(bare)
+    assert step(bare, _sync(xp, at=NOW + 10), NOW + 10) == Transition(bare)
 
 
 def test_a_stop_missing_from_the_list_is_looked_up_once_its_grace_from_its_send_passed() -> None:
     """The grace is counted from the stop's send time, whatever the clock reads (here one
     that started at 0, the stop sent at 0): missing from the list at ``stop_grace_s`` it is
     not looked up yet, half a second later it is."""
-    st = _step(priced(KEY, at=0.0), signal(size=1.0), 0.0).state
-    st = _step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 0.0), 0.0).state
-    st = _step(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 0.0), 0.0).state
+    st = step(priced(KEY, at=0.0), signal(size=1.0), 0.0).state
+    st = step(st, OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, 0.0), 0.0).state
+    st = step(st, OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, 0.0), 0.0).state
     pos = st.position
     assert pos is not None and pos.status is Status.ACTIVE
     xp = ExchangePosition(Side.LONG, 1.0, 100.0)
     grace = POLICY.stop_grace_s
-    assert _step(st, _sync(xp, at=grace), grace) == Transition(st)
-    t = _step(st, _sync(xp, at=grace + 0.5), grace + 0.5)
+    assert step(st, _sync(xp, at=grace), grace) == Transition(st)
+    t = step(st, _sync(xp, at=grace + 0.5), grace + 0.5)
     assert t == Transition(
         replace(st, stop_lookup_at=grace + 0.5),
         (LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),),

@@ -38,7 +38,6 @@ from actors.messages import (
 from actors.model import (
     CloseReason,
     ExchangeStatus,
-    Key,
     MarketRules,
     OrderKind,
     OrderRecord,
@@ -52,7 +51,6 @@ from actors.state import (
     ControlOutcome,
     JournalEvent,
     JournalKind,
-    Policy,
     Position,
     SymbolState,
     Transition,
@@ -69,10 +67,7 @@ from actors.transition import (
     validate_signal,
 )
 from testkit.world import priced, signal
-
-KEY = Key("main", "BTCUSDT")
-NOW = 1000.0
-POLICY = Policy()
+from tests.unit.kills import KEY, NOW, POLICY, ctx, protected_stepwise
 
 
 def _position() -> Position:
@@ -161,27 +156,15 @@ def test_the_difference_from_nothing_is_the_whole_new_position() -> None:
 # -- a position closed on the sync's word, and the close a restart may have lost -----------------
 
 
-def _ctx(now: float) -> Context:
-    return Context(now, POLICY, 1)
-
-
-def _protected() -> SymbolState:
-    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
-    fill = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 0.1)
-    st = transition(st, fill, _ctx(NOW + 0.1)).state
-    stop = OrderUpdate(KEY, "ps1s1", ExchangeStatus.NEW, 0.0, None, NOW + 0.2)
-    return transition(st, stop, _ctx(NOW + 0.2)).state
-
-
 def _flat_closed() -> Transition:
     """Flat on the exchange, the stop's lookup refused, the flat confirmed: closed
     ``closed_on_exchange``."""
-    t = transition(_protected(), SyncObservation(KEY, None, (), NOW + 10), _ctx(NOW + 10))
+    t = transition(protected_stepwise(), SyncObservation(KEY, None, (), NOW + 10), ctx(NOW + 10))
     refused = ExchangeOutcome(
         KEY, CallOp.LOOKUP, "ps1s1", OrderKind.STOP_LOSS, CallResult.UNKNOWN, "rate_limited"
     )
-    st = transition(t.state, refused, _ctx(NOW + 10.2)).state
-    return transition(st, TimerFired(KEY, TimerId(TimerKind.FLAT_CONFIRM)), _ctx(NOW + 12))
+    st = transition(t.state, refused, ctx(NOW + 10.2)).state
+    return transition(st, TimerFired(KEY, TimerId(TimerKind.FLAT_CONFIRM)), ctx(NOW + 12))
 
 
 def test_a_close_on_the_syncs_word_is_pinned_whole() -> None:
@@ -234,7 +217,7 @@ def test_the_lost_close_found_filled_is_recorded_and_corrects_the_reason() -> No
     found = _lookup(
         CallResult.FOUND, OrderUpdate(KEY, "ps1c1", ExchangeStatus.FILLED, 1.0, 99.0, NOW, "x9")
     )
-    t = transition(st, found, _ctx(NOW + 13))
+    t = transition(st, found, ctx(NOW + 13))
     assert t.effects == ()
     assert t.commit is not None and t.commit.events == (
         JournalEvent(
@@ -292,20 +275,20 @@ def test_answers_about_the_lost_close_that_record_nothing() -> None:
         _lookup(CallResult.NOT_FOUND),
         replace(_lookup(CallResult.FOUND, upd(ExchangeStatus.FILLED, 1.0)), op=CallOp.CANCEL),
     ):
-        t = transition(st, out, _ctx(NOW + 13))
+        t = transition(st, out, ctx(NOW + 13))
         assert (t.effects, t.commit, t.state) == ((), None, st), out
     timer = TimerId(TimerKind.LOOKUP, "ps1c1")
-    t = transition(st, _lookup(CallResult.UNKNOWN), _ctx(NOW + 13))
+    t = transition(st, _lookup(CallResult.UNKNOWN), ctx(NOW + 13))
     assert (t.effects, t.commit) == ((StartTimer(KEY, timer, 0.5),), None)
-    t = transition(st, _lookup(CallResult.UNKNOWN, retry_after=3.0), _ctx(NOW + 13))
+    t = transition(st, _lookup(CallResult.UNKNOWN, retry_after=3.0), ctx(NOW + 13))
     assert (t.effects, t.commit) == ((StartTimer(KEY, timer, 3.0),), None)
     filled = upd(ExchangeStatus.FILLED, 1.0)
-    t = transition(st, _lookup(CallResult.UNKNOWN, filled), _ctx(NOW + 13))
+    t = transition(st, _lookup(CallResult.UNKNOWN, filled), ctx(NOW + 13))
     assert (t.effects, t.commit) == ((StartTimer(KEY, timer, 0.5),), None)
     pos = st.position
     assert pos is not None
     known = replace(st, position=replace(pos, close_reason=CloseReason.STOP_LOSS))
-    t = transition(known, _lookup(CallResult.FOUND, filled), _ctx(NOW + 13))
+    t = transition(known, _lookup(CallResult.FOUND, filled), ctx(NOW + 13))
     assert (t.effects, t.commit, t.state) == ((), None, known)
 
 
@@ -376,7 +359,7 @@ def test_each_market_rule_an_entry_breaks_is_named() -> None:
 
 
 def test_a_nan_in_a_guarded_price_gives_an_empty_band() -> None:
-    st = _protected()
+    st = protected_stepwise()
     pos = st.position
     assert pos is not None
     unconfirmed = replace(pos, stop_price=float("nan"), orders=pos.orders[:1])
@@ -394,18 +377,18 @@ def test_a_durable_change_is_any_field_but_version_write_time_and_high_water_mar
 
 def test_a_message_that_is_no_position_message_is_refused_loudly() -> None:
     with pytest.raises(TypeError, match="not a position message: str"):
-        transition(SymbolState(KEY), "hello", _ctx(NOW))  # type: ignore[arg-type]
+        transition(SymbolState(KEY), "hello", ctx(NOW))  # type: ignore[arg-type]
 
 
 # -- recovery (S5) -----------------------------------------------------------------------------
 
 
 def test_a_recovered_position_with_no_stop_on_record_places_one() -> None:
-    st = _protected()
+    st = protected_stepwise()
     pos = st.position
     assert pos is not None
     t = transition(
-        replace(st, position=replace(pos, orders=pos.orders[:1])), Recover(KEY), _ctx(NOW + 5)
+        replace(st, position=replace(pos, orders=pos.orders[:1])), Recover(KEY), ctx(NOW + 5)
     )
     stop = OrderRecord(
         "ps1s2",
@@ -443,7 +426,7 @@ def test_a_recovered_closed_position_with_a_late_entry_fill_asks_the_sync() -> N
     assert pos is not None
     entry, stop = pos.orders
     late = replace(st, position=replace(pos, orders=(replace(entry, filled_qty=1.5), stop)))
-    t = transition(late, Recover(KEY), _ctx(NOW + 20))
+    t = transition(late, Recover(KEY), ctx(NOW + 20))
     assert t.effects == (
         RequestSync(KEY, "recovery: late entry fill"),
         CancelOrder(KEY, "ps1s1", OrderKind.STOP_LOSS, "recovery"),
@@ -459,7 +442,7 @@ def test_a_recovered_closed_position_with_a_stop_of_unknown_outcome_looks_it_up(
     unknown = replace(
         st, position=replace(pos, orders=(entry, replace(stop, state=OrderState.UNKNOWN)))
     )
-    t = transition(unknown, Recover(KEY), _ctx(NOW + 20))
+    t = transition(unknown, Recover(KEY), ctx(NOW + 20))
     assert t.effects == (LookupOrder(KEY, "ps1s1", OrderKind.STOP_LOSS),)
     assert t.commit is not None and t.commit.events == (
         JournalEvent(
@@ -478,7 +461,7 @@ def test_a_recovered_closed_position_with_a_stop_of_unknown_outcome_looks_it_up(
 
 
 def test_reports_of_orders_not_ours_or_of_no_known_status_change_nothing() -> None:
-    st = _protected()
+    st = protected_stepwise()
     for upd in (
         OrderUpdate(KEY, "ps9e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW),
         replace(  # bad input: a status no exchange sends
@@ -486,10 +469,10 @@ def test_reports_of_orders_not_ours_or_of_no_known_status_change_nothing() -> No
             status="weird",  # type: ignore[arg-type]
         ),
     ):
-        t = transition(st, upd, _ctx(NOW + 1))
+        t = transition(st, upd, ctx(NOW + 1))
         assert (t.effects, t.commit) == ((), None), upd
     t = transition(
-        SymbolState(KEY), OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 1.0, NOW), _ctx(NOW)
+        SymbolState(KEY), OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 1.0, NOW), ctx(NOW)
     )
     assert (t.effects, t.commit, t.state) == ((), None, SymbolState(KEY))
 
@@ -499,10 +482,10 @@ def test_reports_of_orders_not_ours_or_of_no_known_status_change_nothing() -> No
 
 def _failed_before_the_fill() -> SymbolState:
     """An entry cancelled on a close request before anything filled: the position failed."""
-    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
-    st = transition(st, CloseRequest(KEY), _ctx(NOW + 1)).state
+    st = transition(priced(KEY, at=NOW), signal(size=1.0), ctx(NOW)).state
+    st = transition(st, CloseRequest(KEY), ctx(NOW + 1)).state
     cancelled = ExchangeOutcome(KEY, CallOp.CANCEL, "ps1e1", OrderKind.ENTRY, CallResult.ACCEPTED)
-    st = transition(st, cancelled, _ctx(NOW + 2)).state
+    st = transition(st, cancelled, ctx(NOW + 2)).state
     pos = st.position
     assert pos is not None and pos.status is Status.FAILED
     return st
@@ -514,7 +497,7 @@ def test_a_late_placement_reply_that_filled_is_recorded_and_the_sync_asked() -> 
     out = ExchangeOutcome(
         KEY, CallOp.PLACE, "ps1e1", OrderKind.ENTRY, CallResult.ACCEPTED, update=filled
     )
-    t = transition(st, out, _ctx(NOW + 3))
+    t = transition(st, out, ctx(NOW + 3))
     assert t.effects == (RequestSync(KEY, "late entry fill"),)
     assert t.commit is not None and t.commit.events == (
         JournalEvent(
@@ -527,20 +510,20 @@ def test_a_late_placement_reply_that_filled_is_recorded_and_the_sync_asked() -> 
         ),
     )
     late = OrderUpdate(KEY, "ps1e1", ExchangeStatus.FILLED, 1.0, 100.0, NOW + 1)
-    t = transition(st, late, _ctx(NOW + 3))
+    t = transition(st, late, ctx(NOW + 3))
     assert t.commit is not None and t.commit.events[0].detail["via"] == "stream"
     accepted = replace(out, update=None)
-    t = transition(st, accepted, _ctx(NOW + 3))
+    t = transition(st, accepted, ctx(NOW + 3))
     assert (t.effects, t.commit, t.state) == ((), None, st)
 
 
 def test_a_placement_accepted_without_a_report_is_a_resting_order() -> None:
     """ccxt may answer a placement without the order's status: accepted, nothing filled."""
-    st = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW)).state
+    st = transition(priced(KEY, at=NOW), signal(size=1.0), ctx(NOW)).state
     before = st.position
     assert before is not None
     out = ExchangeOutcome(KEY, CallOp.PLACE, "ps1e1", OrderKind.ENTRY, CallResult.ACCEPTED)
-    t = transition(st, out, _ctx(NOW + 1))
+    t = transition(st, out, ctx(NOW + 1))
     assert t.effects == ()
     assert t.commit is not None and t.commit.events == (
         JournalEvent(
@@ -577,7 +560,7 @@ def _stop_reply(result: CallResult) -> ExchangeOutcome:
 
 def test_a_stop_that_landed_after_its_position_ended_is_cancelled() -> None:
     st = _ended_while_a_stop_was_placed()
-    t = transition(st, _stop_reply(CallResult.ACCEPTED), _ctx(NOW + 13))
+    t = transition(st, _stop_reply(CallResult.ACCEPTED), ctx(NOW + 13))
     assert t.effects == (CancelOrder(KEY, "ps1s2", OrderKind.STOP_LOSS, "not needed"),)
 
     def ev(detail: dict[str, object], kind: JournalKind = JournalKind.ORDER_FACT) -> JournalEvent:
@@ -594,12 +577,12 @@ def test_a_stop_that_landed_after_its_position_ended_is_cancelled() -> None:
         ("ps1s1", OrderState.PENDING_CANCEL, NOW + 0.2),
         ("ps1s2", OrderState.PENDING_CANCEL, NOW + 0.2),
     ]
-    t = transition(st, _stop_reply(CallResult.UNKNOWN), _ctx(NOW + 13))
+    t = transition(st, _stop_reply(CallResult.UNKNOWN), ctx(NOW + 13))
     assert (t.effects, t.commit) == (
         (StartTimer(KEY, TimerId(TimerKind.LOOKUP, "ps1s2"), 0.25),),
         None,
     )
-    t = transition(st, _stop_reply(CallResult.REJECTED), _ctx(NOW + 13))
+    t = transition(st, _stop_reply(CallResult.REJECTED), ctx(NOW + 13))
     assert t.effects == ()
     assert t.commit is not None and t.commit.events == (
         ev({"client_id": "ps1s2", "state": "rejected"}),
@@ -619,7 +602,9 @@ def test_an_operators_close_requests_are_journaled_and_answered_whole() -> None:
     expected version 0) and the answer. With no position: the same, ``no_position``. One
     that names nobody (code's): no journal, no answer."""
     t = transition(
-        _protected(), CloseRequest(KEY, CloseReason.MANUAL, "r1", "op", "why not"), _ctx(NOW + 5)
+        protected_stepwise(),
+        CloseRequest(KEY, CloseReason.MANUAL, "r1", "op", "why not"),
+        ctx(NOW + 5),
     )
     assert t.control == ControlOutcome(KEY, "r1", "close", "closing", True, 1)
     assert t.commit is not None and t.commit.events == (
@@ -634,7 +619,7 @@ def test_an_operators_close_requests_are_journaled_and_answered_whole() -> None:
     )
     closing = t.state
     again = CloseRequest(KEY, CloseReason.MANUAL, "r2", "op", "again")
-    t = transition(closing, again, _ctx(NOW + 6))
+    t = transition(closing, again, ctx(NOW + 6))
     assert t == Transition(
         closing,
         commit=Commit(
@@ -656,7 +641,7 @@ def test_an_operators_close_requests_are_journaled_and_answered_whole() -> None:
         control=ControlOutcome(KEY, "r2", "close", "already_closing", True, 1),
     )
     nothing = CloseRequest(KEY, CloseReason.MANUAL, "r3", "op", "")
-    t = transition(SymbolState(KEY), nothing, _ctx(NOW + 6))
+    t = transition(SymbolState(KEY), nothing, ctx(NOW + 6))
     assert t == Transition(
         SymbolState(KEY),
         commit=Commit(
@@ -677,8 +662,8 @@ def test_an_operators_close_requests_are_journaled_and_answered_whole() -> None:
         ),
         control=ControlOutcome(KEY, "r3", "close", "no_position", True, None),
     )
-    assert transition(closing, CloseRequest(KEY), _ctx(NOW + 6)) == Transition(closing)
-    t = transition(_protected(), CloseRequest(KEY), _ctx(NOW + 5))
+    assert transition(closing, CloseRequest(KEY), ctx(NOW + 6)) == Transition(closing)
+    t = transition(protected_stepwise(), CloseRequest(KEY), ctx(NOW + 5))
     assert t.control is None and t.commit is not None
     assert t.commit.events[0].detail == {"reason": "manual", "why": "close request"}
 
@@ -687,7 +672,7 @@ def test_an_operators_close_requests_are_journaled_and_answered_whole() -> None:
 
 
 def _fire(st: SymbolState, kind: TimerKind, cid: str | None = None) -> Transition:
-    return transition(st, TimerFired(KEY, TimerId(kind, cid)), _ctx(NOW + 14))
+    return transition(st, TimerFired(KEY, TimerId(kind, cid)), ctx(NOW + 14))
 
 
 def test_timers_of_a_position_closed_on_the_syncs_word() -> None:
@@ -731,7 +716,7 @@ def test_a_retry_timer_of_a_stop_that_landed_after_the_end_sends_nothing() -> No
     st = _ended_while_a_stop_was_placed()
     t = _fire(st, TimerKind.RETRY, "ps1s2")
     assert (t.effects, t.commit, t.state) == ((), None, st)
-    active = _protected()
+    active = protected_stepwise()
     for kind in (TimerKind.RETRY, TimerKind.CANCEL, TimerKind.LOOKUP):
         t = _fire(active, kind, "ps1s1")
         assert (t.effects, t.commit, t.state) == ((), None, active), kind
@@ -740,7 +725,7 @@ def test_a_retry_timer_of_a_stop_that_landed_after_the_end_sends_nothing() -> No
 def _trailing_move(state: OrderState, attempts: int) -> SymbolState:
     """The confirmed stop ``ps1s1`` rests; its trailing successor ``ps1s2`` (at 95) is not
     placed yet, after ``attempts`` placements."""
-    st = _protected()
+    st = protected_stepwise()
     pos = st.position
     assert pos is not None
     newer = replace(
@@ -834,5 +819,5 @@ def test_with_no_signal_memory_nothing_is_remembered() -> None:
     policy = replace(POLICY, recent_signal_memory=0)
     t = transition(priced(KEY, at=NOW), signal(size=1.0), Context(NOW, policy, 1))
     assert t.signal is not None and t.state.decided == ()
-    t = transition(priced(KEY, at=NOW), signal(size=1.0), _ctx(NOW))
+    t = transition(priced(KEY, at=NOW), signal(size=1.0), ctx(NOW))
     assert t.state.decided == (t.signal,)
