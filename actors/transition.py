@@ -497,6 +497,18 @@ class _Step:
         self.start_close(CloseReason.EMERGENCY, f"stop-loss not placed: {why}")
         return False
 
+    def begin_spell(self) -> Position:
+        """Begin an unprotected spell now: its deadline (``sl_deadline``) runs, its budget
+        of attempts starts afresh (I5). Every stop attempt that nothing covers is made in
+        one: the first stop, a stop re-placed, a resend once no older stop covers, and the
+        moment the older stop of a trailing move goes (:meth:`cover_lost`)."""
+        pos = self.pos
+        assert pos is not None
+        pos = replace(pos, sl_since=self.now, sl_failures=0)
+        self.pos = pos
+        self.effects.append(StartTimer(pos.key, _SL_DEADLINE, self.ctx.policy.sl_deadline_s))
+        return pos
+
     def place_stop(self, why: str) -> None:
         """Record and send a new stop-loss order for the current position (closePosition).
 
@@ -507,9 +519,7 @@ class _Step:
         assert pos is not None
         spent = 0 if self.covered(placing=True) else 1
         if spent and pos.sl_since is None:
-            pos = replace(pos, sl_since=self.now, sl_failures=0)
-            self.pos = pos
-            self.effects.append(StartTimer(pos.key, _SL_DEADLINE, self.ctx.policy.sl_deadline_s))
+            pos = self.begin_spell()
         elif spent and not self.stop_budget_left():
             return
         seq = pos.stop_seq + 1
@@ -843,7 +853,7 @@ class _Step:
         if pos.status is Status.CLOSING:
             return
         if not is_current:
-            if was is OrderState.ACCEPTED and order.state.done and not self.covered(placing=True):
+            if was is OrderState.ACCEPTED and order.state.done and not self.covered():
                 self.cover_lost(order)
             return
         if order.state is OrderState.CANCELED:
@@ -885,9 +895,8 @@ class _Step:
         if order.state is OrderState.REJECTED:
             self.event(JournalKind.STOP_REJECTED_AT_TRIGGER, pos.status, client_id=order.client_id)
             self.start_close(CloseReason.STOP_LOSS, "stop rejected at trigger")
-        elif pos.sl_since is None:  # no failure counted yet: none is while covered
-            self.pos = replace(pos, sl_since=self.now)
-            self.effects.append(StartTimer(pos.key, _SL_DEADLINE, self.ctx.policy.sl_deadline_s))
+        elif pos.sl_since is None:
+            self.begin_spell()
 
     def close_fact(self, order: OrderRecord, source: str) -> None:
         pos = self.pos
@@ -1221,9 +1230,11 @@ class _Step:
                     if not order.state.done:  # a refused one rests nowhere: nothing to cancel
                         self.cancel(order, "given up: an older stop protects")
                     return
-            elif not self.stop_budget_left():
-                return
             else:
+                if pos.sl_since is None:  # the cover went without a report (a lookup)
+                    pos = self.begin_spell()
+                if not self.stop_budget_left():
+                    return
                 pos = replace(pos, sl_failures=pos.sl_failures + 1)
                 self.pos = pos
         changes.setdefault("sent_at", self.now)

@@ -18,6 +18,7 @@ from actors.messages import (
     MarkPriceTick,
     Message,
     OrderUpdate,
+    TimerFired,
     TimerId,
     TimerKind,
 )
@@ -182,3 +183,68 @@ def test_a_refusal_of_an_older_stop_we_asked_to_cancel_closes_nothing() -> None:
         replace(st, position=written), (), Commit(KEY, msg, written, pos.version, (event,))
     )
     assert not any(isinstance(e, (PlaceOrder, CancelOrder)) for e in t.effects)
+
+
+def test_a_resend_that_nothing_covers_begins_the_spell() -> None:
+    """The older stop ``ps1s1`` of a trailing move is gone without a report of it (found
+    ``not_found`` by a lookup), and the retry of the move's refused ``ps1s2`` comes due:
+    this attempt is made with nothing resting, so it begins the unprotected spell (its
+    deadline, its budget: one attempt spent), as every uncovered attempt does (I5). The
+    state is built by hand: the lookup path to it runs through the sync."""
+    st = trailing_move_in_doubt()
+    pos = st.position
+    assert pos is not None
+    entry, s1, s2 = pos.orders
+    lost = replace(
+        pos,
+        orders=(
+            entry,
+            replace(s1, state=OrderState.NOT_FOUND),
+            replace(s2, state=OrderState.REJECTED),
+        ),
+    )
+    st = replace(st, position=lost)
+    msg = TimerFired(KEY, TimerId(TimerKind.RETRY, "ps1s2"))
+    t = step(st, msg, NOW + 9)
+    again = replace(s2, state=OrderState.INTENDED, attempts=2, sent_at=NOW + 9)
+    written = replace(
+        lost,
+        orders=(entry, replace(s1, state=OrderState.NOT_FOUND), again),
+        sl_since=NOW + 9,
+        sl_failures=1,
+        version=pos.version + 1,
+        updated_at=NOW + 9,
+    )
+    event = JournalEvent(
+        1,
+        JournalKind.ORDER_RESENT,
+        Status.ACTIVE,
+        Status.ACTIVE,
+        NOW + 9,
+        {"client_id": "ps1s2", "attempt": 2},
+    )
+    assert t == Transition(
+        replace(st, position=written),
+        (
+            StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s),
+            PlaceOrder(KEY, 1, again, close_position=True),
+        ),
+        Commit(KEY, msg, written, pos.version, (event,)),
+    )
+
+
+def test_a_spell_begins_with_a_fresh_budget_whatever_was_stored() -> None:
+    """A position stored with failures counted but no spell running (as versions before
+    the spell began at every uncovered attempt could write it) loses its stop: the spell
+    that begins counts this placement as its first attempt, not the stored ones."""
+    st = trailing_move_in_doubt()
+    pos = st.position
+    assert pos is not None
+    entry, s1, _ = pos.orders
+    stored = replace(pos, orders=(entry, s1), stop_seq=1, sl_failures=3)
+    st = replace(st, position=stored)
+    t = step(st, report("ps1s1", ExchangeStatus.CANCELED, NOW + 5), NOW + 5)
+    after = t.state.position
+    assert after is not None
+    assert (after.sl_since, after.sl_failures, after.stop_seq) == (NOW + 5, 1, 2)
+    assert StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s) in t.effects
