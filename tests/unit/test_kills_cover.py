@@ -16,25 +16,16 @@ from actors.messages import (
     CallResult,
     ExchangeOutcome,
     MarkPriceTick,
-    Message,
     OrderUpdate,
     TimerFired,
     TimerId,
     TimerKind,
 )
-from actors.model import CloseReason, ExchangeStatus, Key, OrderKind, OrderState, Status
+from actors.model import CloseReason, ExchangeStatus, OrderKind, OrderState, Status
 from actors.orders import intended_order
-from actors.state import Commit, JournalEvent, JournalKind, Policy, SymbolState, Transition
-from actors.transition import Context, transition
+from actors.state import JournalEvent, JournalKind, SymbolState
 from testkit.world import priced, signal
-
-KEY = Key("main", "BTCUSDT")
-NOW = 1000.0
-POLICY = Policy()
-
-
-def step(st: SymbolState, msg: Message, now: float) -> Transition:
-    return transition(st, msg, Context(now, POLICY, 1))
+from tests.unit.kills import KEY, NOW, POLICY, assert_whole, step
 
 
 def report(cid: str, status: ExchangeStatus, at: float) -> OrderUpdate:
@@ -75,13 +66,6 @@ def test_the_older_stop_cancelled_during_the_move_starts_the_spell_whole() -> No
     t = step(st, msg, NOW + 5)
     entry, s1, s2 = pos.orders
     gone = replace(s1, state=OrderState.CANCELED, event_time=NOW + 5)
-    written = replace(
-        pos,
-        orders=(entry, gone, s2),
-        sl_since=NOW + 5,
-        version=pos.version + 1,
-        updated_at=NOW + 5,
-    )
     event = JournalEvent(
         1,
         JournalKind.ORDER_FACT,
@@ -90,10 +74,15 @@ def test_the_older_stop_cancelled_during_the_move_starts_the_spell_whole() -> No
         NOW + 5,
         {"client_id": "ps1s1", "state": "canceled", "filled": 0.0, "via": "stream"},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s),),
-        Commit(KEY, msg, written, pos.version, (event,)),
+    assert_whole(
+        t,
+        st,
+        msg,
+        NOW + 5,
+        effects=(StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s),),
+        events=(event,),
+        orders=(entry, gone, s2),
+        sl_since=NOW + 5,
     )
 
 
@@ -109,15 +98,6 @@ def test_the_older_stop_refused_at_trigger_during_the_move_closes_at_market_whol
     t = step(st, msg, NOW + 5)
     entry, s1, s2 = pos.orders
     close = intended_order(1, OrderKind.CLOSE, 1, "sell", 1.0, NOW + 5)
-    written = replace(
-        pos,
-        status=Status.CLOSING,
-        close_reason=CloseReason.STOP_LOSS,
-        close_seq=1,
-        orders=(entry, replace(s1, state=OrderState.REJECTED, event_time=NOW + 5), s2, close),
-        version=pos.version + 1,
-        updated_at=NOW + 5,
-    )
     events = (
         JournalEvent(
             1,
@@ -136,10 +116,17 @@ def test_the_older_stop_refused_at_trigger_during_the_move_closes_at_market_whol
             {"reason": "stop_loss", "why": "stop rejected at trigger"},
         ),
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (PlaceOrder(KEY, 1, close, reduce_only=True),),
-        Commit(KEY, msg, written, pos.version, events),
+    assert_whole(
+        t,
+        st,
+        msg,
+        NOW + 5,
+        effects=(PlaceOrder(KEY, 1, close, reduce_only=True),),
+        events=events,
+        status=Status.CLOSING,
+        close_reason=CloseReason.STOP_LOSS,
+        close_seq=1,
+        orders=(entry, replace(s1, state=OrderState.REJECTED, event_time=NOW + 5), s2, close),
     )
 
 
@@ -165,12 +152,6 @@ def test_a_refusal_of_an_older_stop_we_asked_to_cancel_closes_nothing() -> None:
     msg = report("ps1s1", ExchangeStatus.REJECTED, NOW + 7)
     t = step(st, msg, NOW + 7)
     entry, s1, s2, s3 = pos.orders
-    written = replace(
-        pos,
-        orders=(entry, replace(s1, state=OrderState.REJECTED, event_time=NOW + 7), s2, s3),
-        version=pos.version + 1,
-        updated_at=NOW + 7,
-    )
     event = JournalEvent(
         1,
         JournalKind.ORDER_FACT,
@@ -179,8 +160,14 @@ def test_a_refusal_of_an_older_stop_we_asked_to_cancel_closes_nothing() -> None:
         NOW + 7,
         {"client_id": "ps1s1", "state": "rejected", "filled": 0.0, "via": "stream"},
     )
-    assert t == Transition(
-        replace(st, position=written), (), Commit(KEY, msg, written, pos.version, (event,))
+    assert_whole(
+        t,
+        st,
+        msg,
+        NOW + 7,
+        effects=(),
+        events=(event,),
+        orders=(entry, replace(s1, state=OrderState.REJECTED, event_time=NOW + 7), s2, s3),
     )
     assert not any(isinstance(e, (PlaceOrder, CancelOrder)) for e in t.effects)
 
@@ -207,14 +194,6 @@ def test_a_resend_that_nothing_covers_begins_the_spell() -> None:
     msg = TimerFired(KEY, TimerId(TimerKind.RETRY, "ps1s2"))
     t = step(st, msg, NOW + 9)
     again = replace(s2, state=OrderState.INTENDED, attempts=2, sent_at=NOW + 9)
-    written = replace(
-        lost,
-        orders=(entry, replace(s1, state=OrderState.NOT_FOUND), again),
-        sl_since=NOW + 9,
-        sl_failures=1,
-        version=pos.version + 1,
-        updated_at=NOW + 9,
-    )
     event = JournalEvent(
         1,
         JournalKind.ORDER_RESENT,
@@ -223,13 +202,19 @@ def test_a_resend_that_nothing_covers_begins_the_spell() -> None:
         NOW + 9,
         {"client_id": "ps1s2", "attempt": 2},
     )
-    assert t == Transition(
-        replace(st, position=written),
-        (
+    assert_whole(
+        t,
+        st,
+        msg,
+        NOW + 9,
+        effects=(
             StartTimer(KEY, TimerId(TimerKind.SL_DEADLINE), POLICY.sl_deadline_s),
             PlaceOrder(KEY, 1, again, close_position=True),
         ),
-        Commit(KEY, msg, written, pos.version, (event,)),
+        events=(event,),
+        orders=(entry, replace(s1, state=OrderState.NOT_FOUND), again),
+        sl_since=NOW + 9,
+        sl_failures=1,
     )
 
 
