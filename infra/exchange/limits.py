@@ -402,12 +402,7 @@ class AccountLimiter:
                         continue
                     kind = "REQUEST_WEIGHT" if m.group(1) == "used-weight" else "ORDERS"
                     span = int(m.group(2)) * _LETTER_S[m.group(3)]
-                    for w in self._windows:
-                        if w.limit.kind == kind and w.limit.window_s == span:
-                            w.expire(now)
-                            if counted > w.used:
-                                self._corrected += 1
-                                w.add(now, counted - w.used)
+                    self._raise_used(kind, span, counted, now)
             self._cv.notify_all()
 
     def correct(self, kind: str, window_s: float, counted: int, limit: int | None = None) -> None:
@@ -429,13 +424,19 @@ class AccountLimiter:
                 self.configure(new)
         now = self._clock()
         with self._cv:
-            for w in self._windows:
-                if w.limit.kind == kind and w.limit.window_s == window_s:
-                    w.expire(now)
-                    if counted > w.used:
-                        self._corrected += 1
-                        w.add(now, counted - w.used)
+            self._raise_used(kind, window_s, counted, now)
             self._cv.notify_all()
+
+    def _raise_used(self, kind: str, window_s: float, counted: int, now: float) -> None:
+        """Raise the usage of the ``kind`` window of ``window_s`` to ``counted``, what the
+        exchange says it counted (never lowered: our own count may be ahead of its reply).
+        Called with ``self._cv`` held, from :meth:`observe` and :meth:`correct`."""
+        for w in self._windows:
+            if w.limit.kind == kind and w.limit.window_s == window_s:
+                w.expire(now)
+                if counted > w.used:
+                    self._corrected += 1
+                    w.add(now, counted - w.used)
 
     # -- inspection ---------------------------------------------------------------------------
 
