@@ -860,10 +860,7 @@ class _Step:
             # Our resting stop vanished (canceled on the exchange): protect again.
             self.place_stop("stop canceled on exchange")
         elif order.state is OrderState.REJECTED and was is OrderState.ACCEPTED:
-            # It rested, triggered, and its market order was refused: the price crossed the
-            # stop and nothing closed the position. Close it at market now.
-            self.event(JournalKind.STOP_REJECTED_AT_TRIGGER, pos.status, client_id=order.client_id)
-            self.start_close(CloseReason.STOP_LOSS, "stop rejected at trigger")
+            self.stop_crossed(order)
         elif order.state is OrderState.REJECTED and was in (
             OrderState.INTENDED,
             OrderState.UNKNOWN,
@@ -871,18 +868,7 @@ class _Step:
             # Refused before it ever rested, told (by the stream) before the placement's
             # answer, which then finds it settled and does nothing (rejected()): retried as
             # a refused placement is (stop_rejected), not left unprotected until the deadline.
-            self.event(
-                JournalKind.STOP_REJECTED,
-                pos.status,
-                why="reported rejected",
-                failures=pos.sl_failures,
-                via=source,
-            )
-            delay = self.ctx.policy.sl_retry_delay_s
-            if self.covered():  # a trailing move refused: the older stop protects meanwhile
-                delay *= 2.0 ** min(order.attempts, 6)
-            retry = TimerId(TimerKind.RETRY, order.client_id)
-            self.effects.append(StartTimer(pos.key, retry, delay))
+            self.retry_stop(order, "reported rejected", None, via=source)
 
     def cover_lost(self, order: OrderRecord) -> None:
         """The confirmed stop that protected the position during a trailing move is gone
@@ -893,10 +879,17 @@ class _Step:
         pos = self.pos
         assert pos is not None
         if order.state is OrderState.REJECTED:
-            self.event(JournalKind.STOP_REJECTED_AT_TRIGGER, pos.status, client_id=order.client_id)
-            self.start_close(CloseReason.STOP_LOSS, "stop rejected at trigger")
+            self.stop_crossed(order)
         elif pos.sl_since is None:
             self.begin_spell()
+
+    def stop_crossed(self, order: OrderRecord) -> None:
+        """``order``, a stop that rested, triggered and its market order was refused: the
+        price crossed the stop and nothing closed the position. Closed at market now."""
+        pos = self.pos
+        assert pos is not None
+        self.event(JournalKind.STOP_REJECTED_AT_TRIGGER, pos.status, client_id=order.client_id)
+        self.start_close(CloseReason.STOP_LOSS, "stop rejected at trigger")
 
     def close_fact(self, order: OrderRecord, source: str) -> None:
         pos = self.pos
@@ -1121,12 +1114,25 @@ class _Step:
             )
             self.start_close(CloseReason.EMERGENCY, f"stop-loss not placed: {out.reason}")
             return self
-        self.event(JournalKind.STOP_REJECTED, pos.status, why=out.reason, failures=pos.sl_failures)
-        delay = max(out.retry_after or 0.0, self.ctx.policy.sl_retry_delay_s)
-        if self.covered():  # a trailing move refused: the older stop protects meanwhile
+        self.retry_stop(order, out.reason, out.retry_after)
+        return self
+
+    def retry_stop(
+        self, order: OrderRecord, why: str, retry_after: float | None, **detail: object
+    ) -> None:
+        """A stop's placement was refused (its answer, or the stream first): journaled
+        ``stop_rejected`` and sent again after the exchange's Retry-After or
+        ``sl_retry_delay_s``, whichever is longer; doubled per attempt while an older
+        confirmed stop covers a trailing move (no hurry, and no churn)."""
+        pos = self.pos
+        assert pos is not None
+        self.event(
+            JournalKind.STOP_REJECTED, pos.status, why=why, failures=pos.sl_failures, **detail
+        )
+        delay = max(retry_after or 0.0, self.ctx.policy.sl_retry_delay_s)
+        if self.covered():
             delay *= 2.0 ** min(order.attempts, 6)
         self.effects.append(StartTimer(pos.key, TimerId(TimerKind.RETRY, order.client_id), delay))
-        return self
 
     def lookup_outcome(self, out: ExchangeOutcome, order: OrderRecord) -> _Step:
         pos = self.pos
