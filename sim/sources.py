@@ -110,6 +110,9 @@ class SignalSources:
         self.rng = random.Random(seed)
         self.hot = self.symbols[: max(1, min(3, len(self.symbols)))]
         self.sent = 0
+        #: Accounts whose first burst is still to come: it overlaps (two sources at least),
+        #: so that every account shows a duplicate refused from its first seconds.
+        self._unprimed = list(self.accounts)
         self._recent: deque[Signal] = deque(maxlen=50)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -130,7 +133,8 @@ class SignalSources:
             self._thread = None
 
     def burst(self) -> list[Signal]:
-        """One burst of signals (1–4 sources on one symbol, maybe a replay). Also sends them."""
+        """One burst of signals (1–4 sources on one symbol, maybe a replay; each account's
+        first burst has two at least). Also sends them."""
         out: list[Signal] = []
         rng = self.rng
         if self._recent and rng.random() < self.replay_prob:
@@ -140,6 +144,9 @@ class SignalSources:
         side = "long" if rng.random() < 0.6 else "short"
         account = rng.choice(self.accounts)
         n = 1 + (rng.randint(1, 3) if rng.random() < self.burst_prob else 0)
+        if self._unprimed:
+            account = self._unprimed.pop(0)
+            n = max(n, 2)
         for source in rng.sample(SOURCES, n):
             s_side = side if rng.random() < 0.9 else ("short" if side == "long" else "long")
             sig = make_signal(rng, source, account, symbol, price, s_side, time.time())

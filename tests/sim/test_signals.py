@@ -190,3 +190,26 @@ def test_sources_direct_burst() -> None:
     burst = src.burst()
     assert 2 <= len(burst) <= 4 and sent == burst
     assert len({s["source"] for s in burst}) == len(burst)
+
+
+def test_each_accounts_first_burst_overlaps() -> None:
+    """The demo shows deduplication on every account from its first seconds: each
+    account's first burst carries two sources at least on one symbol, however rarely the
+    sources overlap afterwards (here never: ``burst_prob=0``)."""
+    sent: list[dict[str, Any]] = []
+    src = SignalSources(
+        sent.append,
+        ["BTCUSDT", "ETHUSDT"],
+        lambda s: 100.0,
+        accounts=("main", "bybit"),
+        burst_prob=0.0,
+        replay_prob=0.0,
+        seed=1,
+    )
+    first, second, third = src.burst(), src.burst(), src.burst()
+    for burst, account in ((first, "main"), (second, "bybit")):
+        assert len(burst) >= 2
+        assert {s["account"] for s in burst} == {account}
+        assert len({s["symbol"] for s in burst}) == 1
+        assert len({s["source"] for s in burst}) == len(burst)
+    assert len(third) == 1
